@@ -1,0 +1,89 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
+import { loadConfig } from '../core/config.js'
+import { createDb, type Db } from '../core/db.js'
+import { createLogger, type Logger } from '../core/log.js'
+import { createMigrator } from '../sql/migrate.js'
+
+/**
+ * Benchmarks measure speed as ratios against a baseline taken in the same process and run: the
+ * machines are noisy, so an absolute figure alone says little.
+ */
+export interface BenchContext {
+  db: Db
+  handle: ClickHouseHandle
+  log: Logger
+  dataDir: string
+  /** Options after the scenario name on the command line, as --key value pairs. */
+  args: Record<string, string>
+}
+
+export interface BenchResult {
+  /** Measured figures: name -> number (with the unit in the name, e.g. rows_per_s). */
+  figures: Record<string, number>
+  /** Ratios of figures against the baseline figure of the same run. */
+  ratios?: Record<string, number>
+  /** Parameters the run used (rows, customers ...). */
+  params?: Record<string, number | string>
+  notes?: string[]
+}
+
+export interface BenchScenario {
+  name: string
+  description: string
+  run(ctx: BenchContext): Promise<BenchResult>
+}
+
+export const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
+
+export async function openBenchEngine(): Promise<{ ctx: Omit<BenchContext, 'args'>; close(): Promise<void> }> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-'))
+  const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
+  const log = createLogger({ level: 'warn' })
+  const handle = await createClickHouse(config)
+  const db = createDb(handle.client)
+  await createMigrator({ system: db.system, log }).migrate()
+  return {
+    ctx: { db, handle, log, dataDir },
+    async close() {
+      await handle.close()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export function writeResult(s: BenchScenario, r: BenchResult, startedAt: Date, seconds: number): { json: string; md: string } {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true })
+  const doc = {
+    scenario: s.name,
+    description: s.description,
+    startedAt: startedAt.toISOString(),
+    wallSeconds: Number(seconds.toFixed(2)),
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    ...r,
+  }
+  const json = path.join(RESULTS_DIR, `${s.name}.json`)
+  fs.writeFileSync(json, JSON.stringify(doc, null, 2) + '\n')
+  const fmt = (v: number) => (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : String(Number(v.toPrecision(4))))
+  const lines = [
+    `# Benchmark: ${s.name}`,
+    '',
+    s.description,
+    '',
+    `Run ${doc.startedAt} on ${doc.machine.cpus} cores (${doc.machine.cpuModel}), ${doc.machine.memGiB} GiB, Node ${doc.machine.node}; ${doc.wallSeconds} s wall.`,
+    '',
+    ...(r.params ? ['| parameter | value |', '| --- | --- |', ...Object.entries(r.params).map(([k, v]) => `| ${k} | ${v} |`), ''] : []),
+    '| figure | value |',
+    '| --- | --- |',
+    ...Object.entries(r.figures).map(([k, v]) => `| ${k} | ${fmt(v)} |`),
+    '',
+    ...(r.ratios ? ['| ratio | value |', '| --- | --- |', ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v.toFixed(3)} |`), ''] : []),
+    ...(r.notes?.length ? ['Notes:', '', ...r.notes.map((n) => `- ${n}`), ''] : []),
+  ]
+  const md = path.join(RESULTS_DIR, `${s.name}.md`)
+  fs.writeFileSync(md, lines.join('\n'))
+  return { json, md }
+}

@@ -1,0 +1,89 @@
+import fs from 'node:fs'
+import { createClient, type ClickHouseClient } from '@clickhouse/client'
+import { AppError, errText } from './errors.js'
+import type { Config } from './config.js'
+
+/**
+ * One ClickHouse client per process, embedded (chDB, in-process) or remote (HTTP).
+ * libchdb binds one data directory per process, so this is created once by the composition
+ * root and shared; nothing opens a client at import time.
+ */
+export interface ClickHouseHandle {
+  readonly client: ClickHouseClient
+  readonly mode: 'embedded' | 'remote'
+  readonly database: string
+  /** Where the embedded engine keeps its files; undefined for a remote server. */
+  readonly dataDir: string | undefined
+  close(): Promise<void>
+}
+
+export type ClickHouseOptions = Pick<Config, 'dataDir'> & { clickhouse: Config['clickhouse'] }
+
+export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHouseHandle> {
+  const ch = opts.clickhouse
+  if (ch.mode === 'remote') {
+    const bootstrap = createClient({
+      url: ch.url,
+      username: ch.user,
+      password: ch.password,
+      request_timeout: ch.requestTimeoutMs,
+    })
+    try {
+      await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
+    } catch (cause) {
+      throw new AppError('STORAGE_UNAVAILABLE', `Cannot reach ClickHouse at ${redactUrl(ch.url)}: ${errText(cause)}`, {
+        cause,
+      })
+    } finally {
+      await bootstrap.close()
+    }
+    const client = createClient({
+      url: ch.url,
+      username: ch.user,
+      password: ch.password,
+      database: ch.database,
+      request_timeout: ch.requestTimeoutMs,
+      clickhouse_settings: { date_time_input_format: 'best_effort' },
+    })
+    return { client, mode: 'remote', database: ch.database, dataDir: undefined, close: () => client.close() }
+  }
+
+  const dataDir = opts.dataDir
+  const engineDir = `${dataDir}/clickhouse`
+  fs.mkdirSync(engineDir, { recursive: true })
+  // chdb is loaded lazily: a remote deployment never maps the 540 MB engine into memory.
+  const { createChdbConnection } = await import('chdb/connection')
+  let client: ClickHouseClient
+  try {
+    // The chDB connection implements the client's Connection contract; the option is not in the
+    // client's public config type yet, hence the cast.
+    client = createClient({ connection: createChdbConnection({ path: engineDir }) } as Parameters<typeof createClient>[0])
+    // The embedded engine keeps one session: USE sticks for every later query.
+    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
+    await client.command({ query: `USE ${ch.database}` })
+  } catch (cause) {
+    const text = errText(cause)
+    if (/Cannot lock file|Another server instance|only one active data directory/i.test(text)) {
+      throw new AppError(
+        'DATA_DIR_LOCKED',
+        `The data directory ${dataDir} is held by another running Qianmian process. ` +
+          'Stop it, or send the command to its HTTP API (--server http://HOST:PORT).',
+        { cause },
+      )
+    }
+    throw new AppError('STORAGE_UNAVAILABLE', `Cannot open the embedded ClickHouse in ${dataDir}: ${text}`, { cause })
+  }
+  return { client, mode: 'embedded', database: ch.database, dataDir, close: () => client.close() }
+}
+
+function redactUrl(url: string | undefined): string {
+  if (!url) return '(none)'
+  try {
+    const u = new URL(url)
+    u.password = ''
+    u.username = ''
+    return u.toString()
+  } catch {
+    return '(invalid url)'
+  }
+}

@@ -1,0 +1,157 @@
+import path from 'node:path'
+import { z } from 'zod'
+
+/**
+ * The whole process configuration, read from the environment once at start-up.
+ * Nothing else in the code base reads `process.env`: components receive the frozen
+ * object (or the part of it they need) from the composition root.
+ */
+
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes')
+
+const int = (def: number, min: number, max: number) =>
+  z.coerce
+    .number({ message: `expected an integer between ${min} and ${max}` })
+    .int({ message: `expected an integer between ${min} and ${max}` })
+    .min(min, { message: `expected an integer between ${min} and ${max}` })
+    .max(max, { message: `expected an integer between ${min} and ${max}` })
+    .default(def)
+
+const identifier = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { message: 'expected a ClickHouse identifier (letters, digits, _)' })
+
+const timeZone = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz })
+      return true
+    } catch {
+      return false
+    }
+  },
+  { message: 'expected an IANA time zone such as Asia/Shanghai' },
+)
+
+export const configSchema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  QIANMIAN_DATA_DIR: z.string().min(1).default('.qianmian'),
+  CLICKHOUSE_URL: z.url({ message: 'expected an http(s) URL such as http://clickhouse:8123' }).optional(),
+  CLICKHOUSE_USER: z.string().default('default'),
+  CLICKHOUSE_PASSWORD: z.string().default(''),
+  CLICKHOUSE_DATABASE: identifier.default('qianmian'),
+  CLICKHOUSE_REQUEST_TIMEOUT_MS: int(300_000, 1_000, 3_600_000),
+  QIANMIAN_DEMO: z.enum(['auto', 'true', 'false'], { message: 'expected auto, true or false' }).default('auto'),
+  QIANMIAN_DEMO_CUSTOMERS: int(20_000, 10, 20_000_000),
+  QIANMIAN_DEMO_DAYS: int(30, 1, 400),
+  QIANMIAN_DEMO_SEED: int(42, 0, 2 ** 31 - 1),
+  QIANMIAN_DEFAULT_TIMEZONE: timeZone.default('Asia/Shanghai'),
+  QIANMIAN_OPERATOR_TOKEN: z
+    .string()
+    .min(32, { message: 'expected at least 32 characters (a random secret)' })
+    .optional(),
+  QIANMIAN_PII_SECRET: z
+    .string()
+    .min(32, { message: 'expected at least 32 characters (a random secret)' })
+    .optional(),
+  QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
+  SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
+  METRICS_DEFAULT: bool(true),
+})
+
+type Raw = z.infer<typeof configSchema>
+
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly logLevel: Raw['LOG_LEVEL']
+  readonly dataDir: string
+  readonly clickhouse: Readonly<{
+    mode: 'embedded' | 'remote'
+    url: string | undefined
+    user: string
+    password: string
+    database: string
+    requestTimeoutMs: number
+  }>
+  readonly demo: Readonly<{ mode: 'auto' | 'true' | 'false'; customers: number; days: number; seed: number }>
+  readonly defaultTimeZone: string
+  readonly operatorToken: string | undefined
+  readonly piiSecret: string | undefined
+  readonly keyCacheTtlMs: number
+  readonly shutdownTimeoutMs: number
+  readonly collectDefaultMetrics: boolean
+}
+
+export class ConfigError extends Error {
+  readonly issues: readonly { variable: string; message: string; received: string | undefined }[]
+  constructor(issues: ConfigError['issues']) {
+    super(
+      'Invalid configuration:\n' +
+        issues
+          .map((i) => `  ${i.variable}: ${i.message}${i.received === undefined ? '' : ` (got ${JSON.stringify(i.received)})`}`)
+          .join('\n'),
+    )
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+}
+
+const SECRET_VARIABLES = new Set(['CLICKHOUSE_PASSWORD', 'QIANMIAN_OPERATOR_TOKEN', 'QIANMIAN_PII_SECRET'])
+
+/** Parses the environment once; throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings count as unset, the way shells and .env files usually mean them.
+  const input: Record<string, string> = {}
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key]
+    if (v !== undefined && v !== '') input[key] = v
+  }
+  const parsed = configSchema.safeParse(input)
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const variable = String(issue.path[0] ?? '(environment)')
+        const received = SECRET_VARIABLES.has(variable) ? undefined : input[variable]
+        return { variable, message: issue.message, received }
+      }),
+    )
+  }
+  const r = parsed.data
+  const config: Config = {
+    port: r.PORT,
+    host: r.HOST,
+    logLevel: r.LOG_LEVEL,
+    dataDir: path.resolve(r.QIANMIAN_DATA_DIR),
+    clickhouse: Object.freeze({
+      mode: r.CLICKHOUSE_URL ? ('remote' as const) : ('embedded' as const),
+      url: r.CLICKHOUSE_URL,
+      user: r.CLICKHOUSE_USER,
+      password: r.CLICKHOUSE_PASSWORD,
+      database: r.CLICKHOUSE_DATABASE,
+      requestTimeoutMs: r.CLICKHOUSE_REQUEST_TIMEOUT_MS,
+    }),
+    demo: Object.freeze({
+      mode: r.QIANMIAN_DEMO,
+      customers: r.QIANMIAN_DEMO_CUSTOMERS,
+      days: r.QIANMIAN_DEMO_DAYS,
+      seed: r.QIANMIAN_DEMO_SEED,
+    }),
+    defaultTimeZone: r.QIANMIAN_DEFAULT_TIMEZONE,
+    operatorToken: r.QIANMIAN_OPERATOR_TOKEN,
+    piiSecret: r.QIANMIAN_PII_SECRET,
+    keyCacheTtlMs: r.QIANMIAN_KEY_CACHE_TTL_MS,
+    shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    collectDefaultMetrics: r.METRICS_DEFAULT,
+  }
+  return Object.freeze(config)
+}
+
+/** Variables and their documentation, used to keep the README table honest (see config.test.ts). */
+export const configVariables = Object.keys(configSchema.shape)

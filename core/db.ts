@@ -1,0 +1,174 @@
+import { Readable } from 'node:stream'
+import type { ClickHouseClient } from '@clickhouse/client'
+import type { ZodType } from 'zod'
+import { AppError, issuesFromZod } from './errors.js'
+
+/**
+ * The query layer. Values always travel as bound `{name:Type}` parameters; identifiers come only
+ * from code. Tenant isolation lives here because the embedded engine has no row policies:
+ * a `TenantDb` refuses SQL that touches a tenant table without binding `{tenant:UInt16}` at
+ * least once per reference, binds the tenant itself, and stamps `tenant_id` on inserted rows.
+ */
+
+export type Params = Record<string, unknown>
+
+/** Tables whose rows belong to one tenant. Every one has a `tenant_id UInt16` column. */
+export const TENANT_TABLES = [
+  'api_keys',
+  'customers',
+  'consents',
+  'accounts',
+  'loans',
+  'loan_schedules',
+  'bills',
+  'products',
+  'identities',
+  'events',
+] as const
+export type TenantTable = (typeof TENANT_TABLES)[number]
+
+const TENANT_PARAM = '{tenant:UInt16}'
+const tableRefPattern = new RegExp(`(?<![\\w.{])(?:\\w+\\.)?(${TENANT_TABLES.join('|')})(?![\\w}])`, 'g')
+
+/** Counts references to tenant tables outside string literals and comments. */
+export function countTenantTableRefs(sql: string): number {
+  const code = stripLiteralsAndComments(sql)
+  let n = 0
+  for (const m of code.matchAll(tableRefPattern)) {
+    const before = code.slice(0, m.index).trimEnd()
+    // A column such as `events.customer_key` or a setting is not a table reference; table
+    // names follow FROM / JOIN / INTO / TABLE / a comma in a FROM list, or open a subquery.
+    if (/(?:\bFROM|\bJOIN|\bINTO|\bTABLE|\bUPDATE|,)$/i.test(before)) n++
+  }
+  return n
+}
+
+export function assertTenantScoped(sql: string, params: Params): void {
+  if ('tenant' in params) {
+    throw new AppError('TENANT_SCOPE_VIOLATION', 'The tenant parameter is bound by the scope, not by the caller.')
+  }
+  const refs = countTenantTableRefs(sql)
+  const bound = stripLiteralsAndComments(sql).split(TENANT_PARAM).length - 1
+  if (refs > 0 && bound < refs) {
+    throw new AppError(
+      'TENANT_SCOPE_VIOLATION',
+      `A tenant query references ${refs} tenant table(s) but binds ${TENANT_PARAM} ${bound} time(s).`,
+    )
+  }
+}
+
+function stripLiteralsAndComments(sql: string): string {
+  return sql
+    .replace(/--[^\n]*/g, ' ')
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .replace(/'(?:[^'\\]|\\.|'')*'/g, "''")
+}
+
+export interface QueryOptions {
+  /** Per-query settings, sent in the SQL's SETTINGS clause position by the caller's choice. */
+  abortSignal?: AbortSignal
+  queryId?: string
+}
+
+class Querier {
+  constructor(protected readonly client: ClickHouseClient) {}
+
+  protected async rows<T>(sql: string, params: Params, schema?: ZodType<T>, opts: QueryOptions = {}): Promise<T[]> {
+    const rs = await this.client.query({
+      query: sql,
+      query_params: params,
+      format: 'JSONEachRow',
+      ...(opts.abortSignal ? { abort_signal: opts.abortSignal } : {}),
+      ...(opts.queryId ? { query_id: opts.queryId } : {}),
+    })
+    const data = (await rs.json()) as unknown[]
+    if (!schema) return data as T[]
+    return data.map((row, i) => {
+      const r = schema.safeParse(row)
+      if (!r.success) {
+        throw new AppError('INTERNAL', `Row ${i} of a query result has an unexpected shape.`, {
+          issues: issuesFromZod(r.error.issues),
+        })
+      }
+      return r.data
+    })
+  }
+
+  protected async exec(sql: string, params: Params): Promise<void> {
+    await this.client.command({ query: sql, query_params: params })
+  }
+
+  protected async insertRows(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+    if (rows.length === 0) return
+    await this.client.insert({ table, values: rows as Record<string, unknown>[], format: 'JSONEachRow' })
+  }
+}
+
+/** Unscoped access, for the migration runner, the tenant registry and cross-tenant jobs only. */
+export class SystemDb extends Querier {
+  query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
+    return this.rows(sql, params, schema, opts)
+  }
+  command(sql: string, params: Params = {}) {
+    return this.exec(sql, params)
+  }
+  insert(table: string, rows: readonly Record<string, unknown>[]) {
+    return this.insertRows(table, rows)
+  }
+  /** Streams text in a ClickHouse input format (CSV, TSV, JSONEachRow...) into a table. */
+  async insertStream(table: string, format: 'CSV' | 'TabSeparated' | 'JSONEachRow' | 'JSONCompactEachRow', body: Readable) {
+    await this.client.insert({ table, values: body, format })
+  }
+  get raw(): ClickHouseClient {
+    return this.client
+  }
+}
+
+/** Access for one tenant: tenant tables must be filtered by the bound `{tenant:UInt16}`. */
+export class TenantDb extends Querier {
+  constructor(
+    client: ClickHouseClient,
+    readonly tenantId: number,
+  ) {
+    super(client)
+    if (!Number.isInteger(tenantId) || tenantId <= 0 || tenantId > 65535) {
+      throw new AppError('TENANT_SCOPE_VIOLATION', `Invalid tenant id ${tenantId}.`)
+    }
+  }
+
+  query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
+    assertTenantScoped(sql, params)
+    return this.rows(sql, { ...params, tenant: this.tenantId }, schema, opts)
+  }
+
+  command(sql: string, params: Params = {}) {
+    assertTenantScoped(sql, params)
+    return this.exec(sql, { ...params, tenant: this.tenantId })
+  }
+
+  /** Inserts rows into a tenant table; `tenant_id` is set from the scope whatever the row says. */
+  insert(table: TenantTable, rows: readonly Record<string, unknown>[]) {
+    if (!(TENANT_TABLES as readonly string[]).includes(table)) {
+      throw new AppError('TENANT_SCOPE_VIOLATION', `${table} is not a tenant table.`)
+    }
+    return this.insertRows(
+      table,
+      rows.map((r) => ({ ...r, tenant_id: this.tenantId })),
+    )
+  }
+}
+
+export interface Db {
+  readonly system: SystemDb
+  forTenant(tenantId: number): TenantDb
+}
+
+export function createDb(client: ClickHouseClient): Db {
+  const system = new SystemDb(client)
+  return { system, forTenant: (tenantId) => new TenantDb(client, tenantId) }
+}
+
+/** `Readable.from` over strings, for streaming generated text into `insertStream`. */
+export function textStream(chunks: Iterable<string> | AsyncIterable<string>): Readable {
+  return Readable.from(chunks, { objectMode: false })
+}

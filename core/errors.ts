@@ -1,0 +1,96 @@
+import { z } from 'zod'
+
+/**
+ * The one catalogue of coded errors. Every HTTP route and CLI command reports failures with a
+ * code from here, so clients can act on `error.code` rather than parse messages.
+ */
+export const ERROR_CATALOGUE = {
+  VALIDATION_FAILED: { status: 400, message: 'The request is invalid.' },
+  INVALID_JSON: { status: 400, message: 'The request body is not valid JSON.' },
+  INVALID_ENCODING: { status: 400, message: 'The request body could not be decoded.' },
+  AUTH_MISSING: { status: 401, message: 'An API key is required (HTTP Basic with the key as user name, or Bearer).' },
+  AUTH_INVALID: { status: 401, message: 'The API key is not valid.' },
+  SCOPE_FORBIDDEN: { status: 403, message: 'The API key does not have the scope this route needs.' },
+  TENANT_DISABLED: { status: 403, message: 'The tenant is disabled.' },
+  OPERATOR_ONLY: { status: 403, message: 'This route needs the operator token.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
+  CONFLICT: { status: 409, message: 'The resource already exists or was changed concurrently.' },
+  PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Unsupported content type.' },
+  RATE_LIMITED: { status: 429, message: 'Too many requests.' },
+  INTERNAL: { status: 500, message: 'Internal error.' },
+  NOT_READY: { status: 503, message: 'The service is starting and not ready yet.' },
+  OVERLOADED: { status: 503, message: 'The service is overloaded; retry later.' },
+  SHUTTING_DOWN: { status: 503, message: 'The service is shutting down.' },
+  STORAGE_UNAVAILABLE: { status: 503, message: 'The storage engine is unavailable.' },
+  // Failures outside HTTP (CLI, start-up); their status is what an operator route would answer.
+  CONFIG_INVALID: { status: 500, message: 'The configuration is invalid.' },
+  DATA_DIR_LOCKED: { status: 409, message: 'The data directory is held by another running Qianmian process.' },
+  MIGRATION_CHANGED: { status: 500, message: 'An applied migration file was changed.' },
+  MIGRATION_FAILED: { status: 500, message: 'A migration failed.' },
+  MIGRATION_INVALID: { status: 500, message: 'A migration file name or content is invalid.' },
+  TENANT_SCOPE_VIOLATION: { status: 500, message: 'A query was not scoped to its tenant.' },
+} as const satisfies Record<string, { status: number; message: string }>
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE
+
+export interface ErrorIssue {
+  /** Where the problem is: a JSON path ("batch.3.timestamp"), a column, a variable. */
+  field?: string
+  message: string
+  [extra: string]: unknown
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly issues: readonly ErrorIssue[] | undefined
+  readonly headers: Readonly<Record<string, string>> | undefined
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    opts: { issues?: ErrorIssue[]; cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message ?? ERROR_CATALOGUE[code].message, { cause: opts.cause })
+    this.name = 'AppError'
+    this.code = code
+    this.status = ERROR_CATALOGUE[code].status
+    this.issues = opts.issues
+    this.headers = opts.headers
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; issues?: readonly ErrorIssue[] } } {
+    return {
+      error: { code: this.code, message: this.message, ...(this.issues ? { issues: this.issues } : {}) },
+    }
+  }
+}
+
+export const isAppError = (e: unknown): e is AppError => e instanceof AppError
+
+/** Turns zod issues into the catalogue's issue shape: the field path joined with dots. */
+export function issuesFromZod(
+  issues: readonly { path: readonly PropertyKey[]; message: string; code?: string }[],
+  prefix?: string,
+): ErrorIssue[] {
+  return issues.map((i) => {
+    const p = [prefix, ...i.path.map(String)].filter((x) => x !== undefined && x !== '').join('.')
+    return { field: p || '(root)', message: i.message, ...(i.code ? { reason: i.code } : {}) }
+  })
+}
+
+export function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}
+
+/** The body of every error answer, for route schemas and the OpenAPI document. */
+export const errorBody = z.object({
+  error: z.object({
+    code: z.string().describe('a code from the error catalogue'),
+    message: z.string(),
+    issues: z.array(z.object({ field: z.string().optional(), message: z.string() }).loose()).optional(),
+  }),
+})

@@ -1,0 +1,18 @@
+/**
+ * Timestamps are kept in UTC everywhere; these helpers format them the way ClickHouse's
+ * DateTime64(3, 'UTC') and Date32 columns accept in JSONEachRow.
+ */
+export function chDateTime(d: Date | number): string {
+  const x = typeof d === 'number' ? new Date(d) : d
+  return x.toISOString().replace('T', ' ').replace('Z', '')
+}
+
+export function chDate(d: Date | number): string {
+  const x = typeof d === 'number' ? new Date(d) : d
+  return x.toISOString().slice(0, 10)
+}
+
+/** Local calendar date (YYYY-MM-DD) of an instant in a time zone such as Asia/Shanghai. */
+export function localDate(d: Date, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(d)
+}

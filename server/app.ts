@@ -1,0 +1,93 @@
+import zlib from 'node:zlib'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fastifySwagger from '@fastify/swagger'
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
+import type { Logger } from 'pino'
+import type { Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import type { Metrics } from '../core/metrics.js'
+import { createAuth, type Auth } from '../tenants/auth.js'
+import type { KeyService } from '../tenants/keys.service.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { registerTenantRoutes } from '../tenants/tenants.routes.js'
+import { registerErrorHandling } from './error-handler.js'
+import { registerHealthRoutes, type Readiness } from './health.routes.js'
+
+export interface AppDeps {
+  db: Db
+  log: Logger
+  metrics: Metrics
+  tenants: TenantService
+  keys: KeyService
+  readiness: Readiness
+  operatorToken: string | undefined
+  version: string
+  /** Capability route modules added by later layers (ingest, segments ...), given the shared auth. */
+  modules?: ((app: FastifyInstance, auth: Auth) => void)[]
+  bodyLimitBytes?: number
+}
+
+/** Builds the HTTP app without listening; tests call `inject` on it. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }),
+    disableRequestLogging: true,
+    bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
+    trustProxy: false,
+    return503OnClosing: true,
+  })
+  app.setValidatorCompiler(validatorCompiler)
+  app.setSerializerCompiler(serializerCompiler)
+  app.decorateRequest('principal', undefined)
+  registerErrorHandling(app, deps.metrics)
+
+  // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and
+  // JSON parsing see the bytes; a gzip bomb stops at the same limit as a plain body.
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const enc = String(req.headers['content-encoding'] ?? 'identity').toLowerCase()
+    if (enc === 'identity') return payload
+    if (enc !== 'gzip' && enc !== 'deflate') {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip).`)
+    }
+    delete req.headers['content-length']
+    const inflate = enc === 'gzip' ? zlib.createGunzip() : zlib.createInflate()
+    inflate.on('error', () => {})
+    return payload.pipe(inflate)
+  })
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched'
+    deps.metrics.httpDuration.observe(
+      { method: req.method, route, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    )
+  })
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Qianmian',
+        description: 'Customer data platform for tagging and personalization: ingest, tags, segments, layouts, push.',
+        version: deps.version,
+      },
+      components: {
+        securitySchemes: {
+          apiKey: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'A tenant API key (write, read or admin), as Bearer or as the Basic user name.',
+          },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+  })
+
+  const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
+  registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
+  registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys })
+  for (const m of deps.modules ?? []) m(app, auth)
+  await app.ready()
+  return app
+}

@@ -1,0 +1,182 @@
+import { z } from 'zod'
+import type { SystemDb } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import { chDateTime } from '../core/time.js'
+
+/**
+ * The tenant registry: the group and its member banks. It is small and read on every request
+ * (auth checks the tenant is active), so it is held in memory and reloaded after each change.
+ */
+
+export const tenantSlug = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{1,39}$/, { message: 'expected 2-40 lower-case letters, digits or -, starting with a letter' })
+
+export const createTenantInput = z.object({
+  slug: tenantSlug,
+  name: z.string().trim().min(1).max(200),
+  kind: z.enum(['group', 'member']).default('member'),
+  parent: tenantSlug.optional().describe('slug of the group this member bank belongs to'),
+  timeZone: z
+    .string()
+    .refine(
+      (tz) => {
+        try {
+          new Intl.DateTimeFormat('en', { timeZone: tz })
+          return true
+        } catch {
+          return false
+        }
+      },
+      { message: 'expected an IANA time zone such as Asia/Shanghai' },
+    )
+    .optional(),
+})
+export type CreateTenantInput = z.input<typeof createTenantInput>
+
+export const tenantView = z.object({
+  id: z.number().int(),
+  slug: z.string(),
+  name: z.string(),
+  kind: z.enum(['group', 'member']),
+  parentId: z.number().int().nullable(),
+  timeZone: z.string(),
+  status: z.enum(['active', 'disabled']),
+  createdAt: z.string(),
+})
+export type Tenant = z.infer<typeof tenantView>
+
+const tenantRow = z.object({
+  tenant_id: z.coerce.number(),
+  slug: z.string(),
+  name: z.string(),
+  kind: z.enum(['group', 'member']),
+  parent_id: z.coerce.number(),
+  time_zone: z.string(),
+  status: z.enum(['active', 'disabled']),
+  created_at: z.string(),
+})
+
+export interface TenantService {
+  list(): Promise<Tenant[]>
+  get(idOrSlug: number | string): Promise<Tenant>
+  /** From the in-memory registry, without a query; undefined when unknown. */
+  cached(id: number): Tenant | undefined
+  create(input: CreateTenantInput): Promise<Tenant>
+  setStatus(idOrSlug: number | string, status: Tenant['status']): Promise<Tenant>
+  reload(): Promise<void>
+}
+
+export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date }): TenantService {
+  const { system } = deps
+  const now = deps.now ?? (() => new Date())
+  let byId = new Map<number, Tenant>()
+  let loaded = false
+
+  async function reload() {
+    const rows = await system.query(
+      `SELECT tenant_id, slug, name, kind, parent_id, time_zone, status, toString(created_at) AS created_at
+       FROM tenants FINAL ORDER BY tenant_id`,
+      {},
+      tenantRow,
+    )
+    byId = new Map(
+      rows.map((r) => [
+        r.tenant_id,
+        {
+          id: r.tenant_id,
+          slug: r.slug,
+          name: r.name,
+          kind: r.kind,
+          parentId: r.parent_id === 0 ? null : r.parent_id,
+          timeZone: r.time_zone,
+          status: r.status,
+          createdAt: r.created_at,
+        },
+      ]),
+    )
+    loaded = true
+  }
+
+  async function ensure() {
+    if (!loaded) await reload()
+  }
+
+  function find(idOrSlug: number | string): Tenant | undefined {
+    if (typeof idOrSlug === 'number') return byId.get(idOrSlug)
+    if (/^\d+$/.test(idOrSlug)) return byId.get(Number(idOrSlug))
+    for (const t of byId.values()) if (t.slug === idOrSlug) return t
+    return undefined
+  }
+
+  async function get(idOrSlug: number | string) {
+    await ensure()
+    const t = find(idOrSlug)
+    if (!t) throw new AppError('NOT_FOUND', `No tenant ${JSON.stringify(String(idOrSlug))}.`)
+    return t
+  }
+
+  async function write(t: Tenant, createdAt: string) {
+    await system.insert('tenants', [
+      {
+        tenant_id: t.id,
+        slug: t.slug,
+        name: t.name,
+        kind: t.kind,
+        parent_id: t.parentId ?? 0,
+        time_zone: t.timeZone,
+        status: t.status,
+        created_at: createdAt,
+        updated_at: chDateTime(now()),
+      },
+    ])
+    await reload()
+  }
+
+  return {
+    async list() {
+      await ensure()
+      return [...byId.values()]
+    },
+    get,
+    cached: (id) => byId.get(id),
+    async create(raw) {
+      const input = createTenantInput.parse(raw)
+      await reload()
+      if (find(input.slug)) throw new AppError('CONFLICT', `Tenant ${input.slug} already exists.`, { issues: [{ field: 'slug', message: 'already exists' }] })
+      let parentId: number | null = null
+      if (input.kind === 'member' && input.parent) {
+        const parent = find(input.parent)
+        if (!parent) throw new AppError('VALIDATION_FAILED', `No tenant ${input.parent}.`, { issues: [{ field: 'parent', message: 'unknown tenant' }] })
+        if (parent.kind !== 'group') {
+          throw new AppError('VALIDATION_FAILED', 'A member bank belongs to a group.', { issues: [{ field: 'parent', message: 'not a group' }] })
+        }
+        parentId = parent.id
+      } else if (input.kind === 'group' && input.parent) {
+        throw new AppError('VALIDATION_FAILED', 'A group has no parent.', { issues: [{ field: 'parent', message: 'not allowed for a group' }] })
+      }
+      const id = Math.max(0, ...byId.keys()) + 1
+      if (id > 65535) throw new AppError('CONFLICT', 'No tenant ids left.')
+      const created = chDateTime(now())
+      const tenant: Tenant = {
+        id,
+        slug: input.slug,
+        name: input.name,
+        kind: input.kind,
+        parentId,
+        timeZone: input.timeZone ?? deps.defaultTimeZone,
+        status: 'active',
+        createdAt: created,
+      }
+      await write(tenant, created)
+      return (await get(id))
+    },
+    async setStatus(idOrSlug, status) {
+      const t = await get(idOrSlug)
+      if (t.status === status) return t
+      await write({ ...t, status }, t.createdAt)
+      return get(t.id)
+    },
+    reload,
+  }
+}

@@ -1,0 +1,39 @@
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
+import { loadConfig } from '../core/config.js'
+import { createDb, type Db } from '../core/db.js'
+import { createLogger, type Logger } from '../core/log.js'
+import { createMigrator } from '../sql/migrate.js'
+
+/**
+ * A real embedded ClickHouse for one test file: its own temporary data directory (libchdb binds
+ * one directory per process, and vitest runs each file in its own worker process), migrated.
+ */
+export interface TestEngine {
+  db: Db
+  handle: ClickHouseHandle
+  log: Logger
+  dataDir: string
+  close(): Promise<void>
+}
+
+export async function openTestEngine(opts: { migrate?: boolean } = {}): Promise<TestEngine> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-test-'))
+  const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
+  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  const handle = await createClickHouse(config)
+  const db = createDb(handle.client)
+  if (opts.migrate !== false) await createMigrator({ system: db.system, log }).migrate()
+  return {
+    db,
+    handle,
+    log,
+    dataDir,
+    async close() {
+      await handle.close()
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
