@@ -136,18 +136,18 @@ export class TenantDb extends Querier {
     }
   }
 
-  query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
+  async query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
     assertTenantScoped(sql, params)
     return this.rows(sql, { ...params, tenant: this.tenantId }, schema, opts)
   }
 
-  command(sql: string, params: Params = {}) {
+  async command(sql: string, params: Params = {}) {
     assertTenantScoped(sql, params)
     return this.exec(sql, { ...params, tenant: this.tenantId })
   }
 
   /** Inserts rows into a tenant table; `tenant_id` is set from the scope whatever the row says. */
-  insert(table: TenantTable, rows: readonly Record<string, unknown>[]) {
+  async insert(table: TenantTable, rows: readonly Record<string, unknown>[]) {
     if (!(TENANT_TABLES as readonly string[]).includes(table)) {
       throw new AppError('TENANT_SCOPE_VIOLATION', `${table} is not a tenant table.`)
     }

@@ -112,4 +112,26 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
       return reply.code(201).send({ key, info: view })
     },
   )
+  r.get(
+    '/v1/operator/tenants/:tenant/keys',
+    {
+      preHandler: auth.operator(),
+      schema: { tags: ['operator'], summary: "List a tenant's API keys", security, params: tenantRef, response: { 200: z.object({ keys: z.array(keyView) }), 404: errorBody } },
+    },
+    async (req) => ({ keys: await keys.list((await tenants.get(req.params.tenant)).id) }),
+  )
+  r.delete(
+    '/v1/operator/tenants/:tenant/keys/:keyId',
+    {
+      preHandler: auth.operator(),
+      schema: {
+        tags: ['operator'],
+        summary: "Revoke a tenant's API key",
+        security,
+        params: tenantRef.extend({ keyId: z.string().regex(/^[0-9a-f]{16}$/) }),
+        response: { 200: keyView, 404: errorBody },
+      },
+    },
+    async (req) => keys.revoke((await tenants.get(req.params.tenant)).id, req.params.keyId),
+  )
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
-import { AppError } from '../core/errors.js'
+import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 
 /**
@@ -141,7 +141,9 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
     get,
     cached: (id) => byId.get(id),
     async create(raw) {
-      const input = createTenantInput.parse(raw)
+      const parsed = createTenantInput.safeParse(raw)
+      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The tenant is invalid.', { issues: issuesFromZod(parsed.error.issues) })
+      const input = parsed.data
       await reload()
       if (find(input.slug)) throw new AppError('CONFLICT', `Tenant ${input.slug} already exists.`, { issues: [{ field: 'slug', message: 'already exists' }] })
       let parentId: number | null = null

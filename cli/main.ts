@@ -1,0 +1,177 @@
+import fs from 'node:fs'
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { ConfigError, loadConfig, type Config } from '../core/config.js'
+import { isAppError } from '../core/errors.js'
+import { generateDemo } from '../demo/demo.generator.js'
+import { createRuntime, type Runtime } from '../server/runtime.js'
+import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
+import { SCOPES, type Scope } from '../tenants/keys.service.js'
+import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
+
+/** The `qianmian` command: a thin composition root over the capabilities. */
+
+const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+const out = (line: string) => process.stdout.write(line + '\n')
+
+function config(): Config {
+  return loadConfig(process.env)
+}
+
+/** Opens the data directory (or server), applies migrations, runs `fn`, and closes. */
+async function withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T> {
+  const rt = await createRuntime(config(), {})
+  try {
+    await rt.migrator.migrate()
+    return await fn(rt)
+  } finally {
+    await rt.close()
+  }
+}
+
+async function withTenantAdmin(opts: { server?: string }, fn: (admin: TenantAdmin) => Promise<void>) {
+  if (opts.server) return fn(remoteTenantAdmin(opts.server, config().operatorToken))
+  return withRuntime((rt) => fn(localTenantAdmin(rt)))
+}
+
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer.`)
+  return n
+}
+
+const program = new Command('qianmian')
+  .description('Qianmian: customer data platform for tagging and personalization on ClickHouse')
+  .version(VERSION)
+  .showHelpAfterError()
+
+program
+  .command('start')
+  .description('serve the HTTP API (migrates, and seeds the demo bank on a first embedded start)')
+  .action(async () => {
+    const started = await startServer(config(), { version: VERSION })
+    installSignalHandlers(started, started.runtime.log)
+  })
+
+program
+  .command('migrate')
+  .description('apply pending migrations from sql/ (or show their state)')
+  .option('--status', 'only list each migration and its state')
+  .action(async (opts: { status?: boolean }) => {
+    const rt = await createRuntime(config())
+    try {
+      if (opts.status) {
+        for (const s of await rt.migrator.status()) out(`${String(s.version).padStart(3, '0')}_${s.name}  ${s.state}${s.appliedAt ? `  ${s.appliedAt}` : ''}`)
+        return
+      }
+      const { applied } = await rt.migrator.migrate()
+      out(applied.length ? `Applied: ${applied.join(', ')}` : 'Schema is up to date.')
+    } finally {
+      await rt.close()
+    }
+  })
+
+program
+  .command('demo')
+  .description('generate a deterministic demo bank (group, member banks, customers, stock data, events)')
+  .option('--customers <n>', 'number of customers across the member banks', positiveInt('--customers'), 20_000)
+  .option('--days <n>', 'days of app events before now', positiveInt('--days'), 30)
+  .option('--seed <n>', 'random seed (same seed, same data)', (v) => Number(v), 42)
+  .option('--no-progress', 'no progress bar')
+  .action(async (opts: { customers: number; days: number; seed: number; progress: boolean }) => {
+    await withRuntime(async (rt) => {
+      const summary = await generateDemo(
+        { db: rt.db, tenants: rt.tenants, keys: rt.keys, pii: rt.pii, log: rt.log.child({ component: 'demo' }) },
+        { customers: opts.customers, days: opts.days, seed: opts.seed, progress: opts.progress && process.stderr.isTTY === true },
+      )
+      const total = Object.values(summary.rows).reduce((a, b) => a + b, 0)
+      out(`Generated in ${summary.seconds.toFixed(1)} s (${Math.round(total / summary.seconds).toLocaleString('en-US')} rows/s): ${describeRows(summary)}`)
+      printCredentials(toCredentials(summary), out)
+    })
+  })
+
+const serverOption = new Option('--server <url>', 'send the command to a running server (operator API, needs QIANMIAN_OPERATOR_TOKEN)')
+
+const tenants = program.command('tenants').description('manage tenants (the group and its member banks)')
+tenants
+  .command('list')
+  .addOption(serverOption)
+  .action(async (opts: { server?: string }) =>
+    withTenantAdmin(opts, async (a) => {
+      for (const t of await a.list()) {
+        out(`${String(t.id).padStart(4)}  ${t.slug.padEnd(20)} ${t.kind.padEnd(6)} ${t.status.padEnd(8)} ${t.timeZone.padEnd(16)} ${t.name}`)
+      }
+    }),
+  )
+tenants
+  .command('create <slug>')
+  .requiredOption('--name <name>', 'display name')
+  .addOption(new Option('--kind <kind>', 'group or member bank').choices(['group', 'member']).default('member'))
+  .option('--parent <slug>', 'the group a member bank belongs to')
+  .option('--time-zone <tz>', 'IANA time zone (default QIANMIAN_DEFAULT_TIMEZONE)')
+  .addOption(serverOption)
+  .action(async (slug: string, opts: { name: string; kind: 'group' | 'member'; parent?: string; timeZone?: string; server?: string }) =>
+    withTenantAdmin(opts, async (a) => {
+      const t = await a.create({ slug, name: opts.name, kind: opts.kind, parent: opts.parent, timeZone: opts.timeZone })
+      out(`Created tenant ${t.id} ${t.slug} (${t.kind}).`)
+    }),
+  )
+for (const [cmd, status] of [['disable', 'disabled'], ['enable', 'active']] as const) {
+  tenants
+    .command(`${cmd} <tenant>`)
+    .description(`${cmd} a tenant (its keys stop or start working)`)
+    .addOption(serverOption)
+    .action(async (tenant: string, opts: { server?: string }) =>
+      withTenantAdmin(opts, async (a) => {
+        const t = await a.setStatus(tenant, status)
+        out(`Tenant ${t.slug} is ${t.status}.`)
+      }),
+    )
+}
+
+const keys = tenants.command('keys').description("manage a tenant's API keys")
+keys
+  .command('issue <tenant>')
+  .addOption(new Option('--scope <scope>', 'write (ingest), read (layout, push pull) or admin').choices(SCOPES).makeOptionMandatory())
+  .option('--label <text>', 'what the key is for', '')
+  .addOption(serverOption)
+  .action(async (tenant: string, opts: { scope: Scope; label: string; server?: string }) =>
+    withTenantAdmin(opts, async (a) => {
+      const { key, info } = await a.issueKey(tenant, opts.scope, opts.label)
+      out(`${info.scope}  ${key}`)
+      process.stderr.write(`Key ${info.keyId} issued. It is shown only now: store it in your secret manager.\n`)
+    }),
+  )
+keys
+  .command('list <tenant>')
+  .addOption(serverOption)
+  .action(async (tenant: string, opts: { server?: string }) =>
+    withTenantAdmin(opts, async (a) => {
+      for (const k of await a.listKeys(tenant)) {
+        out(`${k.keyId}  ${k.scope.padEnd(5)}  ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}  ${k.label}`)
+      }
+    }),
+  )
+keys
+  .command('revoke <tenant> <keyId>')
+  .addOption(serverOption)
+  .action(async (tenant: string, keyId: string, opts: { server?: string }) =>
+    withTenantAdmin(opts, async (a) => {
+      const k = await a.revokeKey(tenant, keyId)
+      out(`Key ${k.keyId} revoked at ${k.revokedAt}.`)
+    }),
+  )
+
+try {
+  await program.parseAsync(process.argv)
+} catch (e) {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`${e.message}\n`)
+    process.exit(2)
+  }
+  if (isAppError(e)) {
+    process.stderr.write(`error ${e.code}: ${e.message}\n`)
+    for (const i of e.issues ?? []) process.stderr.write(`  ${i.field ?? ''}: ${i.message}\n`)
+    process.exit(e.code === 'VALIDATION_FAILED' ? 2 : 1)
+  }
+  throw e
+}

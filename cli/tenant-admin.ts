@@ -1,0 +1,73 @@
+import { AppError, type ErrorCode } from '../core/errors.js'
+import type { KeyView, Scope } from '../tenants/keys.service.js'
+import type { CreateTenantInput, Tenant } from '../tenants/tenants.service.js'
+import type { Runtime } from '../server/runtime.js'
+
+/**
+ * What the `tenants` and `keys` commands need, done either on the data directory directly or
+ * through a running server's operator API: the embedded engine lets only one process hold the
+ * data directory, so beside a running server the CLI must go through HTTP.
+ */
+export interface TenantAdmin {
+  list(): Promise<Tenant[]>
+  create(input: CreateTenantInput): Promise<Tenant>
+  setStatus(tenant: string, status: Tenant['status']): Promise<Tenant>
+  issueKey(tenant: string, scope: Scope, label: string): Promise<{ key: string; info: KeyView }>
+  listKeys(tenant: string): Promise<KeyView[]>
+  revokeKey(tenant: string, keyId: string): Promise<KeyView>
+}
+
+export function localTenantAdmin(rt: Runtime): TenantAdmin {
+  return {
+    list: () => rt.tenants.list(),
+    create: (input) => rt.tenants.create(input),
+    setStatus: (t, s) => rt.tenants.setStatus(t, s),
+    async issueKey(t, scope, label) {
+      const tenant = await rt.tenants.get(t)
+      const { key, view } = await rt.keys.issue(tenant.id, scope, label)
+      return { key, info: view }
+    },
+    async listKeys(t) {
+      return rt.keys.list((await rt.tenants.get(t)).id)
+    },
+    async revokeKey(t, keyId) {
+      return rt.keys.revoke((await rt.tenants.get(t)).id, keyId)
+    },
+  }
+}
+
+export function remoteTenantAdmin(server: string, token: string | undefined, fetchImpl: typeof fetch = fetch): TenantAdmin {
+  if (!token) {
+    throw new AppError('OPERATOR_ONLY', 'Set QIANMIAN_OPERATOR_TOKEN (the server must have the same) to manage tenants through --server.')
+  }
+  const base = server.replace(/\/+$/, '')
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response
+    try {
+      res = await fetchImpl(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    } catch (e) {
+      throw new AppError('STORAGE_UNAVAILABLE', `Cannot reach the server at ${base}: ${(e as Error).message}`)
+    }
+    const text = await res.text()
+    const json = text ? (JSON.parse(text) as unknown) : undefined
+    if (!res.ok) {
+      const err = (json as { error?: { code?: string; message?: string; issues?: { field?: string; message: string }[] } })?.error
+      const code = (err?.code ?? 'INTERNAL') as ErrorCode
+      throw new AppError(code, err?.message ?? `HTTP ${res.status}`, err?.issues ? { issues: err.issues } : {})
+    }
+    return json as T
+  }
+  const seg = encodeURIComponent
+  return {
+    list: async () => (await call<{ tenants: Tenant[] }>('GET', '/v1/operator/tenants')).tenants,
+    create: (input) => call('POST', '/v1/operator/tenants', input),
+    setStatus: (t, s) => call('POST', `/v1/operator/tenants/${seg(t)}/${s === 'active' ? 'enable' : 'disable'}`),
+    issueKey: (t, scope, label) => call('POST', `/v1/operator/tenants/${seg(t)}/keys`, { scope, label }),
+    listKeys: async (t) => (await call<{ keys: KeyView[] }>('GET', `/v1/operator/tenants/${seg(t)}/keys`)).keys,
+    revokeKey: (t, keyId) => call('DELETE', `/v1/operator/tenants/${seg(t)}/keys/${seg(keyId)}`),
+  }
+}

@@ -1,0 +1,40 @@
+import fs from 'node:fs'
+import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
+import type { Config } from '../core/config.js'
+import { createDb, type Db } from '../core/db.js'
+import { createLogger, type Logger } from '../core/log.js'
+import { createMetrics, type Metrics } from '../core/metrics.js'
+import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
+import { createMigrator, type Migrator } from '../sql/migrate.js'
+import { createKeyService, type KeyService } from '../tenants/keys.service.js'
+import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
+
+/**
+ * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
+ * build one of these; nothing is created at import time.
+ */
+export interface Runtime {
+  config: Config
+  log: Logger
+  metrics: Metrics
+  ch: ClickHouseHandle
+  db: Db
+  migrator: Migrator
+  tenants: TenantService
+  keys: KeyService
+  pii: Pii
+  close(): Promise<void>
+}
+
+export async function createRuntime(config: Config, opts: { log?: Logger } = {}): Promise<Runtime> {
+  const log = opts.log ?? createLogger({ level: config.logLevel })
+  const metrics = createMetrics({ collectDefault: config.collectDefaultMetrics })
+  fs.mkdirSync(config.dataDir, { recursive: true })
+  const ch = await createClickHouse(config)
+  const db = createDb(ch.client)
+  const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
+  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone })
+  const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
+  const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
+  return { config, log, metrics, ch, db, migrator, tenants, keys, pii, close: () => ch.close() }
+}

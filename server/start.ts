@@ -1,0 +1,150 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import { z } from 'zod'
+import type { Config } from '../core/config.js'
+import { AppError, errText } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import { generateDemo, type DemoSummary } from '../demo/demo.generator.js'
+import { buildApp } from './app.js'
+import type { Readiness } from './health.routes.js'
+import { createRuntime, type Runtime } from './runtime.js'
+
+/**
+ * `qianmian start`: listen first (so /health answers and /ready says what is happening), then
+ * migrate, seed the demo bank on a first embedded start, and only then report ready.
+ */
+
+const credentialsFile = (dataDir: string) => path.join(dataDir, 'demo-credentials.json')
+const credentials = z.array(
+  z.object({ slug: z.string(), name: z.string(), keys: z.array(z.object({ scope: z.string(), key: z.string() })) }),
+)
+type Credentials = z.infer<typeof credentials>
+
+export interface Started {
+  runtime: Runtime
+  app: FastifyInstance
+  url: string
+  readiness: Readiness
+  /** Resolves when start-up work (migrations, seeding) finished; rejects if it failed. */
+  startup: Promise<void>
+  stop(reason?: string): Promise<void>
+}
+
+export async function startServer(config: Config, opts: { print?: (line: string) => void; version: string }): Promise<Started> {
+  const print = opts.print ?? ((l: string) => process.stdout.write(l + '\n'))
+  const runtime = await createRuntime(config)
+  const { log } = runtime
+  const readiness: Readiness = { phase: 'starting' }
+  const app = await buildApp({
+    db: runtime.db,
+    log,
+    metrics: runtime.metrics,
+    tenants: runtime.tenants,
+    keys: runtime.keys,
+    readiness,
+    operatorToken: config.operatorToken,
+    version: opts.version,
+  })
+  const address = await app.listen({ port: config.port, host: config.host })
+  const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')
+  print(`Qianmian ${opts.version} listening on ${url} (ClickHouse: ${runtime.ch.mode}${runtime.ch.dataDir ? `, data in ${runtime.ch.dataDir}` : ''})`)
+
+  const startup = (async () => {
+    readiness.phase = 'migrating'
+    const { applied } = await runtime.migrator.migrate()
+    if (applied.length) print(`Applied migrations: ${applied.join(', ')}`)
+    await runtime.tenants.reload()
+    readiness.phase = 'seeding'
+    const creds = await seedDemoIfWanted(runtime, print)
+    if (creds) printCredentials(creds, print)
+    readiness.phase = 'ready'
+    print(`Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)
+  })()
+  startup.catch((e: unknown) => {
+    readiness.phase = 'failed'
+    readiness.detail = e instanceof AppError ? e.code : 'error'
+    log.error({ err: e }, 'start-up failed')
+    print(`Start-up failed: ${errText(e)}`)
+  })
+
+  let stopping: Promise<void> | undefined
+  const stop = (reason = 'stop') =>
+    (stopping ??= (async () => {
+      readiness.phase = 'stopping'
+      log.info({ reason }, 'shutting down')
+      const deadline = setTimeout(() => {
+        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed; exiting')
+        process.exit(1)
+      }, config.shutdownTimeoutMs)
+      deadline.unref()
+      try {
+        await app.close()
+        await startup.catch(() => undefined)
+        await runtime.close()
+      } finally {
+        clearTimeout(deadline)
+      }
+    })())
+  return { runtime, app, url, readiness, startup, stop }
+}
+
+function wantsDemo(runtime: Runtime, hasTenants: boolean): boolean {
+  const mode = runtime.config.demo.mode
+  if (mode === 'false') return false
+  if (mode === 'true') return !hasTenants
+  // auto: only the embedded default seeds itself; a ClickHouse server is never seeded unasked.
+  return runtime.ch.mode === 'embedded' && !hasTenants
+}
+
+async function seedDemoIfWanted(runtime: Runtime, print: (l: string) => void): Promise<Credentials | undefined> {
+  const file = credentialsFile(runtime.config.dataDir)
+  const hasTenants = (await runtime.tenants.list()).length > 0
+  if (!wantsDemo(runtime, hasTenants)) {
+    if (!fs.existsSync(file)) return undefined
+    const parsed = credentials.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')))
+    return parsed.success ? parsed.data : undefined
+  }
+  const { customers, days, seed } = runtime.config.demo
+  print(`Seeding the demo bank: ${customers} customers, ${days} days of events (seed ${seed})...`)
+  const summary = await generateDemo(
+    { db: runtime.db, tenants: runtime.tenants, keys: runtime.keys, pii: runtime.pii, log: runtime.log.child({ component: 'demo' }) },
+    { customers, days, seed, progress: process.stderr.isTTY === true },
+  )
+  print(`Demo bank seeded in ${summary.seconds.toFixed(1)} s: ${describeRows(summary)}`)
+  const creds = toCredentials(summary)
+  // The keys are stored hashed; this file (mode 0600, beside the data it unlocks) is how a demo
+  // user finds them again after a restart. Production tenants are never written here.
+  fs.writeFileSync(file, JSON.stringify(creds, null, 2) + '\n', { mode: 0o600 })
+  return creds
+}
+
+export function toCredentials(summary: DemoSummary): Credentials {
+  return summary.tenants.map((t) => ({ slug: t.slug, name: t.name, keys: t.keys }))
+}
+
+export function describeRows(summary: DemoSummary): string {
+  return Object.entries(summary.rows)
+    .map(([t, n]) => `${t} ${n.toLocaleString('en-US')}`)
+    .join(', ')
+}
+
+export function printCredentials(creds: Credentials, print: (l: string) => void) {
+  print('Demo tenants and their API keys (scope, tenant, key):')
+  for (const t of creds) for (const k of t.keys) print(`  ${k.scope.padEnd(5)}  ${t.slug.padEnd(16)} ${k.key}`)
+}
+
+/** Stops on SIGINT/SIGTERM with the configured deadline. */
+export function installSignalHandlers(started: Started, log: Logger) {
+  const onSignal = (sig: NodeJS.Signals) => {
+    started.stop(sig).then(
+      () => process.exit(0),
+      (e) => {
+        log.error({ err: e }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+}
