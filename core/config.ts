@@ -62,6 +62,15 @@ export const configSchema = z.object({
     .optional(),
   QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
+  INGEST_FLUSH_ROWS: int(20_000, 1, 1_000_000),
+  INGEST_FLUSH_MS: int(200, 1, 5_000),
+  INGEST_MAX_QUEUE_EVENTS: int(200_000, 100, 10_000_000),
+  INGEST_BACKDATE_DAYS: int(30, 0, 3650),
+  INGEST_MAX_FUTURE_MINUTES: int(1440, 0, 43_200),
+  INGEST_SENSITIVE_TRAITS: z
+    .string()
+    .regex(/^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$/, { message: 'expected a comma-separated list of trait names' })
+    .default('phone,mobile,phoneNumber,phone_number,nationalId,national_id,idNumber,id_number,idCard,name,firstName,lastName,fullName,cardNumber,card_number,bankCard,email,address'),
   METRICS_DEFAULT: bool(true),
 })
 
@@ -86,6 +95,14 @@ export interface Config {
   readonly piiSecret: string | undefined
   readonly keyCacheTtlMs: number
   readonly shutdownTimeoutMs: number
+  readonly ingest: Readonly<{
+    flushRows: number
+    flushMs: number
+    maxQueueEvents: number
+    backdateDays: number
+    maxFutureMinutes: number
+    sensitiveTraits: readonly string[]
+  }>
   readonly collectDefaultMetrics: boolean
 }
 
@@ -148,6 +165,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     piiSecret: r.QIANMIAN_PII_SECRET,
     keyCacheTtlMs: r.QIANMIAN_KEY_CACHE_TTL_MS,
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    ingest: Object.freeze({
+      flushRows: r.INGEST_FLUSH_ROWS,
+      flushMs: r.INGEST_FLUSH_MS,
+      maxQueueEvents: r.INGEST_MAX_QUEUE_EVENTS,
+      backdateDays: r.INGEST_BACKDATE_DAYS,
+      maxFutureMinutes: r.INGEST_MAX_FUTURE_MINUTES,
+      sensitiveTraits: Object.freeze(r.INGEST_SENSITIVE_TRAITS.split(',')),
+    }),
     collectDefaultMetrics: r.METRICS_DEFAULT,
   }
   return Object.freeze(config)

@@ -24,6 +24,12 @@ export const TENANT_TABLES = [
   'products',
   'identities',
   'events',
+  'ingest_dedup',
+  'key_blocks',
+  'identity_changes',
+  'customer_merges',
+  'tracking_plans',
+  'customer_traits',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import fastifySwagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import type { Logger } from 'pino'
+import sjson from 'secure-json-parse'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
@@ -12,6 +13,8 @@ import type { TenantService } from '../tenants/tenants.service.js'
 import { registerTenantRoutes } from '../tenants/tenants.routes.js'
 import { registerErrorHandling } from './error-handler.js'
 import { registerHealthRoutes, type Readiness } from './health.routes.js'
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 export interface AppDeps {
   db: Db
@@ -41,6 +44,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
   app.decorateRequest('principal', undefined)
+  // JSON bodies must be valid UTF-8: the default parser would turn bad bytes into U+FFFD and
+  // store them. Browser SDKs send beacons as text/plain; the body is JSON all the same.
+  app.removeContentTypeParser(['application/json', 'text/plain'])
+  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, (_req, body, done) => {
+    let text: string
+    try {
+      text = utf8.decode(body as Buffer)
+    } catch {
+      return done(new AppError('INVALID_ENCODING', 'The body is not valid UTF-8.'), undefined)
+    }
+    if (!text.trim()) return done(new AppError('INVALID_JSON', 'The body is empty.'), undefined)
+    try {
+      done(null, sjson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }))
+    } catch (e) {
+      done(new AppError('INVALID_JSON', `The body is not valid JSON: ${(e as Error).message}`), undefined)
+    }
+  })
   registerErrorHandling(app, deps.metrics)
 
   // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and

@@ -5,6 +5,7 @@ import { createDb, type Db } from '../core/db.js'
 import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
+import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
 import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
@@ -23,6 +24,7 @@ export interface Runtime {
   tenants: TenantService
   keys: KeyService
   pii: Pii
+  ingest: IngestModule
   close(): Promise<void>
 }
 
@@ -36,5 +38,21 @@ export async function createRuntime(config: Config, opts: { log?: Logger } = {})
   const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone })
   const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
-  return { config, log, metrics, ch, db, migrator, tenants, keys, pii, close: () => ch.close() }
+  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest })
+  return {
+    config,
+    log,
+    metrics,
+    ch,
+    db,
+    migrator,
+    tenants,
+    keys,
+    pii,
+    ingest,
+    async close() {
+      await ingest.close(config.shutdownTimeoutMs)
+      await ch.close()
+    },
+  }
 }

@@ -45,6 +45,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     readiness,
     operatorToken: config.operatorToken,
     version: opts.version,
+    modules: [runtime.ingest.routes],
   })
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')

@@ -28,8 +28,12 @@ export function presentedKey(header: string | undefined): string | undefined {
 }
 
 export interface Auth {
-  /** A preHandler that admits keys whose scope satisfies `scope`, and sets `req.principal`. */
-  require(scope: Scope): preHandlerAsyncHookHandler
+  /**
+   * A preHandler that admits keys whose scope satisfies `scope`, and sets `req.principal`.
+   * `bodyKey` names a body field that may carry the key when no header does (Segment's
+   * `writeKey`, used by browser beacons that cannot set headers).
+   */
+  require(scope: Scope, opts?: { bodyKey?: string }): preHandlerAsyncHookHandler
   /** A preHandler for platform-operator routes (tenant management), by the operator token. */
   operator(): preHandlerAsyncHookHandler
   /** The tenant-scoped query layer for the authenticated request. */
@@ -38,9 +42,13 @@ export interface Auth {
 
 export function createAuth(deps: { keys: KeyService; db: Db; operatorToken: string | undefined }): Auth {
   return {
-    require(scope) {
+    require(scope, opts = {}) {
       return async (req: FastifyRequest, _reply: FastifyReply) => {
-        const key = presentedKey(req.headers.authorization)
+        let key = presentedKey(req.headers.authorization)
+        if (!key && opts.bodyKey && req.body && typeof req.body === 'object') {
+          const v = (req.body as Record<string, unknown>)[opts.bodyKey]
+          if (typeof v === 'string' && v) key = v
+        }
         if (!key) throw new AppError('AUTH_MISSING')
         const principal = await deps.keys.authenticate(key)
         if (!scopeAllows(principal.scope, scope)) {

@@ -1,0 +1,253 @@
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { chDateTime } from '../core/time.js'
+import type { IdentityService } from './identity.service.js'
+import type { PendingEvent } from './normalize.js'
+
+/**
+ * Coalesces concurrent ingest requests into large inserts and answers each request only after
+ * the insert holding its events was acknowledged. One flush runs at a time (the engine
+ * serializes queries anyway), so deduplication against earlier flushes is exact. Memory is
+ * bounded: past `maxQueueEvents` waiting events, new requests get 503 with Retry-After.
+ */
+
+export interface WriteResult {
+  stored: number
+  duplicates: number
+}
+
+export interface EventWriter {
+  submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult>
+  /** Events waiting for a flush. */
+  readonly queued: number
+  /** Flushes what is queued and stops accepting; waits at most `deadlineMs`. */
+  close(deadlineMs?: number): Promise<void>
+}
+
+interface Submission {
+  tenantId: number
+  events: PendingEvent[]
+  actor: string
+  resolve(r: WriteResult): void
+  reject(e: unknown): void
+}
+
+export interface EventWriterOptions {
+  flushRows: number
+  flushMs: number
+  maxQueueEvents: number
+}
+
+export function createEventWriter(deps: { db: Db; identities: IdentityService; log: Logger; metrics: Metrics; options: EventWriterOptions }): EventWriter {
+  const { db, identities, log, metrics, options } = deps
+  const outcome = metrics.counter('qianmian_ingest_events_total', 'Events by outcome', ['outcome'])
+  const flushRows = metrics.histogram('qianmian_ingest_flush_rows', 'Events per insert', [], [1, 10, 100, 1000, 5000, 10_000, 20_000, 50_000, 100_000])
+  const flushSeconds = metrics.histogram('qianmian_ingest_flush_seconds', 'Flush duration (dedup, identities, insert)', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
+  const queueGauge = metrics.gauge('qianmian_ingest_queue_events', 'Events waiting for a flush')
+
+  let pending: Submission[] = []
+  let queued = 0
+  let timer: NodeJS.Timeout | undefined
+  let flushing: Promise<void> | undefined
+  let closed = false
+
+  function schedule() {
+    if (flushing) return // the running flush reschedules when it ends
+    if (queued >= options.flushRows) {
+      if (timer) clearTimeout(timer)
+      timer = undefined
+      flushing = runFlush()
+    } else if (!timer && queued > 0) {
+      timer = setTimeout(() => {
+        timer = undefined
+        if (!flushing) flushing = runFlush()
+      }, options.flushMs)
+    }
+  }
+
+  async function runFlush() {
+    try {
+      while (pending.length) {
+        const batch = pending
+        pending = []
+        const n = batch.reduce((a, s) => a + s.events.length, 0)
+        const started = performance.now()
+        try {
+          const results = await flush(batch)
+          batch.forEach((s, i) => s.resolve(results[i]!))
+        } catch (e) {
+          log.error({ err: e, events: n }, 'ingest flush failed; requests answered 503')
+          const err = new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause: e, headers: { 'retry-after': '1' } })
+          for (const s of batch) s.reject(err)
+        } finally {
+          queued -= n
+          queueGauge.set(queued)
+          flushRows.observe(n)
+          flushSeconds.observe((performance.now() - started) / 1000)
+        }
+        // Under load the next batch is already waiting; at low load, wait to coalesce.
+        if (queued < options.flushRows && !closed) break
+      }
+    } finally {
+      flushing = undefined
+      schedule()
+    }
+  }
+
+  async function flush(batch: Submission[]): Promise<WriteResult[]> {
+    const results = batch.map(() => ({ stored: 0, duplicates: 0 }))
+    // 1. Duplicates inside this flush (a retry racing its original), then against storage.
+    const seen = new Set<string>()
+    const ids: string[] = []
+    for (const s of batch) for (const e of s.events) ids.push(e.messageId)
+    const stored = await storedIds(ids)
+    const byTenant = new Map<number, { sub: number; e: PendingEvent }[]>()
+    batch.forEach((s, i) => {
+      for (const e of s.events) {
+        const k = `${s.tenantId}\u0000${e.messageId}`
+        if (seen.has(k) || stored.has(k)) {
+          results[i]!.duplicates++
+          continue
+        }
+        seen.add(k)
+        let list = byTenant.get(s.tenantId)
+        if (!list) byTenant.set(s.tenantId, (list = []))
+        list.push({ sub: i, e })
+      }
+    })
+    // 2. Identities, traits and the insert, tenant by tenant.
+    const rows: unknown[][] = []
+    for (const [tenantId, list] of byTenant) {
+      const actor = batch[list[0]!.sub]!.actor
+      await applyIdentity(tenantId, list.map((x) => x.e), actor)
+      const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
+      await writeTraits(tenantId, list.map((x) => x.e), keys)
+      list.forEach((x, i) => {
+        rows.push(toRow(tenantId, keys[i]!, x.e))
+        results[x.sub]!.stored++
+      })
+    }
+    if (rows.length) {
+      await db.system.raw.insert({
+        table: 'events',
+        columns: EVENT_COLUMNS as unknown as [string, ...string[]],
+        values: rows,
+        format: 'JSONCompactEachRow',
+      })
+    }
+    let dup = 0
+    for (const r of results) dup += r.duplicates
+    outcome.inc({ outcome: 'stored' }, rows.length)
+    if (dup) outcome.inc({ outcome: 'duplicate' }, dup)
+    return results
+  }
+
+  async function storedIds(ids: string[]): Promise<Set<string>> {
+    if (!ids.length) return new Set()
+    // Cross-tenant on purpose (one round trip per flush); pairs are matched per tenant below.
+    const rows = await db.system.query(
+      'SELECT tenant_id, message_id FROM ingest_dedup WHERE message_id IN {ids:Array(String)}',
+      { ids },
+      z.object({ tenant_id: z.coerce.number(), message_id: z.string() }),
+    )
+    return new Set(rows.map((r) => `${r.tenant_id}\u0000${r.message_id}`))
+  }
+
+  async function applyIdentity(tenantId: number, events: PendingEvent[], actor: string) {
+    const links: [string, string][] = []
+    for (const e of events) {
+      if (e.type === 'alias') {
+        // Links first, so an alias later in the batch sees them.
+        await identities.linkMany(tenantId, links.splice(0), { id: actor, reason: 'identify' })
+        await identities.alias(tenantId, e.previousId!, e.userId, { id: actor, reason: 'alias', messageId: e.messageId }).catch((err: unknown) => {
+          // A refused merge (already merged the other way) leaves the event stored and the
+          // identities unchanged; it is logged rather than failing the batch.
+          log.warn({ err, tenant: tenantId, messageId: e.messageId }, 'alias not applied')
+        })
+      } else if (e.userId && e.anonymousId) {
+        links.push([e.anonymousId, e.userId])
+      }
+    }
+    await identities.linkMany(tenantId, links, { id: actor, reason: 'identify' })
+  }
+
+  async function writeTraits(tenantId: number, events: PendingEvent[], keys: number[]) {
+    const rows: Record<string, unknown>[] = []
+    events.forEach((e, i) => {
+      if (e.type !== 'identify' || !e.traits || !keys[i]) return
+      const at = chDateTime(e.timestamp)
+      for (const [trait, value] of Object.entries(e.traits.plain)) rows.push({ customer_key: keys[i], trait, value: value.slice(0, 1000), hashed: 0, updated_at: at })
+      for (const [trait, value] of Object.entries(e.traits.hashed)) rows.push({ customer_key: keys[i], trait, value, hashed: 1, updated_at: at })
+    })
+    if (rows.length) await db.forTenant(tenantId).insert('customer_traits', rows)
+  }
+
+  return {
+    submit(tenantId, events, actor) {
+      if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', undefined, { headers: { 'retry-after': '5' } }))
+      if (!events.length) return Promise.resolve({ stored: 0, duplicates: 0 })
+      if (queued + events.length > options.maxQueueEvents) {
+        outcome.inc({ outcome: 'overloaded' }, events.length)
+        return Promise.reject(new AppError('OVERLOADED', 'The ingest queue is full; retry shortly.', { headers: { 'retry-after': '1' } }))
+      }
+      return new Promise<WriteResult>((resolve, reject) => {
+        pending.push({ tenantId, events, actor, resolve, reject })
+        queued += events.length
+        queueGauge.set(queued)
+        schedule()
+      })
+    },
+    get queued() {
+      return queued
+    },
+    async close(deadlineMs = 10_000) {
+      closed = true
+      if (timer) clearTimeout(timer)
+      timer = undefined
+      const deadline = Date.now() + deadlineMs
+      while ((pending.length || flushing) && Date.now() < deadline) {
+        if (!flushing && pending.length) flushing = runFlush()
+        await Promise.race([flushing, new Promise((r) => setTimeout(r, 50))])
+      }
+    },
+  }
+}
+
+export const EVENT_COLUMNS = [
+  'tenant_id',
+  'customer_key',
+  'timestamp',
+  'type',
+  'event',
+  'message_id',
+  'anonymous_id',
+  'user_id',
+  'session_id',
+  'properties',
+  'context',
+  'sent_at',
+  'received_at',
+  'violations',
+] as const
+
+function toRow(tenantId: number, key: number, e: PendingEvent): unknown[] {
+  return [
+    tenantId,
+    key,
+    chDateTime(e.timestamp),
+    e.type,
+    e.event,
+    e.messageId,
+    e.anonymousId,
+    e.userId,
+    e.sessionId,
+    e.properties,
+    e.context,
+    chDateTime(e.sentAt),
+    chDateTime(e.receivedAt),
+    e.violations,
+  ]
+}

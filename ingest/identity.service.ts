@@ -1,0 +1,298 @@
+import crypto from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import { chDateTime } from '../core/time.js'
+import type { KeyAllocator } from './key-allocator.js'
+
+/**
+ * Identity resolution. The customer number (Segment `userId`) owns a dense customer key; an
+ * anonymous app id is linked to a key by `identify` (or `alias`); `alias` between two customer
+ * numbers merges one key into the other. Events keep the key known when they arrived (0 for an
+ * anonymous sender not yet linked); readers resolve through `identities` and `customer_merges`
+ * (see identity.sql.ts), so a link or merge applies to earlier events at once and undoing it
+ * needs no rewrite of the events table. Every change is recorded in `identity_changes`.
+ */
+
+export interface IdentityRef {
+  userId?: string | undefined
+  anonymousId?: string | undefined
+}
+
+export interface Actor {
+  /** API key id, or `cli:<user>` */
+  id: string
+  reason: string
+  messageId?: string
+}
+
+export const identityChange = z.object({
+  changeId: z.string(),
+  action: z.enum(['link', 'merge']),
+  idKind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']),
+  idValue: z.string(),
+  fromKey: z.number(),
+  intoKey: z.number(),
+  actor: z.string(),
+  reason: z.string(),
+  createdAt: z.string(),
+  undoneAt: z.string().nullable(),
+  undoneBy: z.string(),
+})
+export type IdentityChange = z.infer<typeof identityChange>
+
+const changeRow = z.object({
+  change_id: z.string(),
+  action: z.enum(['link', 'merge']),
+  id_kind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']),
+  id_value: z.string(),
+  from_key: z.coerce.number(),
+  into_key: z.coerce.number(),
+  actor: z.string(),
+  reason: z.string(),
+  message_id: z.string(),
+  created_at: z.string(),
+  undone_at: z.string().nullable(),
+  undone_by: z.string(),
+})
+type ChangeRow = z.infer<typeof changeRow>
+
+export interface IdentityService {
+  /** Keys for a batch of senders; unknown customer numbers get fresh keys (persisted first). */
+  resolve(tenantId: number, refs: readonly IdentityRef[]): Promise<number[]>
+  /** Links an anonymous id to the customer number's key (identify). Returns the change, if any. */
+  link(tenantId: number, anonymousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
+  linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]>
+  /** `alias previousId -> userId`: a link when previousId is anonymous, a merge when it is a customer number. */
+  alias(tenantId: number, previousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
+  undo(tenantId: number, changeId: string, actor: string): Promise<IdentityChange>
+  changes(tenantId: number, opts?: { key?: number; limit?: number }): Promise<IdentityChange[]>
+  /** Ensures keys exist for these customer numbers (bulk import); returns them in order. */
+  keysFor(tenantId: number, customerNos: readonly string[], source: string): Promise<number[]>
+}
+
+const idRow = z.object({ id_kind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']), id_value: z.string(), customer_key: z.coerce.number() })
+
+export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; now?: () => Date; cacheSize?: number }): IdentityService {
+  const { db, allocator } = deps
+  const now = deps.now ?? (() => new Date())
+  // (tenant, kind, value) -> key. Cached only after the mapping is persisted. 0 is never cached
+  // for anonymous ids: a link written by another process must be seen next time.
+  const cache = new LRUCache<string, number>({ max: deps.cacheSize ?? 500_000 })
+  const ck = (t: number, kind: string, v: string) => `${t}\u0000${kind}\u0000${v}`
+
+  async function lookup(tenantId: number, kind: 'customer_no' | 'anonymous_id', values: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>()
+    const missing: string[] = []
+    for (const v of values) {
+      const k = cache.get(ck(tenantId, kind, v))
+      if (k !== undefined) out.set(v, k)
+      else missing.push(v)
+    }
+    if (missing.length) {
+      const rows = await db.forTenant(tenantId).query(
+        `SELECT id_kind, id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
+         WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND id_value IN {values:Array(String)}
+         GROUP BY id_kind, id_value`,
+        { kind, values: missing },
+        idRow,
+      )
+      for (const r of rows) {
+        if (r.customer_key === 0) continue // an undone link
+        out.set(r.id_value, r.customer_key)
+        cache.set(ck(tenantId, kind, r.id_value), r.customer_key)
+      }
+    }
+    return out
+  }
+
+  async function writeIdentities(tenantId: number, kind: 'customer_no' | 'anonymous_id', pairs: [string, number][], source: string) {
+    if (!pairs.length) return
+    const at = chDateTime(now())
+    await db.forTenant(tenantId).insert(
+      'identities',
+      pairs.map(([value, key]) => ({ id_kind: kind, id_value: value, customer_key: key, source, created_at: at, updated_at: at })),
+    )
+    for (const [value, key] of pairs) {
+      if (key === 0) cache.delete(ck(tenantId, kind, value))
+      else cache.set(ck(tenantId, kind, value), key)
+    }
+  }
+
+  async function keysFor(tenantId: number, customerNos: readonly string[], source: string): Promise<number[]> {
+    const distinct = [...new Set(customerNos)]
+    const known = await lookup(tenantId, 'customer_no', distinct)
+    const unknown = distinct.filter((c) => !known.has(c))
+    if (unknown.length) {
+      const keys = await allocator.allocate(tenantId, unknown.length)
+      const pairs = unknown.map((c, i) => [c, keys[i]!] as [string, number])
+      await writeIdentities(tenantId, 'customer_no', pairs, source)
+      for (const [c, k] of pairs) known.set(c, k)
+    }
+    return customerNos.map((c) => known.get(c)!)
+  }
+
+  async function recordChange(tenantId: number, c: Omit<ChangeRow, 'undone_at' | 'undone_by' | 'created_at'> & { created_at?: string }, undone?: { at: string; by: string }) {
+    const at = chDateTime(now())
+    await db.forTenant(tenantId).insert('identity_changes', [
+      { ...c, created_at: c.created_at ?? at, undone_at: undone?.at ?? null, undone_by: undone?.by ?? '', updated_at: at },
+    ])
+  }
+
+  const view = (r: ChangeRow): IdentityChange => ({
+    changeId: r.change_id,
+    action: r.action,
+    idKind: r.id_kind,
+    idValue: r.id_value,
+    fromKey: r.from_key,
+    intoKey: r.into_key,
+    actor: r.actor,
+    reason: r.reason,
+    createdAt: r.created_at,
+    undoneAt: r.undone_at,
+    undoneBy: r.undone_by,
+  })
+
+  /** Links many (anonymousId, userId) pairs at once; the last pair for an anonymous id wins. */
+  async function linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]> {
+    if (!pairs.length) return []
+    const last = new Map<string, string>()
+    for (const [anon, user] of pairs) last.set(anon, user)
+    const anons = [...last.keys()]
+    const users = anons.map((a) => last.get(a)!)
+    const keys = await keysFor(tenantId, users, actor.reason)
+    const before = await lookup(tenantId, 'anonymous_id', anons)
+    const at = chDateTime(now())
+    const changed: IdentityChange[] = []
+    const rows: ChangeRow[] = []
+    anons.forEach((anon, i) => {
+      const from = before.get(anon) ?? 0
+      if (from === keys[i]) return
+      const row: ChangeRow = {
+        change_id: crypto.randomUUID(),
+        action: 'link',
+        id_kind: 'anonymous_id',
+        id_value: anon,
+        from_key: from,
+        into_key: keys[i]!,
+        actor: actor.id,
+        reason: actor.reason,
+        message_id: actor.messageId ?? '',
+        created_at: at,
+        undone_at: null,
+        undone_by: '',
+      }
+      rows.push(row)
+      changed.push(view(row))
+    })
+    if (!rows.length) return []
+    await writeIdentities(tenantId, 'anonymous_id', rows.map((r) => [r.id_value, r.into_key]), actor.reason)
+    await db.forTenant(tenantId).insert('identity_changes', rows.map((r) => ({ ...r, updated_at: at })))
+    return changed
+  }
+
+  async function link(tenantId: number, anonymousId: string, userId: string, actor: Actor) {
+    return (await linkMany(tenantId, [[anonymousId, userId]], actor))[0]
+  }
+
+  async function activeMergeInto(tenantId: number, fromKey: number): Promise<number> {
+    const rows = await db.forTenant(tenantId).query(
+      `SELECT argMax(into_key, updated_at) AS into_key, argMax(active, updated_at) AS active FROM customer_merges
+       WHERE tenant_id = {tenant:UInt16} AND from_key = {k:UInt32}`,
+      { k: fromKey },
+      z.object({ into_key: z.coerce.number(), active: z.coerce.number() }),
+    )
+    return rows[0] && rows[0].active ? rows[0].into_key : 0
+  }
+
+  async function alias(tenantId: number, previousId: string, userId: string, actor: Actor) {
+    const asCustomer = (await lookup(tenantId, 'customer_no', [previousId])).get(previousId)
+    if (asCustomer === undefined) return link(tenantId, previousId, userId, actor)
+    const [target] = await keysFor(tenantId, [userId], 'alias')
+    // Merge into the end of any chain, so readers resolve a key in one step.
+    const into = (await activeMergeInto(tenantId, target!)) || target
+    if (asCustomer === into) return undefined
+    if (into === asCustomer || (await activeMergeInto(tenantId, asCustomer)) !== 0) {
+      throw new AppError('CONFLICT', `Customer ${previousId} is already merged; undo that merge first.`)
+    }
+    const changeId = crypto.randomUUID()
+    const at = chDateTime(now())
+    await db.forTenant(tenantId).insert('customer_merges', [{ from_key: asCustomer, into_key: into, change_id: changeId, active: 1, updated_at: at }])
+    const row = {
+      change_id: changeId,
+      action: 'merge' as const,
+      id_kind: 'customer_no' as const,
+      id_value: previousId,
+      from_key: asCustomer,
+      into_key: into!,
+      actor: actor.id,
+      reason: actor.reason,
+      message_id: actor.messageId ?? '',
+    }
+    await recordChange(tenantId, row)
+    return view({ ...row, created_at: at, undone_at: null, undone_by: '' })
+  }
+
+  async function getChange(tenantId: number, changeId: string): Promise<ChangeRow> {
+    if (!/^[0-9a-f-]{36}$/i.test(changeId)) throw new AppError('VALIDATION_FAILED', 'Not a change id.', { issues: [{ field: 'changeId', message: 'expected a UUID' }] })
+    const rows = await db.forTenant(tenantId).query(
+      `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
+              toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
+       FROM identity_changes FINAL WHERE tenant_id = {tenant:UInt16} AND change_id = {id:UUID}`,
+      { id: changeId },
+      changeRow,
+    )
+    if (!rows[0]) throw new AppError('NOT_FOUND', `No identity change ${changeId} in this tenant.`)
+    return rows[0]
+  }
+
+  return {
+    async resolve(tenantId, refs) {
+      const userIds = [...new Set(refs.flatMap((r) => (r.userId ? [r.userId] : [])))]
+      const anonIds = [...new Set(refs.flatMap((r) => (!r.userId && r.anonymousId ? [r.anonymousId] : [])))]
+      const byUser = new Map<string, number>()
+      if (userIds.length) {
+        const keys = await keysFor(tenantId, userIds, 'ingest')
+        userIds.forEach((u, i) => byUser.set(u, keys[i]!))
+      }
+      const byAnon = anonIds.length ? await lookup(tenantId, 'anonymous_id', anonIds) : new Map<string, number>()
+      return refs.map((r) => (r.userId ? byUser.get(r.userId)! : r.anonymousId ? (byAnon.get(r.anonymousId) ?? 0) : 0))
+    },
+    link,
+    linkMany,
+    alias,
+    keysFor,
+    async undo(tenantId, changeId, actor) {
+      const c = await getChange(tenantId, changeId)
+      if (c.undone_at) throw new AppError('CONFLICT', `Change ${changeId} was already undone at ${c.undone_at}.`)
+      if (c.action === 'link') {
+        // Only undo a link that is still the current one; a later link has since replaced it.
+        const current = (await lookup(tenantId, 'anonymous_id', [c.id_value])).get(c.id_value) ?? 0
+        if (current !== c.into_key) {
+          throw new AppError('CONFLICT', `${c.id_value} was linked again after this change; undo the later change first.`)
+        }
+        await writeIdentities(tenantId, 'anonymous_id', [[c.id_value, c.from_key]], 'undo')
+      } else {
+        await db.forTenant(tenantId).insert('customer_merges', [
+          { from_key: c.from_key, into_key: c.into_key, change_id: c.change_id, active: 0, updated_at: chDateTime(now()) },
+        ])
+      }
+      const at = chDateTime(now())
+      await recordChange(tenantId, c, { at, by: actor })
+      return view({ ...c, undone_at: at, undone_by: actor })
+    },
+    async changes(tenantId, opts = {}) {
+      const rows = await db.forTenant(tenantId).query(
+        `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
+                toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
+         FROM identity_changes FINAL
+         WHERE tenant_id = {tenant:UInt16} AND ({key:UInt32} = 0 OR from_key = {key:UInt32} OR into_key = {key:UInt32})
+         ORDER BY created_at DESC LIMIT {limit:UInt32}`,
+        { key: opts.key ?? 0, limit: opts.limit ?? 100 },
+        changeRow,
+      )
+      return rows.map(view)
+    },
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * How readers (tag pipelines, segment compilers, exports) see events with identities resolved:
+ * an anonymous event (customer_key 0) takes the key its anonymous id is linked to now, and a key
+ * merged into another takes that one. Resolution happens at read time, so links and merges
+ * apply to earlier events at once and undoing one rewrites nothing.
+ *
+ * The SQL binds `{tenant:UInt16}` once per table reference, as the tenant query layer requires.
+ * `columns` are names from code, never from users.
+ */
+export function resolvedEventsSql(columns: readonly string[], where = '1'): string {
+  const cols = columns.filter((c) => c !== 'customer_key')
+  const list = cols.join(', ')
+  return `(
+  SELECT if(mg.into_key != 0, mg.into_key, r.base_key) AS customer_key, ${cols.map((c) => `r.${c} AS ${c}`).join(', ')}
+  FROM (
+    SELECT customer_key AS base_key, ${list} FROM events
+    WHERE tenant_id = {tenant:UInt16} AND customer_key != 0 AND (${where})
+    UNION ALL
+    SELECT lk.linked AS base_key, ${cols.map((c) => `ev.${c}`).join(', ')}
+    FROM (SELECT ${list}, anonymous_id AS anon FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key = 0 AND (${where})) AS ev
+    LEFT ANY JOIN (
+      SELECT id_value AS anon, argMax(customer_key, updated_at) AS linked FROM identities
+      WHERE tenant_id = {tenant:UInt16} AND id_kind = 'anonymous_id' GROUP BY id_value
+    ) AS lk USING (anon)
+  ) AS r
+  LEFT ANY JOIN (
+    SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
+    WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1
+  ) AS mg ON mg.from_key = r.base_key
+)`
+}

@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify'
+import type { Config } from '../core/config.js'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import type { Pii } from '../core/pii.js'
+import type { Auth } from '../tenants/auth.js'
+import { createEventWriter, type EventWriter } from './event-writer.js'
+import { createIdentityService, type IdentityService } from './identity.service.js'
+import { createIngestService, type IngestService } from './ingest.service.js'
+import { registerIngestRoutes } from './ingest.routes.js'
+import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
+import { createTrackingPlans, type TrackingPlans } from './tracking-plan.js'
+
+/** The ingest capability wired from its dependencies; the composition roots build one. */
+export interface IngestModule {
+  allocator: KeyAllocator
+  identities: IdentityService
+  plans: TrackingPlans
+  writer: EventWriter
+  service: IngestService
+  routes(app: FastifyInstance, auth: Auth): void
+  close(deadlineMs: number): Promise<void>
+}
+
+export function createIngestModule(deps: { db: Db; log: Logger; metrics: Metrics; pii: Pii; config: Config['ingest'] }): IngestModule {
+  const allocator = createKeyAllocator({ system: deps.db.system })
+  const identities = createIdentityService({ db: deps.db, allocator })
+  const plans = createTrackingPlans({ db: deps.db })
+  const writer = createEventWriter({
+    db: deps.db,
+    identities,
+    log: deps.log.child({ component: 'ingest' }),
+    metrics: deps.metrics,
+    options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents },
+  })
+  const service = createIngestService({ writer, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })
+  return {
+    allocator,
+    identities,
+    plans,
+    writer,
+    service,
+    routes: (app, auth) => registerIngestRoutes(app, auth, { ingest: service, identities, plans }),
+    close: (deadlineMs) => writer.close(deadlineMs),
+  }
+}

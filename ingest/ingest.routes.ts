@@ -1,0 +1,125 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { errorBody } from '../core/errors.js'
+import type { Auth } from '../tenants/auth.js'
+import type { IdentityService } from './identity.service.js'
+import { identityChange } from './identity.service.js'
+import type { IngestService } from './ingest.service.js'
+import { batchEnvelope, EVENT_TYPES, ingestResponse, MAX_BATCH_BYTES, MAX_EVENT_BYTES } from './segment.schema.js'
+import { trackingPlanInput, trackingPlanView, type TrackingPlans } from './tracking-plan.js'
+
+const security = [{ apiKey: [] }]
+const single = z.record(z.string(), z.unknown()).describe('one Segment message; see the Segment HTTP Tracking API')
+
+/**
+ * The Segment HTTP Tracking API (`/v1/batch`, `/v1/track` ...) and the management of tracking
+ * plans and identity changes. Official SDKs work unchanged with their host set to Qianmian.
+ */
+export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { ingest: IngestService; identities: IdentityService; plans: TrackingPlans }) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const writeAuth = auth.require('write', { bodyKey: 'writeKey' })
+
+  r.post(
+    '/v1/batch',
+    {
+      bodyLimit: MAX_BATCH_BYTES,
+      preHandler: writeAuth,
+      schema: {
+        tags: ['ingest'],
+        summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
+        security,
+        body: batchEnvelope,
+        response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+      },
+    },
+    async (req) =>
+      deps.ingest.ingest({
+        tenantId: req.principal!.tenantId,
+        actor: req.principal!.keyId,
+        messages: req.body.batch,
+        envelope: { sentAt: req.body.sentAt, context: req.body.context },
+        single: false,
+      }),
+  )
+
+  for (const type of EVENT_TYPES) {
+    r.post(
+      `/v1/${type}`,
+      {
+        bodyLimit: MAX_EVENT_BYTES,
+        preHandler: writeAuth,
+        schema: {
+          tags: ['ingest'],
+          summary: `Send one ${type} message`,
+          security,
+          body: single,
+          response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+        },
+      },
+      async (req) =>
+        deps.ingest.ingest({
+          tenantId: req.principal!.tenantId,
+          actor: req.principal!.keyId,
+          messages: [req.body],
+          envelope: { type },
+          single: true,
+        }),
+    )
+  }
+
+  r.get(
+    '/v1/tracking-plan',
+    { preHandler: auth.require('admin'), schema: { tags: ['ingest'], summary: "The tenant's active tracking plan", security, response: { 200: trackingPlanView, 404: errorBody } } },
+    async (req, reply) => {
+      const plan = await deps.plans.current(req.principal!.tenantId)
+      if (!plan) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'This tenant has no tracking plan: every event is accepted.' } })
+      return plan
+    },
+  )
+  r.put(
+    '/v1/tracking-plan',
+    {
+      preHandler: auth.require('admin'),
+      schema: { tags: ['ingest'], summary: 'Replace the tracking plan (a new version)', security, body: trackingPlanInput, response: { 200: trackingPlanView, 400: errorBody } },
+    },
+    async (req) => deps.plans.save(req.principal!.tenantId, req.body, req.principal!.keyId),
+  )
+  r.delete(
+    '/v1/tracking-plan',
+    { preHandler: auth.require('admin'), schema: { tags: ['ingest'], summary: 'Remove the tracking plan', security } },
+    async (req, reply) => {
+      await deps.plans.clear(req.principal!.tenantId, req.principal!.keyId)
+      return reply.code(204).send()
+    },
+  )
+
+  r.get(
+    '/v1/identities/changes',
+    {
+      preHandler: auth.require('admin'),
+      schema: {
+        tags: ['ingest'],
+        summary: 'Identity links and merges (who, when, why), newest first',
+        security,
+        querystring: z.object({ customerKey: z.coerce.number().int().min(1).max(2 ** 32 - 1).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.object({ changes: z.array(identityChange) }) },
+      },
+    },
+    async (req) => ({ changes: await deps.identities.changes(req.principal!.tenantId, { key: req.query.customerKey, limit: req.query.limit }) }),
+  )
+  r.post(
+    '/v1/identities/changes/:changeId/undo',
+    {
+      preHandler: auth.require('admin'),
+      schema: {
+        tags: ['ingest'],
+        summary: 'Undo a link or merge',
+        security,
+        params: z.object({ changeId: z.uuid() }),
+        response: { 200: identityChange, 404: errorBody, 409: errorBody },
+      },
+    },
+    async (req) => deps.identities.undo(req.principal!.tenantId, req.params.changeId, req.principal!.keyId),
+  )
+}

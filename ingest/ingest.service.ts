@@ -1,0 +1,85 @@
+import type { Config } from '../core/config.js'
+import { AppError } from '../core/errors.js'
+import type { Metrics } from '../core/metrics.js'
+import type { Pii } from '../core/pii.js'
+import type { EventWriter } from './event-writer.js'
+import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
+import type { EventType, IngestResponse } from './segment.schema.js'
+import { checkEvent, type TrackingPlans } from './tracking-plan.js'
+
+/**
+ * One ingest request, start to end: every message validated on its own, checked against the
+ * tenant's tracking plan, and the valid ones handed to the writer. The answer lists each
+ * rejected message by index with the field and reason; the valid ones are stored whatever the
+ * others did.
+ */
+export interface IngestService {
+  ingest(input: {
+    tenantId: number
+    actor: string
+    messages: unknown[]
+    envelope: { sentAt?: string | null | undefined; context?: Record<string, unknown> | null | undefined; type?: EventType }
+    single: boolean
+  }): Promise<IngestResponse>
+}
+
+export function createIngestService(deps: {
+  writer: EventWriter
+  plans: TrackingPlans
+  pii: Pii
+  metrics: Metrics
+  config: Config['ingest']
+  now?: () => number
+}): IngestService {
+  const now = deps.now ?? Date.now
+  const sensitive = new Set(deps.config.sensitiveTraits)
+  const rejectedTotal = deps.metrics.counter('qianmian_ingest_rejected_total', 'Events rejected, by code', ['code'])
+  const flaggedTotal = deps.metrics.counter('qianmian_ingest_flagged_total', 'Events stored with tracking-plan violations')
+
+  return {
+    async ingest({ tenantId, actor, messages, envelope, single }) {
+      const opts: NormalizeOptions = {
+        receivedAt: now(),
+        backdateMs: deps.config.backdateDays * 86_400_000,
+        maxFutureMs: deps.config.maxFutureMinutes * 60_000,
+        sensitiveTraits: sensitive,
+        pii: deps.pii,
+      }
+      const plan = await deps.plans.current(tenantId)
+      const valid: PendingEvent[] = []
+      const rejected: (Rejection & { index: number })[] = []
+      let flagged = 0
+      messages.forEach((raw, index) => {
+        const n = normalizeMessage(raw, tenantId, envelope, opts)
+        if (!n.ok) {
+          rejected.push({ index, ...n.rejection })
+          return
+        }
+        const e = n.event
+        if (plan && e.type === 'track') {
+          const violations = checkEvent(plan, e.event, JSON.parse(e.properties) as Record<string, unknown>)
+          if (violations.length) {
+            if (plan.mode === 'block') {
+              rejected.push({ index, code: 'TRACKING_PLAN_VIOLATION', field: violations[0]!.startsWith('unplanned_event') ? 'event' : `properties.${violations[0]!.split(':')[1]}`, message: violations.join(', '), messageId: e.messageId })
+              return
+            }
+            e.violations = violations
+            flagged++
+          }
+        }
+        valid.push(e)
+      })
+      for (const r of rejected) rejectedTotal.inc({ code: r.code })
+      if (flagged) flaggedTotal.inc(flagged)
+
+      if (!valid.length) {
+        const first = rejected[0]!
+        const issues = rejected.map((r) => ({ field: single ? r.field : `batch.${r.index}.${r.field}`, message: r.message, code: r.code, index: r.index }))
+        if (single) throw new AppError(first.code, `${first.field}: ${first.message}`, { issues })
+        throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
+      }
+      const result = await deps.writer.submit(tenantId, valid, actor)
+      return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected }
+    },
+  }
+}

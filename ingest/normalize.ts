@@ -1,0 +1,209 @@
+import crypto from 'node:crypto'
+import type { ErrorCode } from '../core/errors.js'
+import type { Pii } from '../core/pii.js'
+import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MESSAGE_SCHEMAS, type EventType } from './segment.schema.js'
+
+/**
+ * Turns one Segment message into a row for the events table, or a rejection naming the field at
+ * fault. Here the privacy rules apply ("minimum necessary"): C3 secrets are dropped wherever they
+ * appear, sensitive traits never reach the events table and reach the profile only as keyed
+ * digests, and the context keeps device and app facts but not the IP address.
+ */
+
+export interface NormalizeOptions {
+  receivedAt: number
+  backdateMs: number
+  maxFutureMs: number
+  sensitiveTraits: ReadonlySet<string>
+  pii: Pii
+}
+
+export interface PendingEvent {
+  messageId: string
+  type: EventType
+  event: string
+  userId: string
+  anonymousId: string
+  sessionId: string
+  properties: string
+  context: string
+  timestamp: number
+  sentAt: number
+  receivedAt: number
+  /** identify/group traits: plain values (C1) and digests of sensitive ones (C2). */
+  traits?: { plain: Record<string, string>; hashed: Record<string, string> }
+  previousId?: string
+  groupId?: string
+  violations: string[]
+}
+
+export interface Rejection {
+  code: ErrorCode
+  field: string
+  message: string
+  messageId?: string
+}
+
+export type Normalized = { ok: true; event: PendingEvent } | { ok: false; rejection: Rejection }
+
+/** Names that only ever hold C3 data (JR/T 0171-2020): never received into storage. */
+const C3_KEYS = /^(password|passwd|pwd|pin|pincode|otp|cvv|cvv2|cvc|smscode|verificationcode|verifycode|securitycode|biometric|fingerprint|faceimage|paymentpassword|loginpassword)$/i
+/** Context fields kept: what the app and device are, not where or who the person is. */
+const CONTEXT_KEEP = new Set(['app', 'device', 'os', 'locale', 'timezone', 'library', 'screen', 'network', 'page', 'campaign', 'userAgent', 'channel', 'sessionId'])
+const DEVICE_DROP = new Set(['advertisingId', 'adTrackingEnabled', 'token', 'id'])
+
+const reject = (code: ErrorCode, field: string, message: string, messageId?: string): Normalized => ({
+  ok: false,
+  rejection: { code, field, message, ...(messageId ? { messageId } : {}) },
+})
+
+interface Scrubbed {
+  value: Record<string, unknown>
+  error?: { field: string; message: string }
+}
+
+/** One pass: depth and key limits, C3 keys dropped, sensitive keys moved out when asked. */
+function scrub(input: Record<string, unknown>, field: string, sensitive: ReadonlySet<string> | undefined, moved: Record<string, string>): Scrubbed {
+  let keys = 0
+  let error: Scrubbed['error']
+  const walk = (v: unknown, depth: number, path: string): unknown => {
+    if (error) return undefined
+    if (Array.isArray(v)) {
+      if (depth >= MAX_DEPTH) return (error = { field: path, message: `nested deeper than ${MAX_DEPTH} levels` }), undefined
+      keys += v.length
+      if (keys > MAX_KEYS) return (error = { field: path, message: `more than ${MAX_KEYS} keys and items` }), undefined
+      return v.map((x, i) => walk(x, depth + 1, `${path}.${i}`))
+    }
+    if (v !== null && typeof v === 'object') {
+      if (depth >= MAX_DEPTH) return (error = { field: path, message: `nested deeper than ${MAX_DEPTH} levels` }), undefined
+      const out: Record<string, unknown> = {}
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        if (++keys > MAX_KEYS) return (error = { field: path, message: `more than ${MAX_KEYS} keys and items` }), undefined
+        if (C3_KEYS.test(k)) continue
+        if (depth === 0 && sensitive?.has(k)) {
+          if (x !== null && x !== undefined && typeof x !== 'object') moved[k] = String(x)
+          continue
+        }
+        out[k] = walk(x, depth + 1, `${path}.${k}`)
+      }
+      return out
+    }
+    return v
+  }
+  const value = walk(input, 0, field) as Record<string, unknown>
+  return error ? { value: {}, error } : { value }
+}
+
+function minimizeContext(ctx: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(ctx)) {
+    if (!CONTEXT_KEEP.has(k)) continue
+    if (k === 'device' && v && typeof v === 'object') {
+      out[k] = Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([dk]) => !DEVICE_DROP.has(dk)))
+    } else out[k] = v
+  }
+  return out
+}
+
+const pickString = (...vals: unknown[]) => {
+  for (const v of vals) if ((typeof v === 'string' && v) || typeof v === 'number') return String(v).slice(0, 200)
+  return ''
+}
+
+export function normalizeMessage(
+  raw: unknown,
+  tenantId: number,
+  envelope: { sentAt?: string | null | undefined; context?: Record<string, unknown> | null | undefined; type?: EventType },
+  opts: NormalizeOptions,
+): Normalized {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return reject('VALIDATION_FAILED', '(event)', 'expected an object')
+  const item = raw as Record<string, unknown>
+  const rawId = typeof item.messageId === 'string' || typeof item.messageId === 'number' ? String(item.messageId) : undefined
+  const json = JSON.stringify(item)
+  if (Buffer.byteLength(json) > MAX_EVENT_BYTES) return reject('EVENT_TOO_LARGE', '(event)', `larger than ${MAX_EVENT_BYTES} bytes`, rawId)
+  const type = (item.type ?? envelope.type) as EventType
+  if (!EVENT_TYPES.includes(type)) return reject('VALIDATION_FAILED', 'type', `expected one of ${EVENT_TYPES.join(', ')}`, rawId)
+  if (envelope.type && item.type !== undefined && item.type !== envelope.type) {
+    return reject('VALIDATION_FAILED', 'type', `this endpoint takes ${envelope.type} messages`, rawId)
+  }
+
+  const parsed = MESSAGE_SCHEMAS[type].safeParse({ ...item, type })
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    return reject('VALIDATION_FAILED', issue.path.map(String).join('.') || '(event)', issue.message, rawId)
+  }
+  const m = parsed.data as Record<string, unknown> & { type: EventType }
+  const sensitive = opts.sensitiveTraits
+
+  const moved: Record<string, string> = {}
+  const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved)
+  if (props.error) return reject('VALIDATION_FAILED', props.error.field, props.error.message, rawId)
+  const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved)
+  if (traits.error) return reject('VALIDATION_FAILED', traits.error.field, traits.error.message, rawId)
+  const ctxIn = { ...(envelope.context ?? {}), ...((m.context as Record<string, unknown>) ?? {}) }
+  // Traits that SDKs copy into context.traits are identify data, not event context.
+  const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {})
+  if (ctx.error) return reject('VALIDATION_FAILED', ctx.error.field, ctx.error.message, rawId)
+
+  // Clock skew, as the spec describes: the device clock may be wrong, but the gap between when
+  // it says the event happened and when it says it sent the batch is right.
+  const receivedAt = opts.receivedAt
+  const ts = m.timestamp ? Date.parse(m.timestamp as string) : undefined
+  const sentRaw = (m.sentAt as string | undefined) ?? envelope.sentAt ?? undefined
+  const sent = sentRaw ? Date.parse(sentRaw) : undefined
+  let timestamp = ts === undefined ? receivedAt : sent !== undefined ? receivedAt - (sent - ts) : ts
+  if (timestamp > receivedAt) {
+    if (timestamp - receivedAt > opts.maxFutureMs) {
+      return reject('TIMESTAMP_OUT_OF_RANGE', 'timestamp', `more than ${Math.round(opts.maxFutureMs / 60000)} minutes in the future`, rawId)
+    }
+    timestamp = receivedAt
+  }
+  if (receivedAt - timestamp > opts.backdateMs) {
+    return reject('TIMESTAMP_OUT_OF_RANGE', 'timestamp', `older than the ${Math.round(opts.backdateMs / 86_400_000)}-day back-dating window`, rawId)
+  }
+
+  const properties = props.value
+  const messageId =
+    (m.messageId as string | undefined) ??
+    // No messageId (a hand-written client): a digest of the content makes identical retries
+    // deduplicate all the same.
+    `qm-${crypto.createHash('sha256').update(`${tenantId}:${json}`).digest('hex').slice(0, 32)}`
+  const event: PendingEvent = {
+    messageId,
+    type,
+    event: type === 'track' ? (m.event as string) : type === 'page' || type === 'screen' ? ((m.name as string | undefined) ?? '') : '',
+    userId: (m.userId as string | null | undefined) ?? '',
+    anonymousId: (m.anonymousId as string | null | undefined) ?? '',
+    sessionId: pickString(properties.session_id, properties.sessionId, ctxIn.sessionId),
+    properties: JSON.stringify(
+      type === 'page' || type === 'screen' ? { ...(m.category ? { category: m.category } : {}), ...properties } : type === 'group' ? { group_id: m.groupId } : properties,
+    ),
+    context: JSON.stringify(ctx.value),
+    timestamp,
+    sentAt: sent ?? receivedAt,
+    receivedAt,
+    violations: [],
+  }
+  if (type === 'identify' || type === 'group') {
+    const plain: Record<string, string> = {}
+    for (const [k, v] of Object.entries(traits.value)) {
+      if (v === null || v === undefined) continue
+      plain[k] = typeof v === 'object' ? JSON.stringify(v) : String(v)
+    }
+    const hashed: Record<string, string> = {}
+    for (const [k, v] of Object.entries(moved)) hashed[k] = opts.pii.hash(traitKind(k), v)
+    event.traits = { plain, hashed }
+  }
+  if (type === 'alias') event.previousId = m.previousId as string
+  if (type === 'group') event.groupId = m.groupId as string
+  return { ok: true, event }
+}
+
+function traitKind(k: string): 'phone' | 'national_id' | 'card' | 'email' | 'name' {
+  const l = k.toLowerCase()
+  if (l.includes('phone') || l.includes('mobile')) return 'phone'
+  if (l.includes('card')) return 'card'
+  if (l.includes('email')) return 'email'
+  if (l.includes('id')) return 'national_id'
+  return 'name'
+}

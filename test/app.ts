@@ -1,0 +1,63 @@
+import type { FastifyInstance } from 'fastify'
+import { loadConfig } from '../core/config.js'
+import { createMetrics, type Metrics } from '../core/metrics.js'
+import { createPii } from '../core/pii.js'
+import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
+import { buildApp } from '../server/app.js'
+import { createKeyService, type KeyService } from '../tenants/keys.service.js'
+import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
+import { openTestEngine, type TestEngine } from './engine.js'
+
+/** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
+export interface TestApp {
+  engine: TestEngine
+  app: FastifyInstance
+  tenants: TenantService
+  keys: KeyService
+  ingest: IngestModule
+  metrics: Metrics
+  close(): Promise<void>
+}
+
+export async function openTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const engine = await openTestEngine()
+  const config = loadConfig({ QIANMIAN_DATA_DIR: engine.dataDir, INGEST_FLUSH_MS: '5', ...env })
+  const metrics = createMetrics({ collectDefault: false })
+  const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'Asia/Shanghai' })
+  const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
+  const pii = createPii('test-secret-test-secret-test-secret')
+  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest })
+  const app = await buildApp({
+    db: engine.db,
+    log: engine.log,
+    metrics,
+    tenants,
+    keys,
+    readiness: { phase: 'ready' },
+    operatorToken: undefined,
+    version: 'test',
+    modules: [ingest.routes],
+  })
+  return {
+    engine,
+    app,
+    tenants,
+    keys,
+    ingest,
+    metrics,
+    async close() {
+      await app.close()
+      await ingest.close(5000)
+      await engine.close()
+    },
+  }
+}
+
+/** A tenant with a key of each scope. */
+export async function tenantWithKeys(t: TestApp, slug: string) {
+  const tenant = await t.tenants.create({ slug, name: slug })
+  const write = (await t.keys.issue(tenant.id, 'write')).key
+  const read = (await t.keys.issue(tenant.id, 'read')).key
+  const admin = (await t.keys.issue(tenant.id, 'admin')).key
+  return { tenant, write, read, admin }
+}
