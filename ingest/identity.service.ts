@@ -239,7 +239,7 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     const rows = await db.forTenant(tenantId).query(
       `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
               toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
-       FROM identity_changes FINAL WHERE tenant_id = {tenant:UInt16} AND change_id = {id:UUID}`,
+       FROM identity_changes FINAL WHERE tenant_id = {tenant:UInt16} AND change_id = {id:String}`,
       { id: changeId },
       changeRow,
     )

@@ -1,0 +1,122 @@
+import crypto from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
+import { resolvedEventsSql } from './identity.sql.js'
+import { createKeyAllocator } from './key-allocator.js'
+
+let t: TestApp
+let bank: Awaited<ReturnType<typeof tenantWithKeys>>
+beforeAll(async () => {
+  t = await openTestApp()
+  bank = await tenantWithKeys(t, 'bank-a')
+})
+afterAll(async () => t?.close())
+
+const auth = (key: string) => ({ authorization: `Bearer ${key}` })
+const send = async (batch: Record<string, unknown>[]) => {
+  const res = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: auth(bank.write), payload: { batch: batch.map((b) => ({ messageId: crypto.randomUUID(), ...b })) } })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json()
+}
+
+/** Events per resolved customer key, as tag pipelines will read them. */
+async function resolvedCounts(): Promise<Record<number, number>> {
+  const rows = await t.engine.db
+    .forTenant(bank.tenant.id)
+    .query<{ k: number; n: string }>(`SELECT customer_key AS k, count() AS n FROM ${resolvedEventsSql(['anonymous_id', 'message_id'])} GROUP BY k ORDER BY k`)
+  return Object.fromEntries(rows.map((r) => [Number(r.k), Number(r.n)]))
+}
+
+async function keyOf(customerNo: string): Promise<number> {
+  return (await t.ingest.identities.keysFor(bank.tenant.id, [customerNo], 'test'))[0]!
+}
+
+describe('identity resolution', () => {
+  it('attributes events sent before identify once the link is known, and undoes the link', async () => {
+    await send([
+      { type: 'screen', name: 'home', anonymousId: 'dev-1' },
+      { type: 'track', event: 'product_viewed', anonymousId: 'dev-1' },
+    ])
+    expect((await resolvedCounts())[0]).toBe(2)
+    await send([{ type: 'identify', anonymousId: 'dev-1', userId: 'C1001' }])
+    const key = await keyOf('C1001')
+    const counts = await resolvedCounts()
+    expect(counts[key]).toBe(3)
+    expect(counts[0]).toBeUndefined()
+    // Later anonymous events from the linked device carry the key directly.
+    await send([{ type: 'track', event: 'transfer_completed', anonymousId: 'dev-1' }])
+    const [r] = await t.engine.db.system.query<{ k: number }>("SELECT customer_key AS k FROM events WHERE event = 'transfer_completed' AND anonymous_id = 'dev-1'")
+    expect(Number(r!.k)).toBe(key)
+
+    const changes = (await t.app.inject({ url: `/v1/identities/changes?customerKey=${key}`, headers: auth(bank.admin) })).json().changes
+    expect(changes).toEqual([expect.objectContaining({ action: 'link', idKind: 'anonymous_id', idValue: 'dev-1', fromKey: 0, intoKey: key, reason: 'identify', undoneAt: null })])
+    expect(changes[0].actor).toMatch(/^[0-9a-f]{16}$/)
+    const undo = await t.app.inject({ method: 'POST', url: `/v1/identities/changes/${changes[0].changeId}/undo`, headers: auth(bank.admin) })
+    expect(undo.statusCode).toBe(200)
+    expect(undo.json().undoneAt).not.toBeNull()
+    const after = await resolvedCounts()
+    expect(after[0]).toBe(2) // the events sent before identify are anonymous again
+    expect(after[key]).toBe(2) // identify itself and the event that arrived with the key
+    const again = await t.app.inject({ method: 'POST', url: `/v1/identities/changes/${changes[0].changeId}/undo`, headers: auth(bank.admin) })
+    expect(again.statusCode).toBe(409)
+  })
+
+  it('merges two customers on alias, and undoes the merge', async () => {
+    await send([
+      { type: 'track', event: 'a', userId: 'C2001' },
+      { type: 'track', event: 'b', userId: 'C2002' },
+      { type: 'track', event: 'c', userId: 'C2002' },
+    ])
+    const [k1, k2] = [await keyOf('C2001'), await keyOf('C2002')]
+    await send([{ type: 'alias', previousId: 'C2001', userId: 'C2002' }])
+    const merged = await resolvedCounts()
+    expect(merged[k1]).toBeUndefined()
+    expect(merged[k2]).toBe(4) // a, b, c and the alias itself
+    const [change] = await t.ingest.identities.changes(bank.tenant.id, { key: k1 })
+    expect(change).toMatchObject({ action: 'merge', fromKey: k1, intoKey: k2, reason: 'alias' })
+    await t.ingest.identities.undo(bank.tenant.id, change!.changeId, 'test')
+    const split = await resolvedCounts()
+    expect(split[k1]).toBe(1)
+    expect(split[k2]).toBe(3)
+  })
+
+  it('refuses to undo a change of another tenant', async () => {
+    const other = await tenantWithKeys(t, 'bank-z')
+    const [change] = await t.ingest.identities.changes(bank.tenant.id)
+    const res = await t.app.inject({ method: 'POST', url: `/v1/identities/changes/${change!.changeId}/undo`, headers: auth(other.admin) })
+    expect(res.statusCode).toBe(404)
+  })
+
+  it('gives one customer number one key, whatever the batch', async () => {
+    await send([
+      { type: 'track', event: 'x', userId: 'C3001' },
+      { type: 'track', event: 'y', userId: 'C3001' },
+    ])
+    await send([{ type: 'track', event: 'z', userId: 'C3001' }])
+    const keys = await t.engine.db.system.query<{ k: number }>("SELECT DISTINCT customer_key AS k FROM events WHERE user_id = 'C3001'")
+    expect(keys).toHaveLength(1)
+  })
+})
+
+describe('customer key allocation', () => {
+  it('never hands the same key to two writers racing on one tenant', async () => {
+    const tenant = (await t.tenants.create({ slug: 'race', name: 'race' })).id
+    const a = createKeyAllocator({ system: t.engine.db.system, blockSize: 7, owner: 'writer-a' })
+    const b = createKeyAllocator({ system: t.engine.db.system, blockSize: 7, owner: 'writer-b' })
+    const work = Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).allocate(tenant, 1 + (i % 5)))
+    const all = (await Promise.all(work)).flat()
+    expect(new Set(all).size).toBe(all.length)
+    expect(Math.min(...all)).toBeGreaterThanOrEqual(1)
+    // A restarted writer (new owner, empty memory) continues past every claimed block.
+    const c = createKeyAllocator({ system: t.engine.db.system, blockSize: 7, owner: 'writer-c' })
+    const more = await c.allocate(tenant, 3)
+    expect(Math.min(...more)).toBeGreaterThan(Math.max(...all))
+  })
+
+  it('starts past keys already present in the customers table (imported or generated)', async () => {
+    const tenant = (await t.tenants.create({ slug: 'preloaded', name: 'p' })).id
+    await t.engine.db.forTenant(tenant).insert('customers', [{ customer_key: 500, customer_no: 'X', opened_at: '2020-01-01 00:00:00', updated_at: '2020-01-01 00:00:00' }])
+    const [k] = await createKeyAllocator({ system: t.engine.db.system }).allocate(tenant, 1)
+    expect(k).toBe(501)
+  })
+})
