@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+/** A real `qianmian start` in a child process, for tests that kill and restart the server. */
+export interface ServerProcess {
+  url: string
+  child: ChildProcess
+  output(): string
+  kill(signal: NodeJS.Signals): Promise<number | null>
+}
+
+export async function startServerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'cli/main.ts'), 'start'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'warn', QIANMIAN_DEMO: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout!.on('data', (d) => (out += d))
+  child.stderr!.on('data', (d) => (out += d))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), timeoutMs)
+    const check = () => {
+      const m = /listening on (http:\/\/\S+)/.exec(out)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1]!)
+      }
+    }
+    child.stdout!.on('data', check)
+    void exited.then(() => {
+      clearTimeout(timer)
+      reject(new Error(`server exited:\n${out}`))
+    })
+  })
+  // Wait for readiness (migrations applied).
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(`${url}/ready`).then((r) => r.ok, () => false)
+    if (ok) break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return {
+    url,
+    child,
+    output: () => out,
+    async kill(signal) {
+      child.kill(signal)
+      return exited
+    },
+  }
+}
