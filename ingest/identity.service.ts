@@ -93,7 +93,7 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     if (missing.length) {
       const rows = await db.forTenant(tenantId).query(
         `SELECT id_kind, id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
-         WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND id_value IN {values:Array(String)}
+         WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND id_value IN (SELECT arrayJoin({values:Array(String)}))
          GROUP BY id_kind, id_value`,
         { kind, values: missing },
         idRow,

@@ -84,7 +84,7 @@ describe('a SIGKILL during ingest', () => {
       expect(Number(r!.d)).toBe(total) // nothing lost, acknowledged or retried
       expect(Number(r!.n)).toBe(total) // nothing twice
       const ids = [...acked].flatMap((b) => batches[b]!.batch.map((e) => e.messageId))
-      const [a] = await db.system.query<{ n: string }>('SELECT uniqExact(message_id) AS n FROM events WHERE message_id IN {ids:Array(String)}', { ids })
+      const [a] = await db.system.query<{ n: string }>('SELECT uniqExact(message_id) AS n FROM events WHERE message_id IN (SELECT arrayJoin({ids:Array(String)}))', { ids })
       expect(Number(a!.n)).toBe(ids.length)
     } finally {
       await handle.close()

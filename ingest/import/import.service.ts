@@ -1,0 +1,373 @@
+import { z } from 'zod'
+import type { Db } from '../../core/db.js'
+import { AppError, errText } from '../../core/errors.js'
+import type { Logger } from '../../core/log.js'
+import type { Metrics } from '../../core/metrics.js'
+import type { Pii } from '../../core/pii.js'
+import { chDateTime } from '../../core/time.js'
+import type { IdentityService } from '../identity.service.js'
+import { rowSchema, type FieldEnv } from './import.fields.js'
+import { declaredColumns, resolveFormat, type EngineFormat } from './import.formats.js'
+import { KINDS, kindDoc, type KindSpec } from './import.kinds.js'
+import {
+  MAX_REPORTED_ISSUES,
+  type ImportFormat,
+  type ImportIssue,
+  type ImportKind,
+  type ImportKindDoc,
+  type ImportProgress,
+  type ImportReport,
+} from './import.schemas.js'
+import { createStaging, landColumns, ONE_BLOCK, stagingNames, type Landing, type LandColumn, type StagingNames } from './import.staging.js'
+
+/**
+ * Bulk import of a bank's stock data. A file is accepted whole or not at all (unless the caller
+ * asks to skip invalid rows): it is loaded and validated in staging tables, and only a file
+ * without issues reaches its target, in one insert. See import.staging.ts for the data path.
+ */
+
+export interface ImportRequest {
+  tenantId: number
+  kind: ImportKind
+  /** A file this process can read (the CLI's argument, or the HTTP body spooled to disk). */
+  file: string
+  /** Explicit format; otherwise from the file name, else its magic bytes. */
+  format?: ImportFormat | undefined
+  /** Import the valid rows and report the others, instead of rejecting the file. */
+  skipInvalid?: boolean | undefined
+  /** Who asked (API key id, cli:<user>), for the log. */
+  actor: string
+  onProgress?: ((p: ImportProgress) => void) | undefined
+}
+
+export interface ImportService {
+  importFile(req: ImportRequest): Promise<ImportReport>
+  kinds(): ImportKindDoc[]
+}
+
+export interface ImportOptions {
+  /** Records validated per round trip (default 50,000). */
+  pageRows?: number
+  /** Customer numbers per key-allocation batch (default 50,000). */
+  keyBatch?: number
+  maxIssues?: number
+  /** 'file': the engine reads the file itself (embedded); 'stream': the file is sent in the insert body. Probed when unset. */
+  landing?: Landing
+  tmpDir?: string
+  /** Staging tables older than this are dropped at the start of an import (default 24 h). */
+  staleHours?: number
+}
+
+/** The catalogue error for a rejected file: VALIDATION_FAILED, with the report's issues. */
+export function rejectionError(r: ImportReport): AppError {
+  const more = r.issuesTotal > r.issues.length ? ` (the first ${r.issues.length} of ${r.issuesTotal} issues are listed)` : ''
+  const what = r.rows.read ? `${r.rows.rejected} of ${r.rows.read} rows are invalid` : 'the file cannot be imported'
+  return new AppError('VALIDATION_FAILED', `The ${r.kind} file was rejected: ${what}; nothing was imported${more}.`, {
+    issues: r.issues.map((i) => ({ ...i })),
+  })
+}
+
+class Issues {
+  readonly list: ImportIssue[] = []
+  total = 0
+  constructor(private readonly max: number) {}
+  add(row: number | null, column: string | null, message: string, reason: ImportIssue['reason']) {
+    this.total++
+    if (this.list.length >= this.max) return
+    const field = row === null ? (column ? `header: ${column}` : 'file') : `row ${row}: ${column ?? '(row)'}`
+    this.list.push({ field, message, row, column, reason })
+  }
+}
+
+/** A ClickHouse error while reading the file, reduced to what it says about the file. */
+function unreadable(e: unknown, format: ImportFormat): { message: string; row: number | null } | undefined {
+  const code = (e as { code?: unknown })?.code
+  if (!(e instanceof Error) || typeof code !== 'string' || !/^\d+$/.test(code)) return undefined
+  const first = errText(e).split('\n')[0] ?? ''
+  const row = /\(at row (\d+)\)/.exec(first)
+  // Engine messages quote the bytes around the fault, which may be personal data; keep the reason.
+  const reason = first
+    .replace(/before: '(?:[^'\\]|\\.)*'/g, '')
+    .replace(/\(in file\/uri [^)]*\)/g, '')
+    .replace(/:?\s*While executing.*$/, '')
+    .replace(/\s*\(at row \d+\)/, '')
+    .replace(/[\s:]+$/, '')
+    .slice(0, 300)
+  return { message: `cannot be read as ${format.toUpperCase()}: ${reason}`, row: row ? Number(row[1]) : null }
+}
+
+const reasonOf = (message: string): ImportIssue['reason'] => (message === 'required' ? 'required' : 'invalid')
+
+export function createImportService(deps: {
+  db: Db
+  identities: Pick<IdentityService, 'keysFor'>
+  pii: Pii
+  log: Logger
+  metrics?: Metrics
+  now?: () => Date
+  options?: ImportOptions
+}): ImportService {
+  const { db, pii, log } = deps
+  const now = deps.now ?? (() => new Date())
+  const opt = deps.options ?? {}
+  const pageRows = opt.pageRows ?? 50_000
+  const keyBatch = opt.keyBatch ?? 50_000
+  const maxIssues = opt.maxIssues ?? MAX_REPORTED_ISSUES
+  const staging = createStaging({ system: db.system, landing: opt.landing, tmpDir: opt.tmpDir })
+  const rowsTotal = deps.metrics?.counter('qianmian_import_rows_total', 'Rows of imported files, by kind and fate', ['kind', 'fate'])
+  const filesTotal = deps.metrics?.counter('qianmian_import_files_total', 'Imported files, by kind and status', ['kind', 'status'])
+  const schemas = new Map<string, ReturnType<typeof rowSchema>>()
+  const schemaFor = (spec: KindSpec, env: FieldEnv) => {
+    const k = `${spec.kind}\u0000${env.zone}`
+    let s = schemas.get(k)
+    if (!s) schemas.set(k, (s = rowSchema(spec.fields, env)))
+    return s
+  }
+
+  async function tenantZone(tenantId: number): Promise<string> {
+    const rows = await db.system.query(
+      `SELECT argMax(time_zone, updated_at) AS tz FROM tenants WHERE tenant_id = {id:UInt16} GROUP BY tenant_id`,
+      { id: tenantId },
+      z.object({ tz: z.string() }),
+    )
+    if (!rows[0]) throw new AppError('NOT_FOUND', `No tenant ${tenantId}.`)
+    return rows[0].tz
+  }
+
+  function checkHeader(spec: KindSpec, columns: string[] | undefined, issues: Issues) {
+    if (!columns) return
+    const known = new Set(Object.keys(spec.fields))
+    const seen = new Set<string>()
+    for (const c of columns) {
+      if (seen.has(c)) issues.add(null, c, 'the column appears twice', 'invalid')
+      seen.add(c)
+      if (!known.has(c)) issues.add(null, c, `unknown column; ${spec.kind} files have ${[...known].join(', ')}`, 'unknown_column')
+    }
+    for (const [name, f] of Object.entries(spec.fields)) {
+      if (f.required && !seen.has(name)) issues.add(null, name, 'required column missing', 'missing_column')
+    }
+  }
+
+  /** Validates every record; stages the valid ones (all of them only while they may be used). */
+  async function validate(
+    spec: KindSpec,
+    names: StagingNames,
+    cols: readonly LandColumn[],
+    engine: EngineFormat,
+    total: number,
+    ctx: { env: FieldEnv; importedAt: string; skipInvalid: boolean; issues: Issues; progress: (done: number) => void },
+  ) {
+    const schema = schemaFor(spec, ctx.env)
+    const stageCols = await staging.createStage(names, spec)
+    const seen = new Map<string, number>()
+    const c = { read: 0, valid: 0, rejected: 0 }
+    const ndjson = engine === 'LineAsString'
+    // A pipeline: the engine reads the next page and writes the previous one while JavaScript
+    // validates this one (the engine works on its own threads). A rejection is kept for the await.
+    const background = <T>(p: Promise<T>) => {
+      p.catch(() => {})
+      return p
+    }
+    const fetch = (lo: number) => background(staging.page(names, cols, lo, lo + pageRows))
+    let next = total > 0 ? fetch(0) : undefined
+    let writing: Promise<void> = Promise.resolve()
+    for (let lo = 0; lo < total; lo += pageRows) {
+      const page = await next!
+      next = lo + pageRows < total ? fetch(lo + pageRows) : undefined
+      const tuples: unknown[][] = []
+      for (const rec of page) {
+        const rowNo = Number(rec[0])
+        const row = rowNo + 1
+        let input: Record<string, unknown>
+        if (ndjson) {
+          const line = rec[1] as string
+          if (!line.trim()) continue
+          c.read++
+          try {
+            input = JSON.parse(line) as Record<string, unknown>
+          } catch (e) {
+            ctx.issues.add(row, null, `not valid JSON: ${errText(e).slice(0, 120)}`, 'invalid')
+            c.rejected++
+            continue
+          }
+          if (!input || typeof input !== 'object' || Array.isArray(input)) {
+            ctx.issues.add(row, null, 'expected a JSON object', 'invalid')
+            c.rejected++
+            continue
+          }
+        } else {
+          c.read++
+          input = {}
+          for (let i = 0; i < cols.length; i++) input[cols[i]!.name] = rec[i + 1]
+        }
+        const r = schema.safeParse(input)
+        if (!r.success) {
+          for (const i of r.error.issues) {
+            if (i.code === 'unrecognized_keys') {
+              for (const k of i.keys) ctx.issues.add(row, k, 'unknown column', 'unknown_column')
+            } else {
+              ctx.issues.add(row, String(i.path[0] ?? '(row)'), i.message, reasonOf(i.message))
+            }
+          }
+          c.rejected++
+          continue
+        }
+        const data = r.data as Record<string, unknown>
+        const cross = spec.check?.(data)
+        if (cross) {
+          ctx.issues.add(row, cross.column, cross.message, 'invalid')
+          c.rejected++
+          continue
+        }
+        const key = spec.naturalKey.map((k) => String(data[k])).join('\u0000')
+        const first = seen.get(key)
+        if (first !== undefined) {
+          ctx.issues.add(row, spec.naturalKey.join('+'), `the same ${spec.naturalKey.join(' + ')} as row ${first}`, 'duplicate')
+          c.rejected++
+          continue
+        }
+        seen.set(key, row)
+        c.valid++
+        // Without skip-invalid a single rejected row dooms the file: stop staging, keep validating
+        // for the report.
+        if (ctx.skipInvalid || c.rejected === 0) {
+          const s = spec.toStage(data, { pii, importedAt: ctx.importedAt })
+          const t = new Array<unknown>(stageCols.length)
+          t[0] = rowNo
+          for (let i = 1; i < stageCols.length; i++) t[i] = s[stageCols[i]!]
+          tuples.push(t)
+        }
+      }
+      await writing
+      if (ctx.skipInvalid || c.rejected === 0) writing = background(staging.insert(names.stage, stageCols, tuples))
+      ctx.progress(Math.min(total, lo + pageRows))
+    }
+    await writing
+    return c
+  }
+
+  /** Maps every customer number of the stage to its dense key (allocating new ones). */
+  async function mapKeys(spec: KindSpec, tenantId: number, names: StagingNames, progress: (p: ImportProgress) => void) {
+    await staging.createKeys(names)
+    if (!spec.customerColumns.length) return
+    const numbers = await staging.distinct(names.stage, spec.customerColumns)
+    for (let i = 0; i < numbers.length; i += keyBatch) {
+      const batch = numbers.slice(i, i + keyBatch)
+      const keys = await deps.identities.keysFor(tenantId, batch, 'import')
+      await staging.insert(names.keys, ['customer_no', 'customer_key'], batch.map((n, j) => [n, keys[j]]))
+      progress({ phase: 'mapping', done: Math.min(numbers.length, i + keyBatch), total: numbers.length })
+    }
+  }
+
+  async function importFile(req: ImportRequest): Promise<ImportReport> {
+    const spec = KINDS[req.kind]
+    if (!spec) throw new AppError('VALIDATION_FAILED', `Unknown kind ${req.kind}.`, { issues: [{ field: 'kind', message: `expected one of ${Object.keys(KINDS).join(', ')}` }] })
+    const started = now()
+    const t0 = performance.now()
+    const importedAt = chDateTime(started)
+    const names = stagingNames()
+    const importId = names.raw.slice('import_raw_'.length)
+    const issues = new Issues(maxIssues)
+    const skipInvalid = req.skipInvalid ?? false
+    const progress = req.onProgress ?? (() => {})
+    const rows = { read: 0, valid: 0, rejected: 0, inserted: 0 }
+    const { format, engine } = await resolveFormat(req.file, req.format)
+
+    const finish = (status: ImportReport['status']): ImportReport => {
+      if (status === 'rejected') rows.inserted = 0
+      const report: ImportReport = {
+        importId,
+        kind: req.kind,
+        format,
+        status,
+        skipInvalid,
+        rows: { ...rows },
+        issues: issues.list,
+        issuesTotal: issues.total,
+        startedAt: started.toISOString(),
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+      }
+      filesTotal?.inc({ kind: req.kind, status })
+      for (const fate of ['read', 'valid', 'rejected', 'inserted'] as const) rowsTotal?.inc({ kind: req.kind, fate }, rows[fate])
+      log.info({ importId, tenantId: req.tenantId, actor: req.actor, kind: req.kind, format, status, rows: report.rows, issues: issues.total, seconds: report.seconds }, 'import finished')
+      progress({ phase: 'done', done: rows.read, total: rows.read })
+      return report
+    }
+
+    // Parquet and Arrow timestamps are instants, read by the engine as UTC text; a local time
+    // written without an offset in CSV or NDJSON is the tenant's.
+    const tenantTz = await tenantZone(req.tenantId)
+    const zone = format === 'parquet' || format === 'arrow' ? 'UTC' : tenantTz
+    await staging.dropStale(opt.staleHours ?? 24).catch((e: unknown) => log.warn({ err: errText(e) }, 'could not drop stale import tables'))
+
+    progress({ phase: 'reading', done: 0, total: 0 })
+    try {
+      let declared: string[] | undefined
+      try {
+        declared = await declaredColumns(req.file, engine, staging.describe)
+      } catch (e) {
+        // A broken header or schema is the file's fault (a network error reading a Parquet
+        // footer from a server is not).
+        const u = unreadable(e, format)
+        if (!u && engine === 'Parquet') throw e
+        issues.add(null, null, u?.message ?? `cannot be read as ${format.toUpperCase()}: ${errText(e).slice(0, 200)}`, 'unreadable')
+        return finish('rejected')
+      }
+      checkHeader(spec, declared, issues)
+      if (issues.total) return finish('rejected')
+
+      const cols = landColumns(spec, engine)
+      let total: number
+      try {
+        total = await staging.land(names, req.file, engine, cols)
+      } catch (e) {
+        const u = unreadable(e, format)
+        if (!u) throw e
+        issues.add(u.row, null, u.message, 'unreadable')
+        return finish('rejected')
+      }
+
+      progress({ phase: 'validating', done: 0, total })
+      const counts = await validate(spec, names, cols, engine, total, {
+        env: { zone },
+        importedAt,
+        skipInvalid,
+        issues,
+        progress: (done) => progress({ phase: 'validating', done, total }),
+      })
+      Object.assign(rows, counts)
+      if (rows.rejected && !skipInvalid) return finish('rejected')
+
+      if (spec.unresolved && rows.valid) {
+        const u = spec.unresolved
+        const missing = await db.forTenant(req.tenantId).query(
+          `SELECT row_no, value FROM (${u.sql(names)}) ORDER BY row_no`,
+          {},
+          z.object({ row_no: z.coerce.number(), value: z.string() }),
+        )
+        for (const m of missing) issues.add(m.row_no + 1, u.column, u.message(m.value), 'unknown_reference')
+        rows.valid -= missing.length
+        rows.rejected += missing.length
+        if (missing.length && !skipInvalid) return finish('rejected')
+        // Issues were added out of row order; keep the report sorted.
+        issues.list.sort((a, b) => (a.row ?? 0) - (b.row ?? 0))
+      }
+
+      if (rows.valid > 0) {
+        await mapKeys(spec, req.tenantId, names, progress)
+        progress({ phase: 'writing', done: 0, total: rows.valid })
+        const tenantDb = db.forTenant(req.tenantId)
+        for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+        rows.inserted = rows.valid
+      }
+      return finish('imported')
+    } finally {
+      await staging.drop(names).catch((e: unknown) => log.warn({ importId, err: errText(e) }, 'could not drop import staging tables'))
+    }
+  }
+
+  return {
+    importFile,
+    kinds: () => Object.values(KINDS).map(kindDoc),
+  }
+}
