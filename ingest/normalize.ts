@@ -62,44 +62,81 @@ interface Scrubbed {
   error?: { field: string; message: string }
 }
 
-/** One pass: depth and key limits, C3 keys dropped, sensitive keys moved out when asked. */
-function scrub(input: Record<string, unknown>, field: string, sensitive: ReadonlySet<string> | undefined, moved: Record<string, string>): Scrubbed {
-  let keys = 0
-  let error: Scrubbed['error']
-  const walk = (v: unknown, depth: number, path: string): unknown => {
-    if (error) return undefined
-    if (Array.isArray(v)) {
-      if (depth >= MAX_DEPTH) return (error = { field: path, message: `nested deeper than ${MAX_DEPTH} levels` }), undefined
-      keys += v.length
-      if (keys > MAX_KEYS) return (error = { field: path, message: `more than ${MAX_KEYS} keys and items` }), undefined
-      return v.map((x, i) => walk(x, depth + 1, `${path}.${i}`))
-    }
-    if (v !== null && typeof v === 'object') {
-      if (depth >= MAX_DEPTH) return (error = { field: path, message: `nested deeper than ${MAX_DEPTH} levels` }), undefined
-      const out: Record<string, unknown> = {}
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-        if (++keys > MAX_KEYS) return (error = { field: path, message: `more than ${MAX_KEYS} keys and items` }), undefined
-        if (C3_KEYS.test(k)) continue
-        if (depth === 0 && sensitive?.has(k)) {
-          if (x !== null && x !== undefined && typeof x !== 'object') moved[k] = String(x)
-          continue
-        }
-        out[k] = walk(x, depth + 1, `${path}.${k}`)
-      }
-      return out
-    }
-    return v
+interface WalkState {
+  keys: number
+  error: string | undefined
+  path: string[]
+}
+
+/**
+ * One pass over a properties/traits/context object: depth and key limits, C3 keys dropped,
+ * sensitive top-level keys moved out into `moved`. A module-level recursion with an explicit
+ * state (rather than a closure per call) because it runs for every event on the ingest path.
+ */
+function walk(v: unknown, depth: number, st: WalkState): unknown {
+  if (v === null || typeof v !== 'object') return v
+  if (depth >= MAX_DEPTH) {
+    st.error = `nested deeper than ${MAX_DEPTH} levels`
+    return undefined
   }
-  const value = walk(input, 0, field) as Record<string, unknown>
-  return error ? { value: {}, error } : { value }
+  if (Array.isArray(v)) {
+    st.keys += v.length
+    if (st.keys > MAX_KEYS) {
+      st.error = `more than ${MAX_KEYS} keys and items`
+      return undefined
+    }
+    const out = new Array<unknown>(v.length)
+    for (let i = 0; i < v.length; i++) {
+      st.path.push(String(i))
+      out[i] = walk(v[i], depth + 1, st)
+      if (st.error) return undefined
+      st.path.pop()
+    }
+    return out
+  }
+  const out: Record<string, unknown> = {}
+  for (const k in v as Record<string, unknown>) {
+    if (++st.keys > MAX_KEYS) {
+      st.error = `more than ${MAX_KEYS} keys and items`
+      return undefined
+    }
+    if (C3_KEYS.test(k)) continue
+    st.path.push(k)
+    out[k] = walk((v as Record<string, unknown>)[k], depth + 1, st)
+    if (st.error) return undefined
+    st.path.pop()
+  }
+  return out
+}
+
+function scrub(input: Record<string, unknown>, field: string, sensitive: ReadonlySet<string> | undefined, moved: Record<string, string>): Scrubbed {
+  const st: WalkState = { keys: 0, error: undefined, path: [field] }
+  const value: Record<string, unknown> = {}
+  for (const k in input) {
+    if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items` } }
+    if (C3_KEYS.test(k)) continue
+    const x = input[k]
+    if (sensitive?.has(k)) {
+      if (x !== null && x !== undefined && typeof x !== 'object') moved[k] = String(x)
+      continue
+    }
+    st.path.push(k)
+    value[k] = walk(x, 1, st)
+    if (st.error) return { value: {}, error: { field: st.path.join('.'), message: st.error } }
+    st.path.pop()
+  }
+  return { value }
 }
 
 function minimizeContext(ctx: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(ctx)) {
-    if (!CONTEXT_KEEP.has(k)) continue
+  for (const k of CONTEXT_KEEP) {
+    const v = ctx[k]
+    if (v === undefined) continue
     if (k === 'device' && v && typeof v === 'object') {
-      out[k] = Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([dk]) => !DEVICE_DROP.has(dk)))
+      const d: Record<string, unknown> = {}
+      for (const dk in v as Record<string, unknown>) if (!DEVICE_DROP.has(dk)) d[dk] = (v as Record<string, unknown>)[dk]
+      out[k] = d
     } else out[k] = v
   }
   return out
