@@ -44,7 +44,7 @@ export async function openBenchEngine(): Promise<{ ctx: Omit<BenchContext, 'args
   const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
   const log = createLogger({ level: 'warn' })
   const handle = await createClickHouse(config)
-  const db = createDb(handle.client)
+  const db = createDb(handle.client, handle.insertText)
   await createMigrator({ system: db.system, log }).migrate()
   return {
     ctx: { db, handle, log, dataDir },

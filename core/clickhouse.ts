@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { Readable } from 'node:stream'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { AppError, errText } from './errors.js'
 import type { Config } from './config.js'
@@ -14,6 +15,12 @@ export interface ClickHouseHandle {
   readonly database: string
   /** Where the embedded engine keeps its files; undefined for a remote server. */
   readonly dataDir: string | undefined
+  /**
+   * Inserts a text body as one insert. Embedded, the buffer goes to the engine zero-copy (the
+   * client's path would first copy the body into one JS string); remote, it is the client's
+   * streaming insert.
+   */
+  insertText(table: string, columns: readonly string[], format: 'TabSeparated' | 'JSONEachRow' | 'CSV', body: Buffer): Promise<void>
   close(): Promise<void>
 }
 
@@ -45,7 +52,16 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
       request_timeout: ch.requestTimeoutMs,
       clickhouse_settings: { date_time_input_format: 'best_effort' },
     })
-    return { client, mode: 'remote', database: ch.database, dataDir: undefined, close: () => client.close() }
+    return {
+      client,
+      mode: 'remote',
+      database: ch.database,
+      dataDir: undefined,
+      async insertText(table, columns, format, body) {
+        await client.insert({ table, columns: columns as [string, ...string[]], format, values: Readable.from([body]) })
+      },
+      close: () => client.close(),
+    }
   }
 
   const dataDir = opts.dataDir
@@ -54,10 +70,12 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
   // chdb is loaded lazily: a remote deployment never maps the 540 MB engine into memory.
   const { createChdbConnection } = await import('chdb/connection')
   let client: ClickHouseClient
+  let connection: ReturnType<typeof createChdbConnection>
   try {
     // The chDB connection implements the client's Connection contract; the option is not in the
     // client's public config type yet, hence the cast.
-    client = createClient({ connection: createChdbConnection({ path: engineDir }) } as Parameters<typeof createClient>[0])
+    connection = createChdbConnection({ path: engineDir })
+    client = createClient({ connection } as Parameters<typeof createClient>[0])
     // The embedded engine keeps one session: USE sticks for every later query.
     await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
     await client.command({ query: `USE ${ch.database}` })
@@ -73,7 +91,16 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     }
     throw new AppError('STORAGE_UNAVAILABLE', `Cannot open the embedded ClickHouse in ${dataDir}: ${text}`, { cause })
   }
-  return { client, mode: 'embedded', database: ch.database, dataDir, close: () => client.close() }
+  return {
+    client,
+    mode: 'embedded',
+    database: ch.database,
+    dataDir,
+    async insertText(table, columns, format, body) {
+      await connection.chdb.rawInsert({ table, columns, format, values: body })
+    },
+    close: () => client.close(),
+  }
 }
 
 function redactUrl(url: string | undefined): string {

@@ -131,12 +131,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       })
     }
     if (rows.length) {
-      await db.system.raw.insert({
-        table: 'events',
-        columns: EVENT_COLUMNS as unknown as [string, ...string[]],
-        values: rows,
-        format: 'JSONCompactEachRow',
-      })
+      await db.system.insertTsv('events', EVENT_COLUMNS, rows)
     }
     let dup = 0
     for (const r of results) dup += r.duplicates

@@ -24,7 +24,7 @@ export async function openTestEngine(opts: { migrate?: boolean } = {}): Promise<
   const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
   const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
   const handle = await createClickHouse(config)
-  const db = createDb(handle.client)
+  const db = createDb(handle.client, handle.insertText)
   if (opts.migrate !== false) await createMigrator({ system: db.system, log }).migrate()
   return {
     db,
