@@ -3,7 +3,7 @@ import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime } from '../core/time.js'
+import { chDateTime, chEpoch } from '../core/time.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
 
@@ -234,7 +234,7 @@ export function toRow(tenantId: number, key: number, e: PendingEvent): unknown[]
   return [
     tenantId,
     key,
-    chDateTime(e.timestamp),
+    chEpoch(e.timestamp),
     e.type,
     e.event,
     e.messageId,
@@ -243,8 +243,8 @@ export function toRow(tenantId: number, key: number, e: PendingEvent): unknown[]
     e.sessionId,
     e.properties,
     e.context,
-    chDateTime(e.sentAt),
-    chDateTime(e.receivedAt),
+    chEpoch(e.sentAt),
+    chEpoch(e.receivedAt),
     e.violations,
   ]
 }
