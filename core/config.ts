@@ -62,6 +62,23 @@ export const configSchema = z.object({
     .optional(),
   QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
+  QIANMIAN_ROLES: z
+    .string()
+    .regex(/^(all|api|ingest-worker|scheduler)(,(api|ingest-worker|scheduler))*$/, {
+      message: 'expected all, or a comma-separated list of api, ingest-worker, scheduler',
+    })
+    .default('all'),
+  KAFKA_BROKERS: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+:\d{1,5}(,[A-Za-z0-9.-]+:\d{1,5})*$/, { message: 'expected host:port[,host:port...]' })
+    .optional(),
+  KAFKA_CLIENT_ID: z.string().min(1).default('qianmian'),
+  KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, { message: 'expected a Kafka topic name' }).default('qianmian.events'),
+  KAFKA_DLQ_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, { message: 'expected a Kafka topic name' }).default('qianmian.events.dlq'),
+  KAFKA_GROUP_ID: z.string().min(1).default('qianmian-ingest'),
+  KAFKA_PARTITIONS: int(6, 1, 10_000),
+  KAFKA_REPLICATION_FACTOR: int(-1, -1, 10),
+  KAFKA_SEND_TIMEOUT_MS: int(5_000, 100, 120_000),
   INGEST_FLUSH_ROWS: int(20_000, 1, 1_000_000),
   INGEST_FLUSH_MS: int(200, 1, 5_000),
   INGEST_MAX_QUEUE_EVENTS: int(200_000, 100, 10_000_000),
@@ -95,6 +112,19 @@ export interface Config {
   readonly piiSecret: string | undefined
   readonly keyCacheTtlMs: number
   readonly shutdownTimeoutMs: number
+  readonly roles: ReadonlySet<'api' | 'ingest-worker' | 'scheduler'>
+  readonly kafka:
+    | Readonly<{
+        brokers: readonly string[]
+        clientId: string
+        topic: string
+        dlqTopic: string
+        groupId: string
+        partitions: number
+        replicationFactor: number
+        sendTimeoutMs: number
+      }>
+    | undefined
   readonly ingest: Readonly<{
     flushRows: number
     flushMs: number
@@ -165,6 +195,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     piiSecret: r.QIANMIAN_PII_SECRET,
     keyCacheTtlMs: r.QIANMIAN_KEY_CACHE_TTL_MS,
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    roles: Object.freeze(
+      new Set(
+        r.QIANMIAN_ROLES.split(',').flatMap((x) => (x === 'all' ? (['api', 'ingest-worker', 'scheduler'] as const) : [x as 'api' | 'ingest-worker' | 'scheduler'])),
+      ),
+    ),
+    kafka: r.KAFKA_BROKERS
+      ? Object.freeze({
+          brokers: Object.freeze(r.KAFKA_BROKERS.split(',')),
+          clientId: r.KAFKA_CLIENT_ID,
+          topic: r.KAFKA_TOPIC,
+          dlqTopic: r.KAFKA_DLQ_TOPIC,
+          groupId: r.KAFKA_GROUP_ID,
+          partitions: r.KAFKA_PARTITIONS,
+          replicationFactor: r.KAFKA_REPLICATION_FACTOR,
+          sendTimeoutMs: r.KAFKA_SEND_TIMEOUT_MS,
+        })
+      : undefined,
     ingest: Object.freeze({
       flushRows: r.INGEST_FLUSH_ROWS,
       flushMs: r.INGEST_FLUSH_MS,

@@ -7,7 +7,7 @@ import type { Pii } from '../core/pii.js'
 import type { Auth } from '../tenants/auth.js'
 import { createEventWriter, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
-import { createIngestService, type IngestService } from './ingest.service.js'
+import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
 import { registerIngestRoutes } from './ingest.routes.js'
 import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
 import { createTrackingPlans, type TrackingPlans } from './tracking-plan.js'
@@ -23,7 +23,15 @@ export interface IngestModule {
   close(deadlineMs: number): Promise<void>
 }
 
-export function createIngestModule(deps: { db: Db; log: Logger; metrics: Metrics; pii: Pii; config: Config['ingest'] }): IngestModule {
+export function createIngestModule(deps: {
+  db: Db
+  log: Logger
+  metrics: Metrics
+  pii: Pii
+  config: Config['ingest']
+  /** A durable queue in front of the writer (Kafka); by default the edge writes itself. */
+  sink?: (writer: EventWriter) => EventSink
+}): IngestModule {
   const allocator = createKeyAllocator({ system: deps.db.system })
   const identities = createIdentityService({ db: deps.db, allocator })
   const plans = createTrackingPlans({ db: deps.db })
@@ -34,7 +42,8 @@ export function createIngestModule(deps: { db: Db; log: Logger; metrics: Metrics
     metrics: deps.metrics,
     options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents },
   })
-  const service = createIngestService({ writer, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })
+  const sink = deps.sink ? deps.sink(writer) : writer
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })
   return {
     allocator,
     identities,

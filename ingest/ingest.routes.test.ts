@@ -36,7 +36,7 @@ describe('the Segment tracking API', () => {
     const e = track({ context: { ip: '10.1.2.3', app: { version: '4.0.1' }, device: { model: 'HUAWEI P60', advertisingId: 'ad-1' } } })
     const res = await post('/v1/track', e)
     expect(res.statusCode).toBe(200)
-    expect(res.json()).toMatchObject({ success: true, accepted: 1, duplicates: 0, rejected: [] })
+    expect(res.json()).toMatchObject({ success: true, accepted: 1, duplicates: 0, rejected: [], queued: false })
     const [r] = await rows('SELECT *, product_id, amount FROM events WHERE message_id = {m:String}', { m: e.messageId })
     expect(r).toMatchObject({ tenant_id: bank.tenant.id, type: 'track', event: 'product_viewed', user_id: 'C0001', product_id: 'wm-01', amount: 12.5 })
     expect(Number(r!.customer_key)).toBeGreaterThan(0)

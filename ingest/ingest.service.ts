@@ -2,7 +2,7 @@ import type { Config } from '../core/config.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
-import type { EventWriter } from './event-writer.js'
+import type { WriteResult } from './event-writer.js'
 import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
 import type { EventType, IngestResponse } from './segment.schema.js'
 import { checkEvent, type TrackingPlans } from './tracking-plan.js'
@@ -13,6 +13,11 @@ import { checkEvent, type TrackingPlans } from './tracking-plan.js'
  * rejected message by index with the field and reason; the valid ones are stored whatever the
  * others did.
  */
+/** Where accepted events go: the ClickHouse writer, or a durable queue (Kafka) in front of it. */
+export interface EventSink {
+  submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult & { queued?: boolean }>
+}
+
 export interface IngestService {
   ingest(input: {
     tenantId: number
@@ -24,7 +29,7 @@ export interface IngestService {
 }
 
 export function createIngestService(deps: {
-  writer: EventWriter
+  sink: EventSink
   plans: TrackingPlans
   pii: Pii
   metrics: Metrics
@@ -78,8 +83,8 @@ export function createIngestService(deps: {
         if (single) throw new AppError(first.code, `${first.field}: ${first.message}`, { issues })
         throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
       }
-      const result = await deps.writer.submit(tenantId, valid, actor)
-      return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected }
+      const result = await deps.sink.submit(tenantId, valid, actor)
+      return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected, queued: result.queued === true }
     },
   }
 }

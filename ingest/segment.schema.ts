@@ -93,6 +93,9 @@ export const ingestResponse = z.object({
   accepted: z.number().int().describe('events stored now'),
   duplicates: z.number().int().describe('events already stored earlier (same messageId), not stored again'),
   flagged: z.number().int().describe('events stored with tracking-plan violations (flag mode)'),
+  queued: z
+    .boolean()
+    .describe('true when the events were durably queued (Kafka) rather than written; duplicates are then dropped by the writer'),
   rejected: z
     .array(
       z.object({

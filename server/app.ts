@@ -28,6 +28,8 @@ export interface AppDeps {
   /** Capability route modules added by later layers (ingest, segments ...), given the shared auth. */
   modules?: ((app: FastifyInstance, auth: Auth) => void)[]
   bodyLimitBytes?: number
+  /** Tenant self-service and operator routes (off in a worker-only process). */
+  tenantRoutes?: boolean
 }
 
 /** Builds the HTTP app without listening; tests call `inject` on it. */
@@ -108,7 +110,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
-  registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys })
+  if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys })
   for (const m of deps.modules ?? []) m(app, auth)
   await app.ready()
   return app

@@ -6,6 +6,8 @@ import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
+import type { Kafka } from 'kafkajs'
+import { createKafka, createKafkaSink, ensureTopics, type KafkaSink } from '../kafka/kafka.ingest.js'
 import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
@@ -25,10 +27,12 @@ export interface Runtime {
   keys: KeyService
   pii: Pii
   ingest: IngestModule
+  /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
+  kafka: Kafka | undefined
   close(): Promise<void>
 }
 
-export async function createRuntime(config: Config, opts: { log?: Logger } = {}): Promise<Runtime> {
+export async function createRuntime(config: Config, opts: { log?: Logger; withKafka?: boolean } = {}): Promise<Runtime> {
   const log = opts.log ?? createLogger({ level: config.logLevel })
   const metrics = createMetrics({ collectDefault: config.collectDefaultMetrics })
   fs.mkdirSync(config.dataDir, { recursive: true })
@@ -38,7 +42,16 @@ export async function createRuntime(config: Config, opts: { log?: Logger } = {})
   const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone })
   const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
-  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest })
+  // With Kafka configured, the edge's accepted events go to the topic; the writer then serves
+  // the ingest worker (this process's, or another's).
+  let kafka: Kafka | undefined
+  let sink: KafkaSink | undefined
+  if (opts.withKafka && config.kafka) {
+    kafka = createKafka(config.kafka, log)
+    await ensureTopics(kafka, config.kafka)
+    if (config.roles.has('api')) sink = await createKafkaSink({ kafka, cfg: config.kafka, log, metrics })
+  }
+  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
   return {
     config,
     log,
@@ -50,7 +63,9 @@ export async function createRuntime(config: Config, opts: { log?: Logger } = {})
     keys,
     pii,
     ingest,
+    kafka,
     async close() {
+      await sink?.close()
       await ingest.close(config.shutdownTimeoutMs)
       await ch.close()
     },

@@ -6,6 +6,7 @@ import type { Config } from '../core/config.js'
 import { AppError, errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { generateDemo, type DemoSummary } from '../demo/demo.generator.js'
+import { startKafkaWorker, type KafkaWorker } from '../kafka/kafka.ingest.js'
 import { buildApp } from './app.js'
 import type { Readiness } from './health.routes.js'
 import { createRuntime, type Runtime } from './runtime.js'
@@ -33,7 +34,7 @@ export interface Started {
 
 export async function startServer(config: Config, opts: { print?: (line: string) => void; version: string }): Promise<Started> {
   const print = opts.print ?? ((l: string) => process.stdout.write(l + '\n'))
-  const runtime = await createRuntime(config)
+  const runtime = await createRuntime(config, { withKafka: true })
   const { log } = runtime
   const readiness: Readiness = { phase: 'starting' }
   const app = await buildApp({
@@ -45,12 +46,18 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     readiness,
     operatorToken: config.operatorToken,
     version: opts.version,
-    modules: [runtime.ingest.routes],
+    // A process without the api role still answers /health, /ready and /metrics.
+    modules: config.roles.has('api') ? [runtime.ingest.routes] : [],
+    tenantRoutes: config.roles.has('api'),
   })
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')
-  print(`Qianmian ${opts.version} listening on ${url} (ClickHouse: ${runtime.ch.mode}${runtime.ch.dataDir ? `, data in ${runtime.ch.dataDir}` : ''})`)
+  print(
+    `Qianmian ${opts.version} listening on ${url} (roles: ${[...config.roles].join(', ')}; ClickHouse: ${runtime.ch.mode}` +
+      `${runtime.ch.dataDir ? `, data in ${runtime.ch.dataDir}` : ''}${config.kafka ? `; Kafka: ${config.kafka.brokers.join(',')}` : ''})`,
+  )
 
+  let worker: KafkaWorker | undefined
   const startup = (async () => {
     readiness.phase = 'migrating'
     const { applied } = await runtime.migrator.migrate()
@@ -59,6 +66,12 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     readiness.phase = 'seeding'
     const creds = await seedDemoIfWanted(runtime, print)
     if (creds) printCredentials(creds, print)
+    if (runtime.kafka && config.kafka && config.roles.has('ingest-worker')) {
+      worker = await startKafkaWorker({ kafka: runtime.kafka, cfg: config.kafka, writer: runtime.ingest.writer, log, metrics: runtime.metrics })
+      print(`Ingest worker consuming ${config.kafka.topic} from ${config.kafka.brokers.join(',')} (group ${config.kafka.groupId})`)
+    } else if (config.roles.has('ingest-worker') && !config.kafka && !config.roles.has('api')) {
+      print('The ingest-worker role has nothing to do without KAFKA_BROKERS: the api role writes events itself.')
+    }
     readiness.phase = 'ready'
     print(`Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)
   })()
@@ -82,6 +95,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
       try {
         await app.close()
         await startup.catch(() => undefined)
+        await worker?.stop()
         await runtime.close()
       } finally {
         clearTimeout(deadline)

@@ -51,7 +51,7 @@ export function createImportProgress(enabled: boolean): { update(p: ImportProgre
 
 export function describeReport(r: ImportReport): string {
   const { read, valid, rejected, inserted } = r.rows
-  const rate = r.seconds > 0 ? ` (${Math.round(read / r.seconds).toLocaleString('en-US')} rows/s)` : ''
+  const rate = r.seconds > 0 && read >= 1000 ? ` (${Math.round(read / r.seconds).toLocaleString('en-US')} rows/s)` : ''
   return `${r.status === 'imported' ? 'Imported' : 'Rejected'} ${r.kind} from ${r.format.toUpperCase()} in ${r.seconds.toFixed(1)} s${rate}: read ${read}, valid ${valid}, rejected ${rejected}, inserted ${inserted}.`
 }
 

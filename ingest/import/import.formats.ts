@@ -1,6 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { RecordBatchReader } from 'apache-arrow'
+import { DataType, RecordBatchReader } from 'apache-arrow'
 import { AppError } from '../../core/errors.js'
 import { IMPORT_FORMATS, type ImportFormat } from './import.schemas.js'
 
@@ -110,29 +110,35 @@ export function splitCsvLine(line: string): string[] {
   return out.map((s) => s.trim())
 }
 
+/** A column a file declares; `map` when a Parquet/Arrow column is a map (key-value attributes). */
+export interface DeclaredColumn {
+  name: string
+  map: boolean
+}
+
 /**
- * The column names a file declares, when they can be read without loading it: the CSV header,
- * the Arrow schema (apache-arrow reads the first message only), or the Parquet schema through
+ * The columns a file declares, when they can be read without loading it: the CSV header, the
+ * Arrow schema (apache-arrow reads the first message only), or the Parquet schema through
  * `describe` (the engine reads the footer; only possible when it can see the file). NDJSON rows
  * name their own columns. Undefined when unknown.
  */
 export async function declaredColumns(
   file: string,
   engine: EngineFormat,
-  describe: ((file: string, engine: EngineFormat) => Promise<string[] | undefined>) | undefined,
-): Promise<string[] | undefined> {
+  describe: ((file: string, engine: EngineFormat) => Promise<DeclaredColumn[] | undefined>) | undefined,
+): Promise<DeclaredColumn[] | undefined> {
   if (engine === 'CSVWithNames') {
     const text = (await head(file, 64 * 1024)).toString('utf8').replace(/^\uFEFF/, '')
     const end = text.search(/\r?\n/)
     if (end === -1 && text.length === 64 * 1024) throw new AppError('VALIDATION_FAILED', 'The CSV header line is longer than 64 KB.')
     const line = end === -1 ? text : text.slice(0, end)
-    return line.trim() ? splitCsvLine(line) : []
+    return line.trim() ? splitCsvLine(line).map((name) => ({ name, map: false })) : []
   }
   if (engine === 'Arrow' || engine === 'ArrowStream') {
     const reader = await RecordBatchReader.from(fs.createReadStream(file))
     try {
       await reader.open()
-      return reader.schema.fields.map((f) => f.name)
+      return reader.schema.fields.map((f) => ({ name: f.name, map: DataType.isMap(f.type) }))
     } finally {
       await reader.cancel()
     }

@@ -322,7 +322,8 @@ const products = defineKind({
 const CONSENT_COLS = ['purpose', 'channel', 'granted', 'source', 'updated_at'] as const
 const consents = defineKind({
   kind: 'consents',
-  description: 'Consent decisions taken outside the app (at the counter), one row per (customer_no, purpose, channel).',
+  description:
+    'Consent decisions taken outside the app (at the counter), one row per (customer_no, purpose, channel). updated_at is required: it is when the customer decided, so a later decision taken in the app is not overwritten by an older one imported afterwards.',
   target: 'consents',
   fields: {
     customer_no: customerNo,
@@ -330,12 +331,12 @@ const consents = defineKind({
     channel: oneOf(['push', 'sms', 'in_app']),
     granted: flag(),
     source: orDefault(id(32), 'import'),
-    updated_at: updatedAt,
+    updated_at: dateTime(),
   },
   naturalKey: ['customer_no', 'purpose', 'channel'],
   stageFromTarget: CONSENT_COLS,
   stageExtra: [['customer_no', 'String']],
-  toStage: (r, ctx) => ({ ...r, updated_at: stamp(r.updated_at, ctx) }),
+  toStage: (r) => r,
   customerColumns: ['customer_no'],
   finalInserts: byCustomer('consents', CONSENT_COLS),
 })

@@ -38,6 +38,10 @@ export function requestFormat(contentType: string | undefined, query: ImportForm
       `Content-Type ${contentType} is not an import format: use text/csv, application/x-ndjson, application/vnd.apache.parquet, application/vnd.apache.arrow.stream (or .file), or application/octet-stream with ?format=${IMPORT_FORMATS.join('|')}.`,
     )
   }
+  const charset = /;\s*charset=("?)([^";]+)\1/i.exec(contentType ?? '')?.[2]?.toLowerCase()
+  if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `The body is ${charset}: imports take UTF-8 only (convert the file first).`)
+  }
   if (fromType === 'sniff') return query
   if (query && query !== fromType) {
     throw new AppError('VALIDATION_FAILED', `?format=${query} contradicts Content-Type ${contentType}.`, { issues: [{ field: 'querystring.format', message: `the body is ${fromType}` }] })

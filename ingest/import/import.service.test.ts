@@ -266,6 +266,16 @@ describe('a file with invalid rows', () => {
     expect(r.issuesTotal).toBe(5)
   })
 
+  it('takes a CSV with a byte-order mark and CRLF line ends', async () => {
+    const tenant = (await newTenant()).id
+    const r = await run(tenant, 'customers', write('win.csv', '\uFEFFcustomer_no,name,opened_at\r\nW1,"王, 五",2020-01-01\r\nW2,,2020-01-02\r\n'))
+    expect(r).toMatchObject({ status: 'imported', rows: { read: 2, inserted: 2 } })
+    expect(await rows(`SELECT customer_no, name_masked FROM customers FINAL WHERE tenant_id = {t:UInt16} ORDER BY customer_no`, { t: tenant })).toEqual([
+      { customer_no: 'W1', name_masked: pii.maskName('王, 五') },
+      { customer_no: 'W2', name_masked: '' },
+    ])
+  })
+
   it('names unknown and missing columns before loading anything', async () => {
     const tenant = (await newTenant()).id
     const r = await run(tenant, 'customers', write('hdr.csv', 'customer_no,birthdate\nC1,1980-01-01\n'))
@@ -383,7 +393,27 @@ describe('the other kinds', () => {
     const [p] = await rows(`SELECT attributes, toString(valid_to) AS valid_to FROM products FINAL WHERE tenant_id = {t:UInt16} AND product_id = 'wm-01'`, { t: tenant })
     expect(p).toEqual({ attributes: { term: '1y', channel: 'app' }, valid_to: '2299-12-31' })
 
-    const consents = 'customer_no,purpose,channel,granted\nC00000001,marketing,sms,0\nC00000001,marketing,push,true\nC00000002,service,in_app,1\n'
+    // Parquet attributes as a Map, or as JSON text: both land as the same Map.
+    const pq = path.join(tmp, `${++n}-products.parquet`)
+    await t.engine.db.system.command(
+      `INSERT INTO FUNCTION file({out:String}, 'Parquet')
+       SELECT 'wm-02' AS product_id, 'wealth' AS kind, '理财二号' AS name_zh, toDate32('2024-01-01') AS valid_from, map('term', '3y') AS attributes`,
+      { out: pq },
+    )
+    const pqText = path.join(tmp, `${++n}-products.parquet`)
+    await t.engine.db.system.command(
+      `INSERT INTO FUNCTION file({out:String}, 'Parquet')
+       SELECT 'wm-03' AS product_id, 'wealth' AS kind, '理财三号' AS name_zh, '2024-01-01' AS valid_from, '{"term":"5y"}' AS attributes`,
+      { out: pqText },
+    )
+    for (const f of [pq, pqText]) expect((await run(tenant, 'products', f)).issues).toEqual([])
+    const attrs = await rows(`SELECT product_id, attributes FROM products FINAL WHERE tenant_id = {t:UInt16} AND product_id IN ('wm-02', 'wm-03') ORDER BY product_id`, { t: tenant })
+    expect(attrs).toEqual([
+      { product_id: 'wm-02', attributes: { term: '3y' } },
+      { product_id: 'wm-03', attributes: { term: '5y' } },
+    ])
+
+    const consents = 'customer_no,purpose,channel,granted,updated_at\nC00000001,marketing,sms,0,2024-05-01 10:00:00\nC00000001,marketing,push,true,2024-05-01 10:00:00\nC00000002,service,in_app,1,2024-05-02 09:00:00\n'
     expect(await run(tenant, 'consents', write('k.csv', consents))).toMatchObject({ status: 'imported', rows: { inserted: 3 } })
     expect(await count(`SELECT count() AS n FROM consents FINAL WHERE tenant_id = {t:UInt16} AND granted = 1 AND source = 'import'`, { t: tenant })).toBe(2)
   })
@@ -446,6 +476,7 @@ describe('over HTTP', () => {
     expect(json.json().error.code).toBe('UNSUPPORTED_MEDIA_TYPE')
     const unknown = await post('/v1/import/customers', a.admin, 'application/octet-stream', 'customer_no\nx\n')
     expect(unknown.statusCode).toBe(415)
+    expect((await post('/v1/import/customers', a.admin, 'text/csv; charset=GBK', 'customer_no\nx\n')).statusCode).toBe(415)
     const big = await post('/v1/import/customers', a.admin, 'text/csv', csvOf(customers(1000)))
     expect(big.statusCode).toBe(413)
     expect(big.json().error.code).toBe('PAYLOAD_TOO_LARGE')
@@ -468,7 +499,7 @@ describe('over HTTP', () => {
     const opts = { tenant: a.tenant.slug, progress: false, server }
     const report = await runImport('customers', write('c.csv', csvOf(customers(5, 300))), opts, { server, key: a.admin, tenant: a.tenant.slug }, (l) => lines.push(l))
     expect(report).toMatchObject({ status: 'imported', rows: { inserted: 5 } })
-    expect(lines[0]).toMatch(/^Imported customers from CSV in [\d.]+ s .*inserted 5\.$/)
+    expect(lines[0]).toMatch(/^Imported customers from CSV in [\d.]+ s: read 5, valid 5, rejected 0, inserted 5\.$/)
     const parquet = await parquetOf(customers(2, 400))
     expect(await runImport('customers', parquet, opts, { server, key: a.admin, tenant: a.tenant.slug }, () => {})).toMatchObject({ format: 'parquet', rows: { inserted: 2 } })
     await expect(runImport('customers', write('c.csv', csvOf(customers(1))), opts, { server, key: a.admin, tenant: b.tenant.slug }, () => {})).rejects.toMatchObject({ code: 'SCOPE_FORBIDDEN' })

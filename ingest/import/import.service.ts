@@ -7,7 +7,7 @@ import type { Pii } from '../../core/pii.js'
 import { chDateTime } from '../../core/time.js'
 import type { IdentityService } from '../identity.service.js'
 import { rowSchema, type FieldEnv } from './import.fields.js'
-import { declaredColumns, resolveFormat, type EngineFormat } from './import.formats.js'
+import { declaredColumns, resolveFormat, type DeclaredColumn, type EngineFormat } from './import.formats.js'
 import { KINDS, kindDoc, type KindSpec } from './import.kinds.js'
 import {
   MAX_REPORTED_ISSUES,
@@ -46,7 +46,7 @@ export interface ImportService {
 }
 
 export interface ImportOptions {
-  /** Records validated per round trip (default 50,000). */
+  /** Records validated per round trip (default 10,000: small pages keep the engine busy while JS validates). */
   pageRows?: number
   /** Customer numbers per key-allocation batch (default 50,000). */
   keyBatch?: number
@@ -110,7 +110,7 @@ export function createImportService(deps: {
   const { db, pii, log } = deps
   const now = deps.now ?? (() => new Date())
   const opt = deps.options ?? {}
-  const pageRows = opt.pageRows ?? 50_000
+  const pageRows = opt.pageRows ?? 10_000
   const keyBatch = opt.keyBatch ?? 50_000
   const maxIssues = opt.maxIssues ?? MAX_REPORTED_ISSUES
   const staging = createStaging({ system: db.system, landing: opt.landing, tmpDir: opt.tmpDir })
@@ -134,8 +134,9 @@ export function createImportService(deps: {
     return rows[0].tz
   }
 
-  function checkHeader(spec: KindSpec, columns: string[] | undefined, issues: Issues) {
-    if (!columns) return
+  function checkHeader(spec: KindSpec, declared: DeclaredColumn[] | undefined, issues: Issues) {
+    if (!declared) return
+    const columns = declared.map((d) => d.name)
     const known = new Set(Object.keys(spec.fields))
     const seen = new Set<string>()
     for (const c of columns) {
@@ -302,7 +303,7 @@ export function createImportService(deps: {
 
     progress({ phase: 'reading', done: 0, total: 0 })
     try {
-      let declared: string[] | undefined
+      let declared: DeclaredColumn[] | undefined
       try {
         declared = await declaredColumns(req.file, engine, staging.describe)
       } catch (e) {
@@ -316,7 +317,7 @@ export function createImportService(deps: {
       checkHeader(spec, declared, issues)
       if (issues.total) return finish('rejected')
 
-      const cols = landColumns(spec, engine)
+      const cols = landColumns(spec, engine, declared)
       let total: number
       try {
         total = await staging.land(names, req.file, engine, cols)

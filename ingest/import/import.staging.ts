@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream'
 import { z } from 'zod'
 import type { SystemDb } from '../../core/db.js'
 import { AppError } from '../../core/errors.js'
-import type { EngineFormat } from './import.formats.js'
+import type { DeclaredColumn, EngineFormat } from './import.formats.js'
 import type { KindSpec } from './import.kinds.js'
 
 /**
@@ -66,11 +66,17 @@ export interface LandColumn {
   expr: string
 }
 
-export function landColumns(spec: KindSpec, engine: EngineFormat): LandColumn[] {
+/**
+ * How the engine reads each column of a kind: as text, except key-value attributes held in a
+ * Parquet/Arrow Map (as the file declares, or assumed when the file could not be inspected),
+ * which become JSON text.
+ */
+export function landColumns(spec: KindSpec, engine: EngineFormat, declared?: readonly DeclaredColumn[]): LandColumn[] {
   if (engine === 'LineAsString') return [{ name: 'line', input: 'String', expr: 'line' }]
   const binary = engine !== 'CSVWithNames'
+  const isMap = (name: string) => !declared || declared.some((d) => d.name === name && d.map)
   return Object.entries(spec.fields).map(([name, f]) =>
-    binary && f.landing === 'map'
+    binary && f.landing === 'map' && isMap(name)
       ? { name, input: 'Map(String, String)' as const, expr: `toJSONString(${name})` }
       : { name, input: 'Nullable(String)' as const, expr: name },
   )
@@ -92,8 +98,8 @@ export interface Staging {
   land(names: StagingNames, file: string, engine: EngineFormat, cols: readonly LandColumn[]): Promise<number>
   /** Raw records [row_no, ...text values] with lo <= row_no < hi, in file order. */
   page(names: StagingNames, cols: readonly LandColumn[], lo: number, hi: number): Promise<unknown[][]>
-  /** Column names of a Parquet file, read by the engine (file landing only). */
-  describe(file: string, engine: EngineFormat): Promise<string[] | undefined>
+  /** Columns of a Parquet file, read by the engine (file landing only). */
+  describe(file: string, engine: EngineFormat): Promise<DeclaredColumn[] | undefined>
   createStage(names: StagingNames, spec: KindSpec): Promise<string[]>
   insert(table: string, columns: readonly string[], tuples: unknown[][]): Promise<void>
   createKeys(names: StagingNames): Promise<void>
@@ -182,8 +188,8 @@ export function createStaging(deps: { system: SystemDb; landing?: Landing; tmpDi
 
     async describe(file, engine) {
       if ((await getLanding()) !== 'file') return undefined
-      const rows = await system.query(`DESCRIBE file({file:String}, {format:String})`, { file, format: engine }, z.object({ name: z.string() }).loose())
-      return rows.map((r) => r.name)
+      const rows = await system.query(`DESCRIBE file({file:String}, {format:String})`, { file, format: engine }, z.object({ name: z.string(), type: z.string() }).loose())
+      return rows.map((r) => ({ name: r.name, map: /^(Nullable\()?Map\(/.test(r.type) }))
     },
 
     async createStage(names, spec) {
