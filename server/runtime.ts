@@ -65,8 +65,9 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ingest,
     kafka,
     async close() {
-      await sink?.close()
-      await ingest.close(config.shutdownTimeoutMs)
+      // The producer's goodbye is not worth failing a shutdown over; the flush is.
+      await sink?.close().catch((err: unknown) => log.warn({ err }, 'kafka producer did not close cleanly'))
+      await ingest.close(Math.max(100, config.shutdownTimeoutMs - 1000))
       await ch.close()
     },
   }

@@ -92,11 +92,22 @@ export async function startServer(config: Config, opts: { print?: (line: string)
         process.exit(1)
       }, config.shutdownTimeoutMs)
       deadline.unref()
+      // Order matters: stop taking requests, stop consuming, then flush what was accepted and
+      // close the engine. A step that fails is logged and the next still runs; only a failure to
+      // flush accepted events makes the exit code non-zero.
+      const step = async (name: string, fn: () => Promise<unknown>, fatal = false) => {
+        try {
+          await fn()
+        } catch (err) {
+          log.error({ err, step: name }, 'shutdown step failed')
+          if (fatal) throw err
+        }
+      }
       try {
-        await app.close()
+        await step('http', () => app.close())
         await startup.catch(() => undefined)
-        await worker?.stop()
-        await runtime.close()
+        await step('kafka worker', async () => worker?.stop())
+        await step('runtime', () => runtime.close(), true)
       } finally {
         clearTimeout(deadline)
       }
