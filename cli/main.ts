@@ -1,8 +1,10 @@
 import fs from 'node:fs'
-import { Command, InvalidArgumentError, Option } from 'commander'
+import { Argument, Command, InvalidArgumentError, Option } from 'commander'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
 import { isAppError } from '../core/errors.js'
 import { generateDemo } from '../demo/demo.generator.js'
+import { readKeyFile, runImport, type ImportCliOptions } from '../ingest/import/import.cli.js'
+import { IMPORT_FORMATS, IMPORT_KINDS, type ImportKind } from '../ingest/import/import.schemas.js'
 import { createRuntime, type Runtime } from '../server/runtime.js'
 import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
 import { SCOPES, type Scope } from '../tenants/keys.service.js'
@@ -86,6 +88,28 @@ program
       const total = Object.values(summary.rows).reduce((a, b) => a + b, 0)
       out(`Generated in ${summary.seconds.toFixed(1)} s (${Math.round(total / summary.seconds).toLocaleString('en-US')} rows/s): ${describeRows(summary)}`)
       printCredentials(toCredentials(summary), out)
+    })
+  })
+
+program
+  .command('import')
+  .description('bulk import stock data from CSV, NDJSON, Parquet or Arrow: every row or none, upserted by natural key')
+  .addArgument(new Argument('<kind>', 'what the file holds').choices(IMPORT_KINDS))
+  .argument('<file>', 'the file to import')
+  .requiredOption('--tenant <tenant>', 'tenant slug or id')
+  .addOption(new Option('--format <format>', 'file format (default: from the file name, or the bytes for Parquet/Arrow)').choices(IMPORT_FORMATS))
+  .option('--skip-invalid', 'import the valid rows and list the invalid ones (default: any invalid row rejects the whole file)')
+  .option('--no-progress', 'no progress bar')
+  .option('--server <url>', 'send the file to a running server (POST /v1/import/:kind) instead of opening the data directory')
+  .option('--key-file <path>', 'with --server: a file holding an admin API key of the tenant')
+  .action(async (kind: ImportKind, file: string, opts: ImportCliOptions) => {
+    if (opts.server) {
+      await runImport(kind, file, opts, { server: opts.server, key: readKeyFile(opts.keyFile), tenant: opts.tenant }, out)
+      return
+    }
+    await withRuntime(async (rt) => {
+      const tenant = await rt.tenants.get(opts.tenant)
+      await runImport(kind, file, opts, { importer: rt.ingest.importer, tenantId: tenant.id }, out)
     })
   })
 

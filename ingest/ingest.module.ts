@@ -9,6 +9,8 @@ import { createEventWriter, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
 import { registerIngestRoutes } from './ingest.routes.js'
+import { createImportService, type ImportService } from './import/import.service.js'
+import { registerImportRoutes } from './import/import.routes.js'
 import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
 import { createTrackingPlans, type TrackingPlans } from './tracking-plan.js'
 
@@ -19,6 +21,8 @@ export interface IngestModule {
   plans: TrackingPlans
   writer: EventWriter
   service: IngestService
+  /** Bulk import of stock data (ingest/import/). */
+  importer: ImportService
   routes(app: FastifyInstance, auth: Auth): void
   close(deadlineMs: number): Promise<void>
 }
@@ -44,13 +48,18 @@ export function createIngestModule(deps: {
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })
+  const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
   return {
     allocator,
     identities,
     plans,
     writer,
     service,
-    routes: (app, auth) => registerIngestRoutes(app, auth, { ingest: service, identities, plans }),
+    importer,
+    routes: (app, auth) => {
+      registerIngestRoutes(app, auth, { ingest: service, identities, plans })
+      registerImportRoutes(app, auth, { importer })
+    },
     close: (deadlineMs) => writer.close(deadlineMs),
   }
 }
