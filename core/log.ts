@@ -19,9 +19,14 @@ export const REDACT_PATHS = [
   '*.password',
   '*.token',
   '*.secret',
-  ...['phone', 'mobile', 'email', 'name', 'idNumber', 'nationalId', 'id_number', 'cardNumber', 'card_number', 'address'].flatMap(
-    (f) => [f, `*.${f}`, `*.*.${f}`],
-  ),
+  ...['phone', 'mobile', 'email', 'idNumber', 'nationalId', 'id_number', 'cardNumber', 'card_number', 'address'].flatMap((f) => [
+    f,
+    `*.${f}`,
+    `*.*.${f}`,
+  ]),
+  // Not `name` at the top level: that is the logger's own name.
+  '*.name',
+  '*.*.name',
 ]
 
 export function createLogger(opts: { level: string; name?: string; destination?: pino.DestinationStream }): Logger {

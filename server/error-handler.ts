@@ -44,10 +44,12 @@ export function registerErrorHandling(app: FastifyInstance, metrics: Metrics): v
   app.setErrorHandler((err, req, reply) => {
     const e = toAppError(err)
     metrics.errors.inc({ code: e.code })
+    // Refusals are the client's business and can come by the thousand (a misconfigured app):
+    // debug level, counted in metrics. Failures of ours are errors.
     if (e.status >= 500 && e.code !== 'OVERLOADED' && e.code !== 'NOT_READY' && e.code !== 'SHUTTING_DOWN') {
       req.log.error({ err, code: e.code }, 'request failed')
     } else {
-      req.log.info({ code: e.code, msg: e.message }, 'request refused')
+      req.log.debug({ code: e.code, reason: e.message }, 'request refused')
     }
     if (e.headers) void reply.headers(e.headers)
     void reply.code(e.status).send(e.toJSON())
