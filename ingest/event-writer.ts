@@ -47,6 +47,12 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   const flushRows = metrics.histogram('qianmian_ingest_flush_rows', 'Events per insert', [], [1, 10, 100, 1000, 5000, 10_000, 20_000, 50_000, 100_000])
   const flushSeconds = metrics.histogram('qianmian_ingest_flush_seconds', 'Flush duration (dedup, identities, insert)', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
   const queueGauge = metrics.gauge('qianmian_ingest_queue_events', 'Events waiting for a flush')
+  const visible = metrics.histogram(
+    'qianmian_ingest_visible_seconds',
+    'From receipt at the edge to the row written in ClickHouse (includes the Kafka hop when there is one)',
+    [],
+    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  )
 
   let pending: Submission[] = []
   let queued = 0
@@ -132,6 +138,8 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     }
     if (rows.length) {
       await db.system.insertTsv('events', EVENT_COLUMNS, rows)
+      const now = Date.now()
+      for (const list of byTenant.values()) for (const x of list) visible.observe((now - x.e.receivedAt) / 1000)
     }
     let dup = 0
     for (const r of results) dup += r.duplicates

@@ -1,0 +1,130 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import autocannon from 'autocannon'
+import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+
+/**
+ * HTTP ingest load against a `qianmian start` child process: realistic Segment batches from
+ * autocannon in this process, and what the server says it stored (its own metrics), so only
+ * acknowledged and written events count.
+ */
+
+const EVENTS = ['product_viewed', 'screen_viewed', 'transfer_completed', 'bill_paid', 'loan_repaid', 'push_opened', 'voice_assistant_used']
+
+export function makeEvent(seq: number, now: number) {
+  return {
+    type: 'track',
+    messageId: `b-${seq.toString(36)}-${crypto.randomBytes(6).toString('hex')}`,
+    userId: `C${(seq * 7919) % 200_000}`,
+    anonymousId: `dev-${(seq * 104_729) % 300_000}`,
+    event: EVENTS[seq % EVENTS.length]!,
+    timestamp: new Date(now - (seq % 600) * 1000).toISOString(),
+    properties: { product_id: `wm-${seq % 40}`, amount: (seq % 5000) + 0.5, channel: 'app', screen: 'home', position: seq % 12 },
+    context: { app: { version: '4.0.3', build: '4031' }, os: { name: 'Android', version: '13' }, device: { model: 'HUAWEI Mate 60' }, locale: 'zh-CN' },
+  }
+}
+
+export function batchBody(start: number, size: number): string {
+  const now = Date.now()
+  return JSON.stringify({ batch: Array.from({ length: size }, (_, i) => makeEvent(start + i, now)), sentAt: new Date(now).toISOString() })
+}
+
+export interface BenchServer {
+  server: ServerProcess
+  key: string
+  close(): Promise<void>
+}
+
+export async function startBenchServer(env: Record<string, string> = {}): Promise<BenchServer> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-srv-'))
+  const operator = crypto.randomBytes(24).toString('hex')
+  const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env })
+  const op = { authorization: `Bearer ${operator}`, 'content-type': 'application/json' }
+  await fetch(`${server.url}/v1/operator/tenants`, { method: 'POST', headers: op, body: JSON.stringify({ slug: 'bench', name: 'Bench' }) })
+  const issued = (await (await fetch(`${server.url}/v1/operator/tenants/bench/keys`, { method: 'POST', headers: op, body: JSON.stringify({ scope: 'write' }) })).json()) as { key: string }
+  return {
+    server,
+    key: issued.key,
+    async close() {
+      await server.kill('SIGTERM')
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface LoadResult {
+  eventsPerS: number
+  requestsPerS: number
+  latencyP50Ms: number
+  latencyP99Ms: number
+  non2xx: number
+  errors: number
+  stored: number
+  /** From the server's histogram: receipt at the edge to row written, p50 and p99 (bucket upper bounds). */
+  visibleP50S: number
+  visibleP99S: number
+}
+
+let seq = 0
+
+export async function runLoad(s: BenchServer, opts: { seconds: number; connections: number; size: number; settleMs?: number }): Promise<LoadResult> {
+  const m0 = await serverMetrics(s.server.url)
+  const result = await autocannon({
+    url: s.server.url,
+    connections: opts.connections,
+    duration: opts.seconds,
+    requests: [
+      {
+        method: 'POST',
+        path: '/v1/batch',
+        headers: { authorization: `Bearer ${s.key}`, 'content-type': 'application/json' },
+        setupRequest: (req) => {
+          const body = batchBody(seq, opts.size)
+          seq += opts.size
+          return { ...req, body }
+        },
+      },
+    ],
+  })
+  // Queued (Kafka) events keep arriving after the load stops; give the worker time to finish.
+  if (opts.settleMs) await new Promise((r) => setTimeout(r, opts.settleMs))
+  const m1 = await serverMetrics(s.server.url)
+  const stored = m1.stored - m0.stored
+  return {
+    eventsPerS: stored / opts.seconds,
+    requestsPerS: result.requests.average,
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    stored,
+    visibleP50S: quantile(m0.visible, m1.visible, 0.5),
+    visibleP99S: quantile(m0.visible, m1.visible, 0.99),
+  }
+}
+
+interface Metrics {
+  stored: number
+  visible: Map<number, number>
+}
+
+async function serverMetrics(url: string): Promise<Metrics> {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  const stored = Number(/qianmian_ingest_events_total\{outcome="stored"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0)
+  const visible = new Map<number, number>()
+  for (const m of text.matchAll(/qianmian_ingest_visible_seconds_bucket\{le="([^"]+)"[^}]*\} (\d+)/g)) {
+    visible.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]))
+  }
+  return { stored, visible }
+}
+
+/** A quantile of the observations between two snapshots of a cumulative histogram. */
+function quantile(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b)
+  const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0)
+  if (total <= 0) return NaN
+  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= q * total) return b
+  return Infinity
+}
