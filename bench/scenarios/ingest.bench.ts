@@ -16,12 +16,12 @@ export const scenario: BenchScenario = {
     'Sustained HTTP ingest of Segment batches (100 events, ~300 B each) from autocannon into a `qianmian start` process, against the raw insert of the same rows in the same run.',
   async run(ctx) {
     const seconds = Number(ctx.args.duration ?? 20)
-    const connections = Number(ctx.args.connections ?? 16)
+    const connections = Number(ctx.args.connections ?? 64)
     const size = Number(ctx.args.batch ?? 100)
     const srv = await startBenchServer()
     let load
     try {
-      await runLoad(srv, { seconds: 3, connections, size }) // warm-up: JIT, first parts, caches
+      await runLoad(srv, { seconds: 8, connections, size }) // warm-up: JIT, first parts, identities
       load = await runLoad(srv, { seconds, connections, size })
     } finally {
       await srv.close()
