@@ -14,6 +14,11 @@ import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 const out = (line: string) => process.stdout.write(line + '\n')
+// `qianmian tenants list | head` closes the pipe early; that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0)
+  throw e
+})
 
 function config(): Config {
   return loadConfig(process.env)

@@ -72,6 +72,11 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
   fs.mkdirSync(engineDir, { recursive: true })
   fs.rmSync(spoolDir, { recursive: true, force: true })
   fs.mkdirSync(spoolDir, { recursive: true, mode: 0o700 })
+  // The engine refuses a directory another process holds, but says why only on stderr; a pid
+  // file lets the refusal name the holder.
+  const pidFile = path.join(dataDir, 'qianmian.pid')
+  const holder = livePid(pidFile)
+  if (holder !== undefined && holder !== process.pid) throw lockedError(dataDir, holder)
   // chdb is loaded lazily: a remote deployment never maps the 540 MB engine into memory.
   const { createChdbConnection } = await import('chdb/connection')
   let client: ClickHouseClient
@@ -86,16 +91,10 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     await client.command({ query: `USE ${ch.database}` })
   } catch (cause) {
     const text = errText(cause)
-    if (/Cannot lock file|Another server instance|only one active data directory/i.test(text)) {
-      throw new AppError(
-        'DATA_DIR_LOCKED',
-        `The data directory ${dataDir} is held by another running Qianmian process. ` +
-          'Stop it, or send the command to its HTTP API (--server http://HOST:PORT).',
-        { cause },
-      )
-    }
+    if (/Cannot lock file|Another server instance|only one active data directory/i.test(text)) throw lockedError(dataDir, undefined, cause)
     throw new AppError('STORAGE_UNAVAILABLE', `Cannot open the embedded ClickHouse in ${dataDir}: ${text}`, { cause })
   }
+  fs.writeFileSync(pidFile, `${process.pid}\n`)
   return {
     client,
     mode: 'embedded',
@@ -116,8 +115,37 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
         await fs.promises.rm(file, { force: true })
       }
     },
-    close: () => client.close(),
+    async close() {
+      await client.close()
+      if (livePid(pidFile) === process.pid) fs.rmSync(pidFile, { force: true })
+    },
   }
+}
+
+/** The pid in the file if that process is alive (a crash leaves a stale file behind). */
+function livePid(file: string): number | undefined {
+  let pid: number
+  try {
+    pid = Number(fs.readFileSync(file, 'utf8').trim())
+  } catch {
+    return undefined
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined
+  try {
+    process.kill(pid, 0)
+    return pid
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined
+  }
+}
+
+function lockedError(dataDir: string, pid: number | undefined, cause?: unknown): AppError {
+  return new AppError(
+    'DATA_DIR_LOCKED',
+    `The data directory ${dataDir} is held by another running Qianmian process${pid ? ` (pid ${pid})` : ''}. ` +
+      'Stop it, or send the command to its HTTP API (--server http://HOST:PORT).',
+    { cause },
+  )
 }
 
 function redactUrl(url: string | undefined): string {
