@@ -60,25 +60,56 @@ export async function createKafkaSink(deps: { kafka: Kafka; cfg: KafkaConfig; lo
   // Idempotent: a retried send after a lost acknowledgement does not duplicate in the log.
   const producer: Producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 3, maxRetryTime: 2000 } })
   await producer.connect()
+
+  // An idempotent producer keeps one request in flight, so concurrent HTTP requests would queue
+  // behind each other's round trips. Instead, what arrives while a send is in flight goes out
+  // together in the next send (group commit); every request still waits for the acknowledgement
+  // of the send that carried its events.
+  type Waiting = { messages: { key: string; value: string }[]; resolve(): void; reject(e: unknown): void }
+  let waiting: Waiting[] = []
+  let sending = false
+
+  async function pump() {
+    if (sending) return
+    sending = true
+    try {
+      while (waiting.length) {
+        const group = waiting
+        waiting = []
+        let timer: NodeJS.Timeout | undefined
+        try {
+          await Promise.race([
+            producer.send({ topic: cfg.topic, acks: -1, messages: group.flatMap((w) => w.messages) }),
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`no acknowledgement within ${cfg.sendTimeoutMs} ms`)), cfg.sendTimeoutMs)
+            }),
+          ])
+          for (const w of group) w.resolve()
+        } catch (e) {
+          for (const w of group) w.reject(e)
+        } finally {
+          clearTimeout(timer)
+        }
+      }
+    } finally {
+      sending = false
+    }
+  }
+
   return {
     async submit(tenantId: number, events: PendingEvent[], actor: string) {
       const messages = events.map((e) => encodeEvent(tenantId, actor, e))
-      let timer: NodeJS.Timeout | undefined
       try {
-        await Promise.race([
-          producer.send({ topic: cfg.topic, acks: -1, messages }),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no acknowledgement within ${cfg.sendTimeoutMs} ms`)), cfg.sendTimeoutMs)
-          }),
-        ])
+        await new Promise<void>((resolve, reject) => {
+          waiting.push({ messages, resolve, reject })
+          void pump()
+        })
       } catch (e) {
         // Not acknowledged means not accepted: the client retries, and if the send did land
         // after all, the writer drops the second copy by messageId.
         failures.inc()
         log.warn({ err: errText(e), events: events.length }, 'kafka produce failed; answering 503')
         throw new AppError('STORAGE_UNAVAILABLE', 'The event queue did not acknowledge the events; retry.', { headers: { 'retry-after': '2' }, cause: e })
-      } finally {
-        clearTimeout(timer)
       }
       produced.inc(events.length)
       return { stored: events.length, duplicates: 0, queued: true }
