@@ -156,7 +156,7 @@ FROM (
         toUInt32(floor(rate * {days:Float64} * {candidateFactor:Float64} + ${sqlU('h', SALT.activeCandidates)})) AS candidates
       FROM (
         SELECT customer_key AS ck, customer_no AS cno, language AS lang, elder_mode, ${SEGMENT} AS seg, ${CUSTOMER_HASH} AS h,
-          cityHash64(h, 8) AS mh, ${DEVICE_COUNT} AS devices, ${anonymousId('1')} AS anon1, ${anonymousId('2')} AS anon2,
+          cityHash64(h, ${SALT.messageId}) AS mh, ${DEVICE_COUNT} AS devices, ${anonymousId('1')} AS anon1, ${anonymousId('2')} AS anon2,
           ${contextJson('1')} AS ctx1, ${contextJson('2')} AS ctx2
         FROM customers
         WHERE tenant_id = {tenant:UInt16} AND customer_key BETWEEN {fromKey:UInt32} AND {toKey:UInt32}

@@ -13,6 +13,8 @@ import { sqlU, sqlUuid } from './demo.random.js'
  */
 export const SALT = {
   devices: 1,
+  anonymousId: 2,
+  messageId: 3,
   consentPrivacy: 10,
   consentGrant: 11,
   consentTime: 12,
@@ -70,6 +72,6 @@ export const DEVICE_COUNT = `toUInt8(1 + (${sqlU(CUSTOMER_HASH, SALT.devices)} <
 
 /** The app-generated anonymous id of a customer's device number `device` (1 or 2). */
 export function anonymousId(device: string): string {
-  const h = `cityHash64({seed:UInt64}, {bank:UInt8}, 7, customer_key, ${device})`
+  const h = `cityHash64({seed:UInt64}, {bank:UInt8}, ${SALT.anonymousId}, customer_key, ${device})`
   return sqlUuid(h, `cityHash64(${h})`)
 }
