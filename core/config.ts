@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { z } from 'zod'
+import { timeZoneSchema } from './time.js'
 
 /**
  * The whole process configuration, read from the environment once at start-up.
@@ -25,17 +26,7 @@ const identifier = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { message: 'expected a ClickHouse identifier (letters, digits, _)' })
 
-const timeZone = z.string().refine(
-  (tz) => {
-    try {
-      new Intl.DateTimeFormat('en', { timeZone: tz })
-      return true
-    } catch {
-      return false
-    }
-  },
-  { message: 'expected an IANA time zone such as Asia/Shanghai' },
-)
+const timeZone = timeZoneSchema
 
 export const configSchema = z.object({
   PORT: int(8080, 0, 65535),

@@ -1,3 +1,5 @@
+import { z } from 'zod'
+
 /**
  * Timestamps are kept in UTC everywhere; these helpers format them the way ClickHouse's
  * DateTime64(3, 'UTC') and Date32 columns accept in JSONEachRow.
@@ -24,3 +26,16 @@ export function localDate(d: Date, timeZone: string): string {
 export function chEpoch(ms: number): string {
   return (ms / 1000).toFixed(3)
 }
+
+/** An IANA time zone name the runtime knows (Asia/Shanghai, UTC ...). */
+export const timeZoneSchema = z.string().refine(
+  (tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz })
+      return true
+    } catch {
+      return false
+    }
+  },
+  { message: 'expected an IANA time zone such as Asia/Shanghai' },
+)

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
-import { chDateTime } from '../core/time.js'
+import { chDateTime, timeZoneSchema } from '../core/time.js'
 
 /**
  * The tenant registry: the group and its member banks. It is small and read on every request
@@ -17,20 +17,7 @@ export const createTenantInput = z.object({
   name: z.string().trim().min(1).max(200),
   kind: z.enum(['group', 'member']).default('member'),
   parent: tenantSlug.optional().describe('slug of the group this member bank belongs to'),
-  timeZone: z
-    .string()
-    .refine(
-      (tz) => {
-        try {
-          new Intl.DateTimeFormat('en', { timeZone: tz })
-          return true
-        } catch {
-          return false
-        }
-      },
-      { message: 'expected an IANA time zone such as Asia/Shanghai' },
-    )
-    .optional(),
+  timeZone: timeZoneSchema.optional(),
 })
 export type CreateTenantInput = z.input<typeof createTenantInput>
 
