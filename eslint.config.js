@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.qianmian/**', 'bench/results/**', 'console/dist/**', '.kafka/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.qianmian/**', '.tmp/**', 'bench/results/**', 'console/dist/**', '.kafka/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
