@@ -106,6 +106,14 @@ describe('the Segment tracking API', () => {
     expect(Number(r!.ts)).toBeGreaterThan(before - 6 * 60_000)
   })
 
+  it('takes originalTimestamp as the event time when there is no timestamp (RudderStack SDKs)', async () => {
+    const at = new Date(Date.now() - 3600_000).toISOString()
+    const e = track({ timestamp: undefined, originalTimestamp: at })
+    await post('/v1/track', e)
+    const [r] = await rows("SELECT toUnixTimestamp64Milli(timestamp) AS ts FROM events WHERE message_id = {m:String}", { m: e.messageId })
+    expect(Number(r!.ts)).toBe(Date.parse(at))
+  })
+
   it('clamps slightly future times, refuses far future and ancient ones', async () => {
     const soon = track({ timestamp: new Date(Date.now() + 10 * 60_000).toISOString() })
     expect((await post('/v1/track', soon)).statusCode).toBe(200)

@@ -185,7 +185,8 @@ export function normalizeMessage(
   // Clock skew, as the spec describes: the device clock may be wrong, but the gap between when
   // it says the event happened and when it says it sent the batch is right.
   const receivedAt = opts.receivedAt
-  const ts = m.timestamp ? Date.parse(m.timestamp as string) : undefined
+  const tsText = (m.timestamp ?? m.originalTimestamp) as string | null | undefined
+  const ts = tsText ? Date.parse(tsText) : undefined
   const sentRaw = (m.sentAt as string | undefined) ?? envelope.sentAt ?? undefined
   const sent = sentRaw ? Date.parse(sentRaw) : undefined
   let timestamp = ts === undefined ? receivedAt : sent !== undefined ? receivedAt - (sent - ts) : ts

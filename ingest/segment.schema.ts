@@ -29,6 +29,8 @@ const common = {
   userId: id.optional().nullable(),
   anonymousId: id.optional().nullable(),
   timestamp: isoTime.optional().nullable(),
+  // RudderStack-style SDKs send the device time as originalTimestamp.
+  originalTimestamp: isoTime.optional().nullable(),
   sentAt: isoTime.optional().nullable(),
   context: obj.optional().nullable(),
   integrations: obj.optional().nullable(),
