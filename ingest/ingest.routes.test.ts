@@ -55,6 +55,15 @@ describe('the Segment tracking API', () => {
     expect(batch.json()).toMatchObject({ accepted: 2 })
   })
 
+  it('answers on the short paths analytics.js uses (/v1/t, /v1/p ... and /v1/b)', async () => {
+    const beacon = { ...track(), writeKey: bank.write }
+    const t1 = await t.app.inject({ method: 'POST', url: '/v1/t', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(beacon) })
+    expect(t1.json()).toMatchObject({ accepted: 1 })
+    const p1 = await t.app.inject({ method: 'POST', url: '/v1/p', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ anonymousId: 'a', messageId: mid(), writeKey: bank.write }) })
+    expect(p1.json()).toMatchObject({ accepted: 1 })
+    expect((await post('/v1/b', { batch: [track(), track()] })).json()).toMatchObject({ accepted: 2 })
+  })
+
   it('stores the valid events of a mixed batch and names each rejected one', async () => {
     const good = [track(), track()]
     const res = await post('/v1/batch', {

@@ -10,6 +10,8 @@ import { batchEnvelope, EVENT_TYPES, ingestResponse, MAX_BATCH_BYTES, MAX_EVENT_
 import { trackingPlanInput, trackingPlanView, type TrackingPlans } from './tracking-plan.js'
 
 const security = [{ apiKey: [] }]
+/** The one-letter paths the analytics.js browser library posts to. */
+const SHORT_PATHS = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' } as const
 const single = z.record(z.string(), z.unknown()).describe('one Segment message; see the Segment HTTP Tracking API')
 
 /**
@@ -20,32 +22,35 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   const r = app.withTypeProvider<ZodTypeProvider>()
   const writeAuth = auth.require('write', { bodyKey: 'writeKey' })
 
-  r.post(
-    '/v1/batch',
-    {
-      bodyLimit: MAX_BATCH_BYTES,
-      preHandler: writeAuth,
-      schema: {
-        tags: ['ingest'],
-        summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
-        security,
-        body: batchEnvelope,
-        response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
-      },
-    },
-    async (req) =>
-      deps.ingest.ingest({
-        tenantId: req.principal!.tenantId,
-        actor: req.principal!.keyId,
-        messages: req.body.batch,
-        envelope: { sentAt: req.body.sentAt, context: req.body.context },
-        single: false,
-      }),
-  )
-
-  for (const type of EVENT_TYPES) {
+  // analytics.js posts batches to /v1/b, single calls to /v1/t, /v1/p ... (see SHORT_PATHS).
+  for (const url of ['/v1/batch', '/v1/b']) {
     r.post(
-      `/v1/${type}`,
+      url,
+      {
+        bodyLimit: MAX_BATCH_BYTES,
+        preHandler: writeAuth,
+        schema: {
+          tags: ['ingest'],
+          summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
+          security,
+          body: batchEnvelope,
+          response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+        },
+      },
+      async (req) =>
+        deps.ingest.ingest({
+          tenantId: req.principal!.tenantId,
+          actor: req.principal!.keyId,
+          messages: req.body.batch,
+          envelope: { sentAt: req.body.sentAt, context: req.body.context },
+          single: false,
+        }),
+    )
+  }
+
+  for (const [type, url] of EVENT_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${SHORT_PATHS[t]}`]] as const)) {
+    r.post(
+      url,
       {
         bodyLimit: MAX_EVENT_BYTES,
         preHandler: writeAuth,
