@@ -57,6 +57,9 @@ program
   .action(async () => {
     const started = await startServer(config(), { version: VERSION })
     installSignalHandlers(started, started.runtime.log)
+    // A server that could not migrate or seed must not linger half-alive: exit so a supervisor
+    // sees it (the reason is already printed and logged).
+    started.startup.catch(() => started.stop('start-up failed').finally(() => process.exit(1)))
   })
 
 program
