@@ -2,11 +2,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
-import { loadConfig } from '../core/config.js'
-import { createDb, type Db } from '../core/db.js'
-import { createLogger, type Logger } from '../core/log.js'
-import { createMigrator } from '../sql/migrate.js'
+import type { ClickHouseHandle } from '../core/clickhouse.js'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import { openTestEngine } from '../test/engine.js'
 
 /**
  * Benchmarks measure speed as ratios against a baseline taken in the same process and run: the
@@ -17,7 +16,7 @@ export interface BenchContext {
   handle: ClickHouseHandle
   log: Logger
   dataDir: string
-  /** Options after the scenario name on the command line, as --key value pairs. */
+  /** Options from the command line, `--set key=value`. */
   args: Record<string, string>
 }
 
@@ -39,20 +38,10 @@ export interface BenchScenario {
 
 export const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results')
 
+/** A fresh migrated embedded engine for one scenario (the same one test files get). */
 export async function openBenchEngine(): Promise<{ ctx: Omit<BenchContext, 'args'>; close(): Promise<void> }> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-'))
-  const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
-  const log = createLogger({ level: 'warn' })
-  const handle = await createClickHouse(config)
-  const db = createDb(handle.client, handle.insertText)
-  await createMigrator({ system: db.system, log }).migrate()
-  return {
-    ctx: { db, handle, log, dataDir },
-    async close() {
-      await handle.close()
-      fs.rmSync(dataDir, { recursive: true, force: true })
-    },
-  }
+  const e = await openTestEngine({ logLevel: 'warn' })
+  return { ctx: { db: e.db, handle: e.handle, log: e.log, dataDir: e.dataDir }, close: () => e.close() }
 }
 
 export function writeResult(s: BenchScenario, r: BenchResult, startedAt: Date, seconds: number): { json: string; md: string } {

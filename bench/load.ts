@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import autocannon from 'autocannon'
-import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
 
 /**
  * HTTP ingest load against a `qianmian start` child process: realistic Segment batches from
@@ -47,12 +47,10 @@ export async function startBenchServer(env: Record<string, string> = {}, nodeArg
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-srv-'))
   const operator = crypto.randomBytes(24).toString('hex')
   const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env }, 60_000, nodeArgs)
-  const op = { authorization: `Bearer ${operator}`, 'content-type': 'application/json' }
-  await fetch(`${server.url}/v1/operator/tenants`, { method: 'POST', headers: op, body: JSON.stringify({ slug: 'bench', name: 'Bench' }) })
-  const issued = (await (await fetch(`${server.url}/v1/operator/tenants/bench/keys`, { method: 'POST', headers: op, body: JSON.stringify({ scope: 'write' }) })).json()) as { key: string }
+  const key = await tenantWriteKey(server.url, operator, 'bench')
   return {
     server,
-    key: issued.key,
+    key,
     async close() {
       await server.kill('SIGTERM')
       fs.rmSync(dataDir, { recursive: true, force: true })

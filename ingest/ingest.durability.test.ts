@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createClickHouse } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
 import { createDb } from '../core/db.js'
-import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
 
 // Kill -9 the server while clients are sending, restart it, let the clients retry everything:
 // every event acknowledged before the kill is stored, and nothing is stored twice.
@@ -44,9 +44,7 @@ async function send(url: string, key: string, body: unknown): Promise<number> {
 describe('a SIGKILL during ingest', () => {
   it('loses no acknowledged event and stores none twice', { timeout: 180_000 }, async () => {
     server = await startServerProcess(env)
-    const op = { authorization: `Bearer ${OPERATOR}`, 'content-type': 'application/json' }
-    await fetch(`${server.url}/v1/operator/tenants`, { method: 'POST', headers: op, body: JSON.stringify({ slug: 'kill-bank', name: 'Kill Bank' }) })
-    const { key } = (await (await fetch(`${server.url}/v1/operator/tenants/kill-bank/keys`, { method: 'POST', headers: op, body: JSON.stringify({ scope: 'write' }) })).json()) as { key: string }
+    const key = await tenantWriteKey(server.url, OPERATOR, 'kill-bank')
 
     const batches = makeBatches(400, 50)
     const acked = new Set<number>()

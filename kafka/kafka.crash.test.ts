@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createClickHouse } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
 import { createDb } from '../core/db.js'
-import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
 
 // Crashes with Kafka in the path: the worker killed mid-batch, and the broker restarted under
 // load. The embedded engine lets one process hold the data, so the edge and the worker run in
@@ -29,13 +29,6 @@ function tempDir(name: string) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `qianmian-${name}-`))
   dirs.push(d)
   return d
-}
-
-async function setupTenant(url: string, operator: string): Promise<string> {
-  const op = { authorization: `Bearer ${operator}`, 'content-type': 'application/json' }
-  await fetch(`${url}/v1/operator/tenants`, { method: 'POST', headers: op, body: JSON.stringify({ slug: 'crash-bank', name: 'Crash Bank' }) })
-  const r = (await (await fetch(`${url}/v1/operator/tenants/crash-bank/keys`, { method: 'POST', headers: op, body: JSON.stringify({ scope: 'write' }) })).json()) as { key: string }
-  return r.key
 }
 
 const body = (prefix: string, b: number, size: number) =>
@@ -122,7 +115,7 @@ describe.skipIf(!brokers)('Kafka crashes (needs KAFKA_BROKERS; see scripts/kafka
     }
     let server = await startServerProcess(env)
     servers.push(server)
-    const key = await setupTenant(server.url, operator)
+    const key = await tenantWriteKey(server.url, operator, 'crash-bank')
     const prefix = `kill-${suffix}`
     const acked: number[] = []
     for (let b = 0; b < 150; b++) if ((await send(server.url, key, body(prefix, b, 40))) === 200) acked.push(b)
@@ -160,7 +153,7 @@ describe.skipIf(!brokers)('Kafka crashes (needs KAFKA_BROKERS; see scripts/kafka
         INGEST_FLUSH_MS: '50',
       })
       servers.push(server)
-      const key = await setupTenant(server.url, operator)
+      const key = await tenantWriteKey(server.url, operator, 'crash-bank')
       const prefix = `restart-${suffix}`
       const statuses = new Map<number, number>()
       let b = 0

@@ -8,7 +8,8 @@ import { createLogger, type Logger } from '../core/log.js'
 import { createMigrator } from '../sql/migrate.js'
 
 /**
- * A real embedded ClickHouse for one test file: its own temporary data directory (libchdb binds
+ * A real embedded ClickHouse in a temporary directory, migrated: one per test file, and one per
+ * benchmark scenario. For a test file: its own temporary data directory (libchdb binds
  * one directory per process, and vitest runs each file in its own worker process), migrated.
  */
 export interface TestEngine {
@@ -19,10 +20,10 @@ export interface TestEngine {
   close(): Promise<void>
 }
 
-export async function openTestEngine(opts: { migrate?: boolean } = {}): Promise<TestEngine> {
+export async function openTestEngine(opts: { migrate?: boolean; logLevel?: string } = {}): Promise<TestEngine> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-test-'))
   const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
-  const log = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  const log = createLogger({ level: opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent' })
   const handle = await createClickHouse(config)
   const db = createDb(handle.client, handle.insertText)
   if (opts.migrate !== false) await createMigrator({ system: db.system, log }).migrate()

@@ -59,3 +59,13 @@ export async function startServerProcess(env: Record<string, string>, timeoutMs 
 function withoutKafka(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('KAFKA_')))
 }
+
+/** Creates a tenant through a running server's operator API and returns a new write key for it. */
+export async function tenantWriteKey(url: string, operatorToken: string, slug: string): Promise<string> {
+  const headers = { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json' }
+  const created = await fetch(`${url}/v1/operator/tenants`, { method: 'POST', headers, body: JSON.stringify({ slug, name: slug }) })
+  if (created.status !== 201) throw new Error(`creating tenant ${slug}: HTTP ${created.status} ${await created.text()}`)
+  const issued = await fetch(`${url}/v1/operator/tenants/${slug}/keys`, { method: 'POST', headers, body: JSON.stringify({ scope: 'write' }) })
+  if (issued.status !== 201) throw new Error(`issuing a key for ${slug}: HTTP ${issued.status} ${await issued.text()}`)
+  return ((await issued.json()) as { key: string }).key
+}
