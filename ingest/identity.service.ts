@@ -132,12 +132,19 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     return customerNos.map((c) => known.get(c)!)
   }
 
-  async function recordChange(tenantId: number, c: Omit<ChangeRow, 'undone_at' | 'undone_by' | 'created_at'> & { created_at?: string }, undone?: { at: string; by: string }) {
-    const at = chDateTime(now())
-    await db.forTenant(tenantId).insert('identity_changes', [
-      { ...c, created_at: c.created_at ?? at, undone_at: undone?.at ?? null, undone_by: undone?.by ?? '', updated_at: at },
-    ])
+  /** Appends versions of change rows (a new change, or one marked undone); the latest wins. */
+  async function recordChanges(tenantId: number, rows: readonly ChangeRow[]) {
+    const updatedAt = chEpoch(now().getTime())
+    await db.forTenant(tenantId).insertTsv(
+      'identity_changes',
+      ['change_id', 'action', 'id_kind', 'id_value', 'from_key', 'into_key', 'actor', 'reason', 'message_id', 'created_at', 'undone_at', 'undone_by', 'updated_at'],
+      rows.map((r) => [r.change_id, r.action, r.id_kind, r.id_value, r.from_key, r.into_key, r.actor, r.reason, r.message_id, r.created_at, r.undone_at, r.undone_by, updatedAt]),
+    )
   }
+
+  const CHANGE_SELECT = `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
+              toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
+       FROM identity_changes FINAL`
 
   const view = (r: ChangeRow): IdentityChange => ({
     changeId: r.change_id,
@@ -187,14 +194,7 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     })
     if (!rows.length) return []
     await writeIdentities(tenantId, 'anonymous_id', rows.map((r) => [r.id_value, r.into_key]), actor.reason)
-    const stamp = chEpoch(now().getTime())
-    await db
-      .forTenant(tenantId)
-      .insertTsv(
-        'identity_changes',
-        ['change_id', 'action', 'id_kind', 'id_value', 'from_key', 'into_key', 'actor', 'reason', 'message_id', 'created_at', 'updated_at'],
-        rows.map((r) => [r.change_id, r.action, r.id_kind, r.id_value, r.from_key, r.into_key, r.actor, r.reason, r.message_id, stamp, stamp]),
-      )
+    await recordChanges(tenantId, rows)
     return changed
   }
 
@@ -225,27 +225,28 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     const changeId = crypto.randomUUID()
     const at = chDateTime(now())
     await db.forTenant(tenantId).insert('customer_merges', [{ from_key: asCustomer, into_key: into, change_id: changeId, active: 1, updated_at: at }])
-    const row = {
+    const row: ChangeRow = {
       change_id: changeId,
-      action: 'merge' as const,
-      id_kind: 'customer_no' as const,
+      action: 'merge',
+      id_kind: 'customer_no',
       id_value: previousId,
       from_key: asCustomer,
       into_key: into!,
       actor: actor.id,
       reason: actor.reason,
       message_id: actor.messageId ?? '',
+      created_at: at,
+      undone_at: null,
+      undone_by: '',
     }
-    await recordChange(tenantId, row)
-    return view({ ...row, created_at: at, undone_at: null, undone_by: '' })
+    await recordChanges(tenantId, [row])
+    return view(row)
   }
 
   async function getChange(tenantId: number, changeId: string): Promise<ChangeRow> {
     if (!/^[0-9a-f-]{36}$/i.test(changeId)) throw new AppError('VALIDATION_FAILED', 'Not a change id.', { issues: [{ field: 'changeId', message: 'expected a UUID' }] })
     const rows = await db.forTenant(tenantId).query(
-      `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
-              toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
-       FROM identity_changes FINAL WHERE tenant_id = {tenant:UInt16} AND change_id = {id:String}`,
+      `${CHANGE_SELECT} WHERE tenant_id = {tenant:UInt16} AND change_id = {id:String}`,
       { id: changeId },
       changeRow,
     )
@@ -285,14 +286,12 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
         ])
       }
       const at = chDateTime(now())
-      await recordChange(tenantId, c, { at, by: actor })
+      await recordChanges(tenantId, [{ ...c, undone_at: at, undone_by: actor }])
       return view({ ...c, undone_at: at, undone_by: actor })
     },
     async changes(tenantId, opts = {}) {
       const rows = await db.forTenant(tenantId).query(
-        `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
-                toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
-         FROM identity_changes FINAL
+        `${CHANGE_SELECT}
          WHERE tenant_id = {tenant:UInt16} AND ({key:UInt32} = 0 OR from_key = {key:UInt32} OR into_key = {key:UInt32})
          ORDER BY created_at DESC LIMIT {limit:UInt32}`,
         { key: opts.key ?? 0, limit: opts.limit ?? 100 },
