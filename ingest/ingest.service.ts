@@ -62,7 +62,7 @@ export function createIngestService(deps: {
         }
         const e = n.event
         if (plan && e.type === 'track') {
-          const violations = checkEvent(plan, e.event, JSON.parse(e.properties) as Record<string, unknown>)
+          const violations = checkEvent(plan, e.event, n.properties)
           if (violations.length) {
             if (plan.mode === 'block') {
               rejected.push({ index, code: 'TRACKING_PLAN_VIOLATION', field: violations[0]!.startsWith('unplanned_event') ? 'event' : `properties.${violations[0]!.split(':')[1]}`, message: violations.join(', '), messageId: e.messageId })

@@ -44,7 +44,8 @@ export interface Rejection {
   messageId?: string
 }
 
-export type Normalized = { ok: true; event: PendingEvent } | { ok: false; rejection: Rejection }
+/** `properties` is the scrubbed object behind `event.properties`, for checks that need it parsed. */
+export type Normalized = { ok: true; event: PendingEvent; properties: Record<string, unknown> } | { ok: false; rejection: Rejection }
 
 /** Names that only ever hold C3 data (JR/T 0171-2020): never received into storage. */
 const C3_KEYS = /^(password|passwd|pwd|pin|pincode|otp|cvv|cvv2|cvc|smscode|verificationcode|verifycode|securitycode|biometric|fingerprint|faceimage|paymentpassword|loginpassword)$/i
@@ -234,7 +235,7 @@ export function normalizeMessage(
   }
   if (type === 'alias') event.previousId = m.previousId as string
   if (type === 'group') event.groupId = m.groupId as string
-  return { ok: true, event }
+  return { ok: true, event, properties }
 }
 
 function traitKind(k: string): 'phone' | 'national_id' | 'card' | 'email' | 'name' {
