@@ -128,8 +128,13 @@ async function seedDemoIfWanted(runtime: Runtime, print: (l: string) => void): P
   const hasTenants = (await runtime.tenants.list()).length > 0
   if (!wantsDemo(runtime, hasTenants)) {
     if (!fs.existsSync(file)) return undefined
-    const parsed = credentials.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')))
-    return parsed.success ? parsed.data : undefined
+    // A damaged file only costs the reminder of the demo keys, never the start.
+    try {
+      const parsed = credentials.safeParse(JSON.parse(fs.readFileSync(file, 'utf8')))
+      return parsed.success ? parsed.data : undefined
+    } catch {
+      return undefined
+    }
   }
   const { customers, days, seed } = runtime.config.demo
   print(`Seeding the demo bank: ${customers} customers, ${days} days of events (seed ${seed})...`)
