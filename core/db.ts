@@ -31,11 +31,23 @@ export const TENANT_TABLES = [
   'customer_merges',
   'tracking_plans',
   'customer_traits',
+  'event_changes',
+  'tag_definitions',
+  'tag_event_daily',
+  'tag_values',
+  'tag_history',
+  'tag_changes',
+  'tag_stage',
+  'tag_scope',
+  'tag_bitmaps',
+  'tag_state',
+  'pipeline_runs',
+  'pipeline_locks',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 
 const TENANT_PARAM = '{tenant:UInt16}'
-const tableRefPattern = new RegExp(`(?<![\\w.{])(?:\\w+\\.)?(${TENANT_TABLES.join('|')})(?![\\w}])`, 'g')
+const tableRefPattern = new RegExp(`(?<![\\w.{])(?:\\w+\\.)?(${TENANT_TABLES.join('|')})(?![\\w}.])`, 'g')
 
 /** Counts references to tenant tables outside string literals and comments. */
 export function countTenantTableRefs(sql: string): number {
@@ -43,8 +55,8 @@ export function countTenantTableRefs(sql: string): number {
   let n = 0
   for (const m of code.matchAll(tableRefPattern)) {
     const before = code.slice(0, m.index).trimEnd()
-    // A column such as `events.customer_key` or a setting is not a table reference; table
-    // names follow FROM / JOIN / INTO / TABLE / a comma in a FROM list, or open a subquery.
+    // A column such as `events.customer_key` (a name followed by a dot) or a setting is not a
+    // table reference; table names follow FROM / JOIN / INTO / TABLE / a comma in a FROM list.
     if (/(?:\bFROM|\bJOIN|\bINTO|\bTABLE|\bUPDATE|,)$/i.test(before)) n++
   }
   return n

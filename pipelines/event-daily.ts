@@ -1,0 +1,138 @@
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
+import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { measureEventTuple, type Measure } from '../tags/tag.compile.js'
+import { ParamBinder } from '../tags/tag.params.js'
+
+/**
+ * Per-customer, per-local-day partial aggregates of every event measure a tenant's tags use
+ * (tag_event_daily). All measures of a day come from one scan of that day's events; window tags
+ * then merge days instead of rescanning events, and a run rebuilds only the days that changed.
+ */
+
+export const DAY_MS = 86_400_000
+
+/** YYYY-MM-DD arithmetic on calendar dates (no time zone involved). */
+export function addDays(day: string, n: number): string {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
+}
+
+export function daysBetween(from: string, to: string): number {
+  return Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS)
+}
+
+/** Sorted days grouped into contiguous runs, so each rebuild reads one range of partitions. */
+export function contiguousRuns(days: readonly string[]): [string, string][] {
+  const sorted = [...new Set(days)].sort()
+  const runs: [string, string][] = []
+  for (const d of sorted) {
+    const last = runs[runs.length - 1]
+    if (last && addDays(last[1], 1) === d) last[1] = d
+    else runs.push([d, d])
+  }
+  return runs
+}
+
+const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties', 'product_id', 'amount']
+
+/** Removes the aggregates of days [from, to] (tenant local dates). */
+export async function deleteDays(db: TenantDb, from: string, to: string): Promise<void> {
+  await db.command(`DELETE FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`, { from, to })
+}
+
+/**
+ * Inserts fresh aggregates of days [from, to] (tenant local dates) for the given measures, after
+ * deleteDays: a rerun after a failure deletes and inserts the same rows again.
+ */
+export async function insertDays(db: TenantDb, measures: readonly Measure[], from: string, to: string, tz: string): Promise<void> {
+  if (!measures.length) return
+  const b = new ParamBinder('m')
+  const tuples = measures.map((m) => measureEventTuple(m, b))
+  // The UTC instants of the local days' edges bound the partitions read (one per UTC day).
+  const where = `timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})`
+  await db.command(
+    `INSERT INTO tag_event_daily (tenant_id, day, measure, customer_key, cnt, total, first_at, last_at, uniq)
+     SELECT {tenant:UInt16}, day, m.1 AS measure, customer_key, count(), sum(m.2), min(timestamp), max(timestamp),
+            uniqExactStateIf(m.3, m.5 = 1)
+     FROM (
+       SELECT customer_key, timestamp, toDate(timestamp, {tz:String}) AS day,
+              arrayJoin(arrayFilter(x -> x.4 = 1, [${tuples.join(', ')}])) AS m
+       FROM ${resolvedEventsSql(EVENT_COLUMNS, where)}
+     )
+     GROUP BY day, measure, customer_key`,
+    { ...b.params, from, to, tz },
+  )
+}
+
+/**
+ * Local days whose events changed since `since` (engine clock): any quarter hour of event time
+ * that received rows, mapped to the tenant's local date.
+ */
+export async function changedDays(db: TenantDb, since: string, tz: string, from: string, to: string): Promise<string[]> {
+  const rows = await db.query(
+    `SELECT DISTINCT toString(toDate(bucket, {tz:String})) AS day FROM event_changes
+     WHERE tenant_id = {tenant:UInt16}
+     GROUP BY tenant_id, bucket HAVING max(changed_at) > {since:DateTime64(3, 'UTC')}
+       AND toDate(bucket, {tz:String}) BETWEEN {from:Date} AND {to:Date}`,
+    { since, tz, from, to },
+    z.object({ day: z.string() }),
+  )
+  return rows.map((r) => r.day).sort()
+}
+
+/**
+ * Local days holding events of identities linked or merged since `since`: their resolved owner
+ * changed, so those days' aggregates are stale.
+ */
+export async function identityChangedDays(db: TenantDb, since: string, tz: string, from: string, to: string): Promise<string[]> {
+  const rows = await db.query(
+    `WITH changed AS (
+       SELECT id_kind, id_value, from_key, into_key FROM identity_changes FINAL
+       WHERE tenant_id = {tenant:UInt16} AND (created_at > {since:DateTime64(3, 'UTC')} OR undone_at > {since:DateTime64(3, 'UTC')})
+     )
+     SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS day FROM events
+     WHERE tenant_id = {tenant:UInt16}
+       AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})
+       AND ((customer_key = 0 AND anonymous_id IN (SELECT id_value FROM changed WHERE id_kind = 'anonymous_id'))
+         OR customer_key IN (SELECT arrayJoin([from_key, into_key]) FROM changed WHERE from_key != 0 OR into_key != 0))`,
+    { since, tz, from, to },
+    z.object({ day: z.string() }),
+  )
+  return rows.map((r) => r.day).sort()
+}
+
+/** Local days in [from, to] that hold any event, from the change feed (no event scan). */
+export async function eventDays(db: TenantDb, tz: string, from: string, to: string): Promise<string[]> {
+  const rows = await db.query(
+    `SELECT DISTINCT toString(toDate(bucket, {tz:String})) AS day FROM event_changes
+     WHERE tenant_id = {tenant:UInt16} AND toDate(bucket, {tz:String}) BETWEEN {from:Date} AND {to:Date}`,
+    { tz, from, to },
+    z.object({ day: z.string() }),
+  )
+  return rows.map((r) => r.day).sort()
+}
+
+/** Days of the window already built (any measure), to find the ones never built. */
+export async function builtDays(db: TenantDb, from: string, to: string): Promise<Set<string>> {
+  const rows = await db.query(
+    `SELECT DISTINCT toString(day) AS day FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`,
+    { from, to },
+    z.object({ day: z.string() }),
+  )
+  return new Set(rows.map((r) => r.day))
+}
+
+/**
+ * Records in tag_scope the customers whose event tags may have changed: those with daily rows on
+ * the given days (rebuilt days, and days that entered or left a window since the last run).
+ * Called before a rebuild with the old rows and after it with the new ones.
+ */
+export async function addScopeFromDays(db: TenantDb, runId: string, days: readonly string[]): Promise<void> {
+  if (!days.length) return
+  await db.command(
+    `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
+     SELECT DISTINCT {tenant:UInt16}, {run:UInt64}, customer_key FROM tag_event_daily
+     WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)}`,
+    { run: runId, days },
+  )
+}

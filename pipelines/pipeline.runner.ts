@@ -1,0 +1,238 @@
+import cron, { type ScheduledTask } from 'node-cron'
+import type { Db } from '../core/db.js'
+import { AppError, errText, isAppError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { chDateTime } from '../core/time.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { addDays, daysBetween } from './event-daily.js'
+import { createRunStore, leaseOwner, newRunId, type RunRecord, type RunStore } from './pipeline.runs.js'
+import { runTags, type TagRunResult } from './tag.pipeline.js'
+
+/**
+ * Runs pipelines: on demand (API, CLI) and on the tags' cron schedules. Each run holds a lease on
+ * (tenant, pipeline) so overlapping runs never double-run, records every state change in
+ * pipeline_runs, and is retried with exponential backoff; runs are idempotent, so a retry after a
+ * failure half-way converges on the same values.
+ */
+
+export const PIPELINES = ['tags'] as const
+export type PipelineName = (typeof PIPELINES)[number]
+
+export interface RunOptions {
+  tenantId: number
+  pipeline?: PipelineName
+  /** Only these tags (their dependencies are read as they are). */
+  tags?: readonly string[] | undefined
+  mode?: 'full' | 'incremental'
+  trigger: 'schedule' | 'api' | 'cli'
+  /** Recompute history for these tenant-local days instead of the current values. */
+  backfill?: { from: string; to: string } | undefined
+  /** Time the values are computed as of (default now). */
+  asOf?: Date | undefined
+}
+
+export interface RunnerOptions {
+  retries: number
+  retryBaseMs: number
+  leaseMs: number
+}
+
+export interface PipelineRunner {
+  /** Starts a run; resolves with its id at once and `done` when it ends. CONFLICT when one is running. */
+  start(o: RunOptions): Promise<{ runId: string; done: Promise<RunRecord> }>
+  run(o: RunOptions): Promise<RunRecord>
+  runs: RunStore['list']
+  running(tenantId: number): string[]
+  startScheduler(): Promise<void>
+  /** Stops the schedules and waits for runs in progress. */
+  stop(): Promise<void>
+  schedules(tenantId: number): { cron: string; timeZone: string; tags: string[]; next: string | null }[]
+}
+
+const BACKFILL_MAX_DAYS = 400
+const RESYNC_MS = 5 * 60_000
+
+/** The UTC instant of local midnight at the start of `day` in `tz`. */
+export function zonedMidnight(day: string, tz: string): Date {
+  let t = Date.parse(`${day}T00:00:00Z`)
+  for (let i = 0; i < 3; i++) {
+    const parts = new Intl.DateTimeFormat('en-CA', {
+      timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+    }).formatToParts(new Date(t))
+    const get = (k: string) => parts.find((p) => p.type === k)!.value
+    const local = Date.parse(`${get('year')}-${get('month')}-${get('day')}T${get('hour')}:${get('minute')}:${get('second')}Z`)
+    t += Date.parse(`${day}T00:00:00Z`) - local
+  }
+  return new Date(t)
+}
+
+export function createPipelineRunner(deps: {
+  db: Db
+  tenants: TenantService
+  tags: TagRepository
+  log: Logger
+  metrics: Metrics
+  options: RunnerOptions
+}): PipelineRunner {
+  const store = createRunStore({ db: deps.db })
+  const log = deps.log
+  const active = new Map<string, Promise<RunRecord>>()
+  const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[] }>()
+  let resync: NodeJS.Timeout | undefined
+  let stopped = false
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  const duration = deps.metrics.histogram('qianmian_pipeline_run_seconds', 'Pipeline run duration', ['pipeline', 'status'], [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600])
+  const outcomes = deps.metrics.counter('qianmian_pipeline_runs_total', 'Pipeline runs by outcome', ['pipeline', 'status'])
+
+  async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
+    const pipeline = o.pipeline ?? 'tags'
+    const tenant = await deps.tenants.get(o.tenantId)
+    const defs = await deps.tags.list(o.tenantId)
+    const startedAt = chDateTime(new Date())
+    const base: RunRecord = {
+      runId, pipeline, mode: o.backfill ? 'backfill' : (o.mode ?? 'incremental'), trigger: o.trigger, status: 'running', attempt: 1,
+      startedAt, finishedAt: null, asOf: chDateTime(o.asOf ?? new Date()), watermark: startedAt, rows: 0, details: {}, error: '',
+    }
+    const owner = leaseOwner()
+    if (!(await store.lease(o.tenantId, pipeline, owner, deps.options.leaseMs))) {
+      const skipped = { ...base, status: 'skipped' as const, finishedAt: chDateTime(new Date()), error: 'another process holds the lease' }
+      await store.record(o.tenantId, skipped)
+      return skipped
+    }
+    const timer = duration.startTimer({ pipeline })
+    let outcome = 'failed'
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const rec = { ...base, attempt }
+        await store.record(o.tenantId, rec)
+        try {
+          const results: TagRunResult[] = []
+          if (o.backfill) {
+            for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
+              const asOf = new Date(zonedMidnight(addDays(d, 1), tenant.timeZone).getTime() - 1)
+              results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone: tenant.timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId() }))
+            }
+          } else {
+            results.push(
+              await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone: tenant.timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId }),
+            )
+          }
+          const last = results[results.length - 1]
+          const done: RunRecord = {
+            ...rec,
+            mode: o.backfill ? 'backfill' : (last?.mode ?? rec.mode),
+            status: 'succeeded',
+            finishedAt: chDateTime(new Date()),
+            watermark: last?.state.watermark ?? rec.watermark,
+            rows: results.reduce((s, r) => s + r.changed, 0),
+            details: o.backfill ? { days: results.map((r) => ({ today: r.state.today, changed: r.changed })) } : { ...last },
+          }
+          await store.record(o.tenantId, done)
+          outcome = 'succeeded'
+          log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
+          return done
+        } catch (err) {
+          const message = errText(err)
+          const final = attempt > deps.options.retries || (isAppError(err) && err.status < 500) || stopped
+          const failed: RunRecord = { ...rec, status: 'failed', finishedAt: chDateTime(new Date()), error: message }
+          await store.record(o.tenantId, failed).catch(() => {})
+          log.warn({ tenant: o.tenantId, pipeline, runId, attempt, err: message }, final ? 'pipeline run failed' : 'pipeline run failed; retrying')
+          if (final) {
+            return failed
+          }
+          await sleep(deps.options.retryBaseMs * 4 ** (attempt - 1))
+        }
+      }
+    } finally {
+      timer({ status: outcome })
+      outcomes.inc({ pipeline, status: outcome })
+      await store.release(o.tenantId, pipeline, owner).catch((err: unknown) => log.warn({ err }, 'lease release failed'))
+    }
+  }
+
+  function validate(o: RunOptions): void {
+    if (o.backfill) {
+      const n = daysBetween(o.backfill.from, o.backfill.to)
+      if (!(n >= 0 && n < BACKFILL_MAX_DAYS)) {
+        throw new AppError('VALIDATION_FAILED', `A backfill covers 1 to ${BACKFILL_MAX_DAYS} days, from <= to.`, { issues: [{ field: 'backfill', message: 'invalid range' }] })
+      }
+    }
+  }
+
+  const runner: PipelineRunner = {
+    async start(o) {
+      validate(o)
+      if (stopped) throw new AppError('SHUTTING_DOWN')
+      const key = `${o.tenantId}:${o.pipeline ?? 'tags'}`
+      if (active.has(key)) throw new AppError('CONFLICT', `A ${o.pipeline ?? 'tags'} run is already in progress for this tenant.`)
+      const runId = newRunId()
+      const done = execute(o, runId).finally(() => active.delete(key))
+      active.set(key, done)
+      return { runId, done }
+    },
+    async run(o) {
+      return (await runner.start(o)).done
+    },
+    runs: (tenantId, o) => store.list(tenantId, o),
+    running: (tenantId) => [...active.keys()].filter((k) => k.startsWith(`${tenantId}:`)).map((k) => k.split(':')[1]!),
+    async startScheduler() {
+      await syncSchedules()
+      resync = setInterval(() => void syncSchedules().catch((err: unknown) => log.warn({ err }, 'schedule sync failed')), RESYNC_MS)
+      resync.unref()
+    },
+    async stop() {
+      stopped = true
+      if (resync) clearInterval(resync)
+      for (const t of tasks.values()) await t.task.destroy()
+      tasks.clear()
+      await Promise.allSettled([...active.values()])
+    },
+    schedules(tenantId) {
+      return [...tasks.values()]
+        .filter((t) => t.tenantId === tenantId)
+        .map((t) => ({ cron: t.cron, timeZone: t.timeZone, tags: t.tags, next: t.task.getNextRun()?.toISOString() ?? null }))
+    },
+  }
+
+  /** One cron task per (tenant, schedule), re-read every few minutes as definitions change. */
+  async function syncSchedules(): Promise<void> {
+    if (stopped) return
+    const wanted = new Map<string, { tenantId: number; cron: string; timeZone: string; tags: string[] }>()
+    for (const t of await deps.tenants.list()) {
+      if (t.status !== 'active') continue
+      for (const d of await deps.tags.list(t.id)) {
+        const key = `${t.id}|${d.schedule}|${t.timeZone}`
+        const w = wanted.get(key) ?? { tenantId: t.id, cron: d.schedule, timeZone: t.timeZone, tags: [] }
+        w.tags.push(d.name)
+        wanted.set(key, w)
+      }
+    }
+    for (const [key, t] of tasks) {
+      const w = wanted.get(key)
+      if (!w || w.tags.join() !== t.tags.join()) {
+        await t.task.destroy()
+        tasks.delete(key)
+      }
+    }
+    for (const [key, w] of wanted) {
+      if (tasks.has(key)) continue
+      const task = cron.schedule(
+        w.cron,
+        async () => {
+          const r = await runner.start({ tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' }).catch((err: unknown) => {
+            log.info({ tenant: w.tenantId, err: errText(err) }, 'scheduled tag run not started')
+            return undefined
+          })
+          await r?.done
+        },
+        { timezone: w.timeZone, name: `tags:${key}`, noOverlap: true },
+      )
+      tasks.set(key, { task, ...w })
+    }
+  }
+
+  return runner
+}

@@ -1,0 +1,338 @@
+import crypto from 'node:crypto'
+import { z } from 'zod'
+import type { Db, TenantDb } from '../core/db.js'
+import { AppError, errText } from '../core/errors.js'
+import { chDateTime, localDate } from '../core/time.js'
+import { ACTIVITY_MEASURE, lifecycleRanges, measureOf, type Measure } from '../tags/tag.compile.js'
+import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
+import { dependencyLevels } from '../tags/tag.repository.js'
+import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
+import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps } from '../tags/tag.values.js'
+import { addDays, addScopeFromDays, changedDays, contiguousRuns, daysBetween, identityChangedDays, deleteDays, insertDays, eventDays, builtDays } from './event-daily.js'
+
+/**
+ * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
+ * dependency order, each level staged in as few queries as possible, compared with what is
+ * stored, and only the differences written (history first, then current values, then bitmaps).
+ *
+ * Modes:
+ * - full: every day of the longest window rebuilt from raw events, every customer compared;
+ * - incremental: only days whose events changed since the last run's watermark are rebuilt, and
+ *   event tags are recomputed only for customers with activity on rebuilt days or on days that
+ *   entered or left a window since then (plus tenure crossings for lifecycles); profile tags,
+ *   rules and scores are always recomputed in full (they read small tables or rank everyone).
+ *   Falls back to full when the measures or windows changed or the last run is over a week old;
+ * - backfill: the values as of the end of a past day, written to history only.
+ */
+
+export type RunMode = 'full' | 'incremental' | 'backfill'
+
+/** What a run leaves for the next incremental one. */
+export interface RunState {
+  today: string
+  watermark: string
+  measures: string
+  span: number
+}
+
+export interface TagRunRequest {
+  tenantId: number
+  timeZone: string
+  /** Every active definition of the tenant; `only` picks which to compute. */
+  defs: readonly StoredTag[]
+  only?: readonly string[]
+  mode: RunMode
+  asOf: Date
+  runId: string
+  /**
+   * How far before the last watermark to look for changed days (default 60 s): an insert that
+   * took its change time just before a run started may commit just after the run read.
+   */
+  watermarkSlackMs?: number
+}
+
+export interface TagRunResult {
+  mode: RunMode
+  state: RunState
+  changed: number
+  tags: Record<string, { changed: number; customers?: number }>
+  rebuiltDays: string[]
+  scoped?: number
+  steps: { step: string; ms: number }[]
+}
+
+const INCREMENTAL_MAX_GAP_DAYS = 7
+/** Inserts that computed their change time just before the watermark may commit just after it. */
+const WATERMARK_SLACK_MS = 60_000
+/** Days rebuilt per insert: bounds the memory of one aggregation. */
+const REBUILD_CHUNK_DAYS = 4
+
+const isEventTag = (d: TagDefinition) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle'
+
+export function eventMeasures(defs: readonly TagDefinition[]): { measures: Measure[]; span: number; hash: string } {
+  const byId = new Map<string, Measure>()
+  let span = 0
+  for (const d of defs) {
+    if (d.rule.kind === 'window') {
+      const m = measureOf(d.rule)
+      byId.set(m.id, m)
+      span = Math.max(span, d.rule.days + d.rule.offsetDays)
+    } else if (d.rule.kind === 'lifecycle') {
+      byId.set(ACTIVITY_MEASURE.id, ACTIVITY_MEASURE)
+      span = Math.max(span, d.rule.churnDays)
+    }
+  }
+  const measures = [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))
+  const hash = crypto.createHash('sha256').update(measures.map((m) => m.id).join(',')).digest('hex').slice(0, 16)
+  return { measures, span, hash }
+}
+
+/** Window ranges (days, offset) of event tags, whose edges move as days pass. */
+function windowRanges(defs: readonly TagDefinition[]): { days: number; offset: number }[] {
+  const out: { days: number; offset: number }[] = []
+  for (const d of defs) {
+    if (d.rule.kind === 'window') out.push({ days: d.rule.days, offset: d.rule.offsetDays })
+    else if (d.rule.kind === 'lifecycle') out.push(...lifecycleRanges(d.rule))
+  }
+  return out
+}
+
+/** Days that entered or left any window between two run dates. */
+export function boundaryDays(ranges: readonly { days: number; offset: number }[], prevToday: string, today: string): string[] {
+  const n = daysBetween(prevToday, today)
+  const out = new Set<string>()
+  for (const r of ranges) {
+    for (let i = 0; i < n; i++) {
+      out.add(addDays(prevToday, -r.offset + 1 + i)) // entered
+      out.add(addDays(prevToday, -r.offset - r.days + 1 + i)) // left
+    }
+  }
+  return [...out].sort()
+}
+
+export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<TagRunResult> {
+  const db = deps.db.forTenant(req.tenantId)
+  const steps: { step: string; ms: number }[] = []
+  const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now()
+    try {
+      return await fn()
+    } finally {
+      steps.push({ step, ms: Math.round(performance.now() - t0) })
+    }
+  }
+  const tz = req.timeZone
+  const today = localDate(req.asOf, tz)
+  const asOf = chDateTime(req.asOf)
+  const [clock] = await db.query(`SELECT toString(now64(3)) AS t`, {}, z.object({ t: z.string() }))
+  const watermark = clock!.t
+  const all = req.defs
+  const known = new Map<string, TagDefinition>(all.map((d) => [d.name, d]))
+  const selected = req.only ? all.filter((d) => req.only!.includes(d.name)) : [...all]
+  if (req.only) {
+    const missing = req.only.filter((n) => !known.has(n))
+    if (missing.length) throw new AppError('NOT_FOUND', `No tag named ${missing.join(', ')}.`)
+  }
+  const levels = dependencyLevels(selected, new Set(all.map((d) => d.name)))
+  const { measures, span, hash } = eventMeasures(all)
+  const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
+
+  const states = await tagStates(db)
+  let mode = req.mode
+  // An incremental run starts where the least advanced of its event tags stopped.
+  let prev: RunState | undefined
+  if (mode === 'incremental') {
+    const eventStates = selected.filter(isEventTag).map((d) => ({ d: d as StoredTag, s: states.get(d.name) }))
+    const fresh = eventStates.every(({ d, s }) => s && s.version === d.version && s.measures === hash && s.span === span && s.today)
+    if (fresh && eventStates.length) {
+      const ss = eventStates.map((e) => e.s!)
+      prev = {
+        today: ss.map((s) => s.today).sort()[0]!,
+        watermark: ss.map((s) => s.watermark).sort()[0]!,
+        measures: hash,
+        span,
+      }
+    }
+    const gap = prev ? daysBetween(prev.today, today) : -1
+    if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
+  }
+  const rebuilt: string[] = []
+  // Rebuilds days: their old aggregates go, and days that hold events are aggregated again,
+  // a few days per query (one scan of those days' partitions for every measure).
+  const rebuild = async (days: string[]) => {
+    if (!days.length) return
+    const withEvents = new Set(await eventDays(db, tz, days[0]!, days[days.length - 1]!))
+    for (const [from, to] of contiguousRuns(days)) await deleteDays(db, from, to)
+    for (const [from, to] of contiguousRuns(days.filter((d) => withEvents.has(d)))) {
+      for (let d = from; d <= to; d = addDays(d, REBUILD_CHUNK_DAYS)) {
+        const end = addDays(d, REBUILD_CHUNK_DAYS - 1) < to ? addDays(d, REBUILD_CHUNK_DAYS - 1) : to
+        await insertDays(db, measures, d, end, tz)
+      }
+    }
+    rebuilt.push(...days)
+  }
+  const hasEventTags = span > 0
+  let scoped: number | undefined
+
+  if (hasEventTags) {
+    if (mode === 'full') {
+      await timed('rebuild_days', () => rebuild(Array.from({ length: span }, (_, i) => addDays(windowFrom, i))))
+    } else if (mode === 'backfill') {
+      // Past days are rebuilt only where never built; the live runs keep the rest current.
+      const built = await builtDays(db, windowFrom, today)
+      const missing = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
+      await timed('rebuild_days', () => rebuild(missing))
+    } else {
+      const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - (req.watermarkSlackMs ?? WATERMARK_SLACK_MS))
+      const dirty = await timed('changed_days', async () => [
+        ...new Set([...(await changedDays(db, since, tz, windowFrom, today)), ...(await identityChangedDays(db, since, tz, windowFrom, today))]),
+      ])
+      const incremental = all.filter(isEventTag)
+      const edges = boundaryDays(windowRanges(incremental), prev!.today, today).filter((d) => d >= addDays(windowFrom, -1) && d <= today)
+      await timed('scope', async () => {
+        await addScopeFromDays(db, req.runId, [...new Set([...dirty, ...edges])])
+        await rebuild(dirty)
+        await addScopeFromDays(db, req.runId, dirty)
+        await addTenureCrossings(db, req.runId, incremental, prev!.today, today, tz)
+      })
+      const [n] = await db.query(
+        `SELECT uniqExact(customer_key) AS n FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64}`,
+        { run: req.runId },
+        z.object({ n: z.coerce.number() }),
+      )
+      scoped = n?.n ?? 0
+    }
+  }
+
+  const params = { run: req.runId, today, tz, asOf }
+  const stage = async (q: StageQuery, what: string) => {
+    try {
+      await db.command(q.sql, { ...q.params, ...params })
+    } catch (err) {
+      if (err instanceof AppError) throw err
+      throw new AppError('INTERNAL', `Computing ${what} failed: ${errText(err)}`, { cause: err })
+    }
+  }
+  const perTag: TagRunResult['tags'] = {}
+  let changed = 0
+  for (const [li, level] of levels.entries()) {
+    const events = level.filter(isEventTag)
+    const profile = level.filter((d) => d.rule.kind === 'rule' || d.rule.kind === 'score')
+    const sqls = level.filter((d) => d.rule.kind === 'sql')
+    const isScoped = mode === 'incremental'
+    await timed(`level${li}_stage`, async () => {
+      if (events.length) await stage(windowStage(events, { scoped: isScoped, windowFrom }), `event tags ${events.map((d) => d.name).join(', ')}`)
+      if (profile.length) await stage(profileStage(profile, known, { asOf: mode === 'backfill' }), `tags ${profile.map((d) => d.name).join(', ')}`)
+      for (const d of sqls) await stage(sqlStage(d), `SQL tag ${d.name}`)
+    })
+    await timed(`level${li}_diff`, async () => {
+      const backfillAsOf = mode === 'backfill' ? { asOf } : {}
+      changed += await diffStage(db, { runId: req.runId, tags: events.map((d) => d.name), scoped: isScoped, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].map((d) => d.name), scoped: false, ...backfillAsOf })
+    })
+    await timed(`level${li}_apply`, () =>
+      applyChanges(db, {
+        runId: req.runId,
+        tags: level.map((d) => d.name),
+        versions: level.map((d) => (d as StoredTag).version ?? 0),
+        asOf,
+        history: true,
+        current: mode !== 'backfill',
+      }),
+    )
+  }
+  const counts = await changeCounts(db, req.runId)
+  for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0 }
+
+  const state: RunState = { today, watermark, measures: hash, span }
+  if (mode !== 'backfill') {
+    await timed('bitmaps', async () => {
+      const rebuild = selected.filter((d) => {
+        const prevBuild = states.get(d.name)
+        return (counts.get(d.name) ?? 0) > 0 || !prevBuild || prevBuild.version !== (d as StoredTag).version
+      })
+      const covered = await rebuildBitmaps(db, rebuild.map((d) => ({ name: d.name, type: d.type })), req.runId)
+      const rows = selected.map((d) => {
+        const t = d as StoredTag
+        const prevBuild = states.get(d.name)
+        const fresh = covered.has(d.name)
+        const customers = fresh ? covered.get(d.name)! : prevBuild!.covered
+        perTag[d.name]!.customers = customers
+        return stateRow(t, fresh ? req.runId : prevBuild!.build, customers, counts.get(d.name) ?? 0, req.runId, asOf, state)
+      })
+      await db.insert('tag_state', rows)
+      await dropOldBitmaps(db, new Map(rebuild.map((d) => [d.name, req.runId])))
+    })
+  }
+  return {
+    mode,
+    state,
+    changed,
+    tags: perTag,
+    rebuiltDays: [...new Set(rebuilt)].sort(),
+    ...(scoped !== undefined ? { scoped } : {}),
+    steps,
+  }
+}
+
+/** Lifecycles change for customers whose tenure crossed `newDays` between the two run dates. */
+async function addTenureCrossings(db: TenantDb, runId: string, defs: readonly TagDefinition[], prevToday: string, today: string, tz: string) {
+  const ns = [...new Set(defs.filter((d) => d.rule.kind === 'lifecycle').map((d) => (d.rule as LifecycleRule).newDays))]
+  for (const n of ns) {
+    if (prevToday === today) continue
+    await db.command(
+      `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
+       SELECT {tenant:UInt16}, {run:UInt64}, customer_key FROM customers FINAL
+       WHERE tenant_id = {tenant:UInt16} AND toDate32(opened_at, {tz:String}) > subtractDays({prev:Date32}, {n:UInt32})
+         AND toDate32(opened_at, {tz:String}) <= subtractDays({today:Date32}, {n:UInt32})`,
+      { run: runId, prev: prevToday, today, n, tz },
+    )
+  }
+}
+
+async function changeCounts(db: TenantDb, runId: string): Promise<Map<string, number>> {
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} GROUP BY tag`,
+    { run: runId },
+    z.object({ tag: z.string(), n: z.coerce.number() }),
+  )
+  return new Map(rows.map((r) => [r.tag, r.n]))
+}
+
+const stateSchema = z.object({
+  tag: z.string(),
+  build: z.string(),
+  version: z.coerce.number(),
+  covered: z.coerce.number(),
+  today: z.string(),
+  watermark: z.string(),
+  measures: z.string(),
+  span: z.coerce.number(),
+})
+
+async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
+  const rows = await db.query(
+    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span
+     FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
+    {},
+    stateSchema,
+  )
+  return new Map(rows.map((r) => [r.tag, r]))
+}
+
+function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState) {
+  return {
+    tag: t.name,
+    version: t.version ?? 0,
+    build,
+    covered,
+    changed,
+    run_id: runId,
+    computed_at: chDateTime(new Date()),
+    as_of: asOf,
+    today: s.today,
+    watermark: s.watermark,
+    measures: s.measures,
+    span: s.span,
+  }
+}

@@ -1,0 +1,181 @@
+import type { FeatureName } from './tag.features.js'
+import { profileSql } from './tag.features.js'
+import {
+  ACTIVITY_MEASURE,
+  measureOf,
+  featureColumn,
+  lifecycleAggs,
+  lifecycleOutSql,
+  outTuple,
+  ruleSql,
+  windowAggSql,
+  windowOutSql,
+  type CompileContext,
+  type TagColumns,
+} from './tag.compile.js'
+import { ParamBinder } from './tag.params.js'
+import {
+  featureDependencies,
+  tagDependencies,
+  type LifecycleRule,
+  type Operand,
+  type ScoreRule,
+  type TagDefinition,
+  type WindowRule,
+} from './tag.schema.js'
+import { guardSqlTag } from './tag.sqlguard.js'
+import { SQL_TAG_SOURCES } from './tag.sources.js'
+import { currentValuesSql, valuesAsOfSql } from './tag.values.js'
+
+/**
+ * The SQL that stages one level of tags: every statement here is an `INSERT INTO tag_stage`
+ * computing many tags in one query (one scan of daily aggregates for all window tags, one pass
+ * over the profile for all rules and scores of a level). Each returns its SQL and parameters.
+ */
+
+export interface StageQuery {
+  sql: string
+  params: Record<string, unknown>
+}
+
+const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`
+
+/** Output tuples, one per tag, unpivoted into stage rows; only tags that hold are kept. */
+function stageInsert(names: readonly string[], select: string, b: ParamBinder): string {
+  const items = names.map((n, i) => `tuple(${b.str(n)}, e${i}.1, e${i}.2, e${i}.3, e${i}.4)`)
+  return `INSERT INTO tag_stage (tenant_id, run_id, tag, customer_key, value, num, list)
+    SELECT {tenant:UInt16}, {run:UInt64}, o.1, customer_key, o.2, o.3, o.4 FROM (
+      SELECT customer_key, arrayJoin(arrayFilter(x -> x.5 = 1, [${items.join(', ')}])) AS o FROM (${select})
+    )`
+}
+
+/** Window and lifecycle tags, from daily aggregates, for all customers or the run's scope. */
+export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string }): StageQuery {
+  const b = new ParamBinder('w')
+  const scope = o.scoped ? SCOPE : ''
+  const aggs: string[] = []
+  const outs: string[] = []
+  const measures = new Set<string>()
+  defs.forEach((d, i) => {
+    if (d.rule.kind === 'window') {
+      aggs.push(`${windowAggSql(d.rule as WindowRule, b)} AS a${i}`)
+      outs.push(`${windowOutSql(d, `w.a${i}`, b)} AS e${i}`)
+    } else {
+      const r = d.rule as LifecycleRule
+      const l = lifecycleAggs(r, b)
+      const churn = lifecycleAggs({ ...r, activeDays: r.churnDays }, b).recent
+      aggs.push(`${l.recent} AS a${i}_r`, `${l.gap} AS a${i}_g`, `${l.prior} AS a${i}_p`, `${churn} AS a${i}_c`)
+      outs.push(
+        `${lifecycleOutSql(r, { recent: `w.a${i}_r`, gap: `w.a${i}_g`, prior: `w.a${i}_p`, churn: `w.a${i}_c`, tenure: `dateDiff('day', base.opened, {today:Date32})` }, b)} AS e${i}`,
+      )
+    }
+  })
+  for (const d of defs) measures.add(d.rule.kind === 'window' ? measureOf(d.rule).id : ACTIVITY_MEASURE.id)
+  // Customers known to the bank, and those only the app knows (events but no profile yet).
+  const base = `SELECT customer_key, max(opened) AS opened FROM (
+      SELECT customer_key, toDate32(opened_at, {tz:String}) AS opened FROM customers FINAL
+      WHERE tenant_id = {tenant:UInt16} AND deleted = 0 ${scope}
+      UNION ALL
+      SELECT DISTINCT customer_key, toDate32('1970-01-01') AS opened FROM tag_event_daily
+      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} ${scope}
+    ) GROUP BY customer_key`
+  const agg = `SELECT customer_key, ${aggs.join(', ')} FROM tag_event_daily
+      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND measure IN {measures:Array(UInt64)} ${scope}
+      GROUP BY customer_key`
+  const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
+      FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, measures: [...measures].map((m) => BigInt(m)) } }
+}
+
+export interface DepTag {
+  name: string
+  def: TagDefinition
+}
+
+/** Window measures that are absent count as zero (no event is a count of 0). */
+function zeroWhenAbsent(d: TagDefinition): boolean {
+  return d.rule.kind === 'window' && !d.rule.threshold && d.rule.measure !== 'first_time' && d.rule.measure !== 'last_time'
+}
+
+/** Rules and scores of one level, over the profile and the values of earlier tags. */
+export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<string, TagDefinition>, o: { asOf: boolean }): StageQuery {
+  const b = new ParamBinder('r')
+  const features = new Set<FeatureName>()
+  const deps = new Set<string>()
+  for (const d of defs) {
+    featureDependencies(d).forEach((f) => features.add(f))
+    tagDependencies(d).forEach((t) => deps.add(t))
+  }
+  const depList = [...deps]
+  const cols = new Map<string, TagColumns>()
+  depList.forEach((name, i) => {
+    const def = known.get(name)
+    if (!def) throw new Error(`tag ${name} is not known`)
+    cols.set(name, {
+      type: def.type,
+      present: `coalesce(t.d${i}_p, 0)`,
+      value: `t.d${i}_v`,
+      num: `t.d${i}_n`,
+      list: `t.d${i}_l`,
+      zeroWhenAbsent: zeroWhenAbsent(def),
+    })
+  })
+  const ctx: CompileContext = { binder: b, tags: cols }
+  const outs = defs.map((d, i) => `${d.rule.kind === 'score' ? scoreSql(d, ctx) : ruleSql(d, ctx)} AS e${i}`)
+  let pivot = ''
+  if (depList.length) {
+    const tagsParam = b.strs(depList)
+    const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`) : currentValuesSql(tagsParam)
+    const parts = depList.flatMap((_, i) => {
+      const is = `tag = ${b.str(depList[i]!)}`
+      return [`maxIf(toUInt8(1), ${is}) AS d${i}_p`, `anyIf(value, ${is}) AS d${i}_v`, `anyIf(num, ${is}) AS d${i}_n`, `anyIf(list, ${is}) AS d${i}_l`]
+    })
+    pivot = `LEFT JOIN (SELECT customer_key, ${parts.join(', ')} FROM ${src} GROUP BY customer_key) AS t ON t.customer_key = p.customer_key`
+  }
+  const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features])}) AS p ${pivot}
+    SETTINGS join_use_nulls = 1`
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: b.params }
+}
+
+function operandNumber(o: Operand, ctx: CompileContext): string {
+  if ('feature' in o) return `coalesce(toFloat64(${featureColumn(o.feature)}), 0)`
+  const t = ctx.tags.get(o.tag)!
+  return `if(${t.present} = 1, ${t.num}, 0)`
+}
+
+/** Quantile buckets by rank (ties share a bucket, so reruns agree) or a weighted percentile score. */
+function scoreSql(d: TagDefinition, ctx: CompileContext): string {
+  const r = d.rule as ScoreRule
+  if (r.method === 'quantile') {
+    const x = operandNumber(r.input!, ctx)
+    const expr = `toFloat64(least(${r.buckets}, 1 + intDiv((rank() OVER (ORDER BY ${x} ${r.descending ? 'DESC' : 'ASC'}) - 1) * ${r.buckets}, count() OVER ())))`
+    return outTuple('number', expr, '1')
+  }
+  const total = r.inputs!.reduce((s, i) => s + i.weight, 0)
+  const terms = r.inputs!.map((i) => {
+    const x = operandNumber(i.input, ctx)
+    return `${ctx.binder.num(i.weight)} * if(count() OVER () > 1, (rank() OVER (ORDER BY ${x}) - 1) / (count() OVER () - 1), 0)`
+  })
+  return outTuple('number', `round(100 * (${terms.join(' + ')}) / ${ctx.binder.num(total)}, 1)`, '1')
+}
+
+/** An expert's SQL tag, guarded and tenant-scoped, cast to the tag's type. */
+export function sqlStage(d: TagDefinition): StageQuery {
+  if (d.rule.kind !== 'sql') throw new Error('not a sql tag')
+  const b = new ParamBinder('s')
+  const guarded = guardSqlTag(d.rule.sql, SQL_TAG_SOURCES)
+  const v = 'value'
+  const out =
+    d.type === 'boolean'
+      ? outTuple('boolean', '1', `toUInt8(${v}) = 1`)
+      : d.type === 'number'
+        ? outTuple('number', `toFloat64(${v})`, `${v} IS NOT NULL`)
+        : d.type === 'date'
+          ? outTuple('date', `toDate32(${v})`, `${v} IS NOT NULL`)
+          : d.type === 'enum'
+            ? outTuple('enum', `toString(${v})`, `toString(${v}) IN ${b.strs(d.values ?? [])}`, d.values, b)
+            : outTuple('string_list', `CAST(${v}, 'Array(String)')`, `notEmpty(CAST(${v}, 'Array(String)'))`)
+  // One value per customer: a query returning several rows for one customer keeps any one.
+  const select = `SELECT customer_key, ${out} AS e0 FROM (SELECT customer_key, any(value) AS value FROM (${guarded.sql}) GROUP BY customer_key)`
+  return { sql: stageInsert([d.name], select, b), params: b.params }
+}

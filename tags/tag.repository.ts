@@ -1,0 +1,148 @@
+import { isDeepStrictEqual } from 'node:util'
+import { z } from 'zod'
+import type { Db, TenantDb } from '../core/db.js'
+import { AppError, issuesFromZod } from '../core/errors.js'
+import { chDateTime } from '../core/time.js'
+import { tagDefinitionInput, tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
+import { guardSqlTag } from './tag.sqlguard.js'
+import { SQL_TAG_SOURCES } from './tag.sources.js'
+
+/**
+ * Tag definitions per tenant, one row per version. Saving an unchanged definition is a no-op
+ * (files kept in git can be applied again and again); a change makes the next version; a tag
+ * other tags read cannot be retired, and a definition that would close a cycle is refused.
+ */
+
+const row = z.object({
+  name: z.string(),
+  version: z.coerce.number(),
+  definition: z.string(),
+  retired: z.coerce.number(),
+  created_by: z.string(),
+  created_at: z.string(),
+})
+
+export interface TagRepository {
+  /** Active definitions (newest version of each, not retired). */
+  list(tenantId: number): Promise<StoredTag[]>
+  get(tenantId: number, name: string): Promise<StoredTag | undefined>
+  versions(tenantId: number, name: string): Promise<(StoredTag & { retired: boolean })[]>
+  /** Validates and stores; returns the stored definition and whether it changed. */
+  save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number }): Promise<{ tag: StoredTag; changed: boolean }>
+  retire(tenantId: number, name: string, actor: string): Promise<void>
+}
+
+/** Parses a definition, reporting every problem with its field. */
+export function parseDefinition(input: unknown, fieldPrefix = ''): TagDefinition {
+  const r = tagDefinitionInput.safeParse(input)
+  if (!r.success) {
+    const issues = issuesFromZod(r.error.issues).map((i) => ({ ...i, field: fieldPrefix + (i.field ?? '') }))
+    throw new AppError('VALIDATION_FAILED', `The tag definition is invalid: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`, { issues })
+  }
+  if (r.data.rule.kind === 'sql') guardSqlTag(r.data.rule.sql, SQL_TAG_SOURCES, `${fieldPrefix}rule.sql`)
+  return r.data
+}
+
+/** Tags in dependency order, level by level; throws on a cycle or a missing dependency. */
+export function dependencyLevels(defs: readonly TagDefinition[], available: ReadonlySet<string> = new Set()): TagDefinition[][] {
+  const byName = new Map(defs.map((d) => [d.name, d]))
+  const level = new Map<string, number>()
+  const visiting = new Set<string>()
+  const visit = (d: TagDefinition, chain: string[]): number => {
+    const known = level.get(d.name)
+    if (known !== undefined) return known
+    if (visiting.has(d.name)) {
+      const cycle = [...chain.slice(chain.indexOf(d.name)), d.name].join(' -> ')
+      throw new AppError('VALIDATION_FAILED', `Tags depend on each other in a cycle: ${cycle}.`, { issues: [{ field: 'rule', message: `cycle ${cycle}` }] })
+    }
+    visiting.add(d.name)
+    let l = 0
+    for (const dep of tagDependencies(d)) {
+      const dd = byName.get(dep)
+      if (dd) l = Math.max(l, visit(dd, [...chain, d.name]) + 1)
+      else if (!available.has(dep)) {
+        throw new AppError('VALIDATION_FAILED', `Tag ${d.name} reads tag ${dep}, which is not defined.`, { issues: [{ field: 'rule', message: `unknown tag ${dep}` }] })
+      }
+    }
+    visiting.delete(d.name)
+    level.set(d.name, l)
+    return l
+  }
+  for (const d of defs) visit(d, [])
+  const out: TagDefinition[][] = []
+  for (const d of defs) (out[level.get(d.name)!] ??= []).push(d)
+  return out.filter(Boolean)
+}
+
+function toStored(r: z.infer<typeof row>): StoredTag & { retired: boolean } {
+  const def = JSON.parse(r.definition) as TagDefinition
+  return { ...def, version: r.version, createdBy: r.created_by, createdAt: r.created_at, retired: r.retired === 1 }
+}
+
+const strip = ({ version: _v, createdBy: _b, createdAt: _a, ...d }: StoredTag): TagDefinition => d
+
+export function createTagRepository(deps: { db: Db }): TagRepository {
+  const tdb = (t: number): TenantDb => deps.db.forTenant(t)
+
+  async function latest(tenantId: number, name?: string) {
+    const rows = await tdb(tenantId).query(
+      `SELECT name, version, definition, retired, created_by, toString(created_at) AS created_at
+       FROM tag_definitions FINAL
+       WHERE tenant_id = {tenant:UInt16} ${name ? 'AND name = {name:String}' : ''}
+       ORDER BY name, version DESC LIMIT 1 BY name`,
+      name ? { name } : {},
+      row,
+    )
+    return rows.map(toStored)
+  }
+
+  const repo: TagRepository = {
+    async list(tenantId) {
+      return (await latest(tenantId)).filter((t) => !t.retired).map(({ retired: _r, ...t }) => t)
+    },
+    async get(tenantId, name) {
+      const [t] = await latest(tenantId, name)
+      if (!t || t.retired) return undefined
+      const { retired: _r, ...rest } = t
+      return rest
+    },
+    async versions(tenantId, name) {
+      const rows = await tdb(tenantId).query(
+        `SELECT name, version, definition, retired, created_by, toString(created_at) AS created_at
+         FROM tag_definitions FINAL WHERE tenant_id = {tenant:UInt16} AND name = {name:String} ORDER BY version`,
+        { name },
+        row,
+      )
+      return rows.map(toStored)
+    },
+    async save(tenantId, input, actor, opts = {}) {
+      const def = parseDefinition(input)
+      const [current] = await latest(tenantId, def.name)
+      if (opts.expectedVersion !== undefined && (current?.version ?? 0) !== opts.expectedVersion) {
+        throw new AppError('CONFLICT', `Tag ${def.name} is at version ${current?.version ?? 0}, not ${opts.expectedVersion}.`)
+      }
+      if (current && !current.retired && isDeepStrictEqual(strip(current), def)) return { tag: current, changed: false }
+      // The whole active set must still form a DAG with every dependency defined.
+      const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
+      dependencyLevels([...others, def])
+      const version = (current?.version ?? 0) + 1
+      const createdAt = chDateTime(new Date())
+      await tdb(tenantId).insert('tag_definitions', [
+        { name: def.name, version, definition: JSON.stringify(def), retired: 0, created_by: actor, created_at: createdAt },
+      ])
+      return { tag: { ...def, version, createdBy: actor, createdAt }, changed: true }
+    },
+    async retire(tenantId, name, actor) {
+      const [current] = await latest(tenantId, name)
+      if (!current || current.retired) throw new AppError('NOT_FOUND', `No tag named ${name}.`)
+      const readers = (await repo.list(tenantId)).filter((t) => t.name !== name && tagDependencies(t).includes(name))
+      if (readers.length) {
+        throw new AppError('CONFLICT', `Tag ${name} is read by ${readers.map((t) => t.name).join(', ')}; retire or change those first.`)
+      }
+      await tdb(tenantId).insert('tag_definitions', [
+        { name, version: current.version + 1, definition: JSON.stringify(strip(current)), retired: 1, created_by: actor, created_at: chDateTime(new Date()) },
+      ])
+    },
+  }
+  return repo
+}

@@ -1,0 +1,174 @@
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
+import type { ValueType } from './tag.schema.js'
+
+/**
+ * Where computed values go: a run stages them (tag_stage), compares them with the current values
+ * (or, for a backfill, with the values history says held at that time), keeps the differences
+ * (tag_changes), writes history first and current values second (a rerun after a failure in
+ * between finds the same differences again), then rebuilds the bitmaps of tags that changed.
+ */
+
+/** Per-tag values as of a time, from history; the shape of tag_values without the deleted rows. */
+export function valuesAsOfSql(tagsParam: string, asOfParam: string, scoped = ''): string {
+  return `(SELECT tag, customer_key, value, num, list FROM (
+      SELECT tag, customer_key, argMax(value, valid_from) AS value, argMax(num, valid_from) AS num,
+             argMax(list, valid_from) AS list, argMax(removed, valid_from) AS removed
+      FROM tag_history WHERE tenant_id = {tenant:UInt16} AND tag IN ${tagsParam} AND valid_from <= ${asOfParam} ${scoped}
+      GROUP BY tag, customer_key) WHERE removed = 0)`
+}
+
+export function currentValuesSql(tagsParam: string, scoped = ''): string {
+  return `(SELECT tag, customer_key, value, num, list FROM tag_values FINAL
+      WHERE tenant_id = {tenant:UInt16} AND tag IN ${tagsParam} AND is_deleted = 0 ${scoped})`
+}
+
+const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`
+
+export interface DiffOptions {
+  runId: string
+  tags: readonly string[]
+  /** Compare only the customers in tag_scope for this run (incremental event tags). */
+  scoped: boolean
+  /** Compare with history as of this time instead of the current values (backfill). */
+  asOf?: string
+}
+
+/** Stages → changes for `tags`; returns the number of changed values. */
+export async function diffStage(db: TenantDb, o: DiffOptions): Promise<number> {
+  if (!o.tags.length) return 0
+  const scope = o.scoped ? SCOPE : ''
+  const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
+  const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}) }
+  // Both sides arrive ordered by (tag, customer_key): a sorting merge join streams them
+  // instead of holding every current value of the level in a hash table.
+  await db.command(
+    `INSERT INTO tag_changes (tenant_id, run_id, tag, customer_key, value, num, list, removed)
+     SELECT {tenant:UInt16}, {run:UInt64}, tag, customer_key,
+            if(s.present = 1, s.value, c.value), if(s.present = 1, s.num, c.num), if(s.present = 1, s.list, c.list),
+            s.present = 0
+     FROM (SELECT tag, customer_key, value, num, list, toUInt8(1) AS present FROM tag_stage
+           WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}) AS s
+     FULL OUTER JOIN (SELECT tag, customer_key, value, num, list, toUInt8(1) AS present FROM ${old}) AS c
+     USING (tag, customer_key)
+     WHERE s.present = 0 OR c.present = 0 OR s.value != c.value OR s.num != c.num OR s.list != c.list
+     SETTINGS join_algorithm = 'full_sorting_merge'`,
+    params,
+  )
+  const [r] = await db.query(
+    `SELECT count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
+    { run: o.runId, tags: o.tags },
+    z.object({ n: z.coerce.number() }),
+  )
+  return r?.n ?? 0
+}
+
+/** Applies a run's changes of `tags`: history (valid from `asOf`), then current values unless a backfill. */
+export async function applyChanges(
+  db: TenantDb,
+  o: { runId: string; tags: readonly string[]; versions: readonly number[]; asOf: string; history: true; current: boolean },
+): Promise<void> {
+  if (!o.tags.length) return
+  const params = { run: o.runId, tags: o.tags, versions: o.versions, asOf: o.asOf }
+  await db.command(
+    `INSERT INTO tag_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
+     SELECT {tenant:UInt16}, tag, customer_key, {asOf:DateTime64(3, 'UTC')}, value, num, list, removed, run_id,
+            transform(toString(tag), {tags:Array(String)}, {versions:Array(UInt32)}, toUInt32(0))
+     FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
+    params,
+  )
+  if (!o.current) return
+  await db.command(
+    `INSERT INTO tag_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted)
+     SELECT {tenant:UInt16}, tag, customer_key, value, num, list, run_id, removed
+     FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
+    params,
+  )
+}
+
+/** Exact values get a bitmap each up to this many; beyond, numbers and dates are bucketed. */
+const MAX_EXACT_VALUES = 64
+const BUCKETS = 32
+
+/**
+ * Rebuilds the bitmaps of `tags` as build `runId`, a few queries for all of them: one bitmap per
+ * value (list elements count separately), per bucket [lo, hi) for numbers and dates with many
+ * values, and `*` for every customer with a value. Returns the customers with a value per tag.
+ */
+export async function rebuildBitmaps(db: TenantDb, tags: readonly { name: string; type: ValueType }[], runId: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>()
+  if (!tags.length) return out
+  const names = tags.map((t) => t.name)
+  const from = `FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND is_deleted = 0`
+  const labels = tags.filter((t) => t.type !== 'number' && t.type !== 'date').map((t) => t.name)
+  const numeric = tags.filter((t) => t.type === 'number' || t.type === 'date').map((t) => t.name)
+  if (labels.length) {
+    await insertBitmaps(
+      db,
+      `SELECT tag, v, 0 AS lo, 0 AS hi, count() AS c, groupBitmapState(customer_key) AS k
+       FROM (SELECT tag, customer_key, arrayJoin(if(empty(list), [value], list)) AS v ${from}) GROUP BY tag, v`,
+      { tags: labels },
+      runId,
+    )
+  }
+  if (numeric.length) {
+    const stats = await db.query(
+      `SELECT toString(tag) AS tag, uniqExact(num) AS distinct,
+              quantilesExact(${Array.from({ length: BUCKETS + 1 }, (_, i) => (i / BUCKETS).toFixed(5)).join(', ')})(num) AS q
+       ${from} GROUP BY tag`,
+      { tags: numeric },
+      z.object({ tag: z.string(), distinct: z.coerce.number(), q: z.array(z.coerce.number()) }),
+    )
+    const exact = stats.filter((s) => s.distinct <= MAX_EXACT_VALUES).map((s) => s.tag)
+    if (exact.length) {
+      await insertBitmaps(
+        db,
+        `SELECT tag, any(value) AS v, num AS lo, num AS hi, count() AS c, groupBitmapState(customer_key) AS k ${from} GROUP BY tag, num`,
+        { tags: exact },
+        runId,
+      )
+    }
+    for (const s of stats.filter((x) => x.distinct > MAX_EXACT_VALUES)) {
+      // Bucket edges from quantiles: [edge_i, edge_i+1), and the last one holds the maximum alone.
+      const edges = [...new Set(s.q)].sort((a, b) => a - b)
+      const his = [...edges.slice(1), edges[edges.length - 1]!]
+      await insertBitmaps(
+        db,
+        `SELECT tag, concat('[', toString(lo), ',', toString(hi), ')') AS v, lo, hi, count() AS c, groupBitmapState(customer_key) AS k
+         FROM (SELECT tag, customer_key, {edges:Array(Float64)}[b] AS lo, {his:Array(Float64)}[b] AS hi
+               FROM (SELECT tag, customer_key, greatest(1, arrayCount(e -> e <= num, {edges:Array(Float64)})) AS b ${from}))
+         GROUP BY tag, lo, hi`,
+        { tags: [s.tag], edges, his },
+        runId,
+      )
+    }
+  }
+  await insertBitmaps(db, `SELECT tag, '*' AS v, 0 AS lo, 0 AS hi, count() AS c, groupBitmapState(customer_key) AS k ${from} GROUP BY tag`, { tags: names }, runId)
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, cardinality AS n FROM tag_bitmaps
+     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} AND value = '*'`,
+    { tags: names, run: runId },
+    z.object({ tag: z.string(), n: z.coerce.number() }),
+  )
+  for (const n of names) out.set(n, 0)
+  for (const r of rows) out.set(r.tag, r.n)
+  return out
+}
+
+async function insertBitmaps(db: TenantDb, select: string, params: Record<string, unknown>, runId: string): Promise<void> {
+  await db.command(
+    `INSERT INTO tag_bitmaps (tenant_id, tag, build, value, lo, hi, cardinality, keys)
+     SELECT {tenant:UInt16}, tag, {run:UInt64}, v, lo, hi, c, k FROM (${select})`,
+    { ...params, run: runId },
+  )
+}
+
+/** Drops the bitmap builds of `tags` other than their current ones, in one statement. */
+export async function dropOldBitmaps(db: TenantDb, current: ReadonlyMap<string, string>): Promise<void> {
+  if (!current.size) return
+  await db.command(
+    `DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
+       AND build != transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))`,
+    { tags: [...current.keys()], builds: [...current.values()].map((b) => BigInt(b)) },
+  )
+}
