@@ -9,6 +9,8 @@ import { createRuntime, type Runtime } from '../server/runtime.js'
 import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
 import { SCOPES, type Scope } from '../tenants/keys.service.js'
 import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
+import { registerTagCommands } from './tags.cli.js'
+import { seedDemoTags } from '../demo/demo.tags.js'
 
 /** The `qianmian` command: a thin composition root over the capabilities. */
 
@@ -95,6 +97,8 @@ program
       )
       const total = Object.values(summary.rows).reduce((a, b) => a + b, 0)
       out(`Generated in ${summary.seconds.toFixed(1)} s (${Math.round(total / summary.seconds).toLocaleString('en-US')} rows/s): ${describeRows(summary)}`)
+      const tags = await seedDemoTags({ tenants: rt.tenants, tags: rt.tags })
+      out(`Banking tag pack (${tags.tags} tags) computed for ${tags.tenants} member banks in ${tags.seconds.toFixed(1)} s: ${tags.values.toLocaleString('en-US')} values`)
       printCredentials(toCredentials(summary), out)
     })
   })
@@ -192,6 +196,8 @@ keys
       out(`Key ${k.keyId} revoked at ${k.revokedAt}.`)
     }),
   )
+
+registerTagCommands(program, { out, withRuntime, readKeyFile })
 
 try {
   await program.parseAsync(process.argv)

@@ -80,6 +80,9 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$/, { message: 'expected a comma-separated list of trait names' })
     .default('phone,mobile,phoneNumber,phone_number,nationalId,national_id,idNumber,id_number,idCard,name,firstName,lastName,fullName,cardNumber,card_number,bankCard,email,address'),
   METRICS_DEFAULT: bool(true),
+  PIPELINE_RETRIES: int(2, 0, 10),
+  PIPELINE_RETRY_BASE_MS: int(2_000, 10, 600_000),
+  PIPELINE_LEASE_MS: int(3_600_000, 10_000, 86_400_000),
 })
 
 type Raw = z.infer<typeof configSchema>
@@ -125,6 +128,7 @@ export interface Config {
     sensitiveTraits: readonly string[]
   }>
   readonly collectDefaultMetrics: boolean
+  readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number }>
 }
 
 export class ConfigError extends Error {
@@ -212,6 +216,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       sensitiveTraits: Object.freeze(r.INGEST_SENSITIVE_TRAITS.split(',')),
     }),
     collectDefaultMetrics: r.METRICS_DEFAULT,
+    pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),
   }
   return Object.freeze(config)
 }

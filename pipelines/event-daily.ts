@@ -115,11 +115,11 @@ export async function eventDays(db: TenantDb, tz: string, from: string, to: stri
 /** Days of the window already built (any measure), to find the ones never built. */
 export async function builtDays(db: TenantDb, from: string, to: string): Promise<Set<string>> {
   const rows = await db.query(
-    `SELECT DISTINCT toString(day) AS day FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`,
+    `SELECT DISTINCT toString(day) AS d FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`,
     { from, to },
-    z.object({ day: z.string() }),
+    z.object({ d: z.string() }),
   )
-  return new Set(rows.map((r) => r.day))
+  return new Set(rows.map((r) => r.d))
 }
 
 /**

@@ -159,7 +159,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const rebuilt: string[] = []
   // Rebuilds days: their old aggregates go, and days that hold events are aggregated again,
   // a few days per query (one scan of those days' partitions for every measure).
-  const rebuild = async (days: string[]) => {
+  const rebuild = async (unsorted: string[]) => {
+    const days = [...new Set(unsorted)].sort()
     if (!days.length) return
     const withEvents = new Set(await eventDays(db, tz, days[0]!, days[days.length - 1]!))
     for (const [from, to] of contiguousRuns(days)) await deleteDays(db, from, to)

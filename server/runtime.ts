@@ -11,6 +11,7 @@ import { createKafka, createKafkaSink, ensureTopics, type KafkaSink } from '../k
 import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
+import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
 
 /**
  * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
@@ -27,6 +28,8 @@ export interface Runtime {
   keys: KeyService
   pii: Pii
   ingest: IngestModule
+  /** Tags, their catalogue and the pipeline runner. */
+  tags: TagsModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -52,6 +55,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     if (config.roles.has('api')) sink = await createKafkaSink({ kafka, cfg: config.kafka, log, metrics })
   }
   const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
+  const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   return {
     config,
     log,
@@ -63,8 +67,10 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     keys,
     pii,
     ingest,
+    tags,
     kafka,
     async close() {
+      await tags.runner.stop()
       // The producer's goodbye is not worth failing a shutdown over; the flush is.
       await sink?.close().catch((err: unknown) => log.warn({ err }, 'kafka producer did not close cleanly'))
       await ingest.close(Math.max(100, config.shutdownTimeoutMs - 1000))

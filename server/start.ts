@@ -6,6 +6,7 @@ import type { Config } from '../core/config.js'
 import { AppError, errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { generateDemo, type DemoSummary } from '../demo/demo.generator.js'
+import { seedDemoTags } from '../demo/demo.tags.js'
 import { startKafkaWorker, type KafkaWorker } from '../kafka/kafka.ingest.js'
 import { buildApp } from './app.js'
 import type { Readiness } from './health.routes.js'
@@ -47,7 +48,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     operatorToken: config.operatorToken,
     version: opts.version,
     // A process without the api role still answers /health, /ready and /metrics.
-    modules: config.roles.has('api') ? [runtime.ingest.routes] : [],
+    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes] : [],
     tenantRoutes: config.roles.has('api'),
   })
   const address = await app.listen({ port: config.port, host: config.host })
@@ -71,6 +72,10 @@ export async function startServer(config: Config, opts: { print?: (line: string)
       print(`Ingest worker consuming ${config.kafka.topic} from ${config.kafka.brokers.join(',')} (group ${config.kafka.groupId})`)
     } else if (config.roles.has('ingest-worker') && !config.kafka && !config.roles.has('api')) {
       print('The ingest-worker role has nothing to do without KAFKA_BROKERS: the api role writes events itself.')
+    }
+    if (config.roles.has('scheduler')) {
+      await runtime.tags.runner.startScheduler()
+      print('Scheduler: tag pipelines run on their definitions\' cron schedules (GET /v1/pipelines/status)')
     }
     readiness.phase = 'ready'
     print(`Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)
@@ -143,6 +148,8 @@ async function seedDemoIfWanted(runtime: Runtime, print: (l: string) => void): P
     { customers, days, seed, progress: process.stderr.isTTY === true },
   )
   print(`Demo bank seeded in ${summary.seconds.toFixed(1)} s: ${describeRows(summary)}`)
+  const tags = await seedDemoTags({ tenants: runtime.tenants, tags: runtime.tags })
+  print(`Banking tag pack (${tags.tags} tags) applied and computed for ${tags.tenants} member banks in ${tags.seconds.toFixed(1)} s: ${tags.values.toLocaleString('en-US')} values`)
   const creds = toCredentials(summary)
   // The keys are stored hashed; this file (mode 0600, beside the data it unlocks) is how a demo
   // user finds them again after a restart. Production tenants are never written here.

@@ -1,0 +1,169 @@
+import { type Command, Option } from 'commander'
+import { AppError, type ErrorCode } from '../core/errors.js'
+import type { RunRecord } from '../pipelines/pipeline.runs.js'
+import type { Runtime } from '../server/runtime.js'
+import type { CatalogEntry } from '../tags/tag.catalog.js'
+import { applyDefinitions, BANKING_PACK, readDefinitionFiles, type ApplyResult } from '../tags/tag.pack.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+
+/**
+ * `qianmian tags ...` and `qianmian pipelines ...`: on the data directory directly, or beside a
+ * running server through its HTTP API with a tenant admin key (the embedded engine lets one
+ * process hold the data directory).
+ */
+
+interface TagsAdmin {
+  list(): Promise<CatalogEntry[]>
+  show(name: string): Promise<unknown>
+  apply(defs: TagDefinition[]): Promise<ApplyResult[]>
+  run(o: { tags?: string[] | undefined; mode: 'full' | 'incremental'; backfill?: { from: string; to: string } | undefined }): Promise<RunRecord>
+  runs(limit: number): Promise<RunRecord[]>
+}
+
+export interface CliHelpers {
+  out(line: string): void
+  withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T>
+  readKeyFile(path: string | undefined): string
+}
+
+function local(rt: Runtime, tenantId: number): TagsAdmin {
+  return {
+    list: () => rt.tags.catalog.list(tenantId, 'admin'),
+    show: (name) => rt.tags.catalog.get(tenantId, name, 'admin'),
+    apply: (defs) => applyDefinitions(rt.tags.repo, tenantId, defs, 'cli'),
+    run: (o) => rt.tags.runner.run({ tenantId, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
+    runs: (limit) => rt.tags.runner.runs(tenantId, { limit }),
+  }
+}
+
+function remote(server: string, key: string): TagsAdmin {
+  const base = server.replace(/\/+$/, '')
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response
+    try {
+      res = await fetch(`${base}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    } catch (e) {
+      throw new AppError('STORAGE_UNAVAILABLE', `Cannot reach the server at ${base}: ${(e as Error).message}`)
+    }
+    const text = await res.text()
+    const json = text ? (JSON.parse(text) as unknown) : undefined
+    if (!res.ok) {
+      const err = (json as { error?: { code?: string; message?: string; issues?: { field?: string; message: string }[] } })?.error
+      throw new AppError((err?.code ?? 'INTERNAL') as ErrorCode, err?.message ?? `HTTP ${res.status}`, err?.issues ? { issues: err.issues } : {})
+    }
+    return json as T
+  }
+  return {
+    list: async () => (await call<{ tags: CatalogEntry[] }>('GET', '/v1/tags')).tags,
+    show: (name) => call('GET', `/v1/tags/${encodeURIComponent(name)}`),
+    apply: async (defs) => (await call<{ applied: ApplyResult[] }>('POST', '/v1/tags/apply', { definitions: defs })).applied,
+    run: (o) => call('POST', '/v1/pipelines/runs', { pipeline: 'tags', ...o, wait: true }),
+    runs: async (limit) => (await call<{ runs: RunRecord[] }>('GET', `/v1/pipelines/runs?limit=${limit}`)).runs,
+  }
+}
+
+interface TargetOptions {
+  tenant?: string
+  server?: string
+  keyFile?: string
+}
+
+const remoteOptions = (c: Command) =>
+  c
+    .option('--server <url>', 'act through a running server instead of opening the data directory')
+    .option('--key-file <path>', 'with --server: a file holding an admin API key of the tenant')
+
+export function registerTagCommands(program: Command, h: CliHelpers) {
+  async function withAdmin(opts: TargetOptions, fn: (a: TagsAdmin, tenant: string) => Promise<void>) {
+    if (opts.server) return fn(remote(opts.server, h.readKeyFile(opts.keyFile)), opts.tenant ?? '(key tenant)')
+    if (!opts.tenant) throw new AppError('VALIDATION_FAILED', 'Give --tenant <slug> (or --server with --key-file).', { issues: [{ field: '--tenant', message: 'required' }] })
+    return h.withRuntime(async (rt) => fn(local(rt, (await rt.tenants.get(opts.tenant!)).id), opts.tenant!))
+  }
+
+  const tags = program.command('tags').description('tag definitions and their catalogue')
+  remoteOptions(tags.command('list').description('the catalogue: tags, kinds, coverage, last run').option('--tenant <tenant>', 'tenant slug or id')).action(
+    async (opts: TargetOptions) =>
+      withAdmin(opts, async (a) => {
+        for (const t of await a.list()) {
+          const cov = t.coverage === null ? '-' : `${(t.coverage * 100).toFixed(1)}%`
+          h.out(`${t.name.padEnd(28)} v${String(t.version).padEnd(3)} ${t.type.padEnd(11)} ${String(t.rule.kind).padEnd(9)} ${cov.padStart(7)}  ${t.state?.computedAt ?? 'never computed'}  ${t.purpose.join(',')}`)
+        }
+      }),
+  )
+  remoteOptions(tags.command('show <name>').description('one tag: definition, coverage, distribution').option('--tenant <tenant>', 'tenant slug or id')).action(
+    async (name: string, opts: TargetOptions) => withAdmin(opts, async (a) => h.out(JSON.stringify(await a.show(name), null, 2))),
+  )
+  remoteOptions(
+    tags
+      .command('apply [paths...]')
+      .description('create or update definitions from YAML/JSON files or directories (unchanged ones stay as they are)')
+      .addOption(new Option('--pack <pack>', 'a pack shipped with Qianmian').choices(['banking']))
+      .option('--tenant <tenant>', 'tenant slug or id'),
+  ).action(async (paths: string[], opts: TargetOptions & { pack?: string }) => {
+    const defs = [...(opts.pack ? readDefinitionFiles(BANKING_PACK) : []), ...paths.flatMap((p) => readDefinitionFiles(p))]
+    if (!defs.length) throw new AppError('VALIDATION_FAILED', 'Give files, directories or --pack.', { issues: [{ field: 'paths', message: 'nothing to apply' }] })
+    await withAdmin(opts, async (a, tenant) => {
+      const applied = await a.apply(defs)
+      for (const r of applied) h.out(`${r.name.padEnd(28)} v${r.version}  ${r.changed ? (r.version === 1 ? 'created' : 'changed') : 'unchanged'}`)
+      h.out(`${applied.filter((r) => r.changed).length} of ${applied.length} definitions changed for ${tenant}.`)
+    })
+  })
+
+  const pipelines = program.command('pipelines').description('run pipelines and see their history')
+  remoteOptions(
+    pipelines
+      .command('run [name]')
+      .description('run a pipeline now (default: tags, incremental where possible) and wait for it')
+      .option('--tenant <tenant>', 'tenant slug or id')
+      .option('--full', 'recompute from raw events for every customer')
+      .option('--tags <names>', 'only these tags, comma-separated')
+      .option('--from <date>', 'backfill history from this local date (YYYY-MM-DD)')
+      .option('--to <date>', 'backfill history up to this local date'),
+  ).action(async (name: string | undefined, opts: TargetOptions & { full?: boolean; tags?: string; from?: string; to?: string }) => {
+    if ((name ?? 'tags') !== 'tags') throw new AppError('NOT_FOUND', `No pipeline ${name}; known: tags.`)
+    if (!!opts.from !== !!opts.to) throw new AppError('VALIDATION_FAILED', 'A backfill needs both --from and --to.', { issues: [{ field: opts.from ? '--to' : '--from', message: 'required' }] })
+    await withAdmin(opts, async (a) => {
+      const r = await a.run({
+        tags: opts.tags?.split(',').filter(Boolean),
+        mode: opts.full ? 'full' : 'incremental',
+        backfill: opts.from && opts.to ? { from: opts.from, to: opts.to } : undefined,
+      })
+      h.out(describeRun(r))
+      if (r.status !== 'succeeded') process.exitCode = 1
+    })
+  })
+  remoteOptions(
+    pipelines
+      .command('status')
+      .description('recent runs, newest first')
+      .option('--tenant <tenant>', 'tenant slug or id')
+      .option('--limit <n>', 'how many runs', (v) => Number(v), 20),
+  ).action(async (opts: TargetOptions & { limit: number }) =>
+    withAdmin(opts, async (a) => {
+      const runs = await a.runs(opts.limit)
+      if (!runs.length) h.out('No runs yet.')
+      for (const r of runs) h.out(describeRun(r))
+    }),
+  )
+}
+
+export function describeRun(r: RunRecord): string {
+  const ms = r.finishedAt ? Date.parse(`${r.finishedAt.replace(' ', 'T')}Z`) - Date.parse(`${r.startedAt.replace(' ', 'T')}Z`) : undefined
+  return [
+    r.runId,
+    r.pipeline,
+    r.mode.padEnd(11),
+    r.status.padEnd(9),
+    `started ${r.startedAt}`,
+    ms === undefined ? 'running' : `${(ms / 1000).toFixed(1)} s`,
+    `${r.rows.toLocaleString('en-US')} values changed`,
+    r.attempt > 1 ? `attempt ${r.attempt}` : '',
+    r.error ? `error: ${r.error}` : '',
+  ]
+    .filter(Boolean)
+    .join('  ')
+}

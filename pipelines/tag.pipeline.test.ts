@@ -1,0 +1,177 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { createPii } from '../core/pii.js'
+import { chDateTime } from '../core/time.js'
+import { generateDemo } from '../demo/demo.generator.js'
+import { createTagCatalog } from '../tags/tag.catalog.js'
+import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../tags/tag.pack.js'
+import { createTagRepository } from '../tags/tag.repository.js'
+import { createKeyService } from '../tenants/keys.service.js'
+import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
+import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { newRunId } from './pipeline.runs.js'
+import { boundaryDays, runTags, type TagRunResult } from './tag.pipeline.js'
+
+/**
+ * The banking pack over the demo bank: an incremental run after a new day of events (plus a late
+ * event, an identity link and a changed consent) leaves exactly the values a full recompute
+ * gives; history answers what a value was at a time; a backfill writes history only.
+ */
+
+const T0 = new Date('2026-03-10T04:00:00Z') // 12:00 in Shanghai
+const DAY = 86_400_000
+const T1 = new Date(T0.getTime() + DAY)
+
+let e: TestEngine
+let tenant: Tenant
+const repo = () => createTagRepository({ db: e.db })
+
+const valueRow = z.object({ tag: z.string(), customer_key: z.coerce.number(), value: z.string(), num: z.coerce.number() })
+async function snapshot() {
+  const rows = await e.db.forTenant(tenant.id).query(
+    `SELECT toString(tag) AS tag, customer_key, value, num FROM tag_values FINAL
+     WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0 ORDER BY tag, customer_key`,
+    {},
+    valueRow,
+  )
+  return rows.map((r) => `${r.tag}|${r.customer_key}|${r.value}|${r.num}`)
+}
+
+async function run(mode: 'full' | 'incremental' | 'backfill', asOf: Date): Promise<TagRunResult> {
+  return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode, asOf, runId: newRunId(), watermarkSlackMs: 0 })
+}
+
+let afterFull: string[]
+let full0: TagRunResult
+
+beforeAll(async () => {
+  e = await openTestEngine()
+  const tenants = createTenantService({ system: e.db.system, defaultTimeZone: 'Asia/Shanghai' })
+  const keys = createKeyService({ system: e.db.system, tenants, cacheTtlMs: 60_000 })
+  await generateDemo({ db: e.db, tenants, keys, pii: createPii('p'.repeat(40)), log: e.log }, { customers: 1500, days: 30, seed: 11, now: T0 })
+  tenant = await tenants.get('demo-qingshan')
+  await applyDefinitions(repo(), tenant.id, readDefinitionFiles(BANKING_PACK), 'test')
+  full0 = await run('full', T0)
+  afterFull = await snapshot()
+}, 120_000)
+
+afterAll(async () => {
+  await e?.close()
+})
+
+describe('incremental runs', () => {
+  it('a second run with nothing new changes nothing and rebuilds no day', async () => {
+    const r = await run('incremental', T0)
+    expect(r.mode).toBe('incremental')
+    expect(r.changed).toBe(0)
+    expect(r.rebuiltDays).toEqual([])
+    expect(await snapshot()).toEqual(afterFull)
+  })
+
+  it('after a new day of events, a late event, a link and a consent change, equals a full recompute', async () => {
+    const db = e.db.forTenant(tenant.id)
+    // One new day: the last day's events again, a day later, with fresh ids.
+    await db.command(
+      `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id, properties, context, sent_at, received_at)
+       SELECT {tenant:UInt16}, customer_key, timestamp + INTERVAL 1 DAY, type, event, concat(message_id, '-d1'), anonymous_id, user_id, session_id,
+              properties, context, sent_at + INTERVAL 1 DAY, now64(3)
+       FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp > {from:DateTime64(3, 'UTC')} - INTERVAL 1 DAY AND timestamp <= {from:DateTime64(3, 'UTC')}`,
+      { from: chDateTime(T0) },
+    )
+    // A late event five days back for a customer with no activity then, a large transfer from a
+    // new device for another, and an anonymous event whose device is then linked to a customer.
+    const [a, b, c] = (await db.query(`SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} ORDER BY customer_key LIMIT 3`, {}, z.object({ customer_key: z.coerce.number() }))).map((r) => r.customer_key)
+    const ev = (key: number, at: Date, event: string, props: object, anon = '') => ({
+      customer_key: key, timestamp: chDateTime(at), type: 'track', event, message_id: `late-${key}-${event}-${at.getTime()}`, anonymous_id: anon,
+      user_id: '', session_id: 's', properties: JSON.stringify(props), context: '{}', sent_at: chDateTime(at), received_at: chDateTime(new Date()), violations: [],
+    })
+    await db.insert('events', [
+      ev(a!, new Date(T0.getTime() - 5 * DAY), 'bill_paid', { amount: 120, for_family: true, biller: 'water' }),
+      ev(b!, new Date(T1.getTime() - 3_600_000), 'signed_in', { method: 'password', new_device: true }),
+      ev(b!, new Date(T1.getTime() - 3_000_000), 'transfer_completed', { amount: 80_000, payee: 'other' }),
+      ev(0, new Date(T0.getTime() - 2 * DAY), 'voice_assistant_used', { intent: 'balance' }, 'anon-linked-later'),
+      ev(0, new Date(T0.getTime() - 2 * DAY + 60_000), 'voice_assistant_used', { intent: 'pension' }, 'anon-linked-later'),
+    ])
+    await db.insert('identities', [{ id_kind: 'anonymous_id', id_value: 'anon-linked-later', customer_key: c!, source: 'test', created_at: chDateTime(new Date()), updated_at: chDateTime(new Date()) }])
+    await db.insert('identity_changes', [
+      { change_id: '00000000-0000-4000-8000-000000000001', action: 'link', id_kind: 'anonymous_id', id_value: 'anon-linked-later', from_key: 0, into_key: c!, actor: 'test', reason: 'identify', message_id: '', created_at: chDateTime(new Date()), undone_at: null, undone_by: '', updated_at: chDateTime(new Date()) },
+    ])
+    await db.insert('consents', [{ customer_key: a!, purpose: 'marketing', channel: 'push', granted: 0, source: 'app', updated_at: chDateTime(new Date()) }])
+
+    const inc = await run('incremental', T1)
+    expect(inc.mode).toBe('incremental')
+    expect(inc.changed).toBeGreaterThan(0)
+    // The new day, the late day and the linked device's day were rebuilt, not the whole window.
+    expect(inc.rebuiltDays.length).toBeLessThan(10)
+    expect(inc.scoped).toBeLessThan(1500)
+    const incremental = await snapshot()
+    expect(incremental).toContain(`recent_fraud_risk|${b}|true|1`)
+
+    const full = await run('full', T1)
+    expect(full.mode).toBe('full')
+    expect(full.changed).toBe(0)
+    expect(await snapshot()).toEqual(incremental)
+  }, 120_000)
+
+  it('falls back to a full run when a window tag changes', async () => {
+    const def = await repo().get(tenant.id, 'active_7d')
+    const { version: _v, createdBy: _b, createdAt: _c, ...d } = def!
+    await repo().save(tenant.id, { ...d, rule: { ...d.rule, days: 8 } }, 'test')
+    const r = await run('incremental', T1)
+    expect(r.mode).toBe('full')
+    await repo().save(tenant.id, d, 'test')
+    expect((await run('incremental', T1)).mode).toBe('full')
+  }, 60_000)
+})
+
+describe('history', () => {
+  it('answers what a value was at a time, and now', async () => {
+    const catalog = createTagCatalog({ db: e.db, repo: repo() })
+    const key = Number(afterFull.find((l) => l.startsWith('sessions_30d|'))!.split('|')[1])
+    const then = await catalog.customerTags(tenant.id, key, 'admin', chDateTime(new Date(T0.getTime() + 1000)))
+    const expected = afterFull.filter((l) => l.split('|')[1] === String(key)).map((l) => l.split('|')[0]).sort()
+    expect(then.map((t) => t.name).sort()).toEqual(expected)
+    const now = await catalog.customerTags(tenant.id, key, 'admin')
+    const current = (await snapshot()).filter((l) => l.split('|')[1] === String(key)).map((l) => l.split('|')[0]).sort()
+    expect(now.map((t) => t.name).sort()).toEqual(current)
+    // Before anything was computed, nothing held.
+    expect(await catalog.customerTags(tenant.id, key, 'admin', '2026-01-01 00:00:00.000')).toEqual([])
+  })
+
+  it('a backfill writes history for past days and leaves current values alone', async () => {
+    const before = await snapshot()
+    const r = await runTags(
+      { db: e.db },
+      { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode: 'backfill', asOf: new Date('2026-02-20T15:59:59.999Z'), runId: newRunId() },
+    )
+    expect(r.mode).toBe('backfill')
+    expect(r.state.today).toBe('2026-02-20')
+    expect(r.changed).toBeGreaterThan(0)
+    expect(await snapshot()).toEqual(before)
+    const [n] = await e.db.forTenant(tenant.id).query(
+      `SELECT count() AS n FROM tag_history WHERE tenant_id = {tenant:UInt16} AND valid_from = '2026-02-20 15:59:59.999'`,
+      {},
+      z.object({ n: z.coerce.number() }),
+    )
+    expect(n!.n).toBe(r.changed)
+    // The demo's events start on 2026-02-09: 12 days of activity by then, so 30-day sessions exist.
+    const [s] = await e.db.forTenant(tenant.id).query(
+      `SELECT count() AS n FROM tag_history WHERE tenant_id = {tenant:UInt16} AND tag = 'sessions_30d' AND valid_from = '2026-02-20 15:59:59.999'`,
+      {},
+      z.object({ n: z.coerce.number() }),
+    )
+    expect(s!.n).toBeGreaterThan(100)
+  }, 60_000)
+})
+
+describe('window edges', () => {
+  it('lists the days that entered or left a window', () => {
+    expect(boundaryDays([{ days: 7, offset: 0 }], '2026-03-10', '2026-03-11')).toEqual(['2026-03-04', '2026-03-11'])
+    expect(boundaryDays([{ days: 30, offset: 30 }], '2026-03-10', '2026-03-10')).toEqual([])
+  })
+
+  it('the first full run rebuilt only the days holding events', () => {
+    expect(full0.rebuiltDays.length).toBe(180)
+    expect(full0.mode).toBe('full')
+  })
+})

@@ -1,0 +1,159 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { AppError, errorBody } from '../core/errors.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TagCatalog } from './tag.catalog.js'
+
+/**
+ * A customer's profile and tags, for the bank's own staff tools and the console. Minimum
+ * necessary: an age band instead of the birth date, the masked name, no phone digest, no account
+ * numbers; high-sensitivity tags only for admin keys; `at` answers "what were X's tags on D".
+ */
+
+const security = [{ apiKey: [] }]
+const customerId = z.object({ id: z.string().min(1).max(128).describe('the bank customer number') })
+
+const profile = z.object({
+  customerId: z.string(),
+  customerKey: z.number(),
+  nameMasked: z.string(),
+  gender: z.string(),
+  ageBand: z.string().nullable(),
+  regionCode: z.string(),
+  branchCode: z.string(),
+  occupation: z.string(),
+  language: z.string(),
+  elderMode: z.boolean(),
+  customerSince: z.string(),
+})
+
+const tagValue = z.object({
+  name: z.string(),
+  type: z.string(),
+  value: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]),
+  purpose: z.array(z.string()),
+  sensitivity: z.string(),
+})
+
+const profileRow = z.object({
+  customer_key: z.coerce.number(),
+  customer_no: z.string(),
+  name_masked: z.string(),
+  gender: z.string(),
+  age: z.coerce.number().nullable(),
+  region_code: z.string(),
+  branch_code: z.string(),
+  occupation: z.string(),
+  language: z.string(),
+  elder_mode: z.coerce.number(),
+  since: z.string(),
+})
+
+function ageBand(age: number | null): string | null {
+  if (age === null) return null
+  if (age < 18) return 'under_18'
+  if (age >= 70) return '70+'
+  const lo = age < 30 ? 18 : Math.floor(age / 10) * 10
+  return `${lo}-${lo === 18 ? 29 : lo + 9}`
+}
+
+/** The current key of a customer number, following merges. */
+export async function customerKeyOf(db: Db, tenantId: number, customerNo: string): Promise<number | undefined> {
+  const rows = await db.forTenant(tenantId).query(
+    `SELECT if(m.into_key != 0, m.into_key, i.k) AS key FROM (
+       SELECT argMax(customer_key, updated_at) AS k FROM identities
+       WHERE tenant_id = {tenant:UInt16} AND id_kind IN ('customer_no', 'user_id') AND id_value = {id:String}
+       GROUP BY id_kind ORDER BY id_kind LIMIT 1) AS i
+     LEFT JOIN (
+       SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
+       WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1) AS m ON m.from_key = i.k`,
+    { id: customerNo },
+    z.object({ key: z.coerce.number() }),
+  )
+  const k = rows[0]?.key
+  return k ? k : undefined
+}
+
+export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; catalog: TagCatalog }) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { auth, db, catalog } = deps
+
+  async function resolve(tenantId: number, id: string): Promise<number> {
+    const key = await customerKeyOf(db, tenantId, id)
+    if (!key) throw new AppError('NOT_FOUND', `No customer ${id}.`)
+    return key
+  }
+
+  r.get(
+    '/v1/customers/:id',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['customers'],
+        summary: "A customer's profile and tag values, now or as of a time",
+        security,
+        params: customerId,
+        querystring: z.object({ at: z.iso.datetime({ offset: true }).or(z.iso.date()).optional().describe('point in time (ISO date or date-time)') }),
+        response: { 200: z.object({ profile: profile.nullable(), tags: z.array(tagValue), at: z.string().nullable() }), 404: errorBody },
+      },
+    },
+    async (req) => {
+      const p = req.principal!
+      const key = await resolve(p.tenantId, req.params.id)
+      const [row] = await db.forTenant(p.tenantId).query(
+        `SELECT customer_key, customer_no, name_masked, toString(gender) AS gender,
+                if(birth_date IS NULL, NULL, toYear(today()) - toYear(assumeNotNull(birth_date))
+                  - if(toMonth(today()) * 100 + toDayOfMonth(today()) < toMonth(assumeNotNull(birth_date)) * 100 + toDayOfMonth(assumeNotNull(birth_date)), 1, 0)) AS age,
+                region_code, branch_code, occupation, language, elder_mode, toString(toDate(opened_at)) AS since
+         FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} AND deleted = 0`,
+        { key },
+        profileRow,
+      )
+      const at = req.query.at ? new Date(req.query.at).toISOString().replace('T', ' ').replace('Z', '') : undefined
+      const tags = await catalog.customerTags(p.tenantId, key, p.scope, at)
+      return {
+        profile: row
+          ? {
+              customerId: row.customer_no || req.params.id,
+              customerKey: row.customer_key,
+              nameMasked: row.name_masked,
+              gender: row.gender,
+              ageBand: ageBand(row.age),
+              regionCode: row.region_code,
+              branchCode: row.branch_code,
+              occupation: row.occupation,
+              language: row.language,
+              elderMode: row.elder_mode === 1,
+              customerSince: row.since,
+            }
+          : null,
+        tags,
+        at: at ?? null,
+      }
+    },
+  )
+
+  r.get(
+    '/v1/customers/:id/tags/:tag/history',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['customers'],
+        summary: "Every change of one of a customer's tags",
+        security,
+        params: customerId.extend({ tag: z.string().max(63) }),
+        response: {
+          200: z.object({ changes: z.array(z.object({ validFrom: z.string(), value: z.string(), removed: z.boolean(), version: z.number() })) }),
+          404: errorBody,
+        },
+      },
+    },
+    async (req) => {
+      const p = req.principal!
+      const key = await resolve(p.tenantId, req.params.id)
+      return { changes: await catalog.history(p.tenantId, key, req.params.tag, p.scope) }
+    },
+  )
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { createPipelineRunner, type PipelineRunner, type RunnerOptions } from '../pipelines/pipeline.runner.js'
+import { registerPipelineRoutes } from '../pipelines/pipelines.routes.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { registerCustomerRoutes } from './customers.routes.js'
+import { createTagCatalog, type TagCatalog } from './tag.catalog.js'
+import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { registerTagRoutes } from './tags.routes.js'
+
+/** Tags and the pipelines that compute them, wired from their dependencies. */
+export interface TagsModule {
+  repo: TagRepository
+  catalog: TagCatalog
+  runner: PipelineRunner
+  routes(app: FastifyInstance, auth: Auth): void
+}
+
+export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Logger; metrics: Metrics; runner: RunnerOptions }): TagsModule {
+  const repo = createTagRepository({ db: deps.db })
+  const catalog = createTagCatalog({ db: deps.db, repo })
+  const runner = createPipelineRunner({
+    db: deps.db,
+    tenants: deps.tenants,
+    tags: repo,
+    log: deps.log.child({ component: 'pipelines' }),
+    metrics: deps.metrics,
+    options: deps.runner,
+  })
+  return {
+    repo,
+    catalog,
+    runner,
+    routes(app, auth) {
+      registerTagRoutes(app, { auth, repo, catalog })
+      registerCustomerRoutes(app, { auth, db: deps.db, catalog })
+      registerPipelineRoutes(app, { auth, runner })
+    },
+  }
+}
