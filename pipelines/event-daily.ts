@@ -53,7 +53,7 @@ export async function insertDays(db: TenantDb, measures: readonly Measure[], fro
   await db.command(
     `INSERT INTO tag_event_daily (tenant_id, day, measure, customer_key, cnt, total, first_at, last_at, uniq)
      SELECT {tenant:UInt16}, day, m.1 AS measure, customer_key, count(), sum(m.2), min(timestamp), max(timestamp),
-            uniqExactStateIf(m.3, m.5 = 1)
+            uniqExactStateIf(m.3, m.5 = 1 AND m.3 != '')
      FROM (
        SELECT customer_key, timestamp, toDate(timestamp, {tz:String}) AS day,
               arrayJoin(arrayFilter(x -> x.4 = 1, [${tuples.join(', ')}])) AS m

@@ -28,7 +28,7 @@ export interface RunRecord {
 }
 
 const runRow = z.object({
-  run_id: z.string(),
+  id: z.string(),
   pipeline: z.string(),
   mode: z.enum(['full', 'incremental', 'backfill']),
   trigger: z.string(),
@@ -44,7 +44,7 @@ const runRow = z.object({
 })
 
 const toRecord = (r: z.infer<typeof runRow>): RunRecord => ({
-  runId: r.run_id,
+  runId: r.id,
   pipeline: r.pipeline,
   mode: r.mode,
   trigger: r.trigger,
@@ -101,7 +101,7 @@ export function createRunStore(deps: { db: Db }) {
     },
     async list(tenantId: number, o: RunListOptions): Promise<RunRecord[]> {
       const rows = await tdb(tenantId).query(
-        `SELECT toString(run_id) AS run_id, pipeline, mode, trigger, status, attempt, toString(started_at) AS started_at,
+        `SELECT toString(run_id) AS id, pipeline, mode, trigger, status, attempt, toString(started_at) AS started_at,
                 if(finished_at IS NULL, NULL, toString(finished_at)) AS finished_at, toString(as_of) AS as_of,
                 toString(watermark) AS watermark, rows, details, error
          FROM pipeline_runs FINAL
@@ -109,7 +109,7 @@ export function createRunStore(deps: { db: Db }) {
            AND ({pipeline:String} = '' OR pipeline = {pipeline:String})
            AND ({status:String} = '' OR toString(status) = {status:String})
            AND ({before:UInt64} = 0 OR run_id < {before:UInt64})
-         ORDER BY run_id DESC LIMIT {limit:UInt32}`,
+         ORDER BY pipeline_runs.run_id DESC LIMIT {limit:UInt32}`,
         { pipeline: o.pipeline ?? '', status: o.status ?? '', before: o.before ?? '0', limit: o.limit },
         runRow,
       )

@@ -79,7 +79,7 @@ export function eventMeasures(defs: readonly TagDefinition[]): { measures: Measu
       span = Math.max(span, d.rule.days + d.rule.offsetDays)
     } else if (d.rule.kind === 'lifecycle') {
       byId.set(ACTIVITY_MEASURE.id, ACTIVITY_MEASURE)
-      span = Math.max(span, d.rule.churnDays)
+      for (const r of lifecycleRanges(d.rule)) span = Math.max(span, r.days + r.offset)
     }
   }
   const measures = [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))

@@ -100,7 +100,6 @@ export function conditionSql(c: Condition, ctx: CompileContext, path = 'rule.whe
           : kind === 'boolean'
             ? present
             : t.value
-    if (t.zeroWhenAbsent) present = '1'
   }
   return comparisonSql(kind, expr, present, c.op, c.value, ctx.binder, path)
 }
@@ -148,7 +147,8 @@ function comparisonSql(kind: Kind, expr: string, present: string, op: string, va
     case 'eq':
       return cmp('=')
     case 'ne':
-      return cmp('!=')
+      // An absent value is not equal to anything, as not_in treats it.
+      return `NOT ${cmp('=')}`
     case 'gt':
       return cmp('>')
     case 'gte':
@@ -223,6 +223,9 @@ export function ruleSql(d: TagDefinition, ctx: CompileContext): string {
 
 // --- window measures ---------------------------------------------------------------------------
 
+/** The distinct key of `distinct_events`: the event or screen name itself, not a property. */
+const EVENT_NAME = '$event'
+
 /** What a window tag aggregates per customer and day, independent of the window length. */
 export interface Measure {
   id: string
@@ -240,7 +243,7 @@ export function measureOf(r: Pick<WindowRule, 'events' | 'eventTypes' | 'where' 
     eventTypes: [...(r.eventTypes ?? [])].sort(),
     where: r.where,
     sumProperty: r.measure === 'sum' ? r.property : undefined,
-    distinctProperty: r.measure === 'distinct' ? r.property : undefined,
+    distinctProperty: r.measure === 'distinct' ? r.property : r.measure === 'distinct_events' ? EVENT_NAME : undefined,
   }
   const id = BigInt('0x' + crypto.createHash('sha256').update(JSON.stringify(m)).digest('hex').slice(0, 16)).toString()
   return { id, ...m }
@@ -276,7 +279,14 @@ export function measureEventTuple(m: Measure, b: ParamBinder): string {
   if (m.eventTypes.length) conds.push(`toString(type) IN ${b.strs(m.eventTypes)}`)
   for (const f of m.where) conds.push(propertyFilterSql(f, b))
   const sum = !m.sumProperty ? '0.' : m.sumProperty === 'amount' ? 'amount' : `JSONExtractFloat(properties, ${b.str(m.sumProperty)})`
-  const key = !m.distinctProperty ? `''` : m.distinctProperty === 'product_id' ? 'toString(product_id)' : `JSONExtractRaw(properties, ${b.str(m.distinctProperty)})`
+  // An event without the property has the empty key, which distinct counts leave out.
+  const key = !m.distinctProperty
+    ? `''`
+    : m.distinctProperty === EVENT_NAME
+      ? 'toString(event)'
+      : m.distinctProperty === 'product_id'
+        ? 'toString(product_id)'
+        : `JSONExtractRaw(properties, ${b.str(m.distinctProperty)})`
   return `tuple(toUInt64(${b.bind('UInt64', m.id)}), toFloat64(${sum}), ${key}, toUInt8(${conds.join(' AND ')}), ${m.distinctProperty ? 1 : 0})`
 }
 
@@ -299,6 +309,7 @@ export function windowAggSql(r: WindowRule, b: ParamBinder): string {
     case 'sum':
       return `round(sumIf(total, ${cond}), 2)`
     case 'distinct':
+    case 'distinct_events':
       return `toFloat64(uniqExactMergeIf(uniq, ${cond}))`
     case 'days':
       return `toFloat64(countIf(${cond}))`

@@ -137,10 +137,11 @@ export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<
   return { sql: stageInsert(defs.map((d) => d.name), select, b), params: b.params }
 }
 
+/** A numeric input; NULL when the customer has none (a window count without events is 0). */
 function operandNumber(o: Operand, ctx: CompileContext): string {
-  if ('feature' in o) return `coalesce(toFloat64(${featureColumn(o.feature)}), 0)`
+  if ('feature' in o) return `toFloat64(${featureColumn(o.feature)})`
   const t = ctx.tags.get(o.tag)!
-  return `if(${t.present} = 1, ${t.num}, 0)`
+  return `if(${t.present} = 1, ${t.num}, ${t.zeroWhenAbsent ? '0' : 'NULL'})`
 }
 
 /** Quantile buckets by rank (ties share a bucket, so reruns agree) or a weighted percentile score. */
@@ -148,12 +149,14 @@ function scoreSql(d: TagDefinition, ctx: CompileContext): string {
   const r = d.rule as ScoreRule
   if (r.method === 'quantile') {
     const x = operandNumber(r.input!, ctx)
-    const expr = `toFloat64(least(${r.buckets}, 1 + intDiv((rank() OVER (ORDER BY ${x} ${r.descending ? 'DESC' : 'ASC'}) - 1) * ${r.buckets}, count() OVER ())))`
+    // Ties share the bucket of their first rank, so reruns agree; a customer without the input
+    // ranks first (the lowest bucket) in either direction.
+    const expr = `toFloat64(least(${r.buckets}, 1 + intDiv((rank() OVER (ORDER BY ${x} ${r.descending ? 'DESC' : 'ASC'} NULLS FIRST) - 1) * ${r.buckets}, count() OVER ())))`
     return outTuple('number', expr, '1')
   }
   const total = r.inputs!.reduce((s, i) => s + i.weight, 0)
   const terms = r.inputs!.map((i) => {
-    const x = operandNumber(i.input, ctx)
+    const x = `coalesce(${operandNumber(i.input, ctx)}, 0)`
     return `${ctx.binder.num(i.weight)} * if(count() OVER () > 1, (rank() OVER (ORDER BY ${x}) - 1) / (count() OVER () - 1), 0)`
   })
   return outTuple('number', `round(100 * (${terms.join(' + ')}) / ${ctx.binder.num(total)}, 1)`, '1')

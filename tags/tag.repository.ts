@@ -79,7 +79,10 @@ function toStored(r: z.infer<typeof row>): StoredTag & { retired: boolean } {
   return { ...def, version: r.version, createdBy: r.created_by, createdAt: r.created_at, retired: r.retired === 1 }
 }
 
-const strip = ({ version: _v, createdBy: _b, createdAt: _a, ...d }: StoredTag): TagDefinition => d
+const strip = (t: StoredTag & { retired?: boolean }): TagDefinition => {
+  const { version: _v, createdBy: _b, createdAt: _a, retired: _r, ...d } = t
+  return d
+}
 
 export function createTagRepository(deps: { db: Db }): TagRepository {
   const tdb = (t: number): TenantDb => deps.db.forTenant(t)

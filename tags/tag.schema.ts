@@ -65,7 +65,8 @@ export const propertyFilter = z.strictObject({
 })
 export type PropertyFilter = z.infer<typeof propertyFilter>
 
-export const MEASURES = ['count', 'sum', 'distinct', 'days', 'first_time', 'last_time'] as const
+/** distinct: distinct values of `property`; distinct_events: distinct event (or screen) names. */
+export const MEASURES = ['count', 'sum', 'distinct', 'distinct_events', 'days', 'first_time', 'last_time'] as const
 
 const ruleKind = z.strictObject({
   kind: z.literal('rule'),
@@ -182,6 +183,7 @@ export const tagDefinitionInput = z
           at(['type'], `a ${r.measure} window is a ${isTime ? 'date' : 'number'} tag (or boolean with a threshold)`)
         }
         if ((r.measure === 'sum' || r.measure === 'distinct') && !r.property) at(['rule', 'property'], `${r.measure} needs the property it measures`)
+        if (r.property && r.measure !== 'sum' && r.measure !== 'distinct') at(['rule', 'property'], `${r.measure} measures no property`)
         if (r.days + r.offsetDays > 400) at(['rule', 'offsetDays'], 'days + offsetDays is at most 400')
         break
       }
@@ -193,7 +195,8 @@ export const tagDefinitionInput = z
       case 'lifecycle':
         if (d.type !== 'enum') at(['type'], 'a lifecycle tag is an enum')
         if (d.values && d.values.join() !== LIFECYCLE_VALUES.join()) at(['values'], `lifecycle values are ${LIFECYCLE_VALUES.join(', ')}`)
-        if (r.churnDays <= r.activeDays) at(['rule', 'churnDays'], 'churnDays must exceed activeDays')
+        // Reactivation needs activity before the dormant gap, inside the churn horizon.
+        if (r.churnDays <= r.activeDays + r.dormantDays) at(['rule', 'churnDays'], 'churnDays must exceed activeDays + dormantDays')
         break
       case 'sql':
         break

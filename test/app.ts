@@ -7,6 +7,7 @@ import { buildApp } from '../server/app.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from './engine.js'
+import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
 
 /** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
 export interface TestApp {
@@ -15,6 +16,7 @@ export interface TestApp {
   tenants: TenantService
   keys: KeyService
   ingest: IngestModule
+  tags: TagsModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -27,6 +29,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
   const pii = createPii('test-secret-test-secret-test-secret')
   const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest })
+  const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -36,7 +39,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: undefined,
     version: 'test',
-    modules: [ingest.routes],
+    modules: [ingest.routes, tags.routes],
   })
   return {
     engine,
@@ -44,9 +47,11 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     tenants,
     keys,
     ingest,
+    tags,
     metrics,
     async close() {
       await app.close()
+      await tags.runner.stop()
       await ingest.close(5000)
       await engine.close()
     },
