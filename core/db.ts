@@ -32,6 +32,7 @@ export const TENANT_TABLES = [
   'tracking_plans',
   'customer_traits',
   'event_changes',
+  'stock_changes',
   'tag_definitions',
   'tag_event_daily',
   'tag_values',

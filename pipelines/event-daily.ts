@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
-import { measureEventTuple, type Measure } from '../tags/tag.compile.js'
+import { dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
 import { ParamBinder } from '../tags/tag.params.js'
 
 /**
@@ -41,26 +41,20 @@ export async function deleteDays(db: TenantDb, from: string, to: string): Promis
 }
 
 /**
- * Inserts fresh aggregates of days [from, to] (tenant local dates) for the given measures, after
+ * Inserts fresh aggregates of days [from, to] (tenant local dates) for the layout, after
  * deleteDays: a rerun after a failure deletes and inserts the same rows again.
  */
-export async function insertDays(db: TenantDb, measures: readonly Measure[], from: string, to: string, tz: string): Promise<void> {
-  if (!measures.length) return
+export async function insertDays(db: TenantDb, layout: Layout, from: string, to: string, tz: string): Promise<void> {
+  if (!layout.measures.length) return
   const b = new ParamBinder('m')
-  const tuples = measures.map((m) => measureEventTuple(m, b))
   // The UTC instants of the local days' edges bound the partitions read (one per UTC day).
   const where = `timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})`
+  const source = `(SELECT *, toDate(timestamp, {tz:String}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where)})`
   await db.command(
-    `INSERT INTO tag_event_daily (tenant_id, day, measure, customer_key, cnt, total, first_at, last_at, uniq)
-     SELECT {tenant:UInt16}, day, m.1 AS measure, customer_key, count(), sum(m.2), min(timestamp), max(timestamp),
-            uniqExactStateIf(m.3, m.5 = 1 AND m.3 != '')
-     FROM (
-       SELECT customer_key, timestamp, toDate(timestamp, {tz:String}) AS day,
-              arrayJoin(arrayFilter(x -> x.4 = 1, [${tuples.join(', ')}])) AS m
-       FROM ${resolvedEventsSql(EVENT_COLUMNS, where)}
-     )
-     GROUP BY day, measure, customer_key`,
-    { ...b.params, from, to, tz },
+    `INSERT INTO tag_event_daily (tenant_id, day, customer_key, layout, cnt, total, first_at, last_at, keys)
+     SELECT {tenant:UInt16}, day, customer_key, {layout:String}, cnt, total, first_at, last_at, keys
+     FROM (${dailyAggregateSql(layout, source, b)})`,
+    { ...b.params, from, to, tz, layout: layout.hash },
   )
 }
 

@@ -66,6 +66,12 @@ describe('incremental runs', () => {
     expect(r.changed).toBe(0)
     expect(r.rebuiltDays).toEqual([])
     expect(await snapshot()).toEqual(afterFull)
+    // Rules over profile and stock data whose inputs did not move are left alone.
+    expect(r.tags.aum_tier).toMatchObject({ skipped: true, changed: 0 })
+    expect(r.tags.elder).toMatchObject({ skipped: true })
+    expect(r.tags.rfm?.skipped).toBe(true)
+    // A SQL tag cannot say what it reads: always recomputed.
+    expect(r.tags.product_kinds?.skipped).toBeUndefined()
   })
 
   it('after a new day of events, a late event, a link and a consent change, equals a full recompute', async () => {

@@ -1,13 +1,14 @@
-import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { chDateTime, localDate } from '../core/time.js'
-import { ACTIVITY_MEASURE, lifecycleRanges, measureOf, type Measure } from '../tags/tag.compile.js'
+import { lifecycleRanges } from '../tags/tag.compile.js'
+import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from '../tags/tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
 import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps } from '../tags/tag.values.js'
+import { stockChanges, staleBecause } from './tag.freshness.js'
 import { addDays, addScopeFromDays, changedDays, contiguousRuns, daysBetween, identityChangedDays, deleteDays, insertDays, eventDays, builtDays } from './event-daily.js'
 
 /**
@@ -55,7 +56,8 @@ export interface TagRunResult {
   mode: RunMode
   state: RunState
   changed: number
-  tags: Record<string, { changed: number; customers?: number }>
+  /** Per tag: values changed, customers with a value; skipped when nothing it reads moved. */
+  tags: Record<string, { changed: number; customers?: number; skipped?: boolean }>
   rebuiltDays: string[]
   scoped?: number
   steps: { step: string; ms: number }[]
@@ -69,7 +71,7 @@ const REBUILD_CHUNK_DAYS = 4
 
 const isEventTag = (d: TagDefinition) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle'
 
-export function eventMeasures(defs: readonly TagDefinition[]): { measures: Measure[]; span: number; hash: string } {
+export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout; span: number; hash: string } {
   const byId = new Map<string, Measure>()
   let span = 0
   for (const d of defs) {
@@ -82,9 +84,8 @@ export function eventMeasures(defs: readonly TagDefinition[]): { measures: Measu
       for (const r of lifecycleRanges(d.rule)) span = Math.max(span, r.days + r.offset)
     }
   }
-  const measures = [...byId.values()].sort((a, b) => a.id.localeCompare(b.id))
-  const hash = crypto.createHash('sha256').update(measures.map((m) => m.id).join(',')).digest('hex').slice(0, 16)
-  return { measures, span, hash }
+  const layout = layoutOf([...byId.values()])
+  return { layout, span, hash: layout.hash }
 }
 
 /** Window ranges (days, offset) of event tags, whose edges move as days pass. */
@@ -134,7 +135,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     if (missing.length) throw new AppError('NOT_FOUND', `No tag named ${missing.join(', ')}.`)
   }
   const levels = dependencyLevels(selected, new Set(all.map((d) => d.name)))
-  const { measures, span, hash } = eventMeasures(all)
+  const { layout, span, hash } = eventMeasures(all)
   const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
   const states = await tagStates(db)
@@ -167,7 +168,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     for (const [from, to] of contiguousRuns(days.filter((d) => withEvents.has(d)))) {
       for (let d = from; d <= to; d = addDays(d, REBUILD_CHUNK_DAYS)) {
         const end = addDays(d, REBUILD_CHUNK_DAYS - 1) < to ? addDays(d, REBUILD_CHUNK_DAYS - 1) : to
-        await insertDays(db, measures, d, end, tz)
+        await insertDays(db, layout, d, end, tz)
       }
     }
     rebuilt.push(...days)
@@ -216,14 +217,29 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   }
   const perTag: TagRunResult['tags'] = {}
   let changed = 0
+  // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
+  const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
+  const changedNow = new Set<string>()
+  const skipped = new Set<string>()
+  const fresh = (d: TagDefinition): boolean => {
+    if (mode !== 'incremental') return true
+    const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
+    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow })
+    if (!why) skipped.add(d.name)
+    return why !== undefined
+  }
   for (const [li, level] of levels.entries()) {
     const events = level.filter(isEventTag)
-    const profile = level.filter((d) => d.rule.kind === 'rule' || d.rule.kind === 'score')
+    const profile = level.filter((d) => (d.rule.kind === 'rule' || d.rule.kind === 'score') && fresh(d))
     const sqls = level.filter((d) => d.rule.kind === 'sql')
     const isScoped = mode === 'incremental'
-    await timed(`level${li}_stage`, async () => {
-      if (events.length) await stage(windowStage(events, { scoped: isScoped, windowFrom }), `event tags ${events.map((d) => d.name).join(', ')}`)
-      if (profile.length) await stage(profileStage(profile, known, { asOf: mode === 'backfill' }), `tags ${profile.map((d) => d.name).join(', ')}`)
+    if (events.length) {
+      await timed(`level${li}_events`, () => stage(windowStage(events, { scoped: isScoped, windowFrom, layout }), `event tags ${events.map((d) => d.name).join(', ')}`))
+    }
+    if (profile.length) {
+      await timed(`level${li}_rules`, () => stage(profileStage(profile, known, { asOf: mode === 'backfill' }), `tags ${profile.map((d) => d.name).join(', ')}`))
+    }
+    if (sqls.length) await timed(`level${li}_sql`, async () => {
       for (const d of sqls) await stage(sqlStage(d), `SQL tag ${d.name}`)
     })
     await timed(`level${li}_diff`, async () => {
@@ -231,37 +247,42 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       changed += await diffStage(db, { runId: req.runId, tags: events.map((d) => d.name), scoped: isScoped, ...backfillAsOf })
       changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].map((d) => d.name), scoped: false, ...backfillAsOf })
     })
+    const computed = level.filter((d) => !skipped.has(d.name))
     await timed(`level${li}_apply`, () =>
       applyChanges(db, {
         runId: req.runId,
-        tags: level.map((d) => d.name),
-        versions: level.map((d) => (d as StoredTag).version ?? 0),
+        tags: computed.map((d) => d.name),
+        versions: computed.map((d) => (d as StoredTag).version ?? 0),
         asOf,
         history: true,
         current: mode !== 'backfill',
       }),
     )
+    for (const [tag, n] of await changeCounts(db, req.runId)) if (n > 0) changedNow.add(tag)
   }
   const counts = await changeCounts(db, req.runId)
-  for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0 }
+  for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}) }
 
   const state: RunState = { today, watermark, measures: hash, span }
   if (mode !== 'backfill') {
     await timed('bitmaps', async () => {
-      const rebuild = selected.filter((d) => {
+      const computed = selected.filter((d) => !skipped.has(d.name))
+      const rebuild = computed.filter((d) => {
         const prevBuild = states.get(d.name)
         return (counts.get(d.name) ?? 0) > 0 || !prevBuild || prevBuild.version !== (d as StoredTag).version
       })
       const covered = await rebuildBitmaps(db, rebuild.map((d) => ({ name: d.name, type: d.type })), req.runId)
-      const rows = selected.map((d) => {
+      for (const d of skipped) perTag[d]!.customers = states.get(d)!.covered
+      const rows = computed.map((d) => {
         const t = d as StoredTag
         const prevBuild = states.get(d.name)
-        const fresh = covered.has(d.name)
-        const customers = fresh ? covered.get(d.name)! : prevBuild!.covered
+        const rebuilt = covered.has(d.name)
+        const customers = rebuilt ? covered.get(d.name)! : prevBuild!.covered
         perTag[d.name]!.customers = customers
-        return stateRow(t, fresh ? req.runId : prevBuild!.build, customers, counts.get(d.name) ?? 0, req.runId, asOf, state)
+        const n = counts.get(d.name) ?? 0
+        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)))
       })
-      await db.insert('tag_state', rows)
+      if (rows.length) await db.insert('tag_state', rows)
       await dropOldBitmaps(db, new Map(rebuild.map((d) => [d.name, req.runId])))
     })
   }
@@ -309,11 +330,14 @@ const stateSchema = z.object({
   watermark: z.string(),
   measures: z.string(),
   span: z.coerce.number(),
+  computed_at: z.string(),
+  changed_at: z.string(),
 })
 
 async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
   const rows = await db.query(
-    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span
+    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
+            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at
      FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
     {},
     stateSchema,
@@ -321,7 +345,7 @@ async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof state
   return new Map(rows.map((r) => [r.tag, r]))
 }
 
-function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState) {
+function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string) {
   return {
     tag: t.name,
     version: t.version ?? 0,
@@ -335,5 +359,6 @@ function stateRow(t: StoredTag, build: string, covered: number, changed: number,
     watermark: s.watermark,
     measures: s.measures,
     span: s.span,
+    changed_at: changedAt,
   }
 }

@@ -40,6 +40,31 @@ FROM events GROUP BY tenant_id, bucket;
 INSERT INTO event_changes
 SELECT tenant_id, toStartOfFifteenMinutes(timestamp) AS bucket, now64(3), count() FROM events GROUP BY tenant_id, bucket;
 
+-- When each tenant's stock tables last received rows (insert time, engine clock): a rule tag over
+-- profile and stock data is recomputed only when a table it reads changed, or the date moved for
+-- a date-dependent feature. Imports may carry the bank's own updated_at, so that column cannot say.
+CREATE TABLE IF NOT EXISTS stock_changes
+(
+    tenant_id    UInt16,
+    source       LowCardinality(String),
+    changed_at   SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (tenant_id, source);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_customers_mv TO stock_changes AS
+SELECT tenant_id, 'customers' AS source, max(now64(3)) AS changed_at FROM customers GROUP BY tenant_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_accounts_mv TO stock_changes AS
+SELECT tenant_id, 'accounts' AS source, max(now64(3)) AS changed_at FROM accounts GROUP BY tenant_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_loans_mv TO stock_changes AS
+SELECT tenant_id, 'loans' AS source, max(now64(3)) AS changed_at FROM loans GROUP BY tenant_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_loan_schedules_mv TO stock_changes AS
+SELECT tenant_id, 'loan_schedules' AS source, max(now64(3)) AS changed_at FROM loan_schedules GROUP BY tenant_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_bills_mv TO stock_changes AS
+SELECT tenant_id, 'bills' AS source, max(now64(3)) AS changed_at FROM bills GROUP BY tenant_id;
+CREATE MATERIALIZED VIEW IF NOT EXISTS stock_changes_consents_mv TO stock_changes AS
+SELECT tenant_id, 'consents' AS source, max(now64(3)) AS changed_at FROM consents GROUP BY tenant_id;
+
 -- Tag definitions, one row per version; the newest version of a name is the definition, and a
 -- retired tag is a version with retired = 1.
 CREATE TABLE IF NOT EXISTS tag_definitions
@@ -55,24 +80,25 @@ CREATE TABLE IF NOT EXISTS tag_definitions
 ENGINE = ReplacingMergeTree
 ORDER BY (tenant_id, name, version);
 
--- Per-customer, per-day partial aggregates of each event measure the tenant's tags use. A window
--- tag over N days merges N days of these instead of rescanning raw events; a run rebuilds only
--- the days that changed.
+-- Per-customer, per-local-day partial aggregates of every event measure the tenant's tags use,
+-- as arrays in the order of the layout (the measures sorted by id; `layout` is its hash). A
+-- window tag over N days merges N days of these instead of rescanning raw events, and a run
+-- rebuilds only the days that changed.
 CREATE TABLE IF NOT EXISTS tag_event_daily
 (
     tenant_id     UInt16,
     day           Date,
-    measure       UInt64 COMMENT 'hash of the measure: event filter and measured property',
     customer_key  UInt32,
-    cnt           UInt64,
-    total         Float64,
-    first_at      DateTime64(3, 'UTC'),
-    last_at       DateTime64(3, 'UTC'),
-    uniq          AggregateFunction(uniqExact, String)
+    layout        LowCardinality(String),
+    cnt           Array(UInt32) COMMENT 'events per measure',
+    total         Array(Float64) COMMENT 'sums of the sum measures',
+    first_at      Array(DateTime64(3, 'UTC')) COMMENT 'first event of the time measures',
+    last_at       Array(DateTime64(3, 'UTC')) COMMENT 'last event of the time measures',
+    keys          Array(Array(String)) COMMENT 'distinct keys of the distinct measures'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (tenant_id, day, measure, customer_key);
+ORDER BY (tenant_id, day, customer_key);
 
 -- Current values: one row per (tag, customer). Runs write changes only; a value that no longer
 -- holds is a deleted row. `num` is the numeric form (numbers, dates as days, booleans as 0/1).
@@ -185,7 +211,8 @@ CREATE TABLE IF NOT EXISTS tag_state
     today         Date32 COMMENT 'tenant local date of the run',
     watermark     DateTime64(3, 'UTC') COMMENT 'events inserted before this were folded in',
     measures      String COMMENT 'hash of the event measures of all the tenant''s tags',
-    span          UInt32 COMMENT 'longest window in days'
+    span          UInt32 COMMENT 'longest window in days',
+    changed_at    DateTime64(3, 'UTC') COMMENT 'start (watermark) of the last run that changed a value of this tag'
 )
 ENGINE = ReplacingMergeTree(computed_at)
 ORDER BY (tenant_id, tag);

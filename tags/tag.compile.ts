@@ -1,4 +1,3 @@
-import crypto from 'node:crypto'
 import { AppError } from '../core/errors.js'
 import { FEATURES, type FeatureName } from './tag.features.js'
 import type { ParamBinder } from './tag.params.js'
@@ -7,7 +6,6 @@ import {
   type Condition,
   type LifecycleRule,
   type Operand,
-  type PropertyFilter,
   type Scalar,
   type TagDefinition,
   type ValueType,
@@ -69,7 +67,7 @@ function kindOf(t: ValueType | 'enum'): Kind {
   }
 }
 
-function conditionError(path: string, message: string): AppError {
+export function conditionError(path: string, message: string): AppError {
   return new AppError('VALIDATION_FAILED', message, { issues: [{ field: path, message }] })
 }
 
@@ -223,103 +221,6 @@ export function ruleSql(d: TagDefinition, ctx: CompileContext): string {
 
 // --- window measures ---------------------------------------------------------------------------
 
-/** The distinct key of `distinct_events`: the event or screen name itself, not a property. */
-const EVENT_NAME = '$event'
-
-/** What a window tag aggregates per customer and day, independent of the window length. */
-export interface Measure {
-  id: string
-  events: string[]
-  eventTypes: string[]
-  where: PropertyFilter[]
-  sumProperty: string | undefined
-  distinctProperty: string | undefined
-}
-
-/** The measure behind a window rule; equal filters share one, so one daily row serves many tags. */
-export function measureOf(r: Pick<WindowRule, 'events' | 'eventTypes' | 'where' | 'measure' | 'property'>): Measure {
-  const m = {
-    events: [...r.events].sort(),
-    eventTypes: [...(r.eventTypes ?? [])].sort(),
-    where: r.where,
-    sumProperty: r.measure === 'sum' ? r.property : undefined,
-    distinctProperty: r.measure === 'distinct' ? r.property : r.measure === 'distinct_events' ? EVENT_NAME : undefined,
-  }
-  const id = BigInt('0x' + crypto.createHash('sha256').update(JSON.stringify(m)).digest('hex').slice(0, 16)).toString()
-  return { id, ...m }
-}
-
-/** The activity measure lifecycles read: any track, screen or page event. */
-export const ACTIVITY_MEASURE = measureOf({ events: [], eventTypes: ['track', 'screen', 'page'], where: [], measure: 'count' })
-
-function propertyFilterSql(f: PropertyFilter, b: ParamBinder): string {
-  const key = b.str(f.property)
-  const values = f.value === undefined ? [] : Array.isArray(f.value) ? f.value : [f.value]
-  if (f.op === 'exists') return `JSONHas(properties, ${key})`
-  if (values.length === 0) throw conditionError('rule.where', `${f.op} needs a value`)
-  const typed = (v: Scalar) =>
-    typeof v === 'number'
-      ? { e: `JSONExtractFloat(properties, ${key})`, p: b.num(v) }
-      : typeof v === 'boolean'
-        ? { e: `JSONExtractBool(properties, ${key})`, p: v ? '1' : '0' }
-        : { e: `JSONExtractString(properties, ${key})`, p: b.str(v) }
-  const sym = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const
-  if (f.op === 'in' || f.op === 'not_in') {
-    const any = `(${values.map((v) => `${typed(v).e} = ${typed(v).p}`).join(' OR ')})`
-    return f.op === 'in' ? any : `NOT ${any}`
-  }
-  const t = typed(values[0]!)
-  return `${t.e} ${sym[f.op]} ${t.p}`
-}
-
-/** Per-event: does it count for the measure, the value summed, the key counted distinct. */
-export function measureEventTuple(m: Measure, b: ParamBinder): string {
-  const conds = ['1']
-  if (m.events.length) conds.push(`event IN ${b.strs(m.events)}`)
-  if (m.eventTypes.length) conds.push(`toString(type) IN ${b.strs(m.eventTypes)}`)
-  for (const f of m.where) conds.push(propertyFilterSql(f, b))
-  const sum = !m.sumProperty ? '0.' : m.sumProperty === 'amount' ? 'amount' : `JSONExtractFloat(properties, ${b.str(m.sumProperty)})`
-  // An event without the property has the empty key, which distinct counts leave out.
-  const key = !m.distinctProperty
-    ? `''`
-    : m.distinctProperty === EVENT_NAME
-      ? 'toString(event)'
-      : m.distinctProperty === 'product_id'
-        ? 'toString(product_id)'
-        : `JSONExtractRaw(properties, ${b.str(m.distinctProperty)})`
-  return `tuple(toUInt64(${b.bind('UInt64', m.id)}), toFloat64(${sum}), ${key}, toUInt8(${conds.join(' AND ')}), ${m.distinctProperty ? 1 : 0})`
-}
-
-/** Days [from, to] of a window ending today, as bound Date32 expressions. */
-function windowDays(days: number, offset: number): { from: string; to: string } {
-  return {
-    from: `subtractDays({today:Date32}, ${offset + days - 1})`,
-    to: `subtractDays({today:Date32}, ${offset})`,
-  }
-}
-
-/** Aggregate over daily rows for one window tag; merges the measure's days inside the window. */
-export function windowAggSql(r: WindowRule, b: ParamBinder): string {
-  const m = measureOf(r)
-  const { from, to } = windowDays(r.days, r.offsetDays)
-  const cond = `measure = toUInt64(${b.bind('UInt64', m.id)}) AND day BETWEEN ${from} AND ${to}`
-  switch (r.measure) {
-    case 'count':
-      return `toFloat64(sumIf(cnt, ${cond}))`
-    case 'sum':
-      return `round(sumIf(total, ${cond}), 2)`
-    case 'distinct':
-    case 'distinct_events':
-      return `toFloat64(uniqExactMergeIf(uniq, ${cond}))`
-    case 'days':
-      return `toFloat64(countIf(${cond}))`
-    case 'first_time':
-      return `minIf(first_at, ${cond})`
-    case 'last_time':
-      return `maxIf(last_at, ${cond})`
-  }
-}
-
 /** The window tag's output from its aggregate column `agg` (and the tenant time zone). */
 export function windowOutSql(d: TagDefinition, agg: string, b: ParamBinder): string {
   const r = d.rule as WindowRule
@@ -332,20 +233,6 @@ export function windowOutSql(d: TagDefinition, agg: string, b: ParamBinder): str
     return outTuple('date', `toDate32(${agg}, {tz:String})`, `toUnixTimestamp64Milli(${agg}) > 0`)
   }
   return outTuple('number', agg, `${agg} != 0`)
-}
-
-/** The three activity counts a lifecycle reads, as aggregates over daily rows. */
-export function lifecycleAggs(r: LifecycleRule, b: ParamBinder): { recent: string; gap: string; prior: string } {
-  const id = `toUInt64(${b.bind('UInt64', ACTIVITY_MEASURE.id)})`
-  const range = (days: number, offset: number) => {
-    const { from, to } = windowDays(days, offset)
-    return `countIf(measure = ${id} AND day BETWEEN ${from} AND ${to})`
-  }
-  return {
-    recent: range(r.activeDays, 0),
-    gap: range(r.dormantDays, r.activeDays),
-    prior: range(Math.max(1, r.churnDays - r.activeDays - r.dormantDays), r.activeDays + r.dormantDays),
-  }
 }
 
 /** new, active, reactivated, dormant, churned from the activity counts and the tenure. */

@@ -10,6 +10,8 @@ export type FeatureType = 'boolean' | 'enum' | 'number' | 'date' | 'string_list'
 export interface SourceDef {
   /** A subquery yielding one row per customer_key, tenant-scoped by `{tenant:UInt16}`. */
   sql: string
+  /** The table it reads (stock_changes says when it last changed). */
+  table: string
   /** The join key column of that subquery (customers rows join on themselves). */
   key: string
 }
@@ -17,11 +19,13 @@ export interface SourceDef {
 /** Stock tables are ReplacingMergeTree upserts: FINAL reads the latest row per natural key. */
 export const SOURCES = {
   customers: {
+    table: 'customers',
     key: 'customer_key',
     sql: `SELECT customer_key, gender, birth_date, region_code, branch_code, occupation, language, elder_mode, opened_at
       FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0`,
   },
   accounts: {
+    table: 'accounts',
     key: 'customer_key',
     sql: `SELECT customer_key,
         toFloat64(sumIf(balance, status != 'closed')) AS aum,
@@ -30,6 +34,7 @@ export const SOURCES = {
       FROM accounts FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
   },
   loans: {
+    table: 'loans',
     key: 'customer_key',
     sql: `SELECT customer_key,
         countIf(status != 'closed') AS active,
@@ -39,6 +44,7 @@ export const SOURCES = {
       FROM loans FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
   },
   installments: {
+    table: 'loan_schedules',
     key: 'customer_key',
     sql: `SELECT customer_key,
         minIf(due_date, status != 'paid' AND due_date >= {today:Date32}) AS next_due,
@@ -48,6 +54,7 @@ export const SOURCES = {
       HAVING countIf(status != 'paid') > 0`,
   },
   bills: {
+    table: 'bills',
     key: 'customer_key',
     sql: `SELECT customer_key,
         minIf(due_date, status = 'unpaid' AND due_date >= {today:Date32}) AS next_due,
@@ -56,6 +63,7 @@ export const SOURCES = {
       FROM bills FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
   },
   paid_for_others: {
+    table: 'bills',
     key: 'payer_key',
     sql: `SELECT payer_key, count() AS bills, uniqExact(customer_key) AS people
       FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND payer_key != 0 AND payer_key != customer_key
@@ -63,6 +71,7 @@ export const SOURCES = {
       GROUP BY payer_key`,
   },
   consents: {
+    table: 'consents',
     key: 'customer_key',
     sql: `SELECT customer_key,
         argMaxIf(granted, updated_at, purpose = 'marketing' AND channel = 'push') AS marketing_push,
@@ -80,6 +89,8 @@ export interface FeatureDef {
   /** SQL over the source's alias (`customers.x`, `loans.y`, ...); NULL when unknown. */
   sql: string
   description: string
+  /** The value moves with the date (ages, countdowns): recomputed on every new local day. */
+  daily?: boolean
 }
 
 const BIRTH = 'assumeNotNull(customers.birth_date)'
@@ -89,10 +100,10 @@ const NEXT_BIRTHDAY_NEXT_YEAR = `addDays(makeDate32(toYear({today:Date32}) + 1, 
 
 // prettier-ignore
 export const FEATURES = {
-  age: { type: 'number', source: 'customers', description: 'Age in completed years (unknown without a birth date)',
+  age: { type: 'number', daily: true, source: 'customers', description: 'Age in completed years (unknown without a birth date)',
     sql: `if(isNull(customers.birth_date), NULL, toFloat64(toYear({today:Date32}) - toYear(${BIRTH})
       - if(toMonth({today:Date32}) * 100 + toDayOfMonth({today:Date32}) < toMonth(${BIRTH}) * 100 + toDayOfMonth(${BIRTH}), 1, 0)))` },
-  days_to_birthday: { type: 'number', source: 'customers', description: 'Days until the next birthday (0: today)',
+  days_to_birthday: { type: 'number', daily: true, source: 'customers', description: 'Days until the next birthday (0: today)',
     sql: `if(isNull(customers.birth_date), NULL, toFloat64(dateDiff('day', {today:Date32},
       if(${NEXT_BIRTHDAY_THIS_YEAR} >= {today:Date32}, ${NEXT_BIRTHDAY_THIS_YEAR}, ${NEXT_BIRTHDAY_NEXT_YEAR}))))` },
   gender: { type: 'enum', source: 'customers', sql: 'toString(customers.gender)', description: 'unknown, male or female' },
@@ -101,7 +112,7 @@ export const FEATURES = {
   occupation: { type: 'enum', source: 'customers', sql: 'toString(customers.occupation)', description: 'Occupation as the bank records it' },
   language: { type: 'enum', source: 'customers', sql: 'toString(customers.language)', description: 'Preferred language (zh, en ...)' },
   elder_mode_chosen: { type: 'boolean', source: 'customers', sql: 'customers.elder_mode = 1', description: 'The customer chose the elder layout' },
-  tenure_days: { type: 'number', source: 'customers', description: 'Days since the relationship with the bank began',
+  tenure_days: { type: 'number', daily: true, source: 'customers', description: 'Days since the relationship with the bank began',
     sql: `toFloat64(dateDiff('day', toDate32(customers.opened_at, {tz:String}), {today:Date32}))` },
   opened_date: { type: 'date', source: 'customers', sql: 'toDate32(customers.opened_at, {tz:String})', description: 'Date the relationship began' },
   aum: { type: 'number', source: 'accounts', sql: 'coalesce(accounts.aum, 0)', description: 'Assets under management: balances of open accounts (CNY)' },
@@ -111,21 +122,21 @@ export const FEATURES = {
   overdue_loans: { type: 'number', source: 'loans', sql: 'toFloat64(coalesce(loans.overdue, 0))', description: 'Loans overdue now' },
   max_overdue_days: { type: 'number', source: 'loans', sql: 'toFloat64(coalesce(loans.max_overdue_days, 0))', description: 'Longest current overdue, days' },
   loan_outstanding: { type: 'number', source: 'loans', sql: 'coalesce(loans.outstanding, 0)', description: 'Outstanding principal of open loans (CNY)' },
-  next_installment_date: { type: 'date', source: 'installments', description: 'Due date of the next unpaid loan installment',
+  next_installment_date: { type: 'date', daily: true, source: 'installments', description: 'Due date of the next unpaid loan installment',
     sql: `if(installments.next_due IS NULL OR installments.next_due < {today:Date32}, NULL, installments.next_due)` },
-  days_to_next_installment: { type: 'number', source: 'installments', description: 'Days until the next unpaid loan installment',
+  days_to_next_installment: { type: 'number', daily: true, source: 'installments', description: 'Days until the next unpaid loan installment',
     sql: `if(installments.next_due IS NULL OR installments.next_due < {today:Date32}, NULL, toFloat64(dateDiff('day', {today:Date32}, installments.next_due)))` },
-  next_installment_amount: { type: 'number', source: 'installments', description: 'Amount of the next unpaid installment (CNY)',
+  next_installment_amount: { type: 'number', daily: true, source: 'installments', description: 'Amount of the next unpaid installment (CNY)',
     sql: `if(installments.next_due IS NULL OR installments.next_due < {today:Date32}, NULL, installments.next_amount)` },
-  overdue_installments: { type: 'number', source: 'installments', sql: 'toFloat64(coalesce(installments.overdue, 0))', description: 'Installments past due and unpaid' },
-  next_bill_date: { type: 'date', source: 'bills', description: 'Due date of the next unpaid bill',
+  overdue_installments: { type: 'number', daily: true, source: 'installments', sql: 'toFloat64(coalesce(installments.overdue, 0))', description: 'Installments past due and unpaid' },
+  next_bill_date: { type: 'date', daily: true, source: 'bills', description: 'Due date of the next unpaid bill',
     sql: `if(bills.next_due IS NULL OR bills.next_due < {today:Date32}, NULL, bills.next_due)` },
-  days_to_next_bill: { type: 'number', source: 'bills', description: 'Days until the next unpaid bill is due',
+  days_to_next_bill: { type: 'number', daily: true, source: 'bills', description: 'Days until the next unpaid bill is due',
     sql: `if(bills.next_due IS NULL OR bills.next_due < {today:Date32}, NULL, toFloat64(dateDiff('day', {today:Date32}, bills.next_due)))` },
   unpaid_bills: { type: 'number', source: 'bills', sql: 'toFloat64(coalesce(bills.unpaid, 0))', description: 'Unpaid bills' },
-  overdue_bills: { type: 'number', source: 'bills', sql: 'toFloat64(coalesce(bills.overdue, 0))', description: 'Bills past due and unpaid' },
-  bills_paid_for_others_180d: { type: 'number', source: 'paid_for_others', sql: 'toFloat64(coalesce(paid_for_others.bills, 0))', description: 'Bills of other customers this customer paid in 180 days' },
-  people_paid_for_180d: { type: 'number', source: 'paid_for_others', sql: 'toFloat64(coalesce(paid_for_others.people, 0))', description: 'Other customers whose bills this customer paid in 180 days' },
+  overdue_bills: { type: 'number', daily: true, source: 'bills', sql: 'toFloat64(coalesce(bills.overdue, 0))', description: 'Bills past due and unpaid' },
+  bills_paid_for_others_180d: { type: 'number', daily: true, source: 'paid_for_others', sql: 'toFloat64(coalesce(paid_for_others.bills, 0))', description: 'Bills of other customers this customer paid in 180 days' },
+  people_paid_for_180d: { type: 'number', daily: true, source: 'paid_for_others', sql: 'toFloat64(coalesce(paid_for_others.people, 0))', description: 'Other customers whose bills this customer paid in 180 days' },
   marketing_push_consent: { type: 'boolean', source: 'consents', sql: 'coalesce(consents.marketing_push, 0) = 1', description: 'Marketing by push is consented' },
   marketing_sms_consent: { type: 'boolean', source: 'consents', sql: 'coalesce(consents.marketing_sms, 0) = 1', description: 'Marketing by SMS is consented' },
   service_push_consent: { type: 'boolean', source: 'consents', sql: 'coalesce(consents.service_push, 0) = 1', description: 'Service messages by push are consented' },

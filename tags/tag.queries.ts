@@ -1,18 +1,7 @@
 import type { FeatureName } from './tag.features.js'
 import { profileSql } from './tag.features.js'
-import {
-  ACTIVITY_MEASURE,
-  measureOf,
-  featureColumn,
-  lifecycleAggs,
-  lifecycleOutSql,
-  outTuple,
-  ruleSql,
-  windowAggSql,
-  windowOutSql,
-  type CompileContext,
-  type TagColumns,
-} from './tag.compile.js'
+import { featureColumn, lifecycleOutSql, outTuple, ruleSql, windowOutSql, type CompileContext, type TagColumns } from './tag.compile.js'
+import { lifecycleAggs, windowAggSql, type Layout } from './tag.measures.js'
 import { ParamBinder } from './tag.params.js'
 import {
   featureDependencies,
@@ -50,27 +39,24 @@ function stageInsert(names: readonly string[], select: string, b: ParamBinder): 
 }
 
 /** Window and lifecycle tags, from daily aggregates, for all customers or the run's scope. */
-export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string }): StageQuery {
+export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string; layout: Layout }): StageQuery {
   const b = new ParamBinder('w')
   const scope = o.scoped ? SCOPE : ''
   const aggs: string[] = []
   const outs: string[] = []
-  const measures = new Set<string>()
   defs.forEach((d, i) => {
     if (d.rule.kind === 'window') {
-      aggs.push(`${windowAggSql(d.rule as WindowRule, b)} AS a${i}`)
+      aggs.push(`${windowAggSql(d.rule as WindowRule, o.layout)} AS a${i}`)
       outs.push(`${windowOutSql(d, `w.a${i}`, b)} AS e${i}`)
     } else {
       const r = d.rule as LifecycleRule
-      const l = lifecycleAggs(r, b)
-      const churn = lifecycleAggs({ ...r, activeDays: r.churnDays }, b).recent
-      aggs.push(`${l.recent} AS a${i}_r`, `${l.gap} AS a${i}_g`, `${l.prior} AS a${i}_p`, `${churn} AS a${i}_c`)
+      const l = lifecycleAggs(r, o.layout)
+      aggs.push(`${l.recent} AS a${i}_r`, `${l.gap} AS a${i}_g`, `${l.prior} AS a${i}_p`, `${l.churn} AS a${i}_c`)
       outs.push(
         `${lifecycleOutSql(r, { recent: `w.a${i}_r`, gap: `w.a${i}_g`, prior: `w.a${i}_p`, churn: `w.a${i}_c`, tenure: `dateDiff('day', base.opened, {today:Date32})` }, b)} AS e${i}`,
       )
     }
   })
-  for (const d of defs) measures.add(d.rule.kind === 'window' ? measureOf(d.rule).id : ACTIVITY_MEASURE.id)
   // Customers known to the bank, and those only the app knows (events but no profile yet).
   const base = `SELECT customer_key, max(opened) AS opened FROM (
       SELECT customer_key, toDate32(opened_at, {tz:String}) AS opened FROM customers FINAL
@@ -80,11 +66,11 @@ export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean
       WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} ${scope}
     ) GROUP BY customer_key`
   const agg = `SELECT customer_key, ${aggs.join(', ')} FROM tag_event_daily
-      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND measure IN {measures:Array(UInt64)} ${scope}
+      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND layout = {layout:String} ${scope}
       GROUP BY customer_key`
   const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
       FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, measures: [...measures].map((m) => BigInt(m)) } }
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, layout: o.layout.hash } }
 }
 
 export interface DepTag {
