@@ -37,6 +37,25 @@ async function snapshot() {
   return rows.map((r) => `${r.tag}|${r.customer_key}|${r.value}|${r.num}`)
 }
 
+/** (tag, value) pairs whose current bitmap differs from the customers tag_values holds. */
+async function bitmapMismatches(): Promise<string[]> {
+  const rows = await e.db.forTenant(tenant.id).query(
+    `SELECT tag, value FROM (
+       SELECT toString(b.tag) AS tag, b.value AS value, arraySort(bitmapToArray(b.keys)) AS ks FROM tag_bitmaps AS b
+       INNER JOIN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}) AS s ON s.tag = toString(b.tag) AND s.build = b.build
+       WHERE b.tenant_id = {tenant:UInt16} AND b.lo = b.hi) AS x
+     FULL OUTER JOIN (
+       SELECT tag, v AS value, arraySort(groupArray(customer_key)) AS ks FROM (
+         SELECT toString(tag) AS tag, customer_key, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v
+         FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0)
+       GROUP BY tag, value) AS y USING (tag, value)
+     WHERE x.ks != y.ks AND tag NOT IN (SELECT DISTINCT toString(tag) FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND lo != hi)`,
+    {},
+    z.object({ tag: z.string(), value: z.string() }),
+  )
+  return rows.map((r) => `${r.tag}=${r.value}`)
+}
+
 async function run(mode: 'full' | 'incremental' | 'backfill', asOf: Date): Promise<TagRunResult> {
   return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode, asOf, runId: newRunId(), watermarkSlackMs: 0 })
 }
@@ -111,12 +130,15 @@ describe('incremental runs', () => {
     expect(inc.rebuiltDays.length).toBeLessThan(10)
     expect(inc.scoped).toBeLessThan(1500)
     const incremental = await snapshot()
+    // Bitmaps updated from the changes alone hold exactly the customers of each value.
+    expect(await bitmapMismatches()).toEqual([])
     expect(incremental).toContain(`recent_fraud_risk|${b}|true|1`)
 
     const full = await run('full', T1)
     expect(full.mode).toBe('full')
     expect(full.changed).toBe(0)
     expect(await snapshot()).toEqual(incremental)
+    expect(await bitmapMismatches()).toEqual([])
   }, 120_000)
 
   it('falls back to a full run when a window tag changes', async () => {

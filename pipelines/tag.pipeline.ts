@@ -7,7 +7,7 @@ import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
 import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
-import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps } from '../tags/tag.values.js'
+import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
 import { addDays, addScopeFromDays, changedDays, contiguousRuns, daysBetween, identityChangedDays, deleteDays, insertDays, eventDays, builtDays } from './event-daily.js'
 
@@ -236,9 +236,15 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     if (events.length) {
       await timed(`level${li}_events`, () => stage(windowStage(events, { scoped: isScoped, windowFrom, layout }), `event tags ${events.map((d) => d.name).join(', ')}`))
     }
-    if (profile.length) {
-      await timed(`level${li}_rules`, () => stage(profileStage(profile, known, { asOf: mode === 'backfill' }), `tags ${profile.map((d) => d.name).join(', ')}`))
-    }
+    // Rules share one pass over the profile; each score ranks every customer with window
+    // functions, which are cheaper one by one than sorted together in one wide query.
+    const rules = profile.filter((d) => d.rule.kind === 'rule')
+    const scores = profile.filter((d) => d.rule.kind === 'score')
+    const asOfValues = { asOf: mode === 'backfill' }
+    if (rules.length) await timed(`level${li}_rules`, () => stage(profileStage(rules, known, asOfValues), `tags ${rules.map((d) => d.name).join(', ')}`))
+    if (scores.length) await timed(`level${li}_scores`, async () => {
+      for (const d of scores) await stage(profileStage([d], known, asOfValues), `score ${d.name}`)
+    })
     if (sqls.length) await timed(`level${li}_sql`, async () => {
       for (const d of sqls) await stage(sqlStage(d), `SQL tag ${d.name}`)
     })
@@ -271,7 +277,15 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         const prevBuild = states.get(d.name)
         return (counts.get(d.name) ?? 0) > 0 || !prevBuild || prevBuild.version !== (d as StoredTag).version
       })
-      const covered = await rebuildBitmaps(db, rebuild.map((d) => ({ name: d.name, type: d.type })), req.runId)
+      // Tags with a current build of the same version are updated from the run's changes;
+      // the others (new, redefined, bucketed numbers) are rebuilt from their values.
+      const updatable = rebuild.filter((d) => {
+        const p = states.get(d.name)
+        return p && p.version === (d as StoredTag).version && p.build !== '0'
+      })
+      const updated = await updateBitmaps(db, updatable.map((d) => ({ name: d.name, type: d.type, build: states.get(d.name)!.build })), req.runId)
+      const fromScratch = rebuild.filter((d) => !updated.covered.has(d.name))
+      const covered = new Map([...updated.covered, ...(await rebuildBitmaps(db, fromScratch.map((d) => ({ name: d.name, type: d.type })), req.runId))])
       for (const d of skipped) perTag[d]!.customers = states.get(d)!.covered
       const rows = computed.map((d) => {
         const t = d as StoredTag

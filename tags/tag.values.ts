@@ -172,3 +172,75 @@ export async function dropOldBitmaps(db: TenantDb, current: ReadonlyMap<string, 
     { tags: [...current.keys()], builds: [...current.values()].map((b) => BigInt(b)) },
   )
 }
+
+/**
+ * Brings bitmaps of tags whose previous build is known up to date from this run's changes alone:
+ * for each value, old AND NOT (customers whose value changed) OR (customers who now have it).
+ * Work grows with the changes, not with the customers. Numbers and dates in buckets are left to
+ * rebuildBitmaps (their edges follow the distribution), and so is an exact-valued number that
+ * now has too many distinct values. Returns the tags updated and their customers with a value.
+ */
+export async function updateBitmaps(
+  db: TenantDb,
+  tags: readonly { name: string; type: ValueType; build: string }[],
+  runId: string,
+): Promise<{ covered: Map<string, number>; rebuild: string[] }> {
+  const covered = new Map<string, number>()
+  if (!tags.length) return { covered, rebuild: [] }
+  const names = tags.map((t) => t.name)
+  const builds = tags.map((t) => BigInt(t.build))
+  const numeric = tags.filter((t) => t.type === 'number' || t.type === 'date').map((t) => t.name)
+  // A numeric tag qualifies only when its previous build has exact values (lo = hi).
+  const bucketed = new Set(
+    (
+      await db.query(
+        `SELECT DISTINCT toString(tag) AS tag FROM tag_bitmaps
+         WHERE tenant_id = {tenant:UInt16} AND tag IN {numeric:Array(String)} AND value != '*' AND lo != hi
+           AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))`,
+        { numeric, tags: names, builds },
+        z.object({ tag: z.string() }),
+      )
+    ).map((r) => r.tag),
+  )
+  const eligible = tags.filter((t) => !bucketed.has(t.name))
+  const rebuild = tags.filter((t) => bucketed.has(t.name)).map((t) => t.name)
+  if (!eligible.length) return { covered, rebuild }
+  const params = {
+    run: runId,
+    tags: eligible.map((t) => t.name),
+    builds: eligible.map((t) => BigInt(t.build)),
+    numeric: eligible.filter((t) => t.type === 'number' || t.type === 'date').map((t) => t.name),
+  }
+  const changes = `FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`
+  await db.command(
+    `INSERT INTO tag_bitmaps (tenant_id, tag, build, value, lo, hi, cardinality, keys)
+     SELECT {tenant:UInt16}, tag, {run:UInt64}, value, lo, hi, bitmapCardinality(k), k FROM (
+       SELECT tag, value, if(o.present = 1, o.lo, a.lo) AS lo, if(o.present = 1, o.hi, a.hi) AS hi,
+              bitmapOr(bitmapAndnot(o.keys, ch.k), a.k) AS k
+       FROM (SELECT toString(tag) AS tag, value, lo, hi, keys, toUInt8(1) AS present FROM tag_bitmaps
+             WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
+               AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))) AS o
+       FULL OUTER JOIN (
+         SELECT tag, value, any(lo) AS lo, any(hi) AS hi, groupBitmapState(customer_key) AS k FROM (
+           SELECT toString(tag) AS tag, customer_key, v AS value,
+                  if(v != '*' AND has({numeric:Array(String)}, toString(tag)), num, 0) AS lo, lo AS hi
+           FROM (SELECT tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v ${changes} AND removed = 0))
+         GROUP BY tag, value) AS a USING (tag, value)
+       LEFT JOIN (SELECT toString(tag) AS tag, groupBitmapState(customer_key) AS k ${changes} GROUP BY tag) AS ch USING (tag)
+     ) WHERE bitmapCardinality(k) > 0 OR value = '*'`,
+    params,
+  )
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, countIf(value != '*') AS values, maxIf(cardinality, value = '*') AS n FROM tag_bitmaps
+     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} GROUP BY tag`,
+    { tags: params.tags, run: runId },
+    z.object({ tag: z.string(), values: z.coerce.number(), n: z.coerce.number() }),
+  )
+  const tooMany = rows.filter((r) => params.numeric.includes(r.tag) && r.values > MAX_EXACT_VALUES).map((r) => r.tag)
+  if (tooMany.length) {
+    await db.command(`DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag IN {t:Array(String)} AND build = {run:UInt64}`, { t: tooMany, run: runId })
+  }
+  for (const r of rows) if (!tooMany.includes(r.tag)) covered.set(r.tag, r.n)
+  for (const t of params.tags) if (!covered.has(t) && !tooMany.includes(t)) covered.set(t, 0)
+  return { covered, rebuild: [...rebuild, ...tooMany] }
+}
