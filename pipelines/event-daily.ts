@@ -35,26 +35,38 @@ export function contiguousRuns(days: readonly string[]): [string, string][] {
 
 const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties', 'product_id', 'amount']
 
-/** Removes the aggregates of days [from, to] (tenant local dates). */
-export async function deleteDays(db: TenantDb, from: string, to: string): Promise<void> {
-  await db.command(`DELETE FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`, { from, to })
+/** Removes the aggregates of days [from, to] (tenant local dates) of a generation. */
+export async function deleteDays(db: TenantDb, gen: string, from: string, to: string): Promise<void> {
+  await db.command(
+    `DELETE FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day BETWEEN {from:Date} AND {to:Date}`,
+    { gen, from, to },
+  )
+}
+
+/**
+ * Drops the generations older than `gen` in the background: a full rebuild writes a new
+ * generation instead of deleting the old one first, which costs as much as writing it.
+ */
+export async function dropOldGenerations(db: TenantDb, gen: string): Promise<void> {
+  await db.command(`ALTER TABLE tag_event_daily DELETE WHERE tenant_id = {tenant:UInt16} AND gen < {gen:UInt64}`, { gen })
 }
 
 /**
  * Inserts fresh aggregates of days [from, to] (tenant local dates) for the layout, after
  * deleteDays: a rerun after a failure deletes and inserts the same rows again.
  */
-export async function insertDays(db: TenantDb, layout: Layout, from: string, to: string, tz: string): Promise<void> {
+export async function insertDays(db: TenantDb, layout: Layout, gen: string, from: string, to: string, tz: string, o: { merges: boolean }): Promise<void> {
   if (!layout.measures.length) return
   const b = new ParamBinder('m')
   // The UTC instants of the local days' edges bound the partitions read (one per UTC day).
   const where = `timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})`
-  const source = `(SELECT *, toDate(timestamp, {tz:String}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where)})`
+  const source = `(SELECT *, toDate(timestamp, {tz:String}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where, { merges: o.merges })}
+    WHERE customer_key != 0)`
   await db.command(
-    `INSERT INTO tag_event_daily (tenant_id, day, customer_key, layout, cnt, total, first_at, last_at, keys)
-     SELECT {tenant:UInt16}, day, customer_key, {layout:String}, cnt, total, first_at, last_at, keys
+    `INSERT INTO tag_event_daily (tenant_id, day, customer_key, gen, cnt, total, first_at, last_at, keys)
+     SELECT {tenant:UInt16}, day, customer_key, {gen:UInt64}, cnt, total, first_at, last_at, keys
      FROM (${dailyAggregateSql(layout, source, b)})`,
-    { ...b.params, from, to, tz, layout: layout.hash },
+    { ...b.params, from, to, tz, gen },
   )
 }
 
@@ -107,10 +119,11 @@ export async function eventDays(db: TenantDb, tz: string, from: string, to: stri
 }
 
 /** Days of the window already built (any measure), to find the ones never built. */
-export async function builtDays(db: TenantDb, from: string, to: string): Promise<Set<string>> {
+export async function builtDays(db: TenantDb, gen: string, from: string, to: string): Promise<Set<string>> {
   const rows = await db.query(
-    `SELECT DISTINCT toString(day) AS d FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}`,
-    { from, to },
+    `SELECT DISTINCT toString(day) AS d FROM tag_event_daily
+     WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day BETWEEN {from:Date} AND {to:Date}`,
+    { gen, from, to },
     z.object({ d: z.string() }),
   )
   return new Set(rows.map((r) => r.d))
@@ -121,12 +134,23 @@ export async function builtDays(db: TenantDb, from: string, to: string): Promise
  * the given days (rebuilt days, and days that entered or left a window since the last run).
  * Called before a rebuild with the old rows and after it with the new ones.
  */
-export async function addScopeFromDays(db: TenantDb, runId: string, days: readonly string[]): Promise<void> {
+export async function addScopeFromDays(db: TenantDb, runId: string, gen: string, days: readonly string[]): Promise<void> {
   if (!days.length) return
   await db.command(
     `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
      SELECT DISTINCT {tenant:UInt16}, {run:UInt64}, customer_key FROM tag_event_daily
-     WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)}`,
-    { run: runId, days },
+     WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day IN {days:Array(Date)}`,
+    { run: runId, gen, days },
   )
+}
+
+/** Whether any customer merge is in force: without one, reads skip the merge lookup per event. */
+export async function hasMerges(db: TenantDb): Promise<boolean> {
+  const [r] = await db.query(
+    `SELECT count() AS n FROM (SELECT from_key FROM customer_merges WHERE tenant_id = {tenant:UInt16}
+       GROUP BY from_key HAVING argMax(active, updated_at) = 1)`,
+    {},
+    z.object({ n: z.coerce.number() }),
+  )
+  return (r?.n ?? 0) > 0
 }

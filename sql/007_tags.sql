@@ -81,7 +81,7 @@ ENGINE = ReplacingMergeTree
 ORDER BY (tenant_id, name, version);
 
 -- Per-customer, per-local-day partial aggregates of every event measure the tenant's tags use,
--- as arrays in the order of the layout (the measures sorted by id; `layout` is its hash). A
+-- as arrays in the order of the layout (the measures sorted by id). A
 -- window tag over N days merges N days of these instead of rescanning raw events, and a run
 -- rebuilds only the days that changed.
 CREATE TABLE IF NOT EXISTS tag_event_daily
@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS tag_event_daily
     tenant_id     UInt16,
     day           Date,
     customer_key  UInt32,
-    layout        LowCardinality(String),
+    gen           UInt64 COMMENT 'the full rebuild (its run id) these rows belong to; readers take the current one',
     cnt           Array(UInt32) COMMENT 'events per measure',
     total         Array(Float64) COMMENT 'sums of the sum measures',
     first_at      Array(DateTime64(3, 'UTC')) COMMENT 'first event of the time measures',
@@ -211,6 +211,7 @@ CREATE TABLE IF NOT EXISTS tag_state
     today         Date32 COMMENT 'tenant local date of the run',
     watermark     DateTime64(3, 'UTC') COMMENT 'events inserted before this were folded in',
     measures      String COMMENT 'hash of the event measures of all the tenant''s tags',
+    gen           UInt64 COMMENT 'generation of tag_event_daily the values were computed from',
     span          UInt32 COMMENT 'longest window in days',
     changed_at    DateTime64(3, 'UTC') COMMENT 'start (watermark) of the last run that changed a value of this tag'
 )
