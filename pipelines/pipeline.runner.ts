@@ -86,6 +86,9 @@ export function createPipelineRunner(deps: {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
   const duration = deps.metrics.histogram('qianmian_pipeline_run_seconds', 'Pipeline run duration', ['pipeline', 'status'], [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600])
   const outcomes = deps.metrics.counter('qianmian_pipeline_runs_total', 'Pipeline runs by outcome', ['pipeline', 'status'])
+  // For alerting on staleness: now minus this, per tenant, beyond the schedule means trouble.
+  const lastSuccess = deps.metrics.gauge('qianmian_pipeline_last_success_seconds', 'Unix time of the last successful run', ['tenant', 'pipeline'])
+  const changedValues = deps.metrics.counter('qianmian_tag_values_changed_total', 'Tag values changed by pipeline runs', ['tenant'])
 
   async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
     const pipeline = o.pipeline ?? 'tags'
@@ -132,6 +135,8 @@ export function createPipelineRunner(deps: {
           }
           await store.record(o.tenantId, done)
           outcome = 'succeeded'
+          lastSuccess.set({ tenant: String(o.tenantId), pipeline }, Date.now() / 1000)
+          changedValues.inc({ tenant: String(o.tenantId) }, done.rows)
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
           return done
         } catch (err) {
