@@ -1,0 +1,385 @@
+import { execFileSync } from 'node:child_process'
+import crypto from 'node:crypto'
+import os from 'node:os'
+import { z } from 'zod'
+import { createPii } from '../../core/pii.js'
+import type { SystemDb, TenantDb } from '../../core/db.js'
+import { chDateTime, localDate } from '../../core/time.js'
+import { generateDemo } from '../../demo/demo.generator.js'
+import { addDays, DAY_MS } from '../../pipelines/event-daily.js'
+import { newRunId } from '../../pipelines/pipeline.runs.js'
+import { runTags, type TagRunResult } from '../../pipelines/tag.pipeline.js'
+import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../../tags/tag.pack.js'
+import { ParamBinder } from '../../tags/tag.params.js'
+import { createTagRepository } from '../../tags/tag.repository.js'
+import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
+import { createKeyService } from '../../tenants/keys.service.js'
+import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
+import type { BenchScenario } from '../harness.js'
+
+/**
+ * The banking tag pack over the demo group (`--set customers=N days=D seed=S`), against the floor
+ * of the same run: the aggregates the pack's event tags compute, as one bare GROUP BY scan of the
+ * raw events per tenant (no identity resolution, daily states, diffs, history or bitmaps).
+ *
+ * Sequence: demo (generated with `now` at the last local midnight, so "the last local day" is a
+ * whole day), pack applied to the three member banks, floor (twice, the faster pass counts),
+ * full run, one new day of events (a copy of the last day shifted by a day), incremental run at
+ * asOf + 1 day, then a full run at the same asOf whose result must equal the incremental one.
+ */
+
+const TIME_ZONE = 'Asia/Shanghai'
+
+export const scenario: BenchScenario = {
+  name: 'tags',
+  description: 'Banking tag pack over the demo group: full and one-day incremental runs vs one bare GROUP BY scan of the same aggregates (the floor)',
+  async run(ctx) {
+    const customers = Number(ctx.args.customers ?? 1_000_000)
+    const days = Number(ctx.args.days ?? 30)
+    const seed = Number(ctx.args.seed ?? 42)
+    const system = ctx.db.system
+    const say = (msg: string) => console.error(`[tags ${new Date().toISOString().slice(11, 19)}] ${msg}`)
+    // The code is loaded by now: the commit measured is the one checked out at the start.
+    const code = codeVersion()
+    // Read before the long generation: a bad pack fails at once.
+    const pack = readDefinitionFiles(BANKING_PACK)
+
+    // --- demo --------------------------------------------------------------------------------
+    const tenants = createTenantService({ system, defaultTimeZone: TIME_ZONE })
+    const keys = createKeyService({ system, tenants, cacheTtlMs: 30_000 })
+    const pii = createPii(crypto.randomBytes(32).toString('base64url'))
+    const asOf = dayStart(localDate(new Date(), TIME_ZONE), TIME_ZONE)
+    say(`generating the demo: ${customers} customers, ${days} days, now = ${asOf.toISOString()}`)
+    const summary = await generateDemo({ db: ctx.db, tenants, keys, pii, log: ctx.log }, { customers, days, seed, now: asOf, progress: false })
+    const events = summary.rows.events ?? 0
+    say(`demo: ${events} events in ${summary.seconds.toFixed(1)} s`)
+    const members: Tenant[] = []
+    for (const t of summary.tenants.filter((x) => x.kind === 'member')) members.push(await tenants.get(t.id))
+
+    // --- pack --------------------------------------------------------------------------------
+    const repo = createTagRepository({ db: ctx.db })
+    for (const t of members) await applyDefinitions(repo, t.id, pack, 'bench')
+    const defsOf = new Map<number, StoredTag[]>()
+    for (const t of members) defsOf.set(t.id, await repo.list(t.id))
+    const eventTags = pack.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
+    const settleSeconds: Record<string, number> = {}
+    settleSeconds.after_demo = await settle(system)
+
+    // --- floor -------------------------------------------------------------------------------
+    // Process CPU seconds (Node and the engine's threads) beside wall seconds: the machine is shared,
+    // and CPU time moves less than wall time when other processes compete for the cores.
+    const cpuSince = (c: NodeJS.CpuUsage) => {
+      const d = process.cpuUsage(c)
+      return (d.user + d.system) / 1e6
+    }
+    const load: Record<string, number> = {}
+    const floorPasses: number[] = []
+    const floorCpu: number[] = []
+    let floorCustomers = 0
+    let floorAggregates = 0
+    let floorSpan = 0
+    for (let pass = 0; pass < 2; pass++) {
+      let total = 0
+      floorCustomers = 0
+      const cpu0 = process.cpuUsage()
+      for (const t of members) {
+        const q = floorQuery(pack, localDate(asOf, t.timeZone), t.timeZone)
+        floorAggregates = q.aggregates
+        floorSpan = q.span
+        const t0 = performance.now()
+        const [r] = await ctx.db.forTenant(t.id).query(q.sql, q.params, z.object({ n: z.coerce.number() }))
+        total += (performance.now() - t0) / 1000
+        floorCustomers += r?.n ?? 0
+      }
+      floorPasses.push(total)
+      floorCpu.push(cpuSince(cpu0))
+      say(`floor pass ${pass + 1}: ${total.toFixed(2)} s (${floorCustomers} customers)`)
+    }
+    const floorSeconds = Math.min(...floorPasses)
+    const floorCpuSeconds = floorCpu[floorPasses.indexOf(floorSeconds)]!
+    load.floor = os.loadavg()[0]!
+
+    // --- full --------------------------------------------------------------------------------
+    const runAll = async (mode: 'full' | 'incremental', at: Date, label: string) => {
+      const results: TagRunResult[] = []
+      const t0 = performance.now()
+      const cpu0 = process.cpuUsage()
+      for (const t of members) {
+        results.push(
+          await runTags(
+            { db: ctx.db },
+            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
+          ),
+        )
+      }
+      const seconds = (performance.now() - t0) / 1000
+      const cpu = cpuSince(cpu0)
+      load[label.replace(' run', '').replace(' ', '_')] = os.loadavg()[0]!
+      say(`${label}: ${seconds.toFixed(2)} s (${cpu.toFixed(1)} CPU s), modes ${results.map((r) => r.mode).join('/')}, changed ${results.reduce((a, r) => a + r.changed, 0)}`)
+      return { seconds, cpu, results, steps: stepTotals(results, seconds) }
+    }
+    const full = await runAll('full', asOf, 'full run')
+    settleSeconds.after_full = await settle(system)
+
+    // --- one new day -------------------------------------------------------------------------
+    const asOf2 = new Date(asOf.getTime() + DAY_MS)
+    const t1 = performance.now()
+    let newDayEvents = 0
+    for (const t of members) newDayEvents += await appendDay(ctx.db.forTenant(t.id), t.timeZone, localDate(asOf, t.timeZone))
+    const appendSeconds = (performance.now() - t1) / 1000
+    say(`new day: ${newDayEvents} events in ${appendSeconds.toFixed(1)} s`)
+    settleSeconds.after_new_day = await settle(system)
+
+    const incr = await runAll('incremental', asOf2, 'incremental run')
+    const incrementalOk = incr.results.every((r) => r.mode === 'incremental')
+    const scoped = incr.results.reduce((a, r) => a + (r.scoped ?? 0), 0)
+    const rebuiltDays = incr.results.map((r) => r.rebuiltDays)
+    const afterIncremental = await Promise.all(members.map((t) => valuesChecksum(ctx.db.forTenant(t.id))))
+    settleSeconds.after_incremental = await settle(system)
+
+    // --- full rerun at the same asOf: must change nothing --------------------------------------
+    const rerun = await runAll('full', asOf2, 'full rerun')
+    const afterRerun = await Promise.all(members.map((t) => valuesChecksum(ctx.db.forTenant(t.id))))
+    const rerunChanged = rerun.results.reduce((a, r) => a + r.changed, 0)
+    const equal = rerunChanged === 0 && afterIncremental.every((c, i) => c.n === afterRerun[i]!.n && c.x === afterRerun[i]!.x)
+    const perTagRerun = new Map<string, number>()
+    for (const r of rerun.results) for (const [tag, v] of Object.entries(r.tags)) perTagRerun.set(tag, (perTagRerun.get(tag) ?? 0) + v.changed)
+    const differing = [...perTagRerun].filter(([, n]) => n > 0).map(([tag, n]) => `${tag} ${n}`)
+
+    const maxRssMb = process.resourceUsage().maxRSS / 1024
+    const perMillion = events ? 14_000_000 / customers : 0
+    const ratios = { full_over_floor: full.seconds / floorSeconds, incremental_over_full: incr.seconds / full.seconds }
+    const fallbacks = incr.results.filter((r) => r.mode !== 'incremental').length
+    return {
+      params: { customers, days, seed, code, tags: pack.length, event_tags: eventTags.length, tenants: members.length, time_zone: TIME_ZONE, as_of: asOf.toISOString() },
+      figures: {
+        generation_s: summary.seconds,
+        events,
+        customers,
+        valued_customers_floor: floorCustomers,
+        floor_aggregates: floorAggregates,
+        floor_s: floorSeconds,
+        floor_pass1_s: floorPasses[0]!,
+        floor_pass2_s: floorPasses[1]!,
+        floor_cpu_s: floorCpuSeconds,
+        full_s: full.seconds,
+        full_cpu_s: full.cpu,
+        ...prefixed('full', full.steps),
+        new_day_events: newDayEvents,
+        new_day_insert_s: appendSeconds,
+        incremental_s: incr.seconds,
+        incremental_cpu_s: incr.cpu,
+        ...prefixed('incremental', incr.steps),
+        scoped_customers: scoped,
+        scoped_share: scoped / customers,
+        rebuilt_days: Math.max(0, ...rebuiltDays.map((d) => d.length)),
+        incremental_mode_ok: incrementalOk ? 1 : 0,
+        full_rerun_s: rerun.seconds,
+        full_rerun_cpu_s: rerun.cpu,
+        ...prefixed('rerun', rerun.steps),
+        full_rerun_changed: rerunChanged,
+        incremental_equals_full: equal ? 1 : 0,
+        values_after_incremental: afterIncremental.reduce((a, c) => a + c.n, 0),
+        full_over_floor: ratios.full_over_floor,
+        incremental_over_full: ratios.incremental_over_full,
+        incremental_over_floor: incr.seconds / floorSeconds,
+        full_over_floor_cpu: full.cpu / floorCpuSeconds,
+        incremental_over_full_cpu: incr.cpu / full.cpu,
+        ...Object.fromEntries(Object.entries(load).map(([k, v]) => [`load1_after_${k}`, v])),
+        max_rss_mb: maxRssMb,
+        ...Object.fromEntries(Object.entries(settleSeconds).map(([k, v]) => [`merges_settle_${k}_s`, v])),
+        extrapolated_14m_full_s: full.seconds * perMillion,
+        extrapolated_14m_incremental_s: incr.seconds * perMillion,
+        extrapolated_14m_floor_s: floorSeconds * perMillion,
+      },
+      ratios,
+      notes: [
+        `Goal full <= 3x floor: ${ratios.full_over_floor.toFixed(2)}x (${ratios.full_over_floor <= 3 ? 'met' : 'NOT met'}). ` +
+          `Goal incremental <= 10% of full: ${(100 * ratios.incremental_over_full).toFixed(1)}% (${ratios.incremental_over_full <= 0.1 ? 'met' : 'NOT met'}).`,
+        `Floor: per member tenant one SELECT over raw events (timestamp from the start of the longest window, ${floorSpan} days) GROUP BY customer_key with the ` +
+          `${floorAggregates} aggregates of the ${eventTags.length} event tags (window tags, and the lifecycle's four activity-day counts), each with its event ` +
+          `filter, property filters, measured value and local-day window (as a timestamp range), compiled in this file from the definitions; wrapped in SELECT count(), groupBitXor(cityHash64(all aggregates)) so no column is pruned and ` +
+          `nothing but one row goes to JS. Run twice over the three tenants; the faster pass counts (${floorPasses.map((s) => s.toFixed(2)).join(' s, ')} s).`,
+        'full_s, incremental_s and full_rerun_s are summed over the three member tenants, run one after the other. The other full_*, incremental_* and rerun_* ' +
+          'figures are the steps runTags reports, summed over tenants; a step of one level (levelN_x) is also summed over levels as x; *_other_s is the time outside ' +
+          'any reported step (state reads, change counts).',
+        `One new day: the events of the last local day (${localDate(new Date(asOf.getTime() - DAY_MS), TIME_ZONE)}) copied with timestamp and sent_at + 1 day, message_id + '-d1', ` +
+          `received_at now; the incremental run then runs at asOf + 1 day (${asOf2.toISOString()}) with watermarkSlackMs 0.`,
+        incrementalOk
+          ? `Incremental run: mode incremental in all tenants; ${scoped} customers in scope (${((100 * scoped) / customers).toFixed(1)}% of all), rebuilt days ${rebuiltDays.map((d) => d.join(' ')).join(' | ')}.`
+          : `Incremental run fell back to full in ${fallbacks} tenant(s).`,
+        equal
+          ? 'A full run at the same asOf after the incremental one changed no value, and the tag_values checksums (count, groupBitXor of cityHash64(tag, customer_key, value, num)) agree: incremental = full.'
+          : `Incremental != full: the full rerun changed ${rerunChanged} values (${differing.join(', ') || 'checksums differ only'}).`,
+        `Before each timed phase the run waits for background merges and mutations to finish (merges_settle_*_s), so the phases do not pay for each other's merges.`,
+        `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
+        `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +
+          `${os.cpus().length} cores; load1_after_* is the machine's one-minute load average at the end of each phase (${os.cpus().length} means the cores were busy).`,
+        `max_rss_mb is the process peak (Node and the embedded engine together), generation included.`,
+      ],
+    }
+  },
+}
+
+/** The commit measured, `+dirty` when the working tree has changes (the figures depend on it). */
+function codeVersion(): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty=+dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** The UTC instant a local day starts in a time zone (the zone's offset at that day's noon). */
+function dayStart(day: string, tz: string): Date {
+  const noon = Date.parse(`${day}T12:00:00Z`)
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+    .formatToParts(new Date(noon))
+    .reduce<Record<string, string>>((a, p) => ({ ...a, [p.type]: p.value }), {})
+  const wall = Date.parse(`${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}Z`)
+  return new Date(Date.parse(`${day}T00:00:00Z`) - (wall - noon))
+}
+
+/** A property filter's condition on the raw JSON properties, typed by the value compared. */
+function propertyCondition(f: { property: string; op: string; value?: unknown }, b: ParamBinder): string {
+  const key = b.str(f.property)
+  if (f.op === 'exists') return `JSONHas(properties, ${key})`
+  const values = (Array.isArray(f.value) ? f.value : [f.value]) as (string | number | boolean)[]
+  const cmp = (v: string | number | boolean, sym: string) =>
+    typeof v === 'number'
+      ? `JSONExtractFloat(properties, ${key}) ${sym} ${b.num(v)}`
+      : typeof v === 'boolean'
+        ? `JSONExtractBool(properties, ${key}) ${sym} ${v ? 1 : 0}`
+        : `JSONExtractString(properties, ${key}) ${sym} ${b.str(v)}`
+  if (f.op === 'in' || f.op === 'not_in') return `${f.op === 'in' ? '' : 'NOT '}(${values.map((v) => cmp(v, '=')).join(' OR ')})`
+  const sym = ({ eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as Record<string, string>)[f.op]
+  if (!sym || values[0] === undefined) throw new Error(`floor: cannot compile property filter ${JSON.stringify(f)}`)
+  return cmp(values[0], sym)
+}
+
+/**
+ * One bare scan: the per-customer aggregates of every event tag of `defs` over raw events
+ * (window tags, and a lifecycle's activity-day counts over its four ranges), with the same event
+ * conditions, measured values and local-day windows as the pipeline, but written here from the
+ * definitions so the floor does not move with the pipeline's internals. No identity resolution.
+ */
+function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): { sql: string; params: Record<string, unknown>; aggregates: number; span: number } {
+  const b = new ParamBinder('f')
+  const ts = (day: string) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(dayStart(day, tz)))
+  // Window [today - offset - days + 1, today - offset] as an event time range.
+  const within = (days: number, offset: number) => `timestamp >= ${ts(addDays(today, -(offset + days - 1)))} AND timestamp < ${ts(addDays(today, -offset + 1))}`
+  const aggs: string[] = []
+  let span = 0
+  for (const d of defs) {
+    const r = d.rule
+    if (r.kind === 'window') {
+      span = Math.max(span, r.days + r.offsetDays)
+      const conds = [within(r.days, r.offsetDays)]
+      if (r.events.length) conds.push(`event IN ${b.strs(r.events)}`)
+      if (r.eventTypes?.length) conds.push(`toString(type) IN ${b.strs(r.eventTypes)}`)
+      for (const f of r.where) conds.push(propertyCondition(f, b))
+      const cond = conds.join(' AND ')
+      const prop = r.property ?? ''
+      const key = prop === 'product_id' ? 'toString(product_id)' : `JSONExtractRaw(properties, ${b.str(prop)})`
+      const measure: string = r.measure
+      const agg = {
+        count: `countIf(${cond})`,
+        sum: `round(sumIf(${prop === 'amount' ? 'amount' : `JSONExtractFloat(properties, ${b.str(prop)})`}, ${cond}), 2)`,
+        distinct: `uniqExactIf(${key}, ${cond} AND ${key} != '')`,
+        distinct_events: `uniqExactIf(toString(event), ${cond})`,
+        days: `uniqExactIf(day, ${cond})`,
+        first_time: `minIf(timestamp, ${cond})`,
+        last_time: `maxIf(timestamp, ${cond})`,
+      }[measure]
+      if (!agg) throw new Error(`floor: no aggregate for window measure ${measure}`)
+      aggs.push(agg)
+    } else if (r.kind === 'lifecycle') {
+      span = Math.max(span, r.churnDays)
+      const active = `toString(type) IN ('track', 'screen', 'page')`
+      const prior = Math.max(1, r.churnDays - r.activeDays - r.dormantDays)
+      // Activity days: recent, the dormant gap before it, the prior range, the whole churn range.
+      for (const [days, offset] of [[r.activeDays, 0], [r.dormantDays, r.activeDays], [prior, r.activeDays + r.dormantDays], [r.churnDays, 0]] as const) {
+        aggs.push(`uniqExactIf(day, ${active} AND ${within(days, offset)})`)
+      }
+    }
+  }
+  const names = aggs.map((_, i) => `a${i}`)
+  const sql = `SELECT count() AS n, toString(groupBitXor(cityHash64(${names.join(', ')}))) AS x FROM (
+      SELECT customer_key, ${aggs.map((a, i) => `${a} AS a${i}`).join(', ')}
+      FROM (
+        SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day
+        FROM events
+        WHERE tenant_id = {tenant:UInt16} AND timestamp >= ${ts(addDays(today, -(span - 1)))} AND timestamp < ${ts(addDays(today, 1))}
+      )
+      GROUP BY customer_key
+    )`
+  return { sql, params: { ...b.params, tz }, aggregates: aggs.length, span }
+}
+
+/** Copies the events of the local day before `today` onto `today` as new events; returns how many. */
+async function appendDay(db: TenantDb, tz: string, today: string): Promise<number> {
+  const from = chDateTime(dayStart(addDays(today, -1), tz))
+  const to = chDateTime(dayStart(today, tz))
+  await db.command(
+    `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id,
+                         properties, context, sent_at, received_at, product_id, amount, violations)
+     SELECT {tenant:UInt16}, customer_key, timestamp + INTERVAL 1 DAY, type, event, concat(message_id, '-d1'), anonymous_id, user_id, session_id,
+            properties, context, sent_at + INTERVAL 1 DAY, now64(3), product_id, amount, violations
+     FROM events
+     WHERE tenant_id = {tenant:UInt16} AND timestamp >= {from:DateTime64(3, 'UTC')} AND timestamp < {to:DateTime64(3, 'UTC')}
+     SETTINGS insert_allow_materialized_columns = 1`,
+    { from, to },
+  )
+  const [r] = await db.query(
+    `SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp >= {to:DateTime64(3, 'UTC')} AND endsWith(message_id, '-d1')`,
+    { to },
+    z.object({ n: z.coerce.number() }),
+  )
+  return r?.n ?? 0
+}
+
+/** Count and an order-independent checksum of a tenant's current tag values. */
+async function valuesChecksum(db: TenantDb): Promise<{ n: number; x: string }> {
+  const [r] = await db.query(
+    `SELECT count() AS n, toString(groupBitXor(cityHash64(tag, customer_key, value, num))) AS x
+     FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0`,
+    {},
+    z.object({ n: z.coerce.number(), x: z.string() }),
+  )
+  return { n: r?.n ?? 0, x: r?.x ?? '' }
+}
+
+/** Waits (up to 10 minutes) until no merge or mutation is running; returns the seconds waited. */
+async function settle(system: SystemDb): Promise<number> {
+  const t0 = performance.now()
+  while (performance.now() - t0 < 600_000) {
+    const [r] = await system.query(
+      `SELECT (SELECT count() FROM system.merges) + (SELECT count() FROM system.mutations WHERE is_done = 0) AS n`,
+      {},
+      z.object({ n: z.coerce.number() }),
+    )
+    if (!r?.n) break
+    await new Promise((res) => setTimeout(res, 500))
+  }
+  return (performance.now() - t0) / 1000
+}
+
+/** Pipeline step times summed over tenants, in seconds, grouped (levels summed) and the rest. */
+function stepTotals(results: readonly TagRunResult[], seconds: number): Record<string, number> {
+  const by = new Map<string, number>()
+  let timed = 0
+  for (const r of results) {
+    for (const s of r.steps) {
+      const group = s.step.replace(/^level\d+_/, '')
+      by.set(group, (by.get(group) ?? 0) + s.ms / 1000)
+      timed += s.ms / 1000
+      if (group !== s.step) by.set(s.step, (by.get(s.step) ?? 0) + s.ms / 1000)
+    }
+  }
+  by.set('other', seconds - timed)
+  return Object.fromEntries(by)
+}
+
+function prefixed(prefix: string, steps: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(steps).map(([k, v]) => [`${prefix}_${k}_s`, v]))
+}
