@@ -35,6 +35,7 @@ export const TENANT_TABLES = [
   'stock_changes',
   'tag_definitions',
   'tag_event_daily',
+  'tag_event_days',
   'tag_values',
   'tag_history',
   'tag_changes',

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
-import { dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
+import { CURRENT_DAYS, dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
 import { ParamBinder } from '../tags/tag.params.js'
 
 /**
@@ -35,27 +35,50 @@ export function contiguousRuns(days: readonly string[]): [string, string][] {
 
 const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties', 'product_id', 'amount']
 
-/** Removes the aggregates of days [from, to] (tenant local dates) of a generation. */
-export async function deleteDays(db: TenantDb, gen: string, from: string, to: string): Promise<void> {
+/**
+ * Aggregates days [from, to] (tenant local dates) as build `build` of the layout and makes it
+ * current, for days with and without events alike. A rerun after a failure builds them again.
+ */
+export async function buildDays(db: TenantDb, layout: Layout, build: string, days: readonly string[], withEvents: ReadonlySet<string>, tz: string, o: { merges: boolean; chunkDays: number }): Promise<void> {
+  for (const [from, to] of contiguousRuns(days.filter((d) => withEvents.has(d)))) {
+    for (let d = from; d <= to; d = addDays(d, o.chunkDays)) {
+      const end = addDays(d, o.chunkDays - 1) < to ? addDays(d, o.chunkDays - 1) : to
+      await insertDays(db, layout, build, d, end, tz, o)
+    }
+  }
+  // The days become current only once their rows are all in.
   await db.command(
-    `DELETE FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day BETWEEN {from:Date} AND {to:Date}`,
-    { gen, from, to },
+    `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at)
+     SELECT {tenant:UInt16}, arrayJoin({days:Array(Date)}), {build:UInt64}, {layout:String}, now64(3)`,
+    { days, build, layout: layout.hash },
   )
 }
 
 /**
- * Drops the generations older than `gen` in the background: a full rebuild writes a new
- * generation instead of deleting the old one first, which costs as much as writing it.
+ * Drops superseded builds once enough accumulated (each costs a mutation of the table, so they
+ * are dropped in batches rather than on every rebuild). Returns how many day builds were dropped.
  */
-export async function dropOldGenerations(db: TenantDb, gen: string): Promise<void> {
-  await db.command(`ALTER TABLE tag_event_daily DELETE WHERE tenant_id = {tenant:UInt16} AND gen < {gen:UInt64}`, { gen })
+export async function dropSupersededDays(db: TenantDb, atLeast: number): Promise<number> {
+  const [r] = await db.query(
+    `SELECT uniqExact(day, build) - uniqExact(day) AS n FROM tag_event_daily WHERE tenant_id = {tenant:UInt16}`,
+    {},
+    z.object({ n: z.coerce.number() }),
+  )
+  const n = r?.n ?? 0
+  if (n < atLeast) return 0
+  await db.command(
+    `ALTER TABLE tag_event_daily DELETE WHERE tenant_id = {tenant:UInt16}
+       AND (day, build) NOT IN (SELECT day, max(build) FROM tag_event_days WHERE tenant_id = {tenant:UInt16} GROUP BY day)`,
+  )
+  await db.command(
+    `DELETE FROM tag_event_days WHERE tenant_id = {tenant:UInt16}
+       AND (day, build) NOT IN (SELECT day, max(build) FROM tag_event_days WHERE tenant_id = {tenant:UInt16} GROUP BY day)`,
+  )
+  return n
 }
 
-/**
- * Inserts fresh aggregates of days [from, to] (tenant local dates) for the layout, after
- * deleteDays: a rerun after a failure deletes and inserts the same rows again.
- */
-export async function insertDays(db: TenantDb, layout: Layout, gen: string, from: string, to: string, tz: string, o: { merges: boolean }): Promise<void> {
+/** Inserts the aggregates of days [from, to] as rows of build `build`. */
+async function insertDays(db: TenantDb, layout: Layout, build: string, from: string, to: string, tz: string, o: { merges: boolean }): Promise<void> {
   if (!layout.measures.length) return
   const b = new ParamBinder('m')
   // The UTC instants of the local days' edges bound the partitions read (one per UTC day).
@@ -63,10 +86,10 @@ export async function insertDays(db: TenantDb, layout: Layout, gen: string, from
   const source = `(SELECT *, toDate(timestamp, {tz:String}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where, { merges: o.merges })}
     WHERE customer_key != 0)`
   await db.command(
-    `INSERT INTO tag_event_daily (tenant_id, day, customer_key, gen, cnt, total, first_at, last_at, keys)
-     SELECT {tenant:UInt16}, day, customer_key, {gen:UInt64}, cnt, total, first_at, last_at, keys
+    `INSERT INTO tag_event_daily (tenant_id, day, customer_key, build, cnt, total, first_at, last_at, keys)
+     SELECT {tenant:UInt16}, day, customer_key, {build:UInt64}, cnt, total, first_at, last_at, keys
      FROM (${dailyAggregateSql(layout, source, b)})`,
-    { ...b.params, from, to, tz, gen },
+    { ...b.params, from, to, tz, build },
   )
 }
 
@@ -119,11 +142,11 @@ export async function eventDays(db: TenantDb, tz: string, from: string, to: stri
 }
 
 /** Days of the window already built (any measure), to find the ones never built. */
-export async function builtDays(db: TenantDb, gen: string, from: string, to: string): Promise<Set<string>> {
+export async function builtDays(db: TenantDb, layout: string, from: string, to: string): Promise<Set<string>> {
   const rows = await db.query(
-    `SELECT DISTINCT toString(day) AS d FROM tag_event_daily
-     WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day BETWEEN {from:Date} AND {to:Date}`,
-    { gen, from, to },
+    `SELECT DISTINCT toString(day) AS d FROM tag_event_days
+     WHERE tenant_id = {tenant:UInt16} AND layout = {layout:String} AND day BETWEEN {from:Date} AND {to:Date}`,
+    { layout, from, to },
     z.object({ d: z.string() }),
   )
   return new Set(rows.map((r) => r.d))
@@ -134,13 +157,13 @@ export async function builtDays(db: TenantDb, gen: string, from: string, to: str
  * the given days (rebuilt days, and days that entered or left a window since the last run).
  * Called before a rebuild with the old rows and after it with the new ones.
  */
-export async function addScopeFromDays(db: TenantDb, runId: string, gen: string, days: readonly string[]): Promise<void> {
+export async function addScopeFromDays(db: TenantDb, runId: string, layout: string, days: readonly string[]): Promise<void> {
   if (!days.length) return
   await db.command(
     `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
      SELECT DISTINCT {tenant:UInt16}, {run:UInt64}, customer_key FROM tag_event_daily
-     WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day IN {days:Array(Date)}`,
-    { run: runId, gen, days },
+     WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)} AND (day, build) IN ${CURRENT_DAYS}`,
+    { run: runId, layout, days },
   )
 }
 

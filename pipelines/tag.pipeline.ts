@@ -9,7 +9,7 @@ import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
-import { addDays, addScopeFromDays, changedDays, contiguousRuns, daysBetween, identityChangedDays, deleteDays, insertDays, eventDays, builtDays, hasMerges, dropOldGenerations } from './event-daily.js'
+import { addDays, addScopeFromDays, changedDays, daysBetween, identityChangedDays, buildDays, eventDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -34,8 +34,6 @@ export interface RunState {
   watermark: string
   measures: string
   span: number
-  /** The generation of daily aggregates the event tags read. */
-  gen: string
 }
 
 export interface TagRunRequest {
@@ -70,6 +68,8 @@ const INCREMENTAL_MAX_GAP_DAYS = 7
 const WATERMARK_SLACK_MS = 60_000
 /** Days rebuilt per insert: bounds the memory of one aggregation. */
 const REBUILD_CHUNK_DAYS = 8
+/** Superseded day builds tolerated before they are dropped (one table mutation drops them all). */
+const SUPERSEDED_DAYS_BEFORE_CLEANUP = 48
 
 const isEventTag = (d: TagDefinition) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle'
 
@@ -141,45 +141,32 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
   const states = await tagStates(db)
-  const currentGen = [...states.values()].filter((s) => s.gen !== '0' && s.measures === hash).sort((a, b) => b.computed_at.localeCompare(a.computed_at))[0]?.gen
   let mode = req.mode
   // An incremental run starts where the least advanced of its event tags stopped.
   let prev: RunState | undefined
   if (mode === 'incremental') {
     const eventStates = selected.filter(isEventTag).map((d) => ({ d: d as StoredTag, s: states.get(d.name) }))
-    const fresh = eventStates.every(({ d, s }) => s && s.version === d.version && s.measures === hash && s.span === span && s.today && s.gen === currentGen)
-    const gens = new Set(eventStates.map((e) => e.s?.gen))
-    if (fresh && eventStates.length && gens.size === 1) {
+    const fresh = eventStates.every(({ d, s }) => s && s.version === d.version && s.measures === hash && s.span === span && s.today)
+    if (fresh && eventStates.length) {
       const ss = eventStates.map((e) => e.s!)
       prev = {
         today: ss.map((s) => s.today).sort()[0]!,
         watermark: ss.map((s) => s.watermark).sort()[0]!,
         measures: hash,
         span,
-        gen: ss[0]!.gen,
       }
     }
     const gap = prev ? daysBetween(prev.today, today) : -1
     if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
   }
-  // The generation of daily aggregates: a full run writes a new one (the old is dropped in the
-  // background); incremental runs and backfills rebuild days inside the current one.
-  const gen = mode === 'full' ? req.runId : (prev?.gen ?? currentGen ?? req.runId)
+  // Rebuilt days get a new build (this run's id) that readers switch to once it is complete.
   const merges = await hasMerges(db)
   const rebuilt: string[] = []
-  // Rebuilds days: their old aggregates go, and days that hold events are aggregated again,
-  // a few days per query (one scan of those days' partitions for every measure).
-  const rebuild = async (unsorted: string[], fresh: boolean) => {
+  const rebuild = async (unsorted: string[]) => {
     const days = [...new Set(unsorted)].sort()
     if (!days.length) return
     const withEvents = new Set(await eventDays(db, tz, days[0]!, days[days.length - 1]!))
-    if (!fresh) for (const [from, to] of contiguousRuns(days)) await deleteDays(db, gen, from, to)
-    for (const [from, to] of contiguousRuns(days.filter((d) => withEvents.has(d)))) {
-      for (let d = from; d <= to; d = addDays(d, REBUILD_CHUNK_DAYS)) {
-        const end = addDays(d, REBUILD_CHUNK_DAYS - 1) < to ? addDays(d, REBUILD_CHUNK_DAYS - 1) : to
-        await insertDays(db, layout, gen, d, end, tz, { merges })
-      }
-    }
+    await buildDays(db, layout, req.runId, days, withEvents, tz, { merges, chunkDays: REBUILD_CHUNK_DAYS })
     rebuilt.push(...days)
   }
   const hasEventTags = span > 0
@@ -187,12 +174,12 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
 
   if (hasEventTags) {
     if (mode === 'full') {
-      await timed('rebuild_days', () => rebuild(Array.from({ length: span }, (_, i) => addDays(windowFrom, i)), true))
+      await timed('rebuild_days', () => rebuild(Array.from({ length: span }, (_, i) => addDays(windowFrom, i))))
     } else if (mode === 'backfill') {
       // Past days are rebuilt only where never built; the live runs keep the rest current.
-      const built = await builtDays(db, gen, windowFrom, today)
+      const built = await builtDays(db, hash, windowFrom, today)
       const missing = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
-      await timed('rebuild_days', () => rebuild(missing, false))
+      await timed('rebuild_days', () => rebuild(missing))
     } else {
       const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - (req.watermarkSlackMs ?? WATERMARK_SLACK_MS))
       const dirty = await timed('changed_days', async () => [
@@ -201,9 +188,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       const incremental = all.filter(isEventTag)
       const edges = boundaryDays(windowRanges(incremental), prev!.today, today).filter((d) => d >= addDays(windowFrom, -1) && d <= today)
       await timed('scope', async () => {
-        await addScopeFromDays(db, req.runId, gen, [...new Set([...dirty, ...edges])])
-        await rebuild(dirty, false)
-        await addScopeFromDays(db, req.runId, gen, dirty)
+        await addScopeFromDays(db, req.runId, hash, [...new Set([...dirty, ...edges])])
+        await rebuild(dirty)
+        await addScopeFromDays(db, req.runId, hash, dirty)
         await addTenureCrossings(db, req.runId, incremental, prev!.today, today, tz)
       })
       const [n] = await db.query(
@@ -243,7 +230,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const sqls = level.filter((d) => d.rule.kind === 'sql')
     const isScoped = mode === 'incremental'
     if (events.length) {
-      await timed(`level${li}_events`, () => stage(windowStage(events, { scoped: isScoped, windowFrom, layout, gen }), `event tags ${events.map((d) => d.name).join(', ')}`))
+      await timed(`level${li}_events`, () => stage(windowStage(events, { scoped: isScoped, windowFrom, layout }), `event tags ${events.map((d) => d.name).join(', ')}`))
     }
     // Rules share one pass over the profile; each score ranks every customer with window
     // functions, which are cheaper one by one than sorted together in one wide query.
@@ -278,7 +265,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const counts = await changeCounts(db, req.runId)
   for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}) }
 
-  const state: RunState = { today, watermark, measures: hash, span, gen: hasEventTags ? gen : '0' }
+  const state: RunState = { today, watermark, measures: hash, span }
   if (mode !== 'backfill') {
     await timed('bitmaps', async () => {
       const computed = selected.filter((d) => !skipped.has(d.name))
@@ -306,11 +293,11 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)))
       })
       if (rows.length) await db.insert('tag_state', rows)
-      await dropOldBitmaps(db, new Map(rebuild.map((d) => [d.name, req.runId])))
+      await dropOldBitmaps(db)
     })
   }
-  // The previous generation is no longer read by anyone once the states point at this one.
-  if (mode === 'full' && hasEventTags) await dropOldGenerations(db, gen)
+  // Superseded day builds and bitmap builds are dropped in batches, not on every run.
+  if (hasEventTags) await timed('cleanup', () => dropSupersededDays(db, SUPERSEDED_DAYS_BEFORE_CLEANUP))
   return {
     mode,
     state,
@@ -355,14 +342,13 @@ const stateSchema = z.object({
   watermark: z.string(),
   measures: z.string(),
   span: z.coerce.number(),
-  gen: z.string(),
   computed_at: z.string(),
   changed_at: z.string(),
 })
 
 async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
   const rows = await db.query(
-    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span, toString(gen) AS gen,
+    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
             toString(computed_at) AS computed_at, toString(changed_at) AS changed_at
      FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
     {},
@@ -385,7 +371,6 @@ function stateRow(t: StoredTag, build: string, covered: number, changed: number,
     watermark: s.watermark,
     measures: s.measures,
     span: s.span,
-    gen: s.gen,
     changed_at: changedAt,
   }
 }

@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS tag_event_daily
     tenant_id     UInt16,
     day           Date,
     customer_key  UInt32,
-    gen           UInt64 COMMENT 'the full rebuild (its run id) these rows belong to; readers take the current one',
+    build         UInt64 COMMENT 'the run that built this day; readers take the day''s current build (tag_event_days)',
     cnt           Array(UInt32) COMMENT 'events per measure',
     total         Array(Float64) COMMENT 'sums of the sum measures',
     first_at      Array(DateTime64(3, 'UTC')) COMMENT 'first event of the time measures',
@@ -98,7 +98,22 @@ CREATE TABLE IF NOT EXISTS tag_event_daily
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (tenant_id, day, customer_key);
+ORDER BY (tenant_id, day, customer_key)
+TTL day + INTERVAL 401 DAY;
+
+-- The current build of each day's aggregates and the layout it follows. Rebuilding a day writes a
+-- new build instead of deleting the old rows first (a delete costs as much as the insert); the
+-- superseded builds are dropped now and then.
+CREATE TABLE IF NOT EXISTS tag_event_days
+(
+    tenant_id     UInt16,
+    day           Date,
+    build         UInt64,
+    layout        String COMMENT 'hash of the measure list the arrays follow',
+    built_at      DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(build)
+ORDER BY (tenant_id, day);
 
 -- Current values: one row per (tag, customer). Runs write changes only; a value that no longer
 -- holds is a deleted row. `num` is the numeric form (numbers, dates as days, booleans as 0/1).
@@ -211,7 +226,6 @@ CREATE TABLE IF NOT EXISTS tag_state
     today         Date32 COMMENT 'tenant local date of the run',
     watermark     DateTime64(3, 'UTC') COMMENT 'events inserted before this were folded in',
     measures      String COMMENT 'hash of the event measures of all the tenant''s tags',
-    gen           UInt64 COMMENT 'generation of tag_event_daily the values were computed from',
     span          UInt32 COMMENT 'longest window in days',
     changed_at    DateTime64(3, 'UTC') COMMENT 'start (watermark) of the last run that changed a value of this tag'
 )

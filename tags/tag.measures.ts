@@ -137,6 +137,13 @@ export function dailyAggregateSql(layout: Layout, source: string, b: ParamBinder
     HAVING arraySum(cnt) > 0`
 }
 
+/**
+ * The current builds of the days of a layout, as a subquery of (day, build) pairs: readers keep
+ * only rows of these, so a rebuilt day's superseded rows are invisible before they are dropped.
+ */
+export const CURRENT_DAYS = `(SELECT day, max(build) FROM tag_event_days
+  WHERE tenant_id = {tenant:UInt16} AND layout = {layout:String} GROUP BY day)`
+
 /** Days [from, to] of a window ending today, as bound Date32 expressions. */
 function windowDays(days: number, offset: number): { from: string; to: string } {
   return { from: `subtractDays({today:Date32}, ${offset + days - 1})`, to: `subtractDays({today:Date32}, ${offset})` }

@@ -1,7 +1,7 @@
 import type { FeatureName } from './tag.features.js'
 import { profileSql } from './tag.features.js'
 import { featureColumn, lifecycleOutSql, outTuple, ruleSql, windowOutSql, type CompileContext, type TagColumns } from './tag.compile.js'
-import { lifecycleAggs, windowAggSql, type Layout } from './tag.measures.js'
+import { CURRENT_DAYS, lifecycleAggs, windowAggSql, type Layout } from './tag.measures.js'
 import { ParamBinder } from './tag.params.js'
 import {
   featureDependencies,
@@ -39,7 +39,7 @@ function stageInsert(names: readonly string[], select: string, b: ParamBinder): 
 }
 
 /** Window and lifecycle tags, from daily aggregates, for all customers or the run's scope. */
-export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string; layout: Layout; gen: string }): StageQuery {
+export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string; layout: Layout }): StageQuery {
   const b = new ParamBinder('w')
   const scope = o.scoped ? SCOPE : ''
   const aggs: string[] = []
@@ -63,14 +63,14 @@ export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean
       WHERE tenant_id = {tenant:UInt16} AND deleted = 0 ${scope}
       UNION ALL
       SELECT DISTINCT customer_key, toDate32('1970-01-01') AS opened FROM tag_event_daily
-      WHERE tenant_id = {tenant:UInt16} AND gen = {gen:UInt64} AND day BETWEEN {wfrom:Date} AND {today:Date32} ${scope}
+      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND (day, build) IN ${CURRENT_DAYS} ${scope}
     ) GROUP BY customer_key`
   const agg = `SELECT customer_key, ${aggs.join(', ')} FROM tag_event_daily
-      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND gen = {gen:UInt64} ${scope}
+      WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND (day, build) IN ${CURRENT_DAYS} ${scope}
       GROUP BY customer_key`
   const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
       FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, gen: o.gen } }
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, layout: o.layout.hash } }
 }
 
 export interface DepTag {

@@ -163,13 +163,21 @@ async function insertBitmaps(db: TenantDb, select: string, params: Record<string
   )
 }
 
-/** Drops the bitmap builds of `tags` other than their current ones, in one statement. */
-export async function dropOldBitmaps(db: TenantDb, current: ReadonlyMap<string, string>): Promise<void> {
-  if (!current.size) return
+/**
+ * Drops bitmap builds no tag_state row points at, once they outnumber the current ones twice
+ * over: a delete is a mutation of the table, cheaper in batches than after every run.
+ */
+export async function dropOldBitmaps(db: TenantDb): Promise<void> {
+  const [r] = await db.query(
+    `SELECT (SELECT uniqExact(tag, build) FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16}) AS builds,
+            (SELECT uniqExact(tag) FROM tag_state WHERE tenant_id = {tenant:UInt16}) AS tags`,
+    {},
+    z.object({ builds: z.coerce.number(), tags: z.coerce.number() }),
+  )
+  if (!r || r.builds - r.tags < 2 * Math.max(r.tags, 1)) return
   await db.command(
-    `DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
-       AND build != transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))`,
-    { tags: [...current.keys()], builds: [...current.values()].map((b) => BigInt(b)) },
+    `DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16}
+       AND (toString(tag), build) NOT IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
   )
 }
 
