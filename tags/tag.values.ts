@@ -184,9 +184,9 @@ export async function dropOldBitmaps(db: TenantDb): Promise<void> {
 /**
  * Brings bitmaps of tags whose previous build is known up to date from this run's changes alone:
  * for each value, old AND NOT (customers whose value changed) OR (customers who now have it).
- * Work grows with the changes, not with the customers. Numbers and dates in buckets are left to
- * rebuildBitmaps (their edges follow the distribution), and so is an exact-valued number that
- * now has too many distinct values. Returns the tags updated and their customers with a value.
+ * Work grows with the changes, not with the customers. Numbers and dates in buckets keep their
+ * edges while every new value falls inside them; otherwise they are left to rebuildBitmaps, and so
+ * is an exact-valued number that now has too many distinct values. Returns the tags updated and their customers with a value.
  */
 export async function updateBitmaps(
   db: TenantDb,
@@ -210,14 +210,43 @@ export async function updateBitmaps(
       )
     ).map((r) => r.tag),
   )
-  const eligible = tags.filter((t) => !bucketed.has(t.name))
-  const rebuild = tags.filter((t) => bucketed.has(t.name)).map((t) => t.name)
+  // Bucketed tags keep their edges while every changed value falls inside them.
+  const buckets = await db.query(
+    `SELECT tag, groupArray(lo) AS los, groupArray(hi) AS his, groupArray(value) AS labels FROM (
+       SELECT toString(tag) AS tag, lo, hi, value FROM tag_bitmaps
+       WHERE tenant_id = {tenant:UInt16} AND tag IN {bucketed:Array(String)} AND value != '*'
+         AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))
+       ORDER BY tag, lo)
+     GROUP BY tag`,
+    { bucketed: [...bucketed], tags: names, builds },
+    z.object({ tag: z.string(), los: z.array(z.coerce.number()), his: z.array(z.coerce.number()), labels: z.array(z.string()) }),
+  )
+  const outside = new Set(
+    (
+      await db.query(
+        `SELECT DISTINCT toString(tag) AS tag FROM tag_changes
+         WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND removed = 0 AND tag IN {btags:Array(String)}
+           AND (num < {mins:Array(Float64)}[indexOf({btags:Array(String)}, toString(tag))]
+             OR num > {maxs:Array(Float64)}[indexOf({btags:Array(String)}, toString(tag))])`,
+        { run: runId, btags: buckets.map((b) => b.tag), mins: buckets.map((b) => b.los[0] ?? 0), maxs: buckets.map((b) => b.his[b.his.length - 1] ?? 0) },
+        z.object({ tag: z.string() }),
+      )
+    ).map((r) => r.tag),
+  )
+  const inBuckets = buckets.filter((b) => !outside.has(b.tag))
+  const kept = new Set(inBuckets.map((b) => b.tag))
+  const eligible = tags.filter((t) => !bucketed.has(t.name) || kept.has(t.name))
+  const rebuild = tags.filter((t) => bucketed.has(t.name) && !kept.has(t.name)).map((t) => t.name)
   if (!eligible.length) return { covered, rebuild }
   const params = {
     run: runId,
     tags: eligible.map((t) => t.name),
     builds: eligible.map((t) => BigInt(t.build)),
-    numeric: eligible.filter((t) => t.type === 'number' || t.type === 'date').map((t) => t.name),
+    numeric: eligible.filter((t) => (t.type === 'number' || t.type === 'date') && !bucketed.has(t.name)).map((t) => t.name),
+    btags: inBuckets.map((b) => b.tag),
+    blos: inBuckets.map((b) => b.los),
+    bhis: inBuckets.map((b) => b.his),
+    blabels: inBuckets.map((b) => b.labels),
   }
   const changes = `FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`
   await db.command(
@@ -230,8 +259,12 @@ export async function updateBitmaps(
                AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))) AS o
        FULL OUTER JOIN (
          SELECT tag, value, any(lo) AS lo, any(hi) AS hi, groupBitmapState(customer_key) AS k FROM (
-           SELECT toString(tag) AS tag, customer_key, v AS value,
-                  if(v != '*' AND has({numeric:Array(String)}, toString(tag)), num, 0) AS lo, lo AS hi
+           SELECT toString(tag) AS tag, customer_key,
+                  indexOf({btags:Array(String)}, toString(tag)) AS bi,
+                  greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])) AS bx,
+                  multiIf(v = '*', v, bi > 0, {blabels:Array(Array(String))}[bi][bx], v) AS value,
+                  multiIf(v = '*', 0, bi > 0, {blos:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS lo,
+                  multiIf(v = '*', 0, bi > 0, {bhis:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS hi
            FROM (SELECT tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v ${changes} AND removed = 0))
          GROUP BY tag, value) AS a USING (tag, value)
        LEFT JOIN (SELECT toString(tag) AS tag, groupBitmapState(customer_key) AS k ${changes} GROUP BY tag) AS ch USING (tag)
