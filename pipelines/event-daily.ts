@@ -39,8 +39,9 @@ const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties
  * Aggregates days [from, to] (tenant local dates) as build `build` of the layout and makes it
  * current, for days with and without events alike. A rerun after a failure builds them again.
  */
-export async function buildDays(db: TenantDb, layout: Layout, build: string, days: readonly string[], withEvents: ReadonlySet<string>, tz: string, o: { merges: boolean; chunkDays: number }): Promise<void> {
-  for (const [from, to] of contiguousRuns(days.filter((d) => withEvents.has(d)))) {
+export async function buildDays(db: TenantDb, layout: Layout, build: string, days: readonly string[], tz: string, o: { merges: boolean; chunkDays: number }): Promise<void> {
+  // Days without events cost a query over empty partitions, nothing more.
+  for (const [from, to] of contiguousRuns(days)) {
     for (let d = from; d <= to; d = addDays(d, o.chunkDays)) {
       const end = addDays(d, o.chunkDays - 1) < to ? addDays(d, o.chunkDays - 1) : to
       await insertDays(db, layout, build, d, end, tz, o)
@@ -125,17 +126,6 @@ export async function identityChangedDays(db: TenantDb, since: string, tz: strin
        AND ((customer_key = 0 AND anonymous_id IN (SELECT id_value FROM changed WHERE id_kind = 'anonymous_id'))
          OR customer_key IN (SELECT arrayJoin([from_key, into_key]) FROM changed WHERE from_key != 0 OR into_key != 0))`,
     { since, tz, from, to },
-    z.object({ day: z.string() }),
-  )
-  return rows.map((r) => r.day).sort()
-}
-
-/** Local days in [from, to] that hold any event, from the change feed (no event scan). */
-export async function eventDays(db: TenantDb, tz: string, from: string, to: string): Promise<string[]> {
-  const rows = await db.query(
-    `SELECT DISTINCT toString(toDate(bucket, {tz:String})) AS day FROM event_changes
-     WHERE tenant_id = {tenant:UInt16} AND toDate(bucket, {tz:String}) BETWEEN {from:Date} AND {to:Date}`,
-    { tz, from, to },
     z.object({ day: z.string() }),
   )
   return rows.map((r) => r.day).sort()

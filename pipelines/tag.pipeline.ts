@@ -9,7 +9,7 @@ import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
-import { addDays, addScopeFromDays, changedDays, daysBetween, identityChangedDays, buildDays, eventDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
+import { addDays, addScopeFromDays, changedDays, daysBetween, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -165,8 +165,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const rebuild = async (unsorted: string[]) => {
     const days = [...new Set(unsorted)].sort()
     if (!days.length) return
-    const withEvents = new Set(await eventDays(db, tz, days[0]!, days[days.length - 1]!))
-    await buildDays(db, layout, req.runId, days, withEvents, tz, { merges, chunkDays: REBUILD_CHUNK_DAYS })
+    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays: REBUILD_CHUNK_DAYS })
     rebuilt.push(...days)
   }
   const hasEventTags = span > 0
