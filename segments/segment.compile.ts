@@ -1,0 +1,491 @@
+import { localDate } from '../core/time.js'
+import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { conditionError } from '../tags/tag.compile.js'
+import { measureConditionSql, measureValueSql, type Measure } from '../tags/tag.measures.js'
+import { ParamBinder } from '../tags/tag.params.js'
+import type { Purpose, Scalar, TagDefinition, ValueType } from '../tags/tag.schema.js'
+import {
+  arityOf,
+  DEFAULT_SEQUENCE_DAYS,
+  type EventFilter,
+  type EventLeaf,
+  type EventOp,
+  type EventWindow,
+  type Segment,
+  type SegmentNode,
+  type SequenceLeaf,
+  type TagLeaf,
+  type TagOp,
+} from './segment.schema.js'
+
+/**
+ * Compiles a segment tree into SQL. Identifiers come from code only (columns, `t<i>`/`e<i>`
+ * aliases); every user value (tag names, values, event names, property names, dates, the time
+ * zone) is a bound `{sN:Type}` parameter; the only numbers written into the text are validated
+ * integers (windowFunnel's window in seconds).
+ *
+ * Bitmap path (`compileSegment`): every tag leaf is a bitmap read from the tag's CURRENT build
+ * (tag_state FINAL.build): labels (booleans, enums, list elements) OR their value bitmaps;
+ * numbers and dates OR the buckets wholly inside the range and check the customers of the edge
+ * buckets exactly against tag_values.num. Every event leaf and sequence of the tree is computed
+ * by one pass over the resolved events (GROUP BY customer_key; countIf / sumIf / uniqExactIf /
+ * windowFunnel per leaf) producing a bitmap per leaf. all / any / not are bitmapAnd / bitmapOr /
+ * bitmapAndnot from the universe `u` (the tenant's customers, FINAL, not deleted); the result is
+ * intersected with `u`. The query returns one row: `seg` and `universe` (groupBitmap states).
+ *
+ * Reference path (`compileReference`): the same tree as a row predicate over customers LEFT
+ * JOIN a pivot of tag_values (and the same per-customer event aggregates); returns `keys`, the
+ * sorted members. Tests prove both paths agree.
+ *
+ * Semantics (shared): a customer without a value of a tag satisfies `ne`, `not_in` and
+ * `not_exists`, nothing else, except that a boolean's absence is `false` and a window count or
+ * sum's absence is 0 (so `exists` means "not zero"). A customer without matching events has an
+ * event measure of 0.
+ */
+
+export interface CompileOptions {
+  purpose: Purpose
+  /** The tenant's active definitions by name (TagRepository.list). */
+  defs: ReadonlyMap<string, TagDefinition>
+  /** The instant "today" and `lastDays` are taken from, and the tenant's time zone. */
+  asOf: Date
+  timeZone: string
+}
+
+export type Strategy = 'bitmap' | 'event_scan'
+export interface PlanNode {
+  path: string
+  node: 'all' | 'any' | 'not' | 'tag' | 'event' | 'sequence'
+  /** bitmap: tag bitmaps or bitmap algebra; event_scan: a leaf of the shared per-customer event pass. */
+  strategy: Strategy
+  detail: string
+  children?: PlanNode[]
+}
+export interface Plan {
+  root: PlanNode
+  /** Number of passes over events (0 or 1: all event leaves share one). */
+  eventScans: number
+  bitmapLeaves: number
+  eventLeaves: number
+}
+
+export interface CompiledSegment {
+  /** One row: `seg` and `universe`, AggregateFunction(groupBitmap, UInt32). */
+  sql: string
+  params: Record<string, unknown>
+  plan: Plan
+}
+
+const LABEL_OPS: readonly TagOp[] = ['eq', 'ne', 'in', 'not_in', 'exists', 'not_exists']
+
+/** A window measure stored only when not zero: its absence reads as 0. */
+export function zeroWhenAbsent(d: TagDefinition): boolean {
+  return d.rule.kind === 'window' && !d.rule.threshold && d.rule.measure !== 'first_time' && d.rule.measure !== 'last_time'
+}
+
+const DAY_MS = 86_400_000
+const dayNumber = (d: string): number => Math.round(Date.parse(`${d}T00:00:00Z`) / DAY_MS)
+const addDays = (d: string, n: number): string => new Date(Date.parse(`${d}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
+
+// --- checking a tag leaf against its definition ------------------------------------------------
+
+interface CheckedTagLeaf {
+  leaf: TagLeaf
+  path: string
+  def: TagDefinition
+  type: ValueType
+  zero: boolean
+  /** Labels (booleans as 'true'), or numbers (dates as days since 1970). */
+  values: (string | number | boolean)[]
+}
+
+function checkTagLeaf(leaf: TagLeaf, path: string, o: CompileOptions): CheckedTagLeaf {
+  const def = o.defs.get(leaf.tag)
+  if (!def) throw conditionError(`${path}.tag`, `tag ${leaf.tag} is not defined`)
+  if (!def.purpose.includes(o.purpose)) {
+    throw conditionError(`${path}.tag`, `tag ${leaf.tag} may be used for ${def.purpose.join(', ')}, not for a ${o.purpose} segment`)
+  }
+  const type = def.type
+  if ((type === 'boolean' || type === 'enum' || type === 'string_list') && !LABEL_OPS.includes(leaf.op)) {
+    throw conditionError(`${path}.op`, `${leaf.op} does not apply to a ${type} tag; use ${LABEL_OPS.join(', ')}`)
+  }
+  const arity = arityOf(leaf.op)
+  const raw: Scalar[] = leaf.value === undefined ? [] : Array.isArray(leaf.value) ? leaf.value : [leaf.value]
+  const at = (i: number) => (arity === 'one' ? `${path}.value` : `${path}.value.${i}`)
+  const values = raw.map((v, i) => {
+    switch (type) {
+      case 'boolean':
+        if (typeof v !== 'boolean') throw conditionError(at(i), 'expected true or false')
+        return v
+      case 'enum':
+        if (typeof v !== 'string') throw conditionError(at(i), 'expected a string')
+        if (def.values && !def.values.includes(v)) throw conditionError(at(i), `not a value of ${leaf.tag} (${def.values.join(', ')})`)
+        return v
+      case 'string_list':
+        if (typeof v !== 'string') throw conditionError(at(i), 'expected a string')
+        return v
+      case 'number':
+        if (typeof v !== 'number') throw conditionError(at(i), 'expected a number')
+        return v
+      case 'date':
+        if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(v) || Number.isNaN(Date.parse(`${v}T00:00:00Z`))) {
+          throw conditionError(at(i), 'expected a date YYYY-MM-DD')
+        }
+        return dayNumber(v)
+    }
+  })
+  if (leaf.op === 'between' && (values[0] as number) > (values[1] as number)) throw conditionError(`${path}.value`, 'between needs [low, high] with low <= high')
+  return { leaf, path, def, type, zero: zeroWhenAbsent(def), values }
+}
+
+/** A numeric predicate over a column, and whether 0 satisfies it (for absent window measures). */
+function numericPredicate(c: CheckedTagLeaf, b: ParamBinder) {
+  const vs = c.values as number[]
+  const op = c.leaf.op
+  const p = vs.map((v) => b.num(v))
+  const set = op === 'in' || op === 'not_in' ? b.nums(vs) : ''
+  const pred = (x: string): string => {
+    switch (op) {
+      case 'eq':
+      case 'ne':
+        return `${x} = ${p[0]}`
+      case 'in':
+      case 'not_in':
+        return `has(${set}, ${x})`
+      case 'gt':
+        return `${x} > ${p[0]}`
+      case 'gte':
+        return `${x} >= ${p[0]}`
+      case 'lt':
+        return `${x} < ${p[0]}`
+      case 'lte':
+        return `${x} <= ${p[0]}`
+      case 'between':
+        return `${x} BETWEEN ${p[0]} AND ${p[1]}`
+      default:
+        throw new Error(`no numeric predicate for ${op}`)
+    }
+  }
+  /** Every x in [lo, hi) satisfies the predicate (conservative: false when unsure). */
+  const inside = (lo: string, hi: string): string => {
+    switch (op) {
+      case 'gt':
+        return `${lo} > ${p[0]}`
+      case 'gte':
+        return `${lo} >= ${p[0]}`
+      case 'lt':
+      case 'lte':
+        return `${hi} <= ${p[0]}`
+      case 'between':
+        return `(${lo} >= ${p[0]} AND ${hi} <= ${p[1]})`
+      default:
+        return '0'
+    }
+  }
+  /** Some x in [lo, hi) may satisfy it (conservative: true when unsure). */
+  const overlap = (lo: string, hi: string): string => {
+    switch (op) {
+      case 'gt':
+      case 'gte':
+        return `${hi} > ${p[0]}`
+      case 'lt':
+        return `${lo} < ${p[0]}`
+      case 'lte':
+        return `${lo} <= ${p[0]}`
+      case 'between':
+        return `(${lo} <= ${p[1]} AND ${hi} > ${p[0]})`
+      case 'eq':
+      case 'ne':
+        return `(${lo} <= ${p[0]} AND ${p[0]} < ${hi})`
+      default:
+        return `arrayExists(v -> ${lo} <= v AND v < ${hi}, ${set})`
+    }
+  }
+  const holdsAt0 = (() => {
+    switch (op) {
+      case 'eq':
+      case 'ne':
+        return vs[0] === 0
+      case 'in':
+      case 'not_in':
+        return vs.includes(0)
+      case 'gt':
+        return 0 > vs[0]!
+      case 'gte':
+        return 0 >= vs[0]!
+      case 'lt':
+        return 0 < vs[0]!
+      case 'lte':
+        return 0 <= vs[0]!
+      case 'between':
+        return vs[0]! <= 0 && 0 <= vs[1]!
+      default:
+        return false
+    }
+  })()
+  return { pred, inside, overlap, holdsAt0 }
+}
+
+// --- bitmap SQL of tag leaves -------------------------------------------------------------------
+
+const UNIVERSE = `(SELECT groupBitmapState(customer_key) FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0)`
+const currentBuild = (tp: string) => `(SELECT argMax(build, computed_at) FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16} AND tag = ${tp})`
+const bitmapRows = (tp: string) => `tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag = ${tp} AND build = ${currentBuild(tp)}`
+
+function labelBitmap(tp: string, labels: string): string {
+  return `(SELECT groupBitmapMergeState(keys) FROM ${bitmapRows(tp)} AND value IN ${labels})`
+}
+
+/** The bitmap of a tag leaf and a short description for the plan. */
+function tagLeafBitmap(c: CheckedTagLeaf, b: ParamBinder): { sql: string; detail: string } {
+  const tp = b.str(c.leaf.tag)
+  const star = labelBitmap(tp, `('*')`)
+  const not = (x: string) => `bitmapAndnot(u, ${x})`
+  const op = c.leaf.op
+  if (op === 'exists') return { sql: star, detail: `${c.leaf.tag}: the * bitmap` }
+  if (op === 'not_exists') return { sql: not(star), detail: `${c.leaf.tag}: universe AND NOT the * bitmap` }
+  const negated = op === 'ne' || op === 'not_in'
+  if (c.type === 'boolean') {
+    // Stored only when true: true is the * bitmap, false its complement.
+    const wantTrue = (c.values as boolean[]).includes(true)
+    const wantFalse = (c.values as boolean[]).includes(false)
+    const pos = wantTrue && wantFalse ? 'u' : wantTrue ? star : not(star)
+    return { sql: negated ? not(pos) : pos, detail: `${c.leaf.tag}: boolean from the * bitmap` }
+  }
+  if (c.type === 'enum' || c.type === 'string_list') {
+    const set = labelBitmap(tp, b.strs(c.values as string[]))
+    return { sql: negated ? not(set) : set, detail: `${c.leaf.tag}: OR of ${c.values.length} value bitmap(s)${negated ? ', complement' : ''}` }
+  }
+  const np = numericPredicate(c, b)
+  const inside = `if(lo = hi, ${np.pred('lo')}, ${np.inside('lo', 'hi')})`
+  const edges = `(SELECT groupArray(tuple(lo, hi)) FROM ${bitmapRows(tp)} AND value != '*' AND lo < hi AND NOT (${np.inside('lo', 'hi')}) AND ${np.overlap('lo', 'hi')})`
+  const exact = `(SELECT groupBitmapState(customer_key) FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = ${tp} AND is_deleted = 0
+      AND ${np.pred('num')} AND arrayExists(e -> num >= e.1 AND num < e.2, ${edges}))`
+  let set = `(SELECT bitmapOr(groupBitmapMergeStateIf(keys, ${inside}), ${exact}) FROM ${bitmapRows(tp)} AND value != '*')`
+  if (c.zero && np.holdsAt0) set = `bitmapOr(${set}, ${not(star)})`
+  return {
+    sql: negated ? not(set) : set,
+    detail: `${c.leaf.tag}: OR of value/bucket bitmaps inside the range, edge buckets checked exactly against tag_values${c.zero && np.holdsAt0 ? ', plus customers without a value (0)' : ''}${negated ? ', complement' : ''}`,
+  }
+}
+
+// --- events --------------------------------------------------------------------------------------
+
+const EVENT_COLUMNS = ['timestamp', 'type', 'event', 'properties', 'product_id', 'amount'] as const
+
+function measureOf(f: EventFilter, role: Measure['role'], property?: string): Measure {
+  return { id: '', role, events: f.names ?? [], eventTypes: f.types ?? [], where: f.where ?? [], property }
+}
+
+function windowDays(w: EventWindow, today: string): { from: string; to: string } {
+  return 'lastDays' in w ? { from: addDays(today, -(w.lastDays - 1)), to: today } : { from: w.from, to: w.to }
+}
+
+const CMP: Record<Exclude<EventOp, 'between'>, string> = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' }
+
+function eventCompare(op: EventOp, value: number | number[], x: string, b: ParamBinder): { sql: string; holdsAt0: boolean } {
+  if (op === 'between') {
+    const [lo, hi] = value as number[]
+    return { sql: `${x} BETWEEN ${b.num(lo!)} AND ${b.num(hi!)}`, holdsAt0: lo! <= 0 && 0 <= hi! }
+  }
+  const v = value as number
+  const holds = { eq: 0 === v, ne: 0 !== v, gt: 0 > v, gte: 0 >= v, lt: 0 < v, lte: 0 <= v }[op]
+  return { sql: `${x} ${CMP[op]} ${b.num(v)}`, holdsAt0: holds }
+}
+
+interface EventPass {
+  /** Per-customer aggregate columns `a<i>`. */
+  aggs: string[]
+  /** Per leaf: the predicate over `a<i>` and whether a customer without events satisfies it. */
+  leaves: { cmp: string; holdsAt0: boolean }[]
+  from: string
+  to: string
+  /** SELECT customer_key, a0, a1 ... GROUP BY customer_key over the resolved events. */
+  sql: string
+}
+
+function eventPass(leaves: readonly { node: EventLeaf | SequenceLeaf }[], b: ParamBinder, o: CompileOptions): EventPass {
+  const tz = b.str(o.timeZone)
+  const today = localDate(o.asOf, o.timeZone)
+  const pass: EventPass = { aggs: [], leaves: [], from: today, to: today, sql: '' }
+  const inWindow = (w: EventWindow) => {
+    const d = windowDays(w, today)
+    if (d.from < pass.from) pass.from = d.from
+    if (d.to > pass.to) pass.to = d.to
+    return `day BETWEEN ${b.bind('Date32', d.from)} AND ${b.bind('Date32', d.to)}`
+  }
+  leaves.forEach(({ node }, i) => {
+    const a = `a${i}`
+    if ('sequence' in node) {
+      const win = inWindow(node.window ?? { lastDays: DEFAULT_SEQUENCE_DAYS })
+      const steps = node.sequence.map((s) => `(${measureConditionSql(measureOf(s.event, 'count'), b)}) AND ${win}`)
+      // withinDays is a validated integer (1..400): windowFunnel takes its window as a literal.
+      pass.aggs.push(`windowFunnel(${Math.trunc(node.withinDays) * 86400})(toDateTime(timestamp), ${steps.join(', ')}) AS ${a}`)
+      pass.leaves.push({ cmp: `${a} = ${node.sequence.length}`, holdsAt0: false })
+      return
+    }
+    const m = measureOf(node.event, node.measure, node.property)
+    const cond = `(${measureConditionSql(m, b)}) AND ${inWindow(node.window)}`
+    if (node.measure === 'count') pass.aggs.push(`toFloat64(countIf(${cond})) AS ${a}`)
+    else if (node.measure === 'sum') pass.aggs.push(`sumIf(toFloat64(${measureValueSql(m, b)}), ${cond}) AS ${a}`)
+    else {
+      const v = measureValueSql(m, b)
+      pass.aggs.push(`toFloat64(uniqExactIf(${v}, ${cond} AND ${v} != '')) AS ${a}`)
+    }
+    const c = eventCompare(node.op, node.value, a, b)
+    pass.leaves.push({ cmp: c.sql, holdsAt0: c.holdsAt0 })
+  })
+  // The scan covers the union of the windows, as local days of the tenant.
+  const where = `toDate(timestamp, ${tz}) BETWEEN ${b.bind('Date32', pass.from)} AND ${b.bind('Date32', pass.to)}`
+  pass.aggs.unshift('customer_key')
+  const source = `(SELECT customer_key, ${EVENT_COLUMNS.join(', ')}, toDate(timestamp, ${tz}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where)})`
+  pass.sql = `SELECT ${pass.aggs.join(', ')} FROM ${source} WHERE customer_key != 0 GROUP BY customer_key`
+  return pass
+}
+
+// --- the tree ------------------------------------------------------------------------------------
+
+type Leaf = TagLeaf | EventLeaf | SequenceLeaf
+const isGroup = (n: SegmentNode): n is { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode } => 'all' in n || 'any' in n || 'not' in n
+
+/** Walks the tree once: checks tag leaves, numbers event leaves in order. */
+function collect(node: SegmentNode, path: string, o: CompileOptions, out: { tags: Map<Leaf, CheckedTagLeaf>; events: { node: EventLeaf | SequenceLeaf; path: string }[] }): void {
+  if ('all' in node) return node.all.forEach((c, i) => collect(c, `${path}.all.${i}`, o, out))
+  if ('any' in node) return node.any.forEach((c, i) => collect(c, `${path}.any.${i}`, o, out))
+  if ('not' in node) return collect(node.not, `${path}.not`, o, out)
+  if ('tag' in node) out.tags.set(node, checkTagLeaf(node, path, o))
+  else out.events.push({ node, path })
+}
+
+const fold = (fn: string, xs: string[]): string => xs.reduce((acc, x) => `${fn}(${acc}, ${x})`)
+
+function prepare(tree: SegmentNode, o: CompileOptions) {
+  const out = { tags: new Map<Leaf, CheckedTagLeaf>(), events: [] as { node: EventLeaf | SequenceLeaf; path: string }[] }
+  collect(tree, 'rule', o, out)
+  return out
+}
+
+/** The bitmap path: one row with `seg` and `universe`. */
+export function compileSegment(segment: Segment, o: Omit<CompileOptions, 'purpose'>): CompiledSegment {
+  const opts = { ...o, purpose: segment.purpose }
+  const b = new ParamBinder('s')
+  const { tags, events } = prepare(segment.rule, opts)
+  const withs = [`${UNIVERSE} AS u`]
+  const tagAlias = new Map<Leaf, { alias: string; detail: string }>()
+  let i = 0
+  for (const [leaf, c] of tags) {
+    const { sql, detail } = tagLeafBitmap(c, b)
+    const alias = `t${i++}`
+    withs.push(`${sql} AS ${alias}`)
+    tagAlias.set(leaf, { alias, detail })
+  }
+  const eventIndex = new Map<Leaf, number>(events.map((e, j) => [e.node, j]))
+  let from = ''
+  if (events.length) {
+    const pass = eventPass(events, b, opts)
+    // Per leaf, the customers it holds for; when a customer without events satisfies it, the
+    // customers with events who do not (taken from the universe outside).
+    const cols = pass.leaves.map((l, j) => `groupBitmapStateIf(customer_key, ${l.holdsAt0 ? `NOT (${l.cmp})` : l.cmp}) AS e${j}`)
+    from = ` FROM (SELECT ${cols.join(', ')} FROM (${pass.sql})) AS ev`
+    events.forEach((e, j) => {
+      if (pass.leaves[j]!.holdsAt0) eventIndex.set(e.node, -1 - j)
+    })
+  }
+  const walk = (n: SegmentNode, path: string): { sql: string; plan: PlanNode } => {
+    if (isGroup(n)) {
+      const kind = 'all' in n ? 'all' : 'any' in n ? 'any' : 'not'
+      const kids = 'all' in n ? n.all : 'any' in n ? n.any : [n.not]
+      const cs = kids.map((k, j) => walk(k, kind === 'not' ? `${path}.not` : `${path}.${kind}.${j}`))
+      const sql = kind === 'not' ? `bitmapAndnot(u, ${cs[0]!.sql})` : fold(kind === 'all' ? 'bitmapAnd' : 'bitmapOr', cs.map((c) => c.sql))
+      const detail = kind === 'all' ? 'bitmapAnd' : kind === 'any' ? 'bitmapOr' : 'bitmapAndnot(universe, x)'
+      return { sql, plan: { path, node: kind, strategy: 'bitmap', detail, children: cs.map((c) => c.plan) } }
+    }
+    if ('tag' in n) {
+      const t = tagAlias.get(n)!
+      return { sql: t.alias, plan: { path, node: 'tag', strategy: 'bitmap', detail: t.detail } }
+    }
+    const j = eventIndex.get(n)!
+    const col = j >= 0 ? `e${j}` : `e${-1 - j}`
+    const seq = 'sequence' in n
+    const detail = seq
+      ? `windowFunnel over ${n.sequence.length} steps within ${n.withinDays} day(s)`
+      : `${n.measure} of matching events ${n.op} ${JSON.stringify(n.value)}${j < 0 ? ' (customers without events count as 0: universe AND NOT the failing ones)' : ''}`
+    return { sql: j >= 0 ? col : `bitmapAndnot(u, ${col})`, plan: { path, node: seq ? 'sequence' : 'event', strategy: 'event_scan', detail } }
+  }
+  const root = walk(segment.rule, 'rule')
+  const sql = `WITH ${withs.join(',\n  ')}\nSELECT bitmapAnd(${root.sql}, u) AS seg, u AS universe${from}`
+  return {
+    sql,
+    params: b.params,
+    plan: { root: root.plan, eventScans: events.length ? 1 : 0, bitmapLeaves: tags.size, eventLeaves: events.length },
+  }
+}
+
+/** The plan alone: which nodes are bitmaps and which are event scans (validates like compile). */
+export function explain(segment: Segment, o: Omit<CompileOptions, 'purpose'>): Plan {
+  return compileSegment(segment, o).plan
+}
+
+// --- the reference path --------------------------------------------------------------------------
+
+function referenceTagPredicate(c: CheckedTagLeaf, i: number, b: ParamBinder): string {
+  const p = `tv.p${i} = 1`
+  const op = c.leaf.op
+  if (op === 'exists') return `(${p})`
+  if (op === 'not_exists') return `NOT (${p})`
+  const negated = op === 'ne' || op === 'not_in'
+  let pos: string
+  if (c.type === 'boolean') {
+    pos = `(${(c.values as boolean[]).map((v) => (v ? `(${p})` : `NOT (${p})`)).join(' OR ')})`
+  } else if (c.type === 'enum') {
+    pos = `(${p} AND has(${b.strs(c.values as string[])}, tv.v${i}))`
+  } else if (c.type === 'string_list') {
+    pos = `(${p} AND hasAny(tv.l${i}, ${b.strs(c.values as string[])}))`
+  } else {
+    const np = numericPredicate(c, b)
+    pos = c.zero ? `(${np.pred(`if(${p}, tv.n${i}, 0)`)})` : `(${p} AND ${np.pred(`tv.n${i}`)})`
+  }
+  return negated ? `NOT ${pos}` : pos
+}
+
+/**
+ * The reference path: the tree as a row predicate over the customers, a pivot of their current
+ * tag values and their event aggregates. One row: `keys`, the sorted members.
+ */
+export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purpose'>): { sql: string; params: Record<string, unknown> } {
+  const opts = { ...o, purpose: segment.purpose }
+  const b = new ParamBinder('r')
+  const { tags, events } = prepare(segment.rule, opts)
+  const names = [...new Set([...tags.values()].map((c) => c.leaf.tag))]
+  const col = new Map(names.map((n, i) => [n, i]))
+  const pivot = names
+    .map((n, i) => {
+      const t = b.str(n)
+      return `maxIf(toUInt8(1), tag = ${t}) AS p${i}, anyIf(num, tag = ${t}) AS n${i}, anyIf(value, tag = ${t}) AS v${i}, anyIf(list, tag = ${t}) AS l${i}`
+    })
+    .join(', ')
+  const pass = events.length ? eventPass(events, b, opts) : undefined
+  const evIndex = new Map<Leaf, number>(events.map((e, j) => [e.node, j]))
+  const pred = (n: SegmentNode): string => {
+    if ('all' in n) return `(${n.all.map(pred).join(' AND ')})`
+    if ('any' in n) return `(${n.any.map(pred).join(' OR ')})`
+    if ('not' in n) return `NOT ${pred(n.not)}`
+    if ('tag' in n) {
+      const c = tags.get(n)!
+      return referenceTagPredicate(c, col.get(c.leaf.tag)!, b)
+    }
+    // The LEFT JOIN leaves 0 in every aggregate of a customer without events.
+    return `(${pass!.leaves[evIndex.get(n)!]!.cmp.replace(/^a(\d+)/, 'ev.a$1')})`
+  }
+  const tv = names.length
+    ? `LEFT JOIN (SELECT customer_key, ${pivot} FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN ${b.strs(names)} AND is_deleted = 0 GROUP BY customer_key) AS tv ON tv.customer_key = c.customer_key`
+    : ''
+  const ev = pass ? `LEFT JOIN (${pass.sql}) AS ev ON ev.customer_key = c.customer_key` : ''
+  const sql = `SELECT arraySort(groupArray(c.customer_key)) AS keys
+  FROM (SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
+  ${tv}
+  ${ev}
+  WHERE ${pred(segment.rule)}
+  SETTINGS join_use_nulls = 0`
+  return { sql, params: b.params }
+}
