@@ -45,6 +45,10 @@ export const TENANT_TABLES = [
   'tag_state',
   'pipeline_runs',
   'pipeline_locks',
+  'segment_definitions',
+  'segment_members',
+  'segment_events',
+  'segment_runs',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

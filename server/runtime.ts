@@ -12,6 +12,7 @@ import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
+import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
 
 /**
  * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
@@ -30,6 +31,8 @@ export interface Runtime {
   ingest: IngestModule
   /** Tags, their catalogue and the pipeline runner. */
   tags: TagsModule
+  /** Saved segments, previews. */
+  segments: SegmentsModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -56,6 +59,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   }
   const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
+  const segments = createSegmentsModule({ db, tenants, tags: tags.repo })
   return {
     config,
     log,
@@ -68,6 +72,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     pii,
     ingest,
     tags,
+    segments,
     kafka,
     async close() {
       await tags.runner.stop()

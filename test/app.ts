@@ -8,6 +8,7 @@ import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from './engine.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
+import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
 
 /** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
 export interface TestApp {
@@ -17,6 +18,7 @@ export interface TestApp {
   keys: KeyService
   ingest: IngestModule
   tags: TagsModule
+  segments: SegmentsModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -30,6 +32,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const pii = createPii('test-secret-test-secret-test-secret')
   const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
+  const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -39,7 +42,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: undefined,
     version: 'test',
-    modules: [ingest.routes, tags.routes],
+    modules: [ingest.routes, tags.routes, segments.routes],
   })
   return {
     engine,
@@ -48,6 +51,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     keys,
     ingest,
     tags,
+    segments,
     metrics,
     async close() {
       await app.close()

@@ -1,0 +1,23 @@
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../core/db.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { createSegmentRepository, type SegmentRepository } from './segment.repository.js'
+import { registerSegmentRoutes } from './segments.routes.js'
+
+/** Segments wired from their dependencies: saved segments and their HTTP routes. */
+export interface SegmentsModule {
+  repo: SegmentRepository
+  routes(app: FastifyInstance, auth: Auth): void
+}
+
+export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tags: TagRepository }): SegmentsModule {
+  const repo = createSegmentRepository({ db: deps.db })
+  return {
+    repo,
+    routes(app, auth) {
+      registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo })
+    },
+  }
+}

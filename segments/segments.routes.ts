@@ -1,0 +1,201 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { errorBody } from '../core/errors.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { compileSegment, explain } from './segment.compile.js'
+import { preview } from './segment.preview.js'
+import { SEGMENT_ID, type SegmentRepository } from './segment.repository.js'
+import { parseSegment } from './segment.schema.js'
+
+/**
+ * Segments over HTTP: preview and explain a rule as a marketer edits it, and save it as a
+ * versioned, audited segment. Rules arrive as JSON and are validated by the segment language
+ * (node paths in errors), then against the tenant's tags (types, purposes).
+ */
+
+const security = [{ apiKey: [] }]
+const idParam = z.object({ id: z.string().regex(SEGMENT_ID, 'a segment id: lower case letters, digits, _ and -') })
+const ruleBody = z.object({
+  purpose: z.string().describe('marketing, service, risk or security: tags whose purpose excludes it are refused'),
+  rule: z.unknown().describe('the segment tree: all / any / not over tag, event and sequence conditions'),
+})
+const previewBody = ruleBody.extend({
+  breakdown: z.array(z.string().max(63)).max(10).default([]).describe('tags to break the members down by'),
+  sampleSize: z.number().int().min(0).max(1000).default(20),
+})
+const planNode: z.ZodType<unknown> = z.lazy(() =>
+  z.object({ path: z.string(), node: z.string(), strategy: z.string(), detail: z.string(), children: z.array(planNode).optional() }),
+)
+const plan = z.object({ root: planNode, eventScans: z.number(), bitmapLeaves: z.number(), eventLeaves: z.number() })
+const previewView = z.object({
+  count: z.number(),
+  total: z.number(),
+  share: z.number(),
+  breakdown: z.record(z.string(), z.array(z.object({ value: z.string(), customers: z.number() }))),
+  sample: z.array(z.string()).describe('customer numbers of a few members'),
+  plan,
+  ms: z.number(),
+})
+const savedView = z.object({
+  id: z.string(),
+  version: z.number(),
+  name: z.string(),
+  description: z.string(),
+  purpose: z.string(),
+  rule: z.unknown(),
+  schedule: z.string(),
+  retired: z.boolean(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  changeNote: z.string(),
+})
+const saveBody = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  purpose: z.string(),
+  rule: z.unknown(),
+  schedule: z.string().optional(),
+  changeNote: z.string().optional(),
+})
+
+export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; tenants: TenantService; tags: TagRepository; segments: SegmentRepository }) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { auth, db, tenants, tags, segments } = deps
+
+  async function context(tenantId: number) {
+    const [tenant, defs] = await Promise.all([tenants.get(tenantId), tags.list(tenantId)])
+    return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(defs.map((d) => [d.name, d])), asOf: new Date() }
+  }
+
+  /** Customer numbers for keys: the sample shows who, by the bank's own number only. */
+  async function customerNumbers(tenantId: number, keys: readonly number[]): Promise<string[]> {
+    if (!keys.length) return []
+    const rows = await db
+      .forTenant(tenantId)
+      .query(
+        `SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)}`,
+        { keys },
+        z.object({ customer_key: z.coerce.number(), customer_no: z.string() }),
+      )
+    const byKey = new Map(rows.map((x) => [x.customer_key, x.customer_no]))
+    return keys.map((k) => byKey.get(k) ?? `key:${k}`)
+  }
+
+  async function runPreview(tenantId: number, body: z.infer<typeof previewBody>) {
+    const segment = parseSegment({ purpose: body.purpose, rule: body.rule })
+    const ctx = await context(tenantId)
+    const t0 = performance.now()
+    const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize })
+    const ms = Number((performance.now() - t0).toFixed(1))
+    return { ...p, sample: await customerNumbers(tenantId, p.sample), ms }
+  }
+
+  r.post(
+    '/v1/segments/preview',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Size, share, breakdown and a sample of a segment rule (not saved)',
+        security,
+        body: previewBody,
+        response: { 200: previewView, 400: errorBody, 503: errorBody },
+      },
+    },
+    async (req) => runPreview(req.principal!.tenantId, req.body),
+  )
+
+  r.post(
+    '/v1/segments/explain',
+    {
+      preHandler: auth.require('read'),
+      schema: { tags: ['segments'], summary: 'How a rule is evaluated: bitmap algebra or an event scan, per node', security, body: ruleBody, response: { 200: z.object({ plan }), 400: errorBody } },
+    },
+    async (req) => {
+      const segment = parseSegment({ purpose: req.body.purpose, rule: req.body.rule })
+      return { plan: explain(segment, await context(req.principal!.tenantId)) }
+    },
+  )
+
+  r.get(
+    '/v1/segments',
+    { preHandler: auth.require('read'), schema: { tags: ['segments'], summary: 'Saved segments', security, response: { 200: z.object({ segments: z.array(savedView) }) } } },
+    async (req) => ({ segments: await segments.list(req.principal!.tenantId) }),
+  )
+
+  r.get(
+    '/v1/segments/:id',
+    { preHandler: auth.require('read'), schema: { tags: ['segments'], summary: 'A saved segment', security, params: idParam, response: { 200: savedView, 404: errorBody } } },
+    async (req) => segments.get(req.principal!.tenantId, req.params.id),
+  )
+
+  r.get(
+    '/v1/segments/:id/versions',
+    {
+      preHandler: auth.require('read'),
+      schema: { tags: ['segments'], summary: 'Every version: who changed what and when', security, params: idParam, response: { 200: z.object({ versions: z.array(savedView) }), 404: errorBody } },
+    },
+    async (req) => ({ versions: await segments.versions(req.principal!.tenantId, req.params.id) }),
+  )
+
+  r.post(
+    '/v1/segments/:id/preview',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Preview a saved segment now',
+        security,
+        params: idParam,
+        body: z.object({ breakdown: z.array(z.string().max(63)).max(10).default([]), sampleSize: z.number().int().min(0).max(1000).default(20) }).default({ breakdown: [], sampleSize: 20 }),
+        response: { 200: previewView, 404: errorBody, 503: errorBody },
+      },
+    },
+    async (req) => {
+      const s = await segments.get(req.principal!.tenantId, req.params.id)
+      return runPreview(req.principal!.tenantId, { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
+    },
+  )
+
+  r.put(
+    '/v1/segments/:id',
+    {
+      preHandler: auth.require('admin'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Create or change a segment (each change is a version, with who and a note)',
+        security,
+        params: idParam,
+        querystring: z.object({ expectedVersion: z.coerce.number().int().min(0).optional() }),
+        body: saveBody,
+        response: { 200: z.object({ segment: savedView, changed: z.boolean() }), 201: z.object({ segment: savedView, changed: z.boolean() }), 400: errorBody, 409: errorBody },
+      },
+    },
+    async (req, reply) => {
+      const t = req.principal!.tenantId
+      // The rule must compile against the tenant's tags now: unknown tags, wrong types and
+      // purposes are refused at save time, with the node at fault.
+      compileSegment(parseSegment({ purpose: req.body.purpose, rule: req.body.rule }), await context(t))
+      const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
+      const out = await segments.save(t, req.params.id, req.body, `key:${req.principal!.keyId}`, opts)
+      return reply.code(out.changed && out.segment.version === 1 ? 201 : 200).send(out)
+    },
+  )
+
+  r.delete(
+    '/v1/segments/:id',
+    {
+      preHandler: auth.require('admin'),
+      schema: { tags: ['segments'], summary: 'Retire a segment (its history stays)', security, params: idParam, response: { 204: z.null(), 404: errorBody } },
+    },
+    async (req, reply) => {
+      await segments.retire(req.principal!.tenantId, req.params.id, `key:${req.principal!.keyId}`)
+      return reply.code(204).send(null)
+    },
+  )
+}
