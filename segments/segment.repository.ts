@@ -5,6 +5,7 @@ import type { Db, TenantDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import { PURPOSES } from '../tags/tag.schema.js'
+import { expandReferences } from './segment.references.js'
 import { parseSegment, type Segment } from './segment.schema.js'
 
 /**
@@ -35,7 +36,8 @@ export interface SavedSegment {
   name: string
   description: string
   purpose: Segment['purpose']
-  rule: Segment['rule']
+  /** As written: `{segment: id}` references stay references (expanded when evaluated). */
+  rule: unknown
   schedule: string
   retired: boolean
   createdBy: string
@@ -63,7 +65,7 @@ const toSaved = (r: z.infer<typeof row>): SavedSegment => ({
   name: r.name,
   description: r.description,
   purpose: r.purpose,
-  rule: JSON.parse(r.definition) as Segment['rule'],
+  rule: JSON.parse(r.definition) as unknown,
   schedule: r.schedule,
   retired: r.retired === 1,
   createdBy: r.created_by,
@@ -104,13 +106,24 @@ export function createSegmentRepository(deps: { db: Db }) {
       if (!rows.length) throw new AppError('NOT_FOUND', `No segment ${id}.`)
       return rows.map(toSaved)
     },
-    /** Validates (the rule against the segment language) and stores the next version. */
+    /** The rule of a segment with its references expanded, for evaluation. */
+    async expanded(tenantId: number, rule: unknown, self?: { id: string; rule: unknown }): Promise<unknown> {
+      const load = async (ref: string) => {
+        if (self && ref === self.id) return self.rule
+        const [s] = await latest(tenantId, ref)
+        return s && !s.retired ? s.rule : undefined
+      }
+      return expandReferences(rule, load, self ? [self.id] : [])
+    },
+    /** Validates (the expanded rule against the segment language) and stores the next version. */
     async save(tenantId: number, id: string, input: unknown, actor: string, opts: { expectedVersion?: number } = {}): Promise<{ segment: SavedSegment; changed: boolean }> {
       if (!SEGMENT_ID.test(id)) throw new AppError('VALIDATION_FAILED', 'A segment id is lower case letters, digits, _ and -.', { issues: [{ field: 'id', message: 'invalid' }] })
       const parsed = segmentInput.safeParse(input)
       if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The segment is invalid.', { issues: issuesFromZod(parsed.error.issues) })
       const p = parsed.data
-      const segment = parseSegment({ purpose: p.purpose, rule: p.rule })
+      // Validated expanded (with this very definition in place, so a cycle through it shows);
+      // stored as written.
+      const segment = { ...parseSegment({ purpose: p.purpose, rule: await repo.expanded(tenantId, p.rule, { id, rule: p.rule }) }), rule: p.rule }
       const [current] = await latest(tenantId, id)
       if (opts.expectedVersion !== undefined && (current?.version ?? 0) !== opts.expectedVersion) {
         throw new AppError('CONFLICT', `Segment ${id} is at version ${current?.version ?? 0}, not ${opts.expectedVersion}.`)

@@ -111,6 +111,22 @@ describe('saved segments', () => {
     expect((await t.app.inject({ method: 'GET', url: '/v1/segments', headers: auth(bank.read) })).json().segments).toEqual([])
   })
 
+  it('refers to other segments, and refuses cycles and unknown ones at the node', async () => {
+    const put = (id: string, rule: object) => t.app.inject({ method: 'PUT', url: `/v1/segments/${id}`, headers: auth(bank.admin), payload: { name: id, purpose: 'marketing', rule } })
+    expect((await put('elders', { tag: 'elder', op: 'eq', value: true })).statusCode).toBe(201)
+    expect((await put('affluent-elders', { all: [{ segment: 'elders' }, { tag: 'aum_tier', op: 'eq', value: 'affluent' }] })).statusCode).toBe(201)
+    const p = await t.app.inject({ method: 'POST', url: '/v1/segments/affluent-elders/preview', headers: auth(bank.read), payload: {} })
+    expect(p.json()).toMatchObject({ count: 1, sample: ['C003'] })
+    // Narrowing "elders" changes what refers to it.
+    await put('elders', { all: [{ tag: 'elder', op: 'eq', value: true }, { not: { tag: 'aum_tier', op: 'eq', value: 'affluent' } }] })
+    expect((await t.app.inject({ method: 'POST', url: '/v1/segments/affluent-elders/preview', headers: auth(bank.read), payload: {} })).json().count).toBe(0)
+    const cycle = await put('elders', { segment: 'affluent-elders' })
+    expect(cycle.statusCode).toBe(400)
+    expect(cycle.json().error.message).toMatch(/cycle: elders -> affluent-elders -> elders/)
+    const unknown = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: auth(bank.read), payload: { purpose: 'marketing', rule: { any: [{ segment: 'nope' }] } } })
+    expect(unknown.json().error.issues[0]).toMatchObject({ field: 'rule.any.0.segment', code: 'invalid_reference' })
+  })
+
   it('refuses to save a rule that does not compile against the tags', async () => {
     const res = await t.app.inject({ method: 'PUT', url: '/v1/segments/bad', headers: auth(bank.admin), payload: { name: 'x', purpose: 'marketing', rule: { tag: 'aum_tier', op: 'gt', value: 3 } } })
     expect(res.statusCode).toBe(400)

@@ -22,7 +22,7 @@ const security = [{ apiKey: [] }]
 const idParam = z.object({ id: z.string().regex(SEGMENT_ID, 'a segment id: lower case letters, digits, _ and -') })
 const ruleBody = z.object({
   purpose: z.string().describe('marketing, service, risk or security: tags whose purpose excludes it are refused'),
-  rule: z.unknown().describe('the segment tree: all / any / not over tag, event and sequence conditions'),
+  rule: z.unknown().describe('the segment tree: all / any / not over tag, event and sequence conditions and {segment: id} references'),
 })
 const previewBody = ruleBody.extend({
   breakdown: z.array(z.string().max(63)).max(10).default([]).describe('tags to break the members down by'),
@@ -86,8 +86,13 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     return keys.map((k) => byKey.get(k) ?? `key:${k}`)
   }
 
+  /** The rule with its `{segment: id}` references expanded, validated. */
+  async function resolve(tenantId: number, purpose: string, rule: unknown, self?: { id: string; rule: unknown }) {
+    return parseSegment({ purpose, rule: await segments.expanded(tenantId, rule, self) })
+  }
+
   async function runPreview(tenantId: number, body: z.infer<typeof previewBody>) {
-    const segment = parseSegment({ purpose: body.purpose, rule: body.rule })
+    const segment = await resolve(tenantId, body.purpose, body.rule)
     const ctx = await context(tenantId)
     const t0 = performance.now()
     const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize })
@@ -117,7 +122,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
       schema: { tags: ['segments'], summary: 'How a rule is evaluated: bitmap algebra or an event scan, per node', security, body: ruleBody, response: { 200: z.object({ plan }), 400: errorBody } },
     },
     async (req) => {
-      const segment = parseSegment({ purpose: req.body.purpose, rule: req.body.rule })
+      const segment = await resolve(req.principal!.tenantId, req.body.purpose, req.body.rule)
       return { plan: explain(segment, await context(req.principal!.tenantId)) }
     },
   )
@@ -180,7 +185,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
       const t = req.principal!.tenantId
       // The rule must compile against the tenant's tags now: unknown tags, wrong types and
       // purposes are refused at save time, with the node at fault.
-      compileSegment(parseSegment({ purpose: req.body.purpose, rule: req.body.rule }), await context(t))
+      compileSegment(await resolve(t, req.body.purpose, req.body.rule, { id: req.params.id, rule: req.body.rule }), await context(t))
       const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
       const out = await segments.save(t, req.params.id, req.body, `key:${req.principal!.keyId}`, opts)
       return reply.code(out.changed && out.segment.version === 1 ? 201 : 200).send(out)
