@@ -1,6 +1,7 @@
 import { localDate } from '../core/time.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
 import { conditionError } from '../tags/tag.compile.js'
+import { attributeBitmapSql, attributePredicate, type AttributeLeaf } from './segment.attributes.js'
 import { measureConditionSql, measureValueSql, type Measure } from '../tags/tag.measures.js'
 import { ParamBinder } from '../tags/tag.params.js'
 import type { Purpose, Scalar, TagDefinition, ValueType } from '../tags/tag.schema.js'
@@ -55,7 +56,7 @@ export interface CompileOptions {
 export type Strategy = 'bitmap' | 'event_scan'
 export interface PlanNode {
   path: string
-  node: 'all' | 'any' | 'not' | 'tag' | 'event' | 'sequence'
+  node: 'all' | 'any' | 'not' | 'tag' | 'event' | 'sequence' | 'attribute'
   /** bitmap: tag bitmaps or bitmap algebra; event_scan: a leaf of the shared per-customer event pass. */
   strategy: Strategy
   detail: string
@@ -345,22 +346,28 @@ function eventPass(leaves: readonly { node: EventLeaf | SequenceLeaf }[], b: Par
 
 // --- the tree ------------------------------------------------------------------------------------
 
-type Leaf = TagLeaf | EventLeaf | SequenceLeaf
+type Leaf = TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf
 const isGroup = (n: SegmentNode): n is { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode } => 'all' in n || 'any' in n || 'not' in n
 
 /** Walks the tree once: checks tag leaves, numbers event leaves in order. */
-function collect(node: SegmentNode, path: string, o: CompileOptions, out: { tags: Map<Leaf, CheckedTagLeaf>; events: { node: EventLeaf | SequenceLeaf; path: string }[] }): void {
+function collect(
+  node: SegmentNode,
+  path: string,
+  o: CompileOptions,
+  out: { tags: Map<Leaf, CheckedTagLeaf>; events: { node: EventLeaf | SequenceLeaf; path: string }[]; attributes: Map<AttributeLeaf, string> },
+): void {
   if ('all' in node) return node.all.forEach((c, i) => collect(c, `${path}.all.${i}`, o, out))
   if ('any' in node) return node.any.forEach((c, i) => collect(c, `${path}.any.${i}`, o, out))
   if ('not' in node) return collect(node.not, `${path}.not`, o, out)
   if ('tag' in node) out.tags.set(node, checkTagLeaf(node, path, o))
+  else if ('attribute' in node) out.attributes.set(node, path)
   else out.events.push({ node, path })
 }
 
 const fold = (fn: string, xs: string[]): string => xs.reduce((acc, x) => `${fn}(${acc}, ${x})`)
 
 function prepare(tree: SegmentNode, o: CompileOptions) {
-  const out = { tags: new Map<Leaf, CheckedTagLeaf>(), events: [] as { node: EventLeaf | SequenceLeaf; path: string }[] }
+  const out = { tags: new Map<Leaf, CheckedTagLeaf>(), events: [] as { node: EventLeaf | SequenceLeaf; path: string }[], attributes: new Map<AttributeLeaf, string>() }
   collect(tree, 'rule', o, out)
   return out
 }
@@ -369,8 +376,14 @@ function prepare(tree: SegmentNode, o: CompileOptions) {
 export function compileSegment(segment: Segment, o: Omit<CompileOptions, 'purpose'>): CompiledSegment {
   const opts = { ...o, purpose: segment.purpose }
   const b = new ParamBinder('s')
-  const { tags, events } = prepare(segment.rule, opts)
+  const { tags, events, attributes } = prepare(segment.rule, opts)
   const withs = [`${UNIVERSE} AS u`]
+  const attrAlias = new Map<Leaf, string>()
+  for (const [leaf, path] of attributes) {
+    const alias = `p${attrAlias.size}`
+    withs.push(`${attributeBitmapSql(leaf, path, b, localDate(o.asOf, o.timeZone))} AS ${alias}`)
+    attrAlias.set(leaf, alias)
+  }
   const tagAlias = new Map<Leaf, { alias: string; detail: string }>()
   let i = 0
   for (const [leaf, c] of tags) {
@@ -404,6 +417,9 @@ export function compileSegment(segment: Segment, o: Omit<CompileOptions, 'purpos
       const t = tagAlias.get(n)!
       return { sql: t.alias, plan: { path, node: 'tag', strategy: 'bitmap', detail: t.detail } }
     }
+    if ('attribute' in n) {
+      return { sql: attrAlias.get(n)!, plan: { path, node: 'attribute', strategy: 'bitmap', detail: `customers whose ${n.attribute} ${n.op} ${JSON.stringify(n.value)}` } }
+    }
     const j = eventIndex.get(n)!
     const col = j >= 0 ? `e${j}` : `e${-1 - j}`
     const seq = 'sequence' in n
@@ -417,7 +433,7 @@ export function compileSegment(segment: Segment, o: Omit<CompileOptions, 'purpos
   return {
     sql,
     params: b.params,
-    plan: { root: root.plan, eventScans: events.length ? 1 : 0, bitmapLeaves: tags.size, eventLeaves: events.length },
+    plan: { root: root.plan, eventScans: events.length ? 1 : 0, bitmapLeaves: tags.size + attributes.size, eventLeaves: events.length },
   }
 }
 
@@ -455,7 +471,7 @@ function referenceTagPredicate(c: CheckedTagLeaf, i: number, b: ParamBinder): st
 export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purpose'>): { sql: string; params: Record<string, unknown> } {
   const opts = { ...o, purpose: segment.purpose }
   const b = new ParamBinder('r')
-  const { tags, events } = prepare(segment.rule, opts)
+  const { tags, events, attributes } = prepare(segment.rule, opts)
   const names = [...new Set([...tags.values()].map((c) => c.leaf.tag))]
   const col = new Map(names.map((n, i) => [n, i]))
   const pivot = names
@@ -474,6 +490,7 @@ export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purp
       const c = tags.get(n)!
       return referenceTagPredicate(c, col.get(c.leaf.tag)!, b)
     }
+    if ('attribute' in n) return `(${attributePredicate(n, attributes.get(n)!, b, localDate(o.asOf, o.timeZone))})`
     // The LEFT JOIN leaves 0 in every aggregate of a customer without events.
     return `(${pass!.leaves[evIndex.get(n)!]!.cmp.replace(/^a(\d+)/, 'ev.a$1')})`
   }
@@ -482,7 +499,8 @@ export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purp
     : ''
   const ev = pass ? `LEFT JOIN (${pass.sql}) AS ev ON ev.customer_key = c.customer_key` : ''
   const sql = `SELECT arraySort(groupArray(c.customer_key)) AS keys
-  FROM (SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
+  FROM (SELECT customer_key, gender, birth_date, region_code, branch_code, occupation, language, elder_mode
+        FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
   ${tv}
   ${ev}
   WHERE ${pred(segment.rule)}

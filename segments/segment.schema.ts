@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { AppError, type ErrorIssue } from '../core/errors.js'
 import { PURPOSES, propertyFilter, tagName, type PropertyFilter, type Purpose, type Scalar } from '../tags/tag.schema.js'
+import { attributeLeaf, type AttributeLeaf } from './segment.attributes.js'
 
 /**
  * The segment language: a JSON tree of `{all: [...]}`, `{any: [...]}`, `{not: ...}` over leaves:
@@ -106,7 +107,7 @@ export const sequenceLeaf = z.strictObject({
 })
 export type SequenceLeaf = { sequence: { event: EventFilter }[]; withinDays: number; window?: EventWindow }
 
-export type SegmentNode = { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode } | TagLeaf | EventLeaf | SequenceLeaf
+export type SegmentNode = { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode } | TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf
 
 export interface Segment {
   purpose: Purpose
@@ -155,9 +156,9 @@ function parseNode(input: unknown, path: string, depth: number, st: { leaves: nu
     const n = parseNode(input.not, `${path}.not`, depth + 1, st)
     return n && { not: n }
   }
-  const schema = 'tag' in input ? tagLeaf : 'sequence' in input ? sequenceLeaf : 'event' in input ? eventLeaf : undefined
+  const schema = 'tag' in input ? tagLeaf : 'sequence' in input ? sequenceLeaf : 'event' in input ? eventLeaf : 'attribute' in input ? attributeLeaf : undefined
   if (!schema) {
-    issue(path, 'invalid_union', 'expected all, any, not, a tag condition {tag, op, value}, an event condition {event, measure, op, value, window} or a sequence')
+    issue(path, 'invalid_union', 'expected all, any, not, a tag condition {tag, op, value}, a profile attribute {attribute, op, value}, an event condition {event, measure, op, value, window} or a sequence')
     return undefined
   }
   st.leaves++
@@ -194,7 +195,7 @@ export function parseSegment(input: unknown): Segment {
 }
 
 /** Leaves of a tree with their paths, in the order the compiler numbers them. */
-export function leavesOf(node: SegmentNode, path = 'rule'): { node: TagLeaf | EventLeaf | SequenceLeaf; path: string }[] {
+export function leavesOf(node: SegmentNode, path = 'rule'): { node: TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf; path: string }[] {
   if ('all' in node) return node.all.flatMap((c, i) => leavesOf(c, `${path}.all.${i}`))
   if ('any' in node) return node.any.flatMap((c, i) => leavesOf(c, `${path}.any.${i}`))
   if ('not' in node) return leavesOf(node.not, `${path}.not`)

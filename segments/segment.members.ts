@@ -1,0 +1,103 @@
+import type { Readable } from 'node:stream'
+import { z } from 'zod'
+import { assertTenantScoped, type Db, type TenantDb } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+
+/**
+ * Reading materialized segments: the current build of a segment is its newest in
+ * segment_members. Members are paged by key with bitmap functions server-side
+ * (bitmapSubsetLimit), so a page never loads the whole bitmap into JS; which segments hold a
+ * customer is bitmapContains over each segment's current build; an export is produced by the
+ * engine in CSV, Parquet or Arrow (customer_key and customer_no only).
+ */
+
+export const MAX_PAGE = 10_000
+const MAX_KEY = 0xffffffff
+
+export interface MembersPage {
+  /** Ascending. */
+  keys: number[]
+  /** The last key of this page when more follow, else null. */
+  nextCursor: number | null
+  build: string
+  size: number
+}
+
+const pageRow = z.object({ build: z.coerce.string(), size: z.coerce.number(), keys: z.array(z.coerce.number()) })
+const buildRow = z.object({ build: z.coerce.string() })
+
+const invalid = (field: string, message: string) => new AppError('VALIDATION_FAILED', `${field}: ${message}`, { issues: [{ field, message }] })
+const notMaterialized = (segmentId: string) => new AppError('NOT_FOUND', `Segment ${segmentId} has not been materialized.`)
+
+/** The current build's bitmap row of a segment (newest build). */
+const CURRENT = `SELECT build, size, keys FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} ORDER BY build DESC LIMIT 1`
+
+/** One page of the current members, keys greater than `cursor` (the previous page's last key). */
+export async function members(db: TenantDb, segmentId: string, o: { cursor?: number; limit: number }): Promise<MembersPage> {
+  const limit = o.limit
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw invalid('limit', `an integer in 1..${MAX_PAGE}`)
+  const cursor = o.cursor
+  if (cursor !== undefined && (!Number.isInteger(cursor) || cursor < 0 || cursor >= MAX_KEY)) throw invalid('cursor', 'a customer key')
+  // One more than asked tells whether another page follows. bitmapSubsetLimit takes the
+  // smallest keys >= start; bitmapToArray of a small set may be unsorted, hence arraySort.
+  const [row] = await db.query(
+    `SELECT toString(build) AS build, size, arraySort(bitmapToArray(bitmapSubsetLimit(keys, {start:UInt32}, {n:UInt32}))) AS keys FROM (${CURRENT})`,
+    { sid: segmentId, start: cursor === undefined ? 0 : cursor + 1, n: limit + 1 },
+    pageRow,
+  )
+  if (!row) throw notMaterialized(segmentId)
+  const more = row.keys.length > limit
+  const keys = more ? row.keys.slice(0, limit) : row.keys
+  return { keys, nextCursor: more ? keys[keys.length - 1]! : null, build: row.build, size: row.size }
+}
+
+/** The ids of the (not retired) segments whose current build holds the customer, sorted. */
+export async function customerSegments(db: TenantDb, customerKey: number): Promise<string[]> {
+  if (!Number.isInteger(customerKey) || customerKey < 0 || customerKey > MAX_KEY) throw invalid('customerKey', 'a customer key')
+  const rows = await db.query(
+    `SELECT segment_id FROM (
+       SELECT segment_id, keys FROM segment_members WHERE tenant_id = {tenant:UInt16}
+       ORDER BY segment_id, build DESC LIMIT 1 BY segment_id)
+     WHERE bitmapContains(keys, {k:UInt32})
+       AND segment_id NOT IN (SELECT segment_id FROM segment_definitions FINAL WHERE tenant_id = {tenant:UInt16}
+                              GROUP BY segment_id HAVING argMax(retired, version) = 1)
+     ORDER BY segment_id`,
+    { k: customerKey },
+    z.object({ segment_id: z.string() }),
+  )
+  return rows.map((r) => r.segment_id)
+}
+
+export type ExportFormat = 'csv' | 'parquet' | 'arrow'
+const FORMATS: Record<ExportFormat, string> = { csv: 'CSVWithNames', parquet: 'Parquet', arrow: 'Arrow' }
+
+/**
+ * The current members of a segment as a byte stream produced by the engine: `customer_key,
+ * customer_no` (nothing else personal), ordered by key; csv has a header row. Members deleted
+ * as customers since the build are left out. Arrow is the IPC file format, uncompressed (the
+ * apache-arrow JS reader has no LZ4 codec); strings are Utf8, not Binary.
+ *
+ * It runs through the client's `exec` (the raw response body): `query()`'s `stream()` splits
+ * its output into rows at newlines, and does not accept Arrow. The embedded chDB connection
+ * buffers a whole result before handing it over as a one-chunk stream; a remote server streams.
+ * Takes the unscoped Db because TenantDb does not expose a raw stream; the tenant scope check
+ * and binding are applied here exactly as TenantDb does.
+ */
+export async function exportSegment(db: Db, tenantId: number, segmentId: string, format: ExportFormat): Promise<Readable> {
+  const tdb = db.forTenant(tenantId)
+  const fmt = FORMATS[format]
+  if (!fmt) throw invalid('format', `one of ${Object.keys(FORMATS).join(', ')}`)
+  const [cur] = await tdb.query(`SELECT toString(build) AS build FROM (${CURRENT})`, { sid: segmentId }, buildRow)
+  if (!cur) throw notMaterialized(segmentId)
+  const sql = `SELECT customer_key, customer_no FROM customers FINAL
+    WHERE tenant_id = {tenant:UInt16} AND deleted = 0
+      AND customer_key IN (SELECT arrayJoin(bitmapToArray(keys)) FROM segment_members
+                           WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64})
+    ORDER BY customer_key
+    SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none', output_format_parquet_string_as_string = 1
+    FORMAT ${fmt}`
+  const params = { sid: segmentId, bld: cur.build }
+  assertTenantScoped(sql, params)
+  const rs = await db.system.raw.exec({ query: sql, query_params: { ...params, tenant: tdb.tenantId } })
+  return rs.stream
+}
