@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander'
 import { AppError, type ErrorCode } from '../core/errors.js'
 import type { RunRecord } from '../pipelines/pipeline.runs.js'
+import { PIPELINES, type PipelineName } from '../pipelines/pipeline.runner.js'
 import type { Runtime } from '../server/runtime.js'
 import type { CatalogEntry } from '../tags/tag.catalog.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles, type ApplyResult } from '../tags/tag.pack.js'
@@ -16,7 +17,7 @@ interface TagsAdmin {
   list(): Promise<CatalogEntry[]>
   show(name: string): Promise<unknown>
   apply(defs: TagDefinition[]): Promise<ApplyResult[]>
-  run(o: { tags?: string[] | undefined; mode: 'full' | 'incremental'; backfill?: { from: string; to: string } | undefined }): Promise<RunRecord>
+  run(o: { pipeline: PipelineName; tags?: string[] | undefined; mode: 'full' | 'incremental'; backfill?: { from: string; to: string } | undefined }): Promise<RunRecord>
   runs(limit: number): Promise<RunRecord[]>
 }
 
@@ -31,7 +32,7 @@ function local(rt: Runtime, tenantId: number): TagsAdmin {
     list: () => rt.tags.catalog.list(tenantId, 'admin'),
     show: (name) => rt.tags.catalog.get(tenantId, name, 'admin'),
     apply: (defs) => applyDefinitions(rt.tags.repo, tenantId, defs, 'cli'),
-    run: (o) => rt.tags.runner.run({ tenantId, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
+    run: (o) => rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
     runs: (limit) => rt.tags.runner.runs(tenantId, { limit }),
   }
 }
@@ -61,7 +62,7 @@ function remote(server: string, key: string): TagsAdmin {
     list: async () => (await call<{ tags: CatalogEntry[] }>('GET', '/v1/tags')).tags,
     show: (name) => call('GET', `/v1/tags/${encodeURIComponent(name)}`),
     apply: async (defs) => (await call<{ applied: ApplyResult[] }>('POST', '/v1/tags/apply', { definitions: defs })).applied,
-    run: (o) => call('POST', '/v1/pipelines/runs', { pipeline: 'tags', ...o, wait: true }),
+    run: (o) => call('POST', '/v1/pipelines/runs', { ...o, wait: true }),
     runs: async (limit) => (await call<{ runs: RunRecord[] }>('GET', `/v1/pipelines/runs?limit=${limit}`)).runs,
   }
 }
@@ -117,17 +118,19 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
   remoteOptions(
     pipelines
       .command('run [name]')
-      .description('run a pipeline now (default: tags, incremental where possible) and wait for it')
+      .description('run a pipeline now and wait for it: tags (incremental where possible; saved segments follow) or segments')
       .option('--tenant <tenant>', 'tenant slug or id')
       .option('--full', 'recompute from raw events for every customer')
       .option('--tags <names>', 'only these tags, comma-separated')
       .option('--from <date>', 'backfill history from this local date (YYYY-MM-DD)')
       .option('--to <date>', 'backfill history up to this local date'),
   ).action(async (name: string | undefined, opts: TargetOptions & { full?: boolean; tags?: string; from?: string; to?: string }) => {
-    if ((name ?? 'tags') !== 'tags') throw new AppError('NOT_FOUND', `No pipeline ${name}; known: tags.`)
+    const pipeline = (name ?? 'tags') as PipelineName
+    if (!PIPELINES.includes(pipeline)) throw new AppError('NOT_FOUND', `No pipeline ${name}; known: ${PIPELINES.join(', ')}.`)
     if (!!opts.from !== !!opts.to) throw new AppError('VALIDATION_FAILED', 'A backfill needs both --from and --to.', { issues: [{ field: opts.from ? '--to' : '--from', message: 'required' }] })
     await withAdmin(opts, async (a) => {
       const r = await a.run({
+        pipeline,
         tags: opts.tags?.split(',').filter(Boolean),
         mode: opts.full ? 'full' : 'incremental',
         backfill: opts.from && opts.to ? { from: opts.from, to: opts.to } : undefined,

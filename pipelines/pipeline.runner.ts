@@ -9,6 +9,8 @@ import type { TenantService } from '../tenants/tenants.service.js'
 import { addDays, daysBetween } from './event-daily.js'
 import { createRunStore, leaseOwner, newRunId, type RunRecord, type RunStore } from './pipeline.runs.js'
 import { runTags, type TagRunResult } from './tag.pipeline.js'
+import { materializeAll } from '../segments/segment.materialize.js'
+import { createSegmentRepository } from '../segments/segment.repository.js'
 
 /**
  * Runs pipelines: on demand (API, CLI) and on the tags' cron schedules. Each run holds a lease on
@@ -17,7 +19,7 @@ import { runTags, type TagRunResult } from './tag.pipeline.js'
  * failure half-way converges on the same values.
  */
 
-export const PIPELINES = ['tags'] as const
+export const PIPELINES = ['tags', 'segments'] as const
 export type PipelineName = (typeof PIPELINES)[number]
 
 export interface RunOptions {
@@ -26,7 +28,7 @@ export interface RunOptions {
   /** Only these tags (their dependencies are read as they are). */
   tags?: readonly string[] | undefined
   mode?: 'full' | 'incremental'
-  trigger: 'schedule' | 'api' | 'cli'
+  trigger: 'schedule' | 'api' | 'cli' | 'after-tags'
   /** Recompute history for these tenant-local days instead of the current values. */
   backfill?: { from: string; to: string } | undefined
   /** Time the values are computed as of (default now). */
@@ -77,6 +79,7 @@ export function createPipelineRunner(deps: {
   options: RunnerOptions
 }): PipelineRunner {
   const store = createRunStore({ db: deps.db })
+  const segmentRepo = createSegmentRepository({ db: deps.db })
   const log = deps.log
   const active = new Map<string, Promise<RunRecord>>()
   const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[] }>()
@@ -112,32 +115,15 @@ export function createPipelineRunner(deps: {
         const rec = { ...base, attempt }
         await store.record(o.tenantId, rec)
         try {
-          const results: TagRunResult[] = []
-          if (o.backfill) {
-            for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
-              const asOf = new Date(zonedMidnight(addDays(d, 1), tenant.timeZone).getTime() - 1)
-              results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone: tenant.timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId() }))
-            }
-          } else {
-            results.push(
-              await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone: tenant.timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId }),
-            )
-          }
-          const last = results[results.length - 1]
-          const done: RunRecord = {
-            ...rec,
-            mode: o.backfill ? 'backfill' : (last?.mode ?? rec.mode),
-            status: 'succeeded',
-            finishedAt: chDateTime(new Date()),
-            watermark: last?.state.watermark ?? rec.watermark,
-            rows: results.reduce((s, r) => s + r.changed, 0),
-            details: o.backfill ? { days: results.map((r) => ({ today: r.state.today, changed: r.changed })) } : { ...last },
-          }
+          const out = pipeline === 'segments' ? await materialize(o, tenant.timeZone, defs) : await computeTags(o, runId, tenant.timeZone, defs)
+          const done: RunRecord = { ...rec, ...out, status: 'succeeded', finishedAt: chDateTime(new Date()) }
           await store.record(o.tenantId, done)
           outcome = 'succeeded'
           lastSuccess.set({ tenant: String(o.tenantId), pipeline }, Date.now() / 1000)
           changedValues.inc({ tenant: String(o.tenantId) }, done.rows)
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
+          // Saved segments follow the tags they read.
+          if (pipeline === 'tags' && !o.backfill) followWithSegments(o.tenantId)
           return done
         } catch (err) {
           const message = errText(err)
@@ -156,6 +142,56 @@ export function createPipelineRunner(deps: {
       outcomes.inc({ pipeline, status: outcome })
       await store.release(o.tenantId, pipeline, owner).catch((err: unknown) => log.warn({ err }, 'lease release failed'))
     }
+  }
+
+  type RunOutcome = Pick<RunRecord, 'mode' | 'watermark' | 'rows' | 'details'>
+
+  async function computeTags(o: RunOptions, runId: string, timeZone: string, defs: Awaited<ReturnType<TagRepository['list']>>): Promise<RunOutcome> {
+    const results: TagRunResult[] = []
+    if (o.backfill) {
+      for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
+        const asOf = new Date(zonedMidnight(addDays(d, 1), timeZone).getTime() - 1)
+        results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId() }))
+      }
+    } else {
+      results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId }))
+    }
+    const last = results[results.length - 1]
+    return {
+      mode: o.backfill ? 'backfill' : (last?.mode ?? o.mode ?? 'incremental'),
+      watermark: last?.state.watermark ?? chDateTime(new Date()),
+      rows: results.reduce((s, r) => s + r.changed, 0),
+      details: o.backfill ? { days: results.map((r) => ({ today: r.state.today, changed: r.changed })) } : { ...last },
+    }
+  }
+
+  /** Materializes every saved segment of the tenant; one that fails does not stop the others. */
+  async function materialize(o: RunOptions, timeZone: string, defs: Awaited<ReturnType<TagRepository['list']>>): Promise<RunOutcome> {
+    const saved = await segmentRepo.list(o.tenantId)
+    const r = await materializeAll(
+      { db: deps.db },
+      { tenantId: o.tenantId, timeZone, segments: saved, defs: new Map(defs.map((d) => [d.name, d])), asOf: o.asOf ?? new Date(), trigger: o.trigger, newBuildId: () => newRunId() },
+    )
+    if (r.errors.length) {
+      throw new AppError('VALIDATION_FAILED', `Segments not materialized: ${r.errors.map((e) => `${e.segmentId} (${e.code}: ${e.message})`).join('; ')}`)
+    }
+    return {
+      mode: 'full',
+      watermark: chDateTime(new Date()),
+      rows: r.results.reduce((s, x) => s + x.entered + x.exited, 0),
+      details: { segments: r.results },
+    }
+  }
+
+  function followWithSegments(tenantId: number): void {
+    void segmentRepo
+      .list(tenantId)
+      .then(async (saved) => {
+        if (!saved.length || stopped) return
+        const started = await runner.start({ tenantId, pipeline: 'segments', trigger: 'after-tags' })
+        await started.done
+      })
+      .catch((err: unknown) => log.info({ tenant: tenantId, err: errText(err) }, 'segments not materialized after the tag run'))
   }
 
   function validate(o: RunOptions): void {

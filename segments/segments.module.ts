@@ -4,6 +4,7 @@ import type { TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { createSegmentRepository, type SegmentRepository } from './segment.repository.js'
+import { registerMembershipRoutes } from './membership.routes.js'
 import { registerSegmentRoutes } from './segments.routes.js'
 
 /** Segments wired from their dependencies: saved segments and their HTTP routes. */
@@ -18,6 +19,7 @@ export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tag
     repo,
     routes(app, auth) {
       registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo })
+      registerMembershipRoutes(app, { auth, db: deps.db, segments: repo })
     },
   }
 }

@@ -1,0 +1,167 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { AppError, errorBody } from '../core/errors.js'
+import { customerKeyOf } from '../tags/customers.routes.js'
+import type { Auth } from '../tenants/auth.js'
+import { membershipAt, segmentHistory } from './segment.materialize.js'
+import { customerSegments, exportSegment, MAX_PAGE, members } from './segment.members.js'
+import { SEGMENT_ID, type SegmentRepository } from './segment.repository.js'
+
+/**
+ * Materialized segments: members page by page, exports, size per run, which segments hold a
+ * customer, and why a customer was in a segment at a time (enter/exit events with the version).
+ * Members are shown by the bank's customer number.
+ */
+
+const security = [{ apiKey: [] }]
+const idParam = z.object({ id: z.string().regex(SEGMENT_ID, 'a segment id') })
+const CONTENT_TYPES = { csv: 'text/csv; charset=utf-8', parquet: 'application/vnd.apache.parquet', arrow: 'application/vnd.apache.arrow.stream' } as const
+const at = z.iso.datetime({ offset: true }).or(z.iso.date())
+
+export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; segments: SegmentRepository }) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { auth, db, segments } = deps
+
+  async function numbers(tenantId: number, keys: readonly number[]): Promise<string[]> {
+    if (!keys.length) return []
+    const rows = await db
+      .forTenant(tenantId)
+      .query(
+        `SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)}`,
+        { keys },
+        z.object({ customer_key: z.coerce.number(), customer_no: z.string() }),
+      )
+    const byKey = new Map(rows.map((x) => [x.customer_key, x.customer_no]))
+    return keys.map((k) => byKey.get(k) ?? `key:${k}`)
+  }
+  async function keyOf(tenantId: number, customerNo: string): Promise<number> {
+    const k = await customerKeyOf(db, tenantId, customerNo)
+    if (!k) throw new AppError('NOT_FOUND', `No customer ${customerNo}.`)
+    return k
+  }
+
+  r.get(
+    '/v1/segments/:id/members',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Members of the last materialization, a page at a time',
+        security,
+        params: idParam,
+        querystring: z.object({ cursor: z.string().regex(/^\d+$/).optional().describe('nextCursor of the previous page'), limit: z.coerce.number().int().min(1).max(MAX_PAGE).default(100) }),
+        response: { 200: z.object({ members: z.array(z.string()), nextCursor: z.string().nullable(), size: z.number(), build: z.string() }), 404: errorBody },
+      },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      await segments.get(t, req.params.id)
+      const page = await members(db.forTenant(t), req.params.id, { ...(req.query.cursor ? { cursor: Number(req.query.cursor) } : {}), limit: req.query.limit })
+      return { members: await numbers(t, page.keys), nextCursor: page.nextCursor === null ? null : String(page.nextCursor), size: page.size, build: page.build }
+    },
+  )
+
+  r.get(
+    '/v1/segments/:id/export',
+    {
+      preHandler: auth.require('admin'),
+      schema: {
+        tags: ['segments'],
+        summary: 'The members (customer key and number) as CSV, Parquet or Arrow',
+        security,
+        params: idParam,
+        querystring: z.object({ format: z.enum(['csv', 'parquet', 'arrow']).default('csv') }),
+      },
+    },
+    async (req, reply) => {
+      const t = req.principal!.tenantId
+      await segments.get(t, req.params.id)
+      const stream = await exportSegment(db, t, req.params.id, req.query.format)
+      const ext = req.query.format === 'arrow' ? 'arrows' : req.query.format
+      return reply
+        .header('content-type', CONTENT_TYPES[req.query.format])
+        .header('content-disposition', `attachment; filename="${req.params.id}.${ext}"`)
+        .send(stream)
+    },
+  )
+
+  r.get(
+    '/v1/segments/:id/runs',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Size per materialization, newest first (for charts)',
+        security,
+        params: idParam,
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: {
+          200: z.object({ runs: z.array(z.object({ build: z.string(), version: z.number(), size: z.number(), entered: z.number(), exited: z.number(), finishedAt: z.string(), trigger: z.string() })) }),
+        },
+      },
+    },
+    async (req) => ({
+      runs: await db.forTenant(req.principal!.tenantId).query(
+        `SELECT toString(build) AS build, version, size, entered, exited, toString(finished_at) AS finishedAt, trigger FROM segment_runs
+         WHERE tenant_id = {tenant:UInt16} AND segment_id = {id:String} ORDER BY segment_runs.build DESC LIMIT {limit:UInt32}`,
+        { id: req.params.id, limit: req.query.limit },
+        z.object({ build: z.string(), version: z.coerce.number(), size: z.coerce.number(), entered: z.coerce.number(), exited: z.coerce.number(), finishedAt: z.string(), trigger: z.string() }),
+      ),
+    }),
+  )
+
+  r.get(
+    '/v1/segments/:id/members/:customerId',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['segments'],
+        summary: 'Was the customer in the segment (now, or at a time), since when and by which version; every entry and exit',
+        security,
+        params: idParam.extend({ customerId: z.string().min(1).max(128) }),
+        querystring: z.object({ at: at.optional() }),
+        response: {
+          200: z.object({
+            member: z.boolean(),
+            since: z.string().nullable(),
+            version: z.number().nullable(),
+            history: z.array(z.object({ at: z.string(), kind: z.string(), version: z.number(), build: z.string() })),
+          }),
+          404: errorBody,
+        },
+      },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      await segments.get(t, req.params.id)
+      const key = await keyOf(t, req.params.customerId)
+      const when = req.query.at ? new Date(req.query.at) : new Date()
+      const m = await membershipAt(db.forTenant(t), req.params.id, key, when)
+      const history = await segmentHistory(db.forTenant(t), req.params.id, key)
+      return { member: m.member, since: m.since ?? null, version: m.version ?? null, history }
+    },
+  )
+
+  r.get(
+    '/v1/customers/:id/segments',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['customers'],
+        summary: "The saved segments a customer is in (their last materialization)",
+        security,
+        params: z.object({ id: z.string().min(1).max(128) }),
+        response: { 200: z.object({ segments: z.array(z.object({ id: z.string(), name: z.string(), purpose: z.string() })) }), 404: errorBody },
+      },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      const key = await keyOf(t, req.params.id)
+      const ids = new Set(await customerSegments(db.forTenant(t), key))
+      const saved = (await segments.list(t)).filter((s) => ids.has(s.id))
+      return { segments: saved.map((s) => ({ id: s.id, name: s.name, purpose: s.purpose })) }
+    },
+  )
+}
