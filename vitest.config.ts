@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', 'dist/**', '.qianmian/**'],
+    exclude: ['node_modules/**', 'dist/**', '.qianmian/**', '.tmp/**', '.kafka/**'],
     // One process per test file: the embedded engine binds one data directory per process.
     pool: 'forks',
     isolate: true,
