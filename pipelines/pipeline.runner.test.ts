@@ -6,6 +6,7 @@ import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createPipelineRunner, zonedMidnight, type PipelineRunner } from './pipeline.runner.js'
 import { createRunStore } from './pipeline.runs.js'
+import { createSegmentRepository } from '../segments/segment.repository.js'
 
 /** Leases, retries with backoff, run history and schedules of the pipeline runner. */
 
@@ -80,10 +81,15 @@ describe('pipeline runner', () => {
     expect((r.details as { days: { today: string }[] }).days.map((d) => d.today)).toEqual(['2026-01-01', '2026-01-02', '2026-01-03'])
   })
 
-  it('schedules one task per tenant and cron, with its next time', async () => {
+  it('schedules one task per tenant and cron, with its next time, for tags and scheduled segments', async () => {
+    await createSegmentRepository({ db: e.db }).save(tenant.id, 'elders', { name: 'Elders', purpose: 'service', rule: { tag: 'elder', op: 'eq', value: true }, schedule: '30 2 * * *' }, 'test')
     await runner.startScheduler()
     const s = runner.schedules(tenant.id)
-    expect(s).toEqual([{ cron: '15 * * * *', timeZone: 'Asia/Shanghai', tags: ['elder'], next: expect.stringMatching(/:15:00\.000Z$/) }])
+    expect(s).toEqual([
+      { pipeline: 'tags', cron: '15 * * * *', timeZone: 'Asia/Shanghai', tags: ['elder'], next: expect.stringMatching(/:15:00\.000Z$/) },
+      // 02:30 in Shanghai is 18:30 UTC.
+      { pipeline: 'segments', cron: '30 2 * * *', timeZone: 'Asia/Shanghai', tags: ['elders'], next: expect.stringMatching(/T18:30:00\.000Z$/) },
+    ])
   })
 
   it('finds local midnight in a time zone', () => {

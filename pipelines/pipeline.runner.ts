@@ -50,7 +50,8 @@ export interface PipelineRunner {
   startScheduler(): Promise<void>
   /** Stops the schedules and waits for runs in progress. */
   stop(): Promise<void>
-  schedules(tenantId: number): { cron: string; timeZone: string; tags: string[]; next: string | null }[]
+  /** Cron tasks of a tenant: `tags` lists the tag names, or the segment ids of a segments task. */
+  schedules(tenantId: number): { pipeline: PipelineName; cron: string; timeZone: string; tags: string[]; next: string | null }[]
 }
 
 const BACKFILL_MAX_DAYS = 400
@@ -82,7 +83,7 @@ export function createPipelineRunner(deps: {
   const segmentRepo = createSegmentRepository({ db: deps.db })
   const log = deps.log
   const active = new Map<string, Promise<RunRecord>>()
-  const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[] }>()
+  const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
   let resync: NodeJS.Timeout | undefined
   let stopped = false
 
@@ -234,20 +235,28 @@ export function createPipelineRunner(deps: {
     schedules(tenantId) {
       return [...tasks.values()]
         .filter((t) => t.tenantId === tenantId)
-        .map((t) => ({ cron: t.cron, timeZone: t.timeZone, tags: t.tags, next: t.task.getNextRun()?.toISOString() ?? null }))
+        .map((t) => ({ pipeline: t.pipeline, cron: t.cron, timeZone: t.timeZone, tags: t.tags, next: t.task.getNextRun()?.toISOString() ?? null }))
     },
   }
 
   /** One cron task per (tenant, schedule), re-read every few minutes as definitions change. */
   async function syncSchedules(): Promise<void> {
     if (stopped) return
-    const wanted = new Map<string, { tenantId: number; cron: string; timeZone: string; tags: string[] }>()
+    const wanted = new Map<string, { tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
     for (const t of await deps.tenants.list()) {
       if (t.status !== 'active') continue
       for (const d of await deps.tags.list(t.id)) {
-        const key = `${t.id}|${d.schedule}|${t.timeZone}`
-        const w = wanted.get(key) ?? { tenantId: t.id, cron: d.schedule, timeZone: t.timeZone, tags: [] }
+        const key = `${t.id}|tags|${d.schedule}|${t.timeZone}`
+        const w = wanted.get(key) ?? { tenantId: t.id, cron: d.schedule, timeZone: t.timeZone, tags: [], pipeline: 'tags' as const }
         w.tags.push(d.name)
+        wanted.set(key, w)
+      }
+      // Segments with a schedule of their own (besides following every tag run).
+      for (const s of await segmentRepo.list(t.id)) {
+        if (!s.schedule) continue
+        const key = `${t.id}|segments|${s.schedule}|${t.timeZone}`
+        const w = wanted.get(key) ?? { tenantId: t.id, cron: s.schedule, timeZone: t.timeZone, tags: [], pipeline: 'segments' as const }
+        w.tags.push(s.id)
         wanted.set(key, w)
       }
     }
@@ -263,13 +272,14 @@ export function createPipelineRunner(deps: {
       const task = cron.schedule(
         w.cron,
         async () => {
-          const r = await runner.start({ tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' }).catch((err: unknown) => {
-            log.info({ tenant: w.tenantId, err: errText(err) }, 'scheduled tag run not started')
+          const o: RunOptions = w.pipeline === 'tags' ? { tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' } : { tenantId: w.tenantId, pipeline: 'segments', trigger: 'schedule' }
+          const r = await runner.start(o).catch((err: unknown) => {
+            log.info({ tenant: w.tenantId, pipeline: w.pipeline, err: errText(err) }, 'scheduled run not started')
             return undefined
           })
           await r?.done
         },
-        { timezone: w.timeZone, name: `tags:${key}`, noOverlap: true },
+        { timezone: w.timeZone, name: key, noOverlap: true },
       )
       tasks.set(key, { task, ...w })
     }

@@ -112,7 +112,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
                 running: z.boolean(),
                 lastRun: run.nullable(),
                 lastSuccess: run.nullable(),
-                schedules: z.array(z.object({ cron: z.string(), timeZone: z.string(), tags: z.array(z.string()), next: z.string().nullable() })),
+                schedules: z.array(z.object({ pipeline: z.string(), cron: z.string(), timeZone: z.string(), tags: z.array(z.string()).describe('tag names, or segment ids'), next: z.string().nullable() })),
               }),
             ),
           }),
@@ -126,7 +126,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
         PIPELINES.map(async (p) => {
           const [lastRun] = await runner.runs(t, { pipeline: p, limit: 1 })
           const [lastSuccess] = await runner.runs(t, { pipeline: p, status: 'succeeded', limit: 1 })
-          return { pipeline: p, running: running.includes(p), lastRun: lastRun ?? null, lastSuccess: lastSuccess ?? null, schedules: runner.schedules(t) }
+          return { pipeline: p, running: running.includes(p), lastRun: lastRun ?? null, lastSuccess: lastSuccess ?? null, schedules: runner.schedules(t).filter((x) => x.pipeline === p) }
         }),
       )
       return { pipelines }
