@@ -78,7 +78,11 @@ describe('preview and explain', () => {
     })
     expect(risky.statusCode).toBe(400)
     expect(risky.json().error.issues[0].field).toBe('rule.all.1.tag')
-    const ok = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: auth(bank.read), payload: { purpose: 'risk', rule: { tag: 'loan_overdue', op: 'eq', value: true } } })
+    // A risk segment may use the risk tag, but only an admin key sees a high-sensitivity tag.
+    const risk = { purpose: 'risk', rule: { tag: 'loan_overdue', op: 'eq', value: true } }
+    const hidden = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: auth(bank.read), payload: risk })
+    expect(hidden.statusCode).toBe(400)
+    const ok = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: auth(bank.admin), payload: risk })
     expect(ok.json()).toMatchObject({ count: 1, sample: ['C002'] })
     const unknown = await t.app.inject({ method: 'POST', url: '/v1/segments/explain', headers: auth(bank.read), payload: { purpose: 'marketing', rule: { not: { tag: 'no_such', op: 'exists' } } } })
     expect(unknown.statusCode).toBe(400)

@@ -4,7 +4,9 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import type { TagRepository } from '../tags/tag.repository.js'
+import { visibleTo } from '../tags/tag.catalog.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
+import type { Scope } from '../tenants/keys.service.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { compileSegment, explain } from './segment.compile.js'
@@ -67,9 +69,11 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, tenants, tags, segments } = deps
 
-  async function context(tenantId: number) {
+  /** The tenant's tags a key may use: high-sensitivity ones (risk flags) only with an admin key. */
+  async function context(tenantId: number, scope: Scope = 'admin') {
     const [tenant, defs] = await Promise.all([tenants.get(tenantId), tags.list(tenantId)])
-    return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(defs.map((d) => [d.name, d])), asOf: new Date() }
+    const usable = defs.filter((d) => visibleTo(scope, d.sensitivity))
+    return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(usable.map((d) => [d.name, d])), asOf: new Date() }
   }
 
   /** Customer numbers for keys: the sample shows who, by the bank's own number only. */
@@ -91,9 +95,9 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     return parseSegment({ purpose, rule: await segments.expanded(tenantId, rule, self) })
   }
 
-  async function runPreview(tenantId: number, body: z.infer<typeof previewBody>) {
+  async function runPreview(tenantId: number, scope: Scope, body: z.infer<typeof previewBody>) {
     const segment = await resolve(tenantId, body.purpose, body.rule)
-    const ctx = await context(tenantId)
+    const ctx = await context(tenantId, scope)
     const t0 = performance.now()
     const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize })
     const ms = Number((performance.now() - t0).toFixed(1))
@@ -112,7 +116,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
         response: { 200: previewView, 400: errorBody, 503: errorBody },
       },
     },
-    async (req) => runPreview(req.principal!.tenantId, req.body),
+    async (req) => runPreview(req.principal!.tenantId, req.principal!.scope, req.body),
   )
 
   r.post(
@@ -123,7 +127,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     },
     async (req) => {
       const segment = await resolve(req.principal!.tenantId, req.body.purpose, req.body.rule)
-      return { plan: explain(segment, await context(req.principal!.tenantId)) }
+      return { plan: explain(segment, await context(req.principal!.tenantId, req.principal!.scope)) }
     },
   )
 
@@ -163,7 +167,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     },
     async (req) => {
       const s = await segments.get(req.principal!.tenantId, req.params.id)
-      return runPreview(req.principal!.tenantId, { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
+      return runPreview(req.principal!.tenantId, req.principal!.scope, { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
     },
   )
 
