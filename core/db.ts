@@ -49,6 +49,7 @@ export const TENANT_TABLES = [
   'segment_members',
   'segment_events',
   'segment_runs',
+  'tag_numeric',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

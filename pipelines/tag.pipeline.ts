@@ -7,7 +7,7 @@ import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
 import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
-import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps } from '../tags/tag.values.js'
+import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
 import { addDays, addScopeFromDays, changedDays, daysBetween, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
@@ -281,6 +281,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       const updated = await updateBitmaps(db, updatable.map((d) => ({ name: d.name, type: d.type, build: states.get(d.name)!.build })), req.runId)
       const fromScratch = rebuild.filter((d) => !updated.covered.has(d.name))
       const covered = new Map([...updated.covered, ...(await rebuildBitmaps(db, fromScratch.map((d) => ({ name: d.name, type: d.type })), req.runId))])
+      // Numbers and dates in buckets get their value-ordered snapshot before the state points at
+      // the build (segments check range edges against it).
+      await writeNumericSnapshots(db, rebuild.filter((d) => d.type === 'number' || d.type === 'date').map((d) => d.name), req.runId)
       for (const d of skipped) perTag[d]!.customers = states.get(d)!.covered
       const rows = computed.map((d) => {
         const t = d as StoredTag

@@ -260,8 +260,12 @@ function tagLeafBitmap(c: CheckedTagLeaf, b: ParamBinder): { sql: string; detail
   const np = numericPredicate(c, b)
   const inside = `if(lo = hi, ${np.pred('lo')}, ${np.inside('lo', 'hi')})`
   const edges = `(SELECT groupArray(tuple(lo, hi)) FROM ${bitmapRows(tp)} AND value != '*' AND lo < hi AND NOT (${np.inside('lo', 'hi')}) AND ${np.overlap('lo', 'hi')})`
-  const exact = `(SELECT groupBitmapState(customer_key) FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = ${tp} AND is_deleted = 0
-      AND ${np.pred('num')} AND arrayExists(e -> num >= e.1 AND num < e.2, ${edges}))`
+  // Edge buckets are checked against the build's value-ordered snapshot (tag_numeric), reading
+  // only the rows between the lowest and highest edge.
+  const exact = `(SELECT groupBitmapState(customer_key) FROM tag_numeric
+      WHERE tenant_id = {tenant:UInt16} AND tag = ${tp} AND build = ${currentBuild(tp)}
+        AND num >= arrayMin(arrayMap(e -> e.1, ${edges})) AND num < arrayMax(arrayMap(e -> e.2, ${edges}))
+        AND ${np.pred('num')} AND arrayExists(e -> num >= e.1 AND num < e.2, ${edges}))`
   let set = `(SELECT bitmapOr(groupBitmapMergeStateIf(keys, ${inside}), ${exact}) FROM ${bitmapRows(tp)} AND value != '*')`
   if (c.zero && np.holdsAt0) set = `bitmapOr(${set}, ${not(star)})`
   return {

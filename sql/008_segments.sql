@@ -63,3 +63,17 @@ CREATE TABLE IF NOT EXISTS segment_runs
 )
 ENGINE = MergeTree
 ORDER BY (tenant_id, segment_id, build);
+
+-- The values of bucketed numeric and date tags per bitmap build, ordered by value: a segment's
+-- range that cuts a bucket checks only that bucket's customers, by a range read, instead of
+-- scanning every value of the tag. Written with the build, before tag_state points at it.
+CREATE TABLE IF NOT EXISTS tag_numeric
+(
+    tenant_id     UInt16,
+    tag           LowCardinality(String),
+    build         UInt64,
+    num           Float64,
+    customer_key  UInt32
+)
+ENGINE = MergeTree
+ORDER BY (tenant_id, tag, build, num);

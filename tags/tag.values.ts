@@ -164,6 +164,30 @@ async function insertBitmaps(db: TenantDb, select: string, params: Record<string
 }
 
 /**
+ * Writes the value-ordered snapshot of the tags of build `runId` that have buckets (lo < hi), for
+ * exact range checks at bucket edges. Returns the tags written.
+ */
+export async function writeNumericSnapshots(db: TenantDb, tags: readonly string[], runId: string): Promise<string[]> {
+  if (!tags.length) return []
+  const bucketed = (
+    await db.query(
+      `SELECT DISTINCT toString(tag) AS tag FROM tag_bitmaps
+       WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} AND lo < hi`,
+      { tags, run: runId },
+      z.object({ tag: z.string() }),
+    )
+  ).map((r) => r.tag)
+  if (!bucketed.length) return []
+  await db.command(
+    `INSERT INTO tag_numeric (tenant_id, tag, build, num, customer_key)
+     SELECT {tenant:UInt16}, tag, {run:UInt64}, num, customer_key FROM tag_values FINAL
+     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND is_deleted = 0`,
+    { tags: bucketed, run: runId },
+  )
+  return bucketed
+}
+
+/**
  * Drops bitmap builds no tag_state row points at, once they outnumber the current ones twice
  * over: a delete is a mutation of the table, cheaper in batches than after every run.
  */
@@ -177,6 +201,10 @@ export async function dropOldBitmaps(db: TenantDb): Promise<void> {
   if (!r || r.builds - r.tags < 2 * Math.max(r.tags, 1)) return
   await db.command(
     `DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16}
+       AND (toString(tag), build) NOT IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
+  )
+  await db.command(
+    `DELETE FROM tag_numeric WHERE tenant_id = {tenant:UInt16}
        AND (toString(tag), build) NOT IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
   )
 }
