@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { addDays } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
 import { CURRENT_DAYS, dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
@@ -9,17 +10,6 @@ import { ParamBinder } from '../tags/tag.params.js'
  * (tag_event_daily). All measures of a day come from one scan of that day's events; window tags
  * then merge days instead of rescanning events, and a run rebuilds only the days that changed.
  */
-
-export const DAY_MS = 86_400_000
-
-/** YYYY-MM-DD arithmetic on calendar dates (no time zone involved). */
-export function addDays(day: string, n: number): string {
-  return new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
-}
-
-export function daysBetween(from: string, to: string): number {
-  return Math.round((Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS)
-}
 
 /** Sorted days grouped into contiguous runs, so each rebuild reads one range of partitions. */
 export function contiguousRuns(days: readonly string[]): [string, string][] {

@@ -3,10 +3,9 @@ import type { Db } from '../core/db.js'
 import { AppError, errText, isAppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime } from '../core/time.js'
+import { addDays, chDateTime, daysBetween, zonedMidnight } from '../core/time.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { addDays, daysBetween } from './event-daily.js'
 import { createRunStore, leaseOwner, newRunId, type RunRecord, type RunStore } from './pipeline.runs.js'
 import { runTags, type TagRunResult } from './tag.pipeline.js'
 import { materializeAll } from '../segments/segment.materialize.js'
@@ -56,20 +55,6 @@ export interface PipelineRunner {
 
 const BACKFILL_MAX_DAYS = 400
 const RESYNC_MS = 5 * 60_000
-
-/** The UTC instant of local midnight at the start of `day` in `tz`. */
-export function zonedMidnight(day: string, tz: string): Date {
-  let t = Date.parse(`${day}T00:00:00Z`)
-  for (let i = 0; i < 3; i++) {
-    const parts = new Intl.DateTimeFormat('en-CA', {
-      timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
-    }).formatToParts(new Date(t))
-    const get = (k: string) => parts.find((p) => p.type === k)!.value
-    const local = Date.parse(`${get('year')}-${get('month')}-${get('day')}T${get('hour')}:${get('minute')}:${get('second')}Z`)
-    t += Date.parse(`${day}T00:00:00Z`) - local
-  }
-  return new Date(t)
-}
 
 export function createPipelineRunner(deps: {
   db: Db

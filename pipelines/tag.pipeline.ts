@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
-import { chDateTime, localDate } from '../core/time.js'
+import { addDays, chDateTime, daysBetween, localDate } from '../core/time.js'
 import { lifecycleRanges } from '../tags/tag.compile.js'
 import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from '../tags/tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
@@ -9,7 +9,7 @@ import { dependencyLevels } from '../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
-import { addDays, addScopeFromDays, changedDays, daysBetween, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
+import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in

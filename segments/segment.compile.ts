@@ -1,4 +1,4 @@
-import { localDate } from '../core/time.js'
+import { addDays, daysBetween, localDate } from '../core/time.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
 import { conditionError } from '../tags/tag.compile.js'
 import { attributeBitmapSql, attributePredicate, type AttributeLeaf } from './segment.attributes.js'
@@ -84,9 +84,7 @@ export function zeroWhenAbsent(d: TagDefinition): boolean {
   return d.rule.kind === 'window' && !d.rule.threshold && d.rule.measure !== 'first_time' && d.rule.measure !== 'last_time'
 }
 
-const DAY_MS = 86_400_000
-const dayNumber = (d: string): number => Math.round(Date.parse(`${d}T00:00:00Z`) / DAY_MS)
-const addDays = (d: string, n: number): string => new Date(Date.parse(`${d}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10)
+const dayNumber = (d: string): number => daysBetween('1970-01-01', d)
 
 // --- checking a tag leaf against its definition ------------------------------------------------
 

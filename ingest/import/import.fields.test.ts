@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { date, dateTime, flag, id, Invalid, money, oneOf, orDefault, rowSchema, zonedToUtc } from './import.fields.js'
+import { zonedToUtc } from '../../core/time.js'
+import { date, dateTime, flag, id, Invalid, money, oneOf, orDefault, rowSchema } from './import.fields.js'
 import { splitCsvLine } from './import.formats.js'
 
 const env = { zone: 'Asia/Shanghai' }

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { chDateTime } from '../../core/time.js'
+import { chDateTime, zonedToUtc } from '../../core/time.js'
 
 /**
  * Column types of the bank's files. One parser per type, shared by every kind: a value arrives as
@@ -254,43 +254,6 @@ export function stringMap(): Field<Record<string, string>> {
     },
     'map',
   )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Local time -> UTC without a time zone library. Intl gives a zone's offset at an instant; it is
-// slow (microseconds), so the offset is cached per zone and local day, and computed per value
-// only on a day when the offset changes (daylight saving, in the zones that have it).
-
-const formatters = new Map<string, Intl.DateTimeFormat>()
-const dayOffsets = new Map<string, number | null>()
-
-function offsetAt(utcMs: number, zone: string): number {
-  let f = formatters.get(zone)
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' })
-    formatters.set(zone, f)
-  }
-  const p: Record<string, number> = {}
-  for (const part of f.formatToParts(new Date(utcMs))) if (part.type !== 'literal') p[part.type] = Number(part.value)
-  const asUtc = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!)
-  return asUtc - Math.floor(utcMs / 1000) * 1000
-}
-
-export function zonedToUtc(localMs: number, zone: string): number {
-  if (zone === 'UTC' || zone === 'Etc/UTC') return localMs
-  const day = Math.floor(localMs / 86_400_000)
-  const key = `${zone}\u0000${day}`
-  let off = dayOffsets.get(key)
-  if (off === undefined) {
-    const a = offsetAt(day * 86_400_000 - 14 * 3_600_000, zone)
-    const b = offsetAt((day + 1) * 86_400_000 + 14 * 3_600_000, zone)
-    off = a === b ? a : null
-    if (dayOffsets.size > 200_000) dayOffsets.clear()
-    dayOffsets.set(key, off)
-  }
-  if (off !== null) return localMs - off
-  const guess = localMs - offsetAt(localMs, zone)
-  return localMs - offsetAt(guess, zone)
 }
 
 // ---------------------------------------------------------------------------------------------
