@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
-import { AppError, errorBody } from '../core/errors.js'
-import { customerKeyOf } from '../tags/customers.routes.js'
+import { errorBody } from '../core/errors.js'
+import { customerNumbers, requireCustomerKey } from '../tags/customers.lookup.js'
 import type { Auth } from '../tenants/auth.js'
 import { membershipAt, segmentHistory } from './segment.materialize.js'
 import { customerSegments, exportSegment, MAX_PAGE, members } from './segment.members.js'
@@ -24,23 +24,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, segments } = deps
 
-  async function numbers(tenantId: number, keys: readonly number[]): Promise<string[]> {
-    if (!keys.length) return []
-    const rows = await db
-      .forTenant(tenantId)
-      .query(
-        `SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)}`,
-        { keys },
-        z.object({ customer_key: z.coerce.number(), customer_no: z.string() }),
-      )
-    const byKey = new Map(rows.map((x) => [x.customer_key, x.customer_no]))
-    return keys.map((k) => byKey.get(k) ?? `key:${k}`)
-  }
-  async function keyOf(tenantId: number, customerNo: string): Promise<number> {
-    const k = await customerKeyOf(db, tenantId, customerNo)
-    if (!k) throw new AppError('NOT_FOUND', `No customer ${customerNo}.`)
-    return k
-  }
+  const numbers = (tenantId: number, keys: readonly number[]) => customerNumbers(db, tenantId, keys)
+  const keyOf = (tenantId: number, customerNo: string) => requireCustomerKey(db, tenantId, customerNo)
 
   r.get(
     '/v1/segments/:id/members',

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { conditionError } from '../tags/tag.compile.js'
+import { ageSql } from '../tags/tag.features.js'
 import type { ParamBinder } from '../tags/tag.params.js'
 
 /**
@@ -16,11 +17,7 @@ export const ATTRIBUTES = {
   occupation: { type: 'text', sql: 'toString(occupation)' },
   language: { type: 'text', sql: 'toString(language)' },
   elder_mode: { type: 'boolean', sql: 'elder_mode = 1' },
-  age: {
-    type: 'number',
-    sql: `if(isNull(birth_date), NULL, toYear($TODAY) - toYear(assumeNotNull(birth_date))
-      - if(toMonth($TODAY) * 100 + toDayOfMonth($TODAY) < toMonth(assumeNotNull(birth_date)) * 100 + toDayOfMonth(assumeNotNull(birth_date)), 1, 0))`,
-  },
+  age: { type: 'number', sql: ageSql('birth_date', '$TODAY') },
 } as const satisfies Record<string, { type: 'text' | 'number' | 'boolean'; sql: string }>
 
 export type AttributeName = keyof typeof ATTRIBUTES

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import type { TagRepository } from '../tags/tag.repository.js'
+import { customerNumbers } from '../tags/customers.lookup.js'
 import { visibleTo } from '../tags/tag.catalog.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Scope } from '../tenants/keys.service.js'
@@ -76,20 +77,6 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(usable.map((d) => [d.name, d])), asOf: new Date() }
   }
 
-  /** Customer numbers for keys: the sample shows who, by the bank's own number only. */
-  async function customerNumbers(tenantId: number, keys: readonly number[]): Promise<string[]> {
-    if (!keys.length) return []
-    const rows = await db
-      .forTenant(tenantId)
-      .query(
-        `SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)}`,
-        { keys },
-        z.object({ customer_key: z.coerce.number(), customer_no: z.string() }),
-      )
-    const byKey = new Map(rows.map((x) => [x.customer_key, x.customer_no]))
-    return keys.map((k) => byKey.get(k) ?? `key:${k}`)
-  }
-
   /** The rule with its `{segment: id}` references expanded, validated. */
   async function resolve(tenantId: number, purpose: string, rule: unknown, self?: { id: string; rule: unknown }) {
     return parseSegment({ purpose, rule: await segments.expanded(tenantId, rule, self) })
@@ -101,7 +88,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     const t0 = performance.now()
     const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize })
     const ms = Number((performance.now() - t0).toFixed(1))
-    return { ...p, sample: await customerNumbers(tenantId, p.sample), ms }
+    return { ...p, sample: await customerNumbers(db, tenantId, p.sample), ms }
   }
 
   r.post(

@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
-import { AppError, errorBody } from '../core/errors.js'
+import { errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
+import { ageSql } from './tag.features.js'
+import { requireCustomerKey } from './customers.lookup.js'
 
 /**
  * A customer's profile and tags, for the bank's own staff tools and the console. Minimum
@@ -59,32 +61,11 @@ function ageBand(age: number | null): string | null {
   return `${lo}-${lo === 18 ? 29 : lo + 9}`
 }
 
-/** The current key of a customer number, following merges. */
-export async function customerKeyOf(db: Db, tenantId: number, customerNo: string): Promise<number | undefined> {
-  const rows = await db.forTenant(tenantId).query(
-    `SELECT if(m.into_key != 0, m.into_key, i.k) AS key FROM (
-       SELECT argMax(customer_key, updated_at) AS k FROM identities
-       WHERE tenant_id = {tenant:UInt16} AND id_kind IN ('customer_no', 'user_id') AND id_value = {id:String}
-       GROUP BY id_kind ORDER BY id_kind LIMIT 1) AS i
-     LEFT JOIN (
-       SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
-       WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1) AS m ON m.from_key = i.k`,
-    { id: customerNo },
-    z.object({ key: z.coerce.number() }),
-  )
-  const k = rows[0]?.key
-  return k ? k : undefined
-}
-
 export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; catalog: TagCatalog }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, catalog } = deps
 
-  async function resolve(tenantId: number, id: string): Promise<number> {
-    const key = await customerKeyOf(db, tenantId, id)
-    if (!key) throw new AppError('NOT_FOUND', `No customer ${id}.`)
-    return key
-  }
+  const resolve = (tenantId: number, id: string) => requireCustomerKey(db, tenantId, id)
 
   r.get(
     '/v1/customers/:id',
@@ -104,8 +85,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
       const key = await resolve(p.tenantId, req.params.id)
       const [row] = await db.forTenant(p.tenantId).query(
         `SELECT customer_key, customer_no, name_masked, toString(gender) AS gender,
-                if(birth_date IS NULL, NULL, toYear(today()) - toYear(assumeNotNull(birth_date))
-                  - if(toMonth(today()) * 100 + toDayOfMonth(today()) < toMonth(assumeNotNull(birth_date)) * 100 + toDayOfMonth(assumeNotNull(birth_date)), 1, 0)) AS age,
+                ${ageSql('birth_date', 'today()')} AS age,
                 region_code, branch_code, occupation, language, elder_mode, toString(toDate(opened_at)) AS since
          FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} AND deleted = 0`,
         { key },

@@ -93,6 +93,17 @@ export interface FeatureDef {
   daily?: boolean
 }
 
+/**
+ * Age in completed years of a Nullable(Date32) birth date on the date `today` (both SQL
+ * expressions from code); NULL without a birth date. Features, segments and the customer API
+ * all use this one.
+ */
+export function ageSql(birthDate: string, today: string): string {
+  const b = `assumeNotNull(${birthDate})`
+  return `if(isNull(${birthDate}), NULL, toYear(${today}) - toYear(${b})
+    - if(toMonth(${today}) * 100 + toDayOfMonth(${today}) < toMonth(${b}) * 100 + toDayOfMonth(${b}), 1, 0))`
+}
+
 const BIRTH = 'assumeNotNull(customers.birth_date)'
 // The next birthday on or after today; 29 February falls on 1 March in other years.
 const NEXT_BIRTHDAY_THIS_YEAR = `addDays(makeDate32(toYear({today:Date32}), toMonth(${BIRTH}), 1), toDayOfMonth(${BIRTH}) - 1)`
@@ -101,8 +112,7 @@ const NEXT_BIRTHDAY_NEXT_YEAR = `addDays(makeDate32(toYear({today:Date32}) + 1, 
 // prettier-ignore
 export const FEATURES = {
   age: { type: 'number', daily: true, source: 'customers', description: 'Age in completed years (unknown without a birth date)',
-    sql: `if(isNull(customers.birth_date), NULL, toFloat64(toYear({today:Date32}) - toYear(${BIRTH})
-      - if(toMonth({today:Date32}) * 100 + toDayOfMonth({today:Date32}) < toMonth(${BIRTH}) * 100 + toDayOfMonth(${BIRTH}), 1, 0)))` },
+    sql: `toFloat64(${ageSql('customers.birth_date', '{today:Date32}')})` },
   days_to_birthday: { type: 'number', daily: true, source: 'customers', description: 'Days until the next birthday (0: today)',
     sql: `if(isNull(customers.birth_date), NULL, toFloat64(dateDiff('day', {today:Date32},
       if(${NEXT_BIRTHDAY_THIS_YEAR} >= {today:Date32}, ${NEXT_BIRTHDAY_THIS_YEAR}, ${NEXT_BIRTHDAY_NEXT_YEAR}))))` },
