@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander'
-import { AppError, type ErrorCode } from '../core/errors.js'
+import { AppError } from '../core/errors.js'
+import { apiClient } from './api-client.js'
 import type { RunRecord } from '../pipelines/pipeline.runs.js'
 import { PIPELINES, type PipelineName } from '../pipelines/pipeline.runner.js'
 import type { Runtime } from '../server/runtime.js'
@@ -38,26 +39,7 @@ function local(rt: Runtime, tenantId: number): TagsAdmin {
 }
 
 function remote(server: string, key: string): TagsAdmin {
-  const base = server.replace(/\/+$/, '')
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response
-    try {
-      res = await fetch(`${base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-    } catch (e) {
-      throw new AppError('STORAGE_UNAVAILABLE', `Cannot reach the server at ${base}: ${(e as Error).message}`)
-    }
-    const text = await res.text()
-    const json = text ? (JSON.parse(text) as unknown) : undefined
-    if (!res.ok) {
-      const err = (json as { error?: { code?: string; message?: string; issues?: { field?: string; message: string }[] } })?.error
-      throw new AppError((err?.code ?? 'INTERNAL') as ErrorCode, err?.message ?? `HTTP ${res.status}`, err?.issues ? { issues: err.issues } : {})
-    }
-    return json as T
-  }
+  const call = apiClient(server, key)
   return {
     list: async () => (await call<{ tags: CatalogEntry[] }>('GET', '/v1/tags')).tags,
     show: (name) => call('GET', `/v1/tags/${encodeURIComponent(name)}`),

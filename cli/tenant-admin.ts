@@ -1,4 +1,5 @@
-import { AppError, type ErrorCode } from '../core/errors.js'
+import { AppError } from '../core/errors.js'
+import { apiClient } from './api-client.js'
 import type { KeyView, Scope } from '../tenants/keys.service.js'
 import type { CreateTenantInput, Tenant } from '../tenants/tenants.service.js'
 import type { Runtime } from '../server/runtime.js'
@@ -40,27 +41,7 @@ export function remoteTenantAdmin(server: string, token: string | undefined, fet
   if (!token) {
     throw new AppError('OPERATOR_ONLY', 'Set QIANMIAN_OPERATOR_TOKEN (the server must have the same) to manage tenants through --server.')
   }
-  const base = server.replace(/\/+$/, '')
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response
-    try {
-      res = await fetchImpl(`${base}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-    } catch (e) {
-      throw new AppError('STORAGE_UNAVAILABLE', `Cannot reach the server at ${base}: ${(e as Error).message}`)
-    }
-    const text = await res.text()
-    const json = text ? (JSON.parse(text) as unknown) : undefined
-    if (!res.ok) {
-      const err = (json as { error?: { code?: string; message?: string; issues?: { field?: string; message: string }[] } })?.error
-      const code = (err?.code ?? 'INTERNAL') as ErrorCode
-      throw new AppError(code, err?.message ?? `HTTP ${res.status}`, err?.issues ? { issues: err.issues } : {})
-    }
-    return json as T
-  }
+  const call = apiClient(server, token, fetchImpl)
   const seg = encodeURIComponent
   return {
     list: async () => (await call<{ tenants: Tenant[] }>('GET', '/v1/operator/tenants')).tenants,

@@ -98,3 +98,9 @@ export const errorBody = z.object({
     issues: z.array(z.object({ field: z.string().optional(), message: z.string() }).loose()).optional(),
   }),
 })
+
+/** A response body `{error: {code, message, issues}}` from a Qianmian server, as an AppError. */
+export function httpError(status: number, json: unknown): AppError {
+  const err = (json as { error?: { code?: string; message?: string; issues?: ErrorIssue[] } } | undefined)?.error
+  return new AppError((err?.code ?? 'INTERNAL') as ErrorCode, err?.message ?? `HTTP ${status}`, err?.issues ? { issues: [...err.issues] } : {})
+}

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { Readable } from 'node:stream'
 import zlib from 'node:zlib'
 import cliProgress from 'cli-progress'
-import { AppError, type ErrorCode } from '../../core/errors.js'
+import { AppError, httpError } from '../../core/errors.js'
 import { resolveFormat } from './import.formats.js'
 import { importReport, type ImportFormat, type ImportKind, type ImportProgress, type ImportReport } from './import.schemas.js'
 import { rejectionError, type ImportService } from './import.service.js'
@@ -85,11 +85,6 @@ async function call(url: string, init: RequestInit & { duplex?: 'half' }): Promi
     json = undefined
   }
   return { status: res.status, json }
-}
-
-function httpError(status: number, json: unknown): AppError {
-  const err = (json as { error?: { code?: string; message?: string; issues?: { field?: string; message: string }[] } } | undefined)?.error
-  return new AppError((err?.code ?? 'INTERNAL') as ErrorCode, err?.message ?? `HTTP ${status}`, err?.issues ? { issues: err.issues } : {})
 }
 
 /** Sends the file to a server (text formats gzipped on the way) and returns its report. */
