@@ -215,10 +215,12 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
   const changedNow = new Set<string>()
+  // Changes per tag so far in this run (after the last level: the run's).
+  let counts = new Map<string, number>()
   const skipped = new Set<string>()
+  const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
   const fresh = (d: TagDefinition): boolean => {
     if (mode !== 'incremental') return true
-    const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
     const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow })
     if (!why) skipped.add(d.name)
     return why !== undefined
@@ -259,9 +261,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         current: mode !== 'backfill',
       }),
     )
-    for (const [tag, n] of await changeCounts(db, req.runId)) if (n > 0) changedNow.add(tag)
+    counts = await changeCounts(db, req.runId)
+    for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
-  const counts = await changeCounts(db, req.runId)
   for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}) }
 
   const state: RunState = { today, watermark, measures: hash, span }

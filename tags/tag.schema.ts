@@ -213,48 +213,33 @@ export interface StoredTag extends TagDefinition {
   createdAt: string
 }
 
-/** Tags a definition reads, directly. */
-export function tagDependencies(d: TagDefinition): string[] {
-  const out = new Set<string>()
+/** Every operand a definition reads: the leaves of its conditions and its `from` / score inputs. */
+function readsOf(d: TagDefinition): ({ tag: string } | { feature: FeatureName })[] {
+  const out: ({ tag: string } | { feature: FeatureName })[] = []
   const walk = (c: Condition | undefined): void => {
     if (!c) return
     if ('all' in c) c.all.forEach(walk)
     else if ('any' in c) c.any.forEach(walk)
     else if ('not' in c) walk(c.not)
-    else if ('tag' in c) out.add(c.tag)
-  }
-  const addOperand = (o: Operand | undefined) => {
-    if (o && 'tag' in o) out.add(o.tag)
+    else out.push(c)
   }
   const r = d.rule
   if (r.kind === 'rule') {
     walk(r.when)
     r.cases?.forEach((c) => walk(c.when))
-    addOperand(r.from)
+    if (r.from) out.push(r.from)
   } else if (r.kind === 'score') {
-    addOperand(r.input)
-    r.inputs?.forEach((i) => addOperand(i.input))
+    for (const o of [r.input, ...(r.inputs ?? []).map((i) => i.input)]) if (o) out.push(o)
   }
-  return [...out]
+  return out
+}
+
+/** Tags a definition reads, directly. */
+export function tagDependencies(d: TagDefinition): string[] {
+  return [...new Set(readsOf(d).flatMap((x) => ('tag' in x ? [x.tag] : [])))]
 }
 
 /** Features a definition reads, directly. */
 export function featureDependencies(d: TagDefinition): FeatureName[] {
-  const out = new Set<FeatureName>()
-  const walk = (c: Condition | undefined): void => {
-    if (!c) return
-    if ('all' in c) c.all.forEach(walk)
-    else if ('any' in c) c.any.forEach(walk)
-    else if ('not' in c) walk(c.not)
-    else if ('feature' in c) out.add(c.feature)
-  }
-  const r = d.rule
-  if (r.kind === 'rule') {
-    walk(r.when)
-    r.cases?.forEach((c) => walk(c.when))
-    if (r.from && 'feature' in r.from) out.add(r.from.feature)
-  } else if (r.kind === 'score') {
-    for (const o of [r.input, ...(r.inputs ?? []).map((i) => i.input)]) if (o && 'feature' in o) out.add(o.feature)
-  }
-  return [...out]
+  return [...new Set(readsOf(d).flatMap((x) => ('feature' in x ? [x.feature] : [])))]
 }
