@@ -189,6 +189,17 @@ export class TenantDb extends Querier {
   }
 
   /**
+   * The raw response body of a query that names its own FORMAT (CSV, Parquet, Arrow ...), for
+   * exports: scoped like every other query. (The embedded engine hands the whole result over as
+   * one chunk; a server streams it.)
+   */
+  async stream(sql: string, params: Params = {}): Promise<Readable> {
+    assertTenantScoped(sql, params)
+    const rs = await this.client.exec({ query: sql, query_params: { ...params, tenant: this.tenantId } })
+    return rs.stream
+  }
+
+  /**
    * Inserts positional rows (columns in `columns` order, without tenant_id) as TabSeparated,
    * the fast path for large inserts; `tenant_id` comes from the scope.
    */

@@ -63,7 +63,7 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
     async (req, reply) => {
       const t = req.principal!.tenantId
       await segments.get(t, req.params.id)
-      const stream = await exportSegment(db, t, req.params.id, req.query.format)
+      const stream = await exportSegment(db.forTenant(t), req.params.id, req.query.format)
       const ext = req.query.format === 'arrow' ? 'arrows' : req.query.format
       return reply
         .header('content-type', CONTENT_TYPES[req.query.format])

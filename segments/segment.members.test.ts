@@ -91,14 +91,14 @@ describe('members', () => {
 
 describe('exportSegment', () => {
   it('csv: a header and one row per member, key and customer number only', async () => {
-    const text = (await readAll(await exportSegment(fx.engine.db, fx.tenant, 'gold', 'csv'))).toString('utf8')
+    const text = (await readAll(await exportSegment(fx.engine.db.forTenant(fx.tenant), 'gold', 'csv'))).toString('utf8')
     const lines = text.trimEnd().split('\n')
     expect(lines[0]).toBe('"customer_key","customer_no"')
     expect(lines.slice(1)).toEqual(GOLD.map((k) => `${k},"C${k}"`))
   })
 
   it('arrow: an IPC table readable by apache-arrow', async () => {
-    const buf = await readAll(await exportSegment(fx.engine.db, fx.tenant, 'three', 'arrow'))
+    const buf = await readAll(await exportSegment(fx.engine.db.forTenant(fx.tenant), 'three', 'arrow'))
     const t = tableFromIPC(buf)
     expect(t.numRows).toBe(THREE.length)
     expect(t.schema.fields.map((f) => f.name)).toEqual(['customer_key', 'customer_no'])
@@ -107,7 +107,7 @@ describe('exportSegment', () => {
   })
 
   it('parquet: a PAR1 file the engine reads back', async () => {
-    const buf = await readAll(await exportSegment(fx.engine.db, fx.tenant, 'one', 'parquet'))
+    const buf = await readAll(await exportSegment(fx.engine.db.forTenant(fx.tenant), 'one', 'parquet'))
     expect(buf.subarray(0, 4).toString('latin1')).toBe('PAR1')
     expect(buf.subarray(-4).toString('latin1')).toBe('PAR1')
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'seg-export-'))
@@ -126,7 +126,7 @@ describe('exportSegment', () => {
   })
 
   it('an unmaterialized segment is NOT_FOUND', async () => {
-    await expect(exportSegment(fx.engine.db, fx.tenant, 'nope', 'csv')).rejects.toMatchObject({ code: 'NOT_FOUND' })
+    await expect(exportSegment(fx.engine.db.forTenant(fx.tenant), 'nope', 'csv')).rejects.toMatchObject({ code: 'NOT_FOUND' })
   })
 })
 

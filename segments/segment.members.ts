@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import { z } from 'zod'
-import { assertTenantScoped, type Db, type TenantDb } from '../core/db.js'
+import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 
 /**
@@ -80,11 +80,8 @@ const FORMATS: Record<ExportFormat, string> = { csv: 'CSVWithNames', parquet: 'P
  * It runs through the client's `exec` (the raw response body): `query()`'s `stream()` splits
  * its output into rows at newlines, and does not accept Arrow. The embedded chDB connection
  * buffers a whole result before handing it over as a one-chunk stream; a remote server streams.
- * Takes the unscoped Db because TenantDb does not expose a raw stream; the tenant scope check
- * and binding are applied here exactly as TenantDb does.
  */
-export async function exportSegment(db: Db, tenantId: number, segmentId: string, format: ExportFormat): Promise<Readable> {
-  const tdb = db.forTenant(tenantId)
+export async function exportSegment(tdb: TenantDb, segmentId: string, format: ExportFormat): Promise<Readable> {
   const fmt = FORMATS[format]
   if (!fmt) throw invalid('format', `one of ${Object.keys(FORMATS).join(', ')}`)
   const [cur] = await tdb.query(`SELECT toString(build) AS build FROM (${CURRENT})`, { sid: segmentId }, buildRow)
@@ -96,8 +93,5 @@ export async function exportSegment(db: Db, tenantId: number, segmentId: string,
     ORDER BY customer_key
     SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none', output_format_parquet_string_as_string = 1
     FORMAT ${fmt}`
-  const params = { sid: segmentId, bld: cur.build }
-  assertTenantScoped(sql, params)
-  const rs = await db.system.raw.exec({ query: sql, query_params: { ...params, tenant: tdb.tenantId } })
-  return rs.stream
+  return tdb.stream(sql, { sid: segmentId, bld: cur.build })
 }
