@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import os from 'node:os'
 import { z } from 'zod'
-import type { SystemDb, TenantDb } from '../../core/db.js'
+import type { TenantDb } from '../../core/db.js'
 import { AppError } from '../../core/errors.js'
 import { createPii } from '../../core/pii.js'
-import { addDays, chDateTime, localDate } from '../../core/time.js'
+import { addDays, chDateTime, localDate, zonedMidnight } from '../../core/time.js'
 import { generateDemo } from '../../demo/demo.generator.js'
 import { newRunId } from '../../pipelines/pipeline.runs.js'
 import { runTags } from '../../pipelines/tag.pipeline.js'
@@ -15,11 +14,12 @@ import { parseSegment, type Segment, type SegmentNode } from '../../segments/seg
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../../tags/tag.pack.js'
 import { ParamBinder } from '../../tags/tag.params.js'
 import { createTagRepository } from '../../tags/tag.repository.js'
-import type { LifecycleRule, PropertyFilter, StoredTag, TagDefinition, ValueType, WindowRule } from '../../tags/tag.schema.js'
+import type { LifecycleRule, StoredTag, TagDefinition, ValueType, WindowRule } from '../../tags/tag.schema.js'
 import { rebuildBitmaps, writeNumericSnapshots } from '../../tags/tag.values.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
+import { codeVersion, propertyCondition, settle } from '../support.js'
 
 /**
  * Segment preview from tag bitmaps (`npm run bench segments -- --set customers=N`), against what
@@ -114,7 +114,7 @@ export const scenario: BenchScenario = {
     const tenants = createTenantService({ system, defaultTimeZone: TIME_ZONE })
     const keys = createKeyService({ system, tenants, cacheTtlMs: 30_000 })
     const pii = createPii(crypto.randomBytes(32).toString('base64url'))
-    const asOf = dayStart(localDate(new Date(), TIME_ZONE), TIME_ZONE)
+    const asOf = zonedMidnight(localDate(new Date(), TIME_ZONE), TIME_ZONE)
     say(`generating the demo: ${customers} customers, ${days} days, now = ${asOf.toISOString()}`)
     const summary = await generateDemo({ db: ctx.db, tenants, keys, pii, log: ctx.log }, { customers, days, seed, now: asOf, progress: false })
     const events = summary.rows.events ?? 0
@@ -418,23 +418,6 @@ function naiveTagSql(rule: SegmentNode, defs: ReadonlyMap<string, TagDefinition>
   return { sql, params: b.params }
 }
 
-/** A property filter's condition on the raw JSON properties (as the tags scenario's floor). */
-function propertyCondition(f: PropertyFilter, b: ParamBinder): string {
-  const key = b.str(f.property)
-  if (f.op === 'exists') return `JSONHas(properties, ${key})`
-  const values = (Array.isArray(f.value) ? f.value : [f.value]) as (string | number | boolean)[]
-  const cmp = (v: string | number | boolean, sym: string) =>
-    typeof v === 'number'
-      ? `JSONExtractFloat(properties, ${key}) ${sym} ${b.num(v)}`
-      : typeof v === 'boolean'
-        ? `JSONExtractBool(properties, ${key}) ${sym} ${v ? 1 : 0}`
-        : `JSONExtractString(properties, ${key}) ${sym} ${b.str(v)}`
-  if (f.op === 'in' || f.op === 'not_in') return `${f.op === 'in' ? '' : 'NOT '}(${values.map((v) => cmp(v, '=')).join(' OR ')})`
-  const sym = ({ eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as Record<string, string>)[f.op]
-  if (!sym || values[0] === undefined) throw new Error(`naive: cannot compile property filter ${JSON.stringify(f)}`)
-  return cmp(values[0], sym)
-}
-
 /**
  * (b) Without tags at all: live customers LEFT JOIN the per-customer aggregates of the window tags
  * the segment reads (and the lifecycle's activity-day counts) from raw events, LEFT JOIN account
@@ -496,7 +479,7 @@ function naiveEventSql(rule: SegmentNode, defs: ReadonlyMap<string, TagDefinitio
       } else cols.set(t, { present: `(e.${alias} != 0)`, value: '', num: `e.${alias}` })
     } else throw new Error(`naive events: ${t} is a ${r.kind} tag`)
   }
-  const ts = (d: string) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(dayStart(d, tz)))
+  const ts = (d: string) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(zonedMidnight(d, tz)))
   const pred = naivePredicate(rule, defs, (t) => cols.get(t)!, b)
   const ev = aggs.length
     ? `LEFT JOIN (
@@ -618,35 +601,3 @@ async function buildSynthetic(
 
 // --- helpers (as in the tags scenario) -----------------------------------------------------------
 
-function codeVersion(): string {
-  try {
-    return execFileSync('git', ['describe', '--always', '--dirty=+dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return 'unknown'
-  }
-}
-
-/** The UTC instant a local day starts in a time zone (the zone's offset at that day's noon). */
-function dayStart(day: string, tz: string): Date {
-  const noon = Date.parse(`${day}T12:00:00Z`)
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
-    .formatToParts(new Date(noon))
-    .reduce<Record<string, string>>((a, p) => ({ ...a, [p.type]: p.value }), {})
-  const wall = Date.parse(`${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}Z`)
-  return new Date(Date.parse(`${day}T00:00:00Z`) - (wall - noon))
-}
-
-/** Waits (up to 10 minutes) until no merge or mutation is running; returns the seconds waited. */
-async function settle(system: SystemDb): Promise<number> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < 600_000) {
-    const [r] = await system.query(
-      `SELECT (SELECT count() FROM system.merges) + (SELECT count() FROM system.mutations WHERE is_done = 0) AS n`,
-      {},
-      z.object({ n: z.coerce.number() }),
-    )
-    if (!r?.n) break
-    await new Promise((res) => setTimeout(res, 500))
-  }
-  return (performance.now() - t0) / 1000
-}

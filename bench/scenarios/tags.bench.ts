@@ -1,10 +1,9 @@
-import { execFileSync } from 'node:child_process'
 import crypto from 'node:crypto'
 import os from 'node:os'
 import { z } from 'zod'
 import { createPii } from '../../core/pii.js'
-import type { SystemDb, TenantDb } from '../../core/db.js'
-import { addDays, chDateTime, DAY_MS, localDate } from '../../core/time.js'
+import type { TenantDb } from '../../core/db.js'
+import { addDays, chDateTime, DAY_MS, localDate, zonedMidnight } from '../../core/time.js'
 import { generateDemo } from '../../demo/demo.generator.js'
 import { newRunId } from '../../pipelines/pipeline.runs.js'
 import { runTags, type TagRunResult } from '../../pipelines/tag.pipeline.js'
@@ -15,6 +14,7 @@ import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
+import { codeVersion, propertyCondition, settle } from '../support.js'
 
 /**
  * The banking tag pack over the demo group (`--set customers=N days=D seed=S`), against the floor
@@ -47,7 +47,7 @@ export const scenario: BenchScenario = {
     const tenants = createTenantService({ system, defaultTimeZone: TIME_ZONE })
     const keys = createKeyService({ system, tenants, cacheTtlMs: 30_000 })
     const pii = createPii(crypto.randomBytes(32).toString('base64url'))
-    const asOf = dayStart(localDate(new Date(), TIME_ZONE), TIME_ZONE)
+    const asOf = zonedMidnight(localDate(new Date(), TIME_ZONE), TIME_ZONE)
     say(`generating the demo: ${customers} customers, ${days} days, now = ${asOf.toISOString()}`)
     const summary = await generateDemo({ db: ctx.db, tenants, keys, pii, log: ctx.log }, { customers, days, seed, now: asOf, progress: false })
     const events = summary.rows.events ?? 0
@@ -220,42 +220,6 @@ export const scenario: BenchScenario = {
   },
 }
 
-/** The commit measured, `+dirty` when the working tree has changes (the figures depend on it). */
-function codeVersion(): string {
-  try {
-    return execFileSync('git', ['describe', '--always', '--dirty=+dirty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return 'unknown'
-  }
-}
-
-/** The UTC instant a local day starts in a time zone (the zone's offset at that day's noon). */
-function dayStart(day: string, tz: string): Date {
-  const noon = Date.parse(`${day}T12:00:00Z`)
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
-    .formatToParts(new Date(noon))
-    .reduce<Record<string, string>>((a, p) => ({ ...a, [p.type]: p.value }), {})
-  const wall = Date.parse(`${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}Z`)
-  return new Date(Date.parse(`${day}T00:00:00Z`) - (wall - noon))
-}
-
-/** A property filter's condition on the raw JSON properties, typed by the value compared. */
-function propertyCondition(f: { property: string; op: string; value?: unknown }, b: ParamBinder): string {
-  const key = b.str(f.property)
-  if (f.op === 'exists') return `JSONHas(properties, ${key})`
-  const values = (Array.isArray(f.value) ? f.value : [f.value]) as (string | number | boolean)[]
-  const cmp = (v: string | number | boolean, sym: string) =>
-    typeof v === 'number'
-      ? `JSONExtractFloat(properties, ${key}) ${sym} ${b.num(v)}`
-      : typeof v === 'boolean'
-        ? `JSONExtractBool(properties, ${key}) ${sym} ${v ? 1 : 0}`
-        : `JSONExtractString(properties, ${key}) ${sym} ${b.str(v)}`
-  if (f.op === 'in' || f.op === 'not_in') return `${f.op === 'in' ? '' : 'NOT '}(${values.map((v) => cmp(v, '=')).join(' OR ')})`
-  const sym = ({ eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as Record<string, string>)[f.op]
-  if (!sym || values[0] === undefined) throw new Error(`floor: cannot compile property filter ${JSON.stringify(f)}`)
-  return cmp(values[0], sym)
-}
-
 /**
  * One bare scan: the per-customer aggregates of every event tag of `defs` over raw events
  * (window tags, and a lifecycle's activity-day counts over its four ranges), with the same event
@@ -264,7 +228,7 @@ function propertyCondition(f: { property: string; op: string; value?: unknown },
  */
 function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): { sql: string; params: Record<string, unknown>; aggregates: number; span: number } {
   const b = new ParamBinder('f')
-  const ts = (day: string) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(dayStart(day, tz)))
+  const ts = (day: string) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(zonedMidnight(day, tz)))
   // Window [today - offset - days + 1, today - offset] as an event time range.
   const within = (days: number, offset: number) => `timestamp >= ${ts(addDays(today, -(offset + days - 1)))} AND timestamp < ${ts(addDays(today, -offset + 1))}`
   const aggs: string[] = []
@@ -317,8 +281,8 @@ function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): 
 
 /** Copies the events of the local day before `today` onto `today` as new events; returns how many. */
 async function appendDay(db: TenantDb, tz: string, today: string): Promise<number> {
-  const from = chDateTime(dayStart(addDays(today, -1), tz))
-  const to = chDateTime(dayStart(today, tz))
+  const from = chDateTime(zonedMidnight(addDays(today, -1), tz))
+  const to = chDateTime(zonedMidnight(today, tz))
   await db.command(
     `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id,
                          properties, context, sent_at, received_at, product_id, amount, violations)
@@ -346,21 +310,6 @@ async function valuesChecksum(db: TenantDb): Promise<{ n: number; x: string }> {
     z.object({ n: z.coerce.number(), x: z.string() }),
   )
   return { n: r?.n ?? 0, x: r?.x ?? '' }
-}
-
-/** Waits (up to 10 minutes) until no merge or mutation is running; returns the seconds waited. */
-async function settle(system: SystemDb): Promise<number> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < 600_000) {
-    const [r] = await system.query(
-      `SELECT (SELECT count() FROM system.merges) + (SELECT count() FROM system.mutations WHERE is_done = 0) AS n`,
-      {},
-      z.object({ n: z.coerce.number() }),
-    )
-    if (!r?.n) break
-    await new Promise((res) => setTimeout(res, 500))
-  }
-  return (performance.now() - t0) / 1000
 }
 
 /** Pipeline step times summed over tenants, in seconds, grouped (levels summed) and the rest. */
