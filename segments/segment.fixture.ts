@@ -1,6 +1,5 @@
 import { expect } from 'vitest'
 import { z } from 'zod'
-import { chDateTime } from '../core/time.js'
 import { newRunId } from '../pipelines/pipeline.runs.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { createTagRepository } from '../tags/tag.repository.js'
@@ -9,6 +8,7 @@ import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { compileReference, compileSegment } from './segment.compile.js'
 import { parseSegment } from './segment.schema.js'
+import { localEvent, testTagDef } from '../test/fixtures.js'
 
 /**
  * A tenant whose tag values follow formulas of the customer key k (1..150; 150 is deleted, so
@@ -34,19 +34,10 @@ export const N = 150
 export const UNIVERSE = Array.from({ length: N - 1 }, (_, i) => i + 1)
 export const keys = (f: (k: number) => boolean) => UNIVERSE.filter(f)
 
-const def = (name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
-  name, type, rule, description: { zh: name, en: name }, owner: 'test', purpose: ['service', 'marketing'], ...extra,
-})
+const event = (k: number, local: string, name: string, props: Record<string, unknown> = {}) => localEvent(k, local, name, props)
+const def = (name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}) => testTagDef(name, type, rule, extra, ['service', 'marketing'])
 const sqlTag = (name: string, type: string, sql: string, extra: Record<string, unknown> = {}) => def(name, type, { kind: 'sql', sql }, extra)
 
-let seq = 0
-const event = (k: number, local: string, name: string, props: Record<string, unknown> = {}) => {
-  const ts = chDateTime(new Date(`${local.replace(' ', 'T')}+08:00`))
-  return {
-    customer_key: k, timestamp: ts, type: 'track', event: name, message_id: `m${++seq}`, anonymous_id: `a${k}`, user_id: `C${k}`,
-    session_id: 's', properties: JSON.stringify(props), context: '{}', sent_at: ts, received_at: ts,
-  }
-}
 
 export interface Fixture {
   engine: TestEngine

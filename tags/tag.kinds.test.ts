@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { chDateTime } from '../core/time.js'
 import { newRunId } from '../pipelines/pipeline.runs.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { localEvent, testTagDef } from '../test/fixtures.js'
 
 /**
  * Profile tag kinds (rule, score, sql) and bitmaps against small fixtures whose values are worked
@@ -37,19 +37,9 @@ const installment = (k: number, no: number, due: string, status: string, amountD
 const consent = (k: number, purpose: string, channel: string, granted: number, at: string) => ({
   customer_key: k, purpose, channel, granted, source: 'app', updated_at: `${at} 00:00:00.000`,
 })
-let seq = 0
-/** An event at a Shanghai local time. */
-const event = (k: number, local: string, name: string, props: Record<string, unknown> = {}) => {
-  const ts = chDateTime(new Date(`${local.replace(' ', 'T')}+08:00`))
-  return {
-    customer_key: k, timestamp: ts, type: 'track', event: name, message_id: `m${++seq}`, anonymous_id: `a${k}`, user_id: `C${k}`,
-    session_id: 's', properties: JSON.stringify(props), context: '{}', sent_at: ts, received_at: ts,
-  }
-}
 
-const def = (name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
-  name, type, rule, ...extra, description: { zh: name, en: name }, owner: 'test', purpose: ['service'],
-})
+const event = (k: number, local: string, name: string, props: Record<string, unknown> = {}) => localEvent(k, local, name, props)
+const def = testTagDef
 
 const run = async (tenantId: number) =>
   runTags({ db: engine.db }, { tenantId, timeZone: TZ, defs: await repo.list(tenantId), mode: 'full', asOf: AS_OF, runId: newRunId() })

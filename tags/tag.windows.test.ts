@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { chDateTime } from '../core/time.js'
 import { newRunId } from '../pipelines/pipeline.runs.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { localEvent, testTagDef } from '../test/fixtures.js'
 
 /**
  * Window and lifecycle tags against events placed by hand around a fixed run time:
@@ -26,18 +26,8 @@ let D: number // a lifecycle alone, with churnDays just past activeDays + dorman
 let firstRunA: Awaited<ReturnType<typeof runTags>>
 
 const customer = (k: number, openedAt = OLD) => ({ customer_key: k, customer_no: `C${k}`, opened_at: openedAt, updated_at: OLD })
-let seq = 0
-/** An event at a Shanghai local time ('YYYY-MM-DD HH:MM[:SS.mmm]'). */
-const event = (k: number, local: string, name: string, props: Record<string, unknown> = {}, type = 'track') => {
-  const ts = chDateTime(new Date(`${local.replace(' ', 'T')}+08:00`))
-  return {
-    customer_key: k, timestamp: ts, type, event: name, message_id: `m${++seq}`, anonymous_id: `a${k}`, user_id: `C${k}`,
-    session_id: 's', properties: JSON.stringify(props), context: '{}', sent_at: ts, received_at: ts,
-  }
-}
-const def = (name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
-  name, type, rule, ...extra, description: { zh: name, en: name }, owner: 'test', purpose: ['service'],
-})
+const def = testTagDef
+const event = localEvent
 const transfer = { events: ['transfer_completed'] }
 const LIFECYCLE = ['new', 'active', 'reactivated', 'dormant', 'churned']
 const DEFS = [

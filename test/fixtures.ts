@@ -1,0 +1,19 @@
+import { chDateTime } from '../core/time.js'
+
+/** Row builders shared by the tag and segment tests. */
+
+let seq = 0
+
+/** An event row at a local time ('YYYY-MM-DD HH:MM[:SS.mmm]') with the given UTC offset. */
+export function localEvent(k: number, local: string, name: string, props: Record<string, unknown> = {}, type = 'track', offset = '+08:00') {
+  const ts = chDateTime(new Date(`${local.replace(' ', 'T')}${offset}`))
+  return {
+    customer_key: k, timestamp: ts, type, event: name, message_id: `m${++seq}`, anonymous_id: `a${k}`, user_id: `C${k}`,
+    session_id: 's', properties: JSON.stringify(props), context: '{}', sent_at: ts, received_at: ts,
+  }
+}
+
+/** A tag definition with test metadata; `extra` adds fields (values, sensitivity, purpose ...). */
+export function testTagDef(name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}, purpose: string[] = ['service']) {
+  return { name, type, rule, description: { zh: name, en: name }, owner: 'test', purpose, ...extra }
+}
