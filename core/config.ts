@@ -83,6 +83,7 @@ export const configSchema = z.object({
   PIPELINE_RETRIES: int(2, 0, 10),
   PIPELINE_RETRY_BASE_MS: int(2_000, 10, 600_000),
   PIPELINE_LEASE_MS: int(3_600_000, 10_000, 86_400_000),
+  SEGMENT_CACHE_MB: int(1024, 0, 262_144),
 })
 
 type Raw = z.infer<typeof configSchema>
@@ -129,6 +130,8 @@ export interface Config {
   }>
   readonly collectDefaultMetrics: boolean
   readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number }>
+  /** Bytes of tag bitmaps held in memory for segment previews (0: previews run in ClickHouse). */
+  readonly segmentCacheBytes: number
 }
 
 export class ConfigError extends Error {
@@ -217,6 +220,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     collectDefaultMetrics: r.METRICS_DEFAULT,
     pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),
+    segmentCacheBytes: r.SEGMENT_CACHE_MB * 1024 * 1024,
   }
   return Object.freeze(config)
 }

@@ -88,7 +88,7 @@ const dayNumber = (d: string): number => daysBetween('1970-01-01', d)
 
 // --- checking a tag leaf against its definition ------------------------------------------------
 
-interface CheckedTagLeaf {
+export interface CheckedTagLeaf {
   leaf: TagLeaf
   path: string
   def: TagDefinition
@@ -368,7 +368,8 @@ function collect(
 
 const fold = (fn: string, xs: string[]): string => xs.reduce((acc, x) => `${fn}(${acc}, ${x})`)
 
-function prepare(tree: SegmentNode, o: CompileOptions) {
+/** The tree's leaves, tag leaves checked against their definitions (throws on the first bad one). */
+export function prepare(tree: SegmentNode, o: CompileOptions) {
   const out = { tags: new Map<Leaf, CheckedTagLeaf>(), events: [] as { node: EventLeaf | SequenceLeaf; path: string }[], attributes: new Map<AttributeLeaf, string>() }
   collect(tree, 'rule', o, out)
   return out

@@ -6,7 +6,10 @@ import { createTagRepository } from '../tags/tag.repository.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
-import { compileReference, compileSegment } from './segment.compile.js'
+import { createBitmapStore, type BitmapStore } from './bitmap.store.js'
+import { loadRoaring } from './roaring.js'
+import { compileReference, compileSegment, prepare } from './segment.compile.js'
+import { evaluateInMemory, onlyTagLeaves } from './segment.memory.js'
 import { parseSegment } from './segment.schema.js'
 import { localEvent, testTagDef } from '../test/fixtures.js'
 
@@ -44,6 +47,8 @@ export interface Fixture {
   tenant: number
   defs: Map<string, TagDefinition>
   opts: { defs: Map<string, TagDefinition>; asOf: Date; timeZone: string }
+  /** In-memory bitmaps (undefined where the optional roaring package is not installed). */
+  store: BitmapStore | undefined
 }
 
 export async function setupFixture(): Promise<Fixture> {
@@ -78,12 +83,14 @@ export async function setupFixture(): Promise<Fixture> {
   const stored = await repo.list(tenant)
   await runTags({ db: engine.db }, { tenantId: tenant, timeZone: TZ, defs: stored, mode: 'full', asOf: AS_OF, runId: newRunId() })
   const byName = new Map<string, TagDefinition>(stored.map((t) => [t.name, t]))
-  return { engine, tenant, defs: byName, opts: { defs: byName, asOf: AS_OF, timeZone: TZ } }
+  const roaring = await loadRoaring()
+  const store = roaring && createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2 })
+  return { engine, tenant, defs: byName, opts: { defs: byName, asOf: AS_OF, timeZone: TZ }, store }
 }
 
 const keysRow = z.object({ keys: z.array(z.coerce.number()) })
 
-/** Members by the bitmap path and by the reference path, checked equal. */
+/** Members by the bitmap path, the reference path and (tag-only trees) from memory, checked equal. */
 export async function members(fx: Fixture, rule: unknown, purpose = 'marketing'): Promise<number[]> {
   const seg = parseSegment({ purpose, rule })
   const db = fx.engine.db.forTenant(fx.tenant)
@@ -92,5 +99,11 @@ export async function members(fx: Fixture, rule: unknown, purpose = 'marketing')
   const r = compileReference(seg, fx.opts)
   const [ref] = await db.query(r.sql, r.params, keysRow)
   expect(bm!.keys, `bitmap path == reference path for ${JSON.stringify(rule)}`).toEqual(ref!.keys)
+  if (fx.store && onlyTagLeaves(seg.rule)) {
+    const { tags } = prepare(seg.rule, { ...fx.opts, purpose: seg.purpose })
+    const snap = await fx.store.snapshot(db, [...tags.values()].map((c) => c.leaf.tag))
+    const mem = await evaluateInMemory(seg.rule, tags, snap)
+    expect([...mem.toUint32Array()], `memory path == reference path for ${JSON.stringify(rule)}`).toEqual(ref!.keys)
+  }
   return bm!.keys
 }

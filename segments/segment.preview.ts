@@ -3,7 +3,9 @@ import type { TenantDb } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { ParamBinder } from '../tags/tag.params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
-import { compileSegment, type CompileOptions, type Plan } from './segment.compile.js'
+import type { BitmapStore } from './bitmap.store.js'
+import { compileSegment, prepare, type CompileOptions, type Plan } from './segment.compile.js'
+import { evaluateInMemory, onlyTagLeaves } from './segment.memory.js'
 import type { Segment } from './segment.schema.js'
 
 /**
@@ -16,6 +18,10 @@ import type { Segment } from './segment.schema.js'
  * either fails the preview with AppError OVERLOADED (HTTP 503, "narrow the segment or retry
  * later"), the limit named in the message: a result is never silently truncated
  * (timeout_overflow_mode is forced to 'throw').
+ *
+ * With a bitmap store, a segment whose every leaf is a tag condition is answered from memory
+ * (segment.memory.ts) after one small freshness query: the same semantics and the same answer,
+ * without ClickHouse deserializing each bitmap again per preview. `executor` says which ran.
  */
 
 export interface PreviewOptions extends Omit<CompileOptions, 'purpose'> {
@@ -27,6 +33,8 @@ export interface PreviewOptions extends Omit<CompileOptions, 'purpose'> {
   maxExecutionTime?: number
   /** Bytes (default 4 GiB). */
   maxMemoryUsage?: number
+  /** Tag bitmaps held in memory: tag-only segments are then evaluated in the process. */
+  store?: BitmapStore
 }
 
 export interface Preview {
@@ -36,6 +44,8 @@ export interface Preview {
   breakdown: Record<string, { value: string; customers: number }[]>
   sample: number[]
   plan: Plan
+  /** memory: bitmaps held by the process; clickhouse: one query in the engine. */
+  executor: 'memory' | 'clickhouse'
 }
 
 const DEFAULT_TIME_S = 30
@@ -58,11 +68,14 @@ function positiveInt(name: string, v: number, max: number): number {
 
 export async function preview(db: TenantDb, segment: Segment, opts: PreviewOptions): Promise<Preview> {
   const compiled = compileSegment(segment, opts)
-  const sampleSize = Math.trunc(positiveInt('sampleSize', opts.sampleSize ?? 20, 1000))
+  const sampleSize = opts.sampleSize === 0 ? 0 : Math.trunc(positiveInt('sampleSize', opts.sampleSize ?? 20, 1000))
   const seconds = positiveInt('maxExecutionTime', opts.maxExecutionTime ?? DEFAULT_TIME_S, 3600)
   const memory = Math.trunc(positiveInt('maxMemoryUsage', opts.maxMemoryUsage ?? DEFAULT_MEMORY, 2 ** 48))
   const breakdownTags = [...new Set(opts.breakdown ?? [])]
   breakdownTags.forEach((t, i) => checkBreakdownTag(t, i, opts.defs, segment))
+  if (opts.store && onlyTagLeaves(segment.rule)) {
+    return previewInMemory(opts.store, db, segment, { ...opts, purpose: segment.purpose }, compiled.plan, breakdownTags, sampleSize)
+  }
   const b = new ParamBinder('b')
   const tags = b.strs(breakdownTags)
   // Value bitmaps of each breakdown tag's current build (not '*').
@@ -70,10 +83,12 @@ export async function preview(db: TenantDb, segment: Segment, opts: PreviewOptio
       INNER JOIN (SELECT tag, argMax(build, computed_at) AS build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN ${tags} GROUP BY tag) AS st
         ON st.tag = toString(bm.tag) AND st.build = bm.build
       WHERE bm.tenant_id = {tenant:UInt16} AND bm.tag IN ${tags} AND bm.value != '*')`
-  // Numbers are inlined only after the checks above; SETTINGS takes literals.
+  // Numbers are inlined only after the checks above; SETTINGS takes literals. The sample lists
+  // only the first members of a large segment (bitmapSubsetLimit) instead of all of them; a
+  // small set (at most 32 keys) is not kept in order, so it is sorted whole.
   const sql = `WITH ${values} AS bd
 SELECT bitmapCardinality(seg) AS count, bitmapCardinality(universe) AS total,
-       arraySlice(arraySort(bitmapToArray(seg)), 1, ${sampleSize}) AS sample,
+       arraySlice(arraySort(bitmapToArray(if(bitmapCardinality(seg) > 32, bitmapSubsetLimit(seg, 0, ${Math.max(sampleSize, 1)}), seg))), 1, ${sampleSize}) AS sample,
        arrayFilter(x -> x.3 > 0, arrayMap(x -> (x.1, x.2, bitmapAndCardinality(x.3, seg)), bd)) AS breakdown
 FROM (${compiled.sql})
 SETTINGS max_execution_time = ${seconds}, max_memory_usage = ${memory}, timeout_overflow_mode = 'throw'`
@@ -94,6 +109,41 @@ SETTINGS max_execution_time = ${seconds}, max_memory_usage = ${memory}, timeout_
     breakdown,
     sample: row.sample,
     plan: compiled.plan,
+    executor: 'clickhouse',
+  }
+}
+
+async function previewInMemory(
+  store: BitmapStore,
+  db: TenantDb,
+  segment: Segment,
+  opts: CompileOptions,
+  plan: Plan,
+  breakdownTags: string[],
+  sampleSize: number,
+): Promise<Preview> {
+  const { tags: leaves } = prepare(segment.rule, opts)
+  const names = [...new Set([...leaves.values()].map((c) => c.leaf.tag)), ...breakdownTags]
+  const snap = await store.snapshot(db, names)
+  const seg = await evaluateInMemory(segment.rule, leaves, snap)
+  const breakdown: Preview['breakdown'] = {}
+  for (const tag of breakdownTags) {
+    const list: { value: string; customers: number }[] = []
+    for (const [value, keys] of snap.tags.get(tag)?.values ?? []) {
+      const customers = keys.andCardinality(seg)
+      if (customers > 0) list.push({ value, customers })
+    }
+    breakdown[tag] = list.sort((x, y) => y.customers - x.customers || x.value.localeCompare(y.value))
+  }
+  const total = snap.universe.size
+  return {
+    count: seg.size,
+    total,
+    share: total ? seg.size / total : 0,
+    breakdown,
+    sample: sampleSize ? [...seg.toUint32Array(sampleSize)] : [],
+    plan,
+    executor: 'memory',
   }
 }
 

@@ -3,6 +3,7 @@ import type { Db } from '../core/db.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
+import type { BitmapStore } from './bitmap.store.js'
 import { createSegmentRepository, type SegmentRepository } from './segment.repository.js'
 import { registerMembershipRoutes } from './membership.routes.js'
 import { registerSegmentRoutes } from './segments.routes.js'
@@ -13,12 +14,13 @@ export interface SegmentsModule {
   routes(app: FastifyInstance, auth: Auth): void
 }
 
-export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tags: TagRepository }): SegmentsModule {
+/** `bitmaps`: tag bitmaps held in memory, so tag-only previews are answered in the process. */
+export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tags: TagRepository; bitmaps?: BitmapStore }): SegmentsModule {
   const repo = createSegmentRepository({ db: deps.db })
   return {
     repo,
     routes(app, auth) {
-      registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo })
+      registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo, ...(deps.bitmaps ? { bitmaps: deps.bitmaps } : {}) })
       registerMembershipRoutes(app, { auth, db: deps.db, segments: repo })
     },
   }

@@ -9,6 +9,7 @@ import { visibleTo } from '../tags/tag.catalog.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Scope } from '../tenants/keys.service.js'
 import type { Auth } from '../tenants/auth.js'
+import type { BitmapStore } from './bitmap.store.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { compileSegment, explain } from './segment.compile.js'
 import { preview } from './segment.preview.js'
@@ -42,6 +43,7 @@ const previewView = z.object({
   breakdown: z.record(z.string(), z.array(z.object({ value: z.string(), customers: z.number() }))),
   sample: z.array(z.string()).describe('customer numbers of a few members'),
   plan,
+  executor: z.enum(['memory', 'clickhouse']).describe('memory: tag bitmaps held by the server; clickhouse: a query in the engine'),
   ms: z.number(),
 })
 const savedView = z.object({
@@ -66,7 +68,10 @@ const saveBody = z.object({
   changeNote: z.string().optional(),
 })
 
-export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; tenants: TenantService; tags: TagRepository; segments: SegmentRepository }) {
+export function registerSegmentRoutes(
+  app: FastifyInstance,
+  deps: { auth: Auth; db: Db; tenants: TenantService; tags: TagRepository; segments: SegmentRepository; bitmaps?: BitmapStore },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, tenants, tags, segments } = deps
 
@@ -86,7 +91,7 @@ export function registerSegmentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     const segment = await resolve(tenantId, body.purpose, body.rule)
     const ctx = await context(tenantId, scope)
     const t0 = performance.now()
-    const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize })
+    const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize, ...(deps.bitmaps ? { store: deps.bitmaps } : {}) })
     const ms = Number((performance.now() - t0).toFixed(1))
     return { ...p, sample: await customerNumbers(db, tenantId, p.sample), ms }
   }

@@ -12,6 +12,8 @@ import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
+import { createBitmapStore } from '../segments/bitmap.store.js'
+import { loadRoaring } from '../segments/roaring.js'
 import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
 
 /**
@@ -59,7 +61,10 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   }
   const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
-  const segments = createSegmentsModule({ db, tenants, tags: tags.repo })
+  const roaring = config.segmentCacheBytes > 0 ? await loadRoaring() : undefined
+  if (config.segmentCacheBytes > 0 && !roaring) log.warn('the optional "roaring" package is not installed: segment previews run in ClickHouse')
+  const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: config.segmentCacheBytes, log })
+  const segments = createSegmentsModule({ db, tenants, tags: tags.repo, ...(bitmaps ? { bitmaps } : {}) })
   return {
     config,
     log,

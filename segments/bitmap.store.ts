@@ -1,0 +1,191 @@
+import { LRUCache } from 'lru-cache'
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import { decodeClickHouseBitmap, type Bitmap, type Roaring } from './roaring.js'
+
+/**
+ * Tag bitmaps and each tenant's universe, held in memory so that a tag-only preview is bitmap
+ * algebra in the process instead of a ClickHouse query that deserializes every bitmap again.
+ *
+ * Freshness: every `snapshot()` asks ClickHouse, in one small query, for the current build of
+ * each tag it needs (tag_state) and for a signature of the customers table's active parts (any
+ * insert, merge or deletion changes it). A build or signature not in memory is loaded; entries
+ * of superseded builds are dropped. So a preview never answers from an old build, and a
+ * deleted customer leaves the universe as soon as the deletion is written.
+ *
+ * Memory: an LRU bounded by `maxBytes` (CRoaring's own size of each bitmap; edge-bucket arrays
+ * by their byte length). Concurrent loads of the same entry share one query.
+ */
+
+export interface NumericRow {
+  value: string
+  lo: number
+  hi: number
+  keys: Bitmap
+}
+
+export interface TagBitmaps {
+  tag: string
+  build: string
+  /** Customers with any value. */
+  star: Bitmap
+  /** Label → customers (booleans, enums, list elements, exact numbers and bucket labels). */
+  values: Map<string, Bitmap>
+  /** Numbers and dates: one row per exact value (lo = hi) or bucket [lo, hi). */
+  numeric: NumericRow[]
+}
+
+/** Customers of one bucket of a numeric tag's build, ordered by value. */
+export interface EdgeBucket {
+  keys: Uint32Array
+  nums: Float64Array
+}
+
+export interface Snapshot {
+  universe: Bitmap
+  /** Missing when the tag was never computed (every leaf over it is then empty). */
+  tags: Map<string, TagBitmaps>
+  edge(tag: TagBitmaps, lo: number, hi: number): Promise<EdgeBucket>
+  roaring: Roaring
+}
+
+export interface BitmapStore {
+  snapshot(db: TenantDb, tags: readonly string[]): Promise<Snapshot>
+  /** Entries and bytes held (for metrics and tests). */
+  stats(): { entries: number; bytes: number; loads: number }
+}
+
+type Entry = TagBitmaps | Bitmap | EdgeBucket
+
+const freshnessRow = z.object({
+  builds: z.array(z.tuple([z.string(), z.string()])),
+  universe: z.string(),
+})
+const bitmapRow = z.object({ value: z.string(), lo: z.number(), hi: z.number(), keys: z.string() })
+const edgeRow = z.object({ k: z.array(z.number()), n: z.array(z.number()) })
+
+function entrySize(e: Entry): number {
+  if ('nums' in e) return e.keys.byteLength + e.nums.byteLength + 64
+  if ('star' in e) {
+    let n = e.star.getSerializationSizeInBytes('croaring')
+    for (const b of e.values.values()) n += b.getSerializationSizeInBytes('croaring')
+    return n + 64 * (e.values.size + 1)
+  }
+  return e.getSerializationSizeInBytes('croaring') + 64
+}
+
+export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; log?: Logger }): BitmapStore {
+  const { roaring } = deps
+  const cache = new LRUCache<string, Entry>({ maxSize: deps.maxBytes, sizeCalculation: (e) => Math.max(1, entrySize(e)) })
+  const inflight = new Map<string, Promise<Entry>>()
+  /** tenant:tag → the key of the build held, so a superseded build is dropped at once. */
+  const held = new Map<string, string>()
+  let loads = 0
+
+  async function load<T extends Entry>(key: string, fn: () => Promise<T>): Promise<T> {
+    const hit = cache.get(key)
+    if (hit) return hit as T
+    let p = inflight.get(key)
+    if (!p) {
+      p = fn().finally(() => inflight.delete(key))
+      inflight.set(key, p)
+      loads++
+    }
+    const v = (await p) as T
+    cache.set(key, v)
+    return v
+  }
+
+  function replace(slot: string, key: string): void {
+    const old = held.get(slot)
+    if (old && old !== key) cache.delete(old)
+    held.set(slot, key)
+  }
+
+  const decode = (b64: string) => decodeClickHouseBitmap(roaring, Buffer.from(b64, 'base64'))
+
+  async function loadUniverse(db: TenantDb): Promise<Bitmap> {
+    const [row] = await db.query(
+      `SELECT base64Encode(toString(groupBitmapState(customer_key))) AS keys
+       FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0`,
+      {},
+      z.object({ keys: z.string() }),
+    )
+    return decode(row?.keys ?? '')
+  }
+
+  async function loadTag(db: TenantDb, tag: string, build: string): Promise<TagBitmaps> {
+    const rows = await db.query(
+      `SELECT value, lo, hi, base64Encode(toString(groupBitmapMergeState(keys))) AS keys
+       FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND build = {build:UInt64}
+       GROUP BY value, lo, hi ORDER BY value, lo`,
+      { tag, build },
+      bitmapRow,
+    )
+    const out: TagBitmaps = { tag, build, star: roaring.create(), values: new Map(), numeric: [] }
+    for (const r of rows) {
+      const keys = decode(r.keys)
+      if (r.value === '*') {
+        out.star = keys
+        continue
+      }
+      const same = out.values.get(r.value)
+      if (same) same.orInPlace(keys)
+      else out.values.set(r.value, keys)
+      out.numeric.push({ value: r.value, lo: r.lo, hi: r.hi, keys })
+    }
+    return out
+  }
+
+  async function loadEdge(db: TenantDb, t: TagBitmaps, lo: number, hi: number): Promise<EdgeBucket> {
+    const [row] = await db.query(
+      `SELECT groupArray(customer_key) AS k, groupArray(num) AS n FROM (
+         SELECT customer_key, num FROM tag_numeric
+         WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND build = {build:UInt64} AND num >= {lo:Float64} AND num < {hi:Float64}
+         ORDER BY num)`,
+      { tag: t.tag, build: t.build, lo, hi },
+      edgeRow,
+    )
+    return { keys: Uint32Array.from(row?.k ?? []), nums: Float64Array.from(row?.n ?? []) }
+  }
+
+  return {
+    async snapshot(db, tags) {
+      const names = [...new Set(tags)]
+      const [fresh] = await db.query(
+        `SELECT
+           (SELECT groupArray((tag, toString(b))) FROM (
+              SELECT tag, argMax(build, computed_at) AS b FROM tag_state FINAL
+              WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} GROUP BY tag)) AS builds,
+           (SELECT concat(toString(count()), ':', toString(sum(cityHash64(name))))
+              FROM system.parts WHERE database = currentDatabase() AND table = 'customers' AND active) AS universe`,
+        { tags: names },
+        freshnessRow,
+      )
+      if (!fresh) throw new Error('the freshness query returned no row')
+      const tenant = db.tenantId
+      const uKey = `${tenant}:universe:${fresh.universe}`
+      const universeP = load(uKey, () => loadUniverse(db))
+      const tagPs = fresh.builds
+        .filter(([, build]) => build !== '0')
+        .map(async ([tag, build]) => {
+          const key = `${tenant}:tag:${tag}:${build}`
+          const t = await load(key, () => loadTag(db, tag, build))
+          replace(`${tenant}:tag:${tag}`, key)
+          return t
+        })
+      const [universe, ...loaded] = await Promise.all([universeP, ...tagPs])
+      replace(`${tenant}:universe`, uKey)
+      return {
+        universe: universe as Bitmap,
+        tags: new Map((loaded as TagBitmaps[]).map((t) => [t.tag, t])),
+        roaring,
+        edge: (t, lo, hi) => load(`${tenant}:edge:${t.tag}:${t.build}:${lo}:${hi}`, () => loadEdge(db, t, lo, hi)),
+      }
+    },
+    stats() {
+      return { entries: cache.size, bytes: cache.calculatedSize, loads }
+    },
+  }
+}
