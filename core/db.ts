@@ -50,6 +50,16 @@ export const TENANT_TABLES = [
   'segment_events',
   'segment_runs',
   'tag_numeric',
+  'layout_catalogs',
+  'rec_models',
+  'rec_items',
+  'rec_customers',
+  'layout_exposures',
+  'push_campaigns',
+  'push_policies',
+  'push_targets',
+  'push_leases',
+  'push_outcomes',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

@@ -18,7 +18,7 @@ import { createSegmentRepository } from '../segments/segment.repository.js'
  * failure half-way converges on the same values.
  */
 
-export const PIPELINES = ['tags', 'segments'] as const
+export const PIPELINES = ['tags', 'segments', 'recommend'] as const
 export type PipelineName = (typeof PIPELINES)[number]
 
 export interface RunOptions {
@@ -49,9 +49,18 @@ export interface PipelineRunner {
   startScheduler(): Promise<void>
   /** Stops the schedules and waits for runs in progress. */
   stop(): Promise<void>
+  /**
+   * Adds the work of a pipeline other than tags and segments (the recommend model), supplied by
+   * its capability so the runner does not depend on it. It runs after every tag run (after the
+   * segments, when there are saved ones), and on demand.
+   */
+  register(pipeline: Exclude<PipelineName, 'tags' | 'segments'>, job: PipelineJob): void
   /** Cron tasks of a tenant: `tags` lists the tag names, or the segment ids of a segments task. */
   schedules(tenantId: number): { pipeline: PipelineName; cron: string; timeZone: string; tags: string[]; next: string | null }[]
 }
+
+/** A registered pipeline's work for one tenant: rows written and details for the run record. */
+export type PipelineJob = (input: { tenantId: number; asOf: Date; runId: string }) => Promise<{ rows: number; details: Record<string, unknown> }>
 
 const BACKFILL_MAX_DAYS = 400
 const RESYNC_MS = 5 * 60_000
@@ -71,6 +80,7 @@ export function createPipelineRunner(deps: {
   const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
   let resync: NodeJS.Timeout | undefined
   let stopped = false
+  const jobs = new Map<PipelineName, PipelineJob>()
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
   const duration = deps.metrics.histogram('qianmian_pipeline_run_seconds', 'Pipeline run duration', ['pipeline', 'status'], [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600])
@@ -101,7 +111,8 @@ export function createPipelineRunner(deps: {
         const rec = { ...base, attempt }
         await store.record(o.tenantId, rec)
         try {
-          const out = pipeline === 'segments' ? await materialize(o, tenant.timeZone, defs) : await computeTags(o, runId, tenant.timeZone, defs)
+          const out =
+            pipeline === 'segments' ? await materialize(o, tenant.timeZone, defs) : pipeline === 'tags' ? await computeTags(o, runId, tenant.timeZone, defs) : await runJob(pipeline, o, runId)
           const done: RunRecord = { ...rec, ...out, status: 'succeeded', finishedAt: chDateTime(new Date()) }
           await store.record(o.tenantId, done)
           outcome = 'succeeded'
@@ -110,6 +121,7 @@ export function createPipelineRunner(deps: {
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
           // Saved segments follow the tags they read.
           if (pipeline === 'tags' && !o.backfill) followWithSegments(o.tenantId)
+          if (pipeline === 'segments' && o.trigger === 'after-tags') followWithJobs(o.tenantId)
           return done
         } catch (err) {
           const message = errText(err)
@@ -169,15 +181,33 @@ export function createPipelineRunner(deps: {
     }
   }
 
+  async function runJob(pipeline: PipelineName, o: RunOptions, runId: string): Promise<RunOutcome> {
+    const job = jobs.get(pipeline)
+    if (!job) throw new AppError('VALIDATION_FAILED', `The ${pipeline} pipeline is not available in this process.`, { issues: [{ field: 'pipeline', message: 'not available' }] })
+    const r = await job({ tenantId: o.tenantId, asOf: o.asOf ?? new Date(), runId })
+    return { mode: 'full', watermark: chDateTime(new Date()), rows: r.rows, details: r.details }
+  }
+
   function followWithSegments(tenantId: number): void {
     void segmentRepo
       .list(tenantId)
       .then(async (saved) => {
-        if (!saved.length || stopped) return
+        if (stopped) return
+        // Without saved segments the registered pipelines follow the tags directly.
+        if (!saved.length) return followWithJobs(tenantId)
         const started = await runner.start({ tenantId, pipeline: 'segments', trigger: 'after-tags' })
         await started.done
       })
       .catch((err: unknown) => log.info({ tenant: tenantId, err: errText(err) }, 'segments not materialized after the tag run'))
+  }
+
+  function followWithJobs(tenantId: number): void {
+    for (const pipeline of jobs.keys()) {
+      void runner
+        .start({ tenantId, pipeline, trigger: 'after-tags' })
+        .then((s) => s.done)
+        .catch((err: unknown) => log.info({ tenant: tenantId, pipeline, err: errText(err) }, 'pipeline did not follow the tag run'))
+    }
   }
 
   function validate(o: RunOptions): void {
@@ -190,6 +220,9 @@ export function createPipelineRunner(deps: {
   }
 
   const runner: PipelineRunner = {
+    register(pipeline, job) {
+      jobs.set(pipeline, job)
+    },
     async start(o) {
       validate(o)
       if (stopped) throw new AppError('SHUTTING_DOWN')

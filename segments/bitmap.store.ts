@@ -47,10 +47,16 @@ export interface Snapshot {
   /** Missing when the tag was never computed (every leaf over it is then empty). */
   tags: Map<string, TagBitmaps>
   edge(tag: TagBitmaps, lo: number, hi: number): Promise<EdgeBucket>
+  /**
+   * A derived bitmap of a tag's build, computed once and held like the rest (a numeric range's
+   * customers: edge buckets checked one by one cost more than the algebra). Never modify it.
+   */
+  derived(tag: TagBitmaps, what: string, fn: () => Promise<Bitmap>): Promise<Bitmap>
   roaring: Roaring
 }
 
 export interface BitmapStore {
+  readonly roaring: Roaring
   snapshot(db: TenantDb, tags: readonly string[]): Promise<Snapshot>
   /** Entries and bytes held (for metrics and tests). */
   stats(): { entries: number; bytes: number; loads: number }
@@ -151,6 +157,7 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
   }
 
   return {
+    roaring,
     async snapshot(db, tags) {
       const names = [...new Set(tags)]
       const [fresh] = await db.query(
@@ -182,6 +189,7 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
         tags: new Map((loaded as TagBitmaps[]).map((t) => [t.tag, t])),
         roaring,
         edge: (t, lo, hi) => load(`${tenant}:edge:${t.tag}:${t.build}:${lo}:${hi}`, () => loadEdge(db, t, lo, hi)),
+        derived: (t, what, fn) => load(`${tenant}:derived:${t.tag}:${t.build}:${what}`, fn),
       }
     },
     stats() {

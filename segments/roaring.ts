@@ -10,6 +10,7 @@
 
 export interface Bitmap {
   readonly size: number
+  has(value: number): boolean
   clone(): Bitmap
   andInPlace(other: Bitmap): Bitmap
   orInPlace(other: Bitmap): Bitmap

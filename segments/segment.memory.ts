@@ -92,7 +92,8 @@ async function leafBitmap(c: CheckedTagLeaf, s: Snapshot): Promise<Bitmap> {
     const wanted = (c.values as string[]).map((v) => t?.values.get(v)).filter((b): b is Bitmap => !!b)
     pos = s.roaring.orMany(wanted)
   } else {
-    pos = t ? await numericSet(c, t, s) : s.roaring.create()
+    const key = `${op}:${JSON.stringify(c.values)}`
+    pos = t ? (await s.derived(t, key, () => numericSet(c, t, s))).clone() : s.roaring.create()
     if (c.zero && numericTest(op, c.values as number[]).pred(0)) pos.orInPlace(complement(star))
   }
   return negated ? complement(pos) : pos

@@ -15,6 +15,7 @@ import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
+import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
 
 /**
  * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
@@ -35,6 +36,8 @@ export interface Runtime {
   tags: TagsModule
   /** Saved segments, previews. */
   segments: SegmentsModule
+  /** Home-screen layouts (absent where the optional roaring package is not installed). */
+  recommend: RecommendModule | undefined
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -61,10 +64,12 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   }
   const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
-  const roaring = config.segmentCacheBytes > 0 ? await loadRoaring() : undefined
-  if (config.segmentCacheBytes > 0 && !roaring) log.warn('the optional "roaring" package is not installed: segment previews run in ClickHouse')
-  const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: config.segmentCacheBytes, log })
-  const segments = createSegmentsModule({ db, tenants, tags: tags.repo, ...(bitmaps ? { bitmaps } : {}) })
+  const roaring = await loadRoaring()
+  if (!roaring) log.error('the optional "roaring" package is not installed: segment previews run in ClickHouse and no layouts are served')
+  // Layouts evaluate their catalogue's conditions on the same bitmaps, whatever the preview budget.
+  const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: Math.max(config.segmentCacheBytes, 256 * 1024 ** 2), log })
+  const segments = createSegmentsModule({ db, tenants, tags: tags.repo, ...(bitmaps && config.segmentCacheBytes > 0 ? { bitmaps } : {}) })
+  const recommend = bitmaps && createRecommendModule({ db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log, metrics })
   return {
     config,
     log,
@@ -78,9 +83,11 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ingest,
     tags,
     segments,
+    recommend,
     kafka,
     async close() {
       await tags.runner.stop()
+      await recommend?.close()
       // The producer's goodbye is not worth failing a shutdown over; the flush is.
       await sink?.close().catch((err: unknown) => log.warn({ err }, 'kafka producer did not close cleanly'))
       await ingest.close(Math.max(100, config.shutdownTimeoutMs - 1000))

@@ -9,6 +9,9 @@ import { createTenantService, type TenantService } from '../tenants/tenants.serv
 import { openTestEngine, type TestEngine } from './engine.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
 import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
+import { createBitmapStore } from '../segments/bitmap.store.js'
+import { loadRoaring } from '../segments/roaring.js'
+import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
 
 /** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
 export interface TestApp {
@@ -19,6 +22,7 @@ export interface TestApp {
   ingest: IngestModule
   tags: TagsModule
   segments: SegmentsModule
+  recommend: RecommendModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -32,7 +36,11 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const pii = createPii('test-secret-test-secret-test-secret')
   const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
+  const roaring = await loadRoaring()
+  if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')
+  const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2 })
   const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo })
+  const recommend = createRecommendModule({ db: engine.db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log: engine.log, metrics })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -42,7 +50,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: undefined,
     version: 'test',
-    modules: [ingest.routes, tags.routes, segments.routes],
+    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes],
   })
   return {
     engine,
@@ -52,10 +60,12 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     ingest,
     tags,
     segments,
+    recommend,
     metrics,
     async close() {
       await app.close()
       await tags.runner.stop()
+      await recommend.close()
       await ingest.close(5000)
       await engine.close()
     },

@@ -40,15 +40,20 @@ export async function runEvalCli(argv: readonly string[], write: (line: string) 
     if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got "${v}"`)
     return n
   }
+  // Every number is checked before a possibly long read.
   const similarity = values.similarity as SarSimilarity
   const halfLife = num('half-life', values['half-life'])
+  const k = num('k', values.k)
+  const ratio = num('ratio', values.ratio)
+  const seed = num('seed', values.seed)
+  const perUser = num('per-user', values['per-user'])
 
   const t0 = performance.now()
   let table: InteractionTable
   if (values.synthetic !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(values.synthetic)
     if (!m) throw new Error(`--synthetic takes USERSxITEMS, got "${values.synthetic}"\n${USAGE}`)
-    table = generateSyntheticInteractions({ users: Number(m[1]), items: Number(m[2]), perUser: num('per-user', values['per-user']) })
+    table = generateSyntheticInteractions({ users: Number(m[1]), items: Number(m[2]), perUser })
   } else {
     const file = positionals[0]
     if (!file) throw new Error(USAGE)
@@ -61,12 +66,7 @@ export async function runEvalCli(argv: readonly string[], write: (line: string) 
   if (halfLife > 0) algorithms[`sar_decay${halfLife}d`] = (train) => fitSar(train, { similarity, halfLifeDays: halfLife })
   algorithms.popularity = (train) => fitPopularity(train)
 
-  const report = evaluateInteractions(table, {
-    k: num('k', values.k),
-    ratio: num('ratio', values.ratio),
-    seed: num('seed', values.seed),
-    algorithms,
-  })
+  const report = evaluateInteractions(table, { k, ratio, seed, algorithms })
   write(JSON.stringify(report, (_key, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toFixed(4)) : v), 2))
   return report
 }

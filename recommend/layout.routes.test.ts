@@ -1,0 +1,208 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { createPii } from '../core/pii.js'
+import { generateDemo } from '../demo/demo.generator.js'
+import { seedDemoTags } from '../demo/demo.tags.js'
+import { openTestApp, type TestApp } from '../test/app.js'
+import type { Layout } from './layout.service.js'
+
+/**
+ * Layouts end to end on a small demo bank: tags computed by the pipeline, the recommend model
+ * built after them, layouts served over HTTP. Properties are checked on every customer of a
+ * sample against their tag values read straight from ClickHouse.
+ */
+
+const NOW = new Date()
+let t: TestApp
+let tenantId: number
+let read: string
+let admin: string
+let customers: { no: string; key: number; tags: Record<string, string> }[]
+
+const tagRow = z.object({ no: z.string(), key: z.number(), tags: z.array(z.tuple([z.string(), z.string()])) })
+
+beforeAll(async () => {
+  t = await openTestApp()
+  await generateDemo(
+    { db: t.engine.db, tenants: t.tenants, keys: t.keys, pii: createPii('test-secret-test-secret-test-secret'), log: t.engine.log },
+    { customers: 1500, days: 14, seed: 11, now: NOW, progress: false },
+  )
+  await seedDemoTags({ tenants: t.tenants, tags: t.tags })
+  const bank = await t.tenants.get('demo-qingshan')
+  tenantId = bank.id
+  const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
+  expect(run.status, run.error).toBe('succeeded')
+  read = (await t.keys.issue(tenantId, 'read')).key
+  admin = (await t.keys.issue(tenantId, 'admin')).key
+  const rows = await t.engine.db.forTenant(tenantId).query(
+    `SELECT c.customer_no AS no, c.customer_key AS key, groupArrayIf((tv.tag, if(tv.value != '', tv.value, toString(tv.num))), tv.tag != '') AS tags
+     FROM customers AS c FINAL
+     LEFT JOIN (SELECT customer_key, tag, value, num FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0) AS tv ON tv.customer_key = c.customer_key
+     WHERE c.tenant_id = {tenant:UInt16} AND c.deleted = 0 GROUP BY no, key ORDER BY key LIMIT 400`,
+    {},
+    tagRow,
+  )
+  customers = rows.map((r) => ({ no: r.no, key: r.key, tags: Object.fromEntries(r.tags) }))
+}, 300_000)
+afterAll(async () => t?.close())
+
+async function layout(query: Record<string, string>, key = read): Promise<Layout> {
+  const res = await t.app.inject({ method: 'GET', url: `/v1/layout?${new URLSearchParams(query)}`, headers: { authorization: `Bearer ${key}` } })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json<Layout>()
+}
+
+const truthy = (c: { tags: Record<string, string> }, tag: string) => c.tags[tag] === 'true' || c.tags[tag] === '1'
+
+describe('GET /v1/layout', () => {
+  it('serves every sampled customer a layout whose every item and module has a reason, and no item twice', async () => {
+    let personal = 0
+    for (const c of customers.slice(0, 150)) {
+      const l = await layout({ customerId: c.no })
+      expect(l.known).toBe(true)
+      expect(l.modules.length).toBeGreaterThan(0)
+      const ids = l.modules.flatMap((m) => m.items.map((i) => i.id))
+      expect(new Set(ids).size).toBe(ids.length)
+      for (const m of l.modules) {
+        expect(m.reason.detail.length).toBeGreaterThan(0)
+        for (const i of m.items) expect(['tag', 'segment', 'rule', 'model', 'popularity', 'exploration']).toContain(i.reason.kind)
+      }
+      if (l.modules.some((m) => m.items.some((i) => i.reason.kind === 'model'))) personal++
+    }
+    // Co-occurrence reaches customers with history; popularity and rules the rest.
+    expect(personal).toBeGreaterThan(10)
+  })
+
+  it('never offers a loan to a customer who is overdue or needs protection', async () => {
+    const guarded = customers.filter((c) => truthy(c, 'loan_overdue') || truthy(c, 'vulnerable'))
+    expect(guarded.length).toBeGreaterThan(0)
+    for (const c of guarded) {
+      const l = await layout({ customerId: c.no })
+      const loans = l.modules.flatMap((m) => m.items).filter((i) => i.type === 'product' && i.category.startsWith('loan:'))
+      expect(loans, c.no).toEqual([])
+    }
+  })
+
+  it('shows reminders only while their tag holds, and puts them first', async () => {
+    for (const c of customers.slice(0, 200)) {
+      const l = await layout({ customerId: c.no, mode: 'standard' })
+      const reminders = l.modules.find((m) => m.id === 'reminders')?.items ?? []
+      for (const r of reminders) {
+        expect(r.reason.kind).toBe('tag')
+        for (const tag of (r.reason as { tags: string[] }).tags) expect(truthy(c, tag), `${c.no} ${r.id} ${tag}`).toBe(true)
+      }
+      const expectLoanDue = truthy(c, 'loan_due_7d')
+      expect(reminders.some((r) => r.id === 'reminder.loan_due')).toBe(expectLoanDue)
+      if (reminders.length) expect(l.modules[0]!.id).toBe('reminders')
+    }
+  })
+
+  it('elder mode: elder customers get fewer modules, large elements, help and anti-fraud, no wealth', async () => {
+    const elders = customers.filter((c) => truthy(c, 'elder')).slice(0, 30)
+    expect(elders.length).toBeGreaterThan(3)
+    for (const c of elders) {
+      const l = await layout({ customerId: c.no })
+      expect(l.elder).toBe(true)
+      expect(l.largeElements).toBe(true)
+      expect(l.modules.length).toBeLessThanOrEqual(5)
+      const ids = l.modules.map((m) => m.id)
+      expect(ids).not.toContain('wealth')
+      expect(ids).not.toContain('promotions')
+      expect(ids).toContain('help')
+      expect(ids).toContain('antifraud')
+      // Zones first: every elder-first module before every other.
+      const firsts = ['reminders', 'antifraud', 'pension_zone', 'family_zone', 'help']
+      const lastFirst = Math.max(...ids.map((id, i) => (firsts.includes(id) ? i : -1)))
+      const firstOther = ids.findIndex((id) => !firsts.includes(id))
+      if (firstOther >= 0) expect(firstOther).toBeGreaterThan(lastFirst)
+      const std = await layout({ customerId: c.no, mode: 'standard' })
+      expect(std.elder).toBe(false)
+    }
+  })
+
+  it('unknown and anonymous visitors get the tenant default, no experiment, nothing personal', async () => {
+    for (const q of [{}, { customerId: 'NO-SUCH-CUSTOMER' }] as Record<string, string>[]) {
+      const l = await layout(q)
+      expect(l.known).toBe(false)
+      expect(l.experiment).toBeNull()
+      expect(l.modules.map((m) => m.id)).toContain('quick_services')
+      expect(l.modules.flatMap((m) => m.items).every((i) => i.reason.kind !== 'model' && i.reason.kind !== 'exploration')).toBe(true)
+      // Conditional modules need a known customer.
+      expect(l.modules.map((m) => m.id)).not.toContain('pension_zone')
+    }
+  })
+
+  it('assigns variants and the holdout deterministically, and logs each layout served as an exposure', async () => {
+    const a = await Promise.all(customers.slice(0, 60).map((c) => layout({ customerId: c.no })))
+    const b = await Promise.all(customers.slice(0, 60).map((c) => layout({ customerId: c.no })))
+    expect(a.map((l) => [l.holdout, l.experiment?.variant])).toEqual(b.map((l) => [l.holdout, l.experiment?.variant]))
+    expect(new Set(a.map((l) => l.experiment?.variant)).size).toBeGreaterThan(1)
+    await t.recommend.layouts.flush()
+    const [n] = await t.engine.db.forTenant(tenantId).query(
+      `SELECT count() AS n, uniqExact(customer_key) AS u FROM layout_exposures WHERE tenant_id = {tenant:UInt16}`,
+      {},
+      z.object({ n: z.coerce.number(), u: z.coerce.number() }),
+    )
+    expect(n!.u).toBeGreaterThanOrEqual(60)
+  })
+
+  it('refuses bad input with the field at fault', async () => {
+    for (const [url, field] of [
+      ['/v1/layout?screen=settings', 'screen'],
+      ['/v1/layout?lang=fr', 'lang'],
+      ['/v1/layout?mode=dark', 'mode'],
+      ['/v1/layout?surprise=1', ''],
+    ] as const) {
+      const res = await t.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${read}` } })
+      expect(res.statusCode, url).toBe(400)
+      expect(res.json().error.code).toBe('VALIDATION_FAILED')
+      if (field) expect(JSON.stringify(res.json().error.issues)).toContain(field)
+    }
+    expect((await t.app.inject({ method: 'GET', url: '/v1/layout' })).statusCode).toBe(401)
+  })
+})
+
+describe('the catalogue', () => {
+  const put = (body: unknown, key = admin, qs = '') =>
+    t.app.inject({ method: 'PUT', url: `/v1/layout/catalog${qs}`, headers: { authorization: `Bearer ${key}` }, payload: body as object })
+
+  it('a member bank adds and disables entries; the layout follows at once; versions are kept', async () => {
+    const own = {
+      disable: ['promotions', 'svc.topup'],
+      items: [{ id: 'svc.harvest', module: 'quick_services', type: 'service', title: { zh: '丰收贷款计算器', en: 'Harvest loan calculator' }, deeplink: 'app://tools/harvest', category: 'tools', boost: 100 }],
+    }
+    const res = await put(own, admin, '?expectedVersion=0&changeNote=harvest%20season')
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json().version).toBe(1)
+    expect((await put(own)).statusCode).toBe(200)
+    expect((await put(own, admin, '?expectedVersion=0')).statusCode).toBe(409)
+    await t.recommend.layouts.reload(tenantId)
+    const l = await layout({ customerId: customers[0]!.no, mode: 'standard' })
+    const ids = l.modules.flatMap((m) => m.items.map((i) => i.id))
+    expect(ids).toContain('svc.harvest')
+    expect(ids).not.toContain('svc.topup')
+    expect(l.modules.map((m) => m.id)).not.toContain('promotions')
+    expect(l.model.catalogVersion.own).toBe(1)
+    const versions = await t.app.inject({ method: 'GET', url: '/v1/layout/catalog/versions', headers: { authorization: `Bearer ${read}` } })
+    expect(versions.json().versions[0].changeNote).toBe('harvest season')
+  })
+
+  it('refuses a bad catalogue naming every field at fault, and read keys', async () => {
+    const bad = {
+      items: [
+        { id: 'x', module: 'nowhere', type: 'service', title: { zh: 'x', en: 'x' }, deeplink: 'app://x', category: 'c' },
+        { id: 'y', module: 'quick_services', type: 'promotion', title: { zh: 'y', en: 'y' }, deeplink: 'app://y', category: 'c', when: { tag: 'loan_overdue', op: 'eq', value: true } },
+        { id: 'z', module: 'quick_services', type: 'service', title: { zh: 'z', en: 'z' }, deeplink: 'not a link', category: 'c' },
+        { id: 'w', module: 'quick_services', type: 'service', title: { zh: 'w', en: 'w' }, deeplink: 'app://w', category: 'c', when: { event: { names: ['x'] }, measure: 'count', op: 'gt', value: 1, window: { lastDays: 3 } } },
+      ],
+    }
+    const res = await put(bad)
+    expect(res.statusCode).toBe(400)
+    const fields = (res.json().error.issues as { field: string }[]).map((i) => i.field)
+    expect(fields).toContain('items.2.deeplink')
+    const res2 = await put({ items: [bad.items[0], bad.items[1], bad.items[3]] })
+    const fields2 = (res2.json().error.issues as { field: string }[]).map((i) => i.field)
+    expect(fields2).toEqual(expect.arrayContaining(['items.0.module', 'items.1.when.tag', 'items.2.when']))
+    expect((await put({}, read)).statusCode).toBe(403)
+  })
+})

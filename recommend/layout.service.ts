@@ -1,0 +1,227 @@
+import { LRUCache } from 'lru-cache'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { chDateTime, daysBetween, localDate } from '../core/time.js'
+import type { BitmapStore } from '../segments/bitmap.store.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import type { CatalogRepository } from './catalog.repository.js'
+import { assignVariant, customerHash, dailyDraw, inHoldout } from './experiments.js'
+import { rankLayout, type LayoutModule } from './layout.rank.js'
+import { loadSnapshot, lookupCustomer, type LayoutSnapshot } from './model.snapshot.js'
+
+/**
+ * Serves layouts from per-tenant snapshots held in memory. A tenant's snapshot is loaded on its
+ * first request, then checked every `refreshMs` against the newest complete model build and
+ * the catalogue versions (its own and its group's); a changed one is loaded in the background
+ * and swapped in whole, so a request never sees half of one. Requests never query ClickHouse.
+ *
+ * Exposures: every layout served is appended to `layout_exposures` in batches (caps, fatigue
+ * and the experiments' analysis read it), and counted in the process until the next model build
+ * has them, so caps hold between builds too.
+ */
+
+export interface LayoutRequest {
+  tenantId: number
+  customerId?: string | undefined
+  screen: 'home'
+  lang: 'zh' | 'en'
+  mode: 'auto' | 'elder' | 'standard'
+}
+
+export interface Layout {
+  tenant: number
+  customerId: string | null
+  known: boolean
+  screen: 'home'
+  elder: boolean
+  largeElements: boolean
+  holdout: boolean
+  experiment: { id: string; variant: string } | null
+  model: { build: string | null; builtAt: string | null; catalogVersion: { group: number; own: number } }
+  modules: LayoutModule[]
+}
+
+const DEFAULT_HOLDOUT = 0
+
+export function createLayoutService(deps: {
+  db: Db
+  tenants: TenantService
+  tags: TagRepository
+  catalogs: CatalogRepository
+  bitmaps: BitmapStore
+  log: Logger
+  metrics: Metrics
+  refreshMs?: number
+  flushMs?: number
+}) {
+  const snapshots = new Map<number, { snap: LayoutSnapshot; version: string }>()
+  const loading = new Map<number, Promise<LayoutSnapshot>>()
+  // Exposures served since the snapshot, per tenant:customer → item index → [day, today, week].
+  const served = new LRUCache<string, Map<number, [number, number, number]>>({ max: 500_000 })
+  let pending: { tenant: number; row: unknown[] }[] = []
+  let timer: NodeJS.Timeout | undefined
+  let flusher: NodeJS.Timeout | undefined
+  const loadSeconds = deps.metrics.histogram('qianmian_layout_snapshot_load_seconds', 'Layout snapshot load time', ['tenant'], [0.1, 0.5, 1, 5, 15, 60, 300])
+  const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
+
+  async function currentVersion(tenantId: number) {
+    const tenant = await deps.tenants.get(tenantId)
+    const [m] = await deps.db.forTenant(tenantId).query(
+      `SELECT toString(build) AS build, toString(built_at) AS built_at FROM rec_models FINAL WHERE tenant_id = {tenant:UInt16} AND complete = 1 ORDER BY build DESC LIMIT 1`,
+      {},
+      z.object({ build: z.string(), built_at: z.string() }),
+    )
+    const eff = await deps.catalogs.effective(tenant)
+    return { tenant, eff, build: m?.build ?? null, builtAt: m?.built_at ?? null, version: `${m?.build ?? '-'}|${eff.groupVersion}|${eff.ownVersion}` }
+  }
+
+  async function load(tenantId: number): Promise<LayoutSnapshot> {
+    const inflight = loading.get(tenantId)
+    if (inflight) return inflight
+    const p = (async () => {
+      const end = loadSeconds.startTimer({ tenant: String(tenantId) })
+      try {
+        const v = await currentVersion(tenantId)
+        const defs = new Map((await deps.tags.list(tenantId)).map((d) => [d.name, d]))
+        const snap = await loadSnapshot(
+          { db: deps.db, bitmaps: deps.bitmaps },
+          { tenant: v.tenant, catalog: v.eff.catalog, catalogVersions: { group: v.eff.groupVersion, own: v.eff.ownVersion }, build: v.build, builtAt: v.builtAt, defs, asOf: new Date() },
+        )
+        snapshots.set(tenantId, { snap, version: v.version })
+        // The new build counts what this process served before it.
+        served.clear()
+        deps.log.info({ tenant: tenantId, build: v.build, items: snap.items.length, customers: snap.customers.keys.length, ms: Math.round(snap.loadedMs) }, 'layout snapshot loaded')
+        return snap
+      } finally {
+        end()
+        loading.delete(tenantId)
+      }
+    })()
+    loading.set(tenantId, p)
+    return p
+  }
+
+  async function refresh(): Promise<void> {
+    for (const [tenantId, held] of snapshots) {
+      try {
+        const v = await currentVersion(tenantId)
+        if (v.version !== held.version) await load(tenantId)
+      } catch (err) {
+        deps.log.warn({ tenant: tenantId, err }, 'layout snapshot refresh failed; serving the one held')
+      }
+    }
+  }
+
+  function countServed(tenantId: number, key: number, today: number, items: number[]): void {
+    const id = `${tenantId}:${key}`
+    const m = served.get(id) ?? new Map<number, [number, number, number]>()
+    for (const i of items) {
+      const e = m.get(i)
+      if (!e) m.set(i, [today, 1, 1])
+      else if (e[0] === today) {
+        e[1]++
+        e[2]++
+      } else m.set(i, [today, 1, e[2] + 1])
+    }
+    served.set(id, m)
+  }
+
+  async function flush(): Promise<void> {
+    if (!pending.length) return
+    const batch = pending
+    pending = []
+    const byTenant = new Map<number, unknown[][]>()
+    for (const p of batch) (byTenant.get(p.tenant) ?? byTenant.set(p.tenant, []).get(p.tenant)!).push(p.row as unknown[])
+    for (const [tenant, rows] of byTenant) {
+      try {
+        await deps.db.forTenant(tenant).insertTsv('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], rows)
+      } catch (err) {
+        // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
+        deps.log.warn({ tenant, rows: rows.length, err }, 'layout exposures not written; retrying with the next flush')
+        pending.push(...rows.map((row) => ({ tenant, row })))
+      }
+    }
+  }
+
+  return {
+    /** The snapshot a tenant serves, loading it on first use. */
+    async snapshot(tenantId: number): Promise<LayoutSnapshot> {
+      return snapshots.get(tenantId)?.snap ?? load(tenantId)
+    },
+
+    /** Reloads a tenant's snapshot now (after a catalogue change or a model build in this process). */
+    reload: load,
+
+    async layout(req: LayoutRequest): Promise<Layout> {
+      const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
+      const tenant = await deps.tenants.get(req.tenantId)
+      const now = new Date()
+      const day = localDate(now, tenant.timeZone)
+      const today = daysBetween('1970-01-01', day)
+      const customerNo = req.customerId
+      const key = customerNo ? (lookupCustomer(snap.index, customerHash(customerNo)) ?? 0) : 0
+      const holdout = key !== 0 && inHoldout(req.tenantId, customerNo!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
+      const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, customerNo!, snap.catalog.experiment) : undefined
+      const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
+      const own = key ? served.get(`${req.tenantId}:${key}`) : undefined
+      const modules = rankLayout(snap, {
+        customerKey: key,
+        elder,
+        lang: req.lang,
+        today,
+        // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
+        variant: key === 0 || holdout ? null : (assignment?.variant ?? { name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true }),
+        draw: customerNo ? dailyDraw(req.tenantId, customerNo, day) : 0,
+        served: own
+          ? (i) => {
+              const e = own.get(i)
+              return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
+            }
+          : undefined,
+      })
+      const shown = modules.flatMap((m) => m.items.map((it) => ({ module: m.id, item: it.id })))
+      if (key) {
+        const index = new Map(snap.items.map((it) => [it.id, it.index]))
+        countServed(req.tenantId, key, today, shown.map((s) => index.get(s.item)!))
+        pending.push({
+          tenant: req.tenantId,
+          row: [key, chDateTime(now), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, shown.map((s) => s.module), shown.map((s) => s.item)],
+        })
+      }
+      servedTotal.inc({ tenant: String(req.tenantId), kind: key ? (holdout ? 'holdout' : 'personal') : 'default' })
+      return {
+        tenant: req.tenantId,
+        customerId: customerNo ?? null,
+        known: key !== 0,
+        screen: req.screen,
+        elder,
+        largeElements: elder,
+        holdout,
+        experiment: assignment ? { id: assignment.experiment, variant: assignment.variant.name } : null,
+        model: { build: snap.build, builtAt: snap.builtAt, catalogVersion: snap.catalogVersions },
+        modules,
+      }
+    },
+
+    start(): void {
+      timer = setInterval(() => void refresh(), deps.refreshMs ?? 30_000)
+      timer.unref()
+      flusher = setInterval(() => void flush(), deps.flushMs ?? 1_000)
+      flusher.unref()
+    },
+
+    refresh,
+    flush,
+
+    async close(): Promise<void> {
+      if (timer) clearInterval(timer)
+      if (flusher) clearInterval(flusher)
+      await flush()
+    },
+  }
+}
+
+export type LayoutService = ReturnType<typeof createLayoutService>

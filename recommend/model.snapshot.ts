@@ -1,0 +1,376 @@
+import { tableFromIPC } from 'apache-arrow'
+import { z } from 'zod'
+import type { Db, TenantDb } from '../core/db.js'
+import { daysBetween } from '../core/time.js'
+import type { BitmapStore } from '../segments/bitmap.store.js'
+import { decodeClickHouseBitmap, type Bitmap, type Roaring } from '../segments/roaring.js'
+import { prepare } from '../segments/segment.compile.js'
+import { evaluateInMemory } from '../segments/segment.memory.js'
+import type { SegmentNode } from '../segments/segment.schema.js'
+import { segmentSchema } from '../segments/segment.schema.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+import type { Tenant } from '../tenants/tenants.service.js'
+import type { Catalog, CatalogItem, CatalogModule, ItemType } from './catalog.schema.js'
+import { purposeOf } from './catalog.schema.js'
+import { productItems } from './model.build.js'
+
+/**
+ * What one tenant's layouts are served from, in memory: the catalogue resolved into items and
+ * modules; who may see each (eligibility bitmaps evaluated from the tag bitmaps at load);
+ * popularity and co-occurrence neighbours per item; per engaged customer, affinities and recent
+ * exposures (compressed sparse rows over typed arrays: a few bytes per customer, no object per
+ * customer); and the customer-number index (sorted MD5 prefixes beside customer keys). A
+ * snapshot is immutable once built; the service swaps a new one in atomically.
+ */
+
+export interface SnapshotItem {
+  index: number
+  id: string
+  module: string
+  type: ItemType
+  title: { zh: string; en: string }
+  elderTitle?: { zh: string; en: string } | undefined
+  deeplink: string
+  category: string
+  /** 0..1 */
+  boost: number
+  elder: 'first' | 'show' | 'hide'
+  /** Days since 1970 (inclusive), or undefined. */
+  validFrom?: number | undefined
+  validTo?: number | undefined
+  cap?: CatalogItem['cap']
+  reminderTag?: string | undefined
+  /** Customers the item's own condition admits (undefined: everyone). */
+  eligible?: Bitmap | undefined
+  /** Tags the condition reads (the reason). */
+  conditionTags: string[]
+  /** Customers a product rule keeps away from it, with the rule's reason. */
+  excluded?: { keys: Bitmap; reason: string }[] | undefined
+  /** Product risk level (0 for non-products). */
+  risk: number
+  productKind?: string | undefined
+}
+
+export interface SnapshotModule {
+  id: string
+  title: { zh: string; en: string }
+  priority: number
+  maxItems: number
+  elder: 'first' | 'show' | 'hide'
+  eligible?: Bitmap | undefined
+  conditionTags: string[]
+  items: number[]
+}
+
+export interface LayoutSnapshot {
+  tenantId: number
+  build: string | null
+  builtAt: string | null
+  catalog: Catalog
+  catalogVersions: { group: number; own: number }
+  items: SnapshotItem[]
+  modules: SnapshotModule[]
+  /** Customers with the elder tag. */
+  elder: Bitmap | undefined
+  /** Per item, engaged customers normalised to the most popular item (0..1). */
+  popularity: Float32Array
+  /** Per saved segment: its members and the popularity of each item among them (0..1). */
+  segments: { id: string; members: Bitmap; popularity: Float32Array }[]
+  neighbours: { items: Int32Array; sims: Float32Array }[]
+  customers: CustomerRows
+  index: CustomerIndex
+  loadedMs: number
+}
+
+export interface CustomerRows {
+  keys: Uint32Array
+  itemOff: Uint32Array
+  items: Int32Array
+  affinity: Float32Array
+  shownOff: Uint32Array
+  shown: Int32Array
+  shownToday: Uint16Array
+  shownWeek: Uint16Array
+  clickedWeek: Uint16Array
+}
+
+export interface CustomerIndex {
+  hashes: BigUint64Array
+  keys: Uint32Array
+}
+
+const tagsOf = (n: SegmentNode): string[] =>
+  'all' in n ? n.all.flatMap(tagsOf) : 'any' in n ? n.any.flatMap(tagsOf) : 'not' in n ? tagsOf(n.not) : 'tag' in n ? [n.tag] : []
+
+/** Binary search of a sorted Uint32Array; -1 when absent. */
+export function findKey(keys: Uint32Array, key: number): number {
+  let lo = 0
+  let hi = keys.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    const v = keys[mid]!
+    if (v === key) return mid
+    if (v < key) lo = mid + 1
+    else hi = mid - 1
+  }
+  return -1
+}
+
+/** The customer key of an MD5 prefix, or undefined. */
+export function lookupCustomer(index: CustomerIndex, hash: bigint): number | undefined {
+  let lo = 0
+  let hi = index.hashes.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    const v = index.hashes[mid]!
+    if (v === hash) return index.keys[mid]
+    if (v < hash) lo = mid + 1
+    else hi = mid - 1
+  }
+  return undefined
+}
+
+/** A query's result as Arrow (uncompressed: the reader here has no LZ4 codec registered). */
+async function arrowQuery(db: TenantDb, sql: string, params: Record<string, unknown>) {
+  const chunks: Buffer[] = []
+  for await (const c of await db.stream(`${sql} SETTINGS output_format_arrow_compression_method = 'none' FORMAT ArrowStream`, params)) chunks.push(c as Buffer)
+  return tableFromIPC(Buffer.concat(chunks))
+}
+
+async function loadIndex(db: TenantDb): Promise<CustomerIndex> {
+  const t = await arrowQuery(
+    db,
+    `SELECT reinterpretAsUInt64(substring(MD5(customer_no), 1, 8)) AS h, customer_key AS k FROM customers FINAL
+     WHERE tenant_id = {tenant:UInt16} AND deleted = 0 ORDER BY h`,
+    {},
+  )
+  const n = t.numRows
+  const hashes = new BigUint64Array(n)
+  const keys = new Uint32Array(n)
+  let i = 0
+  for (const batch of t.batches) {
+    hashes.set(batch.getChild('h')!.toArray() as BigUint64Array, i)
+    keys.set(batch.getChild('k')!.toArray() as Uint32Array, i)
+    i += batch.numRows
+  }
+  return { hashes, keys }
+}
+
+const customerRow = z.object({
+  k: z.number(),
+  items: z.array(z.string()),
+  affinity: z.array(z.number()),
+  shown: z.array(z.string()),
+  today: z.array(z.number()),
+  week: z.array(z.number()),
+  clicked: z.array(z.number()),
+})
+
+async function loadCustomers(db: TenantDb, build: string | null, itemIndex: Map<string, number>): Promise<CustomerRows> {
+  const rows = build
+    ? await db.query(
+        `SELECT customer_key AS k, items, affinity, shown_items AS shown, shown_today AS today, shown_week AS week, clicked_week AS clicked
+         FROM rec_customers WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64} ORDER BY customer_key`,
+        { build },
+        customerRow,
+      )
+    : []
+  const n = rows.length
+  const out: CustomerRows = {
+    keys: new Uint32Array(n),
+    itemOff: new Uint32Array(n + 1),
+    items: new Int32Array(rows.reduce((s, r) => s + r.items.length, 0)),
+    affinity: new Float32Array(rows.reduce((s, r) => s + r.items.length, 0)),
+    shownOff: new Uint32Array(n + 1),
+    shown: new Int32Array(rows.reduce((s, r) => s + r.shown.length, 0)),
+    shownToday: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
+    shownWeek: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
+    clickedWeek: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
+  }
+  let a = 0
+  let b = 0
+  rows.forEach((r, i) => {
+    out.keys[i] = r.k
+    r.items.forEach((id, j) => {
+      const x = itemIndex.get(id)
+      if (x === undefined) return
+      out.items[a] = x
+      out.affinity[a++] = r.affinity[j]!
+    })
+    out.itemOff[i + 1] = a
+    r.shown.forEach((id, j) => {
+      const x = itemIndex.get(id)
+      if (x === undefined) return
+      out.shown[b] = x
+      out.shownToday[b] = r.today[j]!
+      out.shownWeek[b] = r.week[j]!
+      out.clickedWeek[b++] = r.clicked[j]!
+    })
+    out.shownOff[i + 1] = b
+  })
+  return out
+}
+
+const itemRow = z.object({
+  item: z.string(),
+  engaged: z.coerce.number(),
+  segment_ids: z.array(z.string()),
+  segment_engaged: z.array(z.coerce.number()),
+  neighbours: z.array(z.string()),
+  similarity: z.array(z.number()),
+})
+
+export interface SnapshotInput {
+  tenant: Tenant
+  catalog: Catalog
+  catalogVersions: { group: number; own: number }
+  build: string | null
+  builtAt: string | null
+  defs: ReadonlyMap<string, TagDefinition>
+  asOf: Date
+}
+
+/** Loads a tenant's snapshot: model tables of `build` (none yet: catalogue and tags only). */
+export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input: SnapshotInput): Promise<LayoutSnapshot> {
+  const t0 = performance.now()
+  const db = deps.db.forTenant(input.tenant.id)
+  const { catalog } = input
+  const products = await productItems(db, catalog, input.asOf, input.tenant.timeZone)
+  const day = (d?: string) => (d ? daysBetween('1970-01-01', d) : undefined)
+  const items: SnapshotItem[] = catalog.items.map((it, index) => ({
+    index,
+    id: it.id,
+    module: it.module,
+    type: it.type,
+    title: it.title,
+    elderTitle: it.elderTitle,
+    deeplink: it.deeplink,
+    category: it.category,
+    boost: it.boost / 100,
+    elder: it.elder,
+    validFrom: day(it.validFrom),
+    validTo: day(it.validTo),
+    cap: it.cap,
+    reminderTag: it.reminderTag,
+    conditionTags: [],
+    risk: 0,
+  }))
+  // Each product joins every module whose selector takes it.
+  for (const m of catalog.modules) {
+    if (!m.products) continue
+    for (const p of products) {
+      if (!m.products.kinds.includes(p.kind as never)) continue
+      if (m.products.categories && !m.products.categories.includes(p.category)) continue
+      if (m.products.maxRisk !== undefined && p.risk_level > m.products.maxRisk) continue
+      items.push({
+        index: items.length,
+        id: `product:${p.product_id}`,
+        module: m.id,
+        type: 'product',
+        title: { zh: p.name_zh, en: p.name_en },
+        deeplink: `app://product/${encodeURIComponent(p.product_id)}`,
+        category: `${p.kind}:${p.category}`,
+        boost: 0,
+        elder: p.risk_level >= 3 ? 'hide' : 'show',
+        validFrom: day(p.valid_from),
+        validTo: day(p.valid_to),
+        reminderTag: undefined,
+        conditionTags: [],
+        risk: p.risk_level,
+        productKind: p.kind,
+      })
+    }
+  }
+  // Eligibility: every condition of the catalogue, evaluated on the tag bitmaps now.
+  const parse = (raw: unknown, purpose: ReturnType<typeof purposeOf>): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
+  const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>): Promise<Bitmap> => {
+    const { tags } = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone })
+    const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))])
+    return evaluateInMemory(rule, tags, snap)
+  }
+  for (const it of items) {
+    const src = catalog.items.find((c) => c.id === it.id)
+    if (src?.when === undefined) continue
+    const rule = parse(src.when, purposeOf(src.type))
+    it.eligible = await evalRule(rule, purposeOf(src.type))
+    it.conditionTags = [...new Set(tagsOf(rule))]
+  }
+  for (const r of catalog.productRules) {
+    const keys = await evalRule(parse(r.exclude, 'risk'), 'risk')
+    for (const it of items) {
+      if (it.productKind && r.kinds.includes(it.productKind as never)) (it.excluded ??= []).push({ keys, reason: r.reason })
+    }
+  }
+  const modules: SnapshotModule[] = []
+  for (const m of catalog.modules as CatalogModule[]) {
+    const rule = m.when === undefined ? undefined : parse(m.when, purposeOf('module'))
+    modules.push({
+      id: m.id,
+      title: m.title,
+      priority: m.priority,
+      maxItems: m.maxItems,
+      elder: m.elder,
+      eligible: rule && (await evalRule(rule, purposeOf('module'))),
+      conditionTags: rule ? [...new Set(tagsOf(rule))] : [],
+      items: items.filter((i) => i.module === m.id).map((i) => i.index),
+    })
+  }
+  const elderSnap = input.defs.has('elder') ? await deps.bitmaps.snapshot(db, ['elder']) : undefined
+  const elder = elderSnap?.tags.get('elder')?.star
+  // Item statistics of the build.
+  const itemIndex = new Map<string, number>()
+  for (const it of items) if (!itemIndex.has(it.id)) itemIndex.set(it.id, it.index)
+  const stats = input.build ? await db.query(`SELECT item, engaged, segment_ids, segment_engaged, neighbours, similarity FROM rec_items WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}`, { build: input.build }, itemRow) : []
+  const popularity = new Float32Array(items.length)
+  const neighbours = items.map(() => ({ items: new Int32Array(0), sims: new Float32Array(0) }))
+  const segIds = stats[0]?.segment_ids ?? []
+  const segPop = segIds.map(() => new Float32Array(items.length))
+  const maxEngaged = Math.max(1, ...stats.map((s) => s.engaged))
+  const segMax = segIds.map((_, j) => Math.max(1, ...stats.map((s) => s.segment_engaged[j] ?? 0)))
+  for (const s of stats) {
+    // A product in two modules shares its statistics.
+    for (const it of items.filter((x) => x.id === s.item)) {
+      popularity[it.index] = s.engaged / maxEngaged
+      segIds.forEach((_, j) => (segPop[j]![it.index] = (s.segment_engaged[j] ?? 0) / segMax[j]!))
+      const ns = s.neighbours.map((n) => itemIndex.get(n) ?? -1)
+      neighbours[it.index] = { items: Int32Array.from(ns.filter((n) => n >= 0)), sims: Float32Array.from(s.similarity.filter((_, k) => ns[k]! >= 0)) }
+    }
+  }
+  const segMembers = input.build ? await loadSegmentMembers(db, deps.bitmaps.roaring, segIds) : new Map<string, Bitmap>()
+  const segments = segIds.flatMap((id, j) => {
+    const members = segMembers.get(id)
+    return members ? [{ id, members, popularity: segPop[j]! }] : []
+  })
+  const [customers, index] = await Promise.all([loadCustomers(db, input.build, itemIndex), loadIndex(db)])
+  return {
+    tenantId: input.tenant.id,
+    build: input.build,
+    builtAt: input.builtAt,
+    catalog,
+    catalogVersions: input.catalogVersions,
+    items,
+    modules,
+    elder,
+    popularity,
+    segments,
+    neighbours,
+    customers,
+    index,
+    loadedMs: performance.now() - t0,
+  }
+}
+
+async function loadSegmentMembers(db: TenantDb, roaring: Roaring, ids: string[]): Promise<Map<string, Bitmap>> {
+  const out = new Map<string, Bitmap>()
+  if (!ids.length) return out
+  const rows = await db.query(
+    `SELECT m.segment_id AS id, base64Encode(toString(m.keys)) AS keys FROM segment_members AS m
+     INNER JOIN (SELECT segment_id, max(build) AS build FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id IN {ids:Array(String)} GROUP BY segment_id) AS cur
+       ON cur.segment_id = m.segment_id AND cur.build = m.build
+     WHERE m.tenant_id = {tenant:UInt16}`,
+    { ids },
+    z.object({ id: z.string(), keys: z.string() }),
+  )
+  for (const r of rows) out.set(r.id, decodeClickHouseBitmap(roaring, Buffer.from(r.keys, 'base64')))
+  return out
+}

@@ -1,0 +1,55 @@
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import type { PipelineRunner } from '../pipelines/pipeline.runner.js'
+import type { BitmapStore } from '../segments/bitmap.store.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { createCatalogRepository, type CatalogRepository } from './catalog.repository.js'
+import { createLayoutService, type LayoutService } from './layout.service.js'
+import { buildModel } from './model.build.js'
+import { registerRecommendRoutes } from './recommend.routes.js'
+
+/**
+ * The home-screen layout: catalogues, the model the `recommend` pipeline builds after each tag
+ * run, and the layouts served from memory. The pipeline's job is registered with the runner;
+ * when it runs in this process the snapshot is reloaded at once, otherwise at the next check.
+ */
+export interface RecommendModule {
+  catalogs: CatalogRepository
+  layouts: LayoutService
+  routes(app: FastifyInstance, auth: Auth): void
+  close(): Promise<void>
+}
+
+export function createRecommendModule(deps: {
+  db: Db
+  tenants: TenantService
+  tags: TagRepository
+  bitmaps: BitmapStore
+  runner: PipelineRunner
+  log: Logger
+  metrics: Metrics
+  refreshMs?: number
+}): RecommendModule {
+  const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags })
+  const log = deps.log.child({ component: 'recommend' })
+  const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}) })
+  deps.runner.register('recommend', async ({ tenantId, asOf, runId }) => {
+    const tenant = await deps.tenants.get(tenantId)
+    const built = await buildModel({ db: deps.db, catalogs }, { tenant, asOf, build: runId })
+    await layouts.reload(tenantId)
+    return { rows: built.customers, details: { build: built.build, catalogVersion: built.catalogVersion, customers: built.customers, items: built.items, ms: built.ms } }
+  })
+  layouts.start()
+  return {
+    catalogs,
+    layouts,
+    routes(app, auth) {
+      registerRecommendRoutes(app, { auth, tenants: deps.tenants, catalogs, layouts })
+    },
+    close: () => layouts.close(),
+  }
+}

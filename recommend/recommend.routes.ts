@@ -1,0 +1,143 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { errorBody } from '../core/errors.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import type { CatalogRepository } from './catalog.repository.js'
+import type { LayoutService } from './layout.service.js'
+
+const security = [{ apiKey: [] }]
+
+const reason = z
+  .object({ kind: z.string(), detail: z.string() })
+  .catchall(z.unknown())
+  .describe('why it is there: tag (tags), segment (segment), rule, model (co-occurrence, because), popularity (scope), exploration')
+const layoutView = z.object({
+  tenant: z.number(),
+  customerId: z.string().nullable(),
+  known: z.boolean().describe('false: an unknown or anonymous customer, served the tenant default'),
+  screen: z.literal('home'),
+  elder: z.boolean(),
+  largeElements: z.boolean(),
+  holdout: z.boolean().describe('in the global holdout: non-personalized layout (shared with push)'),
+  experiment: z.object({ id: z.string(), variant: z.string() }).nullable(),
+  model: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }) }),
+  modules: z.array(
+    z.object({
+      id: z.string(),
+      title: z.string(),
+      reason,
+      items: z.array(z.object({ id: z.string(), type: z.string(), title: z.string(), deeplink: z.string(), category: z.string(), reason, score: z.number() })),
+    }),
+  ),
+})
+const layoutQuery = z.strictObject({
+  customerId: z.string().min(1).max(64).optional().describe('the signed-in customer number; absent for an anonymous visitor'),
+  screen: z.enum(['home']).default('home'),
+  lang: z.enum(['zh', 'en']).default('zh'),
+  mode: z.enum(['auto', 'elder', 'standard']).default('auto').describe('auto: elder mode for customers with the elder tag (60+ or who chose it)'),
+})
+const savedCatalogView = z.object({ version: z.number(), catalog: z.unknown(), createdBy: z.string(), createdAt: z.string(), changeNote: z.string() })
+
+export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; catalogs: CatalogRepository; layouts: LayoutService }) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { auth, tenants, catalogs, layouts } = deps
+
+  r.get(
+    '/v1/layout',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['recommend'],
+        summary: 'The personalized home-screen layout of a customer: ordered modules and items, each with its reason',
+        security,
+        querystring: layoutQuery,
+        response: { 200: layoutView, 400: errorBody },
+      },
+    },
+    async (req) => layouts.layout({ tenantId: req.principal!.tenantId, ...req.query }),
+  )
+
+  r.get(
+    '/v1/layout/catalog',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['recommend'],
+        summary: 'The catalogue this tenant serves (built-in, group, own merged) and its own document',
+        security,
+        response: { 200: z.object({ effective: z.unknown(), versions: z.object({ group: z.number(), own: z.number() }), own: savedCatalogView.nullable() }) },
+      },
+    },
+    async (req) => {
+      const tenant = await tenants.get(req.principal!.tenantId)
+      const [eff, own] = await Promise.all([catalogs.effective(tenant), catalogs.latest(tenant.id)])
+      return { effective: eff.catalog, versions: { group: eff.groupVersion, own: eff.ownVersion }, own: own ?? null }
+    },
+  )
+
+  r.put(
+    '/v1/layout/catalog',
+    {
+      preHandler: auth.require('admin'),
+      schema: {
+        tags: ['recommend'],
+        summary: 'Save this tenant’s catalogue (a group’s is every member bank’s default); a change is a new version',
+        security,
+        querystring: z.strictObject({ expectedVersion: z.coerce.number().int().min(0).optional(), changeNote: z.string().max(500).optional() }),
+        body: z.unknown(),
+        response: { 200: savedCatalogView, 201: savedCatalogView, 400: errorBody, 409: errorBody },
+      },
+    },
+    async (req, reply) => {
+      const tenant = await tenants.get(req.principal!.tenantId)
+      const { saved, created } = await catalogs.save(tenant, req.body, req.principal!.keyId, {
+        ...(req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}),
+        ...(req.query.changeNote ? { changeNote: req.query.changeNote } : {}),
+      })
+      if (created) {
+        // This tenant, and a group's members, serve the change from their next snapshot.
+        const affected = [tenant.id, ...(tenant.kind === 'group' ? (await tenants.list()).filter((t) => t.parentId === tenant.id).map((t) => t.id) : [])]
+        for (const id of affected) void layouts.reload(id).catch(() => {})
+      }
+      return reply.status(created ? 201 : 200).send(saved)
+    },
+  )
+
+  r.get(
+    '/v1/layout/catalog/versions',
+    {
+      preHandler: auth.require('read'),
+      schema: { tags: ['recommend'], summary: 'Every version of this tenant’s own catalogue: who changed it, when, why', security, response: { 200: z.object({ versions: z.array(savedCatalogView) }) } },
+    },
+    async (req) => ({ versions: await catalogs.versions(req.principal!.tenantId) }),
+  )
+
+  r.get(
+    '/v1/layout/model',
+    {
+      preHandler: auth.require('read'),
+      schema: {
+        tags: ['recommend'],
+        summary: 'The snapshot this process serves for the tenant: build, catalogue versions, sizes',
+        security,
+        response: { 200: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }), items: z.number(), modules: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number() }) },
+      },
+    },
+    async (req) => {
+      const s = await layouts.snapshot(req.principal!.tenantId)
+      return {
+        build: s.build,
+        builtAt: s.builtAt,
+        catalogVersion: s.catalogVersions,
+        items: s.items.length,
+        modules: s.modules.length,
+        customers: s.customers.keys.length,
+        indexed: s.index.keys.length,
+        segments: s.segments.length,
+        loadMs: Math.round(s.loadedMs),
+      }
+    },
+  )
+}
