@@ -10,6 +10,7 @@ import { describeRows, installSignalHandlers, printCredentials, startServer, toC
 import { SCOPES, type Scope } from '../tenants/keys.service.js'
 import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
 import { registerTagCommands } from './tags.cli.js'
+import { registerRecommendCommands } from './recommend.cli.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
 
 /** The `qianmian` command: a thin composition root over the capabilities. */
@@ -97,7 +98,7 @@ program
       )
       const total = Object.values(summary.rows).reduce((a, b) => a + b, 0)
       out(`Generated in ${summary.seconds.toFixed(1)} s (${Math.round(total / summary.seconds).toLocaleString('en-US')} rows/s): ${describeRows(summary)}`)
-      const tags = await seedDemoTags({ tenants: rt.tenants, tags: rt.tags })
+      const tags = await seedDemoTags({ tenants: rt.tenants, tags: rt.tags, recommend: rt.recommend !== undefined })
       out(`Banking tag pack (${tags.tags} tags) computed for ${tags.tenants} member banks in ${tags.seconds.toFixed(1)} s: ${tags.values.toLocaleString('en-US')} values`)
       printCredentials(toCredentials(summary), out)
     })
@@ -198,6 +199,7 @@ keys
   )
 
 registerTagCommands(program, { out, withRuntime, readKeyFile })
+registerRecommendCommands(program, { out, withRuntime, readKeyFile })
 
 try {
   await program.parseAsync(process.argv)

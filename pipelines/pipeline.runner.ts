@@ -32,6 +32,8 @@ export interface RunOptions {
   backfill?: { from: string; to: string } | undefined
   /** Time the values are computed as of (default now). */
   asOf?: Date | undefined
+  /** Whether segments and registered pipelines follow a tag run (default true). */
+  follow?: boolean | undefined
 }
 
 export interface RunnerOptions {
@@ -120,7 +122,7 @@ export function createPipelineRunner(deps: {
           changedValues.inc({ tenant: String(o.tenantId) }, done.rows)
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
           // Saved segments follow the tags they read.
-          if (pipeline === 'tags' && !o.backfill) followWithSegments(o.tenantId)
+          if (pipeline === 'tags' && !o.backfill && o.follow !== false) followWithSegments(o.tenantId)
           if (pipeline === 'segments' && o.trigger === 'after-tags') followWithJobs(o.tenantId)
           return done
         } catch (err) {

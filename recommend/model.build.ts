@@ -71,6 +71,26 @@ export async function productItems(db: TenantDb, catalog: Catalog, asOf: Date, t
 }
 export type ProductItem = Awaited<ReturnType<typeof productItems>>[number]
 
+/**
+ * The tenant's engagements as interactions (customer, item, weight, seconds), the same mapping
+ * the model reads, for offline evaluation: rows streamed as tab-separated text.
+ */
+export async function tenantInteractions(db: TenantDb, opts: { from: Date; to: Date; items?: readonly string[] }) {
+  const where = `timestamp >= {from:DateTime64(3)} AND timestamp < {to:DateTime64(3)} AND (product_id != '' OR event = {click:String})`
+  const rows = await db.query(
+    `SELECT toString(customer_key) AS u, item AS i, w, toUInt32(toUnixTimestamp(timestamp)) AS t FROM (
+       SELECT customer_key, timestamp,
+              if(event = {click:String}, JSONExtractString(properties, 'item_id'), concat('product:', product_id)) AS item,
+              transform(event, {wEvents:Array(String)}, {wValues:Array(Float64)}, 1.0) AS w
+       FROM ${resolvedEventsSql(['timestamp', 'event', 'properties', 'product_id'], where)})
+     WHERE customer_key != 0 AND item != '' AND item != 'product:' ${opts.items ? 'AND item IN {items:Array(String)}' : ''}
+     ORDER BY t`,
+    { from: chDateTime(opts.from), to: chDateTime(opts.to), click: CLICK_EVENT, wEvents: Object.keys(ENGAGEMENT_WEIGHTS), wValues: Object.values(ENGAGEMENT_WEIGHTS), ...(opts.items ? { items: opts.items } : {}) },
+    z.object({ u: z.string(), i: z.string(), w: z.number(), t: z.number() }),
+  )
+  return rows
+}
+
 export async function buildModel(
   deps: { db: Db; catalogs: CatalogRepository },
   input: { tenant: Tenant; asOf: Date; build: string } & ModelOptions,

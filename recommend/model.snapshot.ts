@@ -285,7 +285,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
   const parse = (raw: unknown, purpose: ReturnType<typeof purposeOf>): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
   const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>): Promise<Bitmap> => {
     const { tags } = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone })
-    const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))])
+    const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))], { maxAgeMs: 0 })
     return evaluateInMemory(rule, tags, snap)
   }
   for (const it of items) {
@@ -315,7 +315,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
       items: items.filter((i) => i.module === m.id).map((i) => i.index),
     })
   }
-  const elderSnap = input.defs.has('elder') ? await deps.bitmaps.snapshot(db, ['elder']) : undefined
+  const elderSnap = input.defs.has('elder') ? await deps.bitmaps.snapshot(db, ['elder'], { maxAgeMs: 0 }) : undefined
   const elder = elderSnap?.tags.get('elder')?.star
   // Item statistics of the build.
   const itemIndex = new Map<string, number>()

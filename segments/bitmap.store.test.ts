@@ -56,7 +56,7 @@ describe('decodeClickHouseBitmap', () => {
 
 describe('the store', () => {
   it('answers tag-only previews from memory, and the same as the engine', async () => {
-    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2 })
+    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 0 })
     const rule = { all: [{ tag: 'score', op: 'between', value: [20, 90] }, { not: { tag: 'tier', op: 'eq', value: 'gold' } }, { tag: 'views_30d', op: 'lt', value: 3 }] }
     const opts = { ...fx.opts, breakdown: ['tier', 'score'], sampleSize: 7 }
     const mem = await preview(tdb(), seg(rule), { ...opts, store })
@@ -72,7 +72,7 @@ describe('the store', () => {
   })
 
   it('segments with event or attribute conditions still run in the engine', async () => {
-    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2 })
+    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 0 })
     const ev = { all: [{ tag: 'flag', op: 'eq', value: true }, { event: { names: ['purchase'] }, measure: 'count', op: 'gte', value: 1, window: { lastDays: 30 } }] }
     const p = await preview(tdb(), seg(ev), { ...fx.opts, store })
     expect(p.executor).toBe('clickhouse')
@@ -81,7 +81,7 @@ describe('the store', () => {
   })
 
   it('follows a new tag build and a deleted customer at once', async () => {
-    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2 })
+    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 0 })
     const rule = { tag: 'small', op: 'eq', value: 2 }
     const before = await preview(tdb(), seg(rule), { ...fx.opts, store })
     expect(before.count).toBe(keys((k) => k % 5 === 2).length)
@@ -106,8 +106,19 @@ describe('the store', () => {
     await runTags({ db: fx.engine.db }, { tenantId: fx.tenant, timeZone: TZ, defs: await repo.list(fx.tenant), mode: 'full', asOf: AS_OF, runId: newRunId() })
   })
 
+  it('reuses its freshness answer for freshMs, and asks again when told to', async () => {
+    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 60_000 })
+    const first = await store.snapshot(tdb(), ['flag'])
+    await tdb().insert('customers', [{ customer_key: 500, customer_no: 'C500', gender: 'unknown', birth_date: null, opened_at: '2020-01-01 00:00:00.000', updated_at: '2020-01-01 00:00:00.000' }])
+    const cached = await store.snapshot(tdb(), ['flag'])
+    expect(cached.universe.size).toBe(first.universe.size)
+    const asked = await store.snapshot(tdb(), ['flag'], { maxAgeMs: 0 })
+    expect(asked.universe.size).toBe(first.universe.size + 1)
+    await tdb().insert('customers', [{ customer_key: 500, customer_no: 'C500', gender: 'unknown', birth_date: null, opened_at: '2020-01-01 00:00:00.000', updated_at: '2030-01-01 00:00:00.000', deleted: 1 }])
+  })
+
   it('stays within its byte budget, evicting the least recently used', async () => {
-    const store = createBitmapStore({ roaring, maxBytes: 4096 })
+    const store = createBitmapStore({ roaring, maxBytes: 4096, freshMs: 0 })
     for (const tag of ['score', 'small', 'tier', 'kinds', 'birth', 'views_30d']) await store.snapshot(tdb(), [tag])
     const s = store.stats()
     expect(s.bytes).toBeLessThanOrEqual(4096)
@@ -118,7 +129,7 @@ describe('the store', () => {
   })
 
   it('shares one load between concurrent previews', async () => {
-    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2 })
+    const store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 0 })
     const rule = { any: [{ tag: 'tier', op: 'eq', value: 'silver' }, { tag: 'kinds', op: 'in', value: ['three'] }] }
     const ps = await Promise.all(Array.from({ length: 5 }, () => preview(tdb(), seg(rule), { ...fx.opts, store })))
     expect(new Set(ps.map((p) => p.count)).size).toBe(1)

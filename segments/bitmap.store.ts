@@ -12,7 +12,9 @@ import { decodeClickHouseBitmap, type Bitmap, type Roaring } from './roaring.js'
  * each tag it needs (tag_state) and for a signature of the customers table's active parts (any
  * insert, merge or deletion changes it). A build or signature not in memory is loaded; entries
  * of superseded builds are dropped. So a preview never answers from an old build, and a
- * deleted customer leaves the universe as soon as the deletion is written.
+ * deleted customer leaves the universe as soon as the deletion is written. The answer of that
+ * query is reused for `freshMs` (default 1 s): a marketer's live count, re-asked at every edit,
+ * then costs no round trip at all, and is never more than that much behind a tag run.
  *
  * Memory: an LRU bounded by `maxBytes` (CRoaring's own size of each bitmap; edge-bucket arrays
  * by their byte length). Concurrent loads of the same entry share one query.
@@ -57,7 +59,8 @@ export interface Snapshot {
 
 export interface BitmapStore {
   readonly roaring: Roaring
-  snapshot(db: TenantDb, tags: readonly string[]): Promise<Snapshot>
+  /** `maxAgeMs` bounds how old the freshness answer may be (default the store's `freshMs`). */
+  snapshot(db: TenantDb, tags: readonly string[], opts?: { maxAgeMs?: number }): Promise<Snapshot>
   /** Entries and bytes held (for metrics and tests). */
   stats(): { entries: number; bytes: number; loads: number }
 }
@@ -81,7 +84,9 @@ function entrySize(e: Entry): number {
   return e.getSerializationSizeInBytes('croaring') + 64
 }
 
-export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; log?: Logger }): BitmapStore {
+export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; log?: Logger; freshMs?: number }): BitmapStore {
+  const freshMs = deps.freshMs ?? 1000
+  const recent = new LRUCache<string, { at: number; fresh: z.infer<typeof freshnessRow> }>({ max: 10_000 })
   const { roaring } = deps
   const cache = new LRUCache<string, Entry>({ maxSize: deps.maxBytes, sizeCalculation: (e) => Math.max(1, entrySize(e)) })
   const inflight = new Map<string, Promise<Entry>>()
@@ -107,6 +112,21 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
     const old = held.get(slot)
     if (old && old !== key) cache.delete(old)
     held.set(slot, key)
+  }
+
+  async function freshness(db: TenantDb, names: string[]): Promise<z.infer<typeof freshnessRow>> {
+    const [row] = await db.query(
+      `SELECT
+         (SELECT groupArray((tag, toString(b))) FROM (
+            SELECT tag, argMax(build, computed_at) AS b FROM tag_state FINAL
+            WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} GROUP BY tag)) AS builds,
+         (SELECT concat(toString(count()), ':', toString(sum(cityHash64(name))))
+            FROM system.parts WHERE database = currentDatabase() AND table = 'customers' AND active) AS universe`,
+      { tags: names },
+      freshnessRow,
+    )
+    if (!row) throw new Error('the freshness query returned no row')
+    return row
   }
 
   const decode = (b64: string) => decodeClickHouseBitmap(roaring, Buffer.from(b64, 'base64'))
@@ -158,19 +178,12 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
 
   return {
     roaring,
-    async snapshot(db, tags) {
-      const names = [...new Set(tags)]
-      const [fresh] = await db.query(
-        `SELECT
-           (SELECT groupArray((tag, toString(b))) FROM (
-              SELECT tag, argMax(build, computed_at) AS b FROM tag_state FINAL
-              WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} GROUP BY tag)) AS builds,
-           (SELECT concat(toString(count()), ':', toString(sum(cityHash64(name))))
-              FROM system.parts WHERE database = currentDatabase() AND table = 'customers' AND active) AS universe`,
-        { tags: names },
-        freshnessRow,
-      )
-      if (!fresh) throw new Error('the freshness query returned no row')
+    async snapshot(db, tags, opts = {}) {
+      const names = [...new Set(tags)].sort()
+      const recentKey = `${db.tenantId}:${names.join(',')}`
+      const hit = recent.get(recentKey)
+      const fresh = hit && performance.now() - hit.at < (opts.maxAgeMs ?? freshMs) ? hit.fresh : await freshness(db, names)
+      if (!hit || hit.fresh !== fresh) recent.set(recentKey, { at: performance.now(), fresh })
       const tenant = db.tenantId
       const uKey = `${tenant}:universe:${fresh.universe}`
       const universeP = load(uKey, () => loadUniverse(db))

@@ -84,7 +84,7 @@ export async function setupFixture(): Promise<Fixture> {
   await runTags({ db: engine.db }, { tenantId: tenant, timeZone: TZ, defs: stored, mode: 'full', asOf: AS_OF, runId: newRunId() })
   const byName = new Map<string, TagDefinition>(stored.map((t) => [t.name, t]))
   const roaring = await loadRoaring()
-  const store = roaring && createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2 })
+  const store = roaring && createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 })
   return { engine, tenant, defs: byName, opts: { defs: byName, asOf: AS_OF, timeZone: TZ }, store }
 }
 

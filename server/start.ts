@@ -148,7 +148,7 @@ async function seedDemoIfWanted(runtime: Runtime, print: (l: string) => void): P
     { customers, days, seed, progress: process.stderr.isTTY === true },
   )
   print(`Demo bank seeded in ${summary.seconds.toFixed(1)} s: ${describeRows(summary)}`)
-  const tags = await seedDemoTags({ tenants: runtime.tenants, tags: runtime.tags })
+  const tags = await seedDemoTags({ tenants: runtime.tenants, tags: runtime.tags, recommend: runtime.recommend !== undefined })
   print(`Banking tag pack (${tags.tags} tags) applied and computed for ${tags.tenants} member banks in ${tags.seconds.toFixed(1)} s: ${tags.values.toLocaleString('en-US')} values`)
   const creds = toCredentials(summary)
   // The keys are stored hashed; this file (mode 0600, beside the data it unlocks) is how a demo

@@ -38,7 +38,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')
-  const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2 })
+  const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 })
   const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo })
   const recommend = createRecommendModule({ db: engine.db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log: engine.log, metrics })
   const app = await buildApp({
