@@ -15,8 +15,16 @@ export function chDate(d: Date | number): string {
 }
 
 /** Local calendar date (YYYY-MM-DD) of an instant in a time zone such as Asia/Shanghai. */
+// Building a formatter costs tens of microseconds; the layout path asks on every request.
+const dayFormatters = new Map<string, Intl.DateTimeFormat>()
+
 export function localDate(d: Date, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(d)
+  let f = dayFormatters.get(timeZone)
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' })
+    dayFormatters.set(timeZone, f)
+  }
+  return f.format(d)
 }
 
 export const DAY_MS = 86_400_000

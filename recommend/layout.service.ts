@@ -8,7 +8,7 @@ import type { BitmapStore } from '../segments/bitmap.store.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
-import { assignVariant, customerHash, dailyDraw, inHoldout } from './experiments.js'
+import { assignVariant, customerDigest, customerHash, dailyDraw, inHoldout } from './experiments.js'
 import { rankLayout, type LayoutModule } from './layout.rank.js'
 import { loadSnapshot, lookupCustomer, type LayoutSnapshot } from './model.snapshot.js'
 
@@ -162,9 +162,10 @@ export function createLayoutService(deps: {
       const day = localDate(now, tenant.timeZone)
       const today = daysBetween('1970-01-01', day)
       const customerNo = req.customerId
-      const key = customerNo ? (lookupCustomer(snap.index, customerHash(customerNo)) ?? 0) : 0
-      const holdout = key !== 0 && inHoldout(req.tenantId, customerNo!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
-      const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, customerNo!, snap.catalog.experiment) : undefined
+      const digest = customerNo ? customerDigest(customerNo) : undefined
+      const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
+      const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
+      const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
       const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
       const own = key ? served.get(`${req.tenantId}:${key}`) : undefined
       const modules = rankLayout(snap, {
@@ -174,7 +175,7 @@ export function createLayoutService(deps: {
         today,
         // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
         variant: key === 0 || holdout ? null : (assignment?.variant ?? { name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true }),
-        draw: customerNo ? dailyDraw(req.tenantId, customerNo, day) : 0,
+        draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
         served: own
           ? (i) => {
               const e = own.get(i)
@@ -184,8 +185,7 @@ export function createLayoutService(deps: {
       })
       const shown = modules.flatMap((m) => m.items.map((it) => ({ module: m.id, item: it.id })))
       if (key) {
-        const index = new Map(snap.items.map((it) => [it.id, it.index]))
-        countServed(req.tenantId, key, today, shown.map((s) => index.get(s.item)!))
+        countServed(req.tenantId, key, today, shown.map((s) => snap.itemIndex.get(s.item)!))
         pending.push({
           tenant: req.tenantId,
           row: [key, chDateTime(now), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, shown.map((s) => s.module), shown.map((s) => s.item)],

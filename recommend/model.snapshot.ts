@@ -69,6 +69,8 @@ export interface LayoutSnapshot {
   catalog: Catalog
   catalogVersions: { group: number; own: number }
   items: SnapshotItem[]
+  /** Item id → index (a product in two modules: its first). */
+  itemIndex: Map<string, number>
   modules: SnapshotModule[]
   /** Customers with the elder tag. */
   elder: Bitmap | undefined
@@ -80,6 +82,8 @@ export interface LayoutSnapshot {
   customers: CustomerRows
   index: CustomerIndex
   loadedMs: number
+  /** Memory held: typed arrays and bitmaps. */
+  bytes: number
 }
 
 export interface CustomerRows {
@@ -342,13 +346,23 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     return members ? [{ id, members, popularity: segPop[j]! }] : []
   })
   const [customers, index] = await Promise.all([loadCustomers(db, input.build, itemIndex), loadIndex(db)])
+  const bm = (b: Bitmap | undefined) => b?.getSerializationSizeInBytes('croaring') ?? 0
+  const bytes =
+    [...Object.values(customers), index.hashes, index.keys, popularity].reduce((s, a) => s + (a as ArrayBufferView).byteLength, 0) +
+    neighbours.reduce((s, n) => s + n.items.byteLength + n.sims.byteLength, 0) +
+    segments.reduce((s, g) => s + bm(g.members) + g.popularity.byteLength, 0) +
+    items.reduce((s, it) => s + bm(it.eligible) + (it.excluded ?? []).reduce((x, e) => x + bm(e.keys), 0), 0) +
+    modules.reduce((s, m) => s + bm(m.eligible), 0) +
+    bm(elder)
   return {
+    bytes,
     tenantId: input.tenant.id,
     build: input.build,
     builtAt: input.builtAt,
     catalog,
     catalogVersions: input.catalogVersions,
     items,
+    itemIndex,
     modules,
     elder,
     popularity,

@@ -48,6 +48,10 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
     '/v1/layout',
     {
       preHandler: auth.require('read'),
+      // The body is built by layout.rank.ts from typed data, never from input: re-validating it
+      // with zod on the way out cost more than ranking it (measured ~1 ms of ~1.7 ms per request),
+      // so it is stringified directly. The schema still documents it in the OpenAPI file.
+      serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
         tags: ['recommend'],
         summary: 'The personalized home-screen layout of a customer: ordered modules and items, each with its reason',
@@ -122,7 +126,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
         tags: ['recommend'],
         summary: 'The snapshot this process serves for the tenant: build, catalogue versions, sizes',
         security,
-        response: { 200: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }), items: z.number(), modules: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number() }) },
+        response: { 200: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }), items: z.number(), modules: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number(), bytes: z.number() }) },
       },
     },
     async (req) => {
@@ -137,6 +141,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
         indexed: s.index.keys.length,
         segments: s.segments.length,
         loadMs: Math.round(s.loadedMs),
+        bytes: s.bytes,
       }
     },
   )

@@ -151,7 +151,8 @@ export const scenario: BenchScenario = {
     const mismatches: string[] = []
     const roaring = await loadRoaring()
     if (!roaring) throw new Error('the optional "roaring" package is not installed: the in-memory preview cannot be measured')
-    const store = createBitmapStore({ roaring, maxBytes: 8 * 1024 ** 3 })
+    // freshMs 0: every preview asks ClickHouse for the current builds (one round trip), the conservative path.
+    const store = createBitmapStore({ roaring, maxBytes: 8 * 1024 ** 3, freshMs: 0 })
     const memOpts = { ...opts, store }
     for (const [name, seg] of Object.entries(segs)) {
       const leaves = countLeaves(seg.rule)

@@ -1,0 +1,148 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import autocannon from 'autocannon'
+import { z } from 'zod'
+import { DEMO_BANKS } from '../../demo/demo.banks.js'
+import { startServerProcess } from '../../test/server-process.js'
+import type { BenchScenario } from '../harness.js'
+import { codeVersion } from '../support.js'
+
+/**
+ * The home-screen layout under load (`npm run bench recommend -- --set customers=N`): a
+ * `qianmian start` child process seeds the demo group (N customers over three member banks,
+ * the banking tag pack, the layout model), then autocannon in this process asks for layouts of
+ * random customers of every bank, each with its bank's read key; beside it, in the same run and
+ * against the same server, `/health` (a constant answer, no key: the framework's ceiling).
+ * RSS is the server process's (Node and the embedded engine together), read from /proc.
+ */
+
+const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ scope: z.string(), key: z.string() })) }))
+const modelView = z.object({ build: z.string().nullable(), items: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number(), bytes: z.number() })
+
+interface Run {
+  rps: number
+  p50: number
+  p99: number
+  p999: number
+  non2xx: number
+  errors: number
+}
+
+async function load(url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run> {
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors }
+}
+
+function rssOf(pid: number): { rssMb: number; hwmMb: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN)
+  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 }
+}
+
+export const scenario: BenchScenario = {
+  name: 'recommend',
+  description: 'GET /v1/layout under autocannon against a `qianmian start` process holding the demo group (layout snapshots in memory), beside /health on the same server; RSS',
+  async run(ctx) {
+    const customers = Number(ctx.args.customers ?? 1_000_000)
+    const days = Number(ctx.args.days ?? 30)
+    const seconds = Number(ctx.args.duration ?? 20)
+    const connections = Number(ctx.args.connections ?? 32)
+    const say = (msg: string) => console.error(`[recommend ${new Date().toISOString().slice(11, 19)}] ${msg}`)
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-rec-'))
+    const t0 = performance.now()
+    say(`starting a server that seeds ${customers} customers over ${days} days`)
+    const server = await startServerProcess({
+      QIANMIAN_DATA_DIR: dataDir,
+      QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
+      QIANMIAN_DEMO: 'true',
+      QIANMIAN_DEMO_CUSTOMERS: String(customers),
+      QIANMIAN_DEMO_DAYS: String(days),
+      LOG_LEVEL: 'warn',
+    })
+    try {
+      // Seeding happens after the server listens: wait for readiness as long as it takes.
+      for (;;) {
+        const r = await fetch(`${server.url}/ready`).then((x) => x.status, () => 0)
+        if (r === 200) break
+        if (server.child.exitCode !== null) throw new Error(`the server exited:\n${server.output()}`)
+        await new Promise((res) => setTimeout(res, 2000))
+      }
+      const seedS = (performance.now() - t0) / 1000
+      say(`ready after ${seedS.toFixed(0)} s`)
+      const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
+      const banks = DEMO_BANKS.map((b) => {
+        const c = creds.find((x) => x.slug === b.slug)!
+        return { slug: b.slug, prefix: b.customerPrefix, key: c.keys.find((k) => k.scope === 'read')!.key }
+      })
+      const models = await Promise.all(
+        banks.map(async (b) => modelView.parse(await (await fetch(`${server.url}/v1/layout/model`, { headers: { authorization: `Bearer ${b.key}` } })).json())),
+      )
+      models.forEach((m, i) => say(`${banks[i]!.slug}: ${m.indexed} customers indexed, ${m.customers} with history, ${m.items} items, snapshot ${(m.bytes / 1024 ** 2).toFixed(1)} MB, loaded in ${m.loadMs} ms`))
+      const rssBefore = rssOf(server.child.pid!)
+      let seq = 0
+      const layoutRequest: autocannon.Request = {
+        method: 'GET',
+        path: '/v1/layout',
+        setupRequest: (req) => {
+          const i = seq++
+          const b = i % banks.length
+          const n = models[b]!.indexed
+          // Every fifth request an elder-mode or anonymous visitor, the rest random customers.
+          const key = 1 + ((i * 2_654_435_761) >>> 0) % Math.max(1, n)
+          const query = i % 10 === 7 ? '' : `customerId=${banks[b]!.prefix}${String(key).padStart(10, '0')}${i % 10 === 3 ? '&mode=elder' : ''}`
+          return { ...req, path: `/v1/layout?${query}`, headers: { authorization: `Bearer ${banks[b]!.key}` } }
+        },
+      }
+      say('warm-up')
+      await load(server.url, 5, connections, layoutRequest)
+      await load(server.url, 3, connections, { method: 'GET', path: '/health' })
+      const health = await load(server.url, seconds, connections, { method: 'GET', path: '/health' })
+      say(`/health: ${health.rps.toFixed(0)} req/s, p50 ${health.p50} ms, p99 ${health.p99} ms`)
+      const layout = await load(server.url, seconds, connections, layoutRequest)
+      say(`/v1/layout: ${layout.rps.toFixed(0)} req/s, p50 ${layout.p50} ms, p99 ${layout.p99} ms, non-2xx ${layout.non2xx}`)
+      const rssAfter = rssOf(server.child.pid!)
+      const sample = await (await fetch(`${server.url}/v1/layout?customerId=${banks[0]!.prefix}${'1'.padStart(10, '0')}`, { headers: { authorization: `Bearer ${banks[0]!.key}` } })).text()
+      const indexed = models.reduce((s, m) => s + m.indexed, 0)
+      const snapshotBytes = models.reduce((s, m) => s + m.bytes, 0)
+      const perCustomer = snapshotBytes / indexed
+      const figures: Record<string, number> = {
+        seed_and_model_s: seedS,
+        customers_indexed: indexed,
+        customers_with_history: models.reduce((s, m) => s + m.customers, 0),
+        snapshot_mb: snapshotBytes / 1024 ** 2,
+        snapshot_bytes_per_customer: perCustomer,
+        snapshot_load_ms_max: Math.max(...models.map((m) => m.loadMs)),
+        health_rps: health.rps,
+        health_p50_ms: health.p50,
+        health_p99_ms: health.p99,
+        layout_rps: layout.rps,
+        layout_p50_ms: layout.p50,
+        layout_p99_ms: layout.p99,
+        layout_p999_ms: layout.p999,
+        layout_non_2xx: layout.non2xx,
+        layout_errors: layout.errors,
+        layout_response_bytes: Buffer.byteLength(sample),
+        server_rss_mb_before_load: rssBefore.rssMb,
+        server_rss_mb_after_load: rssAfter.rssMb,
+        server_rss_peak_mb: rssAfter.hwmMb,
+        snapshot_mb_at_14m_extrapolated: (perCustomer * 14_000_000) / 1024 ** 2,
+      }
+      return {
+        params: { customers, days, duration_s: seconds, connections, code: codeVersion() },
+        figures,
+        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99 },
+        notes: [
+          `Goal p99 <= 5 ms at >= 10k requests/s: p99 ${layout.p99} ms at ${layout.rps.toFixed(0)} requests/s (${layout.p99 <= 5 && layout.rps >= 10_000 ? 'met' : 'NOT met'}); /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
+          `Requests: random customers of the three member banks in turn, each with its bank's read key; one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server.`,
+          `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
+            `The server's RSS (Node and the embedded ClickHouse with its caches) was ${rssAfter.rssMb.toFixed(0)} MB after the load, peak ${rssAfter.hwmMb.toFixed(0)} MB (seeding included).`,
+        ],
+      }
+    } finally {
+      await server.kill('SIGTERM')
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  },
+}
