@@ -1,24 +1,23 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { AppError } from '../core/errors.js'
-import { evaluateInteractions, type AlgorithmFactory, type EvaluationReport } from '../recommend/eval/evaluate.js'
-import { readInteractionsFile } from '../recommend/eval/interactions.js'
-import { fitPopularity } from '../recommend/eval/popularity.js'
-import { fitSar, type SarSimilarity } from '../recommend/eval/sar.js'
+import { DEFAULT_EASE_LAMBDA } from '../recommend/eval/ease.js'
+import { formatReport, runEvaluation, type EvaluationSource } from '../recommend/eval/evaluate.run.js'
 import { createInteractionTableBuilder } from '../recommend/eval/table.js'
 import { tenantInteractions } from '../recommend/model.build.js'
 import type { CliHelpers } from './tags.cli.js'
 
 /**
- * `qianmian recommend evaluate`: the ranking model offline.
+ * `qianmian recommend evaluate`: the ranking models offline.
  *
  * - `evaluate FILE`: a plain interactions file (`user item rating timestamp` tab-separated, or a
  *   CSV with a header) under the MS Recommenders protocol: stratified 75/25 split per user, top
  *   k (10), seen items removed; nDCG, precision, recall, MAP, coverage.
  * - `evaluate --tenant T`: the tenant's own engagements (the model's mapping: product events and
  *   layout clicks) over `--days`, split in time: the last `--test-days` are the test set.
+ * - `evaluate --synthetic USERSxITEMS`: generated taste groups, for scale runs.
  *
- * Both compare SAR (item co-occurrence by Jaccard, as the layout model ranks; with and without
- * time decay) against the most-popular baseline.
+ * Each compares SAR (item co-occurrence by Jaccard; with and without time decay), EASE (the
+ * layout model's item weights) and the most-popular baseline.
  */
 
 const num = (name: string) => (v: string) => {
@@ -26,9 +25,12 @@ const num = (name: string) => (v: string) => {
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`)
   return n
 }
+const list = (name: string) => (v: string) => v.split(',').map((x) => num(name)(x.trim()))
 
 interface EvalOptions {
   tenant?: string
+  synthetic?: string
+  perUser: number
   days: number
   testDays: number
   k: number
@@ -36,6 +38,7 @@ interface EvalOptions {
   seed: number
   halfLife: number
   similarity: string
+  ease: number[]
   json?: boolean
 }
 
@@ -43,49 +46,37 @@ export function registerRecommendCommands(program: Command, h: CliHelpers) {
   const rec = program.command('recommend').description('the home-screen layout model')
   rec
     .command('evaluate [file]')
-    .description('offline evaluation: an interactions file (MS Recommenders protocol) or a tenant\u2019s events (time split)')
-    .option('--tenant <slug>', 'evaluate on this tenant\u2019s events instead of a file')
+    .description('offline evaluation: an interactions file (MS Recommenders protocol), a tenant\u2019s events (time split) or synthetic data')
+    .option('--tenant <slug>', 'evaluate on this tenant\u2019s events')
+    .option('--synthetic <USERSxITEMS>', 'evaluate on generated taste groups')
+    .option('--per-user <n>', 'synthetic rows per user', num('--per-user'), 40)
     .option('--days <n>', 'days of events read (with --tenant)', num('--days'), 90)
     .option('--test-days <n>', 'the last days held out as the test set (with --tenant)', num('--test-days'), 7)
     .option('--k <n>', 'list length scored', num('--k'), 10)
     .option('--ratio <r>', 'stratified split: share of each user\u2019s rows in train', num('--ratio'), 0.75)
     .option('--seed <n>', 'split seed', num('--seed'), 42)
     .option('--half-life <days>', 'SAR time decay (0: no decayed variant)', num('--half-life'), 30)
-    .option('--similarity <s>', 'jaccard, lift or cooccurrence', 'jaccard')
+    .option('--similarity <s>', 'SAR similarity: jaccard, lift or cooccurrence', 'jaccard')
+    .option('--ease <lambdas>', 'EASE penalties, comma-separated (0: no EASE)', list('--ease'), [DEFAULT_EASE_LAMBDA])
     .option('--json', 'print the whole report as JSON')
     .action(async (file: string | undefined, o: EvalOptions) => {
-      if (!['jaccard', 'lift', 'cooccurrence'].includes(o.similarity)) {
-        throw new AppError('VALIDATION_FAILED', '--similarity takes jaccard, lift or cooccurrence.', { issues: [{ field: '--similarity', message: 'unknown' }] })
+      const sources = [file, o.tenant, o.synthetic].filter((x) => x !== undefined)
+      if (sources.length !== 1) {
+        throw new AppError('VALIDATION_FAILED', 'Give one of: an interactions file, --tenant <slug>, --synthetic USERSxITEMS.', { issues: [{ field: 'file', message: 'exactly one source' }] })
       }
-      if (!file === !o.tenant) throw new AppError('VALIDATION_FAILED', 'Give an interactions file or --tenant <slug>, not both.', { issues: [{ field: file ? '--tenant' : 'file', message: 'one of file, --tenant' }] })
-      const similarity = o.similarity as SarSimilarity
-      const algorithms: Record<string, AlgorithmFactory> = { sar: (train) => fitSar(train, { similarity }) }
-      if (o.halfLife > 0) algorithms[`sar_decay_${o.halfLife}d`] = (train) => fitSar(train, { similarity, halfLifeDays: o.halfLife })
-      algorithms.popularity = (train) => fitPopularity(train)
-      let report: EvaluationReport
-      if (file) {
-        const table = await readInteractionsFile(file)
-        h.out(`${file}: ${table.length} interactions, ${table.users.length} users, ${table.items.length} items; stratified ${o.ratio} split per user, seed ${o.seed}, top ${o.k}`)
-        report = evaluateInteractions(table, { k: o.k, ratio: o.ratio, seed: o.seed, algorithms })
-      } else {
-        report = await h.withRuntime(async (rt) => {
-          const tenant = await rt.tenants.get(o.tenant!)
-          const to = new Date()
-          const cut = new Date(to.getTime() - o.testDays * 86_400_000)
-          const rows = await tenantInteractions(rt.db.forTenant(tenant.id), { from: new Date(to.getTime() - o.days * 86_400_000), to })
-          const b = createInteractionTableBuilder(rows.length)
-          for (const r of rows) b.add(r.u, r.i, r.w, r.t)
-          const table = b.finish()
-          h.out(`${tenant.slug}: ${table.length} engagements, ${table.users.length} customers, ${table.items.length} items over ${o.days} days; test = the last ${o.testDays} days, top ${o.k}`)
-          return evaluateInteractions(table, { k: o.k, cut, algorithms })
-        })
-      }
+      const opts = { k: o.k, ratio: o.ratio, seed: o.seed, halfLife: o.halfLife, similarity: o.similarity, ease: o.ease.filter((l) => l !== 0), perUser: o.perUser }
+      const run = (source: EvaluationSource, cut?: Date) => runEvaluation(source, { ...opts, ...(cut ? { cut } : {}) }, h.out)
+      const report = o.tenant
+        ? await h.withRuntime(async (rt) => {
+            const tenant = await rt.tenants.get(o.tenant!)
+            const to = new Date()
+            const rows = await tenantInteractions(rt.db.forTenant(tenant.id), { from: new Date(to.getTime() - o.days * 86_400_000), to })
+            const b = createInteractionTableBuilder(rows.length)
+            for (const r of rows) b.add(r.u, r.i, r.w, r.t)
+            return run({ table: b.finish(), label: `${tenant.slug}, ${o.days} days of engagements, the last ${o.testDays} held out` }, new Date(to.getTime() - o.testDays * 86_400_000))
+          })
+        : await run(file ? { file } : { synthetic: o.synthetic! })
       if (o.json) return h.out(JSON.stringify(report, null, 2))
-      const s = report.split
-      h.out(`train ${s.trainRows} rows (${s.trainUsers} users, ${s.trainItems} items), test ${s.testRows} rows (${s.testUsers} users, ${s.coldTestUsers} without history, not scored)`)
-      h.out(['model'.padEnd(18), 'nDCG@k', 'prec@k', 'recall@k', 'MAP', 'coverage', 'users'].join('  '))
-      for (const [name, r] of Object.entries(report.algorithms)) {
-        h.out([name.padEnd(18), ...[r.ndcg, r.precision, r.recall, r.map, r.coverage].map((x) => x.toFixed(4).padStart(8)), String(r.users).padStart(6)].join('  '))
-      }
+      for (const line of formatReport(report)) h.out(line)
     })
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { AppError } from '../../core/errors.js'
 import { easeFromGram, fitEase, invertSpd } from './ease.js'
-import { runEvalCli } from './eval.cli.js'
+import { runEvaluation } from './evaluate.run.js'
 import { evaluateInteractions } from './evaluate.js'
 import { fitPopularity } from './popularity.js'
 import { generateSyntheticInteractions } from './synthetic.js'
@@ -225,13 +225,13 @@ describe('fitEase', () => {
 
 describe('eval CLI with EASE', () => {
   it('adds one EASE model per λ given, before popularity', async () => {
-    const report = await runEvalCli(['--synthetic', '100x50', '--per-user', '10', '--half-life', '0', '--ease', '100, 300'], () => {})
+    const report = await runEvaluation({ synthetic: '100x50' }, { perUser: 10, halfLife: 0, ease: [100, 300] }, () => {})
     expect(Object.keys(report.algorithms)).toEqual(['sar', 'ease_lambda100', 'ease_lambda300', 'popularity'])
     expect(report.algorithms.ease_lambda300!.users).toBe(100)
   })
 
   it('checks the penalties before reading anything', async () => {
-    await expect(runEvalCli(['missing.tsv', '--ease', '0'], () => {})).rejects.toThrow(/--ease takes penalties > 0/)
-    await expect(runEvalCli(['missing.tsv', '--ease', '100,x'], () => {})).rejects.toThrow(/--ease must be a number/)
+    await expect(runEvaluation({ file: 'missing.tsv' }, { ease: [0] }, () => {})).rejects.toThrow(/--ease: penalties greater than 0/)
+    await expect(runEvaluation({ file: 'missing.tsv' }, { ease: [Number.NaN] }, () => {})).rejects.toThrow(/--ease/)
   })
 })

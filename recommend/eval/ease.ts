@@ -13,8 +13,9 @@ import type { InteractionTable } from './table.js'
  * count against another. Fitting costs one inversion of an items × items matrix, n³/2
  * multiply-adds; scoring is the same dense row sums as SAR.
  *
- * The numeric core (`invertSpd`, `easeFromGram`) imports nothing and allocates only its result
- * and one work matrix, so the production model build can call it on its per-bank catalogues.
+ * The numeric core (`invertSpd`, `easeFromGram`) uses nothing outside this file and has no side
+ * effects: it allocates two n × n Float64 work matrices and its result, so the production model
+ * build can call it on its per-bank catalogues.
  */
 
 export interface EaseOptions {
@@ -49,8 +50,8 @@ export const DEFAULT_EASE_LAMBDA = 300
  * Cholesky A = L·Lᵀ, then W = L⁻ᵀ (upper triangular), then A⁻¹ = W·Wᵀ: n³/6 multiply-adds each.
  * Every inner loop is a dot product of two matrix rows, so memory is read contiguously in
  * row-major order, and each is computed for two rows against two rows at once: one load feeds
- * two multiply-adds instead of one, which made the whole inversion about twice as fast as plain
- * dot products. L and W live in separate buffers with zeros in their other triangle, so the
+ * two multiply-adds instead of one, which halved the time of the inversion at 1,682 items
+ * against plain dot products. L and W live in separate buffers with zeros in their other triangle, so the
  * 2 × 2 blocks can run over a common index range; A⁻¹ is then written over L, no longer needed.
  */
 export function invertSpd(a: Float64Array, n: number, shift = 0): Float64Array {
