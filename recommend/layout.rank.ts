@@ -26,7 +26,7 @@ export type Reason =
   | { kind: 'segment'; segment: string; detail: string }
   | { kind: 'rule'; detail: string }
   | { kind: 'model'; model: 'co-occurrence'; because: string[]; detail: string }
-  | { kind: 'popularity'; scope: 'tenant' | 'segment'; segment?: string; detail: string }
+  | { kind: 'popularity'; scope: 'tenant' | 'segment' | 'region'; segment?: string; region?: string; detail: string }
   | { kind: 'exploration'; detail: string }
 
 export interface LayoutItem {
@@ -57,6 +57,8 @@ export interface RankContext {
   variant: Experiment['variants'][number] | null
   /** A number in [0, 1) fixed per customer and day. */
   draw: number
+  /** An anonymous visitor's region code: the region's popularity replaces the bank's. */
+  region?: string | undefined
   /** Exposures this process served since the snapshot: item index → today / week. */
   served?: ((item: number) => { today: number; week: number }) | undefined
 }
@@ -191,8 +193,11 @@ function score(
     seen: Map<number, { today: number; week: number; clicks: number }>
   },
 ): Scored {
-  let pop = s.popularity[it.index] ?? 0
-  let popReason: Reason = { kind: 'popularity', scope: 'tenant', detail: 'popular with the bank\u2019s customers' }
+  const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
+  let pop = (regional ?? s.popularity)[it.index] ?? 0
+  let popReason: Reason = regional
+    ? { kind: 'popularity', scope: 'region', region: ctx.region!, detail: `popular with the bank\u2019s customers in region ${ctx.region}` }
+    : { kind: 'popularity', scope: 'tenant', detail: 'popular with the bank\u2019s customers' }
   for (const g of p.mySegments) {
     const v = g.popularity[it.index] ?? 0
     if (v > pop) {

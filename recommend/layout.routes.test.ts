@@ -130,6 +130,17 @@ describe('GET /v1/layout', () => {
       // Conditional modules need a known customer.
       expect(l.modules.map((m) => m.id)).not.toContain('pension_zone')
     }
+    // With a region: what is popular there, said so.
+    const [region] = await t.engine.db.forTenant(tenantId).query(
+      `SELECT region_code AS r FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0 GROUP BY r ORDER BY count() DESC LIMIT 1`,
+      {},
+      z.object({ r: z.string() }),
+    )
+    const regional = await layout({ region: region!.r })
+    const reasons = regional.modules.flatMap((m) => m.items.map((i) => i.reason as { kind: string; scope?: string; region?: string }))
+    expect(reasons.some((r) => r.kind === 'popularity' && r.scope === 'region' && r.region === region!.r)).toBe(true)
+    const res = await t.app.inject({ method: 'GET', url: '/v1/layout?region=%27%3B', headers: { authorization: `Bearer ${read}` } })
+    expect(res.statusCode).toBe(400)
   })
 
   it('assigns variants and the holdout deterministically, and logs each layout served as an exposure', async () => {

@@ -29,6 +29,8 @@ export interface LayoutRequest {
   screen: 'home'
   lang: 'zh' | 'en'
   mode: 'auto' | 'elder' | 'standard'
+  /** The visitor's region code (used for unknown and anonymous visitors). */
+  region?: string | undefined
 }
 
 export interface Layout {
@@ -176,6 +178,7 @@ export function createLayoutService(deps: {
         // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
         variant: key === 0 || holdout ? null : (assignment?.variant ?? { name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true }),
         draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
+        region: key === 0 ? req.region : undefined,
         served: own
           ? (i) => {
               const e = own.get(i)

@@ -167,12 +167,13 @@ export async function buildModel(
 
   await step('items', () =>
     db.command(
-      `INSERT INTO rec_items (tenant_id, build, item, engaged, clicks, exposures, segment_ids, segment_engaged, neighbours, similarity)
+      `INSERT INTO rec_items (tenant_id, build, item, engaged, clicks, exposures, segment_ids, segment_engaged, region_codes, region_engaged, neighbours, similarity)
        WITH ib AS (
          SELECT item, groupBitmapState(toUInt32(customer_key)) AS bm, sum(clicks) AS clicks FROM ${engagement} GROUP BY item
        )
        SELECT {tenant:UInt16}, {build:UInt64}, a.item, bitmapCardinality(a.bm), a.clicks, ifNull(ex.n, 0),
               seg.ids, arrayMap(k -> bitmapAndCardinality(a.bm, k), seg.keys),
+              reg.codes, arrayMap(k -> bitmapAndCardinality(a.bm, k), reg.keys),
               arrayMap(t -> t.2, nb.top), arrayMap(t -> toFloat32(t.1), nb.top)
        FROM ib AS a
        LEFT JOIN (
@@ -197,6 +198,11 @@ export async function buildModel(
              SELECT segment_id FROM segment_definitions FINAL WHERE tenant_id = {tenant:UInt16}
              GROUP BY segment_id HAVING argMax(retired, version) = 0)
        ) AS seg
+       CROSS JOIN (
+         SELECT groupArray(region_code) AS codes, groupArray(keys) AS keys FROM (
+           SELECT region_code, groupBitmapState(customer_key) AS keys FROM customers FINAL
+           WHERE tenant_id = {tenant:UInt16} AND deleted = 0 AND region_code != '' GROUP BY region_code)
+       ) AS reg
        SETTINGS join_use_nulls = 0`,
       params,
     ),

@@ -78,6 +78,8 @@ export interface LayoutSnapshot {
   popularity: Float32Array
   /** Per saved segment: its members and the popularity of each item among them (0..1). */
   segments: { id: string; members: Bitmap; popularity: Float32Array }[]
+  /** Per region code: the popularity of each item among its customers (0..1), for anonymous visitors. */
+  regions: Map<string, Float32Array>
   neighbours: { items: Int32Array; sims: Float32Array }[]
   customers: CustomerRows
   index: CustomerIndex
@@ -220,6 +222,8 @@ const itemRow = z.object({
   engaged: z.coerce.number(),
   segment_ids: z.array(z.string()),
   segment_engaged: z.array(z.coerce.number()),
+  region_codes: z.array(z.string()),
+  region_engaged: z.array(z.coerce.number()),
   neighbours: z.array(z.string()),
   similarity: z.array(z.number()),
 })
@@ -324,18 +328,22 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
   // Item statistics of the build.
   const itemIndex = new Map<string, number>()
   for (const it of items) if (!itemIndex.has(it.id)) itemIndex.set(it.id, it.index)
-  const stats = input.build ? await db.query(`SELECT item, engaged, segment_ids, segment_engaged, neighbours, similarity FROM rec_items WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}`, { build: input.build }, itemRow) : []
+  const stats = input.build ? await db.query(`SELECT item, engaged, segment_ids, segment_engaged, region_codes, region_engaged, neighbours, similarity FROM rec_items WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}`, { build: input.build }, itemRow) : []
   const popularity = new Float32Array(items.length)
   const neighbours = items.map(() => ({ items: new Int32Array(0), sims: new Float32Array(0) }))
   const segIds = stats[0]?.segment_ids ?? []
   const segPop = segIds.map(() => new Float32Array(items.length))
   const maxEngaged = Math.max(1, ...stats.map((s) => s.engaged))
   const segMax = segIds.map((_, j) => Math.max(1, ...stats.map((s) => s.segment_engaged[j] ?? 0)))
+  const regionCodes = stats[0]?.region_codes ?? []
+  const regionPop = regionCodes.map(() => new Float32Array(items.length))
+  const regionMax = regionCodes.map((_, j) => Math.max(1, ...stats.map((s) => s.region_engaged[j] ?? 0)))
   for (const s of stats) {
     // A product in two modules shares its statistics.
     for (const it of items.filter((x) => x.id === s.item)) {
       popularity[it.index] = s.engaged / maxEngaged
       segIds.forEach((_, j) => (segPop[j]![it.index] = (s.segment_engaged[j] ?? 0) / segMax[j]!))
+      regionCodes.forEach((_, j) => (regionPop[j]![it.index] = (s.region_engaged[j] ?? 0) / regionMax[j]!))
       const ns = s.neighbours.map((n) => itemIndex.get(n) ?? -1)
       neighbours[it.index] = { items: Int32Array.from(ns.filter((n) => n >= 0)), sims: Float32Array.from(s.similarity.filter((_, k) => ns[k]! >= 0)) }
     }
@@ -351,6 +359,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     [...Object.values(customers), index.hashes, index.keys, popularity].reduce((s, a) => s + (a as ArrayBufferView).byteLength, 0) +
     neighbours.reduce((s, n) => s + n.items.byteLength + n.sims.byteLength, 0) +
     segments.reduce((s, g) => s + bm(g.members) + g.popularity.byteLength, 0) +
+    regionPop.reduce((s, a) => s + a.byteLength, 0) +
     items.reduce((s, it) => s + bm(it.eligible) + (it.excluded ?? []).reduce((x, e) => x + bm(e.keys), 0), 0) +
     modules.reduce((s, m) => s + bm(m.eligible), 0) +
     bm(elder)
@@ -367,6 +376,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     elder,
     popularity,
     segments,
+    regions: new Map(regionCodes.map((c, j) => [c, regionPop[j]!])),
     neighbours,
     customers,
     index,

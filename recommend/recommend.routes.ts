@@ -37,6 +37,11 @@ const layoutQuery = z.strictObject({
   screen: z.enum(['home']).default('home'),
   lang: z.enum(['zh', 'en']).default('zh'),
   mode: z.enum(['auto', 'elder', 'standard']).default('auto').describe('auto: elder mode for customers with the elder tag (60+ or who chose it)'),
+  region: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,32}$/, 'a region code')
+    .optional()
+    .describe('the visitor\u2019s region code: an unknown or anonymous visitor gets what is popular there'),
 })
 const savedCatalogView = z.object({ version: z.number(), catalog: z.unknown(), createdBy: z.string(), createdAt: z.string(), changeNote: z.string() })
 

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS rec_models
 ENGINE = ReplacingMergeTree(complete)
 ORDER BY (tenant_id, build);
 
--- Per item: customers who engaged in the window, overall and per saved segment; its nearest
+-- Per item: customers who engaged in the window, overall, per saved segment and per region (the
+-- default for an anonymous visitor of that region); its nearest
 -- items by co-occurrence (Jaccard over customers), the strongest first.
 CREATE TABLE IF NOT EXISTS rec_items
 (
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS rec_items
     exposures     UInt64,
     segment_ids   Array(String),
     segment_engaged Array(UInt64),
+    region_codes  Array(String),
+    region_engaged Array(UInt64),
     neighbours    Array(String),
     similarity    Array(Float32)
 )
