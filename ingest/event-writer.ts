@@ -25,7 +25,20 @@ export interface EventWriter {
   readonly queued: number
   /** Flushes what is queued and stops accepting; waits at most `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>
+  /**
+   * Calls `listener` with each tenant's events once their insert succeeded (event triggers act
+   * on stored events only). A listener's failure is logged, never the writer's.
+   */
+  onStored(listener: StoredListener): void
 }
+
+export interface StoredEvent {
+  event: string
+  userId: string
+  customerKey: number
+  timestamp: number
+}
+export type StoredListener = (tenantId: number, events: StoredEvent[]) => Promise<unknown> | void
 
 interface Submission {
   tenantId: number
@@ -55,6 +68,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   )
 
+  const listeners: StoredListener[] = []
   let pending: Submission[] = []
   let queued = 0
   let timer: NodeJS.Timeout | undefined
@@ -136,16 +150,20 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     })
     // 2. Identities, traits and the insert, tenant by tenant.
     const rows: unknown[][] = []
+    const storedByTenant = new Map<number, StoredEvent[]>()
     for (const [tenantId, list] of byTenant) {
       const actor = batch[list[0]!.sub]!.actor
       await applyIdentity(tenantId, list.map((x) => x.e), actor)
       const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
       await writeTraits(tenantId, list.map((x) => x.e), keys)
       phase('identity')
+      const done: StoredEvent[] = []
       list.forEach((x, i) => {
         rows.push(toRow(tenantId, keys[i]!, x.e))
         results[x.sub]!.stored++
+        if (x.e.type === 'track') done.push({ event: x.e.event, userId: x.e.userId, customerKey: keys[i]!, timestamp: x.e.timestamp })
       })
+      storedByTenant.set(tenantId, done)
     }
     phase('rows')
     if (rows.length) {
@@ -153,6 +171,14 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       phase('insert')
       const now = Date.now()
       for (const list of byTenant.values()) for (const x of list) visible.observe((now - x.e.receivedAt) / 1000)
+      for (const [tenantId, evs] of storedByTenant) {
+        if (!evs.length) continue
+        for (const l of listeners) {
+          void Promise.resolve()
+            .then(() => l(tenantId, evs))
+            .catch((err: unknown) => log.warn({ tenant: tenantId, err }, 'a stored-events listener failed'))
+        }
+      }
     }
     let dup = 0
     for (const r of results) dup += r.duplicates
@@ -204,6 +230,9 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   }
 
   return {
+    onStored(listener) {
+      listeners.push(listener)
+    },
     submit(tenantId, events, actor) {
       if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', undefined, { headers: { 'retry-after': '5' } }))
       if (!events.length) return Promise.resolve({ stored: 0, duplicates: 0 })

@@ -18,7 +18,7 @@ import { createSegmentRepository } from '../segments/segment.repository.js'
  * failure half-way converges on the same values.
  */
 
-export const PIPELINES = ['tags', 'segments', 'recommend'] as const
+export const PIPELINES = ['tags', 'segments', 'recommend', 'push'] as const
 export type PipelineName = (typeof PIPELINES)[number]
 
 export interface RunOptions {
@@ -54,9 +54,10 @@ export interface PipelineRunner {
   /**
    * Adds the work of a pipeline other than tags and segments (the recommend model), supplied by
    * its capability so the runner does not depend on it. It runs after every tag run (after the
-   * segments, when there are saved ones), and on demand.
+   * segments, when there are saved ones), on demand, and with `cron` for every tenant on that
+   * schedule (tenant time zone) as well.
    */
-  register(pipeline: Exclude<PipelineName, 'tags' | 'segments'>, job: PipelineJob): void
+  register(pipeline: Exclude<PipelineName, 'tags' | 'segments'>, job: PipelineJob, opts?: { cron?: string }): void
   /** Cron tasks of a tenant: `tags` lists the tag names, or the segment ids of a segments task. */
   schedules(tenantId: number): { pipeline: PipelineName; cron: string; timeZone: string; tags: string[]; next: string | null }[]
 }
@@ -83,6 +84,7 @@ export function createPipelineRunner(deps: {
   let resync: NodeJS.Timeout | undefined
   let stopped = false
   const jobs = new Map<PipelineName, PipelineJob>()
+  const jobCrons = new Map<PipelineName, string>()
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
   const duration = deps.metrics.histogram('qianmian_pipeline_run_seconds', 'Pipeline run duration', ['pipeline', 'status'], [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600])
@@ -222,8 +224,9 @@ export function createPipelineRunner(deps: {
   }
 
   const runner: PipelineRunner = {
-    register(pipeline, job) {
+    register(pipeline, job, opts = {}) {
       jobs.set(pipeline, job)
+      if (opts.cron) jobCrons.set(pipeline, opts.cron)
     },
     async start(o) {
       validate(o)
@@ -279,6 +282,7 @@ export function createPipelineRunner(deps: {
         w.tags.push(s.id)
         wanted.set(key, w)
       }
+      for (const [pipeline, c] of jobCrons) wanted.set(`${t.id}|${pipeline}|${c}|${t.timeZone}`, { tenantId: t.id, cron: c, timeZone: t.timeZone, tags: [], pipeline })
     }
     for (const [key, t] of tasks) {
       const w = wanted.get(key)
@@ -292,7 +296,7 @@ export function createPipelineRunner(deps: {
       const task = cron.schedule(
         w.cron,
         async () => {
-          const o: RunOptions = w.pipeline === 'tags' ? { tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' } : { tenantId: w.tenantId, pipeline: 'segments', trigger: 'schedule' }
+          const o: RunOptions = w.pipeline === 'tags' ? { tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' } : { tenantId: w.tenantId, pipeline: w.pipeline, trigger: 'schedule' }
           const r = await runner.start(o).catch((err: unknown) => {
             log.info({ tenant: w.tenantId, pipeline: w.pipeline, err: errText(err) }, 'scheduled run not started')
             return undefined

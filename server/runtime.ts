@@ -16,6 +16,8 @@ import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import { createSegmentsModule, type SegmentsModule } from '../segments/segments.module.js'
 import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
+import { createPushModule, type PushModule } from '../push/push.module.js'
+import { wirePush } from '../push/push.wiring.js'
 
 /**
  * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
@@ -38,6 +40,8 @@ export interface Runtime {
   segments: SegmentsModule
   /** Home-screen layouts (absent where the optional roaring package is not installed). */
   recommend: RecommendModule | undefined
+  /** Campaigns, targeting and delivery to the notification service. */
+  push: PushModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -70,6 +74,17 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: Math.max(config.segmentCacheBytes, 256 * 1024 ** 2), log })
   const segments = createSegmentsModule({ db, tenants, tags: tags.repo, ...(bitmaps && config.segmentCacheBytes > 0 ? { bitmaps } : {}) })
   const recommend = bitmaps && createRecommendModule({ db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log, metrics })
+  const push = createPushModule({
+    db,
+    tenants,
+    log,
+    metrics,
+    tags: tags.repo,
+    segments: segments.repo,
+    // The global holdout the layouts use: the tenant's catalogue decides it for both.
+    ...(recommend ? { holdoutPerMille: async (t: number) => (await recommend.catalogs.effective(await tenants.get(t))).catalog.holdoutPerMille ?? 0 } : {}),
+  })
+  wirePush({ push, runner: tags.runner, writer: ingest.writer })
   return {
     config,
     log,
@@ -84,10 +99,12 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     tags,
     segments,
     recommend,
+    push,
     kafka,
     async close() {
       await tags.runner.stop()
       await recommend?.close()
+      await push.close()
       // The producer's goodbye is not worth failing a shutdown over; the flush is.
       await sink?.close().catch((err: unknown) => log.warn({ err }, 'kafka producer did not close cleanly'))
       await ingest.close(Math.max(100, config.shutdownTimeoutMs - 1000))

@@ -12,6 +12,8 @@ import { createSegmentsModule, type SegmentsModule } from '../segments/segments.
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
+import { createPushModule, type PushModule } from '../push/push.module.js'
+import { wirePush } from '../push/push.wiring.js'
 
 /** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
 export interface TestApp {
@@ -23,6 +25,7 @@ export interface TestApp {
   tags: TagsModule
   segments: SegmentsModule
   recommend: RecommendModule
+  push: PushModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -41,6 +44,16 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 })
   const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo })
   const recommend = createRecommendModule({ db: engine.db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log: engine.log, metrics })
+  const push = createPushModule({
+    db: engine.db,
+    tenants,
+    log: engine.log,
+    metrics,
+    tags: tags.repo,
+    segments: segments.repo,
+    holdoutPerMille: async (t) => (await recommend.catalogs.effective(await tenants.get(t))).catalog.holdoutPerMille ?? 0,
+  })
+  wirePush({ push, runner: tags.runner, writer: ingest.writer })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -50,7 +63,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: undefined,
     version: 'test',
-    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes],
+    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes],
   })
   return {
     engine,
@@ -61,11 +74,13 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     tags,
     segments,
     recommend,
+    push,
     metrics,
     async close() {
       await app.close()
       await tags.runner.stop()
       await recommend.close()
+      await push.close()
       await ingest.close(5000)
       await engine.close()
     },

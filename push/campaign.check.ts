@@ -1,0 +1,59 @@
+import { AppError, isAppError } from '../core/errors.js'
+import { compileSegment } from '../segments/segment.compile.js'
+import type { SegmentRepository } from '../segments/segment.repository.js'
+import { parseSegment } from '../segments/segment.schema.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { messageFields, type Campaign } from './campaign.schema.js'
+import { SEGMENT_PURPOSES } from './targeting.audience.js'
+import { TAG_FIELD } from './template.js'
+
+/**
+ * What a campaign's schema cannot know and saving must refuse, each with the field at fault:
+ * an unknown saved segment or one of another purpose; an inline rule that does not compile
+ * against the tenant's tags (its issues keep their node paths, under `audience.rule`); a tag a
+ * message names that does not exist, may not be used for the campaign's purpose, or is of high
+ * sensitivity (risk flags never go into message text); a date trigger over a tag that is not a
+ * date.
+ */
+
+const invalid = (field: string, message: string) => new AppError('VALIDATION_FAILED', `${field}: ${message}`, { issues: [{ field, message }] })
+
+function prefixed(e: unknown, prefix: string): unknown {
+  if (!isAppError(e) || e.code !== 'VALIDATION_FAILED') return e
+  const issues = (e.issues ?? []).map((i) => ({ ...i, field: i.field ? `${prefix}.${i.field}` : prefix }))
+  return new AppError('VALIDATION_FAILED', e.message, { issues })
+}
+
+export function createCampaignCheck(deps: { segments: SegmentRepository; tags: TagRepository; tenants: TenantService }) {
+  return async (tenantId: number, c: Campaign): Promise<void> => {
+    const [tenant, list] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId)])
+    const defs = new Map<string, TagDefinition>(list.map((d) => [d.name, d]))
+    if (c.audience.segment) {
+      const s = await deps.segments.get(tenantId, c.audience.segment).catch(() => undefined)
+      if (!s) throw invalid('audience.segment', `no saved segment ${c.audience.segment}`)
+      if (!SEGMENT_PURPOSES[c.purpose].includes(s.purpose)) throw invalid('audience.segment', `a ${s.purpose} segment cannot be the audience of a ${c.purpose} campaign`)
+    }
+    if (c.audience.rule !== undefined) {
+      try {
+        const rule = await deps.segments.expanded(tenantId, c.audience.rule)
+        compileSegment(parseSegment({ purpose: c.purpose, rule }), { defs, asOf: new Date(), timeZone: tenant.timeZone })
+      } catch (e) {
+        throw prefixed(e, 'audience')
+      }
+    }
+    for (const f of messageFields(c.message)) {
+      const m = TAG_FIELD.exec(f)
+      if (!m) continue
+      const d = defs.get(m[1]!)
+      if (!d) throw invalid('message', `{{${f}}}: no tag ${m[1]}`)
+      if (!d.purpose.includes(c.purpose)) throw invalid('message', `{{${f}}}: tag ${d.name} may be used for ${d.purpose.join(', ')}, not ${c.purpose}`)
+      if (d.sensitivity === 'high') throw invalid('message', `{{${f}}}: tag ${d.name} is of high sensitivity and stays out of message text`)
+    }
+    if (c.dateTrigger?.on === 'tag_date') {
+      const d = defs.get(c.dateTrigger.tag)
+      if (!d || d.type !== 'date') throw invalid('dateTrigger.tag', `${c.dateTrigger.tag} is not a date tag`)
+    }
+  }
+}

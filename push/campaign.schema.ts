@@ -1,0 +1,154 @@
+import { validate as validateCron } from 'node-cron'
+import { z } from 'zod'
+import { eventFilter, type EventFilter } from '../segments/segment.schema.js'
+import { tagName } from '../tags/tag.schema.js'
+import { fieldsOf, parseTemplate, type TemplatePart } from './template.js'
+
+/**
+ * A push campaign: who (an audience: a saved segment, an inline rule in the segment language, or
+ * everyone; optionally narrowed by a date trigger), what (a message template in zh and en, with
+ * an optional simplified variant for elder customers), how (channel, purpose, priority class),
+ * when (once, a cron in the tenant's time zone, each customer's usual active hour, or an event
+ * sequence) and for how long (validity window, time to live of each target).
+ */
+
+export const CAMPAIGN_ID = /^[a-z][a-z0-9_-]{1,62}$/
+export const PUSH_PURPOSES = ['security', 'service', 'marketing'] as const
+export type PushPurpose = (typeof PUSH_PURPOSES)[number]
+export const CHANNELS = ['push', 'sms', 'in_app'] as const
+export type Channel = (typeof CHANNELS)[number]
+/** Ordered: a higher class may use more of a customer's daily and weekly budget. */
+export const PRIORITIES = ['low', 'normal', 'high', 'critical'] as const
+export type Priority = (typeof PRIORITIES)[number]
+export const PRODUCT_KINDS = ['deposit', 'wealth', 'loan', 'insurance', 'pension', 'government', 'payment', 'agri'] as const
+
+const instant = z.iso.datetime({ offset: true, message: 'an ISO 8601 time with a zone, e.g. 2026-03-15T09:00:00+08:00' })
+
+/** Five fields (minute hour day month weekday), as node-cron reads them, in the tenant's zone. */
+const cronExpr = z
+  .string()
+  .max(100)
+  .refine((c) => c.trim().split(/\s+/).length === 5 && validateCron(c), { message: 'a five-field cron expression (minute hour day month weekday)' })
+
+export const scheduleSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('once'), at: instant }),
+  z.strictObject({ kind: z.literal('cron'), cron: cronExpr }),
+  z.strictObject({
+    kind: z.literal('active_hour'),
+    fallbackHour: z.number().int().min(0).max(23).default(10).describe('local hour for customers without recent events'),
+    lookbackDays: z.number().int().min(1).max(90).default(28),
+  }),
+  z.strictObject({
+    kind: z.literal('event'),
+    steps: z
+      .array(z.strictObject({ event: eventFilter }))
+      .min(1)
+      .max(4)
+      .refine((s) => (s[s.length - 1]?.event.names?.length ?? 0) > 0, { message: 'the last step names its events (they are what wakes the trigger)' }),
+    withinMinutes: z.number().int().min(1).max(1440),
+  }),
+])
+export type Schedule = z.infer<typeof scheduleSchema>
+export type EventSchedule = Extract<Schedule, { kind: 'event' }> & { steps: { event: EventFilter }[] }
+
+const daysBefore = z.number().int().min(0).max(90)
+export const dateTriggerSchema = z.discriminatedUnion('on', [
+  z.strictObject({ on: z.literal('birthday') }),
+  z.strictObject({ on: z.literal('loan_due'), daysBefore }),
+  z.strictObject({ on: z.literal('bill_due'), daysBefore }),
+  z.strictObject({ on: z.literal('tag_date'), tag: tagName, daysBefore: z.number().int().min(-90).max(90) }),
+  z.strictObject({ on: z.literal('product_opening'), productKind: z.enum(PRODUCT_KINDS), daysBefore }),
+])
+export type DateTrigger = z.infer<typeof dateTriggerSchema>
+
+export const audienceSchema = z
+  .strictObject({
+    segment: z.string().regex(CAMPAIGN_ID, 'a saved segment id').optional(),
+    rule: z.unknown().optional().describe('an inline rule in the segment language'),
+    all: z.literal(true).optional(),
+  })
+  .refine((a) => [a.segment, a.rule, a.all].filter((x) => x !== undefined).length === 1, { message: 'exactly one of segment, rule or all' })
+export type Audience = z.infer<typeof audienceSchema>
+
+const text = (max: number) => z.strictObject({ zh: z.string().min(1).max(max), en: z.string().min(1).max(max) })
+const variant = z.strictObject({ title: text(100).optional(), body: text(1000) })
+export const messageSchema = variant.extend({ elder: variant.optional().describe('the simplified text elder customers get') })
+export type Message = z.infer<typeof messageSchema>
+
+export const campaignInput = z
+  .strictObject({
+    name: z.string().min(1).max(200),
+    description: z.string().max(2000).default(''),
+    purpose: z.enum(PUSH_PURPOSES),
+    channel: z.enum(CHANNELS).default('push'),
+    priority: z.enum(PRIORITIES).default('normal'),
+    audience: audienceSchema.default({ all: true }),
+    dateTrigger: dateTriggerSchema.optional(),
+    schedule: scheduleSchema,
+    message: messageSchema,
+    validFrom: instant.optional(),
+    validUntil: instant.optional(),
+    ttlMinutes: z.number().int().min(1).max(10_080).default(1440).describe('how long a target stays deliverable after it is due'),
+    controlPerMille: z.number().int().min(0).max(500).default(0).describe('a per-campaign control group, kept out for uplift'),
+    conversion: z.strictObject({ event: eventFilter, withinHours: z.number().int().min(1).max(720) }).optional(),
+    status: z.enum(['active', 'paused']).default('active'),
+    changeNote: z.string().max(500).default(''),
+  })
+  .superRefine((c, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message })
+    if (c.priority === 'critical' && c.purpose !== 'security') issue(['priority'], 'critical is for security messages')
+    if (c.schedule.kind === 'event' && c.dateTrigger) issue(['dateTrigger'], 'an event-triggered campaign takes no date trigger')
+    if (c.validFrom && c.validUntil && Date.parse(c.validUntil) <= Date.parse(c.validFrom)) issue(['validUntil'], 'must be after validFrom')
+    for (const { path, value } of texts(c.message)) {
+      const t = parseTemplate(value)
+      for (const i of t.issues) issue(['message', ...path], `at ${i.offset}: ${i.message}`)
+      if (fieldsOf(t.parts).some((f) => f.startsWith('product.')) && c.dateTrigger?.on !== 'product_opening') {
+        issue(['message', ...path], 'product fields need a product_opening date trigger')
+      }
+    }
+  })
+export type CampaignInput = z.input<typeof campaignInput>
+export type Campaign = z.infer<typeof campaignInput>
+
+/** Every text of a message with its path under `message`. */
+export function texts(m: Message): { path: string[]; value: string }[] {
+  const out: { path: string[]; value: string }[] = []
+  const add = (v: { title?: { zh: string; en: string } | undefined; body: { zh: string; en: string } }, prefix: string[]) => {
+    for (const lang of ['zh', 'en'] as const) {
+      if (v.title) out.push({ path: [...prefix, 'title', lang], value: v.title[lang] })
+      out.push({ path: [...prefix, 'body', lang], value: v.body[lang] })
+    }
+  }
+  add(m, [])
+  if (m.elder) add(m.elder, ['elder'])
+  return out
+}
+
+/** The parsed parts of each text, by variant and language. */
+export interface CompiledMessage {
+  standard: Record<'zh' | 'en', { title: TemplatePart[] | null; body: TemplatePart[] }>
+  elder: Record<'zh' | 'en', { title: TemplatePart[] | null; body: TemplatePart[] }> | null
+}
+
+export function compileMessage(m: Message): CompiledMessage {
+  const parts = (s: string) => parseTemplate(s).parts
+  const of = (v: { title?: { zh: string; en: string } | undefined; body: { zh: string; en: string } }) => ({
+    zh: { title: v.title ? parts(v.title.zh) : null, body: parts(v.body.zh) },
+    en: { title: v.title ? parts(v.title.en) : null, body: parts(v.body.en) },
+  })
+  return { standard: of(m), elder: m.elder ? of(m.elder) : null }
+}
+
+/** Fields the message names, over every variant and language. */
+export function messageFields(m: Message): string[] {
+  return [...new Set(texts(m).flatMap((t) => fieldsOf(parseTemplate(t.value).parts)))]
+}
+
+export interface SavedCampaign extends Omit<Campaign, 'changeNote' | 'status'> {
+  id: string
+  version: number
+  status: 'active' | 'paused' | 'retired'
+  createdBy: string
+  createdAt: string
+  changeNote: string
+}

@@ -1,0 +1,372 @@
+import crypto from 'node:crypto'
+import os from 'node:os'
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { addDays, chDateTime, chEpoch, localDate } from '../core/time.js'
+import { createKeyedLock } from './keyed-lock.js'
+import { inQuiet, localMinute } from './policy.js'
+import { parseTsv, readAll } from './tsv-read.js'
+
+/**
+ * Leases of due targets to the notification service.
+ *
+ * ClickHouse has no row locks and no read-your-write transactions, so "select due targets, mark
+ * them leased" cannot be made atomic in the engine. This process is the only one that leases a
+ * tenant's targets (see below), and it makes the pair atomic itself:
+ *
+ * - pulls of a tenant run one at a time (a keyed lock);
+ * - a refill reads the next due targets into memory: queued, due, not expired, of an active
+ *   campaign, without a final outcome, not under a lease that is still running and not leased
+ *   `maxAttempts` times already, and inside the tenant's quiet hours security messages only
+ *   (a promotion due at 20:55 and pulled at 21:05 waits for the morning); highest priority class
+ *   first, then oldest due;
+ * - a pull takes targets from that queue and writes their lease rows (push_leases) before it
+ *   answers; if the write fails they go back to the queue and the pull fails. A taken target
+ *   has left the queue, so no other pull in this process can get it, and any later refill skips
+ *   it while its lease runs, because the lease row was written before the pull answered;
+ * - a lease that runs out unacknowledged is skipped no more by the next refill: the target
+ *   comes back (a refill happens as soon as the earliest lease handed out has run out, after
+ *   targets were written, after a retry, or every `refreshMs`).
+ *
+ * A second process leasing the same tenant would hold its own queue and could hand out a target
+ * this one holds in memory: the lease table alone does not exclude that, because two readers
+ * can both read "not leased" before either writes. Running more than one puller per tenant
+ * needs a partition of the work (each process owns a hash range of customer keys, or the
+ * targets go out through Kafka partitions, see kafka.publisher.ts), or an ownership claim per
+ * tenant with a single winner (like the pipeline leases) before a process starts pulling.
+ */
+
+export interface PulledTarget {
+  targetId: string
+  /** Stable per (tenant, campaign, customer, local date): the same across reruns and re-leases. */
+  idempotencyKey: string
+  leaseId: string
+  leaseUntil: string
+  campaignId: string
+  campaignVersion: number
+  customerNo: string
+  channel: string
+  purpose: string
+  priority: string
+  language: string
+  variant: string
+  title: string
+  body: string
+  dueAt: string
+  expiresAt: string
+}
+
+export interface AckItem {
+  targetId: string
+  status: 'delivered' | 'failed'
+  reason?: string | undefined
+  /** A failed delivery worth another attempt: the target returns to the queue now. */
+  retry?: boolean | undefined
+}
+
+export interface AckResult {
+  accepted: number
+  rejected: { index: number; targetId: string; reason: 'not_leased' }[]
+}
+
+export interface LeaseManager {
+  pull(tenantId: number, o: { limit: number; leaseSeconds: number }): Promise<PulledTarget[]>
+  ack(tenantId: number, items: readonly AckItem[]): Promise<AckResult>
+  /** New targets or a changed campaign: the next pull reads the queue again. */
+  invalidate(tenantId: number): void
+  close(): Promise<void>
+}
+
+export interface LeaseOptions {
+  /**
+   * Most targets read into memory per refill (default 50,000). A refill reads five pulls' worth
+   * (at least 2,000): a service pulling 10,000 at a time gets big reads that amortise the query,
+   * one pulling 100 keeps a small queue in memory.
+   */
+  chunk?: number
+  /** Longest time between refills (default 5 s). */
+  refreshMs?: number
+  /** Shortest time between refills while nothing is due (default 250 ms). */
+  idleRefreshMs?: number
+}
+
+/** The columns a refill reads, in order (TabSeparated). */
+const QUEUE_COLUMNS = [
+  'target_id',
+  'campaign_id',
+  'campaign_version',
+  'customer_key',
+  'customer_no',
+  'toString(channel)',
+  'toString(purpose)',
+  'toString(priority)',
+  'language',
+  'toString(variant)',
+  'title',
+  'body',
+  'toString(due_at)',
+  'toString(expires_at)',
+  'toUnixTimestamp64Milli(expires_at)',
+] as const
+
+const PRIORITY_RANK: Record<string, number> = { low: 1, normal: 2, high: 3, critical: 4 }
+
+interface QueueRow {
+  target_id: string
+  campaign_id: string
+  campaign_version: number
+  customer_key: number
+  customer_no: string
+  channel: string
+  purpose: string
+  priority: string
+  language: string
+  variant: string
+  title: string
+  body: string
+  due_at: string
+  expires_at: string
+  exp_ms: number
+}
+
+function toQueueRow(f: string[]): QueueRow {
+  if (f.length !== QUEUE_COLUMNS.length) throw new AppError('INTERNAL', `A queue row has ${f.length} fields, not ${QUEUE_COLUMNS.length}.`)
+  return {
+    target_id: f[0]!,
+    campaign_id: f[1]!,
+    campaign_version: Number(f[2]),
+    customer_key: Number(f[3]),
+    customer_no: f[4]!,
+    channel: f[5]!,
+    purpose: f[6]!,
+    priority: f[7]!,
+    language: f[8]!,
+    variant: f[9]!,
+    title: f[10]!,
+    body: f[11]!,
+    due_at: f[12]!,
+    expires_at: f[13]!,
+    exp_ms: Number(f[14]),
+  }
+}
+
+
+interface TenantState {
+  queue: QueueRow[]
+  head: number
+  loadedAt: number
+  dirty: boolean
+  /** Bumped by every invalidation: a refill that began before one does not clear `dirty`. */
+  gen: number
+  /** Whether the queue was read inside the tenant's quiet hours (security messages only). */
+  quiet: boolean
+  /** Earliest lease_until handed out since the last refill. */
+  nextExpiry: number
+  /** Targets leased by this process and not acknowledged: for acks without a query. */
+  leased: Map<string, { leaseId: string; until: number; campaignId: string; customerKey: number }>
+  /** Targets given a final outcome here, with when: skipped until a refill begun later excludes them. */
+  finished: Map<string, number>
+}
+
+const LEASE_COLUMNS = ['target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'] as const
+const OUTCOME_COLUMNS = ['target_id', 'campaign_id', 'customer_key', 'status', 'final', 'reason', 'lease_id', 'at'] as const
+const iso = (s: string) => `${s.replace(' ', 'T')}Z`
+
+export function createLeaseManager(deps: {
+  db: Db
+  log: Logger
+  metrics: Metrics
+  /** Ids of the tenant's active campaigns (a paused campaign's targets are not handed out). */
+  activeCampaigns(tenantId: number): Promise<string[]>
+  /** The tenant's attempts limit and quiet hours (push policy) and time zone. */
+  policy(tenantId: number): Promise<{ maxAttempts: number; quietHours: { start: string; end: string } | null; timeZone: string }>
+  options?: LeaseOptions
+}): LeaseManager {
+  const maxChunk = deps.options?.chunk ?? 50_000
+  const refreshMs = deps.options?.refreshMs ?? 5_000
+  const idleRefreshMs = deps.options?.idleRefreshMs ?? 250
+  const owner = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`
+  const lock = createKeyedLock()
+  const states = new Map<number, TenantState>()
+  const pulled = deps.metrics.counter('qianmian_push_leased_total', 'Targets leased to pullers')
+  const acks = deps.metrics.counter('qianmian_push_acks_total', 'Acknowledged targets by status', ['status'])
+  const refills = deps.metrics.histogram('qianmian_push_refill_seconds', 'Reading due targets into the lease queue', [], [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
+
+  const state = (t: number): TenantState => {
+    let s = states.get(t)
+    if (!s) states.set(t, (s = { queue: [], head: 0, loadedAt: 0, dirty: true, gen: 0, quiet: false, nextExpiry: Infinity, leased: new Map(), finished: new Map() }))
+    return s
+  }
+
+  async function quietNow(tenantId: number, now: number): Promise<boolean> {
+    const p = await deps.policy(tenantId)
+    return inQuiet(localMinute(new Date(now), p.timeZone), p.quietHours)
+  }
+
+  async function refill(tenantId: number, s: TenantState, now: number, chunk: number, quiet: boolean) {
+    const stop = refills.startTimer()
+    const gen = s.gen
+    const db = deps.db.forTenant(tenantId)
+    const [campaigns, policy] = await Promise.all([deps.activeCampaigns(tenantId), deps.policy(tenantId)])
+    const since = addDays(localDate(new Date(now), policy.timeZone), -31)
+    // Inside quiet hours only security messages go out, whenever the others fell due.
+    s.quiet = quiet
+    // Two steps in one query: the next `chunk` due targets are chosen by a narrow sort (ids,
+    // priority, due time), then their wide rows (message text) are read without sorting them,
+    // as TabSeparated (several times faster to parse than JSON at this size); JS orders them.
+    const due = `tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
+      AND status = 'queued' AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
+      AND (purpose = 'security' OR {quiet:UInt8} = 0)
+      AND target_id NOT IN (SELECT target_id FROM push_outcomes WHERE tenant_id = {tenant:UInt16} AND final = 1 AND at >= {sinceAt:DateTime64(3, 'UTC')})
+      AND target_id NOT IN (SELECT target_id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND leased_at >= {sinceAt:DateTime64(3, 'UTC')}
+                            GROUP BY target_id
+                            HAVING argMax(lease_until, leased_at) > {now:DateTime64(3, 'UTC')} OR countIf(kind = 'lease') >= {attempts:UInt16})`
+    const text = campaigns.length
+      ? await readAll(
+          await db.stream(
+            `SELECT ${QUEUE_COLUMNS.join(', ')} FROM push_targets
+             WHERE tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
+               AND target_id IN (SELECT target_id FROM push_targets WHERE ${due} ORDER BY priority DESC, due_at LIMIT {chunk:UInt32})
+             FORMAT TabSeparated`,
+            { cids: campaigns, since, sinceAt: `${since} 00:00:00.000`, now: chDateTime(now), attempts: policy.maxAttempts, quiet: s.quiet ? 1 : 0, chunk },
+          ),
+        )
+      : ''
+    const seen = new Set<string>()
+    const rows = parseTsv(text)
+      .map(toQueueRow)
+      // A duplicate row (a replacing merge not yet done) is read once.
+      .filter((r) => !seen.has(r.target_id) && seen.add(r.target_id))
+      .sort((a, b) => PRIORITY_RANK[b.priority]! - PRIORITY_RANK[a.priority]! || (a.due_at < b.due_at ? -1 : a.due_at > b.due_at ? 1 : 0))
+    s.queue = rows
+    s.head = 0
+    s.loadedAt = now
+    s.dirty = s.gen !== gen
+    s.nextExpiry = Infinity
+    for (const [id, l] of s.leased) if (l.until <= now) s.leased.delete(id)
+    // The query began at `now`: outcomes written before it are excluded by the engine.
+    for (const [id, at] of s.finished) if (at < now) s.finished.delete(id)
+    stop()
+  }
+
+  function needsRefill(s: TenantState, now: number, quiet: boolean): boolean {
+    // A queue read on the other side of the start or end of quiet hours holds the wrong messages.
+    if (s.dirty || quiet !== s.quiet || now >= s.nextExpiry || now - s.loadedAt >= refreshMs) return true
+    return s.head >= s.queue.length && now - s.loadedAt >= idleRefreshMs
+  }
+
+  return {
+    pull(tenantId, o) {
+      if (!Number.isInteger(o.limit) || o.limit < 1) throw new AppError('VALIDATION_FAILED', 'limit is a positive integer', { issues: [{ field: 'limit', message: 'invalid' }] })
+      if (!Number.isFinite(o.leaseSeconds) || o.leaseSeconds <= 0) throw new AppError('VALIDATION_FAILED', 'leaseSeconds is positive', { issues: [{ field: 'leaseSeconds', message: 'invalid' }] })
+      return lock.run(tenantId, async () => {
+        const s = state(tenantId)
+        let now = Date.now()
+        const quiet = await quietNow(tenantId, now)
+        if (needsRefill(s, now, quiet)) await refill(tenantId, s, now, Math.min(maxChunk, Math.max(2000, o.limit * 5)), quiet)
+        now = Date.now()
+        const take: QueueRow[] = []
+        while (take.length < o.limit && s.head < s.queue.length) {
+          const r = s.queue[s.head++]!
+          if (r.exp_ms > now && !s.leased.has(r.target_id) && !s.finished.has(r.target_id)) take.push(r)
+        }
+        if (!take.length) return []
+        const leaseId = crypto.randomBytes(8).toString('hex')
+        const until = now + o.leaseSeconds * 1000
+        try {
+          await deps.db
+            .forTenant(tenantId)
+            .insertTsv('push_leases', LEASE_COLUMNS, take.map((r) => [r.target_id, 'lease', leaseId, r.campaign_id, r.customer_key, owner, chEpoch(now), chEpoch(until)]))
+        } catch (e) {
+          // Not leased: back to the front of the queue, in order.
+          deps.log.warn({ tenant: tenantId, targets: take.length, err: e instanceof Error ? e.message : String(e) }, 'push leases not written; the pull fails')
+          s.queue.splice(s.head, 0, ...take)
+          throw new AppError('STORAGE_UNAVAILABLE', 'The leases could not be written; retry.', { cause: e, headers: { 'retry-after': '1' } })
+        }
+        for (const r of take) s.leased.set(r.target_id, { leaseId, until, campaignId: r.campaign_id, customerKey: r.customer_key })
+        s.nextExpiry = Math.min(s.nextExpiry, until)
+        pulled.inc(take.length)
+        const leaseUntil = new Date(until).toISOString()
+        return take.map((r) => ({
+          targetId: r.target_id,
+          idempotencyKey: r.target_id,
+          leaseId,
+          leaseUntil,
+          campaignId: r.campaign_id,
+          campaignVersion: r.campaign_version,
+          customerNo: r.customer_no,
+          channel: r.channel,
+          purpose: r.purpose,
+          priority: r.priority,
+          language: r.language,
+          variant: r.variant,
+          title: r.title,
+          body: r.body,
+          dueAt: iso(r.due_at),
+          expiresAt: iso(r.expires_at),
+        }))
+      })
+    },
+
+    async ack(tenantId, items) {
+      const s = state(tenantId)
+      const db = deps.db.forTenant(tenantId)
+      const unknown = [...new Set(items.filter((i) => !s.leased.has(i.targetId)).map((i) => i.targetId))]
+      // Leases handed out before a restart, or by another process, are found in the table.
+      const stored = new Map<string, { leaseId: string; campaignId: string; customerKey: number }>()
+      if (unknown.length) {
+        const rows = await db.query(
+          `SELECT target_id, argMax(lease_id, leased_at) AS lease_id, any(campaign_id) AS campaign_id, any(customer_key) AS customer_key
+           FROM push_leases WHERE tenant_id = {tenant:UInt16} AND kind = 'lease' AND target_id IN (SELECT arrayJoin({ids:Array(String)}))
+           GROUP BY target_id`,
+          { ids: unknown },
+          z.object({ target_id: z.string(), lease_id: z.string(), campaign_id: z.string(), customer_key: z.coerce.number() }),
+        )
+        for (const r of rows) stored.set(r.target_id, { leaseId: r.lease_id, campaignId: r.campaign_id, customerKey: r.customer_key })
+      }
+      const now = Date.now()
+      const outcomes: unknown[][] = []
+      const releases: unknown[][] = []
+      const rejected: AckResult['rejected'] = []
+      const finals: string[] = []
+      const counts = { delivered: 0, failed: 0 }
+      items.forEach((i, index) => {
+        const l = s.leased.get(i.targetId) ?? stored.get(i.targetId)
+        if (!l) return void rejected.push({ index, targetId: i.targetId, reason: 'not_leased' })
+        const retry = i.status === 'failed' && i.retry === true
+        outcomes.push([i.targetId, l.campaignId, l.customerKey, i.status, retry ? 0 : 1, i.reason ?? '', l.leaseId, chEpoch(now)])
+        if (retry) releases.push([i.targetId, 'release', l.leaseId, l.campaignId, l.customerKey, owner, chEpoch(now), chEpoch(now)])
+        else finals.push(i.targetId)
+        counts[i.status]++
+      })
+      if (outcomes.length) await db.insertTsv('push_outcomes', OUTCOME_COLUMNS, outcomes)
+      if (releases.length) await db.insertTsv('push_leases', LEASE_COLUMNS, releases)
+      // A final outcome also keeps the target from a queue read before the outcome was written
+      // (its lease ran out, a refill queued it again, and then the late ack came).
+      const at = Date.now()
+      for (const id of finals) s.finished.set(id, at)
+      for (const o of outcomes) s.leased.delete(o[0] as string)
+      if (releases.length) s.dirty = true
+      if (counts.delivered) acks.inc({ status: 'delivered' }, counts.delivered)
+      if (counts.failed) acks.inc({ status: 'failed' }, counts.failed)
+      return { accepted: outcomes.length, rejected }
+    },
+
+    invalidate(tenantId) {
+      const s = state(tenantId)
+      s.gen++
+      s.dirty = true
+      // The next pull reads the queue again: its memory can go now.
+      s.queue = []
+      s.head = 0
+    },
+
+    async close() {
+      await lock.idle()
+      states.clear()
+    },
+  }
+}

@@ -1,0 +1,116 @@
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { createSegmentRepository, type SegmentRepository } from '../segments/segment.repository.js'
+import { createTagRepository, type TagRepository } from '../tags/tag.repository.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { createCampaignCheck } from './campaign.check.js'
+import { createCampaignRepository, type CampaignRepository } from './campaign.repository.js'
+import { createKeyedLock } from './keyed-lock.js'
+import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
+import { createPolicyRepository, type PolicyRepository } from './policy.js'
+import { registerPushRoutes } from './push.routes.js'
+import { createTargeting, type TargetingResult } from './targeting.js'
+import { createTriggers, type IncomingEvent, type TriggerResult } from './triggers.js'
+
+/** The push scheduler wired from its dependencies; the composition roots build one. */
+export interface PushModule {
+  campaigns: CampaignRepository
+  policies: PolicyRepository
+  leases: LeaseManager
+  routes(app: FastifyInstance, auth: Auth): void
+  /**
+   * Targets the tenant's due scheduled campaigns (all of them, or `campaignIds`) as of `asOf`
+   * (default now). Idempotent per (campaign, customer, local date): call it after each tag and
+   * segment run and on a timer; targets are due at their occurrence's time, not when made.
+   */
+  runTargeting(tenantId: number, opts?: { asOf?: Date; campaignIds?: string[] }): Promise<TargetingResult>
+  /** Event triggers over a batch of events the ingest path has stored; never throws. */
+  onEvents(tenantId: number, events: readonly IncomingEvent[]): Promise<TriggerResult>
+  /** Waits for targeting, triggers and pulls in progress; later calls are refused. */
+  close(): Promise<void>
+}
+
+export interface PushDeps {
+  db: Db
+  tenants: TenantService
+  log: Logger
+  metrics: Metrics
+  /** The tags module's repository (one is made from `db` when absent). */
+  tags?: TagRepository
+  /** The segments module's repository (one is made from `db` when absent). */
+  segments?: SegmentRepository
+  /**
+   * The tenant's global holdout in per mille, shared with the layout experiments (their
+   * catalogue's holdoutPerMille); default 20.
+   */
+  holdoutPerMille?: (tenantId: number) => number | Promise<number>
+  lease?: LeaseOptions
+}
+
+export const DEFAULT_HOLDOUT_PER_MILLE = 20
+
+export function createPushModule(deps: PushDeps): PushModule {
+  const log = deps.log.child({ component: 'push' })
+  const tags = deps.tags ?? createTagRepository({ db: deps.db })
+  const segments = deps.segments ?? createSegmentRepository({ db: deps.db })
+  const campaigns = createCampaignRepository({ db: deps.db, check: createCampaignCheck({ segments, tags, tenants: deps.tenants }) })
+  const policies = createPolicyRepository({ db: deps.db })
+  const lock = createKeyedLock()
+  const leases = createLeaseManager({
+    db: deps.db,
+    log,
+    metrics: deps.metrics,
+    activeCampaigns: async (t) => (await campaigns.active(t)).map((c) => c.id),
+    policy: async (t) => {
+      const [p, tenant] = await Promise.all([policies.get(t), deps.tenants.get(t)])
+      return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone }
+    },
+    ...(deps.lease ? { options: deps.lease } : {}),
+  })
+  // A paused, resumed or retired campaign changes what may be handed out.
+  campaigns.onChange((t) => leases.invalidate(t))
+  const targeting = createTargeting({
+    db: deps.db,
+    tenants: deps.tenants,
+    campaigns,
+    policies,
+    segments,
+    tags,
+    log,
+    metrics: deps.metrics,
+    lock,
+    holdoutPerMille: deps.holdoutPerMille ?? (() => DEFAULT_HOLDOUT_PER_MILLE),
+    queued: (t) => leases.invalidate(t),
+  })
+  const triggers = createTriggers({ db: deps.db, tenants: deps.tenants, campaigns, segments, tags, targeting, lock, log, metrics: deps.metrics })
+  let closed = false
+  const open = () => {
+    if (closed) throw new AppError('SHUTTING_DOWN')
+  }
+
+  return {
+    campaigns,
+    policies,
+    leases,
+    routes(app, auth) {
+      registerPushRoutes(app, { auth, campaigns, policies, targeting, leases })
+    },
+    async runTargeting(tenantId, opts = {}) {
+      open()
+      return targeting.runTargeting(tenantId, opts)
+    },
+    async onEvents(tenantId, events) {
+      if (closed) return { campaigns: 0, targeted: 0, queued: 0 }
+      return triggers.onEvents(tenantId, events)
+    },
+    async close() {
+      closed = true
+      await lock.idle()
+      await leases.close()
+    },
+  }
+}

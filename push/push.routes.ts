@@ -1,0 +1,288 @@
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { z } from 'zod'
+import { AppError, errorBody } from '../core/errors.js'
+import type { Auth } from '../tenants/auth.js'
+import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES } from './campaign.schema.js'
+import type { CampaignRepository } from './campaign.repository.js'
+import type { LeaseManager } from './lease.manager.js'
+import type { PolicyRepository } from './policy.js'
+import { campaignStats, listTargets, TARGET_STATUSES } from './stats.js'
+import type { Targeting } from './targeting.js'
+
+/**
+ * Push over HTTP. Marketers (admin keys) manage campaigns and the tenant's policy and run
+ * targeting by hand; read keys see campaigns, stats and targets. The notification service pulls
+ * and acknowledges with a read key: pulled targets carry customer numbers and message text with
+ * amounts, so a write key, which ships inside the app, must not reach them.
+ */
+
+const security = [{ apiKey: [] }]
+const idParam = z.object({ id: z.string().regex(CAMPAIGN_ID, 'a campaign id: lower case letters, digits, _ and -') })
+const expected = z.object({ expectedVersion: z.coerce.number().int().min(0).optional() })
+
+const campaignView = z.object({
+  id: z.string(),
+  version: z.number(),
+  status: z.enum(['active', 'paused', 'retired']),
+  name: z.string(),
+  description: z.string(),
+  purpose: z.enum(PUSH_PURPOSES),
+  channel: z.enum(CHANNELS),
+  priority: z.enum(PRIORITIES),
+  audience: z.unknown(),
+  dateTrigger: z.unknown().optional(),
+  schedule: z.unknown(),
+  message: z.unknown(),
+  validFrom: z.string().optional(),
+  validUntil: z.string().optional(),
+  ttlMinutes: z.number(),
+  controlPerMille: z.number(),
+  conversion: z.unknown().optional(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  changeNote: z.string(),
+})
+const runView = z.object({
+  runId: z.string(),
+  asOf: z.string(),
+  campaigns: z.array(
+    z.object({
+      campaignId: z.string(),
+      version: z.number(),
+      skipped: z.string().optional(),
+      localDate: z.string().optional(),
+      targeted: z.number(),
+      queued: z.number(),
+      suppressed: z.record(z.string(), z.number()),
+      quietExempt: z.number(),
+      ms: z.number(),
+    }),
+  ),
+  errors: z.array(z.object({ campaignId: z.string(), code: z.string(), message: z.string(), issues: z.array(z.object({ field: z.string().optional(), message: z.string() }).loose()).optional() })),
+})
+const group = z.object({ customers: z.number(), converted: z.number(), rate: z.number().nullable() })
+const statsView = z.object({
+  campaignId: z.string(),
+  targeted: z.number(),
+  queued: z.number(),
+  suppressed: z.record(z.string(), z.number()).describe('by reason'),
+  sent: z.number().describe('acknowledged as delivered to the channel'),
+  failed: z.number(),
+  delivered: z.number().describe('push_delivered events'),
+  opened: z.number(),
+  clicked: z.number(),
+  conversion: z
+    .object({
+      event: z.array(z.string()),
+      withinHours: z.number(),
+      groups: z.object({ treated: group, holdout: group, control: group }),
+      upliftVsHoldout: z.number().nullable(),
+      upliftVsControl: z.number().nullable(),
+    })
+    .nullable(),
+})
+const targetView = z.object({
+  targetId: z.string(),
+  customerNo: z.string(),
+  localDate: z.string(),
+  status: z.enum(TARGET_STATUSES),
+  reason: z.string(),
+  dueAt: z.string(),
+  expiresAt: z.string(),
+  language: z.string(),
+  variant: z.string(),
+  title: z.string(),
+  body: z.string(),
+  quietExempt: z.boolean(),
+  createdAt: z.string(),
+})
+const policyView = z.object({
+  version: z.number(),
+  quietHours: z.object({ start: z.string(), end: z.string() }).nullable(),
+  consent: z.object({ service: z.string(), security: z.string() }),
+  caps: z.record(z.string(), z.object({ day: z.number(), week: z.number() })),
+  maxAttempts: z.number(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+  changeNote: z.string(),
+})
+const pulledView = z.object({
+  targetId: z.string(),
+  idempotencyKey: z.string().describe('the same for every lease of the target and across reruns: deduplicate sends by it'),
+  leaseId: z.string(),
+  leaseUntil: z.string(),
+  campaignId: z.string(),
+  campaignVersion: z.number(),
+  customerNo: z.string(),
+  channel: z.string(),
+  purpose: z.string(),
+  priority: z.string(),
+  language: z.string(),
+  variant: z.string(),
+  title: z.string(),
+  body: z.string(),
+  dueAt: z.string(),
+  expiresAt: z.string(),
+})
+const ackBody = z.strictObject({
+  results: z
+    .array(
+      z.strictObject({
+        targetId: z.string().regex(/^[0-9a-f]{32}$/, 'a target id'),
+        status: z.enum(['delivered', 'failed']),
+        reason: z.string().max(500).optional(),
+        retry: z.boolean().optional().describe('failed only: return the target for another attempt now'),
+      }),
+    )
+    .min(1)
+    .max(10_000),
+})
+
+export function registerPushRoutes(
+  app: FastifyInstance,
+  deps: { auth: Auth; campaigns: CampaignRepository; policies: PolicyRepository; targeting: Targeting; leases: LeaseManager },
+) {
+  const r = app.withTypeProvider<ZodTypeProvider>()
+  const { auth, campaigns, policies, leases } = deps
+  const read = auth.require('read')
+  const admin = auth.require('admin')
+  const actor = (keyId: string) => `key:${keyId}`
+
+  r.get('/v1/push/campaigns', { preHandler: read, schema: { tags: ['push'], summary: 'Campaigns (retired ones left out)', security, response: { 200: z.object({ campaigns: z.array(campaignView) }) } } }, async (req) => ({
+    campaigns: await campaigns.list(req.principal!.tenantId),
+  }))
+
+  r.get('/v1/push/campaigns/:id', { preHandler: read, schema: { tags: ['push'], summary: 'A campaign', security, params: idParam, response: { 200: campaignView, 404: errorBody } } }, async (req) =>
+    campaigns.get(req.principal!.tenantId, req.params.id),
+  )
+
+  r.get(
+    '/v1/push/campaigns/:id/versions',
+    { preHandler: read, schema: { tags: ['push'], summary: 'Every version: who changed what and when', security, params: idParam, response: { 200: z.object({ versions: z.array(campaignView) }), 404: errorBody } } },
+    async (req) => ({ versions: await campaigns.versions(req.principal!.tenantId, req.params.id) }),
+  )
+
+  r.put(
+    '/v1/push/campaigns/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['push'],
+        summary: 'Create or change a campaign (each change is a version, with who and a note)',
+        security,
+        params: idParam,
+        querystring: expected,
+        body: z.record(z.string(), z.unknown()).describe('the campaign: see push/README.md'),
+        response: { 200: z.object({ campaign: campaignView, changed: z.boolean() }), 201: z.object({ campaign: campaignView, changed: z.boolean() }), 400: errorBody, 409: errorBody },
+      },
+    },
+    async (req, reply) => {
+      const t = req.principal!.tenantId
+      const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
+      const out = await campaigns.save(t, req.params.id, req.body, actor(req.principal!.keyId), opts)
+      return reply.code(out.changed && out.campaign.version === 1 ? 201 : 200).send(out)
+    },
+  )
+
+  r.delete('/v1/push/campaigns/:id', { preHandler: admin, schema: { tags: ['push'], summary: 'Retire a campaign (its history and targets stay)', security, params: idParam, response: { 204: z.null(), 404: errorBody } } }, async (req, reply) => {
+    await campaigns.retire(req.principal!.tenantId, req.params.id, actor(req.principal!.keyId))
+    return reply.code(204).send(null)
+  })
+
+  r.post(
+    '/v1/push/campaigns/:id/run',
+    {
+      preHandler: admin,
+      schema: {
+        tags: ['push'],
+        summary: 'Target the campaign now (its occurrence of today; targets already made stay as they are)',
+        security,
+        params: idParam,
+        body: z.strictObject({ asOf: z.iso.datetime({ offset: true }).optional() }).default({}),
+        response: { 200: runView, 400: errorBody, 404: errorBody },
+      },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      const c = await campaigns.get(t, req.params.id)
+      if (c.schedule.kind === 'event') throw new AppError('VALIDATION_FAILED', 'An event-triggered campaign runs as its events arrive.', { issues: [{ field: 'schedule.kind', message: 'event' }] })
+      const out = await deps.targeting.runTargeting(t, { campaignIds: [c.id], trigger: 'manual', ...(req.body.asOf ? { asOf: new Date(req.body.asOf) } : {}) })
+      const err = out.errors[0]
+      if (err) throw new AppError(err.code, err.message, err.issues ? { issues: err.issues } : {})
+      return out
+    },
+  )
+
+  r.get('/v1/push/campaigns/:id/stats', { preHandler: read, schema: { tags: ['push'], summary: 'Funnel, suppression reasons and uplift', security, params: idParam, response: { 200: statsView, 404: errorBody } } }, async (req) => {
+    const t = req.principal!.tenantId
+    return campaignStats(auth.tenantDb(req), await campaigns.get(t, req.params.id))
+  })
+
+  r.get(
+    '/v1/push/campaigns/:id/targets',
+    {
+      preHandler: read,
+      schema: {
+        tags: ['push'],
+        summary: 'Targets of a campaign, page by page',
+        security,
+        params: idParam,
+        querystring: z.object({ status: z.enum(TARGET_STATUSES).optional(), cursor: z.string().max(40).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.object({ targets: z.array(targetView), nextCursor: z.string().nullable() }), 400: errorBody, 404: errorBody },
+      },
+    },
+    async (req) => {
+      await campaigns.get(req.principal!.tenantId, req.params.id)
+      return listTargets(auth.tenantDb(req), req.params.id, req.query)
+    },
+  )
+
+  r.get('/v1/push/policy', { preHandler: read, schema: { tags: ['push'], summary: 'Quiet hours, consent needs and caps', security, response: { 200: policyView } } }, async (req) =>
+    policies.get(req.principal!.tenantId),
+  )
+
+  r.put(
+    '/v1/push/policy',
+    {
+      preHandler: admin,
+      schema: { tags: ['push'], summary: 'Change the push policy (a new version)', security, querystring: expected, body: z.record(z.string(), z.unknown()), response: { 200: z.object({ policy: policyView, changed: z.boolean() }), 400: errorBody, 409: errorBody } },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      const out = await policies.save(t, req.body, actor(req.principal!.keyId), req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {})
+      leases.invalidate(t)
+      return out
+    },
+  )
+
+  r.post(
+    '/v1/push/pull',
+    {
+      preHandler: read,
+      schema: {
+        tags: ['push'],
+        summary: 'Lease up to `limit` due targets for `leaseSeconds`; unacknowledged ones return when the lease runs out',
+        security,
+        body: z.strictObject({ limit: z.number().int().min(1).max(10_000).default(100), leaseSeconds: z.number().int().min(1).max(3600).default(60) }).default({ limit: 100, leaseSeconds: 60 }),
+        response: { 200: z.object({ targets: z.array(pulledView) }), 400: errorBody, 503: errorBody },
+      },
+    },
+    async (req) => ({ targets: await leases.pull(req.principal!.tenantId, req.body) }),
+  )
+
+  r.post(
+    '/v1/push/ack',
+    {
+      preHandler: read,
+      schema: {
+        tags: ['push'],
+        summary: 'Report leased targets delivered or failed (with a reason)',
+        security,
+        body: ackBody,
+        response: { 200: z.object({ accepted: z.number(), rejected: z.array(z.object({ index: z.number(), targetId: z.string(), reason: z.string() })) }), 400: errorBody, 503: errorBody },
+      },
+    },
+    async (req) => leases.ack(req.principal!.tenantId, req.body.results),
+  )
+}

@@ -1,0 +1,215 @@
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import { addDays, chDateTime } from '../core/time.js'
+import { inHoldout } from '../recommend/experiments.js'
+import type { ParamBinder } from '../tags/tag.params.js'
+import { compileMessage, messageFields, type SavedCampaign } from './campaign.schema.js'
+import { minutesOf, type Policy } from './policy.js'
+import { planFields, type OpeningProduct } from './targeting.fields.js'
+import { templateSql, type TemplatePart } from './template.js'
+
+/**
+ * The one INSERT ... SELECT that turns an audience into targets, policy applied, inside the
+ * engine: no customer row passes through JS, so a million customers target in seconds.
+ *
+ * The audience (`a`: customer_key, occ_date, due_base, no_hint) is joined with the profile,
+ * the consent for the campaign's purpose and channel, the elder tag, the customer's budget
+ * (queued non-security targets of the surrounding days, all campaigns) and the sources of the
+ * template fields. Then, in order, the first rule that applies names the reason a customer is
+ * left out (stored as a suppressed target): consent, the global holdout (marketing only), the
+ * campaign's control group, a field the message needs and the customer lacks, quiet hours that
+ * push the message past its validity, and the caps of the campaign's priority class. Keys that
+ * already have a target for this campaign and date are skipped: one target per (campaign,
+ * customer, local date), whatever reruns happen.
+ */
+
+export interface AudienceSql {
+  /** Rows of (customer_key UInt32, occ_date Date, due_base DateTime64(3, 'UTC'), no_hint String), unique per key and date. */
+  sql: string
+  /** The occ_date values it yields lie in [from, to] (YYYY-MM-DD). */
+  dates: { from: string; to: string }
+}
+
+export interface TargetingSpec {
+  tenantId: number
+  campaign: SavedCampaign
+  audience: AudienceSql
+  policy: Policy
+  timeZone: string
+  now: Date
+  /** Local date of `now`. */
+  today: string
+  holdoutPerMille: number
+  runId: string
+  trigger: 'schedule' | 'event' | 'manual'
+  product?: OpeningProduct | undefined
+}
+
+const FAR_FUTURE = '2100-01-01 00:00:00.000'
+const ELDER_TAG = 'elder'
+
+/**
+ * The bucket of `inHoldout` (recommend/experiments.ts) as SQL, so the holdout is decided in the
+ * engine for a million customers at once: MD5 of the customer number, its four little-endian
+ * words folded into the salt's FNV-1a state (multiply, rotate), then murmur3's finaliser, modulo
+ * 1000. The salt's state is a constant per query, computed in JS (`saltState`) and bound; every
+ * step is UInt32 arithmetic, as JS's Math.imul and >>> are. `checkHoldoutParity` proves the two
+ * agree before a process targets anything.
+ */
+export function saltState(salt: string, tenantId: number): number {
+  let h = 0x811c9dc5 ^ tenantId
+  for (let i = 0; i < salt.length; i++) h = Math.imul(h ^ salt.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+const mul32 = (x: string, k: number) => `toUInt32(bitAnd(toUInt64(${x}) * ${k}, 4294967295))`
+/** `f` applied to the value of `x` (named once, so the text does not grow with each step). */
+const step = (x: string, f: (h: string) => string) => `arrayMap(h -> ${f('h')}, [${x}])[1]`
+
+export function bucketSql(stateParam: string, customerNo: string): string {
+  const words = [0, 1, 2, 3].map((i) => `reinterpretAsUInt32(substring(d, ${1 + 4 * i}, 4))`).join(', ')
+  const rounds = `arrayFold((acc, w) -> bitRotateLeft(${mul32('bitXor(acc, w)', 0xcc9e2d51)}, 15), [${words}], toUInt32(${stateParam}))`
+  let h = `arrayMap(d -> ${rounds}, [MD5(${customerNo})])[1]`
+  h = step(h, (x) => `bitXor(${x}, bitShiftRight(${x}, 16))`)
+  h = step(h, (x) => mul32(x, 0x85ebca6b))
+  h = step(h, (x) => `bitXor(${x}, bitShiftRight(${x}, 13))`)
+  h = step(h, (x) => mul32(x, 0xc2b2ae35))
+  h = step(h, (x) => `bitXor(${x}, bitShiftRight(${x}, 16))`)
+  return `(${h} % 1000)`
+}
+export const HOLDOUT_SALT = 'holdout'
+export const controlSalt = (campaignId: string) => `push-control:${campaignId}`
+
+/**
+ * The holdout is shared with the layout experiments, which decide it in JS: a customer must fall
+ * on the same side here. Checked against `inHoldout` once per process before the first run.
+ */
+export async function checkHoldoutParity(db: TenantDb): Promise<void> {
+  const nos = Array.from({ length: 64 }, (_, i) => `P${i * 7919}`)
+  const [r] = await db.query(
+    `SELECT arrayMap(x -> toUInt8(${bucketSql('{state:UInt32}', 'x')} < 500), {nos:Array(String)}) AS inside`,
+    { state: saltState(HOLDOUT_SALT, db.tenantId), nos },
+    z.object({ inside: z.array(z.coerce.number()) }),
+  )
+  const expected = nos.map((n) => (inHoldout(db.tenantId, n, 500) ? 1 : 0))
+  if (!r || r.inside.join() !== expected.join()) throw new AppError('INTERNAL', 'The push holdout no longer matches recommend/experiments.ts inHoldout.')
+}
+
+type Texts = { title: TemplatePart[] | null; body: TemplatePart[] }
+
+export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; params: Record<string, unknown> } {
+  const c = s.campaign
+  const en = `c.language = 'en'`
+  const msg = compileMessage(c.message)
+  const fields = planFields(messageFields(c.message), b, { en, product: s.product })
+  const elder = msg.elder ? 'el.elder = 1' : '0'
+  const joins = [
+    `LEFT JOIN (SELECT customer_key, customer_no, language, name_masked, deleted FROM customers FINAL WHERE tenant_id = {tenant:UInt16}) AS c ON c.customer_key = a.customer_key`,
+    `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
+       WHERE tenant_id = {tenant:UInt16} AND purpose = {purpose:String} AND channel = {channel:String} GROUP BY customer_key) AS cs ON cs.customer_key = a.customer_key`,
+    // One budget across campaigns: what was released (queued) on the days a new target may spend.
+    `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
+       WHERE tenant_id = {tenant:UInt16} AND local_date >= subtractDays({bfrom:Date}, 30) AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
+         AND status = 'queued' AND purpose != 'security' GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
+    ...(msg.elder
+      ? [`LEFT JOIN (SELECT customer_key, toUInt8(1) AS elder FROM tag_values FINAL
+           WHERE tenant_id = {tenant:UInt16} AND tag = {elderTag:String} AND is_deleted = 0 AND value = 'true') AS el ON el.customer_key = a.customer_key`]
+      : []),
+    ...fields.joins,
+  ]
+  // The text each customer gets: elder variant where there is one and the customer is elder
+  // (its missing title falls back to the standard one), in English where the profile says so.
+  const pick = (part: 'title' | 'body') => {
+    const sql = (t: Texts, fallback?: Texts) => {
+      const p = t[part] ?? fallback?.[part] ?? null
+      return p ? templateSql(p, b, fields.expr) : b.str('')
+    }
+    const std = `if(${en}, ${sql(msg.standard.en)}, ${sql(msg.standard.zh)})`
+    if (!msg.elder) return std
+    return `if(${elder}, if(${en}, ${sql(msg.elder.en, msg.standard.en)}, ${sql(msg.elder.zh, msg.standard.zh)}), ${std})`
+  }
+  const custNo = `if(c.customer_no != '', c.customer_no, a.no_hint)`
+  const consentOk = {
+    explicit: 'cs.known = 1 AND cs.granted = 1',
+    unless_refused: 'NOT (cs.known = 1 AND cs.granted = 0)',
+    always: '1',
+  }[c.purpose === 'marketing' ? 'explicit' : s.policy.consent[c.purpose]]
+  const holdout = c.purpose === 'marketing' && s.holdoutPerMille > 0 ? `${bucketSql('{hstate:UInt32}', custNo)} < {holdout:UInt16}` : '0'
+  const control = c.controlPerMille > 0 ? `${bucketSql('{cstate:UInt32}', custNo)} < {control:UInt16}` : '0'
+
+  const joined = `SELECT a.customer_key AS k, a.occ_date AS occ, a.due_base AS due_base, ${custNo} AS cust_no,
+      if(${en}, 'en', 'zh') AS lang, if(${elder}, 'elder', 'standard') AS variant,
+      toUInt8(${consentOk}) AS consent_ok, cs.known AS consent_known, toUInt8(${holdout}) AS in_holdout, toUInt8(${control}) AS in_control,
+      bu.sent AS sent, ${pick('title')} AS title, ${pick('body')} AS body
+    FROM (${s.audience.sql}) AS a
+    ${joins.join('\n    ')}
+    WHERE c.deleted = 0 AND cust_no != ''
+      AND (a.customer_key, a.occ_date) NOT IN (SELECT customer_key, local_date FROM push_targets
+        WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND local_date BETWEEN {dfrom:Date} AND {dto:Date})`
+
+  // Quiet hours in the tenant's local time; [start, end) may wrap midnight. Security messages are
+  // released inside them (flagged); the others wait for the end of the quiet period.
+  const q = s.policy.quietHours
+  const security = c.purpose === 'security'
+  const quiet = !q ? '0' : minutesOf(q.start) < minutesOf(q.end) ? 'mday >= {qs:UInt16} AND mday < {qe:UInt16}' : '(mday >= {qs:UInt16} OR mday < {qe:UInt16})'
+  const deferred = `toDateTime64(addMinutes(toStartOfDay(due0, {tz:String}), {qe:UInt16} + if({qs:UInt16} > {qe:UInt16} AND mday >= {qs:UInt16}, 1440, 0)), 3, 'UTC')`
+  const timed = `SELECT *, toUInt8(${quiet}) AS quiet, ${security || !q ? 'due0' : `if(quiet = 1, ${deferred}, due0)`} AS due_at, toDate(due_at, {tz:String}) AS send_date
+    FROM (SELECT *, toHour(due0, {tz:String}) * 60 + toMinute(due0, {tz:String}) AS mday
+          FROM (SELECT *, greatest(due_base, {now:DateTime64(3, 'UTC')}, {vfrom:DateTime64(3, 'UTC')}) AS due0 FROM (${joined})))`
+
+  const capped = !security && c.priority !== 'critical'
+  const reasons = [
+    `consent_ok = 0, if(consent_known = 1, 'consent_refused', 'no_consent')`,
+    `in_holdout = 1, 'holdout'`,
+    `in_control = 1, 'control_group'`,
+    `isNull(title) OR isNull(body), 'missing_field'`,
+    `due_at >= {until:DateTime64(3, 'UTC')}, if(quiet = 1, 'quiet_hours', 'outside_validity')`,
+    ...(capped
+      ? [`arrayCount(d -> d = send_date, sent) >= {capDay:UInt16}, 'cap_day'`, `arrayCount(d -> d > subtractDays(send_date, 7) AND d <= send_date, sent) >= {capWeek:UInt16}, 'cap_week'`]
+      : []),
+  ]
+  const decided = `SELECT *, multiIf(${reasons.join(', ')}, '') AS reason FROM (${timed})`
+
+  const sql = `INSERT INTO push_targets (tenant_id, campaign_id, local_date, customer_key, target_id, campaign_version, run_id, customer_no,
+      purpose, channel, priority, status, reason, due_at, expires_at, send_date, quiet_exempt, language, variant, title, body, trigger, created_at)
+    SELECT {tenant:UInt16}, {cid:String}, occ, k, lower(hex(MD5(concat({tprefix:String}, toString(k), ':', toString(occ))))),
+      {ver:UInt32}, {run:UInt64}, cust_no, {purpose:String}, {channel:String}, {priority:String},
+      if(reason = '', 'queued', 'suppressed'), reason, due_at,
+      least(due_at + toIntervalMinute({ttl:UInt32}), {until:DateTime64(3, 'UTC')}), send_date,
+      toUInt8(quiet = 1 AND ${security ? 1 : 0} = 1), lang, variant, ifNull(title, ''), ifNull(body, ''), {trigger:String}, {now:DateTime64(3, 'UTC')}
+    FROM (${decided})`
+
+  const cap = capped ? s.policy.caps[c.priority as 'low' | 'normal' | 'high'] : { day: 0, week: 0 }
+  const params: Record<string, unknown> = {
+    ...b.params,
+    cid: c.id,
+    ver: c.version,
+    run: s.runId,
+    purpose: c.purpose,
+    channel: c.channel,
+    priority: c.priority,
+    trigger: s.trigger,
+    tz: s.timeZone,
+    now: chDateTime(s.now),
+    today: s.today,
+    vfrom: c.validFrom ? chDateTime(new Date(c.validFrom)) : '1970-01-01 00:00:00.000',
+    until: c.validUntil ? chDateTime(new Date(c.validUntil)) : FAR_FUTURE,
+    ttl: c.ttlMinutes,
+    dfrom: s.audience.dates.from,
+    dto: s.audience.dates.to,
+    bfrom: addDays(s.audience.dates.from, -7),
+    bto: addDays(s.audience.dates.to, 2),
+    tprefix: `${s.tenantId}:${c.id}:`,
+    elderTag: ELDER_TAG,
+    hstate: saltState(HOLDOUT_SALT, s.tenantId),
+    holdout: Math.max(0, Math.min(1000, Math.trunc(s.holdoutPerMille))),
+    cstate: saltState(controlSalt(c.id), s.tenantId),
+    control: c.controlPerMille,
+    qs: q ? minutesOf(q.start) : 0,
+    qe: q ? minutesOf(q.end) : 0,
+    capDay: cap.day,
+    capWeek: cap.week,
+  }
+  return { sql, params }
+}

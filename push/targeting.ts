@@ -1,0 +1,184 @@
+import { z } from 'zod'
+import type { Db, TenantDb } from '../core/db.js'
+import { errText, isAppError, type ErrorCode, type ErrorIssue } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { localDate } from '../core/time.js'
+import type { SegmentRepository } from '../segments/segment.repository.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import { ParamBinder } from '../tags/tag.params.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import { PRIORITIES, type SavedCampaign } from './campaign.schema.js'
+import type { CampaignRepository } from './campaign.repository.js'
+import type { KeyedLock } from './keyed-lock.js'
+import type { PolicyRepository } from './policy.js'
+import { occurrenceOf } from './schedule.js'
+import { audienceBitmap, dateTriggerSql, openingProduct, scheduledAudience } from './targeting.audience.js'
+import type { OpeningProduct } from './targeting.fields.js'
+import { checkHoldoutParity, targetingSql, type AudienceSql } from './targeting.sql.js'
+
+/**
+ * Targeting runs: for each due campaign of a tenant, its audience becomes targets in one
+ * INSERT ... SELECT (targeting.sql.ts). Runs of a tenant, and event triggers, take the tenant's
+ * lock: whether a (campaign, customer, date) has a target and how much of a customer's budget is
+ * spent are read and then written, and two of those must not interleave. Campaigns run highest
+ * priority class first, so a reminder claims the day's budget before a promotion does.
+ */
+
+export interface TargetingDeps {
+  db: Db
+  tenants: TenantService
+  campaigns: CampaignRepository
+  policies: PolicyRepository
+  segments: SegmentRepository
+  tags: TagRepository
+  log: Logger
+  metrics: Metrics
+  lock: KeyedLock
+  holdoutPerMille(tenantId: number): number | Promise<number>
+  /** Called when targets were queued (the lease manager reads its queue again). */
+  queued(tenantId: number): void
+}
+
+export interface CampaignRunResult {
+  campaignId: string
+  version: number
+  /** Why nothing was targeted: paused, not_yet, not_today, event_triggered, expired, no_product_opening. */
+  skipped?: string
+  localDate?: string
+  /** Targets written by this run (queued + suppressed). */
+  targeted: number
+  queued: number
+  suppressed: Record<string, number>
+  /** Security messages released inside quiet hours. */
+  quietExempt: number
+  ms: number
+}
+
+export interface TargetingResult {
+  runId: string
+  asOf: string
+  campaigns: CampaignRunResult[]
+  errors: { campaignId: string; code: ErrorCode; message: string; issues?: ErrorIssue[] | undefined }[]
+}
+
+let lastRunId = 0n
+/** Increasing run ids (UInt64): milliseconds and a counter. */
+export function newRunId(now = Date.now()): string {
+  let id = BigInt(now) * 1000n
+  if (id <= lastRunId) id = lastRunId + 1n
+  lastRunId = id
+  return id.toString()
+}
+
+const countRow = z.object({ status: z.string(), reason: z.string(), n: z.coerce.number(), exempt: z.coerce.number() })
+
+export function createTargeting(deps: TargetingDeps) {
+  const { log } = deps
+  const written = deps.metrics.counter('qianmian_push_targets_total', 'Targets written, by purpose and outcome (queued or the suppression reason)', ['purpose', 'outcome'])
+  const seconds = deps.metrics.histogram('qianmian_push_targeting_seconds', 'Targeting one campaign', ['trigger'], [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60])
+  const exempted = deps.metrics.counter('qianmian_push_quiet_exempt_total', 'Security messages released inside quiet hours')
+  const parity = new Set<number>()
+
+  /** Writes one campaign's targets for an audience and counts what this run wrote. */
+  async function write(
+    db: TenantDb,
+    o: { campaign: SavedCampaign; audience: AudienceSql; b: ParamBinder; asOf: Date; timeZone: string; runId: string; trigger: 'schedule' | 'event' | 'manual'; product?: OpeningProduct | undefined },
+  ): Promise<Pick<CampaignRunResult, 'targeted' | 'queued' | 'suppressed' | 'quietExempt'>> {
+    const tenantId = db.tenantId
+    if (!parity.has(tenantId)) {
+      await checkHoldoutParity(db)
+      parity.add(tenantId)
+    }
+    const [policy, holdout] = await Promise.all([deps.policies.get(tenantId), deps.holdoutPerMille(tenantId)])
+    const c = o.campaign
+    const spec = { tenantId, campaign: c, audience: o.audience, policy, timeZone: o.timeZone, now: o.asOf, today: localDate(o.asOf, o.timeZone), holdoutPerMille: holdout, runId: o.runId, trigger: o.trigger, product: o.product }
+    const { sql, params } = targetingSql(spec, o.b)
+    const stop = seconds.startTimer({ trigger: o.trigger })
+    await db.command(sql, params)
+    stop()
+    const rows = await db.query(
+      `SELECT toString(status) AS status, reason, count() AS n, sum(quiet_exempt) AS exempt FROM push_targets
+       WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND local_date BETWEEN {dfrom:Date} AND {dto:Date} AND run_id = {run:UInt64}
+       GROUP BY status, reason`,
+      { cid: c.id, dfrom: o.audience.dates.from, dto: o.audience.dates.to, run: o.runId },
+      countRow,
+    )
+    const out = { targeted: 0, queued: 0, suppressed: {} as Record<string, number>, quietExempt: 0 }
+    for (const r of rows) {
+      out.targeted += r.n
+      out.quietExempt += r.exempt
+      if (r.status === 'queued') out.queued += r.n
+      else out.suppressed[r.reason] = (out.suppressed[r.reason] ?? 0) + r.n
+      written.inc({ purpose: c.purpose, outcome: r.status === 'queued' ? 'queued' : r.reason }, r.n)
+    }
+    if (out.quietExempt) {
+      exempted.inc(out.quietExempt)
+      log.info({ tenant: tenantId, campaign: c.id, runId: o.runId, exempt: out.quietExempt }, 'security messages released inside quiet hours')
+    }
+    if (out.queued) deps.queued(tenantId)
+    return out
+  }
+
+  async function runOne(
+    db: TenantDb,
+    c: SavedCampaign,
+    ctx: { asOf: Date; timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string; trigger: 'schedule' | 'manual' },
+  ): Promise<CampaignRunResult> {
+    const t0 = performance.now()
+    const base = { campaignId: c.id, version: c.version, targeted: 0, queued: 0, suppressed: {}, quietExempt: 0 }
+    const skip = (skipped: string, day?: string): CampaignRunResult => ({ ...base, skipped, ...(day ? { localDate: day } : {}), ms: 0 })
+    if (c.status !== 'active') return skip(c.status)
+    const occ = occurrenceOf(c.schedule, ctx.asOf, ctx.timeZone)
+    if (!occ.due) return skip(occ.reason)
+    if (c.validUntil && ctx.asOf.getTime() >= Date.parse(c.validUntil)) return skip('expired', occ.localDate)
+    if (c.validFrom && localDate(new Date(c.validFrom), ctx.timeZone) > occ.localDate) return skip('not_yet', occ.localDate)
+    const today = localDate(ctx.asOf, ctx.timeZone)
+    let product: OpeningProduct | undefined
+    if (c.dateTrigger?.on === 'product_opening') {
+      product = await openingProduct(db, c.dateTrigger, today)
+      if (!product) return skip('no_product_opening', occ.localDate)
+    }
+    const b = new ParamBinder('q')
+    const bitmap = await audienceBitmap(c.audience, { db, segments: deps.segments, defs: ctx.defs, timeZone: ctx.timeZone, asOf: ctx.asOf, purpose: c.purpose }, b)
+    const trigger = c.dateTrigger ? dateTriggerSql(c.dateTrigger, today, b) : null
+    const audience = scheduledAudience({ bitmap, trigger, schedule: c.schedule, localDate: occ.localDate, dueAt: occ.dueAt, timeZone: ctx.timeZone, asOf: ctx.asOf }, b)
+    const counts = await write(db, { campaign: c, audience, b, asOf: ctx.asOf, timeZone: ctx.timeZone, runId: ctx.runId, trigger: ctx.trigger, product })
+    return { ...base, ...counts, localDate: occ.localDate, ms: Number((performance.now() - t0).toFixed(1)) }
+  }
+
+  /**
+   * Targets the tenant's due scheduled campaigns (or those named) as of `asOf`. Safe to call
+   * as often as wanted: a (campaign, customer, date) is targeted once. One failing campaign is
+   * reported in `errors` and does not stop the others.
+   */
+  async function runTargeting(tenantId: number, opts: { asOf?: Date; campaignIds?: string[]; trigger?: 'schedule' | 'manual' } = {}): Promise<TargetingResult> {
+    const asOf = opts.asOf ?? new Date()
+    const runId = newRunId()
+    const out: TargetingResult = { runId, asOf: asOf.toISOString(), campaigns: [], errors: [] }
+    const [tenant, list, tags] = await Promise.all([deps.tenants.get(tenantId), deps.campaigns.list(tenantId), deps.tags.list(tenantId)])
+    const wanted = opts.campaignIds ? new Set(opts.campaignIds) : undefined
+    const campaigns = list
+      .filter((c) => (wanted ? wanted.has(c.id) : c.schedule.kind !== 'event'))
+      .sort((a, b) => PRIORITIES.indexOf(b.priority) - PRIORITIES.indexOf(a.priority) || a.id.localeCompare(b.id))
+    for (const id of wanted ?? []) if (!list.some((c) => c.id === id)) out.errors.push({ campaignId: id, code: 'NOT_FOUND', message: `No campaign ${id}.` })
+    const defs = new Map<string, TagDefinition>(tags.map((d) => [d.name, d]))
+    const db = deps.db.forTenant(tenantId)
+    await deps.lock.run(tenantId, async () => {
+      for (const c of campaigns) {
+        try {
+          out.campaigns.push(await runOne(db, c, { asOf, timeZone: tenant.timeZone, defs, runId, trigger: opts.trigger ?? 'schedule' }))
+        } catch (e) {
+          log.warn({ tenant: tenantId, campaign: c.id, err: errText(e) }, 'push targeting failed')
+          out.errors.push({ campaignId: c.id, code: isAppError(e) ? e.code : 'INTERNAL', message: errText(e), ...(isAppError(e) && e.issues ? { issues: [...e.issues] } : {}) })
+        }
+      }
+    })
+    return out
+  }
+
+  return { runTargeting, write }
+}
+
+export type Targeting = ReturnType<typeof createTargeting>

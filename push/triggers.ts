@@ -1,0 +1,151 @@
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { errText } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import { chDateTime, localDate } from '../core/time.js'
+import type { SegmentRepository } from '../segments/segment.repository.js'
+import type { TagRepository } from '../tags/tag.repository.js'
+import { measureConditionSql } from '../tags/tag.measures.js'
+import { ParamBinder } from '../tags/tag.params.js'
+import type { TagDefinition } from '../tags/tag.schema.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import type { EventSchedule, SavedCampaign } from './campaign.schema.js'
+import type { CampaignRepository } from './campaign.repository.js'
+import type { KeyedLock } from './keyed-lock.js'
+import { audienceBitmap } from './targeting.audience.js'
+import type { Targeting } from './targeting.js'
+import { newRunId } from './targeting.js'
+
+/**
+ * Event triggers: "A then B within N minutes" (up to four steps), evaluated as events arrive.
+ * The ingest path calls `onEvents` with a batch it has stored. Only events named by the last
+ * step of an active event campaign wake a trigger (the rest cost a set lookup); for those
+ * customers one windowFunnel pass over their recent events (the events table is ordered by
+ * customer and time, so this reads a few granules) says who completed the sequence, and the
+ * usual targeting query writes their targets: consent, caps, dedup per local date, the holdout
+ * and quiet hours apply as for any campaign. Targets are due at once, so the next pull has them.
+ */
+
+export interface IncomingEvent {
+  event: string
+  /** The bank's customer number (Segment userId). */
+  userId?: string | undefined
+  /** The dense key when the caller knows it already. */
+  customerKey?: number | undefined
+  /** Event time: epoch milliseconds, a Date or an ISO string. */
+  timestamp: number | Date | string
+}
+
+export interface TriggerResult {
+  campaigns: number
+  targeted: number
+  queued: number
+}
+
+const idRow = z.object({ id_value: z.string(), customer_key: z.coerce.number() })
+const ms = (t: IncomingEvent['timestamp']) => (typeof t === 'number' ? t : typeof t === 'string' ? Date.parse(t) : t.getTime())
+
+export function createTriggers(deps: {
+  db: Db
+  tenants: TenantService
+  campaigns: CampaignRepository
+  segments: SegmentRepository
+  tags: TagRepository
+  targeting: Targeting
+  lock: KeyedLock
+  log: Logger
+  metrics: Metrics
+}) {
+  const latency = deps.metrics.histogram('qianmian_push_trigger_seconds', 'From the last event of a sequence to its target written', [], [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+
+  /** Keys of customer numbers, from the identities ingest wrote. */
+  async function keysOf(tenantId: number, userIds: string[]): Promise<Map<string, number>> {
+    if (!userIds.length) return new Map()
+    const rows = await deps.db.forTenant(tenantId).query(
+      `SELECT id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
+       WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no' AND id_value IN (SELECT arrayJoin({ids:Array(String)}))
+       GROUP BY id_value`,
+      { ids: userIds },
+      idRow,
+    )
+    return new Map(rows.filter((r) => r.customer_key !== 0).map((r) => [r.id_value, r.customer_key]))
+  }
+
+  async function evaluate(
+    tenantId: number,
+    c: SavedCampaign & { schedule: EventSchedule },
+    hits: { key: number; no: string; at: number }[],
+    ctx: { timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string },
+  ) {
+    const db = deps.db.forTenant(tenantId)
+    const now = new Date()
+    const b = new ParamBinder('q')
+    const s = c.schedule
+    const steps = s.steps.map(({ event: f }) => measureConditionSql({ id: '', role: 'count', events: f.names ?? [], eventTypes: f.types ?? [], where: f.where ?? [], property: undefined }, b))
+    const first = Math.min(...hits.map((h) => h.at))
+    const last = Math.max(...hits.map((h) => h.at))
+    const within = s.withinMinutes * 60
+    const audience = c.audience.all ? '' : `AND customer_key IN (SELECT arrayJoin(bitmapToArray(seg)) FROM (${await audienceBitmap(c.audience, { db, segments: deps.segments, defs: ctx.defs, timeZone: ctx.timeZone, asOf: now, purpose: c.purpose }, b)}))`
+    const keys = [...new Set(hits.map((h) => h.key))]
+    // windowFunnel's window is a validated integer (1..1440 minutes): it takes a literal.
+    const sql = `SELECT customer_key, toDate(tb, {tz:String}) AS occ_date, {now:DateTime64(3, 'UTC')} AS due_base,
+        transform(customer_key, ${b.bind('Array(UInt32)', hits.map((h) => h.key))}, ${b.strs(hits.map((h) => h.no))}, '') AS no_hint
+      FROM (
+        SELECT customer_key, windowFunnel(${within})(toDateTime(timestamp), ${steps.map((x) => `(${x})`).join(', ')}) AS level,
+               maxIf(timestamp, ${steps[steps.length - 1]}) AS tb
+        FROM events
+        WHERE tenant_id = {tenant:UInt16} AND customer_key IN ${b.bind('Array(UInt32)', keys)}
+          AND timestamp BETWEEN ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(first - within * 1000))} AND ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(last + 1000))}
+        GROUP BY customer_key
+        HAVING level = ${steps.length} AND tb >= ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(first))})
+      WHERE 1 ${audience}`
+    const dates = { from: localDate(new Date(first), ctx.timeZone), to: localDate(new Date(last), ctx.timeZone) }
+    const out = await deps.targeting.write(db, { campaign: c, audience: { sql, dates }, b, asOf: now, timeZone: ctx.timeZone, runId: ctx.runId, trigger: 'event' })
+    if (out.targeted) latency.observe((Date.now() - last) / 1000)
+    return out
+  }
+
+  /**
+   * Evaluates the tenant's event triggers over a batch of stored events. Failures are logged and
+   * counted, not thrown: the events are stored whatever happens here.
+   */
+  async function onEvents(tenantId: number, events: readonly IncomingEvent[]): Promise<TriggerResult> {
+    const result: TriggerResult = { campaigns: 0, targeted: 0, queued: 0 }
+    const active = (await deps.campaigns.active(tenantId)).filter((c): c is SavedCampaign & { schedule: EventSchedule } => c.schedule.kind === 'event')
+    const wakes = active.map((c) => {
+      const names = new Set(c.schedule.steps[c.schedule.steps.length - 1]!.event.names ?? [])
+      return { c, events: events.filter((e) => names.has(e.event) && (e.userId || e.customerKey)) }
+    }).filter((w) => w.events.length)
+    if (!wakes.length) return result
+    try {
+      const userIds = [...new Set(wakes.flatMap((w) => w.events.flatMap((e) => (!e.customerKey && e.userId ? [e.userId] : []))))]
+      const [tenant, tags, keys] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId), keysOf(tenantId, userIds)])
+      const defs = new Map<string, TagDefinition>(tags.map((d) => [d.name, d]))
+      const runId = newRunId()
+      await deps.lock.run(tenantId, async () => {
+        for (const { c, events: evs } of wakes) {
+          const hits = evs.flatMap((e) => {
+            const key = e.customerKey ?? keys.get(e.userId ?? '')
+            const at = ms(e.timestamp)
+            return key && Number.isFinite(at) ? [{ key, no: e.userId ?? '', at }] : []
+          })
+          if (!hits.length) continue
+          try {
+            const out = await evaluate(tenantId, c, hits, { timeZone: tenant.timeZone, defs, runId })
+            result.campaigns++
+            result.targeted += out.targeted
+            result.queued += out.queued
+          } catch (e) {
+            deps.log.warn({ tenant: tenantId, campaign: c.id, err: errText(e) }, 'push event trigger failed')
+          }
+        }
+      })
+    } catch (e) {
+      deps.log.warn({ tenant: tenantId, err: errText(e) }, 'push event triggers failed')
+    }
+    return result
+  }
+
+  return { onEvents }
+}
