@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime, daysBetween, localDate } from '../core/time.js'
+import { addDays, chDateTime, daysBetween, localDate, zonedMidnight } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
@@ -68,6 +68,18 @@ export function createLayoutService(deps: {
   let flusher: NodeJS.Timeout | undefined
   const loadSeconds = deps.metrics.histogram('qianmian_layout_snapshot_load_seconds', 'Layout snapshot load time', ['tenant'], [0.1, 0.5, 1, 5, 15, 60, 300])
   const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
+
+  // The tenant's local day, kept until its next local midnight: formatting a date in a time zone
+  // costs more than ranking a module, and the day changes once a day.
+  const days = new Map<string, { day: string; today: number; until: number }>()
+  function localDay(timeZone: string, nowMs: number): { day: string; today: number } {
+    const hit = days.get(timeZone)
+    if (hit && nowMs < hit.until) return hit
+    const day = localDate(new Date(nowMs), timeZone)
+    const entry = { day, today: daysBetween('1970-01-01', day), until: zonedMidnight(addDays(day, 1), timeZone).getTime() }
+    days.set(timeZone, entry)
+    return entry
+  }
 
   async function currentVersion(tenantId: number) {
     const tenant = await deps.tenants.get(tenantId)
@@ -161,8 +173,7 @@ export function createLayoutService(deps: {
       const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
       const tenant = await deps.tenants.get(req.tenantId)
       const now = new Date()
-      const day = localDate(now, tenant.timeZone)
-      const today = daysBetween('1970-01-01', day)
+      const { day, today } = localDay(tenant.timeZone, now.getTime())
       const customerNo = req.customerId
       const digest = customerNo ? customerDigest(customerNo) : undefined
       const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
