@@ -1,5 +1,5 @@
 import { AppError } from '../../core/errors.js'
-import { buildUserItemMatrix, topK, type Recommender } from './matrix.js'
+import { addDenseRows, buildUserItemMatrix, topK, type Recommender } from './matrix.js'
 import type { InteractionTable } from './table.js'
 
 /**
@@ -269,7 +269,7 @@ export function fitEase(train: InteractionTable, options: EaseOptions = {}): Eas
       rowOff[t] = cols[lo + t]! * m
       rowVal[t] = x.vals[lo + t]!
     }
-    addRows(b, m, rowOff, rowVal, rows, scratch)
+    addDenseRows(b, m, rowOff, rowVal, rows, scratch)
   }
   const known = (user: number) => user >= 0 && user < x.nUsers && x.rowPtr[user + 1]! > x.rowPtr[user]!
 
@@ -316,23 +316,3 @@ function gramMatrix(rowPtr: Int32Array, cols: Int32Array, vals: Float64Array, nU
   return g
 }
 
-/** out += Σ val[t] · B[row at off[t]], four rows per pass over `out` (see addDenseRows in sar.ts). */
-function addRows(b: Float32Array, m: number, off: Int32Array, val: Float64Array, rows: number, out: Float64Array): void {
-  let t = 0
-  for (; t + 3 < rows; t += 4) {
-    const o0 = off[t]!
-    const o1 = off[t + 1]!
-    const o2 = off[t + 2]!
-    const o3 = off[t + 3]!
-    const a0 = val[t]!
-    const a1 = val[t + 1]!
-    const a2 = val[t + 2]!
-    const a3 = val[t + 3]!
-    for (let i = 0; i < m; i++) out[i]! += a0 * b[o0 + i]! + a1 * b[o1 + i]! + a2 * b[o2 + i]! + a3 * b[o3 + i]!
-  }
-  for (; t < rows; t++) {
-    const o = off[t]!
-    const a = val[t]!
-    for (let i = 0; i < m; i++) out[i]! += a * b[o + i]!
-  }
-}

@@ -1,5 +1,5 @@
 import { AppError } from '../../core/errors.js'
-import { buildUserItemMatrix, topK, type Recommender, type UserItemMatrix } from './matrix.js'
+import { addDenseRows, buildUserItemMatrix, topK, type Recommender, type UserItemMatrix } from './matrix.js'
 import type { InteractionTable } from './table.js'
 
 /**
@@ -113,30 +113,6 @@ export function fitSar(train: InteractionTable, options: SarOptions = {}): SarMo
   }
 }
 
-/**
- * out += Σ a[t] · S[row t], four rows per pass: the loop is bound by loads and stores of `out`,
- * and touching it once per four rows instead of once per row cut the scoring time of 20k users
- * × 5k items by about a quarter (and a plain loop by more than half in isolation).
- */
-function addDenseRows(sim: Float32Array, n: number, off: Int32Array, a: Float64Array, rows: number, out: Float64Array): void {
-  let t = 0
-  for (; t + 3 < rows; t += 4) {
-    const o0 = off[t]!
-    const o1 = off[t + 1]!
-    const o2 = off[t + 2]!
-    const o3 = off[t + 3]!
-    const a0 = a[t]!
-    const a1 = a[t + 1]!
-    const a2 = a[t + 2]!
-    const a3 = a[t + 3]!
-    for (let i = 0; i < n; i++) out[i]! += a0 * sim[o0 + i]! + a1 * sim[o1 + i]! + a2 * sim[o2 + i]! + a3 * sim[o3 + i]!
-  }
-  for (; t < rows; t++) {
-    const o = off[t]!
-    const x = a[t]!
-    for (let i = 0; i < n; i++) out[i]! += x * sim[o + i]!
-  }
-}
 
 function affinityWeight(train: InteractionTable, halfLifeDays: number, now: number | undefined): (row: number) => number {
   if (halfLifeDays === 0) return (r) => train.rating[r]!
