@@ -11,6 +11,7 @@ import { createAuth, type Auth } from '../tenants/auth.js'
 import type { KeyService } from '../tenants/keys.service.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { registerTenantRoutes } from '../tenants/tenants.routes.js'
+import { registerConsoleRoutes } from './console.routes.js'
 import { registerErrorHandling } from './error-handler.js'
 import { registerHealthRoutes, type Readiness } from './health.routes.js'
 
@@ -110,6 +111,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
+  registerConsoleRoutes(app)
   if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys })
   for (const m of deps.modules ?? []) m(app, auth)
   await app.ready()

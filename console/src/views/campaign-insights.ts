@@ -1,0 +1,162 @@
+import { ApiError, api, enc, get } from '../api.js'
+import { PALETTE, bar, pie } from '../charts.js'
+import { addDays, localDay, occurrences } from '../cron.js'
+import { clear, fmtInt, fmtPct, fmtTime, h } from '../dom.js'
+import { lang, t, tOr } from '../i18n.js'
+import { fieldValues, fill, isElder } from '../template-fill.js'
+import type { Campaign, CampaignStats, CustomerView, Preview, Target, Texts } from '../types.js'
+
+/** The panels beside a campaign: its message for a sample customer, stats, targets, and the calendar. */
+
+let sampleCustomer = ''
+/** The campaign the sample was drawn for: another campaign has another audience. */
+let sampleFor = ''
+
+/**
+ * The message as a sample customer of the audience would get it, filled in the browser (see
+ * template-fill.ts for why); the sample comes from a preview of the campaign's segment.
+ */
+export async function preview(box: HTMLElement, c: Campaign, tz: string): Promise<void> {
+  const input = h('input', { value: sampleCustomer, placeholder: '8101…', 'data-testid': 'sample-customer' })
+  const out = h('div', { class: 'message-preview', 'data-testid': 'message-preview' })
+  const show = async () => {
+    sampleCustomer = input.value.trim()
+    if (!sampleCustomer) return clear(out, h('p', { class: 'muted' }, t('noSample')))
+    try {
+      const cust = await get<CustomerView>(`/v1/customers/${enc(sampleCustomer)}`)
+      const values = fieldValues(cust, localDay(new Date(), tz))
+      const elder = isElder(cust) && c.message.elder !== undefined
+      const variant = elder ? c.message.elder! : c.message
+      const text = (x: Texts | undefined) => (x ? fill(x[lang()], values) : null)
+      const title = text(variant.title ?? c.message.title)
+      const body = text(variant.body)!
+      const pending = [...new Set([...(title?.pending ?? []), ...body.pending])]
+      clear(
+        out,
+        h('div', { class: 'notification' }, h('div', { class: 'app' }, t('appName'), h('span', null, t('now'))), title ? h('b', null, title.text) : null, h('p', { 'data-testid': 'filled-body' }, body.text)),
+        h('p', { class: 'muted small' }, `${cust.profile?.nameMasked ?? sampleCustomer} · ${elder ? t('elderVariant') : t('standardVariant')}`),
+        pending.length ? h('p', { class: 'hint' }, `${t('pendingFields')}: ${pending.join(', ')}`) : null,
+      )
+    } catch (e) {
+      clear(out, h('p', { class: 'issue' }, (e as Error).message))
+    }
+  }
+  clear(box, h('h3', null, t('messagePreview')), h('div', { class: 'row' }, input, h('button', { onclick: () => void show() }, t('fill'))), out)
+  if (sampleFor !== c.id) {
+    sampleFor = c.id
+    sampleCustomer = ''
+    input.value = ''
+  }
+  if (!sampleCustomer && c.audience.segment) {
+    try {
+      const p = await api<Preview>('POST', `/v1/segments/${enc(c.audience.segment)}/preview`, { breakdown: [], sampleSize: 1 })
+      sampleCustomer = p.sample[0] ?? ''
+      input.value = sampleCustomer
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e
+    }
+  }
+  await show()
+}
+
+export async function stats(box: HTMLElement, c: Campaign): Promise<void> {
+  const s = await get<CampaignStats>(`/v1/push/campaigns/${enc(c.id)}/stats`)
+  const funnel = h('div', { class: 'chart small', 'data-testid': 'funnel-chart' })
+  const reasons = h('div', { class: 'chart small', 'data-testid': 'suppression-chart' })
+  const uplift = h('div', { class: 'chart small', 'data-testid': 'uplift-chart' })
+  const suppressed = Object.entries(s.suppressed).filter(([, n]) => n > 0)
+  const conv = s.conversion
+  clear(
+    box,
+    h('h3', null, t('stats')),
+    h('div', { class: 'kpis' }, [
+      [t('targeted'), fmtInt(s.targeted)],
+      [t('queued'), fmtInt(s.queued)],
+      [t('sent'), fmtInt(s.sent)],
+      [t('opened'), fmtInt(s.opened)],
+    ].map(([k, v]) => h('div', { class: 'kpi' }, h('b', null, v), h('small', null, k)))),
+    s.targeted ? funnel : h('p', { class: 'muted' }, t('noTargetsYet')),
+    h('h4', null, t('suppressionReasons')),
+    suppressed.length ? reasons : h('p', { class: 'muted' }, '—'),
+    h('h4', null, t('upliftTitle')),
+    conv
+      ? [
+          h('p', { class: 'small' }, `${t('upliftVsHoldout')}: `, h('b', null, fmtPct(conv.upliftVsHoldout, 2)), ` · ${t('upliftVsControl')}: `, h('b', null, fmtPct(conv.upliftVsControl, 2)), ` · ${conv.event.join(', ')} / ${conv.withinHours} h`),
+          uplift,
+        ]
+      : h('p', { class: 'muted' }, t('noConversionGoal')),
+  )
+  requestAnimationFrame(() => {
+    if (s.targeted) {
+      const steps: [string, number][] = [[t('targeted'), s.targeted], [t('queued'), s.queued], [t('sent'), s.sent], [t('delivered'), s.delivered], [t('opened'), s.opened], [t('clicked'), s.clicked]]
+      bar(funnel, steps.map(([k]) => k), [{ name: t('customers'), data: steps.map(([, v]) => v) }], { integer: true, labels: true })
+    }
+    if (suppressed.length) pie(reasons, suppressed.map(([k, v]) => ({ name: tOr(`reason_${k}`, k), value: v })))
+    if (conv) {
+      const g = conv.groups
+      const rows: [string, typeof g.treated][] = [[t('treated'), g.treated], [t('holdout'), g.holdout], [t('control'), g.control]]
+      bar(uplift, rows.map(([k, x]) => `${k} (${fmtInt(x.customers)})`), [{ name: t('conversionRate'), data: rows.map(([, x], i) => ({ value: x.rate ?? 0, itemStyle: { color: PALETTE[i]! } })) }], { percent: true, labels: true })
+    }
+  })
+}
+
+export async function targets(box: HTMLElement, c: Campaign, tz: string, run: (out: HTMLElement) => Promise<void>): Promise<void> {
+  const out = h('span', { class: 'status', 'data-testid': 'run-status' })
+  const { targets: list } = await get<{ targets: Target[] }>(`/v1/push/campaigns/${enc(c.id)}/targets?limit=20`)
+  clear(
+    box,
+    h('h3', null, t('targets')),
+    h('div', { class: 'row' }, h('button', { 'data-testid': 'run-now', disabled: c.schedule.kind === 'event', onclick: () => void run(out) }, t('runNow')), out),
+    list.length
+      ? h(
+          'div',
+          { class: 'scroll' },
+          h(
+          'table',
+          { class: 'small', 'data-testid': 'targets' },
+          h('tr', null, [t('customer'), t('status'), t('due'), t('filledMessage')].map((x) => h('th', null, x))),
+          list.map((x) => h('tr', null, h('td', null, x.customerNo), h('td', null, x.reason ? `${tOr(`status_${x.status}`, x.status)}: ${tOr(`reason_${x.reason}`, x.reason)}` : tOr(`status_${x.status}`, x.status)), h('td', null, fmtTime(x.dueAt, tz)), h('td', null, x.title ? h('b', null, `${x.title} `) : null, x.body))),
+          ),
+        )
+      : h('p', { class: 'muted' }, t('noTargetsYet')),
+  )
+}
+
+const DAYS = 14
+
+/** Two weeks from today in the tenant's zone: each day's campaigns and their local times. */
+export function calendar(box: HTMLElement, campaigns: Campaign[], tz: string): void {
+  const today = localDay(new Date(), tz)
+  const occ = occurrences(campaigns, new Date(), DAYS, tz)
+  const time = new Intl.DateTimeFormat('en-GB', { timeZone: tz, hour: '2-digit', minute: '2-digit' })
+  const weekday = new Intl.DateTimeFormat(lang() === 'zh' ? 'zh-CN' : 'en-GB', { timeZone: 'UTC', weekday: 'short' })
+  const color = new Map(campaigns.map((c, i) => [c.id, PALETTE[i % PALETTE.length]!]))
+  const eventDriven = campaigns.filter((c) => c.schedule.kind === 'event')
+  clear(
+    box,
+    h('h3', null, t('calendar'), h('small', { class: 'muted' }, ` ${tz}`)),
+    h(
+      'div',
+      { class: 'calendar', 'data-testid': 'calendar' },
+      Array.from({ length: DAYS }, (_, i) => {
+        const day = addDays(today, i)
+        const items = occ.filter((o) => o.day === day)
+        return h(
+          'div',
+          { class: `cal-day${i === 0 ? ' today' : ''}`, 'data-day': day },
+          h('div', { class: 'cal-head' }, h('b', null, day.slice(5)), ' ', weekday.format(new Date(`${day}T12:00:00Z`))),
+          items.map((o) =>
+            h(
+              'div',
+              { class: `cal-item${o.campaign.status === 'paused' ? ' paused' : ''}`, style: `border-color:${color.get(o.campaign.id)}`, title: o.campaign.name, 'data-campaign': o.campaign.id },
+              h('span', { class: 'time' }, o.at ? time.format(o.at) : t('activeHourShort')),
+              ' ',
+              o.campaign.name,
+            ),
+          ),
+        )
+      }),
+    ),
+    eventDriven.length ? h('p', { class: 'muted small' }, `${t('onEvents')}: ${eventDriven.map((c) => c.name).join(', ')}`) : null,
+  )
+}

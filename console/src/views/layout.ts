@@ -1,0 +1,84 @@
+import { api, enc, get } from '../api.js'
+import { clear, h } from '../dom.js'
+import { lang, t, tOr } from '../i18n.js'
+import type { Layout, Preview, Reason } from '../types.js'
+
+/**
+ * The home screen a customer would get, in standard and elder mode side by side
+ * (GET /v1/layout with mode=standard and mode=elder), each module and item with its reason.
+ */
+
+let customer = ''
+
+function reasonText(r: Reason): string {
+  const extra = Array.isArray(r.tags) ? (r.tags as string[]).join(', ') : typeof r.segment === 'string' ? r.segment : typeof r.because === 'string' ? r.because : ''
+  return `${tOr(`why_${r.kind}`, r.kind)}${extra ? ` · ${extra}` : ''} — ${r.detail}`
+}
+
+function phone(mode: 'standard' | 'elder', l: Layout): HTMLElement {
+  return h(
+    'figure',
+    { class: `phone ${mode}${l.largeElements ? ' large' : ''}`, 'data-testid': `phone-${mode}` },
+    h('figcaption', null, mode === 'elder' ? t('elderMode') : t('standardMode')),
+    h(
+      'div',
+      { class: 'screen' },
+      h('div', { class: 'statusbar' }, h('span', null, '9:41'), h('span', null, '●●●')),
+      h('div', { class: 'apphead' }, t('appName'), l.holdout ? h('span', { class: 'badge' }, t('holdout')) : null),
+      l.modules.map((m) =>
+        h(
+          'section',
+          { class: 'module', 'data-testid': 'module', 'data-module': m.id },
+          h('div', { class: 'module-head' }, h('b', null, m.title), h('small', { class: 'why' }, reasonText(m.reason))),
+          h(
+            'ul',
+            null,
+            m.items.map((it) => h('li', null, h('span', { class: `icon-dot c-${it.category}` }), h('div', null, h('div', { class: 'item-title' }, it.title), h('small', { class: 'why' }, reasonText(it.reason))))),
+          ),
+        ),
+      ),
+    ),
+    h('p', { class: 'muted small' }, `${l.modules.length} ${t('modules')} · ${l.known ? t('knownCustomer') : t('unknownCustomer')}${l.experiment ? ` · ${l.experiment.id}/${l.experiment.variant}` : ''}`),
+  )
+}
+
+export async function layoutView(root: HTMLElement, params: URLSearchParams): Promise<void> {
+  customer = params.get('customer') ?? customer
+  const input = h('input', { value: customer, placeholder: '8101…', 'data-testid': 'layout-customer', onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && void show() })
+  const phones = h('div', { class: 'phones', 'data-testid': 'phones' })
+  async function show() {
+    customer = input.value.trim()
+    clear(phones, h('p', { class: 'muted' }, t('loading')))
+    const q = (mode: string) => `/v1/layout?${customer ? `customerId=${enc(customer)}&` : ''}mode=${mode}&lang=${lang()}`
+    try {
+      const [std, elder] = await Promise.all([get<Layout>(q('standard')), get<Layout>(q('elder'))])
+      clear(phones, phone('standard', std), phone('elder', elder))
+    } catch (e) {
+      clear(phones, h('p', { class: 'issue' }, (e as Error).message))
+    }
+  }
+  async function pickSample() {
+    // A few customers of the bank: a preview of "has a lifecycle" samples from everyone with one.
+    const p = await api<Preview>('POST', '/v1/segments/preview', { purpose: 'service', rule: { tag: 'lifecycle', op: 'exists' }, sampleSize: 20 })
+    input.value = p.sample[Math.floor(Math.random() * p.sample.length)] ?? ''
+    await show()
+  }
+  clear(
+    root,
+    h(
+      'div',
+      { class: 'panel' },
+      h('h3', null, t('layoutPreview')),
+      h(
+        'div',
+        { class: 'row' },
+        h('label', null, t('customerNo'), ' ', input),
+        h('button', { class: 'primary', 'data-testid': 'layout-show', onclick: () => void show() }, t('show')),
+        h('button', { onclick: () => void pickSample().catch((e) => clear(phones, h('p', { class: 'issue' }, (e as Error).message))) }, t('randomCustomer')),
+        h('span', { class: 'muted small' }, t('layoutHint')),
+      ),
+    ),
+    phones,
+  )
+  if (customer) await show()
+}

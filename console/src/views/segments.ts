@@ -1,0 +1,294 @@
+import { ApiError, api, download, enc, get } from '../api.js'
+import { bar, pie } from '../charts.js'
+import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select } from '../dom.js'
+import { lang, t } from '../i18n.js'
+import { fromRule, group, incomplete, issuesByNode, toJson, type GroupNode, type NodeIssues } from '../rule-model.js'
+import { store } from '../store.js'
+import type { Issue, Preview, Purpose, SavedSegment, TagDetail } from '../types.js'
+import { renderRule, showIssues, type EditorCtx } from './rule-editor.js'
+
+/**
+ * The segment builder: a rule tree with a live count (POST /v1/segments/preview, 400 ms after the
+ * last change, older answers discarded), a breakdown by two tags as charts, save with version
+ * history, and the export of the last materialization.
+ */
+
+interface Draft {
+  id: string
+  name: string
+  description: string
+  purpose: Purpose
+  changeNote: string
+  root: GroupNode
+  /** The version the draft was loaded from; saving checks nobody saved since. 0: a new segment. */
+  baseVersion: number
+  breakdown: [string, string]
+}
+
+const SEGMENT_ID = /^[a-z][a-z0-9_-]{1,62}$/
+const fresh = (): Draft => ({ id: '', name: '', description: '', purpose: 'marketing', changeNote: '', root: group('all'), baseVersion: 0, breakdown: ['aum_tier', 'lifecycle'] })
+// Kept across screens and language switches, so a half-built segment is not lost.
+let draft: Draft = fresh()
+
+export async function segmentsView(root: HTMLElement): Promise<void> {
+  const [tags, segments] = await Promise.all([store.tags(), store.segments()])
+  const details = new Map<string, TagDetail>()
+  const treeBox = h('div', { class: 'tree-box' })
+  const general = h('div', { class: 'general-issues', 'data-testid': 'general-issues' })
+  const countPanel = h('div', { class: 'panel count-panel' })
+  const savePanel = h('div', { class: 'panel' })
+  const purposeBox = h('label', { class: 'purpose' })
+  const listBox = h('div', { class: 'seg-list' })
+  let nodeIssues: NodeIssues = new Map()
+  let last: Preview | null = null
+  let seq = 0
+  let inflight: AbortController | null = null
+
+  const ctx: EditorCtx = {
+    root: draft.root,
+    purpose: draft.purpose,
+    tags,
+    details,
+    segments,
+    changed(structure) {
+      if (structure) drawTree()
+      scheduleCount()
+    },
+    needDetail(name) {
+      void store.tag(name).then((d) => {
+        details.set(name, d)
+        drawTree()
+      })
+    },
+  }
+  for (const name of new Set([...draft.breakdown, ...tagNamesIn(draft.root)])) ctx.needDetail(name)
+
+  function drawPurpose() {
+    clear(
+      purposeBox,
+      t('purpose'),
+      ' ',
+      select({ 'data-testid': 'seg-purpose', onchange: (e: Event) => ((draft.purpose = (e.target as HTMLSelectElement).value as Purpose), ctx.changed(true)) }, (['marketing', 'service', 'risk', 'security'] as const).map((p): [string, string] => [p, t(`purpose_${p}`)]), draft.purpose),
+      h('small', { class: 'muted' }, ` ${t('purposeHint')}`),
+    )
+  }
+
+  function drawTree() {
+    drawPurpose()
+    ctx.root = draft.root
+    ctx.purpose = draft.purpose
+    const focused = document.activeElement as HTMLElement | null
+    const focusKey = focused?.closest<HTMLElement>('[data-node]')?.dataset.node
+    const focusTest = focused?.dataset.testid
+    clear(treeBox, renderRule(ctx))
+    if (focusKey && focusTest) treeBox.querySelector<HTMLElement>(`[data-node="${focusKey}"] [data-testid="${focusTest}"]`)?.focus()
+    showIssues(treeBox, nodeIssues, incomplete(draft.root))
+  }
+
+  const setIssues = (issues: Issue[], paths: Map<string, string>) => {
+    nodeIssues = issuesByNode(issues, paths)
+    const rest = nodeIssues.get('') ?? []
+    clear(general, rest.map((i) => h('div', { class: 'issue' }, i.field ? h('code', null, i.field) : null, ' ', i.message)))
+    showIssues(treeBox, nodeIssues, incomplete(draft.root))
+  }
+
+  const scheduleCount = debounce(400, () => void count())
+
+  async function count() {
+    const pending = incomplete(draft.root)
+    const paths = new Map<string, string>()
+    const rule = toJson(draft.root, 'rule', paths)
+    if (pending.length) {
+      setIssues([], paths)
+      return drawCount(draft.root.children.length ? 'incomplete' : 'empty')
+    }
+    const mine = ++seq
+    inflight?.abort()
+    inflight = new AbortController()
+    drawCount('loading')
+    try {
+      const body = { purpose: draft.purpose, rule, breakdown: draft.breakdown.filter(Boolean), sampleSize: 5 }
+      const p = await api<Preview>('POST', '/v1/segments/preview', body, { signal: inflight.signal })
+      if (mine !== seq) return
+      last = p
+      setIssues([], paths)
+      drawCount('ready')
+    } catch (e) {
+      if (mine !== seq || (e as Error).name === 'AbortError') return
+      setIssues(e instanceof ApiError ? (e.issues.length ? e.issues : [{ message: e.message }]) : [{ message: String(e) }], paths)
+      drawCount('error')
+    }
+  }
+
+  function drawCount(status: 'ready' | 'loading' | 'error' | 'incomplete' | 'empty') {
+    const shown = countPanel.querySelector<HTMLElement>('[data-testid="count-status"]')
+    if (status === 'loading' && shown) {
+      // Only the state changes while counting: redrawing would make the charts flash.
+      shown.dataset.status = status
+      shown.className = `count ${status}`
+      countPanel.querySelector('.count-note')!.textContent = t('counting')
+      return
+    }
+    const p = status === 'empty' ? null : last
+    const breakdownSelect = (i: 0 | 1) =>
+      select(
+        { 'data-testid': `breakdown-${i}`, onchange: (e: Event) => ((draft.breakdown[i] = (e.target as HTMLSelectElement).value), void count()) },
+        [['', '—'], ...tags.filter((d) => d.type !== 'number' && d.type !== 'date').map((d): [string, string] => [d.name, d.description[lang()]])],
+        draft.breakdown[i],
+      )
+    const charts = draft.breakdown.map((name, i) => {
+      const el = h('div', { class: 'chart small', 'data-testid': `breakdown-chart-${i}` })
+      const rows = name ? (p?.breakdown[name] ?? []) : []
+      if (rows.length) requestAnimationFrame(() => (rows.length > 4 ? bar(el, rows.map((r) => r.value), [{ name, data: rows.map((r) => r.customers) }], { horizontal: true, integer: true, labels: true }) : pie(el, rows.map((r) => ({ name: r.value, value: r.customers })))))
+      return el
+    })
+    clear(
+      countPanel,
+      h('h3', null, t('liveCount')),
+      h(
+        'div',
+        { class: `count ${status}`, 'data-testid': 'count-status', 'data-status': status },
+        h('span', { class: 'big', 'data-testid': 'count' }, p ? fmtInt(p.count) : '—'),
+        h('span', { class: 'muted' }, p ? ` / ${fmtInt(p.total)} · ${fmtPct(p.share)}` : ''),
+      ),
+      h('div', { class: 'share-bar' }, h('div', { style: `width:${((p?.share ?? 0) * 100).toFixed(1)}%` })),
+      h('div', { class: 'muted small count-note' }, status === 'loading' ? t('counting') : status === 'incomplete' ? t('incompleteCount') : status === 'empty' ? t('emptyCount') : status === 'error' ? t('ruleHasErrors') : p ? `${p.executor} · ${p.ms} ms` : ''),
+      general,
+      h('h4', null, t('breakdownBy')),
+      h('div', { class: 'row' }, breakdownSelect(0), breakdownSelect(1)),
+      charts,
+      p?.sample.length ? h('div', { class: 'sample' }, h('h4', null, t('sample')), p.sample.map((c) => h('a', { href: `#/layout?customer=${enc(c)}`, class: 'pill' }, c))) : null,
+    )
+  }
+
+  function drawSave(versions: SavedSegment[] = []) {
+    const field = (key: 'id' | 'name' | 'description' | 'changeNote', label: string, attrs: Record<string, string | boolean> = {}) =>
+      h('label', { class: 'field' }, h('span', null, label), h('input', { ...attrs, value: draft[key], 'data-testid': `seg-${key}`, oninput: (e: Event) => (draft[key] = (e.target as HTMLInputElement).value) }))
+    const status = h('div', { class: 'status', 'data-testid': 'save-status' })
+    const saved = draft.baseVersion > 0
+    clear(
+      savePanel,
+      h('h3', null, saved ? `${t('segment')} ${draft.id} · v${draft.baseVersion}` : t('newSegment')),
+      h(
+        'div',
+        { class: 'form-grid' },
+        field('id', t('segmentId'), { placeholder: 'rich-elders', disabled: saved }),
+        field('name', t('name')),
+        field('description', t('description')),
+        field('changeNote', t('changeNote')),
+      ),
+      h(
+        'div',
+        { class: 'row' },
+        h('button', { class: 'primary', 'data-testid': 'save', onclick: () => void save(status) }, t('save')),
+        saved ? h('button', { 'data-testid': 'export', onclick: () => void download(`/v1/segments/${enc(draft.id)}/export?format=csv`, `${draft.id}.csv`).catch((e) => (status.textContent = (e as Error).message)) }, t('exportCsv')) : null,
+        saved ? h('button', { 'data-testid': 'materialize', onclick: () => void materialize(status) }, t('materialize')) : null,
+        status,
+      ),
+      versions.length
+        ? h(
+            'details',
+            { class: 'versions', open: true },
+            h('summary', null, `${t('versionHistory')} (${versions.length})`),
+            h(
+              'table',
+              { 'data-testid': 'versions' },
+              h('tr', null, h('th', null, 'v'), h('th', null, t('when')), h('th', null, t('who')), h('th', null, t('changeNote')), h('th', null, '')),
+              [...versions].reverse().map((v) =>
+                h('tr', null, h('td', null, v.version), h('td', null, fmtTime(v.createdAt, store.tenant().timeZone, { year: true })), h('td', null, v.createdBy), h('td', null, v.changeNote || '—'), h('td', null, h('button', { class: 'link', onclick: () => loadVersion(v) }, t('load')))),
+              ),
+            ),
+          )
+        : null,
+    )
+  }
+
+  async function save(status: HTMLElement) {
+    if (!SEGMENT_ID.test(draft.id)) return void (status.textContent = t('badSegmentId'))
+    const paths = new Map<string, string>()
+    const body = { name: draft.name || draft.id, description: draft.description, purpose: draft.purpose, rule: toJson(draft.root, 'rule', paths), changeNote: draft.changeNote }
+    status.textContent = t('saving')
+    try {
+      const out = await api<{ segment: SavedSegment; changed: boolean }>('PUT', `/v1/segments/${enc(draft.id)}?expectedVersion=${draft.baseVersion}`, body)
+      draft.baseVersion = out.segment.version
+      draft.changeNote = ''
+      store.segmentsChanged()
+      await refreshList()
+      await loadVersions()
+      savePanel.querySelector('[data-testid="save-status"]')!.textContent = out.changed ? `${t('savedVersion')} ${out.segment.version}` : t('unchanged')
+    } catch (e) {
+      const err = e as ApiError
+      if (err.code === 'CONFLICT') status.textContent = draft.baseVersion ? t('conflictChanged') : t('conflictExists')
+      else if (err.issues?.length) {
+        setIssues(err.issues, paths)
+        status.textContent = t('ruleHasErrors')
+      } else status.textContent = err.message
+    }
+  }
+
+  async function materialize(status: HTMLElement) {
+    status.textContent = t('materializing')
+    try {
+      await api('POST', '/v1/pipelines/runs', { pipeline: 'segments', wait: true })
+      const runs = await get<{ runs: { size: number }[] }>(`/v1/segments/${enc(draft.id)}/runs?limit=1`)
+      status.textContent = `${t('materialized')}: ${fmtInt(runs.runs[0]?.size ?? 0)}`
+    } catch (e) {
+      status.textContent = (e as Error).message
+    }
+  }
+
+  async function loadVersions() {
+    if (!draft.baseVersion) return drawSave()
+    const { versions } = await get<{ versions: SavedSegment[] }>(`/v1/segments/${enc(draft.id)}/versions`)
+    drawSave(versions)
+  }
+
+  function loadVersion(v: SavedSegment) {
+    // The draft keeps the latest version as its base: saving an old version makes it the newest.
+    Object.assign(draft, { name: v.name, description: v.description, purpose: v.purpose, root: fromRule(v.rule), changeNote: `${t('restoreOf')} v${v.version}` })
+    for (const name of tagNamesIn(draft.root)) ctx.needDetail(name)
+    drawTree()
+    void loadVersions()
+    void count()
+  }
+
+  async function open(s: SavedSegment | null) {
+    draft = s ? { ...fresh(), id: s.id, name: s.name, description: s.description, purpose: s.purpose, root: fromRule(s.rule), baseVersion: s.version, breakdown: draft.breakdown } : { ...fresh(), breakdown: draft.breakdown }
+    nodeIssues = new Map()
+    for (const name of tagNamesIn(draft.root)) ctx.needDetail(name)
+    drawTree()
+    await loadVersions()
+    await refreshList()
+    void count()
+  }
+
+  async function refreshList() {
+    const list = await store.segments()
+    ctx.segments = list
+    clear(
+      listBox,
+      h('button', { class: 'primary block', 'data-testid': 'new-segment', onclick: () => void open(null) }, `+ ${t('newSegment')}`),
+      list.map((s) => h('button', { class: `seg-item${s.id === draft.id && draft.baseVersion ? ' on' : ''}`, 'data-segment': s.id, onclick: () => void open(s) }, h('b', null, s.name), h('small', null, `${s.id} · v${s.version} · ${t(`purpose_${s.purpose}`)}`))),
+    )
+  }
+
+  clear(
+    root,
+    h(
+      'div',
+      { class: 'segments-layout' },
+      h('aside', { class: 'panel' }, h('h3', null, t('savedSegments')), listBox),
+      h('section', { class: 'editor' }, h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h3', null, t('rule')), purposeBox), treeBox), savePanel),
+      countPanel,
+    ),
+  )
+  drawTree()
+  drawCount('empty')
+  await Promise.all([refreshList(), loadVersions()])
+  void count()
+}
+
+function tagNamesIn(n: GroupNode): string[] {
+  return n.children.flatMap((c) => (c.kind === 'group' ? tagNamesIn(c) : c.kind === 'tag' && c.tag ? [c.tag] : []))
+}
+
