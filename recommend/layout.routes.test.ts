@@ -198,6 +198,24 @@ describe('the catalogue', () => {
     expect(versions.json().versions[0].changeNote).toBe('harvest season')
   })
 
+  it('caps exposures per customer and day across requests, and keeps the count through a catalogue change', async () => {
+    const capped = { id: 'svc.capped', module: 'quick_services', type: 'service', title: { zh: '限次', en: 'Capped' }, deeplink: 'app://capped', category: 'capped', boost: 100, cap: { perDay: 2 } }
+    const current = await t.app.inject({ method: 'GET', url: '/v1/layout/catalog', headers: { authorization: `Bearer ${read}` } })
+    const own = current.json().own.catalog
+    expect((await put({ ...own, items: [...own.items, capped] })).statusCode).toBe(201)
+    await t.recommend.layouts.reload(tenantId)
+    const c = customers[5]!.no
+    const has = async () => (await layout({ customerId: c, mode: 'standard' })).modules.some((m) => m.items.some((i) => i.id === 'svc.capped'))
+    expect(await has()).toBe(true)
+    // A catalogue change in between (same model build) must not reset what was served.
+    expect((await put({ ...own, items: [...own.items, capped, { ...capped, id: 'svc.other', cap: undefined, boost: 0 }] })).statusCode).toBe(201)
+    await t.recommend.layouts.reload(tenantId)
+    expect(await has()).toBe(true)
+    expect(await has()).toBe(false)
+    // Another customer still gets it.
+    expect((await layout({ customerId: customers[6]!.no, mode: 'standard' })).modules.some((m) => m.items.some((i) => i.id === 'svc.capped'))).toBe(true)
+  })
+
   it('refuses a bad catalogue naming every field at fault, and read keys', async () => {
     const bad = {
       items: [

@@ -61,8 +61,10 @@ export function createLayoutService(deps: {
 }) {
   const snapshots = new Map<number, { snap: LayoutSnapshot; version: string }>()
   const loading = new Map<number, Promise<LayoutSnapshot>>()
-  // Exposures served since the snapshot, per tenant:customer → item index → [day, today, week].
-  const served = new LRUCache<string, Map<number, [number, number, number]>>({ max: 500_000 })
+  // Exposures this process served since the tenant's model build, per customer → item id →
+  // [day, today, week]: by item id, so a catalogue change (new item indices) keeps the counts.
+  const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
+  const servedOf = (tenantId: number) => served.get(tenantId)?.customers
   let pending: { tenant: number; row: unknown[] }[] = []
   let timer: NodeJS.Timeout | undefined
   let flusher: NodeJS.Timeout | undefined
@@ -105,8 +107,8 @@ export function createLayoutService(deps: {
           { tenant: v.tenant, catalog: v.eff.catalog, catalogVersions: { group: v.eff.groupVersion, own: v.eff.ownVersion }, build: v.build, builtAt: v.builtAt, defs, asOf: new Date() },
         )
         snapshots.set(tenantId, { snap, version: v.version })
-        // The new build counts what this process served before it.
-        served.clear()
+        // A new build has what was written before it; the same build (a catalogue change) does not.
+        if (served.get(tenantId)?.build !== v.build) served.set(tenantId, { build: v.build, customers: new LRUCache({ max: 500_000 }) })
         deps.log.info({ tenant: tenantId, build: v.build, items: snap.items.length, customers: snap.customers.keys.length, ms: Math.round(snap.loadedMs) }, 'layout snapshot loaded')
         return snap
       } finally {
@@ -129,9 +131,10 @@ export function createLayoutService(deps: {
     }
   }
 
-  function countServed(tenantId: number, key: number, today: number, items: number[]): void {
-    const id = `${tenantId}:${key}`
-    const m = served.get(id) ?? new Map<number, [number, number, number]>()
+  function countServed(tenantId: number, key: number, today: number, items: string[]): void {
+    const cache = servedOf(tenantId)
+    if (!cache) return
+    const m = cache.get(key) ?? new Map<string, [number, number, number]>()
     for (const i of items) {
       const e = m.get(i)
       if (!e) m.set(i, [today, 1, 1])
@@ -140,7 +143,7 @@ export function createLayoutService(deps: {
         e[2]++
       } else m.set(i, [today, 1, e[2] + 1])
     }
-    served.set(id, m)
+    cache.set(key, m)
   }
 
   async function flush(): Promise<void> {
@@ -180,7 +183,7 @@ export function createLayoutService(deps: {
       const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
       const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
       const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
-      const own = key ? served.get(`${req.tenantId}:${key}`) : undefined
+      const own = key ? servedOf(req.tenantId)?.get(key) : undefined
       const modules = rankLayout(snap, {
         customerKey: key,
         elder,
@@ -192,14 +195,14 @@ export function createLayoutService(deps: {
         region: key === 0 ? req.region : undefined,
         served: own
           ? (i) => {
-              const e = own.get(i)
+              const e = own.get(snap.items[i]!.id)
               return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
             }
           : undefined,
       })
       const shown = modules.flatMap((m) => m.items.map((it) => ({ module: m.id, item: it.id })))
       if (key) {
-        countServed(req.tenantId, key, today, shown.map((s) => snap.itemIndex.get(s.item)!))
+        countServed(req.tenantId, key, today, shown.map((s) => s.item))
         pending.push({
           tenant: req.tenantId,
           row: [key, chDateTime(now), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, shown.map((s) => s.module), shown.map((s) => s.item)],
