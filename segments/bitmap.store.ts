@@ -114,11 +114,12 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
     held.set(slot, key)
   }
 
+  /** tag_state is replaced by computed_at: argMax over its unmerged rows is what FINAL would keep, without the merge. */
   async function freshness(db: TenantDb, names: string[]): Promise<z.infer<typeof freshnessRow>> {
     const [row] = await db.query(
       `SELECT
          (SELECT groupArray((tag, toString(b))) FROM (
-            SELECT tag, argMax(build, computed_at) AS b FROM tag_state FINAL
+            SELECT tag, argMax(build, computed_at) AS b FROM tag_state
             WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} GROUP BY tag)) AS builds,
          (SELECT concat(toString(count()), ':', toString(sum(cityHash64(name))))
             FROM system.parts WHERE database = currentDatabase() AND table = 'customers' AND active) AS universe`,
