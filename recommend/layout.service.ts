@@ -19,8 +19,8 @@ import { loadSnapshot, lookupCustomer, type LayoutSnapshot } from './model.snaps
  * and swapped in whole, so a request never sees half of one. Requests never query ClickHouse.
  *
  * Exposures: every layout served is appended to `layout_exposures` in batches (caps, fatigue
- * and the experiments' analysis read it), and counted in the process until the next model build
- * has them, so caps hold between builds too.
+ * and the experiments' analysis read it); exposures of capped items are also counted in the
+ * process until the next model build has them, so caps hold between builds too.
  */
 
 export interface LayoutRequest {
@@ -202,7 +202,10 @@ export function createLayoutService(deps: {
       })
       const shown = modules.flatMap((m) => m.items.map((it) => ({ module: m.id, item: it.id })))
       if (key) {
-        countServed(req.tenantId, key, today, shown.map((s) => s.item))
+        // Only capped items need this process's own count (fatigue reads the build's): a map per
+        // customer for every item served filled the heap and its collections showed in p99.
+        const capped = shown.filter((s) => snap.items[snap.itemIndex.get(s.item)!]?.cap !== undefined).map((s) => s.item)
+        if (capped.length) countServed(req.tenantId, key, today, capped)
         pending.push({
           tenant: req.tenantId,
           row: [key, chDateTime(now), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, shown.map((s) => s.module), shown.map((s) => s.item)],
