@@ -17,6 +17,7 @@ import { occurrenceOf } from './schedule.js'
 import { audienceBitmap, dateTriggerSql, openingProduct, scheduledAudience } from './targeting.audience.js'
 import type { OpeningProduct } from './targeting.fields.js'
 import { checkHoldoutParity, targetingSql, type AudienceSql } from './targeting.sql.js'
+import { newRunId } from '../pipelines/pipeline.runs.js'
 
 /**
  * Targeting runs: for each due campaign of a tenant, its audience becomes targets in one
@@ -61,15 +62,6 @@ export interface TargetingResult {
   asOf: string
   campaigns: CampaignRunResult[]
   errors: { campaignId: string; code: ErrorCode; message: string; issues?: ErrorIssue[] | undefined }[]
-}
-
-let lastRunId = 0n
-/** Increasing run ids (UInt64): milliseconds and a counter. */
-export function newRunId(now = Date.now()): string {
-  let id = BigInt(now) * 1000n
-  if (id <= lastRunId) id = lastRunId + 1n
-  lastRunId = id
-  return id.toString()
 }
 
 const countRow = z.object({ status: z.string(), reason: z.string(), n: z.coerce.number(), exempt: z.coerce.number() })

@@ -15,7 +15,7 @@ import type { CampaignRepository } from './campaign.repository.js'
 import type { KeyedLock } from './keyed-lock.js'
 import { audienceBitmap } from './targeting.audience.js'
 import type { Targeting } from './targeting.js'
-import { newRunId } from './targeting.js'
+import { newRunId } from '../pipelines/pipeline.runs.js'
 
 /**
  * Event triggers: "A then B within N minutes" (up to four steps), evaluated as events arrive.
