@@ -37,7 +37,7 @@ export interface EffectiveCatalog {
 
 const row = z.object({ version: z.coerce.number(), document: z.string(), created_by: z.string(), created_at: z.string(), change_note: z.string() })
 
-/** The built-in catalogue, parsed once per call (it is small, and reading it is not import-time work). */
+/** The built-in catalogue, read and parsed (the repository does it once, on first use). */
 export function builtInCatalog(): Catalog {
   return parseCatalog(parseYaml(fs.readFileSync(DEFAULT_CATALOG, 'utf8'), { maxAliasCount: 0 }))
 }
@@ -99,8 +99,10 @@ export function createCatalogRepository(deps: { db: Db; tags: { list(tenantId: n
     return r && { version: r.version, catalog: parseCatalog(JSON.parse(r.document)), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }
   }
 
+  // Every layout snapshot check asks for the effective catalogue: the file is read once.
+  let builtIn: Catalog | undefined
   async function parentOf(tenant: Tenant): Promise<EffectiveCatalog> {
-    const base = builtInCatalog()
+    const base = (builtIn ??= builtInCatalog())
     const group = tenant.parentId ? await latest(tenant.parentId) : undefined
     return { catalog: group ? mergeCatalogs(base, group.catalog) : base, groupVersion: group?.version ?? 0, ownVersion: 0 }
   }
