@@ -296,9 +296,10 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))], { maxAgeMs: 0 })
     return evaluateInMemory(rule, tags, snap)
   }
-  for (const it of items) {
-    const src = catalog.items.find((c) => c.id === it.id)
-    if (src?.when === undefined) continue
+  // The first items are the catalogue's own, in its order; products (no condition) follow.
+  for (const [i, src] of catalog.items.entries()) {
+    const it = items[i]!
+    if (src.when === undefined) continue
     const rule = parse(src.when, purposeOf(src.type))
     it.eligible = await evalRule(rule, purposeOf(src.type))
     it.conditionTags = [...new Set(tagsOf(rule))]
@@ -338,9 +339,11 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
   const regionCodes = stats[0]?.region_codes ?? []
   const regionPop = regionCodes.map(() => new Float32Array(items.length))
   const regionMax = regionCodes.map((_, j) => Math.max(1, ...stats.map((s) => s.region_engaged[j] ?? 0)))
+  const byId = new Map<string, SnapshotItem[]>()
+  for (const it of items) (byId.get(it.id) ?? byId.set(it.id, []).get(it.id)!).push(it)
   for (const s of stats) {
     // A product in two modules shares its statistics.
-    for (const it of items.filter((x) => x.id === s.item)) {
+    for (const it of byId.get(s.item) ?? []) {
       popularity[it.index] = s.engaged / maxEngaged
       segIds.forEach((_, j) => (segPop[j]![it.index] = (s.segment_engaged[j] ?? 0) / segMax[j]!))
       regionCodes.forEach((_, j) => (regionPop[j]![it.index] = (s.region_engaged[j] ?? 0) / regionMax[j]!))
