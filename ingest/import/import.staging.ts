@@ -223,8 +223,10 @@ export function createStaging(deps: { system: SystemDb; landing?: Landing; tmpDi
     },
 
     async distinct(table, columns) {
-      const union = columns.map((c) => `SELECT ${c} AS v FROM ${table} WHERE ${c} != ''`).join(' UNION DISTINCT ')
-      const rs = await client.query({ query: `SELECT DISTINCT v FROM (${union})`, format: 'JSONCompact' })
+      // In order of first appearance, so new customers get their keys in file order and a
+      // re-run of the same file allocates the same way (DISTINCT alone has no order).
+      const union = columns.map((c) => `SELECT ${c} AS v, row_no FROM ${table} WHERE ${c} != ''`).join(' UNION ALL ')
+      const rs = await client.query({ query: `SELECT v FROM (${union}) GROUP BY v ORDER BY min(row_no), v`, format: 'JSONCompact' })
       return ((await rs.json()) as { data: [string][] }).data.map((r) => r[0])
     },
 
