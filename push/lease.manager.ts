@@ -8,7 +8,7 @@ import type { Metrics } from '../core/metrics.js'
 import { addDays, chDateTime, chEpoch, localDate } from '../core/time.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { inQuiet, localMinute } from './policy.js'
-import { parseTsv, readAll } from './tsv-read.js'
+import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
 
 /**
  * Leases of due targets to the notification service.
@@ -112,7 +112,6 @@ const QUEUE_COLUMNS = [
   'toUnixTimestamp64Milli(expires_at)',
 ] as const
 
-const PRIORITY_RANK: Record<string, number> = { low: 1, normal: 2, high: 3, critical: 4 }
 
 interface QueueRow {
   target_id: string
@@ -132,6 +131,7 @@ interface QueueRow {
   exp_ms: number
 }
 
+/** Fields as they come (still escaped): ids, enums, dates and numbers never hold an escape. */
 function toQueueRow(f: string[]): QueueRow {
   if (f.length !== QUEUE_COLUMNS.length) throw new AppError('INTERNAL', `A queue row has ${f.length} fields, not ${QUEUE_COLUMNS.length}.`)
   return {
@@ -139,14 +139,14 @@ function toQueueRow(f: string[]): QueueRow {
     campaign_id: f[1]!,
     campaign_version: Number(f[2]),
     customer_key: Number(f[3]),
-    customer_no: f[4]!,
+    customer_no: unescapeTsv(f[4]!),
     channel: f[5]!,
     purpose: f[6]!,
     priority: f[7]!,
-    language: f[8]!,
+    language: unescapeTsv(f[8]!),
     variant: f[9]!,
-    title: f[10]!,
-    body: f[11]!,
+    title: unescapeTsv(f[10]!),
+    body: unescapeTsv(f[11]!),
     due_at: f[12]!,
     expires_at: f[13]!,
     exp_ms: Number(f[14]),
@@ -215,8 +215,9 @@ export function createLeaseManager(deps: {
     // Inside quiet hours only security messages go out, whenever the others fell due.
     s.quiet = quiet
     // Two steps in one query: the next `chunk` due targets are chosen by a narrow sort (ids,
-    // priority, due time), then their wide rows (message text) are read without sorting them,
-    // as TabSeparated (several times faster to parse than JSON at this size); JS orders them.
+    // priority, due time), then their wide rows (message text) are read in queue order, as
+    // TabSeparated (several times faster to parse than JSON at this size). The engine sorts
+    // them: sorting and de-duplicating 100,000 rows in JS took a third of a refill.
     const due = `tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
       AND status = 'queued' AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
       AND (purpose = 'security' OR {quiet:UInt8} = 0)
@@ -230,17 +231,19 @@ export function createLeaseManager(deps: {
             `SELECT ${QUEUE_COLUMNS.join(', ')} FROM push_targets
              WHERE tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
                AND target_id IN (SELECT target_id FROM push_targets WHERE ${due} ORDER BY priority DESC, due_at LIMIT {chunk:UInt32})
+             ORDER BY priority DESC, due_at, target_id
              FORMAT TabSeparated`,
             { cids: campaigns, since, sinceAt: `${since} 00:00:00.000`, now: chDateTime(now), attempts: policy.maxAttempts, quiet: s.quiet ? 1 : 0, chunk },
           ),
         )
       : ''
-    const seen = new Set<string>()
-    const rows = parseTsv(text)
-      .map(toQueueRow)
-      // A duplicate row (a replacing merge not yet done) is read once.
-      .filter((r) => !seen.has(r.target_id) && seen.add(r.target_id))
-      .sort((a, b) => PRIORITY_RANK[b.priority]! - PRIORITY_RANK[a.priority]! || (a.due_at < b.due_at ? -1 : a.due_at > b.due_at ? 1 : 0))
+    // A duplicate row (a replacing merge not yet done) is read once: in this order, copies of a
+    // target are adjacent.
+    const rows: QueueRow[] = []
+    forEachTsvRow(text, (f) => {
+      const r = toQueueRow(f)
+      if (rows.length === 0 || rows[rows.length - 1]!.target_id !== r.target_id) rows.push(r)
+    })
     s.queue = rows
     s.head = 0
     s.loadedAt = now

@@ -15,16 +15,24 @@ export function unescapeTsv(field: string): string {
   return field.replace(/\\(.)/gs, (_, c: string) => ESCAPES[c] ?? c)
 }
 
-/** Rows of fields; a row's raw newlines never occur inside a field (they are escaped). */
-export function parseTsv(text: string): string[][] {
-  const out: string[][] = []
+/**
+ * Each row's fields, still escaped (a row's raw newlines and tabs never occur inside a field):
+ * the caller unescapes the fields that can hold text, and no array of rows is built.
+ */
+export function forEachTsvRow(text: string, row: (fields: string[]) => void): void {
   let start = 0
   while (start < text.length) {
     let end = text.indexOf('\n', start)
     if (end === -1) end = text.length
-    if (end > start) out.push(text.slice(start, end).split('\t').map(unescapeTsv))
+    if (end > start) row(text.slice(start, end).split('\t'))
     start = end + 1
   }
+}
+
+/** Rows of unescaped fields. */
+export function parseTsv(text: string): string[][] {
+  const out: string[][] = []
+  forEachTsvRow(text, (f) => out.push(f.map(unescapeTsv)))
   return out
 }
 
