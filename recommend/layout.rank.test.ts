@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadRoaring, type Roaring } from '../segments/roaring.js'
 import { rankLayout, type RankContext } from './layout.rank.js'
-import type { LayoutSnapshot, SnapshotItem, SnapshotModule } from './model.snapshot.js'
+import { item, snapshot } from './layout.fixture.js'
+import type { SnapshotModule } from './model.snapshot.js'
 
 /** The ranking on a hand-made snapshot: every rule with numbers one can check by hand. */
 
@@ -14,37 +15,6 @@ beforeAll(async () => {
 
 const TODAY = 20_000
 const blend = { name: 'blend', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: false }
-
-function item(index: number, id: string, module: string, extra: Partial<SnapshotItem> = {}): SnapshotItem {
-  return { index, id, module, type: 'service', title: { zh: id, en: id }, deeplink: `app://${id}`, category: id, boost: 0, elder: 'show', conditionTags: [], risk: 0, ...extra }
-}
-
-function snapshot(items: SnapshotItem[], modules: Partial<SnapshotModule>[], extra: Partial<LayoutSnapshot> = {}): LayoutSnapshot {
-  const n = items.length
-  return {
-    tenantId: 1,
-    build: '1',
-    builtAt: null,
-    catalog: { modules: [], items: [], productRules: [], disable: [] },
-    catalogVersions: { group: 0, own: 0 },
-    items,
-    itemIndex: new Map(items.map((i) => [i.id, i.index])),
-    modules: modules.map((m, j) => ({ id: `m${j}`, title: { zh: 'm', en: 'm' }, priority: 100 - j, maxItems: 3, elder: 'show', conditionTags: [], items: [], ...m })),
-    elder: undefined,
-    popularity: new Float32Array(n),
-    segments: [],
-    regions: new Map(),
-    neighbours: items.map(() => ({ items: new Int32Array(0), sims: new Float32Array(0) })),
-    customers: {
-      keys: new Uint32Array(0), itemOff: new Uint32Array(1), items: new Int32Array(0), affinity: new Float32Array(0),
-      shownOff: new Uint32Array(1), shown: new Int32Array(0), shownToday: new Uint16Array(0), shownWeek: new Uint16Array(0), clickedWeek: new Uint16Array(0),
-    },
-    index: { hashes: new BigUint64Array(0), keys: new Uint32Array(0) },
-    loadedMs: 0,
-    bytes: 0,
-    ...extra,
-  }
-}
 
 const ctx = (o: Partial<RankContext> = {}): RankContext => ({ customerKey: 7, elder: false, lang: 'en', today: TODAY, variant: blend, draw: 0, ...o })
 

@@ -63,33 +63,107 @@ export interface RankContext {
   served?: ((item: number) => { today: number; week: number }) | undefined
 }
 
-interface Scored {
+/** A ranked item, pointing into the snapshot: turned into JSON or objects afterwards. */
+export interface RankedItem {
   item: SnapshotItem
   score: number
   reason: Reason
+}
+
+export interface RankedModule {
+  module: SnapshotModule
+  reason: Reason
+  items: RankedItem[]
+}
+
+/**
+ * Per snapshot: reasons built once (a layout names a few of them; building their strings per
+ * request was most of its garbage), and scratch arrays indexed by item for one ranking at a time
+ * (ranking is synchronous, so one set per snapshot is never shared by two requests).
+ */
+interface Memo {
+  moduleReasons: Map<SnapshotModule, Reason>
+  tagReasons: Map<SnapshotItem, Reason>
+  segmentReasons: Map<string, Reason>
+  regionReasons: Map<string, Reason>
+  modelReasons: Map<number, Reason>
+  size: number
+  seenWeek: Int32Array
+  seenToday: Int32Array
+  seenClicks: Int32Array
+  seen: Uint8Array
+  co: Float64Array
+  coBest: Float64Array
+  coBecause: Int32Array
+}
+
+const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', scope: 'tenant', detail: 'popular with the bank\u2019s customers' })
+const EVERYONE: Reason = Object.freeze({ kind: 'rule', detail: 'the bank\u2019s catalogue shows it to everyone' })
+const PROMOTED: Reason = Object.freeze({ kind: 'rule', detail: 'promoted by the bank' })
+const IN_CATALOGUE: Reason = Object.freeze({ kind: 'rule', detail: 'in the bank\u2019s catalogue' })
+const EXPLORATION: Reason = Object.freeze({ kind: 'exploration', detail: 'one slot tries something new, so the model learns beyond what is already popular' })
+const SIMILAR: Reason = Object.freeze({ kind: 'model', model: 'co-occurrence', because: [], detail: 'similar to what you use' })
+
+const memos = new WeakMap<LayoutSnapshot, Memo>()
+
+function memoOf(s: LayoutSnapshot): Memo {
+  let m = memos.get(s)
+  const n = s.items.length
+  if (m && m.size >= n) return m
+  m = {
+    moduleReasons: m?.moduleReasons ?? new Map(),
+    tagReasons: m?.tagReasons ?? new Map(),
+    segmentReasons: m?.segmentReasons ?? new Map(),
+    regionReasons: m?.regionReasons ?? new Map(),
+    modelReasons: new Map(),
+    size: n,
+    seenWeek: new Int32Array(n),
+    seenToday: new Int32Array(n),
+    seenClicks: new Int32Array(n),
+    seen: new Uint8Array(n),
+    co: new Float64Array(n),
+    coBest: new Float64Array(n),
+    coBecause: new Int32Array(n),
+  }
+  memos.set(s, m)
+  return m
+}
+
+function once<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key)
+  if (v === undefined) map.set(key, (v = Object.freeze(make())))
+  return v
 }
 
 function customerRow(s: LayoutSnapshot, key: number): number {
   return key ? findKey(s.customers.keys, key) : -1
 }
 
-/** Exposures and clicks of the customer per item: from the build plus this process's own since. */
-function exposures(s: LayoutSnapshot, row: number): Map<number, { today: number; week: number; clicks: number }> {
-  const out = new Map<number, { today: number; week: number; clicks: number }>()
-  if (row >= 0) {
-    const c = s.customers
-    for (let j = c.shownOff[row]!; j < c.shownOff[row + 1]!; j++) out.set(c.shown[j]!, { today: c.shownToday[j]!, week: c.shownWeek[j]!, clicks: c.clickedWeek[j]! })
+/** The customer's exposures and clicks per item, from the build, into the memo's arrays. */
+function exposures(s: LayoutSnapshot, row: number, m: Memo): void {
+  m.seen.fill(0)
+  if (row < 0) return
+  const c = s.customers
+  for (let j = c.shownOff[row]!; j < c.shownOff[row + 1]!; j++) {
+    const i = c.shown[j]!
+    m.seen[i] = 1
+    m.seenToday[i] = c.shownToday[j]!
+    m.seenWeek[i] = c.shownWeek[j]!
+    m.seenClicks[i] = c.clickedWeek[j]!
   }
-  return out
 }
 
-/** The customer's affinity-weighted neighbour scores (SAR: affinity x similarity) and their sources. */
-function coOccurrence(s: LayoutSnapshot, row: number): { score: Map<number, number>; because: Map<number, number> } {
-  const score = new Map<number, number>()
-  const because = new Map<number, number>()
-  if (row < 0) return { score, because }
+/**
+ * The customer's affinity-weighted neighbour scores (SAR: affinity x similarity), normalised to
+ * 0..1 so the weights of the blend mean the same for every customer, and the strongest source
+ * of each, into the memo's arrays.
+ */
+function coOccurrence(s: LayoutSnapshot, row: number, m: Memo): void {
+  m.co.fill(0)
+  m.coBest.fill(0)
+  m.coBecause.fill(-1)
+  if (row < 0) return
   const c = s.customers
-  const best = new Map<number, number>()
   for (let j = c.itemOff[row]!; j < c.itemOff[row + 1]!; j++) {
     const src = c.items[j]!
     const a = c.affinity[j]!
@@ -97,21 +171,19 @@ function coOccurrence(s: LayoutSnapshot, row: number): { score: Map<number, numb
     for (let k = 0; k < nb.items.length; k++) {
       const target = nb.items[k]!
       const v = a * nb.sims[k]!
-      score.set(target, (score.get(target) ?? 0) + v)
-      if (v > (best.get(target) ?? 0)) {
-        best.set(target, v)
-        because.set(target, src)
+      m.co[target]! += v
+      if (v > m.coBest[target]!) {
+        m.coBest[target] = v
+        m.coBecause[target] = src
       }
     }
   }
-  // Normalise to 0..1 so the weights of the blend mean the same for every customer.
   let max = 0
-  for (const v of score.values()) max = Math.max(max, v)
-  if (max > 0) for (const [k, v] of score) score.set(k, v / max)
-  return { score, because }
+  for (let i = 0; i < m.size; i++) if (m.co[i]! > max) max = m.co[i]!
+  if (max > 0) for (let i = 0; i < m.size; i++) m.co[i]! /= max
 }
 
-function eligible(it: SnapshotItem, key: number, ctx: RankContext, seen: Map<number, { today: number; week: number; clicks: number }>): boolean {
+function eligible(it: SnapshotItem, key: number, ctx: RankContext, m: Memo): boolean {
   if (it.validFrom !== undefined && ctx.today < it.validFrom) return false
   if (it.validTo !== undefined && ctx.today > it.validTo) return false
   if (ctx.elder && it.elder === 'hide') return false
@@ -121,24 +193,30 @@ function eligible(it: SnapshotItem, key: number, ctx: RankContext, seen: Map<num
   if (it.excluded && !key) return false
   if (it.cap) {
     const own = ctx.served?.(it.index) ?? { today: 0, week: 0 }
-    const e = seen.get(it.index)
-    const today = (e?.today ?? 0) + own.today
-    const week = (e?.week ?? 0) + own.week
+    const seen = m.seen[it.index] === 1
+    const today = (seen ? m.seenToday[it.index]! : 0) + own.today
+    const week = (seen ? m.seenWeek[it.index]! : 0) + own.week
     if (it.cap.perDay !== undefined && today >= it.cap.perDay) return false
     if (it.cap.perWeek !== undefined && week >= it.cap.perWeek) return false
   }
   return true
 }
 
-export function rankLayout(s: LayoutSnapshot, ctx: RankContext): LayoutModule[] {
+/** The ranked modules, pointing into the snapshot (see toLayoutModules and layout.render.ts). */
+export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[] {
   const key = ctx.customerKey
   const row = customerRow(s, key)
-  const seen = exposures(s, row)
+  const memo = memoOf(s)
+  exposures(s, row, memo)
   const personal = ctx.variant !== null && key !== 0
-  const co = personal ? coOccurrence(s, row) : { score: new Map<number, number>(), because: new Map<number, number>() }
+  if (personal) coOccurrence(s, row, memo)
   const mySegments = personal ? s.segments.filter((g) => g.members.has(key)) : []
   const popW = ctx.variant?.popularityWeight ?? 1
   const affW = ctx.variant?.affinityWeight ?? 0
+  const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
+  const basePop = regional ?? s.popularity
+  const baseReason = regional ? once(memo.regionReasons, ctx.region!, () => regionReason(ctx.region!)) : TENANT_POPULARITY
+  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo }
 
   let modules = s.modules.filter((m) => !m.eligible || (key !== 0 && m.eligible.has(key)))
   if (ctx.elder) {
@@ -151,103 +229,122 @@ export function rankLayout(s: LayoutSnapshot, ctx: RankContext): LayoutModule[] 
 
   const onScreen = new Set<string>()
   const categories = new Map<string, number>()
-  const out: LayoutModule[] = []
+  const out: RankedModule[] = []
   for (const m of modules) {
-    const candidates: Scored[] = []
+    const candidates: RankedItem[] = []
     for (const idx of m.items) {
       const it = s.items[idx]!
-      if (onScreen.has(it.id) || !eligible(it, key, ctx, seen)) continue
-      candidates.push(score(s, it, ctx, { personal, co, mySegments, popW, affW, seen }))
+      if (onScreen.has(it.id) || !eligible(it, key, ctx, memo)) continue
+      candidates.push(score(s, it, scoring))
     }
     const picked = pick(candidates, m, ctx, categories)
     if (!picked.length) continue
     for (const p of picked) onScreen.add(p.item.id)
-    out.push({
-      id: m.id,
-      title: m.title[ctx.lang],
-      reason: moduleReason(m),
-      items: picked.map((p) => ({
-        id: p.item.id,
-        type: p.item.type,
-        title: (ctx.elder && p.item.elderTitle ? p.item.elderTitle : p.item.title)[ctx.lang],
-        deeplink: p.item.deeplink,
-        category: p.item.category,
-        reason: p.reason,
-        score: Math.round(p.score * 1000) / 1000,
-      })),
-    })
+    out.push({ module: m, reason: once(memo.moduleReasons, m, () => moduleReason(m)), items: picked })
   }
   return out
 }
 
-function score(
-  s: LayoutSnapshot,
-  it: SnapshotItem,
-  ctx: RankContext,
-  p: {
-    personal: boolean
-    co: ReturnType<typeof coOccurrence>
-    mySegments: LayoutSnapshot['segments']
-    popW: number
-    affW: number
-    seen: Map<number, { today: number; week: number; clicks: number }>
-  },
-): Scored {
-  const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
-  let pop = (regional ?? s.popularity)[it.index] ?? 0
-  let popReason: Reason = regional
-    ? { kind: 'popularity', scope: 'region', region: ctx.region!, detail: `popular with the bank\u2019s customers in region ${ctx.region}` }
-    : { kind: 'popularity', scope: 'tenant', detail: 'popular with the bank\u2019s customers' }
+/** The title an item shows in this language and mode. */
+export function itemTitle(it: SnapshotItem, lang: 'zh' | 'en', elder: boolean): string {
+  return (elder && it.elderTitle ? it.elderTitle : it.title)[lang]
+}
+
+/** Rounded for the response: three decimals say all a ranking needs. */
+export const roundScore = (v: number) => Math.round(v * 1000) / 1000
+
+export function toLayoutModules(ranked: readonly RankedModule[], lang: 'zh' | 'en', elder: boolean): LayoutModule[] {
+  return ranked.map((r) => ({
+    id: r.module.id,
+    title: r.module.title[lang],
+    reason: r.reason,
+    items: r.items.map((p) => ({
+      id: p.item.id,
+      type: p.item.type,
+      title: itemTitle(p.item, lang, elder),
+      deeplink: p.item.deeplink,
+      category: p.item.category,
+      reason: p.reason,
+      score: roundScore(p.score),
+    })),
+  }))
+}
+
+export function rankLayout(s: LayoutSnapshot, ctx: RankContext): LayoutModule[] {
+  return toLayoutModules(rankModules(s, ctx), ctx.lang, ctx.elder)
+}
+
+interface Scoring {
+  personal: boolean
+  mySegments: LayoutSnapshot['segments']
+  popW: number
+  affW: number
+  basePop: Float32Array
+  baseReason: Reason
+  memo: Memo
+}
+
+function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
+  const memo = p.memo
+  let pop = p.basePop[it.index] ?? 0
+  let popReason = p.baseReason
   for (const g of p.mySegments) {
     const v = g.popularity[it.index] ?? 0
     if (v > pop) {
       pop = v
-      popReason = { kind: 'popularity', scope: 'segment', segment: g.id, detail: `popular in segment ${g.id}` }
+      popReason = once(memo.segmentReasons, g.id, () => ({ kind: 'popularity', scope: 'segment', segment: g.id, detail: `popular in segment ${g.id}` }))
     }
   }
-  const aff = p.personal ? (p.co.score.get(it.index) ?? 0) : 0
+  const aff = p.personal ? memo.co[it.index]! : 0
   const reminder = it.type === 'reminder' ? 2 : 0
   let total = reminder + it.boost + p.popW * pop + p.affW * aff
-  const e = p.seen.get(it.index)
-  if (e && e.clicks === 0 && e.week >= FATIGUE_STEP) total *= 0.5 ** Math.floor(e.week / FATIGUE_STEP)
+  if (memo.seen[it.index] === 1 && memo.seenClicks[it.index] === 0 && memo.seenWeek[it.index]! >= FATIGUE_STEP) {
+    total *= 0.5 ** Math.floor(memo.seenWeek[it.index]! / FATIGUE_STEP)
+  }
   let reason: Reason
   if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
-    reason = it.conditionTags.length ? { kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` } : { kind: 'rule', detail: 'the bank\u2019s catalogue shows it to everyone' }
+    reason = it.conditionTags.length
+      ? once(memo.tagReasons, it, () => ({ kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` }))
+      : EVERYONE
   } else if (p.affW * aff > p.popW * pop && aff > 0) {
-    const src = s.items[p.co.because.get(it.index) ?? -1]
-    reason = { kind: 'model', model: 'co-occurrence', because: src ? [src.id] : [], detail: src ? `customers who used ${src.id} also use this` : 'similar to what you use' }
+    const src = memo.coBecause[it.index]!
+    reason = src >= 0 && s.items[src] ? once(memo.modelReasons, src, () => modelReason(s.items[src]!.id)) : SIMILAR
   } else if (pop > 0) {
     reason = popReason
   } else {
-    reason = { kind: 'rule', detail: it.boost > 0 ? 'promoted by the bank' : 'in the bank\u2019s catalogue' }
+    reason = it.boost > 0 ? PROMOTED : IN_CATALOGUE
   }
   return { item: it, score: total, reason }
 }
 
+const modelReason = (src: string): Reason => ({ kind: 'model', model: 'co-occurrence', because: [src], detail: `customers who used ${src} also use this` })
+const regionReason = (region: string): Reason => ({ kind: 'popularity', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}` })
+
 /** Greedy picks with a diversity penalty, and the exploration slot in product modules. */
-function pick(candidates: Scored[], m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): Scored[] {
-  const pool = [...candidates]
-  const chosen: Scored[] = []
-  const explore = ctx.variant?.exploration === true && pool.some((c) => c.item.type === 'product') && m.maxItems >= 3
+function pick(candidates: RankedItem[], m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): RankedItem[] {
+  const pool = candidates
+  const chosen: RankedItem[] = []
+  const explore = ctx.variant?.exploration === true && m.maxItems >= 3 && pool.some((c) => c.item.type === 'product')
   const slots = explore ? m.maxItems - 1 : m.maxItems
   while (chosen.length < slots && pool.length) {
     let best = 0
     let bestScore = -Infinity
-    pool.forEach((c, i) => {
+    for (let i = 0; i < pool.length; i++) {
+      const c = pool[i]!
       const v = c.score * DIVERSITY ** (categories.get(c.item.category) ?? 0)
       if (v > bestScore || (v === bestScore && c.item.id < pool[best]!.item.id)) {
         best = i
         bestScore = v
       }
-    })
-    const [c] = pool.splice(best, 1)
-    chosen.push({ ...c!, score: bestScore })
-    categories.set(c!.item.category, (categories.get(c!.item.category) ?? 0) + 1)
+    }
+    const c = pool.splice(best, 1)[0]!
+    chosen.push({ item: c.item, score: bestScore, reason: c.reason })
+    categories.set(c.item.category, (categories.get(c.item.category) ?? 0) + 1)
   }
   if (explore && pool.length) {
     const sorted = pool.sort((a, b) => (a.item.id < b.item.id ? -1 : 1))
     const c = sorted[Math.floor(ctx.draw * sorted.length)]!
-    chosen.push({ ...c, reason: { kind: 'exploration', detail: 'one slot tries something new, so the model learns beyond what is already popular' } })
+    chosen.push({ item: c.item, score: c.score, reason: EXPLORATION })
   }
   return chosen
 }

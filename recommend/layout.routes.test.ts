@@ -49,6 +49,8 @@ afterAll(async () => t?.close())
 async function layout(query: Record<string, string>, key = read): Promise<Layout> {
   const res = await t.app.inject({ method: 'GET', url: `/v1/layout?${new URLSearchParams(query)}`, headers: { authorization: `Bearer ${key}` } })
   expect(res.statusCode, res.body).toBe(200)
+  expect(res.headers['content-type']).toBe('application/json; charset=utf-8')
+  expect(Number(res.headers['content-length'])).toBe(res.rawPayload.length)
   return res.json<Layout>()
 }
 

@@ -3,13 +3,14 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { addDays, chDateTime, daysBetween, localDate, zonedMidnight } from '../core/time.js'
+import { addDays, chEpoch, daysBetween, localDate, zonedMidnight } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import { assignVariant, customerDigest, customerHash, dailyDraw, inHoldout } from './experiments.js'
-import { rankLayout, type LayoutModule } from './layout.rank.js'
+import { rankModules, toLayoutModules, type LayoutModule, type RankedModule } from './layout.rank.js'
+import { renderLayout, type LayoutHead } from './layout.render.js'
 import { loadSnapshot, lookupCustomer, type LayoutSnapshot } from './model.snapshot.js'
 
 /**
@@ -47,6 +48,7 @@ export interface Layout {
 }
 
 const DEFAULT_HOLDOUT = 0
+const DEFAULT_VARIANT = Object.freeze({ name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true })
 
 export function createLayoutService(deps: {
   db: Db
@@ -163,6 +165,78 @@ export function createLayoutService(deps: {
     }
   }
 
+  // prom-client children per (tenant, kind): resolving labels per request showed in profiles.
+  const servedCounters = new Map<string, { inc(): void }>()
+  const countLayout = (tenantId: number, kind: string) => {
+    const k = `${tenantId}:${kind}`
+    let c = servedCounters.get(k)
+    if (!c) servedCounters.set(k, (c = servedTotal.labels(String(tenantId), kind)))
+    c.inc()
+  }
+
+  /** Ranks one request's layout and books its exposure. */
+  async function serve(req: LayoutRequest): Promise<{ snap: LayoutSnapshot; head: LayoutHead; ranked: RankedModule[]; lang: 'zh' | 'en' }> {
+    const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
+    const tenant = deps.tenants.cached(req.tenantId) ?? (await deps.tenants.get(req.tenantId))
+    const nowMs = Date.now()
+    const { day, today } = localDay(tenant.timeZone, nowMs)
+    const customerNo = req.customerId
+    const digest = customerNo ? customerDigest(customerNo) : undefined
+    const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
+    const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
+    const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
+    const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
+    const own = key ? servedOf(req.tenantId)?.get(key) : undefined
+    const ranked = rankModules(snap, {
+      customerKey: key,
+      elder,
+      lang: req.lang,
+      today,
+      // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
+      variant: key === 0 || holdout ? null : (assignment?.variant ?? DEFAULT_VARIANT),
+      draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
+      region: key === 0 ? req.region : undefined,
+      served: own
+        ? (i) => {
+            const e = own.get(snap.items[i]!.id)
+            return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
+          }
+        : undefined,
+    })
+    if (key) {
+      const modules: string[] = []
+      const items: string[] = []
+      let capped: string[] | undefined
+      for (const m of ranked) {
+        for (const p of m.items) {
+          modules.push(m.module.id)
+          items.push(p.item.id)
+          // Only capped items need this process's own count (fatigue reads the build's): a map per
+          // customer for every item served filled the heap and its collections showed in p99.
+          if (p.item.cap !== undefined) (capped ??= []).push(p.item.id)
+        }
+      }
+      if (capped) countServed(req.tenantId, key, today, capped)
+      pending.push({
+        tenant: req.tenantId,
+        row: [key, chEpoch(nowMs), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, modules, items],
+      })
+    }
+    countLayout(req.tenantId, key ? (holdout ? 'holdout' : 'personal') : 'default')
+    // Keys in the order of Layout: the rendered body and JSON.stringify of the object agree.
+    const head: LayoutHead = {
+      tenant: req.tenantId,
+      customerId: customerNo ?? null,
+      known: key !== 0,
+      screen: req.screen,
+      elder,
+      largeElements: elder,
+      holdout,
+      experiment: assignment ? { id: assignment.experiment, variant: assignment.variant.name } : null,
+    }
+    return { snap, head, ranked, lang: req.lang }
+  }
+
   return {
     /** The snapshot a tenant serves, loading it on first use. */
     async snapshot(tenantId: number): Promise<LayoutSnapshot> {
@@ -172,58 +246,16 @@ export function createLayoutService(deps: {
     /** Reloads a tenant's snapshot now (after a catalogue change or a model build in this process). */
     reload: load,
 
+    /** The layout as objects (tests, in-process callers). */
     async layout(req: LayoutRequest): Promise<Layout> {
-      const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
-      const tenant = await deps.tenants.get(req.tenantId)
-      const now = new Date()
-      const { day, today } = localDay(tenant.timeZone, now.getTime())
-      const customerNo = req.customerId
-      const digest = customerNo ? customerDigest(customerNo) : undefined
-      const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
-      const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
-      const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
-      const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
-      const own = key ? servedOf(req.tenantId)?.get(key) : undefined
-      const modules = rankLayout(snap, {
-        customerKey: key,
-        elder,
-        lang: req.lang,
-        today,
-        // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
-        variant: key === 0 || holdout ? null : (assignment?.variant ?? { name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true }),
-        draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
-        region: key === 0 ? req.region : undefined,
-        served: own
-          ? (i) => {
-              const e = own.get(snap.items[i]!.id)
-              return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
-            }
-          : undefined,
-      })
-      const shown = modules.flatMap((m) => m.items.map((it) => ({ module: m.id, item: it.id })))
-      if (key) {
-        // Only capped items need this process's own count (fatigue reads the build's): a map per
-        // customer for every item served filled the heap and its collections showed in p99.
-        const capped = shown.filter((s) => snap.items[snap.itemIndex.get(s.item)!]?.cap !== undefined).map((s) => s.item)
-        if (capped.length) countServed(req.tenantId, key, today, capped)
-        pending.push({
-          tenant: req.tenantId,
-          row: [key, chDateTime(now), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, shown.map((s) => s.module), shown.map((s) => s.item)],
-        })
-      }
-      servedTotal.inc({ tenant: String(req.tenantId), kind: key ? (holdout ? 'holdout' : 'personal') : 'default' })
-      return {
-        tenant: req.tenantId,
-        customerId: customerNo ?? null,
-        known: key !== 0,
-        screen: req.screen,
-        elder,
-        largeElements: elder,
-        holdout,
-        experiment: assignment ? { id: assignment.experiment, variant: assignment.variant.name } : null,
-        model: { build: snap.build, builtAt: snap.builtAt, catalogVersion: snap.catalogVersions },
-        modules,
-      }
+      const { snap, head, ranked, lang } = await serve(req)
+      return { ...head, model: { build: snap.build, builtAt: snap.builtAt, catalogVersion: snap.catalogVersions }, modules: toLayoutModules(ranked, lang, head.elder) }
+    },
+
+    /** The same layout as its JSON body, from fragments cached per snapshot (the HTTP route's path). */
+    async layoutJson(req: LayoutRequest): Promise<Buffer> {
+      const { snap, head, ranked, lang } = await serve(req)
+      return renderLayout(snap, head, ranked, lang)
     },
 
     start(): void {
