@@ -1,7 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { z } from 'zod'
 import { DEMO_BANKS } from '../../demo/demo.banks.js'
@@ -34,6 +36,21 @@ interface Run {
 async function load(url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run> {
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors }
+}
+
+/** bench/ceiling.server.ts in a child process. */
+async function startCeiling(bodyFile: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../ceiling.server.ts', import.meta.url)), bodyFile], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /listening on (\S+)/.exec(out)
+      if (m) resolve(m[1]!)
+    })
+    child.once('exit', (code) => reject(new Error(`the ceiling server exited (${code})`)))
+  })
+  return { url, child }
 }
 
 function rssOf(pid: number): { rssMb: number; hwmMb: number } {
@@ -121,6 +138,19 @@ export const scenario: BenchScenario = {
       }
       const rssAfter = rssOf(server.child.pid!)
       const sample = await (await fetch(`${server.url}/v1/layout?customerId=${banks[0]!.prefix}${'1'.padStart(10, '0')}`, { headers: { authorization: `Bearer ${banks[0]!.key}` } })).text()
+      // The ceiling for a body of this size: a bare fastify process answering the same bytes,
+      // loaded the same way (HTTP and the loopback cost grow with the body; /health's is tiny).
+      const bodyFile = path.join(dataDir, 'layout-sample.json')
+      fs.writeFileSync(bodyFile, sample)
+      const ceiling = await startCeiling(bodyFile)
+      let constant: Run
+      try {
+        await load(ceiling.url, 3, connections, { method: 'GET', path: '/constant' })
+        constant = await load(ceiling.url, seconds, connections, { method: 'GET', path: '/constant' })
+      } finally {
+        ceiling.child.kill('SIGTERM')
+      }
+      say(`a bare server answering the same ${Buffer.byteLength(sample)} bytes: ${constant.rps.toFixed(0)} req/s, p99 ${constant.p99} ms`)
       const indexed = models.reduce((s, m) => s + m.indexed, 0)
       const snapshotBytes = models.reduce((s, m) => s + m.bytes, 0)
       const perCustomer = snapshotBytes / indexed
@@ -134,6 +164,8 @@ export const scenario: BenchScenario = {
         health_rps: health.rps,
         health_p50_ms: health.p50,
         health_p99_ms: health.p99,
+        constant_same_size_rps: constant.rps,
+        constant_same_size_p99_ms: constant.p99,
         layout_rps: layout.rps,
         layout_p50_ms: layout.p50,
         layout_p99_ms: layout.p99,
@@ -150,9 +182,10 @@ export const scenario: BenchScenario = {
       return {
         params: { customers, days, duration_s: seconds, connections, code: codeVersion() },
         figures,
-        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99 },
+        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps },
         notes: [
           `Goal p99 <= 5 ms at >= 10k requests/s: p99 ${layout.p99} ms at ${layout.rps.toFixed(0)} requests/s (${layout.p99 <= 5 && layout.rps >= 10_000 ? 'met' : 'NOT met'}); /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
+          `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load; layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
           `Requests: random customers of the three member banks in turn, each with its bank's read key; one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
