@@ -260,6 +260,10 @@ export function registerPushRoutes(
     '/v1/push/pull',
     {
       preHandler: read,
+      // Up to 10,000 targets built by the lease manager from typed rows, never from input:
+      // re-validating each with zod on the way out took about a tenth of a pull of 10,000 over
+      // HTTP (357 against 317 ms in the push benchmark). The schema still documents the body.
+      serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
         tags: ['push'],
         summary: 'Lease up to `limit` due targets for `leaseSeconds`; unacknowledged ones return when the lease runs out',

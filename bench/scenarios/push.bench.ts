@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import type { TenantDb } from '../../core/db.js'
 import { chDateTime, localDate, zonedMidnight } from '../../core/time.js'
@@ -10,6 +12,8 @@ import { testTagDef } from '../../test/fixtures.js'
 import type { BenchScenario } from '../harness.js'
 import { codeVersion } from '../support.js'
 import { createMetrics } from '../../core/metrics.js'
+import { buildApp } from '../../server/app.js'
+import { createKeyService } from '../../tenants/keys.service.js'
 
 /**
  * Push targeting and delivery at scale (`npm run bench push -- --set customers=N`), in this
@@ -24,7 +28,9 @@ import { createMetrics } from '../../core/metrics.js'
  * 3. beside it, the floor: one INSERT ... SELECT of the same number of rows from the customers
  *    table into a scratch copy of push_targets, in the same run;
  * 4. pull and ack through the lease manager (as /v1/push/pull and /v1/push/ack do) in batches,
- *    targets per second.
+ *    targets per second;
+ * 5. the same over HTTP: this process serves the two routes, a client process (push.client.ts)
+ *    pulls and acknowledges as a notification service would.
  */
 
 /**
@@ -36,6 +42,18 @@ function afternoonZone(now = new Date()): string {
   if (h > 14) h -= 24
   if (h < -12) h += 24
   return h >= 0 ? `Etc/GMT-${h}` : `Etc/GMT+${-h}`
+}
+
+const clientReport = z.object({ targets: z.number(), seconds: z.number(), pullMs: z.number(), ackMs: z.number(), pullBytesPerTarget: z.number() })
+
+/** bench/push.client.ts in a child process; resolves with its report line. */
+function runClient(url: string, key: string, count: number, batch: number): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../push.client.ts', import.meta.url)), url, key, String(count), String(batch)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(out.trim().split('\n').pop() ?? '') : reject(new Error(`the push client exited with ${code}`)))),
+  )
 }
 
 async function seed(db: TenantDb, n: number, at: string, loanDay: string): Promise<void> {
@@ -68,6 +86,7 @@ export const scenario: BenchScenario = {
     const n = Number(ctx.args.customers ?? 1_000_000)
     const batch = Number(ctx.args.batch ?? 10_000)
     const deliver = Number(ctx.args.deliver ?? 300_000)
+    const httpDeliver = Number(ctx.args.http ?? 200_000)
     const say = (m: string) => console.error(`[push ${new Date().toISOString().slice(11, 19)}] ${m}`)
     const system = ctx.db.system
     const TZ = afternoonZone()
@@ -139,6 +158,19 @@ export const scenario: BenchScenario = {
     }
     const cycleS = (performance.now() - t1) / 1000
     say(`pulled and acked ${pulled} targets: pull ${(pulled / (pullMs / 1000)).toFixed(0)}/s, ack ${(pulled / (ackMs / 1000)).toFixed(0)}/s, cycle ${(pulled / cycleS).toFixed(0)}/s`)
+    // The same loop over HTTP, as the notification service runs it: this process serves
+    // /v1/push/pull and /v1/push/ack, a client in another process pulls and acknowledges.
+    const keys = createKeyService({ system, tenants, cacheTtlMs: 60_000 })
+    const app = await buildApp({ db: ctx.db, log: ctx.log, metrics: createMetrics({ collectDefault: false }), tenants, keys, readiness: { phase: 'ready' }, operatorToken: undefined, version: 'bench', modules: [push.routes], bodyLimitBytes: 8 * 1024 ** 2 })
+    const url = await app.listen({ host: '127.0.0.1', port: 0 })
+    let http: z.infer<typeof clientReport>
+    try {
+      const { key } = await keys.issue(tenant.id, 'read', 'bench')
+      http = clientReport.parse(JSON.parse(await runClient(url, key, httpDeliver, batch)))
+    } finally {
+      await app.close()
+    }
+    say(`over HTTP: ${http.targets} targets in ${http.seconds.toFixed(1)} s, cycle ${(http.targets / http.seconds).toFixed(0)}/s (pull ${(http.targets / (http.pullMs / 1000)).toFixed(0)}/s, ack ${(http.targets / (http.ackMs / 1000)).toFixed(0)}/s), ${http.pullBytesPerTarget.toFixed(0)} B per pulled target`)
     const [stored] = await db.query(`SELECT count() AS n FROM push_targets WHERE tenant_id = {tenant:UInt16}`, {}, z.object({ n: z.coerce.number() }))
     await push.close()
     const targetS = targetMs / 1000
@@ -160,6 +192,11 @@ export const scenario: BenchScenario = {
         pull_targets_per_s: pulled / (pullMs / 1000),
         ack_targets_per_s: pulled / (ackMs / 1000),
         pull_ack_cycle_targets_per_s: pulled / cycleS,
+        http_delivered: http.targets,
+        http_pull_targets_per_s: http.targets / (http.pullMs / 1000),
+        http_ack_targets_per_s: http.targets / (http.ackMs / 1000),
+        http_cycle_targets_per_s: http.targets / http.seconds,
+        http_pull_bytes_per_target: http.pullBytesPerTarget,
         extrapolated_14m_targeting_s: (targetS * 14_000_000) / n,
       },
       ratios: { targeting_over_floor: targetMs / floorMs },
@@ -168,6 +205,7 @@ export const scenario: BenchScenario = {
         `Suppressed in the marketing campaign, by reason: ${JSON.stringify(wealth.suppressed)}; the loan-due reminder (service, high priority) ran first and spent its customers' daily budget.`,
         `The rerun targets the same local date again: ${again.campaigns.reduce((s, c) => s + c.targeted, 0)} new targets (one target per campaign, customer and local date).`,
         `Goal pull/ack >= 50k targets/s: the full cycle (pull ${batch.toLocaleString('en-US')}, ack them, repeat) ran ${(pulled / cycleS).toFixed(0)} targets/s over ${pulled.toLocaleString('en-US')} targets, in process through the lease manager (HTTP adds JSON of ~${batch.toLocaleString('en-US')} targets per call).`,
+        `Over HTTP (this process serving /v1/push/pull and /v1/push/ack, a client process pulling ${batch.toLocaleString('en-US')} at a time and acknowledging them): ${(http.targets / http.seconds).toFixed(0)} targets/s over ${http.targets.toLocaleString('en-US')} targets, ${http.pullBytesPerTarget.toFixed(0)} B of JSON per pulled target.`,
         'floor_insert_select_ms: one INSERT ... SELECT of every customer into a scratch copy of push_targets, no policy: what targeting is held to.',
       ],
     }
