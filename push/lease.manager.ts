@@ -171,6 +171,9 @@ interface TenantState {
   finished: Map<string, number>
 }
 
+/** A target id (32 hex digits of an MD5) as the UInt128 it spells. */
+const ID128 = (column: string) => `reinterpretAsUInt128(unhex(${column}))`
+
 const LEASE_COLUMNS = ['target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'] as const
 const OUTCOME_COLUMNS = ['target_id', 'campaign_id', 'customer_key', 'status', 'final', 'reason', 'lease_id', 'at'] as const
 const iso = (s: string) => `${s.replace(' ', 'T')}Z`
@@ -217,14 +220,21 @@ export function createLeaseManager(deps: {
     // Two steps in one query: the next `chunk` due targets are chosen by a narrow sort (ids,
     // priority, due time), then their wide rows (message text) are read in queue order, as
     // TabSeparated (several times faster to parse than JSON at this size). The engine sorts
-    // them: sorting and de-duplicating 100,000 rows in JS took a third of a refill.
+    // them: a JS sort and Set over 100,000 rows took about a fifth of a refill.
+    //
+    // Done or held targets are left out by one anti-join on the ids' 128 bits: a target id is
+    // the hex of an MD5 (targeting.sql.ts), so unhex is exact, and a set of UInt128 is built
+    // and probed faster than one of strings. Measured at 300,000 delivered of 1M, the inner
+    // choice took ~210 ms this way against ~330 ms with two string sets.
     const due = `tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
       AND status = 'queued' AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
       AND (purpose = 'security' OR {quiet:UInt8} = 0)
-      AND target_id NOT IN (SELECT target_id FROM push_outcomes WHERE tenant_id = {tenant:UInt16} AND final = 1 AND at >= {sinceAt:DateTime64(3, 'UTC')})
-      AND target_id NOT IN (SELECT target_id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND leased_at >= {sinceAt:DateTime64(3, 'UTC')}
-                            GROUP BY target_id
-                            HAVING argMax(lease_until, leased_at) > {now:DateTime64(3, 'UTC')} OR countIf(kind = 'lease') >= {attempts:UInt16})`
+      AND ${ID128('target_id')} NOT IN (
+        SELECT ${ID128('target_id')} FROM push_outcomes WHERE tenant_id = {tenant:UInt16} AND final = 1 AND at >= {sinceAt:DateTime64(3, 'UTC')}
+        UNION ALL
+        SELECT ${ID128('target_id')} AS id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND leased_at >= {sinceAt:DateTime64(3, 'UTC')}
+        GROUP BY id
+        HAVING argMax(lease_until, leased_at) > {now:DateTime64(3, 'UTC')} OR countIf(kind = 'lease') >= {attempts:UInt16})`
     const text = campaigns.length
       ? await readAll(
           await db.stream(
