@@ -89,6 +89,13 @@ describe('pull', () => {
       expect(await restarted.leases.ack(t, [{ targetId: held[0]!.targetId, status: 'delivered' }])).toMatchObject({ accepted: 1 })
       await sleep(2100)
       expect(ids(await restarted.leases.pull(t, { limit: 10, leaseSeconds: 60 }))).toEqual([held[1]!.targetId])
+      // A third process knows only the tables: one target delivered, three under running leases.
+      const third = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
+      try {
+        expect(await third.leases.pull(t, { limit: 10, leaseSeconds: 60 })).toEqual([])
+      } finally {
+        await third.close()
+      }
     } finally {
       await restarted.close()
     }
