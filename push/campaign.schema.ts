@@ -4,6 +4,9 @@ import { eventFilter, type EventFilter } from '../segments/segment.schema.js'
 import { tagName } from '../tags/tag.schema.js'
 import { fieldsOf, parseTemplate, type TemplatePart } from './template.js'
 
+/** The longest a target stays deliverable after it is due (7 days): lease refills rely on it. */
+export const MAX_TTL_MINUTES = 10_080
+
 /**
  * A push campaign: who (an audience: a saved segment, an inline rule in the segment language, or
  * everyone; optionally narrowed by a date trigger), what (a message template in zh and en, with
@@ -88,7 +91,7 @@ export const campaignInput = z
     message: messageSchema,
     validFrom: instant.optional(),
     validUntil: instant.optional(),
-    ttlMinutes: z.number().int().min(1).max(10_080).default(1440).describe('how long a target stays deliverable after it is due'),
+    ttlMinutes: z.number().int().min(1).max(MAX_TTL_MINUTES).default(1440).describe('how long a target stays deliverable after it is due'),
     controlPerMille: z.number().int().min(0).max(500).default(0).describe('a per-campaign control group, kept out for uplift'),
     conversion: z.strictObject({ event: eventFilter, withinHours: z.number().int().min(1).max(720) }).optional(),
     status: z.enum(['active', 'paused']).default('active'),

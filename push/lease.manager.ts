@@ -6,6 +6,7 @@ import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { addDays, chDateTime, chEpoch, localDate } from '../core/time.js'
+import { MAX_TTL_MINUTES } from './campaign.schema.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { inQuiet, localMinute } from './policy.js'
 import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
@@ -214,7 +215,9 @@ export function createLeaseManager(deps: {
     const gen = s.gen
     const db = deps.db.forTenant(tenantId)
     const [campaigns, policy] = await Promise.all([deps.activeCampaigns(tenantId), deps.policy(tenantId)])
-    const since = addDays(localDate(new Date(now), policy.timeZone), -31)
+    // Only dates that can still hold a deliverable target: the longest time to live, a day for a
+    // target deferred past quiet hours to the next morning, and a day for time zones.
+    const since = addDays(localDate(new Date(now), policy.timeZone), -(Math.ceil(MAX_TTL_MINUTES / 1440) + 2))
     // Inside quiet hours only security messages go out, whenever the others fell due.
     s.quiet = quiet
     // Two steps in one query: the next `chunk` due targets are chosen by a narrow sort (ids,
