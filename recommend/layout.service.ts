@@ -34,15 +34,8 @@ export interface LayoutRequest {
   region?: string | undefined
 }
 
-export interface Layout {
-  tenant: number
-  customerId: string | null
-  known: boolean
-  screen: 'home'
-  elder: boolean
-  largeElements: boolean
-  holdout: boolean
-  experiment: { id: string; variant: string } | null
+/** A layout as objects: the head (who, which mode, which variant), the model, the modules. */
+export interface Layout extends LayoutHead {
   model: { build: string | null; builtAt: string | null; catalogVersion: { group: number; own: number } }
   modules: LayoutModule[]
 }
