@@ -27,11 +27,14 @@ export interface LayoutHead {
 interface Fragments {
   /** `"model":{…}`: the same for every layout of the snapshot. */
   model: Buffer
-  reasons: WeakMap<Reason, Buffer>
   /** Per language: `{"id":…,"title":…,"reason":…,"items":[` per module. */
   modules: { zh: WeakMap<object, Buffer>; en: WeakMap<object, Buffer> }
-  /** Per language and title variant, by item index: `{"id":…,…,"category":…,"reason":`. */
-  items: { zh: (Buffer | undefined)[][]; en: (Buffer | undefined)[][] }
+  /**
+   * Per language and title variant, by item index, by reason: `{"id":…,…,"category":…,"reason":{…}`.
+   * An item appears with few reasons (reasons are built once per snapshot), so head and reason
+   * are cached together: one copy per item instead of two.
+   */
+  items: { zh: Map<Reason, Buffer>[][]; en: Map<Reason, Buffer>[][] }
 }
 
 const fragments = new WeakMap<LayoutSnapshot, Fragments>()
@@ -42,7 +45,6 @@ function fragmentsOf(s: LayoutSnapshot): Fragments {
   if (!f) {
     f = {
       model: utf8(`"model":${JSON.stringify({ build: s.build, builtAt: s.builtAt, catalogVersion: s.catalogVersions })}`),
-      reasons: new WeakMap(),
       modules: { zh: new WeakMap(), en: new WeakMap() },
       items: { zh: [[], []], en: [[], []] },
     }
@@ -51,13 +53,11 @@ function fragmentsOf(s: LayoutSnapshot): Fragments {
   return f
 }
 
-
-
 /** The body of GET /v1/layout: byte for byte JSON.stringify({...head, model, modules}). */
 export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readonly RankedModule[], lang: 'zh' | 'en'): Buffer {
   const f = fragmentsOf(s)
-  // Cached fragments, and short ASCII strings (punctuation, scores) copied as they are. No
-  // closures here: this runs once per request.
+  // Cached fragments, and short ASCII strings (punctuation, scores) written as they are. No
+  // closures here: this runs once per request. Separators ride on the strings around them.
   const parts: (Buffer | string)[] = []
   // The head is small and carries the only request text (the customer number): stringified.
   parts.push(utf8(`${JSON.stringify(head).slice(0, -1)},`), f.model, ',"modules":[')
@@ -70,22 +70,22 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
       mh = utf8(`{"id":${JSON.stringify(rm.module.id)},"title":${JSON.stringify(rm.module.title[lang])},"reason":${JSON.stringify(rm.reason)},"items":[`)
       moduleHeads.set(rm.module, mh)
     }
-    if (mi) parts.push(',')
     parts.push(mh)
-    for (let ii = 0; ii < rm.items.length; ii++) {
+    const last = rm.items.length - 1
+    for (let ii = 0; ii <= last; ii++) {
       const p = rm.items[ii]!
       const it = p.item
-      let ih = byIndex[it.index]
+      const byReason = (byIndex[it.index] ??= new Map())
+      let ih = byReason.get(p.reason)
       if (!ih) {
-        const fields = { id: it.id, type: it.type, title: itemTitle(it, lang, head.elder), deeplink: it.deeplink, category: it.category }
-        ih = byIndex[it.index] = utf8(`${JSON.stringify(fields).slice(0, -1)},"reason":`)
+        const fields = { id: it.id, type: it.type, title: itemTitle(it, lang, head.elder), deeplink: it.deeplink, category: it.category, reason: p.reason }
+        ih = utf8(JSON.stringify(fields).slice(0, -1))
+        byReason.set(p.reason, ih)
       }
-      let rb = f.reasons.get(p.reason)
-      if (!rb) f.reasons.set(p.reason, (rb = utf8(JSON.stringify(p.reason))))
       // JSON.stringify of a number, so a non-finite score reads null as it would there.
-      parts.push(ii ? ',' : '', ih, rb, `,"score":${JSON.stringify(roundScore(p.score))}}`)
+      parts.push(ih, `,"score":${JSON.stringify(roundScore(p.score))}}${ii < last ? ',' : ''}`)
     }
-    parts.push(']}')
+    parts.push(mi < ranked.length - 1 ? ']},' : ']}')
   }
   parts.push(']}')
   let length = 0
@@ -94,7 +94,13 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
   let at = 0
   for (let i = 0; i < parts.length; i++) {
     const p = parts[i]!
-    at += typeof p === 'string' ? out.write(p, at, 'latin1') : p.copy(out, at)
+    if (typeof p === 'string') {
+      // Short ASCII: a loop costs less than a call into Buffer.write at this size.
+      for (let k = 0; k < p.length; k++) out[at++] = p.charCodeAt(k)
+    } else {
+      out.set(p, at)
+      at += p.length
+    }
   }
   return out
 }
