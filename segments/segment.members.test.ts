@@ -97,6 +97,23 @@ describe('exportSegment', () => {
     expect(lines.slice(1)).toEqual(GOLD.map((k) => `${k},"C${k}"`))
   })
 
+  it('csv in pages of key ranges: the same bytes as one page, the header once', async () => {
+    const tdb = fx.engine.db.forTenant(fx.tenant)
+    const whole = (await readAll(await exportSegment(tdb, 'three', 'csv'))).toString('utf8')
+    for (const pageKeys of [1, 7, 50]) {
+      expect((await readAll(await exportSegment(tdb, 'three', 'csv', { pageKeys }))).toString('utf8'), `pages of ${pageKeys}`).toBe(whole)
+    }
+    expect(whole.trimEnd().split('\n')).toHaveLength(THREE.length + 1)
+    await expect(exportSegment(tdb, 'three', 'csv', { pageKeys: 0 })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+  })
+
+  it('csv of an empty segment: the header alone', async () => {
+    const { segment } = await repo.save(fx.tenant, 'nobody', { name: 'nobody', purpose: 'marketing', rule: { all: [{ tag: 'tier', op: 'eq', value: 'gold' }, { tag: 'tier', op: 'eq', value: 'silver' }] } }, 'test')
+    await materializeSegment({ db: fx.engine.db }, { tenantId: fx.tenant, timeZone: TZ, segment, defs: fx.defs, asOf: AS_OF, build: '300', trigger: 'manual' })
+    const text = (await readAll(await exportSegment(fx.engine.db.forTenant(fx.tenant), 'nobody', 'csv'))).toString('utf8')
+    expect(text).toBe('"customer_key","customer_no"\n')
+  })
+
   it('arrow: an IPC table readable by apache-arrow', async () => {
     const buf = await readAll(await exportSegment(fx.engine.db.forTenant(fx.tenant), 'three', 'arrow'))
     const t = tableFromIPC(buf)

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
@@ -24,7 +24,6 @@ export interface MembersPage {
 }
 
 const pageRow = z.object({ build: z.coerce.string(), size: z.coerce.number(), keys: z.array(z.coerce.number()) })
-const buildRow = z.object({ build: z.coerce.string() })
 
 const invalid = (field: string, message: string) => new AppError('VALIDATION_FAILED', `${field}: ${message}`, { issues: [{ field, message }] })
 const notMaterialized = (segmentId: string) => new AppError('NOT_FOUND', `Segment ${segmentId} has not been materialized.`)
@@ -71,27 +70,56 @@ export async function customerSegments(db: TenantDb, customerKey: number): Promi
 export type ExportFormat = 'csv' | 'parquet' | 'arrow'
 const FORMATS: Record<ExportFormat, string> = { csv: 'CSVWithNames', parquet: 'Parquet', arrow: 'Arrow' }
 
+/** Customer keys per CSV page (a key range): a page's result is held whole by the embedded engine. */
+export const EXPORT_PAGE_KEYS = 500_000
+
 /**
  * The current members of a segment as a byte stream produced by the engine: `customer_key,
  * customer_no` (nothing else personal), ordered by key; csv has a header row. Members deleted
- * as customers since the build are left out. Arrow is the IPC file format, uncompressed (the
+ * as customers since the build are left out. Arrow is the IPC stream format, uncompressed (the
  * apache-arrow JS reader has no LZ4 codec); strings are Utf8, not Binary.
  *
  * It runs through the client's `exec` (the raw response body): `query()`'s `stream()` splits
  * its output into rows at newlines, and does not accept Arrow. The embedded chDB connection
- * buffers a whole result before handing it over as a one-chunk stream; a remote server streams.
+ * buffers a whole result before handing it over, so CSV, the marketers' format, is read in
+ * pages of `pageKeys` customer keys (one query each, on the same build, the header with the
+ * first): what is held at once stays bounded (about 12 MB of CSV per page) whatever
+ * the segment's size (keys are dense from 1, so the last, 2^32 - 1, is never a customer's). Parquet and Arrow are single files from one query (a file cannot be cut into pages the
+ * way CSV rows can); a ClickHouse server streams them, the embedded engine holds them whole.
  */
-export async function exportSegment(tdb: TenantDb, segmentId: string, format: ExportFormat): Promise<Readable> {
+export async function exportSegment(tdb: TenantDb, segmentId: string, format: ExportFormat, opts: { pageKeys?: number } = {}): Promise<Readable> {
   const fmt = FORMATS[format]
   if (!fmt) throw invalid('format', `one of ${Object.keys(FORMATS).join(', ')}`)
-  const [cur] = await tdb.query(`SELECT toString(build) AS build FROM (${CURRENT})`, { sid: segmentId }, buildRow)
+  const [cur] = await tdb.query(
+    `SELECT toString(build) AS build, bitmapMin(keys) AS lo, bitmapMax(keys) AS hi, size FROM (${CURRENT})`,
+    { sid: segmentId },
+    z.object({ build: z.string(), lo: z.coerce.number(), hi: z.coerce.number(), size: z.coerce.number() }),
+  )
   if (!cur) throw notMaterialized(segmentId)
-  const sql = `SELECT customer_key, customer_no FROM customers FINAL
-    WHERE tenant_id = {tenant:UInt16} AND deleted = 0
-      AND customer_key IN (SELECT arrayJoin(bitmapToArray(keys)) FROM segment_members
+  const membersIn = (range: string) => `SELECT customer_key, customer_no FROM customers FINAL
+    WHERE tenant_id = {tenant:UInt16} AND deleted = 0${range}
+      AND customer_key IN (SELECT arrayJoin(bitmapToArray(${range ? 'bitmapSubsetInRange(keys, {from:UInt32}, {to:UInt32})' : 'keys'})) FROM segment_members
                            WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64})
-    ORDER BY customer_key
-    SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none', output_format_parquet_string_as_string = 1
-    FORMAT ${fmt}`
-  return tdb.stream(sql, { sid: segmentId, bld: cur.build })
+    ORDER BY customer_key`
+  if (format !== 'csv') {
+    return tdb.stream(
+      `${membersIn('')}
+       SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none', output_format_parquet_string_as_string = 1
+       FORMAT ${fmt}`,
+      { sid: segmentId, bld: cur.build },
+    )
+  }
+  const pageKeys = opts.pageKeys ?? EXPORT_PAGE_KEYS
+  if (!Number.isInteger(pageKeys) || pageKeys < 1) throw invalid('pageKeys', 'a positive integer')
+  const page = membersIn(' AND customer_key >= {from:UInt32} AND customer_key < {to:UInt32}')
+  // An empty segment still gets its header: one page over no keys.
+  const first = cur.size > 0 ? cur.lo : 0
+  const last = cur.size > 0 ? cur.hi : 0
+  async function* pages(): AsyncGenerator<Buffer> {
+    for (let from = first; from <= last; from += pageKeys) {
+      const stream = await tdb.stream(`${page} FORMAT ${from === first ? 'CSVWithNames' : 'CSV'}`, { sid: segmentId, bld: cur!.build, from, to: Math.min(from + pageKeys, MAX_KEY) })
+      for await (const chunk of stream) yield chunk as Buffer
+    }
+  }
+  return Readable.from(pages(), { objectMode: false })
 }

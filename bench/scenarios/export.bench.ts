@@ -1,0 +1,75 @@
+import { EXPORT_PAGE_KEYS, exportSegment } from '../../segments/segment.members.js'
+import type { BenchScenario } from '../harness.js'
+import { codeVersion } from '../support.js'
+
+/**
+ * A segment's CSV export on the embedded engine (`npm run bench export -- --set customers=N`):
+ * N customers, a materialized segment holding all of them; the export read to the end in pages
+ * of key ranges (what the route does), then as one query (the baseline), in this process. The
+ * embedded engine hands a query's whole result over at once, so the peak RSS growth of each is
+ * what an export holds in memory. The paged run goes first: the one-query run may reuse memory
+ * the paged run freed, which can only understate its growth.
+ */
+
+async function run(tdb: Parameters<typeof exportSegment>[0], pageKeys: number) {
+  const rss0 = process.memoryUsage().rss
+  let peak = rss0
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10)
+  const t = performance.now()
+  let bytes = 0
+  let first = true
+  let firstByteMs = 0
+  try {
+    for await (const chunk of await exportSegment(tdb, 'everyone', 'csv', { pageKeys })) {
+      if (first) firstByteMs = performance.now() - t
+      first = false
+      bytes += (chunk as Buffer).length
+      peak = Math.max(peak, process.memoryUsage().rss)
+    }
+  } finally {
+    clearInterval(timer)
+  }
+  return { seconds: (performance.now() - t) / 1000, firstByteMs, mb: bytes / 2 ** 20, peakGrowthMb: (peak - rss0) / 2 ** 20 }
+}
+
+export const scenario: BenchScenario = {
+  name: 'export',
+  description: "A segment's CSV export on the embedded engine: in pages of key ranges against one query; time, first byte and peak RSS growth",
+  async run(ctx) {
+    const n = Number(ctx.args.customers ?? 3_000_000)
+    const pageKeys = Number(ctx.args.page_keys ?? EXPORT_PAGE_KEYS)
+    const sys = ctx.db.system
+    const tenant = 1
+    await sys.command(
+      `INSERT INTO customers (tenant_id, customer_key, customer_no, opened_at, updated_at, deleted)
+       SELECT {t:UInt16}, toUInt32(number + 1), concat('C', leftPad(toString(number + 1), 12, '0')), now64(3), now64(3), 0 FROM numbers({n:UInt32})`,
+      { t: tenant, n },
+    )
+    await sys.command(
+      `INSERT INTO segment_members (tenant_id, segment_id, build, version, size, keys, built_at)
+       SELECT {t:UInt16}, 'everyone', 1, 1, {n:UInt32}, groupBitmapState(toUInt32(number + 1)), now64(3) FROM numbers({n:UInt32})`,
+      { t: tenant, n },
+    )
+    const tdb = ctx.db.forTenant(tenant)
+    const paged = await run(tdb, pageKeys)
+    const whole = await run(tdb, 2 ** 32)
+    if (Math.abs(paged.mb - whole.mb) > 1e-9) throw new Error(`the paged export wrote ${paged.mb} MB, the single query ${whole.mb} MB`)
+    return {
+      params: { customers: n, page_keys: pageKeys, code: codeVersion() },
+      figures: {
+        csv_mb: paged.mb,
+        paged_s: paged.seconds,
+        paged_first_byte_ms: paged.firstByteMs,
+        paged_peak_rss_growth_mb: paged.peakGrowthMb,
+        single_query_s: whole.seconds,
+        single_query_first_byte_ms: whole.firstByteMs,
+        single_query_peak_rss_growth_mb: whole.peakGrowthMb,
+      },
+      ratios: { paged_time_over_single: paged.seconds / whole.seconds, paged_memory_over_single: paged.peakGrowthMb / whole.peakGrowthMb },
+      notes: [
+        `${n.toLocaleString('en-US')} members, ${paged.mb.toFixed(1)} MB of CSV. In pages of ${pageKeys.toLocaleString('en-US')} keys: ${paged.seconds.toFixed(2)} s, first byte after ${paged.firstByteMs.toFixed(0)} ms, peak RSS +${paged.peakGrowthMb.toFixed(0)} MB. As one query: ${whole.seconds.toFixed(2)} s, first byte after ${whole.firstByteMs.toFixed(0)} ms, peak RSS +${whole.peakGrowthMb.toFixed(0)} MB.`,
+        'Both wrote the same bytes (checked). The one-query run went second and may have reused memory the paged run freed.',
+      ],
+    }
+  },
+}
