@@ -68,28 +68,37 @@ export async function customerSegments(db: TenantDb, customerKey: number): Promi
 }
 
 export type ExportFormat = 'csv' | 'parquet' | 'arrow'
-const FORMATS: Record<ExportFormat, string> = { csv: 'CSVWithNames', parquet: 'Parquet', arrow: 'Arrow' }
 
-/** Customer keys per CSV page (a key range): a page's result is held whole by the embedded engine. */
+/** Customer keys per page (a key range) of a CSV or Arrow export. */
 export const EXPORT_PAGE_KEYS = 500_000
+
+const ARROW_SETTINGS = `SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none',
+  output_format_arrow_low_cardinality_as_dictionary = 0, output_format_parquet_string_as_string = 1`
+/** The end-of-stream marker of an Arrow IPC stream: a continuation marker and a zero length. */
+const ARROW_EOS = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])
 
 /**
  * The current members of a segment as a byte stream produced by the engine: `customer_key,
- * customer_no` (nothing else personal), ordered by key; csv has a header row. Members deleted
- * as customers since the build are left out. Arrow is the IPC stream format, uncompressed (the
- * apache-arrow JS reader has no LZ4 codec); strings are Utf8, not Binary.
+ * customer_no` (nothing else personal), ordered by key. CSV has a header row; Arrow is the IPC
+ * stream format, uncompressed (the apache-arrow JS reader has no LZ4 codec), strings as Utf8;
+ * Parquet is one file. Members deleted as customers since the build are left out.
  *
  * It runs through the client's `exec` (the raw response body): `query()`'s `stream()` splits
- * its output into rows at newlines, and does not accept Arrow. The embedded chDB connection
- * buffers a whole result before handing it over, so CSV, the marketers' format, is read in
- * pages of `pageKeys` customer keys (one query each, on the same build, the header with the
- * first): what is held at once stays bounded (about 12 MB of CSV per page) whatever
- * the segment's size (keys are dense from 1, so the last, 2^32 - 1, is never a customer's). Parquet and Arrow are single files from one query (a file cannot be cut into pages the
- * way CSV rows can); a ClickHouse server streams them, the embedded engine holds them whole.
+ * its output into rows at newlines, and does not accept Arrow. The embedded engine hands a
+ * query's whole result over at once, so CSV and Arrow are read in pages of `pageKeys` customer
+ * keys: one query each, on the same build. What is held at once stays about one page, whatever
+ * the segment's size. Keys are dense from 1, so the last, 2^32 - 1, is never a customer's.
+ * - CSV pages are rows; the header comes with the first.
+ * - An Arrow stream is a schema message, record batch messages, and an end marker. Every page
+ *   of the same query has the same schema, so the first page's schema and every page's record
+ *   batches make one stream (no dictionaries: none is asked for).
+ * - Parquet is a file with a footer, which cannot be cut into pages. It comes from one query: a
+ *   ClickHouse server streams it, the embedded engine produces it whole.
  */
 export async function exportSegment(tdb: TenantDb, segmentId: string, format: ExportFormat, opts: { pageKeys?: number } = {}): Promise<Readable> {
-  const fmt = FORMATS[format]
-  if (!fmt) throw invalid('format', `one of ${Object.keys(FORMATS).join(', ')}`)
+  if (format !== 'csv' && format !== 'arrow' && format !== 'parquet') throw invalid('format', 'one of csv, parquet, arrow')
+  const pageKeys = opts.pageKeys ?? EXPORT_PAGE_KEYS
+  if (!Number.isInteger(pageKeys) || pageKeys < 1) throw invalid('pageKeys', 'a positive integer')
   const [cur] = await tdb.query(
     `SELECT toString(build) AS build, bitmapMin(keys) AS lo, bitmapMax(keys) AS hi, size FROM (${CURRENT})`,
     { sid: segmentId },
@@ -101,25 +110,36 @@ export async function exportSegment(tdb: TenantDb, segmentId: string, format: Ex
       AND customer_key IN (SELECT arrayJoin(bitmapToArray(${range ? 'bitmapSubsetInRange(keys, {from:UInt32}, {to:UInt32})' : 'keys'})) FROM segment_members
                            WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64})
     ORDER BY customer_key`
-  if (format !== 'csv') {
-    return tdb.stream(
-      `${membersIn('')}
-       SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none', output_format_parquet_string_as_string = 1
-       FORMAT ${fmt}`,
-      { sid: segmentId, bld: cur.build },
-    )
-  }
-  const pageKeys = opts.pageKeys ?? EXPORT_PAGE_KEYS
-  if (!Number.isInteger(pageKeys) || pageKeys < 1) throw invalid('pageKeys', 'a positive integer')
+  if (format === 'parquet') return tdb.stream(`${membersIn('')} ${ARROW_SETTINGS} FORMAT Parquet`, { sid: segmentId, bld: cur.build })
+
   const page = membersIn(' AND customer_key >= {from:UInt32} AND customer_key < {to:UInt32}')
-  // An empty segment still gets its header: one page over no keys.
+  // An empty segment still gets its header (CSV) or schema (Arrow): one page over no keys.
   const first = cur.size > 0 ? cur.lo : 0
   const last = cur.size > 0 ? cur.hi : 0
+  const read = (from: number, fmt: string) =>
+    tdb.stream(`${page} ${format === 'arrow' ? ARROW_SETTINGS : ''} FORMAT ${fmt}`, { sid: segmentId, bld: cur.build, from, to: Math.min(from + pageKeys, MAX_KEY) })
   async function* pages(): AsyncGenerator<Buffer> {
     for (let from = first; from <= last; from += pageKeys) {
-      const stream = await tdb.stream(`${page} FORMAT ${from === first ? 'CSVWithNames' : 'CSV'}`, { sid: segmentId, bld: cur!.build, from, to: Math.min(from + pageKeys, MAX_KEY) })
-      for await (const chunk of stream) yield chunk as Buffer
+      if (format === 'csv') {
+        for await (const chunk of await read(from, from === first ? 'CSVWithNames' : 'CSV')) yield chunk as Buffer
+        continue
+      }
+      const chunks: Buffer[] = []
+      for await (const chunk of await read(from, 'ArrowStream')) chunks.push(chunk as Buffer)
+      yield arrowPage(Buffer.concat(chunks), from === first)
     }
+    if (format === 'arrow') yield ARROW_EOS
   }
   return Readable.from(pages(), { objectMode: false })
+}
+
+/** One page's Arrow stream without its end marker, and without its schema unless it is the first. */
+function arrowPage(bytes: Buffer, first: boolean): Buffer {
+  const bad = (why: string) => new AppError('INTERNAL', `An Arrow page from the engine is not a stream this export can join: ${why}.`)
+  if (bytes.length < 16 || bytes.readUInt32LE(0) !== 0xffffffff) throw bad('no continuation marker at the start')
+  if (!bytes.subarray(bytes.length - 8).equals(ARROW_EOS)) throw bad('no end-of-stream marker')
+  // The schema message: marker, metadata length, metadata (padded to 8); a schema has no body.
+  const schemaEnd = 8 + bytes.readInt32LE(4)
+  if (schemaEnd > bytes.length - 8) throw bad('a schema longer than the page')
+  return bytes.subarray(first ? 0 : schemaEnd, bytes.length - 8)
 }
