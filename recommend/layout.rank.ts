@@ -86,7 +86,7 @@ interface Memo {
   tagReasons: Map<SnapshotItem, Reason>
   segmentReasons: Map<string, Reason>
   regionReasons: Map<string, Reason>
-  modelReasons: Map<number, Reason>
+  modelReasons: Map<SnapshotItem, Reason>
   size: number
   seenWeek: Int32Array
   seenToday: Int32Array
@@ -115,7 +115,7 @@ function memoOf(s: LayoutSnapshot): Memo {
     tagReasons: m?.tagReasons ?? new Map(),
     segmentReasons: m?.segmentReasons ?? new Map(),
     regionReasons: m?.regionReasons ?? new Map(),
-    modelReasons: new Map(),
+    modelReasons: m?.modelReasons ?? new Map(),
     size: n,
     seenWeek: new Int32Array(n),
     seenToday: new Int32Array(n),
@@ -129,9 +129,10 @@ function memoOf(s: LayoutSnapshot): Memo {
   return m
 }
 
-function once<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+/** The reason held for `key`, made from it on first use (makers are module functions: no closure per request). */
+function intern<K>(map: Map<K, Reason>, key: K, make: (key: K) => Reason): Reason {
   let v = map.get(key)
-  if (v === undefined) map.set(key, (v = Object.freeze(make())))
+  if (v === undefined) map.set(key, (v = Object.freeze(make(key))))
   return v
 }
 
@@ -215,7 +216,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const affW = ctx.variant?.affinityWeight ?? 0
   const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
   const basePop = regional ?? s.popularity
-  const baseReason = regional ? once(memo.regionReasons, ctx.region!, () => regionReason(ctx.region!)) : TENANT_POPULARITY
+  const baseReason = regional ? intern(memo.regionReasons, ctx.region!, regionReason) : TENANT_POPULARITY
   const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo }
 
   let modules = s.modules.filter((m) => !m.eligible || (key !== 0 && m.eligible.has(key)))
@@ -240,7 +241,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
     const picked = pick(candidates, m, ctx, categories)
     if (!picked.length) continue
     for (const p of picked) onScreen.add(p.item.id)
-    out.push({ module: m, reason: once(memo.moduleReasons, m, () => moduleReason(m)), items: picked })
+    out.push({ module: m, reason: intern(memo.moduleReasons, m, moduleReason), items: picked })
   }
   return out
 }
@@ -292,7 +293,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
     const v = g.popularity[it.index] ?? 0
     if (v > pop) {
       pop = v
-      popReason = once(memo.segmentReasons, g.id, () => ({ kind: 'popularity', scope: 'segment', segment: g.id, detail: `popular in segment ${g.id}` }))
+      popReason = intern(memo.segmentReasons, g.id, segmentReason)
     }
   }
   const aff = p.personal ? memo.co[it.index]! : 0
@@ -304,11 +305,11 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
   let reason: Reason
   if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
     reason = it.conditionTags.length
-      ? once(memo.tagReasons, it, () => ({ kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` }))
+      ? intern(memo.tagReasons, it, tagReason)
       : EVERYONE
   } else if (p.affW * aff > p.popW * pop && aff > 0) {
     const src = memo.coBecause[it.index]!
-    reason = src >= 0 && s.items[src] ? once(memo.modelReasons, src, () => modelReason(s.items[src]!.id)) : SIMILAR
+    reason = src >= 0 && s.items[src] ? intern(memo.modelReasons, s.items[src]!, modelReason) : SIMILAR
   } else if (pop > 0) {
     reason = popReason
   } else {
@@ -317,7 +318,9 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
   return { item: it, score: total, reason }
 }
 
-const modelReason = (src: string): Reason => ({ kind: 'model', model: 'co-occurrence', because: [src], detail: `customers who used ${src} also use this` })
+const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this` })
+const segmentReason = (segment: string): Reason => ({ kind: 'popularity', scope: 'segment', segment, detail: `popular in segment ${segment}` })
+const tagReason = (it: SnapshotItem): Reason => ({ kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` })
 const regionReason = (region: string): Reason => ({ kind: 'popularity', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}` })
 
 /** Greedy picks with a diversity penalty, and the exploration slot in product modules. */
