@@ -113,47 +113,40 @@ const QUEUE_COLUMNS = [
   'toUnixTimestamp64Milli(expires_at)',
 ] as const
 
+/** An engine DateTime64 in UTC ('2026-11-28 10:00:00.000') as ISO 8601. */
+const iso = (s: string) => `${s.replace(' ', 'T')}Z`
 
+/** A queued target: what a pull hands out (all but the lease), and what the queue itself needs. */
 interface QueueRow {
-  target_id: string
-  campaign_id: string
-  campaign_version: number
-  customer_key: number
-  customer_no: string
-  channel: string
-  purpose: string
-  priority: string
-  language: string
-  variant: string
-  title: string
-  body: string
-  due_at: string
-  expires_at: string
-  exp_ms: number
+  target: Omit<PulledTarget, 'leaseId' | 'leaseUntil'>
+  customerKey: number
+  expMs: number
 }
 
 /** Fields as they come (still escaped): ids, enums, dates and numbers never hold an escape. */
 function toQueueRow(f: string[]): QueueRow {
   if (f.length !== QUEUE_COLUMNS.length) throw new AppError('INTERNAL', `A queue row has ${f.length} fields, not ${QUEUE_COLUMNS.length}.`)
   return {
-    target_id: f[0]!,
-    campaign_id: f[1]!,
-    campaign_version: Number(f[2]),
-    customer_key: Number(f[3]),
-    customer_no: unescapeTsv(f[4]!),
-    channel: f[5]!,
-    purpose: f[6]!,
-    priority: f[7]!,
-    language: unescapeTsv(f[8]!),
-    variant: f[9]!,
-    title: unescapeTsv(f[10]!),
-    body: unescapeTsv(f[11]!),
-    due_at: f[12]!,
-    expires_at: f[13]!,
-    exp_ms: Number(f[14]),
+    target: {
+      targetId: f[0]!,
+      idempotencyKey: f[0]!,
+      campaignId: f[1]!,
+      campaignVersion: Number(f[2]),
+      customerNo: unescapeTsv(f[4]!),
+      channel: f[5]!,
+      purpose: f[6]!,
+      priority: f[7]!,
+      language: unescapeTsv(f[8]!),
+      variant: f[9]!,
+      title: unescapeTsv(f[10]!),
+      body: unescapeTsv(f[11]!),
+      dueAt: iso(f[12]!),
+      expiresAt: iso(f[13]!),
+    },
+    customerKey: Number(f[3]),
+    expMs: Number(f[14]),
   }
 }
-
 
 interface TenantState {
   queue: QueueRow[]
@@ -175,9 +168,9 @@ interface TenantState {
 /** A target id (32 hex digits of an MD5) as the UInt128 it spells. */
 const ID128 = (column: string) => `reinterpretAsUInt128(unhex(${column}))`
 
-const LEASE_COLUMNS = ['target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'] as const
-const OUTCOME_COLUMNS = ['target_id', 'campaign_id', 'customer_key', 'status', 'final', 'reason', 'lease_id', 'at'] as const
-const iso = (s: string) => `${s.replace(' ', 'T')}Z`
+/** push_leases and push_outcomes columns as the lease manager writes them (the push benchmark's floor writes the same). */
+export const LEASE_COLUMNS = ['target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'] as const
+export const OUTCOME_COLUMNS = ['target_id', 'campaign_id', 'customer_key', 'status', 'final', 'reason', 'lease_id', 'at'] as const
 
 export function createLeaseManager(deps: {
   db: Db
@@ -255,7 +248,7 @@ export function createLeaseManager(deps: {
     const rows: QueueRow[] = []
     forEachTsvRow(text, (f) => {
       const r = toQueueRow(f)
-      if (rows.length === 0 || rows[rows.length - 1]!.target_id !== r.target_id) rows.push(r)
+      if (rows.length === 0 || rows[rows.length - 1]!.target.targetId !== r.target.targetId) rows.push(r)
     })
     s.queue = rows
     s.head = 0
@@ -287,7 +280,7 @@ export function createLeaseManager(deps: {
         const take: QueueRow[] = []
         while (take.length < o.limit && s.head < s.queue.length) {
           const r = s.queue[s.head++]!
-          if (r.exp_ms > now && !s.leased.has(r.target_id) && !s.finished.has(r.target_id)) take.push(r)
+          if (r.expMs > now && !s.leased.has(r.target.targetId) && !s.finished.has(r.target.targetId)) take.push(r)
         }
         if (!take.length) return []
         const leaseId = crypto.randomBytes(8).toString('hex')
@@ -295,35 +288,18 @@ export function createLeaseManager(deps: {
         try {
           await deps.db
             .forTenant(tenantId)
-            .insertTsv('push_leases', LEASE_COLUMNS, take.map((r) => [r.target_id, 'lease', leaseId, r.campaign_id, r.customer_key, owner, chEpoch(now), chEpoch(until)]))
+            .insertTsv('push_leases', LEASE_COLUMNS, take.map((r) => [r.target.targetId, 'lease', leaseId, r.target.campaignId, r.customerKey, owner, chEpoch(now), chEpoch(until)]))
         } catch (e) {
           // Not leased: back to the front of the queue, in order.
           deps.log.warn({ tenant: tenantId, targets: take.length, err: e instanceof Error ? e.message : String(e) }, 'push leases not written; the pull fails')
           s.queue.splice(s.head, 0, ...take)
           throw new AppError('STORAGE_UNAVAILABLE', 'The leases could not be written; retry.', { cause: e, headers: { 'retry-after': '1' } })
         }
-        for (const r of take) s.leased.set(r.target_id, { leaseId, until, campaignId: r.campaign_id, customerKey: r.customer_key })
+        for (const r of take) s.leased.set(r.target.targetId, { leaseId, until, campaignId: r.target.campaignId, customerKey: r.customerKey })
         s.nextExpiry = Math.min(s.nextExpiry, until)
         pulled.inc(take.length)
         const leaseUntil = new Date(until).toISOString()
-        return take.map((r) => ({
-          targetId: r.target_id,
-          idempotencyKey: r.target_id,
-          leaseId,
-          leaseUntil,
-          campaignId: r.campaign_id,
-          campaignVersion: r.campaign_version,
-          customerNo: r.customer_no,
-          channel: r.channel,
-          purpose: r.purpose,
-          priority: r.priority,
-          language: r.language,
-          variant: r.variant,
-          title: r.title,
-          body: r.body,
-          dueAt: iso(r.due_at),
-          expiresAt: iso(r.expires_at),
-        }))
+        return take.map((r) => ({ ...r.target, leaseId, leaseUntil }))
       })
     },
 
