@@ -5,6 +5,7 @@ import type { TenantDb } from '../../core/db.js'
 import { chDateTime, localDate, zonedMidnight } from '../../core/time.js'
 import { newRunId } from '../../pipelines/pipeline.runs.js'
 import { runTags } from '../../pipelines/tag.pipeline.js'
+import { LEASE_COLUMNS, OUTCOME_COLUMNS } from '../../push/lease.manager.js'
 import { createPushModule } from '../../push/push.module.js'
 import { createTagRepository } from '../../tags/tag.repository.js'
 import { createTenantService } from '../../tenants/tenants.service.js'
@@ -166,8 +167,8 @@ export const scenario: BenchScenario = {
     const t2 = performance.now()
     for (let done = 0; done < pulled; done += batch) {
       const ids = Array.from({ length: Math.min(batch, pulled - done) }, (_, i) => (done + i).toString(16).padStart(32, '0'))
-      await system.insertTsv('bench_push_leases_floor', ['tenant_id', 'target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'], ids.map((id, i) => [tenant.id, id, 'lease', 'f'.repeat(16), 'wealth-pick', done + i, 'bench', nowS, nowS]))
-      await system.insertTsv('bench_push_outcomes_floor', ['tenant_id', 'target_id', 'campaign_id', 'customer_key', 'status', 'final', 'reason', 'lease_id', 'at'], ids.map((id, i) => [tenant.id, id, 'wealth-pick', done + i, 'delivered', 1, '', 'f'.repeat(16), nowS]))
+      await system.insertTsv('bench_push_leases_floor', ['tenant_id', ...LEASE_COLUMNS], ids.map((id, i) => [tenant.id, id, 'lease', 'f'.repeat(16), 'wealth-pick', done + i, 'bench', nowS, nowS]))
+      await system.insertTsv('bench_push_outcomes_floor', ['tenant_id', ...OUTCOME_COLUMNS], ids.map((id, i) => [tenant.id, id, 'wealth-pick', done + i, 'delivered', 1, '', 'f'.repeat(16), nowS]))
     }
     const writeFloorS = (performance.now() - t2) / 1000
     await system.command('DROP TABLE bench_push_leases_floor')
