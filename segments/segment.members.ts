@@ -72,7 +72,7 @@ export type ExportFormat = 'csv' | 'parquet' | 'arrow'
 /** Customer keys per page (a key range) of a CSV or Arrow export. */
 export const EXPORT_PAGE_KEYS = 500_000
 
-const ARROW_SETTINGS = `SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none',
+const EXPORT_SETTINGS = `SETTINGS output_format_arrow_string_as_string = 1, output_format_arrow_compression_method = 'none',
   output_format_arrow_low_cardinality_as_dictionary = 0, output_format_parquet_string_as_string = 1`
 /** The end-of-stream marker of an Arrow IPC stream: a continuation marker and a zero length. */
 const ARROW_EOS = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])
@@ -110,14 +110,14 @@ export async function exportSegment(tdb: TenantDb, segmentId: string, format: Ex
       AND customer_key IN (SELECT arrayJoin(bitmapToArray(${range ? 'bitmapSubsetInRange(keys, {from:UInt32}, {to:UInt32})' : 'keys'})) FROM segment_members
                            WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64})
     ORDER BY customer_key`
-  if (format === 'parquet') return tdb.stream(`${membersIn('')} ${ARROW_SETTINGS} FORMAT Parquet`, { sid: segmentId, bld: cur.build })
+  if (format === 'parquet') return tdb.stream(`${membersIn('')} ${EXPORT_SETTINGS} FORMAT Parquet`, { sid: segmentId, bld: cur.build })
 
   const page = membersIn(' AND customer_key >= {from:UInt32} AND customer_key < {to:UInt32}')
   // An empty segment still gets its header (CSV) or schema (Arrow): one page over no keys.
   const first = cur.size > 0 ? cur.lo : 0
   const last = cur.size > 0 ? cur.hi : 0
   const read = (from: number, fmt: string) =>
-    tdb.stream(`${page} ${format === 'arrow' ? ARROW_SETTINGS : ''} FORMAT ${fmt}`, { sid: segmentId, bld: cur.build, from, to: Math.min(from + pageKeys, MAX_KEY) })
+    tdb.stream(`${page} ${format === 'arrow' ? EXPORT_SETTINGS : ''} FORMAT ${fmt}`, { sid: segmentId, bld: cur.build, from, to: Math.min(from + pageKeys, MAX_KEY) })
   async function* pages(): AsyncGenerator<Buffer> {
     for (let from = first; from <= last; from += pageKeys) {
       if (format === 'csv') {
