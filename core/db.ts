@@ -60,6 +60,7 @@ export const TENANT_TABLES = [
   'push_targets',
   'push_leases',
   'push_outcomes',
+  'audit_log',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 
