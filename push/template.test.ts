@@ -59,3 +59,17 @@ describe('TabSeparated reading', () => {
     expect(parseTsv('1\tx\\ty\n2\t\n')).toEqual([['1', 'x\ty'], ['2', '']])
   })
 })
+
+describe('template fields by own name only', () => {
+  it.each(['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf', 'constructor.name'])('refuses {{%s}}', (f) => {
+    const { issues, parts } = parseTemplate(`hi {{${f}}}`)
+    expect(issues).toEqual([expect.objectContaining({ offset: 3, message: expect.stringMatching(/unknown field/) })])
+    expect(fieldsOf(parts)).toEqual([])
+  })
+
+  it('refuses them in a campaign naming the text', () => {
+    const r = campaignInput.safeParse({ name: 'x', purpose: 'service', schedule: { kind: 'cron', cron: '0 9 * * *' }, message: { body: { zh: '{{constructor}}', en: 'ok' } } })
+    expect(r.success).toBe(false)
+    expect(r.error?.issues.map((i) => i.path.join('.'))).toEqual(['message.body.zh'])
+  })
+})

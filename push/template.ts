@@ -40,7 +40,8 @@ export interface TemplateIssue {
   message: string
 }
 
-export const isKnownField = (f: string): boolean => f in TEMPLATE_FIELDS || TAG_FIELD.test(f)
+// Own names only: `in` would also find `constructor`, `toString`... on the object's prototype.
+export const isKnownField = (f: string): boolean => Object.hasOwn(TEMPLATE_FIELDS, f) || TAG_FIELD.test(f)
 
 /** Parses a template; issues name the offset of each problem. */
 export function parseTemplate(text: string): { parts: TemplatePart[]; issues: TemplateIssue[] } {

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { conditionError } from '../tags/tag.compile.js'
 import { ageSql } from '../tags/tag.features.js'
+import { inNumberRange, NUMBER_RANGE_MESSAGE } from '../tags/tag.limits.js'
 import type { ParamBinder } from '../tags/tag.params.js'
 
 /**
@@ -23,7 +24,7 @@ export const ATTRIBUTES = {
 export type AttributeName = keyof typeof ATTRIBUTES
 export const ATTRIBUTE_OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte', 'between'] as const
 
-const scalar = z.union([z.string().max(200), z.number().finite(), z.boolean()])
+const scalar = z.union([z.string().max(200), z.number().refine(inNumberRange, NUMBER_RANGE_MESSAGE), z.boolean()])
 export const attributeLeaf = z.strictObject({
   attribute: z.enum(Object.keys(ATTRIBUTES) as [AttributeName, ...AttributeName[]]),
   op: z.enum(ATTRIBUTE_OPS),

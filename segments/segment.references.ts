@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js'
+import { assertSegmentDepth } from './segment.schema.js'
 
 /**
  * Segments may name other saved segments: `{ "segment": "rich-elders" }` stands for that
@@ -29,7 +30,13 @@ export async function expandReferences(
   chain: readonly string[] = [],
   path = 'rule',
 ): Promise<unknown> {
-  if (Array.isArray(rule)) return Promise.all(rule.map((r, i) => expandReferences(r, load, chain, `${path}.${i}`)))
+  // The walk below recurses per level: the raw tree is measured first, iteratively.
+  if (chain.length === 0 && path === 'rule') assertSegmentDepth(rule, path)
+  return expand(rule, load, chain, path)
+}
+
+async function expand(rule: unknown, load: (id: string) => Promise<unknown>, chain: readonly string[], path: string): Promise<unknown> {
+  if (Array.isArray(rule)) return Promise.all(rule.map((r, i) => expand(r, load, chain, `${path}.${i}`)))
   if (!isObject(rule)) return rule
   if ('segment' in rule && Object.keys(rule).length === 1) {
     const id = rule.segment
@@ -39,9 +46,10 @@ export async function expandReferences(
     if (chain.length >= MAX_REFERENCE_DEPTH) throw fail(`segment references nest at most ${MAX_REFERENCE_DEPTH} deep`)
     const target = await load(id)
     if (target === undefined) throw fail(`no segment ${id}`)
-    return expandReferences(target, load, [...chain, id], path)
+    assertSegmentDepth(target, path)
+    return expand(target, load, [...chain, id], path)
   }
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(rule)) out[k] = await expandReferences(v, load, chain, `${path}.${k}`)
+  for (const [k, v] of Object.entries(rule)) out[k] = await expand(v, load, chain, `${path}.${k}`)
   return out
 }

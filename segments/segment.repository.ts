@@ -1,10 +1,9 @@
 import { isDeepStrictEqual } from 'node:util'
-import { validate as validateCron } from 'node-cron'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
-import { PURPOSES } from '../tags/tag.schema.js'
+import { fiveFieldCron, PURPOSES } from '../tags/tag.schema.js'
 import { expandReferences } from './segment.references.js'
 import { parseSegment, type Segment } from './segment.schema.js'
 
@@ -24,7 +23,7 @@ export const segmentInput = z.strictObject({
   schedule: z
     .string()
     .max(100)
-    .refine((c) => c === '' || validateCron(c), { message: 'a cron expression, or empty to follow the tag runs' })
+    .refine((c) => c === '' || fiveFieldCron.safeParse(c).success, { message: 'a five-field cron expression, or empty to follow the tag runs' })
     .default(''),
   changeNote: z.string().max(500).default(''),
 })

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AppError, type ErrorIssue } from '../core/errors.js'
+import { assertDepth, inNumberRange, NUMBER_RANGE_MESSAGE } from '../tags/tag.limits.js'
 import { PURPOSES, propertyFilter, tagName, type PropertyFilter, type Purpose, type Scalar } from '../tags/tag.schema.js'
 import { attributeLeaf, type AttributeLeaf } from './segment.attributes.js'
 
@@ -32,7 +33,9 @@ export const EVENT_OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'between'] as co
 export type EventOp = (typeof EVENT_OPS)[number]
 export const EVENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const
 
-const scalar = z.union([z.string().max(200), z.number().finite(), z.boolean()])
+// Values are bound as Float64: beyond ±2^53 the engine binding refuses them.
+const number = z.number().refine(inNumberRange, NUMBER_RANGE_MESSAGE)
+const scalar = z.union([z.string().max(200), number, z.boolean()])
 const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), 'not a valid date')
 
 /** How many values each operator takes: one, a list, two, or none. */
@@ -83,7 +86,7 @@ export const eventLeaf = z
     measure: z.enum(['count', 'sum', 'distinct']),
     property: propertyName.optional(),
     op: z.enum(EVENT_OPS),
-    value: z.union([z.number().finite(), z.array(z.number().finite()).length(2)]),
+    value: z.union([number, z.array(number).length(2)]),
     window: eventWindow,
   })
   .superRefine((l, ctx) => {
@@ -183,8 +186,17 @@ export const segmentSchema: z.ZodType<Segment> = envelope.transform((s, ctx) => 
   return { purpose: s.purpose, rule }
 }) as unknown as z.ZodType<Segment>
 
+/**
+ * Refuses a tree past MAX_DEPTH at its first node too deep, without recursion: reference
+ * expansion and parsing recurse once per level, and ~1,400 levels overflow the stack.
+ */
+export function assertSegmentDepth(rule: unknown, path = 'rule'): void {
+  assertDepth(rule, path, MAX_DEPTH, 'a segment')
+}
+
 /** Parses a segment or throws VALIDATION_FAILED with every issue: field (node path), code, message. */
 export function parseSegment(input: unknown): Segment {
+  assertSegmentDepth((input as { rule?: unknown } | null)?.rule)
   const r = segmentSchema.safeParse(input)
   if (r.success) return r.data
   const issues = r.error.issues.map((i) => {

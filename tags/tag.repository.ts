@@ -4,6 +4,7 @@ import type { Db, TenantDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import { tagDefinitionInput, tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
+import { assertTagDefinitionSize } from './tag.limits.js'
 import { guardSqlTag } from './tag.sqlguard.js'
 import { SQL_TAG_SOURCES } from './tag.sources.js'
 
@@ -34,6 +35,8 @@ export interface TagRepository {
 
 /** Parses a definition, reporting every problem with its field. */
 export function parseDefinition(input: unknown, fieldPrefix = ''): TagDefinition {
+  // Before zod: its recursive condition schema overflows the stack on very deep input.
+  assertTagDefinitionSize(input, fieldPrefix)
   const r = tagDefinitionInput.safeParse(input)
   if (!r.success) {
     const issues = issuesFromZod(r.error.issues).map((i) => ({ ...i, field: fieldPrefix + (i.field ?? '') }))

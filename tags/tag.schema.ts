@@ -1,6 +1,7 @@
 import { validate as validateCron } from 'node-cron'
 import { z } from 'zod'
 import { FEATURES, type FeatureName } from './tag.features.js'
+import { inNumberRange, NUMBER_RANGE_MESSAGE } from './tag.limits.js'
 
 /**
  * Tag definitions: declarative, validated here, versioned by the repository. Everything a
@@ -19,7 +20,8 @@ export type Sensitivity = (typeof SENSITIVITIES)[number]
 export const VALUE_TYPES = ['boolean', 'enum', 'number', 'date', 'string_list'] as const
 export type ValueType = (typeof VALUE_TYPES)[number]
 
-const scalar = z.union([z.string().max(200), z.number().finite(), z.boolean()])
+// Values travel as Float64 parameters: beyond ±2^53 the engine refuses or rounds them.
+const scalar = z.union([z.string().max(200), z.number().refine(inNumberRange, NUMBER_RANGE_MESSAGE), z.boolean()])
 export type Scalar = z.infer<typeof scalar>
 
 export const OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'between', 'in', 'not_in', 'exists', 'not_exists', 'contains'] as const
@@ -92,7 +94,7 @@ const windowKind = z.strictObject({
   /** Skip the most recent days: "active 30-120 days ago" is days 90, offsetDays 30. */
   offsetDays: z.number().int().min(0).max(400).default(0),
   /** Turns the aggregate into a boolean, e.g. count >= 3. */
-  threshold: z.strictObject({ op: z.enum(['gt', 'gte', 'lt', 'lte', 'eq', 'ne']), value: z.number().finite() }).optional(),
+  threshold: z.strictObject({ op: z.enum(['gt', 'gte', 'lt', 'lte', 'eq', 'ne']), value: z.number().refine(inNumberRange, NUMBER_RANGE_MESSAGE) }).optional(),
 })
 
 const sqlKind = z.strictObject({
@@ -130,10 +132,12 @@ export type WindowRule = z.infer<typeof windowKind>
 export type ScoreRule = z.infer<typeof scoreKind>
 export type LifecycleRule = z.infer<typeof lifecycleKind>
 
-const cron = z
+/** Exactly five fields: node-cron also reads a six-field form whose first field is seconds. */
+export const fiveFieldCron = z
   .string()
   .max(100)
-  .refine((c) => validateCron(c), { message: 'not a valid cron expression (minute hour day month weekday)' })
+  .refine((c) => c.trim().split(/\s+/).length === 5 && validateCron(c), { message: 'a five-field cron expression (minute hour day month weekday)' })
+const cron = fiveFieldCron
 
 export const tagDefinitionInput = z
   .strictObject({
