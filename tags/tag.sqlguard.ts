@@ -1,4 +1,6 @@
+import { TENANT_TABLES } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { AGGREGATE_COMBINATORS, SQL_TAG_FUNCTION_GROUPS } from './tag.sqlfunctions.js'
 
 /**
  * The guard in front of user-written SQL tags. The SQL is user text and the engine has no row
@@ -11,6 +13,11 @@ import { AppError } from '../core/errors.js'
  * guess. Then an allow-list of what may stand where a table can: FROM, JOIN, a comma of a FROM
  * list and IN (which ClickHouse also reads as a table: `k IN t`, `in(k, t)`) take a `$source`,
  * a subquery or the user's own CTE, and nothing else.
+ *
+ * Functions are allowed by name from tag.sqlfunctions.ts (aggregates, arithmetic, dates, strings,
+ * JSON, conditionals, arrays, bitmaps ...); anything else called is refused, so a function a
+ * new engine version adds, or one that tells about the server (`hostName()`, `version()`,
+ * `getSetting()`), cannot be called. The deny-list below stays as a second, explicit line.
  *
  * User CTEs are renamed to `cte$name` in their definition and in table positions. Whether a CTE
  * is visible in a nested subquery or a later UNION branch depends on the engine's settings and
@@ -65,6 +72,36 @@ const AFTER_TABLE = new Set(
     'cross outer any all asof semi anti paste array global on using final sample settings format into local').split(' '),
 )
 const LITERAL_WORDS = new Set(['null', 'true', 'false', 'inf', 'nan'])
+// Words that may stand before a parenthesis without calling a function (`EXISTS (SELECT ...)`,
+// `OVER (PARTITION BY ...)`, `GROUP BY ROLLUP (...)`), and the data types of `CAST(x AS T(...))`.
+const PAREN_KEYWORDS = new Set(
+  ('in exists as from join using on and or not where prewhere select by over when then else case distinct all any having with ' +
+    'union except intersect interval qualify limit offset between like ilike is window rollup cube sets values').split(' '),
+)
+const TYPE_CONSTRUCTORS = new Set(
+  'nullable array tuple map lowcardinality decimal decimal32 decimal64 decimal128 decimal256 datetime datetime64 fixedstring enum enum8 enum16 nested'.split(' '),
+)
+// Function names compare without case: the engine's names that differ only by case are aliases
+// of one function (tag.sqlfunctions.test.ts checks it against system.functions).
+const ALLOWED_FUNCTIONS = new Set(Object.values(SQL_TAG_FUNCTION_GROUPS).flat().map((n) => n.toLowerCase()))
+const AGGREGATES = new Set(SQL_TAG_FUNCTION_GROUPS.aggregate.map((n) => n.toLowerCase()))
+const COMBINATORS = AGGREGATE_COMBINATORS.map((c) => c.toLowerCase()).sort((a, b) => b.length - a.length)
+
+/** Whether a SQL tag may call `name`: an allow-listed function, or an aggregate with combinators. */
+export function isAllowedFunction(name: string): boolean {
+  let n = name.toLowerCase()
+  if (ALLOWED_FUNCTIONS.has(n)) return true
+  for (let i = 0; i < 6; i++) {
+    const c = COMBINATORS.find((x) => n.endsWith(x) && n.length > x.length)
+    if (!c) return false
+    n = n.slice(0, -c.length)
+    if (AGGREGATES.has(n)) return true
+  }
+  return false
+}
+// A user CTE may not take the name of a table or a source, even renamed: the name reads as
+// the tenant's data to whoever reviews the tag, and it must not depend on the renaming.
+const RESERVED_CTE_NAMES = new Set<string>([...TENANT_TABLES])
 const WORD = /[A-Za-z_][A-Za-z0-9_]*/y
 const DIGITS = /[0-9]+/y
 const SPACE = /[ \t\n\r]+/y
@@ -149,7 +186,11 @@ export function guardSqlTag(userSql: string, sources: SqlTagSources, field = 'ru
     return isWord(S[j], 'select', 'with')
   }
   S.forEach((t, k) => {
-    if (t.kind === 'word' && isWord(S[k + 1], 'as') && isPunct(S[k + 2], '(') && opensSubquery(k + 2)) ctes.add(t.name)
+    if (t.kind === 'word' && isWord(S[k + 1], 'as') && isPunct(S[k + 2], '(') && opensSubquery(k + 2)) {
+      if (RESERVED_CTE_NAMES.has(t.name.toLowerCase()) || Object.hasOwn(sources, t.name.toLowerCase()))
+        fail('SQL_CTE_NAME_NOT_ALLOWED', `A CTE may not be named ${t.name}: that is the name of a table or a $source.`, t.pos)
+      ctes.add(t.name)
+    }
   })
   const cteName = (name: string) => `\`cte$${name}\``
 
@@ -225,6 +266,8 @@ export function guardSqlTag(userSql: string, sources: SqlTagSources, field = 'ru
     if (guarded.has(lower)) fail('SQL_IDENTIFIER_NOT_ALLOWED', `${t.text} is managed by the application and cannot be named.`, t.pos)
     if (isPunct(next, '(') && (DENIED_FUNCTION.test(lower) || (SET_FUNCTION.test(lower) && !isWord(t, 'in'))))
       fail('SQL_FUNCTION_NOT_ALLOWED', `The function ${t.name}() is not allowed in a SQL tag.`, t.pos)
+    if (isPunct(next, '(') && !(t.kind === 'word' && PAREN_KEYWORDS.has(lower)) && !TYPE_CONSTRUCTORS.has(lower) && !isAllowedFunction(t.name))
+      fail('SQL_FUNCTION_NOT_ALLOWED', `The function ${t.name}() is not on the list of functions a SQL tag may call.`, t.pos)
     if ((lower === 'system' || lower === 'information_schema') && isPunct(next, '.'))
       fail('SQL_TABLE_NOT_ALLOWED', `${t.text}.* cannot be read from a SQL tag.`, t.pos)
     if (t.kind === 'quoted') return
