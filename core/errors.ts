@@ -22,6 +22,8 @@ export const ERROR_CATALOGUE = {
   EVENT_TOO_LARGE: { status: 413, message: 'An event is larger than 32 KB.' },
   TIMESTAMP_OUT_OF_RANGE: { status: 400, message: 'The event time is too far in the future or the past.' },
   TRACKING_PLAN_VIOLATION: { status: 400, message: 'The event breaks the tenant tracking plan.' },
+  EVENT_NOT_STORABLE: { status: 422, message: 'The storage engine refused a value of the event.' },
+  NESTING_TOO_DEEP: { status: 400, message: 'The body is nested deeper than the limit.' },
   BATCH_REJECTED: { status: 400, message: 'No event in the batch was valid.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },
   INTERNAL: { status: 500, message: 'Internal error.' },

@@ -6,6 +6,8 @@ import type { Metrics } from '../core/metrics.js'
 import { chDateTime, chEpoch } from '../core/time.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
+import { insertIsolating } from './row-isolation.js'
+import { MAX_STORABLE_MS, MIN_STORABLE_MS } from './segment.schema.js'
 
 /**
  * Coalesces concurrent ingest requests into large inserts and answers each request only after
@@ -17,6 +19,12 @@ import type { PendingEvent } from './normalize.js'
 export interface WriteResult {
   stored: number
   duplicates: number
+  /**
+   * Events the storage engine refused on their own (found by splitting a failed shared insert):
+   * their position in the submitted list, the API field at fault, and why. Every other event of
+   * the flush was stored.
+   */
+  refused?: { position: number; field: string; message: string }[]
 }
 
 export interface EventWriter {
@@ -40,6 +48,44 @@ export interface StoredEvent {
 }
 export type StoredListener = (tenantId: number, events: StoredEvent[]) => Promise<unknown> | void
 
+interface Owner {
+  sub: number
+  /** Index in the submission's event list. */
+  position: number
+  tenantId: number
+  key: number
+  e: PendingEvent
+}
+
+const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
+
+/** The events table's columns, as the API's field names (what a refused event's answer names). */
+const API_FIELD: Record<string, string> = {
+  timestamp: 'timestamp',
+  sent_at: 'sentAt',
+  received_at: 'receivedAt',
+  message_id: 'messageId',
+  anonymous_id: 'anonymousId',
+  user_id: 'userId',
+  session_id: 'sessionId',
+  properties: 'properties',
+  context: 'context',
+  event: 'event',
+  type: 'type',
+}
+
+/**
+ * The field to name for a refused row: the column the engine named, or else the first of the
+ * event's times outside what the columns hold, or the event as a whole.
+ */
+function fieldOf(column: string | undefined, e: PendingEvent): string {
+  if (column && API_FIELD[column]) return API_FIELD[column]
+  for (const [f, v] of [['timestamp', e.timestamp], ['sentAt', e.sentAt], ['receivedAt', e.receivedAt]] as const) {
+    if (!(v >= MIN_STORABLE_MS && v <= MAX_STORABLE_MS)) return f
+  }
+  return '(event)'
+}
+
 interface Submission {
   tenantId: number
   events: PendingEvent[]
@@ -52,6 +98,8 @@ export interface EventWriterOptions {
   flushRows: number
   flushMs: number
   maxQueueEvents: number
+  /** The share (0..1] of maxQueueEvents one tenant may hold, so one tenant's flood cannot fill the queue for all. */
+  tenantQueueShare?: number
 }
 
 export function createEventWriter(deps: { db: Db; identities: IdentityService; log: Logger; metrics: Metrics; options: EventWriterOptions }): EventWriter {
@@ -61,6 +109,10 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   const flushSeconds = metrics.histogram('qianmian_ingest_flush_seconds', 'Flush duration (dedup, identities, insert)', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
   const phaseSeconds = metrics.counter('qianmian_ingest_flush_phase_seconds_total', 'Time spent in each phase of the flushes', ['phase'])
   const queueGauge = metrics.gauge('qianmian_ingest_queue_events', 'Events waiting for a flush')
+  const isolated = metrics.counter('qianmian_ingest_isolated_inserts_total', 'Failed shared inserts split to isolate the rows the engine refused')
+  const overShare = metrics.counter('qianmian_ingest_tenant_queue_full_total', 'Requests refused because their tenant held its share of the queue', ['tenant'])
+  const tenantCap = Math.max(1, Math.floor(options.maxQueueEvents * (options.tenantQueueShare ?? 1)))
+  const queuedByTenant = new Map<number, number>()
   const visible = metrics.histogram(
     'qianmian_ingest_visible_seconds',
     'From receipt at the edge to the row written in ClickHouse (includes the Kafka hop when there is one)',
@@ -98,13 +150,22 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         const started = performance.now()
         try {
           const results = await flush(batch)
-          batch.forEach((s, i) => s.resolve(results[i]!))
+          batch.forEach((s, i) => {
+            const r = results[i]!
+            if (r instanceof Error) s.reject(r)
+            else s.resolve(r)
+          })
         } catch (e) {
           log.error({ err: e, events: n }, 'ingest flush failed; requests answered 503')
-          const err = new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause: e, headers: { 'retry-after': '1' } })
+          const err = unavailable(e)
           for (const s of batch) s.reject(err)
         } finally {
           queued -= n
+          for (const s of batch) {
+            const left = (queuedByTenant.get(s.tenantId) ?? 0) - s.events.length
+            if (left > 0) queuedByTenant.set(s.tenantId, left)
+            else queuedByTenant.delete(s.tenantId)
+          }
           queueGauge.set(queued)
           flushRows.observe(n)
           flushSeconds.observe((performance.now() - started) / 1000)
@@ -120,8 +181,9 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     }
   }
 
-  async function flush(batch: Submission[]): Promise<WriteResult[]> {
-    const results = batch.map(() => ({ stored: 0, duplicates: 0 }))
+  async function flush(batch: Submission[]): Promise<(WriteResult | Error)[]> {
+    const results: (WriteResult | Error)[] = batch.map(() => ({ stored: 0, duplicates: 0 }))
+    const ok = (i: number) => results[i] as WriteResult
     // 1. Duplicates inside this flush (a retry racing its original), then against storage.
     const seen = new Set<string>()
     const ids: string[] = []
@@ -134,56 +196,88 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     }
     const stored = await storedIds(ids)
     phase('dedup')
-    const byTenant = new Map<number, { sub: number; e: PendingEvent }[]>()
+    const byTenant = new Map<number, Owner[]>()
     batch.forEach((s, i) => {
-      for (const e of s.events) {
+      s.events.forEach((e, position) => {
         const k = `${s.tenantId}\u0000${e.messageId}`
         if (seen.has(k) || stored.has(k)) {
-          results[i]!.duplicates++
-          continue
+          ok(i).duplicates++
+          return
         }
         seen.add(k)
         let list = byTenant.get(s.tenantId)
         if (!list) byTenant.set(s.tenantId, (list = []))
-        list.push({ sub: i, e })
-      }
+        list.push({ sub: i, position, tenantId: s.tenantId, key: 0, e })
+      })
     })
-    // 2. Identities, traits and the insert, tenant by tenant.
+    // 2. Identities and traits, tenant by tenant: one tenant's failure here answers that
+    // tenant's requests (503, retry) and leaves the others' events going on to the insert.
     const rows: unknown[][] = []
-    const storedByTenant = new Map<number, StoredEvent[]>()
+    const owners: Owner[] = []
     for (const [tenantId, list] of byTenant) {
       const actor = batch[list[0]!.sub]!.actor
-      await applyIdentity(tenantId, list.map((x) => x.e), actor)
-      const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
-      await writeTraits(tenantId, list.map((x) => x.e), keys)
-      phase('identity')
-      const done: StoredEvent[] = []
-      list.forEach((x, i) => {
-        rows.push(toRow(tenantId, keys[i]!, x.e))
-        results[x.sub]!.stored++
-        if (x.e.type === 'track') done.push({ event: x.e.event, userId: x.e.userId, customerKey: keys[i]!, timestamp: x.e.timestamp })
-      })
-      storedByTenant.set(tenantId, done)
-    }
-    phase('rows')
-    if (rows.length) {
-      await db.system.insertTsv('events', EVENT_COLUMNS, rows)
-      phase('insert')
-      const now = Date.now()
-      for (const list of byTenant.values()) for (const x of list) visible.observe((now - x.e.receivedAt) / 1000)
-      for (const [tenantId, evs] of storedByTenant) {
-        if (!evs.length) continue
-        for (const l of listeners) {
-          void Promise.resolve()
-            .then(() => l(tenantId, evs))
-            .catch((err: unknown) => log.warn({ tenant: tenantId, err }, 'a stored-events listener failed'))
-        }
+      try {
+        await applyIdentity(tenantId, list.map((x) => x.e), actor)
+        const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
+        await writeTraits(tenantId, list.map((x) => x.e), keys)
+        list.forEach((x, i) => (x.key = keys[i]!))
+      } catch (e) {
+        log.error({ err: e, tenant: tenantId }, "ingest identities failed; this tenant's requests answered 503")
+        const err = unavailable(e)
+        for (const x of list) results[x.sub] = err
+        continue
+      }
+      for (const x of list) {
+        rows.push(toRow(tenantId, x.key, x.e))
+        owners.push(x)
       }
     }
+    phase('identity')
+    // 3. One insert; if the engine refuses values in it, split it so only their rows fail.
+    const { refused, inserts } = await insertIsolating(rows.length, {
+      insert: (idx) => db.system.insertTsv('events', EVENT_COLUMNS, idx.length === rows.length ? rows : idx.map((i) => rows[i]!)),
+      alreadyStored: async (idx) => {
+        const have = await storedIds(idx.map((i) => owners[i]!.e.messageId))
+        return new Set(idx.filter((i) => have.has(`${owners[i]!.tenantId}\u0000${owners[i]!.e.messageId}`)))
+      },
+      probe: async () => {
+        await db.system.query('SELECT 1')
+      },
+    })
+    phase('insert')
+    if (inserts > 1) isolated.inc()
+    const now = Date.now()
+    const storedByTenant = new Map<number, StoredEvent[]>()
+    let storedRows = 0
+    owners.forEach((x, i) => {
+      const r = results[x.sub]
+      if (r instanceof Error) return
+      const no = refused.get(i)
+      if (no) {
+        ;(r!.refused ??= []).push({ position: x.position, field: fieldOf(no.column, x.e), message: no.message })
+        return
+      }
+      r!.stored++
+      storedRows++
+      visible.observe((now - x.e.receivedAt) / 1000)
+      if (x.e.type !== 'track') return
+      let done = storedByTenant.get(x.tenantId)
+      if (!done) storedByTenant.set(x.tenantId, (done = []))
+      done.push({ event: x.e.event, userId: x.e.userId, customerKey: x.key, timestamp: x.e.timestamp })
+    })
+    for (const [tenantId, evs] of storedByTenant) {
+      for (const l of listeners) {
+        void Promise.resolve()
+          .then(() => l(tenantId, evs))
+          .catch((err: unknown) => log.warn({ tenant: tenantId, err }, 'a stored-events listener failed'))
+      }
+    }
+    if (refused.size) log.warn({ refused: refused.size, first: [...refused.values()][0]!.message }, 'the engine refused rows of a shared insert; the other rows were stored')
     let dup = 0
-    for (const r of results) dup += r.duplicates
-    outcome.inc({ outcome: 'stored' }, rows.length)
+    for (const r of results) if (!(r instanceof Error)) dup += r.duplicates
+    outcome.inc({ outcome: 'stored' }, storedRows)
     if (dup) outcome.inc({ outcome: 'duplicate' }, dup)
+    if (refused.size) outcome.inc({ outcome: 'refused' }, refused.size)
     return results
   }
 
@@ -240,9 +334,17 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         outcome.inc({ outcome: 'overloaded' }, events.length)
         return Promise.reject(new AppError('OVERLOADED', 'The ingest queue is full; retry shortly.', { headers: { 'retry-after': '1' } }))
       }
+      const mine = queuedByTenant.get(tenantId) ?? 0
+      if (mine > 0 && mine + events.length > tenantCap) {
+        // This tenant alone holds its share of the shared queue: it waits, the others get in.
+        outcome.inc({ outcome: 'tenant_queue_full' }, events.length)
+        overShare.inc({ tenant: String(tenantId) })
+        return Promise.reject(new AppError('RATE_LIMITED', "This tenant's events already fill its share of the ingest queue; retry shortly.", { headers: { 'retry-after': '1' } }))
+      }
       return new Promise<WriteResult>((resolve, reject) => {
         pending.push({ tenantId, events, actor, resolve, reject })
         queued += events.length
+        queuedByTenant.set(tenantId, mine + events.length)
         queueGauge.set(queued)
         schedule()
       })
@@ -280,11 +382,20 @@ export const EVENT_COLUMNS = [
   'violations',
 ] as const
 
+/**
+ * An instant as DateTime64(3) text. Seconds since the epoch are the cheap form, but the engine
+ * reads a number as an epoch only with 9 or 10 integer digits (1973-03-03 to 2286-11-20);
+ * outside that, the date-time form, which holds the column's whole range.
+ */
+export function eventTime(ms: number): string {
+  return ms >= 1e11 && ms < 1e13 ? chEpoch(ms) : chDateTime(ms)
+}
+
 export function toRow(tenantId: number, key: number, e: PendingEvent): unknown[] {
   return [
     tenantId,
     key,
-    chEpoch(e.timestamp),
+    eventTime(e.timestamp),
     e.type,
     e.event,
     e.messageId,
@@ -293,8 +404,8 @@ export function toRow(tenantId: number, key: number, e: PendingEvent): unknown[]
     e.sessionId,
     e.properties,
     e.context,
-    chEpoch(e.sentAt),
-    chEpoch(e.receivedAt),
+    eventTime(e.sentAt),
+    eventTime(e.receivedAt),
     e.violations,
   ]
 }

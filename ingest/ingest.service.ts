@@ -52,6 +52,7 @@ export function createIngestService(deps: {
       }
       const plan = await deps.plans.current(tenantId)
       const valid: PendingEvent[] = []
+      const validIndex: number[] = []
       const rejected: (Rejection & { index: number })[] = []
       let flagged = 0
       messages.forEach((raw, index) => {
@@ -73,17 +74,28 @@ export function createIngestService(deps: {
           }
         }
         valid.push(e)
+        validIndex.push(index)
       })
       for (const r of rejected) rejectedTotal.inc({ code: r.code })
       if (flagged) flaggedTotal.inc(flagged)
 
-      if (!valid.length) {
+      const refuseAll = (): never => {
         const first = rejected[0]!
         const issues = rejected.map((r) => ({ field: single ? r.field : `batch.${r.index}.${r.field}`, message: r.message, code: r.code, index: r.index }))
         if (single) throw new AppError(first.code, `${first.field}: ${first.message}`, { issues })
         throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
       }
+      if (!valid.length) refuseAll()
       const result = await deps.sink.submit(tenantId, valid, actor)
+      if (result.refused?.length) {
+        // Values the engine refused on their own (validation missed them): named like the others.
+        for (const r of result.refused) {
+          rejected.push({ index: validIndex[r.position]!, code: 'EVENT_NOT_STORABLE', field: r.field, message: r.message, messageId: valid[r.position]!.messageId })
+          rejectedTotal.inc({ code: 'EVENT_NOT_STORABLE' })
+        }
+        rejected.sort((x, y) => x.index - y.index)
+        if (!result.stored && !result.duplicates) refuseAll()
+      }
       return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected, queued: result.queued === true }
     },
   }

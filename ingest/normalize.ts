@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import type { ErrorCode } from '../core/errors.js'
 import type { Pii } from '../core/pii.js'
-import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MESSAGE_SCHEMAS, type EventType } from './segment.schema.js'
+import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MAX_MESSAGE_DEPTH, MAX_STORABLE_MS, MESSAGE_SCHEMAS, MIN_STORABLE_MS, type EventType } from './segment.schema.js'
 
 /**
  * Turns one Segment message into a row for the events table, or a rejection naming the field at
@@ -60,13 +60,50 @@ const reject = (code: ErrorCode, field: string, message: string, messageId?: str
 
 interface Scrubbed {
   value: Record<string, unknown>
-  error?: { field: string; message: string }
+  error?: { field: string; message: string; code: ErrorCode }
 }
 
 interface WalkState {
   keys: number
   error: string | undefined
+  code?: ErrorCode
   path: string[]
+}
+
+/**
+ * Beyond 2^53 a JSON number has already lost digits when parsed, and one beyond the double range
+ * (1e400) parses as Infinity and would be stored as null: both are refused (send them as text).
+ */
+const unsafeNumber = (v: number) => !Number.isFinite(v) || Math.abs(v) > Number.MAX_SAFE_INTEGER
+
+/**
+ * The path of the first object or array nested `limit` levels below `root`, or undefined. An
+ * explicit stack, no recursion: a body nested 100,000 levels deep (500 KB of brackets) must be
+ * refused here, before anything recursive (JSON.stringify, the scrub walk) overflows on it.
+ */
+export function tooDeep(root: unknown, limit: number): string[] | undefined {
+  interface Node {
+    v: object
+    depth: number
+    key: string
+    up: Node | undefined
+  }
+  if (root === null || typeof root !== 'object') return undefined
+  const stack: Node[] = [{ v: root, depth: 0, key: '', up: undefined }]
+  while (stack.length) {
+    const n = stack.pop()!
+    if (n.depth >= limit) {
+      const path: string[] = []
+      for (let x: Node | undefined = n; x?.up; x = x.up) path.push(x.key)
+      return path.reverse()
+    }
+    const v = n.v as Record<string, unknown>
+    for (const k in v) {
+      const c = v[k]
+      if (c !== null && typeof c === 'object') stack.push({ v: c, depth: n.depth + 1, key: k, up: n })
+    }
+  }
+  return undefined
 }
 
 /**
@@ -75,9 +112,14 @@ interface WalkState {
  * state (rather than a closure per call) because it runs for every event on the ingest path.
  */
 function walk(v: unknown, depth: number, st: WalkState): unknown {
+  if (typeof v === 'number' && unsafeNumber(v)) {
+    st.error = 'a number beyond ±2^53 (or not finite) loses digits: send it as a string'
+    return undefined
+  }
   if (v === null || typeof v !== 'object') return v
   if (depth >= MAX_DEPTH) {
     st.error = `nested deeper than ${MAX_DEPTH} levels`
+    st.code = 'NESTING_TOO_DEEP'
     return undefined
   }
   if (Array.isArray(v)) {
@@ -114,7 +156,7 @@ function scrub(input: Record<string, unknown>, field: string, sensitive: Readonl
   const st: WalkState = { keys: 0, error: undefined, path: [field] }
   const value: Record<string, unknown> = {}
   for (const k in input) {
-    if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items` } }
+    if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items`, code: 'VALIDATION_FAILED' } }
     if (C3_KEYS.test(k)) continue
     const x = input[k]
     if (sensitive?.has(k)) {
@@ -123,7 +165,7 @@ function scrub(input: Record<string, unknown>, field: string, sensitive: Readonl
     }
     st.path.push(k)
     value[k] = walk(x, 1, st)
-    if (st.error) return { value: {}, error: { field: st.path.join('.'), message: st.error } }
+    if (st.error) return { value: {}, error: { field: st.path.join('.'), message: st.error, code: st.code ?? 'VALIDATION_FAILED' } }
     st.path.pop()
   }
   return { value }
@@ -157,6 +199,8 @@ export function normalizeMessage(
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return reject('VALIDATION_FAILED', '(event)', 'expected an object')
   const item = raw as Record<string, unknown>
   const rawId = typeof item.messageId === 'string' || typeof item.messageId === 'number' ? String(item.messageId) : undefined
+  const deep = tooDeep(item, MAX_MESSAGE_DEPTH)
+  if (deep) return reject('NESTING_TOO_DEEP', deep.join('.'), `nested deeper than ${MAX_DEPTH} levels`, rawId)
   const json = JSON.stringify(item)
   if (Buffer.byteLength(json) > MAX_EVENT_BYTES) return reject('EVENT_TOO_LARGE', '(event)', `larger than ${MAX_EVENT_BYTES} bytes`, rawId)
   const type = (item.type ?? envelope.type) as EventType
@@ -175,13 +219,13 @@ export function normalizeMessage(
 
   const moved: Record<string, string> = {}
   const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved)
-  if (props.error) return reject('VALIDATION_FAILED', props.error.field, props.error.message, rawId)
+  if (props.error) return reject(props.error.code, props.error.field, props.error.message, rawId)
   const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved)
-  if (traits.error) return reject('VALIDATION_FAILED', traits.error.field, traits.error.message, rawId)
+  if (traits.error) return reject(traits.error.code, traits.error.field, traits.error.message, rawId)
   const ctxIn = { ...(envelope.context ?? {}), ...((m.context as Record<string, unknown>) ?? {}) }
   // Traits that SDKs copy into context.traits are identify data, not event context.
   const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {})
-  if (ctx.error) return reject('VALIDATION_FAILED', ctx.error.field, ctx.error.message, rawId)
+  if (ctx.error) return reject(ctx.error.code, ctx.error.field, ctx.error.message, rawId)
 
   // Clock skew, as the spec describes: the device clock may be wrong, but the gap between when
   // it says the event happened and when it says it sent the batch is right.
@@ -190,6 +234,11 @@ export function normalizeMessage(
   const ts = tsText ? Date.parse(tsText) : undefined
   const sentRaw = (m.sentAt as string | undefined) ?? envelope.sentAt ?? undefined
   const sent = sentRaw ? Date.parse(sentRaw) : undefined
+  // A device clock reset to 1970 is common and harmless (the skew correction below does not
+  // care); one the sent_at column cannot hold is refused, never handed to the shared insert.
+  if (sent !== undefined && (sent < MIN_STORABLE_MS || sent > MAX_STORABLE_MS)) {
+    return reject('TIMESTAMP_OUT_OF_RANGE', 'sentAt', 'outside 1900-01-01 .. 2299-12-31, the range stored', rawId)
+  }
   let timestamp = ts === undefined ? receivedAt : sent !== undefined ? receivedAt - (sent - ts) : ts
   if (timestamp > receivedAt) {
     if (timestamp - receivedAt > opts.maxFutureMs) {

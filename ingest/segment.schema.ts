@@ -13,6 +13,19 @@ export const MAX_EVENT_BYTES = 32 * 1024
 export const MAX_BATCH_BYTES = 500 * 1024
 /** Deeper objects are refused: nothing in app analytics needs them, and they cost the parser. */
 export const MAX_DEPTH = 8
+/**
+ * The deepest a whole message may nest (the message, then properties, traits or context, then
+ * MAX_DEPTH levels inside them), checked without recursion before anything recursive
+ * (JSON.stringify, the scrub walk) touches it.
+ */
+export const MAX_MESSAGE_DEPTH = MAX_DEPTH + 1
+/**
+ * The instants the events table's DateTime64(3) columns hold (1900-01-01 to 2299-12-31): a device
+ * clock outside them is refused here rather than by the engine, where it would fail the whole
+ * coalesced insert.
+ */
+export const MIN_STORABLE_MS = Date.UTC(1900, 0, 1)
+export const MAX_STORABLE_MS = Date.UTC(2300, 0, 1) - 1
 export const MAX_KEYS = 1000
 
 const id = z

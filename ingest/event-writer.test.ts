@@ -1,0 +1,151 @@
+import crypto from 'node:crypto'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Db, SystemDb } from '../core/db.js'
+import { isAppError } from '../core/errors.js'
+import { createMetrics } from '../core/metrics.js'
+import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { createEventWriter, eventTime, type EventWriter } from './event-writer.js'
+import { createIdentityService } from './identity.service.js'
+import { createKeyAllocator } from './key-allocator.js'
+import type { PendingEvent } from './normalize.js'
+
+/**
+ * The writer's own guarantee, below validation: when the engine refuses values in a coalesced
+ * insert, only the events at fault are refused; the rest are stored once; an engine that is down
+ * is still a 503 for everyone.
+ */
+
+let engine: TestEngine
+beforeAll(async () => {
+  engine = await openTestEngine()
+})
+afterAll(async () => engine?.close())
+
+/** Year -1: its text form (-000001-01-01) is one the engine refuses to parse. */
+const YEAR_M1 = Date.UTC(-1, 0, 1)
+const event = (over: Partial<PendingEvent> = {}): PendingEvent => {
+  const now = Date.now()
+  return {
+    messageId: crypto.randomUUID(),
+    type: 'track',
+    event: 'product_viewed',
+    userId: 'C0001',
+    anonymousId: '',
+    sessionId: '',
+    properties: '{}',
+    context: '{}',
+    timestamp: now,
+    sentAt: now,
+    receivedAt: now,
+    violations: [],
+    ...over,
+  }
+}
+
+/** A Db whose system handle inserts (and probes) through the given overrides. */
+function wrapDb(db: Db, over: Partial<Pick<SystemDb, 'insertTsv' | 'query'>>): Db {
+  const system = Object.create(db.system) as SystemDb
+  if (over.insertTsv) system.insertTsv = over.insertTsv
+  if (over.query) system.query = over.query as SystemDb['query']
+  return { system, forTenant: (t) => db.forTenant(t) }
+}
+
+function writer(db: Db): EventWriter {
+  const identities = createIdentityService({ db, allocator: createKeyAllocator({ system: db.system }) })
+  return createEventWriter({ db, identities, log: engine.log, metrics: createMetrics({ collectDefault: false }), options: { flushRows: 100_000, flushMs: 30, maxQueueEvents: 100_000 } })
+}
+
+async function countIds(ids: string[]) {
+  const r = await engine.db.system.query<{ m: string; n: string }>('SELECT message_id AS m, count() AS n FROM events WHERE message_id IN {ids:Array(String)} GROUP BY m', { ids })
+  return new Map(r.map((x) => [x.m, Number(x.n)]))
+}
+
+describe('a shared insert the engine refuses', () => {
+  it('stores every other row once and names the refused events by position and field', async () => {
+    const w = writer(engine.db)
+    const good = Array.from({ length: 300 }, () => event())
+    const bad = [event({ sentAt: YEAR_M1 }), event({ timestamp: YEAR_M1 })]
+    const mixed = [event(), bad[0]!, event(), bad[1]!]
+    const [ra, rb] = await Promise.all([w.submit(1, mixed, 'k1'), w.submit(2, good, 'k2')])
+    expect(rb).toMatchObject({ stored: 300, duplicates: 0 })
+    expect(rb.refused ?? []).toEqual([])
+    expect(ra.stored).toBe(2)
+    expect(ra.refused?.map((r) => [r.position, r.field])).toEqual([
+      [1, 'sentAt'],
+      [3, 'timestamp'],
+    ])
+    expect(ra.refused![0]!.message).toMatch(/CANNOT_PARSE_DATETIME/)
+    const counts = await countIds([...good, ...mixed].map((e) => e.messageId))
+    expect([...counts.values()].every((n) => n === 1)).toBe(true)
+    expect(counts.size).toBe(302)
+    expect(counts.has(bad[0]!.messageId)).toBe(false)
+    // A retry of the whole request: the stored ones are duplicates, the bad ones refused again.
+    const again = await w.submit(1, mixed, 'k1')
+    expect(again).toMatchObject({ stored: 0, duplicates: 2 })
+    expect(again.refused).toHaveLength(2)
+    await w.close()
+  })
+
+  it('writes the whole DateTime64 range: 1970 and 2286 as date-times, not epoch numbers the engine misreads', async () => {
+    expect(eventTime(0)).toBe('1970-01-01 00:00:00.000')
+    expect(eventTime(Date.UTC(2286, 10, 21))).toBe('2286-11-21 00:00:00.000')
+    const w = writer(engine.db)
+    const es = [event({ sentAt: 0 }), event({ sentAt: Date.UTC(2286, 10, 21) }), event({ sentAt: Date.UTC(1900, 0, 1) })]
+    expect(await w.submit(1, es, 'k1')).toMatchObject({ stored: 3 })
+    const r = await engine.db.system.query<{ s: string }>('SELECT toString(sent_at) AS s FROM events WHERE message_id IN {ids:Array(String)} ORDER BY sent_at', { ids: es.map((e) => e.messageId) })
+    expect(r.map((x) => x.s)).toEqual(['1900-01-01 00:00:00.000', '1970-01-01 00:00:00.000', '2286-11-21 00:00:00.000'])
+    await w.close()
+  })
+
+  it('does not write twice the rows a failed insert had already written', async () => {
+    let calls = 0
+    const db = wrapDb(engine.db, {
+      async insertTsv(table, columns, rows) {
+        // The first insert writes its first 40 rows, then fails on a value (as a large insert
+        // does when a later block holds the bad row).
+        if (table === 'events' && calls++ === 0) {
+          await engine.db.system.insertTsv(table, columns, rows.slice(0, 40))
+          throw new Error('Code: 41. DB::Exception: Cannot read DateTime: (at row 41) (CANNOT_PARSE_DATETIME)')
+        }
+        return engine.db.system.insertTsv(table, columns, rows)
+      },
+    })
+    const w = writer(db)
+    const es = Array.from({ length: 41 }, () => event())
+    const r = await w.submit(1, es, 'k1')
+    expect(r).toMatchObject({ stored: 41 })
+    expect(r.refused ?? []).toEqual([])
+    const counts = await countIds(es.map((e) => e.messageId))
+    expect(counts.size).toBe(41)
+    expect([...counts.values()].every((n) => n === 1)).toBe(true)
+    await w.close()
+  })
+
+  it('answers 503 to everyone when the engine is down, not a refusal of the rows', async () => {
+    const down = new Error('Code: 210. DB::Exception: Connection refused (NETWORK_ERROR)')
+    const w1 = writer(wrapDb(engine.db, { insertTsv: () => Promise.reject(down) }))
+    const results = await Promise.allSettled([w1.submit(1, [event()], 'k1'), w1.submit(2, [event({ sentAt: YEAR_M1 })], 'k2')])
+    for (const r of results) {
+      expect(r.status).toBe('rejected')
+      const e = (r as PromiseRejectedResult).reason
+      expect(isAppError(e) && e.code).toBe('STORAGE_UNAVAILABLE')
+    }
+    await w1.close()
+    // A parse error from an engine that then fails its health probe is not blamed on the row.
+    let inserts = 0
+    const sick = wrapDb(engine.db, {
+      insertTsv: () => {
+        inserts++
+        return Promise.reject(new Error('Code: 41. DB::Exception: Cannot read DateTime (CANNOT_PARSE_DATETIME)'))
+      },
+      // The health probe fails; the dedup lookup before the insert still answers.
+      query: ((sql: string, ...rest: never[]) =>
+        sql === 'SELECT 1' ? Promise.reject(new Error('Code: 210. DB::Exception: Connection refused (NETWORK_ERROR)')) : engine.db.system.query(sql, ...rest)) as SystemDb['query'],
+    })
+    const w2 = writer(sick)
+    const r2 = await w2.submit(1, [event(), event()], 'k1').catch((e: unknown) => e)
+    expect(isAppError(r2) && r2.code).toBe('STORAGE_UNAVAILABLE')
+    expect(inserts).toBeGreaterThan(1)
+    await w2.close()
+  })
+})
