@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream'
 import zlib from 'node:zlib'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
@@ -76,8 +77,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
     delete req.headers['content-length']
     const inflate = enc === 'gzip' ? zlib.createGunzip() : zlib.createInflate()
-    inflate.on('error', () => {})
-    return payload.pipe(inflate)
+    // A body labelled gzip that is not gzip is the client's error (400), not ours: the zlib
+    // error is replaced by a coded one on the stream every consumer reads (the JSON parser, an
+    // import spooling the body to a file).
+    const out = new PassThrough()
+    inflate.on('error', (e) => out.destroy(new AppError('INVALID_ENCODING', `The body is labelled Content-Encoding: ${enc} but is not ${enc} data (${e.message}).`)))
+    payload.on('error', (e) => out.destroy(e))
+    return payload.pipe(inflate).pipe(out)
   })
 
   app.addHook('onResponse', async (req, reply) => {

@@ -471,6 +471,37 @@ describe('over HTTP', () => {
     expect(gz.json()).toMatchObject({ format: 'ndjson', rows: { read: 4, inserted: 3, rejected: 1 } })
   })
 
+  it('answers 400 INVALID_ENCODING for a body labelled gzip that is not gzip (not 500)', async () => {
+    for (const [enc, body] of [
+      ['gzip', csvOf(customers(3))],
+      ['gzip', Buffer.concat([zlib.gzipSync(csvOf(customers(3))).subarray(0, 30), Buffer.from('not the rest of it')])],
+      ['deflate', 'plain text'],
+    ] as const) {
+      const res = await post('/v1/import/customers', a.admin, 'text/csv', body, { 'content-encoding': enc })
+      expect(res.statusCode, res.body).toBe(400)
+      expect(res.json().error.code).toBe('INVALID_ENCODING')
+    }
+    expect(fs.readdirSync(tmp).filter((f) => f.startsWith('qianmian-import-'))).toEqual([])
+    // The JSON routes share the decoding: the same mislabel there is the same 400.
+    const ev = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: { authorization: `Bearer ${a.write}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, payload: '{"batch":[]}' })
+    expect(ev.statusCode, ev.body).toBe(400)
+    expect(ev.json().error.code).toBe('INVALID_ENCODING')
+  })
+
+  it('reports dates the columns cannot hold as row errors, and stores the rest with skipInvalid', async () => {
+    const cs = customers(6, 700)
+    cs[1]!.opened_at = '0000-01-01 00:00:00'
+    cs[2]!.birth_date = '1899-12-31'
+    cs[3]!.opened_at = '2300-01-01 00:00:00'
+    cs[4]!.birth_date = '1970-01-01' // holds: kept
+    const rejected = await post('/v1/import/customers', a.admin, 'text/csv', csvOf(cs))
+    expect(rejected.statusCode).toBe(400)
+    expect(rejected.json().error.issues.map((i: { field: string }) => i.field)).toEqual(['row 2: opened_at', 'row 3: birth_date', 'row 4: opened_at'])
+    const skipped = await post('/v1/import/customers?skipInvalid=true', a.admin, 'text/csv', csvOf(cs))
+    expect(skipped.statusCode, skipped.body).toBe(200)
+    expect(skipped.json()).toMatchObject({ rows: { read: 6, rejected: 3, inserted: 3 } })
+  })
+
   it('answers 415 for a body that is no import format, and 413 beyond the limit', async () => {
     const json = await post('/v1/import/customers', a.admin, 'application/json', '{"customer_no":"x"}')
     expect(json.statusCode).toBe(415)
