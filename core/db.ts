@@ -3,12 +3,15 @@ import type { ClickHouseClient } from '@clickhouse/client'
 import type { ZodType } from 'zod'
 import { AppError, issuesFromZod } from './errors.js'
 import { tsvRows } from './tsv.js'
+import { createTenantScopeChecker, type TenantScopeChecker } from './tenant-scope.js'
 
 /**
  * The query layer. Values always travel as bound `{name:Type}` parameters; identifiers come only
  * from code. Tenant isolation lives here because the embedded engine has no row policies:
- * a `TenantDb` refuses SQL that touches a tenant table without binding `{tenant:UInt16}` at
- * least once per reference, binds the tenant itself, and stamps `tenant_id` on inserted rows.
+ * a `TenantDb` runs a SQL text only once the engine's parse of it proves every read of a tenant
+ * table filtered by `tenant_id = {tenant:UInt16}` (the rule: core/tenant-scope.ts), binds the
+ * tenant itself, and stamps `tenant_id` on inserted rows. The unscoped `SystemDb` is handed only
+ * to the modules listed in core/system-handle.test.ts.
  */
 
 export type Params = Record<string, unknown>
@@ -64,41 +67,11 @@ export const TENANT_TABLES = [
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 
-const TENANT_PARAM = '{tenant:UInt16}'
-const tableRefPattern = new RegExp(`(?<![\\w.{])(?:\\w+\\.)?(${TENANT_TABLES.join('|')})(?![\\w}.])`, 'g')
-
-/** Counts references to tenant tables outside string literals and comments. */
-export function countTenantTableRefs(sql: string): number {
-  const code = stripLiteralsAndComments(sql)
-  let n = 0
-  for (const m of code.matchAll(tableRefPattern)) {
-    const before = code.slice(0, m.index).trimEnd()
-    // A column such as `events.customer_key` (a name followed by a dot) or a setting is not a
-    // table reference; table names follow FROM / JOIN / INTO / TABLE / a comma in a FROM list.
-    if (/(?:\bFROM|\bJOIN|\bINTO|\bTABLE|\bUPDATE|,)$/i.test(before)) n++
-  }
-  return n
-}
-
-export function assertTenantScoped(sql: string, params: Params): void {
+/** The caller may not bind the tenant: the scope does. */
+export function assertTenantParamFree(params: Params): void {
   if ('tenant' in params) {
     throw new AppError('TENANT_SCOPE_VIOLATION', 'The tenant parameter is bound by the scope, not by the caller.')
   }
-  const refs = countTenantTableRefs(sql)
-  const bound = stripLiteralsAndComments(sql).split(TENANT_PARAM).length - 1
-  if (refs > 0 && bound < refs) {
-    throw new AppError(
-      'TENANT_SCOPE_VIOLATION',
-      `A tenant query references ${refs} tenant table(s) but binds ${TENANT_PARAM} ${bound} time(s).`,
-    )
-  }
-}
-
-function stripLiteralsAndComments(sql: string): string {
-  return sql
-    .replace(/--[^\n]*/g, ' ')
-    .replace(/\/\*[\s\S]*?\*\//g, ' ')
-    .replace(/'(?:[^'\\]|\\.|'')*'/g, "''")
 }
 
 export interface QueryOptions {
@@ -181,7 +154,8 @@ export class TenantDb extends Querier {
   constructor(
     client: ClickHouseClient,
     readonly tenantId: number,
-    private readonly system?: SystemDb,
+    private readonly system: SystemDb,
+    private readonly scope: TenantScopeChecker,
   ) {
     super(client)
     if (!Number.isInteger(tenantId) || tenantId <= 0 || tenantId > 65535) {
@@ -189,14 +163,21 @@ export class TenantDb extends Querier {
     }
   }
 
+  /** Refuses a caller-bound tenant, then waits for the text's verdict (cached after its first run). */
+  private async scoped(sql: string, params: Params): Promise<Params> {
+    assertTenantParamFree(params)
+    const bound = { ...params, tenant: this.tenantId }
+    await this.scope.check(sql, bound)
+    return bound
+  }
+
   async query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
-    assertTenantScoped(sql, params)
-    return this.rows(sql, { ...params, tenant: this.tenantId }, schema, opts)
+    const bound = await this.scoped(sql, params)
+    return this.rows(sql, bound, schema, opts)
   }
 
   async command(sql: string, params: Params = {}) {
-    assertTenantScoped(sql, params)
-    return this.exec(sql, { ...params, tenant: this.tenantId })
+    return this.exec(sql, await this.scoped(sql, params))
   }
 
   /**
@@ -205,8 +186,7 @@ export class TenantDb extends Querier {
    * one chunk; a server streams it.)
    */
   async stream(sql: string, params: Params = {}): Promise<Readable> {
-    assertTenantScoped(sql, params)
-    const rs = await this.client.exec({ query: sql, query_params: { ...params, tenant: this.tenantId } })
+    const rs = await this.client.exec({ query: sql, query_params: await this.scoped(sql, params) })
     return rs.stream
   }
 
@@ -218,7 +198,6 @@ export class TenantDb extends Querier {
     if (!(TENANT_TABLES as readonly string[]).includes(table) || columns.includes('tenant_id')) {
       throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
     }
-    if (!this.system) throw new AppError('INTERNAL', 'insertTsv needs the system handle.')
     await this.system.insertTsv(table, ['tenant_id', ...columns], rows.map((r) => [this.tenantId, ...r]))
   }
 
@@ -241,7 +220,17 @@ export interface Db {
 
 export function createDb(client: ClickHouseClient, insertText?: InsertText): Db {
   const system = new SystemDb(client, insertText)
-  return { system, forTenant: (tenantId) => new TenantDb(client, tenantId, system) }
+  // One checker per process: verdicts are per SQL text, whichever tenant runs it.
+  const scope = createTenantScopeChecker({ tenantTables: TENANT_TABLES, explain: (text, params) => explainAst(client, text, params) })
+  return { system, forTenant: (tenantId) => new TenantDb(client, tenantId, system, scope) }
+}
+
+/** The engine's parse tree of a text, one node a line (raw: names are not escaped). */
+async function explainAst(client: ClickHouseClient, text: string, params: Params): Promise<string[]> {
+  const rs = await client.exec({ query: `EXPLAIN AST ${text}`, query_params: params, clickhouse_settings: { default_format: 'TabSeparatedRaw' } })
+  let out = ''
+  for await (const chunk of rs.stream) out += String(chunk)
+  return out.split('\n')
 }
 
 /** `Readable.from` over strings, for streaming generated text into `insertStream`. */
