@@ -73,6 +73,11 @@ export const configSchema = z.object({
   INGEST_FLUSH_ROWS: int(20_000, 1, 1_000_000),
   INGEST_FLUSH_MS: int(200, 1, 5_000),
   INGEST_MAX_QUEUE_EVENTS: int(200_000, 100, 10_000_000),
+  INGEST_TENANT_QUEUE_PERCENT: int(50, 1, 100),
+  INGEST_RATE_REQUESTS_PER_S: int(1_000, 0, 1_000_000),
+  INGEST_RATE_REQUESTS_BURST: int(2_000, 1, 10_000_000),
+  INGEST_RATE_EVENTS_PER_S: int(20_000, 0, 10_000_000),
+  INGEST_RATE_EVENTS_BURST: int(40_000, 1, 100_000_000),
   INGEST_BACKDATE_DAYS: int(30, 0, 3650),
   INGEST_MAX_FUTURE_MINUTES: int(1440, 0, 43_200),
   INGEST_SENSITIVE_TRAITS: z
@@ -124,6 +129,10 @@ export interface Config {
     flushRows: number
     flushMs: number
     maxQueueEvents: number
+    /** The share (percent) of maxQueueEvents one tenant's waiting events may hold. */
+    tenantQueuePercent: number
+    /** Per-tenant token buckets at the edge (0 per second: no limit). */
+    rate: Readonly<{ requestsPerS: number; requestsBurst: number; eventsPerS: number; eventsBurst: number }>
     backdateDays: number
     maxFutureMinutes: number
     sensitiveTraits: readonly string[]
@@ -214,6 +223,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       flushRows: r.INGEST_FLUSH_ROWS,
       flushMs: r.INGEST_FLUSH_MS,
       maxQueueEvents: r.INGEST_MAX_QUEUE_EVENTS,
+      tenantQueuePercent: r.INGEST_TENANT_QUEUE_PERCENT,
+      rate: Object.freeze({
+        requestsPerS: r.INGEST_RATE_REQUESTS_PER_S,
+        requestsBurst: r.INGEST_RATE_REQUESTS_BURST,
+        eventsPerS: r.INGEST_RATE_EVENTS_PER_S,
+        eventsBurst: r.INGEST_RATE_EVENTS_BURST,
+      }),
       backdateDays: r.INGEST_BACKDATE_DAYS,
       maxFutureMinutes: r.INGEST_MAX_FUTURE_MINUTES,
       sensitiveTraits: Object.freeze(r.INGEST_SENSITIVE_TRAITS.split(',')),

@@ -44,7 +44,7 @@ export function createIngestModule(deps: {
     identities,
     log: deps.log.child({ component: 'ingest' }),
     metrics: deps.metrics,
-    options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents },
+    options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })

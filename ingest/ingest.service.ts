@@ -3,6 +3,7 @@ import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
 import type { WriteResult } from './event-writer.js'
+import { createTokenBuckets } from './rate-limit.js'
 import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
 import type { EventType, IngestResponse } from './segment.schema.js'
 import { checkEvent, type TrackingPlans } from './tracking-plan.js'
@@ -37,12 +38,33 @@ export function createIngestService(deps: {
   now?: () => number
 }): IngestService {
   const now = deps.now ?? Date.now
+  const rate = deps.config.rate
+  const requestBuckets = createTokenBuckets({ perSecond: rate.requestsPerS, burst: rate.requestsBurst })
+  const eventBuckets = createTokenBuckets({ perSecond: rate.eventsPerS, burst: rate.eventsBurst })
+  const limitedTotal = deps.metrics.counter('qianmian_ingest_rate_limited_total', 'Requests answered 429 by the per-tenant limits, by tenant and limit', ['tenant', 'limit'])
+  const acceptedRequests = deps.metrics.counter('qianmian_ingest_tenant_requests_total', 'Ingest requests past the per-tenant limits, by tenant', ['tenant'])
+  /** Refuses a tenant over its rate before its request costs validation or a place in the writer queue. */
+  function limit(tenantId: number, events: number) {
+    const waitRequests = requestBuckets.take(tenantId, 1)
+    const wait = waitRequests || eventBuckets.take(tenantId, events)
+    if (!wait) {
+      acceptedRequests.inc({ tenant: String(tenantId) })
+      return
+    }
+    const which = waitRequests ? 'requests' : 'events'
+    limitedTotal.inc({ tenant: String(tenantId), limit: which })
+    const perS = which === 'requests' ? rate.requestsPerS : rate.eventsPerS
+    throw new AppError('RATE_LIMITED', `This tenant sends more than ${perS} ${which} per second; retry after the delay given.`, {
+      headers: { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) },
+    })
+  }
   const sensitive = new Set(deps.config.sensitiveTraits)
   const rejectedTotal = deps.metrics.counter('qianmian_ingest_rejected_total', 'Events rejected, by code', ['code'])
   const flaggedTotal = deps.metrics.counter('qianmian_ingest_flagged_total', 'Events stored with tracking-plan violations')
 
   return {
     async ingest({ tenantId, actor, messages, envelope, single }) {
+      limit(tenantId, messages.length)
       const opts: NormalizeOptions = {
         receivedAt: now(),
         backdateMs: deps.config.backdateDays * 86_400_000,
