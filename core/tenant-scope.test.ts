@@ -34,6 +34,8 @@ const BAD: [string, string][] = [
   ['INSERT … SELECT without tenant_id', `INSERT INTO tag_values (tag) SELECT tag FROM tag_definitions WHERE tenant_id = ${T}`],
   ['INSERT … SELECT * FROM a UNION with one branch writing another tenant', `INSERT INTO events (tenant_id, customer_key) SELECT * FROM (SELECT ${T}, 1 UNION ALL SELECT 7, 2)`],
   ['INSERT copying a tenant_id that an alias made up', `INSERT INTO events (tenant_id, customer_key) SELECT tenant_id, 1 FROM (SELECT 7 AS tenant_id)`],
+  // The recommend build's old-partition check read this way: it reads other tenants' rows, so it runs on the system handle.
+  ['outer read unfiltered around a filtered IN', `SELECT build FROM rec_items WHERE build IN (SELECT build FROM rec_items WHERE tenant_id = ${T}) GROUP BY build HAVING min(tenant_id) = ${T}`],
   ['ALTER DELETE unfiltered', 'ALTER TABLE events DELETE WHERE customer_key = 1'],
   ['ALTER UPDATE under OR', `ALTER TABLE events UPDATE event = 'x' WHERE tenant_id = ${T} OR 1`],
   ['ALTER DROP PARTITION of a tenant table', 'ALTER TABLE events DROP PARTITION 202611'],

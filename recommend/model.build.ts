@@ -245,10 +245,11 @@ async function dropOldBuilds(db: Db, tenantId: number, current: string): Promise
   const builds = [...new Set([current, ...keep.map((k) => k.build)])].map((b) => BigInt(b))
   for (const table of ['rec_customers', 'rec_items'] as const) {
     // Only partitions holding this tenant's rows alone (build ids are unique, this checks it).
-    const old = await tdb.query(
+    // Checking that reads the other tenants' rows of those builds: the system handle, as the drop.
+    const old = await db.system.query(
       `SELECT toString(build) AS build FROM ${table} WHERE build IN (SELECT build FROM ${table} WHERE tenant_id = {tenant:UInt16} AND build NOT IN {builds:Array(UInt64)})
        GROUP BY build HAVING min(tenant_id) = max(tenant_id) AND min(tenant_id) = {tenant:UInt16}`,
-      { builds },
+      { builds, tenant: tenantId },
       z.object({ build: z.string().regex(/^\d+$/) }),
     )
     // DROP PARTITION takes a literal: the build is digits, checked by the schema above.
