@@ -43,6 +43,8 @@ export interface RouteAudit {
   objectKind: string
   /** The route parameter naming the object (`id`, `name` …), if any. */
   objectParam?: string
+  /** The route parameter holding the customer number the route reads, if any. */
+  customerParam?: string
   /** The route reads or changes personal data: recorded for every answer, refusals included. */
   personal?: boolean
 }

@@ -5,6 +5,7 @@ import fastifySwagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import type { Logger } from 'pino'
 import sjson from 'secure-json-parse'
+import type { AuditModule } from '../audit/audit.module.js'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
@@ -32,6 +33,8 @@ export interface AppDeps {
   bodyLimitBytes?: number
   /** Tenant self-service and operator routes (off in a worker-only process). */
   tenantRoutes?: boolean
+  /** The audit trail: its hook records every route that declares `config.audit`, and `GET /v1/audit`. */
+  audit?: AuditModule
 }
 
 /** Builds the HTTP app without listening; tests call `inject` on it. */
@@ -66,6 +69,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
   })
   registerErrorHandling(app, deps.metrics)
+  // Before any route: a route's hooks are fixed when it is registered.
+  deps.audit?.hook(app)
 
   // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and
   // JSON parsing see the bytes; a gzip bomb stops at the same limit as a plain body.
@@ -120,6 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerConsoleRoutes(app)
   if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys })
   for (const m of deps.modules ?? []) m(app, auth)
+  if (deps.audit && deps.tenantRoutes !== false) deps.audit.routes(app, auth)
   await app.ready()
   return app
 }
