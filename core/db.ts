@@ -64,6 +64,8 @@ export const TENANT_TABLES = [
   'push_leases',
   'push_outcomes',
   'audit_log',
+  'consent_history',
+  'consent_categories',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
 import type { Auth } from '../tenants/auth.js'
+import type { ConsentCallback } from './consent.extract.js'
 import { createEventWriter, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
@@ -35,6 +36,8 @@ export function createIngestModule(deps: {
   config: Config['ingest']
   /** A durable queue in front of the writer (Kafka); by default the edge writes itself. */
   sink?: (writer: EventWriter) => EventSink
+  /** Consent objects found on accepted events go here (see consent.extract.ts). */
+  consent?: ConsentCallback
 }): IngestModule {
   const allocator = createKeyAllocator({ system: deps.db.system })
   const identities = createIdentityService({ db: deps.db, allocator })
@@ -47,7 +50,7 @@ export function createIngestModule(deps: {
     options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
   })
   const sink = deps.sink ? deps.sink(writer) : writer
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config })
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, consent: deps.consent })
   const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
   return {
     allocator,

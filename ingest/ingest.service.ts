@@ -2,6 +2,7 @@ import type { Config } from '../core/config.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
+import { findConsent, type ConsentCallback, type FoundConsent } from './consent.extract.js'
 import type { WriteResult } from './event-writer.js'
 import { createTokenBuckets } from './rate-limit.js'
 import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
@@ -36,6 +37,8 @@ export function createIngestService(deps: {
   metrics: Metrics
   config: Config['ingest']
   now?: () => number
+  /** Where consent objects found on stored events go (the consent service, wired by the composition root). */
+  consent?: ConsentCallback | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
   const rate = deps.config.rate
@@ -76,6 +79,7 @@ export function createIngestService(deps: {
       const valid: PendingEvent[] = []
       const validIndex: number[] = []
       const rejected: (Rejection & { index: number })[] = []
+      const consents: (FoundConsent & { position: number })[] = []
       let flagged = 0
       messages.forEach((raw, index) => {
         const n = normalizeMessage(raw, tenantId, envelope, opts)
@@ -94,6 +98,16 @@ export function createIngestService(deps: {
             e.violations = violations
             flagged++
           }
+        }
+        if (deps.consent) {
+          // A malformed consent map rejects its event only: storing the event without the
+          // customer's decision would lose what they asked for.
+          const found = findConsent(raw, envelope.context)
+          if (found && 'field' in found) {
+            rejected.push({ index, code: 'CONSENT_INVALID', field: found.field, message: found.message, messageId: e.messageId })
+            return
+          }
+          if (found) consents.push({ position: valid.length, userId: e.userId, anonymousId: e.anonymousId, messageId: e.messageId, timestamp: e.timestamp, categories: found.categories })
         }
         valid.push(e)
         validIndex.push(index)
@@ -118,6 +132,10 @@ export function createIngestService(deps: {
         rejected.sort((x, y) => x.index - y.index)
         if (!result.stored && !result.duplicates) refuseAll()
       }
+      // After the events are accepted, before the answer: a 200 means the decision is recorded.
+      const refused = new Set(result.refused?.map((r) => r.position))
+      const kept = consents.filter((c) => !refused.has(c.position)).map(({ position: _p, ...c }) => c)
+      if (kept.length) await deps.consent!(tenantId, kept, actor)
       return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected, queued: result.queued === true }
     },
   }
