@@ -46,9 +46,12 @@ describe('pipeline runner', () => {
   })
 
   it('retries a failing run with backoff and records each attempt', async () => {
-    await repo().save(tenant.id, { ...base, name: 'broken', rule: { kind: 'sql', sql: "SELECT customer_key, throwIf(customer_key > 0, 'boom') AS value FROM $customers" } }, 'test')
+    // Stored as it is (save would refuse it after a dry run); the only tag of the run, so
+    // nothing completes.
+    const broken = { ...base, name: 'broken', sensitivity: 'low', schedule: '15 * * * *', rule: { kind: 'sql', sql: "SELECT customer_key, toUInt8(concat('boom', toString(customer_key))) AS value FROM $customers" } }
+    await e.db.forTenant(tenant.id).insert('tag_definitions', [{ name: 'broken', version: 1, definition: JSON.stringify(broken), retired: 0, created_by: 'test', created_at: chDateTime(new Date()) }])
     const t0 = Date.now()
-    const r = await runner.run({ tenantId: tenant.id, trigger: 'api', mode: 'full' })
+    const r = await runner.run({ tenantId: tenant.id, trigger: 'api', mode: 'full', tags: ['broken'] })
     expect(r.status).toBe('failed')
     expect(r.attempt).toBe(3)
     expect(r.error).toMatch(/SQL tag broken.*boom/s)

@@ -92,6 +92,8 @@ export function createPipelineRunner(deps: {
   // For alerting on staleness: now minus this, per tenant, beyond the schedule means trouble.
   const lastSuccess = deps.metrics.gauge('qianmian_pipeline_last_success_seconds', 'Unix time of the last successful run', ['tenant', 'pipeline'])
   const changedValues = deps.metrics.counter('qianmian_tag_values_changed_total', 'Tag values changed by pipeline runs', ['tenant'])
+  // For alerting on definitions that fail: a partial run leaves these tags as they were.
+  const failedTags = deps.metrics.counter('qianmian_tag_failures_total', 'Tags whose computation failed in a tag run (the run completed the others)', ['tenant'])
 
   async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
     const pipeline = o.pipeline ?? 'tags'
@@ -117,9 +119,16 @@ export function createPipelineRunner(deps: {
         try {
           const out =
             pipeline === 'segments' ? await materialize(o, tenant.timeZone, defs) : pipeline === 'tags' ? await computeTags(o, runId, tenant.timeZone, defs) : await runJob(pipeline, o, runId)
-          const done: RunRecord = { ...rec, ...out, status: 'succeeded', finishedAt: chDateTime(new Date()) }
+          // A tag run that completed all but some tags is partial: what follows it still runs.
+          const failures = pipeline === 'tags' ? ((out.details.failures as { tag: string; error: string }[] | undefined) ?? []) : []
+          const error = failures.map((f) => `${f.tag}: ${f.error}`).join('; ')
+          const done: RunRecord = { ...rec, ...out, status: failures.length ? 'partial' : 'succeeded', finishedAt: chDateTime(new Date()), error }
           await store.record(o.tenantId, done)
-          outcome = 'succeeded'
+          outcome = done.status
+          if (failures.length) {
+            failedTags.inc({ tenant: String(o.tenantId) }, failures.length)
+            log.warn({ tenant: o.tenantId, pipeline, runId, failed: failures.map((f) => f.tag) }, 'tag run partial: some tags failed')
+          }
           lastSuccess.set({ tenant: String(o.tenantId), pipeline }, Date.now() / 1000)
           changedValues.inc({ tenant: String(o.tenantId) }, done.rows)
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
@@ -163,7 +172,12 @@ export function createPipelineRunner(deps: {
       mode: o.backfill ? 'backfill' : (last?.mode ?? o.mode ?? 'incremental'),
       watermark: last?.state.watermark ?? chDateTime(new Date()),
       rows: results.reduce((s, r) => s + r.changed, 0),
-      details: o.backfill ? { days: results.map((r) => ({ today: r.state.today, changed: r.changed })) } : { ...last },
+      details: o.backfill
+        ? {
+            days: results.map((r) => ({ today: r.state.today, changed: r.changed, ...(r.failures.length ? { failures: r.failures } : {}) })),
+            failures: results.flatMap((r) => r.failures.map((f) => ({ ...f, today: r.state.today }))),
+          }
+        : { ...last },
     }
   }
 

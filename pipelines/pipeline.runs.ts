@@ -9,7 +9,9 @@ import { chDateTime } from '../core/time.js'
  * released expires on its own.
  */
 
-export type RunStatus = 'running' | 'succeeded' | 'failed' | 'skipped'
+/** partial: a tag run that completed all but some tags (each failure is in its details). */
+export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed', 'skipped'] as const
+export type RunStatus = (typeof RUN_STATUSES)[number]
 
 export interface RunRecord {
   runId: string
@@ -32,7 +34,7 @@ const runRow = z.object({
   pipeline: z.string(),
   mode: z.enum(['full', 'incremental', 'backfill']),
   trigger: z.string(),
-  status: z.enum(['running', 'succeeded', 'failed', 'skipped']),
+  status: z.enum(RUN_STATUSES),
   attempt: z.coerce.number(),
   started_at: z.string(),
   finished_at: z.string().nullable(),

@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
 import { PIPELINES, type PipelineRunner } from './pipeline.runner.js'
+import { RUN_STATUSES } from './pipeline.runs.js'
 
 /** Run history, status and manual runs (backfills included) of the tenant's pipelines. */
 
@@ -15,7 +16,7 @@ const run = z.object({
   pipeline: z.string(),
   mode: z.enum(['full', 'incremental', 'backfill']),
   trigger: z.string(),
-  status: z.enum(['running', 'succeeded', 'failed', 'skipped']),
+  status: z.enum(RUN_STATUSES).describe('partial: a tag run that completed all but some tags (details.failures)'),
   attempt: z.number(),
   startedAt: z.string(),
   finishedAt: z.string().nullable(),
@@ -40,7 +41,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
         security,
         querystring: z.object({
           pipeline: z.enum(PIPELINES).optional(),
-          status: z.enum(['running', 'succeeded', 'failed', 'skipped']).optional(),
+          status: z.enum(RUN_STATUSES).optional(),
           limit: z.coerce.number().int().min(1).max(500).default(50),
           before: z.string().regex(/^\d+$/).optional().describe('cursor: the nextBefore of the previous page'),
         }),

@@ -6,9 +6,10 @@ import { lifecycleRanges } from '../tags/tag.compile.js'
 import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from '../tags/tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../tags/tag.queries.js'
 import { dependencyLevels } from '../tags/tag.repository.js'
-import type { LifecycleRule, StoredTag, TagDefinition } from '../tags/tag.schema.js'
+import { tagDependencies, type LifecycleRule, type StoredTag, type TagDefinition } from '../tags/tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from '../tags/tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
+import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
 import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
 /**
@@ -24,6 +25,12 @@ import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDay
  *   rules and scores are always recomputed in full (they read small tables or rank everyone).
  *   Falls back to full when the measures or windows changed or the last run is over a week old;
  * - backfill: the values as of the end of a past day, written to history only.
+ *
+ * A tag whose computation fails does not stop the run: a level's shared query that fails is
+ * retried tag by tag to find the one at fault; that tag is recorded as failed with its error,
+ * the tags that read it (directly or not) are skipped with the reason, and every other tag is
+ * computed and committed. Nothing of a failed or skipped tag is written: its values, bitmaps
+ * and state stay as the last good run left them.
  */
 
 export type RunMode = 'full' | 'incremental' | 'backfill'
@@ -56,8 +63,15 @@ export interface TagRunResult {
   mode: RunMode
   state: RunState
   changed: number
-  /** Per tag: values changed, customers with a value; skipped when nothing it reads moved. */
-  tags: Record<string, { changed: number; customers?: number; skipped?: boolean }>
+  /**
+   * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
+   * (with a reason) when a tag it reads failed; failed with the error.
+   */
+  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string }>
+  /** Tags whose computation failed, with the error: the run completed the others. */
+  failures: { tag: string; error: string }[]
+  /** Tags not computed because a tag they read failed. */
+  blocked: { tag: string; reason: string }[]
   rebuiltDays: string[]
   scoped?: number
   steps: { step: string; ms: number }[]
@@ -138,6 +152,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   }
   const levels = dependencyLevels(selected, new Set(all.map((d) => d.name)))
   const { layout, span, hash } = eventMeasures(all)
+  // Daily aggregates are the input of event tags only: a run of rules alone needs none.
+  const hasEventTags = span > 0 && selected.some(isEventTag)
   const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
   const states = await tagStates(db)
@@ -168,7 +184,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays: REBUILD_CHUNK_DAYS })
     rebuilt.push(...days)
   }
-  const hasEventTags = span > 0
   let scoped: number | undefined
 
   if (hasEventTags) {
@@ -210,6 +225,26 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       throw new AppError('INTERNAL', `Computing ${what} failed: ${errText(err)}`, { cause: err })
     }
   }
+  const failed = new Map<string, string>()
+  const blocked = new Map<string, string>()
+  /**
+   * Stages a group of tags with one query; when it fails, each tag alone, so the one at fault
+   * is found and the others are still computed. A failed query may have staged some blocks:
+   * they are removed before the retry.
+   */
+  const attempt = async (group: readonly TagDefinition[], what: string, build: (ds: readonly TagDefinition[]) => StageQuery): Promise<void> => {
+    if (!group.length) return
+    try {
+      await stage(build(group), what)
+    } catch (err) {
+      await clearStage(db, req.runId, group.map((d) => d.name))
+      if (group.length === 1) {
+        failed.set(group[0]!.name, errText(err))
+        return
+      }
+      for (const d of group) await attempt([d], `${what.split(' ')[0]} ${d.name}`, build)
+    }
+  }
   const perTag: TagRunResult['tags'] = {}
   let changed = 0
   // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
@@ -225,32 +260,40 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     if (!why) skipped.add(d.name)
     return why !== undefined
   }
-  for (const [li, level] of levels.entries()) {
+  for (const [li, levelDefs] of levels.entries()) {
+    // Tags reading a tag that failed (or was skipped for that) are skipped in turn.
+    for (const d of levelDefs) {
+      const dep = tagDependencies(d).find((n) => failed.has(n) || blocked.has(n))
+      if (dep) blocked.set(d.name, failed.has(dep) ? `reads tag ${dep}, which failed` : `reads tag ${dep}, which was skipped (${blocked.get(dep)})`)
+    }
+    const level = levelDefs.filter((d) => !blocked.has(d.name))
     const events = level.filter(isEventTag)
     const profile = level.filter((d) => (d.rule.kind === 'rule' || d.rule.kind === 'score') && fresh(d))
     const sqls = level.filter((d) => d.rule.kind === 'sql')
     const isScoped = mode === 'incremental'
     if (events.length) {
-      await timed(`level${li}_events`, () => stage(windowStage(events, { scoped: isScoped, windowFrom, layout }), `event tags ${events.map((d) => d.name).join(', ')}`))
+      await timed(`level${li}_events`, () => attempt(events, `event tags ${events.map((d) => d.name).join(', ')}`, (ds) => windowStage(ds, { scoped: isScoped, windowFrom, layout })))
     }
     // Rules share one pass over the profile; each score ranks every customer with window
     // functions, which are cheaper one by one than sorted together in one wide query.
     const rules = profile.filter((d) => d.rule.kind === 'rule')
     const scores = profile.filter((d) => d.rule.kind === 'score')
     const asOfValues = { asOf: mode === 'backfill' }
-    if (rules.length) await timed(`level${li}_rules`, () => stage(profileStage(rules, known, asOfValues), `tags ${rules.map((d) => d.name).join(', ')}`))
+    if (rules.length) await timed(`level${li}_rules`, () => attempt(rules, `tags ${rules.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, asOfValues)))
     if (scores.length) await timed(`level${li}_scores`, async () => {
-      for (const d of scores) await stage(profileStage([d], known, asOfValues), `score ${d.name}`)
+      for (const d of scores) await attempt([d], `score ${d.name}`, (ds) => profileStage(ds, known, asOfValues))
     })
     if (sqls.length) await timed(`level${li}_sql`, async () => {
-      for (const d of sqls) await stage(sqlStage(d), `SQL tag ${d.name}`)
+      for (const d of sqls) await attempt([d], `SQL tag ${d.name}`, ([x]) => sqlStage(x!))
     })
+    // A failed tag is compared with nothing: a diff of it would read as every value removed.
+    const ok = (d: TagDefinition) => !failed.has(d.name)
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : {}
-      changed += await diffStage(db, { runId: req.runId, tags: events.map((d) => d.name), scoped: isScoped, ...backfillAsOf })
-      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].map((d) => d.name), scoped: false, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter(ok).map((d) => d.name), scoped: false, ...backfillAsOf })
     })
-    const computed = level.filter((d) => !skipped.has(d.name))
+    const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     await timed(`level${li}_apply`, () =>
       applyChanges(db, {
         runId: req.runId,
@@ -265,11 +308,18 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
   for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}) }
+  for (const [tag, error] of failed) perTag[tag] = { changed: 0, failed: true, error }
+  for (const [tag, reason] of blocked) perTag[tag] = { changed: 0, skipped: true, reason }
+  const failures = [...failed].map(([tag, error]) => ({ tag, error }))
+  // Nothing computed at all is a failed run (retried), not a partial one.
+  if (failures.length && failed.size + blocked.size === selected.length) {
+    throw new AppError('INTERNAL', `Every tag failed: ${failures.map((f) => `${f.tag}: ${f.error}`).join('; ').slice(0, 2000)}`)
+  }
 
   const state: RunState = { today, watermark, measures: hash, span }
   if (mode !== 'backfill') {
     await timed('bitmaps', async () => {
-      const computed = selected.filter((d) => !skipped.has(d.name))
+      const computed = selected.filter((d) => !skipped.has(d.name) && !failed.has(d.name) && !blocked.has(d.name))
       const rebuild = computed.filter((d) => {
         const prevBuild = states.get(d.name)
         return (counts.get(d.name) ?? 0) > 0 || !prevBuild || prevBuild.version !== (d as StoredTag).version
@@ -307,6 +357,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     state,
     changed,
     tags: perTag,
+    failures,
+    blocked: [...blocked].map(([tag, reason]) => ({ tag, reason })),
     rebuiltDays: [...new Set(rebuilt)].sort(),
     ...(scoped !== undefined ? { scoped } : {}),
     steps,
@@ -325,56 +377,5 @@ async function addTenureCrossings(db: TenantDb, runId: string, defs: readonly Ta
          AND toDate32(opened_at, {tz:String}) <= subtractDays({today:Date32}, {n:UInt32})`,
       { run: runId, prev: prevToday, today, n, tz },
     )
-  }
-}
-
-async function changeCounts(db: TenantDb, runId: string): Promise<Map<string, number>> {
-  const rows = await db.query(
-    `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} GROUP BY tag`,
-    { run: runId },
-    z.object({ tag: z.string(), n: z.coerce.number() }),
-  )
-  return new Map(rows.map((r) => [r.tag, r.n]))
-}
-
-const stateSchema = z.object({
-  tag: z.string(),
-  build: z.string(),
-  version: z.coerce.number(),
-  covered: z.coerce.number(),
-  today: z.string(),
-  watermark: z.string(),
-  measures: z.string(),
-  span: z.coerce.number(),
-  computed_at: z.string(),
-  changed_at: z.string(),
-})
-
-async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
-  const rows = await db.query(
-    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
-            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at
-     FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
-    {},
-    stateSchema,
-  )
-  return new Map(rows.map((r) => [r.tag, r]))
-}
-
-function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string) {
-  return {
-    tag: t.name,
-    version: t.version ?? 0,
-    build,
-    covered,
-    changed,
-    run_id: runId,
-    computed_at: chDateTime(new Date()),
-    as_of: asOf,
-    today: s.today,
-    watermark: s.watermark,
-    measures: s.measures,
-    span: s.span,
-    changed_at: changedAt,
   }
 }

@@ -1,0 +1,63 @@
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
+import { chDateTime } from '../core/time.js'
+import type { StoredTag } from '../tags/tag.schema.js'
+import type { RunState } from './tag.pipeline.js'
+
+/** What a tag run reads and leaves per tag: its stage, its changes, its state (build, watermark). */
+
+/** Removes what a failed stage query may have staged for these tags. */
+export async function clearStage(db: TenantDb, runId: string, tags: readonly string[]): Promise<void> {
+  await db.command(`DELETE FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`, { run: runId, tags })
+}
+
+export async function changeCounts(db: TenantDb, runId: string): Promise<Map<string, number>> {
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} GROUP BY tag`,
+    { run: runId },
+    z.object({ tag: z.string(), n: z.coerce.number() }),
+  )
+  return new Map(rows.map((r) => [r.tag, r.n]))
+}
+
+const stateSchema = z.object({
+  tag: z.string(),
+  build: z.string(),
+  version: z.coerce.number(),
+  covered: z.coerce.number(),
+  today: z.string(),
+  watermark: z.string(),
+  measures: z.string(),
+  span: z.coerce.number(),
+  computed_at: z.string(),
+  changed_at: z.string(),
+})
+
+export async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
+  const rows = await db.query(
+    `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
+            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at
+     FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
+    {},
+    stateSchema,
+  )
+  return new Map(rows.map((r) => [r.tag, r]))
+}
+
+export function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string) {
+  return {
+    tag: t.name,
+    version: t.version ?? 0,
+    build,
+    covered,
+    changed,
+    run_id: runId,
+    computed_at: chDateTime(new Date()),
+    as_of: asOf,
+    today: s.today,
+    watermark: s.watermark,
+    measures: s.measures,
+    span: s.span,
+    changed_at: changedAt,
+  }
+}
