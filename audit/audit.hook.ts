@@ -65,7 +65,8 @@ export function registerAuditHook(app: FastifyInstance, deps: { audit: AuditLog;
           objectKind: cfg.objectKind,
           objectId: note.objectId ?? param(cfg.objectParam),
           ...(customerNo ? { customerNo } : {}),
-          ...(note.customers !== undefined ? { customers: note.customers } : {}),
+          // A refused read handed out nothing: it counts no customer unless the handler says so.
+          customers: note.customers ?? (customerNo && status < 400 ? 1 : 0),
           outcome: status >= 500 ? 'failed' : status >= 400 ? 'refused' : 'ok',
           status,
           detail: { route: `${req.method} ${req.routeOptions.url ?? ''}`, ...note.detail },

@@ -89,7 +89,7 @@ describe('the audit trail', () => {
     const one = await trail(a.admin, 'customer=AC001')
     expect(one.entries).toEqual([expect.objectContaining({ action: 'customer.profile.read', customerNo: 'AC001', customers: 1, outcome: 'ok' })])
     const probe = await trail(a.admin, 'customer=NOSUCH')
-    expect(probe.entries).toEqual([expect.objectContaining({ action: 'customer.profile.read', outcome: 'refused', status: 404 })])
+    expect(probe.entries).toEqual([expect.objectContaining({ action: 'customer.profile.read', outcome: 'refused', status: 404, customers: 0 })])
   })
 
   it('filters by actor (holder or key id) and action prefix, and pages with a cursor', async () => {

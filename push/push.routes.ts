@@ -69,6 +69,7 @@ const statsView = z.object({
   suppressed: z.record(z.string(), z.number()).describe('by reason'),
   sent: z.number().describe('acknowledged as delivered to the channel'),
   failed: z.number(),
+  withdrawn: z.number().describe('queued targets closed at pull: the customer withdrew consent after targeting (reason consent_withdrawn)'),
   delivered: z.number().describe('push_delivered events'),
   opened: z.number(),
   clicked: z.number(),

@@ -22,6 +22,11 @@ const layoutView = z.object({
   largeElements: z.boolean(),
   holdout: z.boolean().describe('in the global holdout: non-personalized layout (shared with push)'),
   experiment: z.object({ id: z.string(), variant: z.string() }).nullable(),
+  personalized: z.boolean().describe('whether the customer’s tags, segments and model were used'),
+  personalizedReason: z
+    .enum(['personalization_off', 'holdout', 'unknown_customer'])
+    .nullable()
+    .describe('why not: the customer turned personalization off (service reminders stay, reason kind "service"), the global holdout, or an unknown visitor'),
   model: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }) }),
   modules: z.array(
     z.object({

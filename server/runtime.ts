@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
+import { createConsentModule, type ConsentModule } from '../consent/consent.module.js'
 import type { Kafka } from 'kafkajs'
 import { createKafka, createKafkaSink, ensureTopics, type KafkaSink } from '../kafka/kafka.ingest.js'
 import { createMigrator, type Migrator } from '../sql/migrate.js'
@@ -42,6 +43,8 @@ export interface Runtime {
   recommend: RecommendModule | undefined
   /** Campaigns, targeting and delivery to the notification service. */
   push: PushModule
+  /** Consent recorded live (ingest, the consent API) and the personalization switch. */
+  consent: ConsentModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -66,7 +69,9 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     await ensureTopics(kafka, config.kafka)
     if (config.roles.has('api')) sink = await createKafkaSink({ kafka, cfg: config.kafka, log, metrics })
   }
-  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}) })
+  // Consent objects on events go to the consent service, which resolves senders as ingest does.
+  const consent = createConsentModule({ db, log, metrics, resolveKeys: (t, refs) => ingest.identities.resolve(t, refs) })
+  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}), consent: consent.service.fromIngest })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) log.error('the optional "roaring" package is not installed: segment previews run in ClickHouse and no layouts are served')
@@ -85,6 +90,11 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ...(recommend ? { holdoutPerMille: async (t: number) => (await recommend.catalogs.effective(await tenants.get(t))).catalog.holdoutPerMille ?? 0 } : {}),
   })
   wirePush({ push, runner: tags.runner, writer: ingest.writer })
+  // A decision recorded here reaches this process's pulls and layouts at once; other processes read it within their refresh.
+  consent.service.onChange((t, notices) => {
+    push.consentChanged(t, notices)
+    recommend?.layouts.consentChanged(t, notices)
+  })
   return {
     config,
     log,
@@ -100,6 +110,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     segments,
     recommend,
     push,
+    consent,
     kafka,
     async close() {
       await tags.runner.stop()

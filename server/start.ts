@@ -48,7 +48,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     operatorToken: config.operatorToken,
     version: opts.version,
     // A process without the api role still answers /health, /ready and /metrics.
-    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes] : [],
+    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes] : [],
     tenantRoutes: config.roles.has('api'),
   })
   const address = await app.listen({ port: config.port, host: config.host })

@@ -3,6 +3,7 @@ import { loadConfig } from '../core/config.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
+import { createConsentModule, type ConsentModule } from '../consent/consent.module.js'
 import { buildApp } from '../server/app.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
@@ -26,6 +27,7 @@ export interface TestApp {
   segments: SegmentsModule
   recommend: RecommendModule
   push: PushModule
+  consent: ConsentModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -37,7 +39,8 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'Asia/Shanghai' })
   const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
   const pii = createPii('test-secret-test-secret-test-secret')
-  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest })
+  const consent = createConsentModule({ db: engine.db, log: engine.log, metrics, resolveKeys: (t, refs) => ingest.identities.resolve(t, refs) })
+  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')
@@ -54,6 +57,10 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     holdoutPerMille: async (t) => (await recommend.catalogs.effective(await tenants.get(t))).catalog.holdoutPerMille ?? 0,
   })
   wirePush({ push, runner: tags.runner, writer: ingest.writer })
+  consent.service.onChange((t, notices) => {
+    push.consentChanged(t, notices)
+    recommend.layouts.consentChanged(t, notices)
+  })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -63,7 +70,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: undefined,
     version: 'test',
-    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes],
+    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes],
   })
   return {
     engine,
@@ -75,6 +82,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     segments,
     recommend,
     push,
+    consent,
     metrics,
     async close() {
       await app.close()
