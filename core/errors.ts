@@ -25,6 +25,7 @@ export const ERROR_CATALOGUE = {
   EVENT_NOT_STORABLE: { status: 422, message: 'The storage engine refused a value of the event.' },
   NESTING_TOO_DEEP: { status: 400, message: 'The body is nested deeper than the limit.' },
   BATCH_REJECTED: { status: 400, message: 'No event in the batch was valid.' },
+  ALIAS_MERGE_FORBIDDEN: { status: 403, message: 'An alias between two known customer numbers would merge them: that needs POST /v1/identities/merge, by an administrator, with a reason.' },
   CONSENT_INVALID: { status: 400, message: 'The consent is invalid (unknown purpose, channel, source or category, or a malformed category map).' },
   CONSENT_SUPERSEDED: { status: 409, message: 'A newer consent decision is stored; this one is kept in the history only.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },

@@ -61,19 +61,24 @@ describe('identity resolution', () => {
     expect(again.statusCode).toBe(409)
   })
 
-  it('merges two customers on alias, and undoes the merge', async () => {
+  it('merges two customers (an administrator, with a reason), never on an alias event, and undoes the merge', async () => {
     await send([
       { type: 'track', event: 'a', userId: 'C2001' },
       { type: 'track', event: 'b', userId: 'C2002' },
       { type: 'track', event: 'c', userId: 'C2002' },
     ])
     const [k1, k2] = [await keyOf('C2001'), await keyOf('C2002')]
-    await send([{ type: 'alias', previousId: 'C2001', userId: 'C2002' }])
+    // The app's key may not merge two customers: the alias is refused in the answer, nothing stored.
+    const alias = await send([{ type: 'alias', previousId: 'C2001', userId: 'C2002' }, { type: 'track', event: 'd', userId: 'C2002' }])
+    expect(alias.rejected).toEqual([expect.objectContaining({ index: 0, code: 'ALIAS_MERGE_FORBIDDEN', field: 'previousId' })])
+    await expect(t.ingest.identities.alias(bank.tenant.id, 'C2001', 'C2002', { id: 'k', reason: 'alias' })).rejects.toMatchObject({ code: 'ALIAS_MERGE_FORBIDDEN' })
+    expect((await resolvedCounts())[k1]).toBe(1)
+    await t.ingest.identities.merge(bank.tenant.id, 'C2001', 'C2002', { id: 'Li Wei', reason: 'same person, confirmed at the branch' })
     const merged = await resolvedCounts()
     expect(merged[k1]).toBeUndefined()
-    expect(merged[k2]).toBe(4) // a, b, c and the alias itself
+    expect(merged[k2]).toBe(4) // a, b, c, d
     const [change] = await t.ingest.identities.changes(bank.tenant.id, { key: k1 })
-    expect(change).toMatchObject({ action: 'merge', fromKey: k1, intoKey: k2, reason: 'alias' })
+    expect(change).toMatchObject({ action: 'merge', fromKey: k1, intoKey: k2, actor: 'Li Wei', reason: 'same person, confirmed at the branch' })
     await t.ingest.identities.undo(bank.tenant.id, change!.changeId, 'test')
     const split = await resolvedCounts()
     expect(split[k1]).toBe(1)

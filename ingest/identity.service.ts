@@ -64,8 +64,19 @@ export interface IdentityService {
   /** Links an anonymous id to the customer number's key (identify). Returns the change, if any. */
   link(tenantId: number, anonymousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
   linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]>
-  /** `alias previousId -> userId`: a link when previousId is anonymous, a merge when it is a customer number. */
+  /**
+   * `alias previousId -> userId` from an event: a link when previousId is anonymous. When it is a
+   * known customer number the alias would merge two customers, which events may not do (the app
+   * key ships inside the app): refused with ALIAS_MERGE_FORBIDDEN; `merge` does it.
+   */
   alias(tenantId: number, previousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
+  /** Merges customer number `from` into `into` (both known), by an administrator with a reason. */
+  merge(tenantId: number, from: string, into: string, actor: Actor): Promise<IdentityChange | undefined>
+  /**
+   * Indexes of the alias messages (raw, before validation) that would merge two customers, so
+   * the ingest answer can refuse them one by one. `type` is the route's type for single calls.
+   */
+  mergingAliases(tenantId: number, messages: readonly unknown[], type?: string): Promise<Set<number>>
   undo(tenantId: number, changeId: string, actor: string): Promise<IdentityChange>
   changes(tenantId: number, opts?: { key?: number; limit?: number }): Promise<IdentityChange[]>
   /** Ensures keys exist for these customer numbers (bulk import); returns them in order. */
@@ -215,9 +226,23 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
   async function alias(tenantId: number, previousId: string, userId: string, actor: Actor) {
     const asCustomer = (await lookup(tenantId, 'customer_no', [previousId])).get(previousId)
     if (asCustomer === undefined) return link(tenantId, previousId, userId, actor)
-    const [target] = await keysFor(tenantId, [userId], 'alias')
+    throw new AppError('ALIAS_MERGE_FORBIDDEN', `${previousId} is a customer number: an alias may not merge it into ${userId}.`)
+  }
+
+  async function merge(tenantId: number, from: string, into: string, actor: Actor) {
+    const known = await lookup(tenantId, 'customer_no', [from, into])
+    const missing = [['from', from], ['to', into]].filter(([, no]) => !known.has(no!))
+    if (missing.length) {
+      throw new AppError('NOT_FOUND', `No customer ${missing.map(([, no]) => no).join(' or ')} in this tenant.`, {
+        issues: missing.map(([field, no]) => ({ field: field!, message: `unknown customer number ${no}` })),
+      })
+    }
+    return mergeKnown(tenantId, from, known.get(from)!, known.get(into)!, actor)
+  }
+
+  async function mergeKnown(tenantId: number, previousId: string, asCustomer: number, target: number, actor: Actor) {
     // Merge into the end of any chain, so readers resolve a key in one step.
-    const into = (await activeMergeInto(tenantId, target!)) || target
+    const into = (await activeMergeInto(tenantId, target)) || target
     if (asCustomer === into) return undefined
     if (into === asCustomer || (await activeMergeInto(tenantId, asCustomer)) !== 0) {
       throw new AppError('CONFLICT', `Customer ${previousId} is already merged; undo that merge first.`)
@@ -231,7 +256,7 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
       id_kind: 'customer_no',
       id_value: previousId,
       from_key: asCustomer,
-      into_key: into!,
+      into_key: into,
       actor: actor.id,
       reason: actor.reason,
       message_id: actor.messageId ?? '',
@@ -269,6 +294,18 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     link,
     linkMany,
     alias,
+    merge,
+    async mergingAliases(tenantId, messages, type) {
+      const candidates = new Map<number, string>()
+      messages.forEach((m, i) => {
+        if (!m || typeof m !== 'object') return
+        const { type: t, previousId, userId } = m as Record<string, unknown>
+        if ((t ?? type) === 'alias' && typeof previousId === 'string' && previousId && typeof userId === 'string' && userId) candidates.set(i, previousId)
+      })
+      if (!candidates.size) return new Set()
+      const known = await lookup(tenantId, 'customer_no', [...new Set(candidates.values())])
+      return new Set([...candidates].filter(([, prev]) => known.has(prev)).map(([i]) => i))
+    },
     keysFor,
     async undo(tenantId, changeId, actor) {
       const c = await getChange(tenantId, changeId)

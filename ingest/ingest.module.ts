@@ -50,7 +50,7 @@ export function createIngestModule(deps: {
     options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
   })
   const sink = deps.sink ? deps.sink(writer) : writer
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, consent: deps.consent })
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, consent: deps.consent, aliases: identities })
   const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
   return {
     allocator,

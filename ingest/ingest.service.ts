@@ -5,6 +5,7 @@ import type { Pii } from '../core/pii.js'
 import { findConsent, type ConsentCallback, type FoundConsent } from './consent.extract.js'
 import type { WriteResult } from './event-writer.js'
 import { createTokenBuckets } from './rate-limit.js'
+import type { IdentityService } from './identity.service.js'
 import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
 import type { EventType, IngestResponse } from './segment.schema.js'
 import { checkEvent, type TrackingPlans } from './tracking-plan.js'
@@ -39,6 +40,8 @@ export function createIngestService(deps: {
   now?: () => number
   /** Where consent objects found on stored events go (the consent service, wired by the composition root). */
   consent?: ConsentCallback | undefined
+  /** Finds the aliases that would merge two known customers: events may not (identity.service.ts). */
+  aliases?: Pick<IdentityService, 'mergingAliases'> | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
   const rate = deps.config.rate
@@ -76,6 +79,7 @@ export function createIngestService(deps: {
         pii: deps.pii,
       }
       const plan = await deps.plans.current(tenantId)
+      const merging = deps.aliases ? await deps.aliases.mergingAliases(tenantId, messages, envelope.type) : undefined
       const valid: PendingEvent[] = []
       const validIndex: number[] = []
       const rejected: (Rejection & { index: number })[] = []
@@ -88,6 +92,10 @@ export function createIngestService(deps: {
           return
         }
         const e = n.event
+        if (merging?.has(index)) {
+          rejected.push({ index, code: 'ALIAS_MERGE_FORBIDDEN', field: 'previousId', message: `${e.previousId} is a customer number: merging two customers needs POST /v1/identities/merge`, messageId: e.messageId })
+          return
+        }
         if (plan && e.type === 'track') {
           const violations = checkEvent(plan, e.event, n.properties)
           if (violations.length) {
