@@ -7,7 +7,7 @@ import { readKeyFile, runImport, type ImportCliOptions } from '../ingest/import/
 import { IMPORT_FORMATS, IMPORT_KINDS, type ImportKind } from '../ingest/import/import.schemas.js'
 import { createRuntime, type Runtime } from '../server/runtime.js'
 import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
-import { SCOPES, type Scope } from '../tenants/keys.service.js'
+import { LEGACY_SCOPES, ROLES, type LegacyScope } from '../tenants/permissions.js'
 import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
 import { registerTagCommands } from './tags.cli.js'
 import { registerRecommendCommands } from './recommend.cli.js'
@@ -168,13 +168,18 @@ for (const [cmd, status] of [['disable', 'disabled'], ['enable', 'active']] as c
 const keys = tenants.command('keys').description("manage a tenant's API keys")
 keys
   .command('issue <tenant>')
-  .addOption(new Option('--scope <scope>', 'write (ingest), read (layout, push pull) or admin').choices(SCOPES).makeOptionMandatory())
+  .option('--role <roles>', `comma-separated roles: ${ROLES.join(', ')}`)
+  .addOption(new Option('--scope <scope>', 'deprecated: write = ingest, read = layout,push,analyst, admin = admin').choices(LEGACY_SCOPES))
+  .requiredOption('--holder <name>', 'the person or system that holds the key (shown in histories and the audit trail)')
+  .option('--expires <time>', 'ISO time when the key stops working, e.g. 2027-06-30T00:00:00+08:00')
   .option('--label <text>', 'what the key is for', '')
   .addOption(serverOption)
-  .action(async (tenant: string, opts: { scope: Scope; label: string; server?: string }) =>
+  .action(async (tenant: string, opts: { role?: string; scope?: LegacyScope; holder: string; expires?: string; label: string; server?: string }) =>
     withTenantAdmin(opts, async (a) => {
-      const { key, info } = await a.issueKey(tenant, opts.scope, opts.label)
-      out(`${info.scope}  ${key}`)
+      const roles = opts.role?.split(',').map((r) => r.trim()).filter(Boolean)
+      const body = { roles, scope: opts.scope, holder: opts.holder, label: opts.label, expiresAt: opts.expires }
+      const { key, info } = await a.issueKey(tenant, body as Parameters<typeof a.issueKey>[1])
+      out(`${info.roles.join(',')}  ${key}`)
       process.stderr.write(`Key ${info.keyId} issued. It is shown only now: store it in your secret manager.\n`)
     }),
   )
@@ -184,7 +189,8 @@ keys
   .action(async (tenant: string, opts: { server?: string }) =>
     withTenantAdmin(opts, async (a) => {
       for (const k of await a.listKeys(tenant)) {
-        out(`${k.keyId}  ${k.scope.padEnd(5)}  ${k.revokedAt ? `revoked ${k.revokedAt}` : 'active'}  ${k.label}`)
+        const state = k.revokedAt ? `revoked ${k.revokedAt}` : k.expiresAt ? `expires ${k.expiresAt}` : 'active'
+        out(`${k.keyId}  ${k.roles.join(',').padEnd(20)}  ${state}  ${k.holder}${k.label ? ` (${k.label})` : ''}`)
       }
     }),
   )

@@ -30,8 +30,8 @@ export interface CliHelpers {
 
 function local(rt: Runtime, tenantId: number): TagsAdmin {
   return {
-    list: () => rt.tags.catalog.list(tenantId, 'admin'),
-    show: (name) => rt.tags.catalog.get(tenantId, name, 'admin'),
+    list: () => rt.tags.catalog.list(tenantId, true),
+    show: (name) => rt.tags.catalog.get(tenantId, name, true),
     apply: (defs) => applyDefinitions(rt.tags.repo, tenantId, defs, 'cli'),
     run: (o) => rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
     runs: (limit) => rt.tags.runner.runs(tenantId, { limit }),

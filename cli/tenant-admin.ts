@@ -1,6 +1,7 @@
-import { AppError } from '../core/errors.js'
+import { AppError, issuesFromZod } from '../core/errors.js'
 import { apiClient } from './api-client.js'
-import type { KeyView, Scope } from '../tenants/keys.service.js'
+import type { KeyView } from '../tenants/keys.service.js'
+import { issueInput, issueKeyBody, type IssueKeyBody } from '../tenants/tenants.routes.js'
 import type { CreateTenantInput, Tenant } from '../tenants/tenants.service.js'
 import type { Runtime } from '../server/runtime.js'
 
@@ -13,7 +14,7 @@ export interface TenantAdmin {
   list(): Promise<Tenant[]>
   create(input: CreateTenantInput): Promise<Tenant>
   setStatus(tenant: string, status: Tenant['status']): Promise<Tenant>
-  issueKey(tenant: string, scope: Scope, label: string): Promise<{ key: string; info: KeyView }>
+  issueKey(tenant: string, body: IssueKeyBody): Promise<{ key: string; info: KeyView }>
   listKeys(tenant: string): Promise<KeyView[]>
   revokeKey(tenant: string, keyId: string): Promise<KeyView>
 }
@@ -23,9 +24,11 @@ export function localTenantAdmin(rt: Runtime): TenantAdmin {
     list: () => rt.tenants.list(),
     create: (input) => rt.tenants.create(input),
     setStatus: (t, s) => rt.tenants.setStatus(t, s),
-    async issueKey(t, scope, label) {
+    async issueKey(t, body) {
       const tenant = await rt.tenants.get(t)
-      const { key, view } = await rt.keys.issue(tenant.id, scope, label)
+      const parsed = issueKeyBody.safeParse(body)
+      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The key is invalid.', { issues: issuesFromZod(parsed.error.issues) })
+      const { key, view } = await rt.keys.issue(tenant.id, issueInput(parsed.data))
       return { key, info: view }
     },
     async listKeys(t) {
@@ -47,7 +50,7 @@ export function remoteTenantAdmin(server: string, token: string | undefined, fet
     list: async () => (await call<{ tenants: Tenant[] }>('GET', '/v1/operator/tenants')).tenants,
     create: (input) => call('POST', '/v1/operator/tenants', input),
     setStatus: (t, s) => call('POST', `/v1/operator/tenants/${seg(t)}/${s === 'active' ? 'enable' : 'disable'}`),
-    issueKey: (t, scope, label) => call('POST', `/v1/operator/tenants/${seg(t)}/keys`, { scope, label }),
+    issueKey: (t, body) => call('POST', `/v1/operator/tenants/${seg(t)}/keys`, body),
     listKeys: async (t) => (await call<{ keys: KeyView[] }>('GET', `/v1/operator/tenants/${seg(t)}/keys`)).keys,
     revokeKey: (t, keyId) => call('DELETE', `/v1/operator/tenants/${seg(t)}/keys/${seg(keyId)}`),
   }

@@ -88,12 +88,14 @@ describe('generateDemo', () => {
     ])
     const group = summary.tenants[0]!
     for (const t of summary.tenants.slice(1)) expect((await tenants.get(t.id)).parentId).toBe(group.id)
-    expect(group.keys.map((k) => k.scope)).toEqual(['admin'])
-    for (const t of summary.tenants.slice(1)) expect(t.keys.map((k) => k.scope)).toEqual(['write', 'read', 'admin'])
+    expect(group.keys.map((k) => k.role)).toEqual(['admin'])
+    for (const t of summary.tenants.slice(1)) {
+      expect(t.keys.map((k) => k.role)).toEqual(['ingest', 'layout', 'push', 'consent', 'analyst', 'marketer', 'admin'])
+    }
     for (const t of summary.tenants) {
       for (const k of t.keys) {
         const p = await keys.authenticate(k.key)
-        expect(p).toMatchObject({ tenantId: t.id, scope: k.scope })
+        expect(p).toMatchObject({ tenantId: t.id, roles: [k.role], holder: k.holder })
       }
     }
     expect(summary.rows.customers).toBe(OPTS.customers)

@@ -3,7 +3,8 @@ import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Pii } from '../core/pii.js'
 import { chDateTime, localDate } from '../core/time.js'
-import type { KeyService, Scope } from '../tenants/keys.service.js'
+import type { KeyService } from '../tenants/keys.service.js'
+import type { Role } from '../tenants/permissions.js'
 import type { Tenant, TenantService } from '../tenants/tenants.service.js'
 import { DEMO_BANKS, DEMO_GROUP, splitCustomers, type DemoBank } from './demo.banks.js'
 import { buildCatalogue, type Catalogue } from './demo.catalog.js'
@@ -37,13 +38,31 @@ export interface DemoOptions {
   progress?: boolean
 }
 
+/** A demo key: one role each, held by the system or person a bank would give it to. */
+export interface DemoKey {
+  role: Role
+  holder: string
+  key: string
+}
+
+/** The keys of a member bank of the demo, one per system that connects to Qianmian. */
+const MEMBER_KEYS: readonly (readonly [Role, string])[] = [
+  ['ingest', 'demo mobile app'],
+  ['layout', 'demo app gateway'],
+  ['push', 'demo notification service'],
+  ['consent', 'demo app back end'],
+  ['analyst', 'demo analyst'],
+  ['marketer', 'demo marketer'],
+  ['admin', 'demo administrator'],
+]
+
 export interface DemoSummary {
   tenants: {
     id: number
     slug: string
     name: string
     kind: 'group' | 'member'
-    keys: { scope: 'write' | 'read' | 'admin'; key: string }[]
+    keys: DemoKey[]
   }[]
   rows: Record<string, number>
   seconds: number
@@ -95,11 +114,12 @@ export async function generateDemo(deps: DemoDeps, opts: DemoOptions): Promise<D
   log.info({ customers: opts.customers, days: opts.days, seed: opts.seed, now: now.toISOString() }, 'generating the demo bank group')
   try {
     const group = await tenants.create({ slug: DEMO_GROUP.slug, name: DEMO_GROUP.name, kind: 'group' })
-    const out: DemoSummary['tenants'] = [{ ...view(group), keys: [await issue(keys, group.id, 'admin')] }]
+    const out: DemoSummary['tenants'] = [{ ...view(group), keys: [await issue(keys, group.id, 'admin', 'demo group administrator')] }]
     const members: { bank: DemoBank; tenant: Tenant; count: number }[] = []
     for (const bank of DEMO_BANKS) {
       const tenant = await tenants.create({ slug: bank.slug, name: bank.name, kind: 'member', parent: DEMO_GROUP.slug })
-      const issued = [await issue(keys, tenant.id, 'write'), await issue(keys, tenant.id, 'read'), await issue(keys, tenant.id, 'admin')]
+      const issued: DemoKey[] = []
+      for (const [role, holder] of MEMBER_KEYS) issued.push(await issue(keys, tenant.id, role, holder))
       out.push({ ...view(tenant), keys: issued })
       members.push({ bank, tenant, count: counts[bank.index]! })
     }
@@ -198,9 +218,9 @@ async function insertEvents(
   }
 }
 
-async function issue(keys: KeyService, tenantId: number, scope: Scope) {
-  const { key } = await keys.issue(tenantId, scope, `demo ${scope} key`)
-  return { scope, key }
+async function issue(keys: KeyService, tenantId: number, role: Role, holder: string): Promise<DemoKey> {
+  const { key } = await keys.issue(tenantId, { roles: [role], holder, label: `demo ${role} key` })
+  return { role, holder, key }
 }
 
 function view(t: Tenant) {

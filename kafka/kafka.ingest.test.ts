@@ -52,7 +52,7 @@ describe.skipIf(!brokers)('HTTP -> Kafka -> ClickHouse (needs KAFKA_BROKERS; see
     app = await buildApp({ db: engine.db, log: engine.log, metrics, tenants, keys, readiness: { phase: 'ready' }, operatorToken: undefined, version: 't', modules: [ingest.routes] })
     const t = await tenants.create({ slug: 'kafka-bank', name: 'Kafka Bank' })
     tenantId = t.id
-    key = (await keys.issue(t.id, 'write')).key
+    key = (await keys.issue(t.id, { roles: ['ingest'], holder: 'test app' })).key
   }, 120_000)
 
   afterAll(async () => {

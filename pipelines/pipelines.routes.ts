@@ -34,7 +34,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.get(
     '/v1/pipelines/runs',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['pipelines'],
         summary: 'Run history, newest first (start, end, rows, status, error)',
@@ -57,7 +57,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.get(
     '/v1/pipelines/runs/:runId',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['pipelines'], summary: 'One run', security, params: z.object({ runId: z.string().regex(/^\d+$/) }), response: { 200: run, 404: errorBody } },
     },
     async (req) => {
@@ -71,7 +71,8 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.post(
     '/v1/pipelines/runs',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'pipeline.run', objectKind: 'pipeline' } },
       schema: {
         tags: ['pipelines'],
         summary: 'Start a run (202 with its id; with wait=true, 200 when it ends); 409 while one is running',
@@ -100,7 +101,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.get(
     '/v1/pipelines/status',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['pipelines'],
         summary: 'Per pipeline: running now, last run, last success, schedules with their next time',

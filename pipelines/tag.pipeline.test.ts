@@ -195,14 +195,14 @@ describe('history', () => {
   it('answers what a value was at a time, and now', async () => {
     const catalog = createTagCatalog({ db: e.db, repo: repo() })
     const key = Number(afterFull.find((l) => l.startsWith('sessions_30d|'))!.split('|')[1])
-    const then = await catalog.customerTags(tenant.id, key, 'admin', chDateTime(new Date(T0.getTime() + 1000)))
+    const then = await catalog.customerTags(tenant.id, key, true, chDateTime(new Date(T0.getTime() + 1000)))
     const expected = afterFull.filter((l) => l.split('|')[1] === String(key)).map((l) => l.split('|')[0]).sort()
     expect(then.map((t) => t.name).sort()).toEqual(expected)
-    const now = await catalog.customerTags(tenant.id, key, 'admin')
+    const now = await catalog.customerTags(tenant.id, key, true)
     const current = (await snapshot()).filter((l) => l.split('|')[1] === String(key)).map((l) => l.split('|')[0]).sort()
     expect(now.map((t) => t.name).sort()).toEqual(current)
     // Before anything was computed, nothing held.
-    expect(await catalog.customerTags(tenant.id, key, 'admin', '2026-01-01 00:00:00.000')).toEqual([])
+    expect(await catalog.customerTags(tenant.id, key, true, '2026-01-01 00:00:00.000')).toEqual([])
   })
 
   it('a backfill writes history for past days and leaves current values alone', async () => {

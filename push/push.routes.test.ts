@@ -25,8 +25,8 @@ beforeAll(async () => {
   })
   t = await seedBank(fx, { slug: 'http-bank', timeZone: 'Asia/Shanghai', prefix: 'HB', n: 40, loanDay: '2026-03-18', asOf: new Date(), marketingForAll: true })
   other = (await fx.tenants.create({ slug: 'http-other', name: 'other' })).id
-  for (const scope of ['write', 'read', 'admin'] as const) keys[scope] = (await service.issue(t, scope)).key
-  keys.otherAdmin = (await service.issue(other, 'admin')).key
+  for (const scope of ['write', 'read', 'admin'] as const) keys[scope] = (await service.issue(t, { roles: [], legacyScope: scope, holder: `test ${scope}` })).key
+  keys.otherAdmin = (await service.issue(other, { roles: ['admin'], holder: 'other admin' })).key
   // Quiet hours off for the bank: the delivery tests pull at whatever time of day they run.
   await fx.push.policies.save(t, { quietHours: null }, 'test')
 }, 60_000)
@@ -123,15 +123,15 @@ describe('delivery and stats', () => {
       expect(stats.conversion.groups).toMatchObject({ treated: { customers: treated, converted: 2 }, holdout: { customers: held.length, converted: 1 } })
       expect(stats.conversion.upliftVsHoldout).toBeCloseTo(2 / treated - 1 / held.length, 5)
 
-      const page1 = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?limit=10', headers: auth(keys.read!) })).json()
+      const page1 = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?limit=10', headers: auth(keys.admin!) })).json()
       expect(page1.targets).toHaveLength(10)
-      const page2 = (await app.inject({ url: `/v1/push/campaigns/wealth/targets?limit=10&cursor=${page1.nextCursor}`, headers: auth(keys.read!) })).json()
+      const page2 = (await app.inject({ url: `/v1/push/campaigns/wealth/targets?limit=10&cursor=${page1.nextCursor}`, headers: auth(keys.admin!) })).json()
       expect(page2.targets[0].customerNo > page1.targets[9].customerNo).toBe(true)
-      const failed = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?status=failed', headers: auth(keys.read!) })).json()
+      const failed = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?status=failed', headers: auth(keys.admin!) })).json()
       expect(failed.targets).toMatchObject([{ status: 'failed', reason: 'unregistered' }])
-      const held1 = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?status=suppressed&limit=1000', headers: auth(keys.read!) })).json()
+      const held1 = (await app.inject({ url: '/v1/push/campaigns/wealth/targets?status=suppressed&limit=1000', headers: auth(keys.admin!) })).json()
       expect(held1.targets.filter((x: { reason: string }) => x.reason === 'holdout')).toHaveLength(held.length)
-      expect((await app.inject({ url: '/v1/push/campaigns/wealth/targets?cursor=zzz', headers: auth(keys.read!) })).json().error.issues[0].field).toBe('cursor')
+      expect((await app.inject({ url: '/v1/push/campaigns/wealth/targets?cursor=zzz', headers: auth(keys.admin!) })).json().error.issues[0].field).toBe('cursor')
     } finally {
       fx.holdout.perMille = 0
     }

@@ -32,8 +32,8 @@ beforeAll(async () => {
   tenantId = bank.id
   const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
   expect(run.status, run.error).toBe('succeeded')
-  read = (await t.keys.issue(tenantId, 'read')).key
-  admin = (await t.keys.issue(tenantId, 'admin')).key
+  read = (await t.keys.issue(tenantId, { roles: ['layout', 'analyst'], holder: 'test gateway' })).key
+  admin = (await t.keys.issue(tenantId, { roles: ['admin'], holder: 'test admin' })).key
   const rows = await t.engine.db.forTenant(tenantId).query(
     `SELECT c.customer_no AS no, c.customer_key AS key, groupArrayIf((tv.tag, if(tv.value != '', tv.value, toString(tv.num))), tv.tag != '') AS tags
      FROM customers AS c FINAL

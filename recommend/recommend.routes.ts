@@ -57,7 +57,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
   r.get(
     '/v1/layout',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('layout:read'),
       // The body is bytes rendered from typed snapshot data (layout.render.ts), never from
       // input, so no serializer runs on it: re-validating it with zod cost more than ranking it
       // (measured ~1 ms of ~1.7 ms per request), JSON.stringify more than ranking too. The
@@ -80,7 +80,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
   r.get(
     '/v1/layout/catalog',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['recommend'],
         summary: 'The catalogue this tenant serves (built-in, group, own merged) and its own document',
@@ -98,7 +98,8 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
   r.put(
     '/v1/layout/catalog',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'catalog.save', objectKind: 'layout_catalog' } },
       schema: {
         tags: ['recommend'],
         summary: 'Save this tenant’s catalogue (a group’s is every member bank’s default); a change is a new version',
@@ -110,7 +111,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
     },
     async (req, reply) => {
       const tenant = await tenants.get(req.principal!.tenantId)
-      const { saved, created } = await catalogs.save(tenant, req.body, req.principal!.keyId, {
+      const { saved, created } = await catalogs.save(tenant, req.body, req.principal!.holder, {
         ...(req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}),
         ...(req.query.changeNote ? { changeNote: req.query.changeNote } : {}),
       })
@@ -126,7 +127,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
   r.get(
     '/v1/layout/catalog/versions',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['recommend'], summary: 'Every version of this tenant’s own catalogue: who changed it, when, why', security, response: { 200: z.object({ versions: z.array(savedCatalogView) }) } },
     },
     async (req) => ({ versions: await catalogs.versions(req.principal!.tenantId) }),
@@ -135,7 +136,7 @@ export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth
   r.get(
     '/v1/layout/model',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['recommend'],
         summary: 'The snapshot this process serves for the tenant: build, catalogue versions, sizes',

@@ -39,7 +39,7 @@ afterAll(async () => {
 describe('materialized segments', () => {
   it('pages through the members by customer number', async () => {
     const page = (cursor?: string) =>
-      t.app.inject({ method: 'GET', url: `/v1/segments/elders/members?limit=4${cursor ? `&cursor=${cursor}` : ''}`, headers: auth(bank.read) }).then((r) => r.json())
+      t.app.inject({ method: 'GET', url: `/v1/segments/elders/members?limit=4${cursor ? `&cursor=${cursor}` : ''}`, headers: auth(bank.admin) }).then((r) => r.json())
     const first = await page()
     expect(first).toMatchObject({ members: ['N001', 'N002', 'N003', 'N004'], size: 6 })
     const second = await page(first.nextCursor)
@@ -59,11 +59,11 @@ describe('materialized segments', () => {
   })
 
   it("answers which segments hold a customer, and why (since when, which version)", async () => {
-    expect((await t.app.inject({ method: 'GET', url: '/v1/customers/N002/segments', headers: auth(bank.read) })).json().segments).toEqual([
+    expect((await t.app.inject({ method: 'GET', url: '/v1/customers/N002/segments', headers: auth(bank.admin) })).json().segments).toEqual([
       { id: 'elders', name: 'Elders', purpose: 'marketing' },
     ])
-    expect((await t.app.inject({ method: 'GET', url: '/v1/customers/N008/segments', headers: auth(bank.read) })).json().segments).toEqual([])
-    const why = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/members/N002', headers: auth(bank.read) })).json()
+    expect((await t.app.inject({ method: 'GET', url: '/v1/customers/N008/segments', headers: auth(bank.admin) })).json().segments).toEqual([])
+    const why = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/members/N002', headers: auth(bank.admin) })).json()
     expect(why).toMatchObject({ member: true, version: 1, history: [{ kind: 'enter', version: 1 }] })
   })
 
@@ -75,9 +75,9 @@ describe('materialized segments', () => {
     })
     const before = new Date().toISOString()
     await runPipeline('segments')
-    const why = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/members/N002', headers: auth(bank.read) })).json()
+    const why = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/members/N002', headers: auth(bank.admin) })).json()
     expect(why).toMatchObject({ member: false, version: 2, history: [{ kind: 'enter', version: 1 }, { kind: 'exit', version: 2 }] })
-    const past = (await t.app.inject({ method: 'GET', url: `/v1/segments/elders/members/N002?at=${encodeURIComponent(before)}`, headers: auth(bank.read) })).json()
+    const past = (await t.app.inject({ method: 'GET', url: `/v1/segments/elders/members/N002?at=${encodeURIComponent(before)}`, headers: auth(bank.admin) })).json()
     expect(past).toMatchObject({ member: true, version: 1 })
     const runs = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/runs', headers: auth(bank.read) })).json().runs
     expect(runs.map((r: { size: number; entered: number; exited: number }) => [r.size, r.entered, r.exited])).toEqual([[3, 0, 3], [6, 6, 0]])

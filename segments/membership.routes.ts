@@ -30,7 +30,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   r.get(
     '/v1/segments/:id/members',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'segment.members.read', objectKind: 'segment', objectParam: 'id', personal: true } },
       schema: {
         tags: ['segments'],
         summary: 'Members of the last materialization, a page at a time',
@@ -44,6 +45,7 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
       const t = req.principal!.tenantId
       await segments.get(t, req.params.id)
       const page = await members(db.forTenant(t), req.params.id, { ...(req.query.cursor ? { cursor: Number(req.query.cursor) } : {}), limit: req.query.limit })
+      req.auditNote = { customers: page.keys.length, detail: { build: page.build } }
       return { members: await numbers(t, page.keys), nextCursor: page.nextCursor === null ? null : String(page.nextCursor), size: page.size, build: page.build }
     },
   )
@@ -51,7 +53,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   r.get(
     '/v1/segments/:id/export',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'segment.export', objectKind: 'segment', objectParam: 'id', personal: true } },
       schema: {
         tags: ['segments'],
         summary: 'The members (customer key and number) as CSV, Parquet or Arrow',
@@ -63,6 +66,9 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
     async (req, reply) => {
       const t = req.principal!.tenantId
       await segments.get(t, req.params.id)
+      // The export holds every member of the last materialization: that count is the entry's.
+      const { size, build } = await members(db.forTenant(t), req.params.id, { limit: 1 })
+      req.auditNote = { customers: size, detail: { format: req.query.format, build } }
       const stream = await exportSegment(db.forTenant(t), req.params.id, req.query.format)
       const ext = req.query.format === 'arrow' ? 'arrows' : req.query.format
       return reply
@@ -75,7 +81,7 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   r.get(
     '/v1/segments/:id/runs',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['segments'],
         summary: 'Size per materialization, newest first (for charts)',
@@ -100,7 +106,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   r.get(
     '/v1/segments/:id/members/:customerId',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'segment.membership.read', objectKind: 'segment', objectParam: 'id', customerParam: 'customerId', personal: true } },
       schema: {
         tags: ['segments'],
         summary: 'Was the customer in the segment (now, or at a time), since when and by which version; every entry and exit',
@@ -132,7 +139,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
   r.get(
     '/v1/customers/:id/segments',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'customer.segments.read', objectKind: 'customer', customerParam: 'id', personal: true } },
       schema: {
         tags: ['customers'],
         summary: "The saved segments a customer is in (their last materialization)",

@@ -7,8 +7,7 @@ import type { TagRepository } from '../tags/tag.repository.js'
 import { customerNumbers } from '../tags/customers.lookup.js'
 import { visibleTo } from '../tags/tag.catalog.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
-import type { Scope } from '../tenants/keys.service.js'
-import type { Auth } from '../tenants/auth.js'
+import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { BitmapStore } from './bitmap.store.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { compileSegment, explain } from './segment.compile.js'
@@ -75,10 +74,10 @@ export function registerSegmentRoutes(
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, tenants, tags, segments } = deps
 
-  /** The tenant's tags a key may use: high-sensitivity ones (risk flags) only with an admin key. */
-  async function context(tenantId: number, scope: Scope = 'admin') {
+  /** The tenant's tags a key may use: high-sensitivity ones (risk flags) only with personal:read. */
+  async function context(tenantId: number, withSensitive = true) {
     const [tenant, defs] = await Promise.all([tenants.get(tenantId), tags.list(tenantId)])
-    const usable = defs.filter((d) => visibleTo(scope, d.sensitivity))
+    const usable = defs.filter((d) => visibleTo(withSensitive, d.sensitivity))
     return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(usable.map((d) => [d.name, d])), asOf: new Date() }
   }
 
@@ -87,9 +86,9 @@ export function registerSegmentRoutes(
     return parseSegment({ purpose, rule: await segments.expanded(tenantId, rule, self) })
   }
 
-  async function runPreview(tenantId: number, scope: Scope, body: z.infer<typeof previewBody>) {
+  async function runPreview(tenantId: number, withSensitive: boolean, body: z.infer<typeof previewBody>) {
     const segment = await resolve(tenantId, body.purpose, body.rule)
-    const ctx = await context(tenantId, scope)
+    const ctx = await context(tenantId, withSensitive)
     const t0 = performance.now()
     const p = await preview(db.forTenant(tenantId), segment, { ...ctx, breakdown: body.breakdown, sampleSize: body.sampleSize, ...(deps.bitmaps ? { store: deps.bitmaps } : {}) })
     const ms = Number((performance.now() - t0).toFixed(1))
@@ -99,7 +98,8 @@ export function registerSegmentRoutes(
   r.post(
     '/v1/segments/preview',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
+      config: { audit: { action: 'segment.preview', objectKind: 'segment', personal: true } },
       schema: {
         tags: ['segments'],
         summary: 'Size, share, breakdown and a sample of a segment rule (not saved)',
@@ -108,37 +108,38 @@ export function registerSegmentRoutes(
         response: { 200: previewView, 400: errorBody, 503: errorBody },
       },
     },
-    async (req) => runPreview(req.principal!.tenantId, req.principal!.scope, req.body),
+    async (req) => runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), req.body),
   )
 
   r.post(
     '/v1/segments/explain',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
+      config: { audit: { action: 'segment.explain', objectKind: 'segment' } },
       schema: { tags: ['segments'], summary: 'How a rule is evaluated: bitmap algebra or an event scan, per node', security, body: ruleBody, response: { 200: z.object({ plan }), 400: errorBody } },
     },
     async (req) => {
       const segment = await resolve(req.principal!.tenantId, req.body.purpose, req.body.rule)
-      return { plan: explain(segment, await context(req.principal!.tenantId, req.principal!.scope)) }
+      return { plan: explain(segment, await context(req.principal!.tenantId, seesSensitiveTags(req.principal!))) }
     },
   )
 
   r.get(
     '/v1/segments',
-    { preHandler: auth.require('read'), schema: { tags: ['segments'], summary: 'Saved segments', security, response: { 200: z.object({ segments: z.array(savedView) }) } } },
+    { onRequest: auth.require('catalog:read'), schema: { tags: ['segments'], summary: 'Saved segments', security, response: { 200: z.object({ segments: z.array(savedView) }) } } },
     async (req) => ({ segments: await segments.list(req.principal!.tenantId) }),
   )
 
   r.get(
     '/v1/segments/:id',
-    { preHandler: auth.require('read'), schema: { tags: ['segments'], summary: 'A saved segment', security, params: idParam, response: { 200: savedView, 404: errorBody } } },
+    { onRequest: auth.require('catalog:read'), schema: { tags: ['segments'], summary: 'A saved segment', security, params: idParam, response: { 200: savedView, 404: errorBody } } },
     async (req) => segments.get(req.principal!.tenantId, req.params.id),
   )
 
   r.get(
     '/v1/segments/:id/versions',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['segments'], summary: 'Every version: who changed what and when', security, params: idParam, response: { 200: z.object({ versions: z.array(savedView) }), 404: errorBody } },
     },
     async (req) => ({ versions: await segments.versions(req.principal!.tenantId, req.params.id) }),
@@ -147,7 +148,8 @@ export function registerSegmentRoutes(
   r.post(
     '/v1/segments/:id/preview',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
+      config: { audit: { action: 'segment.preview', objectKind: 'segment', objectParam: 'id', personal: true } },
       schema: {
         tags: ['segments'],
         summary: 'Preview a saved segment now',
@@ -159,14 +161,15 @@ export function registerSegmentRoutes(
     },
     async (req) => {
       const s = await segments.get(req.principal!.tenantId, req.params.id)
-      return runPreview(req.principal!.tenantId, req.principal!.scope, { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
+      return runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
     },
   )
 
   r.put(
     '/v1/segments/:id',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('segments:write'),
+      config: { audit: { action: 'segment.save', objectKind: 'segment', objectParam: 'id' } },
       schema: {
         tags: ['segments'],
         summary: 'Create or change a segment (each change is a version, with who and a note)',
@@ -183,7 +186,7 @@ export function registerSegmentRoutes(
       // purposes are refused at save time, with the node at fault.
       compileSegment(await resolve(t, req.body.purpose, req.body.rule, { id: req.params.id, rule: req.body.rule }), await context(t))
       const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
-      const out = await segments.save(t, req.params.id, req.body, `key:${req.principal!.keyId}`, opts)
+      const out = await segments.save(t, req.params.id, req.body, req.principal!.holder, opts)
       return reply.code(out.changed && out.segment.version === 1 ? 201 : 200).send(out)
     },
   )
@@ -191,11 +194,12 @@ export function registerSegmentRoutes(
   r.delete(
     '/v1/segments/:id',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('segments:write'),
+      config: { audit: { action: 'segment.retire', objectKind: 'segment', objectParam: 'id' } },
       schema: { tags: ['segments'], summary: 'Retire a segment (its history stays)', security, params: idParam, response: { 204: z.null(), 404: errorBody } },
     },
     async (req, reply) => {
-      await segments.retire(req.principal!.tenantId, req.params.id, `key:${req.principal!.keyId}`)
+      await segments.retire(req.principal!.tenantId, req.params.id, req.principal!.holder)
       return reply.code(204).send(null)
     },
   )

@@ -32,8 +32,9 @@ beforeAll(async () => {
   })
   const a = await tenants.create({ slug: 'bank-a', name: 'Bank A' })
   const b = await tenants.create({ slug: 'bank-b', name: 'Bank B' })
-  for (const scope of ['write', 'read', 'admin'] as const) k[`a-${scope}`] = (await keys.issue(a.id, scope)).key
-  k['b-admin'] = (await keys.issue(b.id, 'admin')).key
+  // Keys of the deprecated scopes: they keep working through the documented mapping to roles.
+  for (const scope of ['write', 'read', 'admin'] as const) k[`a-${scope}`] = (await keys.issue(a.id, { roles: [], legacyScope: scope, holder: `test ${scope}` })).key
+  k['b-admin'] = (await keys.issue(b.id, { roles: ['admin'], holder: 'test admin' })).key
 })
 afterAll(async () => {
   await app?.close()
@@ -107,9 +108,11 @@ describe('authentication and scopes', () => {
 
 describe('tenant self-service', () => {
   it('issues, lists and revokes keys of its own tenant only', async () => {
-    const issued = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { scope: 'read', label: 'layout' } })
+    const issued = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['layout', 'analyst'], holder: 'app gateway', label: 'layout', expiresAt: '2099-01-01T00:00:00+08:00' } })
     expect(issued.statusCode).toBe(201)
     const { key, info } = issued.json()
+    expect(info).toMatchObject({ roles: ['layout', 'analyst'], holder: 'app gateway', expiresAt: '2098-12-31 16:00:00.000', legacyScope: null })
+    expect(key).toMatch(/^qm_x_/)
     expect((await app.inject({ url: '/v1/tenant', headers: bearer(key) })).json().slug).toBe('bank-a')
     const listA = (await app.inject({ url: '/v1/keys', headers: bearer(k['a-admin']!) })).json().keys
     expect(listA.map((x: { keyId: string }) => x.keyId)).toContain(info.keyId)
@@ -122,11 +125,34 @@ describe('tenant self-service', () => {
     expect((await app.inject({ url: '/v1/tenant', headers: bearer(key) })).statusCode).toBe(401)
   })
 
+  it('rotates a key: the successor has the same roles and holder, the old one works until the grace ends', async () => {
+    const old = (await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['push'], holder: 'notification service' } })).json()
+    const rot = await app.inject({ method: 'POST', url: `/v1/keys/${old.info.keyId}/rotate`, headers: bearer(k['a-admin']!), payload: { graceSeconds: 0 } })
+    expect(rot.statusCode).toBe(201)
+    expect(rot.json()).toMatchObject({ info: { roles: ['push'], holder: 'notification service' }, previous: { keyId: old.info.keyId } })
+    const gone = await app.inject({ url: '/v1/tenant', headers: bearer(old.key) })
+    expect(gone.json().error.code).toBe('AUTH_EXPIRED')
+    expect((await app.inject({ method: 'POST', url: `/v1/keys/${old.info.keyId}/rotate`, headers: bearer(k['b-admin']!) })).statusCode).toBe(404)
+  })
+
+  it('keeps issuing keys by the deprecated scope, mapped to roles', async () => {
+    const res = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { scope: 'read', holder: 'old gateway' } })
+    expect(res.statusCode).toBe(201)
+    expect(res.json().info).toMatchObject({ roles: ['layout', 'push', 'analyst'], legacyScope: 'read' })
+    expect(res.json().key).toMatch(/^qm_r_/)
+  })
+
   it('names the field at fault in a bad body, and codes bad JSON', async () => {
-    const res = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { scope: 'root' } })
+    const res = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['root'], holder: 'x y' } })
     expect(res.statusCode).toBe(400)
     expect(res.json().error.code).toBe('VALIDATION_FAILED')
-    expect(res.json().error.issues[0].field).toBe('body.scope')
+    expect(res.json().error.issues[0].field).toMatch(/^body\.roles/)
+    const noHolder = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['ingest'] } })
+    expect(noHolder.json().error.issues[0].field).toBe('body.holder')
+    const both = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['ingest'], scope: 'write', holder: 'app' } })
+    expect(both.json().error.issues[0].field).toBe('body.roles')
+    const past = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['ingest'], holder: 'app', expiresAt: '2001-01-01T00:00:00Z' } })
+    expect(past.json().error.issues[0].field).toBe('expiresAt')
     const bad = await app.inject({
       method: 'POST',
       url: '/v1/keys',
@@ -142,7 +168,7 @@ describe('tenant self-service', () => {
       method: 'POST',
       url: '/v1/keys',
       headers: { ...bearer(k['a-admin']!), 'content-type': 'application/json', 'content-encoding': 'gzip' },
-      payload: zlib.gzipSync(JSON.stringify({ scope: 'write', label: 'gz' })),
+      payload: zlib.gzipSync(JSON.stringify({ roles: ['ingest'], holder: 'gz app', label: 'gz' })),
     })
     expect(res.statusCode).toBe(201)
     const br = await app.inject({
@@ -168,7 +194,7 @@ describe('operator routes', () => {
     expect(m.json()).toMatchObject({ slug: 'county', kind: 'member', parentId: g.json().id, timeZone: 'Asia/Shanghai', status: 'active' })
     const dup = await app.inject({ method: 'POST', url: '/v1/operator/tenants', headers: bearer(OPERATOR), payload: { slug: 'county', name: 'x' } })
     expect(dup.statusCode).toBe(409)
-    const key = (await app.inject({ method: 'POST', url: '/v1/operator/tenants/county/keys', headers: bearer(OPERATOR), payload: { scope: 'read' } })).json().key
+    const key = (await app.inject({ method: 'POST', url: '/v1/operator/tenants/county/keys', headers: bearer(OPERATOR), payload: { roles: ['analyst'], holder: 'county analyst' } })).json().key
     expect((await app.inject({ url: '/v1/tenant', headers: bearer(key) })).statusCode).toBe(200)
     expect((await app.inject({ method: 'POST', url: '/v1/operator/tenants/county/disable', headers: bearer(OPERATOR) })).json().status).toBe('disabled')
     const refused = await app.inject({ url: '/v1/tenant', headers: bearer(key) })

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
-import type { Auth } from '../tenants/auth.js'
+import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
 import { ageSql } from './tag.features.js'
 import { requireCustomerKey } from './customers.lookup.js'
@@ -70,7 +70,8 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.get(
     '/v1/customers/:id',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'customer.profile.read', objectKind: 'customer', customerParam: 'id', personal: true } },
       schema: {
         tags: ['customers'],
         summary: "A customer's profile and tag values, now or as of a time",
@@ -92,7 +93,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
         profileRow,
       )
       const at = req.query.at ? new Date(req.query.at).toISOString().replace('T', ' ').replace('Z', '') : undefined
-      const tags = await catalog.customerTags(p.tenantId, key, p.scope, at)
+      const tags = await catalog.customerTags(p.tenantId, key, seesSensitiveTags(p), at)
       return {
         profile: row
           ? {
@@ -118,7 +119,8 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
   r.get(
     '/v1/customers/:id/tags/:tag/history',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('personal:read'),
+      config: { audit: { action: 'customer.tag_history.read', objectKind: 'tag', objectParam: 'tag', customerParam: 'id', personal: true } },
       schema: {
         tags: ['customers'],
         summary: "Every change of one of a customer's tags",
@@ -133,7 +135,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
     async (req) => {
       const p = req.principal!
       const key = await resolve(p.tenantId, req.params.id)
-      return { changes: await catalog.history(p.tenantId, key, req.params.tag, p.scope) }
+      return { changes: await catalog.history(p.tenantId, key, req.params.tag, seesSensitiveTags(p)) }
     },
   )
 }

@@ -45,8 +45,9 @@ const stateRow = z.object({
   as_of: z.string(),
 })
 
-export function visibleTo(scope: 'read' | 'write' | 'admin', s: Sensitivity): boolean {
-  return scope === 'admin' || SENSITIVITIES.indexOf(s) < SENSITIVITIES.indexOf('high')
+/** High-sensitivity tags (risk flags) are visible only to keys allowed to read personal data. */
+export function visibleTo(withSensitive: boolean, s: Sensitivity): boolean {
+  return withSensitive || SENSITIVITIES.indexOf(s) < SENSITIVITIES.indexOf('high')
 }
 
 export function createTagCatalog(deps: { db: Db; repo: TagRepository }) {
@@ -71,11 +72,11 @@ export function createTagCatalog(deps: { db: Db; repo: TagRepository }) {
   }
 
   return {
-    async list(tenantId: number, scope: 'read' | 'write' | 'admin', o: { q?: string | undefined; purpose?: string | undefined } = {}): Promise<CatalogEntry[]> {
+    async list(tenantId: number, withSensitive: boolean, o: { q?: string | undefined; purpose?: string | undefined } = {}): Promise<CatalogEntry[]> {
       const [defs, st, total] = await Promise.all([repo.list(tenantId), states(tenantId), customerCount(tenantId)])
       const q = o.q?.toLowerCase()
       return defs
-        .filter((d) => visibleTo(scope, d.sensitivity))
+        .filter((d) => visibleTo(withSensitive, d.sensitivity))
         .filter((d) => !o.purpose || (d.purpose as string[]).includes(o.purpose))
         .filter((d) => !q || [d.name, d.description.zh, d.description.en, d.owner].some((s) => s.toLowerCase().includes(q)))
         .map((d) => {
@@ -84,9 +85,9 @@ export function createTagCatalog(deps: { db: Db; repo: TagRepository }) {
         })
     },
 
-    async get(tenantId: number, name: string, scope: 'read' | 'write' | 'admin'): Promise<CatalogEntry & { distribution: Bucket[] }> {
+    async get(tenantId: number, name: string, withSensitive: boolean): Promise<CatalogEntry & { distribution: Bucket[] }> {
       const d = await repo.get(tenantId, name)
-      if (!d || !visibleTo(scope, d.sensitivity)) throw new AppError('NOT_FOUND', `No tag named ${name}.`)
+      if (!d || !visibleTo(withSensitive, d.sensitivity)) throw new AppError('NOT_FOUND', `No tag named ${name}.`)
       const [st, total] = await Promise.all([states(tenantId), customerCount(tenantId)])
       const s = st.get(name) ?? null
       let distribution: Bucket[] = []
@@ -109,10 +110,10 @@ export function createTagCatalog(deps: { db: Db; repo: TagRepository }) {
     async customerTags(
       tenantId: number,
       customerKey: number,
-      scope: 'read' | 'write' | 'admin',
+      withSensitive: boolean,
       at?: string,
     ): Promise<{ name: string; type: string; value: string | number | boolean | string[]; purpose: string[]; sensitivity: Sensitivity }[]> {
-      const defs = (await repo.list(tenantId)).filter((d) => visibleTo(scope, d.sensitivity))
+      const defs = (await repo.list(tenantId)).filter((d) => visibleTo(withSensitive, d.sensitivity))
       if (!defs.length) return []
       const names = defs.map((d) => d.name)
       const source = at
@@ -135,9 +136,9 @@ export function createTagCatalog(deps: { db: Db; repo: TagRepository }) {
     },
 
     /** Every change of one tag for one customer, oldest first. */
-    async history(tenantId: number, customerKey: number, tag: string, scope: 'read' | 'write' | 'admin') {
+    async history(tenantId: number, customerKey: number, tag: string, withSensitive: boolean) {
       const d = await repo.get(tenantId, tag)
-      if (!d || !visibleTo(scope, d.sensitivity)) throw new AppError('NOT_FOUND', `No tag named ${tag}.`)
+      if (!d || !visibleTo(withSensitive, d.sensitivity)) throw new AppError('NOT_FOUND', `No tag named ${tag}.`)
       return db.forTenant(tenantId).query(
         `SELECT toString(valid_from) AS validFrom, value, removed = 1 AS removed, tag_version AS version
          FROM tag_history FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND customer_key = {key:UInt32}

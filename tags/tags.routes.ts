@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
-import type { Auth } from '../tenants/auth.js'
+import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
 import { FEATURES } from './tag.features.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from './tag.pack.js'
@@ -43,12 +43,13 @@ const detailView = catalogView.extend({
 export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo: TagRepository; catalog: TagCatalog }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, repo, catalog } = deps
-  const actor = (req: { principal?: { keyId: string } | undefined }) => `key:${req.principal?.keyId ?? 'unknown'}`
+  // Versions name the key's holder (a person or a system); the audit trail adds the key id.
+  const actor = (req: { principal?: { holder: string } | undefined }) => req.principal?.holder ?? 'unknown'
 
   r.get(
     '/v1/tags',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['tags'],
         summary: 'Tag catalogue: definitions, coverage and last run',
@@ -57,13 +58,13 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
         response: { 200: z.object({ tags: z.array(catalogView) }) },
       },
     },
-    async (req) => ({ tags: await catalog.list(req.principal!.tenantId, req.principal!.scope, req.query) }),
+    async (req) => ({ tags: await catalog.list(req.principal!.tenantId, seesSensitiveTags(req.principal!), req.query) }),
   )
 
   r.get(
     '/v1/tags/features',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['tags'],
         summary: 'Profile features rule tags may read',
@@ -79,16 +80,16 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
   r.get(
     '/v1/tags/:name',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['tags'], summary: 'One tag: definition, coverage, distribution, last run', security, params: nameParam, response: { 200: detailView, 404: errorBody } },
     },
-    async (req) => catalog.get(req.principal!.tenantId, req.params.name, req.principal!.scope),
+    async (req) => catalog.get(req.principal!.tenantId, req.params.name, seesSensitiveTags(req.principal!)),
   )
 
   r.get(
     '/v1/tags/:name/versions',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['tags'], summary: 'Every version of a tag definition, oldest first', security, params: nameParam, response: { 200: z.object({ versions: z.array(definitionView.extend({ retired: z.boolean() })) }), 404: errorBody } },
     },
     async (req) => {
@@ -101,7 +102,8 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
   r.put(
     '/v1/tags/:name',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'tag.save', objectKind: 'tag', objectParam: 'name' } },
       schema: {
         tags: ['tags'],
         summary: 'Create or change a tag (a change makes the next version; an unchanged definition is a no-op)',
@@ -127,7 +129,8 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
   r.delete(
     '/v1/tags/:name',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'tag.retire', objectKind: 'tag', objectParam: 'name' } },
       schema: { tags: ['tags'], summary: 'Retire a tag (refused while other tags read it)', security, params: nameParam, response: { 204: z.null(), 404: errorBody, 409: errorBody } },
     },
     async (req, reply) => {
@@ -139,7 +142,8 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
   r.post(
     '/v1/tags/apply',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'tag.apply', objectKind: 'tag' } },
       schema: {
         tags: ['tags'],
         summary: 'Apply many definitions at once (all validated before any is saved), or the shipped banking pack',

@@ -1,8 +1,9 @@
 import crypto from 'node:crypto'
-import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preValidationAsyncHookHandler } from 'fastify'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
-import { scopeAllows, type KeyService, type Principal, type Scope } from './keys.service.js'
+import type { KeyService, Principal } from './keys.service.js'
+import type { Permission } from './permissions.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,34 +28,63 @@ export function presentedKey(header: string | undefined): string | undefined {
   return undefined
 }
 
+/** High-sensitivity tags (risk flags) are shown and usable only where personal data may be read. */
+export const seesSensitiveTags = (p: Principal): boolean => p.permissions.has('personal:read')
+
+/** A route hook that admits keys holding `permission`; it says which, for tests and the docs. */
+export type PermissionHook = onRequestAsyncHookHandler & { readonly permission: Permission }
+
 export interface Auth {
   /**
-   * A preHandler that admits keys whose scope satisfies `scope`, and sets `req.principal`.
-   * `bodyKey` names a body field that may carry the key when no header does (Segment's
-   * `writeKey`, used by browser beacons that cannot set headers).
+   * An `onRequest` hook: it runs before the body is read, so a caller without a key, or with a key
+   * that lacks `permission`, learns nothing of the route's schema and costs no parsing.
    */
-  require(scope: Scope, opts?: { bodyKey?: string }): preHandlerAsyncHookHandler
+  require(permission: Permission): PermissionHook
+  /**
+   * For the Segment ingest routes, whose browser beacons cannot set headers and carry the key as
+   * `writeKey` in the body: the header is checked before parsing (`onRequest`); a body key after
+   * parsing but before validation (`preValidation`), so an unauthenticated body never reaches the
+   * schema. The body is already capped by the route's body limit when it is parsed.
+   */
+  requireWithBodyKey(permission: Permission, bodyKey: string): { onRequest: PermissionHook; preValidation: preValidationAsyncHookHandler }
   /** A preHandler for platform-operator routes (tenant management), by the operator token. */
-  operator(): preHandlerAsyncHookHandler
+  operator(): onRequestAsyncHookHandler
   /** The tenant-scoped query layer for the authenticated request. */
   tenantDb(req: FastifyRequest): TenantDb
 }
 
 export function createAuth(deps: { keys: KeyService; db: Db; operatorToken: string | undefined }): Auth {
+  async function admit(req: FastifyRequest, key: string, permission: Permission) {
+    const principal = await deps.keys.authenticate(key)
+    if (!principal.permissions.has(permission)) {
+      throw new AppError(
+        'SCOPE_FORBIDDEN',
+        `This route needs the ${permission} permission; the key presented holds the role(s) ${principal.roles.join(', ')}.`,
+      )
+    }
+    req.principal = principal
+  }
+
+  function hook(permission: Permission, deferToBody: boolean): PermissionHook {
+    const h = async (req: FastifyRequest, _reply: FastifyReply) => {
+      const key = presentedKey(req.headers.authorization)
+      if (key) return admit(req, key, permission)
+      if (!deferToBody) throw new AppError('AUTH_MISSING')
+    }
+    return Object.assign(h, { permission })
+  }
+
   return {
-    require(scope, opts = {}) {
-      return async (req: FastifyRequest, _reply: FastifyReply) => {
-        let key = presentedKey(req.headers.authorization)
-        if (!key && opts.bodyKey && req.body && typeof req.body === 'object') {
-          const v = (req.body as Record<string, unknown>)[opts.bodyKey]
-          if (typeof v === 'string' && v) key = v
-        }
-        if (!key) throw new AppError('AUTH_MISSING')
-        const principal = await deps.keys.authenticate(key)
-        if (!scopeAllows(principal.scope, scope)) {
-          throw new AppError('SCOPE_FORBIDDEN', `This route needs a ${scope} key; the key presented is ${principal.scope}.`)
-        }
-        req.principal = principal
+    require: (permission) => hook(permission, false),
+    requireWithBodyKey(permission, bodyKey) {
+      return {
+        onRequest: hook(permission, true),
+        async preValidation(req) {
+          if (req.principal) return
+          const v = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>)[bodyKey] : undefined
+          if (typeof v !== 'string' || !v) throw new AppError('AUTH_MISSING')
+          await admit(req, v, permission)
+        },
       }
     },
     operator() {

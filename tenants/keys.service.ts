@@ -3,72 +3,115 @@ import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
+import {
+  LEGACY_SCOPE_ROLES,
+  LEGACY_SCOPES,
+  ROLES,
+  keyLetter,
+  normalizeRoles,
+  permissionsOf,
+  type LegacyScope,
+  type Permission,
+  type Role,
+} from './permissions.js'
 import type { TenantService } from './tenants.service.js'
 
 /**
- * API keys. A key is `qm_<scope letter>_<key id>_<secret>`: the key id is public and used to find
- * the record, the secret is 32 random bytes. Only SHA-256 of the whole key is stored. A slow
- * password hash (scrypt, argon2) would add milliseconds to every ingest request and buys nothing
- * here: a 256-bit random secret cannot be guessed from its hash.
+ * API keys. A key is `qm_<letter>_<key id>_<secret>`: the key id is public and used to find the
+ * record, the letter tells what the key can do (tenants/permissions.ts), the secret is 32 random
+ * bytes. Only SHA-256 of the whole key is stored. A slow password hash (scrypt, argon2) would add
+ * milliseconds to every ingest request and buys nothing here: a 256-bit random secret cannot be
+ * guessed from its hash.
  *
- * Scopes: `write` (ingest; the key ships inside the app, so it can do nothing else), `read`
- * (layouts, push pulls), `admin` (management, which includes everything `read` can do).
+ * A key holds roles, names its holder (a person or a system: what version histories and the audit
+ * trail show) and may expire. Rotation issues a successor with the same roles and holder and lets
+ * the old key live for a grace period, so the systems holding it can switch without downtime.
  */
 
-export const SCOPES = ['write', 'read', 'admin'] as const
-export type Scope = (typeof SCOPES)[number]
-const SCOPE_LETTER: Record<Scope, string> = { write: 'w', read: 'r', admin: 'a' }
-
-/** Which scopes satisfy a route that requires `needed`. */
-export function scopeAllows(have: Scope, needed: Scope): boolean {
-  if (have === needed) return true
-  return have === 'admin' && needed === 'read'
-}
-
-export interface Principal {
-  tenantId: number
-  keyId: string
-  scope: Scope
-}
+export const holderName = z
+  .string()
+  .trim()
+  .min(2, 'name the person or system that holds the key')
+  .max(120)
+  // Holders are shown in histories, the console and audit exports: no control characters.
+  .refine((s) => ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f), 'no control characters')
 
 export const keyView = z.object({
   keyId: z.string(),
   tenantId: z.number().int(),
-  scope: z.enum(SCOPES),
+  roles: z.array(z.enum(ROLES)),
+  holder: z.string(),
   label: z.string(),
   createdAt: z.string(),
+  expiresAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  /** For keys issued before roles: the scope they were issued with (the roles follow from it). */
+  legacyScope: z.enum(LEGACY_SCOPES).nullable(),
 })
 export type KeyView = z.infer<typeof keyView>
 
 const keyRow = z.object({
   key_id: z.string(),
   tenant_id: z.coerce.number(),
-  scope: z.enum(SCOPES),
+  scope: z.enum([...LEGACY_SCOPES, 'roles']),
+  roles: z.array(z.string()),
+  holder: z.string(),
   key_hash: z.string(),
   label: z.string(),
   created_at: z.string(),
   revoked_at: z.string().nullable(),
+  expires_at: z.string().nullable(),
 })
 type KeyRow = z.infer<typeof keyRow>
 
-const KEY_PATTERN = /^qm_([wra])_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
+const KEY_PATTERN = /^qm_([a-z])_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
+
+export interface Principal {
+  tenantId: number
+  keyId: string
+  roles: readonly Role[]
+  holder: string
+  permissions: ReadonlySet<Permission>
+}
+
+export interface IssueKeyInput {
+  roles: readonly Role[]
+  holder: string
+  label?: string
+  /** When the key stops working (ISO time), or none. */
+  expiresAt?: Date | undefined
+  /** Keys issued by the deprecated scope form keep its letter and mapping. */
+  legacyScope?: LegacyScope | undefined
+}
 
 export function hashKey(key: string): string {
   return crypto.createHash('sha256').update(key).digest('hex')
 }
 
-export function generateKey(scope: Scope): { keyId: string; key: string } {
+export function generateKey(roles: readonly Role[], legacy?: LegacyScope): { keyId: string; key: string } {
   const keyId = crypto.randomBytes(8).toString('hex')
   const secret = crypto.randomBytes(32).toString('base64url')
-  return { keyId, key: `qm_${SCOPE_LETTER[scope]}_${keyId}_${secret}` }
+  return { keyId, key: `qm_${keyLetter(roles, legacy)}_${keyId}_${secret}` }
 }
 
+function rolesOf(r: KeyRow): Role[] {
+  if (r.scope !== 'roles') return [...LEGACY_SCOPE_ROLES[r.scope]]
+  return normalizeRoles(r.roles.filter((x): x is Role => (ROLES as readonly string[]).includes(x)))
+}
+
+/** "2026-12-01 10:00:00.000" (UTC, as stored) as epoch milliseconds. */
+const storedMs = (s: string) => Date.parse(`${s.replace(' ', 'T')}Z`)
+
 export interface KeyService {
-  issue(tenantId: number, scope: Scope, label?: string): Promise<{ key: string; view: KeyView }>
+  issue(tenantId: number, input: IssueKeyInput): Promise<{ key: string; view: KeyView }>
   list(tenantId: number): Promise<KeyView[]>
   revoke(tenantId: number, keyId: string): Promise<KeyView>
-  /** Resolves a presented key to its principal, or throws AUTH_INVALID / TENANT_DISABLED. */
+  /**
+   * Issues a successor of a key (same roles, holder and label) and makes the old key expire after
+   * `graceSeconds` (0: at once), so both work while the holder switches.
+   */
+  rotate(tenantId: number, keyId: string, graceSeconds: number): Promise<{ key: string; view: KeyView; previous: KeyView }>
+  /** Resolves a presented key to its principal, or throws AUTH_INVALID / AUTH_EXPIRED / TENANT_DISABLED. */
   authenticate(presented: string): Promise<Principal>
 }
 
@@ -84,7 +127,7 @@ export function createKeyService(deps: {
   // behind the engine. The cache holds hashes only, and is reloaded on a TTL, after local
   // changes, and (at most once a second) when a key id is unknown: a key issued by another
   // process then works within a second.
-  let cache = new Map<string, KeyRow>()
+  let cache = new Map<string, { row: KeyRow; principal: Principal }>()
   let loadedAt = 0
   let lastMissReload = 0
   let inflight: Promise<void> | undefined
@@ -93,13 +136,15 @@ export function createKeyService(deps: {
     inflight ??= (async () => {
       try {
         const rows = await system.query(
-          `SELECT key_id, tenant_id, scope, key_hash, label, toString(created_at) AS created_at,
-                  if(isNull(revoked_at), NULL, toString(revoked_at)) AS revoked_at
+          `SELECT key_id, tenant_id, scope, roles, holder, key_hash, label, toString(created_at) AS created_at,
+                  if(isNull(revoked_at), NULL, toString(revoked_at)) AS revoked_at,
+                  if(isNull(expires_at), NULL, toString(expires_at)) AS expires_at
            FROM api_keys FINAL`,
           {},
           keyRow,
         )
-        cache = new Map(rows.map((r) => [r.key_id, r]))
+        // Principals are built once per load: authentication then allocates nothing.
+        cache = new Map(rows.map((r) => [r.key_id, { row: r, principal: principalOf(r) }]))
         // Tenant status (disabled by another process) rides on the same refresh.
         await tenants.reload()
         loadedAt = Date.now()
@@ -110,13 +155,21 @@ export function createKeyService(deps: {
     return inflight
   }
 
+  function principalOf(r: KeyRow): Principal {
+    const roles = rolesOf(r)
+    return Object.freeze({ tenantId: r.tenant_id, keyId: r.key_id, roles, holder: r.holder || `key ${r.key_id}`, permissions: permissionsOf(roles) })
+  }
+
   const view = (r: KeyRow): KeyView => ({
     keyId: r.key_id,
     tenantId: r.tenant_id,
-    scope: r.scope,
+    roles: rolesOf(r),
+    holder: r.holder,
     label: r.label,
     createdAt: r.created_at,
+    expiresAt: r.expires_at,
     revokedAt: r.revoked_at,
+    legacyScope: r.scope === 'roles' ? null : r.scope,
   })
 
   async function write(r: KeyRow) {
@@ -124,55 +177,93 @@ export function createKeyService(deps: {
     await reload()
   }
 
+  async function issue(tenantId: number, input: IssueKeyInput) {
+    await tenants.get(tenantId)
+    const roles = normalizeRoles(input.legacyScope ? LEGACY_SCOPE_ROLES[input.legacyScope] : input.roles)
+    if (!roles.length) throw new AppError('VALIDATION_FAILED', 'A key needs at least one role.', { issues: [{ field: 'roles', message: 'at least one role' }] })
+    const holder = holderName.safeParse(input.holder)
+    if (!holder.success) throw new AppError('VALIDATION_FAILED', 'A key needs a named holder.', { issues: [{ field: 'holder', message: holder.error.issues[0]!.message }] })
+    if (input.expiresAt && input.expiresAt.getTime() <= now().getTime()) {
+      throw new AppError('VALIDATION_FAILED', 'The expiry is in the past.', { issues: [{ field: 'expiresAt', message: 'must be in the future' }] })
+    }
+    const { keyId, key } = generateKey(roles, input.legacyScope)
+    const row: KeyRow = {
+      key_id: keyId,
+      tenant_id: tenantId,
+      scope: input.legacyScope ?? 'roles',
+      roles,
+      holder: holder.data,
+      key_hash: hashKey(key),
+      label: input.label ?? '',
+      created_at: chDateTime(now()),
+      revoked_at: null,
+      expires_at: input.expiresAt ? chDateTime(input.expiresAt) : null,
+    }
+    await write(row)
+    return { key, view: view(row) }
+  }
+
+  async function own(tenantId: number, keyId: string): Promise<KeyRow> {
+    await reload()
+    const e = cache.get(keyId)
+    if (!e || e.row.tenant_id !== tenantId) throw new AppError('NOT_FOUND', `No key ${keyId} for this tenant.`)
+    return e.row
+  }
+
   return {
-    async issue(tenantId, scope, label = '') {
-      await tenants.get(tenantId)
-      const { keyId, key } = generateKey(scope)
-      const row: KeyRow = {
-        key_id: keyId,
-        tenant_id: tenantId,
-        scope,
-        key_hash: hashKey(key),
-        label,
-        created_at: chDateTime(now()),
-        revoked_at: null,
-      }
-      await write(row)
-      return { key, view: view(row) }
-    },
+    issue,
     async list(tenantId) {
       await reload()
-      return [...cache.values()].filter((r) => r.tenant_id === tenantId).map(view)
+      return [...cache.values()].filter((e) => e.row.tenant_id === tenantId).map((e) => view(e.row))
     },
     async revoke(tenantId, keyId) {
-      await reload()
-      const r = cache.get(keyId)
-      if (!r || r.tenant_id !== tenantId) throw new AppError('NOT_FOUND', `No key ${keyId} for this tenant.`)
+      const r = await own(tenantId, keyId)
       if (r.revoked_at) return view(r)
       const revoked = { ...r, revoked_at: chDateTime(now()) }
       await write(revoked)
       return view(revoked)
+    },
+    async rotate(tenantId, keyId, graceSeconds) {
+      const r = await own(tenantId, keyId)
+      if (r.revoked_at) throw new AppError('CONFLICT', `Key ${keyId} was revoked; issue a new key instead.`)
+      const t = now().getTime()
+      if (r.expires_at && storedMs(r.expires_at) <= t) throw new AppError('CONFLICT', `Key ${keyId} has expired; issue a new key instead.`)
+      const successor = await issue(tenantId, {
+        roles: rolesOf(r),
+        holder: r.holder || `key ${r.key_id}`,
+        label: r.label,
+        expiresAt: r.expires_at ? new Date(storedMs(r.expires_at)) : undefined,
+      })
+      const ends = new Date(t + graceSeconds * 1000)
+      const keepsEarlier = r.expires_at && storedMs(r.expires_at) < ends.getTime()
+      const previous = keepsEarlier ? r : { ...r, expires_at: chDateTime(ends) }
+      if (!keepsEarlier) await write(previous)
+      return { ...successor, previous: view(previous) }
     },
     async authenticate(presented) {
       const m = KEY_PATTERN.exec(presented)
       if (!m) throw new AppError('AUTH_INVALID')
       const keyId = m[2]!
       if (Date.now() - loadedAt > deps.cacheTtlMs) await reload()
-      let r = cache.get(keyId)
-      if (!r && Date.now() - lastMissReload > 1000) {
+      let e = cache.get(keyId)
+      if (!e && Date.now() - lastMissReload > 1000) {
         lastMissReload = Date.now()
         await reload()
-        r = cache.get(keyId)
+        e = cache.get(keyId)
       }
-      if (!r) throw new AppError('AUTH_INVALID')
+      if (!e) throw new AppError('AUTH_INVALID')
+      const r = e.row
       const a = Buffer.from(hashKey(presented), 'hex')
       const b = Buffer.from(r.key_hash, 'hex')
       if (a.length !== b.length || !crypto.timingSafeEqual(a, b)) throw new AppError('AUTH_INVALID')
       if (r.revoked_at) throw new AppError('AUTH_INVALID', 'The API key was revoked.')
-      if (SCOPE_LETTER[r.scope] !== m[1]) throw new AppError('AUTH_INVALID')
+      if (r.expires_at && storedMs(r.expires_at) <= now().getTime()) throw new AppError('AUTH_EXPIRED')
+      // The letter is part of the hashed key, so a changed letter already fails the hash; this
+      // also refuses a record whose roles were altered in storage behind the key's back.
+      if (keyLetter(e.principal.roles, r.scope === 'roles' ? undefined : r.scope) !== m[1]) throw new AppError('AUTH_INVALID')
       const tenant = tenants.cached(r.tenant_id) ?? (await tenants.get(r.tenant_id))
       if (tenant.status !== 'active') throw new AppError('TENANT_DISABLED')
-      return { tenantId: r.tenant_id, keyId, scope: r.scope }
+      return e.principal
     },
   }
 }

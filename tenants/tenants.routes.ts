@@ -3,12 +3,39 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBody } from '../core/errors.js'
 import type { Auth } from './auth.js'
-import { SCOPES, keyView, type KeyService } from './keys.service.js'
+import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
+import { LEGACY_SCOPES, ROLES } from './permissions.js'
 import { createTenantInput, tenantSlug, tenantView, type TenantService } from './tenants.service.js'
 
 const security = [{ apiKey: [] }]
 const issuedKey = z.object({ key: z.string().describe('shown once; store it now'), info: keyView })
 const tenantRef = z.object({ tenant: z.union([tenantSlug, z.string().regex(/^\d+$/)]) })
+const keyIdParam = z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/) })
+
+/** A key to issue: its roles (or, deprecated, a scope that maps to roles), its holder, an expiry. */
+export const issueKeyBody = z
+  .strictObject({
+    roles: z.array(z.enum(ROLES)).min(1).max(ROLES.length).optional().describe('what the key may do: ' + ROLES.join(', ')),
+    scope: z.enum(LEGACY_SCOPES).optional().describe('deprecated: write = [ingest], read = [layout, push, analyst], admin = [admin]'),
+    holder: holderName.describe('the person or system that holds the key: shown in histories and the audit trail'),
+    label: z.string().max(200).default(''),
+    expiresAt: z.iso.datetime({ offset: true }).optional().describe('when the key stops working'),
+  })
+  .superRefine((b, ctx) => {
+    if (!b.roles === !b.scope) ctx.addIssue({ code: 'custom', path: ['roles'], message: 'give roles (or the deprecated scope), not both' })
+  })
+
+export type IssueKeyBody = z.input<typeof issueKeyBody>
+
+export function issueInput(b: z.infer<typeof issueKeyBody>): IssueKeyInput {
+  return {
+    roles: b.roles ?? [],
+    legacyScope: b.scope,
+    holder: b.holder,
+    label: b.label,
+    expiresAt: b.expiresAt ? new Date(b.expiresAt) : undefined,
+  }
+}
 
 /**
  * Tenant self-service (an admin key manages its own tenant's keys) and operator routes (the
@@ -21,7 +48,7 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.get(
     '/v1/tenant',
     {
-      preHandler: auth.require('read'),
+      onRequest: auth.require('catalog:read'),
       schema: { tags: ['tenants'], summary: 'The tenant of the presented key', security, response: { 200: tenantView, 401: errorBody } },
     },
     async (req) => tenants.get(req.principal!.tenantId),
@@ -29,7 +56,7 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.get(
     '/v1/keys',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
       schema: { tags: ['tenants'], summary: "List this tenant's API keys (never the secrets)", security, response: { 200: z.object({ keys: z.array(keyView) }) } },
     },
     async (req) => ({ keys: await keys.list(req.principal!.tenantId) }),
@@ -37,29 +64,52 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.post(
     '/v1/keys',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'key.issue', objectKind: 'key' } },
       schema: {
         tags: ['tenants'],
         summary: 'Issue an API key for this tenant; the key is in this answer only',
         security,
-        body: z.object({ scope: z.enum(SCOPES), label: z.string().max(200).default('') }),
+        body: issueKeyBody,
         response: { 201: issuedKey, 400: errorBody },
       },
     },
     async (req, reply) => {
-      const { key, view } = await keys.issue(req.principal!.tenantId, req.body.scope, req.body.label)
+      const { key, view } = await keys.issue(req.principal!.tenantId, issueInput(req.body))
+      req.auditNote = { objectId: view.keyId, detail: { roles: view.roles, holder: view.holder } }
       return reply.code(201).send({ key, info: view })
+    },
+  )
+  r.post(
+    '/v1/keys/:keyId/rotate',
+    {
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'key.rotate', objectKind: 'key', objectParam: 'keyId' } },
+      schema: {
+        tags: ['tenants'],
+        summary: 'Issue a successor of a key (same roles and holder); the old key keeps working for the grace period',
+        security,
+        params: keyIdParam,
+        // No body: the default grace of a day.
+        body: z.strictObject({ graceSeconds: z.number().int().min(0).max(30 * 86400).default(86400) }).nullish(),
+        response: { 201: issuedKey.extend({ previous: keyView }), 404: errorBody, 409: errorBody },
+      },
+    },
+    async (req, reply) => {
+      const { key, view, previous } = await keys.rotate(req.principal!.tenantId, req.params.keyId, req.body?.graceSeconds ?? 86400)
+      return reply.code(201).send({ key, info: view, previous })
     },
   )
   r.delete(
     '/v1/keys/:keyId',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'key.revoke', objectKind: 'key', objectParam: 'keyId' } },
       schema: {
         tags: ['tenants'],
         summary: 'Revoke an API key of this tenant',
         security,
-        params: z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/) }),
+        params: keyIdParam,
         response: { 200: keyView, 404: errorBody },
       },
     },
@@ -70,7 +120,7 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.get(
     '/v1/operator/tenants',
     {
-      preHandler: auth.operator(),
+      onRequest: auth.operator(),
       schema: { tags: ['operator'], summary: 'List tenants', security, response: { 200: z.object({ tenants: z.array(tenantView) }) } },
     },
     async () => ({ tenants: await tenants.list() }),
@@ -78,7 +128,8 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.post(
     '/v1/operator/tenants',
     {
-      preHandler: auth.operator(),
+      onRequest: auth.operator(),
+      config: { audit: { action: 'tenant.create', objectKind: 'tenant' } },
       schema: { tags: ['operator'], summary: 'Create a tenant (a member bank or a group)', security, body: createTenantInput, response: { 201: tenantView, 400: errorBody, 409: errorBody } },
     },
     async (req, reply) => reply.code(201).send(await tenants.create(req.body)),
@@ -87,7 +138,8 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
     r.post(
       `/v1/operator/tenants/:tenant/${action}`,
       {
-        preHandler: auth.operator(),
+        onRequest: auth.operator(),
+        config: { audit: { action: `tenant.${action}`, objectKind: 'tenant', objectParam: 'tenant' } },
         schema: { tags: ['operator'], summary: `${action === 'disable' ? 'Disable' : 'Enable'} a tenant`, security, params: tenantRef, response: { 200: tenantView, 404: errorBody } },
       },
       async (req) => tenants.setStatus(req.params.tenant, status),
@@ -96,26 +148,27 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.post(
     '/v1/operator/tenants/:tenant/keys',
     {
-      preHandler: auth.operator(),
+      onRequest: auth.operator(),
+      config: { audit: { action: 'key.issue', objectKind: 'tenant', objectParam: 'tenant' } },
       schema: {
         tags: ['operator'],
         summary: 'Issue an API key for a tenant',
         security,
         params: tenantRef,
-        body: z.object({ scope: z.enum(SCOPES), label: z.string().max(200).default('') }),
+        body: issueKeyBody,
         response: { 201: issuedKey, 404: errorBody },
       },
     },
     async (req, reply) => {
       const t = await tenants.get(req.params.tenant)
-      const { key, view } = await keys.issue(t.id, req.body.scope, req.body.label)
+      const { key, view } = await keys.issue(t.id, issueInput(req.body))
       return reply.code(201).send({ key, info: view })
     },
   )
   r.get(
     '/v1/operator/tenants/:tenant/keys',
     {
-      preHandler: auth.operator(),
+      onRequest: auth.operator(),
       schema: { tags: ['operator'], summary: "List a tenant's API keys", security, params: tenantRef, response: { 200: z.object({ keys: z.array(keyView) }), 404: errorBody } },
     },
     async (req) => ({ keys: await keys.list((await tenants.get(req.params.tenant)).id) }),
@@ -123,7 +176,8 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
   r.delete(
     '/v1/operator/tenants/:tenant/keys/:keyId',
     {
-      preHandler: auth.operator(),
+      onRequest: auth.operator(),
+      config: { audit: { action: 'key.revoke', objectKind: 'key', objectParam: 'keyId' } },
       schema: {
         tags: ['operator'],
         summary: "Revoke a tenant's API key",

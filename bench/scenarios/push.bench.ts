@@ -181,7 +181,7 @@ export const scenario: BenchScenario = {
     const url = await app.listen({ host: '127.0.0.1', port: 0 })
     let http: z.infer<typeof clientReport>
     try {
-      const { key } = await keys.issue(tenant.id, 'read', 'bench')
+      const { key } = await keys.issue(tenant.id, { roles: ['push'], holder: 'bench notification service' })
       http = clientReport.parse(JSON.parse(await runClient(url, key, httpDeliver, batch)))
     } finally {
       await app.close()

@@ -69,7 +69,8 @@ export function registerImportRoutes(app: FastifyInstance, auth: Auth, deps: { i
     r.post(
       '/v1/import/:kind',
       {
-        preHandler: auth.require('admin'),
+        onRequest: auth.require('tenant:admin'),
+        config: { audit: { action: 'import.run', objectKind: 'import', objectParam: 'kind' } },
         schema: {
           tags: ['import'],
           summary: `Import a file of stock data (CSV, NDJSON, Parquet or Arrow; at most ${Math.round(maxBytes / MB)} MB)`,
@@ -110,6 +111,7 @@ export function registerImportRoutes(app: FastifyInstance, auth: Auth, deps: { i
             skipInvalid: req.query.skipInvalid,
             actor: req.principal!.keyId,
           })
+          req.auditNote = { objectId: report.importId, customers: report.rows.inserted, detail: { kind: report.kind, format: report.format, status: report.status, rows: report.rows } }
           if (report.status === 'rejected') {
             const e = rejectionError(report)
             return reply.code(400).send({ error: { code: e.code, message: e.message, issues: [...report.issues] }, report })
@@ -124,7 +126,7 @@ export function registerImportRoutes(app: FastifyInstance, auth: Auth, deps: { i
     r.get(
       '/v1/import/kinds',
       {
-        preHandler: auth.require('admin'),
+        onRequest: auth.require('tenant:admin'),
         schema: { tags: ['import'], summary: 'The kinds of file an import takes, with their columns', security, response: { 200: z.object({ kinds: z.array(importKindDoc) }) } },
       },
       async () => ({ kinds: deps.importer.kinds() }),
