@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { addDays, chDateTime, chEpoch, localDate } from '../core/time.js'
 import { MAX_TTL_MINUTES } from './campaign.schema.js'
+import type { WithdrawalIndex } from './consent.index.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { inQuiet, localMinute } from './policy.js'
 import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
@@ -30,7 +31,11 @@ import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
  *   it while its lease runs, because the lease row was written before the pull answered;
  * - a lease that runs out unacknowledged is skipped no more by the next refill: the target
  *   comes back (a refill happens as soon as the earliest lease handed out has run out, after
- *   targets were written, after a retry, or every `refreshMs`).
+ *   targets were written, after a retry, or every `refreshMs`);
+ * - a target whose customer withdrew consent for its purpose and channel after it was made is
+ *   not handed out: the pull closes it (outcome `withdrawn`, reason `consent_withdrawn`) on its
+ *   way through the queue. The check is a lookup in an in-memory index (consent.index.ts) that
+ *   this process's consent changes reach at once and others' within its refresh interval.
  *
  * A second process leasing the same tenant would hold its own queue and could hand out a target
  * this one holds in memory: the lease table alone does not exclude that, because two readers
@@ -179,7 +184,15 @@ export function createLeaseManager(deps: {
   /** Ids of the tenant's active campaigns (a paused campaign's targets are not handed out). */
   activeCampaigns(tenantId: number): Promise<string[]>
   /** The tenant's attempts limit and quiet hours (push policy) and time zone. */
-  policy(tenantId: number): Promise<{ maxAttempts: number; quietHours: { start: string; end: string } | null; timeZone: string }>
+  policy(tenantId: number): Promise<{
+    maxAttempts: number
+    quietHours: { start: string; end: string } | null
+    timeZone: string
+    /** What service and security messages need by way of consent (marketing always needs a grant). */
+    consent?: { service: string; security: string }
+  }>
+  /** Recent withdrawals; without one, pulls do not check consent again after targeting. */
+  withdrawals?: WithdrawalIndex | undefined
   options?: LeaseOptions
 }): LeaseManager {
   const maxChunk = deps.options?.chunk ?? 50_000
@@ -190,6 +203,7 @@ export function createLeaseManager(deps: {
   const states = new Map<number, TenantState>()
   const pulled = deps.metrics.counter('qianmian_push_leased_total', 'Targets leased to pullers')
   const acks = deps.metrics.counter('qianmian_push_acks_total', 'Acknowledged targets by status', ['status'])
+  const withdrawnTotal = deps.metrics.counter('qianmian_push_withdrawn_total', 'Queued targets closed at pull because consent was withdrawn after targeting')
   const refills = deps.metrics.histogram('qianmian_push_refill_seconds', 'Reading due targets into the lease queue', [], [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
 
   const state = (t: number): TenantState => {
@@ -261,6 +275,22 @@ export function createLeaseManager(deps: {
     stop()
   }
 
+  /**
+   * Closes targets whose consent was withdrawn. They are skipped in this process from now on
+   * whatever happens; a failed write only means another pull (or process) closes them later.
+   */
+  async function closeWithdrawn(tenantId: number, s: TenantState, rows: QueueRow[], now: number): Promise<void> {
+    for (const r of rows) s.finished.set(r.target.targetId, now)
+    withdrawnTotal.inc(rows.length)
+    try {
+      await deps.db
+        .forTenant(tenantId)
+        .insertTsv('push_outcomes', OUTCOME_COLUMNS, rows.map((r) => [r.target.targetId, r.target.campaignId, r.customerKey, 'withdrawn', 1, 'consent_withdrawn', '', chEpoch(now)]))
+    } catch (e) {
+      deps.log.warn({ tenant: tenantId, targets: rows.length, err: e instanceof Error ? e.message : String(e) }, 'withdrawn targets not closed in storage; skipped in this process')
+    }
+  }
+
   function needsRefill(s: TenantState, now: number, quiet: boolean): boolean {
     // A queue read on the other side of the start or end of quiet hours holds the wrong messages.
     if (s.dirty || quiet !== s.quiet || now >= s.nextExpiry || now - s.loadedAt >= refreshMs) return true
@@ -276,12 +306,27 @@ export function createLeaseManager(deps: {
         let now = Date.now()
         const quiet = await quietNow(tenantId, now)
         if (needsRefill(s, now, quiet)) await refill(tenantId, s, now, Math.min(maxChunk, Math.max(2000, o.limit * 5)), quiet)
+        const ix = deps.withdrawals
+        // A purpose whose policy sends without consent ('always') is not held by a withdrawal.
+        let check: ((r: QueueRow) => boolean) | undefined
+        if (ix) {
+          await ix.refresh(tenantId)
+          if (ix.size(tenantId) > 0) {
+            const modes = (await deps.policy(tenantId)).consent
+            check = (r) => (r.target.purpose === 'marketing' || (modes?.[r.target.purpose as 'service' | 'security'] ?? 'explicit') !== 'always') && ix.withdrawn(tenantId, r.customerKey, r.target.purpose, r.target.channel)
+          }
+        }
         now = Date.now()
         const take: QueueRow[] = []
+        const withdrawn: QueueRow[] = []
         while (take.length < o.limit && s.head < s.queue.length) {
           const r = s.queue[s.head++]!
-          if (r.expMs > now && !s.leased.has(r.target.targetId) && !s.finished.has(r.target.targetId)) take.push(r)
+          if (r.expMs > now && !s.leased.has(r.target.targetId) && !s.finished.has(r.target.targetId)) {
+            if (check?.(r)) withdrawn.push(r)
+            else take.push(r)
+          }
         }
+        if (withdrawn.length) await closeWithdrawn(tenantId, s, withdrawn, now)
         if (!take.length) return []
         const leaseId = crypto.randomBytes(8).toString('hex')
         const until = now + o.leaseSeconds * 1000

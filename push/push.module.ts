@@ -7,8 +7,10 @@ import { createSegmentRepository, type SegmentRepository } from '../segments/seg
 import { createTagRepository, type TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { createCampaignCheck } from './campaign.check.js'
+import { campaignTagUses, createCampaignCheck } from './campaign.check.js'
 import { createCampaignRepository, type CampaignRepository } from './campaign.repository.js'
+import { MAX_TTL_MINUTES } from './campaign.schema.js'
+import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
 import { createPolicyRepository, type PolicyRepository } from './policy.js'
@@ -30,6 +32,8 @@ export interface PushModule {
   runTargeting(tenantId: number, opts?: { asOf?: Date; campaignIds?: string[] }): Promise<TargetingResult>
   /** Event triggers over a batch of events the ingest path has stored; never throws. */
   onEvents(tenantId: number, events: readonly IncomingEvent[]): Promise<TriggerResult>
+  /** Consent decisions recorded in this process: pulls stop handing out withdrawn targets at once. */
+  consentChanged(tenantId: number, notices: readonly ConsentNoticeLike[]): void
   /** Waits for targeting, triggers and pulls in progress; later calls are refused. */
   close(): Promise<void>
 }
@@ -49,6 +53,8 @@ export interface PushDeps {
    */
   holdoutPerMille?: (tenantId: number) => number | Promise<number>
   lease?: LeaseOptions
+  /** How often pulls re-read consent changes other processes recorded (default 1 s). */
+  consentRefreshMs?: number
 }
 
 export const DEFAULT_HOLDOUT_PER_MILLE = 20
@@ -58,8 +64,11 @@ export function createPushModule(deps: PushDeps): PushModule {
   const tags = deps.tags ?? createTagRepository({ db: deps.db })
   const segments = deps.segments ?? createSegmentRepository({ db: deps.db })
   const campaigns = createCampaignRepository({ db: deps.db, check: createCampaignCheck({ segments, tags, tenants: deps.tenants }) })
+  tags.registerUses(campaignTagUses(campaigns))
   const policies = createPolicyRepository({ db: deps.db })
   const lock = createKeyedLock()
+  // Targets live at most the longest TTL plus a day deferred past quiet hours: older decisions were known to targeting.
+  const withdrawals = createWithdrawalIndex({ db: deps.db, windowMs: (MAX_TTL_MINUTES + 2 * 1440) * 60_000, ...(deps.consentRefreshMs ? { refreshMs: deps.consentRefreshMs } : {}) })
   const leases = createLeaseManager({
     db: deps.db,
     log,
@@ -67,8 +76,9 @@ export function createPushModule(deps: PushDeps): PushModule {
     activeCampaigns: async (t) => (await campaigns.active(t)).map((c) => c.id),
     policy: async (t) => {
       const [p, tenant] = await Promise.all([policies.get(t), deps.tenants.get(t)])
-      return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone }
+      return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone, consent: p.consent }
     },
+    withdrawals,
     ...(deps.lease ? { options: deps.lease } : {}),
   })
   // A paused, resumed or retired campaign changes what may be handed out.
@@ -102,6 +112,9 @@ export function createPushModule(deps: PushDeps): PushModule {
     async runTargeting(tenantId, opts = {}) {
       open()
       return targeting.runTargeting(tenantId, opts)
+    },
+    consentChanged(tenantId, notices) {
+      withdrawals.apply(tenantId, notices)
     },
     async onEvents(tenantId, events) {
       if (closed) return { campaigns: 0, targeted: 0, queued: 0 }

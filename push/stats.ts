@@ -28,6 +28,8 @@ export interface CampaignStats {
   suppressed: Record<string, number>
   sent: number
   failed: number
+  /** Queued targets closed at pull because the customer withdrew consent after targeting. */
+  withdrawn: number
   delivered: number
   opened: number
   clicked: number
@@ -69,7 +71,7 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
     ),
     db.query(`SELECT toString(min(due_at)) AS since FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}`, cid, z.object({ since: z.string() })),
   ])
-  const out: CampaignStats = { campaignId: c.id, targeted: 0, queued: 0, suppressed: {}, sent: 0, failed: 0, delivered: 0, opened: 0, clicked: 0, conversion: null }
+  const out: CampaignStats = { campaignId: c.id, targeted: 0, queued: 0, suppressed: {}, sent: 0, failed: 0, withdrawn: 0, delivered: 0, opened: 0, clicked: 0, conversion: null }
   for (const r of counts) {
     out.targeted += r.n
     if (r.status === 'queued') out.queued += r.n
@@ -77,6 +79,7 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
   }
   for (const r of outcomes) {
     if (r.status === 'delivered') out.sent = r.n
+    else if (r.status === 'withdrawn') out.withdrawn = r.n
     else out.failed = r.n
   }
   const fb = new Map(feedback.map((r) => [r.event, r.n]))
@@ -114,7 +117,7 @@ async function conversion(db: TenantDb, c: SavedCampaign, since: string): Promis
 
 // --- targets, page by page ------------------------------------------------------------------------
 
-export const TARGET_STATUSES = ['suppressed', 'scheduled', 'due', 'leased', 'delivered', 'failed', 'expired'] as const
+export const TARGET_STATUSES = ['suppressed', 'scheduled', 'due', 'leased', 'delivered', 'failed', 'withdrawn', 'expired'] as const
 export type TargetStatus = (typeof TARGET_STATUSES)[number]
 
 export interface TargetView {
@@ -168,7 +171,7 @@ export async function listTargets(db: TenantDb, campaignId: string, o: { status?
     `SELECT t.target_id AS target_id, t.customer_no AS customer_no, toString(t.local_date) AS day, t.customer_key AS customer_key,
             multiIf(t.status = 'suppressed', 'suppressed', o.present = 1, o.outcome, l.until > now64(3), 'leased',
                     t.expires_at <= now64(3), 'expired', t.due_at > now64(3), 'scheduled', 'due') AS st,
-            if(st IN ('delivered', 'failed'), o.outcome_reason, t.reason) AS why, toString(t.due_at) AS due_s, toString(t.expires_at) AS expires_s,
+            if(st IN ('delivered', 'failed', 'withdrawn'), o.outcome_reason, t.reason) AS why, toString(t.due_at) AS due_s, toString(t.expires_at) AS expires_s,
             t.language AS language, toString(t.variant) AS variant_s, t.title AS title, t.body AS body, t.quiet_exempt AS quiet_exempt, toString(t.created_at) AS created_s
      FROM (SELECT * FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}
              AND (local_date, customer_key) > ({cdate:Date}, {ckey:UInt32})

@@ -7,7 +7,7 @@ import type { ParamBinder } from '../tags/tag.params.js'
 import { compileMessage, messageFields, type SavedCampaign } from './campaign.schema.js'
 import { minutesOf, type Policy } from './policy.js'
 import { planFields, type OpeningProduct } from './targeting.fields.js'
-import { templateSql, type TemplatePart } from './template.js'
+import { TAG_FIELD, templateSql, type TemplatePart } from './template.js'
 
 /**
  * The one INSERT ... SELECT that turns an audience into targets, policy applied, inside the
@@ -104,10 +104,18 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; p
   const msg = compileMessage(c.message)
   const fields = planFields(messageFields(c.message), b, { en, product: s.product })
   const elder = msg.elder ? 'el.elder = 1' : '0'
+  // The personalization switch: a customer who turned it off gets no marketing chosen or worded
+  // by their characteristics (a segment or rule audience, a tag date, tag values in the text).
+  // Such a message is suppressed for them rather than sent with the tag parts left out.
+  const personalized = c.purpose === 'marketing' && (!c.audience.all || c.dateTrigger?.on === 'tag_date' || messageFields(c.message).some((f) => TAG_FIELD.test(f)))
   const joins = [
     `LEFT JOIN (SELECT customer_key, customer_no, language, name_masked, deleted FROM customers FINAL WHERE tenant_id = {tenant:UInt16}) AS c ON c.customer_key = a.customer_key`,
     `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
        WHERE tenant_id = {tenant:UInt16} AND purpose = {purpose:String} AND channel = {channel:String} GROUP BY customer_key) AS cs ON cs.customer_key = a.customer_key`,
+    ...(personalized
+      ? [`LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
+           WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' GROUP BY customer_key) AS pz ON pz.customer_key = a.customer_key`]
+      : []),
     // One budget across campaigns: what was released (queued) on the days a new target may spend.
     `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
        WHERE tenant_id = {tenant:UInt16} AND local_date >= subtractDays({bfrom:Date}, 30) AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
@@ -140,7 +148,7 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; p
 
   const joined = `SELECT a.customer_key AS k, a.occ_date AS occ, a.due_base AS due_base, ${custNo} AS cust_no,
       if(${en}, 'en', 'zh') AS lang, if(${elder}, 'elder', 'standard') AS variant,
-      toUInt8(${consentOk}) AS consent_ok, cs.known AS consent_known, toUInt8(${holdout}) AS in_holdout, toUInt8(${control}) AS in_control,
+      toUInt8(${consentOk}) AS consent_ok, cs.known AS consent_known, toUInt8(${personalized ? 'pz.known = 1 AND pz.granted = 0' : '0'}) AS pz_off, toUInt8(${holdout}) AS in_holdout, toUInt8(${control}) AS in_control,
       bu.sent AS sent, ${pick('title')} AS title, ${pick('body')} AS body
     FROM (${s.audience.sql}) AS a
     ${joins.join('\n    ')}
@@ -161,6 +169,7 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; p
   const capped = !security && c.priority !== 'critical'
   const reasons = [
     `consent_ok = 0, if(consent_known = 1, 'consent_refused', 'no_consent')`,
+    `pz_off = 1, 'personalization_off'`,
     `in_holdout = 1, 'holdout'`,
     `in_control = 1, 'control_group'`,
     `isNull(title) OR isNull(body), 'missing_field'`,

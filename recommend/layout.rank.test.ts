@@ -34,6 +34,23 @@ describe('rankLayout', () => {
     expect(rankLayout(s, ctx({ variant: null }))[0]!.items.map((i) => i.id)).toEqual(['a', 'b', 'c'])
   })
 
+  it('with personalization off: the default for everyone, plus the service reminders the customer needs, marked as service', () => {
+    const only7 = R.create(Uint32Array.of(7))
+    const items = [
+      item(0, 'loan-due', 'm0', { type: 'reminder', eligible: only7, conditionTags: ['loan_due_7d'], service: true, boost: 0.6 }),
+      item(1, 'birthday', 'm0', { type: 'reminder', eligible: only7, conditionTags: ['birthday_7d'], boost: 0.3 }),
+      item(2, 'pension', 'm1'),
+      item(3, 'help', 'm2'),
+    ]
+    const s = snapshot(items, [{ items: [0, 1] }, { items: [2], eligible: only7, conditionTags: ['elder'] }, { items: [3] }])
+    const on = rankLayout(s, ctx())
+    expect(on.map((m) => [m.id, m.items.map((i) => i.id)])).toEqual([['m0', ['loan-due', 'birthday']], ['m1', ['pension']], ['m2', ['help']]])
+    const off = rankLayout(s, ctx({ customerKey: 0, serviceKey: 7, variant: null }))
+    expect(off.map((m) => [m.id, m.items.map((i) => [i.id, i.reason.kind])])).toEqual([['m0', [['loan-due', 'service']]], ['m2', [['help', 'rule']]]])
+    // Another customer with the switch off gets no one else's reminder.
+    expect(rankLayout(s, ctx({ customerKey: 0, serviceKey: 8, variant: null })).map((m) => m.id)).toEqual(['m2'])
+  })
+
   it('eligibility, product rules, validity dates and elder visibility leave items out', () => {
     const only7 = R.create(Uint32Array.of(7))
     const items = [

@@ -28,6 +28,7 @@ export type Reason =
   | { kind: 'model'; model: 'co-occurrence'; because: string[]; detail: string }
   | { kind: 'popularity'; scope: 'tenant' | 'segment' | 'region'; segment?: string; region?: string; detail: string }
   | { kind: 'exploration'; detail: string }
+  | { kind: 'service'; tags: string[]; detail: string }
 
 export interface LayoutItem {
   id: string
@@ -59,6 +60,11 @@ export interface RankContext {
   draw: number
   /** An anonymous visitor's region code: the region's popularity replaces the bank's. */
   region?: string | undefined
+  /**
+   * The customer turned personalization off: `customerKey` is 0 (the bank's default layout) and
+   * this key is used for service reminders only (a loan due), whose reason says so.
+   */
+  serviceKey?: number | undefined
   /** Exposures this process served since the snapshot: item index → today / week. */
   served?: ((item: number) => { today: number; week: number }) | undefined
 }
@@ -84,6 +90,7 @@ export interface RankedModule {
 interface Memo {
   moduleReasons: Map<SnapshotModule, Reason>
   tagReasons: Map<SnapshotItem, Reason>
+  serviceReasons: Map<SnapshotItem, Reason>
   segmentReasons: Map<string, Reason>
   regionReasons: Map<string, Reason>
   modelReasons: Map<SnapshotItem, Reason>
@@ -113,6 +120,7 @@ function memoOf(s: LayoutSnapshot): Memo {
   m = {
     moduleReasons: m?.moduleReasons ?? new Map(),
     tagReasons: m?.tagReasons ?? new Map(),
+    serviceReasons: m?.serviceReasons ?? new Map(),
     segmentReasons: m?.segmentReasons ?? new Map(),
     regionReasons: m?.regionReasons ?? new Map(),
     modelReasons: m?.modelReasons ?? new Map(),
@@ -184,7 +192,8 @@ function coOccurrence(s: LayoutSnapshot, row: number, m: Memo): void {
   if (max > 0) for (let i = 0; i < m.size; i++) m.co[i]! /= max
 }
 
-function eligible(it: SnapshotItem, key: number, ctx: RankContext, m: Memo): boolean {
+function eligible(it: SnapshotItem, anyKey: number, ctx: RankContext, m: Memo): boolean {
+  const key = it.service && ctx.serviceKey ? ctx.serviceKey : anyKey
   if (it.validFrom !== undefined && ctx.today < it.validFrom) return false
   if (it.validTo !== undefined && ctx.today > it.validTo) return false
   if (ctx.elder && it.elder === 'hide') return false
@@ -217,7 +226,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
   const basePop = regional ?? s.popularity
   const baseReason = regional ? intern(memo.regionReasons, ctx.region!, regionReason) : TENANT_POPULARITY
-  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo }
+  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: (ctx.serviceKey ?? 0) !== 0 }
 
   let modules = s.modules.filter((m) => !m.eligible || (key !== 0 && m.eligible.has(key)))
   if (ctx.elder) {
@@ -283,6 +292,8 @@ interface Scoring {
   basePop: Float32Array
   baseReason: Reason
   memo: Memo
+  /** Personalization is off: the reminders shown are there for service. */
+  serviceOnly: boolean
 }
 
 function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
@@ -303,7 +314,9 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
     total *= 0.5 ** Math.floor(memo.seenWeek[it.index]! / FATIGUE_STEP)
   }
   let reason: Reason
-  if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
+  if (p.serviceOnly && it.service) {
+    reason = intern(memo.serviceReasons, it, serviceReason)
+  } else if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
     reason = it.conditionTags.length
       ? intern(memo.tagReasons, it, tagReason)
       : EVERYONE
@@ -321,6 +334,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
 const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this` })
 const segmentReason = (segment: string): Reason => ({ kind: 'popularity', scope: 'segment', segment, detail: `popular in segment ${segment}` })
 const tagReason = (it: SnapshotItem): Reason => ({ kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` })
+const serviceReason = (it: SnapshotItem): Reason => ({ kind: 'service', tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off` })
 const regionReason = (region: string): Reason => ({ kind: 'popularity', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}` })
 
 /** Greedy picks with a diversity penalty, and the exploration slot in product modules. */

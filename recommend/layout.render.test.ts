@@ -85,6 +85,8 @@ describe('renderLayout', () => {
                 largeElements: elder,
                 holdout: false,
                 experiment: customerKey ? { id: 'exp"1', variant: variant.name } : null,
+                personalized: customerKey !== 0,
+                personalizedReason: customerKey ? null : 'unknown_customer',
               }
               const objects = { ...head, model: { build: s.build, builtAt: s.builtAt, catalogVersion: s.catalogVersions }, modules: toLayoutModules(ranked, lang, elder) }
               // Twice: the second time from the cached fragments.
@@ -116,7 +118,7 @@ describe('renderLayout', () => {
   it('a non-finite score reads null, as JSON.stringify writes it', () => {
     const s = snapshot([item(0, 'a', 'm0', { boost: Number.NaN })], [{ items: [0] }])
     const ranked = rankModules(s, { customerKey: 0, elder: false, lang: 'en', today: 20_000, variant: null, draw: 0 })
-    const head: LayoutHead = { tenant: 1, customerId: null, known: false, screen: 'home', elder: false, largeElements: false, holdout: false, experiment: null }
+    const head: LayoutHead = { tenant: 1, customerId: null, known: false, screen: 'home', elder: false, largeElements: false, holdout: false, experiment: null, personalized: false, personalizedReason: 'unknown_customer' }
     const body = JSON.parse(renderLayout(s, head, ranked, 'en').toString('utf8')) as { modules: { items: { score: unknown }[] }[] }
     expect(body.modules[0]!.items[0]!.score).toBeNull()
   })

@@ -22,6 +22,10 @@ export interface LayoutHead {
   largeElements: boolean
   holdout: boolean
   experiment: { id: string; variant: string } | null
+  /** Whether the layout used the customer's tags, segments and model. */
+  personalized: boolean
+  /** Why not: `personalization_off` (the customer's switch), `holdout`, `unknown_customer`; null when personalized. */
+  personalizedReason: 'personalization_off' | 'holdout' | 'unknown_customer' | null
 }
 
 interface Fragments {

@@ -12,6 +12,7 @@ import { assignVariant, customerDigest, customerHash, dailyDraw, inHoldout } fro
 import { rankModules, toLayoutModules, type LayoutModule, type RankedModule } from './layout.rank.js'
 import { renderLayout, type LayoutHead } from './layout.render.js'
 import { loadSnapshot, lookupCustomer, type LayoutSnapshot } from './model.snapshot.js'
+import { createPersonalizationSwitch } from './personalization.js'
 
 /**
  * Serves layouts from per-tenant snapshots held in memory. A tenant's snapshot is loaded on its
@@ -53,6 +54,8 @@ export function createLayoutService(deps: {
   metrics: Metrics
   refreshMs?: number
   flushMs?: number
+  /** How often switches recorded by other processes are read (default 2 s). */
+  switchRefreshMs?: number
 }) {
   const snapshots = new Map<number, { snap: LayoutSnapshot; version: string }>()
   const loading = new Map<number, Promise<LayoutSnapshot>>()
@@ -64,6 +67,11 @@ export function createLayoutService(deps: {
   let timer: NodeJS.Timeout | undefined
   let flusher: NodeJS.Timeout | undefined
   const loadSeconds = deps.metrics.histogram('qianmian_layout_snapshot_load_seconds', 'Layout snapshot load time', ['tenant'], [0.1, 0.5, 1, 5, 15, 60, 300])
+  const switches = createPersonalizationSwitch({
+    db: deps.db,
+    ...(deps.switchRefreshMs ? { refreshMs: deps.switchRefreshMs } : {}),
+    onError: (tenant, err) => deps.log.warn({ tenant, err }, 'personalization switches not refreshed; serving the ones held'),
+  })
   const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
 
   // The tenant's local day, kept until its next local midnight: formatting a date in a time zone
@@ -170,26 +178,32 @@ export function createLayoutService(deps: {
   /** Ranks one request's layout and books its exposure. */
   async function serve(req: LayoutRequest): Promise<{ snap: LayoutSnapshot; head: LayoutHead; ranked: RankedModule[]; lang: 'zh' | 'en' }> {
     const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
+    const switchLoad = switches.ready(req.tenantId)
+    if (switchLoad) await switchLoad
     const tenant = deps.tenants.cached(req.tenantId) ?? (await deps.tenants.get(req.tenantId))
     const nowMs = Date.now()
     const { day, today } = localDay(tenant.timeZone, nowMs)
     const customerNo = req.customerId
     const digest = customerNo ? customerDigest(customerNo) : undefined
     const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
+    // Personalization off: the bank's default (as for an unknown visitor, elder mode only when
+    // asked for, no experiment) plus the service reminders the customer needs.
+    const off = key !== 0 && switches.off(req.tenantId, key)
     const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
-    const assignment = key !== 0 && !holdout && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
-    const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && snap.elder?.has(key) === true)
+    const assignment = key !== 0 && !holdout && !off && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
+    const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && !off && snap.elder?.has(key) === true)
     const own = key ? servedOf(req.tenantId)?.get(key) : undefined
     const ranked = rankModules(snap, {
-      customerKey: key,
+      customerKey: off ? 0 : key,
+      serviceKey: off ? key : undefined,
       elder,
       lang: req.lang,
       today,
       // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
-      variant: key === 0 || holdout ? null : (assignment?.variant ?? DEFAULT_VARIANT),
+      variant: key === 0 || holdout || off ? null : (assignment?.variant ?? DEFAULT_VARIANT),
       draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
       region: key === 0 ? req.region : undefined,
-      served: own
+      served: own && !off
         ? (i) => {
             const e = own.get(snap.items[i]!.id)
             return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
@@ -226,6 +240,8 @@ export function createLayoutService(deps: {
       largeElements: elder,
       holdout,
       experiment: assignment ? { id: assignment.experiment, variant: assignment.variant.name } : null,
+      personalized: key !== 0 && !holdout && !off,
+      personalizedReason: off ? 'personalization_off' : key === 0 ? 'unknown_customer' : holdout ? 'holdout' : null,
     }
     return { snap, head, ranked, lang: req.lang }
   }
@@ -235,6 +251,9 @@ export function createLayoutService(deps: {
     async snapshot(tenantId: number): Promise<LayoutSnapshot> {
       return snapshots.get(tenantId)?.snap ?? load(tenantId)
     },
+
+    /** Personalization switches recorded in this process: the next layout of the customer follows. */
+    consentChanged: switches.apply,
 
     /** Reloads a tenant's snapshot now (after a catalogue change or a model build in this process). */
     reload: load,

@@ -40,6 +40,11 @@ export interface SnapshotItem {
   validTo?: number | undefined
   cap?: CatalogItem['cap']
   reminderTag?: string | undefined
+  /**
+   * A reminder the customer needs for service (a loan due, a bill): its condition reads no tag
+   * that may serve marketing. It stays on a layout whose customer turned personalization off.
+   */
+  service?: boolean | undefined
   /** Customers the item's own condition admits (undefined: everyone). */
   eligible?: Bitmap | undefined
   /** Tags the condition reads (the reason). */
@@ -303,6 +308,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     const rule = parse(src.when, purposeOf(src.type))
     it.eligible = await evalRule(rule, purposeOf(src.type))
     it.conditionTags = [...new Set(tagsOf(rule))]
+    it.service = src.type === 'reminder' && it.conditionTags.every((t) => !(input.defs.get(t)?.purpose ?? ['marketing']).includes('marketing'))
   }
   for (const r of catalog.productRules) {
     const keys = await evalRule(parse(r.exclude, 'risk'), 'risk')

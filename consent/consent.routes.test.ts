@@ -1,0 +1,164 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { chDateTime } from '../core/time.js'
+import { issueKey, openTestApp, type TestApp } from '../test/app.js'
+
+/** Consent recorded through the API and through ingest, with its history, on the real engine. */
+
+let t: TestApp
+let tenant: number
+let otherTenant: number
+const k: Record<string, string> = {}
+const auth = (key: string) => ({ authorization: `Bearer ${key}` })
+const put = (customer: string, body: object, key = k.consent!) => t.app.inject({ method: 'PUT', url: `/v1/customers/${customer}/consents`, headers: auth(key), payload: body })
+const state = async (customer: string, key = k.consent!) => (await t.app.inject({ url: `/v1/customers/${customer}/consents`, headers: auth(key) })).json()
+const batch = (events: object[]) => t.app.inject({ method: 'POST', url: '/v1/batch', headers: auth(k.ingest!), payload: { batch: events } })
+const current = (s: { current: { purpose: string; channel: string; granted: boolean }[] }) =>
+  Object.fromEntries(s.current.map((c) => [`${c.purpose}/${c.channel}`, c.granted]))
+
+beforeAll(async () => {
+  t = await openTestApp()
+  tenant = (await t.tenants.create({ slug: 'consent-bank', name: 'consent bank' })).id
+  otherTenant = (await t.tenants.create({ slug: 'consent-other', name: 'other' })).id
+  k.consent = await issueKey(t.keys, tenant, 'consent')
+  k.ingest = await issueKey(t.keys, tenant, 'ingest')
+  k.admin = await issueKey(t.keys, tenant, 'admin')
+  k.layout = await issueKey(t.keys, tenant, 'layout')
+  k.otherConsent = await issueKey(t.keys, otherTenant, 'consent')
+  const at = chDateTime(new Date('2026-01-01T00:00:00Z'))
+  await t.engine.db.forTenant(tenant).insert('identities', [1, 2, 3, 4].map((n) => ({ id_kind: 'customer_no', id_value: `C${n}`, customer_key: n, source: 'test', created_at: at, updated_at: at })))
+}, 60_000)
+afterAll(async () => {
+  await t?.close()
+})
+
+describe('PUT and GET /v1/customers/:id/consents', () => {
+  it('records a decision with who, when, source and notice version, and shows the state and history', async () => {
+    const r = await put('C1', { purpose: 'marketing', channel: 'push', granted: true, source: 'counter', noticeVersion: 'v3', at: '2026-11-01T09:00:00Z' })
+    expect(r.statusCode).toBe(200)
+    expect(r.json()).toEqual({ purpose: 'marketing', channel: 'push', granted: true, at: '2026-11-01T09:00:00.000Z', effective: true })
+    const w = await put('C1', { purpose: 'marketing', channel: 'push', granted: false, source: 'call_centre', noticeVersion: 'v4', at: '2026-11-02T09:00:00Z' })
+    expect(w.json()).toMatchObject({ granted: false, effective: true })
+    const s = await state('C1')
+    expect(current(s)).toEqual({ 'marketing/push': false })
+    expect(s.personalized).toBe(true)
+    expect(s.history).toHaveLength(2)
+    expect(s.history[0]).toMatchObject({ granted: false, source: 'call_centre', noticeVersion: 'v4', holder: 'test consent', at: '2026-11-02T09:00:00.000Z' })
+    expect(s.history[1]).toMatchObject({ granted: true, source: 'counter', noticeVersion: 'v3' })
+    expect(s.history[0].keyId).toMatch(/^[0-9a-f]{16}$/)
+  })
+
+  it('keeps the newest decision by the customer’s time: an older one arriving later is history only (409)', async () => {
+    await put('C2', { purpose: 'marketing', channel: 'sms', granted: false, source: 'app', noticeVersion: 'v4', at: '2026-11-05T10:00:00Z' })
+    const late = await put('C2', { purpose: 'marketing', channel: 'sms', granted: true, source: 'counter', noticeVersion: 'v3', at: '2026-11-04T10:00:00Z' })
+    expect(late.statusCode).toBe(409)
+    expect(late.json().error).toMatchObject({ code: 'CONSENT_SUPERSEDED', issues: [{ field: 'at' }] })
+    const s = await state('C2')
+    expect(current(s)).toEqual({ 'marketing/sms': false })
+    expect(s.history.map((h: { granted: boolean }) => h.granted)).toEqual([true, false])
+    // The targeting query reads the same current state.
+    const [row] = await t.engine.db.forTenant(tenant).query(
+      `SELECT argMax(granted, updated_at) AS g FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = 2 AND purpose = 'marketing' AND channel = 'sms'`,
+      {},
+      z.object({ g: z.coerce.number() }),
+    )
+    expect(row!.g).toBe(0)
+  })
+
+  it('records the same request replayed once', async () => {
+    const body = { purpose: 'service', channel: 'push', granted: true, source: 'app', noticeVersion: 'v4', at: '2026-11-06T10:00:00Z' }
+    expect((await put('C3', body)).statusCode).toBe(200)
+    expect((await put('C3', body)).statusCode).toBe(200)
+    expect((await state('C3')).history).toHaveLength(1)
+  })
+
+  it('refuses bad input with a coded 4xx naming the field, and keeps what was accepted', async () => {
+    const bad = async (body: object, customer = 'C4') => {
+      const r = await put(customer, body)
+      return { status: r.statusCode, ...r.json().error }
+    }
+    const ok = { purpose: 'marketing', channel: 'push', granted: true, source: 'app', noticeVersion: 'v4' }
+    expect(await bad({ ...ok, purpose: 'profiling' })).toMatchObject({ status: 400, code: 'CONSENT_INVALID', issues: [{ field: 'purpose' }] })
+    expect(await bad({ ...ok, channel: 'fax' })).toMatchObject({ status: 400, code: 'CONSENT_INVALID', issues: [{ field: 'channel' }] })
+    expect(await bad({ ...ok, channel: 'all' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'channel' }] })
+    expect(await bad({ ...ok, purpose: 'personalization', channel: 'push' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'channel' }] })
+    expect(await bad({ ...ok, channel: undefined })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'channel' }] })
+    expect(await bad({ ...ok, source: 'import' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'source' }] })
+    expect(await bad({ ...ok, noticeVersion: '' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'noticeVersion' }] })
+    expect(await bad({ ...ok, at: 'yesterday' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'at' }] })
+    expect(await bad({ ...ok, granted: 'yes' })).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'granted' }] })
+    expect(await bad(ok, 'NOBODY')).toMatchObject({ status: 404, code: 'NOT_FOUND', issues: [{ field: 'id' }] })
+    expect((await state('C4')).history).toEqual([])
+    // Keys without the permission, and another tenant's, get nothing.
+    expect((await put('C4', ok, k.layout)).statusCode).toBe(403)
+    expect((await put('C4', ok, k.otherConsent)).statusCode).toBe(404)
+    expect((await t.app.inject({ url: '/v1/customers/C1/consents', headers: auth(k.otherConsent!) })).statusCode).toBe(404)
+  })
+
+  it('records the personalization switch on the channel "all"', async () => {
+    const r = await put('C4', { purpose: 'personalization', granted: false, source: 'app', noticeVersion: 'v4', at: '2026-11-07T10:00:00Z' })
+    expect(r.json()).toMatchObject({ purpose: 'personalization', channel: 'all', granted: false, effective: true })
+    const s = await state('C4')
+    expect(s.personalized).toBe(false)
+    expect(current(s)).toEqual({ 'personalization/all': false })
+  })
+})
+
+describe('consent through ingest', () => {
+  const ev = (over: object) => ({ type: 'track', userId: 'I1', event: 'screen_viewed', timestamp: '2026-11-10T08:00:00Z', ...over })
+
+  it('maps context.consent.categoryPreferences to purposes and channels, by the default mapping', async () => {
+    const r = await batch([
+      ev({ messageId: 'm1', context: { consent: { categoryPreferences: { marketing: false, personalization: false, analytics: true } } } }),
+      ev({ messageId: 'm2', event: 'Segment Consent Preference Updated', userId: 'I2', context: { consent: { categoryPreferences: { push_marketing: true } } } }),
+      ev({ messageId: 'm3', userId: 'I3' }),
+    ])
+    expect(r.json()).toMatchObject({ accepted: 3, rejected: [] })
+    const s1 = await state('I1')
+    expect(current(s1)).toEqual({ 'marketing/push': false, 'marketing/sms': false, 'marketing/in_app': false, 'personalization/all': false })
+    expect(s1.history[0]).toMatchObject({ source: 'ingest', category: expect.stringMatching(/^(marketing|personalization)$/), at: '2026-11-10T08:00:00.000Z' })
+    expect(current(await state('I2'))).toEqual({ 'marketing/push': true })
+    // An event without a consent object changes nothing.
+    expect((await state('I3')).current).toEqual([])
+  })
+
+  it('rejects a malformed category map for its event only, naming the field', async () => {
+    const r = await batch([
+      ev({ messageId: 'b1', userId: 'I4', context: { consent: { categoryPreferences: { marketing: 'no' } } } }),
+      ev({ messageId: 'b2', userId: 'I4', context: { consent: { categoryPreferences: ['marketing'] } } }),
+      ev({ messageId: 'b3', userId: 'I4', event: 'Segment Consent Preference Updated' }),
+      ev({ messageId: 'b4', userId: 'I4', context: { consent: { categoryPreferences: { push_marketing: true } } } }),
+    ])
+    const body = r.json()
+    expect(body.accepted).toBe(1)
+    expect(body.rejected).toEqual([
+      expect.objectContaining({ index: 0, code: 'CONSENT_INVALID', field: 'context.consent.categoryPreferences.marketing' }),
+      expect.objectContaining({ index: 1, code: 'CONSENT_INVALID', field: 'context.consent.categoryPreferences' }),
+      expect.objectContaining({ index: 2, code: 'CONSENT_INVALID', field: 'context.consent.categoryPreferences' }),
+    ])
+    expect(current(await state('I4'))).toEqual({ 'marketing/push': true })
+  })
+
+  it('is idempotent for a replayed event, and the newest by the customer’s time wins whatever arrives first', async () => {
+    const newer = ev({ messageId: 'o2', userId: 'I5', timestamp: '2026-11-10T09:00:00Z', context: { consent: { categoryPreferences: { push_marketing: false } } } })
+    const older = ev({ messageId: 'o1', userId: 'I5', timestamp: '2026-11-10T08:00:00Z', context: { consent: { categoryPreferences: { push_marketing: true } } } })
+    await batch([newer])
+    await batch([older])
+    await batch([newer])
+    const s = await state('I5')
+    expect(current(s)).toEqual({ 'marketing/push': false })
+    expect(s.history.map((h: { granted: boolean }) => h.granted).sort()).toEqual([false, true])
+  })
+
+  it('follows the tenant’s own category mapping, saved by an admin', async () => {
+    const get = await t.app.inject({ url: '/v1/consent/categories', headers: auth(k.admin!) })
+    expect(get.json()).toMatchObject({ version: 0, mapping: { marketing: expect.any(Array), personalization: [{ purpose: 'personalization', channel: 'all' }] } })
+    const bad = await t.app.inject({ method: 'PUT', url: '/v1/consent/categories', headers: auth(k.admin!), payload: { C0004: [{ purpose: 'marketing', channel: 'all' }] } })
+    expect(bad.json().error).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'C0004.0.channel' }] })
+    expect((await t.app.inject({ method: 'PUT', url: '/v1/consent/categories', headers: auth(k.consent!), payload: {} })).statusCode).toBe(403)
+    const saved = await t.app.inject({ method: 'PUT', url: '/v1/consent/categories?changeNote=onetrust', headers: auth(k.admin!), payload: { C0004: [{ purpose: 'marketing', channel: 'sms' }] } })
+    expect(saved.json()).toMatchObject({ version: 1, changed: true })
+    await batch([ev({ messageId: 'c1', userId: 'I6', context: { consent: { categoryPreferences: { C0004: false, marketing: false } } } })])
+    expect(current(await state('I6'))).toEqual({ 'marketing/sms': false })
+  })
+})

@@ -1,0 +1,123 @@
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import { chEpoch } from '../core/time.js'
+
+/**
+ * Which customers have withdrawn consent for a (purpose, channel) lately, in memory, so a pull
+ * can drop a target made before the withdrawal with a map lookup instead of a query.
+ *
+ * Filled on a tenant's first use with the current state of every pair decided (by the
+ * customer's clock) or received in the last `windowMs` (older decisions were known to the
+ * targeting that made any target still deliverable), then kept current two ways: changes
+ * recorded in this process are applied at once (`apply`), and `refresh` re-reads the current
+ * state of the pairs the history received since the last read, which brings in what other
+ * processes recorded; its interval bounds their delay.
+ */
+
+export interface ConsentNoticeLike {
+  customerKey: number
+  purpose: string
+  channel: string
+  granted: boolean
+}
+
+export interface WithdrawalIndex {
+  /** Whether the customer's current decision for the pair is a withdrawal (known to the index). */
+  withdrawn(tenantId: number, customerKey: number, purpose: string, channel: string): boolean
+  /** Entries held for a tenant (0 when none: the pull skips the lookups). */
+  size(tenantId: number): number
+  /** Decisions recorded in this process. */
+  apply(tenantId: number, notices: readonly ConsentNoticeLike[]): void
+  /** Loads the tenant on first use, then re-reads changes at most every `refreshMs`. */
+  refresh(tenantId: number, now?: number): Promise<void>
+}
+
+const PURPOSE: Record<string, number> = { security: 1, service: 2, marketing: 3 }
+const CHANNEL: Record<string, number> = { push: 1, sms: 2, in_app: 3 }
+/** One number per (customer, purpose, channel): keys are UInt32, so this stays below 2^38. */
+const pack = (key: number, p: number, c: number) => key * 64 + p * 8 + c
+
+const row = z.object({ customer_key: z.coerce.number(), purpose: z.string(), channel: z.string(), granted: z.coerce.number() })
+
+interface TenantIndex {
+  keys: Set<number>
+  loaded: boolean
+  /** Received time (ms) from which the next refresh reads the history. */
+  since: number
+  checkedAt: number
+  inflight: Promise<void> | undefined
+  /** Pairs applied while a read was running: newer than what that read may bring back. */
+  touched: Set<number> | undefined
+}
+
+export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshMs?: number }): WithdrawalIndex {
+  const refreshMs = deps.refreshMs ?? 1_000
+  // Writers on other machines stamp received_at with their clocks: read a little behind.
+  const overlapMs = 5_000
+  const tenants = new Map<number, TenantIndex>()
+  const of = (t: number) => {
+    let x = tenants.get(t)
+    if (!x) tenants.set(t, (x = { keys: new Set(), loaded: false, since: 0, checkedAt: 0, inflight: undefined, touched: undefined }))
+    return x
+  }
+
+  function set(x: TenantIndex, n: ConsentNoticeLike, fromRead = false): void {
+    const p = PURPOSE[n.purpose]
+    const c = CHANNEL[n.channel]
+    if (!p || !c) return
+    const k = pack(n.customerKey, p, c)
+    if (fromRead && x.touched?.has(k)) return
+    if (!fromRead) x.touched?.add(k)
+    if (n.granted) x.keys.delete(k)
+    else x.keys.add(k)
+  }
+
+  async function read(tenantId: number, x: TenantIndex, now: number): Promise<void> {
+    const first = !x.loaded
+    const since = first ? now - deps.windowMs : x.since
+    x.touched = new Set()
+    // The current state (newest by the customer's time) of the pairs that changed: one small
+    // grouped read of `consents` keyed by what the history received.
+    const rows = await deps.db.forTenant(tenantId).query(
+      `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted
+       FROM consents
+       WHERE tenant_id = {tenant:UInt16} AND purpose IN ('security', 'service', 'marketing')
+         AND (${first ? `updated_at >= {since:DateTime64(3, 'UTC')} OR ` : ''}(customer_key, purpose, channel) IN (
+           SELECT customer_key, purpose, channel FROM consent_history
+           WHERE tenant_id = {tenant:UInt16} AND received_at >= {since:DateTime64(3, 'UTC')}))
+       GROUP BY customer_key, purpose, channel`,
+      { since: chEpoch(since) },
+      row,
+    )
+    for (const r of rows) set(x, { customerKey: r.customer_key, purpose: r.purpose, channel: r.channel, granted: r.granted === 1 }, true)
+    x.touched = undefined
+    x.loaded = true
+    x.since = now - overlapMs
+    x.checkedAt = now
+  }
+
+  return {
+    withdrawn(tenantId, customerKey, purpose, channel) {
+      const x = tenants.get(tenantId)
+      if (!x || x.keys.size === 0) return false
+      const p = PURPOSE[purpose]
+      const c = CHANNEL[channel]
+      return p !== undefined && c !== undefined && x.keys.has(pack(customerKey, p, c))
+    },
+    size: (t) => tenants.get(t)?.keys.size ?? 0,
+    apply(tenantId, notices) {
+      const x = of(tenantId)
+      for (const n of notices) set(x, n)
+    },
+    async refresh(tenantId, now = Date.now()) {
+      const x = of(tenantId)
+      if (x.loaded && now - x.checkedAt < refreshMs) return
+      // Concurrent callers share one read.
+      x.inflight ??= read(tenantId, x, now).finally(() => {
+        x.inflight = undefined
+        x.touched = undefined
+      })
+      await x.inflight
+    },
+  }
+}
