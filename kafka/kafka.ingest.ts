@@ -153,7 +153,7 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
       tracker.received(batch.messages.map((m) => m.offset))
       lag.set({ partition: String(batch.partition) }, Number(batch.offsetLag()))
 
-      const byTenant = new Map<number, { actor: string; events: PendingEvent[]; offsets: string[] }>()
+      const byTenant = new Map<number, { actor: string; events: PendingEvent[]; offsets: string[]; raw: { key: Buffer | null; value: Buffer | null }[] }>()
       const poison: { offset: string; reason: string; value: Buffer | null; key: Buffer | null }[] = []
       for (const m of batch.messages) {
         const d = decodeEvent(m.value)
@@ -162,30 +162,39 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
           continue
         }
         let g = byTenant.get(d.message.tenant)
-        if (!g) byTenant.set(d.message.tenant, (g = { actor: d.message.actor, events: [], offsets: [] }))
+        if (!g) byTenant.set(d.message.tenant, (g = { actor: d.message.actor, events: [], offsets: [], raw: [] }))
         g.events.push(d.message.event)
         g.offsets.push(m.offset)
+        g.raw.push({ key: m.key, value: m.value })
       }
-      if (poison.length) {
+      /** Dead-letters messages with their reason; their offsets complete only once the DLQ has them. */
+      const deadLetter = async (list: typeof poison) => {
+        if (!list.length) return
         await dlq.send({
           topic: cfg.dlqTopic,
           acks: -1,
-          messages: poison.map((p) => ({
+          messages: list.map((p) => ({
             key: p.key,
             value: p.value,
             headers: { reason: p.reason, 'source-topic': batch.topic, 'source-partition': String(batch.partition), 'source-offset': p.offset },
           })),
         })
-        for (const p of poison) deadLettered.inc({ reason: p.reason.split(' ')[0] ?? 'invalid' })
-        log.warn({ partition: batch.partition, count: poison.length, first: poison[0]!.reason }, 'messages dead-lettered')
-        tracker.completed(poison.map((p) => p.offset))
+        for (const p of list) deadLettered.inc({ reason: p.reason.split(' ')[0] ?? 'invalid' })
+        log.warn({ partition: batch.partition, count: list.length, first: list[0]!.reason }, 'messages dead-lettered')
+        tracker!.completed(list.map((p) => p.offset))
       }
+      await deadLetter(poison)
       // The writer answers when the insert holding these events is acknowledged; a failure
-      // throws, nothing is committed, and kafkajs redelivers from the last commit.
+      // throws, nothing is committed, and kafkajs redelivers from the last commit. Events the
+      // engine refused on their own (the writer isolated them; the others are stored) go to the
+      // dead-letter topic with the reason, so the partition keeps moving.
       const results = await Promise.all(
         [...byTenant].map(async ([tenant, g]) => {
           const r = await writer.submit(tenant, g.events, g.actor)
-          tracker!.completed(g.offsets)
+          const refused = (r.refused ?? []).map((x) => ({ offset: g.offsets[x.position]!, reason: `unstorable ${x.field}: ${x.message}`, ...g.raw[x.position]! }))
+          await deadLetter(refused)
+          const bad = new Set(refused.map((x) => x.offset))
+          tracker!.completed(g.offsets.filter((o) => !bad.has(o)))
           return r
         }),
       )

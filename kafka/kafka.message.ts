@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { EVENT_TYPES } from '../ingest/segment.schema.js'
+import { EVENT_TYPES, MAX_STORABLE_MS, MIN_STORABLE_MS } from '../ingest/segment.schema.js'
 import type { PendingEvent } from '../ingest/normalize.js'
 
 /**
@@ -8,6 +8,9 @@ import type { PendingEvent } from '../ingest/normalize.js'
  * worker refuses (dead-letters) a version it does not know rather than guess.
  */
 export const MESSAGE_VERSION = 1
+
+/** An instant the events table holds: a message from an edge that did not check is refused here, not by the insert. */
+const instant = z.number().int().min(MIN_STORABLE_MS, { message: 'before 1900-01-01' }).max(MAX_STORABLE_MS, { message: 'after 2299-12-31' })
 
 const pendingEvent = z.object({
   messageId: z.string().min(1),
@@ -18,9 +21,9 @@ const pendingEvent = z.object({
   sessionId: z.string(),
   properties: z.string(),
   context: z.string(),
-  timestamp: z.number(),
-  sentAt: z.number(),
-  receivedAt: z.number(),
+  timestamp: instant,
+  sentAt: instant,
+  receivedAt: instant,
   traits: z.object({ plain: z.record(z.string(), z.string()), hashed: z.record(z.string(), z.string()) }).optional(),
   previousId: z.string().optional(),
   groupId: z.string().optional(),
