@@ -156,6 +156,35 @@ describe('the audit trail', () => {
   })
 })
 
+describe('personal-data reads count the customers they hand out', () => {
+  it('member pages, exports and previews', async () => {
+    const admin = bearer(a.admin)
+    const now = new Date().toISOString().replace('T', ' ').replace('Z', '')
+    const keys = Array.from({ length: 6 }, (_, i) => 101 + i)
+    const no = (k: number) => `M${k}`
+    await t.engine.db.forTenant(a.id).insert('customers', keys.map((k) => ({
+      customer_key: k, customer_no: no(k), gender: 'unknown', birth_date: k <= 104 ? '1950-01-01' : '1990-01-01', region_code: 'r', branch_code: 'b', occupation: 'o', phone_hash: '', name_masked: '', opened_at: '2015-01-01 00:00:00', updated_at: now,
+    })))
+    await t.engine.db.forTenant(a.id).insert('identities', keys.map((k) => ({ id_kind: 'customer_no', id_value: no(k), customer_key: k, source: 'test', created_at: now, updated_at: now })))
+    const run = async (pipeline: string) => {
+      const r = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: admin, payload: { pipeline, mode: 'full', wait: true } })
+      expect(r.json().status, r.body).toBe('succeeded')
+    }
+    await run('tags')
+    const seg = await t.app.inject({ method: 'PUT', url: '/v1/segments/elders-a', headers: admin, payload: { name: 'Elders', purpose: 'service', rule: { tag: 'elder_a', op: 'eq', value: true } } })
+    expect(seg.statusCode, seg.body).toBe(201)
+    await run('segments')
+    const page = await t.app.inject({ url: '/v1/segments/elders-a/members?limit=3', headers: admin })
+    expect(page.json().members).toHaveLength(3)
+    expect((await t.app.inject({ url: '/v1/segments/elders-a/export', headers: admin })).statusCode).toBe(200)
+    const preview = await t.app.inject({ method: 'POST', url: '/v1/segments/elders-a/preview', headers: admin, payload: { sampleSize: 2 } })
+    expect(preview.json().sample).toHaveLength(2)
+    const { entries } = await trail(a.admin, 'objectId=elders-a&action=segment.')
+    const by = Object.fromEntries(entries.map((e) => [e.action, e.customers]))
+    expect(by).toMatchObject({ 'segment.members.read': 3, 'segment.export': 4, 'segment.preview': 2, 'segment.save': 0 })
+  }, 60_000)
+})
+
 describe('identity merges', () => {
   it('refuses an alias of two known customer numbers from the app, event by event; identify still links', async () => {
     const batch = [

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import type { AuditNote } from '../core/audit.js'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import type { TagRepository } from '../tags/tag.repository.js'
@@ -95,6 +96,12 @@ export function registerSegmentRoutes(
     return { ...p, sample: await customerNumbers(db, tenantId, p.sample), ms }
   }
 
+  /** The audit entry counts the customers whose numbers the answer hands out: the sample. */
+  function noted<T extends { sample: string[]; count: number }>(req: { auditNote: AuditNote | undefined }, out: T): T {
+    req.auditNote = { customers: out.sample.length, detail: { count: out.count } }
+    return out
+  }
+
   r.post(
     '/v1/segments/preview',
     {
@@ -108,7 +115,7 @@ export function registerSegmentRoutes(
         response: { 200: previewView, 400: errorBody, 503: errorBody },
       },
     },
-    async (req) => runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), req.body),
+    async (req) => noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), req.body)),
   )
 
   r.post(
@@ -161,7 +168,7 @@ export function registerSegmentRoutes(
     },
     async (req) => {
       const s = await segments.get(req.principal!.tenantId, req.params.id)
-      return runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize })
+      return noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize }))
     },
   )
 
