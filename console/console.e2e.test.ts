@@ -60,8 +60,9 @@ describe('the marketer console in a browser', () => {
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-console-'))
     server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_DEMO: 'true', QIANMIAN_DEMO_CUSTOMERS: '3000' }, 60_000)
     await waitReady(server.url, 90_000)
-    const creds = JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')) as { slug: string; keys: { scope: string; key: string }[] }[]
-    adminKey = creds.find((t) => t.slug === 'demo-qingshan')!.keys.find((k) => k.scope === 'admin')!.key
+    // Demo keys name their role (older data directories: their scope).
+    const creds = JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')) as { slug: string; keys: { role?: string; scope?: string; key: string }[] }[]
+    adminKey = creds.find((t) => t.slug === 'demo-qingshan')!.keys.find((k) => (k.role ?? k.scope) === 'admin')!.key
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
     page = await browser.newPage({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 })
     // A script error or a refused resource (the page's CSP) fails the test at the end.
@@ -171,6 +172,20 @@ describe('the marketer console in a browser', () => {
     await expect.poll(() => page.getByTestId('segment-size-chart').locator('canvas').count(), { timeout: 10_000 }).toBe(1)
     await page.waitForTimeout(400)
     await shot('07-pipelines-en')
+    expect(problems).toEqual([])
+  })
+
+  it('lists the audit trail: the segment saved above, the export, filtered by action', async () => {
+    await page.getByTestId('nav-audit').click()
+    await expect.poll(() => page.getByTestId('audit-entry').count(), { timeout: 10_000 }).toBeGreaterThan(0)
+    await page.getByTestId('audit-action').fill('segment.')
+    await page.getByTestId('audit-apply').click()
+    await expect.poll(async () => (await page.getByTestId('audit-rows').textContent()) ?? '', { timeout: 10_000 }).toContain('segment.export')
+    const actions = await page.getByTestId('audit-entry').locator('td:nth-child(3)').allTextContents()
+    expect(actions).toContain('segment.save')
+    expect(actions.every((a) => a.startsWith('segment.'))).toBe(true)
+    await page.waitForTimeout(200)
+    await shot('08-audit-en')
     expect(problems).toEqual([])
   })
 })

@@ -5,6 +5,7 @@ import { clear, h } from './dom.js'
 import { lang, setLang, t } from './i18n.js'
 import { store } from './store.js'
 import type { Tenant } from './types.js'
+import { auditView } from './views/audit.js'
 import { campaignsView } from './views/campaigns.js'
 import { layoutView } from './views/layout.js'
 import { pipelinesView } from './views/pipelines.js'
@@ -21,6 +22,7 @@ const ROUTES = {
   campaigns: { label: 'navCampaigns', view: campaignsView },
   layout: { label: 'navLayout', view: layoutView },
   pipelines: { label: 'navPipelines', view: pipelinesView },
+  audit: { label: 'navAudit', view: auditView },
 } as const
 type Route = keyof typeof ROUTES
 

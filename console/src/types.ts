@@ -205,6 +205,25 @@ export interface Layout {
   modules: { id: string; title: string; reason: Reason; items: { id: string; type: string; title: string; deeplink: string; category: string; reason: Reason; score: number }[] }[]
 }
 
+/** An entry of the audit trail (GET /v1/audit). */
+export interface AuditEntry {
+  entryId: string
+  at: string
+  keyId: string
+  holder: string
+  roles: string[]
+  clientIp: string
+  requestId: string
+  action: string
+  objectKind: string
+  objectId: string
+  customerNo: string
+  customers: number
+  outcome: string
+  status: number
+  detail: Record<string, unknown>
+}
+
 export interface PipelineRun {
   runId: string
   pipeline: string
