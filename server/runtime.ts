@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import type { Config } from '../core/config.js'
 import { createDb, type Db } from '../core/db.js'
@@ -45,6 +46,8 @@ export interface Runtime {
   push: PushModule
   /** Consent recorded live (ingest, the consent API) and the personalization switch. */
   consent: ConsentModule
+  /** The audit trail (append-only, per tenant). */
+  audit: AuditModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -95,6 +98,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     push.consentChanged(t, notices)
     recommend?.layouts.consentChanged(t, notices)
   })
+  const audit = createAuditModule({ db, log, metrics, tenants })
   return {
     config,
     log,
@@ -111,6 +115,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     recommend,
     push,
     consent,
+    audit,
     kafka,
     async close() {
       await tags.runner.stop()

@@ -18,8 +18,19 @@ import { createRuntime, type Runtime } from './runtime.js'
  */
 
 const credentialsFile = (dataDir: string) => path.join(dataDir, 'demo-credentials.json')
+// Demo data directories made before keys had roles hold `scope` keys; they keep working (the key
+// service maps their scope to roles), so their credentials still print, with the scope as role.
 const credentials = z.array(
-  z.object({ slug: z.string(), name: z.string(), keys: z.array(z.object({ scope: z.string(), key: z.string() })) }),
+  z.object({
+    slug: z.string(),
+    name: z.string(),
+    keys: z.array(
+      z.union([
+        z.object({ role: z.string(), holder: z.string(), key: z.string() }),
+        z.object({ scope: z.string(), key: z.string() }).transform((k) => ({ role: k.scope, holder: `demo ${k.scope} key`, key: k.key })),
+      ]),
+    ),
+  }),
 )
 type Credentials = z.infer<typeof credentials>
 
@@ -50,6 +61,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     // A process without the api role still answers /health, /ready and /metrics.
     modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes] : [],
     tenantRoutes: config.roles.has('api'),
+    audit: runtime.audit,
   })
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')
@@ -168,8 +180,8 @@ export function describeRows(summary: DemoSummary): string {
 }
 
 export function printCredentials(creds: Credentials, print: (l: string) => void) {
-  print('Demo tenants and their API keys (scope, tenant, key):')
-  for (const t of creds) for (const k of t.keys) print(`  ${k.scope.padEnd(5)}  ${t.slug.padEnd(16)} ${k.key}`)
+  print('Demo tenants and their API keys (role, tenant, key):')
+  for (const t of creds) for (const k of t.keys) print(`  ${k.role.padEnd(8)}  ${t.slug.padEnd(16)} ${k.key}`)
 }
 
 /** Stops on SIGINT/SIGTERM with the configured deadline. */

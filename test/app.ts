@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { loadConfig } from '../core/config.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
@@ -6,6 +7,7 @@ import { createIngestModule, type IngestModule } from '../ingest/ingest.module.j
 import { createConsentModule, type ConsentModule } from '../consent/consent.module.js'
 import { buildApp } from '../server/app.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
+import type { Role } from '../tenants/permissions.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from './engine.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
@@ -28,6 +30,7 @@ export interface TestApp {
   recommend: RecommendModule
   push: PushModule
   consent: ConsentModule
+  audit: AuditModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -61,6 +64,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     push.consentChanged(t, notices)
     recommend.layouts.consentChanged(t, notices)
   })
+  const audit = createAuditModule({ db: engine.db, log: engine.log, metrics, tenants })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -68,9 +72,10 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     tenants,
     keys,
     readiness: { phase: 'ready' },
-    operatorToken: undefined,
+    operatorToken: config.operatorToken,
     version: 'test',
     modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes],
+    audit,
   })
   return {
     engine,
@@ -83,6 +88,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     recommend,
     push,
     consent,
+    audit,
     metrics,
     async close() {
       await app.close()
@@ -95,11 +101,19 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   }
 }
 
-/** A tenant with a key of each scope. */
+/** Issues a key of these roles, held by a named test system. */
+export async function issueKey(keys: KeyService, tenantId: number, ...roles: Role[]): Promise<string> {
+  return (await keys.issue(tenantId, { roles, holder: `test ${roles.join('+')}` })).key
+}
+
+/**
+ * A tenant with keys as the three scopes of old mapped: `write` (ingest), `read` (layout, push,
+ * analyst) and `admin`.
+ */
 export async function tenantWithKeys(t: TestApp, slug: string) {
   const tenant = await t.tenants.create({ slug, name: slug })
-  const write = (await t.keys.issue(tenant.id, 'write')).key
-  const read = (await t.keys.issue(tenant.id, 'read')).key
-  const admin = (await t.keys.issue(tenant.id, 'admin')).key
+  const write = await issueKey(t.keys, tenant.id, 'ingest')
+  const read = await issueKey(t.keys, tenant.id, 'layout', 'push', 'analyst')
+  const admin = await issueKey(t.keys, tenant.id, 'admin')
   return { tenant, write, read, admin }
 }
