@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { errorBody } from '../core/errors.js'
+import { AppError, errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
 import type { IdentityService } from './identity.service.js'
 import { identityChange } from './identity.service.js'
@@ -12,6 +12,13 @@ import { trackingPlanInput, trackingPlanView, type TrackingPlans } from './track
 const security = [{ apiKey: [] }]
 /** The one-letter paths the analytics.js browser library posts to. */
 const SHORT_PATHS = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' } as const
+const mergeBody = z
+  .strictObject({
+    from: z.string().min(1).max(128).describe('the customer number merged away'),
+    to: z.string().min(1).max(128).describe('the customer number that remains'),
+    reason: z.string().trim().min(3, 'say why the two are one customer').max(500),
+  })
+  .refine((b) => b.from !== b.to, { path: ['to'], message: 'from and to are the same customer number' })
 const single = z.record(z.string(), z.unknown()).describe('one Segment message; see the Segment HTTP Tracking API')
 
 /**
@@ -86,15 +93,16 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
     '/v1/tracking-plan',
     {
       preHandler: auth.require('admin'),
+      config: { audit: { action: 'tracking_plan.save', objectKind: 'tracking_plan' } },
       schema: { tags: ['ingest'], summary: 'Replace the tracking plan (a new version)', security, body: trackingPlanInput, response: { 200: trackingPlanView, 400: errorBody } },
     },
-    async (req) => deps.plans.save(req.principal!.tenantId, req.body, req.principal!.keyId),
+    async (req) => deps.plans.save(req.principal!.tenantId, req.body, req.principal!.holder),
   )
   r.delete(
     '/v1/tracking-plan',
-    { preHandler: auth.require('admin'), schema: { tags: ['ingest'], summary: 'Remove the tracking plan', security } },
+    { preHandler: auth.require('admin'), config: { audit: { action: 'tracking_plan.clear', objectKind: 'tracking_plan' } }, schema: { tags: ['ingest'], summary: 'Remove the tracking plan', security } },
     async (req, reply) => {
-      await deps.plans.clear(req.principal!.tenantId, req.principal!.keyId)
+      await deps.plans.clear(req.principal!.tenantId, req.principal!.holder)
       return reply.code(204).send()
     },
   )
@@ -103,6 +111,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
     '/v1/identities/changes',
     {
       preHandler: auth.require('admin'),
+      config: { audit: { action: 'identity.changes.read', objectKind: 'identity', personal: true } },
       schema: {
         tags: ['ingest'],
         summary: 'Identity links and merges (who, when, why), newest first',
@@ -111,12 +120,17 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
         response: { 200: z.object({ changes: z.array(identityChange) }) },
       },
     },
-    async (req) => ({ changes: await deps.identities.changes(req.principal!.tenantId, { key: req.query.customerKey, limit: req.query.limit }) }),
+    async (req) => {
+      const changes = await deps.identities.changes(req.principal!.tenantId, { key: req.query.customerKey, limit: req.query.limit })
+      req.auditNote = { customers: new Set(changes.flatMap((c) => [c.fromKey, c.intoKey]).filter((k) => k > 0)).size, detail: { changes: changes.length } }
+      return { changes }
+    },
   )
   r.post(
     '/v1/identities/changes/:changeId/undo',
     {
       preHandler: auth.require('admin'),
+      config: { audit: { action: 'identity.undo', objectKind: 'identity_change', objectParam: 'changeId' } },
       schema: {
         tags: ['ingest'],
         summary: 'Undo a link or merge',
@@ -125,6 +139,29 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
         response: { 200: identityChange, 404: errorBody, 409: errorBody },
       },
     },
-    async (req) => deps.identities.undo(req.principal!.tenantId, req.params.changeId, req.principal!.keyId),
+    async (req) => deps.identities.undo(req.principal!.tenantId, req.params.changeId, req.principal!.holder),
+  )
+  // Events may link a device to a customer but never merge two customers (the app key ships
+  // inside the app): a merge is an administrator's act, with a reason, audited.
+  r.post(
+    '/v1/identities/merge',
+    {
+      onRequest: auth.require('identity:merge'),
+      config: { audit: { action: 'identity.merge', objectKind: 'identity_change' } },
+      schema: {
+        tags: ['ingest'],
+        summary: 'Merge one known customer number into another, with a reason (undo it through its change)',
+        security,
+        body: mergeBody,
+        response: { 200: identityChange, 400: errorBody, 404: errorBody, 409: errorBody },
+      },
+    },
+    async (req) => {
+      const { from, to, reason } = req.body
+      const change = await deps.identities.merge(req.principal!.tenantId, from, to, { id: req.principal!.holder, reason })
+      if (!change) throw new AppError('CONFLICT', `${from} is already merged into ${to}.`)
+      req.auditNote = { objectId: change.changeId, customerNo: from, customers: 2, detail: { into: to, reason } }
+      return change
+    },
   )
 }
