@@ -2,10 +2,11 @@ import { AppError, isAppError } from '../core/errors.js'
 import { compileSegment } from '../segments/segment.compile.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
-import type { TagRepository } from '../tags/tag.repository.js'
+import { tagLeavesOf } from '../segments/segment.schema.js'
+import type { TagRepository, TagUse, TagUseFinder } from '../tags/tag.repository.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { messageFields, type Campaign } from './campaign.schema.js'
+import { messageFields, type Campaign, type SavedCampaign } from './campaign.schema.js'
 import { SEGMENT_PURPOSES } from './targeting.audience.js'
 import { TAG_FIELD } from './template.js'
 
@@ -24,6 +25,18 @@ function prefixed(e: unknown, prefix: string): unknown {
   if (!isAppError(e) || e.code !== 'VALIDATION_FAILED') return e
   const issues = (e.issues ?? []).map((i) => ({ ...i, field: i.field ? `${prefix}.${i.field}` : prefix }))
   return new AppError('VALIDATION_FAILED', e.message, { issues })
+}
+
+/** Where live campaigns use `tag`, each for its own purpose (audience rule, message, date trigger). */
+export function campaignTagUses(campaigns: { list(tenantId: number): Promise<SavedCampaign[]> }): TagUseFinder {
+  return async (tenantId, tag) =>
+    (await campaigns.list(tenantId)).flatMap((c) => {
+      const at = (field: string): TagUse => ({ kind: 'campaign', id: c.id, field, purpose: c.purpose })
+      const uses = c.audience.rule === undefined ? [] : tagLeavesOf(c.audience.rule, 'audience.rule').filter((l) => l.tag === tag).map((l) => at(l.field))
+      if (messageFields(c.message).includes(`tag.${tag}`)) uses.push(at('message'))
+      if (c.dateTrigger?.on === 'tag_date' && c.dateTrigger.tag === tag) uses.push(at('dateTrigger.tag'))
+      return uses
+    })
 }
 
 export function createCampaignCheck(deps: { segments: SegmentRepository; tags: TagRepository; tenants: TenantService }) {

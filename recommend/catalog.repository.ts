@@ -8,7 +8,9 @@ import type { Db } from '../core/db.js'
 import { AppError, type ErrorIssue } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import { prepare } from '../segments/segment.compile.js'
-import type { TagDefinition } from '../tags/tag.schema.js'
+import { tagLeavesOf } from '../segments/segment.schema.js'
+import type { TagUse, TagUseFinder } from '../tags/tag.repository.js'
+import type { Purpose, TagDefinition } from '../tags/tag.schema.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import { checkCatalogShape, invalidCatalog, parseCatalog, parseCondition, purposeOf, type Catalog } from './catalog.schema.js'
 
@@ -88,7 +90,24 @@ export function checkCatalog(effective: Catalog, own: Catalog, defs: ReadonlyMap
   return issues
 }
 
-export function createCatalogRepository(deps: { db: Db; tags: { list(tenantId: number): Promise<TagDefinition[]> } }) {
+/** Where the catalogue a tenant serves uses `tag`, with the purpose each entry uses it for. */
+export function catalogTagUses(c: Catalog, tag: string): TagUse[] {
+  const uses: TagUse[] = []
+  const scan = (id: string, raw: unknown, field: string, purpose: Purpose) => {
+    for (const l of tagLeavesOf(raw, field)) if (l.tag === tag) uses.push({ kind: 'catalogue', id, field: l.field, purpose })
+  }
+  c.modules.forEach((m) => m.when !== undefined && scan(m.id, m.when, `modules.${m.id}.when`, purposeOf('module')))
+  c.items.forEach((it) => it.when !== undefined && scan(it.id, it.when, `items.${it.id}.when`, purposeOf(it.type)))
+  c.productRules.forEach((p, i) => scan(`productRules.${i}`, p.exclude, `productRules.${i}.exclude`, purposeOf('rule')))
+  return uses
+}
+
+export function createCatalogRepository(deps: {
+  db: Db
+  tags: { list(tenantId: number): Promise<TagDefinition[]>; registerUses?(finder: TagUseFinder): void }
+  /** With it, a tag purpose change that would break the catalogue a tenant serves is refused. */
+  tenants?: { get(id: number): Promise<Tenant> }
+}) {
   async function latest(tenantId: number): Promise<SavedCatalog | undefined> {
     const [r] = await deps.db.forTenant(tenantId).query(
       `SELECT version, document, created_by, toString(created_at) AS created_at, change_note FROM layout_catalogs FINAL
@@ -107,6 +126,16 @@ export function createCatalogRepository(deps: { db: Db; tags: { list(tenantId: n
     return { catalog: group ? mergeCatalogs(base, group.catalog) : base, groupVersion: group?.version ?? 0, ownVersion: 0 }
   }
 
+  const tenants = deps.tenants
+  if (tenants) deps.tags.registerUses?.(async (tenantId, tag) => catalogTagUses((await effective(await tenants.get(tenantId))).catalog, tag))
+
+  /** What the tenant serves: built-in, then its group's, then its own. */
+  async function effective(tenant: Tenant): Promise<EffectiveCatalog> {
+    const parent = await parentOf(tenant)
+    const own = await latest(tenant.id)
+    return own ? { catalog: mergeCatalogs(parent.catalog, own.catalog), groupVersion: parent.groupVersion, ownVersion: own.version } : parent
+  }
+
   return {
     latest,
 
@@ -120,12 +149,7 @@ export function createCatalogRepository(deps: { db: Db; tags: { list(tenantId: n
       return rows.map((r) => ({ version: r.version, catalog: parseCatalog(JSON.parse(r.document)), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }))
     },
 
-    /** What the tenant serves: built-in, then its group's, then its own. */
-    async effective(tenant: Tenant): Promise<EffectiveCatalog> {
-      const parent = await parentOf(tenant)
-      const own = await latest(tenant.id)
-      return own ? { catalog: mergeCatalogs(parent.catalog, own.catalog), groupVersion: parent.groupVersion, ownVersion: own.version } : parent
-    },
+    effective,
 
     /** Saves a new version (201), or nothing when unchanged (200); 409 on a stale expectedVersion. */
     async save(

@@ -34,7 +34,7 @@ export function createRecommendModule(deps: {
   metrics: Metrics
   refreshMs?: number
 }): RecommendModule {
-  const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags })
+  const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags, tenants: deps.tenants })
   const log = deps.log.child({ component: 'recommend' })
   const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}) })
   deps.runner.register('recommend', async ({ tenantId, asOf, runId }) => {

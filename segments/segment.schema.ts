@@ -206,6 +206,24 @@ export function parseSegment(input: unknown): Segment {
   throw new AppError('VALIDATION_FAILED', `The segment is invalid: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`, { issues })
 }
 
+/**
+ * The tag conditions of a raw (stored, unexpanded) tree with their paths, walked iteratively: a
+ * stored tree is not re-validated before it is searched.
+ */
+export function tagLeavesOf(rule: unknown, base = 'rule'): { tag: string; field: string }[] {
+  const out: { tag: string; field: string }[] = []
+  const stack: { v: unknown; path: string }[] = [{ v: rule, path: base }]
+  while (stack.length) {
+    const { v, path } = stack.pop()!
+    if (Array.isArray(v)) v.forEach((x, i) => stack.push({ v: x, path: `${path}.${i}` }))
+    else if (isObject(v)) {
+      if (typeof v.tag === 'string' && 'op' in v) out.push({ tag: v.tag, field: `${path}.tag` })
+      else for (const [k, x] of Object.entries(v)) stack.push({ v: x, path: `${path}.${k}` })
+    }
+  }
+  return out
+}
+
 /** Leaves of a tree with their paths, in the order the compiler numbers them. */
 export function leavesOf(node: SegmentNode, path = 'rule'): { node: TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf; path: string }[] {
   if ('all' in node) return node.all.flatMap((c, i) => leavesOf(c, `${path}.all.${i}`))

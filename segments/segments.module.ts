@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { Db } from '../core/db.js'
 import type { TagRepository } from '../tags/tag.repository.js'
+import type { Purpose } from '../tags/tag.schema.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { BitmapStore } from './bitmap.store.js'
 import { createSegmentRepository, type SegmentRepository } from './segment.repository.js'
+import { tagLeavesOf } from './segment.schema.js'
 import { registerMembershipRoutes } from './membership.routes.js'
 import { registerSegmentRoutes } from './segments.routes.js'
 
@@ -17,6 +19,10 @@ export interface SegmentsModule {
 /** `bitmaps`: tag bitmaps held in memory, so tag-only previews are answered in the process. */
 export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tags: TagRepository; bitmaps?: BitmapStore }): SegmentsModule {
   const repo = createSegmentRepository({ db: deps.db })
+  // A saved segment uses its tags for its own purpose.
+  deps.tags.registerUses(async (tenantId, tag) =>
+    (await repo.list(tenantId)).flatMap((s) => tagLeavesOf(s.rule).filter((l) => l.tag === tag).map((l) => ({ kind: 'segment' as const, id: s.id, field: l.field, purpose: s.purpose as Purpose }))),
+  )
   return {
     repo,
     routes(app, auth) {

@@ -3,7 +3,8 @@ import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
-import { tagDefinitionInput, tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
+import { tagDefinitionInput, tagDependencies, type Purpose, type StoredTag, type TagDefinition } from './tag.schema.js'
+import { dryRunTag } from './tag.dryrun.js'
 import { assertTagDefinitionSize } from './tag.limits.js'
 import { guardSqlTag } from './tag.sqlguard.js'
 import { SQL_TAG_SOURCES } from './tag.sources.js'
@@ -23,6 +24,16 @@ const row = z.object({
   created_at: z.string(),
 })
 
+/** A use of a tag for a purpose: a saved segment, a campaign, a catalogue entry. */
+export interface TagUse {
+  kind: 'segment' | 'campaign' | 'catalogue'
+  id: string
+  /** Where in that definition the tag is named. */
+  field: string
+  purpose: Purpose
+}
+export type TagUseFinder = (tenantId: number, tag: string) => Promise<TagUse[]>
+
 export interface TagRepository {
   /** Active definitions (newest version of each, not retired). */
   list(tenantId: number): Promise<StoredTag[]>
@@ -31,6 +42,11 @@ export interface TagRepository {
   /** Validates and stores; returns the stored definition and whether it changed. */
   save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number }): Promise<{ tag: StoredTag; changed: boolean }>
   retire(tenantId: number, name: string, actor: string): Promise<void>
+  /**
+   * Capabilities that use tags (segments, push, layouts) say where, so a purpose change that
+   * would break one of their definitions is refused naming it, instead of failing its runs.
+   */
+  registerUses(finder: TagUseFinder): void
 }
 
 /** Parses a definition, reporting every problem with its field. */
@@ -89,6 +105,19 @@ const strip = (t: StoredTag & { retired?: boolean }): TagDefinition => {
 
 export function createTagRepository(deps: { db: Db }): TagRepository {
   const tdb = (t: number): TenantDb => deps.db.forTenant(t)
+  const finders: TagUseFinder[] = []
+
+  /** Refuses dropping a purpose that a segment, campaign or catalogue uses the tag for. */
+  async function checkPurposes(tenantId: number, current: StoredTag, def: TagDefinition): Promise<void> {
+    const removed = current.purpose.filter((p) => !def.purpose.includes(p))
+    if (!removed.length || !finders.length) return
+    const uses = (await Promise.all(finders.map((f) => f(tenantId, def.name)))).flat().filter((u) => removed.includes(u.purpose))
+    if (!uses.length) return
+    const named = uses.map((u) => `${u.kind} ${u.id} (${u.field}, for ${u.purpose})`)
+    throw new AppError('IN_USE', `Tag ${def.name} would no longer serve ${removed.join(', ')}, which ${named.join('; ')} use it for: change those first.`, {
+      issues: uses.map((u) => ({ field: 'purpose', message: `${u.kind} ${u.id} uses it for ${u.purpose} at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+    })
+  }
 
   async function latest(tenantId: number, name?: string) {
     const rows = await tdb(tenantId).query(
@@ -103,6 +132,9 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
   }
 
   const repo: TagRepository = {
+    registerUses(finder) {
+      finders.push(finder)
+    },
     async list(tenantId) {
       return (await latest(tenantId)).filter((t) => !t.retired).map(({ retired: _r, ...t }) => t)
     },
@@ -129,8 +161,11 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       }
       if (current && !current.retired && isDeepStrictEqual(strip(current), def)) return { tag: current, changed: false }
       // The whole active set must still form a DAG with every dependency defined.
+      if (current && !current.retired) await checkPurposes(tenantId, current, def)
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
       dependencyLevels([...others, def])
+      // Computed once on a sample, so what would fail every run is refused now.
+      await dryRunTag(tdb(tenantId), def, others)
       const version = (current?.version ?? 0) + 1
       const createdAt = chDateTime(new Date())
       await tdb(tenantId).insert('tag_definitions', [
