@@ -1,5 +1,7 @@
 import fs from 'node:fs'
+import path from 'node:path'
 import { Argument, Command, InvalidArgumentError, Option } from 'commander'
+import { recordLocal } from '../audit/audit.local.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
 import { isAppError } from '../core/errors.js'
 import { generateDemo } from '../demo/demo.generator.js'
@@ -122,7 +124,10 @@ program
     }
     await withRuntime(async (rt) => {
       const tenant = await rt.tenants.get(opts.tenant)
-      await runImport(kind, file, opts, { importer: rt.ingest.importer, tenantId: tenant.id }, out)
+      await recordLocal(rt.audit.log, tenant.id, { action: 'import.run', objectKind: 'import', objectId: kind, detail: { route: 'cli', file: path.basename(file) } }, () =>
+        runImport(kind, file, opts, { importer: rt.ingest.importer, tenantId: tenant.id }, out),
+        (report) => ({ objectId: report.importId, customers: report.rows.inserted, detail: { route: 'cli', kind, status: report.status, rows: report.rows } }),
+      )
     })
   })
 

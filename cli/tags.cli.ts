@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander'
+import { localActor, recordLocal } from '../audit/audit.local.js'
 import { AppError } from '../core/errors.js'
 import { apiClient } from './api-client.js'
 import type { RunRecord } from '../pipelines/pipeline.runs.js'
@@ -28,12 +29,19 @@ export interface CliHelpers {
   readKeyFile(path: string | undefined): string
 }
 
+/** On the data directory: changes and runs go into the tenant's audit trail, as the routes' do. */
 function local(rt: Runtime, tenantId: number): TagsAdmin {
   return {
     list: () => rt.tags.catalog.list(tenantId, true),
     show: (name) => rt.tags.catalog.get(tenantId, name, true),
-    apply: (defs) => applyDefinitions(rt.tags.repo, tenantId, defs, 'cli'),
-    run: (o) => rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
+    apply: (defs) =>
+      recordLocal(rt.audit.log, tenantId, { action: 'tag.apply', objectKind: 'tag', objectId: '', detail: { route: 'cli' } }, () => applyDefinitions(rt.tags.repo, tenantId, defs, localActor().holder), (applied) => ({
+        detail: { route: 'cli', changed: applied.filter((a) => a.changed).map((a) => a.name) },
+      })),
+    run: (o) =>
+      recordLocal(rt.audit.log, tenantId, { action: 'pipeline.run', objectKind: 'pipeline', objectId: o.pipeline ?? 'tags', detail: { route: 'cli' } }, () =>
+        rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
+      ),
     runs: (limit) => rt.tags.runner.runs(tenantId, { limit }),
   }
 }

@@ -1,3 +1,5 @@
+import { recordLocal } from '../audit/audit.local.js'
+import { OPERATOR_TENANT } from '../audit/audit.service.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { apiClient } from './api-client.js'
 import type { KeyView } from '../tenants/keys.service.js'
@@ -19,24 +21,26 @@ export interface TenantAdmin {
   revokeKey(tenant: string, keyId: string): Promise<KeyView>
 }
 
+/** On the data directory: the changes go into the operator's audit trail, as the operator routes' do. */
 export function localTenantAdmin(rt: Runtime): TenantAdmin {
+  const audited = <T>(action: string, objectKind: string, objectId: string, fn: () => Promise<T>) =>
+    recordLocal(rt.audit.log, OPERATOR_TENANT, { action, objectKind, objectId, detail: { route: 'cli' } }, fn)
   return {
     list: () => rt.tenants.list(),
-    create: (input) => rt.tenants.create(input),
-    setStatus: (t, s) => rt.tenants.setStatus(t, s),
-    async issueKey(t, body) {
-      const tenant = await rt.tenants.get(t)
-      const parsed = issueKeyBody.safeParse(body)
-      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The key is invalid.', { issues: issuesFromZod(parsed.error.issues) })
-      const { key, view } = await rt.keys.issue(tenant.id, issueInput(parsed.data))
-      return { key, info: view }
-    },
+    create: (input) => audited('tenant.create', 'tenant', input.slug, () => rt.tenants.create(input)),
+    setStatus: (t, s) => audited(s === 'active' ? 'tenant.enable' : 'tenant.disable', 'tenant', t, () => rt.tenants.setStatus(t, s)),
+    issueKey: (t, body) =>
+      audited('key.issue', 'tenant', t, async () => {
+        const tenant = await rt.tenants.get(t)
+        const parsed = issueKeyBody.safeParse(body)
+        if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The key is invalid.', { issues: issuesFromZod(parsed.error.issues) })
+        const { key, view } = await rt.keys.issue(tenant.id, issueInput(parsed.data))
+        return { key, info: view }
+      }),
     async listKeys(t) {
       return rt.keys.list((await rt.tenants.get(t)).id)
     },
-    async revokeKey(t, keyId) {
-      return rt.keys.revoke((await rt.tenants.get(t)).id, keyId)
-    },
+    revokeKey: (t, keyId) => audited('key.revoke', 'key', keyId, async () => rt.keys.revoke((await rt.tenants.get(t)).id, keyId)),
   }
 }
 

@@ -52,7 +52,7 @@ export function registerConsentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     '/v1/customers/:id/consents',
     {
       onRequest: auth.require('consent:write'),
-      config: { audit: { action: 'consent.record', objectKind: 'customer', objectParam: 'id', personal: true } },
+      config: { audit: { action: 'consent.record', objectKind: 'customer', objectParam: 'id', customerParam: 'id', personal: true } },
       schema: {
         tags: ['consent'],
         summary: 'Record a customer’s decision for a purpose and channel (or the personalization switch); kept in history',
@@ -75,7 +75,7 @@ export function registerConsentRoutes(app: FastifyInstance, deps: { auth: Auth; 
     '/v1/customers/:id/consents',
     {
       onRequest: auth.require('consent:read'),
-      config: { audit: { action: 'consent.read', objectKind: 'customer', objectParam: 'id', personal: true } },
+      config: { audit: { action: 'consent.read', objectKind: 'customer', objectParam: 'id', customerParam: 'id', personal: true } },
       schema: {
         tags: ['consent'],
         summary: 'A customer’s current consents, the personalization switch and the history of changes (newest first)',
