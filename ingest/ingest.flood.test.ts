@@ -87,6 +87,26 @@ describe('a flood from one tenant', () => {
   })
 })
 
+describe('the request rate', () => {
+  it('is counted before the body is parsed when the key is in a header (a flood of junk is 429, not parsed)', async () => {
+    const c = await tenantWithKeys(t, 'junk-sender')
+    const rs = await Promise.all(
+      Array.from({ length: 120 }, () => t.app.inject({ method: 'POST', url: '/v1/batch', headers: { ...auth(c.write), 'content-type': 'application/json' }, payload: '{not json' })),
+    )
+    const codes = rs.map((r) => r.statusCode)
+    expect(codes.filter((x) => x === 429).length).toBeGreaterThan(0)
+    expect(codes.every((x) => x === 429 || x === 400)).toBe(true)
+    expect(rs.find((r) => r.statusCode === 400)!.json().error.code).toBe('INVALID_JSON')
+    // A beacon (the key in the body) is counted once its key is checked.
+    const beacons = await Promise.all(
+      Array.from({ length: 120 }, () =>
+        t.app.inject({ method: 'POST', url: '/v1/t', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify({ type: 'track', userId: 'C1', event: 'tap', writeKey: c.write }) }),
+      ),
+    )
+    expect(beacons.some((r) => r.statusCode === 429)).toBe(true)
+  })
+})
+
 describe("the writer's shared queue", () => {
   it('holds at most a share per tenant: the tenant over it gets 429, the others still get in', async () => {
     const { createEventWriter } = await import('./event-writer.js')

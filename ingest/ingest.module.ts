@@ -9,11 +9,16 @@ import type { ConsentCallback } from './consent.extract.js'
 import { createEventWriter, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
-import { registerIngestRoutes } from './ingest.routes.js'
+import { registerIngestRoutes, SHORT_PATHS } from './ingest.routes.js'
 import { createImportService, type ImportService } from './import/import.service.js'
 import { registerImportRoutes } from './import/import.routes.js'
 import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
+import { createIngestLimits, registerIngestLimitHooks } from './rate-limit.js'
+import { EVENT_TYPES } from './segment.schema.js'
 import { createTrackingPlans, type TrackingPlans } from './tracking-plan.js'
+
+/** The Segment event endpoints, counted against the per-tenant request rate. */
+const EVENT_PATHS: ReadonlySet<string> = new Set(['/v1/batch', '/v1/b', ...EVENT_TYPES.flatMap((t) => [`/v1/${t}`, `/v1/${SHORT_PATHS[t]}`])])
 
 /** The ingest capability wired from its dependencies; the composition roots build one. */
 export interface IngestModule {
@@ -50,7 +55,8 @@ export function createIngestModule(deps: {
     options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
   })
   const sink = deps.sink ? deps.sink(writer) : writer
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, consent: deps.consent, aliases: identities })
+  const limits = createIngestLimits(deps.config.rate, deps.metrics)
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities })
   const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
   return {
     allocator,
@@ -60,6 +66,8 @@ export function createIngestModule(deps: {
     service,
     importer,
     routes: (app, auth) => {
+      // Before the routes: a route's hooks are fixed when it is registered.
+      registerIngestLimitHooks(app, limits, EVENT_PATHS)
       registerIngestRoutes(app, auth, { ingest: service, identities, plans })
       registerImportRoutes(app, auth, { importer })
     },

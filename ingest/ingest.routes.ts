@@ -11,7 +11,7 @@ import { trackingPlanInput, trackingPlanView, type TrackingPlans } from './track
 
 const security = [{ apiKey: [] }]
 /** The one-letter paths the analytics.js browser library posts to. */
-const SHORT_PATHS = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' } as const
+export const SHORT_PATHS = { track: 't', identify: 'i', page: 'p', screen: 's', group: 'g', alias: 'a' } as const
 const mergeBody = z
   .strictObject({
     from: z.string().min(1).max(128).describe('the customer number merged away'),

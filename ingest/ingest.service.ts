@@ -4,7 +4,7 @@ import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
 import { findConsent, type ConsentCallback, type FoundConsent } from './consent.extract.js'
 import type { WriteResult } from './event-writer.js'
-import { createTokenBuckets } from './rate-limit.js'
+import type { IngestLimits } from './rate-limit.js'
 import type { IdentityService } from './identity.service.js'
 import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
 import type { EventType, IngestResponse } from './segment.schema.js'
@@ -38,39 +38,21 @@ export function createIngestService(deps: {
   metrics: Metrics
   config: Config['ingest']
   now?: () => number
+  /** Per-tenant limits: the service counts events (requests are counted by the HTTP hooks). */
+  limits?: IngestLimits | undefined
   /** Where consent objects found on stored events go (the consent service, wired by the composition root). */
   consent?: ConsentCallback | undefined
   /** Finds the aliases that would merge two known customers: events may not (identity.service.ts). */
   aliases?: Pick<IdentityService, 'mergingAliases'> | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
-  const rate = deps.config.rate
-  const requestBuckets = createTokenBuckets({ perSecond: rate.requestsPerS, burst: rate.requestsBurst })
-  const eventBuckets = createTokenBuckets({ perSecond: rate.eventsPerS, burst: rate.eventsBurst })
-  const limitedTotal = deps.metrics.counter('qianmian_ingest_rate_limited_total', 'Requests answered 429 by the per-tenant limits, by tenant and limit', ['tenant', 'limit'])
-  const acceptedRequests = deps.metrics.counter('qianmian_ingest_tenant_requests_total', 'Ingest requests past the per-tenant limits, by tenant', ['tenant'])
-  /** Refuses a tenant over its rate before its request costs validation or a place in the writer queue. */
-  function limit(tenantId: number, events: number) {
-    const waitRequests = requestBuckets.take(tenantId, 1)
-    const wait = waitRequests || eventBuckets.take(tenantId, events)
-    if (!wait) {
-      acceptedRequests.inc({ tenant: String(tenantId) })
-      return
-    }
-    const which = waitRequests ? 'requests' : 'events'
-    limitedTotal.inc({ tenant: String(tenantId), limit: which })
-    const perS = which === 'requests' ? rate.requestsPerS : rate.eventsPerS
-    throw new AppError('RATE_LIMITED', `This tenant sends more than ${perS} ${which} per second; retry after the delay given.`, {
-      headers: { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) },
-    })
-  }
   const sensitive = new Set(deps.config.sensitiveTraits)
   const rejectedTotal = deps.metrics.counter('qianmian_ingest_rejected_total', 'Events rejected, by code', ['code'])
   const flaggedTotal = deps.metrics.counter('qianmian_ingest_flagged_total', 'Events stored with tracking-plan violations')
 
   return {
     async ingest({ tenantId, actor, messages, envelope, single }) {
-      limit(tenantId, messages.length)
+      deps.limits?.events(tenantId, messages.length)
       const opts: NormalizeOptions = {
         receivedAt: now(),
         backdateMs: deps.config.backdateDays * 86_400_000,

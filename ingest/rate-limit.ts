@@ -1,3 +1,10 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Config } from '../core/config.js'
+import { AppError } from '../core/errors.js'
+import type { Metrics } from '../core/metrics.js'
+
+type IngestRates = Config['ingest']['rate']
+
 /**
  * Per-tenant token buckets for the ingest edge, in memory (each process limits what it serves;
  * with N edge processes behind a balancer a tenant gets up to N times the rate). One tenant's
@@ -44,4 +51,57 @@ export function createTokenBuckets(opts: BucketOptions, now: () => number = () =
       return 0
     },
   }
+}
+
+/** The per-tenant ingest limits, shared by the HTTP hooks (requests) and the service (events). */
+export interface IngestLimits {
+  /** Counts one request of the tenant; throws 429 RATE_LIMITED past its rate. */
+  request(tenantId: number): void
+  /** Counts `n` events of the tenant; throws 429 RATE_LIMITED past its rate. */
+  events(tenantId: number, n: number): void
+}
+
+export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestLimits {
+  const requests = createTokenBuckets({ perSecond: rate.requestsPerS, burst: rate.requestsBurst })
+  const events = createTokenBuckets({ perSecond: rate.eventsPerS, burst: rate.eventsBurst })
+  const limited = metrics.counter('qianmian_ingest_rate_limited_total', 'Requests answered 429 by the per-tenant limits, by tenant and limit', ['tenant', 'limit'])
+  const admitted = metrics.counter('qianmian_ingest_tenant_events_total', 'Events admitted past the per-tenant limits (before validation), by tenant', ['tenant'])
+  const refuse = (tenantId: number, which: 'requests' | 'events', waitMs: number, perS: number) => {
+    limited.inc({ tenant: String(tenantId), limit: which })
+    return new AppError('RATE_LIMITED', `This tenant sends more than ${perS} ${which} per second; retry after the delay given.`, {
+      headers: { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) },
+    })
+  }
+  return {
+    request(tenantId) {
+      const wait = requests.take(tenantId, 1)
+      if (wait) throw refuse(tenantId, 'requests', wait, rate.requestsPerS)
+    },
+    events(tenantId, n) {
+      const wait = events.take(tenantId, n)
+      if (wait) throw refuse(tenantId, 'events', wait, rate.eventsPerS)
+      admitted.inc({ tenant: String(tenantId) }, n)
+    },
+  }
+}
+
+const counted = Symbol('ingest request counted')
+
+/**
+ * Counts each ingest request against its tenant's request rate as early as the tenant is known:
+ * before the body is read when the key came in a header (a flood's 429 then costs no parsing),
+ * else (a beacon's `writeKey` in the body) once the body key is checked.
+ */
+export function registerIngestLimitHooks(app: FastifyInstance, limits: IngestLimits, paths: ReadonlySet<string>) {
+  const take = (req: FastifyRequest) => {
+    const r = req as FastifyRequest & { [counted]?: true }
+    if (r[counted] || !req.principal || !paths.has(req.routeOptions.url ?? '')) return
+    r[counted] = true
+    limits.request(req.principal.tenantId)
+  }
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    take(req)
+    return payload
+  })
+  app.addHook('preHandler', async (req) => take(req))
 }
