@@ -297,6 +297,9 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
   // Eligibility: every condition of the catalogue, evaluated on the tag bitmaps now.
   const parse = (raw: unknown, purpose: ReturnType<typeof purposeOf>): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
   const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>): Promise<Bitmap> => {
+    // A group holds no customer rows (its members' customers are theirs) and no tags of its own:
+    // its conditions hold for nobody, and the tags they name need not be defined for it.
+    if (input.tenant.kind === 'group') return deps.bitmaps.roaring.create()
     const { tags } = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone })
     const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))], { maxAgeMs: 0 })
     return evaluateInMemory(rule, tags, snap)
