@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream'
 import zlib from 'node:zlib'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import type { Logger } from 'pino'
@@ -47,6 +47,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
     trustProxy: false,
     return503OnClosing: true,
+    // The router refuses a bad percent-encoding (FST_ERR_BAD_URL) or a path parameter over 100
+    // characters (FST_ERR_MAX_PARAM_LENGTH) before any hook, in its own body shape: answered
+    // here with the catalogue's.
+    frameworkErrors: (err, _req, reply) => {
+      const message = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'A path parameter is longer than 100 characters.' : 'The URL is not validly percent-encoded.'
+      void (reply as FastifyReply).code(400).send(new AppError('VALIDATION_FAILED', message, { issues: [{ field: 'url', message }] }).toJSON())
+    },
   })
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
