@@ -30,6 +30,11 @@ export interface WithdrawalIndex {
   apply(tenantId: number, notices: readonly ConsentNoticeLike[]): void
   /** Loads the tenant on first use, then re-reads changes at most every `refreshMs`. */
   refresh(tenantId: number, now?: number): Promise<void>
+  /**
+   * For the pull path: the first load to wait for, or undefined once loaded, when a due refresh
+   * runs in the background (a pull never waits for one; its interval still bounds the delay).
+   */
+  ready(tenantId: number): Promise<void> | undefined
 }
 
 const PURPOSE: Record<string, number> = { security: 1, service: 2, marketing: 3 }
@@ -50,7 +55,7 @@ interface TenantIndex {
   touched: Set<number> | undefined
 }
 
-export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshMs?: number }): WithdrawalIndex {
+export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshMs?: number; onError?: (tenantId: number, err: unknown) => void }): WithdrawalIndex {
   const refreshMs = deps.refreshMs ?? 1_000
   // Writers on other machines stamp received_at with their clocks: read a little behind.
   const overlapMs = 5_000
@@ -96,7 +101,7 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
     x.checkedAt = now
   }
 
-  return {
+  const index: WithdrawalIndex = {
     withdrawn(tenantId, customerKey, purpose, channel) {
       const x = tenants.get(tenantId)
       if (!x || x.keys.size === 0) return false
@@ -109,6 +114,18 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
       const x = of(tenantId)
       for (const n of notices) set(x, n)
     },
+    ready(tenantId) {
+      const x = of(tenantId)
+      if (!x.loaded) return index.refresh(tenantId)
+      if (!x.inflight && Date.now() - x.checkedAt >= refreshMs) {
+        void index.refresh(tenantId).catch((err: unknown) => {
+          // Tried again after the interval; until then the index holds what it had.
+          x.checkedAt = Date.now()
+          deps.onError?.(tenantId, err)
+        })
+      }
+      return undefined
+    },
     async refresh(tenantId, now = Date.now()) {
       const x = of(tenantId)
       if (x.loaded && now - x.checkedAt < refreshMs) return
@@ -120,4 +137,5 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
       await x.inflight
     },
   }
+  return index
 }

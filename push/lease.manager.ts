@@ -83,6 +83,11 @@ export interface LeaseManager {
   ack(tenantId: number, items: readonly AckItem[]): Promise<AckResult>
   /** New targets or a changed campaign: the next pull reads the queue again. */
   invalidate(tenantId: number): void
+  /**
+   * Erased customers: their queued and leased targets leave memory at once (an ack of a lease
+   * handed out before would otherwise write an outcome naming them again).
+   */
+  forgetCustomers(tenantId: number, keys: ReadonlySet<number>): void
   close(): Promise<void>
 }
 
@@ -310,7 +315,8 @@ export function createLeaseManager(deps: {
         // A purpose whose policy sends without consent ('always') is not held by a withdrawal.
         let check: ((r: QueueRow) => boolean) | undefined
         if (ix) {
-          await ix.refresh(tenantId)
+          const loading = ix.ready(tenantId)
+          if (loading) await loading
           if (ix.size(tenantId) > 0) {
             const modes = (await deps.policy(tenantId)).consent
             check = (r) => (r.target.purpose === 'marketing' || (modes?.[r.target.purpose as 'service' | 'security'] ?? 'explicit') !== 'always') && ix.withdrawn(tenantId, r.customerKey, r.target.purpose, r.target.channel)
@@ -399,6 +405,15 @@ export function createLeaseManager(deps: {
       // The next pull reads the queue again: its memory can go now.
       s.queue = []
       s.head = 0
+    },
+
+    forgetCustomers(tenantId, keys) {
+      const s = state(tenantId)
+      s.gen++
+      s.dirty = true
+      s.queue = s.queue.filter((r, i) => i >= s.head && !keys.has(r.customerKey))
+      s.head = 0
+      for (const [id, l] of s.leased) if (keys.has(l.customerKey)) s.leased.delete(id)
     },
 
     async close() {

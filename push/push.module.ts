@@ -68,7 +68,12 @@ export function createPushModule(deps: PushDeps): PushModule {
   const policies = createPolicyRepository({ db: deps.db })
   const lock = createKeyedLock()
   // Targets live at most the longest TTL plus a day deferred past quiet hours: older decisions were known to targeting.
-  const withdrawals = createWithdrawalIndex({ db: deps.db, windowMs: (MAX_TTL_MINUTES + 2 * 1440) * 60_000, ...(deps.consentRefreshMs ? { refreshMs: deps.consentRefreshMs } : {}) })
+  const withdrawals = createWithdrawalIndex({
+    db: deps.db,
+    windowMs: (MAX_TTL_MINUTES + 2 * 1440) * 60_000,
+    ...(deps.consentRefreshMs ? { refreshMs: deps.consentRefreshMs } : {}),
+    onError: (tenant, err) => log.warn({ tenant, err: err instanceof Error ? err.message : String(err) }, 'consent withdrawals not refreshed; pulls use the ones held'),
+  })
   const leases = createLeaseManager({
     db: deps.db,
     log,
