@@ -202,6 +202,8 @@ export interface Layout {
   largeElements: boolean
   holdout: boolean
   experiment: { id: string; variant: string } | null
+  personalized: boolean
+  personalizedReason: 'personalization_off' | 'holdout' | 'unknown_customer' | null
   modules: { id: string; title: string; reason: Reason; items: { id: string; type: string; title: string; deeplink: string; category: string; reason: Reason; score: number }[] }[]
 }
 

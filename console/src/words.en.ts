@@ -203,6 +203,10 @@ export const en = {
   modules: 'modules',
   knownCustomer: 'known customer',
   unknownCustomer: 'unknown: the bank default',
+  notPersonalized: 'Not personalized',
+  notPersonalized_personalization_off: 'the customer turned personalized recommendations off: the bank default, with the service reminders they need',
+  notPersonalized_holdout: 'in the global holdout',
+  notPersonalized_unknown_customer: 'unknown customer',
   // pipelines
   runningNow: 'running',
   lastSuccess: 'Last success',
@@ -259,6 +263,7 @@ export const en = {
   reason_outside_validity: 'outside validity',
   reason_cap_day: 'daily cap',
   reason_cap_week: 'weekly cap',
+  reason_personalization_off: 'personalization off',
   status_suppressed: 'left out',
   status_scheduled: 'scheduled',
   status_due: 'due',
@@ -272,4 +277,5 @@ export const en = {
   why_model: 'model',
   why_popularity: 'popular',
   why_exploration: 'exploration',
+  why_service: 'service reminder',
 }

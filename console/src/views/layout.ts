@@ -25,6 +25,14 @@ function phone(mode: 'standard' | 'elder', l: Layout): HTMLElement {
       { class: 'screen' },
       h('div', { class: 'statusbar' }, h('span', null, '9:41'), h('span', null, '●●●')),
       h('div', { class: 'apphead' }, t('appName'), l.holdout ? h('span', { class: 'badge' }, t('holdout')) : null),
+      // personalized:false and why (the customer's switch, the holdout, an unknown visitor).
+      l.personalized || !l.personalizedReason
+        ? null
+        : h(
+            'p',
+            { class: 'muted small', 'data-testid': 'not-personalized', 'data-reason': l.personalizedReason },
+            `${t('notPersonalized')} (personalized: false) — ${tOr(`notPersonalized_${l.personalizedReason}`, l.personalizedReason)}`,
+          ),
       l.modules.map((m) =>
         h(
           'section',
