@@ -73,7 +73,15 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     if (config.roles.has('api')) sink = await createKafkaSink({ kafka, cfg: config.kafka, log, metrics })
   }
   // Consent objects on events go to the consent service, which resolves senders as ingest does.
-  const consent = createConsentModule({ db, log, metrics, resolveKeys: (t, refs) => ingest.identities.resolve(t, refs) })
+  const consent = createConsentModule({
+    db,
+    log,
+    metrics,
+    resolveKeys: (t, refs) => ingest.identities.resolve(t, refs),
+    // Changes through ingest are audited by the service, as the app key's holder.
+    audit: { record: (t, actor, entries) => audit.log.record(t, actor, entries) },
+    holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
+  })
   const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}), consent: consent.service.fromIngest })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
