@@ -62,3 +62,10 @@ describe('segment numbers', () => {
     expect(issues).toEqual([expect.objectContaining({ field })])
   })
 })
+
+describe('segment depth when saving', () => {
+  it('is measured when the segment being saved is part of the chain (a saved segment names itself)', async () => {
+    const issues = await refusal(() => expandReferences(nest(1_400, 'any'), noRefs, ['deep']))
+    expect(issues[0]).toMatchObject({ field: `rule${'.any.0'.repeat(MAX_DEPTH)}`, code: 'too_deep' })
+  })
+})

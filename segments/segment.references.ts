@@ -31,7 +31,7 @@ export async function expandReferences(
   path = 'rule',
 ): Promise<unknown> {
   // The walk below recurses per level: the raw tree is measured first, iteratively.
-  if (chain.length === 0 && path === 'rule') assertSegmentDepth(rule, path)
+  assertSegmentDepth(rule, path)
   return expand(rule, load, chain, path)
 }
 
