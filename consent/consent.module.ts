@@ -19,6 +19,7 @@ export function createConsentModule(deps: {
   metrics: Metrics
   resolveKeys: (tenantId: number, refs: readonly { userId?: string; anonymousId?: string }[]) => Promise<number[]>
   audit?: AuditSink | undefined
+  holderOf?: ((tenantId: number, keyId: string) => Promise<string | undefined>) | undefined
 }): ConsentModule {
   const service = createConsentService({ ...deps, log: deps.log.child({ component: 'consent' }) })
   return {

@@ -119,11 +119,20 @@ export function createConsentService(deps: {
   resolveKeys: (tenantId: number, refs: readonly { userId?: string; anonymousId?: string }[]) => Promise<number[]>
   /** The audit trail, for changes that arrive through ingest (routes are audited by their hook). */
   audit?: AuditSink | undefined
+  /** The holder of an ingest key (the app), recorded as who made the change; cached per key. */
+  holderOf?: ((tenantId: number, keyId: string) => Promise<string | undefined>) | undefined
   now?: () => number
   categoriesCacheMs?: number
 }): ConsentService {
   const now = deps.now ?? Date.now
   const listeners: ConsentListener[] = []
+  const holders = new Map<string, string>()
+  async function holder(tenantId: number, keyId: string): Promise<string> {
+    const k = `${tenantId}:${keyId}`
+    let h = holders.get(k)
+    if (h === undefined && deps.holderOf) holders.set(k, (h = (await deps.holderOf(tenantId, keyId)) ?? ''))
+    return h ?? ''
+  }
   const tails = new Map<number, Promise<unknown>>()
   const mappings = new Map<number, { at: number; version: number; mapping: CategoryMapping }>()
   const cacheMs = deps.categoriesCacheMs ?? 5_000
@@ -269,7 +278,7 @@ export function createConsentService(deps: {
           }
         })
         if (unmapped) unmappedTotal.inc(unmapped)
-        const by = { keyId, holder: '' }
+        const by = { keyId, holder: await holder(tenantId, keyId) }
         const out = await record(tenantId, changes, by)
         if (deps.audit && changes.length) {
           const actor: AuditActor = { keyId, holder: by.holder, roles: ['ingest'], clientIp: '', requestId: '' }
