@@ -28,6 +28,8 @@ export interface BenchResult {
   /** Parameters the run used (rows, customers ...). */
   params?: Record<string, number | string>
   notes?: string[]
+  /** Further Markdown (tables) appended to the .md after the figures. */
+  sections?: string[]
 }
 
 export interface BenchScenario {
@@ -71,6 +73,7 @@ export function writeResult(s: BenchScenario, r: BenchResult, startedAt: Date, s
     '',
     ...(r.ratios ? ['| ratio | value |', '| --- | --- |', ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v.toFixed(3)} |`), ''] : []),
     ...(r.notes?.length ? ['Notes:', '', ...r.notes.map((n) => `- ${n}`), ''] : []),
+    ...(r.sections ?? []),
   ]
   const md = path.join(RESULTS_DIR, `${s.name}.md`)
   fs.writeFileSync(md, lines.join('\n'))

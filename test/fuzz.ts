@@ -45,6 +45,7 @@ export interface FuzzRoute {
 }
 
 export interface FuzzKey {
+  /** `operator` marks the operator token, used on /v1/operator routes. */
   name: string
   authorization: string | undefined
 }
@@ -393,7 +394,11 @@ export function createFuzzer(opts: {
   return {
     next(): FuzzRequest {
       const route = rng.weighted(weighted)
-      const key = rng.chance(0.8) ? rng.pick(opts.keys.filter((k) => k.authorization)) : rng.pick(opts.keys)
+      // Mostly a key the route could accept (the operator token on operator routes, a tenant key
+      // elsewhere), so requests get past authentication; sometimes any key, or none.
+      const operator = route.path.startsWith('/v1/operator/')
+      const fitting = opts.keys.filter((k) => k.authorization && (k.name === 'operator') === operator)
+      const key = rng.chance(0.85) && fitting.length ? rng.pick(fitting) : rng.pick(opts.keys)
       const mutated = rng.chance(mutationRate)
       const parts = [route.body !== undefined ? 'body' : undefined, route.query.length ? 'query' : undefined, route.pathParams.length ? 'path' : undefined, 'auth'].filter(
         (x): x is string => !!x,
