@@ -49,7 +49,7 @@ export function registerAuditHook(app: FastifyInstance, deps: { audit: AuditLog;
     return payload
   })
   app.addHook('onSend', async (req, reply, payload) => {
-    const cfg = req.routeOptions.config.audit
+    const cfg = (req.routeOptions.config as { audit?: RouteAudit } | undefined)?.audit
     if (!cfg || !req.auditPastAuth) return payload
     const target = whoAndWhere(req)
     if (!target) return payload
