@@ -133,81 +133,105 @@ export function createConsentService(deps: {
     if (h === undefined && deps.holderOf) holders.set(k, (h = (await deps.holderOf(tenantId, keyId)) ?? ''))
     return h ?? ''
   }
-  const tails = new Map<number, Promise<unknown>>()
+  const waiting = new Map<number, { changes: readonly ConsentChange[]; by: Recorder; resolve(r: RecordedChange[]): void; reject(e: unknown): void }[]>()
+  const writing = new Set<number>()
   const mappings = new Map<number, { at: number; version: number; mapping: CategoryMapping }>()
   const cacheMs = deps.categoriesCacheMs ?? 5_000
   const changesTotal = deps.metrics.counter('qianmian_consent_changes_total', 'Consent changes recorded, by source and whether they won', ['source', 'effective'])
   const unmappedTotal = deps.metrics.counter('qianmian_consent_unmapped_categories_total', 'Consent categories received that the tenant does not map')
 
-  /** One batch of a tenant at a time, in arrival order. */
-  function serial<T>(tenantId: number, task: () => Promise<T>): Promise<T> {
-    const next = (tails.get(tenantId) ?? Promise.resolve()).then(task, task)
-    const tail = next.catch(() => undefined)
-    tails.set(tenantId, tail)
-    void tail.then(() => tails.get(tenantId) === tail && tails.delete(tenantId))
-    return next
+  /**
+   * One write of a tenant at a time; the changes of requests that arrive meanwhile are written
+   * together by the next (three statements per batch, not per request), in arrival order.
+   */
+  function record(tenantId: number, changes: readonly ConsentChange[], by: Recorder): Promise<RecordedChange[]> {
+    if (!changes.length) return Promise.resolve([])
+    return new Promise((resolve, reject) => {
+      const q = waiting.get(tenantId)
+      if (q) q.push({ changes, by, resolve, reject })
+      else waiting.set(tenantId, [{ changes, by, resolve, reject }])
+      if (!writing.has(tenantId)) void drain(tenantId)
+    })
   }
 
-  async function record(tenantId: number, changes: readonly ConsentChange[], by: Recorder): Promise<RecordedChange[]> {
-    if (!changes.length) return []
-    return serial(tenantId, async () => {
-      const db = deps.db.forTenant(tenantId)
-      const keys = [...new Set(changes.map((c) => c.customerKey))]
-      const stored = await db.query(
-        `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, toUnixTimestamp64Milli(max(updated_at)) AS at
-         FROM consents WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)} GROUP BY customer_key, purpose, channel`,
-        { keys },
-        storedRow,
-      )
-      const newest = new Map(stored.map((r) => [`${r.customer_key}|${r.purpose}|${r.channel}`, r.at]))
-      const received = now()
-      const history: unknown[][] = []
-      const current: unknown[][] = []
-      const notices: ConsentNotice[] = []
-      const out: RecordedChange[] = []
-      for (const c of changes) {
-        const k = `${c.customerKey}|${c.purpose}|${c.channel}`
-        const was = newest.get(k)
-        // A tie is the same decision replayed, or two at the same millisecond: the later received wins, as in the table.
-        const effective = was === undefined || c.customerAt >= was
-        history.push([
-          c.customerKey,
-          c.customerNo,
-          c.purpose,
-          c.channel,
-          c.granted ? 1 : 0,
-          chEpoch(c.customerAt),
-          chEpoch(received),
-          c.source,
-          c.noticeVersion,
-          by.keyId,
-          by.holder,
-          changeId(c),
-          c.messageId,
-          c.category,
-        ])
-        if (effective) {
-          newest.set(k, c.customerAt)
-          current.push([c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chEpoch(c.customerAt)])
-          notices.push({ customerKey: c.customerKey, purpose: c.purpose, channel: c.channel, granted: c.granted })
-        }
-        changesTotal.inc({ source: c.source, effective: String(effective) })
-        out.push({ purpose: c.purpose, channel: c.channel, granted: c.granted, at: new Date(c.customerAt).toISOString(), effective })
-      }
-      // History first: a current state is never without the change that made it.
-      await db.insertTsv('consent_history', HISTORY_COLUMNS, history)
-      if (current.length) await db.insertTsv('consents', CONSENT_COLUMNS, current)
-      if (notices.length) {
-        for (const l of listeners) {
-          try {
-            l(tenantId, notices)
-          } catch (e) {
-            deps.log.warn({ tenant: tenantId, err: errText(e) }, 'a consent listener failed')
+  async function drain(tenantId: number): Promise<void> {
+    writing.add(tenantId)
+    try {
+      for (let q = waiting.get(tenantId); q?.length; q = waiting.get(tenantId)) {
+        waiting.delete(tenantId)
+        try {
+          const out = await write(tenantId, q.flatMap((w) => w.changes.map((c) => ({ c, by: w.by }))))
+          let i = 0
+          for (const w of q) {
+            w.resolve(out.slice(i, i + w.changes.length))
+            i += w.changes.length
           }
+        } catch (e) {
+          for (const w of q) w.reject(e)
         }
       }
-      return out
-    })
+    } finally {
+      writing.delete(tenantId)
+    }
+  }
+
+  async function write(tenantId: number, items: readonly { c: ConsentChange; by: Recorder }[]): Promise<RecordedChange[]> {
+    const db = deps.db.forTenant(tenantId)
+    const keys = [...new Set(items.map((x) => x.c.customerKey))]
+    const stored = await db.query(
+      `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, toUnixTimestamp64Milli(max(updated_at)) AS at
+       FROM consents WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)} GROUP BY customer_key, purpose, channel`,
+      { keys },
+      storedRow,
+    )
+    const newest = new Map(stored.map((r) => [`${r.customer_key}|${r.purpose}|${r.channel}`, r.at]))
+    const received = now()
+    const history: unknown[][] = []
+    const current: unknown[][] = []
+    const notices: ConsentNotice[] = []
+    const out: RecordedChange[] = []
+    for (const { c, by } of items) {
+      const k = `${c.customerKey}|${c.purpose}|${c.channel}`
+      const was = newest.get(k)
+      // A tie is the same decision replayed, or two at the same millisecond: the later received wins, as in the table.
+      const effective = was === undefined || c.customerAt >= was
+      history.push([
+        c.customerKey,
+        c.customerNo,
+        c.purpose,
+        c.channel,
+        c.granted ? 1 : 0,
+        chEpoch(c.customerAt),
+        chEpoch(received),
+        c.source,
+        c.noticeVersion,
+        by.keyId,
+        by.holder,
+        changeId(c),
+        c.messageId,
+        c.category,
+      ])
+      if (effective) {
+        newest.set(k, c.customerAt)
+        current.push([c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chEpoch(c.customerAt)])
+        notices.push({ customerKey: c.customerKey, purpose: c.purpose, channel: c.channel, granted: c.granted })
+      }
+      changesTotal.inc({ source: c.source, effective: String(effective) })
+      out.push({ purpose: c.purpose, channel: c.channel, granted: c.granted, at: new Date(c.customerAt).toISOString(), effective })
+    }
+    // History first: a current state is never without the change that made it.
+    await db.insertTsv('consent_history', HISTORY_COLUMNS, history)
+    if (current.length) await db.insertTsv('consents', CONSENT_COLUMNS, current)
+    if (notices.length) {
+      for (const l of listeners) {
+        try {
+          l(tenantId, notices)
+        } catch (e) {
+          deps.log.warn({ tenant: tenantId, err: errText(e) }, 'a consent listener failed')
+        }
+      }
+    }
+    return out
   }
 
   async function categories(tenantId: number) {
