@@ -111,7 +111,7 @@ export function* customerRows(ctx: CustomerContext, count: number, chunkRows: nu
       region.code,
       branch,
       occupation,
-      ctx.pii.hash('phone', phone),
+      ctx.pii.hash('phone', phone, ctx.tenantId),
       ctx.pii.maskName(surname + given),
       language,
       elderMode,

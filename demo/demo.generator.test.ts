@@ -23,15 +23,20 @@ let summary: DemoSummary
 let firstChecksums: Record<string, string>
 const phones = new Set<string>()
 const names: string[] = []
+const phoneTenants: [number, string][] = []
 
 /** The real PII service, recording what the generator asked it to protect. */
 function recordingPii(): Pii {
   const real = createPii('test-secret-of-at-least-thirty-two-chars')
   return {
-    hash(kind, value) {
-      if (kind === 'phone') phones.add(value)
-      return real.hash(kind, value)
+    hash(kind, value, tenantId) {
+      if (kind === 'phone') {
+        phones.add(value)
+        phoneTenants.push([tenantId, value])
+      }
+      return real.hash(kind, value, tenantId)
     },
+    digests: (kind, value, tenantId) => real.digests(kind, value, tenantId),
     maskName(name) {
       names.push(name)
       return real.maskName(name)
@@ -161,7 +166,9 @@ describe('generateDemo', () => {
     expect(names).toHaveLength(OPTS.customers)
     const pii = createPii('test-secret-of-at-least-thirty-two-chars')
     const stored = new Set((await query<{ h: string }>('SELECT phone_hash AS h FROM customers')).map((r) => r.h))
-    expect(stored).toEqual(new Set([...phones].map((p) => pii.hash('phone', p))))
+    // Each bank's digests under its own key.
+    expect(stored).toEqual(new Set(phoneTenants.map(([t, p]) => pii.hash('phone', p, t))))
+    expect(new Set(phoneTenants.map(([t]) => t)).size).toBeGreaterThan(1)
     expect(await one(`SELECT countIf(NOT match(name_masked, '^\\\\p{Han}\\\\*+$')) AS v FROM customers`)).toBe(0)
     // No run of 11+ digits anywhere in the text tables contains a generated phone.
     for (const t of ['customers', 'identities', 'events', 'accounts', 'bills', 'loans']) {

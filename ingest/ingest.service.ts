@@ -2,6 +2,7 @@ import type { Config } from '../core/config.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
+import { createValueScanner, PII_KINDS, type ValuePolicy } from '../core/pii.scan.js'
 import { findConsent, type ConsentCallback, type FoundConsent } from './consent.extract.js'
 import type { WriteResult } from './event-writer.js'
 import type { IngestLimits } from './rate-limit.js'
@@ -44,21 +45,27 @@ export function createIngestService(deps: {
   consent?: ConsentCallback | undefined
   /** Finds the aliases that would merge two known customers: events may not (identity.service.ts). */
   aliases?: Pick<IdentityService, 'mergingAliases'> | undefined
+  /** The bank's choice for identifiers found in event values (tenant settings); digested when not given. */
+  valuePolicy?: ((tenantId: number) => Promise<ValuePolicy>) | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
   const sensitive = new Set(deps.config.sensitiveTraits)
   const rejectedTotal = deps.metrics.counter('qianmian_ingest_rejected_total', 'Events rejected, by code', ['code'])
   const flaggedTotal = deps.metrics.counter('qianmian_ingest_flagged_total', 'Events stored with tracking-plan violations')
+  const piiFound = deps.metrics.counter('qianmian_ingest_pii_found_total', 'Identifiers found by value in event properties, traits and context (then digested or masked), by tenant and kind', ['tenant', 'kind'])
 
   return {
     async ingest({ tenantId, actor, messages, envelope, single }) {
       deps.limits?.events(tenantId, messages.length)
+      const policy = deps.valuePolicy ? await deps.valuePolicy(tenantId) : 'digest'
+      const scan = createValueScanner(policy, (kind, v) => deps.pii.hash(kind, v, tenantId))
       const opts: NormalizeOptions = {
         receivedAt: now(),
         backdateMs: deps.config.backdateDays * 86_400_000,
         maxFutureMs: deps.config.maxFutureMinutes * 60_000,
         sensitiveTraits: sensitive,
         pii: deps.pii,
+        scan,
       }
       const plan = await deps.plans.current(tenantId)
       const merging = deps.aliases ? await deps.aliases.mergingAliases(tenantId, messages, envelope.type) : undefined
@@ -103,6 +110,7 @@ export function createIngestService(deps: {
         validIndex.push(index)
       })
       for (const r of rejected) rejectedTotal.inc({ code: r.code })
+      for (const kind of PII_KINDS) if (scan.counts[kind]) piiFound.inc({ tenant: String(tenantId), kind }, scan.counts[kind])
       if (flagged) flaggedTotal.inc(flagged)
 
       const refuseAll = (): never => {

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import type { ErrorCode } from '../core/errors.js'
 import type { Pii } from '../core/pii.js'
+import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii.scan.js'
 import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MAX_MESSAGE_DEPTH, MAX_STORABLE_MS, MESSAGE_SCHEMAS, MIN_STORABLE_MS, type EventType } from './segment.schema.js'
 
 /**
@@ -16,6 +17,13 @@ export interface NormalizeOptions {
   maxFutureMs: number
   sensitiveTraits: ReadonlySet<string>
   pii: Pii
+  /**
+   * Finds phone, identity and card numbers and e-mail addresses by value in every string (and
+   * long integer) of properties, traits and context, and masks or digests them by the tenant's
+   * policy (core/pii.scan.ts); by default digests under the tenant's key. `false` only to measure
+   * what the scan costs.
+   */
+  scan?: ValueScanner | false | undefined
 }
 
 export interface PendingEvent {
@@ -47,8 +55,12 @@ export interface Rejection {
 /** `properties` is the scrubbed object behind `event.properties`, for checks that need it parsed. */
 export type Normalized = { ok: true; event: PendingEvent; properties: Record<string, unknown> } | { ok: false; rejection: Rejection }
 
-/** Names that only ever hold C3 data (JR/T 0171-2020): never received into storage. */
-const C3_KEYS = /^(password|passwd|pwd|pin|pincode|otp|cvv|cvv2|cvc|smscode|verificationcode|verifycode|securitycode|biometric|fingerprint|faceimage|paymentpassword|loginpassword)$/i
+/**
+ * Names that only ever hold C3 data (JR/T 0171-2020): never received into storage. Tested with
+ * separators removed, so `sms_code`, `pay-password` and `loginPwd` are caught like `smscode`.
+ */
+const C3_NAMES = /^(password|passwd|pwd|pin|pincode|otp|otpcode|cvv|cvv2|cvc|cvn|cvn2|smscode|verificationcode|verifycode|securitycode|biometric|fingerprint|faceimage|paymentpassword|paypassword|paypwd|loginpassword|loginpwd|tradepassword|transactionpassword|withdrawpassword)$/i
+const C3_KEYS = { test: (k: string) => C3_NAMES.test(k.length > 40 ? k : k.replace(/[_\-\s.]/g, '')) }
 /** Context fields kept: what the app and device are, not where or who the person is. */
 const CONTEXT_KEEP = new Set(['app', 'device', 'os', 'locale', 'timezone', 'library', 'screen', 'network', 'page', 'campaign', 'userAgent', 'channel', 'sessionId'])
 const DEVICE_DROP = new Set(['advertisingId', 'adTrackingEnabled', 'token', 'id'])
@@ -68,6 +80,7 @@ interface WalkState {
   error: string | undefined
   code?: ErrorCode
   path: string[]
+  scan: ValueScanner | undefined
 }
 
 /**
@@ -116,6 +129,15 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
     st.error = 'a number beyond ±2^53 (or not finite) loses digits: send it as a string'
     return undefined
   }
+  if (st.scan) {
+    if (typeof v === 'string') return st.scan.text(v)
+    // A phone or card number sent as a JSON number: 11 digits at least.
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 1e10) {
+      const s = String(v)
+      const r = st.scan.text(s)
+      return r === s ? v : r
+    }
+  }
   if (v === null || typeof v !== 'object') return v
   if (depth >= MAX_DEPTH) {
     st.error = `nested deeper than ${MAX_DEPTH} levels`
@@ -152,8 +174,20 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
   return out
 }
 
-function scrub(input: Record<string, unknown>, field: string, sensitive: ReadonlySet<string> | undefined, moved: Record<string, string>): Scrubbed {
-  const st: WalkState = { keys: 0, error: undefined, path: [field] }
+/**
+ * `found` collects the top-level values that are wholly one identifier when the policy digests:
+ * they move to the hashed traits with the kind found (a trait `tel` holding a mobile number is
+ * stored like the sensitive trait `phone`).
+ */
+function scrub(
+  input: Record<string, unknown>,
+  field: string,
+  sensitive: ReadonlySet<string> | undefined,
+  moved: Record<string, string>,
+  scan: ValueScanner | undefined,
+  found?: Record<string, PiiKind>,
+): Scrubbed {
+  const st: WalkState = { keys: 0, error: undefined, path: [field], scan }
   const value: Record<string, unknown> = {}
   for (const k in input) {
     if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items`, code: 'VALIDATION_FAILED' } }
@@ -162,6 +196,14 @@ function scrub(input: Record<string, unknown>, field: string, sensitive: Readonl
     if (sensitive?.has(k)) {
       if (x !== null && x !== undefined && typeof x !== 'object') moved[k] = String(x)
       continue
+    }
+    if (found && typeof x === 'string') {
+      const kind = scan!.whole(x)
+      if (kind) {
+        moved[k] = x
+        found[k] = kind
+        continue
+      }
     }
     st.path.push(k)
     value[k] = walk(x, 1, st)
@@ -218,13 +260,15 @@ export function normalizeMessage(
   const sensitive = opts.sensitiveTraits
 
   const moved: Record<string, string> = {}
-  const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved)
+  const foundKinds: Record<string, PiiKind> = {}
+  const scan = opts.scan === false ? undefined : (opts.scan ?? createValueScanner('digest', (kind, v) => opts.pii.hash(kind, v, tenantId)))
+  const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved, scan)
   if (props.error) return reject(props.error.code, props.error.field, props.error.message, rawId)
-  const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved)
+  const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved, scan, scan?.policy === 'digest' ? foundKinds : undefined)
   if (traits.error) return reject(traits.error.code, traits.error.field, traits.error.message, rawId)
   const ctxIn = { ...(envelope.context ?? {}), ...((m.context as Record<string, unknown>) ?? {}) }
   // Traits that SDKs copy into context.traits are identify data, not event context.
-  const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {})
+  const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {}, scan)
   if (ctx.error) return reject(ctx.error.code, ctx.error.field, ctx.error.message, rawId)
 
   // Clock skew, as the spec describes: the device clock may be wrong, but the gap between when
@@ -279,7 +323,7 @@ export function normalizeMessage(
       plain[k] = typeof v === 'object' ? JSON.stringify(v) : String(v)
     }
     const hashed: Record<string, string> = {}
-    for (const [k, v] of Object.entries(moved)) hashed[k] = opts.pii.hash(traitKind(k), v)
+    for (const [k, v] of Object.entries(moved)) hashed[k] = opts.pii.hash(foundKinds[k] ?? traitKind(k), v, tenantId)
     event.traits = { plain, hashed }
   }
   if (type === 'alias') event.previousId = m.previousId as string

@@ -65,7 +65,7 @@ export async function tenantWriteKey(url: string, operatorToken: string, slug: s
   const headers = { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json' }
   const created = await fetch(`${url}/v1/operator/tenants`, { method: 'POST', headers, body: JSON.stringify({ slug, name: slug }) })
   if (created.status !== 201) throw new Error(`creating tenant ${slug}: HTTP ${created.status} ${await created.text()}`)
-  const issued = await fetch(`${url}/v1/operator/tenants/${slug}/keys`, { method: 'POST', headers, body: JSON.stringify({ scope: 'write' }) })
+  const issued = await fetch(`${url}/v1/operator/tenants/${slug}/keys`, { method: 'POST', headers, body: JSON.stringify({ roles: ['ingest'], holder: `${slug} load generator` }) })
   if (issued.status !== 201) throw new Error(`issuing a key for ${slug}: HTTP ${issued.status} ${await issued.text()}`)
   return ((await issued.json()) as { key: string }).key
 }

@@ -30,6 +30,8 @@ import type { ImportKind, ImportKindDoc } from './import.schemas.js'
 
 export interface StageCtx {
   pii: Pii
+  /** Whose key digests the personal fields. */
+  tenantId: number
   /** `updated_at` of rows whose file has none: the import's start, so the newest import wins. */
   importedAt: string
 }
@@ -146,14 +148,14 @@ const customers = defineKind({
     region_code: r.region_code,
     branch_code: r.branch_code,
     occupation: r.occupation,
-    phone_hash: r.phone ? ctx.pii.hash('phone', r.phone) : '',
+    phone_hash: r.phone ? ctx.pii.hash('phone', r.phone, ctx.tenantId) : '',
     name_masked: r.name ? ctx.pii.maskName(r.name) : '',
     language: r.language,
     elder_mode: r.elder_mode,
     opened_at: r.opened_at,
     updated_at: stamp(r.updated_at, ctx),
     deleted: r.deleted,
-    national_id_hash: r.national_id ? ctx.pii.hash('national_id', r.national_id) : '',
+    national_id_hash: r.national_id ? ctx.pii.hash('national_id', r.national_id, ctx.tenantId) : '',
   }),
   customerColumns: ['customer_no'],
   finalInserts: (t) => [

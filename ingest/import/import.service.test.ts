@@ -155,7 +155,7 @@ describe('importing customers', () => {
       birth_date: null,
       region_code: c.region_code,
       branch_code: c.branch_code,
-      phone_hash: pii.hash('phone', c.phone),
+      phone_hash: pii.hash('phone', c.phone, csvTenant),
       name_masked: pii.maskName(c.name),
       elder_mode: c.elder_mode,
       opened_at: '2020-08-08 00:00:00.000', // 08:00 in Shanghai
@@ -170,7 +170,7 @@ describe('importing customers', () => {
   it('keeps personal fields only hashed or masked: no phone, name or id in clear anywhere', async () => {
     const traits = await rows<{ value: string; hashed: number }>(`SELECT value, hashed FROM customer_traits FINAL WHERE tenant_id = {t:UInt16} AND trait = 'national_id' ORDER BY customer_key`, { t: csvTenant })
     expect(traits).toHaveLength(150)
-    expect(traits[0]).toEqual({ value: pii.hash('national_id', file[0]!.national_id), hashed: 1 })
+    expect(traits[0]).toEqual({ value: pii.hash('national_id', file[0]!.national_id, csvTenant), hashed: 1 })
     const c = file[1]!
     for (const needle of [c.phone, c.national_id, c.name]) {
       for (const table of ['customers', 'customer_traits', 'identities']) {
@@ -208,7 +208,7 @@ describe('importing customers', () => {
       `SELECT branch_code, phone_hash FROM customers FINAL WHERE tenant_id = {t:UInt16} AND customer_no = {c:String}`,
       { t: tenant, c: file[3]!.customer_no },
     )
-    expect(after).toEqual([{ branch_code: 'B-NEW', phone_hash: pii.hash('phone', '13999999999') }])
+    expect(after).toEqual([{ branch_code: 'B-NEW', phone_hash: pii.hash('phone', '13999999999', tenant) }])
     expect(await count(`SELECT count() AS n FROM customers FINAL WHERE tenant_id = {t:UInt16}`, { t: tenant })).toBe(40)
     // The customer keeps their key across imports.
     expect(await count(`SELECT uniqExact(customer_key) AS n FROM customers WHERE tenant_id = {t:UInt16}`, { t: tenant })).toBe(40)

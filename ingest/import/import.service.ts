@@ -156,7 +156,7 @@ export function createImportService(deps: {
     cols: readonly LandColumn[],
     engine: EngineFormat,
     total: number,
-    ctx: { env: FieldEnv; importedAt: string; skipInvalid: boolean; issues: Issues; progress: (done: number) => void },
+    ctx: { tenantId: number; env: FieldEnv; importedAt: string; skipInvalid: boolean; issues: Issues; progress: (done: number) => void },
   ) {
     const schema = schemaFor(spec, ctx.env)
     const stageCols = await staging.createStage(names, spec)
@@ -232,7 +232,7 @@ export function createImportService(deps: {
         // Without skip-invalid a single rejected row dooms the file: stop staging, keep validating
         // for the report.
         if (ctx.skipInvalid || c.rejected === 0) {
-          const s = spec.toStage(data, { pii, importedAt: ctx.importedAt })
+          const s = spec.toStage(data, { pii, tenantId: ctx.tenantId, importedAt: ctx.importedAt })
           const t = new Array<unknown>(stageCols.length)
           t[0] = rowNo
           for (let i = 1; i < stageCols.length; i++) t[i] = s[stageCols[i]!]
@@ -330,6 +330,7 @@ export function createImportService(deps: {
 
       progress({ phase: 'validating', done: 0, total })
       const counts = await validate(spec, names, cols, engine, total, {
+        tenantId: req.tenantId,
         env: { zone },
         importedAt,
         skipInvalid,
