@@ -5,6 +5,7 @@ import { errorBody } from '../core/errors.js'
 import type { Auth } from './auth.js'
 import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPES, ROLES } from './permissions.js'
+import { privacyInput, privacyView } from './privacy.schema.js'
 import { createTenantInput, tenantSlug, tenantView, type TenantService } from './tenants.service.js'
 
 const security = [{ apiKey: [] }]
@@ -49,9 +50,28 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
     '/v1/tenant',
     {
       onRequest: auth.require('catalog:read'),
-      schema: { tags: ['tenants'], summary: 'The tenant of the presented key', security, response: { 200: tenantView, 401: errorBody } },
+      schema: { tags: ['tenants'], summary: 'The tenant of the presented key, with its retention and privacy settings', security, response: { 200: tenantView.extend({ privacy: privacyView }), 401: errorBody } },
     },
-    async (req) => tenants.get(req.principal!.tenantId),
+    async (req) => ({ ...(await tenants.get(req.principal!.tenantId)), privacy: await tenants.privacy(req.principal!.tenantId) }),
+  )
+  r.put(
+    '/v1/tenant/privacy',
+    {
+      onRequest: auth.require('tenant:admin'),
+      config: { audit: { action: 'tenant.retention.save', objectKind: 'tenant' } },
+      schema: {
+        tags: ['tenants'],
+        summary: 'Change how long raw events, exposures, push outcomes and tag history are kept, the legal minimum, and the policy for personal data found in event values',
+        security,
+        body: privacyInput,
+        response: { 200: privacyView, 400: errorBody },
+      },
+    },
+    async (req) => {
+      const saved = await tenants.savePrivacy(req.principal!.tenantId, req.body, req.principal!.holder)
+      req.auditNote = { objectId: String(req.principal!.tenantId), detail: { ...req.body } }
+      return saved
+    },
   )
   r.get(
     '/v1/keys',

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime, timeZoneSchema } from '../core/time.js'
+import { applyPrivacy, defaultPrivacy, privacyInput, type PrivacyInput, type PrivacySettings } from './privacy.schema.js'
 
 /**
  * The tenant registry: the group and its member banks. It is small and read on every request
@@ -51,13 +52,30 @@ export interface TenantService {
   cached(id: number): Tenant | undefined
   create(input: CreateTenantInput): Promise<Tenant>
   setStatus(idOrSlug: number | string, status: Tenant['status']): Promise<Tenant>
+  /** Retention and the value policy (defaults until changed); from memory after the first load. */
+  privacy(id: number): Promise<PrivacySettings>
+  /** Changes some settings; 400 naming the field for a retention out of bounds or below the legal minimum. */
+  savePrivacy(id: number, change: PrivacyInput, holder: string): Promise<PrivacySettings>
   reload(): Promise<void>
 }
+
+const privacyRow = z.object({
+  tenant_id: z.coerce.number(),
+  events_days: z.coerce.number(),
+  exposures_days: z.coerce.number(),
+  push_outcomes_days: z.coerce.number(),
+  tag_history_days: z.coerce.number(),
+  legal_minimum_days: z.coerce.number(),
+  value_policy: z.enum(['digest', 'mask']),
+  updated_at: z.string(),
+  updated_by: z.string(),
+})
 
 export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date }): TenantService {
   const { system } = deps
   const now = deps.now ?? (() => new Date())
   let byId = new Map<number, Tenant>()
+  let privacyById = new Map<number, PrivacySettings>()
   let loaded = false
 
   async function reload() {
@@ -82,7 +100,35 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
         },
       ]),
     )
+    const settings = await system.query(
+      `SELECT tenant_id, events_days, exposures_days, push_outcomes_days, tag_history_days, legal_minimum_days, value_policy,
+              toString(updated_at) AS updated_at, updated_by
+       FROM tenant_privacy FINAL`,
+      {},
+      privacyRow,
+    )
+    privacyById = new Map(
+      settings.map((r) => [
+        r.tenant_id,
+        {
+          ...defaultPrivacy(),
+          eventsDays: r.events_days,
+          exposuresDays: r.exposures_days,
+          pushOutcomesDays: r.push_outcomes_days,
+          tagHistoryDays: r.tag_history_days,
+          legalMinimumDays: r.legal_minimum_days,
+          valuePolicy: r.value_policy,
+          updatedAt: r.updated_at,
+          updatedBy: r.updated_by,
+        },
+      ]),
+    )
     loaded = true
+  }
+
+  async function privacy(id: number) {
+    await get(id)
+    return privacyById.get(id) ?? defaultPrivacy()
   }
 
   async function ensure() {
@@ -165,6 +211,27 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       if (t.status === status) return t
       await write({ ...t, status }, t.createdAt)
       return get(t.id)
+    },
+    privacy,
+    async savePrivacy(id, raw, holder) {
+      const parsed = privacyInput.safeParse(raw)
+      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The privacy settings are invalid.', { issues: issuesFromZod(parsed.error.issues) })
+      const next = applyPrivacy(await privacy(id), parsed.data)
+      await system.insert('tenant_privacy', [
+        {
+          tenant_id: id,
+          events_days: next.eventsDays,
+          exposures_days: next.exposuresDays,
+          push_outcomes_days: next.pushOutcomesDays,
+          tag_history_days: next.tagHistoryDays,
+          legal_minimum_days: next.legalMinimumDays,
+          value_policy: next.valuePolicy,
+          updated_at: chDateTime(now()),
+          updated_by: holder,
+        },
+      ])
+      await reload()
+      return privacy(id)
     },
     reload,
   }
