@@ -4,7 +4,8 @@ import { isAppError, type ErrorIssue } from '../core/errors.js'
 import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { testTagDef } from '../test/fixtures.js'
-import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { applyDefinitions } from './tag.pack.js'
+import { createTagRepository, parseDefinition, type TagRepository } from './tag.repository.js'
 
 /**
  * Save-time dry runs: a definition that passes the schema and the guard but fails in the engine
@@ -63,5 +64,23 @@ describe('save-time dry run', () => {
       z.object({ n: z.coerce.number() }),
     )
     expect(n!.n).toBe(0)
+  })
+})
+
+describe('applying many definitions', () => {
+  it('saves none when one would fail, naming it by its index', async () => {
+    const before = (await repo.list(tenant.id)).map((t) => `${t.name}@${t.version}`)
+    const defs = [
+      testTagDef('young', 'boolean', { kind: 'rule', when: { feature: 'age', op: 'lt', value: 30 } }),
+      testTagDef('broken', 'number', { kind: 'sql', sql: "SELECT customer_key, concat('n', gender) AS value FROM $customers" }),
+    ].map((d) => parseDefinition(d))
+    try {
+      await applyDefinitions(repo, tenant.id, defs, 'test')
+      expect.unreachable()
+    } catch (err) {
+      expect(isAppError(err) && err.code).toBe('DRY_RUN_FAILED')
+      expect(isAppError(err) && err.issues?.[0]?.field).toBe('definitions.1.rule.sql')
+    }
+    expect((await repo.list(tenant.id)).map((t) => `${t.name}@${t.version}`)).toEqual(before)
   })
 })

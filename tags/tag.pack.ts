@@ -63,13 +63,25 @@ export interface ApplyResult {
   changed: boolean
 }
 
-/** Saves definitions in dependency order, so each one's dependencies exist when it is saved. */
+/**
+ * Saves definitions in dependency order, so each one's dependencies exist when it is saved.
+ * Every definition is computed on a sample first (against the others as they will be), so one
+ * that would fail its runs stops the whole set before any is saved; issues name it as
+ * `definitions.<index>.<field>`.
+ */
 export async function applyDefinitions(repo: TagRepository, tenantId: number, defs: readonly TagDefinition[], actor: string): Promise<ApplyResult[]> {
-  const existing = new Set((await repo.list(tenantId)).map((t) => t.name))
+  const stored = await repo.list(tenantId)
+  const existing = new Set(stored.map((t) => t.name))
+  const levels = dependencyLevels(defs, existing)
+  const incoming = new Set(defs.map((d) => d.name))
+  const after = [...stored.filter((t) => !incoming.has(t.name)), ...defs]
+  for (const d of defs) {
+    await repo.dryRun(tenantId, d, after.filter((x) => x.name !== d.name), `definitions.${defs.indexOf(d)}.`)
+  }
   const out: ApplyResult[] = []
-  for (const level of dependencyLevels(defs, existing)) {
+  for (const level of levels) {
     for (const d of level) {
-      const r = await repo.save(tenantId, d, actor)
+      const r = await repo.save(tenantId, d, actor, { dryRun: false })
       out.push({ name: d.name, version: r.tag.version, changed: r.changed })
     }
   }

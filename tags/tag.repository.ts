@@ -40,7 +40,9 @@ export interface TagRepository {
   get(tenantId: number, name: string): Promise<StoredTag | undefined>
   versions(tenantId: number, name: string): Promise<(StoredTag & { retired: boolean })[]>
   /** Validates and stores; returns the stored definition and whether it changed. */
-  save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number }): Promise<{ tag: StoredTag; changed: boolean }>
+  save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number; dryRun?: boolean }): Promise<{ tag: StoredTag; changed: boolean }>
+  /** Computes a definition once on a sample (as `save` does): DRY_RUN_FAILED naming the field. */
+  dryRun(tenantId: number, def: TagDefinition, others: readonly TagDefinition[], fieldPrefix?: string): Promise<void>
   retire(tenantId: number, name: string, actor: string): Promise<void>
   /**
    * Capabilities that use tags (segments, push, layouts) say where, so a purpose change that
@@ -135,6 +137,7 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
     registerUses(finder) {
       finders.push(finder)
     },
+    dryRun: (tenantId, def, others, fieldPrefix) => dryRunTag(tdb(tenantId), def, others, fieldPrefix),
     async list(tenantId) {
       return (await latest(tenantId)).filter((t) => !t.retired).map(({ retired: _r, ...t }) => t)
     },
@@ -164,8 +167,9 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       if (current && !current.retired) await checkPurposes(tenantId, current, def)
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
       dependencyLevels([...others, def])
-      // Computed once on a sample, so what would fail every run is refused now.
-      await dryRunTag(tdb(tenantId), def, others)
+      // Computed once on a sample, so what would fail every run is refused now (`dryRun: false`
+      // when the caller already did, as applying many definitions does before saving any).
+      if (opts.dryRun !== false) await dryRunTag(tdb(tenantId), def, others)
       const version = (current?.version ?? 0) + 1
       const createdAt = chDateTime(new Date())
       await tdb(tenantId).insert('tag_definitions', [
