@@ -54,7 +54,8 @@ describe('preview and explain', () => {
     const res = await t.app.inject({
       method: 'POST',
       url: '/v1/segments/preview',
-      headers: auth(bank.read),
+      // The sample is customer numbers: an admin key (personal:read); a read key gets none.
+      headers: auth(bank.admin),
       payload: { purpose: 'marketing', rule: { any: [elderAffluent, { event: { names: ['wealth'] }, measure: 'count', op: 'gte', value: 3, window: { lastDays: 7 } }] }, breakdown: ['aum_tier'] },
     })
     expect(res.statusCode).toBe(200)
@@ -107,8 +108,10 @@ describe('saved segments', () => {
     expect((await put(body, '?expectedVersion=1')).statusCode).toBe(409)
     const versions = (await t.app.inject({ method: 'GET', url: '/v1/segments/rich-elders/versions', headers: auth(bank.read) })).json().versions
     expect(versions.map((v: { changeNote: string }) => v.changeNote)).toEqual(['first cut', 'all elders'])
-    const p = await t.app.inject({ method: 'POST', url: '/v1/segments/rich-elders/preview', headers: auth(bank.read), payload: {} })
+    const p = await t.app.inject({ method: 'POST', url: '/v1/segments/rich-elders/preview', headers: auth(bank.admin), payload: {} })
     expect(p.json()).toMatchObject({ count: 3, sample: ['C001', 'C002', 'C003'] })
+    const asRead = await t.app.inject({ method: 'POST', url: '/v1/segments/rich-elders/preview', headers: auth(bank.read), payload: {} })
+    expect(asRead.json()).toMatchObject({ count: 3, sample: [] })
     expect((await t.app.inject({ method: 'PUT', url: '/v1/segments/rich-elders', headers: auth(bank.read), payload: body })).statusCode).toBe(403)
     expect((await t.app.inject({ method: 'GET', url: '/v1/segments/rich-elders', headers: auth(other.read) })).statusCode).toBe(404)
     expect((await t.app.inject({ method: 'DELETE', url: '/v1/segments/rich-elders', headers: auth(bank.admin) })).statusCode).toBe(204)
@@ -119,7 +122,7 @@ describe('saved segments', () => {
     const put = (id: string, rule: object) => t.app.inject({ method: 'PUT', url: `/v1/segments/${id}`, headers: auth(bank.admin), payload: { name: id, purpose: 'marketing', rule } })
     expect((await put('elders', { tag: 'elder', op: 'eq', value: true })).statusCode).toBe(201)
     expect((await put('affluent-elders', { all: [{ segment: 'elders' }, { tag: 'aum_tier', op: 'eq', value: 'affluent' }] })).statusCode).toBe(201)
-    const p = await t.app.inject({ method: 'POST', url: '/v1/segments/affluent-elders/preview', headers: auth(bank.read), payload: {} })
+    const p = await t.app.inject({ method: 'POST', url: '/v1/segments/affluent-elders/preview', headers: auth(bank.admin), payload: {} })
     expect(p.json()).toMatchObject({ count: 1, sample: ['C003'] })
     // Narrowing "elders" changes what refers to it.
     await put('elders', { all: [{ tag: 'elder', op: 'eq', value: true }, { not: { tag: 'aum_tier', op: 'eq', value: 'affluent' } }] })

@@ -96,6 +96,9 @@ export function registerSegmentRoutes(
     return { ...p, sample: await customerNumbers(db, tenantId, p.sample), ms }
   }
 
+  /** Sample members are customer numbers: a key without personal:read (an analyst) gets sizes and breakdowns only. */
+  const sampleFor = (p: { permissions: ReadonlySet<string> }, n: number) => (p.permissions.has('personal:read') ? n : 0)
+
   /** The audit entry counts the customers whose numbers the answer hands out: the sample. */
   function noted<T extends { sample: string[]; count: number }>(req: { auditNote: AuditNote | undefined }, out: T): T {
     req.auditNote = { customers: out.sample.length, detail: { count: out.count } }
@@ -115,7 +118,7 @@ export function registerSegmentRoutes(
         response: { 200: previewView, 400: errorBody, 503: errorBody },
       },
     },
-    async (req) => noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), req.body)),
+    async (req) => noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { ...req.body, sampleSize: sampleFor(req.principal!, req.body.sampleSize) })),
   )
 
   r.post(
@@ -168,7 +171,7 @@ export function registerSegmentRoutes(
     },
     async (req) => {
       const s = await segments.get(req.principal!.tenantId, req.params.id)
-      return noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: req.body.sampleSize }))
+      return noted(req, await runPreview(req.principal!.tenantId, seesSensitiveTags(req.principal!), { purpose: s.purpose, rule: s.rule, breakdown: req.body.breakdown, sampleSize: sampleFor(req.principal!, req.body.sampleSize) }))
     },
   )
 

@@ -210,6 +210,27 @@ describe('least privilege, route by route', () => {
     expect(failures).toEqual([])
   })
 
+  it("gives an analyst a preview's size but no customer numbers (those need personal:read)", async () => {
+    const admin = { authorization: `Bearer ${keys.admin}` }
+    const tenantId = (await t.tenants.get('perm-a')).id
+    const now = new Date().toISOString().replace('T', ' ').replace('Z', '')
+    const nos = ['PV1', 'PV2', 'PV3']
+    await t.engine.db.forTenant(tenantId).insert('customers', nos.map((no, i) => ({
+      customer_key: 900 + i, customer_no: no, gender: 'unknown', birth_date: '1950-01-01', region_code: 'r', branch_code: 'b', occupation: 'o', phone_hash: '', name_masked: '', opened_at: '2015-01-01 00:00:00', updated_at: now,
+    })))
+    await t.engine.db.forTenant(tenantId).insert('identities', nos.map((no, i) => ({ id_kind: 'customer_no', id_value: no, customer_key: 900 + i, source: 'test', created_at: now, updated_at: now })))
+    const tag = { type: 'boolean', description: { zh: '长辈', en: 'elder' }, owner: 'qa', purpose: ['marketing'], rule: { kind: 'rule', when: { feature: 'age', op: 'gte', value: 60 } } }
+    expect((await t.app.inject({ method: 'PUT', url: '/v1/tags/pv_elder', headers: admin, payload: tag })).statusCode).toBe(201)
+    const run = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: admin, payload: { pipeline: 'tags', mode: 'full', wait: true } })
+    expect(run.json().status, run.body).toBe('succeeded')
+    const body = { purpose: 'marketing', rule: { tag: 'pv_elder', op: 'eq', value: true }, sampleSize: 10 }
+    const asAdmin = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: admin, payload: body })
+    expect(asAdmin.json()).toMatchObject({ count: 3, sample: expect.arrayContaining(nos) })
+    const asAnalyst = await t.app.inject({ method: 'POST', url: '/v1/segments/preview', headers: { authorization: `Bearer ${keys.analyst}` }, payload: body })
+    expect(asAnalyst.statusCode).toBe(200)
+    expect(asAnalyst.json()).toMatchObject({ count: 3, sample: [] })
+  }, 60_000)
+
   it("does not show one tenant's objects to another tenant's admin key", async () => {
     const admin = { authorization: `Bearer ${keys.admin}` }
     const other = { authorization: `Bearer ${otherAdmin}` }
