@@ -88,20 +88,33 @@ export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestL
 const counted = Symbol('ingest request counted')
 
 /**
+ * How long a refused request is held before its 429 is sent. A client that ignores Retry-After and sends again at once would
+ * otherwise turn each connection into hundreds of cheap-but-not-free 429s a second, taking the
+ * CPU the other tenants need (measured: bench flood); held, each connection costs one a second.
+ */
+export const REFUSAL_HOLD_MS = 1000
+
+/**
  * Counts each ingest request against its tenant's request rate as early as the tenant is known:
  * before the body is read when the key came in a header (a flood's 429 then costs no parsing),
  * else (a beacon's `writeKey` in the body) once the body key is checked.
  */
 export function registerIngestLimitHooks(app: FastifyInstance, limits: IngestLimits, paths: ReadonlySet<string>) {
-  const take = (req: FastifyRequest) => {
+  const take = async (req: FastifyRequest) => {
     const r = req as FastifyRequest & { [counted]?: true }
     if (r[counted] || !req.principal || !paths.has(req.routeOptions.url ?? '')) return
     r[counted] = true
-    limits.request(req.principal.tenantId)
+    try {
+      limits.request(req.principal.tenantId)
+    } catch (e) {
+      // Retry-After is at least a second, so the hold never outlasts it.
+      await new Promise((resolve) => setTimeout(resolve, REFUSAL_HOLD_MS))
+      throw e
+    }
   }
   app.addHook('preParsing', async (req, _reply, payload) => {
-    take(req)
+    await take(req)
     return payload
   })
-  app.addHook('preHandler', async (req) => take(req))
+  app.addHook('preHandler', take)
 }
