@@ -66,6 +66,8 @@ export const TENANT_TABLES = [
   'audit_log',
   'consent_history',
   'consent_categories',
+  'erasure_jobs',
+  'erasure_tombstones',
 ] as const
 export type TenantTable = (typeof TENANT_TABLES)[number]
 

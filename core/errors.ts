@@ -30,6 +30,8 @@ export const ERROR_CATALOGUE = {
   CONSENT_INVALID: { status: 400, message: 'The consent is invalid (unknown purpose, channel, source or category, or a malformed category map).' },
   CONSENT_SUPERSEDED: { status: 409, message: 'A newer consent decision is stored; this one is kept in the history only.' },
   DRY_RUN_FAILED: { status: 400, message: 'The definition fails when computed against the engine.' },
+  ERASURE_RUNNING: { status: 409, message: 'An erasure of this customer is already running; its job id is given.' },
+  CUSTOMER_ERASED: { status: 410, message: 'This customer was erased; nothing is held about them.' },
   IN_USE: { status: 409, message: 'The change would break definitions that use this one.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },
   INTERNAL: { status: 500, message: 'Internal error.' },

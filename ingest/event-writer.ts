@@ -25,7 +25,15 @@ export interface WriteResult {
    * the flush was stored.
    */
   refused?: { position: number; field: string; message: string }[]
+  /** Events of erased customers (tombstoned customer numbers or app ids): dropped, neither stored nor refused. */
+  dropped?: number
 }
+
+/**
+ * Per event, whether it belongs to an erased customer and must be dropped. Injected by the
+ * composition root (the privacy capability owns the tombstones; ingest does not import it).
+ */
+export type DropCheck = (tenantId: number, events: readonly PendingEvent[]) => Promise<boolean[]>
 
 export interface EventWriter {
   submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult>
@@ -102,7 +110,7 @@ export interface EventWriterOptions {
   tenantQueueShare?: number
 }
 
-export function createEventWriter(deps: { db: Db; identities: IdentityService; log: Logger; metrics: Metrics; options: EventWriterOptions }): EventWriter {
+export function createEventWriter(deps: { db: Db; identities: IdentityService; log: Logger; metrics: Metrics; options: EventWriterOptions; dropped?: DropCheck | undefined }): EventWriter {
   const { db, identities, log, metrics, options } = deps
   const outcome = metrics.counter('qianmian_ingest_events_total', 'Events by outcome', ['outcome'])
   const flushRows = metrics.histogram('qianmian_ingest_flush_rows', 'Events per insert', [], [1, 10, 100, 1000, 5000, 10_000, 20_000, 50_000, 100_000])
@@ -214,9 +222,21 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     // tenant's requests (503, retry) and leaves the others' events going on to the insert.
     const rows: unknown[][] = []
     const owners: Owner[] = []
-    for (const [tenantId, list] of byTenant) {
-      const actor = batch[list[0]!.sub]!.actor
+    for (const [tenantId, all] of byTenant) {
+      const actor = batch[all[0]!.sub]!.actor
+      let list = all
       try {
+        // Before identities: an erased number must not get a key (or links) again.
+        if (deps.dropped) {
+          const drop = await deps.dropped(tenantId, all.map((x) => x.e))
+          list = all.filter((x, i) => {
+            if (!drop[i]) return true
+            ok(x.sub).dropped = (ok(x.sub).dropped ?? 0) + 1
+            outcome.inc({ outcome: 'erased' })
+            return false
+          })
+          if (!list.length) continue
+        }
         await applyIdentity(tenantId, list.map((x) => x.e), actor)
         const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
         await writeTraits(tenantId, list.map((x) => x.e), keys)
@@ -224,7 +244,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       } catch (e) {
         log.error({ err: e, tenant: tenantId }, "ingest identities failed; this tenant's requests answered 503")
         const err = unavailable(e)
-        for (const x of list) results[x.sub] = err
+        for (const x of all) results[x.sub] = err
         continue
       }
       for (const x of list) {

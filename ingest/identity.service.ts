@@ -61,6 +61,8 @@ type ChangeRow = z.infer<typeof changeRow>
 export interface IdentityService {
   /** Keys for a batch of senders; unknown customer numbers get fresh keys (persisted first). */
   resolve(tenantId: number, refs: readonly IdentityRef[]): Promise<number[]>
+  /** Identifiers whose rows were erased: their cached keys go, so a re-registered number gets a new key. */
+  forget(tenantId: number, ids: readonly { kind: 'customer_no' | 'anonymous_id' | 'device_id'; value: string }[]): void
   /** Links an anonymous id to the customer number's key (identify). Returns the change, if any. */
   link(tenantId: number, anonymousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
   linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]>
@@ -280,6 +282,9 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
   }
 
   return {
+    forget(tenantId, ids) {
+      for (const i of ids) cache.delete(ck(tenantId, i.kind, i.value))
+    },
     async resolve(tenantId, refs) {
       const userIds = [...new Set(refs.flatMap((r) => (r.userId ? [r.userId] : [])))]
       const anonIds = [...new Set(refs.flatMap((r) => (!r.userId && r.anonymousId ? [r.anonymousId] : [])))]

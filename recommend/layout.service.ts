@@ -64,6 +64,9 @@ export function createLayoutService(deps: {
   const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
   const servedOf = (tenantId: number) => served.get(tenantId)?.customers
   let pending: { tenant: number; row: unknown[] }[] = []
+  // Erased customers' keys, per tenant: a snapshot loaded before the erasure still indexes them,
+  // so they are served as unknown visitors from the moment of the erasure (keys are never reused).
+  const erased = new Map<number, Set<number>>()
   let timer: NodeJS.Timeout | undefined
   let flusher: NodeJS.Timeout | undefined
   const loadSeconds = deps.metrics.histogram('qianmian_layout_snapshot_load_seconds', 'Layout snapshot load time', ['tenant'], [0.1, 0.5, 1, 5, 15, 60, 300])
@@ -185,7 +188,8 @@ export function createLayoutService(deps: {
     const { day, today } = localDay(tenant.timeZone, nowMs)
     const customerNo = req.customerId
     const digest = customerNo ? customerDigest(customerNo) : undefined
-    const key = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
+    const found = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
+    const key = found !== 0 && erased.get(req.tenantId)?.has(found) ? 0 : found
     // Personalization off: the bank's default (as for an unknown visitor, elder mode only when
     // asked for, no experiment) plus the service reminders the customer needs.
     const off = key !== 0 && switches.off(req.tenantId, key)
@@ -254,6 +258,16 @@ export function createLayoutService(deps: {
 
     /** Personalization switches recorded in this process: the next layout of the customer follows. */
     consentChanged: switches.apply,
+
+    /** Erased customers: served as unknown from now on; their unwritten exposures and counts go. */
+    forgetCustomers(tenantId: number, keys: ReadonlySet<number>): void {
+      const set = erased.get(tenantId) ?? erased.set(tenantId, new Set()).get(tenantId)!
+      for (const k of keys) {
+        set.add(k)
+        servedOf(tenantId)?.delete(k)
+      }
+      pending = pending.filter((p) => p.tenant !== tenantId || !keys.has(p.row[0] as number))
+    },
 
     /** Reloads a tenant's snapshot now (after a catalogue change or a model build in this process). */
     reload: load,

@@ -63,6 +63,11 @@ export interface BitmapStore {
   snapshot(db: TenantDb, tags: readonly string[], opts?: { maxAgeMs?: number }): Promise<Snapshot>
   /** Entries and bytes held (for metrics and tests). */
   stats(): { entries: number; bytes: number; loads: number }
+  /**
+   * An erasure rewrote this tenant's bitmaps in place (same builds): drop everything held for
+   * the tenant, so the next snapshot reads the states without the erased customers.
+   */
+  forgetCustomers(tenantId: number): void
 }
 
 type Entry = TagBitmaps | Bitmap | EdgeBucket
@@ -208,6 +213,12 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
     },
     stats() {
       return { entries: cache.size, bytes: cache.calculatedSize, loads }
+    },
+    forgetCustomers(tenantId) {
+      const prefix = `${tenantId}:`
+      for (const k of [...cache.keys()]) if (k.startsWith(prefix)) cache.delete(k)
+      for (const k of [...held.keys()]) if (k.startsWith(prefix)) held.delete(k)
+      for (const k of [...recent.keys()]) if (k.startsWith(prefix)) recent.delete(k)
     },
   }
 }

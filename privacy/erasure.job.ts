@@ -1,0 +1,224 @@
+import { z } from 'zod'
+import type { Db, TenantDb, TenantTable } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import { chDateTime } from '../core/time.js'
+import { OUTSIDE, PLACES, placeOrder, type Place } from './erasure.places.js'
+
+/**
+ * Runs one erasure job, place by place (erasure.places.ts). Each step is idempotent (a delete by
+ * the customer's keys and ids, a bitmap state rewritten without the keys) and its row counts
+ * before and after are persisted with the job, so a job interrupted anywhere resumes at its first
+ * step not done. At the end every place is read again for the customer's keys and numbers; what
+ * a concurrent writer slipped in meanwhile is erased once more, and the re-read is the proof.
+ */
+
+export interface Subject {
+  customerNos: string[]
+  keys: number[]
+  /** Linked app (anonymous) ids and device ids. */
+  anonymousIds: string[]
+  deviceIds: string[]
+  /** Keyed digests of the customer numbers, in the order of customerNos (the audit trail gets them). */
+  digests: string[]
+}
+
+export interface Step {
+  table: TenantTable
+  label: string
+  before: number | null
+  after: number | null
+  done: boolean
+}
+
+export interface ErasureJob {
+  tenantId: number
+  jobId: string
+  status: 'running' | 'done' | 'failed'
+  digests: string[]
+  customers: number
+  subject: Subject
+  reason: string
+  requestedBy: string
+  keyId: string
+  steps: Step[]
+  proof: Proof | null
+  error: string
+  createdAt: string
+  updatedAt: string
+}
+
+export interface Proof {
+  checkedAt: string
+  verified: boolean
+  places: { table: string; label: string; before: number; after: number; remaining: number }[]
+  notHeld: { table: string; why: string }[]
+  outside: { place: string; note: string }[]
+}
+
+export interface ErasedId {
+  kind: 'customer_no' | 'anonymous_id' | 'device_id'
+  value: string
+}
+
+/** Called with the erased keys and identifiers as soon as the job starts and again when it ends (in-memory structures). */
+export type ForgetHook = (tenantId: number, keys: ReadonlySet<number>, ids: readonly ErasedId[]) => void
+
+export function erasedIds(s: Subject): ErasedId[] {
+  return [
+    ...s.customerNos.map((value) => ({ kind: 'customer_no' as const, value })),
+    ...s.anonymousIds.map((value) => ({ kind: 'anonymous_id' as const, value })),
+    ...s.deviceIds.map((value) => ({ kind: 'device_id' as const, value })),
+  ]
+}
+
+const countRow = z.object({ n: z.coerce.number() })
+
+/**
+ * The customer's rows in a place, as a WHERE fragment over bound parameters only: `ks` keys,
+ * `nos` customer numbers, `ids` every identifier (numbers, app and device ids), `anons` app ids.
+ * Table and column names come from code (PLACES), never from input.
+ */
+function predicate(table: TenantTable, place: Place): string {
+  const keys = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
+  switch (place.by) {
+    case 'key':
+      if (table === 'identities') return `(customer_key ${keys} OR id_value IN {ids:Array(String)})`
+      if (table === 'customers' || table === 'push_targets' || table === 'consent_history') return `(customer_key ${keys} OR customer_no IN {nos:Array(String)})`
+      return `customer_key ${keys}`
+    case 'keyPair': {
+      const [a, b] = place.columns
+      return table === 'identity_changes' ? `(${a} ${keys} OR ${b} ${keys} OR id_value IN {ids:Array(String)})` : `(${a} ${keys} OR ${b} ${keys})`
+    }
+    case 'events':
+      return `(customer_key ${keys} OR user_id IN {nos:Array(String)} OR anonymous_id IN {anons:Array(String)})`
+    case 'dedup':
+      return `message_id IN (SELECT message_id FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
+    case 'bitmap':
+      return 'bitmapHasAny(keys, bitmapBuild({ks:Array(UInt32)}))'
+    case 'digest':
+      return "(customer_no IN {nos:Array(String)} OR (object_kind = 'customer' AND object_id IN {nos:Array(String)}))"
+    default:
+      throw new Error(`${table} holds no customer rows`)
+  }
+}
+
+function params(s: Subject) {
+  return { ks: s.keys, nos: s.customerNos, anons: s.anonymousIds, ids: [...s.customerNos, ...s.anonymousIds, ...s.deviceIds] }
+}
+
+export async function countIn(db: TenantDb, table: TenantTable, s: Subject): Promise<number> {
+  const [r] = await db.query(`SELECT count() AS n FROM ${table} WHERE tenant_id = {tenant:UInt16} AND ${predicate(table, PLACES[table])}`, params(s), countRow)
+  return r?.n ?? 0
+}
+
+async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<void> {
+  const place = PLACES[table]
+  const where = `tenant_id = {tenant:UInt16} AND ${predicate(table, place)}`
+  if (place.by === 'bitmap') {
+    const size = table === 'tag_bitmaps' ? 'cardinality' : 'size'
+    const rest = 'bitmapAndnot(keys, bitmapBuild({ks:Array(UInt32)}))'
+    await db.command(`ALTER TABLE ${table} UPDATE keys = ${rest}, ${size} = bitmapCardinality(${rest}) WHERE ${where} SETTINGS mutations_sync = 2`, params(s))
+  } else if (place.by === 'digest') {
+    await db.command(
+      `ALTER TABLE ${table} UPDATE customer_no = transform(customer_no, {nos:Array(String)}, {ds:Array(String)}, customer_no),
+         object_id = if(object_kind = 'customer', transform(object_id, {nos:Array(String)}, {ds:Array(String)}, object_id), object_id)
+       WHERE ${where} SETTINGS mutations_sync = 2`,
+      { ...params(s), ds: s.digests.map((d) => `erased:${d}`) },
+    )
+  } else {
+    await db.command(`DELETE FROM ${table} WHERE ${where}`, params(s))
+  }
+}
+
+export function newSteps(): Step[] {
+  return placeOrder().map((table) => {
+    const p = PLACES[table]
+    return { table, label: 'label' in p ? p.label : table, before: null, after: null, done: false }
+  })
+}
+
+export function createErasureRunner(deps: {
+  db: Db
+  log: Logger
+  save(job: ErasureJob): Promise<void>
+  forget: readonly ForgetHook[]
+  /** Tests: called before each step (a throw there stands for a crash at that point). */
+  beforeStep?: (job: ErasureJob, step: Step) => void
+}) {
+  function forgetAll(job: ErasureJob) {
+    const keys = new Set(job.subject.keys)
+    const ids = erasedIds(job.subject)
+    for (const f of deps.forget) {
+      try {
+        f(job.tenantId, keys, ids)
+      } catch (err) {
+        deps.log.warn({ err, tenant: job.tenantId, job: job.jobId }, 'an in-memory structure could not drop erased customers')
+      }
+    }
+  }
+
+  async function verify(db: TenantDb, job: ErasureJob) {
+    const out: { step: Step; remaining: number }[] = []
+    for (const step of job.steps) out.push({ step, remaining: await countIn(db, step.table, job.subject) })
+    return out
+  }
+
+  return {
+    forgetAll,
+    /** Runs (or resumes) a job to its end; the job is saved after every step. */
+    async run(job: ErasureJob): Promise<ErasureJob> {
+      const db = deps.db.forTenant(job.tenantId)
+      forgetAll(job)
+      const touch = () => {
+        // Strictly increasing: the newest version of the row is the one with the latest time.
+        job.updatedAt = chDateTime(Math.max(Date.now(), Date.parse(`${job.updatedAt.replace(' ', 'T')}Z`) + 1))
+        return deps.save(job)
+      }
+      try {
+        for (const step of job.steps) {
+          if (step.done) continue
+          deps.beforeStep?.(job, step)
+          if (step.before === null) {
+            step.before = await countIn(db, step.table, job.subject)
+            await touch()
+          }
+          if (step.before > 0) await eraseIn(db, step.table, job.subject)
+          step.after = await countIn(db, step.table, job.subject)
+          step.done = true
+          await touch()
+        }
+        // A write racing the job (an event in a flush, an exposure, a tag run) is erased again.
+        let check = await verify(db, job)
+        const left = check.filter((c) => c.remaining > 0)
+        if (left.length) {
+          deps.log.warn({ tenant: job.tenantId, job: job.jobId, places: left.map((c) => c.step.table) }, 'rows written during the erasure; erasing them again')
+          for (const c of left) await eraseIn(db, c.step.table, job.subject)
+          check = await verify(db, job)
+        }
+        const notHeld = (Object.keys(PLACES) as TenantTable[]).flatMap((t) => {
+          const p = PLACES[t]
+          return p.by === 'none' || p.by === 'kept' ? [{ table: t, why: p.why }] : []
+        })
+        job.proof = {
+          checkedAt: new Date().toISOString(),
+          verified: check.every((c) => c.remaining === 0),
+          places: check.map((c) => ({ table: c.step.table, label: c.step.label, before: c.step.before ?? 0, after: c.step.after ?? 0, remaining: c.remaining })),
+          notHeld,
+          outside: OUTSIDE.map((o) => ({ ...o })),
+        }
+        forgetAll(job)
+        job.status = job.proof.verified ? 'done' : 'failed'
+        if (!job.proof.verified) job.error = 'rows were still found after a second pass; run the erasure again'
+        // The in-clear identifiers were needed to find rows; the record keeps keys and digests.
+        if (job.status === 'done') job.subject = { customerNos: [], keys: job.subject.keys, anonymousIds: [], deviceIds: [], digests: job.subject.digests }
+        await touch()
+        return job
+      } catch (err) {
+        deps.log.error({ err, tenant: job.tenantId, job: job.jobId }, 'erasure step failed; the job resumes at its next start')
+        throw err
+      }
+    },
+  }
+}
+
+export type ErasureRunner = ReturnType<typeof createErasureRunner>

@@ -1,0 +1,189 @@
+import { z } from 'zod'
+import type { Db, TenantDb } from '../core/db.js'
+import { AppError } from '../core/errors.js'
+import type { Tombstones } from './tombstones.js'
+
+/**
+ * A customer's copy of their data (PIPL art. 45): everything held about them, one section per
+ * place, with the field names in Chinese and English beside the values and each tag with its
+ * description (the reason it holds). Events come in pages (`after` cursor), newest first; other
+ * sections are complete up to `SECTION_LIMIT` rows each (newest first; `truncated` says so).
+ */
+
+export const SECTION_LIMIT = 10_000
+
+/** Field names of every section, for a person reading the export. */
+export const FIELD_LABELS: Record<string, { zh: string; en: string }> = {
+  customer_no: { zh: '客户号', en: 'customer number' },
+  gender: { zh: '性别', en: 'gender' },
+  birth_date: { zh: '出生日期', en: 'date of birth' },
+  region_code: { zh: '地区代码', en: 'region code' },
+  branch_code: { zh: '服务网点', en: 'serving branch' },
+  occupation: { zh: '职业', en: 'occupation' },
+  phone_hash: { zh: '手机号摘要（不存原号）', en: 'mobile number digest (the number is not kept)' },
+  name_masked: { zh: '姓名（脱敏）', en: 'name (masked)' },
+  language: { zh: '语言', en: 'language' },
+  elder_mode: { zh: '长辈模式', en: 'elder mode' },
+  opened_at: { zh: '开户时间', en: 'customer since' },
+  updated_at: { zh: '更新时间', en: 'updated at' },
+  trait: { zh: '属性', en: 'trait' },
+  value: { zh: '值', en: 'value' },
+  hashed: { zh: '是否为摘要', en: 'stored as a digest' },
+  purpose: { zh: '用途', en: 'purpose' },
+  channel: { zh: '渠道', en: 'channel' },
+  granted: { zh: '是否同意', en: 'granted' },
+  source: { zh: '来源', en: 'source' },
+  customer_at: { zh: '决定时间', en: 'decided at' },
+  received_at: { zh: '接收时间', en: 'received at' },
+  notice_version: { zh: '隐私政策版本', en: 'privacy notice version' },
+  id_kind: { zh: '标识类型', en: 'identifier kind' },
+  id_value: { zh: '标识', en: 'identifier' },
+  created_at: { zh: '创建时间', en: 'created at' },
+  tag: { zh: '标签', en: 'tag' },
+  description: { zh: '标签含义', en: 'what the tag means' },
+  list: { zh: '列表值', en: 'list value' },
+  segment_id: { zh: '客群', en: 'segment' },
+  name: { zh: '名称', en: 'name' },
+  kind: { zh: '进入/退出', en: 'entered or left' },
+  at: { zh: '时间', en: 'at' },
+  campaign_id: { zh: '推送活动', en: 'campaign' },
+  title: { zh: '标题', en: 'title' },
+  body: { zh: '内容', en: 'text' },
+  status: { zh: '状态', en: 'status' },
+  reason: { zh: '原因', en: 'reason' },
+  due_at: { zh: '发送时间', en: 'due at' },
+  served_at: { zh: '展示时间', en: 'shown at' },
+  screen: { zh: '页面', en: 'screen' },
+  modules: { zh: '模块', en: 'modules' },
+  items: { zh: '内容项', en: 'items' },
+  timestamp: { zh: '事件时间', en: 'event time' },
+  type: { zh: '事件类型', en: 'event type' },
+  event: { zh: '事件', en: 'event' },
+  properties: { zh: '事件属性', en: 'properties' },
+  context: { zh: '设备与应用', en: 'device and app' },
+}
+
+export const SECTION_LABELS: Record<string, { zh: string; en: string }> = {
+  profile: { zh: '基本信息', en: 'profile' },
+  traits: { zh: '应用上报的属性', en: 'traits sent by the app' },
+  consents: { zh: '当前授权', en: 'consents (current)' },
+  consentHistory: { zh: '授权历史', en: 'consent history' },
+  identities: { zh: '标识与设备', en: 'identifiers and devices' },
+  tags: { zh: '标签及含义', en: 'tags and what they mean' },
+  segments: { zh: '客群进出记录', en: 'segment entries and exits' },
+  pushes: { zh: '推送记录', en: 'pushes' },
+  layouts: { zh: '首页展示记录', en: 'home screens shown' },
+  events: { zh: '应用行为事件', en: 'app events' },
+}
+
+/** Each section's query: columns named for FIELD_LABELS, the customer's keys bound as `ks`. */
+const KEYS = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
+const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> = {
+  profile: `SELECT customer_no, gender, birth_date, region_code, branch_code, occupation, phone_hash, name_masked, language, elder_mode, opened_at, updated_at
+            FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} AND deleted = 0`,
+  traits: `SELECT trait, value, hashed, updated_at FROM customer_traits FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY trait`,
+  consents: `SELECT purpose, channel, granted, source, updated_at FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY purpose, channel`,
+  consentHistory: `SELECT purpose, channel, granted, customer_at, received_at, source, notice_version FROM consent_history FINAL
+                   WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY customer_at DESC`,
+  identities: `SELECT id_kind, id_value, source, created_at FROM identities FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY id_kind, created_at`,
+  tags: `SELECT v.tag AS tag, v.value AS value, v.list AS list, d.description AS description FROM (
+           SELECT tag, value, list FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} AND is_deleted = 0) AS v
+         LEFT JOIN (
+           SELECT name, argMax(JSONExtractRaw(definition, 'description'), version) AS description FROM tag_definitions
+           WHERE tenant_id = {tenant:UInt16} GROUP BY name) AS d ON d.name = v.tag
+         ORDER BY tag`,
+  segments: `SELECT e.segment_id AS segment_id, d.name AS name, e.kind AS kind, e.at AS at FROM (
+               SELECT segment_id, kind, at FROM segment_events WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS}) AS e
+             LEFT JOIN (
+               SELECT segment_id, argMax(name, version) AS name FROM segment_definitions WHERE tenant_id = {tenant:UInt16} GROUP BY segment_id) AS d
+             ON d.segment_id = e.segment_id ORDER BY at DESC`,
+  pushes: `SELECT t.campaign_id AS campaign_id, t.channel AS channel, t.purpose AS purpose, t.title AS title, t.body AS body, t.status AS status, t.reason AS reason, t.due_at AS due_at,
+                  o.status AS outcome, o.at AS outcome_at FROM (
+             SELECT target_id, campaign_id, channel, purpose, title, body, status, reason, due_at FROM push_targets FINAL
+             WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS}) AS t
+           LEFT JOIN (
+             SELECT target_id, argMax(status, at) AS status, max(at) AS at FROM push_outcomes
+             WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} GROUP BY target_id) AS o ON o.target_id = t.target_id
+           ORDER BY due_at DESC`,
+  layouts: `SELECT served_at, screen, modules, items FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY served_at DESC`,
+}
+
+const eventRow = z.object({ timestamp: z.string(), message_id: z.string(), type: z.string(), event: z.string(), properties: z.string(), context: z.string() })
+
+export interface CustomerExport {
+  customerId: string
+  exportedAt: string
+  labels: { sections: typeof SECTION_LABELS; fields: typeof FIELD_LABELS }
+  sections: Record<string, { rows: Record<string, unknown>[]; truncated: boolean }>
+  events: { rows: Record<string, unknown>[]; next: string | null }
+}
+
+export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
+  async function keysOf(db: TenantDb, customerNo: string): Promise<number[]> {
+    const rows = await db.query(
+      `SELECT customer_key AS k FROM identities FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no' AND id_value = {no:String}
+       UNION ALL SELECT customer_key AS k FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_no = {no:String}`,
+      { no: customerNo },
+      z.object({ k: z.coerce.number() }),
+    )
+    const keys = new Set(rows.map((r) => r.k).filter((k) => k > 0))
+    if (keys.size) {
+      const merged = await db.query(
+        `SELECT from_key AS k FROM customer_merges FINAL WHERE tenant_id = {tenant:UInt16} AND active = 1 AND into_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
+        { ks: [...keys] },
+        z.object({ k: z.coerce.number() }),
+      )
+      for (const m of merged) keys.add(m.k)
+    }
+    return [...keys]
+  }
+
+  return {
+    async export(tenantId: number, customerNo: string, page: { after?: string | undefined; limit: number }): Promise<CustomerExport> {
+      if (await deps.tombstones.erased(tenantId, customerNo)) throw new AppError('CUSTOMER_ERASED')
+      const db = deps.db.forTenant(tenantId)
+      const ks = await keysOf(db, customerNo)
+      if (!ks.length) throw new AppError('NOT_FOUND', `No customer ${customerNo} in this tenant.`)
+      const sections: CustomerExport['sections'] = {}
+      for (const [name, sql] of Object.entries(SECTIONS)) {
+        const rows = await db.query<Record<string, unknown>>(`${sql} LIMIT {limit:UInt32}`, { ks, limit: SECTION_LIMIT + 1 })
+        if (name === 'tags') for (const r of rows) r.description = r.description ? (JSON.parse(String(r.description)) as unknown) : null
+        sections[name] = { rows: rows.slice(0, SECTION_LIMIT), truncated: rows.length > SECTION_LIMIT }
+      }
+      // Keyset pages over (timestamp, message_id), newest first: stable while events arrive.
+      let cursor: { t: string; m: string } | undefined
+      if (page.after) {
+        try {
+          const [t, m] = JSON.parse(Buffer.from(page.after, 'base64url').toString('utf8')) as [string, string]
+          if (typeof t !== 'string' || typeof m !== 'string') throw new Error('shape')
+          cursor = { t, m }
+        } catch {
+          throw new AppError('VALIDATION_FAILED', 'after: not a cursor this export gave.', { issues: [{ field: 'after', message: 'invalid cursor' }] })
+        }
+      }
+      const events = await db.query(
+        `SELECT toString(timestamp) AS timestamp, message_id, toString(type) AS type, event, properties, context FROM events
+         WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
+           ${cursor ? 'AND (timestamp, message_id) < (toDateTime64({t:String}, 3, \'UTC\'), {m:String})' : ''}
+         ORDER BY timestamp DESC, message_id DESC LIMIT {limit:UInt32}`,
+        { ks, limit: page.limit + 1, ...(cursor ? cursor : {}) },
+        eventRow,
+      )
+      const more = events.length > page.limit
+      const rows = events.slice(0, page.limit)
+      const last = rows[rows.length - 1]
+      return {
+        customerId: customerNo,
+        exportedAt: new Date().toISOString(),
+        labels: { sections: SECTION_LABELS, fields: FIELD_LABELS },
+        sections,
+        events: {
+          rows: rows.map((e) => ({ ...e, properties: JSON.parse(e.properties) as unknown, context: JSON.parse(e.context) as unknown })),
+          next: more && last ? Buffer.from(JSON.stringify([last.timestamp, last.message_id])).toString('base64url') : null,
+        },
+      }
+    },
+  }
+}
+
+export type ExportService = ReturnType<typeof createExportService>

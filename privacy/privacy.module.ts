@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify'
+import type { Db } from '../core/db.js'
+import type { Logger } from '../core/log.js'
+import type { Metrics } from '../core/metrics.js'
+import type { Pii } from '../core/pii.js'
+import type { Auth } from '../tenants/auth.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+import type { ErasureJob, ForgetHook, Step } from './erasure.job.js'
+import { registerErasureRoutes } from './erasure.routes.js'
+import { createErasureService, type ErasureService } from './erasure.service.js'
+import { registerExportRoutes } from './export.routes.js'
+import { createExportService, type ExportService } from './export.service.js'
+import { createTombstones, type Tombstones } from './tombstones.js'
+
+/**
+ * Erasure and export of one customer. Built in two steps by the composition roots: the
+ * tombstones first (ingest needs their check before the other capabilities exist), then the
+ * erasure with the in-memory structures it must tell (`forget` hooks).
+ */
+export interface PrivacyModule {
+  tombstones: Tombstones
+  erasure: ErasureService
+  exports: ExportService
+  routes(app: FastifyInstance, auth: Auth): void
+}
+
+export function createPrivacyTombstones(deps: { db: Db; pii: Pii; metrics: Metrics }): Tombstones {
+  return createTombstones(deps)
+}
+
+export function createPrivacyModule(deps: {
+  db: Db
+  tenants: TenantService
+  log: Logger
+  tombstones: Tombstones
+  forget: readonly ForgetHook[]
+  beforeStep?: (job: ErasureJob, step: Step) => void
+}): PrivacyModule {
+  const erasure = createErasureService(deps)
+  const exports = createExportService({ db: deps.db, tombstones: deps.tombstones })
+  return {
+    tombstones: deps.tombstones,
+    erasure,
+    exports,
+    routes(app, auth) {
+      registerErasureRoutes(app, { auth, erasure, tombstones: deps.tombstones })
+      registerExportRoutes(app, { auth, exports, tombstones: deps.tombstones })
+    },
+  }
+}

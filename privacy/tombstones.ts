@@ -1,0 +1,119 @@
+import { z } from 'zod'
+import type { Db } from '../core/db.js'
+import type { Metrics } from '../core/metrics.js'
+import type { Pii } from '../core/pii.js'
+import { chDateTime } from '../core/time.js'
+
+/**
+ * Tombstones of erased customers: keyed digests of their customer numbers, app (anonymous) ids
+ * and linked device ids. Ingest asks `dropped()` for every flush (through a callback it owns), so a late event, a
+ * retry or a Kafka replay of an erased customer is dropped and counted instead of re-creating
+ * them. Held per tenant in memory; re-read every `refreshMs` so that another process's erasures
+ * apply here too.
+ */
+
+export type IdKind = 'customer_no' | 'anonymous_id' | 'device_id'
+
+/** What identifies an event's sender once ingest normalized it (context.device.id is never kept). */
+export interface TombstoneEvent {
+  userId: string
+  anonymousId: string
+}
+
+export interface Tombstones {
+  /** The tenant's keyed digest of an identifier, exact (no normalization): what tombstones and the audit trail keep. */
+  digest(tenantId: number, kind: IdKind, value: string): string
+  /** Writes tombstones (active) for these identifiers; effective in this process at once. */
+  add(tenantId: number, jobId: string, ids: readonly { kind: IdKind; value: string }[], by: string): Promise<void>
+  /** Whether the customer number is tombstoned (an export answers 410). */
+  erased(tenantId: number, customerNo: string): Promise<boolean>
+  /** The bank re-registers a number: its events are accepted again. False when it was not tombstoned. */
+  reregister(tenantId: number, customerNo: string, by: string): Promise<boolean>
+  /** Per event, true when it belongs to an erased identifier (the ingest hook). */
+  dropped(tenantId: number, events: readonly TombstoneEvent[]): Promise<boolean[]>
+}
+
+interface Held {
+  at: number
+  ids: Set<string>
+}
+
+const row = z.object({ id_kind: z.string(), id_digest: z.string() })
+
+export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; refreshMs?: number }): Tombstones {
+  const refreshMs = deps.refreshMs ?? 5000
+  const held = new Map<number, Held>()
+  const loading = new Map<number, Promise<Held>>()
+  const droppedTotal = deps.metrics.counter('qianmian_erasure_dropped_events_total', 'Events of erased customers dropped at ingest, by tenant', ['tenant'])
+  // The value goes in hex: the digest function normalizes case, identifiers here are exact.
+  const digest = (tenantId: number, kind: IdKind, value: string) => deps.pii.hash('name', `erased:${kind}:${Buffer.from(value, 'utf8').toString('hex')}`, tenantId)
+  const slot = (kind: string, d: string) => `${kind}:${d}`
+
+  async function load(tenantId: number): Promise<Held> {
+    const rows = await deps.db.forTenant(tenantId).query(
+      `SELECT id_kind, id_digest FROM erasure_tombstones FINAL WHERE tenant_id = {tenant:UInt16} AND active = 1`,
+      {},
+      row,
+    )
+    const h: Held = { at: Date.now(), ids: new Set(rows.map((r) => slot(r.id_kind, r.id_digest))) }
+    held.set(tenantId, h)
+    return h
+  }
+
+  async function current(tenantId: number): Promise<Held> {
+    const h = held.get(tenantId)
+    if (h && Date.now() - h.at < refreshMs) return h
+    let p = loading.get(tenantId)
+    if (!p) {
+      p = load(tenantId).finally(() => loading.delete(tenantId))
+      loading.set(tenantId, p)
+    }
+    return p
+  }
+
+  async function write(tenantId: number, rows: { kind: IdKind; d: string; jobId: string; active: 0 | 1; by: string }[]) {
+    const now = chDateTime(Date.now())
+    await deps.db.forTenant(tenantId).insert(
+      'erasure_tombstones',
+      rows.map((r) => ({ id_kind: r.kind, id_digest: r.d, job_id: r.jobId, active: r.active, changed_by: r.by, updated_at: now })),
+    )
+    const h = await current(tenantId)
+    for (const r of rows) {
+      if (r.active) h.ids.add(slot(r.kind, r.d))
+      else h.ids.delete(slot(r.kind, r.d))
+    }
+  }
+
+  return {
+    digest,
+    async add(tenantId, jobId, ids, by) {
+      if (!ids.length) return
+      await write(tenantId, ids.map((i) => ({ kind: i.kind, d: digest(tenantId, i.kind, i.value), jobId, active: 1, by })))
+    },
+    async erased(tenantId, customerNo) {
+      return (await current(tenantId)).ids.has(slot('customer_no', digest(tenantId, 'customer_no', customerNo)))
+    },
+    async reregister(tenantId, customerNo, by) {
+      const d = digest(tenantId, 'customer_no', customerNo)
+      if (!(await current(tenantId)).ids.has(slot('customer_no', d))) return false
+      await write(tenantId, [{ kind: 'customer_no', d, jobId: '00000000-0000-0000-0000-000000000000', active: 0, by }])
+      return true
+    },
+    async dropped(tenantId, events) {
+      const h = await current(tenantId)
+      if (!h.ids.size) return events.map(() => false)
+      let n = 0
+      const out = events.map((e) => {
+        const hit =
+          (e.userId !== '' && h.ids.has(slot('customer_no', digest(tenantId, 'customer_no', e.userId)))) ||
+          // An app may send a device id linked to the customer as its anonymous id.
+          (e.anonymousId !== '' &&
+            (h.ids.has(slot('anonymous_id', digest(tenantId, 'anonymous_id', e.anonymousId))) || h.ids.has(slot('device_id', digest(tenantId, 'device_id', e.anonymousId)))))
+        if (hit) n++
+        return hit
+      })
+      if (n) droppedTotal.inc({ tenant: String(tenantId) }, n)
+      return out
+    },
+  }
+}
