@@ -116,7 +116,15 @@ describe('consent through ingest', () => {
     expect(r.json()).toMatchObject({ accepted: 3, rejected: [] })
     const s1 = await state('I1')
     expect(current(s1)).toEqual({ 'marketing/push': false, 'marketing/sms': false, 'marketing/in_app': false, 'personalization/all': false })
-    expect(s1.history[0]).toMatchObject({ source: 'ingest', category: expect.stringMatching(/^(marketing|personalization)$/), at: '2026-11-10T08:00:00.000Z' })
+    expect(s1.history[0]).toMatchObject({ source: 'ingest', holder: 'test ingest', category: expect.stringMatching(/^(marketing|personalization)$/), at: '2026-11-10T08:00:00.000Z' })
+    // Recorded in the audit trail by the consent service, as the app key's holder.
+    const audited = await t.engine.db.forTenant(tenant).query(
+      `SELECT holder, detail FROM audit_log WHERE tenant_id = {tenant:UInt16} AND action = 'consent.record' AND customer_no = 'I1'`,
+      {},
+      z.object({ holder: z.string(), detail: z.string() }),
+    )
+    expect(audited).toHaveLength(4)
+    expect(audited.every((a) => a.holder === 'test ingest' && JSON.parse(a.detail).source === 'ingest')).toBe(true)
     expect(current(await state('I2'))).toEqual({ 'marketing/push': true })
     // An event without a consent object changes nothing.
     expect((await state('I3')).current).toEqual([])

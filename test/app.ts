@@ -42,7 +42,14 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'Asia/Shanghai' })
   const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
   const pii = createPii('test-secret-test-secret-test-secret')
-  const consent = createConsentModule({ db: engine.db, log: engine.log, metrics, resolveKeys: (t, refs) => ingest.identities.resolve(t, refs) })
+  const consent = createConsentModule({
+    db: engine.db,
+    log: engine.log,
+    metrics,
+    resolveKeys: (t, refs) => ingest.identities.resolve(t, refs),
+    audit: { record: (t, actor, entries) => audit.log.record(t, actor, entries) },
+    holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
+  })
   const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
