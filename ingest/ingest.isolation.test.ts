@@ -81,3 +81,26 @@ describe('a device clock the engine cannot hold', () => {
     }
   })
 })
+
+describe('bodies nested deeper than any recursion can take', () => {
+  it('refuses 4,100 and 100,000 levels with a coded 400 naming the path, and stores the batch around them', async () => {
+    // Built as text: the request must not depend on this process being able to stringify it.
+    const deepObject = (n: number, key = 'd') => `${`{"${key}":`.repeat(n)}1${'}'.repeat(n)}`
+    const deepArray = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`
+    const send = (url: string, body: string) => t.app.inject({ method: 'POST', url, headers: { ...auth(a.write), 'content-type': 'application/json' }, payload: body })
+
+    const single = await send('/v1/track', `{"type":"track","userId":"C1","event":"e","properties":${deepObject(4_100)}}`)
+    expect(single.statusCode, single.body).toBe(400)
+    expect(single.json().error).toMatchObject({ code: 'NESTING_TOO_DEEP', issues: [{ field: `properties${'.d'.repeat(8)}` }] })
+    // secure-json-parse scans a body naming "constructor" for prototype keys: deep, it must not overflow either.
+    const ctor = await send('/v1/batch', `{"batch":[{"type":"track","userId":"C1","event":"e","properties":${deepObject(20_000, 'constructor')}}]}`)
+    expect(ctor.statusCode, ctor.body).toBe(400)
+    expect(ctor.json().error.issues[0]).toMatchObject({ code: 'NESTING_TOO_DEEP' })
+
+    const good = track()
+    const batch = await send('/v1/batch', `{"batch":[{"type":"track","userId":"C1","event":"e","properties":{"a":${deepArray(100_000)}}},${JSON.stringify(good)}]}`)
+    expect(batch.statusCode, batch.body).toBe(200)
+    expect(batch.json()).toMatchObject({ accepted: 1, rejected: [{ index: 0, code: 'NESTING_TOO_DEEP', field: `properties.a${'.0'.repeat(7)}` }] })
+    expect(await count([good.messageId])).toBe(1)
+  })
+})
