@@ -21,7 +21,7 @@ try {
     { name: 'operator', authorization: `Bearer ${OPERATOR}` },
     { name: 'none', authorization: undefined },
   ]
-  const report = await runFuzz(t.app, createFuzzer({ seed: args.seed, routes: fuzzRoutes(t.app), keys, weights: HEAVY_ROUTES }), args.requests)
+  const report = await runFuzz(t.app, createFuzzer({ seed: args.seed, routes: fuzzRoutes(t.app), keys, weights: HEAVY_ROUTES, protect: [String(a.tenant.id), a.tenant.slug] }), args.requests)
   const health = await t.app.inject({ method: 'GET', url: '/health' })
 
   // The tenant check: a text's first run (one EXPLAIN AST, then the query) and later runs (the

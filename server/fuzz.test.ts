@@ -25,10 +25,12 @@ const KNOWN: { route: string; input: string; answer: string }[] = [
 let t: TestApp
 let routes: FuzzRoute[]
 let keys: FuzzKey[]
+let protect: string[]
 beforeAll(async () => {
   t = await openTestApp({ QIANMIAN_OPERATOR_TOKEN: 'fuzz-operator-token-fuzz-operator-token' })
   const a = await tenantWithKeys(t, 'fuzz-a')
   routes = fuzzRoutes(t.app)
+  protect = [String(a.tenant.id), a.tenant.slug]
   keys = [
     { name: 'write', authorization: `Bearer ${a.write}` },
     { name: 'read', authorization: `Bearer ${a.read}` },
@@ -60,7 +62,7 @@ describe('fuzz', () => {
   })
 
   it(`answers ${REQUESTS} seeded requests without a 5xx, every 4xx coded, and stays up`, async () => {
-    const report = await runFuzz(t.app, createFuzzer({ seed: SEED, routes, keys, weights: HEAVY_ROUTES }), REQUESTS)
+    const report = await runFuzz(t.app, createFuzzer({ seed: SEED, routes, keys, weights: HEAVY_ROUTES, protect }), REQUESTS)
     const known = new Set(KNOWN.map((k) => k.route))
     expect(report.failures.filter((f) => !(known.has(f.route) && f.status >= 500)).map(show)).toEqual([])
     const health = await t.app.inject({ method: 'GET', url: '/health' })

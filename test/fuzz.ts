@@ -191,6 +191,11 @@ export function createFuzzer(opts: {
   mutationRate?: number
   /** Relative weight of a route ("METHOD /path"), 1 by default: heavy routes can be drawn less often. */
   weights?: Record<string, number>
+  /**
+   * Path values never sent (the fuzzing tenant's id and slug): an operator route could otherwise
+   * disable the tenant whose keys the run uses, and every later request would stop at the key check.
+   */
+  protect?: readonly string[]
 }) {
   const rng = createRng(opts.seed, 0)
   const mutationRate = opts.mutationRate ?? 0.6
@@ -318,7 +323,8 @@ export function createFuzzer(opts: {
     const mutation: string[] = []
     let p = route.path
     for (const pp of route.pathParams) {
-      let v = enc(String(valid(pp.schema)))
+      const value = String(valid(pp.schema))
+      let v = enc(opts.protect?.includes(value) ? 'x1' : value)
       if (mutateOne === 'path') {
         const bad = rng.pick(['%zz', '%E0%A4%A', '..', '%2F..%2F', enc('😀'.repeat(20)), 'a'.repeat(5000), '%00', enc("' OR 1=1"), '-1', '99999999999999999999'])
         mutation.push(`path ${pp.name}=${bad.slice(0, 40)}`)
