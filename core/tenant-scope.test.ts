@@ -33,6 +33,7 @@ const BAD: [string, string][] = [
   ['INSERT writing another tenant', `INSERT INTO tag_values (tenant_id, tag) SELECT 7, 'x'`],
   ['INSERT … SELECT without tenant_id', `INSERT INTO tag_values (tag) SELECT tag FROM tag_definitions WHERE tenant_id = ${T}`],
   ['INSERT … SELECT * FROM a UNION with one branch writing another tenant', `INSERT INTO events (tenant_id, customer_key) SELECT * FROM (SELECT ${T}, 1 UNION ALL SELECT 7, 2)`],
+  ['INSERT whose GROUP BY (read as a select list) holds the placeholder', `INSERT INTO events (tenant_id, customer_key) SELECT 7, 1 GROUP BY ${T}, 1`],
   ['INSERT copying a tenant_id that an alias made up', `INSERT INTO events (tenant_id, customer_key) SELECT tenant_id, 1 FROM (SELECT 7 AS tenant_id)`],
   // The recommend build's old-partition check read this way: it reads other tenants' rows, so it runs on the system handle.
   ['outer read unfiltered around a filtered IN', `SELECT build FROM rec_items WHERE build IN (SELECT build FROM rec_items WHERE tenant_id = ${T}) GROUP BY build HAVING min(tenant_id) = ${T}`],
@@ -80,6 +81,7 @@ const GOOD: [string, string][] = [
   ['INSERT … SELECT with the scope tenant', `INSERT INTO tag_values (tenant_id, tag, customer_key) SELECT ${T}, tag, 1 FROM tag_definitions WHERE tenant_id = ${T}`],
   ['INSERT … SELECT copying the filtered tenant_id', `INSERT INTO tag_history (tenant_id, tag) SELECT tenant_id, tag FROM tag_values WHERE tenant_id = ${T}`],
   ['INSERT … SELECT * FROM a UNION that writes the scope tenant', `INSERT INTO events (tenant_id, customer_key) SELECT * FROM (SELECT ${T}, 1 UNION ALL SELECT ${T}, number FROM numbers(3))`],
+  ['INSERT … WITH a scalar … SELECT the scope tenant', `INSERT INTO events (tenant_id, customer_key) WITH ${T} AS t SELECT ${T}, 1`],
   ['ALTER DELETE', `ALTER TABLE tag_values DELETE WHERE tenant_id = ${T} AND tag = {tag:String}`],
   ['ALTER UPDATE', `ALTER TABLE push_targets UPDATE status = 'x' WHERE tenant_id = ${T} AND campaign_id = {c:String}`],
   ['DELETE FROM', `DELETE FROM tag_values WHERE tenant_id = ${T} AND tag = {tag:String}`],

@@ -238,7 +238,13 @@ function checkInsertTenantColumn(stmt: AstNode, source: AstNode, table: string, 
   const refuse = () => violation(`INSERT INTO ${table}: the tenant_id written is not ${TENANT_PARAM} nor the filtered source's tenant_id`)
   const checkUnion = (u: AstNode) => {
     for (const s of selectsOf(u)) {
-      const list = selectList(s)?.children ?? []
+      const candidates = selectLists(s)
+      if (candidates.length > 1) {
+        // WITH or SELECT? The tree does not say: the value must pass in both readings.
+        for (const c of candidates) if (!writesScopeTenant(c.children[pos], c.children)) throw refuse()
+        continue
+      }
+      const list = candidates[0]?.children ?? []
       const tables = s.children.find((c) => c.type === 'TablesInSelectQuery')?.children ?? []
       const only = tables.length === 1 ? tables[0]!.children.find((c) => c.type === 'TableExpression')?.children[0] : undefined
       // `SELECT * FROM (…)`: the column is at the same position in the subquery.
@@ -246,13 +252,12 @@ function checkInsertTenantColumn(stmt: AstNode, source: AstNode, table: string, 
         checkUnion(only.children[0])
         continue
       }
-      const e = list[pos]
-      if (isMarker(e)) continue
-      // A `tenant_id` column: its SELECT's own tables are proven filtered, and nothing aliases the name.
-      if (e?.type === 'Identifier' && lastPart(e.value) === 'tenant_id' && !tenantIdAliased && !list.some((x) => x.type === 'Asterisk')) continue
-      throw refuse()
+      if (!writesScopeTenant(list[pos], list)) throw refuse()
     }
   }
+  // The marker, or a `tenant_id` column: its SELECT's own tables are proven filtered, and nothing aliases the name.
+  const writesScopeTenant = (e: AstNode | undefined, list: AstNode[]) =>
+    isMarker(e) || (e?.type === 'Identifier' && lastPart(e.value) === 'tenant_id' && !tenantIdAliased && !list.some((x) => x.type === 'Asterisk'))
   checkUnion(source)
 }
 
@@ -265,11 +270,16 @@ function selectsOf(u: AstNode, out: AstNode[] = []): AstNode[] {
   return out
 }
 
-/** The select list of a SelectQuery: its first ExpressionList, or its second when a WITH comes first. */
-function selectList(s: AstNode): AstNode | undefined {
-  const lists = s.children.filter((c, i) => c.type === 'ExpressionList' && i < 2)
-  if (lists.length === 2 || lists[0]?.children.some((c) => c.type === 'WithElement')) return lists[1]
-  return lists[0]
+/**
+ * The candidates for a SelectQuery's select list. The tree does not label its children: the first
+ * list is WITH when it holds a WithElement (a CTE); otherwise two leading lists are read both ways
+ * (a scalar WITH before the select list, or the select list before a GROUP BY with no FROM).
+ */
+function selectLists(s: AstNode): AstNode[] {
+  const [a, b] = s.children
+  if (a?.type !== 'ExpressionList') return []
+  if (b?.type !== 'ExpressionList') return [a]
+  return a.children.some((c) => c.type === 'WithElement') ? [b] : [a, b]
 }
 
 function walk(n: AstNode, ctx: Ctx): void {
