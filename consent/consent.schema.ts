@@ -18,9 +18,6 @@ export const CONSENT_SOURCES = ['app', 'counter', 'call_centre', 'import', 'inge
 export type ConsentSource = (typeof CONSENT_SOURCES)[number]
 export const API_SOURCES = ['app', 'counter', 'call_centre'] as const
 
-/** The Segment Consent Management event that carries a changed preference. */
-export const CONSENT_EVENT = 'Segment Consent Preference Updated'
-
 /** A (purpose, channel) pair is valid when the switch uses `all` and every other purpose does not. */
 export function pairIssue(purpose: ConsentPurpose, channel: ConsentChannel, field: string): ErrorIssue | undefined {
   if (purpose === 'personalization' && channel !== 'all') return { field, message: 'the personalization switch is recorded on the channel "all"' }
