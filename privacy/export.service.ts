@@ -98,17 +98,17 @@ const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> =
                SELECT segment_id, argMax(name, version) AS name FROM segment_definitions WHERE tenant_id = {tenant:UInt16} GROUP BY segment_id) AS d
              ON d.segment_id = e.segment_id ORDER BY at DESC`,
   pushes: `SELECT t.campaign_id AS campaign_id, t.channel AS channel, t.purpose AS purpose, t.title AS title, t.body AS body, t.status AS status, t.reason AS reason, t.due_at AS due_at,
-                  o.status AS outcome, o.at AS outcome_at FROM (
+                  o.outcome AS outcome, o.outcome_at AS outcome_at FROM (
              SELECT target_id, campaign_id, channel, purpose, title, body, status, reason, due_at FROM push_targets FINAL
              WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS}) AS t
            LEFT JOIN (
-             SELECT target_id, argMax(status, at) AS status, max(at) AS at FROM push_outcomes
+             SELECT target_id, argMax(status, at) AS outcome, max(at) AS outcome_at FROM push_outcomes
              WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} GROUP BY target_id) AS o ON o.target_id = t.target_id
            ORDER BY due_at DESC`,
   layouts: `SELECT served_at, screen, modules, items FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY served_at DESC`,
 }
 
-const eventRow = z.object({ timestamp: z.string(), message_id: z.string(), type: z.string(), event: z.string(), properties: z.string(), context: z.string() })
+const eventRow = z.object({ ms: z.coerce.number(), message_id: z.string(), type: z.string(), event: z.string(), properties: z.string(), context: z.string() })
 
 export interface CustomerExport {
   customerId: string
@@ -151,20 +151,20 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
         sections[name] = { rows: rows.slice(0, SECTION_LIMIT), truncated: rows.length > SECTION_LIMIT }
       }
       // Keyset pages over (timestamp, message_id), newest first: stable while events arrive.
-      let cursor: { t: string; m: string } | undefined
+      let cursor: { t: number; m: string } | undefined
       if (page.after) {
         try {
-          const [t, m] = JSON.parse(Buffer.from(page.after, 'base64url').toString('utf8')) as [string, string]
-          if (typeof t !== 'string' || typeof m !== 'string') throw new Error('shape')
+          const [t, m] = JSON.parse(Buffer.from(page.after, 'base64url').toString('utf8')) as [number, string]
+          if (!Number.isInteger(t) || typeof m !== 'string') throw new Error('shape')
           cursor = { t, m }
         } catch {
           throw new AppError('VALIDATION_FAILED', 'after: not a cursor this export gave.', { issues: [{ field: 'after', message: 'invalid cursor' }] })
         }
       }
       const events = await db.query(
-        `SELECT toString(timestamp) AS timestamp, message_id, toString(type) AS type, event, properties, context FROM events
+        `SELECT toUnixTimestamp64Milli(timestamp) AS ms, message_id, toString(type) AS type, event, properties, context FROM events
          WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
-           ${cursor ? 'AND (timestamp, message_id) < (toDateTime64({t:String}, 3, \'UTC\'), {m:String})' : ''}
+           ${cursor ? 'AND (timestamp, message_id) < (fromUnixTimestamp64Milli({t:Int64}, \'UTC\'), {m:String})' : ''}
          ORDER BY timestamp DESC, message_id DESC LIMIT {limit:UInt32}`,
         { ks, limit: page.limit + 1, ...(cursor ? cursor : {}) },
         eventRow,
@@ -178,8 +178,8 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
         labels: { sections: SECTION_LABELS, fields: FIELD_LABELS },
         sections,
         events: {
-          rows: rows.map((e) => ({ ...e, properties: JSON.parse(e.properties) as unknown, context: JSON.parse(e.context) as unknown })),
-          next: more && last ? Buffer.from(JSON.stringify([last.timestamp, last.message_id])).toString('base64url') : null,
+          rows: rows.map(({ ms, ...e }) => ({ timestamp: new Date(ms).toISOString(), ...e, properties: JSON.parse(e.properties) as unknown, context: JSON.parse(e.context) as unknown })),
+          next: more && last ? Buffer.from(JSON.stringify([last.ms, last.message_id])).toString('base64url') : null,
         },
       }
     },
