@@ -155,6 +155,18 @@ describe('the marketer console in a browser', () => {
     }
     expect(await page.getByTestId('phone-elder').getByTestId('module').count()).toBeLessThanOrEqual(5)
     await shot('05-layout')
+    // The customer turns personalization off: the preview says personalized:false and why.
+    const off = await fetch(`${server!.url}/v1/customers/${sample}/consents`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ purpose: 'personalization', granted: false, source: 'app', noticeVersion: 'v1' }),
+    })
+    expect(off.status).toBe(200)
+    await page.getByTestId('layout-show').click()
+    for (const mode of ['standard', 'elder']) {
+      await expect.poll(() => page.getByTestId(`phone-${mode}`).getByTestId('not-personalized').getAttribute('data-reason'), { timeout: 10_000 }).toBe('personalization_off')
+    }
+    await shot('05-layout-not-personalized')
   })
 
   it('shows the tag catalogue and the pipelines as charts, in English too', async () => {
