@@ -20,6 +20,7 @@ const ALLOWED: Record<string, string> = {
   'ingest/import/import.staging.ts': 'working tables and files of a bulk import, named per import',
   'ingest/import/import.service.ts': "hands the handle to the staging; reads the tenant's time zone from the registry",
   'demo/demo.generator.ts': "the demo's bulk customer insert and its count of existing tenants",
+  'catalogue/catalogue.service.ts': "reads the schema's column comments (system.columns), no rows",
   'recommend/model.build.ts': 'drops old build partitions, after checking that each holds one tenant alone',
   'audit/audit.service.ts': "the operator's own entries (tenant 0, outside every tenant)",
   'server/runtime.ts': 'composition root',

@@ -21,6 +21,7 @@ const EXPECTED: Record<string, Need> = {
   'GET /console/*': 'public',
   'GET /v1/tenant': 'catalog:read',
   'PUT /v1/tenant/privacy': 'tenant:admin',
+  'GET /v1/data-catalogue': 'catalog:read',
   'GET /v1/keys': 'tenant:admin',
   'POST /v1/keys': 'tenant:admin',
   'POST /v1/keys/:keyId/rotate': 'tenant:admin',
