@@ -406,10 +406,11 @@ export function createFuzzer(opts: {
       const fitting = opts.keys.filter((k) => k.authorization && (k.name === 'operator') === operator)
       const key = rng.chance(0.85) && fitting.length ? rng.pick(fitting) : rng.pick(opts.keys)
       const mutated = rng.chance(mutationRate)
-      const parts = [route.body !== undefined ? 'body' : undefined, route.query.length ? 'query' : undefined, route.pathParams.length ? 'path' : undefined, 'auth'].filter(
+      const parts = [route.body !== undefined ? 'body' : undefined, route.query.length ? 'query' : undefined, route.pathParams.length ? 'path' : undefined].filter(
         (x): x is string => !!x,
       )
-      const target = mutated ? rng.pick(parts) : undefined
+      // A broken key stops at the key check, whatever the rest: one mutation in ten is enough there.
+      const target = mutated ? (rng.chance(0.1) || !parts.length ? 'auth' : rng.pick(parts)) : undefined
       const f = fill(route, target)
       const b = body(route, target === 'body')
       const headers: Record<string, string> = { ...b.headers }
