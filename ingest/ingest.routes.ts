@@ -27,7 +27,7 @@ const single = z.record(z.string(), z.unknown()).describe('one Segment message; 
  */
 export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { ingest: IngestService; identities: IdentityService; plans: TrackingPlans }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
-  const writeAuth = auth.require('write', { bodyKey: 'writeKey' })
+  const writeAuth = auth.requireWithBodyKey('events:write', 'writeKey')
 
   // analytics.js posts batches to /v1/b, single calls to /v1/t, /v1/p ... (see SHORT_PATHS).
   for (const url of ['/v1/batch', '/v1/b']) {
@@ -35,7 +35,8 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
       url,
       {
         bodyLimit: MAX_BATCH_BYTES,
-        preHandler: writeAuth,
+        onRequest: writeAuth.onRequest,
+        preValidation: writeAuth.preValidation,
         schema: {
           tags: ['ingest'],
           summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
@@ -60,7 +61,8 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
       url,
       {
         bodyLimit: MAX_EVENT_BYTES,
-        preHandler: writeAuth,
+        onRequest: writeAuth.onRequest,
+        preValidation: writeAuth.preValidation,
         schema: {
           tags: ['ingest'],
           summary: `Send one ${type} message`,
@@ -82,7 +84,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
 
   r.get(
     '/v1/tracking-plan',
-    { preHandler: auth.require('admin'), schema: { tags: ['ingest'], summary: "The tenant's active tracking plan", security, response: { 200: trackingPlanView, 404: errorBody } } },
+    { onRequest: auth.require('tenant:admin'), schema: { tags: ['ingest'], summary: "The tenant's active tracking plan", security, response: { 200: trackingPlanView, 404: errorBody } } },
     async (req, reply) => {
       const plan = await deps.plans.current(req.principal!.tenantId)
       if (!plan) return reply.code(404).send({ error: { code: 'NOT_FOUND', message: 'This tenant has no tracking plan: every event is accepted.' } })
@@ -92,7 +94,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   r.put(
     '/v1/tracking-plan',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('tenant:admin'),
       config: { audit: { action: 'tracking_plan.save', objectKind: 'tracking_plan' } },
       schema: { tags: ['ingest'], summary: 'Replace the tracking plan (a new version)', security, body: trackingPlanInput, response: { 200: trackingPlanView, 400: errorBody } },
     },
@@ -100,7 +102,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   )
   r.delete(
     '/v1/tracking-plan',
-    { preHandler: auth.require('admin'), config: { audit: { action: 'tracking_plan.clear', objectKind: 'tracking_plan' } }, schema: { tags: ['ingest'], summary: 'Remove the tracking plan', security } },
+    { onRequest: auth.require('tenant:admin'), config: { audit: { action: 'tracking_plan.clear', objectKind: 'tracking_plan' } }, schema: { tags: ['ingest'], summary: 'Remove the tracking plan', security } },
     async (req, reply) => {
       await deps.plans.clear(req.principal!.tenantId, req.principal!.holder)
       return reply.code(204).send()
@@ -110,7 +112,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   r.get(
     '/v1/identities/changes',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('personal:read'),
       config: { audit: { action: 'identity.changes.read', objectKind: 'identity', personal: true } },
       schema: {
         tags: ['ingest'],
@@ -129,7 +131,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   r.post(
     '/v1/identities/changes/:changeId/undo',
     {
-      preHandler: auth.require('admin'),
+      onRequest: auth.require('identity:merge'),
       config: { audit: { action: 'identity.undo', objectKind: 'identity_change', objectParam: 'changeId' } },
       schema: {
         tags: ['ingest'],
