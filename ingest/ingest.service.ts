@@ -92,7 +92,8 @@ export function createIngestService(deps: {
               rejected.push({ index, code: 'TRACKING_PLAN_VIOLATION', field: violations[0]!.startsWith('unplanned_event') ? 'event' : `properties.${violations[0]!.split(':')[1]}`, message: violations.join(', '), messageId: e.messageId })
               return
             }
-            e.violations = violations
+            // After the paths where identifiers were found in values (normalize.ts).
+            e.violations = [...e.violations, ...violations]
             flagged++
           }
         }

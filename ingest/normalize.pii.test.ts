@@ -40,6 +40,17 @@ describe('personal data caught by value on ingest', () => {
     expect(p.big).toBe(`[phone:${pii.hash('phone', '13812345678', 3)}]`)
     // An amount is not a phone number.
     expect(p.amount).toBe(13812345678.5)
+    // Where they were found is stored with the event, for the tracking-plan report.
+    expect(e.violations).toEqual([
+      'personal_data:properties.idcard',
+      'personal_data:properties.tel',
+      'personal_data:properties.cardNo',
+      'personal_data:properties.form.id_card',
+      'personal_data:properties.form.list.0.mail',
+      'personal_data:properties.note',
+      'personal_data:properties.big',
+      'personal_data:context.page.url',
+    ])
   })
 
   it('masks instead when the tenant chose masking, and counts what it found', () => {
@@ -52,6 +63,7 @@ describe('personal data caught by value on ingest', () => {
   it('moves a trait that holds one identifier to the digested traits, with the kind found', () => {
     const e = stored({ type: 'identify', userId: 'C1', traits: { tel: '13812345678', idNo: ID, nickname: '小王', phone: '13612345678' } })
     expect(e.traits!.plain).toEqual({ nickname: '小王' })
+    expect(e.violations).toEqual(['personal_data:traits.tel', 'personal_data:traits.idNo'])
     expect(e.traits!.hashed).toEqual({ tel: pii.hash('phone', '13812345678', 3), idNo: pii.hash('national_id', ID, 3), phone: pii.hash('phone', '13612345678', 3) })
   })
 
@@ -63,5 +75,6 @@ describe('personal data caught by value on ingest', () => {
   it('stores values as sent when the scan is switched off (the benchmark baseline only)', () => {
     const e = stored({ type: 'track', userId: 'C1', event: 'e', properties: { tel: '13812345678' } }, opts({ scan: false }))
     expect(JSON.parse(e.properties)).toEqual({ tel: '13812345678' })
+    expect(e.violations).toEqual([])
   })
 })

@@ -81,6 +81,14 @@ interface WalkState {
   code?: ErrorCode
   path: string[]
   scan: ValueScanner | undefined
+  /** Paths where the scan replaced an identifier (the sender should stop sending it). */
+  found: string[]
+}
+
+/** At most this many paths are listed per event; the metric counts them all. */
+const MAX_FOUND_PATHS = 20
+function noteFound(st: WalkState) {
+  if (st.found.length < MAX_FOUND_PATHS) st.found.push(`personal_data:${st.path.join('.')}`)
 }
 
 /**
@@ -130,12 +138,18 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
     return undefined
   }
   if (st.scan) {
-    if (typeof v === 'string') return st.scan.text(v)
+    if (typeof v === 'string') {
+      const r = st.scan.text(v)
+      if (r !== v) noteFound(st)
+      return r
+    }
     // A phone or card number sent as a JSON number: 11 digits at least.
     if (typeof v === 'number' && Number.isInteger(v) && v >= 1e10) {
       const s = String(v)
       const r = st.scan.text(s)
-      return r === s ? v : r
+      if (r === s) return v
+      noteFound(st)
+      return r
     }
   }
   if (v === null || typeof v !== 'object') return v
@@ -185,9 +199,10 @@ function scrub(
   sensitive: ReadonlySet<string> | undefined,
   moved: Record<string, string>,
   scan: ValueScanner | undefined,
+  foundPaths: string[],
   found?: Record<string, PiiKind>,
 ): Scrubbed {
-  const st: WalkState = { keys: 0, error: undefined, path: [field], scan }
+  const st: WalkState = { keys: 0, error: undefined, path: [field], scan, found: foundPaths }
   const value: Record<string, unknown> = {}
   for (const k in input) {
     if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items`, code: 'VALIDATION_FAILED' } }
@@ -202,6 +217,9 @@ function scrub(
       if (kind) {
         moved[k] = x
         found[k] = kind
+        st.path.push(k)
+        noteFound(st)
+        st.path.pop()
         continue
       }
     }
@@ -262,13 +280,14 @@ export function normalizeMessage(
   const moved: Record<string, string> = {}
   const foundKinds: Record<string, PiiKind> = {}
   const scan = opts.scan === false ? undefined : (opts.scan ?? createValueScanner('digest', (kind, v) => opts.pii.hash(kind, v, tenantId)))
-  const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved, scan)
+  const foundPaths: string[] = []
+  const props = scrub((m.properties as Record<string, unknown>) ?? {}, 'properties', sensitive, moved, scan, foundPaths)
   if (props.error) return reject(props.error.code, props.error.field, props.error.message, rawId)
-  const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved, scan, scan?.policy === 'digest' ? foundKinds : undefined)
+  const traits = scrub((m.traits as Record<string, unknown>) ?? {}, 'traits', sensitive, moved, scan, foundPaths, scan?.policy === 'digest' ? foundKinds : undefined)
   if (traits.error) return reject(traits.error.code, traits.error.field, traits.error.message, rawId)
   const ctxIn = { ...(envelope.context ?? {}), ...((m.context as Record<string, unknown>) ?? {}) }
   // Traits that SDKs copy into context.traits are identify data, not event context.
-  const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {}, scan)
+  const ctx = scrub(minimizeContext(ctxIn), 'context', undefined, {}, scan, foundPaths)
   if (ctx.error) return reject(ctx.error.code, ctx.error.field, ctx.error.message, rawId)
 
   // Clock skew, as the spec describes: the device clock may be wrong, but the gap between when
@@ -314,7 +333,7 @@ export function normalizeMessage(
     timestamp,
     sentAt: sent ?? receivedAt,
     receivedAt,
-    violations: [],
+    violations: foundPaths,
   }
   if (type === 'identify' || type === 'group') {
     const plain: Record<string, string> = {}
