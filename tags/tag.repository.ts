@@ -6,6 +6,7 @@ import { chDateTime } from '../core/time.js'
 import { tagDefinitionInput, tagDependencies, type Purpose, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { dryRunTag } from './tag.dryrun.js'
 import { assertTagDefinitionSize } from './tag.limits.js'
+import { assertNoRawC2Value } from './tag.c2guard.js'
 import { guardSqlTag } from './tag.sqlguard.js'
 import { SQL_TAG_SOURCES } from './tag.sources.js'
 
@@ -60,7 +61,10 @@ export function parseDefinition(input: unknown, fieldPrefix = ''): TagDefinition
     const issues = issuesFromZod(r.error.issues).map((i) => ({ ...i, field: fieldPrefix + (i.field ?? '') }))
     throw new AppError('VALIDATION_FAILED', `The tag definition is invalid: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`, { issues })
   }
-  if (r.data.rule.kind === 'sql') guardSqlTag(r.data.rule.sql, SQL_TAG_SOURCES, `${fieldPrefix}rule.sql`)
+  if (r.data.rule.kind === 'sql') {
+    guardSqlTag(r.data.rule.sql, SQL_TAG_SOURCES, `${fieldPrefix}rule.sql`)
+    assertNoRawC2Value(r.data.rule.sql, `${fieldPrefix}rule.sql`)
+  }
   return r.data
 }
 
