@@ -6,7 +6,7 @@ import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
 import type { Auth } from '../tenants/auth.js'
 import type { ConsentCallback } from './consent.extract.js'
-import { createEventWriter, type EventWriter } from './event-writer.js'
+import { createEventWriter, type DropCheck, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
 import { registerIngestRoutes, SHORT_PATHS } from './ingest.routes.js'
@@ -43,6 +43,8 @@ export function createIngestModule(deps: {
   sink?: (writer: EventWriter) => EventSink
   /** Consent objects found on accepted events go here (see consent.extract.ts). */
   consent?: ConsentCallback
+  /** Drops events of erased customers before they are stored (the privacy capability's tombstones). */
+  dropped?: DropCheck
 }): IngestModule {
   const allocator = createKeyAllocator({ system: deps.db.system })
   const identities = createIdentityService({ db: deps.db, allocator })
@@ -53,6 +55,7 @@ export function createIngestModule(deps: {
     log: deps.log.child({ component: 'ingest' }),
     metrics: deps.metrics,
     options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
+    dropped: deps.dropped,
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)

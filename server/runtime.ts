@@ -20,6 +20,7 @@ import { createSegmentsModule, type SegmentsModule } from '../segments/segments.
 import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
 import { createPushModule, type PushModule } from '../push/push.module.js'
 import { wirePush } from '../push/push.wiring.js'
+import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from '../privacy/privacy.module.js'
 
 /**
  * The process's shared pieces, wired once from the frozen config. Both the server and the CLI
@@ -48,6 +49,8 @@ export interface Runtime {
   consent: ConsentModule
   /** The audit trail (append-only, per tenant). */
   audit: AuditModule
+  /** Erasure (with its tombstones) and export of one customer. */
+  privacy: PrivacyModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
@@ -82,7 +85,18 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     audit: { record: (t, actor, entries) => audit.log.record(t, actor, entries) },
     holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
   })
-  const ingest = createIngestModule({ db, log, metrics, pii, config: config.ingest, ...(sink ? { sink: () => sink } : {}), consent: consent.service.fromIngest })
+  // Events of erased customers are dropped by the writer, whichever path (HTTP, Kafka replay) brought them.
+  const tombstones = createPrivacyTombstones({ db, pii, metrics })
+  const ingest = createIngestModule({
+    db,
+    log,
+    metrics,
+    pii,
+    config: config.ingest,
+    ...(sink ? { sink: () => sink } : {}),
+    consent: consent.service.fromIngest,
+    dropped: (t, evs) => tombstones.dropped(t, evs),
+  })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) log.error('the optional "roaring" package is not installed: segment previews run in ClickHouse and no layouts are served')
@@ -107,6 +121,14 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     recommend?.layouts.consentChanged(t, notices)
   })
   const audit = createAuditModule({ db, log, metrics, tenants })
+  // What this process holds in memory drops an erased customer at once, not at the next build.
+  const privacy = createPrivacyModule({
+    db,
+    tenants,
+    log,
+    tombstones,
+    forget: [(t) => bitmaps?.forgetCustomers(t), (t, k) => recommend?.layouts.forgetCustomers(t, k), (t, k) => push.leases.forgetCustomers(t, k), (t, _k, ids) => ingest.identities.forget(t, ids)],
+  })
   return {
     config,
     log,
@@ -124,8 +146,10 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     push,
     consent,
     audit,
+    privacy,
     kafka,
     async close() {
+      await privacy.erasure.idle()
       await tags.runner.stop()
       await recommend?.close()
       await push.close()

@@ -59,7 +59,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     operatorToken: config.operatorToken,
     version: opts.version,
     // A process without the api role still answers /health, /ready and /metrics.
-    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes] : [],
+    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes, runtime.privacy.routes] : [],
     tenantRoutes: config.roles.has('api'),
     audit: runtime.audit,
   })
@@ -88,6 +88,11 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     if (config.roles.has('scheduler')) {
       await runtime.tags.runner.startScheduler()
       print('Scheduler: tag pipelines run on their definitions\' cron schedules (GET /v1/pipelines/status)')
+      // Erasures a stopped process left running go on from their next step (in the background).
+      void runtime.privacy.erasure.resume().then(
+        (n) => n && print(`Erasures resumed: ${n}`),
+        (err: unknown) => log.error({ err }, 'erasures could not be resumed; they resume at the next start'),
+      )
     }
     readiness.phase = 'ready'
     print(`Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)

@@ -17,6 +17,7 @@ import { loadRoaring } from '../segments/roaring.js'
 import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
 import { createPushModule, type PushModule } from '../push/push.module.js'
 import { wirePush } from '../push/push.wiring.js'
+import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from '../privacy/privacy.module.js'
 
 /** A full HTTP app (with ingest) on a real embedded engine, for route tests. */
 export interface TestApp {
@@ -31,6 +32,7 @@ export interface TestApp {
   push: PushModule
   consent: ConsentModule
   audit: AuditModule
+  privacy: PrivacyModule
   metrics: Metrics
   close(): Promise<void>
 }
@@ -50,7 +52,8 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     audit: { record: (t, actor, entries) => audit.log.record(t, actor, entries) },
     holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
   })
-  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest })
+  const tombstones = createPrivacyTombstones({ db: engine.db, pii, metrics })
+  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest, dropped: (t, evs) => tombstones.dropped(t, evs) })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')
@@ -72,6 +75,13 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     recommend.layouts.consentChanged(t, notices)
   })
   const audit = createAuditModule({ db: engine.db, log: engine.log, metrics, tenants })
+  const privacy = createPrivacyModule({
+    db: engine.db,
+    tenants,
+    log: engine.log,
+    tombstones,
+    forget: [(t) => bitmaps.forgetCustomers(t), (t, k) => recommend.layouts.forgetCustomers(t, k), (t, k) => push.leases.forgetCustomers(t, k), (t, _k, ids) => ingest.identities.forget(t, ids)],
+  })
   const app = await buildApp({
     db: engine.db,
     log: engine.log,
@@ -81,7 +91,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     readiness: { phase: 'ready' },
     operatorToken: config.operatorToken,
     version: 'test',
-    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes],
+    modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes, privacy.routes],
     audit,
   })
   return {
@@ -96,9 +106,11 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     push,
     consent,
     audit,
+    privacy,
     metrics,
     async close() {
       await app.close()
+      await privacy.erasure.idle()
       await tags.runner.stop()
       await recommend.close()
       await push.close()
