@@ -142,9 +142,7 @@ describe('erasure of one customer', () => {
     const started = await post(`/v1/customers/${V}/erasure`, { reason: 'PIPL art. 47 request, ticket 123' })
     expect(started.statusCode, started.body).toBe(202)
     jobId = started.json().id
-    // A second request while it runs: 409 naming the running job.
-    const again = await post(`/v1/customers/${V}/erasure`, { reason: 'again' })
-    if (again.statusCode === 409) expect(JSON.stringify(again.json())).toContain(jobId)
+    // (A second request while it runs, 409 naming the job: erasure.resume.test.ts, where the job is held half-way.)
     await t.privacy.erasure.idle()
     const job = (await t.app.inject({ url: `/v1/erasures/${jobId}`, headers: auth(bank.admin) })).json()
     expect(job.status, job.error).toBe('done')
