@@ -22,6 +22,8 @@ const EXPECTED: Record<string, Need> = {
   'GET /v1/tenant': 'catalog:read',
   'PUT /v1/tenant/privacy': 'tenant:admin',
   'GET /v1/data-catalogue': 'catalog:read',
+  'GET /v1/tenant/digests': 'tenant:admin',
+  'POST /v1/tenant/digests/forget-shared': 'tenant:admin',
   'GET /v1/keys': 'tenant:admin',
   'POST /v1/keys': 'tenant:admin',
   'POST /v1/keys/:keyId/rotate': 'tenant:admin',

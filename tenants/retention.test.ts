@@ -88,3 +88,17 @@ describe('retention enforced', () => {
     expect(all.map((r) => r.tenantId)).toEqual(expect.arrayContaining([a.tenant.id, b.tenant.id]))
   })
 })
+
+describe('digests under the shared key, over HTTP', () => {
+  it('are counted and forgotten by an admin key only, audited', async () => {
+    const admin = { authorization: `Bearer ${b.admin}` }
+    const status = await t.app.inject({ url: '/v1/tenant/digests', headers: admin })
+    expect(status.statusCode).toBe(200)
+    expect(status.json()).toEqual({ sharedKey: { customersPhone: 0, traits: 0 }, bankKey: { customersPhone: 0, traits: 0 } })
+    expect((await t.app.inject({ url: '/v1/tenant/digests', headers: bearer(b.read) })).statusCode).toBe(403)
+    expect((await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/forget-shared', headers: bearer(b.read) })).statusCode).toBe(403)
+    expect((await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/forget-shared', headers: admin })).statusCode).toBe(200)
+    const trail = (await t.app.inject({ url: '/v1/audit?action=tenant.digests', headers: admin })).json()
+    expect(JSON.stringify(trail)).toContain('tenant.digests.forget')
+  })
+})

@@ -5,6 +5,7 @@ import { errorBody } from '../core/errors.js'
 import type { Auth } from './auth.js'
 import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPES, ROLES } from './permissions.js'
+import { digestStatusView, type DigestMigration } from './digest.migration.js'
 import { privacyInput, privacyView } from './privacy.schema.js'
 import { createTenantInput, tenantSlug, tenantView, type TenantService } from './tenants.service.js'
 
@@ -42,7 +43,7 @@ export function issueInput(b: z.infer<typeof issueKeyBody>): IssueKeyInput {
  * Tenant self-service (an admin key manages its own tenant's keys) and operator routes (the
  * platform team creates and disables member banks with the operator token).
  */
-export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; keys: KeyService }) {
+export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; keys: KeyService; digests?: DigestMigration | undefined }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, tenants, keys } = deps
 
@@ -73,6 +74,35 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
       return saved
     },
   )
+  const digests = deps.digests
+  if (digests) {
+    r.get(
+      '/v1/tenant/digests',
+      {
+        onRequest: auth.require('tenant:admin'),
+        schema: { tags: ['tenants'], summary: "How many stored digests are still under the shared key (before per-bank keys) and how many under this bank's own", security, response: { 200: digestStatusView } },
+      },
+      async (req) => digests.status(req.principal!.tenantId),
+    )
+    r.post(
+      '/v1/tenant/digests/forget-shared',
+      {
+        onRequest: auth.require('tenant:admin'),
+        config: { audit: { action: 'tenant.digests.forget', objectKind: 'tenant' } },
+        schema: {
+          tags: ['tenants'],
+          summary: 'Forget the digests still under the shared key (re-import first: what is re-imported gets the bank key); answers the counts before',
+          security,
+          response: { 200: digestStatusView },
+        },
+      },
+      async (req) => {
+        const before = await digests.forgetShared(req.principal!.tenantId)
+        req.auditNote = { objectId: String(req.principal!.tenantId), detail: { ...before.sharedKey } }
+        return before
+      },
+    )
+  }
   r.get(
     '/v1/keys',
     {
