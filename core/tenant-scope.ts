@@ -24,14 +24,16 @@ import { AppError } from './errors.js'
  *      does not count: the tree does not say whether the join is RIGHT or FULL, where ON filters
  *      nothing on the preserved side.
  *    - a CTE defined in the same text (a name followed by `AS (`), never a tenant table name;
- *    - a shared table of `SHARED_TABLES` (metadata, no tenant's rows).
+ *    - a shared table of `SHARED_TABLES` (metadata, no tenant's rows), or the working table of
+ *      one bulk import (`import_stage_<id>` …, created and filled for one tenant's file).
  * 3. `x IN name` counts as a read of `name`; a tenant table cannot be filtered there and is refused.
  *    Table functions other than pure generators (`numbers`, `zeros`, `values`, `generate_series`,
  *    `null`) are refused (`merge`, `remote`, `cluster`, `view`, `file`, `url`, `s3` …), and so are the
  *    functions that reach a table by name (`joinGet`, `dictGet` …, `hasColumnInTable`).
  * 4. Statements: SELECT; INSERT (into a tenant table the inserted `tenant_id` must be the marker or
- *    a `tenant_id` column of the filtered source); ALTER … DELETE / UPDATE and DELETE FROM on a
- *    tenant table with the filter as a conjunct of their WHERE; CREATE, DROP, TRUNCATE, OPTIMIZE
+ *    a `tenant_id` column of a SELECT that reads only tenant tables, each proven filtered);
+ *    ALTER … DELETE / UPDATE and DELETE FROM on a tenant table with the filter as a conjunct of
+ *    their WHERE; CREATE, DROP, TRUNCATE, OPTIMIZE
  *    only of tables that are not tenant tables. Every other statement is refused.
  *
  * A verdict is cached per SQL text (the texts are code constants, or compiled from rules with
@@ -41,6 +43,8 @@ import { AppError } from './errors.js'
 
 /** Tables that hold no tenant's rows and that tenant queries may read. */
 export const SHARED_TABLES = ['tenants', 'system.one', 'system.numbers', 'system.parts'] as const
+/** The working tables of one bulk import (ingest/import/import.staging.ts): one import, one tenant. */
+const WORKING_TABLE = /^import_(raw|land|stage|keys)_[0-9a-f]{32}$/
 
 const MARKER = '__qianmian_tenant_scope'
 const TENANT_PARAM = '{tenant:UInt16}'
@@ -197,7 +201,7 @@ export function checkTenantAst(root: AstNode, tenantTables: ReadonlySet<string>,
       const target = stmt.children.find((c) => c.type === 'Identifier')
       if (!target) throw violation('an INSERT without a named table (table functions are not allowed)')
       const source = stmt.children.find((c) => c.type === 'SelectWithUnionQuery')
-      if (isTenant(target.value) && source) checkInsertTenantColumn(stmt, source, target.value, tenantIdAliased)
+      if (isTenant(target.value) && source) checkInsertTenantColumn(stmt, source, target.value, tenantIdAliased, tenantTables)
       break
     }
     case 'AlterQuery':
@@ -231,7 +235,7 @@ export function checkTenantAst(root: AstNode, tenantTables: ReadonlySet<string>,
 }
 
 /** INSERT INTO a tenant table … SELECT: the tenant_id written must be the scope's. */
-function checkInsertTenantColumn(stmt: AstNode, source: AstNode, table: string, tenantIdAliased: boolean): void {
+function checkInsertTenantColumn(stmt: AstNode, source: AstNode, table: string, tenantIdAliased: boolean, tenantTables: ReadonlySet<string>): void {
   const cols = stmt.children.find((c) => c.type === 'ExpressionList')?.children ?? []
   const pos = cols.findIndex((c) => c.type === 'Identifier' && c.value === 'tenant_id')
   if (pos < 0) throw violation(`INSERT INTO ${table} … SELECT must list tenant_id among its columns`)
@@ -252,12 +256,20 @@ function checkInsertTenantColumn(stmt: AstNode, source: AstNode, table: string, 
         checkUnion(only.children[0])
         continue
       }
-      if (!writesScopeTenant(list[pos], list)) throw refuse()
+      // A `tenant_id` column counts when every table of that SELECT is a tenant table (each then
+      // proven filtered): a shared or working table's tenant_id could be anyone's.
+      const onlyTenantTables =
+        tables.length > 0 &&
+        tables.every((el) => {
+          const id = el.children.find((c) => c.type === 'TableExpression')?.children.find((c) => c.type === 'TableIdentifier')
+          return id !== undefined && tenantTables.has(lastPart(id.value))
+        })
+      if (!writesScopeTenant(list[pos], list, onlyTenantTables)) throw refuse()
     }
   }
-  // The marker, or a `tenant_id` column: its SELECT's own tables are proven filtered, and nothing aliases the name.
-  const writesScopeTenant = (e: AstNode | undefined, list: AstNode[]) =>
-    isMarker(e) || (e?.type === 'Identifier' && lastPart(e.value) === 'tenant_id' && !tenantIdAliased && !list.some((x) => x.type === 'Asterisk'))
+  // The marker, or a `tenant_id` column of filtered tenant tables that nothing aliases.
+  const writesScopeTenant = (e: AstNode | undefined, list: AstNode[], column = false) =>
+    isMarker(e) || (column && e?.type === 'Identifier' && lastPart(e.value) === 'tenant_id' && !tenantIdAliased && !list.some((x) => x.type === 'Asterisk'))
   checkUnion(source)
 }
 
@@ -276,10 +288,12 @@ function selectsOf(u: AstNode, out: AstNode[] = []): AstNode[] {
  * (a scalar WITH before the select list, or the select list before a GROUP BY with no FROM).
  */
 function selectLists(s: AstNode): AstNode[] {
-  const [a, b] = s.children
+  const [a, b, c] = s.children
   if (a?.type !== 'ExpressionList') return []
   if (b?.type !== 'ExpressionList') return [a]
-  return a.children.some((c) => c.type === 'WithElement') ? [b] : [a, b]
+  // With a FROM after the two lists (GROUP BY would come after it), they are WITH and SELECT.
+  if (c?.type === 'TablesInSelectQuery' || a.children.some((x) => x.type === 'WithElement')) return [b]
+  return [a, b]
 }
 
 function walk(n: AstNode, ctx: Ctx): void {
@@ -303,8 +317,8 @@ function walk(n: AstNode, ctx: Ctx): void {
 
 function checkNamedTable(name: string, ctx: Ctx, where: string): 'tenant' | 'other' {
   if (ctx.tenantTables.has(lastPart(name))) return 'tenant'
-  if ((SHARED_TABLES as readonly string[]).includes(name) || (!name.includes('.') && ctx.ctes.has(name))) return 'other'
-  throw violation(`${where}: ${name} is neither a tenant table, a CTE of the query nor a shared table`)
+  if ((SHARED_TABLES as readonly string[]).includes(name) || WORKING_TABLE.test(name) || (!name.includes('.') && ctx.ctes.has(name))) return 'other'
+  throw violation(`${where}: ${name} is neither a tenant table, a CTE of the query, a shared table nor an import's working table`)
 }
 
 function checkSelect(s: AstNode, ctx: Ctx): void {
