@@ -4,6 +4,7 @@ import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
+import type { ValuePolicy } from '../core/pii.scan.js'
 import type { Auth } from '../tenants/auth.js'
 import type { ConsentCallback } from './consent.extract.js'
 import { createEventWriter, type DropCheck, type EventWriter } from './event-writer.js'
@@ -45,6 +46,8 @@ export function createIngestModule(deps: {
   consent?: ConsentCallback
   /** Drops events of erased customers before they are stored (the privacy capability's tombstones). */
   dropped?: DropCheck
+  /** The bank's policy for identifiers found in event values (tenant settings); digested when not given. */
+  valuePolicy?: (tenantId: number) => Promise<ValuePolicy>
 }): IngestModule {
   const allocator = createKeyAllocator({ system: deps.db.system })
   const identities = createIdentityService({ db: deps.db, allocator })
@@ -59,7 +62,7 @@ export function createIngestModule(deps: {
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities })
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy })
   const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
   return {
     allocator,

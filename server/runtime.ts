@@ -96,6 +96,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ...(sink ? { sink: () => sink } : {}),
     consent: consent.service.fromIngest,
     dropped: (t, evs) => tombstones.dropped(t, evs),
+    valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
   })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()

@@ -8,6 +8,7 @@ import type { Logger } from '../core/log.js'
 import { generateDemo, type DemoSummary } from '../demo/demo.generator.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
 import { startKafkaWorker, type KafkaWorker } from '../kafka/kafka.ingest.js'
+import { createRetentionJob } from '../tenants/retention.job.js'
 import { buildApp } from './app.js'
 import type { Readiness } from './health.routes.js'
 import { createRuntime, type Runtime } from './runtime.js'
@@ -71,6 +72,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
   )
 
   let worker: KafkaWorker | undefined
+  let retention: { stop(): void } | undefined
   const startup = (async () => {
     readiness.phase = 'migrating'
     const { applied } = await runtime.migrator.migrate()
@@ -88,6 +90,8 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     if (config.roles.has('scheduler')) {
       await runtime.tags.runner.startScheduler()
       print('Scheduler: tag pipelines run on their definitions\' cron schedules (GET /v1/pipelines/status)')
+      // Each bank's retention (GET /v1/tenant), applied daily at 03:17 UTC.
+      retention = createRetentionJob({ db: runtime.db, tenants: runtime.tenants, log: log.child({ component: 'retention' }) }).start('17 3 * * *')
       // Erasures a stopped process left running go on from their next step (in the background).
       void runtime.privacy.erasure.resume().then(
         (n) => n && print(`Erasures resumed: ${n}`),
@@ -129,6 +133,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
         await step('http', () => app.close())
         await startup.catch(() => undefined)
         await step('kafka worker', async () => worker?.stop())
+        retention?.stop()
         await step('runtime', () => runtime.close(), true)
       } finally {
         clearTimeout(deadline)
