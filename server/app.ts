@@ -12,6 +12,7 @@ import type { Metrics } from '../core/metrics.js'
 import { createAuth, type Auth } from '../tenants/auth.js'
 import type { KeyService } from '../tenants/keys.service.js'
 import type { TenantService } from '../tenants/tenants.service.js'
+import { registerGroupRoutes } from '../tenants/group.routes.js'
 import { registerTenantRoutes } from '../tenants/tenants.routes.js'
 import { createDigestMigration } from '../tenants/digest.migration.js'
 import { registerCatalogueRoutes } from '../catalogue/catalogue.routes.js'
@@ -134,6 +135,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
   registerConsoleRoutes(app)
   if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: createDigestMigration({ db: deps.db }) })
+  if (deps.tenantRoutes !== false) registerGroupRoutes(app, { auth, tenants: deps.tenants, db: deps.db })
   if (deps.tenantRoutes !== false) registerCatalogueRoutes(app, auth, { catalogue: createCatalogueService({ db: deps.db }) })
   for (const m of deps.modules ?? []) m(app, auth)
   if (deps.audit && deps.tenantRoutes !== false) deps.audit.routes(app, auth)

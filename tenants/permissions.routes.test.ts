@@ -20,6 +20,7 @@ const EXPECTED: Record<string, Need> = {
   'GET /console': 'public',
   'GET /console/*': 'public',
   'GET /v1/tenant': 'catalog:read',
+  'GET /v1/group/members': 'catalog:read',
   'PUT /v1/tenant/privacy': 'tenant:admin',
   'GET /v1/data-catalogue': 'catalog:read',
   'GET /v1/tenant/digests': 'tenant:admin',
