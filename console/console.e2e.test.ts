@@ -45,6 +45,7 @@ describe('the marketer console in a browser', () => {
   let page: Page
   let dataDir: string
   let adminKey: string
+  let groupKey: string
   const problems: string[] = []
 
   const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true })
@@ -63,6 +64,7 @@ describe('the marketer console in a browser', () => {
     // Demo keys name their role (older data directories: their scope).
     const creds = JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')) as { slug: string; keys: { role?: string; scope?: string; key: string }[] }[]
     adminKey = creds.find((t) => t.slug === 'demo-qingshan')!.keys.find((k) => (k.role ?? k.scope) === 'admin')!.key
+    groupKey = creds.find((t) => t.slug === 'demo-group')!.keys.find((k) => (k.role ?? k.scope) === 'admin')!.key
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
     page = await browser.newPage({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 })
     // A script error or a refused resource (the page's CSP) fails the test at the end.
@@ -198,6 +200,22 @@ describe('the marketer console in a browser', () => {
     expect(actions.every((a) => a.startsWith('segment.'))).toBe(true)
     await page.waitForTimeout(200)
     await shot('08-audit-en')
+    expect(problems).toEqual([])
+  })
+
+  it("signs in with the group's key: every screen opens without a page error, the segment builder asks for no tag the group lacks", async () => {
+    await page.getByTestId('signout').click()
+    await page.getByTestId('api-key').fill(groupKey)
+    await page.getByTestId('signin').click()
+    await expect.poll(() => page.getByTestId('tenant-name').textContent(), { timeout: 15_000 }).not.toBe('')
+    for (const route of ['segments', 'tags', 'campaigns', 'layout', 'pipelines', 'audit']) {
+      await page.getByTestId(`nav-${route}`).click()
+      await expect.poll(() => page.getByTestId(`view-${route}`).count(), { timeout: 10_000 }).toBe(1)
+      await page.waitForTimeout(500)
+    }
+    await page.getByTestId('nav-segments').click()
+    await expect.poll(() => page.getByTestId('breakdown-0').inputValue(), { timeout: 10_000 }).toBe('')
+    await shot('09-group-segments')
     expect(problems).toEqual([])
   })
 })

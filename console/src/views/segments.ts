@@ -32,6 +32,10 @@ let draft: Draft = fresh()
 
 export async function segmentsView(root: HTMLElement): Promise<void> {
   const [tags, segments] = await Promise.all([store.tags(), store.segments()])
+  // The default breakdown names banking-pack tags; a tenant without them (the group, a bank with
+  // its own tags) starts with no breakdown instead of asking for tags it does not have.
+  const known = new Set(tags.map((d) => d.name))
+  draft.breakdown = [known.has(draft.breakdown[0]) ? draft.breakdown[0] : '', known.has(draft.breakdown[1]) ? draft.breakdown[1] : '']
   const details = new Map<string, TagDetail>()
   const treeBox = h('div', { class: 'tree-box' })
   const general = h('div', { class: 'general-issues', 'data-testid': 'general-issues' })
@@ -55,10 +59,16 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
       scheduleCount()
     },
     needDetail(name) {
-      void store.tag(name).then((d) => {
-        details.set(name, d)
-        drawTree()
-      })
+      // An unknown tag (a rule kept from before a sign-in to another tenant) is reported on its
+      // node by the preview; there is no detail to fetch.
+      if (!known.has(name)) return
+      void store.tag(name).then(
+        (d) => {
+          details.set(name, d)
+          drawTree()
+        },
+        () => undefined,
+      )
     },
   }
   for (const name of new Set([...draft.breakdown, ...tagNamesIn(draft.root)])) ctx.needDetail(name)
