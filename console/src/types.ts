@@ -231,7 +231,7 @@ export interface PipelineRun {
   pipeline: string
   mode: string
   trigger: string
-  status: 'running' | 'succeeded' | 'failed' | 'skipped'
+  status: 'running' | 'succeeded' | 'partial' | 'failed' | 'skipped'
   attempt: number
   startedAt: string
   finishedAt: string | null

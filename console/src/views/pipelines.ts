@@ -7,7 +7,7 @@ import type { PipelineRun, PipelineStatus, SegmentRun } from '../types.js'
 
 /** Pipelines: each one's state and schedule, run durations and failures, and a segment's size over time. */
 
-const STATUS_COLOR: Record<string, string> = { succeeded: PALETTE[0]!, failed: PALETTE[3]!, running: PALETTE[2]!, skipped: PALETTE[8]! }
+const STATUS_COLOR: Record<string, string> = { succeeded: PALETTE[0]!, partial: PALETTE[4]!, failed: PALETTE[3]!, running: PALETTE[2]!, skipped: PALETTE[8]! }
 let segmentId = ''
 // What the last "run now" gave; the screen is drawn again after a run and keeps it.
 let note = ''
@@ -26,7 +26,8 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
   const sizeChart = h('div', { class: 'chart', 'data-testid': 'segment-size-chart' })
   const sizeNote = h('p', { class: 'muted small' })
   const runStatus = h('p', { class: 'status', 'data-testid': 'run-status' }, note)
-  const failures = runs.filter((r) => r.status === 'failed')
+  // A partial tag run (some tags failed, the rest committed) is listed with the failures: its error names them.
+  const failures = runs.filter((r) => r.status === 'failed' || r.status === 'partial')
   segmentId ||= segments[0]?.id ?? ''
 
   const runNow = (pipeline: string) => async () => {
@@ -96,7 +97,7 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
       { name: t('seconds'), data: ordered.map((r) => ({ value: seconds(r) ?? 0, itemStyle: { color: STATUS_COLOR[r.status] ?? PALETTE[8]! } })) },
     ])
     const names = [...new Set(runs.map((r) => r.pipeline))]
-    bar(outcomes, names, (['succeeded', 'failed', 'skipped', 'running'] as const).map((st) => ({ name: st, stack: 'n', color: STATUS_COLOR[st]!, data: names.map((n) => runs.filter((r) => r.pipeline === n && r.status === st).length) })), { integer: true })
+    bar(outcomes, names, (['succeeded', 'partial', 'failed', 'skipped', 'running'] as const).map((st) => ({ name: st, stack: 'n', color: STATUS_COLOR[st]!, data: names.map((n) => runs.filter((r) => r.pipeline === n && r.status === st).length) })), { integer: true })
   })
   await drawSize()
 }
