@@ -11,7 +11,7 @@ import { createEventWriter, type DropCheck, type EventWriter } from './event-wri
 import { createIdentityService, type IdentityService } from './identity.service.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
 import { registerIngestRoutes, SHORT_PATHS } from './ingest.routes.js'
-import { createImportService, type ImportService } from './import/import.service.js'
+import { createImportService, type ErasedCheck, type ImportService } from './import/import.service.js'
 import { registerImportRoutes } from './import/import.routes.js'
 import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
 import { createIngestLimits, registerIngestLimitHooks } from './rate-limit.js'
@@ -46,6 +46,8 @@ export function createIngestModule(deps: {
   consent?: ConsentCallback
   /** Drops events of erased customers before they are stored (the privacy capability's tombstones). */
   dropped?: DropCheck
+  /** Skips rows of erased customers in bulk imports (the same tombstones, one lookup per file). */
+  erased?: ErasedCheck
   /** The bank's policy for identifiers found in event values (tenant settings); digested when not given. */
   valuePolicy?: (tenantId: number) => Promise<ValuePolicy>
 }): IngestModule {
@@ -63,7 +65,7 @@ export function createIngestModule(deps: {
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)
   const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy })
-  const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics })
+  const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics, erased: deps.erased })
   return {
     allocator,
     identities,

@@ -27,6 +27,11 @@ export interface Tombstones {
   add(tenantId: number, jobId: string, ids: readonly { kind: IdKind; value: string }[], by: string): Promise<void>
   /** Whether the customer number is tombstoned (an export answers 410). */
   erased(tenantId: number, customerNo: string): Promise<boolean>
+  /**
+   * Which of these customer numbers are tombstoned (the bulk import hook): one query per call,
+   * read from the table rather than the cache, so an erasure by another process counts at once.
+   */
+  erasedAmong(tenantId: number, customerNos: readonly string[]): Promise<Set<string>>
   /** The bank re-registers a number: its events are accepted again. False when it was not tombstoned. */
   reregister(tenantId: number, customerNo: string, by: string): Promise<boolean>
   /** Per event, true when it belongs to an erased identifier (the ingest hook). */
@@ -92,6 +97,21 @@ export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; ref
     },
     async erased(tenantId, customerNo) {
       return (await current(tenantId)).ids.has(slot('customer_no', digest(tenantId, 'customer_no', customerNo)))
+    },
+    async erasedAmong(tenantId, customerNos) {
+      const out = new Set<string>()
+      if (!customerNos.length) return out
+      // The tenant's tombstoned digests come to this side (few: erasures are rare) rather than a
+      // file's digests going to the engine (up to millions, too many for a bound parameter).
+      const rows = await deps.db.forTenant(tenantId).query(
+        `SELECT id_digest FROM erasure_tombstones FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no' AND active = 1`,
+        {},
+        z.object({ id_digest: z.string() }),
+      )
+      if (!rows.length) return out
+      const digests = new Set(rows.map((r) => r.id_digest))
+      for (const no of customerNos) if (digests.has(digest(tenantId, 'customer_no', no))) out.add(no)
+      return out
     },
     async reregister(tenantId, customerNo, by) {
       const d = digest(tenantId, 'customer_no', customerNo)

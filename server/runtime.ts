@@ -96,6 +96,8 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ...(sink ? { sink: () => sink } : {}),
     consent: consent.service.fromIngest,
     dropped: (t, evs) => tombstones.dropped(t, evs),
+    // ... and bulk imports skip their rows, until the bank re-registers the number.
+    erased: (t, nos) => tombstones.erasedAmong(t, nos),
     valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
   })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })

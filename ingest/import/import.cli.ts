@@ -50,9 +50,9 @@ export function createImportProgress(enabled: boolean): { update(p: ImportProgre
 }
 
 export function describeReport(r: ImportReport): string {
-  const { read, valid, rejected, inserted } = r.rows
+  const { read, valid, rejected, erased, inserted } = r.rows
   const rate = r.seconds > 0 && read >= 1000 ? ` (${Math.round(read / r.seconds).toLocaleString('en-US')} rows/s)` : ''
-  return `${r.status === 'imported' ? 'Imported' : 'Rejected'} ${r.kind} from ${r.format.toUpperCase()} in ${r.seconds.toFixed(1)} s${rate}: read ${read}, valid ${valid}, rejected ${rejected}, inserted ${inserted}.`
+  return `${r.status === 'imported' ? 'Imported' : 'Rejected'} ${r.kind} from ${r.format.toUpperCase()} in ${r.seconds.toFixed(1)} s${rate}: read ${read}, valid ${valid}, rejected ${rejected}${erased ? `, erased customers ${erased}` : ''}, inserted ${inserted}.`
 }
 
 const MEDIA_TYPE: Record<ImportFormat, string> = {
@@ -133,8 +133,9 @@ export async function runImport(kind: ImportKind, file: string, opts: ImportCliO
   }
   out(describeReport(report))
   if (report.status === 'rejected') throw rejectionError(report)
-  if (report.rows.rejected) {
-    process.stderr.write(`${report.rows.rejected} invalid rows were skipped:\n`)
+  if (report.rows.rejected || report.rows.erased) {
+    const skipped = [report.rows.rejected && `${report.rows.rejected} invalid rows`, report.rows.erased && `${report.rows.erased} rows of erased customers`].filter(Boolean)
+    process.stderr.write(`${skipped.join(' and ')} were skipped:\n`)
     for (const i of report.issues) process.stderr.write(`  ${i.field}: ${i.message}\n`)
     if (report.issuesTotal > report.issues.length) process.stderr.write(`  … and ${report.issuesTotal - report.issues.length} more issues\n`)
   }

@@ -27,7 +27,7 @@ export const importIssue = z.object({
   message: z.string(),
   row: z.number().int().nullable().describe('1-based data row (CSV: the header is not counted; NDJSON: the line); null for the whole file'),
   column: z.string().nullable(),
-  reason: z.enum(['required', 'invalid', 'duplicate', 'unknown_column', 'missing_column', 'unknown_reference', 'unreadable']),
+  reason: z.enum(['required', 'invalid', 'duplicate', 'unknown_column', 'missing_column', 'unknown_reference', 'unreadable', 'customer_erased']),
 })
 export type ImportIssue = z.infer<typeof importIssue>
 
@@ -41,7 +41,8 @@ export const importReport = z.object({
     read: z.number().int().describe('data rows in the file'),
     valid: z.number().int(),
     rejected: z.number().int().describe('rows with at least one issue'),
-    inserted: z.number().int().describe('rows written (upserted by natural key)'),
+    erased: z.number().int().describe('valid rows of erased customers (tombstoned numbers), skipped and listed as issues with reason customer_erased; they never reject the file'),
+    inserted: z.number().int().describe('rows written (upserted by natural key): valid minus erased'),
   }),
   issues: z.array(importIssue).describe(`the first ${MAX_REPORTED_ISSUES} issues, in row order`),
   issuesTotal: z.number().int(),

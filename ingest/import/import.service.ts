@@ -40,6 +40,13 @@ export interface ImportRequest {
   onProgress?: ((p: ImportProgress) => void) | undefined
 }
 
+/**
+ * Which of a file's customer numbers belong to erased customers. Injected by the composition
+ * root (the privacy capability owns the tombstones; ingest does not import it); called once per
+ * file with its distinct customer numbers.
+ */
+export type ErasedCheck = (tenantId: number, customerNos: readonly string[]) => Promise<ReadonlySet<string>>
+
 export interface ImportService {
   importFile(req: ImportRequest): Promise<ImportReport>
   kinds(): ImportKindDoc[]
@@ -106,6 +113,8 @@ export function createImportService(deps: {
   metrics?: Metrics
   now?: () => Date
   options?: ImportOptions
+  /** Rows of erased customers are skipped and reported, not imported. */
+  erased?: ErasedCheck | undefined
 }): ImportService {
   const { db, pii, log } = deps
   const now = deps.now ?? (() => new Date())
@@ -247,17 +256,34 @@ export function createImportService(deps: {
     return c
   }
 
-  /** Maps every customer number of the stage to its dense key (allocating new ones). */
-  async function mapKeys(spec: KindSpec, tenantId: number, names: StagingNames, progress: (p: ImportProgress) => void) {
+  /**
+   * Maps the customer numbers to dense keys (allocating new ones). A number left out has no key,
+   * so the final inserts' join skips its rows (as owner) or leaves the bill's payer empty.
+   */
+  async function mapKeys(tenantId: number, names: StagingNames, numbers: readonly string[], progress: (p: ImportProgress) => void) {
     await staging.createKeys(names)
-    if (!spec.customerColumns.length) return
-    const numbers = await staging.distinct(names.stage, spec.customerColumns)
     for (let i = 0; i < numbers.length; i += keyBatch) {
       const batch = numbers.slice(i, i + keyBatch)
       const keys = await deps.identities.keysFor(tenantId, batch, 'import')
       await staging.insert(names.keys, ['customer_no', 'customer_key'], batch.map((n, j) => [n, keys[j]]))
       progress({ phase: 'mapping', done: Math.min(numbers.length, i + keyBatch), total: numbers.length })
     }
+  }
+
+  /**
+   * Rows owned by an erased customer (the kind's first customer column) are skipped: listed by
+   * row, never by number. A bill whose payer alone is erased is kept, without its payer.
+   */
+  async function reportErased(spec: KindSpec, names: StagingNames, erased: string[], issues: Issues, rows: { erased: number }) {
+    const owner = spec.customerColumns[0]!
+    const hit = await db.system.query(
+      `SELECT row_no FROM ${names.stage} WHERE ${owner} IN {erased:Array(String)} ORDER BY row_no`,
+      { erased },
+      z.object({ row_no: z.coerce.number() }),
+    )
+    for (const h of hit) issues.add(h.row_no + 1, owner, 'the customer was erased; re-register the number (POST /v1/customers/{id}/reregistration) to import it again', 'customer_erased')
+    rows.erased = hit.length
+    issues.list.sort((a, b) => (a.row ?? 0) - (b.row ?? 0))
   }
 
   async function importFile(req: ImportRequest): Promise<ImportReport> {
@@ -271,11 +297,11 @@ export function createImportService(deps: {
     const issues = new Issues(maxIssues)
     const skipInvalid = req.skipInvalid ?? false
     const progress = req.onProgress ?? (() => {})
-    const rows = { read: 0, valid: 0, rejected: 0, inserted: 0 }
+    const rows = { read: 0, valid: 0, rejected: 0, erased: 0, inserted: 0 }
     const { format, engine } = await resolveFormat(req.file, req.format)
 
     const finish = (status: ImportReport['status']): ImportReport => {
-      if (status === 'rejected') rows.inserted = 0
+      if (status === 'rejected') rows.inserted = rows.erased = 0
       const report: ImportReport = {
         importId,
         kind: req.kind,
@@ -289,7 +315,7 @@ export function createImportService(deps: {
         seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
       }
       filesTotal?.inc({ kind: req.kind, status })
-      for (const fate of ['read', 'valid', 'rejected', 'inserted'] as const) rowsTotal?.inc({ kind: req.kind, fate }, rows[fate])
+      for (const fate of ['read', 'valid', 'rejected', 'erased', 'inserted'] as const) rowsTotal?.inc({ kind: req.kind, fate }, rows[fate])
       log.info({ importId, tenantId: req.tenantId, actor: req.actor, kind: req.kind, format, status, rows: report.rows, issues: issues.total, seconds: report.seconds }, 'import finished')
       progress({ phase: 'done', done: rows.read, total: rows.read })
       return report
@@ -356,11 +382,17 @@ export function createImportService(deps: {
       }
 
       if (rows.valid > 0) {
-        await mapKeys(spec, req.tenantId, names, progress)
-        progress({ phase: 'writing', done: 0, total: rows.valid })
+        let numbers = spec.customerColumns.length ? await staging.distinct(names.stage, spec.customerColumns) : []
+        const erased = deps.erased && numbers.length ? await deps.erased(req.tenantId, numbers) : undefined
+        if (erased?.size) {
+          numbers = numbers.filter((no) => !erased.has(no))
+          await reportErased(spec, names, [...erased], issues, rows)
+        }
+        await mapKeys(req.tenantId, names, numbers, progress)
+        progress({ phase: 'writing', done: 0, total: rows.valid - rows.erased })
         const tenantDb = db.forTenant(req.tenantId)
-        for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
-        rows.inserted = rows.valid
+        if (rows.valid > rows.erased) for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+        rows.inserted = rows.valid - rows.erased
       }
       return finish('imported')
     } finally {
