@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import type { TenantTable } from '../core/db.js'
-import { chDateTime } from '../core/time.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../tags/tag.pack.js'
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import { countIn, type Subject } from './erasure.job.js'
 import { placeOrder } from './erasure.places.js'
 
 /**
- * One customer erased everywhere, seeded through the real paths: stock data, events and
+ * One customer erased everywhere, seeded through the real paths: stock data (customer, account,
+ * loan and its schedule, bill) through the import route, events and
  * traits through /v1/batch (an app id and a device linked), a consent recorded, tags computed by
  * the pipeline, a saved segment materialized, a push target made by an event trigger, pulled and
  * acknowledged, layouts served and their exposures written. After the job every place is read
@@ -59,14 +59,21 @@ let jobId: string
 beforeAll(async () => {
   t = await openTestApp({ PIPELINE_RETRIES: '0' })
   bank = await tenantWithKeys(t, 'erase-bank')
-  // Stock data as an import lands it: keys from the identity service, then the bank's rows.
-  // (POST /v1/import/* answers 500 TENANT_SCOPE_VIOLATION on its staging table in this tree.)
+  // Stock data through the bank's import path (POST /v1/import/:kind), as a bank loads it.
   const nos = [V, N, 'E0003', 'E0004']
-  const keys = await t.ingest.identities.resolve(bank.tenant.id, nos.map((userId) => ({ userId })))
-  const db = t.engine.db.forTenant(bank.tenant.id)
-  const at = chDateTime(new Date())
-  await db.insert('customers', nos.map((no, i) => ({ customer_key: keys[i], customer_no: no, gender: 'female', birth_date: `${1950 + i * 20}-05-01`, region_code: '3301', branch_code: 'b1', occupation: '', phone_hash: 'k2:ab', name_masked: '王*', opened_at: at, updated_at: at })))
-  await db.insert('accounts', nos.slice(0, 2).map((no, i) => ({ customer_key: keys[i], account_no: `A-${no}`, kind: 'savings', currency: 'CNY', balance: 1000, opened_at: '2015-01-01', status: 'active', updated_at: at })))
+  const at = new Date().toISOString().slice(0, 19).replace('T', ' ') + 'Z'
+  const files: [kind: string, csv: string[], rows: number][] = [
+    ['customers', ['customer_no,gender,birth_date,region_code,branch_code,phone,name,opened_at', ...nos.map((no, i) => `${no},female,${1950 + i * 20}-05-01,3301,b1,1380013800${i},王芳,${at}`)], 4],
+    ['accounts', ['customer_no,account_no,kind,currency,balance,opened_at,status', ...[V, N].map((no) => `${no},A-${no},savings,CNY,1000,2015-01-01,active`)], 2],
+    ['loans', ['customer_no,loan_no,principal,outstanding,annual_rate,start_date,maturity_date', ...[V, N].map((no) => `${no},L-${no},50000,20000,0.0435,2023-01-01,2026-01-01`)], 2],
+    ['loan_schedules', ['loan_no,installment_no,due_date,amount_due', ...[V, N].map((no) => `L-${no},1,2024-01-01,1500`)], 2],
+    ['bills', ['customer_no,bill_no,biller,amount,due_date,status', ...[V, N].map((no) => `${no},B-${no},electricity,88.20,2024-05-01,unpaid`)], 2],
+  ]
+  for (const [kind, lines, inserted] of files) {
+    const res = await t.app.inject({ method: 'POST', url: `/v1/import/${kind}`, headers: { ...auth(bank.admin), 'content-type': 'text/csv' }, payload: lines.join('\n') + '\n' })
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json(), kind).toMatchObject({ status: 'imported', rows: { inserted } })
+  }
   // The banking pack (the layout catalogue reads its tags), then a saved segment and an event-triggered push.
   await applyDefinitions(t.tags.repo, bank.tenant.id, readDefinitionFiles(BANKING_PACK), 'test')
   const seg = await t.app.inject({ method: 'PUT', url: '/v1/segments/actives', headers: auth(bank.admin), payload: { name: 'Actives', purpose: 'marketing', rule: { tag: 'active_7d', op: 'eq', value: true } } })
@@ -115,7 +122,7 @@ afterAll(async () => t?.close())
 
 /** Places every seeded customer has rows in (tag run staging and push scratch tables may be empty). */
 const SEEDED: TenantTable[] = [
-  'customers', 'accounts', 'identities', 'events', 'ingest_dedup', 'identity_changes', 'customer_traits', 'consents', 'consent_history',
+  'customers', 'accounts', 'loans', 'loan_schedules', 'bills', 'identities', 'events', 'ingest_dedup', 'identity_changes', 'customer_traits', 'consents', 'consent_history',
   'tag_values', 'tag_history', 'tag_bitmaps', 'segment_members', 'segment_events', 'push_targets', 'push_leases', 'push_outcomes', 'layout_exposures', 'audit_log',
 ]
 
