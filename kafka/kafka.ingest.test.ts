@@ -12,6 +12,7 @@ import { createTenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createKafka, createKafkaSink, ensureTopics, startKafkaWorker, type KafkaConfig, type KafkaSink, type KafkaWorker } from './kafka.ingest.js'
 import { encodeEvent } from './kafka.message.js'
+import { pendingEvent } from '../test/fixtures.js'
 
 const brokers = process.env.KAFKA_BROKERS
 if (!brokers) console.warn('Kafka ingest tests skipped: run `bash scripts/kafka-local.sh start && KAFKA_BROKERS=127.0.0.1:9092 npm test`')
@@ -117,20 +118,7 @@ describe.skipIf(!brokers)('HTTP -> Kafka -> ClickHouse (needs KAFKA_BROKERS; see
     const producer = kafka.producer()
     await producer.connect()
     const good = (i: number) =>
-      encodeEvent(tenantId, 'test', {
-        messageId: `${prefix}${i}`,
-        type: 'track',
-        event: 'x',
-        userId: 'P1',
-        anonymousId: '',
-        sessionId: '',
-        properties: '{}',
-        context: '{}',
-        timestamp: Date.now(),
-        sentAt: Date.now(),
-        receivedAt: Date.now(),
-        violations: [],
-      })
+      encodeEvent(tenantId, 'test', pendingEvent({ messageId: `${prefix}${i}`, userId: 'P1' }))
     // Same key, so the same partition: the good messages after the bad ones must still land.
     await producer.send({
       topic: cfg.topic,

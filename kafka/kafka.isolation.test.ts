@@ -8,6 +8,7 @@ import { createEventWriter, type EventWriter } from '../ingest/event-writer.js'
 import { createIdentityService } from '../ingest/identity.service.js'
 import { createKeyAllocator } from '../ingest/key-allocator.js'
 import type { PendingEvent } from '../ingest/normalize.js'
+import { pendingEvent } from '../test/fixtures.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createKafka, ensureTopics, startKafkaWorker, type KafkaConfig, type KafkaWorker } from './kafka.ingest.js'
 import { encodeEvent } from './kafka.message.js'
@@ -75,21 +76,7 @@ describe.skipIf(!brokers)('the Kafka worker and rows the engine refuses (needs K
     await engine?.close()
   })
 
-  const event = (messageId: string, over: Partial<PendingEvent> = {}): PendingEvent => ({
-    messageId,
-    type: 'track',
-    event: 'x',
-    userId: 'P1',
-    anonymousId: '',
-    sessionId: '',
-    properties: '{}',
-    context: '{}',
-    timestamp: Date.now(),
-    sentAt: Date.now(),
-    receivedAt: Date.now(),
-    violations: [],
-    ...over,
-  })
+  const event = (messageId: string, over: Partial<PendingEvent> = {}): PendingEvent => pendingEvent({ messageId, userId: 'P1', ...over })
 
   it('dead-letters the refused and the unstorable messages with their reasons, stores the rest, and commits past them', async () => {
     const prefix = `iso-${suffix}-`

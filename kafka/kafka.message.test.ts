@@ -1,22 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import type { PendingEvent } from '../ingest/normalize.js'
+import { pendingEvent } from '../test/fixtures.js'
 import { decodeEvent, encodeEvent } from './kafka.message.js'
 
-const event = (over: Partial<PendingEvent> = {}): PendingEvent => ({
-  messageId: 'm1',
-  type: 'track',
-  event: 'x',
-  userId: 'U1',
-  anonymousId: '',
-  sessionId: '',
-  properties: '{}',
-  context: '{}',
-  timestamp: Date.now(),
-  sentAt: Date.now(),
-  receivedAt: Date.now(),
-  violations: [],
-  ...over,
-})
+const event = (over: Partial<PendingEvent> = {}): PendingEvent => pendingEvent(over)
 
 describe('the Kafka event message', () => {
   it('round-trips an event, a reset device clock (1970) included', () => {

@@ -1,4 +1,5 @@
 import { chDateTime } from '../core/time.js'
+import type { PendingEvent } from '../ingest/normalize.js'
 
 /** Row builders shared by the tag and segment tests. */
 
@@ -16,4 +17,24 @@ export function localEvent(k: number, local: string, name: string, props: Record
 /** A tag definition with test metadata; `extra` adds fields (values, sensitivity, purpose ...). */
 export function testTagDef(name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}, purpose: string[] = ['service']) {
   return { name, type, rule, description: { zh: name, en: name }, owner: 'test', purpose, ...extra }
+}
+
+/** A normalized track event as the edge hands it to the writer or to Kafka, stamped now. */
+export function pendingEvent(over: Partial<PendingEvent> = {}): PendingEvent {
+  const now = Date.now()
+  return {
+    messageId: 'm1',
+    type: 'track',
+    event: 'x',
+    userId: 'U1',
+    anonymousId: '',
+    sessionId: '',
+    properties: '{}',
+    context: '{}',
+    timestamp: now,
+    sentAt: now,
+    receivedAt: now,
+    violations: [],
+    ...over,
+  }
 }
