@@ -8,6 +8,7 @@ import { createEventWriter, eventTime, type EventWriter } from './event-writer.j
 import { createIdentityService } from './identity.service.js'
 import { createKeyAllocator } from './key-allocator.js'
 import type { PendingEvent } from './normalize.js'
+import { pendingEvent } from '../test/fixtures.js'
 
 /**
  * The writer's own guarantee, below validation: when the engine refuses values in a coalesced
@@ -23,24 +24,8 @@ afterAll(async () => engine?.close())
 
 /** Year -1: its text form (-000001-01-01) is one the engine refuses to parse. */
 const YEAR_M1 = Date.UTC(-1, 0, 1)
-const event = (over: Partial<PendingEvent> = {}): PendingEvent => {
-  const now = Date.now()
-  return {
-    messageId: crypto.randomUUID(),
-    type: 'track',
-    event: 'product_viewed',
-    userId: 'C0001',
-    anonymousId: '',
-    sessionId: '',
-    properties: '{}',
-    context: '{}',
-    timestamp: now,
-    sentAt: now,
-    receivedAt: now,
-    violations: [],
-    ...over,
-  }
-}
+const event = (over: Partial<PendingEvent> = {}): PendingEvent =>
+  pendingEvent({ messageId: crypto.randomUUID(), event: 'product_viewed', userId: 'C0001', ...over })
 
 /** A Db whose system handle inserts (and probes) through the given overrides. */
 function wrapDb(db: Db, over: Partial<Pick<SystemDb, 'insertTsv' | 'query'>>): Db {
