@@ -111,7 +111,7 @@ function changeId(c: ConsentChange): string {
     .slice(0, 32)
 }
 
-export function createConsentService(deps: {
+export interface ConsentDeps {
   db: Db
   log: Logger
   metrics: Metrics
@@ -123,7 +123,9 @@ export function createConsentService(deps: {
   holderOf?: ((tenantId: number, keyId: string) => Promise<string | undefined>) | undefined
   now?: () => number
   categoriesCacheMs?: number
-}): ConsentService {
+}
+
+export function createConsentService(deps: ConsentDeps): ConsentService {
   const now = deps.now ?? Date.now
   const listeners: ConsentListener[] = []
   const holders = new Map<string, string>()
