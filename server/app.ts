@@ -1,5 +1,3 @@
-import { PassThrough } from 'node:stream'
-import zlib from 'node:zlib'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
@@ -17,6 +15,7 @@ import { registerTenantRoutes } from '../tenants/tenants.routes.js'
 import { createDigestMigration } from '../tenants/digest.migration.js'
 import { registerCatalogueRoutes } from '../catalogue/catalogue.routes.js'
 import { createCatalogueService } from '../catalogue/catalogue.service.js'
+import { decodeBody } from './body-encoding.js'
 import { registerConsoleRoutes } from './console.routes.js'
 import { registerErrorHandling } from './error-handler.js'
 import { registerHealthRoutes, type Readiness } from './health.routes.js'
@@ -86,20 +85,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and
   // JSON parsing see the bytes; a gzip bomb stops at the same limit as a plain body.
   app.addHook('preParsing', async (req, _reply, payload) => {
-    const enc = String(req.headers['content-encoding'] ?? 'identity').toLowerCase()
-    if (enc === 'identity') return payload
-    if (enc !== 'gzip' && enc !== 'deflate') {
-      throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip).`)
-    }
-    delete req.headers['content-length']
-    const inflate = enc === 'gzip' ? zlib.createGunzip() : zlib.createInflate()
-    // A body labelled gzip that is not gzip is the client's error (400), not ours: the zlib
-    // error is replaced by a coded one on the stream every consumer reads (the JSON parser, an
-    // import spooling the body to a file).
-    const out = new PassThrough()
-    inflate.on('error', (e) => out.destroy(new AppError('INVALID_ENCODING', `The body is labelled Content-Encoding: ${enc} but is not ${enc} data (${e.message}).`)))
-    payload.on('error', (e) => out.destroy(e))
-    return payload.pipe(inflate).pipe(out)
+    const decoded = decodeBody(payload, req.headers['content-encoding'])
+    if (decoded !== payload) delete req.headers['content-length']
+    return decoded
   })
 
   app.addHook('onResponse', async (req, reply) => {
