@@ -14,6 +14,7 @@ export const ERROR_CATALOGUE = {
   SCOPE_FORBIDDEN: { status: 403, message: 'The API key does not have the permission this route needs.' },
   TENANT_DISABLED: { status: 403, message: 'The tenant is disabled.' },
   OPERATOR_ONLY: { status: 403, message: 'This route needs the operator token.' },
+  ORIGIN_FORBIDDEN: { status: 403, message: "The page's origin is not among the tenant's browser origins." },
   NOT_FOUND: { status: 404, message: 'Not found.' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },

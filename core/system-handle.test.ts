@@ -14,6 +14,7 @@ const ALLOWED: Record<string, string> = {
   'sql/migrate.ts': 'migrations: the schema of every tenant',
   'tenants/tenants.service.ts': 'the tenant registry: there is no tenant yet',
   'tenants/keys.service.ts': 'API keys, looked up by their hash before the tenant is known',
+  'tenants/cors.service.ts': "each bank's browser origins: a registry table beside tenant_privacy",
   'ingest/event-writer.ts': "the shared event writer: one insert holds many tenants' events",
   'ingest/key-allocator.ts': 'customer key blocks, claimed across writers',
   'ingest/ingest.module.ts': 'hands the handle to the writer and the key allocator',

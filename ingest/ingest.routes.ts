@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
+import { corsPreflight } from '../tenants/cors.hooks.js'
 import type { IdentityService } from './identity.service.js'
 import { identityChange } from './identity.service.js'
 import type { IngestService } from './ingest.service.js'
@@ -35,6 +36,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
       url,
       {
         bodyLimit: MAX_BATCH_BYTES,
+        config: { segmentApi: true },
         onRequest: writeAuth.onRequest,
         preValidation: writeAuth.preValidation,
         schema: {
@@ -61,6 +63,7 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
       url,
       {
         bodyLimit: MAX_EVENT_BYTES,
+        config: { segmentApi: true },
         onRequest: writeAuth.onRequest,
         preValidation: writeAuth.preValidation,
         schema: {
@@ -80,6 +83,11 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
           single: true,
         }),
     )
+  }
+
+  // Browser pages on the tenant's origins: the preflight, answered before any key is known (tenants/cors.hooks.ts).
+  for (const url of ['/v1/batch', '/v1/b', ...EVENT_TYPES.flatMap((t) => [`/v1/${t}`, `/v1/${SHORT_PATHS[t]}`])]) {
+    r.options(url, { schema: { tags: ['ingest'], summary: 'CORS preflight of a browser source', hide: true } }, corsPreflight)
   }
 
   r.get(

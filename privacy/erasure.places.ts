@@ -86,6 +86,7 @@ export const PLACES: Record<TenantTable, Place> = {
 export const REGISTRY_TABLES: Readonly<Record<string, string>> = {
   tenants: 'the tenant registry',
   tenant_privacy: 'each bank’s retention and privacy settings',
+  tenant_cors_origins: 'each bank’s browser origins (CORS)',
 }
 
 /** Outside the tables: what the proof notes but the job cannot reach. */

@@ -14,6 +14,9 @@ import { registerGroupRoutes } from '../tenants/group.routes.js'
 import { registerTenantRoutes } from '../tenants/tenants.routes.js'
 import { createDigestMigration } from '../tenants/digest.migration.js'
 import { registerCatalogueRoutes } from '../catalogue/catalogue.routes.js'
+import { registerCorsHooks } from '../tenants/cors.hooks.js'
+import { registerCorsRoutes } from '../tenants/cors.routes.js'
+import { createCorsOrigins } from '../tenants/cors.service.js'
 import { createCatalogueService } from '../catalogue/catalogue.service.js'
 import { decodeBody } from './body-encoding.js'
 import { registerConsoleRoutes } from './console.routes.js'
@@ -63,11 +66,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorateRequest('principal', undefined)
   // JSON bodies must be valid UTF-8: the default parser would turn bad bytes into U+FFFD and
   // store them. Browser SDKs send beacons as text/plain; the body is JSON all the same.
-  app.removeContentTypeParser(['application/json', 'text/plain'])
-  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, (_req, body, done) => {
+  const parseJson = (body: Buffer, done: (err: Error | null, body?: unknown) => void) => {
     let text: string
     try {
-      text = utf8.decode(body as Buffer)
+      text = utf8.decode(body)
     } catch {
       return done(new AppError('INVALID_ENCODING', 'The body is not valid UTF-8.'), undefined)
     }
@@ -77,10 +79,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     } catch (e) {
       done(new AppError('INVALID_JSON', `The body is not valid JSON: ${(e as Error).message}`), undefined)
     }
+  }
+  app.removeContentTypeParser(['application/json', 'text/plain'])
+  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, (_req, body, done) => parseJson(body as Buffer, done))
+  // RudderStack's Node SDK sends its gzip JSON batches labelled form-urlencoded (axios' default
+  // for a Buffer body), and Segment-spec servers read them as JSON: so do the Segment API routes
+  // (config.segmentApi). Everywhere else a form body stays unsupported (415).
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (req, body, done) => {
+    if (!req.routeOptions.config.segmentApi) return done(new AppError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type application/x-www-form-urlencoded is not supported here (send application/json).'), undefined)
+    parseJson(body as Buffer, done)
   })
   registerErrorHandling(app, deps.metrics)
   // Before any route: a route's hooks are fixed when it is registered.
   deps.audit?.hook(app)
+  // Before the body is decoded and before the ingest rate limit: a refused page costs nothing more.
+  const corsOrigins = createCorsOrigins({ db: deps.db })
+  registerCorsHooks(app, corsOrigins)
 
   // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and
   // JSON parsing see the bytes; a gzip bomb stops at the same limit as a plain body.
@@ -123,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
   registerConsoleRoutes(app)
   if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: createDigestMigration({ db: deps.db }) })
+  if (deps.tenantRoutes !== false) registerCorsRoutes(app, { auth, origins: corsOrigins })
   if (deps.tenantRoutes !== false) registerGroupRoutes(app, { auth, tenants: deps.tenants, db: deps.db })
   if (deps.tenantRoutes !== false) registerCatalogueRoutes(app, auth, { catalogue: createCatalogueService({ db: deps.db }) })
   for (const m of deps.modules ?? []) m(app, auth)

@@ -22,6 +22,8 @@ const EXPECTED: Record<string, Need> = {
   'GET /v1/tenant': 'catalog:read',
   'GET /v1/group/members': 'catalog:read',
   'PUT /v1/tenant/privacy': 'tenant:admin',
+  'GET /v1/tenant/cors': 'tenant:admin',
+  'PUT /v1/tenant/cors': 'tenant:admin',
   'GET /v1/data-catalogue': 'catalog:read',
   'GET /v1/tenant/digests': 'tenant:admin',
   'POST /v1/tenant/digests/forget-shared': 'tenant:admin',
@@ -40,6 +42,8 @@ const EXPECTED: Record<string, Need> = {
   ...Object.fromEntries(
     ['batch', 'b', 'track', 't', 'identify', 'i', 'page', 'p', 'screen', 's', 'group', 'g', 'alias', 'a'].map((x) => [`POST /v1/${x}`, 'events:write' as const]),
   ),
+  // CORS preflights: a browser sends them without the key (tenants/cors.hooks.ts).
+  ...Object.fromEntries(['batch', 'b', 'track', 't', 'identify', 'i', 'page', 'p', 'screen', 's', 'group', 'g', 'alias', 'a'].map((x) => [`OPTIONS /v1/${x}`, 'public' as const])),
   'GET /v1/tracking-plan': 'tenant:admin',
   'PUT /v1/tracking-plan': 'tenant:admin',
   'DELETE /v1/tracking-plan': 'tenant:admin',
