@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { streamArchive, type ArchiveInput } from './export.archive.js'
 import type { Tombstones } from './tombstones.js'
 
 /**
@@ -8,6 +9,7 @@ import type { Tombstones } from './tombstones.js'
  * place, with the field names in Chinese and English beside the values and each tag with its
  * description (the reason it holds). Events come in pages (`after` cursor), newest first; other
  * sections are complete up to `SECTION_LIMIT` rows each (newest first; `truncated` says so).
+ * The archive form (export.archive.ts) holds the same sections and every event, streamed.
  */
 
 export const SECTION_LIMIT = 10_000
@@ -50,6 +52,9 @@ export const FIELD_LABELS: Record<string, { zh: string; en: string }> = {
   title: { zh: '标题', en: 'title' },
   body: { zh: '内容', en: 'text' },
   status: { zh: '状态', en: 'status' },
+  outcome: { zh: '送达结果', en: 'delivery outcome' },
+  outcome_at: { zh: '结果时间', en: 'outcome at' },
+  message_id: { zh: '消息编号', en: 'message id' },
   reason: { zh: '原因', en: 'reason' },
   due_at: { zh: '发送时间', en: 'due at' },
   served_at: { zh: '展示时间', en: 'shown at' },
@@ -118,6 +123,17 @@ export interface CustomerExport {
   events: { rows: Record<string, unknown>[]; next: string | null }
 }
 
+/** Every section but the events, each up to `limit` rows (one more tells it was truncated). */
+async function readSections(db: TenantDb, ks: number[], limit: number): Promise<CustomerExport['sections']> {
+  const sections: CustomerExport['sections'] = {}
+  for (const [name, sql] of Object.entries(SECTIONS)) {
+    const rows = await db.query<Record<string, unknown>>(`${sql} LIMIT {limit:UInt32}`, { ks, limit: limit + 1 })
+    if (name === 'tags') for (const r of rows) r.description = r.description ? (JSON.parse(String(r.description)) as unknown) : null
+    sections[name] = { rows: rows.slice(0, limit), truncated: rows.length > limit }
+  }
+  return sections
+}
+
 export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
   async function keysOf(db: TenantDb, customerNo: string): Promise<number[]> {
     const rows = await db.query(
@@ -138,18 +154,29 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
     return [...keys]
   }
 
+  /** 410 for an erased customer, 404 for an unknown one; else the customer's keys (merged ones too). */
+  async function resolve(tenantId: number, customerNo: string): Promise<{ db: TenantDb; ks: number[] }> {
+    if (await deps.tombstones.erased(tenantId, customerNo)) throw new AppError('CUSTOMER_ERASED')
+    const db = deps.db.forTenant(tenantId)
+    const ks = await keysOf(db, customerNo)
+    if (!ks.length) throw new AppError('NOT_FOUND', `No customer ${customerNo} in this tenant.`)
+    return { db, ks }
+  }
+
   return {
+    /**
+     * The archive: checked and the sections read before it returns (so a refusal is still a
+     * coded answer), the events then read page by page while the stream is consumed.
+     */
+    async archive(tenantId: number, customerNo: string, sizes: Pick<ArchiveInput, 'pageRows' | 'fileRows' | 'fileBytes'> = {}) {
+      const { db, ks } = await resolve(tenantId, customerNo)
+      const sections = await readSections(db, ks, SECTION_LIMIT)
+      return streamArchive({ db, ks, customerNo, sections, labels: { sections: SECTION_LABELS, fields: FIELD_LABELS }, ...sizes })
+    },
+
     async export(tenantId: number, customerNo: string, page: { after?: string | undefined; limit: number }): Promise<CustomerExport> {
-      if (await deps.tombstones.erased(tenantId, customerNo)) throw new AppError('CUSTOMER_ERASED')
-      const db = deps.db.forTenant(tenantId)
-      const ks = await keysOf(db, customerNo)
-      if (!ks.length) throw new AppError('NOT_FOUND', `No customer ${customerNo} in this tenant.`)
-      const sections: CustomerExport['sections'] = {}
-      for (const [name, sql] of Object.entries(SECTIONS)) {
-        const rows = await db.query<Record<string, unknown>>(`${sql} LIMIT {limit:UInt32}`, { ks, limit: SECTION_LIMIT + 1 })
-        if (name === 'tags') for (const r of rows) r.description = r.description ? (JSON.parse(String(r.description)) as unknown) : null
-        sections[name] = { rows: rows.slice(0, SECTION_LIMIT), truncated: rows.length > SECTION_LIMIT }
-      }
+      const { db, ks } = await resolve(tenantId, customerNo)
+      const sections = await readSections(db, ks, SECTION_LIMIT)
       // Keyset pages over (timestamp, message_id), newest first: stable while events arrive.
       let cursor: { t: number; m: string } | undefined
       if (page.after) {
