@@ -63,6 +63,11 @@ export interface IdentityService {
   resolve(tenantId: number, refs: readonly IdentityRef[]): Promise<number[]>
   /** Identifiers whose rows were erased: their cached keys go, so a re-registered number gets a new key. */
   forget(tenantId: number, ids: readonly { kind: 'customer_no' | 'anonymous_id' | 'device_id'; value: string }[]): void
+  /**
+   * The same by key, for an erasure run by another process that this one saw only once finished
+   * (its identifiers in clear are gone by then): one pass over the cache.
+   */
+  forgetKeys(tenantId: number, keys: ReadonlySet<number>): void
   /** Links an anonymous id to the customer number's key (identify). Returns the change, if any. */
   link(tenantId: number, anonymousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
   linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]>
@@ -284,6 +289,13 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
   return {
     forget(tenantId, ids) {
       for (const i of ids) cache.delete(ck(tenantId, i.kind, i.value))
+    },
+    forgetKeys(tenantId, keys) {
+      if (!keys.size) return
+      const prefix = `${tenantId}\u0000`
+      const gone: string[] = []
+      for (const [k, v] of cache.entries()) if (keys.has(v) && k.startsWith(prefix)) gone.push(k)
+      for (const k of gone) cache.delete(k)
     },
     async resolve(tenantId, refs) {
       const userIds = [...new Set(refs.flatMap((r) => (r.userId ? [r.userId] : [])))]

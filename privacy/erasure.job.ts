@@ -60,8 +60,24 @@ export interface ErasedId {
   value: string
 }
 
-/** Called with the erased keys and identifiers as soon as the job starts and again when it ends (in-memory structures). */
+/** Called with the erased keys and identifiers as soon as the job starts and again when it ends (in-memory structures); in other processes by the erasure watch. */
 export type ForgetHook = (tenantId: number, keys: ReadonlySet<number>, ids: readonly ErasedId[]) => void
+
+/**
+ * Calls every hook with the job's keys and identifiers; a hook that throws is logged and the
+ * others still run (the job, or the watch in another process, goes on either way).
+ */
+export function callForget(hooks: readonly ForgetHook[], log: Logger, tenantId: number, jobId: string, subject: Subject): void {
+  const keys = new Set(subject.keys)
+  const ids = erasedIds(subject)
+  for (const f of hooks) {
+    try {
+      f(tenantId, keys, ids)
+    } catch (err) {
+      log.warn({ err, tenant: tenantId, job: jobId }, 'an in-memory structure could not drop erased customers')
+    }
+  }
+}
 
 export function erasedIds(s: Subject): ErasedId[] {
   return [
@@ -142,19 +158,14 @@ export function createErasureRunner(deps: {
   log: Logger
   save(job: ErasureJob): Promise<void>
   forget: readonly ForgetHook[]
+  /** Told after each round of hooks (`final`: the one after the proof), so the watch (erasure.watch.ts) skips the job here. */
+  forgotten?: (job: ErasureJob, final: boolean) => void
   /** Tests: called before each step (a throw there stands for a crash at that point). */
   beforeStep?: (job: ErasureJob, step: Step) => void
 }) {
-  function forgetAll(job: ErasureJob) {
-    const keys = new Set(job.subject.keys)
-    const ids = erasedIds(job.subject)
-    for (const f of deps.forget) {
-      try {
-        f(job.tenantId, keys, ids)
-      } catch (err) {
-        deps.log.warn({ err, tenant: job.tenantId, job: job.jobId }, 'an in-memory structure could not drop erased customers')
-      }
-    }
+  function forgetAll(job: ErasureJob, final = false) {
+    callForget(deps.forget, deps.log, job.tenantId, job.jobId, job.subject)
+    deps.forgotten?.(job, final)
   }
 
   async function verify(db: TenantDb, job: ErasureJob) {
@@ -206,7 +217,7 @@ export function createErasureRunner(deps: {
           notHeld,
           outside: OUTSIDE.map((o) => ({ ...o })),
         }
-        forgetAll(job)
+        forgetAll(job, true)
         job.status = job.proof.verified ? 'done' : 'failed'
         if (!job.proof.verified) job.error = 'rows were still found after a second pass; run the erasure again'
         // The in-clear identifiers were needed to find rows; the record keeps keys and digests.

@@ -55,6 +55,8 @@ export function createErasureService(deps: {
   tombstones: Tombstones
   log: Logger
   forget: readonly ForgetHook[]
+  /** Told after each round of forget hooks this process ran (the erasure watch skips those jobs). */
+  forgotten?: (job: ErasureJob, final: boolean) => void
   beforeStep?: (job: ErasureJob, step: Step) => void
 }): ErasureService {
   const log = deps.log.child({ component: 'erasure' })
@@ -86,7 +88,14 @@ export function createErasureService(deps: {
     }
   }
 
-  const runner = createErasureRunner({ db: deps.db, log, save, forget: deps.forget, ...(deps.beforeStep ? { beforeStep: deps.beforeStep } : {}) })
+  const runner = createErasureRunner({
+    db: deps.db,
+    log,
+    save,
+    forget: deps.forget,
+    ...(deps.forgotten ? { forgotten: deps.forgotten } : {}),
+    ...(deps.beforeStep ? { beforeStep: deps.beforeStep } : {}),
+  })
 
   function toJob(tenantId: number, r: z.infer<typeof jobRow>): ErasureJob {
     return {

@@ -8,6 +8,7 @@ import type { TenantService } from '../tenants/tenants.service.js'
 import type { ErasureJob, ForgetHook, Step } from './erasure.job.js'
 import { registerErasureRoutes } from './erasure.routes.js'
 import { createErasureService, type ErasureService } from './erasure.service.js'
+import { createErasureWatch, type ErasureWatch } from './erasure.watch.js'
 import { registerExportRoutes } from './export.routes.js'
 import { createExportService, type ExportService } from './export.service.js'
 import { createTombstones, type Tombstones } from './tombstones.js'
@@ -21,7 +22,11 @@ export interface PrivacyModule {
   tombstones: Tombstones
   erasure: ErasureService
   exports: ExportService
+  /** Applies erasures run by other processes to this one's memory (started when `watchMs` is given). */
+  watch: ErasureWatch
   routes(app: FastifyInstance, auth: Auth): void
+  /** Stops the watch; running jobs are waited for with `erasure.idle()`. */
+  close(): Promise<void>
 }
 
 export function createPrivacyTombstones(deps: { db: Db; pii: Pii; metrics: Metrics }): Tombstones {
@@ -34,17 +39,26 @@ export function createPrivacyModule(deps: {
   log: Logger
   tombstones: Tombstones
   forget: readonly ForgetHook[]
+  /**
+   * How often this process looks for erasures run by another (API pods beside the worker that
+   * runs the jobs). Without it the watch is built but not started (tests poll it themselves).
+   */
+  watchMs?: number
   beforeStep?: (job: ErasureJob, step: Step) => void
 }): PrivacyModule {
-  const erasure = createErasureService(deps)
+  const watch = createErasureWatch({ db: deps.db, log: deps.log, forget: deps.forget, ...(deps.watchMs ? { intervalMs: deps.watchMs } : {}) })
+  const erasure = createErasureService({ ...deps, forgotten: (job, final) => watch.noteApplied(job.tenantId, job.jobId, final) })
   const exports = createExportService({ db: deps.db, tombstones: deps.tombstones })
+  if (deps.watchMs) watch.start()
   return {
     tombstones: deps.tombstones,
     erasure,
     exports,
+    watch,
     routes(app, auth) {
       registerErasureRoutes(app, { auth, erasure, tombstones: deps.tombstones })
       registerExportRoutes(app, { auth, exports, tombstones: deps.tombstones })
     },
+    close: () => watch.stop(),
   }
 }

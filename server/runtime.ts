@@ -130,7 +130,14 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     tenants,
     log,
     tombstones,
-    forget: [(t) => bitmaps?.forgetCustomers(t), (t, k) => recommend?.layouts.forgetCustomers(t, k), (t, k) => push.leases.forgetCustomers(t, k), (t, _k, ids) => ingest.identities.forget(t, ids)],
+    forget: [
+      (t) => bitmaps?.forgetCustomers(t),
+      (t, k) => recommend?.layouts.forgetCustomers(t, k),
+      (t, k) => push.leases.forgetCustomers(t, k),
+      (t, k, ids) => (ids.length ? ingest.identities.forget(t, ids) : ingest.identities.forgetKeys(t, k)),
+    ],
+    // ... and so does every other process, within this interval of the job (erasure.watch.ts).
+    watchMs: 5000,
   })
   return {
     config,
@@ -153,6 +160,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     kafka,
     async close() {
       await privacy.erasure.idle()
+      await privacy.close()
       await tags.runner.stop()
       await recommend?.close()
       await push.close()
