@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import type { ErrorCode } from '../core/errors.js'
 import type { Pii } from '../core/pii.js'
 import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii.scan.js'
+import { jsonLargerThan } from './event-size.js'
 import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MAX_MESSAGE_DEPTH, MAX_STORABLE_MS, MESSAGE_SCHEMAS, MIN_STORABLE_MS, type EventType } from './segment.schema.js'
 
 /**
@@ -261,8 +262,8 @@ export function normalizeMessage(
   const rawId = typeof item.messageId === 'string' || typeof item.messageId === 'number' ? String(item.messageId) : undefined
   const deep = tooDeep(item, MAX_MESSAGE_DEPTH)
   if (deep) return reject('NESTING_TOO_DEEP', deep.join('.'), `nested deeper than ${MAX_DEPTH} levels`, rawId)
-  const json = JSON.stringify(item)
-  if (Buffer.byteLength(json) > MAX_EVENT_BYTES) return reject('EVENT_TOO_LARGE', '(event)', `larger than ${MAX_EVENT_BYTES} bytes`, rawId)
+  // The size of the event's JSON, decided without building it (event-size.ts).
+  if (jsonLargerThan(item, MAX_EVENT_BYTES)) return reject('EVENT_TOO_LARGE', '(event)', `larger than ${MAX_EVENT_BYTES} bytes`, rawId)
   const type = (item.type ?? envelope.type) as EventType
   if (!EVENT_TYPES.includes(type)) return reject('VALIDATION_FAILED', 'type', `expected one of ${EVENT_TYPES.join(', ')}`, rawId)
   if (envelope.type && item.type !== undefined && item.type !== envelope.type) {
@@ -318,7 +319,7 @@ export function normalizeMessage(
     (m.messageId as string | undefined) ??
     // No messageId (a hand-written client): a digest of the content makes identical retries
     // deduplicate all the same.
-    `qm-${crypto.createHash('sha256').update(`${tenantId}:${json}`).digest('hex').slice(0, 32)}`
+    `qm-${crypto.createHash('sha256').update(`${tenantId}:${JSON.stringify(item)}`).digest('hex').slice(0, 32)}`
   const event: PendingEvent = {
     messageId,
     type,
