@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
-import type { TagCatalog } from './tag.catalog.js'
+import { visibleTo, type TagCatalog } from './tag.catalog.js'
 import { FEATURES } from './tag.features.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from './tag.pack.js'
 import { parseDefinition, type TagRepository } from './tag.repository.js'
@@ -93,8 +93,11 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
       schema: { tags: ['tags'], summary: 'Every version of a tag definition, oldest first', security, params: nameParam, response: { 200: z.object({ versions: z.array(definitionView.extend({ retired: z.boolean() })) }), 404: errorBody } },
     },
     async (req) => {
-      const versions = await repo.versions(req.principal!.tenantId, req.params.name)
-      if (!versions.length) throw new AppError('NOT_FOUND', `No tag named ${req.params.name}.`)
+      // As the tag itself: a high-sensitivity tag (its SQL, its values) is not shown without
+      // personal:read, nor the versions of a lowered tag from when it was high.
+      const all = await repo.versions(req.principal!.tenantId, req.params.name)
+      const versions = all.filter((v) => visibleTo(seesSensitiveTags(req.principal!), v.sensitivity))
+      if (!versions.length || versions.at(-1) !== all.at(-1)) throw new AppError('NOT_FOUND', `No tag named ${req.params.name}.`)
       return { versions }
     },
   )
