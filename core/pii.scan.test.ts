@@ -121,6 +121,19 @@ describe('value detection on a corpus', () => {
   })
 })
 
+describe('short strings', () => {
+  it('reads a string shorter than a phone number only for an e-mail address', () => {
+    expect(kinds('a@b.cn')).toEqual([['email', 'a@b.cn']])
+    expect(kinds('ab@cd.com')).toEqual([['email', 'ab@cd.com']])
+    expect(kinds('a@b.c')).toEqual([])
+    expect(kinds('1381234567')).toEqual([])
+    expect(kinds('13812345678')).toEqual([['phone', '13812345678']])
+    expect(kinds('手机13812345678')).toEqual([['phone', '13812345678']])
+    // Ten characters with an '@' but no address: read, nothing found.
+    expect(kinds('1381234@56')).toEqual([])
+  })
+})
+
 describe('the scanner', () => {
   it('masks or digests by policy, and counts', () => {
     const digest = (k: PiiKind, v: string) => `${k}-${v.length}`
@@ -134,5 +147,21 @@ describe('the scanner', () => {
     const plain = '没有个人信息 no personal data 42'
     expect(dig.text(plain)).toBe(plain)
     expect(maskValue('card', '6222021234567890128')).toBe('622202*********0128')
+    expect(maskValue('phone', '8613812345678')).toBe('86138****5678')
+    expect(maskValue('national_id', '11010519491231002X')).toBe('1****************X')
+    expect(maskValue('email', 'wang.wu@example.cn')).toBe('w***@example.cn')
+  })
+
+  it('answers `text` right after `whole` of the same or another string, counting each identifier once', () => {
+    const s = createValueScanner('mask', () => 'unused')
+    expect(s.whole('tel 13812345678')).toBeUndefined()
+    // Another string than the one asked about as a whole: its own matches, not the last ones.
+    expect(s.text('id 11010519491231002X')).toBe('id 1****************X')
+    expect(s.whole('tel 13812345678')).toBeUndefined()
+    expect(s.text('tel 13812345678')).toBe('tel 138****5678')
+    expect(s.whole('no number here at all')).toBeUndefined()
+    expect(s.text('tel 13912345678')).toBe('tel 139****5678')
+    expect(s.text('tel 13912345678')).toBe('tel 139****5678')
+    expect(s.counts).toEqual({ phone: 3, national_id: 1, card: 0, email: 0 })
   })
 })

@@ -111,12 +111,17 @@ function emailAround(s: string, at: number, floor: number): PiiMatch | undefined
   return { kind: 'email', start, end }
 }
 
-/** Every identifier in `s`, in order, not overlapping. */
-export function findPii(s: string): PiiMatch[] {
-  const out: PiiMatch[] = []
+const NONE: readonly PiiMatch[] = Object.freeze([])
+
+/**
+ * Every identifier in `s`, in order, not overlapping. Most strings hold none: they get one shared
+ * empty answer, and one shorter than a phone number (11 digits) without an '@' is not even read.
+ */
+export function findPii(s: string): readonly PiiMatch[] {
   const n = s.length
-  // Shorter than the shortest identifier (a@b.cn is 6, a phone 11): nothing to find.
-  if (n < 6) return out
+  // The shortest address is 6 characters (a@b.cn), the shortest number 11 digits.
+  if (n < 6 || (n < 11 && s.indexOf('@') < 0)) return NONE
+  let out: PiiMatch[] | undefined
   let runStart = -1
   let floor = 0
   for (let i = 0; i <= n; i++) {
@@ -128,6 +133,7 @@ export function findPii(s: string): PiiMatch[] {
     if (c === 64) {
       const m = emailAround(s, i, floor)
       if (m) {
+        out ??= []
         // The digits of the local part belong to the address, not to a number.
         if (out.length && out[out.length - 1]!.end > m.start) out.pop()
         out.push(m)
@@ -146,18 +152,18 @@ export function findPii(s: string): PiiMatch[] {
       len = 18
       end = i + 1
     }
-    const before = runStart > 0 ? s.charCodeAt(runStart - 1) : -1
-    const after = end < n ? s.charCodeAt(end) : -1
-    const bordered =
-      isAsciiLetter(before) || isAsciiLetter(after) || (before === 46 && runStart > 1 && isDigit(s.charCodeAt(runStart - 2))) || (after === 46 && end + 1 < n && isDigit(s.charCodeAt(end + 1)))
-    if (len >= 11 && len <= 19 && !bordered) {
-      const kind = endsInX ? (isResidentId(s, runStart) ? 'national_id' : undefined) : classifyRun(s, runStart, len)
-      if (kind) out.push({ kind, start: runStart, end })
+    if (len >= 11 && len <= 19) {
+      const before = runStart > 0 ? s.charCodeAt(runStart - 1) : -1
+      const after = end < n ? s.charCodeAt(end) : -1
+      const bordered =
+        isAsciiLetter(before) || isAsciiLetter(after) || (before === 46 && runStart > 1 && isDigit(s.charCodeAt(runStart - 2))) || (after === 46 && end + 1 < n && isDigit(s.charCodeAt(end + 1)))
+      const kind = bordered ? undefined : endsInX ? (isResidentId(s, runStart) ? 'national_id' : undefined) : classifyRun(s, runStart, len)
+      if (kind) (out ??= []).push({ kind, start: runStart, end })
     }
     runStart = -1
     if (end > i) i = end - 1
   }
-  return out
+  return out ?? NONE
 }
 
 /** 13812345678 -> 138****5678; cards keep the first six and last four, identity numbers the first and last. */
@@ -166,7 +172,8 @@ export function maskValue(kind: PiiKind, v: string): string {
     const at = v.indexOf('@')
     return v[0] + '***' + v.slice(at)
   }
-  const [head, tail] = kind === 'phone' ? [v.length - 8, 4] : kind === 'card' ? [6, 4] : [1, 1]
+  const head = kind === 'phone' ? v.length - 8 : kind === 'card' ? 6 : 1
+  const tail = kind === 'national_id' ? 1 : 4
   return v.slice(0, head) + '*'.repeat(v.length - head - tail) + v.slice(v.length - tail)
 }
 
@@ -188,11 +195,16 @@ export interface ValueScanner {
 
 export function createValueScanner(policy: ValuePolicy, digest: (kind: PiiKind, value: string) => string): ValueScanner {
   const counts: Record<PiiKind, number> = { phone: 0, national_id: 0, card: 0, email: 0 }
+  // A top-level trait is asked `whole` first and, when it is not one identifier, `text` next:
+  // the matches of the last string asked are kept so that it is read once.
+  let lastString: string | undefined
+  let lastFound: readonly PiiMatch[] = NONE
   return {
     policy,
     counts,
     text(s) {
-      const found = findPii(s)
+      const found = s === lastString ? lastFound : findPii(s)
+      lastString = undefined
       if (!found.length) return s
       let out = ''
       let from = 0
@@ -206,7 +218,12 @@ export function createValueScanner(policy: ValuePolicy, digest: (kind: PiiKind, 
     },
     whole(s) {
       const found = findPii(s)
-      if (found.length !== 1 || found[0]!.start !== 0 || found[0]!.end !== s.length) return undefined
+      if (found.length !== 1 || found[0]!.start !== 0 || found[0]!.end !== s.length) {
+        lastString = s
+        lastFound = found
+        return undefined
+      }
+      lastString = undefined
       counts[found[0]!.kind]++
       return found[0]!.kind
     },
