@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { LRUCache } from 'lru-cache'
 
 /**
  * Protection of personal fields ("minimum necessary"): identifiers that are only ever matched,
@@ -8,12 +9,13 @@ import path from 'node:path'
  * are stored masked. The master secret is QIANMIAN_PII_SECRET, or for the embedded default a
  * random secret kept (mode 0600) in the data directory on first start.
  *
- * Each bank digests with its own key, HMAC(master, "tenant:" + id): the same identity number has
- * unrelated digests in two banks, so customers cannot be linked across banks by their digests.
- * Those digests are written `k2:<hex>`; a bare hex digest was made with the master secret itself
- * before per-bank keys (version 1). An HMAC cannot be re-keyed without the value it was made
- * from, so version-1 digests change only when the raw value arrives again (a re-import, an
- * identify) or are erased; `digests()` gives both forms for matching until then.
+ * Each bank digests with its own key, HMAC(master, "tenant:" + id), written `k2:<hex>`: the same
+ * identity number has unrelated digests in two banks, so customers cannot be linked across banks
+ * by their digests. The bank's digest is taken over the shared one rather than over the value,
+ *   k2 = HMAC(bankKey, v1)   with   v1 = hex HMAC(master, kind + ":" + normalized value),
+ * so that a stored version-1 digest (bare hex, made before per-bank keys) can be converted to the
+ * bank's without the value it was made from (`rekey`, run by tenants/digest.migration.ts). Whoever
+ * lacks the master can compute neither layer.
  */
 export type DigestKind = 'phone' | 'national_id' | 'card' | 'email' | 'name'
 
@@ -22,16 +24,22 @@ export interface Pii {
   hash(kind: DigestKind, value: string, tenantId: number): string
   /** The forms a stored digest of this value may take in the bank: its own key's, then the shared key's (version 1). */
   digests(kind: DigestKind, value: string, tenantId: number): [current: string, legacy: string]
+  /** The bank's digest of a stored version-1 digest (64 lowercase hex): equal to `hash` of the value it was made from. */
+  rekey(legacy: string, tenantId: number): string
   /** 张三丰 -> 张**, Alice Wang -> A**** W*** */
   maskName(name: string): string
 }
 
 export const TENANT_DIGEST_PREFIX = 'k2:'
+/** A version-1 digest as stored: bare hex of an HMAC-SHA256 (also the engine's `match` pattern). */
+export const LEGACY_DIGEST_PATTERN = '^[0-9a-f]{64}$'
+const LEGACY_DIGEST = new RegExp(LEGACY_DIGEST_PATTERN)
+const MEMO_VALUE_CHARS = 64
 
 const normalizeIdentifier = (kind: DigestKind, value: string) =>
   kind === 'email' || kind === 'name' ? value.trim().toLowerCase() : value.replace(/[^0-9Xx]/g, '').toUpperCase()
 
-export function createPii(secret: string): Pii {
+export function createPii(secret: string, opts: { cacheEntries?: number } = {}): Pii {
   const keys = new Map<number, Buffer>()
   const tenantKey = (tenantId: number) => {
     let k = keys.get(tenantId)
@@ -42,13 +50,33 @@ export function createPii(secret: string): Pii {
     }
     return k
   }
-  const hash = (kind: DigestKind, value: string, tenantId: number) =>
-    TENANT_DIGEST_PREFIX + crypto.createHmac('sha256', tenantKey(tenantId)).update(`${kind}:${normalizeIdentifier(kind, value)}`).digest('hex')
+  const legacy = (kind: DigestKind, value: string) => crypto.createHmac('sha256', secret).update(`${kind}:${normalizeIdentifier(kind, value)}`).digest('hex')
+  const wrap = (v1: string, tenantId: number) => TENANT_DIGEST_PREFIX + crypto.createHmac('sha256', tenantKey(tenantId)).update(v1).digest('hex')
+  const rekey = (v1: string, tenantId: number) => {
+    if (!LEGACY_DIGEST.test(v1)) throw new Error('not a version-1 digest')
+    return wrap(v1, tenantId)
+  }
+  // Two HMACs a value, and ingest digests the same few phone numbers over and over (a customer's
+  // every identify, the numbers in a campaign's replies): remembered per tenant, kind and value
+  // as given, bounded so a flood of distinct values only evicts. Identifiers are short; a long
+  // value (a trait holding text) is digested without being kept.
+  const memo = new LRUCache<string, string>({ max: opts.cacheEntries ?? 20_000 })
+  const hash = (kind: DigestKind, value: string, tenantId: number) => {
+    if (value.length > MEMO_VALUE_CHARS) return wrap(legacy(kind, value), tenantId)
+    const at = `${tenantId}\u0000${kind}\u0000${value}`
+    let d = memo.get(at)
+    if (d === undefined) {
+      d = wrap(legacy(kind, value), tenantId)
+      memo.set(at, d)
+    }
+    return d
+  }
   return {
     hash,
     digests(kind, value, tenantId) {
-      return [hash(kind, value, tenantId), crypto.createHmac('sha256', secret).update(`${kind}:${normalizeIdentifier(kind, value)}`).digest('hex')]
+      return [hash(kind, value, tenantId), legacy(kind, value)]
     },
+    rekey,
     maskName(name) {
       const n = name.trim()
       if (!n) return ''

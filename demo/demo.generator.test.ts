@@ -37,6 +37,7 @@ function recordingPii(): Pii {
       return real.hash(kind, value, tenantId)
     },
     digests: (kind, value, tenantId) => real.digests(kind, value, tenantId),
+    rekey: (digest, tenantId) => real.rekey(digest, tenantId),
     maskName(name) {
       names.push(name)
       return real.maskName(name)
