@@ -7,6 +7,7 @@ import type { AuditModule } from '../audit/audit.module.js'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
+import type { Pii } from '../core/pii.js'
 import { createAuth, type Auth } from '../tenants/auth.js'
 import type { KeyService } from '../tenants/keys.service.js'
 import type { TenantService } from '../tenants/tenants.service.js'
@@ -41,6 +42,8 @@ export interface AppDeps {
   tenantRoutes?: boolean
   /** The audit trail: its hook records every route that declares `config.audit`, and `GET /v1/audit`. */
   audit?: AuditModule
+  /** The digest keys: with them the tenant routes count and re-key the bank's stored digests. */
+  pii?: Pii
 }
 
 /** Builds the HTTP app without listening; tests call `inject` on it. */
@@ -136,7 +139,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
   registerConsoleRoutes(app)
-  if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: createDigestMigration({ db: deps.db }) })
+  if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: deps.pii && createDigestMigration({ db: deps.db, pii: deps.pii }) })
   if (deps.tenantRoutes !== false) registerCorsRoutes(app, { auth, origins: corsOrigins })
   if (deps.tenantRoutes !== false) registerGroupRoutes(app, { auth, tenants: deps.tenants, db: deps.db })
   if (deps.tenantRoutes !== false) registerCatalogueRoutes(app, auth, { catalogue: createCatalogueService({ db: deps.db }) })

@@ -63,6 +63,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes, runtime.privacy.routes] : [],
     tenantRoutes: config.roles.has('api'),
     audit: runtime.audit,
+    pii: runtime.pii,
   })
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')

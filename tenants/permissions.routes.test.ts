@@ -26,7 +26,7 @@ const EXPECTED: Record<string, Need> = {
   'PUT /v1/tenant/cors': 'tenant:admin',
   'GET /v1/data-catalogue': 'catalog:read',
   'GET /v1/tenant/digests': 'tenant:admin',
-  'POST /v1/tenant/digests/forget-shared': 'tenant:admin',
+  'POST /v1/tenant/digests/rekey': 'tenant:admin',
   'GET /v1/keys': 'tenant:admin',
   'POST /v1/keys': 'tenant:admin',
   'POST /v1/keys/:keyId/rotate': 'tenant:admin',

@@ -90,15 +90,18 @@ describe('retention enforced', () => {
 })
 
 describe('digests under the shared key, over HTTP', () => {
-  it('are counted and forgotten by an admin key only, audited', async () => {
+  it('are counted and re-keyed by an admin key only, audited', async () => {
     const admin = { authorization: `Bearer ${b.admin}` }
     const status = await t.app.inject({ url: '/v1/tenant/digests', headers: admin })
     expect(status.statusCode).toBe(200)
-    expect(status.json()).toEqual({ sharedKey: { customersPhone: 0, traits: 0 }, bankKey: { customersPhone: 0, traits: 0 } })
+    const none = { customersPhone: 0, traits: 0 }
+    expect(status.json()).toEqual({ sharedKey: none, bankKey: none, unrecognized: none })
     expect((await t.app.inject({ url: '/v1/tenant/digests', headers: bearer(b.read) })).statusCode).toBe(403)
-    expect((await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/forget-shared', headers: bearer(b.read) })).statusCode).toBe(403)
-    expect((await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/forget-shared', headers: admin })).statusCode).toBe(200)
+    expect((await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/rekey', headers: bearer(b.read) })).statusCode).toBe(403)
+    const run = await t.app.inject({ method: 'POST', url: '/v1/tenant/digests/rekey', headers: admin })
+    expect(run.statusCode).toBe(200)
+    expect(run.json()).toMatchObject({ converted: none, pages: 0, after: { sharedKey: none } })
     const trail = (await t.app.inject({ url: '/v1/audit?action=tenant.digests', headers: admin })).json()
-    expect(JSON.stringify(trail)).toContain('tenant.digests.forget')
+    expect(JSON.stringify(trail)).toContain('tenant.digests.rekey')
   })
 })

@@ -5,7 +5,7 @@ import { errorBody } from '../core/errors.js'
 import type { Auth } from './auth.js'
 import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPES, ROLES } from './permissions.js'
-import { digestStatusView, type DigestMigration } from './digest.migration.js'
+import { digestStatusView, rekeyReportView, type DigestMigration } from './digest.migration.js'
 import { privacyInput, privacyView } from './privacy.schema.js'
 import { createTenantInput, tenantSlug, tenantView, type TenantService } from './tenants.service.js'
 
@@ -80,26 +80,27 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
       '/v1/tenant/digests',
       {
         onRequest: auth.require('tenant:admin'),
-        schema: { tags: ['tenants'], summary: "How many stored digests are still under the shared key (before per-bank keys) and how many under this bank's own", security, response: { 200: digestStatusView } },
+        schema: { tags: ['tenants'], summary: "How many stored digests are still under the shared key (before per-bank keys), how many under this bank's own, and how many are neither", security, response: { 200: digestStatusView } },
       },
       async (req) => digests.status(req.principal!.tenantId),
     )
     r.post(
-      '/v1/tenant/digests/forget-shared',
+      '/v1/tenant/digests/rekey',
       {
         onRequest: auth.require('tenant:admin'),
-        config: { audit: { action: 'tenant.digests.forget', objectKind: 'tenant' } },
+        config: { audit: { action: 'tenant.digests.rekey', objectKind: 'tenant' } },
         schema: {
           tags: ['tenants'],
-          summary: 'Forget the digests still under the shared key (re-import first: what is re-imported gets the bank key); answers the counts before',
+          summary:
+            "Convert the digests still under the shared key (before per-bank keys) to this bank's own, page by page; a run that stops is completed by the next, and one with nothing left changes nothing. Answers the counts before and after",
           security,
-          response: { 200: digestStatusView },
+          response: { 200: rekeyReportView },
         },
       },
       async (req) => {
-        const before = await digests.forgetShared(req.principal!.tenantId)
-        req.auditNote = { objectId: String(req.principal!.tenantId), detail: { ...before.sharedKey } }
-        return before
+        const report = await digests.rekey(req.principal!.tenantId)
+        req.auditNote = { objectId: String(req.principal!.tenantId), detail: { converted: report.converted, left: report.after.sharedKey } }
+        return report
       },
     )
   }

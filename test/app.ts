@@ -93,6 +93,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     version: 'test',
     modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes, privacy.routes],
     audit,
+    pii,
   })
   return {
     engine,
