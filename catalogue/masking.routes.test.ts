@@ -402,3 +402,55 @@ describe('C2 values in API responses, route by route', () => {
     expect(wrong).toEqual([])
   }, 60_000)
 })
+
+/**
+ * The SQL-tag path, against the catalogue: for every C2 column a `$source` of SQL tags exposes,
+ * a tag whose value hands that column out, in each of the ways SQL can pass a value through
+ * unchanged, is refused when saved (400 SQL_C2_VALUE, field rule.sql); a value derived from it
+ * (a band, a flag) is saved. A column the catalogue declares C2 later is covered without a change.
+ */
+const PASS_THROUGH = [
+  (c: string) => `toString(${c}) AS value`,
+  (c: string) => `toString(${c}) value`,
+  (c: string) => `toString(${c}) AS "value"`,
+  (c: string) => `substring(toString(${c}), 1) AS value`,
+  (c: string) => `[toString(${c})][1] AS value`,
+  (c: string) => `arrayElement([toString(${c})], 1) AS value`,
+  (c: string) => `lower(toString(${c})) AS value`,
+  (c: string) => `replaceAll(toString(${c}), '', '') AS value`,
+]
+
+describe('SQL tags and the C2 columns of the catalogue', () => {
+  it('refuses a tag whose value passes any exposed C2 column through, and saves one that derives a flag from it', async () => {
+    const { SQL_TAG_SOURCES } = await import('../tags/tag.sources.js')
+    const catalogue = (await t.app.inject({ url: '/v1/data-catalogue', headers: auth(keys.analyst) })).json() as { columns: { table: string; column: string; class: string }[] }
+    const table = (source: string) => (source === 'tags' ? 'tag_values' : source)
+    const exposed: [source: string, column: string][] = []
+    for (const [source, sql] of Object.entries(SQL_TAG_SOURCES)) {
+      for (const c of catalogue.columns.filter((x) => x.class === 'C2' && x.table === table(source))) {
+        if (new RegExp(`\\b${c.column}\\b`).test(sql)) exposed.push([source, c.column])
+      }
+    }
+    // The sources do expose C2 columns: the table below is not empty.
+    expect(exposed.map(([s, c]) => `${s}.${c}`)).toEqual(expect.arrayContaining(['customers.birth_date', 'accounts.balance', 'loans.outstanding', 'bills.amount']))
+    const put = (name: string, sql: string) =>
+      t.app.inject({
+        method: 'PUT',
+        url: `/v1/tags/${name}`,
+        headers: auth(bank.admin),
+        payload: { type: 'enum', values: ['x'], description: { zh: '测试', en: 'test' }, owner: 'qa', purpose: ['service'], rule: { kind: 'sql', sql } },
+      })
+    const saved: string[] = []
+    for (const [source, column] of exposed) {
+      for (const [i, value] of PASS_THROUGH.entries()) {
+        const sql = `SELECT customer_key, ${value(column)} FROM $${source}`
+        const res = await put(`c2_${column}_${i}`, sql)
+        const issue = res.statusCode === 400 ? (res.json() as { error: { issues?: { field?: string; code?: string }[] } }).error.issues?.[0] : undefined
+        if (issue?.field !== 'rule.sql' || issue.code !== 'SQL_C2_VALUE') saved.push(`${sql}: ${res.statusCode} ${res.body.slice(0, 160)}`)
+      }
+      const flag = await put(`c2_${column}_flag`, `SELECT customer_key, if(count() > 0 AND max(${column}) IS NOT NULL, 'x', 'x') AS value FROM $${source} GROUP BY customer_key`)
+      if (flag.statusCode !== 201) saved.push(`flag from ${source}.${column} refused: ${flag.statusCode} ${flag.body.slice(0, 160)}`)
+    }
+    expect(saved).toEqual([])
+  }, 120_000)
+})

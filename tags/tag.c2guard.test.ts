@@ -24,6 +24,16 @@ describe('SQL tags may not pass C2 values through', () => {
       'WITH x AS (SELECT customer_key, balance AS bal FROM $accounts) SELECT customer_key, toString(bal) AS `value` FROM x',
       'SELECT customer_key, if(gender = \'female\', toString(birth_date), \'\') AS value FROM $customers',
       'SELECT customer_key, coalesce(toString(birth_date), \'none\') AS value FROM $customers',
+      // An alias without AS, string and array functions, an index, arithmetic: the value unchanged.
+      'SELECT customer_key, toString(birth_date) value FROM $customers',
+      'SELECT customer_key, v AS value FROM (SELECT customer_key, toString(balance) v FROM $accounts)',
+      'SELECT customer_key, substring(toString(birth_date), 1) AS value FROM $customers',
+      'SELECT customer_key, lower(toString(birth_date)) AS value FROM $customers',
+      'SELECT customer_key, [toString(birth_date)][1] AS value FROM $customers',
+      'SELECT customer_key, arrayElement([toString(balance)], 1) AS value FROM $accounts',
+      "SELECT customer_key, replaceAll(toString(amount), '', '') AS value FROM $bills",
+      'SELECT customer_key, toString(outstanding + 0) AS value FROM $loans',
+      "SELECT customer_key, if(birth_date > '1900-01-01', toString(birth_date), '') AS value FROM $customers",
     ]) expect(refused(sql), sql).toBe(true)
   })
 
@@ -36,6 +46,9 @@ describe('SQL tags may not pass C2 values through', () => {
       'SELECT customer_key, region_code AS value FROM $customers',
       // The raw column is read, but only to filter.
       "SELECT customer_key, 'true' AS value FROM $customers WHERE birth_date < '1960-01-01'",
+      "SELECT customer_key, multiIf(balance >= 500000, 'high', balance >= 50000, 'mid', 'low') AS value FROM $accounts",
+      'SELECT c.customer_key, c.region_code AS value FROM $customers AS c',
+      'SELECT customer_key, toString(countIf(amount > 1000)) AS value FROM $bills GROUP BY customer_key',
     ]) expect(refused(sql), sql).toBe(false)
   })
 })
