@@ -454,3 +454,47 @@ describe('SQL tags and the C2 columns of the catalogue', () => {
     expect(saved).toEqual([])
   }, 120_000)
 })
+
+/**
+ * A high-sensitivity tag's values stay where personal:read is needed: a lower tag may not copy
+ * them, or the copy would be listed, broken down and shown to an analyst. A SQL tag's `$tags`
+ * holds only tags no more sensitive than itself; a rule or score may not read a high tag unless
+ * it is high itself.
+ */
+describe('a high-sensitivity tag read by a less sensitive one', () => {
+  const def = (rule: unknown, sensitivity = 'low', type = 'string_list') => ({ type, description: { zh: '复制', en: 'copy' }, owner: 'qa', purpose: ['risk'], sensitivity, rule })
+  const copy = { kind: 'sql', sql: "SELECT customer_key, [value] AS value FROM $tags WHERE tag = 'mask_risk_code'" }
+
+  it('gives a SQL tag of lower sensitivity no values of it; one as sensitive reads them', async () => {
+    for (const [name, s] of [['mask_copy_low', 'low'], ['mask_copy_medium', 'medium'], ['mask_copy_high', 'high']] as const) {
+      const put = await t.app.inject({ method: 'PUT', url: `/v1/tags/${name}`, headers: auth(bank.admin), payload: def(copy, s) })
+      expect(put.statusCode, put.body).toBe(201)
+    }
+    const run = await t.tags.runner.run({ tenantId: bank.tenant.id, pipeline: 'tags', trigger: 'api', mode: 'full', tags: ['mask_copy_low', 'mask_copy_medium', 'mask_copy_high'], follow: false })
+    expect(run.status, run.error).toBe('succeeded')
+    for (const name of ['mask_copy_low', 'mask_copy_medium']) {
+      for (const key of [keys.analyst, keys.admin]) {
+        const res = await t.app.inject({ url: `/v1/tags/${name}`, headers: auth(key) })
+        expect(res.statusCode, res.body).toBe(200)
+        expect(found(res.body), name).toEqual([])
+      }
+    }
+    const high = await t.app.inject({ url: `/v1/customers/${C}`, headers: auth(keys.admin) })
+    expect((high.json() as { tags: { name: string; value: unknown }[] }).tags.find((x) => x.name === 'mask_copy_high')?.value).toEqual([RAW.highTagValue])
+  }, 60_000)
+
+  it('refuses a rule of lower sensitivity that reads it, naming the field', async () => {
+    const rule = { kind: 'rule', when: { tag: 'mask_risk_code', op: 'eq', value: 'x' } }
+    const low = await t.app.inject({ method: 'PUT', url: '/v1/tags/mask_flag_low', headers: auth(bank.admin), payload: def(rule, 'medium', 'boolean') })
+    expect(low.statusCode, low.body).toBe(400)
+    expect(low.json().error.issues[0]).toMatchObject({ field: 'sensitivity' })
+    const high = await t.app.inject({ method: 'PUT', url: '/v1/tags/mask_flag_high', headers: auth(bank.admin), payload: def(rule, 'high', 'boolean') })
+    expect(high.statusCode, high.body).toBe(201)
+    // Nor may a tag that lower tags read become high.
+    const elder = (await t.app.inject({ url: '/v1/tags/age', headers: auth(bank.admin) })).json() as Record<string, unknown>
+    const raise = { type: elder.type, description: elder.description, owner: elder.owner, purpose: elder.purpose, rule: elder.rule, sensitivity: 'high' }
+    const raised = await t.app.inject({ method: 'PUT', url: '/v1/tags/age', headers: auth(bank.admin), payload: raise })
+    expect(raised.statusCode, raised.body).toBe(400)
+    expect(raised.json().error.issues[0]).toMatchObject({ field: 'sensitivity' })
+  })
+})

@@ -13,7 +13,7 @@ import {
   type WindowRule,
 } from './tag.schema.js'
 import { guardSqlTag } from './tag.sqlguard.js'
-import { SQL_TAG_SOURCES } from './tag.sources.js'
+import { sqlTagSources } from './tag.sources.js'
 import { currentValuesSql, valuesAsOfSql } from './tag.values.js'
 
 /**
@@ -152,7 +152,7 @@ function scoreSql(d: TagDefinition, ctx: CompileContext): string {
 export function sqlStage(d: TagDefinition): StageQuery {
   if (d.rule.kind !== 'sql') throw new Error('not a sql tag')
   const b = new ParamBinder('s')
-  const guarded = guardSqlTag(d.rule.sql, SQL_TAG_SOURCES)
+  const guarded = guardSqlTag(d.rule.sql, sqlTagSources(d.sensitivity))
   const v = 'value'
   const out =
     d.type === 'boolean'

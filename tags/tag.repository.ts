@@ -125,6 +125,26 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
     })
   }
 
+  /**
+   * A high-sensitivity tag's values reach no tag below high (which keys without personal:read
+   * list, break down and use): neither by a lower tag reading it, nor by raising to high a tag
+   * that lower ones read. (A SQL tag's `$tags` holds only tags as sensitive as itself.)
+   */
+  function checkSensitivity(def: TagDefinition, others: readonly TagDefinition[]): void {
+    const byName = new Map(others.map((t) => [t.name, t]))
+    const issues: { field: string; message: string }[] = []
+    if (def.sensitivity !== 'high') {
+      for (const n of tagDependencies(def)) {
+        if (byName.get(n)?.sensitivity === 'high') issues.push({ field: 'sensitivity', message: `reads ${n}, a high-sensitivity tag: a tag that reads it is high too` })
+      }
+    } else {
+      for (const o of others) {
+        if (o.sensitivity !== 'high' && tagDependencies(o).includes(def.name)) issues.push({ field: 'sensitivity', message: `${o.name} (${o.sensitivity}) reads it: raise that tag first or keep this one below high` })
+      }
+    }
+    if (issues.length) throw new AppError('VALIDATION_FAILED', `Tag ${def.name}: ${issues.map((i) => i.message).join('; ')}.`, { issues })
+  }
+
   async function latest(tenantId: number, name?: string) {
     const rows = await tdb(tenantId).query(
       `SELECT name, version, definition, retired, created_by, toString(created_at) AS created_at
@@ -171,6 +191,7 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       if (current && !current.retired) await checkPurposes(tenantId, current, def)
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
       dependencyLevels([...others, def])
+      checkSensitivity(def, others)
       // Computed once on a sample, so what would fail every run is refused now (`dryRun: false`
       // when the caller already did, as applying many definitions does before saving any).
       if (opts.dryRun !== false) await dryRunTag(tdb(tenantId), def, others)

@@ -23,3 +23,21 @@ export const SQL_TAG_SOURCES: Readonly<Record<string, string>> = Object.freeze({
   run: `(SELECT {asOf:DateTime64(3, 'UTC')} AS as_of, {today:Date32} AS today, {tz:String} AS time_zone)`,
   tags: `(SELECT tag, customer_key, value, num, list FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0)`,
 })
+
+const SENSITIVITY_ORDER = ['low', 'medium', 'high'] as const
+
+/**
+ * The sources of a SQL tag of this sensitivity: `$tags` holds only the tags no more sensitive
+ * than it (by their current definitions), so a low or medium tag cannot copy a high one's values
+ * into a tag that keys without personal:read see, list and break down.
+ */
+export function sqlTagSources(sensitivity: (typeof SENSITIVITY_ORDER)[number]): Readonly<Record<string, string>> {
+  if (sensitivity === 'high') return SQL_TAG_SOURCES
+  const allowed = SENSITIVITY_ORDER.slice(0, SENSITIVITY_ORDER.indexOf(sensitivity) + 1).map((s) => `'${s}'`)
+  return Object.freeze({
+    ...SQL_TAG_SOURCES,
+    tags: `(SELECT tag, customer_key, value, num, list FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0
+      AND tag IN (SELECT name FROM tag_definitions WHERE tenant_id = {tenant:UInt16} GROUP BY name
+                  HAVING JSONExtractString(argMax(definition, version), 'sensitivity') IN ('', ${allowed.join(', ')})))`,
+  })
+}
