@@ -13,6 +13,7 @@ import { LEGACY_SCOPES, ROLES, type LegacyScope } from '../tenants/permissions.j
 import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
 import { registerTagCommands } from './tags.cli.js'
 import { registerRecommendCommands } from './recommend.cli.js'
+import { registerDigestCommands } from './digests.cli.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
 
 /** The `qianmian` command: a thin composition root over the capabilities. */
@@ -211,6 +212,7 @@ keys
 
 registerTagCommands(program, { out, withRuntime, readKeyFile })
 registerRecommendCommands(program, { out, withRuntime, readKeyFile })
+registerDigestCommands(program, { out, withRuntime, readKeyFile })
 
 try {
   await program.parseAsync(process.argv)
