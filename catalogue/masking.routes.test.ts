@@ -432,7 +432,7 @@ describe('SQL tags and the C2 columns of the catalogue', () => {
       }
     }
     // The sources do expose C2 columns: the table below is not empty.
-    expect(exposed.map(([s, c]) => `${s}.${c}`)).toEqual(expect.arrayContaining(['customers.birth_date', 'accounts.balance', 'loans.outstanding', 'bills.amount']))
+    expect(exposed.map(([s, c]) => `${s}.${c}`)).toEqual(expect.arrayContaining(['customers.birth_date', 'accounts.balance', 'loans.outstanding', 'bills.amount', 'events.amount']))
     const put = (name: string, sql: string) =>
       t.app.inject({
         method: 'PUT',
@@ -444,11 +444,11 @@ describe('SQL tags and the C2 columns of the catalogue', () => {
     for (const [source, column] of exposed) {
       for (const [i, value] of PASS_THROUGH.entries()) {
         const sql = `SELECT customer_key, ${value(column)} FROM $${source}`
-        const res = await put(`c2_${column}_${i}`, sql)
+        const res = await put(`c2_${source}_${column}_${i}`, sql)
         const issue = res.statusCode === 400 ? (res.json() as { error: { issues?: { field?: string; code?: string }[] } }).error.issues?.[0] : undefined
         if (issue?.field !== 'rule.sql' || issue.code !== 'SQL_C2_VALUE') saved.push(`${sql}: ${res.statusCode} ${res.body.slice(0, 160)}`)
       }
-      const flag = await put(`c2_${column}_flag`, `SELECT customer_key, if(count() > 0 AND max(${column}) IS NOT NULL, 'x', 'x') AS value FROM $${source} GROUP BY customer_key`)
+      const flag = await put(`c2_${source}_${column}_flag`, `SELECT customer_key, if(count() > 0 AND max(${column}) IS NOT NULL, 'x', 'x') AS value FROM $${source} GROUP BY customer_key`)
       if (flag.statusCode !== 201) saved.push(`flag from ${source}.${column} refused: ${flag.statusCode} ${flag.body.slice(0, 160)}`)
     }
     expect(saved).toEqual([])
