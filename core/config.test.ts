@@ -2,6 +2,8 @@ import fs from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, configVariables, loadConfig } from './config.js'
 
+const SECRET = 'a-random-secret-of-at-least-32-characters'
+
 describe('loadConfig', () => {
   it('gives the documented defaults and freezes the result', () => {
     const c = loadConfig({})
@@ -18,8 +20,14 @@ describe('loadConfig', () => {
   })
 
   it('switches to a remote server when CLICKHOUSE_URL is set', () => {
-    const c = loadConfig({ CLICKHOUSE_URL: 'http://ch:8123', CLICKHOUSE_DATABASE: 'bank_a' })
+    const c = loadConfig({ CLICKHOUSE_URL: 'http://ch:8123', CLICKHOUSE_DATABASE: 'bank_a', QIANMIAN_PII_SECRET: SECRET })
     expect(c.clickhouse).toMatchObject({ mode: 'remote', url: 'http://ch:8123', database: 'bank_a' })
+    expect(c.piiSecret).toBe(SECRET)
+  })
+
+  it('requires QIANMIAN_PII_SECRET against a server, where each process would otherwise make its own', () => {
+    expect(() => loadConfig({ CLICKHOUSE_URL: 'http://ch:8123' })).toThrow(/QIANMIAN_PII_SECRET: required when CLICKHOUSE_URL is set/)
+    expect(loadConfig({}).piiSecret).toBeUndefined()
   })
 
   it('treats empty strings as unset', () => {

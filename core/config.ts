@@ -178,6 +178,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     )
   }
   const r = parsed.data
+  // Digests are how customers are matched: every process writing to one server must make them
+  // with the same secret. The embedded default keeps a generated one in its data directory, which
+  // against a server would differ from process to process and split every customer silently.
+  if (r.CLICKHOUSE_URL && !r.QIANMIAN_PII_SECRET) {
+    throw new ConfigError([
+      { variable: 'QIANMIAN_PII_SECRET', message: 'required when CLICKHOUSE_URL is set: every process writing to the server must digest with the same secret', received: undefined },
+    ])
+  }
   const config: Config = {
     port: r.PORT,
     host: r.HOST,

@@ -26,6 +26,11 @@ export interface Pii {
   digests(kind: DigestKind, value: string, tenantId: number): [current: string, legacy: string]
   /** The bank's digest of a stored version-1 digest (64 lowercase hex): equal to `hash` of the value it was made from. */
   rekey(legacy: string, tenantId: number): string
+  /**
+   * A keyed digest of content (hex) under the bank's key: the id of a message sent without one.
+   * Never a plain hash: the content may hold an identifier few enough to enumerate (a phone).
+   */
+  contentDigest(text: string, tenantId: number): string
   /** 张三丰 -> 张**, Alice Wang -> A**** W*** */
   maskName(name: string): string
 }
@@ -77,6 +82,9 @@ export function createPii(secret: string, opts: { cacheEntries?: number } = {}):
       return [hash(kind, value, tenantId), legacy(kind, value)]
     },
     rekey,
+    contentDigest(text, tenantId) {
+      return crypto.createHmac('sha256', tenantKey(tenantId)).update('content:').update(text).digest('hex')
+    },
     maskName(name) {
       const n = name.trim()
       if (!n) return ''

@@ -38,6 +38,7 @@ function recordingPii(): Pii {
     },
     digests: (kind, value, tenantId) => real.digests(kind, value, tenantId),
     rekey: (digest, tenantId) => real.rekey(digest, tenantId),
+    contentDigest: (text, tenantId) => real.contentDigest(text, tenantId),
     maskName(name) {
       names.push(name)
       return real.maskName(name)

@@ -78,3 +78,28 @@ describe('personal data caught by value on ingest', () => {
     expect(e.violations).toEqual([])
   })
 })
+
+describe('the id made for a message sent without messageId', () => {
+  // An identify carrying only a customer number and a phone: an unkeyed SHA-256 of the raw
+  // message could be reversed by trying every mobile number (about 10^9). The id is keyed by
+  // the bank's digest key instead, so it says nothing to whoever lacks the master secret.
+  const msg = { type: 'identify', userId: 'C1', traits: { phone: '13812345678' }, timestamp: '2026-11-30T08:00:00.000Z' }
+  const idOf = (o: NormalizeOptions, tenantId = 3) => {
+    const n = normalizeMessage(msg, tenantId, {}, o)
+    if (!n.ok) throw new Error(JSON.stringify(n.rejection))
+    return n.event.messageId
+  }
+
+  it('is the same for a retry and differs between banks and between master secrets', () => {
+    expect(idOf(opts())).toMatch(/^qm-[0-9a-f]{32}$/)
+    expect(idOf(opts())).toBe(idOf(opts()))
+    expect(idOf(opts(), 4)).not.toBe(idOf(opts(), 3))
+    expect(idOf(opts({ pii: createPii('another-secret-another-secret-another') }))).not.toBe(idOf(opts()))
+  })
+
+  it('cannot be recomputed from the message content without the key', async () => {
+    const crypto = await import('node:crypto')
+    const unkeyed = crypto.createHash('sha256').update(`3:${JSON.stringify(msg)}`).digest('hex').slice(0, 32)
+    expect(idOf(opts())).not.toBe(`qm-${unkeyed}`)
+  })
+})

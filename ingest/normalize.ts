@@ -1,4 +1,3 @@
-import crypto from 'node:crypto'
 import type { ErrorCode } from '../core/errors.js'
 import type { Pii } from '../core/pii.js'
 import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii.scan.js'
@@ -318,8 +317,8 @@ export function normalizeMessage(
   const messageId =
     (m.messageId as string | undefined) ??
     // No messageId (a hand-written client): a digest of the content makes identical retries
-    // deduplicate all the same.
-    `qm-${crypto.createHash('sha256').update(`${tenantId}:${JSON.stringify(item)}`).digest('hex').slice(0, 32)}`
+    // deduplicate all the same. Keyed by the bank: the raw content may carry a phone number.
+    `qm-${opts.pii.contentDigest(JSON.stringify(item), tenantId).slice(0, 32)}`
   const event: PendingEvent = {
     messageId,
     type,

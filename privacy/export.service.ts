@@ -188,15 +188,25 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
           throw new AppError('VALIDATION_FAILED', 'after: not a cursor this export gave.', { issues: [{ field: 'after', message: 'invalid cursor' }] })
         }
       }
+      // The first key past the page from the narrow columns, then the wide columns of the page
+      // alone: sorting whole rows to take a page read every remaining event's properties (a
+      // 10,000-event page of a 1M-event history held ~300 MB in the engine, npm run bench export).
+      const of = `FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
+        ${cursor ? `AND timestamp <= fromUnixTimestamp64Milli({t:Int64}, 'UTC') AND (timestamp, message_id) < (fromUnixTimestamp64Milli({t:Int64}, 'UTC'), {m:String})` : ''}`
+      const [past] = await db.query(
+        `SELECT toUnixTimestamp64Milli(timestamp) AS ms, message_id ${of} ORDER BY timestamp DESC, message_id DESC LIMIT 1 OFFSET {limit:UInt32}`,
+        { ks, limit: page.limit, ...(cursor ?? {}) },
+        z.object({ ms: z.coerce.number(), message_id: z.string() }),
+      )
       const events = await db.query(
-        `SELECT toUnixTimestamp64Milli(timestamp) AS ms, message_id, toString(type) AS type, event, properties, context FROM events
-         WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
-           ${cursor ? 'AND (timestamp, message_id) < (fromUnixTimestamp64Milli({t:Int64}, \'UTC\'), {m:String})' : ''}
+        `SELECT toUnixTimestamp64Milli(timestamp) AS ms, message_id, toString(type) AS type, event, properties, context ${of}
+           ${past ? `AND timestamp >= fromUnixTimestamp64Milli({pt:Int64}, 'UTC') AND (timestamp, message_id) > (fromUnixTimestamp64Milli({pt:Int64}, 'UTC'), {pm:String})` : ''}
          ORDER BY timestamp DESC, message_id DESC LIMIT {limit:UInt32}`,
-        { ks, limit: page.limit + 1, ...(cursor ? cursor : {}) },
+        { ks, limit: page.limit + 1, ...(cursor ?? {}), ...(past ? { pt: past.ms, pm: past.message_id } : {}) },
         eventRow,
       )
-      const more = events.length > page.limit
+      // Events that arrived between the two reads can make the page longer: it is cut, and goes on from its last row.
+      const more = !!past || events.length > page.limit
       const rows = events.slice(0, page.limit)
       const last = rows[rows.length - 1]
       return {
