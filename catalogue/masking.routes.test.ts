@@ -483,6 +483,18 @@ describe('a high-sensitivity tag read by a less sensitive one', () => {
     expect((high.json() as { tags: { name: string; value: unknown }[] }).tags.find((x) => x.name === 'mask_copy_high')?.value).toEqual([RAW.highTagValue])
   }, 60_000)
 
+  it('shows the versions of a lowered tag from when it was high to keys with personal:read only', async () => {
+    const sql = (v: string) => ({ kind: 'sql', sql: `SELECT customer_key, ['${v}'] AS value FROM $customers` })
+    expect((await t.app.inject({ method: 'PUT', url: '/v1/tags/mask_lowered', headers: auth(bank.admin), payload: def(sql('was_high_q2'), 'high') })).statusCode).toBe(201)
+    expect((await t.app.inject({ method: 'PUT', url: '/v1/tags/mask_lowered', headers: auth(bank.admin), payload: def(sql('now_low_q2'), 'low') })).statusCode).toBe(200)
+    const analyst = await t.app.inject({ url: '/v1/tags/mask_lowered/versions', headers: auth(keys.analyst) })
+    expect(analyst.statusCode).toBe(200)
+    expect(analyst.body).toContain('now_low_q2')
+    expect(analyst.body).not.toContain('was_high_q2')
+    const admin = await t.app.inject({ url: '/v1/tags/mask_lowered/versions', headers: auth(keys.admin) })
+    expect((admin.json() as { versions: unknown[] }).versions).toHaveLength(2)
+  })
+
   it('refuses a rule of lower sensitivity that reads it, naming the field', async () => {
     const rule = { kind: 'rule', when: { tag: 'mask_risk_code', op: 'eq', value: 'x' } }
     const low = await t.app.inject({ method: 'PUT', url: '/v1/tags/mask_flag_low', headers: auth(bank.admin), payload: def(rule, 'medium', 'boolean') })
