@@ -364,6 +364,7 @@ describe('C2 values in API responses, route by route', () => {
       if (e.kind === 'operator') {
         if (r.method !== 'GET') continue
         const res = await send({ url: r.url.replace(':tenant', 'mask-bank') }, OPERATOR)
+        if (res.statusCode !== 200) unanswered.push(`${name(r)} operator: ${res.statusCode} ${res.body.slice(0, 200)}`)
         for (const s of found(res.body)) leaks.push(`${name(r)} operator: ${s}`)
         continue
       }
