@@ -15,6 +15,7 @@ const C = 'Z0001'
 const NEIGHBOUR = 'Z0002'
 const GONE = 'Z0003'
 const N = 105
+const LAYOUTS = 20
 
 async function collect(s: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -58,13 +59,30 @@ beforeAll(async () => {
   ]
   const res = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: auth(bank.write), payload: { batch } })
   expect(res.json().accepted, res.body).toBe(batch.length)
+  // Home screens shown: 20 to the customer, three at a time in the same millisecond, and 2 to the neighbour.
+  const db = t.engine.db.forTenant(bank.tenant.id)
+  const keys = await db.query(`SELECT id_value, customer_key AS k FROM identities FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no'`, {}, z.object({ id_value: z.string(), k: z.coerce.number() }))
+  const key = (no: string) => keys.find((r) => r.id_value === no)!.k
+  const shown = (k: number, i: number, screen: string) => ({
+    customer_key: k,
+    served_at: new Date(now - 90_000 + Math.floor(i / 3)).toISOString().replace('T', ' ').replace('Z', ''),
+    screen,
+    experiment: '',
+    variant: '',
+    holdout: 0,
+    elder: 0,
+    model_build: 1,
+    modules: ['hero'],
+    items: [`item-${String(i).padStart(2, '0')}`],
+  })
+  await db.insert('layout_exposures', [...Array.from({ length: LAYOUTS }, (_, i) => shown(key(C), i, 'home')), shown(key(NEIGHBOUR), 0, 'neighbour-home'), shown(key(NEIGHBOUR), 1, 'neighbour-home')])
   const c = await t.app.inject({ method: 'PUT', url: `/v1/customers/${C}/consents`, headers: auth(bank.admin), payload: { purpose: 'marketing', channel: 'sms', granted: false, source: 'counter', noticeVersion: 'v2' } })
   expect(c.statusCode, c.body).toBe(200)
 }, 120_000)
 afterAll(async () => t?.close())
 
 describe('the export archive', () => {
-  it('holds every event exactly once across many pages and files, oldest first, with no empty file at an exact boundary', async () => {
+  it('holds every event and every home screen shown exactly once across many pages (and files), oldest first, with no empty file at an exact boundary', async () => {
     // 106 events in pages of 7: the boundary query finds 10 pages, then 5, then the open last page is empty.
     const files = await unzip(await collect(await t.privacy.exports.archive(bank.tenant.id, C, { pageRows: 7, fileRows: 21 })))
     const ev = events(files)
@@ -77,6 +95,12 @@ describe('the export archive', () => {
     expect(manifest.events).toEqual({ files: 6, records: N + 1 })
     // The stored JSON goes in as JSON: an escaped line break stays inside its string.
     expect(ev.perFile[0]![1]).toEqual(expect.objectContaining({ message_id: 'z-000', properties: { i: 0, note: 'line one\nline two' } }))
+
+    // The layouts shown, also read in pages of 7 (a page takes every exposure of its last millisecond).
+    const layouts = JSON.parse(files.get('layouts.json')!.toString('utf8'))
+    expect(layouts.sections.layouts.rows.map((r: { items: string[] }) => r.items[0])).toEqual(Array.from({ length: LAYOUTS }, (_, i) => `item-${String(i).padStart(2, '0')}`))
+    expect(layouts.sections.layouts.fields.served_at).toEqual({ zh: '展示时间', en: 'shown at' })
+    expect(manifest.files).toContainEqual({ file: 'layouts.json', records: LAYOUTS })
 
     // A byte bound ends a file at the next page boundary.
     const small = events(await unzip(await collect(await t.privacy.exports.archive(bank.tenant.id, C, { pageRows: 7, fileRows: 1000, fileBytes: 1 }))))
@@ -123,7 +147,8 @@ describe('the export archive', () => {
     const ev = events(files)
     expect(ev.ids).toHaveLength(N + 1)
     const all = [...files.values()].map((b) => b.toString('utf8')).join('\n')
-    for (const other of [NEIGHBOUR, 'anon-n', 'n-init', 'n-1', 'g-1', 'basic']) expect(all).not.toContain(other)
+    for (const other of [NEIGHBOUR, 'anon-n', 'n-init', 'n-1', 'g-1', 'basic', 'neighbour-home']) expect(all).not.toContain(other)
+    expect(json('layouts.json').sections.layouts.rows).toHaveLength(LAYOUTS)
 
     const byAccept = await t.app.inject({ url: `/v1/customers/${C}/export`, headers: { ...auth(bank.admin), accept: 'application/zip' } })
     expect(byAccept.headers['content-type']).toBe('application/zip')

@@ -18,7 +18,7 @@ export const EVENT_PAGE_ROWS = 10_000
 export const EVENT_FILE_ROWS = 100_000
 export const EVENT_FILE_BYTES = 64 * 2 ** 20
 /**
- * Events files are deflated at level 1: on event pages it took a third to a quarter of level 6's
+ * Events files are deflated at level 1: on event pages it took two fifths to a quarter of level 6's
  * time for a file about 14% larger, and the archive is bound by this process's CPU, not the wire.
  */
 const EVENT_COMPRESSION_LEVEL = 1
@@ -33,16 +33,18 @@ export interface ArchiveLabels {
 type Sections = Record<string, { rows: Record<string, unknown>[]; truncated: boolean }>
 
 /** Which sections go into which file, and what the file is (README.txt lists them in this order). */
-const FILES: readonly { name: string; sections: readonly string[]; about: Label }[] = [
+const FILES: readonly { name: string; sections: readonly string[]; about: Label; streamed?: boolean }[] = [
   { name: 'profile.json', sections: ['profile', 'traits'], about: { zh: '基本信息，以及应用上报的属性', en: 'the profile, and the traits the app sent' } },
   { name: 'consents.json', sections: ['consents', 'consentHistory'], about: { zh: '当前授权，以及每一次授权或撤回的记录', en: 'the consents as they stand, and every grant or withdrawal' } },
   { name: 'identities.json', sections: ['identities'], about: { zh: '客户号、应用匿名标识与设备', en: 'the customer number, app ids and devices linked to the customer' } },
   { name: 'tags.json', sections: ['tags'], about: { zh: '客户当前的标签，以及每个标签的含义（中英文）', en: 'the tags the customer holds now, each with what it means (Chinese and English)' } },
   { name: 'segments.json', sections: ['segments'], about: { zh: '进入或退出客群的记录', en: 'when the customer entered or left a segment' } },
   { name: 'pushes.json', sections: ['pushes'], about: { zh: '推送记录及送达结果', en: 'the pushes prepared for the customer and their outcome' } },
-  { name: 'layouts.json', sections: ['layouts'], about: { zh: '向客户展示过的首页', en: 'the home screens shown to the customer' } },
+  // One exposure per home screen shown: as many as the events can be, so read in pages like them.
+  { name: 'layouts.json', sections: ['layouts'], streamed: true, about: { zh: '向客户展示过的首页（按时间从早到晚）', en: 'the home screens shown to the customer, oldest first' } },
 ]
 const EVENT_FIELDS = ['timestamp', 'message_id', 'type', 'event', 'properties', 'context'] as const
+const LAYOUT_FIELDS = ['served_at', 'screen', 'modules', 'items'] as const
 
 export interface ArchiveInput {
   db: TenantDb
@@ -89,6 +91,35 @@ interface Page {
  * ended, so events arriving meanwhile with a later time are included; each event is in exactly
  * one page whatever arrives.
  */
+/**
+ * Every layout exposure of the keys, oldest first. Exposures have no key of their own, so a page
+ * ends at a time and takes every exposure of its last millisecond: each is in exactly one page
+ * (a page may pass `pageRows` by the exposures sharing that millisecond).
+ */
+const LAYOUTS = `FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`
+const LAYOUTS_AFTER = ` AND served_at > fromUnixTimestamp64Milli({t:Int64}, 'UTC')`
+async function* layoutPages(db: TenantDb, ks: number[], pageRows: number): AsyncGenerator<Page> {
+  let after: number | undefined
+  for (;;) {
+    const at = after === undefined ? {} : { t: after }
+    const [end] = await db.query(
+      `SELECT toUnixTimestamp64Milli(served_at) AS ms ${LAYOUTS}${after === undefined ? '' : LAYOUTS_AFTER} ORDER BY served_at LIMIT 1 OFFSET {off:UInt32}`,
+      { ks, ...at, off: pageRows - 1 },
+      z.object({ ms: z.coerce.number() }),
+    )
+    const sql = `SELECT ${LAYOUT_FIELDS.join(', ')} ${LAYOUTS}${after === undefined ? '' : LAYOUTS_AFTER}${end ? ` AND served_at <= fromUnixTimestamp64Milli({t2:Int64}, 'UTC')` : ''}
+      ORDER BY served_at, screen, modules, items FORMAT JSONEachRow`
+    const chunks: Buffer[] = []
+    for await (const chunk of await db.stream(sql, { ks, ...at, ...(end ? { t2: end.ms } : {}) })) chunks.push(chunk as Buffer)
+    const text = Buffer.concat(chunks)
+    let rows = 0
+    for (let i = text.indexOf(10); i !== -1; i = text.indexOf(10, i + 1)) rows++
+    yield { text, rows }
+    if (!end) return
+    after = end.ms
+  }
+}
+
 async function* eventPages(db: TenantDb, ks: number[], pageRows: number): AsyncGenerator<Page> {
   let cursor: Cursor | undefined
   const read = async (upto: Cursor | undefined): Promise<Page> => {
@@ -142,7 +173,7 @@ function readme(input: ArchiveInput, exportedAt: string): Buffer {
       lines.push(`${file.name}: ${file.about[lang]}`)
       for (const s of file.sections) {
         const sec = input.sections[s]
-        const names = [...new Set((sec?.rows ?? []).flatMap((r) => Object.keys(r)))]
+        const names = file.streamed ? LAYOUT_FIELDS : [...new Set((sec?.rows ?? []).flatMap((r) => Object.keys(r)))]
         lines.push(`  ${s} (${input.labels.sections[s]?.[lang] ?? s})${sec?.truncated ? (zh ? '：仅含最新的部分记录' : ': the newest records only') : ''}`, ...legend(names, lang))
       }
     }
@@ -184,7 +215,34 @@ export function streamArchive(input: ArchiveInput): Readable {
     manifest.push({ file: name, records })
   }
   add('README.txt', readme(input, exportedAt), 0)
-  for (const file of FILES) add(file.name, sectionFile(input, file.sections, exportedAt), file.sections.reduce((n, s) => n + (input.sections[s]?.rows.length ?? 0), 0))
+  for (const file of FILES) {
+    if (file.streamed) addLayouts(file.name, file.sections[0]!)
+    else add(file.name, sectionFile(input, file.sections, exportedAt), file.sections.reduce((n, s) => n + (input.sections[s]?.rows.length ?? 0), 0))
+  }
+
+  /** A section file whose rows are read page by page as it is written: the same shape as the others. */
+  function addLayouts(name: string, section: string) {
+    const entry = { file: name, records: 0 }
+    manifest.push(entry)
+    const head = JSON.stringify({ title: input.labels.sections[section], fields: Object.fromEntries(LAYOUT_FIELDS.map((f) => [f, input.labels.fields[f] ?? { zh: f, en: f }])), truncated: false })
+    async function* body(): AsyncGenerator<Buffer> {
+      const intro = { customer_no: input.customerNo, exported_at: exportedAt }
+      yield Buffer.from(`${JSON.stringify(intro).slice(0, -1)},"sections":{${JSON.stringify(section)}:${head.slice(0, -1)},"rows":[\n`, 'utf8')
+      for await (const page of layoutPages(input.db, input.ks, pageRows)) {
+        if (!page.rows) continue
+        // JSONEachRow lines become array items: a comma ends every row but the export's last.
+        const lines = page.text.toString('utf8').trimEnd().split('\n')
+        yield Buffer.from(`${entry.records ? ',\n' : ''}${lines.join(',\n')}`, 'utf8')
+        entry.records += lines.length
+      }
+      yield Buffer.from('\n]}}}\n', 'utf8')
+    }
+    zip.addReadStreamLazy(name, { mtime }, (cb) => {
+      current = Readable.from(body(), { objectMode: false })
+      current.on('error', fail)
+      cb(null, current)
+    })
+  }
 
   const pages = eventPages(input.db, input.ks, pageRows)
   const nextPage = async () => {
