@@ -6,10 +6,11 @@ import type { TenantDb } from '../core/db.js'
 /**
  * A customer's copy of their data as one ZIP, for histories too large for JSON pages: a person
  * at a branch opens it on Windows and reads README.txt (Chinese, then English) for what each
- * file holds. The sections are small and read before the answer starts; the events are read
- * from the engine in keyset pages while the archive is being sent, so what is held at once is
- * about one page, however long the history. File names are ASCII (every unzip tool shows them
- * alike); README.txt has a UTF-8 byte-order mark and CRLF lines, which Notepad needs.
+ * file holds. The sections are small and read before the answer starts; the events and the home
+ * screens shown are read from the engine in pages while the archive is being sent, so what is
+ * held at once is about one page, however long the history. File names are ASCII (every unzip
+ * tool shows them alike); README.txt has a UTF-8 byte-order mark and CRLF lines, which Notepad
+ * needs.
  */
 
 /** Events per engine query. The embedded engine hands a query's result over whole. */
@@ -192,7 +193,7 @@ function readme(input: ArchiveInput, exportedAt: string): Buffer {
 }
 
 /**
- * The archive as a byte stream. A failure while reading the events destroys the stream with the
+ * The archive as a byte stream. A failure while reading a page destroys the stream with the
  * error (the answer has started: the client sees a cut transfer, never a ZIP that looks whole);
  * the stream's closing (the client gone) stops the reading.
  */
