@@ -87,6 +87,26 @@ describe('retention enforced', () => {
     const all = await job.runAll()
     expect(all.map((r) => r.tenantId)).toEqual(expect.arrayContaining([a.tenant.id, b.tenant.id]))
   })
+
+  it('deletes for every bank on the same setting in one statement per table (each DELETE versions every part of the table)', async () => {
+    const c = await tenantWithKeys(t, 'ret-c')
+    const d = await tenantWithKeys(t, 'ret-d')
+    await seed(c.tenant.id)
+    await seed(d.tenant.id)
+    const mutations = async () =>
+      Number((await t.engine.db.system.query<{ n: string }>(`SELECT toString(count()) AS n FROM system.mutations WHERE database = currentDatabase() AND table = 'events'`))[0]!.n)
+    const before = await mutations()
+    const job = createRetentionJob({ db: t.engine.db, tenants: t.tenants, log: t.engine.log, now: () => NOW })
+    const all = await job.runAll()
+    // c and d share the default (400 days), a (200 days) and b have nothing left to delete.
+    expect(await mutations()).toBe(before + 1)
+    for (const bank of [c, d]) {
+      expect(all.find((r) => r.tenantId === bank.tenant.id)?.deleted).toEqual({ events: 1, layout_exposures: 1, push_outcomes: 0, tag_history: 1 })
+      expect(await count(bank.tenant.id, 'events')).toBe(3)
+    }
+    expect(await count(a.tenant.id, 'events')).toBe(2)
+    expect(await count(b.tenant.id, 'events')).toBe(3)
+  })
 })
 
 describe('digests under the shared key, over HTTP', () => {
