@@ -132,12 +132,15 @@ function scanCost(size: number) {
   const piiBatches = withIdentifiers(Number.MAX_SAFE_INTEGER)
   // The same shape of events from 1,000 customers: 2,000 identifiers, found in the memo.
   const repeatBatches = withIdentifiers(1000)
+  // Its own digest memo for the repeated identifiers: the 40,000 others would evict them.
+  const piiRepeat = createPii('bench-secret-bench-secret-bench-secret')
   const pass = (set: typeof batches, variant: Variant): Pass => {
+    const digests = set === repeatBatches ? piiRepeat : pii
     let n = 0
     const c0 = process.cpuUsage()
     const t0 = performance.now()
     for (const b of set) {
-      const scan = variant === 'off' ? false : createValueScanner(variant, (kind, v) => pii.hash(kind, v, 1))
+      const scan = variant === 'off' ? false : createValueScanner(variant, (kind, v) => digests.hash(kind, v, 1))
       const opts: NormalizeOptions = { ...base, scan }
       for (const raw of b.batch) if (normalizeMessage(raw, 1, { sentAt: b.sentAt }, opts).ok) n++
     }
