@@ -35,8 +35,18 @@ export interface WriteResult {
  */
 export type DropCheck = (tenantId: number, events: readonly PendingEvent[]) => Promise<boolean[]>
 
+export interface SubmitOptions {
+  /**
+   * Also look for the events in the events table, not only in the dedup index. The index is
+   * written by a materialized view after the events part is committed, so a process killed in
+   * between leaves events stored but unindexed; a source that may deliver those again (a Kafka
+   * partition's first messages after an assignment) asks for this slower check.
+   */
+  verifyStored?: boolean
+}
+
 export interface EventWriter {
-  submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult>
+  submit(tenantId: number, events: PendingEvent[], actor: string, opts?: SubmitOptions): Promise<WriteResult>
   /** Events waiting for a flush. */
   readonly queued: number
   /** Flushes what is queued and stops accepting; waits at most `deadlineMs`. */
@@ -98,6 +108,7 @@ interface Submission {
   tenantId: number
   events: PendingEvent[]
   actor: string
+  verifyStored: boolean
   resolve(r: WriteResult): void
   reject(e: unknown): void
 }
@@ -203,6 +214,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       mark = now
     }
     const stored = await storedIds(ids)
+    for (const s of batch) if (s.verifyStored) for (const k of await storedEvents(s.tenantId, s.events)) stored.add(k)
     phase('dedup')
     const byTenant = new Map<number, Owner[]>()
     batch.forEach((s, i) => {
@@ -301,6 +313,30 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     return results
   }
 
+  /**
+   * The events already in the events table (tenant + message id keys). Bounded by the tenant and
+   * the events' time range, so the engine reads only their days' parts of that tenant's range
+   * (the table has no index on message ids); used only where verification was asked for.
+   */
+  async function storedEvents(tenantId: number, events: PendingEvent[]): Promise<string[]> {
+    if (!events.length) return []
+    let lo = Infinity
+    let hi = -Infinity
+    for (const e of events) {
+      lo = Math.min(lo, e.timestamp)
+      hi = Math.max(hi, e.timestamp)
+    }
+    const rows = await db.system.query(
+      `SELECT DISTINCT message_id FROM events
+       WHERE tenant_id = {tenant:UInt16}
+         AND timestamp BETWEEN fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
+         AND message_id IN (SELECT arrayJoin({ids:Array(String)}))`,
+      { tenant: tenantId, lo, hi, ids: events.map((e) => e.messageId) },
+      z.object({ message_id: z.string() }),
+    )
+    return rows.map((r) => `${tenantId}\u0000${r.message_id}`)
+  }
+
   async function storedIds(ids: string[]): Promise<Set<string>> {
     if (!ids.length) return new Set()
     // Cross-tenant on purpose (one round trip per flush); pairs are matched per tenant below.
@@ -347,7 +383,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     onStored(listener) {
       listeners.push(listener)
     },
-    submit(tenantId, events, actor) {
+    submit(tenantId, events, actor, opts = {}) {
       if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', undefined, { headers: { 'retry-after': '5' } }))
       if (!events.length) return Promise.resolve({ stored: 0, duplicates: 0 })
       if (queued + events.length > options.maxQueueEvents) {
@@ -362,7 +398,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         return Promise.reject(new AppError('RATE_LIMITED', "This tenant's events already fill its share of the ingest queue; retry shortly.", { headers: { 'retry-after': '1' } }))
       }
       return new Promise<WriteResult>((resolve, reject) => {
-        pending.push({ tenantId, events, actor, resolve, reject })
+        pending.push({ tenantId, events, actor, verifyStored: opts.verifyStored === true, resolve, reject })
         queued += events.length
         queuedByTenant.set(tenantId, mine + events.length)
         queueGauge.set(queued)

@@ -118,6 +118,9 @@ export async function createKafkaSink(deps: { kafka: Kafka; cfg: KafkaConfig; lo
   }
 }
 
+/** kafkajs' default maxBytesPerPartition: the most one fetch (one batch in flight) holds of a partition. */
+const VERIFY_AFTER_ASSIGNMENT_BYTES = 1_048_576
+
 export interface KafkaWorker {
   stop(): Promise<void>
 }
@@ -131,6 +134,14 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
   const consumer: Consumer = deps.kafka.consumer({ groupId: cfg.groupId, allowAutoTopicCreation: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 })
   const dlq: Producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
   const trackers = new Map<number, PartitionOffsets>()
+  /**
+   * Per partition, how many bytes of messages from the start of an assignment are still checked
+   * against the events themselves (SubmitOptions.verifyStored). Whoever held the partition before
+   * may have been killed after its insert and before the dedup index had them, and it had at most
+   * one batch in flight: a fetch holds at most maxBytesPerPartition of a partition (kafkajs'
+   * default, which this consumer keeps), so that many bytes cover it.
+   */
+  const verifyBytes = new Map<number, number>()
 
   await dlq.connect()
   await consumer.connect()
@@ -149,7 +160,13 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
       // held the partition.
       let tracker = trackers.get(batch.partition)
       const first = batch.messages[0]!.offset
-      if (!tracker || tracker.outstanding > 0) trackers.set(batch.partition, (tracker = new PartitionOffsets()))
+      if (!tracker || tracker.outstanding > 0) {
+        trackers.set(batch.partition, (tracker = new PartitionOffsets()))
+        verifyBytes.set(batch.partition, VERIFY_AFTER_ASSIGNMENT_BYTES)
+      }
+      const verifyLeft = verifyBytes.get(batch.partition) ?? 0
+      const verifyStored = verifyLeft > 0
+      if (verifyStored) verifyBytes.set(batch.partition, verifyLeft - batch.messages.reduce((n, m) => n + (m.value?.length ?? 0) + (m.key?.length ?? 0), 0))
       tracker.received(batch.messages.map((m) => m.offset))
       lag.set({ partition: String(batch.partition) }, Number(batch.offsetLag()))
 
@@ -190,7 +207,7 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
       // dead-letter topic with the reason, so the partition keeps moving.
       const results = await Promise.all(
         [...byTenant].map(async ([tenant, g]) => {
-          const r = await writer.submit(tenant, g.events, g.actor)
+          const r = await writer.submit(tenant, g.events, g.actor, { verifyStored })
           const refused = (r.refused ?? []).map((x) => ({ offset: g.offsets[x.position]!, reason: `unstorable ${x.field}: ${x.message}`, ...g.raw[x.position]! }))
           await deadLetter(refused)
           const bad = new Set(refused.map((x) => x.offset))
