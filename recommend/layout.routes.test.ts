@@ -218,6 +218,22 @@ describe('the catalogue', () => {
     expect((await layout({ customerId: customers[6]!.no, mode: 'standard' })).modules.some((m) => m.items.some((i) => i.id === 'svc.capped'))).toBe(true)
   })
 
+  it('a reload after a change serves the change even while an older load is still running', async () => {
+    const current = await t.app.inject({ method: 'GET', url: '/v1/layout/catalog', headers: { authorization: `Bearer ${read}` } })
+    const own = current.json().own?.catalog ?? { items: [] }
+    const late = { id: 'svc.late', module: 'quick_services', type: 'service', title: { zh: '后到', en: 'Late' }, deeplink: 'app://late', category: 'late', boost: 100 }
+    // A load that read the catalogue before the change (a periodic refresh, another request).
+    const stale = t.recommend.layouts.reload(tenantId)
+    expect((await put({ ...own, items: [...own.items, late] })).statusCode).toBe(201)
+    const fresh = await t.recommend.layouts.reload(tenantId)
+    await stale
+    expect(fresh.items.map((i) => i.id)).toContain('svc.late')
+    const l = await layout({ customerId: customers[7]!.no, mode: 'standard' })
+    expect(l.modules.flatMap((m) => m.items.map((i) => i.id))).toContain('svc.late')
+    expect((await put(own)).statusCode).toBe(201)
+    await t.recommend.layouts.reload(tenantId)
+  })
+
   it('refuses a bad catalogue naming every field at fault, and read keys', async () => {
     const bad = {
       items: [

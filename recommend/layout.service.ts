@@ -269,8 +269,17 @@ export function createLayoutService(deps: {
       pending = pending.filter((p) => p.tenant !== tenantId || !keys.has(p.row[0] as number))
     },
 
-    /** Reloads a tenant's snapshot now (after a catalogue change or a model build in this process). */
-    reload: load,
+    /**
+     * Reloads a tenant's snapshot now (after a catalogue change or a model build in this process).
+     * A load already running may have read the catalogue before the change: joining it would
+     * serve the old one until the next refresh, so this waits for it and loads again. A load
+     * another caller started after that one ended began after the change too: joining it is fine.
+     */
+    async reload(tenantId: number): Promise<LayoutSnapshot> {
+      const running = loading.get(tenantId)
+      if (running) await running.catch(() => undefined)
+      return load(tenantId)
+    },
 
     /** The layout as objects (tests, in-process callers). */
     async layout(req: LayoutRequest): Promise<Layout> {
