@@ -2,20 +2,15 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createPii } from '../core/pii.js'
 import { jsonLargerThan } from './event-size.js'
 import { normalizeMessage } from './normalize.js'
+import { createRng } from '../demo/demo.random.js'
 import { MAX_EVENT_BYTES } from './segment.schema.js'
 
 const exact = (v: unknown) => Buffer.byteLength(JSON.stringify(v))
 
-/** A small deterministic generator (mulberry32): the same values on every run. */
-function rng(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+/** The project's seeded generator: the same values on every run. */
+function rng(seed: number): () => number {
+  const g = createRng(seed, 0)
+  return () => g.float()
 }
 
 // Characters whose JSON takes 1, 2, 3, 4 (a pair) and 6 bytes, and the escaped ones.
