@@ -5,6 +5,7 @@ import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../tags/tag
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import { countIn, type Subject } from './erasure.job.js'
 import { placeOrder } from './erasure.places.js'
+import { antiFraudCampaign } from '../test/fixtures.js'
 
 /**
  * One customer erased everywhere, seeded through the real paths: stock data (customer, account,
@@ -78,14 +79,7 @@ beforeAll(async () => {
   await applyDefinitions(t.tags.repo, bank.tenant.id, readDefinitionFiles(BANKING_PACK), 'test')
   const seg = await t.app.inject({ method: 'PUT', url: '/v1/segments/actives', headers: auth(bank.admin), payload: { name: 'Actives', purpose: 'marketing', rule: { tag: 'active_7d', op: 'eq', value: true } } })
   expect(seg.statusCode, seg.body).toBe(201)
-  const campaign = {
-    name: 'Anti-fraud tip',
-    purpose: 'security',
-    priority: 'critical',
-    channel: 'push',
-    schedule: { kind: 'event', steps: [{ event: { names: ['signed_in'], where: [{ property: 'new_device', op: 'eq', value: true }] } }, { event: { names: ['transfer_completed'], where: [{ property: 'amount', op: 'gte', value: 50_000 }] } }], withinMinutes: 30 },
-    message: { body: { zh: '谨防诈骗', en: 'Beware of fraud' } },
-  }
+  const campaign = antiFraudCampaign
   expect((await t.app.inject({ method: 'PUT', url: '/v1/push/campaigns/anti-fraud', headers: auth(bank.admin), payload: campaign })).statusCode).toBe(201)
   // Behaviour and a consent through the app's paths.
   const now = Date.now()

@@ -19,6 +19,7 @@ import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import type { ForgetHook } from './erasure.job.js'
 import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from './privacy.module.js'
 import { createErasureWatch } from './erasure.watch.js'
+import { antiFraudCampaign } from '../test/fixtures.js'
 
 /**
  * An erasure run by one process reaches another's memory. Process A (the test app) runs the job;
@@ -134,14 +135,7 @@ beforeAll(async () => {
   const imported = await a.app.inject({ method: 'POST', url: '/v1/import/customers', headers: { ...auth(bank.admin), 'content-type': 'text/csv' }, payload: csv })
   expect(imported.statusCode, imported.body).toBe(200)
   await applyDefinitions(a.tags.repo, bank.tenant.id, readDefinitionFiles(BANKING_PACK), 'test')
-  const campaign = {
-    name: 'Anti-fraud tip',
-    purpose: 'security',
-    priority: 'critical',
-    channel: 'push',
-    schedule: { kind: 'event', steps: [{ event: { names: ['signed_in'], where: [{ property: 'new_device', op: 'eq', value: true }] } }, { event: { names: ['transfer_completed'], where: [{ property: 'amount', op: 'gte', value: 50_000 }] } }], withinMinutes: 30 },
-    message: { body: { zh: '谨防诈骗', en: 'Beware of fraud' } },
-  }
+  const campaign = antiFraudCampaign
   const put = await a.app.inject({ method: 'PUT', url: '/v1/push/campaigns/anti-fraud', headers: auth(bank.admin), payload: campaign })
   expect(put.statusCode, put.body).toBe(201)
   const sent = await on(a.app, 'POST', '/v1/batch', bank.write, { batch: [...events(V, Date.now()), ...events(N, Date.now())] })

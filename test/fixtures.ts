@@ -38,3 +38,23 @@ export function pendingEvent(over: Partial<PendingEvent> = {}): PendingEvent {
     ...over,
   }
 }
+
+/**
+ * An event-triggered security push (a new-device sign-in, then a large transfer within 30
+ * minutes): the campaign the privacy tests wake to put a customer into push targets.
+ */
+export const antiFraudCampaign = {
+  name: 'Anti-fraud tip',
+  purpose: 'security',
+  priority: 'critical',
+  channel: 'push',
+  schedule: {
+    kind: 'event',
+    steps: [
+      { event: { names: ['signed_in'], where: [{ property: 'new_device', op: 'eq', value: true }] } },
+      { event: { names: ['transfer_completed'], where: [{ property: 'amount', op: 'gte', value: 50_000 }] } },
+    ],
+    withinMinutes: 30,
+  },
+  message: { body: { zh: '谨防诈骗', en: 'Beware of fraud' } },
+} as const
