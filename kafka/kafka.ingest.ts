@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Consumer, type Producer } from 'kafkajs'
+import { Kafka, logLevel, type Consumer, type Message, type Producer } from 'kafkajs'
 import type { Config } from '../core/config.js'
 import { AppError, errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
@@ -8,6 +8,7 @@ import type { EventSink } from '../ingest/ingest.service.js'
 import type { PendingEvent } from '../ingest/normalize.js'
 import { decodeEvent, encodeEvent } from './kafka.message.js'
 import { PartitionOffsets } from './offsets.js'
+import { createSerialSender } from './serial-send.js'
 
 /**
  * Kafka between the HTTP edge and ClickHouse. The edge's sink produces each accepted event and
@@ -61,49 +62,15 @@ export async function createKafkaSink(deps: { kafka: Kafka; cfg: KafkaConfig; lo
   const producer: Producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 3, maxRetryTime: 2000 } })
   await producer.connect()
 
-  // An idempotent producer keeps one request in flight, so concurrent HTTP requests would queue
-  // behind each other's round trips. Instead, what arrives while a send is in flight goes out
-  // together in the next send (group commit); every request still waits for the acknowledgement
-  // of the send that carried its events.
-  type Waiting = { messages: { key: string; value: string }[]; resolve(): void; reject(e: unknown): void }
-  let waiting: Waiting[] = []
-  let sending = false
-
-  async function pump() {
-    if (sending) return
-    sending = true
-    try {
-      while (waiting.length) {
-        const group = waiting
-        waiting = []
-        let timer: NodeJS.Timeout | undefined
-        try {
-          await Promise.race([
-            producer.send({ topic: cfg.topic, acks: -1, messages: group.flatMap((w) => w.messages) }),
-            new Promise((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`no acknowledgement within ${cfg.sendTimeoutMs} ms`)), cfg.sendTimeoutMs)
-            }),
-          ])
-          for (const w of group) w.resolve()
-        } catch (e) {
-          for (const w of group) w.reject(e)
-        } finally {
-          clearTimeout(timer)
-        }
-      }
-    } finally {
-      sending = false
-    }
-  }
+  // One send at a time (see serial-send.ts for why a second concurrent send could be dropped by
+  // the broker and still acknowledged); what arrives meanwhile goes out together in the next send.
+  const sender = createSerialSender<{ key: string; value: string }>((messages) => producer.send({ topic: cfg.topic, acks: -1, messages }), cfg.sendTimeoutMs)
 
   return {
     async submit(tenantId: number, events: PendingEvent[], actor: string) {
       const messages = events.map((e) => encodeEvent(tenantId, actor, e))
       try {
-        await new Promise<void>((resolve, reject) => {
-          waiting.push({ messages, resolve, reject })
-          void pump()
-        })
+        await sender.submit(messages)
       } catch (e) {
         // Not acknowledged means not accepted: the client retries, and if the send did land
         // after all, the writer drops the second copy by messageId.
@@ -114,12 +81,17 @@ export async function createKafkaSink(deps: { kafka: Kafka; cfg: KafkaConfig; lo
       produced.inc(events.length)
       return { stored: events.length, duplicates: 0, queued: true }
     },
-    close: () => producer.disconnect(),
+    async close() {
+      await sender.idle()
+      await producer.disconnect()
+    },
   }
 }
 
 /** kafkajs' default maxBytesPerPartition: the most one fetch (one batch in flight) holds of a partition. */
 const VERIFY_AFTER_ASSIGNMENT_BYTES = 1_048_576
+/** How long a batch waits for its dead letters to be acknowledged before it fails and is redelivered. */
+const DLQ_SEND_DEADLINE_MS = 30_000
 
 export interface KafkaWorker {
   stop(): Promise<void>
@@ -142,6 +114,10 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
    * default, which this consumer keeps), so that many bytes cover it.
    */
   const verifyBytes = new Map<number, number>()
+  // Partitions are consumed concurrently and may dead-letter at the same moment: their sends go
+  // one at a time (serial-send.ts says why). The deadline only bounds how long a batch waits;
+  // a failed dead-letter fails the batch, which is delivered again.
+  const dlqSender = createSerialSender<Message>((messages) => dlq.send({ topic: cfg.dlqTopic, acks: -1, messages }), DLQ_SEND_DEADLINE_MS)
 
   await dlq.connect()
   await consumer.connect()
@@ -187,15 +163,13 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
       /** Dead-letters messages with their reason; their offsets complete only once the DLQ has them. */
       const deadLetter = async (list: typeof poison) => {
         if (!list.length) return
-        await dlq.send({
-          topic: cfg.dlqTopic,
-          acks: -1,
-          messages: list.map((p) => ({
+        await dlqSender.submit(
+          list.map((p) => ({
             key: p.key,
             value: p.value,
             headers: { reason: p.reason, 'source-topic': batch.topic, 'source-partition': String(batch.partition), 'source-offset': p.offset },
           })),
-        })
+        )
         for (const p of list) deadLettered.inc({ reason: p.reason.split(' ')[0] ?? 'invalid' })
         log.warn({ partition: batch.partition, count: list.length, first: list[0]!.reason }, 'messages dead-lettered')
         tracker!.completed(list.map((p) => p.offset))
@@ -230,6 +204,7 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
   return {
     async stop() {
       await consumer.disconnect()
+      await dlqSender.idle()
       await dlq.disconnect()
     },
   }

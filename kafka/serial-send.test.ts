@@ -1,0 +1,98 @@
+import type { Kafka } from 'kafkajs'
+import { describe, expect, it } from 'vitest'
+import { createLogger } from '../core/log.js'
+import { createMetrics } from '../core/metrics.js'
+import { createKafkaSink, type KafkaConfig } from './kafka.ingest.js'
+import { createSerialSender, SendTimeoutError } from './serial-send.js'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** A send that takes `ms[i]` for its i-th call (or fails when the entry is an Error) and records overlap. */
+function fakeSend(plan: (number | Error)[]) {
+  const calls: string[][] = []
+  let inFlight = 0
+  let maxInFlight = 0
+  let settled = 0
+  const send = async (messages: string[]) => {
+    const step = plan[calls.length] ?? 0
+    calls.push(messages)
+    inFlight++
+    maxInFlight = Math.max(maxInFlight, inFlight)
+    try {
+      if (step instanceof Error) {
+        await sleep(5)
+        throw step
+      }
+      await sleep(step)
+    } finally {
+      inFlight--
+      settled++
+    }
+  }
+  return { send, calls, get maxInFlight() { return maxInFlight }, get settled() { return settled } }
+}
+
+describe('serial sender', () => {
+  it('never starts a send while one is in flight, even one whose caller timed out', async () => {
+    const f = fakeSend([300, 20, 20])
+    const s = createSerialSender(f.send, 100)
+    const a = s.submit(['a']).then(() => 'ok', (e: unknown) => e)
+    await sleep(150)
+    const b = s.submit(['b']).then(() => 'ok', (e: unknown) => e)
+    expect(await a).toBeInstanceOf(SendTimeoutError)
+    // b's deadline (100 ms) passes while a's send is still in flight: b is rejected and never sent.
+    expect(await b).toBeInstanceOf(SendTimeoutError)
+    await s.idle()
+    expect(f.maxInFlight).toBe(1)
+    expect(f.calls).toEqual([['a']])
+    // Once a's send settled, new requests go out again.
+    await expect(s.submit(['c'])).resolves.toBeUndefined()
+    expect(f.calls).toEqual([['a'], ['c']])
+  })
+
+  it('sends what arrived during a send together in the next one, and answers each request', async () => {
+    const f = fakeSend([50, 10])
+    const s = createSerialSender(f.send, 1000)
+    const first = s.submit(['1'])
+    await sleep(10)
+    const rest = [s.submit(['2', '3']), s.submit(['4'])]
+    await Promise.all([first, ...rest])
+    expect(f.calls).toEqual([['1'], ['2', '3', '4']])
+    expect(f.maxInFlight).toBe(1)
+  })
+
+  it('a failed send rejects every request it carried and the next send still goes out', async () => {
+    const boom = new Error('broker gone')
+    const f = fakeSend([boom, 5])
+    const s = createSerialSender(f.send, 1000)
+    await expect(s.submit(['x'])).rejects.toBe(boom)
+    await expect(s.submit(['y'])).resolves.toBeUndefined()
+    expect(f.calls).toEqual([['x'], ['y']])
+  })
+})
+
+describe('Kafka edge sink', () => {
+  it('after a send outlasted its deadline (answered 503), the next request waits for it to settle instead of sending alongside it', async () => {
+    // An idempotent kafkajs producer with two sends in flight can have the broker drop the second
+    // and acknowledge it anyway: the edge would answer 200 for events that are not in the log.
+    const f = fakeSend([400, 10, 10])
+    const producer = { connect: async () => undefined, disconnect: async () => undefined, send: async (r: { messages: { key: string }[] }) => f.send(r.messages.map((m) => m.key)) }
+    const kafka = { producer: () => producer } as unknown as Kafka
+    const cfg = { topic: 't', sendTimeoutMs: 150 } as KafkaConfig
+    const sink = await createKafkaSink({ kafka, cfg, log: createLogger({ level: 'silent' }), metrics: createMetrics({ collectDefault: false }) })
+    const event = (id: string) => ({ messageId: id, userId: id, type: 'track', event: 'e', timestamp: 0, receivedAt: 0, properties: {}, context: {} }) as never
+    const first = sink.submit(1, [event('a')], 'k').then(() => 200, (e: { status?: number }) => e.status)
+    await sleep(200)
+    expect(await first).toBe(503)
+    // The first send is still in flight until 400 ms; the second request's deadline (350 ms)
+    // passes while it waits, so it is answered 503 and its events are never sent.
+    const second = sink.submit(1, [event('b')], 'k').then(() => 200, (e: { status?: number }) => e.status)
+    expect(await second).toBe(503)
+    expect(f.maxInFlight).toBe(1)
+    expect(f.calls).toEqual([['1:a']])
+    // Once the first send settled, requests are acknowledged again.
+    expect(await sink.submit(1, [event('c')], 'k').then(() => 200, (e: { status?: number }) => e.status)).toBe(200)
+    await sink.close()
+    expect(f.calls).toEqual([['1:a'], ['1:c']])
+  })
+})
