@@ -151,7 +151,7 @@ FROM (
     FROM (
       SELECT cust.*, l.loan_product AS loan_product,
         -- Sessions a day: none for the dormant, lognormal for the rest (capped), by segment.
-        if(${sqlU('h', SALT.activeDormant)} < if(seg = 0, 0.32, 0.22), 0,
+        if(${sqlU('h', SALT.activeDormant)} < if(seg = 0, 0.32, 0.22) * {dormancy:Float64}, 0,
            least(6, exp({mu:Float64} + 1.1 * ${sqlNormal('h', SALT.activeRate)}) * [0.75, 0.9, 1.3, 1.05][seg + 1])) AS rate,
         toUInt32(floor(rate * {days:Float64} * {candidateFactor:Float64} + ${sqlU('h', SALT.activeCandidates)})) AS candidates
       FROM (
@@ -160,6 +160,8 @@ FROM (
           ${contextJson('1')} AS ctx1, ${contextJson('2')} AS ctx2
         FROM customers
         WHERE tenant_id = {tenant:UInt16} AND customer_key BETWEEN {fromKey:UInt32} AND {toKey:UInt32}
+          -- The app's users when only a share of the bank is (EventParams.activeShare).
+          AND ${sqlU(CUSTOMER_HASH, SALT.activeShare)} < {activeShare:Float64}
       ) AS cust
       LEFT JOIN (
         SELECT customer_key, min(product_id) AS loan_product FROM loans
@@ -197,6 +199,13 @@ export interface EventParams {
   days: number
   /** Log-mean of the daily session rate of active customers (calibrated to ~50 events a month). */
   mu?: number
+  /**
+   * Share of the bank's customers who use the app (drawn per customer by hash). Default 1: every
+   * customer may, and a segment-dependent share of them (22-32%) is dormant over the window, as
+   * the demo has always been. Below 1 the chosen ones are the app's users, none of them dormant,
+   * and the others have no events at all: a bank's monthly active users among all its customers.
+   */
+  activeShare?: number
 }
 
 /** Mean acceptance of a uniformly drawn start time, to scale candidates to the wanted rate. */
@@ -241,6 +250,8 @@ export function eventParams(p: EventParams): Record<string, unknown> {
     spanMs,
     days: p.days,
     mu: p.mu ?? DEFAULT_MU,
+    activeShare: p.activeShare ?? 1,
+    dormancy: p.activeShare === undefined ? 1 : 0,
     candidateFactor: 1 / MEAN_ACCEPT,
     accept: ACCEPT,
     // One flat table (segment-major): indexing a nested constant array per row would copy it.

@@ -119,6 +119,10 @@ describe('generateDemo', () => {
   it('rejects invalid options', async () => {
     await expect(generateDemo(deps(), { ...OPTS, customers: 2 })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
     await expect(generateDemo(deps(), { ...OPTS, days: 0 })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    await expect(generateDemo(deps(), { ...OPTS, active: OPTS.customers + 1 })).rejects.toMatchObject({
+      code: 'VALIDATION_FAILED',
+      issues: [{ field: 'active', message: expect.any(String) }],
+    })
   })
 
   it('splits customers unevenly with dense keys 1..n per bank', async () => {
@@ -320,5 +324,36 @@ describe('generateDemo', () => {
     await generateDemo(deps(), { ...OPTS, seed: OPTS.seed + 1 })
     const other = await checksums()
     for (const t of DATA_TABLES) expect(other[t], t).not.toBe(firstChecksums[t])
+  })
+
+  it('gives events to the active share only, spread over every bank and the whole key range, none of them dormant', async () => {
+    await wipe()
+    const customers = 3000
+    const active = 600
+    await generateDemo(deps(), { ...OPTS, customers, active, days: 30 })
+    // Every customer keeps the stock data: nine consent decisions each, accounts beyond the actives.
+    expect(await one('SELECT count() AS v FROM customers')).toBe(customers)
+    expect(await one('SELECT count() AS v FROM consents')).toBe(9 * customers)
+    expect(await one('SELECT uniqExact(tenant_id, customer_key) AS v FROM accounts')).toBeGreaterThan(2 * active)
+    // A hash draw per customer: about `active` of them (binomial, sd ~22), none dormant over 30 days.
+    const withEvents = await one('SELECT uniqExact(tenant_id, customer_key) AS v FROM events')
+    expect(withEvents).toBeGreaterThan(0.85 * active)
+    expect(withEvents).toBeLessThan(1.1 * active)
+    const perBank = await query<{ share: number; top: number }>(
+      `SELECT uniqExact(e.customer_key) / any(c.n) AS share, max(e.customer_key) / any(c.n) AS top
+       FROM events AS e INNER JOIN (SELECT tenant_id, count() AS n FROM customers GROUP BY tenant_id) AS c ON c.tenant_id = e.tenant_id
+       GROUP BY e.tenant_id`,
+    )
+    expect(perBank).toHaveLength(3)
+    for (const b of perBank) {
+      expect(b.share).toBeGreaterThan(0.12)
+      expect(b.share).toBeLessThan(0.28)
+      // Not the first keys of the bank: actives are drawn over all of them.
+      expect(b.top).toBeGreaterThan(0.9)
+    }
+    // An app user's month: a few sessions a week of several events each.
+    const perActive = (await one('SELECT count() AS v FROM events')) / withEvents
+    expect(perActive).toBeGreaterThan(30)
+    expect(perActive).toBeLessThan(150)
   })
 })

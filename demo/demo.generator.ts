@@ -30,6 +30,11 @@ import { generateStock, STOCK_TABLES } from './demo.stock.js'
 
 export interface DemoOptions {
   customers: number
+  /**
+   * Customers, over all banks, who use the app in the window; the others have their stock data
+   * and no events. Default: every customer may (with the generator's own dormant share).
+   */
+  active?: number
   days: number
   seed: number
   /** Generation time; default: now. */
@@ -68,6 +73,8 @@ export interface DemoSummary {
   seconds: number
   /** Wall seconds by phase over all banks: catalogue and customers, stock tables, events. */
   phases: { customers: number; stock: number; events: number }
+  /** Wall seconds by table over all banks (products with the customers), for rows/s per table. */
+  tables: Record<string, number>
 }
 
 export interface DemoDeps {
@@ -82,6 +89,11 @@ export interface DemoDeps {
 const CUSTOMER_CHUNK = 100_000
 /** Customers per events insert: ~5M events, large enough to keep the engine's threads busy. */
 const EVENT_SLICE = 100_000
+/**
+ * With an active share, a slice spans EVENT_SLICE active customers (the same events per insert);
+ * the bound keeps the key range, and the loans joined per slice, small.
+ */
+const MAX_EVENT_SLICE = 1_000_000
 
 export const DEMO_SLUGS = [DEMO_GROUP.slug, ...DEMO_BANKS.map((b) => b.slug)]
 
@@ -111,7 +123,7 @@ export async function generateDemo(deps: DemoDeps, opts: DemoOptions): Promise<D
 
   const counts = splitCustomers(opts.customers)
   const progress = createProgress(opts.progress === true, opts.customers * 4)
-  log.info({ customers: opts.customers, days: opts.days, seed: opts.seed, now: now.toISOString() }, 'generating the demo bank group')
+  log.info({ customers: opts.customers, active: opts.active ?? 'all', days: opts.days, seed: opts.seed, now: now.toISOString() }, 'generating the demo bank group')
   try {
     const group = await tenants.create({ slug: DEMO_GROUP.slug, name: DEMO_GROUP.name, kind: 'group' })
     const out: DemoSummary['tenants'] = [{ ...view(group), keys: [await issue(keys, group.id, 'admin', 'demo group administrator')] }]
@@ -125,12 +137,13 @@ export async function generateDemo(deps: DemoDeps, opts: DemoOptions): Promise<D
     }
 
     const phases = { customers: 0, stock: 0, events: 0 }
-    for (const m of members) await generateBank(deps, m, opts, now, progress, phases)
+    const tables: Record<string, number> = {}
+    for (const m of members) await generateBank(deps, m, opts, now, progress, phases, tables)
 
     const rows = await countRows(db, out.map((t) => t.id))
     const seconds = (performance.now() - started) / 1000
     log.info({ rows, seconds: Number(seconds.toFixed(2)), phases }, 'demo bank group ready')
-    return { tenants: out, rows, seconds, phases }
+    return { tenants: out, rows, seconds, phases, tables }
   } catch (e) {
     log.error({ err: e }, 'demo generation failed; the demo tenants created so far stay, start from an empty data directory to retry')
     throw e
@@ -146,6 +159,7 @@ async function generateBank(
   now: Date,
   progress: Progress,
   phases: DemoSummary['phases'],
+  tables: DemoSummary['tables'],
 ): Promise<void> {
   const { db, log } = deps
   const { bank, tenant, count } = m
@@ -154,9 +168,16 @@ async function generateBank(
   let t0 = performance.now()
   let cpu = process.cpuUsage()
   // Wall and process CPU time (JS and engine threads, background merges included) per phase.
+  let tableStart = performance.now()
+  const tableDone = (table: string) => {
+    const now = performance.now()
+    tables[table] = Number(((tables[table] ?? 0) + (now - tableStart) / 1000).toFixed(3))
+    tableStart = now
+  }
   const lap = (phase: keyof DemoSummary['phases']) => {
     const c = process.cpuUsage(cpu)
     const seconds = (performance.now() - t0) / 1000
+    tableDone(phase === 'stock' ? 'stock_other' : phase)
     phases[phase] = Number((phases[phase] + seconds).toFixed(3))
     cpu = process.cpuUsage()
     t0 = performance.now()
@@ -172,7 +193,10 @@ async function generateBank(
   await generateStock(
     tdb,
     { seed: opts.seed, bank, catalogue, customers: count, now: chDateTime(now), today, timeZone: tenant.timeZone, days: opts.days },
-    (table) => progress.advance(count / STOCK_TABLES.length, `${bank.slug}: ${table}`),
+    (table) => {
+      tableDone(table)
+      progress.advance(count / STOCK_TABLES.length, `${bank.slug}: ${table}`)
+    },
   )
   log.debug({ tenant: bank.slug, ...lap('stock') }, 'demo stock tables derived')
 
@@ -201,6 +225,7 @@ async function insertEvents(
   e: { bank: DemoBank; catalogue: Catalogue; count: number; now: Date; today: string; timeZone: string; opts: DemoOptions },
   progress: Progress,
 ): Promise<void> {
+  const activeShare = e.opts.active === undefined ? undefined : e.opts.active / e.opts.customers
   const params = eventParams({
     seed: e.opts.seed,
     bank: e.bank,
@@ -209,10 +234,12 @@ async function insertEvents(
     timeZone: e.timeZone,
     now: e.now,
     days: e.opts.days,
+    ...(activeShare === undefined ? {} : { activeShare }),
   })
+  const slice = activeShare ? Math.min(MAX_EVENT_SLICE, Math.ceil(EVENT_SLICE / activeShare)) : activeShare === 0 ? e.count : EVENT_SLICE
   progress.phase(`${e.bank.slug}: events`)
-  for (let from = 1; from <= e.count; from += EVENT_SLICE) {
-    const to = Math.min(e.count, from + EVENT_SLICE - 1)
+  for (let from = 1; from <= e.count; from += slice) {
+    const to = Math.min(e.count, from + slice - 1)
     await generateEventSlice(tdb, params, from, to)
     progress.advance(2 * (to - from + 1), `${e.bank.slug}: events`)
   }
@@ -244,6 +271,9 @@ function validate(o: DemoOptions): void {
   const issues: { field: string; message: string }[] = []
   if (!Number.isInteger(o.customers) || o.customers < DEMO_BANKS.length || o.customers > 20_000_000) {
     issues.push({ field: 'customers', message: `expected an integer between ${DEMO_BANKS.length} and 20000000` })
+  }
+  if (o.active !== undefined && (!Number.isInteger(o.active) || o.active < 0 || o.active > o.customers)) {
+    issues.push({ field: 'active', message: 'expected an integer between 0 and customers' })
   }
   if (!Number.isInteger(o.days) || o.days < 1 || o.days > 400) issues.push({ field: 'days', message: 'expected an integer between 1 and 400' })
   if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 2 ** 31 - 1) issues.push({ field: 'seed', message: 'expected an integer between 0 and 2147483647' })

@@ -53,6 +53,7 @@ export const SALT = {
   activeCandidates: 63,
   deviceModel: 64,
   appVersion: 65,
+  activeShare: 66,
 } as const
 
 /** The customer's own hash: every draw about them starts from it. */
