@@ -96,7 +96,7 @@ program
   .action(async (opts: { customers: number; days: number; seed: number; progress: boolean }) => {
     await withRuntime(async (rt) => {
       const summary = await generateDemo(
-        { db: rt.db, tenants: rt.tenants, keys: rt.keys, pii: rt.pii, log: rt.log.child({ component: 'demo' }) },
+        { db: rt.db.lane('pipeline'), tenants: rt.tenants, keys: rt.keys, pii: rt.pii, log: rt.log.child({ component: 'demo' }) },
         { customers: opts.customers, days: opts.days, seed: opts.seed, progress: opts.progress && process.stderr.isTTY === true },
       )
       const total = Object.values(summary.rows).reduce((a, b) => a + b, 0)

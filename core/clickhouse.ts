@@ -4,14 +4,24 @@ import { Readable } from 'node:stream'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { AppError, errText } from './errors.js'
 import type { Config } from './config.js'
+import { LANES, laneSettings, type Lane, type LaneLimits } from './lanes.js'
 
 /**
- * One ClickHouse client per process, embedded (chDB, in-process) or remote (HTTP).
- * libchdb binds one data directory per process, so this is created once by the composition
- * root and shared; nothing opens a client at import time.
+ * The process's ClickHouse, embedded (chDB, in-process) or remote (HTTP), as one client per
+ * lane (core/lanes.ts). libchdb binds one data directory per process, so this is created once by
+ * the composition root and shared; nothing opens a client at import time.
  */
-export interface ClickHouseHandle {
+export interface LaneClient {
   readonly client: ClickHouseClient
+  /** See ClickHouseHandle.insertText; runs on this lane. */
+  insertText(table: string, columns: readonly string[], format: 'TabSeparated' | 'JSONEachRow' | 'CSV', body: Buffer): Promise<void>
+}
+
+export interface ClickHouseHandle {
+  /** The request lane's client. */
+  readonly client: ClickHouseClient
+  /** A lane's client and insert path. */
+  lane(lane: Lane): LaneClient
   readonly mode: 'embedded' | 'remote'
   readonly database: string
   /** Where the embedded engine keeps its files; undefined for a remote server. */
@@ -25,7 +35,9 @@ export interface ClickHouseHandle {
   close(): Promise<void>
 }
 
-export type ClickHouseOptions = Pick<Config, 'dataDir'> & { clickhouse: Config['clickhouse'] }
+export type ClickHouseOptions = Pick<Config, 'dataDir'> & { clickhouse: Config['clickhouse']; lanes?: Config['lanes'] }
+
+const NO_LIMITS: LaneLimits = { maxThreads: 0, maxMemoryBytes: 0, priority: 0 }
 
 export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHouseHandle> {
   const ch = opts.clickhouse
@@ -45,23 +57,34 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     } finally {
       await bootstrap.close()
     }
-    const client = createClient({
-      url: ch.url,
-      username: ch.user,
-      password: ch.password,
-      database: ch.database,
-      request_timeout: ch.requestTimeoutMs,
-      clickhouse_settings: { date_time_input_format: 'best_effort' },
-    })
+    const lanes = new Map<Lane, LaneClient>()
+    for (const lane of LANES) {
+      const client = createClient({
+        url: ch.url,
+        username: ch.user,
+        password: ch.password,
+        database: ch.database,
+        request_timeout: ch.requestTimeoutMs,
+        clickhouse_settings: { date_time_input_format: 'best_effort', ...laneSettings(opts.lanes?.[lane] ?? NO_LIMITS) },
+      })
+      lanes.set(lane, {
+        client,
+        async insertText(table, columns, format, body) {
+          await client.insert({ table, columns: columns as [string, ...string[]], format, values: Readable.from([body]) })
+        },
+      })
+    }
+    const request = lanes.get('request')!
     return {
-      client,
+      client: request.client,
+      lane: (l) => lanes.get(l)!,
       mode: 'remote',
       database: ch.database,
       dataDir: undefined,
-      async insertText(table, columns, format, body) {
-        await client.insert({ table, columns: columns as [string, ...string[]], format, values: Readable.from([body]) })
+      insertText: request.insertText,
+      close: async () => {
+        for (const l of lanes.values()) await l.client.close()
       },
-      close: () => client.close(),
     }
   }
 
@@ -79,27 +102,28 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
   if (holder !== undefined && holder !== process.pid) throw lockedError(dataDir, holder)
   // chdb is loaded lazily: a remote deployment never maps the 540 MB engine into memory.
   const { createChdbConnection } = await import('chdb/connection')
-  let client: ClickHouseClient
-  let connection: ReturnType<typeof createChdbConnection>
+  const clients = new Map<Lane, ClickHouseClient>()
   try {
-    // The chDB connection implements the client's Connection contract; the option is not in the
-    // client's public config type yet, hence the cast.
-    connection = createChdbConnection({ path: engineDir })
-    client = createClient({ connection } as Parameters<typeof createClient>[0])
-    // The embedded engine keeps one session: USE sticks for every later query.
-    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
-    await client.command({ query: `USE ${ch.database}` })
+    for (const lane of LANES) {
+      // The chDB connection implements the client's Connection contract; the option is not in
+      // the client's public config type yet, hence the cast. Settings given to the client ride
+      // on every query of the connection (checked in the lanes tests).
+      const connection = createChdbConnection({ path: engineDir })
+      const client = createClient({ connection, clickhouse_settings: laneSettings(opts.lanes?.[lane] ?? NO_LIMITS) } as Parameters<typeof createClient>[0])
+      clients.set(lane, client)
+      // Each connection is its own session: USE sticks for every later query of this lane only.
+      await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
+      await client.command({ query: `USE ${ch.database}` })
+    }
   } catch (cause) {
+    for (const c of clients.values()) await c.close().catch(() => undefined)
     const text = errText(cause)
     if (/Cannot lock file|Another server instance|only one active data directory/i.test(text)) throw lockedError(dataDir, undefined, cause)
     throw new AppError('STORAGE_UNAVAILABLE', `Cannot open the embedded ClickHouse in ${dataDir}: ${text}`, { cause })
   }
   fs.writeFileSync(pidFile, `${process.pid}\n`)
-  return {
+  const laneClient = (client: ClickHouseClient): LaneClient => ({
     client,
-    mode: 'embedded',
-    database: ch.database,
-    dataDir,
     async insertText(table, columns, format, body) {
       // Through a file the engine parses the body with all its threads; handed over inline, the
       // same TabSeparated body parsed 1.8x slower (bench/results/insert.md, file_tsv). The file
@@ -115,8 +139,18 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
         await fs.promises.rm(file, { force: true })
       }
     },
+  })
+  const lanes = new Map([...clients].map(([l, c]) => [l, laneClient(c)] as const))
+  const request = lanes.get('request')!
+  return {
+    client: request.client,
+    lane: (l) => lanes.get(l)!,
+    mode: 'embedded',
+    database: ch.database,
+    dataDir,
+    insertText: request.insertText,
     async close() {
-      await client.close()
+      for (const c of clients.values()) await c.close()
       if (livePid(pidFile) === process.pid) fs.rmSync(pidFile, { force: true })
     },
   }

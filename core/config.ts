@@ -1,5 +1,7 @@
+import os from 'node:os'
 import path from 'node:path'
 import { z } from 'zod'
+import type { Lane, LaneLimits } from './lanes.js'
 import { timeZoneSchema } from './time.js'
 
 /**
@@ -89,6 +91,15 @@ export const configSchema = z.object({
   PIPELINE_RETRY_BASE_MS: int(2_000, 10, 600_000),
   PIPELINE_LEASE_MS: int(3_600_000, 10_000, 86_400_000),
   SEGMENT_CACHE_MB: int(1024, 0, 262_144),
+  LANE_REQUEST_MAX_THREADS: int(0, 0, 1024),
+  LANE_REQUEST_MAX_MEMORY_MB: int(2048, 0, 1_048_576),
+  LANE_REQUEST_PRIORITY: int(1, 0, 100),
+  LANE_INGEST_MAX_THREADS: int(0, 0, 1024),
+  LANE_INGEST_MAX_MEMORY_MB: int(4096, 0, 1_048_576),
+  LANE_INGEST_PRIORITY: int(1, 0, 100),
+  LANE_PIPELINE_MAX_THREADS: int(0, 0, 1024),
+  LANE_PIPELINE_MAX_MEMORY_MB: int(0, 0, 1_048_576),
+  LANE_PIPELINE_PRIORITY: int(10, 0, 100),
 })
 
 type Raw = z.infer<typeof configSchema>
@@ -141,6 +152,8 @@ export interface Config {
   readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number }>
   /** Bytes of tag bitmaps held in memory for segment previews (0: previews run in ClickHouse). */
   readonly segmentCacheBytes: number
+  /** Per engine lane (core/lanes.ts): its query limits. */
+  readonly lanes: Readonly<Record<Lane, LaneLimits>>
 }
 
 export class ConfigError extends Error {
@@ -245,8 +258,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     collectDefaultMetrics: r.METRICS_DEFAULT,
     pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),
     segmentCacheBytes: r.SEGMENT_CACHE_MB * 1024 * 1024,
+    lanes: Object.freeze({
+      request: laneLimits(r.LANE_REQUEST_MAX_THREADS, r.LANE_REQUEST_MAX_MEMORY_MB, r.LANE_REQUEST_PRIORITY),
+      ingest: laneLimits(r.LANE_INGEST_MAX_THREADS, r.LANE_INGEST_MAX_MEMORY_MB, r.LANE_INGEST_PRIORITY),
+      // Unset, a pipeline query may take half the machine's memory: the rest stays for serving.
+      pipeline: laneLimits(r.LANE_PIPELINE_MAX_THREADS, r.LANE_PIPELINE_MAX_MEMORY_MB || Math.floor(os.totalmem() / 2 / 2 ** 20), r.LANE_PIPELINE_PRIORITY),
+    }),
   }
   return Object.freeze(config)
+}
+
+function laneLimits(maxThreads: number, maxMemoryMb: number, priority: number): LaneLimits {
+  return Object.freeze({ maxThreads, maxMemoryBytes: maxMemoryMb * 2 ** 20, priority })
 }
 
 /** Variables and their documentation, used to keep the README table honest (see config.test.ts). */

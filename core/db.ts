@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream'
 import type { ClickHouseClient } from '@clickhouse/client'
 import type { ZodType } from 'zod'
-import { AppError, issuesFromZod } from './errors.js'
+import { AppError, errText, issuesFromZod } from './errors.js'
+import { isMemoryLimitError, type Lane } from './lanes.js'
 import { tsvRows } from './tsv.js'
 import { createTenantScopeChecker, type TenantScopeChecker } from './tenant-scope.js'
 
@@ -85,17 +86,35 @@ export interface QueryOptions {
 }
 
 class Querier {
-  constructor(protected readonly client: ClickHouseClient) {}
+  constructor(
+    protected readonly client: ClickHouseClient,
+    /** The lane this querier's client belongs to (core/lanes.ts), named in limit errors. */
+    readonly lane: Lane = 'request',
+  ) {}
+
+  /** A query over its lane's memory limit becomes a coded error; the engine and the process stay up. */
+  protected async guard<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (e) {
+      if (isMemoryLimitError(e)) {
+        throw new AppError('QUERY_MEMORY_LIMIT', `A query on the ${this.lane} lane needed more memory than the lane allows (LANE_${this.lane.toUpperCase()}_MAX_MEMORY_MB): ${errText(e).slice(0, 300)}`, { cause: e })
+      }
+      throw e
+    }
+  }
 
   protected async rows<T>(sql: string, params: Params, schema?: ZodType<T>, opts: QueryOptions = {}): Promise<T[]> {
-    const rs = await this.client.query({
-      query: sql,
-      query_params: params,
-      format: 'JSONEachRow',
-      ...(opts.abortSignal ? { abort_signal: opts.abortSignal } : {}),
-      ...(opts.queryId ? { query_id: opts.queryId } : {}),
+    const data = await this.guard(async () => {
+      const rs = await this.client.query({
+        query: sql,
+        query_params: params,
+        format: 'JSONEachRow',
+        ...(opts.abortSignal ? { abort_signal: opts.abortSignal } : {}),
+        ...(opts.queryId ? { query_id: opts.queryId } : {}),
+      })
+      return (await rs.json()) as unknown[]
     })
-    const data = (await rs.json()) as unknown[]
     if (!schema) return data as T[]
     return data.map((row, i) => {
       const r = schema.safeParse(row)
@@ -109,7 +128,7 @@ class Querier {
   }
 
   protected async exec(sql: string, params: Params): Promise<void> {
-    await this.client.command({ query: sql, query_params: params })
+    await this.guard(() => this.client.command({ query: sql, query_params: params }))
   }
 
   protected async insertRows(table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
@@ -125,15 +144,17 @@ export class SystemDb extends Querier {
   constructor(
     client: ClickHouseClient,
     private readonly insertText?: InsertText,
+    lane?: Lane,
   ) {
-    super(client)
+    super(client, lane)
   }
   /** Inserts positional rows as one TabSeparated insert (the fastest path measured). */
   async insertTsv(table: string, columns: readonly string[], rows: readonly (readonly unknown[])[]) {
     if (!rows.length) return
     const body = tsvRows(rows)
-    if (this.insertText) return this.insertText(table, columns, 'TabSeparated', body)
-    await this.client.insert({ table, columns: columns as [string, ...string[]], format: 'TabSeparated', values: Readable.from([body]) })
+    const insertText = this.insertText
+    if (insertText) return this.guard(() => insertText(table, columns, 'TabSeparated', body))
+    await this.guard(() => this.client.insert({ table, columns: columns as [string, ...string[]], format: 'TabSeparated', values: Readable.from([body]) }))
   }
   query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
     return this.rows(sql, params, schema, opts)
@@ -161,7 +182,7 @@ export class TenantDb extends Querier {
     private readonly system: SystemDb,
     private readonly scope: TenantScopeChecker,
   ) {
-    super(client)
+    super(client, system.lane)
     if (!Number.isInteger(tenantId) || tenantId <= 0 || tenantId > 65535) {
       throw new AppError('TENANT_SCOPE_VIOLATION', `Invalid tenant id ${tenantId}.`)
     }
@@ -220,13 +241,38 @@ export class TenantDb extends Querier {
 export interface Db {
   readonly system: SystemDb
   forTenant(tenantId: number): TenantDb
+  /** The lane this Db's queries run on. */
+  readonly laneName: Lane
+  /**
+   * The same access on another lane (core/lanes.ts). Modules take the request lane's Db and
+   * move the work that is not a caller's (runs, builds, bulk loads, jobs) to its lane here.
+   */
+  lane(lane: Lane): Db
 }
 
-export function createDb(client: ClickHouseClient, insertText?: InsertText): Db {
-  const system = new SystemDb(client, insertText)
-  // One checker per process: verdicts are per SQL text, whichever tenant runs it.
+/** A lane's client and insert path (the handle's `lane()`); without it, every lane is the one client. */
+export type LaneSource = (lane: Lane) => { client: ClickHouseClient; insertText?: InsertText }
+
+export function createDb(client: ClickHouseClient, insertText?: InsertText, lanes?: LaneSource): Db {
+  // One checker per process: verdicts are per SQL text, whichever tenant and lane run it. Its
+  // EXPLAINs are light and go on the request lane.
   const scope = createTenantScopeChecker({ tenantTables: TENANT_TABLES, explain: (text, params) => explainAst(client, text, params) })
-  return { system, forTenant: (tenantId) => new TenantDb(client, tenantId, system, scope) }
+  const made = new Map<Lane, Db>()
+  const make = (lane: Lane): Db => {
+    let db = made.get(lane)
+    if (db) return db
+    const src = lane === 'request' || !lanes ? { client, insertText } : lanes(lane)
+    const system = new SystemDb(src.client, src.insertText, lane)
+    db = { system, laneName: lane, forTenant: (tenantId) => new TenantDb(src.client, tenantId, system, scope), lane: make }
+    made.set(lane, db)
+    return db
+  }
+  return make('request')
+}
+
+/** The process's Db over an engine handle's lanes. */
+export function createLaneDb(handle: { client: ClickHouseClient; insertText: InsertText; lane: LaneSource }): Db {
+  return createDb(handle.client, handle.insertText, handle.lane)
 }
 
 /** The engine's parse tree of a text, one node a line (raw: names are not escaped). */

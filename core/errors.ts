@@ -40,6 +40,7 @@ export const ERROR_CATALOGUE = {
   OVERLOADED: { status: 503, message: 'The service is overloaded; retry later.' },
   SHUTTING_DOWN: { status: 503, message: 'The service is shutting down.' },
   STORAGE_UNAVAILABLE: { status: 503, message: 'The storage engine is unavailable.' },
+  QUERY_MEMORY_LIMIT: { status: 503, message: 'A query needed more memory than its engine lane allows.' },
   // Failures outside HTTP (CLI, start-up); their status is what an operator route would answer.
   CONFIG_INVALID: { status: 500, message: 'The configuration is invalid.' },
   DATA_DIR_LOCKED: { status: 409, message: 'The data directory is held by another running Qianmian process.' },

@@ -32,7 +32,8 @@ function wrapDb(db: Db, over: Partial<Pick<SystemDb, 'insertTsv' | 'query'>>): D
   const system = Object.create(db.system) as SystemDb
   if (over.insertTsv) system.insertTsv = over.insertTsv
   if (over.query) system.query = over.query as SystemDb['query']
-  return { system, forTenant: (t) => db.forTenant(t) }
+  const wrapped: Db = { system, forTenant: (t) => db.forTenant(t), laneName: db.laneName, lane: () => wrapped }
+  return wrapped
 }
 
 function writer(db: Db): EventWriter {

@@ -65,7 +65,8 @@ export function createIngestModule(deps: {
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)
   const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy })
-  const importer = createImportService({ db: deps.db, identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics, erased: deps.erased })
+  // A bulk import is a large insert and scan: the pipeline lane, so live events keep flowing.
+  const importer = createImportService({ db: deps.db.lane('pipeline'), identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics, erased: deps.erased })
   return {
     allocator,
     identities,

@@ -53,7 +53,7 @@ describe.skipIf(!brokers)('the Kafka worker and rows the engine refuses (needs K
       }
       return engine.db.system.insertTsv(table, columns, rows)
     }
-    const db: Db = { system, forTenant: (t) => engine.db.forTenant(t) }
+    const db: Db = { system, forTenant: (t) => engine.db.forTenant(t), laneName: engine.db.laneName, lane: () => db }
     writer = createEventWriter({
       db,
       identities: createIdentityService({ db, allocator: createKeyAllocator({ system: engine.db.system }) }),

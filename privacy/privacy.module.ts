@@ -47,7 +47,7 @@ export function createPrivacyModule(deps: {
   beforeStep?: (job: ErasureJob, step: Step) => void
 }): PrivacyModule {
   const watch = createErasureWatch({ db: deps.db, log: deps.log, forget: deps.forget, ...(deps.watchMs ? { intervalMs: deps.watchMs } : {}) })
-  const erasure = createErasureService({ ...deps, forgotten: (job, final) => watch.noteApplied(job.tenantId, job.jobId, final) })
+  const erasure = createErasureService({ ...deps, db: deps.db.lane('pipeline'), forgotten: (job, final) => watch.noteApplied(job.tenantId, job.jobId, final) })
   const exports = createExportService({ db: deps.db, tombstones: deps.tombstones })
   if (deps.watchMs) watch.start()
   return {

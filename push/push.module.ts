@@ -88,8 +88,9 @@ export function createPushModule(deps: PushDeps): PushModule {
   })
   // A paused, resumed or retired campaign changes what may be handed out.
   campaigns.onChange((t) => leases.invalidate(t))
+  // Targeting and triggers scan whole audiences: the pipeline lane. Pulls stay on the request lane.
   const targeting = createTargeting({
-    db: deps.db,
+    db: deps.db.lane('pipeline'),
     tenants: deps.tenants,
     campaigns,
     policies,
@@ -101,7 +102,7 @@ export function createPushModule(deps: PushDeps): PushModule {
     holdoutPerMille: deps.holdoutPerMille ?? (() => DEFAULT_HOLDOUT_PER_MILLE),
     queued: (t) => leases.invalidate(t),
   })
-  const triggers = createTriggers({ db: deps.db, tenants: deps.tenants, campaigns, segments, tags, targeting, lock, log, metrics: deps.metrics })
+  const triggers = createTriggers({ db: deps.db.lane('pipeline'), tenants: deps.tenants, campaigns, segments, tags, targeting, lock, log, metrics: deps.metrics })
   let closed = false
   const open = () => {
     if (closed) throw new AppError('SHUTTING_DOWN')

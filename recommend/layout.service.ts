@@ -108,8 +108,9 @@ export function createLayoutService(deps: {
       try {
         const v = await currentVersion(tenantId)
         const defs = new Map((await deps.tags.list(tenantId)).map((d) => [d.name, d]))
+        // A snapshot load reads a whole build: the pipeline lane, so the request lane stays free.
         const snap = await loadSnapshot(
-          { db: deps.db, bitmaps: deps.bitmaps },
+          { db: deps.db.lane('pipeline'), bitmaps: deps.bitmaps },
           { tenant: v.tenant, catalog: v.eff.catalog, catalogVersions: { group: v.eff.groupVersion, own: v.eff.ownVersion }, build: v.build, builtAt: v.builtAt, defs, asOf: new Date() },
         )
         snapshots.set(tenantId, { snap, version: v.version })

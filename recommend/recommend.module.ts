@@ -39,7 +39,7 @@ export function createRecommendModule(deps: {
   const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}) })
   deps.runner.register('recommend', async ({ tenantId, asOf, runId }) => {
     const tenant = await deps.tenants.get(tenantId)
-    const built = await buildModel({ db: deps.db, catalogs }, { tenant, asOf, build: runId })
+    const built = await buildModel({ db: deps.db.lane('pipeline'), catalogs }, { tenant, asOf, build: runId })
     await layouts.reload(tenantId)
     return { rows: built.customers, details: { build: built.build, catalogVersion: built.catalogVersion, customers: built.customers, items: built.items, ms: built.ms } }
   })

@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import type { Config } from '../core/config.js'
-import { createDb, type Db } from '../core/db.js'
+import { createLaneDb, type Db } from '../core/db.js'
 import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
@@ -61,7 +61,8 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   const metrics = createMetrics({ collectDefault: config.collectDefaultMetrics })
   fs.mkdirSync(config.dataDir, { recursive: true })
   const ch = await createClickHouse(config)
-  const db = createDb(ch.client, ch.insertText)
+  // The request lane's Db; modules move their runs, builds and jobs to the other lanes (core/lanes.ts).
+  const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
   const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone })
   const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
@@ -86,9 +87,10 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
   })
   // Events of erased customers are dropped by the writer, whichever path (HTTP, Kafka replay) brought them.
-  const tombstones = createPrivacyTombstones({ db, pii, metrics })
+  const tombstones = createPrivacyTombstones({ db: db.lane('ingest'), pii, metrics })
+  // Inserts, identity upkeep and bulk imports: the ingest lane.
   const ingest = createIngestModule({
-    db,
+    db: db.lane('ingest'),
     log,
     metrics,
     pii,

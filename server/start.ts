@@ -92,7 +92,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
       await runtime.tags.runner.startScheduler()
       print('Scheduler: tag pipelines run on their definitions\' cron schedules (GET /v1/pipelines/status)')
       // Each bank's retention (GET /v1/tenant), applied daily at 03:17 UTC.
-      retention = createRetentionJob({ db: runtime.db, tenants: runtime.tenants, log: log.child({ component: 'retention' }) }).start('17 3 * * *')
+      retention = createRetentionJob({ db: runtime.db.lane('pipeline'), tenants: runtime.tenants, log: log.child({ component: 'retention' }) }).start('17 3 * * *')
       // Erasures a stopped process left running go on from their next step (in the background).
       void runtime.privacy.erasure.resume().then(
         (n) => n && print(`Erasures resumed: ${n}`),
@@ -167,7 +167,7 @@ async function seedDemoIfWanted(runtime: Runtime, print: (l: string) => void): P
   const { customers, days, seed } = runtime.config.demo
   print(`Seeding the demo bank: ${customers} customers, ${days} days of events (seed ${seed})...`)
   const summary = await generateDemo(
-    { db: runtime.db, tenants: runtime.tenants, keys: runtime.keys, pii: runtime.pii, log: runtime.log.child({ component: 'demo' }) },
+    { db: runtime.db.lane('pipeline'), tenants: runtime.tenants, keys: runtime.keys, pii: runtime.pii, log: runtime.log.child({ component: 'demo' }) },
     { customers, days, seed, progress: process.stderr.isTTY === true },
   )
   print(`Demo bank seeded in ${summary.seconds.toFixed(1)} s: ${describeRows(summary)}`)

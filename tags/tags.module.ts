@@ -23,7 +23,8 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
   const repo = createTagRepository({ db: deps.db })
   const catalog = createTagCatalog({ db: deps.db, repo })
   const runner = createPipelineRunner({
-    db: deps.db,
+    // Runs (tags, segments, the jobs registered with the runner) go on the pipeline lane.
+    db: deps.db.lane('pipeline'),
     tenants: deps.tenants,
     tags: repo,
     log: deps.log.child({ component: 'pipelines' }),

@@ -38,7 +38,7 @@ export interface TestApp {
 }
 
 export async function openTestApp(env: Record<string, string> = {}): Promise<TestApp> {
-  const engine = await openTestEngine()
+  const engine = await openTestEngine({ env })
   const config = loadConfig({ QIANMIAN_DATA_DIR: engine.dataDir, INGEST_FLUSH_MS: '5', ...env })
   const metrics = createMetrics({ collectDefault: false })
   const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'Asia/Shanghai' })
@@ -52,8 +52,8 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     audit: { record: (t, actor, entries) => audit.log.record(t, actor, entries) },
     holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
   })
-  const tombstones = createPrivacyTombstones({ db: engine.db, pii, metrics })
-  const ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest, dropped: (t, evs) => tombstones.dropped(t, evs), erased: (t, nos) => tombstones.erasedAmong(t, nos), valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy })
+  const tombstones = createPrivacyTombstones({ db: engine.db.lane('ingest'), pii, metrics })
+  const ingest = createIngestModule({ db: engine.db.lane('ingest'), log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest, dropped: (t, evs) => tombstones.dropped(t, evs), erased: (t, nos) => tombstones.erasedAmong(t, nos), valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')

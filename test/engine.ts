@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
-import { createDb, type Db } from '../core/db.js'
+import { createLaneDb, type Db } from '../core/db.js'
 import { createLogger, type Logger } from '../core/log.js'
 import { createMigrator } from '../sql/migrate.js'
 
@@ -20,12 +20,12 @@ export interface TestEngine {
   close(): Promise<void>
 }
 
-export async function openTestEngine(opts: { migrate?: boolean; logLevel?: string } = {}): Promise<TestEngine> {
+export async function openTestEngine(opts: { migrate?: boolean; logLevel?: string; env?: Record<string, string> } = {}): Promise<TestEngine> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-test-'))
-  const config = loadConfig({ QIANMIAN_DATA_DIR: dataDir })
+  const config = loadConfig({ ...opts.env, QIANMIAN_DATA_DIR: dataDir })
   const log = createLogger({ level: opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent' })
   const handle = await createClickHouse(config)
-  const db = createDb(handle.client, handle.insertText)
+  const db = createLaneDb(handle)
   if (opts.migrate !== false) await createMigrator({ system: db.system, log }).migrate()
   return {
     db,

@@ -1,0 +1,53 @@
+import type { ClickHouseSettings } from '@clickhouse/client'
+
+/**
+ * Engine lanes: each kind of work gets its own connection with its own limits, so a pipeline's
+ * minute-long query neither queues the request path behind it nor takes all the memory.
+ *
+ * - `request`: what a caller waits for (previews, lookups, consent, keys, audit, pulls, exports);
+ * - `ingest`: the event writer's inserts and identity upkeep, and bulk imports;
+ * - `pipeline`: tag and segment runs, layout model builds and snapshot loads, push targeting,
+ *   erasure and retention jobs, demo generation.
+ *
+ * What the embedded engine does with several connections on one data directory (measured, see
+ * the lanes tests): queries on different connections run at the same time; queries on one
+ * connection run one after another. Each connection is its own session: `USE`, `SET` and
+ * temporary tables do not cross lanes, so each lane selects its database when it opens, and a
+ * sequence of statements that shares a temporary table must stay on one lane. Tables, parts and
+ * the dedup index are shared (one server context per process), and so is the process list, which
+ * is what makes `priority` work across lanes: while a query of a lower number runs, queries of
+ * a higher number wait at their next block. Against a ClickHouse server a lane is a client with
+ * the same settings (a server profile per lane can replace them).
+ */
+export const LANES = ['request', 'ingest', 'pipeline'] as const
+export type Lane = (typeof LANES)[number]
+
+export interface LaneLimits {
+  /** max_threads of a query on this lane (0: the engine's default, one per core). */
+  maxThreads: number
+  /** max_memory_usage of a query on this lane, bytes (0: no limit of its own). */
+  maxMemoryBytes: number
+  /** The engine's query priority (1 first; higher numbers wait while lower ones run; 0: none). */
+  priority: number
+}
+
+/** The settings every query of a lane carries. */
+export function laneSettings(limits: LaneLimits): ClickHouseSettings {
+  return {
+    ...(limits.maxThreads > 0 ? { max_threads: limits.maxThreads } : {}),
+    ...(limits.maxMemoryBytes > 0 ? { max_memory_usage: String(limits.maxMemoryBytes) } : {}),
+    ...(limits.priority > 0 ? { priority: String(limits.priority) } : {}),
+  }
+}
+
+/** The engine's code for a query over its memory limit (MEMORY_LIMIT_EXCEEDED). */
+export const MEMORY_LIMIT_EXCEEDED = 241
+
+/** Whether an error from the client is the engine refusing a query over its memory limit. */
+export function isMemoryLimitError(e: unknown): boolean {
+  if (typeof e !== 'object' || e === null) return false
+  const code = (e as { clickhouseCode?: unknown; code?: unknown }).clickhouseCode ?? (e as { code?: unknown }).code
+  if (Number(code) === MEMORY_LIMIT_EXCEEDED) return true
+  const message = (e as { message?: unknown }).message
+  return typeof message === 'string' && /MEMORY_LIMIT_EXCEEDED|memory limit exceeded/i.test(message)
+}
