@@ -7,6 +7,7 @@ import type { TenantService } from '../tenants/tenants.service.js'
 import type { BitmapStore } from './bitmap.store.js'
 import { createSegmentRepository, type SegmentRepository } from './segment.repository.js'
 import { tagLeavesOf } from './segment.schema.js'
+import { registerEventNameRoutes } from './event-names.routes.js'
 import { registerMembershipRoutes } from './membership.routes.js'
 import { registerSegmentRoutes } from './segments.routes.js'
 
@@ -28,6 +29,7 @@ export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tag
     routes(app, auth) {
       registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo, ...(deps.bitmaps ? { bitmaps: deps.bitmaps } : {}) })
       registerMembershipRoutes(app, { auth, db: deps.db, segments: repo })
+      registerEventNameRoutes(app, { auth, db: deps.db })
     },
   }
 }
