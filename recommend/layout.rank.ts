@@ -1,4 +1,5 @@
 import type { Experiment } from './catalog.schema.js'
+import { conditionCode, localizeReason, said, type Localized, type ReasonCode, type Said } from './layout.reasons.js'
 import { findKey, type LayoutSnapshot, type SnapshotItem, type SnapshotModule } from './model.snapshot.js'
 
 /**
@@ -21,7 +22,12 @@ export const ELDER_MODULES = 5
 const DIVERSITY = 0.6
 const FATIGUE_STEP = 5
 
-export type Reason =
+/**
+ * Why an entry is there: the mechanism (`kind` and its fields, `detail` for engineers), and for
+ * the customer a `code` and `say`, their sentence in both languages (layout.reasons.ts); a
+ * layout carries `text` in its own language instead of `say` (`LayoutReason`).
+ */
+export type Reason = (
   | { kind: 'tag'; tags: string[]; detail: string }
   | { kind: 'segment'; segment: string; detail: string }
   | { kind: 'rule'; detail: string }
@@ -29,6 +35,8 @@ export type Reason =
   | { kind: 'popularity'; scope: 'tenant' | 'segment' | 'region'; segment?: string; region?: string; detail: string }
   | { kind: 'exploration'; detail: string }
   | { kind: 'service'; tags: string[]; detail: string }
+) & { code: ReasonCode; say: Said }
+export type LayoutReason = Localized<Reason>
 
 export interface LayoutItem {
   id: string
@@ -36,14 +44,14 @@ export interface LayoutItem {
   title: string
   deeplink: string
   category: string
-  reason: Reason
+  reason: LayoutReason
   score: number
 }
 
 export interface LayoutModule {
   id: string
   title: string
-  reason: Reason
+  reason: LayoutReason
   items: LayoutItem[]
 }
 
@@ -104,12 +112,13 @@ interface Memo {
   coBecause: Int32Array
 }
 
-const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', scope: 'tenant', detail: 'popular with the bank\u2019s customers' })
-const EVERYONE: Reason = Object.freeze({ kind: 'rule', detail: 'the bank\u2019s catalogue shows it to everyone' })
-const PROMOTED: Reason = Object.freeze({ kind: 'rule', detail: 'promoted by the bank' })
-const IN_CATALOGUE: Reason = Object.freeze({ kind: 'rule', detail: 'in the bank\u2019s catalogue' })
-const EXPLORATION: Reason = Object.freeze({ kind: 'exploration', detail: 'one slot tries something new, so the model learns beyond what is already popular' })
-const SIMILAR: Reason = Object.freeze({ kind: 'model', model: 'co-occurrence', because: [], detail: 'similar to what you use' })
+const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', code: 'popular_at_bank', scope: 'tenant', detail: 'popular with the bank\u2019s customers', say: said('popular_at_bank') })
+const EVERYONE: Reason = Object.freeze({ kind: 'rule', code: 'bank_service', detail: 'the bank\u2019s catalogue shows it to everyone', say: said('bank_service') })
+const SAFETY_FOR_ALL: Reason = Object.freeze({ kind: 'rule', code: 'account_safety', detail: 'the bank\u2019s catalogue shows it to everyone', say: said('account_safety') })
+const PROMOTED: Reason = Object.freeze({ kind: 'rule', code: 'bank_recommends', detail: 'promoted by the bank', say: said('bank_recommends') })
+const IN_CATALOGUE: Reason = Object.freeze({ kind: 'rule', code: 'bank_service', detail: 'in the bank\u2019s catalogue', say: said('bank_service') })
+const EXPLORATION: Reason = Object.freeze({ kind: 'exploration', code: 'something_new', detail: 'one slot tries something new, so the model learns beyond what is already popular', say: said('something_new') })
+const SIMILAR: Reason = Object.freeze({ kind: 'model', code: 'similar_customers', model: 'co-occurrence', because: [], detail: 'similar to what you use', say: said('similar_customers') })
 
 const memos = new WeakMap<LayoutSnapshot, Memo>()
 
@@ -267,14 +276,14 @@ export function toLayoutModules(ranked: readonly RankedModule[], lang: 'zh' | 'e
   return ranked.map((r) => ({
     id: r.module.id,
     title: r.module.title[lang],
-    reason: r.reason,
+    reason: localizeReason(r.reason, lang),
     items: r.items.map((p) => ({
       id: p.item.id,
       type: p.item.type,
       title: itemTitle(p.item, lang, elder),
       deeplink: p.item.deeplink,
       category: p.item.category,
-      reason: p.reason,
+      reason: localizeReason(p.reason, lang),
       score: roundScore(p.score),
     })),
   }))
@@ -319,7 +328,9 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
   } else if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
     reason = it.conditionTags.length
       ? intern(memo.tagReasons, it, tagReason)
-      : EVERYONE
+      : it.type === 'tip'
+        ? SAFETY_FOR_ALL
+        : EVERYONE
   } else if (p.affW * aff > p.popW * pop && aff > 0) {
     const src = memo.coBecause[it.index]!
     reason = src >= 0 && s.items[src] ? intern(memo.modelReasons, s.items[src]!, modelReason) : SIMILAR
@@ -331,11 +342,18 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
   return { item: it, score: total, reason }
 }
 
-const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this` })
-const segmentReason = (segment: string): Reason => ({ kind: 'popularity', scope: 'segment', segment, detail: `popular in segment ${segment}` })
-const tagReason = (it: SnapshotItem): Reason => ({ kind: 'tag', tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds` })
-const serviceReason = (it: SnapshotItem): Reason => ({ kind: 'service', tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off` })
-const regionReason = (region: string): Reason => ({ kind: 'popularity', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}` })
+// The customer's sentence names the item that led to a pick by its title, never a tag or segment.
+const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this`, say: said('used_together', src.title) })
+const segmentReason = (segment: string): Reason => ({ kind: 'popularity', code: 'similar_customers', scope: 'segment', segment, detail: `popular in segment ${segment}`, say: said('similar_customers') })
+const tagReason = (it: SnapshotItem): Reason => {
+  const code = conditionCode(it.conditionTags, it.type)
+  return { kind: 'tag', code, tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds`, say: said(code) }
+}
+const serviceReason = (it: SnapshotItem): Reason => {
+  const code = conditionCode(it.conditionTags, 'reminder')
+  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off`, say: said(code) }
+}
+const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 
 /** Greedy picks with a diversity penalty, and the exploration slot in product modules. */
 function pick(candidates: RankedItem[], m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): RankedItem[] {
@@ -367,7 +385,7 @@ function pick(candidates: RankedItem[], m: SnapshotModule, ctx: RankContext, cat
 }
 
 function moduleReason(m: SnapshotModule): Reason {
-  return m.conditionTags.length
-    ? { kind: 'tag', tags: m.conditionTags, detail: `shown because ${m.conditionTags.join(' / ')} holds for the customer` }
-    : { kind: 'rule', detail: `catalogue module, priority ${m.priority}` }
+  if (!m.conditionTags.length) return { kind: 'rule', code: 'bank_service', detail: `catalogue module, priority ${m.priority}`, say: said('bank_service') }
+  const code = conditionCode(m.conditionTags, 'module')
+  return { kind: 'tag', code, tags: m.conditionTags, detail: `shown because ${m.conditionTags.join(' / ')} holds for the customer`, say: said(code) }
 }

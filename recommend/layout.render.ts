@@ -1,5 +1,6 @@
 import type { Reason, RankedModule } from './layout.rank.js'
 import { itemTitle, roundScore } from './layout.rank.js'
+import { localizeReason } from './layout.reasons.js'
 import type { LayoutSnapshot } from './model.snapshot.js'
 
 /**
@@ -71,7 +72,7 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
     const rm = ranked[mi]!
     let mh = moduleHeads.get(rm.module)
     if (!mh) {
-      mh = utf8(`{"id":${JSON.stringify(rm.module.id)},"title":${JSON.stringify(rm.module.title[lang])},"reason":${JSON.stringify(rm.reason)},"items":[`)
+      mh = utf8(`{"id":${JSON.stringify(rm.module.id)},"title":${JSON.stringify(rm.module.title[lang])},"reason":${JSON.stringify(localizeReason(rm.reason, lang))},"items":[`)
       moduleHeads.set(rm.module, mh)
     }
     parts.push(mh)
@@ -82,7 +83,7 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
       const byReason = (byIndex[it.index] ??= new Map())
       let ih = byReason.get(p.reason)
       if (!ih) {
-        const fields = { id: it.id, type: it.type, title: itemTitle(it, lang, head.elder), deeplink: it.deeplink, category: it.category, reason: p.reason }
+        const fields = { id: it.id, type: it.type, title: itemTitle(it, lang, head.elder), deeplink: it.deeplink, category: it.category, reason: localizeReason(p.reason, lang) }
         ih = utf8(JSON.stringify(fields).slice(0, -1))
         byReason.set(p.reason, ih)
       }

@@ -4,6 +4,7 @@ import { createPii } from '../core/pii.js'
 import { generateDemo } from '../demo/demo.generator.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
 import { openTestApp, type TestApp } from '../test/app.js'
+import { REASON_CODES, said } from './layout.reasons.js'
 import type { Layout } from './layout.service.js'
 
 /**
@@ -68,11 +69,28 @@ describe('GET /v1/layout', () => {
       for (const m of l.modules) {
         expect(m.reason.detail.length).toBeGreaterThan(0)
         for (const i of m.items) expect(['tag', 'segment', 'rule', 'model', 'popularity', 'exploration']).toContain(i.reason.kind)
+        // lang defaults to zh: the customer's sentence is Chinese, the engineers' detail stays English.
+        for (const r of [m.reason, ...m.items.map((i) => i.reason)]) {
+          expect(r.text, r.code).toMatch(/[\u4e00-\u9fff]/)
+          expect(r.detail).not.toMatch(/[\u4e00-\u9fff]/)
+        }
       }
       if (l.modules.some((m) => m.items.some((i) => i.reason.kind === 'model'))) personal++
     }
     // Co-occurrence reaches customers with history; popularity and rules the rest.
     expect(personal).toBeGreaterThan(10)
+  })
+
+  it('with lang=en says every reason to the customer in English, by its code', async () => {
+    for (const c of customers.slice(150, 190)) {
+      const l = await layout({ customerId: c.no, lang: 'en' })
+      for (const r of l.modules.flatMap((m) => [m.reason, ...m.items.map((i) => i.reason)])) {
+        expect(REASON_CODES).toContain(r.code)
+        expect(r.text).not.toMatch(/[\u4e00-\u9fff]/)
+        // The co-occurrence sentence names an item by its title; the others are their code's.
+        if (r.code !== 'used_together') expect(r.text).toBe(said(r.code).en)
+      }
+    }
   })
 
   it('never offers a loan to a customer who is overdue or needs protection', async () => {

@@ -191,7 +191,11 @@ export interface CustomerView {
 
 export interface Reason {
   kind: string
+  /** A stable name of the explanation (added with `text`; older servers send neither). */
+  code?: string
   detail: string
+  /** What the customer reads, in the layout's language. */
+  text?: string
   [k: string]: unknown
 }
 

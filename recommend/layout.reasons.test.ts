@@ -1,0 +1,120 @@
+import { beforeAll, describe, expect, it } from 'vitest'
+import { loadRoaring, type Roaring } from '../segments/roaring.js'
+import { item, snapshot } from './layout.fixture.js'
+import { rankLayout, type LayoutReason, type RankContext } from './layout.rank.js'
+import { conditionCode, REASON_CODES, said } from './layout.reasons.js'
+import type { LayoutSnapshot } from './model.snapshot.js'
+
+/** Reasons as the customer reads them: a code, and a sentence in the layout's language. */
+
+let R: Roaring
+beforeAll(async () => {
+  const r = await loadRoaring()
+  if (!r) throw new Error('the optional "roaring" package is not installed')
+  R = r
+})
+
+const CJK = /[\u4e00-\u9fff]/
+const blend = { name: 'blend', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true }
+const ctx = (o: Partial<RankContext> = {}): RankContext => ({ customerKey: 7, elder: false, lang: 'zh', today: 20_000, variant: blend, draw: 0.5, ...o })
+
+/** A screen where customer 7 gets a reminder, a tip, a co-occurrence pick, a segment's and the bank's popular items, a promoted one and the exploration slot. */
+function screen(): LayoutSnapshot {
+  const only7 = R.create(Uint32Array.of(7))
+  const items = [
+    item(0, 'reminder.loan_due', 'reminders', { type: 'reminder', eligible: only7, conditionTags: ['loan_due_7d'], service: true, boost: 0.6 }),
+    item(1, 'tip.fraud', 'safety', { type: 'tip', eligible: only7, conditionTags: ['recent_fraud_risk'], boost: 0.7 }),
+    item(2, 'tip.general', 'safety', { type: 'tip' }),
+    item(3, 'svc.transfer', 'services', { title: { zh: '转账', en: 'Transfer' } }),
+    item(4, 'svc.bills', 'services'),
+    item(5, 'svc.topup', 'services'),
+    item(6, 'p.deposit', 'picks', { type: 'product', category: 'deposit' }),
+    item(7, 'p.wealth', 'picks', { type: 'product', category: 'wealth' }),
+    item(8, 'p.promoted', 'picks', { type: 'product', category: 'promo', boost: 0.95 }),
+    item(9, 'p.other', 'picks', { type: 'product', category: 'other' }),
+    item(10, 'p.rare', 'picks', { type: 'product', category: 'rare' }),
+  ]
+  const s = snapshot(items, [
+    { id: 'reminders', items: [0] },
+    { id: 'safety', items: [1, 2], maxItems: 2 },
+    { id: 'services', items: [3, 4, 5] },
+    { id: 'picks', items: [6, 7, 8, 9, 10], maxItems: 4, eligible: only7, conditionTags: ['pension_recipient', 'elder'] },
+  ])
+  s.popularity.set([0, 0, 0, 0.5, 0.4, 0, 0.3, 0.1, 0, 0.05, 0])
+  s.segments = [{ id: 'rich-elders', members: only7, popularity: Float32Array.from([0, 0, 0, 0, 0, 0, 0, 0.9, 0, 0, 0]) }]
+  // Customer 7 used the transfer service; top-up is its neighbour.
+  s.customers = { ...s.customers, keys: Uint32Array.of(7), itemOff: Uint32Array.of(0, 1), items: Int32Array.of(3), affinity: Float32Array.of(1), shownOff: Uint32Array.of(0, 0) }
+  s.neighbours[3] = { items: Int32Array.of(5), sims: Float32Array.of(0.9) }
+  return s
+}
+
+const reasonsOf = (s: LayoutSnapshot, c: RankContext) => {
+  const out = new Map<string, LayoutReason>()
+  for (const m of rankLayout(s, c)) {
+    out.set(`module:${m.id}`, m.reason)
+    for (const i of m.items) out.set(i.id, i.reason)
+  }
+  return out
+}
+
+describe('reasons in the customer’s language', () => {
+  it('every code has a short sentence in Chinese and in English', () => {
+    for (const code of REASON_CODES) {
+      const t = said(code, { zh: '转账', en: 'Transfer' })
+      expect(t.zh, code).toMatch(CJK)
+      expect(t.en, code).not.toMatch(CJK)
+      expect(t.zh.length, code).toBeLessThanOrEqual(16)
+      expect(t.en.length, code).toBeLessThanOrEqual(50)
+      expect(`${t.zh} ${t.en}`, code).not.toMatch(/[{}]/)
+    }
+  })
+
+  it('names the situation a known tag describes, the first in the table when several; a sensitive or unknown tag gets its item’s kind', () => {
+    expect(conditionCode(['loan_due_7d'], 'reminder')).toBe('loan_due')
+    expect(conditionCode(['loan_due_7d', 'loan_overdue'], 'reminder')).toBe('loan_overdue')
+    expect(conditionCode(['recent_fraud_risk'], 'tip')).toBe('account_safety')
+    expect(conditionCode(['vulnerable'], 'reminder')).toBe('account_reminder')
+    expect(conditionCode(['my_own_tag'], 'product')).toBe('your_situation')
+    expect(conditionCode(['pension_recipient', 'elder'], 'module')).toBe('pension')
+  })
+
+  it('each reason of a layout says its code’s sentence in the layout’s language, never a tag or segment name; the machine fields stay the same in both', () => {
+    const s = screen()
+    const zh = reasonsOf(s, ctx({ lang: 'zh' }))
+    const en = reasonsOf(s, ctx({ lang: 'en' }))
+    expect([...zh.keys()].sort()).toEqual([...en.keys()].sort())
+    const codes = new Set<string>()
+    for (const [id, r] of zh) {
+      const e = en.get(id)!
+      const { text: zt, ...zRest } = r
+      const { text: et, ...eRest } = e
+      expect(zRest, id).toEqual(eRest)
+      expect(REASON_CODES).toContain(r.code)
+      expect(zt, id).toMatch(CJK)
+      expect(et, id).not.toMatch(CJK)
+      for (const name of ['loan_due_7d', 'recent_fraud_risk', 'pension_recipient', 'rich-elders', 'svc.transfer']) expect(`${zt} ${et}`, id).not.toContain(name)
+      codes.add(r.code)
+    }
+    // What each line says, in both languages, checked by hand against the screen above.
+    expect(zh.get('reminder.loan_due')).toMatchObject({ kind: 'tag', code: 'loan_due', tags: ['loan_due_7d'], text: '您的贷款还款日临近' })
+    expect(en.get('reminder.loan_due')).toMatchObject({ code: 'loan_due', text: 'Your loan repayment date is near', detail: 'shown while loan_due_7d holds' })
+    expect(zh.get('tip.fraud')).toMatchObject({ kind: 'tag', code: 'account_safety', text: '为保障您的资金安全' })
+    expect(zh.get('tip.general')).toMatchObject({ kind: 'rule', code: 'account_safety' })
+    expect(zh.get('svc.topup')).toMatchObject({ kind: 'model', code: 'used_together', because: ['svc.transfer'], text: '常用「转账」的客户也在用' })
+    expect(en.get('svc.topup')).toMatchObject({ text: 'Customers who use Transfer also use this' })
+    expect(zh.get('svc.transfer')).toMatchObject({ kind: 'popularity', scope: 'tenant', code: 'popular_at_bank', text: '本行客户常用' })
+    expect(zh.get('p.wealth')).toMatchObject({ kind: 'popularity', scope: 'segment', segment: 'rich-elders', code: 'similar_customers', text: '与您情况相似的客户常用' })
+    expect(zh.get('p.promoted')).toMatchObject({ kind: 'rule', code: 'bank_recommends', text: '本行为您推荐' })
+    expect(en.get('module:picks')).toMatchObject({ kind: 'tag', code: 'pension', text: 'Pension services for you' })
+    expect(zh.get('module:services')).toMatchObject({ kind: 'rule', code: 'bank_service', text: '本行为您提供的服务' })
+    expect([...codes]).toContain('something_new')
+  })
+
+  it('an anonymous visitor of a region is told what is popular nearby; a customer with personalization off, why a reminder stays', () => {
+    const s = screen()
+    s.regions = new Map([['R-01', Float32Array.from([0, 0, 0, 0.9, 0, 0, 0, 0, 0, 0, 0])]])
+    expect(reasonsOf(s, ctx({ customerKey: 0, variant: null, region: 'R-01', lang: 'en' })).get('svc.transfer')).toMatchObject({ kind: 'popularity', scope: 'region', code: 'popular_nearby', text: 'Popular in your area' })
+    const off = reasonsOf(s, ctx({ customerKey: 0, serviceKey: 7, variant: null }))
+    expect(off.get('reminder.loan_due')).toMatchObject({ kind: 'service', code: 'loan_due', text: '您的贷款还款日临近' })
+  })
+})

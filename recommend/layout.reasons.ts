@@ -1,0 +1,109 @@
+/**
+ * What a layout tells the customer about why something is on their screen ("为什么推荐给我").
+ *
+ * A reason keeps its machine fields (`kind`, the tags, segment, item or scope that decided it,
+ * and `detail`, an English line for engineers) and adds a `code` (a stable name of the
+ * explanation, for apps that word it themselves) and a `text`: a short sentence in the
+ * layout's language, written for the customer. The text never names a tag, a segment or a
+ * score; a tag the table below does not know, or one that is sensitive, gets the wording of
+ * its item's kind (a tip: "为保障您的资金安全"), never its name.
+ *
+ * Reasons are built once per snapshot (layout.rank.ts) with both languages; the layout shows
+ * the one it was asked for (`localizeReason`, kept per reason object).
+ */
+
+export interface Said {
+  zh: string
+  en: string
+}
+
+const TEXTS = {
+  // From the condition of the item or module (tags of the banking pack).
+  loan_due: { zh: '您的贷款还款日临近', en: 'Your loan repayment date is near' },
+  loan_overdue: { zh: '您的贷款已逾期，请尽快还款', en: 'A loan of yours is overdue' },
+  bill_due: { zh: '您的账单即将到期', en: 'A bill of yours is due soon' },
+  birthday: { zh: '您的生日快到了', en: 'Your birthday is coming up' },
+  welcome_back: { zh: '好久不见，欢迎回来', en: 'Welcome back' },
+  new_customer: { zh: '欢迎您成为本行客户', en: 'Welcome to the bank' },
+  new_device: { zh: '您的账户近期在新设备上登录过', en: 'Your account was recently used on a new device' },
+  pension: { zh: '为您准备的养老服务', en: 'Pension services for you' },
+  elder_care: { zh: '为长辈客户准备的贴心服务', en: 'Made easier for senior customers' },
+  family: { zh: '方便您照顾家人', en: 'To help you look after your family' },
+  wealth: { zh: '根据您在本行的资产为您推荐', en: 'Suggested for the savings you hold with us' },
+  farming: { zh: '您关注的惠农服务', en: 'Farming services you follow' },
+  salary: { zh: '您的工资发放到本行账户', en: 'Your salary is paid into your account with us' },
+  social_security: { zh: '您常用的社保服务', en: 'Social security services you use' },
+  // From the item's kind, when its tags are not in the table above.
+  account_safety: { zh: '为保障您的资金安全', en: 'To help keep your money safe' },
+  account_reminder: { zh: '根据您的账户情况提醒您', en: 'A reminder about your accounts' },
+  your_situation: { zh: '根据您的情况为您推荐', en: 'Suggested for your situation' },
+  // From the ranking.
+  popular_at_bank: { zh: '本行客户常用', en: 'Popular with our customers' },
+  similar_customers: { zh: '与您情况相似的客户常用', en: 'Popular with customers like you' },
+  popular_nearby: { zh: '您所在地区的客户常用', en: 'Popular in your area' },
+  used_together: { zh: '常用「{item}」的客户也在用', en: 'Customers who use {item} also use this' },
+  bank_recommends: { zh: '本行为您推荐', en: 'Recommended by the bank' },
+  bank_service: { zh: '本行为您提供的服务', en: 'A service the bank offers you' },
+  something_new: { zh: '为您发现新服务', en: 'Something new you may like' },
+} as const satisfies Record<string, Said>
+
+export type ReasonCode = keyof typeof TEXTS
+export const REASON_CODES = Object.keys(TEXTS) as ReasonCode[]
+
+/**
+ * Tags of the banking pack that may explain an item to its customer, in the order they win when
+ * a condition reads several. High-sensitivity tags (risk flags such as `vulnerable`) are not here
+ * on purpose: a customer is never told they were flagged.
+ */
+const TAG_CODES: Readonly<Record<string, ReasonCode>> = {
+  loan_overdue: 'loan_overdue',
+  loan_due_7d: 'loan_due',
+  bill_due_3d: 'bill_due',
+  birthday_7d: 'birthday',
+  dormant_30d: 'welcome_back',
+  new_customer_30d: 'new_customer',
+  new_device_signins_7d: 'new_device',
+  pension_recipient: 'pension',
+  elder: 'elder_care',
+  family_agent: 'family',
+  aum_tier: 'wealth',
+  agri_interest: 'farming',
+  salary_inflow: 'salary',
+  social_security_user: 'social_security',
+}
+const TAG_ORDER = Object.keys(TAG_CODES)
+
+/** The code of a condition over `tags` on an entry of this kind (a module, or an item's type). */
+export function conditionCode(tags: readonly string[], kind: string): ReasonCode {
+  for (const t of TAG_ORDER) if (tags.includes(t)) return TAG_CODES[t]!
+  if (kind === 'tip') return 'account_safety'
+  if (kind === 'reminder') return 'account_reminder'
+  return 'your_situation'
+}
+
+/** The customer's sentence for a code in both languages; `item` fills `{item}` (a title). */
+export function said(code: ReasonCode, item?: Said): Said {
+  const t: Said = TEXTS[code]
+  if (!item) return t
+  return { zh: t.zh.replace('{item}', item.zh), en: t.en.replace('{item}', item.en) }
+}
+
+/** A reason as a layout carries it: the machine fields, the code, and `text` in one language. */
+export type Localized<R> = R extends { say: Said } ? Omit<R, 'say'> & { text: string } : never
+
+const localized = new WeakMap<object, { zh?: object; en?: object }>()
+
+/**
+ * The reason in the layout's language. Reasons are interned per snapshot, so this runs once per
+ * reason and language; the result keeps the reason's key order with `text` last.
+ */
+export function localizeReason<R extends { say: Said }>(r: R, lang: 'zh' | 'en'): Localized<R> {
+  let held = localized.get(r)
+  if (!held) localized.set(r, (held = {}))
+  let out = held[lang]
+  if (!out) {
+    const { say, ...rest } = r
+    out = held[lang] = Object.freeze({ ...rest, text: say[lang] })
+  }
+  return out as Localized<R>
+}
