@@ -8,6 +8,7 @@ import type { TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { createCatalogRepository, type CatalogRepository } from './catalog.repository.js'
+import { experimentReport } from './experiments.report.js'
 import { createLayoutService, type LayoutService } from './layout.service.js'
 import { buildModel } from './model.build.js'
 import { registerRecommendRoutes } from './recommend.routes.js'
@@ -48,7 +49,9 @@ export function createRecommendModule(deps: {
     catalogs,
     layouts,
     routes(app, auth) {
-      registerRecommendRoutes(app, { auth, tenants: deps.tenants, catalogs, layouts })
+      // The report scans days of exposures: the pipeline lane, so layouts' and previews' lookups never wait on it.
+      const report: Parameters<typeof registerRecommendRoutes>[1]['report'] = (tenantId, input) => experimentReport(deps.db.lane('pipeline').forTenant(tenantId), input)
+      registerRecommendRoutes(app, { auth, tenants: deps.tenants, catalogs, layouts, report })
     },
     close: () => layouts.close(),
   }

@@ -1,18 +1,26 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { errorBody } from '../core/errors.js'
+import { AppError, errorBody } from '../core/errors.js'
+import { addDays, daysBetween, localDate } from '../core/time.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
+import type { ExperimentReport, ReportInput } from './experiments.report.js'
+import { REASON_CODES } from './layout.reasons.js'
 import type { LayoutService } from './layout.service.js'
 
 const security = [{ apiKey: [] }]
 
 const reason = z
-  .object({ kind: z.string(), detail: z.string() })
+  .object({
+    kind: z.string().describe('the mechanism: tag (tags), rule, model (co-occurrence, because), popularity (scope tenant, segment or region), exploration, service'),
+    code: z.enum(REASON_CODES).describe('a stable name of the explanation, for an app that words it itself'),
+    detail: z.string().describe('for engineers, in English, unchanged whatever the language'),
+    text: z.string().describe('for the customer ("为什么推荐给我"), in the layout’s lang; never names a tag, segment or score'),
+  })
   .catchall(z.unknown())
-  .describe('why it is there: tag (tags), segment (segment), rule, model (co-occurrence, because), popularity (scope), exploration')
+  .describe('why it is there')
 const layoutView = z.object({
   tenant: z.number(),
   customerId: z.string().nullable(),
@@ -48,11 +56,97 @@ const layoutQuery = z.strictObject({
     .optional()
     .describe('the visitor\u2019s region code: an unknown or anonymous visitor gets what is popular there'),
 })
+const proportion = z.object({ rate: z.number().nullable(), low: z.number().nullable(), high: z.number().nullable() })
+const difference = z.object({ diff: z.number(), low: z.number(), high: z.number() }).nullable()
+const resultMetrics = {
+  holdout: z.boolean(),
+  experiment: z.string().nullable(),
+  variant: z.string().nullable().describe('null with holdout true: the global holdout; null with holdout false: layouts served outside any experiment (no experiment, personalization off)'),
+  exposures: z.number().describe('items shown (impressions)'),
+  customers: z.number(),
+  clicks: z.number(),
+  clickedExposures: z.number(),
+  ctr: proportion.describe('clickedExposures / exposures, Wilson 95%'),
+  clickers: z.number(),
+  customerCtr: proportion.describe('clickers / customers, Wilson 95%: the experiment’s unit'),
+  conversions: z.number(),
+  convertedExposures: z.number(),
+  conversionRate: proportion.describe('convertedExposures / exposures, Wilson 95%'),
+  converters: z.number(),
+  customerConversion: proportion.describe('converters / customers, Wilson 95%'),
+  vsHoldout: z
+    .object({ ctr: difference, customerCtr: difference, conversionRate: difference, customerConversion: difference })
+    .nullable()
+    .describe('this arm minus the holdout on the same module or item, Newcombe hybrid score 95%'),
+}
+const experimentReportView = z.object({
+  from: z.string(),
+  to: z.string(),
+  timeZone: z.string(),
+  experiment: z.string().nullable(),
+  attribution: z.object({ clickEvent: z.string(), clickWithinHours: z.number(), conversionEvents: z.array(z.string()), conversionWithinHours: z.number() }),
+  interval: z.object({ method: z.literal('wilson'), differenceMethod: z.literal('newcombe-hybrid-score'), confidence: z.literal(0.95) }),
+  unattributedClicks: z.number().describe('clicks with no exposure of their item to that customer within clickWithinHours before them'),
+  arms: z.array(z.object(resultMetrics)),
+  modules: z.array(z.object({ ...resultMetrics, module: z.string() })),
+  items: z.array(z.object({ ...resultMetrics, module: z.string(), item: z.string() })),
+})
+const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD')
+const experimentsQuery = z.strictObject({
+  from: day.optional().describe('first local day of the bank (default: 6 days before to)'),
+  to: day.optional().describe('last local day, inclusive (default: today)'),
+  experiment: z.string().regex(/^[a-z][a-z0-9_.:-]{0,62}$/, 'an experiment id').optional().describe('only this experiment’s variants (the holdout always shows)'),
+  clickWithinHours: z.coerce.number().int().min(1).max(168).default(24),
+  conversionEvents: z.string().max(1000).optional().describe('goal event names, comma-separated (default product_purchased,wealth_subscribed,loan_repaid,bill_paid)'),
+  conversionWithinHours: z.coerce.number().int().min(1).max(720).default(72),
+})
+const DEFAULT_CONVERSIONS = ['product_purchased', 'wealth_subscribed', 'loan_repaid', 'bill_paid']
+const MAX_REPORT_DAYS = 92
+const badQuery = (field: string, message: string) => new AppError('VALIDATION_FAILED', `The request querystring is invalid: ${field}: ${message}`, { issues: [{ field: `querystring.${field}`, message }] })
+
 const savedCatalogView = z.object({ version: z.number(), catalog: z.unknown(), createdBy: z.string(), createdAt: z.string(), changeNote: z.string() })
 
-export function registerRecommendRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; catalogs: CatalogRepository; layouts: LayoutService }) {
+export function registerRecommendRoutes(
+  app: FastifyInstance,
+  deps: { auth: Auth; tenants: TenantService; catalogs: CatalogRepository; layouts: LayoutService; report: (tenantId: number, input: ReportInput) => Promise<ExperimentReport> },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, tenants, catalogs, layouts } = deps
+
+  r.get(
+    '/v1/layout/experiments',
+    {
+      // Counts per arm, module and item: no customer in it, so analysts read it and it is not audited.
+      onRequest: auth.require('catalog:read'),
+      schema: {
+        tags: ['recommend'],
+        summary: 'Online results of the home screen: exposures, clicks, click-through and conversions per variant, module and item against the holdout, with 95% intervals',
+        security,
+        querystring: experimentsQuery,
+        response: { 200: experimentReportView, 400: errorBody },
+      },
+    },
+    async (req) => {
+      const tenant = await tenants.get(req.principal!.tenantId)
+      const q = req.query
+      const to = q.to ?? localDate(new Date(), tenant.timeZone)
+      const from = q.from ?? addDays(to, -6)
+      for (const [field, d] of [['from', from], ['to', to]] as const) if (addDays(d, 0) !== d) throw badQuery(field, `${d} is not a calendar date`)
+      if (from > to) throw badQuery('to', `${to} is before from (${from})`)
+      if (daysBetween(from, to) >= MAX_REPORT_DAYS) throw badQuery('from', `at most ${MAX_REPORT_DAYS} days in one report`)
+      const events = q.conversionEvents === undefined ? DEFAULT_CONVERSIONS : q.conversionEvents.split(',').map((e) => e.trim())
+      if (!events.length || events.length > 20 || events.some((e) => !e || e.length > 100)) throw badQuery('conversionEvents', '1 to 20 event names of 1 to 100 characters, comma-separated')
+      return deps.report(tenant.id, {
+        from,
+        to,
+        timeZone: tenant.timeZone,
+        experiment: q.experiment,
+        clickWithinHours: q.clickWithinHours,
+        conversionEvents: events,
+        conversionWithinHours: q.conversionWithinHours,
+      })
+    },
+  )
 
   r.get(
     '/v1/layout',
