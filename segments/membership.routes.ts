@@ -69,7 +69,8 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
       // The export holds every member of the last materialization: that count is the entry's.
       const { size, build } = await members(db.forTenant(t), req.params.id, { limit: 1 })
       req.auditNote = { customers: size, detail: { format: req.query.format, build } }
-      const stream = await exportSegment(db.forTenant(t), req.params.id, req.query.format)
+      // A whole segment's members is a bulk read: the pipeline lane, so previews are not queued behind it.
+      const stream = await exportSegment(db.lane('pipeline').forTenant(t), req.params.id, req.query.format)
       const ext = req.query.format === 'arrow' ? 'arrows' : req.query.format
       return reply
         .header('content-type', CONTENT_TYPES[req.query.format])

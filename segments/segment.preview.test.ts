@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
+import { loadConfig } from '../core/config.js'
 import { AppError } from '../core/errors.js'
 import { keys, setupFixture, UNIVERSE, type Fixture } from './segment.fixture.js'
 import { preview } from './segment.preview.js'
@@ -93,7 +94,8 @@ describe('guardrails', () => {
   it('the limits are per query: they do not stay in the engine session', async () => {
     await run(heavy, { maxMemoryUsage: 64 * 1024 }).catch(() => undefined)
     const [s] = await fx.engine.db.system.query(`SELECT getSetting('max_memory_usage') AS m, getSetting('max_execution_time') AS t`, {}, z.object({ m: z.coerce.number(), t: z.coerce.number() }))
-    expect(s).toEqual({ m: 0, t: 0 })
+    // What stays is the request lane's own limit (core/lanes.ts), not the failed query's 64 KiB.
+    expect(s).toEqual({ m: loadConfig({}).lanes.request.maxMemoryBytes, t: 0 })
     const p = await run(heavy)
     expect(p.count).toBeGreaterThan(0)
   })
