@@ -63,7 +63,8 @@ export function createPushModule(deps: PushDeps): PushModule {
   const log = deps.log.child({ component: 'push' })
   const tags = deps.tags ?? createTagRepository({ db: deps.db })
   const segments = deps.segments ?? createSegmentRepository({ db: deps.db })
-  const campaigns = createCampaignRepository({ db: deps.db, check: createCampaignCheck({ segments, tags, tenants: deps.tenants }) })
+  const check = createCampaignCheck({ segments, tags, tenants: deps.tenants })
+  const campaigns = createCampaignRepository({ db: deps.db, check })
   tags.registerUses(campaignTagUses(campaigns))
   const policies = createPolicyRepository({ db: deps.db })
   const lock = createKeyedLock()
@@ -113,7 +114,7 @@ export function createPushModule(deps: PushDeps): PushModule {
     policies,
     leases,
     routes(app, auth) {
-      registerPushRoutes(app, { auth, campaigns, policies, targeting, leases })
+      registerPushRoutes(app, { auth, campaigns, policies, targeting, leases, check })
     },
     async runTargeting(tenantId, opts = {}) {
       open()

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { AppError, errorBody } from '../core/errors.js'
+import { AppError, errorBody, issuesFromZod } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
-import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES } from './campaign.schema.js'
+import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES, campaignInput, type Campaign, type SavedCampaign } from './campaign.schema.js'
 import type { CampaignRepository } from './campaign.repository.js'
 import type { LeaseManager } from './lease.manager.js'
 import type { PolicyRepository } from './policy.js'
@@ -60,6 +60,14 @@ const runView = z.object({
     }),
   ),
   errors: z.array(z.object({ campaignId: z.string(), code: z.string(), message: z.string(), issues: z.array(z.object({ field: z.string().optional(), message: z.string() }).loose()).optional() })),
+})
+const reachView = z.object({
+  localDate: z.string().describe('the local date counted'),
+  asIfToday: z.boolean().describe('the schedule has no occurrence today: counted as if it had one, due now'),
+  audience: z.number().describe('customers of the audience not yet targeted for that date'),
+  reached: z.number().describe('those who would be queued'),
+  suppressed: z.record(z.string(), z.number()).describe('those left out, by reason'),
+  ms: z.number(),
 })
 const group = z.object({ customers: z.number(), converted: z.number(), rate: z.number().nullable() })
 const statsView = z.object({
@@ -142,7 +150,7 @@ const ackBody = z.strictObject({
 
 export function registerPushRoutes(
   app: FastifyInstance,
-  deps: { auth: Auth; campaigns: CampaignRepository; policies: PolicyRepository; targeting: Targeting; leases: LeaseManager },
+  deps: { auth: Auth; campaigns: CampaignRepository; policies: PolicyRepository; targeting: Targeting; leases: LeaseManager; check?: (tenantId: number, c: Campaign) => Promise<void> },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, campaigns, policies, leases } = deps
@@ -218,6 +226,32 @@ export function registerPushRoutes(
       const err = out.errors[0]
       if (err) throw new AppError(err.code, err.message, err.issues ? { issues: err.issues } : {})
       return out
+    },
+  )
+
+  r.post(
+    '/v1/push/campaigns/:id/reach',
+    {
+      onRequest: campaignsWrite,
+      config: { audit: { action: 'campaign.reach', objectKind: 'campaign', objectParam: 'id' } },
+      schema: {
+        tags: ['push'],
+        summary: 'A dry run of a campaign as it would be saved: how many of its audience it would reach today after consent, holdout, control group, quiet hours and caps (nothing is written)',
+        security,
+        params: idParam,
+        body: z.record(z.string(), z.unknown()).describe('the campaign, as for PUT /v1/push/campaigns/:id'),
+        response: { 200: reachView, 400: errorBody, 404: errorBody },
+      },
+    },
+    async (req) => {
+      const t = req.principal!.tenantId
+      const parsed = campaignInput.safeParse(req.body)
+      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The campaign is invalid.', { issues: issuesFromZod(parsed.error.issues) })
+      const c = parsed.data
+      if (c.schedule.kind === 'event') throw new AppError('VALIDATION_FAILED', 'An event-triggered campaign reaches customers as their events arrive.', { issues: [{ field: 'schedule.kind', message: 'event' }] })
+      await deps.check?.(t, c)
+      const draft: SavedCampaign = { ...c, id: req.params.id, version: 0, status: 'active', createdBy: req.principal!.holder, createdAt: new Date().toISOString(), changeNote: '' }
+      return deps.targeting.reach(t, draft)
     },
   )
 

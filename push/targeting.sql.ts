@@ -98,7 +98,8 @@ export async function checkHoldoutParity(db: TenantDb): Promise<void> {
 
 type Texts = { title: TemplatePart[] | null; body: TemplatePart[] }
 
-export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; params: Record<string, unknown> } {
+/** `sql` writes the targets; `decided` is its SELECT (one row per target with its `reason`, '' when queued), which a dry run counts instead. */
+export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; decided: string; params: Record<string, unknown> } {
   const c = s.campaign
   const en = `c.language = 'en'`
   const msg = compileMessage(c.message)
@@ -220,5 +221,5 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; p
     capDay: cap.day,
     capWeek: cap.week,
   }
-  return { sql, params }
+  return { sql, decided, params }
 }

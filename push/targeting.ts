@@ -57,6 +57,20 @@ export interface CampaignRunResult {
   ms: number
 }
 
+/** A dry run: what targeting the campaign now would make, nothing written. */
+export interface ReachResult {
+  /** The local date targeted; `asIfToday`: the schedule has no occurrence today, so today's was assumed. */
+  localDate: string
+  asIfToday: boolean
+  /** Customers of the audience not targeted yet for that date. */
+  audience: number
+  /** Those who would be queued. */
+  reached: number
+  /** Those left out, by reason (consent, holdout, control group, quiet hours, caps, missing field). */
+  suppressed: Record<string, number>
+  ms: number
+}
+
 export interface TargetingResult {
   runId: string
   asOf: string
@@ -73,20 +87,25 @@ export function createTargeting(deps: TargetingDeps) {
   const exempted = deps.metrics.counter('qianmian_push_quiet_exempt_total', 'Security messages released inside quiet hours')
   const parity = new Set<number>()
 
-  /** Writes one campaign's targets for an audience and counts what this run wrote. */
-  async function write(
-    db: TenantDb,
-    o: { campaign: SavedCampaign; audience: AudienceSql; b: ParamBinder; asOf: Date; timeZone: string; runId: string; trigger: 'schedule' | 'event' | 'manual'; product?: OpeningProduct | undefined },
-  ): Promise<Pick<CampaignRunResult, 'targeted' | 'queued' | 'suppressed' | 'quietExempt'>> {
+  type WriteSpec = { campaign: SavedCampaign; audience: AudienceSql; b: ParamBinder; asOf: Date; timeZone: string; runId: string; trigger: 'schedule' | 'event' | 'manual'; product?: OpeningProduct | undefined }
+
+  /** The targeting statement of a campaign's audience, with the tenant's policy and holdout. */
+  async function statement(db: TenantDb, o: WriteSpec) {
     const tenantId = db.tenantId
     if (!parity.has(tenantId)) {
       await checkHoldoutParity(db)
       parity.add(tenantId)
     }
     const [policy, holdout] = await Promise.all([deps.policies.get(tenantId), deps.holdoutPerMille(tenantId)])
+    const spec = { tenantId, campaign: o.campaign, audience: o.audience, policy, timeZone: o.timeZone, now: o.asOf, today: localDate(o.asOf, o.timeZone), holdoutPerMille: holdout, runId: o.runId, trigger: o.trigger, product: o.product }
+    return targetingSql(spec, o.b)
+  }
+
+  /** Writes one campaign's targets for an audience and counts what this run wrote. */
+  async function write(db: TenantDb, o: WriteSpec): Promise<Pick<CampaignRunResult, 'targeted' | 'queued' | 'suppressed' | 'quietExempt'>> {
+    const tenantId = db.tenantId
     const c = o.campaign
-    const spec = { tenantId, campaign: c, audience: o.audience, policy, timeZone: o.timeZone, now: o.asOf, today: localDate(o.asOf, o.timeZone), holdoutPerMille: holdout, runId: o.runId, trigger: o.trigger, product: o.product }
-    const { sql, params } = targetingSql(spec, o.b)
+    const { sql, params } = await statement(db, o)
     const stop = seconds.startTimer({ trigger: o.trigger })
     await db.command(sql, params)
     stop()
@@ -141,6 +160,37 @@ export function createTargeting(deps: TargetingDeps) {
   }
 
   /**
+   * A dry run of a campaign (saved or not): the same audience and the same rules as a run, in
+   * the same statement, counted instead of written. A schedule without an occurrence today is
+   * counted as if it had one, due now. Reads only, so it takes no lock.
+   */
+  async function reach(tenantId: number, c: SavedCampaign, opts: { asOf?: Date } = {}): Promise<ReachResult> {
+    const t0 = performance.now()
+    const asOf = opts.asOf ?? new Date()
+    const [tenant, tags] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId)])
+    const timeZone = tenant.timeZone
+    const today = localDate(asOf, timeZone)
+    const occ = occurrenceOf(c.schedule, asOf, timeZone)
+    const day = occ.due ? occ.localDate : today
+    const db = deps.db.forTenant(tenantId)
+    const b = new ParamBinder('q')
+    const defs = new Map<string, TagDefinition>(tags.map((d) => [d.name, d]))
+    const bitmap = await audienceBitmap(c.audience, { db, segments: deps.segments, defs, timeZone, asOf, purpose: c.purpose }, b)
+    const product = c.dateTrigger?.on === 'product_opening' ? await openingProduct(db, c.dateTrigger, today) : undefined
+    const trigger = c.dateTrigger ? dateTriggerSql(c.dateTrigger, today, b) : null
+    const audience = scheduledAudience({ bitmap, trigger, schedule: c.schedule, localDate: day, dueAt: occ.due ? occ.dueAt : asOf, timeZone, asOf }, b)
+    const { decided, params } = await statement(db, { campaign: c, audience, b, asOf, timeZone, runId: '0', trigger: 'manual', product })
+    const rows = await db.query(`SELECT reason, count() AS n FROM (${decided}) GROUP BY reason`, params, z.object({ reason: z.string(), n: z.coerce.number() }))
+    const out: ReachResult = { localDate: day, asIfToday: !occ.due, audience: 0, reached: 0, suppressed: {}, ms: 0 }
+    for (const r of rows) {
+      out.audience += r.n
+      if (r.reason === '') out.reached += r.n
+      else out.suppressed[r.reason] = r.n
+    }
+    return { ...out, ms: Number((performance.now() - t0).toFixed(1)) }
+  }
+
+  /**
    * Targets the tenant's due scheduled campaigns (or those named) as of `asOf`. Safe to call
    * as often as wanted: a (campaign, customer, date) is targeted once. One failing campaign is
    * reported in `errors` and does not stop the others.
@@ -170,7 +220,7 @@ export function createTargeting(deps: TargetingDeps) {
     return out
   }
 
-  return { runTargeting, write }
+  return { runTargeting, write, reach }
 }
 
 export type Targeting = ReturnType<typeof createTargeting>
