@@ -41,6 +41,14 @@ export interface DemoOptions {
   now?: Date
   /** A cli-progress bar on stderr. */
   progress?: boolean
+  /**
+   * A time box for events (benchmarks on a shared machine): each bank stops starting new event
+   * slices after its share of these seconds, so its events cover keys 1..k only; the summary's
+   * `eventsCut` says where each bank stopped. Default: no limit.
+   */
+  eventSeconds?: number
+  /** Called as each table of each bank is done (and after each event slice), with its seconds. */
+  onStep?: (step: { bank: string; table: string; seconds: number; toKey?: number }) => void
 }
 
 /** A demo key: one role each, held by the system or person a bank would give it to. */
@@ -75,6 +83,8 @@ export interface DemoSummary {
   phases: { customers: number; stock: number; events: number }
   /** Wall seconds by table over all banks (products with the customers), for rows/s per table. */
   tables: Record<string, number>
+  /** Banks whose events the time box cut (DemoOptions.eventSeconds): the last key with events, of how many. */
+  eventsCut: { bank: string; toKey: number; customers: number }[]
 }
 
 export interface DemoDeps {
@@ -138,12 +148,16 @@ export async function generateDemo(deps: DemoDeps, opts: DemoOptions): Promise<D
 
     const phases = { customers: 0, stock: 0, events: 0 }
     const tables: Record<string, number> = {}
-    for (const m of members) await generateBank(deps, m, opts, now, progress, phases, tables)
+    const eventsCut: DemoSummary['eventsCut'] = []
+    for (const m of members) {
+      const toKey = await generateBank(deps, m, opts, now, progress, phases, tables)
+      if (toKey < m.count) eventsCut.push({ bank: m.bank.slug, toKey, customers: m.count })
+    }
 
     const rows = await countRows(db, out.map((t) => t.id))
     const seconds = (performance.now() - started) / 1000
     log.info({ rows, seconds: Number(seconds.toFixed(2)), phases }, 'demo bank group ready')
-    return { tenants: out, rows, seconds, phases, tables }
+    return { tenants: out, rows, seconds, phases, tables, eventsCut }
   } catch (e) {
     log.error({ err: e }, 'demo generation failed; the demo tenants created so far stay, start from an empty data directory to retry')
     throw e
@@ -160,7 +174,7 @@ async function generateBank(
   progress: Progress,
   phases: DemoSummary['phases'],
   tables: DemoSummary['tables'],
-): Promise<void> {
+): Promise<number> {
   const { db, log } = deps
   const { bank, tenant, count } = m
   const tdb = db.forTenant(tenant.id)
@@ -172,6 +186,7 @@ async function generateBank(
   const tableDone = (table: string) => {
     const now = performance.now()
     tables[table] = Number(((tables[table] ?? 0) + (now - tableStart) / 1000).toFixed(3))
+    opts.onStep?.({ bank: bank.slug, table, seconds: (now - tableStart) / 1000 })
     tableStart = now
   }
   const lap = (phase: keyof DemoSummary['phases']) => {
@@ -200,8 +215,10 @@ async function generateBank(
   )
   log.debug({ tenant: bank.slug, ...lap('stock') }, 'demo stock tables derived')
 
-  await insertEvents(tdb, { bank, catalogue, count, now, today, timeZone: tenant.timeZone, opts }, progress)
+  const until = opts.eventSeconds === undefined ? Infinity : performance.now() + opts.eventSeconds * bank.share * 1000
+  const toKey = await insertEvents(tdb, { bank, catalogue, count, now, today, timeZone: tenant.timeZone, opts, until }, progress)
   log.debug({ tenant: bank.slug, ...lap('events') }, 'demo events generated')
+  return toKey
 }
 
 async function insertCustomers(
@@ -222,9 +239,9 @@ async function insertCustomers(
 
 async function insertEvents(
   tdb: ReturnType<Db['forTenant']>,
-  e: { bank: DemoBank; catalogue: Catalogue; count: number; now: Date; today: string; timeZone: string; opts: DemoOptions },
+  e: { bank: DemoBank; catalogue: Catalogue; count: number; now: Date; today: string; timeZone: string; opts: DemoOptions; until: number },
   progress: Progress,
-): Promise<void> {
+): Promise<number> {
   const activeShare = e.opts.active === undefined ? undefined : e.opts.active / e.opts.customers
   const params = eventParams({
     seed: e.opts.seed,
@@ -238,11 +255,16 @@ async function insertEvents(
   })
   const slice = activeShare ? Math.min(MAX_EVENT_SLICE, Math.ceil(EVENT_SLICE / activeShare)) : activeShare === 0 ? e.count : EVENT_SLICE
   progress.phase(`${e.bank.slug}: events`)
-  for (let from = 1; from <= e.count; from += slice) {
+  let done = 0
+  for (let from = 1; from <= e.count && performance.now() < e.until; from += slice) {
     const to = Math.min(e.count, from + slice - 1)
+    const t0 = performance.now()
     await generateEventSlice(tdb, params, from, to)
+    done = to
+    e.opts.onStep?.({ bank: e.bank.slug, table: 'events_slice', seconds: (performance.now() - t0) / 1000, toKey: to })
     progress.advance(2 * (to - from + 1), `${e.bank.slug}: events`)
   }
+  return done
 }
 
 async function issue(keys: KeyService, tenantId: number, role: Role, holder: string): Promise<DemoKey> {
