@@ -42,6 +42,8 @@ export const moduleSchema = z.strictObject({
   maxItems: z.number().int().min(1).max(20).default(4),
   elder: elder.default('show'),
   when: condition.optional(),
+  /** What the customer is told about why the module shows (default: worded from its condition's tags, layout.reasons.ts). */
+  why: localized.optional(),
   /** Fill the module from the tenant's products table. */
   products: z
     .strictObject({
@@ -66,6 +68,8 @@ export const itemSchema = z
     boost: z.number().min(0).max(100).default(0),
     elder: elder.default('show'),
     when: condition.optional(),
+    /** What the customer is told about why the item shows while its condition holds (default: worded from its tags). */
+    why: localized.optional(),
     validFrom: date.optional(),
     validTo: date.optional(),
     /** Exposures per customer: at most perDay a day, perWeek in 7 days. */

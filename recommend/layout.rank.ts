@@ -347,11 +347,11 @@ const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used
 const segmentReason = (segment: string): Reason => ({ kind: 'popularity', code: 'similar_customers', scope: 'segment', segment, detail: `popular in segment ${segment}`, say: said('similar_customers') })
 const tagReason = (it: SnapshotItem): Reason => {
   const code = conditionCode(it.conditionTags, it.type)
-  return { kind: 'tag', code, tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds`, say: said(code) }
+  return { kind: 'tag', code, tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds`, say: it.why ?? said(code) }
 }
 const serviceReason = (it: SnapshotItem): Reason => {
   const code = conditionCode(it.conditionTags, 'reminder')
-  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off`, say: said(code) }
+  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off`, say: it.why ?? said(code) }
 }
 const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 
@@ -387,5 +387,5 @@ function pick(candidates: RankedItem[], m: SnapshotModule, ctx: RankContext, cat
 function moduleReason(m: SnapshotModule): Reason {
   if (!m.conditionTags.length) return { kind: 'rule', code: 'bank_service', detail: `catalogue module, priority ${m.priority}`, say: said('bank_service') }
   const code = conditionCode(m.conditionTags, 'module')
-  return { kind: 'tag', code, tags: m.conditionTags, detail: `shown because ${m.conditionTags.join(' / ')} holds for the customer`, say: said(code) }
+  return { kind: 'tag', code, tags: m.conditionTags, detail: `shown because ${m.conditionTags.join(' / ')} holds for the customer`, say: m.why ?? said(code) }
 }

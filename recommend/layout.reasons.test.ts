@@ -3,6 +3,7 @@ import { loadRoaring, type Roaring } from '../segments/roaring.js'
 import { item, snapshot } from './layout.fixture.js'
 import { rankLayout, type LayoutReason, type RankContext } from './layout.rank.js'
 import { conditionCode, REASON_CODES, said } from './layout.reasons.js'
+import { parseCatalog } from './catalog.schema.js'
 import type { LayoutSnapshot } from './model.snapshot.js'
 
 /** Reasons as the customer reads them: a code, and a sentence in the layout's language. */
@@ -108,6 +109,22 @@ describe('reasons in the customer’s language', () => {
     expect(en.get('module:picks')).toMatchObject({ kind: 'tag', code: 'pension', text: 'Pension services for you' })
     expect(zh.get('module:services')).toMatchObject({ kind: 'rule', code: 'bank_service', text: '本行为您提供的服务' })
     expect([...codes]).toContain('something_new')
+  })
+
+  it('a catalogue entry words its own condition for the customer in both languages; the code stays the table’s', () => {
+    const s = screen()
+    const why = { zh: '您的定期存款即将到期', en: 'Your time deposit matures soon' }
+    s.items[0] = { ...s.items[0]!, conditionTags: ['deposit_maturing_7d'], why }
+    s.modules[3] = { ...s.modules[3]!, why: { zh: '养老专区', en: 'For your retirement' } }
+    expect(reasonsOf(s, ctx({ lang: 'zh' })).get('reminder.loan_due')).toMatchObject({ kind: 'tag', code: 'account_reminder', tags: ['deposit_maturing_7d'], text: why.zh })
+    expect(reasonsOf(s, ctx({ lang: 'en' })).get('reminder.loan_due')).toMatchObject({ text: why.en })
+    expect(reasonsOf(s, ctx({ lang: 'en' })).get('module:picks')).toMatchObject({ code: 'pension', text: 'For your retirement' })
+    expect(reasonsOf(s, ctx({ customerKey: 0, serviceKey: 7, variant: null, lang: 'en' })).get('reminder.loan_due')).toMatchObject({ kind: 'service', text: why.en })
+    // In the catalogue: both languages, short.
+    const doc = (w: unknown) => ({ modules: [{ id: 'm', title: { zh: '模', en: 'M' } }], items: [{ id: 'i', module: 'm', type: 'service', title: { zh: '项', en: 'I' }, deeplink: 'app://i', category: 'c', why: w }] })
+    expect(parseCatalog(doc(why)).items[0]!.why).toEqual(why)
+    expect(() => parseCatalog(doc({ zh: '只有中文' }))).toThrow(/items\.0\.why\.en/)
+    expect(() => parseCatalog(doc({ zh: 'x'.repeat(121), en: 'y' }))).toThrow(/items\.0\.why\.zh/)
   })
 
   it('an anonymous visitor of a region is told what is popular nearby; a customer with personalization off, why a reminder stays', () => {

@@ -6,7 +6,9 @@
  * explanation, for apps that word it themselves) and a `text`: a short sentence in the
  * layout's language, written for the customer. The text never names a tag, a segment or a
  * score; a tag the table below does not know, or one that is sensitive, gets the wording of
- * its item's kind (a tip: "为保障您的资金安全"), never its name.
+ * its item's kind (a tip: "为保障您的资金安全"), never its name. A catalogue entry with a condition of
+ * the bank's own may word it itself (`why`, zh and en): its text replaces the table's, its code
+ * stays the table's, for apps that word codes themselves.
  *
  * Reasons are built once per snapshot (layout.rank.ts) with both languages; the layout shows
  * the one it was asked for (`localizeReason`, kept per reason object).

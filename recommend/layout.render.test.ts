@@ -28,6 +28,7 @@ function awkwardSnapshot(): LayoutSnapshot {
       category: `c${i % 5}`,
       boost: (i % 7) / 10,
       conditionTags: i % 5 === 0 ? ['loan_due', `tag"${i}`] : [],
+      why: i % 10 === 0 ? { zh: `为您${AWKWARD[(i + 4) % AWKWARD.length]}`, en: `For you ${AWKWARD[(i + 5) % AWKWARD.length]}` } : undefined,
       elder: i % 6 === 0 ? 'hide' : 'show',
     }),
   )

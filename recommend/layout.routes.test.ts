@@ -200,7 +200,11 @@ describe('the catalogue', () => {
   it('a member bank adds and disables entries; the layout follows at once; versions are kept', async () => {
     const own = {
       disable: ['promotions', 'svc.topup'],
-      items: [{ id: 'svc.harvest', module: 'quick_services', type: 'service', title: { zh: '丰收贷款计算器', en: 'Harvest loan calculator' }, deeplink: 'app://tools/harvest', category: 'tools', boost: 100 }],
+      items: [
+        { id: 'svc.harvest', module: 'quick_services', type: 'service', title: { zh: '丰收贷款计算器', en: 'Harvest loan calculator' }, deeplink: 'app://tools/harvest', category: 'tools', boost: 100 },
+        // Its own words for the customer about its condition.
+        { id: 'svc.elder_line', module: 'quick_services', type: 'service', title: { zh: '长辈专线', en: 'Seniors line' }, deeplink: 'app://help/elder', category: 'elder_line', boost: 100, when: { tag: 'elder', op: 'eq', value: true }, why: { zh: '为您开通的长辈专线', en: 'A line opened for you' } },
+      ],
     }
     const res = await put(own, admin, '?expectedVersion=0&changeNote=harvest%20season')
     expect(res.statusCode, res.body).toBe(201)
@@ -214,6 +218,9 @@ describe('the catalogue', () => {
     expect(ids).not.toContain('svc.topup')
     expect(l.modules.map((m) => m.id)).not.toContain('promotions')
     expect(l.model.catalogVersion.own).toBe(1)
+    const elder = customers.find((c) => truthy(c, 'elder'))!
+    const line = (await layout({ customerId: elder.no, mode: 'standard' })).modules.flatMap((m) => m.items).find((i) => i.id === 'svc.elder_line')
+    expect(line?.reason).toMatchObject({ kind: 'tag', tags: ['elder'], code: 'elder_care', text: '为您开通的长辈专线' })
     const versions = await t.app.inject({ method: 'GET', url: '/v1/layout/catalog/versions', headers: { authorization: `Bearer ${read}` } })
     expect(versions.json().versions[0].changeNote).toBe('harvest season')
   })

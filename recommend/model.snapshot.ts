@@ -49,6 +49,8 @@ export interface SnapshotItem {
   eligible?: Bitmap | undefined
   /** Tags the condition reads (the reason). */
   conditionTags: string[]
+  /** The catalogue's words for the customer about the condition, if it has its own. */
+  why?: { zh: string; en: string } | undefined
   /** Customers a product rule keeps away from it, with the rule's reason. */
   excluded?: { keys: Bitmap; reason: string }[] | undefined
   /** Product risk level (0 for non-products). */
@@ -64,6 +66,7 @@ export interface SnapshotModule {
   elder: 'first' | 'show' | 'hide'
   eligible?: Bitmap | undefined
   conditionTags: string[]
+  why?: { zh: string; en: string } | undefined
   items: number[]
 }
 
@@ -266,6 +269,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     cap: it.cap,
     reminderTag: it.reminderTag,
     conditionTags: [],
+    why: it.why,
     risk: 0,
   }))
   // Each product joins every module whose selector takes it.
@@ -330,6 +334,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
       elder: m.elder,
       eligible: rule && (await evalRule(rule, purposeOf('module'))),
       conditionTags: rule ? [...new Set(tagsOf(rule))] : [],
+      why: m.why,
       items: items.filter((i) => i.module === m.id).map((i) => i.index),
     })
   }
