@@ -56,7 +56,8 @@ const w = (k: keyof (typeof WORDS)['en']) => WORDS[lang()][k]
 
 const interval = (p: P) => (p.rate === null ? '—' : `${fmtPct(p.rate)} (${fmtPct(p.low)}–${fmtPct(p.high)})`)
 const diff = (d: D | null | undefined) => (d ? `${d.diff >= 0 ? '+' : ''}${fmtPct(d.diff)} (${fmtPct(d.low)}…${fmtPct(d.high)})` : '—')
-const armName = (r: Row) => (r.holdout ? w('holdout') : r.variant ? `${r.experiment}/${r.variant}` : w('none'))
+// Experiment and variant ids are identifiers: shown as written, never machine-translated.
+const armName = (r: Row) => (r.holdout ? w('holdout') : r.variant ? h('code', { translate: 'no' }, `${r.experiment}/${r.variant}`) : w('none'))
 
 function table(rows: Row[], withModule: boolean): HTMLElement {
   return h(
