@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader, so the installed command and `npm start` run the
-// same sources with no separate build step.
-import { register } from 'tsx/esm/api'
+// Runs the compiled CLI (`npm run build:server` writes dist/, and `npm install` runs the build);
+// in a checkout that was never built, the TypeScript sources through tsx's loader instead.
+import fs from 'node:fs'
+import { URL } from 'node:url'
 
-register()
-await import('../cli/main.ts')
+const compiled = new URL('../dist/cli/main.js', import.meta.url)
+if (fs.existsSync(compiled)) {
+  await import(compiled.href)
+} else {
+  const { register } = await import('tsx/esm/api')
+  register()
+  await import('../cli/main.ts')
+}

@@ -4,6 +4,7 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander'
 import { recordLocal } from '../audit/audit.local.js'
 import { ConfigError, loadConfig, type Config } from '../core/config.js'
 import { isAppError } from '../core/errors.js'
+import { projectPath } from '../core/paths.js'
 import { generateDemo } from '../demo/demo.generator.js'
 import { readKeyFile, runImport, type ImportCliOptions } from '../ingest/import/import.cli.js'
 import { IMPORT_FORMATS, IMPORT_KINDS, type ImportKind } from '../ingest/import/import.schemas.js'
@@ -18,7 +19,7 @@ import { seedDemoTags } from '../demo/demo.tags.js'
 
 /** The `qianmian` command: a thin composition root over the capabilities. */
 
-const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+const VERSION = (JSON.parse(fs.readFileSync(projectPath('package.json'), 'utf8')) as { version: string }).version
 const out = (line: string) => process.stdout.write(line + '\n')
 // `qianmian tenants list | head` closes the pipe early; that is not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

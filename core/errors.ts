@@ -43,6 +43,7 @@ export const ERROR_CATALOGUE = {
   QUERY_MEMORY_LIMIT: { status: 503, message: 'A query needed more memory than its engine lane allows.' },
   // Failures outside HTTP (CLI, start-up); their status is what an operator route would answer.
   CONFIG_INVALID: { status: 500, message: 'The configuration is invalid.' },
+  DEPENDENCY_MISSING: { status: 500, message: 'A package the server needs is not installed.' },
   DATA_DIR_LOCKED: { status: 409, message: 'The data directory is held by another running Qianmian process.' },
   MIGRATION_CHANGED: { status: 500, message: 'An applied migration file was changed.' },
   MIGRATION_FAILED: { status: 500, message: 'A migration failed.' },

@@ -1,11 +1,10 @@
 import fs from 'node:fs'
-import path from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
-import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError, type ErrorIssue } from '../core/errors.js'
+import { projectPath } from '../core/paths.js'
 import { chDateTime } from '../core/time.js'
 import { prepare } from '../segments/segment.compile.js'
 import { tagLeavesOf } from '../segments/segment.schema.js'
@@ -20,7 +19,7 @@ import { checkCatalogShape, invalidCatalog, parseCatalog, parseCondition, purpos
  * built-in catalogue, overridden by the group's, overridden by the member bank's own.
  */
 
-export const DEFAULT_CATALOG = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pack', 'catalog.yaml')
+export const DEFAULT_CATALOG = projectPath('recommend', 'pack', 'catalog.yaml')
 
 export interface SavedCatalog {
   version: number

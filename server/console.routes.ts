@@ -1,9 +1,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance } from 'fastify'
 import { AppError } from '../core/errors.js'
+import { projectPath } from '../core/paths.js'
 
 /**
  * The marketer console (console/), served as static files at /console. The files are built by
@@ -14,7 +14,7 @@ import { AppError } from '../core/errors.js'
  * these routes need no auth of their own: the files hold no data.
  */
 
-export const CONSOLE_DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'console', 'dist')
+export const CONSOLE_DIST = projectPath('console', 'dist')
 
 // The console keeps an API key in sessionStorage: scripts from elsewhere must not run beside it.
 // Styles may be inline because ECharts sets them on the elements it creates.

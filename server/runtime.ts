@@ -3,6 +3,7 @@ import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import type { Config } from '../core/config.js'
 import { createLaneDb, type Db } from '../core/db.js'
+import { AppError } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii, resolvePiiSecret, type Pii } from '../core/pii.js'
@@ -41,7 +42,7 @@ export interface Runtime {
   tags: TagsModule
   /** Saved segments, previews. */
   segments: SegmentsModule
-  /** Home-screen layouts (absent where the optional roaring package is not installed). */
+  /** Home-screen layouts (the runtime does not start without the roaring package). */
   recommend: RecommendModule | undefined
   /** Campaigns, targeting and delivery to the notification service. */
   push: PushModule
@@ -59,6 +60,16 @@ export interface Runtime {
 export async function createRuntime(config: Config, opts: { log?: Logger; withKafka?: boolean } = {}): Promise<Runtime> {
   const log = opts.log ?? createLogger({ level: config.logLevel })
   const metrics = createMetrics({ collectDefault: config.collectDefaultMetrics })
+  const roaring = await loadRoaring()
+  // Layouts and in-memory previews need the native bitmaps: a process without them must not start
+  // (checked before the engine opens) and quietly serve no layouts.
+  if (!roaring) {
+    throw new AppError(
+      'DEPENDENCY_MISSING',
+      'The native package "roaring" is not installed (layouts and in-memory segment previews need it). It builds at install where no prebuilt binary is reachable: ' +
+        'install a C++ toolchain (Debian: apt-get install -y g++ make python3), then run `npm rebuild roaring` (or `npm ci` again).',
+    )
+  }
   fs.mkdirSync(config.dataDir, { recursive: true })
   const ch = await createClickHouse(config)
   // The request lane's Db; modules move their runs, builds and jobs to the other lanes (core/lanes.ts).
@@ -103,8 +114,6 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
   })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
-  const roaring = await loadRoaring()
-  if (!roaring) log.error('the optional "roaring" package is not installed: segment previews run in ClickHouse and no layouts are served')
   // Layouts evaluate their catalogue's conditions on the same bitmaps, whatever the preview budget.
   const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: Math.max(config.segmentCacheBytes, 256 * 1024 ** 2), log })
   const segments = createSegmentsModule({ db, tenants, tags: tags.repo, ...(bitmaps && config.segmentCacheBytes > 0 ? { bitmaps } : {}) })

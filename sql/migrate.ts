@@ -1,11 +1,11 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import type { Logger } from 'pino'
 import type { SystemDb } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
+import { projectPath } from '../core/paths.js'
 import { chDateTime } from '../core/time.js'
 
 /**
@@ -16,7 +16,7 @@ import { chDateTime } from '../core/time.js'
  * transactional: a file that failed half-way is safe to apply again.
  */
 
-export const SQL_DIR = path.dirname(fileURLToPath(import.meta.url))
+export const SQL_DIR = projectPath('sql')
 const FILE_PATTERN = /^(\d{3})_([a-z0-9_]+)\.sql$/
 
 export interface MigrationFile {

@@ -1,8 +1,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { AppError, type ErrorIssue } from '../core/errors.js'
+import { projectPath } from '../core/paths.js'
 import { dependencyLevels, parseDefinition, type TagRepository } from './tag.repository.js'
 import type { TagDefinition } from './tag.schema.js'
 
@@ -12,7 +12,7 @@ import type { TagDefinition } from './tag.schema.js'
  * once, located by file, index and field; nothing is saved unless the whole file is valid.
  */
 
-export const BANKING_PACK = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pack', 'banking.yaml')
+export const BANKING_PACK = projectPath('tags', 'pack', 'banking.yaml')
 
 export function parseDefinitionsText(text: string, source: string): TagDefinition[] {
   let doc: unknown

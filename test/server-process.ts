@@ -12,8 +12,13 @@ export interface ServerProcess {
   kill(signal: NodeJS.Signals): Promise<number | null>
 }
 
-export async function startServerProcess(env: Record<string, string>, timeoutMs = 60_000, nodeArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(root, 'cli/main.ts'), 'start'], {
+/**
+ * `compiled` runs what `npm start` runs (dist/, from `npm run build:server`) instead of the
+ * sources through tsx.
+ */
+export async function startServerProcess(env: Record<string, string>, timeoutMs = 60_000, nodeArgs: string[] = [], opts: { compiled?: boolean } = {}): Promise<ServerProcess> {
+  const entry = opts.compiled ? [path.join(root, 'dist/cli/main.js')] : ['--import', 'tsx', path.join(root, 'cli/main.ts')]
+  const child = spawn(process.execPath, [...nodeArgs, ...entry, 'start'], {
     cwd: root,
     // Only what the test asks for: a KAFKA_BROKERS exported for the Kafka suites must not turn
     // every spawned server into a Kafka edge.
