@@ -161,10 +161,12 @@ export async function experimentReport(db: TenantDb, input: ReportInput): Promis
     FROM ${resolvedEventsSql(['timestamp', 'event', 'properties'], 'event = {click:String} AND timestamp >= {from:DateTime64(3)} AND timestamp < {clicksTo:DateTime64(3)}')}
     WHERE customer_key != 0)`
   // Each click to the latest exposure of its item before it (ASOF), kept within the window. Only
-  // the clickers' exposures are joined: the exposures of the range are far more than the clicks.
+  // exposures of a (customer, item) clicked are joined: the range holds far more exposures than
+  // clicks, and the join's table is built from this side (on 4.5M impressions and 60k clicks the
+  // join took a fifth of the time it took over every exposure of the customers who clicked).
   const attributed = `(SELECT c.customer_key AS customer_key, x.served_at AS served_at, c.item AS item, c.ts AS ts
     FROM ${clicks} AS c
-    ASOF INNER JOIN (SELECT customer_key, served_at, item FROM (${EXPOSURES}) WHERE customer_key IN (SELECT customer_key FROM ${clicks})) AS x
+    ASOF INNER JOIN (SELECT customer_key, served_at, item FROM (${EXPOSURES}) WHERE (customer_key, item) IN (SELECT customer_key, item FROM ${clicks})) AS x
       ON c.customer_key = x.customer_key AND c.item = x.item AND c.ts >= x.served_at
     WHERE c.ts < x.served_at + toIntervalHour({clickHours:UInt32}))`
   const goals = `(SELECT customer_key, timestamp AS ts
@@ -193,12 +195,10 @@ export async function experimentReport(db: TenantDb, input: ReportInput): Promis
     params,
     rowSchema,
   )
-  const [orphans] = await db.query(
-    `SELECT (SELECT count() FROM ${clicks}) - (SELECT count() FROM ${attributed}) AS n`,
-    params,
-    z.object({ n: n }),
-  )
-  return shape(input, rows, orphans?.n ?? 0)
+  // Every attributed click is on one exposure row of the arms: the clicks not there had none.
+  const [all] = await db.query(`SELECT count() AS n FROM ${clicks}`, params, z.object({ n: n }))
+  const attributedClicks = rows.reduce((sum, r) => sum + (r.level === 'arm' ? r.clicks : 0), 0)
+  return shape(input, rows, (all?.n ?? 0) - attributedClicks)
 }
 
 function metrics(r: Row): Omit<Metrics, 'vsHoldout'> {
