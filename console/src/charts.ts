@@ -13,6 +13,15 @@ echarts.use([BarChart, LineChart, PieChart, GridComponent, LegendComponent, Tool
 export const PALETTE = ['#1f6f5c', '#d98e04', '#3b6ea8', '#b4463c', '#7a5ea8', '#4f9a94', '#a0a43a', '#c76b98', '#5a6472']
 const live = new Set<echarts.ECharts>()
 
+/**
+ * Charts draw on a canvas: the words and numbers they show are also kept on their element
+ * (`data-labels`, `data-values`, `|`-separated), for the browser test's checks of the language.
+ */
+function label(el: HTMLElement, labels: string[], values: unknown[]) {
+  el.dataset.labels = labels.join('|')
+  el.dataset.values = values.map((v) => (typeof v === 'object' && v !== null ? (v as { value: number }).value : v)).join('|')
+}
+
 function mount(el: HTMLElement, option: echarts.EChartsCoreOption): echarts.ECharts {
   // Panels that redraw (the live count) replace their chart elements: free the charts left behind.
   for (const c of live) {
@@ -49,6 +58,7 @@ export interface Series {
 export function bar(el: HTMLElement, categories: string[], series: Series[], o: { horizontal?: boolean; percent?: boolean; integer?: boolean; labels?: boolean } = {}) {
   const cat = { type: 'category', data: categories, axisLabel: { interval: 0, hideOverlap: true, width: 110, overflow: 'truncate' } }
   const pct = (v: number) => `${(v * 100).toFixed(v > 0 && v < 0.1 ? 1 : 0)}%`
+  label(el, [...categories, ...(series.length > 1 ? series.map((s) => s.name) : [])], series[0]?.data ?? [])
   const val = { type: 'value', ...(o.integer ? { minInterval: 1 } : {}), ...(o.percent ? { axisLabel: { formatter: pct } } : {}) }
   return mount(el, {
     tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' } },
@@ -69,6 +79,7 @@ export function bar(el: HTMLElement, categories: string[], series: Series[], o: 
 }
 
 export function pie(el: HTMLElement, data: { name: string; value: number }[]) {
+  label(el, data.map((d) => d.name), data.map((d) => d.value))
   return mount(el, {
     tooltip: { trigger: 'item', formatter: '{b}: {c} ({d}%)' },
     legend: { type: 'scroll', bottom: 0, formatter: (name: string) => `${name} ${data.find((d) => d.name === name)?.value.toLocaleString('en-US') ?? ''}` },
@@ -77,6 +88,7 @@ export function pie(el: HTMLElement, data: { name: string; value: number }[]) {
 }
 
 export function line(el: HTMLElement, categories: string[], series: Series[], o: { area?: boolean } = {}) {
+  label(el, [...categories, ...series.map((s) => s.name)], series[0]?.data ?? [])
   return mount(el, {
     tooltip: { trigger: 'axis' },
     legend: { top: 0 },

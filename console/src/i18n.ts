@@ -32,3 +32,54 @@ export function tOr(key: string, fallback: string): string {
 }
 
 export const opLabel = (op: string) => OPS[current][op] ?? op
+
+/** A word with `{name}` slots filled. */
+export function tf(key: Key, vars: Record<string, string | number>): string {
+  return t(key).replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? String(vars[k]) : m))
+}
+
+/** A tag's value as marketers say it: yes/no, or the dictionary's word for a category of the banking pack. */
+export function valueLabel(tag: string, value: string): string {
+  if (value === 'true') return t('yes')
+  if (value === 'false') return t('no')
+  return tOr(`val_${tag}_${value}`, value)
+}
+
+/** Whether the dictionary has a word for the value; if not, the value is shown as data, as it is. */
+export const hasValueLabel = (tag: string, value: string) => value === 'true' || value === 'false' || `val_${tag}_${value}` in en
+
+const WEEKDAYS = { zh: ['周日', '周一', '周二', '周三', '周四', '周五', '周六'], en: ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] }
+
+/** The common five-field crons as a sentence ("每天 10:00"); null for any other, shown as written. */
+export function describeCron(cron: string): string | null {
+  const every = /^\*\/(\d{1,2}) \* \* \* \*$/.exec(cron.trim())
+  if (every) return tf('cronEveryMinutes', { n: every[1]! })
+  const hourly = /^(\d{1,2}) \* \* \* \*$/.exec(cron.trim())
+  if (hourly) return tf('cronHourly', { m: hourly[1]! })
+  const m = /^(\d{1,2}) (\d{1,2}) (\*|\d{1,2}) \* (\*|1-5|[0-7])$/.exec(cron.trim())
+  if (!m) return null
+  const [, mm, hh, dom, dow] = m as unknown as [string, string, string, string, string]
+  const time = `${hh.padStart(2, '0')}:${mm.padStart(2, '0')}`
+  if (dom === '*' && dow === '*') return tf('cronDaily', { time })
+  if (dom === '*' && dow === '1-5') return tf('cronWeekdays', { time })
+  if (dom === '*') return tf('cronWeekly', { day: WEEKDAYS[current][Number(dow) % 7]!, time })
+  if (dow === '*') return tf('cronMonthly', { dom, time })
+  return null
+}
+
+const PURPOSES = ['marketing', 'service', 'risk', 'security'] as const
+const purposeWord = (p: string) => ((PURPOSES as readonly string[]).includes(p) ? t(`purpose_${p as (typeof PURPOSES)[number]}`) : p)
+
+/**
+ * An API issue in the console's language. The API words its issues in English; those a marketer
+ * meets while building (a tag refused for the purpose, an unknown tag) are said in Chinese with
+ * the tag named, others by a plain "not accepted" with the API's words kept for the tooltip.
+ */
+export function issueText(message: string): { tag?: string; text: string } {
+  if (current === 'en') return { text: message }
+  let m = /^tag (\S+) may be used for (.+), not for a (\w+) segment$/.exec(message)
+  if (m) return { tag: m[1]!, text: tf('issueTagPurpose', { purposes: m[2]!.split(', ').map(purposeWord).join('、'), purpose: purposeWord(m[3]!) }) }
+  m = /^tag (\S+) is not defined$/.exec(message)
+  if (m) return { tag: m[1]!, text: t('issueTagUnknown') }
+  return /[\u4e00-\u9fff]/.test(message) ? { text: message } : { text: t('issueInvalid') }
+}

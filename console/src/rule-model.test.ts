@@ -53,6 +53,11 @@ describe('the builder tree and the segment language', () => {
     expect(incomplete(tree)).toEqual([fresh.id])
   })
 
+  it('holds the count back while a category condition has no value chosen', () => {
+    const tree = fromRule({ all: [{ tag: 'aum_tier', op: 'in', value: [] }, { tag: 'aum_tier', op: 'not_in', value: ['none'] }] })
+    expect(incomplete(tree)).toEqual([tree.children[0]!.id])
+  })
+
   it('reshapes a value for a new operator', () => {
     expect(reshape('a', 'in', 'x')).toEqual(['a'])
     expect(reshape(['a', 'b'], 'eq', 'x')).toBe('a')

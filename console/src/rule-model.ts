@@ -159,7 +159,8 @@ export function incomplete(n: RuleNode): string[] {
     case 'group':
       return [...(n.children.length ? [] : [n.id]), ...n.children.flatMap(incomplete)]
     case 'tag':
-      return n.tag ? [] : [n.id]
+      // A category condition with no value chosen yet would count nobody: it waits for a choice.
+      return n.tag && !(arity(n.op) === 'list' && Array.isArray(n.value) && n.value.length === 0) ? [] : [n.id]
     case 'event':
       return n.names.length ? [] : [n.id]
     case 'sequence':

@@ -10,6 +10,7 @@ let tenant: Tenant | null = null
 let tagList: Promise<Tag[]> | null = null
 const details = new Map<string, Promise<TagDetail>>()
 let segmentList: Promise<SavedSegment[]> | null = null
+let eventList: Promise<string[] | null> | null = null
 
 export const store = {
   tenant: (): Tenant => {
@@ -25,6 +26,7 @@ export const store = {
     tenant = t
     tagList = null
     segmentList = null
+    eventList = null
     details.clear()
   },
   tags: (): Promise<Tag[]> => (tagList ??= get<{ tags: Tag[] }>('/v1/tags').then((r) => r.tags)),
@@ -38,6 +40,12 @@ export const store = {
     return p
   },
   segments: (): Promise<SavedSegment[]> => (segmentList ??= get<{ segments: SavedSegment[] }>('/v1/segments').then((r) => r.segments)),
+  /** The track events the bank's app sent lately, most frequent first; null when they cannot be read (no suggestions then). */
+  eventNames: (): Promise<string[] | null> =>
+    (eventList ??= get<{ events: { name: string }[] }>('/v1/events/names').then(
+      (r) => r.events.map((e) => e.name),
+      () => null,
+    )),
   segmentsChanged() {
     segmentList = null
   },

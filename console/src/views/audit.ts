@@ -1,6 +1,6 @@
 import { get } from '../api.js'
 import { clear, fmtTime, h } from '../dom.js'
-import { t } from '../i18n.js'
+import { t, tOr } from '../i18n.js'
 import { store } from '../store.js'
 import type { AuditEntry } from '../types.js'
 
@@ -42,12 +42,13 @@ export async function auditView(root: HTMLElement): Promise<void> {
       'tr',
       { 'data-testid': 'audit-entry', class: e.outcome === 'ok' ? '' : 'issue' },
       h('td', null, fmtTime(e.at, tz, { year: true })),
-      h('td', { title: `${t('auditKey')} ${e.keyId} · ${e.roles.join(', ')}` }, e.holder),
-      h('td', null, e.action),
-      h('td', null, e.objectId ? `${e.objectKind} ${e.objectId}` : e.objectKind),
+      // Holders, actions and object kinds are the names the filters take: shown as written.
+      h('td', { title: `${t('auditKey')} ${e.keyId} · ${e.roles.join(', ')}`, translate: 'no' }, e.holder),
+      h('td', { translate: 'no' }, e.action),
+      h('td', { translate: 'no' }, e.objectId ? `${e.objectKind} ${e.objectId}` : e.objectKind),
       h('td', null, e.customerNo || '—'),
       h('td', null, e.customers || '—'),
-      h('td', null, `${e.outcome} (${e.status})`),
+      h('td', null, `${tOr(`outcome_${e.outcome}`, e.outcome)} (${e.status})`),
       h('td', { class: 'small muted' }, `${e.clientIp} · ${e.requestId}`),
     )
 

@@ -8,6 +8,13 @@ import type { Campaign, CampaignStats, CustomerView, Preview, Target, Texts } fr
 
 /** The panels beside a campaign: its message for a sample customer, stats, targets, and the calendar. */
 
+/** What the last "run now" of a campaign answered: the panels are drawn again after a run and keep it. */
+let lastRun = { campaign: '', note: '' }
+export const ranNote = {
+  set: (campaign: string, note: string) => ((lastRun = { campaign, note }), note),
+  of: (campaign: string) => (lastRun.campaign === campaign ? lastRun.note : ''),
+}
+
 let sampleCustomer = ''
 /** The campaign the sample was drawn for: another campaign has another audience. */
 let sampleFor = ''
@@ -81,7 +88,7 @@ export async function stats(box: HTMLElement, c: Campaign): Promise<void> {
     h('h4', null, t('upliftTitle')),
     conv
       ? [
-          h('p', { class: 'small' }, `${t('upliftVsHoldout')}: `, h('b', null, fmtPct(conv.upliftVsHoldout, 2)), ` · ${t('upliftVsControl')}: `, h('b', null, fmtPct(conv.upliftVsControl, 2)), ` · ${conv.event.join(', ')} / ${conv.withinHours} h`),
+          h('p', { class: 'small' }, `${t('upliftVsHoldout')}: `, h('b', null, fmtPct(conv.upliftVsHoldout, 2)), ` · ${t('upliftVsControl')}: `, h('b', null, fmtPct(conv.upliftVsControl, 2)), ' · ', h('span', { translate: 'no' }, conv.event.join(', ')), ` / ${conv.withinHours} ${t('hours')}`),
           uplift,
         ]
       : h('p', { class: 'muted' }, t('noConversionGoal')),
@@ -101,12 +108,13 @@ export async function stats(box: HTMLElement, c: Campaign): Promise<void> {
 }
 
 export async function targets(box: HTMLElement, c: Campaign, tz: string, run: (out: HTMLElement) => Promise<void>): Promise<void> {
-  const out = h('span', { class: 'status', 'data-testid': 'run-status' })
+  const out = h('span', { class: 'status', 'data-testid': 'run-status' }, ranNote.of(c.id))
   const { targets: list } = await get<{ targets: Target[] }>(`/v1/push/campaigns/${enc(c.id)}/targets?limit=20`)
   clear(
     box,
     h('h3', null, t('targets')),
     h('div', { class: 'row' }, h('button', { 'data-testid': 'run-now', disabled: c.schedule.kind === 'event', onclick: () => void run(out) }, t('runNow')), out),
+    h('p', { class: 'muted small', 'data-testid': 'run-hint' }, c.schedule.kind === 'event' ? t('skipped_event_triggered') : t('runHint')),
     list.length
       ? h(
           'div',
@@ -134,7 +142,7 @@ export function calendar(box: HTMLElement, campaigns: Campaign[], tz: string): v
   const eventDriven = campaigns.filter((c) => c.schedule.kind === 'event')
   clear(
     box,
-    h('h3', null, t('calendar'), h('small', { class: 'muted' }, ` ${tz}`)),
+    h('h3', null, t('calendar'), ' ', h('small', { class: 'muted', translate: 'no' }, tz)),
     h(
       'div',
       { class: 'calendar', 'data-testid': 'calendar' },

@@ -1,10 +1,11 @@
 import { api, enc, get, type ApiError } from '../api.js'
 import { zoned } from '../cron.js'
-import { clear, h, select } from '../dom.js'
-import { t } from '../i18n.js'
+import { clear, fmtInt, h, select } from '../dom.js'
+import { issueText, t, tOr } from '../i18n.js'
+import { issueLine } from '../issues.js'
 import { store } from '../store.js'
 import type { Campaign, Schedule } from '../types.js'
-import { calendar, preview, stats, targets } from './campaign-insights.js'
+import { calendar, preview, ranNote, stats, targets } from './campaign-insights.js'
 
 /**
  * Campaigns: the list, a form to create or change one on a saved segment with its schedule and
@@ -124,7 +125,8 @@ function toBody(d: Draft, tz: string): Record<string, unknown> {
     message: {
       ...(d.titleZh || d.titleEn ? { title: { zh: d.titleZh || d.titleEn, en: d.titleEn || d.titleZh } } : {}),
       body: { zh: d.bodyZh, en: d.bodyEn },
-      ...(d.elderZh || d.elderEn ? { elder: { body: { zh: d.elderZh || d.elderEn, en: d.elderEn || d.elderZh } } } : {}),
+      // An elder text left empty in one language falls back to the standard body of that language, not to the other language.
+      ...(d.elderZh || d.elderEn ? { elder: { body: { zh: d.elderZh || d.bodyZh, en: d.elderEn || d.bodyEn } } } : {}),
     },
     controlPerMille: d.controlPerMille,
     ...(events.length ? { conversion: { event: { names: events }, withinHours: d.conversionHours } } : {}),
@@ -192,6 +194,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     const status = h('div', { class: 'status', 'data-testid': 'campaign-status' })
     const issues = h('div', { class: 'general-issues', 'data-testid': 'campaign-issues' })
     const saved = draft.baseVersion > 0
+    const reachBox = h('div', { class: 'reach', 'data-testid': 'reach-result' })
     clear(
       formBox,
       h('h3', null, saved ? `${t('campaign')} ${draft.id} · v${draft.baseVersion}` : t('newCampaign')),
@@ -202,13 +205,13 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         field(t('name'), bind('name')),
         field(t('audience'), choose('segment', [['', t('everyone')], ...segments.map((s): [string, string] => [s.id, `${s.name} (${s.id})`])])),
         field(t('purpose'), choose('purpose', (['marketing', 'service', 'security'] as const).map((p): [string, string] => [p, t(`purpose_${p}`)]))),
-        field(t('channel'), choose('channel', [['push', 'push'], ['sms', 'sms'], ['in_app', 'in_app']])),
+        field(t('channel'), choose('channel', (['push', 'sms', 'in_app'] as const).map((c): [string, string] => [c, t(`channel_${c}`)]))),
         field(t('priority'), choose('priority', (['low', 'normal', 'high', 'critical'] as const).map((p): [string, string] => [p, t(`prio_${p}`)]))),
         field(t('scheduleKind'), choose('kind', (['cron', 'once', 'active_hour', 'event'] as const).map((k): [string, string] => [k, t(`sched_${k}`)]), true)),
         ...scheduleFields(),
         field(t('status'), choose('status', [['active', t('active')], ['paused', t('paused')]])),
       ),
-      h('h4', null, t('message'), h('small', { class: 'muted' }, ` ${t('placeholdersHint')}`)),
+      h('h4', null, t('message'), ' ', h('small', { class: 'muted', translate: 'no' }, t('placeholdersHint'))),
       h(
         'div',
         { class: 'form-grid two' },
@@ -227,9 +230,43 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         field(t('conversionHours'), bind('conversionHours', { type: 'number', min: 1, max: 720 })),
         field(t('changeNote'), bind('changeNote')),
       ),
-      h('div', { class: 'row' }, h('button', { class: 'primary', 'data-testid': 'save-campaign', onclick: () => void save(status, issues) }, t('saveSchedule')), status),
+      h(
+        'div',
+        { class: 'row' },
+        h('button', { class: 'primary', 'data-testid': 'save-campaign', onclick: () => void save(status, issues) }, t('saveSchedule')),
+        h('button', { 'data-testid': 'reach', title: t('reachHint'), onclick: () => void estimate(reachBox, issues) }, t('reach')),
+        status,
+      ),
+      reachBox,
       issues,
     )
+  }
+
+  /** Reach before sending: the form as filled in, counted by the server's targeting without writing. */
+  async function estimate(box: HTMLElement, issues: HTMLElement) {
+    clear(issues)
+    let body: Record<string, unknown>
+    try {
+      body = toBody(draft, tz)
+    } catch {
+      return void (box.textContent = t('badEventSchedule'))
+    }
+    clear(box, h('span', { class: 'muted' }, t('counting')))
+    try {
+      const id = /^[a-z][a-z0-9_-]{1,62}$/.test(draft.id) ? draft.id : 'new-campaign'
+      const r = await api<{ asIfToday: boolean; audience: number; reached: number; suppressed: Record<string, number> }>('POST', `/v1/push/campaigns/${enc(id)}/reach`, body)
+      const left = Object.entries(r.suppressed).filter(([, n]) => n > 0)
+      clear(
+        box,
+        h('p', null, `${t('reachWould')} `, h('b', { 'data-testid': 'reach-count' }, fmtInt(r.reached)), ` · ${t('reachAudience')} ${fmtInt(r.audience)}`),
+        left.length ? h('p', { class: 'small muted' }, `${t('reachLeftOut')}：${left.map(([k, n]) => `${tOr(`reason_${k}`, k)} ${fmtInt(n)}`).join('、')}`) : null,
+        r.asIfToday ? h('p', { class: 'hint', 'data-testid': 'reach-as-if-today' }, t('reachAsIfToday')) : null,
+      )
+    } catch (e) {
+      const err = e as ApiError
+      clear(box, h('span', { class: 'issue' }, issueText(err.message).text))
+      clear(issues, (err.issues ?? []).map(issueLine))
+    }
   }
 
   async function save(status: HTMLElement, issues: HTMLElement) {
@@ -252,8 +289,8 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
       formBox.querySelector('[data-testid="campaign-status"]')!.textContent = out.changed ? `${t('savedVersion')} ${out.campaign.version}` : t('unchanged')
     } catch (e) {
       const err = e as ApiError
-      status.textContent = err.code === 'CONFLICT' ? (draft.baseVersion ? t('conflictChanged') : t('conflictExists')) : err.message
-      clear(issues, (err.issues ?? []).map((i) => h('div', { class: 'issue' }, i.field ? h('code', null, i.field) : null, ' ', i.message)))
+      status.textContent = err.code === 'CONFLICT' ? (draft.baseVersion ? t('conflictChanged') : t('conflictExists')) : issueText(err.message).text
+      clear(issues, (err.issues ?? []).map(issueLine))
     }
   }
 
@@ -266,15 +303,22 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     clear(sideBox, previewBox, statsBox, targetsBox)
     void preview(previewBox, saved, tz)
     const refresh = () => (void stats(statsBox, saved), void targets(targetsBox, saved, tz, run))
+    // The answer is kept (ranNote) so the refresh of the panels that follows does not erase it.
     const run = async (out: HTMLElement) => {
       out.textContent = t('running')
       try {
-        const r = await api<{ campaigns: { skipped?: string; targeted: number; queued: number }[] }>('POST', `/v1/push/campaigns/${enc(saved.id)}/run`, {})
+        const r = await api<{ campaigns: { skipped?: string; targeted: number; queued: number; suppressed: Record<string, number> }[] }>('POST', `/v1/push/campaigns/${enc(saved.id)}/run`, {})
         const c = r.campaigns[0]
-        out.textContent = c?.skipped ? `${t('skipped')}: ${c.skipped}` : `${t('targeted')} ${c?.targeted ?? 0}, ${t('queued')} ${c?.queued ?? 0}`
+        const left = Object.values(c?.suppressed ?? {}).reduce((a, n) => a + n, 0)
+        out.textContent = ranNote.set(
+          saved.id,
+          c?.skipped
+            ? tOr(`skipped_${c.skipped}`, `${t('skipped')}: ${c.skipped}`)
+            : `${t('ranResult')}：${t('targeted')} ${fmtInt(c?.targeted ?? 0)} · ${t('queued')} ${fmtInt(c?.queued ?? 0)} · ${t('notSent')} ${fmtInt(left)}`,
+        )
         refresh()
       } catch (e) {
-        out.textContent = (e as Error).message
+        out.textContent = ranNote.set(saved.id, issueText((e as Error).message).text)
       }
     }
     refresh()

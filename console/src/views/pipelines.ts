@@ -1,7 +1,7 @@
 import { api, enc, get } from '../api.js'
 import { PALETTE, bar, line } from '../charts.js'
 import { clear, fmtTime, h, select } from '../dom.js'
-import { t } from '../i18n.js'
+import { describeCron, t, tOr } from '../i18n.js'
 import { store } from '../store.js'
 import type { PipelineRun, PipelineStatus, SegmentRun } from '../types.js'
 
@@ -12,6 +12,8 @@ let segmentId = ''
 // What the last "run now" gave; the screen is drawn again after a run and keeps it.
 let note = ''
 
+const pipe = (p: string) => tOr(`pipe_${p}`, p)
+const outcome = (s: string) => tOr(`run_${s}`, s)
 const seconds = (r: PipelineRun) => (r.finishedAt ? Math.max(0, (Date.parse(`${r.finishedAt.replace(' ', 'T')}Z`) - Date.parse(`${r.startedAt.replace(' ', 'T')}Z`)) / 1000) : null)
 
 export async function pipelinesView(root: HTMLElement): Promise<void> {
@@ -31,10 +33,10 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
   segmentId ||= segments[0]?.id ?? ''
 
   const runNow = (pipeline: string) => async () => {
-    runStatus.textContent = `${pipeline}: ${t('running')}`
+    runStatus.textContent = `${pipe(pipeline)}: ${t('running')}`
     try {
       const r = await api<PipelineRun>('POST', '/v1/pipelines/runs', { pipeline, wait: true })
-      note = `${pipeline}: ${r.status}${r.error ? ` (${r.error})` : ''}`
+      note = `${pipe(pipeline)}: ${outcome(r.status)}${r.error ? ` (${r.error})` : ''}`
       await pipelinesView(root)
     } catch (e) {
       runStatus.textContent = (e as Error).message
@@ -46,6 +48,7 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
     const { runs: sr } = await get<{ runs: SegmentRun[] }>(`/v1/segments/${enc(segmentId)}/runs?limit=200`)
     const ordered = [...sr].reverse()
     sizeNote.textContent = ordered.length ? '' : t('notMaterialized')
+    sizeChart.hidden = !ordered.length
     if (ordered.length) {
       line(sizeChart, ordered.map((r) => fmtTime(r.finishedAt, tz)), [
         { name: t('size'), data: ordered.map((r) => r.size) },
@@ -64,10 +67,10 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
         h(
           'div',
           { class: 'panel card', 'data-pipeline': p.pipeline },
-          h('h3', null, p.pipeline, p.running ? h('span', { class: 'badge' }, t('runningNow')) : null),
-          h('p', { class: 'small' }, `${t('lastRun')}: `, p.lastRun ? h('span', { class: `st st-${p.lastRun.status}` }, `${p.lastRun.status} · ${fmtTime(p.lastRun.startedAt, tz)} · ${seconds(p.lastRun)?.toFixed(1) ?? '…'} s`) : t('never')),
+          h('h3', null, pipe(p.pipeline), p.running ? h('span', { class: 'badge' }, t('runningNow')) : null),
+          h('p', { class: 'small' }, `${t('lastRun')}: `, p.lastRun ? h('span', { class: `st st-${p.lastRun.status}` }, `${outcome(p.lastRun.status)} · ${fmtTime(p.lastRun.startedAt, tz)} · ${seconds(p.lastRun)?.toFixed(1) ?? '…'} ${t('seconds')}`) : t('never')),
           h('p', { class: 'small' }, `${t('lastSuccess')}: ${p.lastSuccess ? fmtTime(p.lastSuccess.startedAt, tz) : t('never')}`),
-          h('p', { class: 'small muted' }, p.schedules.length ? `${t('schedules')}: ${[...new Set(p.schedules.map((s) => s.cron))].join(' · ')} → ${fmtTime(p.schedules.map((s) => s.next).filter(Boolean).sort()[0], tz)}` : t('noSchedule')),
+          h('p', { class: 'small muted' }, p.schedules.length ? `${t('schedules')}: ${[...new Set(p.schedules.map((s) => describeCron(s.cron) ?? s.cron))].join(' · ')} → ${fmtTime(p.schedules.map((s) => s.next).filter(Boolean).sort()[0], tz)}` : t('noSchedule')),
           p.pipeline === 'tags' || p.pipeline === 'segments' ? h('button', { onclick: runNow(p.pipeline) }, t('runNow')) : null,
         ),
       ),
@@ -79,25 +82,25 @@ export async function pipelinesView(root: HTMLElement): Promise<void> {
       { class: 'panel' },
       h('h3', null, t('failures'), ` (${failures.length})`),
       failures.length
-        ? h('table', { class: 'small' }, h('tr', null, [t('pipeline'), t('when'), t('attempt'), t('error')].map((x) => h('th', null, x))), failures.slice(0, 20).map((r) => h('tr', null, h('td', null, r.pipeline), h('td', null, fmtTime(r.startedAt, tz, { year: true })), h('td', null, r.attempt), h('td', { class: 'issue' }, r.error))))
+        ? h('table', { class: 'small' }, h('tr', null, [t('pipeline'), t('when'), t('attempt'), t('error')].map((x) => h('th', null, x))), failures.slice(0, 20).map((r) => h('tr', null, h('td', null, pipe(r.pipeline)), h('td', null, fmtTime(r.startedAt, tz, { year: true })), h('td', null, r.attempt), h('td', { class: 'issue', translate: 'no' }, r.error))))
         : h('p', { class: 'muted' }, t('noFailures')),
     ),
     h(
       'div',
       { class: 'panel' },
       h('h3', null, t('segmentSize')),
-      select({ 'data-testid': 'size-segment', onchange: (e: Event) => ((segmentId = (e.target as HTMLSelectElement).value), void drawSize()) }, segments.map((s): [string, string] => [s.id, `${s.name} (${s.id})`]), segmentId),
+      segments.length ? select({ 'data-testid': 'size-segment', onchange: (e: Event) => ((segmentId = (e.target as HTMLSelectElement).value), void drawSize()) }, segments.map((s): [string, string] => [s.id, `${s.name} (${s.id})`]), segmentId) : null,
       sizeNote,
       sizeChart,
     ),
   )
   requestAnimationFrame(() => {
     const ordered = [...runs].reverse().slice(-60)
-    bar(durations, ordered.map((r) => `${r.pipeline} ${fmtTime(r.startedAt, tz)}`), [
+    bar(durations, ordered.map((r) => `${pipe(r.pipeline)} ${fmtTime(r.startedAt, tz)}`), [
       { name: t('seconds'), data: ordered.map((r) => ({ value: seconds(r) ?? 0, itemStyle: { color: STATUS_COLOR[r.status] ?? PALETTE[8]! } })) },
     ])
     const names = [...new Set(runs.map((r) => r.pipeline))]
-    bar(outcomes, names, (['succeeded', 'partial', 'failed', 'skipped', 'running'] as const).map((st) => ({ name: st, stack: 'n', color: STATUS_COLOR[st]!, data: names.map((n) => runs.filter((r) => r.pipeline === n && r.status === st).length) })), { integer: true })
+    bar(outcomes, names.map(pipe), (['succeeded', 'partial', 'failed', 'skipped', 'running'] as const).map((st) => ({ name: outcome(st), stack: 'n', color: STATUS_COLOR[st]!, data: names.map((n) => runs.filter((r) => r.pipeline === n && r.status === st).length) })), { integer: true })
   })
   await drawSize()
 }

@@ -1,5 +1,6 @@
 import { h, select, type Child } from '../dom.js'
-import { lang, opLabel, t } from '../i18n.js'
+import { hasValueLabel, lang, opLabel, t, valueLabel } from '../i18n.js'
+import { issueLine } from '../issues.js'
 import { ATTRIBUTES, EVENT_OPS, arity, findParent, group, leaf, opsForAttribute, opsForType, reshape } from '../rule-model.js'
 import type { AttributeNode, EventNode, GroupNode, LeafKind, RuleNode, SequenceNode, TagNode } from '../rule-model.js'
 import type { Purpose, SavedSegment, Scalar, TagDetail, Tag } from '../types.js'
@@ -16,6 +17,8 @@ export interface EditorCtx {
   tags: Tag[]
   details: Map<string, TagDetail>
   segments: SavedSegment[]
+  /** The bank's recent track events, most frequent first (null: unknown, so no names are questioned). */
+  eventNames: string[] | null
   /** The model changed; `structure`: the tree must be drawn again. */
   changed(structure: boolean): void
   /** A tag was chosen whose distribution is not loaded yet. */
@@ -25,8 +28,37 @@ export interface EditorCtx {
 const csv = (s: string) => s.split(/[,，\s]+/).map((x) => x.trim()).filter(Boolean)
 const num = (s: string) => (s.trim() === '' || Number.isNaN(Number(s)) ? 0 : Number(s))
 
+const EVENT_LIST = 'event-names-list'
+
 export function renderRule(ctx: EditorCtx): HTMLElement {
-  return h('div', { class: 'rule-tree', 'data-testid': 'rule-tree' }, renderNode(ctx, ctx.root, true))
+  return h(
+    'div',
+    { class: 'rule-tree', 'data-testid': 'rule-tree' },
+    renderNode(ctx, ctx.root, true),
+    h('datalist', { id: EVENT_LIST }, (ctx.eventNames ?? []).map((e) => h('option', { value: e }))),
+  )
+}
+
+/** Edit distance, for "did you mean" on a misspelt event name. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = row
+  }
+  return prev[b.length]!
+}
+
+/** Names the bank's app has not sent lately (they count nobody), each with the closest name it has sent. */
+function unknownEvents(names: string[], known: string[] | null): { name: string; meant?: string }[] {
+  if (!known?.length) return []
+  return names
+    .filter((n) => !known.includes(n))
+    .map((name) => {
+      const [meant] = known.map((k) => [k, distance(name, k)] as const).filter(([, d]) => d <= Math.max(2, Math.floor(name.length / 4))).sort((x, y) => x[1] - y[1])
+      return meant ? { name, meant: meant[0] } : { name }
+    })
 }
 
 function renderNode(ctx: EditorCtx, n: RuleNode, isRoot = false): HTMLElement {
@@ -152,7 +184,8 @@ function tagLeaf(ctx: EditorCtx, n: TagNode): HTMLElement {
         ctx.changed(true)
       },
     },
-    [['', t('chooseTag')], ...usable.map((d): [string, string] => [d.name, `${d.description[lang()]} · ${d.name}`])],
+    // In Chinese the tag's description alone (its name is an English identifier).
+    [['', t('chooseTag')], ...usable.map((d): [string, string] => [d.name, lang() === 'zh' ? d.description.zh : `${d.description.en} · ${d.name}`])],
     n.tag,
   )
   if (!def) return h('div', { class: 'leaf' }, h('span', { class: 'kind' }, t('kindTag')), tagSelect)
@@ -180,7 +213,8 @@ function fallbackValue(def: Tag, detail: TagDetail | undefined): Scalar {
 
 function defaultCondition(def: Tag): Pick<TagNode, 'op' | 'value'> {
   if (def.type === 'boolean') return { op: 'eq', value: true }
-  if (def.type === 'enum' || def.type === 'string_list') return { op: 'in', value: def.values?.length ? [def.values[0]!] : [] }
+  // No label chosen for the marketer: the first one is often "none", which would count nobody.
+  if (def.type === 'enum' || def.type === 'string_list') return { op: 'in', value: [] }
   if (def.type === 'date') return { op: 'gte', value: new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10) }
   return { op: 'gte', value: 1 }
 }
@@ -193,9 +227,9 @@ function tagValue(ctx: EditorCtx, n: TagNode, def: Tag): Child {
   if (def.type === 'boolean' || def.type === 'enum' || def.type === 'string_list') {
     const labels = def.type === 'boolean' ? [{ value: 'true' }, { value: 'false' }] : labelsOf(def, detail)
     const toValue = (v: string): Scalar => (def.type === 'boolean' ? v === 'true' : v)
-    const shown = (v: string) => (def.type === 'boolean' ? t(v === 'true' ? 'yes' : 'no') : v)
+    const shown = (v: string): Child => (hasValueLabel(def.name, v) ? valueLabel(def.name, v) : h('span', { translate: 'no' }, v))
     if (a === 'one') {
-      return select({ 'data-testid': 'value-select', onchange: (e: Event) => ((n.value = toValue((e.target as HTMLSelectElement).value)), ctx.changed(false)) }, labels.map((l): [string, string] => [l.value, shown(l.value)]), String(list[0] ?? ''))
+      return select({ 'data-testid': 'value-select', onchange: (e: Event) => ((n.value = toValue((e.target as HTMLSelectElement).value)), ctx.changed(false)) }, labels.map((l): [string, string] => [l.value, valueLabel(def.name, l.value)]), String(list[0] ?? ''))
     }
     if (!labels.length) return h('span', { class: 'muted' }, t('loadingValues'))
     return h(
@@ -278,20 +312,33 @@ function attributeLeaf(ctx: EditorCtx, n: AttributeNode): HTMLElement {
 function eventLeaf(ctx: EditorCtx, n: EventNode): HTMLElement {
   const a = arity(n.op)
   const vals = Array.isArray(n.value) ? n.value : [n.value]
+  const unknown = unknownEvents(n.names, ctx.eventNames)
   return h(
     'div',
     { class: 'leaf wrap' },
     h('span', { class: 'kind' }, t('kindEvent')),
-    h('input', { class: 'value wide', placeholder: t('eventNames'), value: n.names.join(', '), 'data-testid': 'event-names', onchange: (e: Event) => ((n.names = csv((e.target as HTMLInputElement).value)), ctx.changed(true)) }),
+    h('input', { class: 'value wide', placeholder: t('eventNames'), title: t('eventsSeen'), list: EVENT_LIST, value: n.names.join(', '), 'data-testid': 'event-names', onchange: (e: Event) => ((n.names = csv((e.target as HTMLInputElement).value)), ctx.changed(true)) }),
     select({ onchange: (e: Event) => ((n.measure = (e.target as HTMLSelectElement).value as EventNode['measure']), ctx.changed(true)) }, [['count', t('measureCount')], ['sum', t('measureSum')], ['distinct', t('measureDistinct')]], n.measure),
     n.measure === 'count' ? null : h('input', { class: 'value', placeholder: t('property'), value: n.property, oninput: (e: Event) => ((n.property = (e.target as HTMLInputElement).value.trim()), ctx.changed(false)) }),
     select({ onchange: (e: Event) => ((n.op = (e.target as HTMLSelectElement).value), (n.value = n.op === 'between' ? [vals[0] ?? 1, vals[1] ?? vals[0] ?? 1] : (vals[0] ?? 1)), ctx.changed(true)) }, EVENT_OPS.map((o): [string, string] => [o, opLabel(o)]), n.op),
     [0, ...(a === 'two' ? [1] : [])].map((i) =>
       h('input', { class: 'value narrow', type: 'number', value: String(vals[i] ?? ''), oninput: (e: Event) => ((n.value = a === 'two' ? vals.map((v, j) => (j === i ? num((e.target as HTMLInputElement).value) : v)) : num((e.target as HTMLInputElement).value)), ctx.changed(false)) }),
     ),
-    h('span', null, t('inLast')),
-    h('input', { class: 'value narrow', type: 'number', min: 1, max: 400, value: String(n.lastDays), oninput: (e: Event) => ((n.lastDays = num((e.target as HTMLInputElement).value)), ctx.changed(false)) }),
-    h('span', null, t('days')),
+    // "in the last N days" wraps as one piece, never leaving "天" alone on a line.
+    h(
+      'span',
+      { class: 'nowrap' },
+      h('span', null, t('inLast')),
+      h('input', { class: 'value narrow', type: 'number', min: 1, max: 400, value: String(n.lastDays), 'data-testid': 'last-days', oninput: (e: Event) => ((n.lastDays = num((e.target as HTMLInputElement).value)), ctx.changed(false)) }),
+      h('span', { 'data-testid': 'days-unit' }, t('days')),
+    ),
+    unknown.length
+      ? h(
+          'div',
+          { class: 'hint block', 'data-testid': 'event-warning' },
+          unknown.map((u) => h('div', null, `${t('unknownEvent')}：`, h('code', { translate: 'no' }, u.name), u.meant ? [`，${t('didYouMean')} `, h('code', { translate: 'no' }, u.meant), '？'] : null)),
+        )
+      : null,
   )
 }
 
@@ -306,9 +353,13 @@ function sequenceLeaf(ctx: EditorCtx, n: SequenceNode): HTMLElement {
     ]),
     n.steps.length < 8 ? h('button', { class: 'icon', title: t('addStep'), onclick: () => (n.steps.push([]), ctx.changed(true)) }, '+') : null,
     n.steps.length > 2 ? h('button', { class: 'icon', title: t('removeStep'), onclick: () => (n.steps.pop(), ctx.changed(true)) }, '−') : null,
-    h('span', null, t('within')),
-    h('input', { class: 'value narrow', type: 'number', min: 1, value: String(n.withinDays), oninput: (e: Event) => ((n.withinDays = num((e.target as HTMLInputElement).value)), ctx.changed(false)) }),
-    h('span', null, t('days')),
+    h(
+      'span',
+      { class: 'nowrap' },
+      h('span', null, t('within')),
+      h('input', { class: 'value narrow', type: 'number', min: 1, value: String(n.withinDays), oninput: (e: Event) => ((n.withinDays = num((e.target as HTMLInputElement).value)), ctx.changed(false)) }),
+      h('span', null, t('days')),
+    ),
   )
 }
 
@@ -322,8 +373,8 @@ export function showIssues(tree: HTMLElement, byNode: Map<string, { field?: stri
     const slot = el.querySelector(':scope > .node-issues')
     if (!slot) continue
     slot.replaceChildren(
-      ...issues.map((i) => h('div', { class: 'issue' }, i.field ? h('code', null, i.field) : null, ' ', i.message)),
-      ...(incompleteIds.includes(id) ? [h('div', { class: 'hint' }, t('incompleteHint'))] : []),
+      ...issues.map(issueLine),
+      ...(incompleteIds.includes(id) ? [h('div', { class: 'hint' }, el.querySelector(':scope > .node-row .chips') ? t('chooseValues') : t('incompleteHint'))] : []),
     )
   }
 }

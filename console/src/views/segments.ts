@@ -1,10 +1,11 @@
 import { ApiError, api, download, enc, get } from '../api.js'
 import { bar, pie } from '../charts.js'
 import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select } from '../dom.js'
-import { lang, t } from '../i18n.js'
+import { hasValueLabel, lang, t, valueLabel } from '../i18n.js'
+import { issueLine } from '../issues.js'
 import { fromRule, group, incomplete, issuesByNode, toJson, type GroupNode, type NodeIssues } from '../rule-model.js'
 import { store } from '../store.js'
-import type { Issue, Preview, Purpose, SavedSegment, TagDetail } from '../types.js'
+import type { Issue, Preview, Purpose, SavedSegment, Tag, TagDetail } from '../types.js'
 import { renderRule, showIssues, type EditorCtx } from './rule-editor.js'
 
 /**
@@ -31,11 +32,12 @@ const fresh = (): Draft => ({ id: '', name: '', description: '', purpose: 'marke
 let draft: Draft = fresh()
 
 export async function segmentsView(root: HTMLElement): Promise<void> {
-  const [tags, segments] = await Promise.all([store.tags(), store.segments()])
+  const [tags, segments, eventNames] = await Promise.all([store.tags(), store.segments(), store.eventNames()])
   // The default breakdown names banking-pack tags; a tenant without them (the group, a bank with
   // its own tags) starts with no breakdown instead of asking for tags it does not have.
   const known = new Set(tags.map((d) => d.name))
   draft.breakdown = [known.has(draft.breakdown[0]) ? draft.breakdown[0] : '', known.has(draft.breakdown[1]) ? draft.breakdown[1] : '']
+  dropForbiddenBreakdown()
   const details = new Map<string, TagDetail>()
   const treeBox = h('div', { class: 'tree-box' })
   const general = h('div', { class: 'general-issues', 'data-testid': 'general-issues' })
@@ -54,6 +56,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     tags,
     details,
     segments,
+    eventNames,
     changed(structure) {
       if (structure) drawTree()
       scheduleCount()
@@ -78,7 +81,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
       purposeBox,
       t('purpose'),
       ' ',
-      select({ 'data-testid': 'seg-purpose', onchange: (e: Event) => ((draft.purpose = (e.target as HTMLSelectElement).value as Purpose), ctx.changed(true)) }, (['marketing', 'service', 'risk', 'security'] as const).map((p): [string, string] => [p, t(`purpose_${p}`)]), draft.purpose),
+      select({ 'data-testid': 'seg-purpose', onchange: (e: Event) => ((draft.purpose = (e.target as HTMLSelectElement).value as Purpose), dropForbiddenBreakdown(), ctx.changed(true)) }, (['marketing', 'service', 'risk', 'security'] as const).map((p): [string, string] => [p, t(`purpose_${p}`)]), draft.purpose),
       h('small', { class: 'muted' }, ` ${t('purposeHint')}`),
     )
   }
@@ -98,7 +101,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
   const setIssues = (issues: Issue[], paths: Map<string, string>) => {
     nodeIssues = issuesByNode(issues, paths)
     const rest = nodeIssues.get('') ?? []
-    clear(general, rest.map((i) => h('div', { class: 'issue' }, i.field ? h('code', null, i.field) : null, ' ', i.message)))
+    clear(general, rest.map(issueLine))
     showIssues(treeBox, nodeIssues, incomplete(draft.root))
   }
 
@@ -140,16 +143,19 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
       return
     }
     const p = status === 'empty' ? null : last
+    const offered = breakdownTags(tags, draft.purpose)
     const breakdownSelect = (i: 0 | 1) =>
       select(
         { 'data-testid': `breakdown-${i}`, onchange: (e: Event) => ((draft.breakdown[i] = (e.target as HTMLSelectElement).value), void count()) },
-        [['', '—'], ...tags.filter((d) => d.type !== 'number' && d.type !== 'date').map((d): [string, string] => [d.name, d.description[lang()]])],
+        [['', '—'], ...offered.map((d): [string, string] => [d.name, d.description[lang()]])],
         draft.breakdown[i],
       )
     const charts = draft.breakdown.map((name, i) => {
       const el = h('div', { class: 'chart small', 'data-testid': `breakdown-chart-${i}` })
-      const rows = name ? (p?.breakdown[name] ?? []) : []
-      if (rows.length) requestAnimationFrame(() => (rows.length > 4 ? bar(el, rows.map((r) => r.value), [{ name, data: rows.map((r) => r.customers) }], { horizontal: true, integer: true, labels: true }) : pie(el, rows.map((r) => ({ name: r.value, value: r.customers })))))
+      const def = tags.find((d) => d.name === name)
+      const rows = name && p && def ? withRemainder(def, p.breakdown[name] ?? [], p.count) : []
+      if (!rows.length) return null
+      requestAnimationFrame(() => (rows.length > 4 ? bar(el, rows.map((r) => r.label), [{ name: def!.description[lang()], data: rows.map((r) => r.customers) }], { horizontal: true, integer: true, labels: true }) : pie(el, rows.map((r) => ({ name: r.label, value: r.customers })))))
       return el
     })
     clear(
@@ -162,13 +168,19 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
         h('span', { class: 'muted' }, p ? ` / ${fmtInt(p.total)} · ${fmtPct(p.share)}` : ''),
       ),
       h('div', { class: 'share-bar' }, h('div', { style: `width:${((p?.share ?? 0) * 100).toFixed(1)}%` })),
-      h('div', { class: 'muted small count-note' }, status === 'loading' ? t('counting') : status === 'incomplete' ? t('incompleteCount') : status === 'empty' ? t('emptyCount') : status === 'error' ? t('ruleHasErrors') : p ? `${p.executor} · ${p.ms} ms` : ''),
+      h('div', { class: 'muted small count-note' }, status === 'loading' ? t('counting') : status === 'incomplete' ? t('incompleteCount') : status === 'empty' ? t('emptyCount') : status === 'error' ? t('ruleHasErrors') : p ? `${t(`executor_${p.executor}`)} · ${p.ms} ${t('ms')}` : ''),
       general,
       h('h4', null, t('breakdownBy')),
-      h('div', { class: 'row' }, breakdownSelect(0), breakdownSelect(1)),
-      charts,
+      // A tenant with no tag to break down by (the group) is told so rather than shown empty lists.
+      offered.length ? [h('div', { class: 'row' }, breakdownSelect(0), breakdownSelect(1)), charts] : h('p', { class: 'muted small', 'data-testid': 'no-breakdown-tags' }, t('noBreakdownTags')),
       p?.sample.length ? h('div', { class: 'sample' }, h('h4', null, t('sample')), p.sample.map((c) => h('a', { href: `#/layout?customer=${enc(c)}`, class: 'pill' }, c))) : null,
     )
+  }
+
+  /** A breakdown tag the purpose may not use would put the whole count in error: it is dropped. */
+  function dropForbiddenBreakdown() {
+    const allowed = new Set(breakdownTags(tags, draft.purpose).map((d) => d.name))
+    draft.breakdown = draft.breakdown.map((n) => (allowed.has(n) ? n : '')) as [string, string]
   }
 
   function drawSave(versions: SavedSegment[] = []) {
@@ -191,7 +203,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
         'div',
         { class: 'row' },
         h('button', { class: 'primary', 'data-testid': 'save', onclick: () => void save(status) }, t('save')),
-        saved ? h('button', { 'data-testid': 'export', onclick: () => void download(`/v1/segments/${enc(draft.id)}/export?format=csv`, `${draft.id}.csv`).catch((e) => (status.textContent = (e as Error).message)) }, t('exportCsv')) : null,
+        saved ? h('button', { 'data-testid': 'export', onclick: () => void exportCsv(status) }, t('exportCsv')) : null,
         saved ? h('button', { 'data-testid': 'materialize', onclick: () => void materialize(status) }, t('materialize')) : null,
         status,
       ),
@@ -205,7 +217,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
               { 'data-testid': 'versions' },
               h('tr', null, h('th', null, 'v'), h('th', null, t('when')), h('th', null, t('who')), h('th', null, t('changeNote')), h('th', null, '')),
               [...versions].reverse().map((v) =>
-                h('tr', null, h('td', null, v.version), h('td', null, fmtTime(v.createdAt, store.tenant().timeZone, { year: true })), h('td', null, v.createdBy), h('td', null, v.changeNote || '—'), h('td', null, h('button', { class: 'link', onclick: () => loadVersion(v) }, t('load')))),
+                h('tr', null, h('td', null, v.version), h('td', null, fmtTime(v.createdAt, store.tenant().timeZone, { year: true })), h('td', { translate: 'no' }, v.createdBy), h('td', null, v.changeNote || '—'), h('td', null, h('button', { class: 'link', onclick: () => loadVersion(v) }, t('load')))),
               ),
             ),
           )
@@ -233,6 +245,16 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
         setIssues(err.issues, paths)
         status.textContent = t('ruleHasErrors')
       } else status.textContent = err.message
+    }
+  }
+
+  async function exportCsv(status: HTMLElement) {
+    status.textContent = ''
+    try {
+      await download(`/v1/segments/${enc(draft.id)}/export?format=csv`, `${draft.id}.csv`)
+    } catch (e) {
+      // 404: the segment was saved but has no list yet (it is made by a materialization).
+      status.textContent = e instanceof ApiError && e.status === 404 ? t('exportFirst') : (e as Error).message
     }
   }
 
@@ -278,7 +300,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     clear(
       listBox,
       h('button', { class: 'primary block', 'data-testid': 'new-segment', onclick: () => void open(null) }, `+ ${t('newSegment')}`),
-      list.map((s) => h('button', { class: `seg-item${s.id === draft.id && draft.baseVersion ? ' on' : ''}`, 'data-segment': s.id, onclick: () => void open(s) }, h('b', null, s.name), h('small', null, `${s.id} · v${s.version} · ${t(`purpose_${s.purpose}`)}`))),
+      list.map((s) => h('button', { class: `seg-item${s.id === draft.id && draft.baseVersion ? ' on' : ''}`, 'data-segment': s.id, onclick: () => void open(s) }, h('b', null, s.name), h('small', null, h('span', { translate: 'no' }, s.id), ` · v${s.version} · ${t(`purpose_${s.purpose}`)}`))),
     )
   }
 
@@ -296,6 +318,22 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
   drawCount('empty')
   await Promise.all([refreshList(), loadVersions()])
   void count()
+}
+
+/** Tags the purpose may use that break customers into a few groups (not numbers or dates). */
+function breakdownTags(tags: Tag[], purpose: Purpose): Tag[] {
+  return tags.filter((d) => d.type !== 'number' && d.type !== 'date' && d.purpose.includes(purpose))
+}
+
+/**
+ * The breakdown rows in words, and the members the rows do not hold: a yes/no tag keeps only
+ * its "yes" customers, so the rest are its "no"; other tags' rest have no value.
+ */
+function withRemainder(def: Tag, rows: { value: string; customers: number }[], members: number): { label: string; customers: number }[] {
+  const out = rows.map((r) => ({ label: hasValueLabel(def.name, r.value) ? valueLabel(def.name, r.value) : r.value, customers: r.customers }))
+  const rest = members - rows.reduce((a, r) => a + r.customers, 0)
+  if (rest > 0 && def.type !== 'string_list') out.push({ label: def.type === 'boolean' && !rows.some((r) => r.value === 'false') ? t('no') : t('noValue'), customers: rest })
+  return out
 }
 
 function tagNamesIn(n: GroupNode): string[] {

@@ -15,6 +15,10 @@ export function signInView(root: HTMLElement, done: (tenant: Tenant) => void, la
     e.preventDefault()
     const key = input.value.trim()
     err.textContent = ''
+    if (!key) {
+      err.textContent = t('emptyKey')
+      return input.focus()
+    }
     try {
       const tenant = await api<Tenant>('GET', '/v1/tenant', undefined, { key })
       await api('GET', '/v1/keys', undefined, { key })

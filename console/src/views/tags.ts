@@ -1,8 +1,9 @@
 import { bar } from '../charts.js'
-import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select } from '../dom.js'
-import { lang, t } from '../i18n.js'
+import { api } from '../api.js'
+import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select, type Child } from '../dom.js'
+import { describeCron, hasValueLabel, lang, t, tOr, valueLabel } from '../i18n.js'
 import { store } from '../store.js'
-import type { Tag, TagDetail } from '../types.js'
+import type { Preview, Tag, TagDetail } from '../types.js'
 
 /**
  * The tag catalogue: search over names and descriptions, each tag's purpose and sensitivity,
@@ -12,6 +13,9 @@ import type { Tag, TagDetail } from '../types.js'
 let query = ''
 let purpose = ''
 let selected = ''
+
+/** The owning team in words; a team the dictionary does not know is shown as written. */
+const owner = (o: string): Child => (tOr(`owner_${o}`, '') || h('span', { translate: 'no' }, o))
 
 export async function tagsView(root: HTMLElement): Promise<void> {
   const tags = await store.tags()
@@ -37,7 +41,7 @@ export async function tagsView(root: HTMLElement): Promise<void> {
           h(
             'tr',
             { class: d.name === selected ? 'on' : '', 'data-tag': d.name, onclick: () => void show(d.name) },
-            h('td', null, h('b', null, d.description[lang()]), h('div', { class: 'muted small' }, d.name)),
+            h('td', { class: 'tag-name' }, h('b', null, d.description[lang()]), h('div', { class: 'muted small', translate: 'no' }, d.name)),
             h('td', null, t(`type_${d.type}`)),
             h('td', null, d.purpose.map((p) => h('span', { class: `pill p-${p}` }, t(`purpose_${p}`)))),
             h('td', null, h('span', { class: `sens s-${d.sensitivity}` }, t(`sens_${d.sensitivity}`))),
@@ -58,7 +62,7 @@ export async function tagsView(root: HTMLElement): Promise<void> {
     const chart = h('div', { class: 'chart', 'data-testid': 'distribution-chart' })
     clear(
       detailBox,
-      h('h3', null, d.description[lang()], ' ', h('code', null, d.name)),
+      h('h3', null, d.description[lang()], ' ', h('code', { translate: 'no' }, d.name)),
       h(
         'dl',
         { class: 'facts' },
@@ -66,23 +70,36 @@ export async function tagsView(root: HTMLElement): Promise<void> {
           [t('type'), t(`type_${d.type}`)],
           [t('purpose'), d.purpose.map((p) => t(`purpose_${p}`)).join(' · ')],
           [t('sensitivity'), t(`sens_${d.sensitivity}`)],
-          [t('owner'), d.owner],
+          [t('owner'), owner(d.owner)],
           [t('coverage'), `${fmtPct(d.coverage)} (${fmtInt(d.state?.covered ?? 0)})`],
-          [t('schedule'), d.schedule || '—'],
+          [t('schedule'), d.schedule ? (describeCron(d.schedule) ?? h('code', { translate: 'no' }, d.schedule)) : '—'],
           [t('lastRun'), d.state ? `${fmtTime(d.state.computedAt, tz, { year: true })} · ${t('changed')} ${fmtInt(d.state.changed)}` : t('never')],
-          [t('version'), `v${d.version} · ${d.createdBy} · ${fmtTime(d.createdAt, tz, { year: true })}`],
-        ].map(([k, v]) => [h('dt', null, k), h('dd', null, v)]),
+          [t('version'), [`v${d.version} · `, h('span', { translate: 'no' }, d.createdBy), ` · ${fmtTime(d.createdAt, tz, { year: true })}`]],
+        ].map(([k, v]) => [h('dt', null, k as string), h('dd', null, v as Child)]),
       ),
       h('h4', null, t('distribution')),
       d.distribution.length ? chart : h('p', { class: 'muted' }, t('noValues')),
       h('h4', null, t('definition')),
-      h('pre', { class: 'json' }, JSON.stringify(d.rule, null, 2)),
+      h('details', null, h('summary', null, t('showDefinition')), h('pre', { class: 'json', translate: 'no' }, JSON.stringify(d.rule, null, 2))),
     )
-    if (d.distribution.length) {
+    const buckets = await withRest(d)
+    if (buckets.length) {
       requestAnimationFrame(() =>
-        bar(chart, d.distribution.map((b) => b.value), [{ name: t('customers'), data: d.distribution.map((b) => b.customers) }], { horizontal: d.type !== 'number' && d.type !== 'date', integer: true }),
+        bar(chart, buckets.map((b) => b.label), [{ name: t('customers'), data: buckets.map((b) => b.customers) }], { horizontal: d.type !== 'number' && d.type !== 'date', integer: true }),
       )
     }
+  }
+
+  /**
+   * The distribution in words. A yes/no tag stores its "yes" customers only: the "no" bar is
+   * every customer (the total of a preview) less those.
+   */
+  async function withRest(d: TagDetail): Promise<{ label: string; customers: number }[]> {
+    const out = d.distribution.map((b) => ({ label: hasValueLabel(d.name, b.value) ? valueLabel(d.name, b.value) : b.value, customers: b.customers }))
+    if (d.type !== 'boolean' || d.distribution.some((b) => b.value === 'false') || !d.purpose[0]) return out
+    const p = await api<Preview>('POST', '/v1/segments/preview', { purpose: d.purpose[0], rule: { tag: d.name, op: 'exists' }, sampleSize: 0 }).catch(() => null)
+    const rest = p ? p.total - out.reduce((a, b) => a + b.customers, 0) : 0
+    return rest > 0 ? [...out, { label: t('no'), customers: rest }] : out
   }
 
   const onSearch = debounce(150, () => drawList())

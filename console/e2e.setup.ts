@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+
+/** What the console's browser tests share: the build, a demo server and its keys. */
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+export const CHROMIUM = '/usr/bin/chromium'
+export const SHOTS = path.join(here, 'screenshots')
+const DIST = path.join(here, 'dist', 'index.html')
+
+/** Builds the console when there is no build or the sources are newer than it. */
+export function ensureBuilt() {
+  const newest = (p: string): number =>
+    fs.statSync(p).isDirectory() ? Math.max(0, ...fs.readdirSync(p).map((f) => newest(path.join(p, f)))) : fs.statSync(p).mtimeMs
+  const sources = Math.max(newest(path.join(here, 'src')), newest(path.join(here, 'index.html')), newest(path.join(here, 'vite.config.ts')))
+  if (fs.existsSync(DIST) && fs.statSync(DIST).mtimeMs >= sources) return
+  const vite = path.join(here, '..', 'node_modules', 'vite', 'bin', 'vite.js')
+  const r = spawnSync(process.execPath, [vite, 'build', '--config', path.join(here, 'vite.config.ts'), '--logLevel', 'warn'], { encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`vite build failed:\n${r.stdout}\n${r.stderr}`)
+}
+
+export async function waitReady(url: string, ms: number) {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await fetch(`${url}/ready`).then((r) => r.ok, () => false)) return
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error(`the server at ${url} was not ready within ${ms} ms`)
+}
+
+export interface DemoConsole {
+  server: ServerProcess
+  dataDir: string
+  adminKey: string
+  groupKey: string
+  close(): Promise<void>
+}
+
+/** A built console served by a real server on a fresh data directory with a 3,000-customer demo bank. */
+export async function startDemoConsole(): Promise<DemoConsole> {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is not installed at ${CHROMIUM}; the console's browser test needs it: apt-get update && apt-get install -y chromium`)
+  }
+  ensureBuilt()
+  fs.mkdirSync(SHOTS, { recursive: true })
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-console-'))
+  const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_DEMO: 'true', QIANMIAN_DEMO_CUSTOMERS: '3000' }, 60_000)
+  await waitReady(server.url, 90_000)
+  // Demo keys name their role (older data directories: their scope).
+  const creds = JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')) as { slug: string; keys: { role?: string; scope?: string; key: string }[] }[]
+  const admin = (slug: string) => creds.find((t) => t.slug === slug)!.keys.find((k) => (k.role ?? k.scope) === 'admin')!.key
+  return {
+    server,
+    dataDir,
+    adminKey: admin('demo-qingshan'),
+    groupKey: admin('demo-group'),
+    async close() {
+      await server.kill('SIGTERM')
+      fs.rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
