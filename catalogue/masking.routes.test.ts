@@ -142,6 +142,7 @@ const TABLE: Record<string, Entry> = {
   'POST /v1/segments/preview': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/segments/preview', payload: preview() }) },
   'POST /v1/segments/explain': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/segments/explain', payload: { purpose: 'service', rule: preview().rule } }) },
   'GET /v1/segments': none,
+  'GET /v1/events/names': none,
   'GET /v1/segments/:id': { kind: 'none', req: (c) => ({ url: `/v1/segments/${c.segment}` }) },
   'GET /v1/segments/:id/versions': { kind: 'none', req: (c) => ({ url: `/v1/segments/${c.segment}/versions` }) },
   'POST /v1/segments/:id/preview': { kind: 'none', req: (c) => ({ method: 'POST', url: `/v1/segments/${c.segment}/preview`, payload: { breakdown: ['age'], sampleSize: 10 } }) },
@@ -160,8 +161,13 @@ const TABLE: Record<string, Entry> = {
   'PUT /v1/layout/catalog': personal,
   'GET /v1/layout/catalog/versions': none,
   'GET /v1/layout/model': none,
+  'GET /v1/layout/experiments': none,
   'GET /v1/push/campaigns': none,
   'GET /v1/push/campaigns/:id': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}` }) },
+  'POST /v1/push/campaigns/:id/reach': {
+    kind: 'none',
+    req: () => ({ method: 'POST', url: '/v1/push/campaigns/mask-reach/reach', payload: { name: 'reach', purpose: 'service', priority: 'low', schedule: { kind: 'cron', cron: '0 10 * * *' }, message: { body: { zh: '您好', en: 'Hello' } } } }),
+  },
   'GET /v1/push/campaigns/:id/versions': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/versions` }) },
   'PUT /v1/push/campaigns/:id': {
     kind: 'none',
