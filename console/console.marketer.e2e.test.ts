@@ -92,7 +92,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     requests.length = 0
     await page.getByTestId('api-key').fill('   ')
     await page.getByTestId('signin').click()
-    await expect.poll(() => page.getByTestId('signin-error').textContent()).toContain('密钥')
+    await expect.poll(() => page.getByTestId('signin-error').textContent(), { timeout: 10_000 }).toContain('密钥')
     expect(requests.filter((u) => u.includes('/v1/'))).toEqual([])
   })
 
@@ -108,7 +108,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
       expect(await englishLeft(page), r).toEqual([])
     }
     await route(page, 'segments')
-    await expect.poll(() => page.getByTestId('no-breakdown-tags').count()).toBe(1)
+    await expect.poll(() => page.getByTestId('no-breakdown-tags').count(), { timeout: 10_000 }).toBe(1)
     await shot('11-group-segments-zh')
     expect(problems).toEqual([])
     await page.getByTestId('signout').click()
@@ -139,7 +139,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     // 5: at the risk purpose the breakdown offers risk tags only, and a marketing tag chosen before is dropped.
     const { tags } = await api<{ tags: { name: string; type: string; purpose: string[] }[] }>('/v1/tags')
     await page.getByTestId('seg-purpose').selectOption('risk')
-    await expect.poll(() => page.getByTestId('breakdown-0').inputValue()).toBe('')
+    await expect.poll(() => page.getByTestId('breakdown-0').inputValue(), { timeout: 10_000 }).toBe('')
     const offered = (await page.getByTestId('breakdown-0').locator('option').evaluateAll((os) => os.map((o) => (o as HTMLOptionElement).value))).filter(Boolean)
     expect(offered.length).toBeGreaterThan(0)
     for (const name of offered) expect(tags.find((d) => d.name === name)!.purpose, name).toContain('risk')
@@ -172,7 +172,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     await page.getByTestId('seg-id').fill('mass-and-affluent-customers-of-the-county-branches-2026')
     await page.getByTestId('seg-name').fill('大众与富裕客户（县域网点，二〇二六年春季营销活动使用的客群名单）')
     await page.getByTestId('save').click()
-    await expect.poll(() => page.getByTestId('save-status').textContent()).toMatch(/1$/)
+    await expect.poll(() => page.getByTestId('save-status').textContent(), { timeout: 15_000 }).toMatch(/1$/)
     await page.getByTestId('export').click()
     await expect.poll(() => page.getByTestId('save-status').textContent(), { timeout: 10_000 }).toContain('立即生成名单')
     expect(await englishLeft(page)).toEqual([])
@@ -203,7 +203,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     await page.getByTestId('c-cron').fill(notToday)
     await page.getByTestId('c-elderZh').fill('您好，长辈版正文。')
     await page.getByTestId('save-campaign').click()
-    await expect.poll(() => page.getByTestId('campaign-status').textContent()).toMatch(/1$/)
+    await expect.poll(() => page.getByTestId('campaign-status').textContent(), { timeout: 15_000 }).toMatch(/1$/)
     const campaign = await api<{ message: { body: { en: string }; elder?: { body: { zh: string; en: string } } } }>('/v1/push/campaigns/never-today')
     expect(campaign.message.elder!.body.zh).toBe('您好，长辈版正文。')
     expect(campaign.message.elder!.body.en).toBe(campaign.message.body.en)
@@ -217,7 +217,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
 
     await page.getByTestId('c-cron').fill('0 10 * * *')
     await page.getByTestId('save-campaign').click()
-    await expect.poll(() => page.getByTestId('campaign-status').textContent()).toMatch(/2$/)
+    await expect.poll(() => page.getByTestId('campaign-status').textContent(), { timeout: 15_000 }).toMatch(/2$/)
     await page.getByTestId('run-now').click()
     await expect.poll(() => page.getByTestId('targets').locator('tr').count(), { timeout: 20_000 }).toBeGreaterThan(1)
     await page.waitForTimeout(1500)
