@@ -1,7 +1,8 @@
 import { api, enc, get } from '../api.js'
-import { clear, h } from '../dom.js'
+import { clear, h, type Child } from '../dom.js'
 import { lang, t, tOr } from '../i18n.js'
 import type { Layout, Preview, Reason } from '../types.js'
+import { layoutResultsPanel } from './layout-results.js'
 
 /**
  * The home screen a customer would get, in standard and elder mode side by side
@@ -10,10 +11,14 @@ import type { Layout, Preview, Reason } from '../types.js'
 
 let customer = ''
 
-function reasonText(r: Reason): string {
-  const extra = Array.isArray(r.tags) ? (r.tags as string[]).join(', ') : typeof r.segment === 'string' ? r.segment : typeof r.because === 'string' ? r.because : ''
-  return `${tOr(`why_${r.kind}`, r.kind)}${extra ? ` · ${extra}` : ''} — ${r.detail}`
+// What the customer reads (`text`, in the console's language: the layout is asked for in it),
+// then for the marketer the mechanism and what decided it; the engineers' English `detail` is the tooltip.
+// The tags, segment or products that decided it are identifiers, shown as written (translate="no").
+function reasonText(r: Reason): Child[] {
+  const extra = Array.isArray(r.tags) ? (r.tags as string[]).join(', ') : typeof r.segment === 'string' ? r.segment : Array.isArray(r.because) ? (r.because as string[]).join(', ') : ''
+  return [`${r.text ?? r.detail} · ${tOr(`why_${r.kind}`, r.kind)}`, extra ? [': ', h('span', { translate: 'no' }, extra)] : null]
 }
+const why = (r: Reason) => h('small', { class: 'why', title: r.detail, 'data-testid': 'reason', 'data-code': r.code ?? '' }, reasonText(r))
 
 function phone(mode: 'standard' | 'elder', l: Layout): HTMLElement {
   return h(
@@ -31,22 +36,30 @@ function phone(mode: 'standard' | 'elder', l: Layout): HTMLElement {
         : h(
             'p',
             { class: 'muted small', 'data-testid': 'not-personalized', 'data-reason': l.personalizedReason },
-            `${t('notPersonalized')} (personalized: false) — ${tOr(`notPersonalized_${l.personalizedReason}`, l.personalizedReason)}`,
+            t('notPersonalized'),
+            ' ',
+            h('code', { translate: 'no' }, 'personalized: false'),
+            ` — ${tOr(`notPersonalized_${l.personalizedReason}`, l.personalizedReason)}`,
           ),
       l.modules.map((m) =>
         h(
           'section',
           { class: 'module', 'data-testid': 'module', 'data-module': m.id },
-          h('div', { class: 'module-head' }, h('b', null, m.title), h('small', { class: 'why' }, reasonText(m.reason))),
+          h('div', { class: 'module-head' }, h('b', null, m.title), why(m.reason)),
           h(
             'ul',
             null,
-            m.items.map((it) => h('li', null, h('span', { class: `icon-dot c-${it.category}` }), h('div', null, h('div', { class: 'item-title' }, it.title), h('small', { class: 'why' }, reasonText(it.reason))))),
+            m.items.map((it) => h('li', null, h('span', { class: `icon-dot c-${it.category}` }), h('div', null, h('div', { class: 'item-title' }, it.title), why(it.reason)))),
           ),
         ),
       ),
     ),
-    h('p', { class: 'muted small' }, `${l.modules.length} ${t('modules')} · ${l.known ? t('knownCustomer') : t('unknownCustomer')}${l.experiment ? ` · ${l.experiment.id}/${l.experiment.variant}` : ''}`),
+    h(
+      'p',
+      { class: 'muted small' },
+      `${l.modules.length} ${t('modules')} · ${l.known ? t('knownCustomer') : t('unknownCustomer')}`,
+      l.experiment ? [` · ${t('experiment')} `, h('code', { translate: 'no' }, l.experiment.id), ` · ${t('variant')} `, h('code', { translate: 'no' }, l.experiment.variant)] : null,
+    ),
   )
 }
 
@@ -87,6 +100,7 @@ export async function layoutView(root: HTMLElement, params: URLSearchParams): Pr
       ),
     ),
     phones,
+    layoutResultsPanel(),
   )
   if (customer) await show()
 }
