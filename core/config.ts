@@ -99,7 +99,7 @@ export const configSchema = z.object({
   LANE_INGEST_PRIORITY: int(1, 0, 100),
   LANE_PIPELINE_MAX_THREADS: int(0, 0, 1024),
   LANE_PIPELINE_MAX_MEMORY_MB: int(0, 0, 1_048_576),
-  LANE_PIPELINE_PRIORITY: int(10, 0, 100),
+  LANE_PIPELINE_PRIORITY: int(0, 0, 100),
 })
 
 type Raw = z.infer<typeof configSchema>
