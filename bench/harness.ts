@@ -43,7 +43,9 @@ export const RESULTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)
 /** A fresh migrated embedded engine for one scenario (the same one test files get). */
 export async function openBenchEngine(): Promise<{ ctx: Omit<BenchContext, 'args'>; close(): Promise<void> }> {
   const e = await openTestEngine({ logLevel: 'warn' })
-  return { ctx: { db: e.db, handle: e.handle, log: e.log, dataDir: e.dataDir }, close: () => e.close() }
+  // Scenarios drive pipeline work (generation, runs, builds, targeting) straight through this Db:
+  // the pipeline lane, whose memory limit is the one such work gets in the server.
+  return { ctx: { db: e.db.lane('pipeline'), handle: e.handle, log: e.log, dataDir: e.dataDir }, close: () => e.close() }
 }
 
 export function writeResult(s: BenchScenario, r: BenchResult, startedAt: Date, seconds: number): { json: string; md: string } {
