@@ -1,10 +1,10 @@
 import os from 'node:os'
 import { z } from 'zod'
-import type { Db, SystemDb, TenantDb } from '../core/db.js'
+import type { Db, SystemDb } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import { createMetrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
-import { addDays, chDateTime, localDate, zonedMidnight } from '../core/time.js'
+import { localDate, zonedMidnight } from '../core/time.js'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
 import { createPrivacyModule, createPrivacyTombstones } from '../privacy/privacy.module.js'
 import { createPushModule } from '../push/push.module.js'
@@ -193,28 +193,6 @@ export async function settleCapped(system: SystemDb, capS: number): Promise<{ se
     if (seconds > capS) return { seconds, settled: false }
     await new Promise((res) => setTimeout(res, 1000))
   }
-}
-
-/** Copies the events of the local day before `today` onto `today` as new events; returns how many (tags.bench.ts does the same). */
-export async function appendDay(db: TenantDb, tz: string, today: string): Promise<number> {
-  const from = chDateTime(zonedMidnight(addDays(today, -1), tz))
-  const to = chDateTime(zonedMidnight(today, tz))
-  await db.command(
-    `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id,
-                         properties, context, sent_at, received_at, product_id, amount, violations)
-     SELECT {tenant:UInt16}, customer_key, timestamp + INTERVAL 1 DAY, type, event, concat(message_id, '-d1'), anonymous_id, user_id, session_id,
-            properties, context, sent_at + INTERVAL 1 DAY, now64(3), product_id, amount, violations
-     FROM events
-     WHERE tenant_id = {tenant:UInt16} AND timestamp >= {from:DateTime64(3, 'UTC')} AND timestamp < {to:DateTime64(3, 'UTC')}
-     SETTINGS insert_allow_materialized_columns = 1`,
-    { from, to },
-  )
-  const [r] = await db.query(
-    `SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp >= {to:DateTime64(3, 'UTC')} AND endsWith(message_id, '-d1')`,
-    { to },
-    z.object({ n: z.coerce.number() }),
-  )
-  return r?.n ?? 0
 }
 
 /** Pipeline step seconds summed over tenants, levels folded together (levelN_x counts as x). */

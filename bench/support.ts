@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { z } from 'zod'
-import type { SystemDb } from '../core/db.js'
+import type { SystemDb, TenantDb } from '../core/db.js'
+import { addDays, chDateTime, zonedMidnight } from '../core/time.js'
 import type { ParamBinder } from '../tags/tag.params.js'
 
 /**
@@ -48,4 +49,26 @@ export function propertyCondition(f: { property: string; op: string; value?: unk
   const sym = ({ eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as Record<string, string>)[f.op]
   if (!sym || values[0] === undefined) throw new Error(`cannot compile property filter ${JSON.stringify(f)}`)
   return cmp(values[0], sym)
+}
+
+/** Copies the events of the local day before `today` onto `today` as new events; returns how many. */
+export async function appendDay(db: TenantDb, tz: string, today: string): Promise<number> {
+  const from = chDateTime(zonedMidnight(addDays(today, -1), tz))
+  const to = chDateTime(zonedMidnight(today, tz))
+  await db.command(
+    `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id,
+                         properties, context, sent_at, received_at, product_id, amount, violations)
+     SELECT {tenant:UInt16}, customer_key, timestamp + INTERVAL 1 DAY, type, event, concat(message_id, '-d1'), anonymous_id, user_id, session_id,
+            properties, context, sent_at + INTERVAL 1 DAY, now64(3), product_id, amount, violations
+     FROM events
+     WHERE tenant_id = {tenant:UInt16} AND timestamp >= {from:DateTime64(3, 'UTC')} AND timestamp < {to:DateTime64(3, 'UTC')}
+     SETTINGS insert_allow_materialized_columns = 1`,
+    { from, to },
+  )
+  const [r] = await db.query(
+    `SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp >= {to:DateTime64(3, 'UTC')} AND endsWith(message_id, '-d1')`,
+    { to },
+    z.object({ n: z.coerce.number() }),
+  )
+  return r?.n ?? 0
 }

@@ -19,11 +19,11 @@ import { createTagRepository } from '../../tags/tag.repository.js'
 import type { StoredTag } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
-import { appendDay, diskSizes, diskTable, ENGINE_MEMORY, engineMemory, eraseOne, layoutLoop, loadavg, measure, pushTargeting, settleCapped, stepTotals, timeRuns } from '../bank.parts.js'
+import { diskSizes, diskTable, ENGINE_MEMORY, engineMemory, eraseOne, layoutLoop, loadavg, measure, pushTargeting, settleCapped, stepTotals, timeRuns } from '../bank.parts.js'
 import { openEngineMonitor } from '../engine-monitor.js'
 import { writeResult, type BenchResult, type BenchScenario } from '../harness.js'
 import { createMemorySampler } from '../memory.js'
-import { codeVersion } from '../support.js'
+import { appendDay, codeVersion } from '../support.js'
 
 /**
  * The whole product at the bank's size (`npm run bench bank`; opt-in, about an hour): the demo

@@ -14,7 +14,7 @@ import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
-import { codeVersion, propertyCondition, settle } from '../support.js'
+import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
 
 /**
  * The banking tag pack over the demo group (`--set customers=N days=D seed=S`), against the floor
@@ -279,27 +279,6 @@ function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): 
   return { sql, params: { ...b.params, tz }, aggregates: aggs.length, span }
 }
 
-/** Copies the events of the local day before `today` onto `today` as new events; returns how many. */
-async function appendDay(db: TenantDb, tz: string, today: string): Promise<number> {
-  const from = chDateTime(zonedMidnight(addDays(today, -1), tz))
-  const to = chDateTime(zonedMidnight(today, tz))
-  await db.command(
-    `INSERT INTO events (tenant_id, customer_key, timestamp, type, event, message_id, anonymous_id, user_id, session_id,
-                         properties, context, sent_at, received_at, product_id, amount, violations)
-     SELECT {tenant:UInt16}, customer_key, timestamp + INTERVAL 1 DAY, type, event, concat(message_id, '-d1'), anonymous_id, user_id, session_id,
-            properties, context, sent_at + INTERVAL 1 DAY, now64(3), product_id, amount, violations
-     FROM events
-     WHERE tenant_id = {tenant:UInt16} AND timestamp >= {from:DateTime64(3, 'UTC')} AND timestamp < {to:DateTime64(3, 'UTC')}
-     SETTINGS insert_allow_materialized_columns = 1`,
-    { from, to },
-  )
-  const [r] = await db.query(
-    `SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp >= {to:DateTime64(3, 'UTC')} AND endsWith(message_id, '-d1')`,
-    { to },
-    z.object({ n: z.coerce.number() }),
-  )
-  return r?.n ?? 0
-}
 
 /** Count and an order-independent checksum of a tenant's current tag values. */
 async function valuesChecksum(db: TenantDb): Promise<{ n: number; x: string }> {
