@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chDateTime } from '../core/time.js'
+import { antiFraudCampaign } from '../test/fixtures.js'
 import { campaign, openPush, seedBank, type PushFixture } from './push.fixture.js'
 
 /**
@@ -13,17 +14,7 @@ let t: number
 const MIN = 60_000
 
 const antiFraud = campaign({
-  name: 'Anti-fraud tip',
-  purpose: 'security',
-  priority: 'critical',
-  schedule: {
-    kind: 'event',
-    steps: [
-      { event: { names: ['signed_in'], where: [{ property: 'new_device', op: 'eq', value: true }] } },
-      { event: { names: ['transfer_completed'], where: [{ property: 'amount', op: 'gte', value: 50_000 }] } },
-    ],
-    withinMinutes: 30,
-  },
+  ...antiFraudCampaign,
   message: { body: { zh: '{{name}}，您刚在新设备上登录并大额转账，谨防诈骗', en: 'New device and a large transfer: beware of fraud' } },
 })
 
