@@ -5,6 +5,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { AppError, errText } from './errors.js'
 import type { Config } from './config.js'
 import { LANES, laneSettings, type Lane, type LaneLimits } from './lanes.js'
+import { asEngineSession } from './chdb-session.js'
 
 /**
  * The process's ClickHouse, embedded (chDB, in-process) or remote (HTTP), as one client per
@@ -107,8 +108,10 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     for (const lane of LANES) {
       // The chDB connection implements the client's Connection contract; the option is not in
       // the client's public config type yet, hence the cast. Settings given to the client ride
-      // on every query of the connection (checked in the lanes tests).
-      const connection = createChdbConnection({ path: engineDir })
+      // on every query of the connection (checked in the lanes tests). Each lane hands the engine
+      // one statement at a time and binds parameters on its own session (core/chdb-session.ts):
+      // chdb-node's own paths made the lanes wait for each other.
+      const connection = asEngineSession(createChdbConnection({ path: engineDir }))
       const client = createClient({ connection, clickhouse_settings: laneSettings(opts.lanes?.[lane] ?? NO_LIMITS) } as Parameters<typeof createClient>[0])
       clients.set(lane, client)
       // Each connection is its own session: USE sticks for every later query of this lane only.
