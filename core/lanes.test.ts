@@ -59,17 +59,29 @@ describe('engine lanes', () => {
   })
 
   it('a long query on the pipeline lane does not hold up request-path queries; on its own lane a query waits for it', async () => {
-    // 25 blocks of one row, 100 ms each: about 2.5 s holding the pipeline lane's connection.
+    // 40 blocks of one row, 100 ms each: about 4 s holding the pipeline lane's connection. Bound,
+    // as the pipelines' statements are: chdb-node chained every bound statement of the process,
+    // so an unbound long query here once hid that the lanes still waited for each other.
     const pipeline = t.engine.db.lane('pipeline').system
     const started = performance.now()
     let longEnded = 0
-    const long = pipeline.query('SELECT sleepEachRow(0.1) FROM numbers(25) SETTINGS max_block_size = 1').then(() => (longEnded = performance.now()))
+    const long = pipeline
+      .query('SELECT sleepEachRow(0.1) FROM numbers({rows:UInt32}) SETTINGS max_block_size = 1', { rows: 40 })
+      .then(() => (longEnded = performance.now()))
     await new Promise((r) => setTimeout(r, 200))
     const answered: number[] = []
     for (let i = 0; i < 5; i++) {
       const res = await t.app.inject({ method: 'GET', url: '/v1/tags', headers: auth(bank.read) })
       expect(res.statusCode).toBe(200)
       await t.engine.db.forTenant(bank.tenant.id).query('SELECT count() AS n FROM customers WHERE tenant_id = {tenant:UInt16}')
+      // An event is answered once the ingest lane has stored it.
+      const sent = await t.app.inject({
+        method: 'POST',
+        url: '/v1/batch',
+        headers: auth(bank.write),
+        payload: { batch: [{ type: 'track', event: 'Lane Probe', userId: `8101000000${i}`, messageId: `lane-probe-${i}` }] },
+      })
+      expect(sent.statusCode).toBe(200)
       answered.push(performance.now())
     }
     // Every request-path answer came while the long query still held its lane.
