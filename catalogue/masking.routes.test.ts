@@ -151,6 +151,8 @@ const TABLE: Record<string, Entry> = {
     req: () => ({ method: 'PUT', url: '/v1/segments/mask-elders-copy', payload: { name: 'Elders (copy)', purpose: 'service', rule: { tag: 'elder', op: 'eq', value: true } } }),
   },
   'DELETE /v1/segments/:id': { kind: 'none', req: () => ({ method: 'DELETE', url: '/v1/segments/mask-no-such-segment' }), status: 404 },
+  // Restoring a segment that is not archived: a no-op answering the segment as saved.
+  'PUT /v1/segments/:id/archived': { kind: 'none', req: (c) => ({ method: 'PUT', url: `/v1/segments/${c.segment}/archived`, payload: { archived: false } }) },
   'GET /v1/segments/:id/members': personal,
   'GET /v1/segments/:id/export': personal,
   'GET /v1/segments/:id/runs': { kind: 'none', req: (c) => ({ url: `/v1/segments/${c.segment}/runs` }) },
@@ -174,6 +176,7 @@ const TABLE: Record<string, Entry> = {
     req: () => ({ method: 'PUT', url: '/v1/push/campaigns/mask-copy', payload: { name: 'copy', purpose: 'service', priority: 'low', schedule: { kind: 'cron', cron: '0 10 * * *' }, message: { body: { zh: '您好 {{name}}', en: 'Hello {{name}}' } } } }),
   },
   'DELETE /v1/push/campaigns/:id': { kind: 'none', req: () => ({ method: 'DELETE', url: '/v1/push/campaigns/mask-no-such-campaign' }), status: 404 },
+  'PUT /v1/push/campaigns/:id/archived': { kind: 'none', req: (c) => ({ method: 'PUT', url: `/v1/push/campaigns/${c.campaign}/archived`, payload: { archived: false } }) },
   'POST /v1/push/campaigns/:id/run': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/push/campaigns/mask-bills/run', payload: {} }) },
   'GET /v1/push/campaigns/:id/stats': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/stats` }) },
   'GET /v1/push/campaigns/:id/targets': { kind: 'personal', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/targets` }), shows: ['nameMasked', 'installment'] },

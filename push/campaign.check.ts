@@ -1,6 +1,6 @@
 import { AppError, isAppError } from '../core/errors.js'
 import { compileSegment } from '../segments/segment.compile.js'
-import type { SegmentRepository } from '../segments/segment.repository.js'
+import { segmentReferencesOf, type SegmentRepository, type SegmentUseFinder } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
 import { tagLeavesOf } from '../segments/segment.schema.js'
 import type { TagRepository, TagUse, TagUseFinder } from '../tags/tag.repository.js'
@@ -39,6 +39,15 @@ export function campaignTagUses(campaigns: { list(tenantId: number): Promise<Sav
     })
 }
 
+/** Where campaigns (archived ones too: they may be restored) name a saved segment as audience or in their rule. */
+export function campaignSegmentUses(campaigns: { list(tenantId: number): Promise<SavedCampaign[]> }): SegmentUseFinder {
+  return async (tenantId, segmentId) =>
+    (await campaigns.list(tenantId)).flatMap((c) => [
+      ...(c.audience.segment === segmentId ? [{ kind: 'campaign' as const, id: c.id, field: 'audience.segment' }] : []),
+      ...(c.audience.rule === undefined ? [] : segmentReferencesOf(c.audience.rule, segmentId, 'audience.rule').map((field) => ({ kind: 'campaign' as const, id: c.id, field }))),
+    ])
+}
+
 export function createCampaignCheck(deps: { segments: SegmentRepository; tags: TagRepository; tenants: TenantService }) {
   return async (tenantId: number, c: Campaign): Promise<void> => {
     const [tenant, list] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId)])
@@ -46,6 +55,7 @@ export function createCampaignCheck(deps: { segments: SegmentRepository; tags: T
     if (c.audience.segment) {
       const s = await deps.segments.get(tenantId, c.audience.segment).catch(() => undefined)
       if (!s) throw invalid('audience.segment', `no saved segment ${c.audience.segment}`)
+      if (s.archived) throw invalid('audience.segment', `segment ${c.audience.segment} is archived: restore it first`)
       if (!SEGMENT_PURPOSES[c.purpose].includes(s.purpose)) throw invalid('audience.segment', `a ${s.purpose} segment cannot be the audience of a ${c.purpose} campaign`)
     }
     if (c.audience.rule !== undefined) {

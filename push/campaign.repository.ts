@@ -16,7 +16,7 @@ const row = z.object({
   campaign_id: z.string(),
   version: z.coerce.number(),
   definition: z.string(),
-  status: z.enum(['active', 'paused', 'retired']),
+  status: z.enum(['active', 'paused', 'retired', 'archived']),
   created_by: z.string(),
   created_at: z.string(),
   change_note: z.string(),
@@ -46,6 +46,11 @@ export interface CampaignRepository {
    */
   save(tenantId: number, id: string, input: unknown, actor: string, opts?: { expectedVersion?: number }): Promise<{ campaign: SavedCampaign; changed: boolean }>
   retire(tenantId: number, id: string, actor: string, note?: string): Promise<void>
+  /**
+   * Archives (status archived: it never runs, and leaves the default list) or restores a
+   * campaign; restored, it is paused, so sending again is a decision of its own. A new version.
+   */
+  setArchived(tenantId: number, id: string, archived: boolean, actor: string, note?: string): Promise<{ campaign: SavedCampaign; changed: boolean }>
   /** Active campaigns, from a cache at most `cacheMs` old. */
   active(tenantId: number): Promise<SavedCampaign[]>
   /** Called after every change made through this repository. */
@@ -119,6 +124,9 @@ export function createCampaignRepository(deps: { db: Db; cacheMs?: number; check
           issues: [{ field: 'expectedVersion', message: `current version is ${current?.version ?? 0}` }],
         })
       }
+      if (current?.status === 'archived') {
+        throw new AppError('CONFLICT', `Campaign ${id} is archived: restore it before changing it.`, { issues: [{ field: 'archived', message: 'archived: restore it first' }] })
+      }
       if (current && current.status !== 'retired' && current.status === c.status && isDeepStrictEqual(definitionOf(current), JSON.parse(JSON.stringify(definitionOf(c))))) {
         return { campaign: current, changed: false }
       }
@@ -137,6 +145,13 @@ export function createCampaignRepository(deps: { db: Db; cacheMs?: number; check
     async retire(tenantId, id, actor, note = '') {
       const c = await repo.get(tenantId, id)
       await write(tenantId, { ...c, version: c.version + 1, status: 'retired', createdBy: actor, createdAt: chDateTime(new Date()), changeNote: note || 'retired' })
+    },
+    async setArchived(tenantId, id, archived, actor, note = '') {
+      const c = await repo.get(tenantId, id)
+      if ((c.status === 'archived') === archived) return { campaign: c, changed: false }
+      const saved: SavedCampaign = { ...c, version: c.version + 1, status: archived ? 'archived' : 'paused', createdBy: actor, createdAt: chDateTime(new Date()), changeNote: note || (archived ? 'archived' : 'restored, paused') }
+      await write(tenantId, saved)
+      return { campaign: saved, changed: true }
     },
     async active(tenantId) {
       const hit = cache.get(tenantId)

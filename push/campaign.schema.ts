@@ -150,7 +150,8 @@ export function messageFields(m: Message): string[] {
 export interface SavedCampaign extends Omit<Campaign, 'changeNote' | 'status'> {
   id: string
   version: number
-  status: 'active' | 'paused' | 'retired'
+  /** archived: put away, never runs (only active campaigns are targeted, triggered or pulled). */
+  status: 'active' | 'paused' | 'retired' | 'archived'
   createdBy: string
   createdAt: string
   changeNote: string

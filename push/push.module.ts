@@ -7,7 +7,7 @@ import { createSegmentRepository, type SegmentRepository } from '../segments/seg
 import { createTagRepository, type TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { campaignTagUses, createCampaignCheck } from './campaign.check.js'
+import { campaignSegmentUses, campaignTagUses, createCampaignCheck } from './campaign.check.js'
 import { createCampaignRepository, type CampaignRepository } from './campaign.repository.js'
 import { MAX_TTL_MINUTES } from './campaign.schema.js'
 import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.js'
@@ -66,6 +66,7 @@ export function createPushModule(deps: PushDeps): PushModule {
   const check = createCampaignCheck({ segments, tags, tenants: deps.tenants })
   const campaigns = createCampaignRepository({ db: deps.db, check })
   tags.registerUses(campaignTagUses(campaigns))
+  segments.registerUses(campaignSegmentUses(campaigns))
   const policies = createPolicyRepository({ db: deps.db })
   const lock = createKeyedLock()
   // Targets live at most the longest TTL plus a day deferred past quiet hours: older decisions were known to targeting.

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody, issuesFromZod } from '../core/errors.js'
+import { matchesQuery } from '../segments/segments.routes.js'
 import type { Auth } from '../tenants/auth.js'
 import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES, campaignInput, type Campaign, type SavedCampaign } from './campaign.schema.js'
 import type { CampaignRepository } from './campaign.repository.js'
@@ -19,12 +20,16 @@ import type { Targeting } from './targeting.js'
 
 const security = [{ apiKey: [] }]
 const idParam = z.object({ id: z.string().regex(CAMPAIGN_ID, 'a campaign id: lower case letters, digits, _ and -') })
+const listQuery = z.object({
+  archived: z.enum(['exclude', 'include', 'only']).default('exclude').describe('archived campaigns: left out (default), listed too, or alone'),
+  q: z.string().max(200).optional().describe('search: the words found in the id, name or description (any case)'),
+})
 const expected = z.object({ expectedVersion: z.coerce.number().int().min(0).optional() })
 
 const campaignView = z.object({
   id: z.string(),
   version: z.number(),
-  status: z.enum(['active', 'paused', 'retired']),
+  status: z.enum(['active', 'paused', 'retired', 'archived']),
   name: z.string(),
   description: z.string(),
   purpose: z.enum(PUSH_PURPOSES),
@@ -162,9 +167,36 @@ export function registerPushRoutes(
   // Versions name the key's holder (a person or a system); the audit trail adds the key id.
   const actor = (p: { holder: string }) => p.holder
 
-  r.get('/v1/push/campaigns', { onRequest: catalog, schema: { tags: ['push'], summary: 'Campaigns (retired ones left out)', security, response: { 200: z.object({ campaigns: z.array(campaignView) }) } } }, async (req) => ({
-    campaigns: await campaigns.list(req.principal!.tenantId),
-  }))
+  r.get(
+    '/v1/push/campaigns',
+    { onRequest: catalog, schema: { tags: ['push'], summary: 'Campaigns (retired ones left out, archived ones on request), optionally searched', security, querystring: listQuery, response: { 200: z.object({ campaigns: z.array(campaignView) }), 400: errorBody } } },
+    async (req) => {
+      const a = req.query.archived
+      const list = (await campaigns.list(req.principal!.tenantId)).filter((c) => a === 'include' || (a === 'only') === (c.status === 'archived'))
+      return { campaigns: list.filter((c) => matchesQuery(c, req.query.q)) }
+    },
+  )
+
+  r.put(
+    '/v1/push/campaigns/:id/archived',
+    {
+      onRequest: campaignsWrite,
+      config: { audit: { action: 'campaign.archive', objectKind: 'campaign', objectParam: 'id' } },
+      schema: {
+        tags: ['push'],
+        summary: 'Archive a campaign (it never runs and leaves the default list) or restore it (paused)',
+        security,
+        params: idParam,
+        body: z.strictObject({ archived: z.boolean(), changeNote: z.string().max(500).optional() }),
+        response: { 200: z.object({ campaign: campaignView, changed: z.boolean() }), 400: errorBody, 404: errorBody },
+      },
+    },
+    async (req) => {
+      const out = await campaigns.setArchived(req.principal!.tenantId, req.params.id, req.body.archived, actor(req.principal!), req.body.changeNote)
+      req.auditNote = { detail: { archived: req.body.archived, changed: out.changed } }
+      return out
+    },
+  )
 
   r.get('/v1/push/campaigns/:id', { onRequest: catalog, schema: { tags: ['push'], summary: 'A campaign', security, params: idParam, response: { 200: campaignView, 404: errorBody } } }, async (req) =>
     campaigns.get(req.principal!.tenantId, req.params.id),

@@ -179,7 +179,7 @@ export async function materializeAll(deps: { db: Db }, o: MaterializeAllOptions)
   const out: MaterializeAllResult = { results: [], errors: [] }
   const { segments, newBuildId, ...rest } = o
   for (const segment of segments) {
-    if (segment.retired) continue
+    if (segment.retired || segment.archived) continue
     try {
       const r = await materializeSegment(deps, { ...rest, segment, build: newBuildId() })
       out.results.push({ segmentId: segment.id, ...r })

@@ -39,6 +39,8 @@ export interface SavedSegment {
   rule: unknown
   schedule: string
   retired: boolean
+  /** Put away: out of the default list, not materialized, usable by nothing until restored. */
+  archived: boolean
   createdBy: string
   createdAt: string
   changeNote: string
@@ -53,6 +55,7 @@ const row = z.object({
   definition: z.string(),
   schedule: z.string(),
   retired: z.coerce.number(),
+  archived: z.coerce.number(),
   created_by: z.string(),
   created_at: z.string(),
   change_note: z.string(),
@@ -67,15 +70,60 @@ const toSaved = (r: z.infer<typeof row>): SavedSegment => ({
   rule: JSON.parse(r.definition) as unknown,
   schedule: r.schedule,
   retired: r.retired === 1,
+  archived: r.archived === 1,
   createdBy: r.created_by,
   createdAt: r.created_at,
   changeNote: r.change_note,
 })
 
-const COLUMNS = `segment_id, version, name, description, purpose, definition, schedule, retired, created_by, toString(created_at) AS created_at, change_note`
+const COLUMNS = `segment_id, version, name, description, purpose, definition, schedule, retired, archived, created_by, toString(created_at) AS created_at, change_note`
+
+/** Who uses a segment (a campaign's audience, another segment's reference), named so an archive can say so. */
+export interface SegmentUse {
+  kind: 'campaign' | 'segment'
+  id: string
+  /** Where in that definition the segment is named. */
+  field: string
+}
+export type SegmentUseFinder = (tenantId: number, segmentId: string) => Promise<SegmentUse[]>
+
+/** Which segments a list shows: the default leaves archived ones out. */
+export type ArchivedFilter = 'exclude' | 'include' | 'only'
+
+/** Where a rule names `{segment: id}`, as field paths under `prefix`. */
+export function segmentReferencesOf(rule: unknown, id: string, prefix: string): string[] {
+  const out: string[] = []
+  const walk = (n: unknown, at: string, depth: number): void => {
+    if (depth > 64 || typeof n !== 'object' || n === null) return
+    if (Array.isArray(n)) return n.forEach((c, i) => walk(c, `${at}.${i}`, depth + 1))
+    const o = n as Record<string, unknown>
+    if (o.segment === id && Object.keys(o).length === 1) out.push(at)
+    for (const k of ['all', 'any', 'not']) if (k in o) walk(o[k], `${at}.${k}`, depth + 1)
+  }
+  walk(rule, prefix, 0)
+  return out
+}
+
+function stored(s: SavedSegment, version: number, actor: string, note: string, flags: { retired?: boolean; archived?: boolean }) {
+  return {
+    segment_id: s.id,
+    version,
+    name: s.name,
+    description: s.description,
+    purpose: s.purpose,
+    definition: JSON.stringify(s.rule),
+    schedule: s.schedule,
+    retired: flags.retired ? 1 : 0,
+    archived: flags.archived ? 1 : 0,
+    created_by: actor,
+    created_at: chDateTime(new Date()),
+    change_note: note,
+  }
+}
 
 export function createSegmentRepository(deps: { db: Db }) {
   const tdb = (t: number): TenantDb => deps.db.forTenant(t)
+  const finders: SegmentUseFinder[] = []
 
   async function latest(tenantId: number, id?: string): Promise<SavedSegment[]> {
     const rows = await tdb(tenantId).query(
@@ -88,8 +136,10 @@ export function createSegmentRepository(deps: { db: Db }) {
   }
 
   const repo = {
-    async list(tenantId: number): Promise<SavedSegment[]> {
-      return (await latest(tenantId)).filter((s) => !s.retired)
+    /** Live segments; archived ones left out unless asked for. */
+    async list(tenantId: number, opts: { archived?: ArchivedFilter } = {}): Promise<SavedSegment[]> {
+      const a = opts.archived ?? 'exclude'
+      return (await latest(tenantId)).filter((s) => !s.retired && (a === 'include' || (a === 'only') === s.archived))
     },
     async get(tenantId: number, id: string): Promise<SavedSegment> {
       const [s] = await latest(tenantId, id)
@@ -110,7 +160,8 @@ export function createSegmentRepository(deps: { db: Db }) {
       const load = async (ref: string) => {
         if (self && ref === self.id) return self.rule
         const [s] = await latest(tenantId, ref)
-        return s && !s.retired ? s.rule : undefined
+        // An archived segment is usable by nothing (archiving refused while anything used it).
+        return s && !s.retired && !s.archived ? s.rule : undefined
       }
       return expandReferences(rule, load, self ? [self.id] : [])
     },
@@ -126,6 +177,9 @@ export function createSegmentRepository(deps: { db: Db }) {
       const [current] = await latest(tenantId, id)
       if (opts.expectedVersion !== undefined && (current?.version ?? 0) !== opts.expectedVersion) {
         throw new AppError('CONFLICT', `Segment ${id} is at version ${current?.version ?? 0}, not ${opts.expectedVersion}.`)
+      }
+      if (current && !current.retired && current.archived) {
+        throw new AppError('CONFLICT', `Segment ${id} is archived: restore it before changing it.`, { issues: [{ field: 'archived', message: 'archived: restore it first' }] })
       }
       const same =
         current &&
@@ -148,33 +202,47 @@ export function createSegmentRepository(deps: { db: Db }) {
           definition: JSON.stringify(segment.rule),
           schedule: p.schedule,
           retired: 0,
+          archived: 0,
           created_by: actor,
           created_at: createdAt,
           change_note: p.changeNote,
         },
       ])
       return {
-        segment: { id, version, name: p.name, description: p.description, purpose: segment.purpose, rule: segment.rule, schedule: p.schedule, retired: false, createdBy: actor, createdAt, changeNote: p.changeNote },
+        segment: { id, version, name: p.name, description: p.description, purpose: segment.purpose, rule: segment.rule, schedule: p.schedule, retired: false, archived: false, createdBy: actor, createdAt, changeNote: p.changeNote },
         changed: true,
       }
     },
     async retire(tenantId: number, id: string, actor: string, note = ''): Promise<void> {
       const s = await repo.get(tenantId, id)
-      await tdb(tenantId).insert('segment_definitions', [
-        {
-          segment_id: id,
-          version: s.version + 1,
-          name: s.name,
-          description: s.description,
-          purpose: s.purpose,
-          definition: JSON.stringify(s.rule),
-          schedule: s.schedule,
-          retired: 1,
-          created_by: actor,
-          created_at: chDateTime(new Date()),
-          change_note: note || 'retired',
-        },
-      ])
+      await tdb(tenantId).insert('segment_definitions', [stored(s, s.version + 1, actor, note || 'retired', { retired: true, archived: s.archived })])
+    },
+    /** Where campaigns and segments use this one (capabilities that reference segments register a finder). */
+    async uses(tenantId: number, id: string): Promise<SegmentUse[]> {
+      const own = (await repo.list(tenantId, { archived: 'include' })).filter((s) => s.id !== id).flatMap((s) => segmentReferencesOf(s.rule, id, 'rule').map((field) => ({ kind: 'segment' as const, id: s.id, field })))
+      return [...own, ...(await Promise.all(finders.map((f) => f(tenantId, id)))).flat()]
+    },
+    registerUses(finder: SegmentUseFinder): void {
+      finders.push(finder)
+    },
+    /**
+     * Archives or restores (a new version either way, by `actor`). Archiving a segment something
+     * still uses is refused (409 IN_USE) naming each user; an unchanged state is a no-op.
+     */
+    async setArchived(tenantId: number, id: string, archived: boolean, actor: string, note = ''): Promise<{ segment: SavedSegment; changed: boolean }> {
+      const s = await repo.get(tenantId, id)
+      if (s.archived === archived) return { segment: s, changed: false }
+      if (archived) {
+        const users = await repo.uses(tenantId, id)
+        if (users.length) {
+          throw new AppError('IN_USE', `Segment ${id} is used by ${users.map((u) => `${u.kind} ${u.id} (${u.field})`).join('; ')}: change those first.`, {
+            issues: users.map((u) => ({ field: 'archived', message: `${u.kind} ${u.id} uses it at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+          })
+        }
+      }
+      const row = stored(s, s.version + 1, actor, note || (archived ? 'archived' : 'restored'), { archived })
+      await tdb(tenantId).insert('segment_definitions', [row])
+      return { segment: { ...s, version: row.version, archived, createdBy: actor, createdAt: row.created_at, changeNote: row.change_note }, changed: true }
     },
   }
   return repo

@@ -55,10 +55,23 @@ const savedView = z.object({
   rule: z.unknown(),
   schedule: z.string(),
   retired: z.boolean(),
+  archived: z.boolean(),
   createdBy: z.string(),
   createdAt: z.string(),
   changeNote: z.string(),
 })
+const listQuery = z.object({
+  archived: z.enum(['exclude', 'include', 'only']).default('exclude').describe('archived segments: left out (default), listed too, or alone'),
+  q: z.string().max(200).optional().describe('search: the words found in the id, name or description (any case)'),
+})
+const archiveBody = z.strictObject({ archived: z.boolean(), changeNote: z.string().max(500).optional() })
+
+/** Every word of `q` in the id, name or description. */
+export function matchesQuery(s: { id: string; name: string; description: string }, q: string | undefined): boolean {
+  const words = (q ?? '').toLowerCase().split(/\s+/).filter(Boolean)
+  const text = `${s.id} ${s.name} ${s.description}`.toLowerCase()
+  return words.every((w) => text.includes(w))
+}
 const saveBody = z.object({
   name: z.string(),
   description: z.string().optional(),
@@ -136,8 +149,29 @@ export function registerSegmentRoutes(
 
   r.get(
     '/v1/segments',
-    { onRequest: auth.require('catalog:read'), schema: { tags: ['segments'], summary: 'Saved segments', security, response: { 200: z.object({ segments: z.array(savedView) }) } } },
-    async (req) => ({ segments: await segments.list(req.principal!.tenantId) }),
+    { onRequest: auth.require('catalog:read'), schema: { tags: ['segments'], summary: 'Saved segments (archived ones on request), optionally searched', security, querystring: listQuery, response: { 200: z.object({ segments: z.array(savedView) }), 400: errorBody } } },
+    async (req) => ({ segments: (await segments.list(req.principal!.tenantId, { archived: req.query.archived })).filter((s) => matchesQuery(s, req.query.q)) }),
+  )
+
+  r.put(
+    '/v1/segments/:id/archived',
+    {
+      onRequest: auth.require('segments:write'),
+      config: { audit: { action: 'segment.archive', objectKind: 'segment', objectParam: 'id' } },
+      schema: {
+        tags: ['segments'],
+        summary: 'Archive a segment (out of the default list, used by nothing) or restore it; refused with the users named while a campaign or segment uses it',
+        security,
+        params: idParam,
+        body: archiveBody,
+        response: { 200: z.object({ segment: savedView, changed: z.boolean() }), 400: errorBody, 404: errorBody, 409: errorBody },
+      },
+    },
+    async (req) => {
+      const out = await segments.setArchived(req.principal!.tenantId, req.params.id, req.body.archived, req.principal!.holder, req.body.changeNote)
+      req.auditNote = { detail: { archived: req.body.archived, changed: out.changed } }
+      return out
+    },
   )
 
   r.get(
