@@ -21,6 +21,11 @@ export interface TestEngine {
 }
 
 export async function openTestEngine(opts: { migrate?: boolean; logLevel?: string; env?: Record<string, string> } = {}): Promise<TestEngine> {
+  // The unit lane runs files side by side in worker threads of one process, where two engines
+  // would share one libchdb (vitest.config.ts sets this for that lane only).
+  if (process.env.QIANMIAN_TEST_LANE === 'unit') {
+    throw new Error('this test file opens an embedded engine, but it runs in the unit lane: move it from UNIT_FILES (test/test-lanes.ts) to the engine lane')
+  }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-test-'))
   const config = loadConfig({ ...opts.env, QIANMIAN_DATA_DIR: dataDir })
   const log = createLogger({ level: opts.logLevel ?? process.env.TEST_LOG_LEVEL ?? 'silent' })
