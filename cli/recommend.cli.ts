@@ -1,6 +1,8 @@
 import { InvalidArgumentError, type Command } from 'commander'
 import { AppError } from '../core/errors.js'
 import { DEFAULT_EASE_LAMBDA } from '../recommend/eval/ease.js'
+import { DEFAULT_MODEL } from '../recommend/model.choice.js'
+import { DEFAULT_MAX_FIT_ITEMS, modelName } from '../recommend/model.fit.js'
 import { formatReport, runEvaluation, type EvaluationSource } from '../recommend/eval/evaluate.run.js'
 import { createInteractionTableBuilder } from '../recommend/eval/table.js'
 import { tenantInteractions } from '../recommend/model.build.js'
@@ -16,8 +18,10 @@ import type { CliHelpers } from './tags.cli.js'
  *   layout clicks) over `--days`, split in time: the last `--test-days` are the test set.
  * - `evaluate --synthetic USERSxITEMS`: generated taste groups, for scale runs.
  *
- * Each compares SAR (item co-occurrence by Jaccard; with and without time decay), EASE (the
- * layout model's item weights) and the most-popular baseline.
+ * Each compares SAR (item co-occurrence by Jaccard; with and without time decay), EASE, the
+ * served model's code path (`--served`, by default the model a bank gets without an evaluation
+ * of its own: the build's fit and the request path's scoring) and the most-popular baseline. A
+ * model that cannot hold the data is skipped with a line saying why.
  */
 
 const num = (name: string) => (v: string) => {
@@ -39,6 +43,8 @@ interface EvalOptions {
   halfLife: number
   similarity: string
   ease: number[]
+  served: string
+  maxItems: number
   json?: boolean
 }
 
@@ -58,13 +64,15 @@ export function registerRecommendCommands(program: Command, h: CliHelpers) {
     .option('--half-life <days>', 'SAR time decay (0: no decayed variant)', num('--half-life'), 30)
     .option('--similarity <s>', 'SAR similarity: jaccard, lift or cooccurrence', 'jaccard')
     .option('--ease <lambdas>', 'EASE penalties, comma-separated (0: no EASE)', list('--ease'), [DEFAULT_EASE_LAMBDA])
+    .option('--served <models>', 'served models to run through the serving code, comma-separated: ease_<lambda per customer>, sar', `${modelName(DEFAULT_MODEL)}`)
+    .option('--max-items <n>', 'items the served fit covers at most (the most engaged)', num('--max-items'), DEFAULT_MAX_FIT_ITEMS)
     .option('--json', 'print the whole report as JSON')
     .action(async (file: string | undefined, o: EvalOptions) => {
       const sources = [file, o.tenant, o.synthetic].filter((x) => x !== undefined)
       if (sources.length !== 1) {
         throw new AppError('VALIDATION_FAILED', 'Give one of: an interactions file, --tenant <slug>, --synthetic USERSxITEMS.', { issues: [{ field: 'file', message: 'exactly one source' }] })
       }
-      const opts = { k: o.k, ratio: o.ratio, seed: o.seed, halfLife: o.halfLife, similarity: o.similarity, ease: o.ease.filter((l) => l !== 0), perUser: o.perUser }
+      const opts = { k: o.k, ratio: o.ratio, seed: o.seed, halfLife: o.halfLife, similarity: o.similarity, ease: o.ease.filter((l) => l !== 0), perUser: o.perUser, served: o.served.split(',').map((x) => x.trim()).filter(Boolean), maxItems: o.maxItems }
       const run = (source: EvaluationSource, cut?: Date) => runEvaluation(source, { ...opts, ...(cut ? { cut } : {}) }, h.out)
       const report = o.tenant
         ? await h.withRuntime(async (rt) => {

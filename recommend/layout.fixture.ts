@@ -21,6 +21,7 @@ export function snapshot(items: SnapshotItem[], modules: Partial<SnapshotModule>
     popularity: new Float32Array(n),
     segments: [],
     regions: new Map(),
+    model: { name: 'sar', kind: 'sar', input: 'affinity' },
     neighbours: items.map(() => ({ items: new Int32Array(0), sims: new Float32Array(0) })),
     customers: {
       keys: new Uint32Array(0), itemOff: new Uint32Array(1), items: new Int32Array(0), affinity: new Float32Array(0),

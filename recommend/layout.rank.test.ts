@@ -34,6 +34,31 @@ describe('rankLayout', () => {
     expect(rankLayout(s, ctx({ variant: null }))[0]!.items.map((i) => i.id)).toEqual(['a', 'b', 'c'])
   })
 
+  it('EASE: its weights over the items a customer has (1 each), a negative weight counts against, the strongest positive source is the reason, in zh and en', () => {
+    const items = [item(0, 'a', 'm0'), item(1, 'b', 'm0'), item(2, 'c', 'm0'), item(3, 'transfer', 'm1', { title: { zh: '转账', en: 'Transfer' } }), item(4, 'bills', 'm1', { title: { zh: '缴费', en: 'Bills' } })]
+    const s = snapshot(items, [{ items: [0, 1, 2] }, { items: [] }], { model: { name: 'ease_0.3', kind: 'ease', input: 'binary' } })
+    s.popularity.set([0.3, 0.2, 0.1, 0, 0])
+    // Customer 7 used transfer (affinity 0.1) and bills (affinity 5); EASE counts each once.
+    s.customers = { ...s.customers, keys: Uint32Array.of(7), itemOff: Uint32Array.of(0, 2), items: Int32Array.of(3, 4), affinity: Float32Array.of(0.1, 5), shownOff: Uint32Array.of(0, 0) }
+    s.neighbours[3] = { items: Int32Array.of(2, 1), sims: Float32Array.of(0.6, 0.5) }
+    s.neighbours[4] = { items: Int32Array.of(1, 0), sims: Float32Array.of(-0.9, 0.2) }
+    // c 0.6 (transfer), a 0.2 (bills), b 0.5 − 0.9 < 0: read as 0. Normalised by 0.6: c 1, a 1/3.
+    const [m] = rankLayout(s, ctx())
+    expect(m!.items.map((i) => [i.id, i.score])).toEqual([['c', 1.1], ['a', 0.633], ['b', 0.2]])
+    expect(m!.items[0]!.reason).toMatchObject({ kind: 'model', model: 'ease', code: 'used_together', because: ['transfer'], text: 'Customers who use Transfer also use this' })
+    expect(m!.items[1]!.reason).toMatchObject({ kind: 'model', model: 'ease', because: ['bills'], text: 'Customers who use Bills also use this' })
+    expect(m!.items[2]!.reason).toMatchObject({ kind: 'popularity', code: 'popular_at_bank', text: 'Popular with our customers' })
+    const zh = rankLayout(s, ctx({ lang: 'zh' }))[0]!.items.map((i) => i.reason.text)
+    expect(zh).toEqual(['常用「转账」的客户也在用', '常用「缴费」的客户也在用', '本行客户常用'])
+    // The same weights scored against affinities (SAR's input) rank otherwise: bills' 5 dominates.
+    const sar = rankLayout({ ...s, model: { name: 'sar', kind: 'sar', input: 'affinity' } }, ctx())[0]!.items
+    expect(sar.map((i) => i.id)).toEqual(['a', 'b', 'c'])
+    expect(sar[0]!.reason).toMatchObject({ kind: 'model', model: 'co-occurrence', because: ['bills'] })
+    // No personal ranking (holdout, anonymous, personalization off): no model output at all.
+    for (const r of rankLayout(s, ctx({ variant: null }))[0]!.items) expect(r.reason.kind).toBe('popularity')
+    for (const r of rankLayout(s, ctx({ customerKey: 0, serviceKey: 7, variant: null }))[0]!.items) expect(r.reason.kind).toBe('popularity')
+  })
+
   it('with personalization off: the default for everyone, plus the service reminders the customer needs, marked as service', () => {
     const only7 = R.create(Uint32Array.of(7))
     const items = [

@@ -1,5 +1,6 @@
 import type { Experiment } from './catalog.schema.js'
 import { conditionCode, localizeReason, said, type Localized, type ReasonCode, type Said } from './layout.reasons.js'
+import { modelScratch, scoreByNeighbours, type ModelScratch } from './model.score.js'
 import { findKey, type LayoutSnapshot, type SnapshotItem, type SnapshotModule } from './model.snapshot.js'
 
 /**
@@ -31,7 +32,7 @@ export type Reason = (
   | { kind: 'tag'; tags: string[]; detail: string }
   | { kind: 'segment'; segment: string; detail: string }
   | { kind: 'rule'; detail: string }
-  | { kind: 'model'; model: 'co-occurrence'; because: string[]; detail: string }
+  | { kind: 'model'; model: 'co-occurrence' | 'ease'; because: string[]; detail: string }
   | { kind: 'popularity'; scope: 'tenant' | 'segment' | 'region'; segment?: string; region?: string; detail: string }
   | { kind: 'exploration'; detail: string }
   | { kind: 'service'; tags: string[]; detail: string }
@@ -110,6 +111,7 @@ interface Memo {
   co: Float64Array
   coBest: Float64Array
   coBecause: Int32Array
+  scratch: ModelScratch
 }
 
 const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', code: 'popular_at_bank', scope: 'tenant', detail: 'popular with the bank\u2019s customers', say: said('popular_at_bank') })
@@ -126,6 +128,7 @@ function memoOf(s: LayoutSnapshot): Memo {
   let m = memos.get(s)
   const n = s.items.length
   if (m && m.size >= n) return m
+  const scratch = modelScratch(n)
   m = {
     moduleReasons: m?.moduleReasons ?? new Map(),
     tagReasons: m?.tagReasons ?? new Map(),
@@ -138,9 +141,10 @@ function memoOf(s: LayoutSnapshot): Memo {
     seenToday: new Int32Array(n),
     seenClicks: new Int32Array(n),
     seen: new Uint8Array(n),
-    co: new Float64Array(n),
-    coBest: new Float64Array(n),
-    coBecause: new Int32Array(n),
+    co: scratch.co,
+    coBest: scratch.best,
+    coBecause: scratch.because,
+    scratch,
   }
   memos.set(s, m)
   return m
@@ -172,30 +176,19 @@ function exposures(s: LayoutSnapshot, row: number, m: Memo): void {
 }
 
 /**
- * The customer's affinity-weighted neighbour scores (SAR: affinity x similarity), normalised to
- * 0..1 so the weights of the blend mean the same for every customer, and the strongest source
- * of each, into the memo's arrays.
+ * The model's scores for the customer (model.score.ts: SAR's affinity x similarity, or EASE's
+ * weights over the items they have), normalised to 0..1 so the weights of the blend mean the
+ * same for every customer, and the strongest source of each, into the memo's arrays. A negative
+ * score (EASE counting an item against what the customer has) stays below 0: the blend reads 0.
  */
 function coOccurrence(s: LayoutSnapshot, row: number, m: Memo): void {
-  m.co.fill(0)
-  m.coBest.fill(0)
-  m.coBecause.fill(-1)
-  if (row < 0) return
-  const c = s.customers
-  for (let j = c.itemOff[row]!; j < c.itemOff[row + 1]!; j++) {
-    const src = c.items[j]!
-    const a = c.affinity[j]!
-    const nb = s.neighbours[src]!
-    for (let k = 0; k < nb.items.length; k++) {
-      const target = nb.items[k]!
-      const v = a * nb.sims[k]!
-      m.co[target]! += v
-      if (v > m.coBest[target]!) {
-        m.coBest[target] = v
-        m.coBecause[target] = src
-      }
-    }
+  if (row < 0) {
+    m.co.fill(0)
+    m.coBecause.fill(-1)
+    return
   }
+  const c = s.customers
+  scoreByNeighbours(s.neighbours, c.items, c.affinity, c.itemOff[row]!, c.itemOff[row + 1]!, s.model.input, m.scratch)
   let max = 0
   for (let i = 0; i < m.size; i++) if (m.co[i]! > max) max = m.co[i]!
   if (max > 0) for (let i = 0; i < m.size; i++) m.co[i]! /= max
@@ -316,7 +309,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
       popReason = intern(memo.segmentReasons, g.id, segmentReason)
     }
   }
-  const aff = p.personal ? memo.co[it.index]! : 0
+  const aff = p.personal ? Math.max(0, memo.co[it.index]!) : 0
   const reminder = it.type === 'reminder' ? 2 : 0
   let total = reminder + it.boost + p.popW * pop + p.affW * aff
   if (memo.seen[it.index] === 1 && memo.seenClicks[it.index] === 0 && memo.seenWeek[it.index]! >= FATIGUE_STEP) {
@@ -333,7 +326,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
         : EVERYONE
   } else if (p.affW * aff > p.popW * pop && aff > 0) {
     const src = memo.coBecause[it.index]!
-    reason = src >= 0 && s.items[src] ? intern(memo.modelReasons, s.items[src]!, modelReason) : SIMILAR
+    reason = src >= 0 && s.items[src] ? intern(memo.modelReasons, s.items[src]!, s.model.kind === 'ease' ? easeReason : modelReason) : SIMILAR
   } else if (pop > 0) {
     reason = popReason
   } else {
@@ -344,6 +337,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
 
 // The customer's sentence names the item that led to a pick by its title, never a tag or segment.
 const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this`, say: said('used_together', src.title) })
+const easeReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'ease', because: [src.id], detail: `EASE: ${src.id} weighs most among the customer's items for this one`, say: said('used_together', src.title) })
 const segmentReason = (segment: string): Reason => ({ kind: 'popularity', code: 'similar_customers', scope: 'segment', segment, detail: `popular in segment ${segment}`, say: said('similar_customers') })
 const tagReason = (it: SnapshotItem): Reason => {
   const code = conditionCode(it.conditionTags, it.type)

@@ -19,6 +19,7 @@ let tenantId: number
 let read: string
 let admin: string
 let customers: { no: string; key: number; tags: Record<string, string> }[]
+let built: Record<string, unknown>
 
 const tagRow = z.object({ no: z.string(), key: z.number(), tags: z.array(z.tuple([z.string(), z.string()])) })
 
@@ -33,6 +34,7 @@ beforeAll(async () => {
   tenantId = bank.id
   const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
   expect(run.status, run.error).toBe('succeeded')
+  built = run.details
   read = (await t.keys.issue(tenantId, { roles: ['layout', 'analyst'], holder: 'test gateway' })).key
   admin = (await t.keys.issue(tenantId, { roles: ['admin'], holder: 'test admin' })).key
   const rows = await t.engine.db.forTenant(tenantId).query(
@@ -79,6 +81,16 @@ describe('GET /v1/layout', () => {
     }
     // Co-occurrence reaches customers with history; popularity and rules the rest.
     expect(personal).toBeGreaterThan(10)
+  })
+
+  it('serves the model the build chose for the bank by its own evaluation, and says which', async () => {
+    // The demo bank's 14 days: a week of engagements before the cut and a week after.
+    expect(built.choice).toMatchObject({ chosenBy: 'evaluation', k: 10, testCustomers: expect.any(Number) })
+    const choice = built.choice as { model: string; ndcg: Record<string, number> }
+    expect(built.model).toBe(choice.model)
+    expect(choice.ndcg[choice.model]).toBe(Math.max(...Object.entries(choice.ndcg).filter(([k]) => k !== 'popularity').map(([, v]) => v)))
+    const res = await t.app.inject({ url: '/v1/layout/model', headers: { authorization: `Bearer ${read}` } })
+    expect(res.json()).toMatchObject({ build: built.build, model: built.model })
   })
 
   it('with lang=en says every reason to the customer in English, by its code', async () => {

@@ -1,19 +1,25 @@
 import { z } from 'zod'
+import { AppError } from '../core/errors.js'
 import type { Db, TenantDb } from '../core/db.js'
 import { chDateTime, localDate, zonedMidnight } from '../core/time.js'
 import { resolvedEventsSql } from '../ingest/identity.sql.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import type { Catalog } from './catalog.schema.js'
+import { chooseModel, choiceCases, evaluateCandidates, gramFromRows, itemGram, type ModelChoice } from './model.choice.js'
+import { DEFAULT_NEIGHBOURS, DEFAULT_PER_CUSTOMER, fitItemModel, parseModelName, type ItemModel } from './model.fit.js'
 
 /**
  * The recommend pipeline's work for one tenant, all of it inside ClickHouse: which catalogue
  * items customers engaged with (product events map to `product:<id>`, clicks on the layout to
  * the item clicked), with a time-decayed affinity per customer and item; per item, the customers
  * who engaged overall, per saved segment and per region (popularity), its nearest items by
- * co-occurrence (Jaccard over the item bitmaps), and clicks and exposures; per customer, what
- * they were shown in the last 7 days and clicked (caps and fatigue). A build is written whole
- * and then marked complete; serving processes load only complete builds.
+ * co-occurrence (the item bitmaps ANDed pairwise), and clicks and exposures; per customer, what
+ * they were shown in the last 7 days and clicked (caps and fatigue). From the co-occurrence the
+ * build fits the model the bank is served (model.fit.ts: EASE or SAR's Jaccard), chosen by an
+ * evaluation on the bank's own engagements split in time (model.choice.ts), and keeps each
+ * item's strongest neighbours under it. A build is written whole and then marked complete;
+ * serving processes load only complete builds.
  */
 
 /** Weight of an engagement by event (others that carry a product weigh 1). */
@@ -33,9 +39,15 @@ export interface ModelOptions {
   windowDays?: number
   /** Affinity half-life in days (default 30). */
   halfLifeDays?: number
-  /** Items kept per customer (default 20) and neighbours per item (default 20). */
+  /** Items kept per customer (default 200) and neighbours per item (default 200). */
   perCustomer?: number
   neighbours?: number
+  /** The last days of the window held out to choose the model (default 7). */
+  testDays?: number
+  /** Test customers sampled for the choice (default 20,000). */
+  testCustomers?: number
+  /** Serve this model (`ease_0.3`, `sar`) without choosing. */
+  model?: string
 }
 
 export interface BuiltModel {
@@ -43,7 +55,23 @@ export interface BuiltModel {
   catalogVersion: number
   customers: number
   items: number
+  /** The model served and how it was chosen. */
+  model: string
+  choice: ModelChoice | null
   ms: Record<string, number>
+}
+
+/**
+ * Engagement rows (customer_key, timestamp, event, item, weight) from `{from}` to `{<until>}`:
+ * product events map to `product:<id>`, layout clicks to the item clicked.
+ */
+export function engagementEvents(until: 'asOf' | 'cut'): string {
+  const where = `timestamp >= {from:DateTime64(3)} AND timestamp < {${until}:DateTime64(3)} AND (product_id != '' OR event = {click:String})`
+  return `(
+      SELECT customer_key, timestamp, event,
+             if(event = {click:String}, JSONExtractString(properties, 'item_id'), concat('product:', product_id)) AS item,
+             transform(event, {wEvents:Array(String)}, {wValues:Array(Float64)}, 1.0) AS w
+      FROM ${resolvedEventsSql(['timestamp', 'event', 'properties', 'product_id'], where)})`
 }
 
 /** Product items of the tenant's products table that the catalogue's modules select. */
@@ -107,7 +135,7 @@ export async function buildModel(
   }
   const { catalog, ownVersion, groupVersion } = await deps.catalogs.effective(input.tenant)
   const products = await productItems(db, catalog, input.asOf, input.tenant.timeZone)
-  const items = [...catalog.items.map((i) => i.id), ...products.map((p) => `product:${p.product_id}`)]
+  const items = [...new Set([...catalog.items.map((i) => i.id), ...products.map((p) => `product:${p.product_id}`)])]
   const windowDays = input.windowDays ?? 90
   const asOf = chDateTime(input.asOf)
   const weekStart = chDateTime(new Date(input.asOf.getTime() - 7 * 86_400_000))
@@ -123,21 +151,15 @@ export async function buildModel(
     click: CLICK_EVENT,
     weekStart,
     todayStart,
-    perCustomer: input.perCustomer ?? 20,
-    neighbours: input.neighbours ?? 20,
+    perCustomer: input.perCustomer ?? DEFAULT_PER_CUSTOMER,
   }
-  const where = `timestamp >= {from:DateTime64(3)} AND timestamp < {asOf:DateTime64(3)} AND (product_id != '' OR event = {click:String})`
   // Affinity per (customer, item): weights decayed by age; clicks counted apart.
   const engagement = `(
     SELECT customer_key, item,
            sum(w * exp2(-dateDiff('second', timestamp, {asOf:DateTime64(3)}) / {halfLife:Float64})) AS a,
            countIf(event = {click:String}) AS clicks,
            countIf(event = {click:String} AND timestamp >= {weekStart:DateTime64(3)}) AS clicks_week
-    FROM (
-      SELECT customer_key, timestamp, event,
-             if(event = {click:String}, JSONExtractString(properties, 'item_id'), concat('product:', product_id)) AS item,
-             transform(event, {wEvents:Array(String)}, {wValues:Array(Float64)}, 1.0) AS w
-      FROM ${resolvedEventsSql(['timestamp', 'event', 'properties', 'product_id'], where)})
+    FROM ${engagementEvents('asOf')}
     WHERE customer_key != 0 AND item IN {items:Array(String)}
     GROUP BY customer_key, item)`
 
@@ -165,27 +187,27 @@ export async function buildModel(
     ),
   )
 
-  await step('items', () =>
-    db.command(
-      `INSERT INTO rec_items (tenant_id, build, item, engaged, clicks, exposures, segment_ids, segment_engaged, region_codes, region_engaged, neighbours, similarity)
-       WITH ib AS (
+  // Per engaged item its statistics and its row of the co-occurrence (the diagonal included:
+  // the customers who engaged with it), from which the model is fitted below.
+  const itemRows = await step('items', () =>
+    db.query(
+      `WITH ib AS (
          SELECT item, groupBitmapState(toUInt32(customer_key)) AS bm, sum(clicks) AS clicks FROM ${engagement} GROUP BY item
        )
-       SELECT {tenant:UInt16}, {build:UInt64}, a.item, bitmapCardinality(a.bm), a.clicks, ifNull(ex.n, 0),
-              seg.ids, arrayMap(k -> bitmapAndCardinality(a.bm, k), seg.keys),
-              reg.codes, arrayMap(k -> bitmapAndCardinality(a.bm, k), reg.keys),
-              arrayMap(t -> t.2, nb.top), arrayMap(t -> toFloat32(t.1), nb.top)
+       SELECT a.item AS item, bitmapCardinality(a.bm) AS engaged, a.clicks AS clicks, ifNull(ex.n, 0) AS exposures,
+              seg.ids AS segment_ids, arrayMap(k -> bitmapAndCardinality(a.bm, k), seg.keys) AS segment_engaged,
+              reg.codes AS region_codes, arrayMap(k -> bitmapAndCardinality(a.bm, k), reg.keys) AS region_engaged,
+              nb.others AS others, nb.co AS co, (SELECT groupBitmapOr(bm) FROM ib) AS users
        FROM ib AS a
        LEFT JOIN (
          SELECT item, count() AS n FROM layout_exposures ARRAY JOIN items AS item
          WHERE tenant_id = {tenant:UInt16} AND served_at >= {weekStart:DateTime64(3)} AND served_at < {asOf:DateTime64(3)} GROUP BY item
        ) AS ex ON ex.item = a.item
        LEFT JOIN (
-         SELECT x.item AS item,
-                arraySlice(arrayReverseSort(t -> t.1, groupArrayIf((co / (bitmapCardinality(x.bm) + bitmapCardinality(y.bm) - co), y.item), co > 0)), 1, {neighbours:UInt16}) AS top
+         SELECT x.item AS item, groupArray(y.item) AS others, groupArray(pair) AS co
          FROM (SELECT item, bm FROM ib) AS x CROSS JOIN (SELECT item, bm FROM ib) AS y
-         ARRAY JOIN [bitmapAndCardinality(x.bm, y.bm)] AS co
-         WHERE x.item != y.item
+         ARRAY JOIN [bitmapAndCardinality(x.bm, y.bm)] AS pair
+         WHERE pair > 0
          GROUP BY x.item
        ) AS nb ON nb.item = a.item
        CROSS JOIN (
@@ -205,14 +227,30 @@ export async function buildModel(
        ) AS reg
        SETTINGS join_use_nulls = 0`,
       params,
+      itemStatsRow,
+    ),
+  )
+
+  const fitOptions = { neighbours: input.neighbours ?? DEFAULT_NEIGHBOURS }
+  const forced = input.model === undefined ? undefined : parseModelName(input.model)
+  if (input.model !== undefined && !forced) throw new AppError('VALIDATION_FAILED', `model: unknown model "${input.model}"; ease_<lambda per customer> or sar`, { issues: [{ field: 'model', message: 'ease_<number> or sar' }] })
+  const choice = forced ? null : await step('choice', () => chooseForTenant(db, params, items, input, fitOptions))
+  const model: ItemModel = await step('fit', async () => fitItemModel(gramFromRows(items, itemRows), forced ?? parseModelName(choice!.model)!, fitOptions))
+  await step('write_items', () =>
+    db.insert(
+      'rec_items',
+      itemRows.map((r) => {
+        const nb = model.neighbours[items.indexOf(r.item)]!
+        const { others: _others, co: _co, users: _users, ...stats } = r
+        return { ...stats, build: input.build, neighbours: [...nb.items].map((j) => items[j]!), similarity: [...nb.sims] }
+      }),
     ),
   )
 
   const [sizes] = await db.query(
-    `SELECT (SELECT count() FROM rec_customers WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}) AS customers,
-            (SELECT count() FROM rec_items WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}) AS items`,
+    `SELECT (SELECT count() FROM rec_customers WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64}) AS customers`,
     { build: input.build },
-    z.object({ customers: z.coerce.number(), items: z.coerce.number() }),
+    z.object({ customers: z.coerce.number() }),
   )
   const catalogVersion = ownVersion || groupVersion
   await db.insert('rec_models', [
@@ -224,11 +262,39 @@ export async function buildModel(
       customers: sizes?.customers ?? 0,
       items: items.length,
       complete: 1,
-      stats: JSON.stringify({ ms, engagedItems: sizes?.items ?? 0, products: products.length }),
+      stats: JSON.stringify({ ms, engagedItems: itemRows.length, products: products.length, model: { name: model.name, input: model.input, lambda: model.lambda, fitted: model.fitted, engaged: model.engaged }, choice }),
     },
   ])
   await dropOldBuilds(deps.db, input.tenant.id, input.build)
-  return { build: input.build, catalogVersion, customers: sizes?.customers ?? 0, items: items.length, ms }
+  return { build: input.build, catalogVersion, customers: sizes?.customers ?? 0, items: items.length, model: model.name, choice, ms }
+}
+
+const itemStatsRow = z.object({
+  item: z.string(),
+  engaged: z.coerce.number(),
+  clicks: z.coerce.number(),
+  exposures: z.coerce.number(),
+  segment_ids: z.array(z.string()),
+  segment_engaged: z.array(z.coerce.number()),
+  region_codes: z.array(z.string()),
+  region_engaged: z.array(z.coerce.number()),
+  others: z.array(z.string()),
+  co: z.array(z.coerce.number()),
+  users: z.coerce.number(),
+})
+
+/**
+ * The time-split evaluation of model.choice.ts on this build's window: trained on the days
+ * before the last `testDays`, tested on those.
+ */
+async function chooseForTenant(db: TenantDb, params: Record<string, unknown>, items: string[], input: ModelOptions & { asOf: Date }, fit: { neighbours: number }): Promise<ModelChoice> {
+  const testDays = input.testDays ?? 7
+  const windowDays = input.windowDays ?? 90
+  if (!(testDays > 0 && testDays < windowDays)) throw new AppError('VALIDATION_FAILED', `testDays: between 0 and the window's ${windowDays} days (exclusive)`, { issues: [{ field: 'testDays', message: 'out of range' }] })
+  const p = { ...params, cut: chDateTime(new Date(input.asOf.getTime() - testDays * 86_400_000)) }
+  const gram = await itemGram(db, engagementEvents('cut'), p, items)
+  const cases = await choiceCases(db, engagementEvents('asOf'), p, items, input.testCustomers ?? 20_000)
+  return chooseModel(evaluateCandidates(gram, cases, fit), cases.length)
 }
 
 /**

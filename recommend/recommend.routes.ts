@@ -14,7 +14,7 @@ const security = [{ apiKey: [] }]
 
 const reason = z
   .object({
-    kind: z.string().describe('the mechanism: tag (tags), rule, model (co-occurrence, because), popularity (scope tenant, segment or region), exploration, service'),
+    kind: z.string().describe('the mechanism: tag (tags), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service'),
     code: z.enum(REASON_CODES).describe('a stable name of the explanation, for an app that words it itself'),
     detail: z.string().describe('for engineers, in English, unchanged whatever the language'),
     text: z.string().describe('for the customer ("为什么推荐给我"), in the layout’s lang; never names a tag, segment or score'),
@@ -233,9 +233,9 @@ export function registerRecommendRoutes(
       onRequest: auth.require('catalog:read'),
       schema: {
         tags: ['recommend'],
-        summary: 'The snapshot this process serves for the tenant: build, catalogue versions, sizes',
+        summary: 'The snapshot this process serves for the tenant: build, its model, catalogue versions, sizes',
         security,
-        response: { 200: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }), items: z.number(), modules: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number(), bytes: z.number() }) },
+        response: { 200: z.object({ build: z.string().nullable(), builtAt: z.string().nullable(), catalogVersion: z.object({ group: z.number(), own: z.number() }), model: z.string().describe('the model the build chose for this bank: ease_<λ per customer> or sar'), items: z.number(), modules: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number(), bytes: z.number() }) },
       },
     },
     async (req) => {
@@ -244,6 +244,7 @@ export function registerRecommendRoutes(
         build: s.build,
         builtAt: s.builtAt,
         catalogVersion: s.catalogVersions,
+        model: s.model.name,
         items: s.items.length,
         modules: s.modules.length,
         customers: s.customers.keys.length,

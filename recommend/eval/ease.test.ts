@@ -226,7 +226,7 @@ describe('fitEase', () => {
 describe('eval CLI with EASE', () => {
   it('adds one EASE model per λ given, before popularity', async () => {
     const report = await runEvaluation({ synthetic: '100x50' }, { perUser: 10, halfLife: 0, ease: [100, 300] }, () => {})
-    expect(Object.keys(report.algorithms)).toEqual(['sar', 'ease_lambda100', 'ease_lambda300', 'popularity'])
+    expect(Object.keys(report.algorithms)).toEqual(['sar', 'ease_lambda100', 'ease_lambda300', 'served_ease_0.3', 'popularity'])
     expect(report.algorithms.ease_lambda300!.users).toBe(100)
   })
 

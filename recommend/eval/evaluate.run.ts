@@ -2,8 +2,11 @@ import { AppError } from '../../core/errors.js'
 import { fitEase } from './ease.js'
 import { evaluateInteractions, type AlgorithmFactory, type EvaluationReport } from './evaluate.js'
 import { readInteractionsFile } from './interactions.js'
+import { DEFAULT_MODEL } from '../model.choice.js'
+import { DEFAULT_MAX_FIT_ITEMS, modelName, parseModelName } from '../model.fit.js'
 import { fitPopularity } from './popularity.js'
 import { fitSar, type SarSimilarity } from './sar.js'
+import { fitServed } from './served.js'
 import { generateSyntheticInteractions } from './synthetic.js'
 import type { InteractionTable } from './table.js'
 
@@ -11,7 +14,9 @@ import type { InteractionTable } from './table.js'
  * One evaluation as `qianmian recommend evaluate` runs it: where the interactions come from (a
  * file, a synthetic set, or a table the caller built from a tenant's events), which models, and
  * how the rows are split (stratified per user by default, in time with `cut`). Compares SAR
- * (without and with time decay), EASE at each λ, and the most-popular baseline.
+ * (without and with time decay), EASE at each λ, the served model's code path (`served_<model>`:
+ * eval/served.ts, the fit and scoring that layouts use, with their truncations) and the
+ * most-popular baseline. A model that cannot hold the data is skipped with a line saying why.
  */
 
 export interface EvaluationRunOptions {
@@ -27,6 +32,10 @@ export interface EvaluationRunOptions {
   ease?: number[]
   /** Synthetic rows per user. */
   perUser?: number
+  /** Served models to run through the serving code (`ease_0.3`, `sar`); default the build's default. */
+  served?: string[]
+  /** Items the served fit covers at most (the most engaged). */
+  maxItems?: number
 }
 
 export type EvaluationSource = { file: string } | { synthetic: string } | { table: InteractionTable; label: string }
@@ -44,6 +53,10 @@ export async function runEvaluation(source: EvaluationSource, o: EvaluationRunOp
   if (!(halfLife >= 0)) throw bad('--half-life', 'days, 0 or more')
   const ease = o.ease ?? []
   for (const l of ease) if (!(l > 0)) throw bad('--ease', 'penalties greater than 0')
+  const served = o.served ?? [modelName(DEFAULT_MODEL)]
+  for (const name of served) if (!parseModelName(name)) throw bad('--served', `unknown model "${name}": ease_<lambda per customer> or sar`)
+  const maxItems = o.maxItems ?? DEFAULT_MAX_FIT_ITEMS
+  if (!(Number.isInteger(maxItems) && maxItems > 0)) throw bad('--max-items', 'a positive integer')
 
   let table: InteractionTable
   let label: string
@@ -63,8 +76,18 @@ export async function runEvaluation(source: EvaluationSource, o: EvaluationRunOp
   const algorithms: Record<string, AlgorithmFactory> = { sar: (train) => fitSar(train, { similarity }) }
   if (halfLife > 0) algorithms[`sar_decay_${halfLife}d`] = (train) => fitSar(train, { similarity, halfLifeDays: halfLife })
   for (const lambda of ease) algorithms[`ease_lambda${lambda}`] = (train) => fitEase(train, { lambda })
+  const notes: string[] = []
+  for (const name of served) {
+    algorithms[`served_${name}`] = (train) => {
+      const m = fitServed(train, { spec: parseModelName(name)!, halfLifeDays: halfLife, maxItems })
+      if (m.leftOut > 0) notes.push(`served_${name}: fitted on the ${m.model.fitted} most engaged of ${m.model.fitted + m.leftOut} training items (the limit, --max-items ${maxItems}); the other ${m.leftOut} are not recommended`)
+      return m
+    }
+  }
   algorithms.popularity = (train) => fitPopularity(train)
-  return evaluateInteractions(table, { k, ratio, seed: o.seed ?? 42, algorithms, ...(o.cut ? { cut: o.cut } : {}) })
+  const report = evaluateInteractions(table, { k, ratio, seed: o.seed ?? 42, algorithms, ...(o.cut ? { cut: o.cut } : {}) })
+  for (const n of notes) out(n)
+  return report
 }
 
 /** The report as a table, one model per line. */
@@ -75,5 +98,6 @@ export function formatReport(report: EvaluationReport): string[] {
   for (const [name, r] of Object.entries(report.algorithms)) {
     lines.push([name.padEnd(18), ...[r.ndcg, r.precision, r.recall, r.map, r.coverage].map((x) => x.toFixed(4).padStart(8)), String(r.users).padStart(6), r.fitMs.toFixed(0).padStart(7)].join('  '))
   }
+  for (const [name, why] of Object.entries(report.skipped ?? {})) lines.push(`${name} skipped: ${why}`)
   return lines
 }

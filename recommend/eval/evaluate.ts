@@ -1,3 +1,4 @@
+import { AppError } from '../../core/errors.js'
 import { buildUserItemMatrix, type Recommender } from './matrix.js'
 import { catalogueCoverage, rankingMetrics, type RankingCase } from './metrics.js'
 import { fitPopularity } from './popularity.js'
@@ -54,6 +55,13 @@ export interface EvaluationReport {
   k: number
   split: SplitSummary
   algorithms: Record<string, AlgorithmResult>
+  /** Models that refused to fit these data (too many items for their memory), and why. */
+  skipped: Record<string, string>
+}
+
+/** A model's refusal of a catalogue too large to fit (its `items` limit), as opposed to a fault. */
+function isSizeRefusal(e: unknown): e is AppError {
+  return e instanceof AppError && e.code === 'VALIDATION_FAILED' && (e.issues ?? []).some((i) => i.field === 'items')
 }
 
 export function defaultAlgorithms(): Record<string, AlgorithmFactory> {
@@ -100,9 +108,18 @@ export function evaluateInteractions(
   }
 
   const algorithms: Record<string, AlgorithmResult> = {}
+  const skipped: Record<string, string> = {}
   for (const [name, factory] of Object.entries(options.algorithms ?? defaultAlgorithms())) {
     const t0 = performance.now()
-    const model = factory(train)
+    let model: Recommender
+    try {
+      model = factory(train)
+    } catch (e) {
+      // One model that cannot hold these data must not cost the others their figures.
+      if (!isSizeRefusal(e)) throw e
+      skipped[name] = e.message
+      continue
+    }
     const t1 = performance.now()
     const lists = evaluated.map((u) => model.recommend(u, k))
     const t2 = performance.now()
@@ -136,6 +153,7 @@ export function evaluateInteractions(
       coldTestUsers: testUsers - evaluated.length,
     },
     algorithms,
+    skipped,
   }
 }
 
