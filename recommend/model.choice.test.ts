@@ -23,8 +23,8 @@ describe('the model choice', () => {
   it('scores every candidate and popularity through the serving code: the item used together comes first', () => {
     // A customer of a who then used b, and one of c who then used d.
     const ndcg = evaluateCandidates(gram, [one(0, 1), one(2, 3)])
-    expect(Object.keys(ndcg)).toEqual(['ease_0.3', 'ease_0.1', 'ease_1', 'sar', 'popularity'])
-    for (const name of ['ease_0.3', 'ease_0.1', 'ease_1', 'sar']) expect(ndcg[name], name).toBe(1)
+    expect(Object.keys(ndcg)).toEqual(['ease_0.3', 'ease_0.1', 'ease_1', 'ease_3', 'sar', 'popularity'])
+    for (const name of ['ease_0.3', 'ease_0.1', 'ease_1', 'ease_3', 'sar']) expect(ndcg[name], name).toBe(1)
     // Popularity ranks a and b (5 customers), d (4), c (3): b comes first for the customer of a,
     // d third for the customer of c (nDCG ln 2 / ln 4 = 0.5).
     expect(ndcg.popularity).toBeCloseTo((1 + Math.log(2) / Math.log(4)) / 2, 10)

@@ -20,6 +20,7 @@ export const CANDIDATES: readonly ModelSpec[] = [
   { kind: 'ease', lambdaPerUser: DEFAULT_LAMBDA_PER_USER },
   { kind: 'ease', lambdaPerUser: 0.1 },
   { kind: 'ease', lambdaPerUser: 1 },
+  { kind: 'ease', lambdaPerUser: 3 },
   { kind: 'sar' },
 ]
 export const DEFAULT_MODEL: ModelSpec = CANDIDATES[0]!
