@@ -12,7 +12,8 @@ function lane(name: Lane, opts: { pool: 'threads' | 'forks'; maxWorkers: number;
       name,
       ...laneGlobs(name),
       pool: opts.pool,
-      // Engine lanes: one file per process, as the embedded engine binds one data directory per process.
+      // A fresh worker per file; with forks that is a process per file, which the engine lanes need
+      // (the embedded engine binds one data directory per process).
       isolate: true,
       maxWorkers: opts.maxWorkers,
       // Unit and engine share group 0 (their files fill the same workers); the serial lanes follow in turn.
