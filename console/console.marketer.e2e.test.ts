@@ -1,6 +1,7 @@
 import path from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { englishLeft } from './e2e.checks.js'
 import { CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
 
 /**
@@ -11,35 +12,8 @@ import { CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup
  * means to show as they are.
  */
 
-// The brand, the language switch, and statistical methods known by their authors' names.
-const ALLOWED = new Set(['Qianmian', 'English', 'Wilson', 'Newcombe'])
 /** A weekly cron on a weekday three days from today's in the demo bank's zone (UTC+8): no occurrence today. */
 const notToday = `0 10 * * ${(new Date(Date.now() + 8 * 3_600_000).getUTCDay() + 3) % 7}`
-
-/** Visible words in Latin letters the Chinese screens should not show, with where they are. */
-function englishLeft(page: Page): Promise<string[]> {
-  return page.evaluate((allowed) => {
-    const out: string[] = []
-    const flag = (text: string, where: string) => {
-      for (const w of text.match(/[A-Za-z][A-Za-z0-9_.-]*/g) ?? []) {
-        if (w.length < 2 || /[\d_.-]/.test(w) || /^[A-Z]{2,5}s?$/.test(w) || allowed.includes(w)) continue
-        out.push(`${w} (${where}: "${text.trim().slice(0, 60)}")`)
-      }
-    }
-    const shown = (el: Element) => !el.closest('[translate="no"]') && (el as HTMLElement).checkVisibility?.({ visibilityProperty: true } as CheckVisibilityOptions) !== false
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT)
-    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-      const el = n.parentElement
-      if (!el || el.closest('select, script, style, [hidden], details:not([open]) > :not(summary)') || !shown(el)) continue
-      flag(n.textContent ?? '', el.tagName.toLowerCase())
-    }
-    for (const s of document.querySelectorAll('select')) if (shown(s)) for (const o of s.options) flag(o.text, 'option')
-    for (const i of document.querySelectorAll('input[placeholder], textarea[placeholder]')) if (shown(i)) flag(i.getAttribute('placeholder')!, 'placeholder')
-    // Charts draw on a canvas: their labels are kept on the chart's element.
-    for (const c of document.querySelectorAll<HTMLElement>('[data-labels]')) if (shown(c)) flag(c.dataset.labels!.replace(/\|/g, ' '), 'chart')
-    return out
-  }, [...ALLOWED])
-}
 
 describe('the console as a marketer finds it, in Chinese, on a desktop and a phone', () => {
   let demo: DemoConsole
@@ -80,7 +54,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
     page = await browser.newPage({ viewport: { width: 1440, height: 900 }, deviceScaleFactor: 1 })
     watch(page)
-  }, 240_000)
+  }, 420_000)
 
   afterAll(async () => {
     await browser?.close()

@@ -49,7 +49,8 @@ export async function startDemoConsole(): Promise<DemoConsole> {
   fs.mkdirSync(SHOTS, { recursive: true })
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-console-'))
   const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_DEMO: 'true', QIANMIAN_DEMO_CUSTOMERS: '3000' }, 60_000)
-  await waitReady(server.url, 90_000)
+  // Seeding the demo bank takes well over a minute on a loaded shared machine.
+  await waitReady(server.url, 300_000)
   // Demo keys name their role (older data directories: their scope).
   const creds = JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')) as { slug: string; keys: { role?: string; scope?: string; key: string }[] }[]
   const admin = (slug: string) => creds.find((t) => t.slug === slug)!.keys.find((k) => (k.role ?? k.scope) === 'admin')!.key

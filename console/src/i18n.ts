@@ -1,3 +1,4 @@
+import { cronSentence } from './describe.js'
 import { en } from './words.en.js'
 import { zh } from './words.zh.js'
 
@@ -48,24 +49,8 @@ export function valueLabel(tag: string, value: string): string {
 /** Whether the dictionary has a word for the value; if not, the value is shown as data, as it is. */
 export const hasValueLabel = (tag: string, value: string) => value === 'true' || value === 'false' || `val_${tag}_${value}` in en
 
-const WEEKDAYS = { zh: ['周日', '周一', '周二', '周三', '周四', '周五', '周六'], en: ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] }
-
-/** The common five-field crons as a sentence ("每天 10:00"); null for any other, shown as written. */
-export function describeCron(cron: string): string | null {
-  const every = /^\*\/(\d{1,2}) \* \* \* \*$/.exec(cron.trim())
-  if (every) return tf('cronEveryMinutes', { n: every[1]! })
-  const hourly = /^(\d{1,2}) \* \* \* \*$/.exec(cron.trim())
-  if (hourly) return tf('cronHourly', { m: hourly[1]! })
-  const m = /^(\d{1,2}) (\d{1,2}) (\*|\d{1,2}) \* (\*|1-5|[0-7])$/.exec(cron.trim())
-  if (!m) return null
-  const [, mm, hh, dom, dow] = m as unknown as [string, string, string, string, string]
-  const time = `${hh.padStart(2, '0')}:${mm.padStart(2, '0')}`
-  if (dom === '*' && dow === '*') return tf('cronDaily', { time })
-  if (dom === '*' && dow === '1-5') return tf('cronWeekdays', { time })
-  if (dom === '*') return tf('cronWeekly', { day: WEEKDAYS[current][Number(dow) % 7]!, time })
-  if (dow === '*') return tf('cronMonthly', { dom, time })
-  return null
-}
+/** A five-field cron as a sentence ("每天 10:00", "工作日 09:30"); null for one it cannot say plainly, shown as written. */
+export const describeCron = (cron: string): string | null => cronSentence(cron, current)
 
 const PURPOSES = ['marketing', 'service', 'risk', 'security'] as const
 const purposeWord = (p: string) => ((PURPOSES as readonly string[]).includes(p) ? t(`purpose_${p as (typeof PURPOSES)[number]}`) : p)

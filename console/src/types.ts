@@ -82,6 +82,7 @@ export interface SavedSegment {
   rule: unknown
   schedule: string
   retired: boolean
+  archived: boolean
   createdBy: string
   createdAt: string
   changeNote: string
@@ -117,7 +118,7 @@ export interface Message {
 export interface Campaign {
   id: string
   version: number
-  status: 'active' | 'paused' | 'retired'
+  status: 'active' | 'paused' | 'retired' | 'archived'
   name: string
   description: string
   purpose: 'security' | 'service' | 'marketing'

@@ -1,11 +1,13 @@
 import { api, enc, get, type ApiError } from '../api.js'
-import { zoned } from '../cron.js'
 import { clear, fmtInt, h, select } from '../dom.js'
-import { issueText, t, tOr } from '../i18n.js'
+import { describeCron, issueText, t, tOr } from '../i18n.js'
 import { issueLine } from '../issues.js'
 import { store } from '../store.js'
-import type { Campaign, Schedule } from '../types.js'
+import type { Campaign } from '../types.js'
 import { calendar, preview, ranNote, stats, targets } from './campaign-insights.js'
+import { blank, CRON_PRESETS, toBody, toDraft, type Draft } from './campaign-draft.js'
+import { historyPanel } from './history.js'
+import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, type ListQuery } from './list-tools.js'
 
 /**
  * Campaigns: the list, a form to create or change one on a saved segment with its schedule and
@@ -13,151 +15,51 @@ import { calendar, preview, ranNote, stats, targets } from './campaign-insights.
  * the stats and the calendar of what is scheduled.
  */
 
-interface Draft {
-  id: string
-  name: string
-  purpose: Campaign['purpose']
-  channel: string
-  priority: string
-  segment: string
-  status: 'active' | 'paused'
-  kind: 'once' | 'cron' | 'active_hour' | 'event'
-  onceAt: string
-  cron: string
-  fallbackHour: number
-  eventSchedule: string
-  titleZh: string
-  titleEn: string
-  bodyZh: string
-  bodyEn: string
-  elderZh: string
-  elderEn: string
-  controlPerMille: number
-  conversionEvents: string
-  conversionHours: number
-  changeNote: string
-  baseVersion: number
-}
-
-const CRON_PRESETS: [string, string][] = [
-  ['0 10 * * *', 'presetDaily'],
-  ['30 9 * * 1-5', 'presetWeekdays'],
-  ['0 10 * * 6', 'presetSaturday'],
-  ['0 10 1 * *', 'presetMonthly'],
-]
-
-const blank = (): Draft => ({
-  id: '',
-  name: '',
-  purpose: 'marketing',
-  channel: 'push',
-  priority: 'normal',
-  segment: '',
-  status: 'active',
-  kind: 'cron',
-  onceAt: '',
-  cron: '0 10 * * *',
-  fallbackHour: 10,
-  eventSchedule: '',
-  titleZh: '',
-  titleEn: '',
-  bodyZh: '{{name}}，您好！',
-  bodyEn: 'Hello {{name}}!',
-  elderZh: '',
-  elderEn: '',
-  controlPerMille: 50,
-  conversionEvents: '',
-  conversionHours: 72,
-  changeNote: '',
-  baseVersion: 0,
-})
-
 let draft: Draft = blank()
-
-function toDraft(c: Campaign, tz: string): Draft {
-  const s = c.schedule
-  const local = s.kind === 'once' ? new Intl.DateTimeFormat('sv-SE', { timeZone: tz, dateStyle: 'short', timeStyle: 'short' }).format(new Date(s.at)).replace(' ', 'T') : ''
-  return {
-    ...blank(),
-    id: c.id,
-    name: c.name,
-    purpose: c.purpose,
-    channel: c.channel,
-    priority: c.priority,
-    segment: c.audience.segment ?? '',
-    status: c.status === 'paused' ? 'paused' : 'active',
-    kind: s.kind,
-    onceAt: local,
-    cron: s.kind === 'cron' ? s.cron : blank().cron,
-    fallbackHour: s.kind === 'active_hour' ? (s.fallbackHour ?? 10) : 10,
-    eventSchedule: s.kind === 'event' ? JSON.stringify(s) : '',
-    titleZh: c.message.title?.zh ?? '',
-    titleEn: c.message.title?.en ?? '',
-    bodyZh: c.message.body.zh,
-    bodyEn: c.message.body.en,
-    elderZh: c.message.elder?.body.zh ?? '',
-    elderEn: c.message.elder?.body.en ?? '',
-    controlPerMille: c.controlPerMille,
-    conversionEvents: c.conversion?.event.names?.join(', ') ?? '',
-    conversionHours: c.conversion?.withinHours ?? 72,
-    baseVersion: c.version,
-  }
-}
-
-function toBody(d: Draft, tz: string): Record<string, unknown> {
-  let schedule: Schedule
-  if (d.kind === 'once') {
-    const [day = '', time = '00:00'] = d.onceAt.split('T')
-    const [hh = 0, mm = 0] = time.split(':').map(Number)
-    schedule = { kind: 'once', at: day ? zoned(day, hh, mm, tz).toISOString() : '' }
-  } else if (d.kind === 'cron') schedule = { kind: 'cron', cron: d.cron.trim() }
-  else if (d.kind === 'active_hour') schedule = { kind: 'active_hour', fallbackHour: d.fallbackHour }
-  else schedule = JSON.parse(d.eventSchedule || '{}') as Schedule
-  const events = d.conversionEvents.split(/[,，\s]+/).filter(Boolean)
-  return {
-    name: d.name || d.id,
-    purpose: d.purpose,
-    channel: d.channel,
-    priority: d.priority,
-    status: d.status,
-    audience: d.segment ? { segment: d.segment } : { all: true },
-    schedule,
-    message: {
-      ...(d.titleZh || d.titleEn ? { title: { zh: d.titleZh || d.titleEn, en: d.titleEn || d.titleZh } } : {}),
-      body: { zh: d.bodyZh, en: d.bodyEn },
-      // An elder text left empty in one language falls back to the standard body of that language, not to the other language.
-      ...(d.elderZh || d.elderEn ? { elder: { body: { zh: d.elderZh || d.bodyZh, en: d.elderEn || d.bodyEn } } } : {}),
-    },
-    controlPerMille: d.controlPerMille,
-    ...(events.length ? { conversion: { event: { names: events }, withinHours: d.conversionHours } } : {}),
-    changeNote: d.changeNote,
-  }
-}
+const listQuery: ListQuery = { q: '', archived: 'exclude' }
 
 export async function campaignsView(root: HTMLElement): Promise<void> {
   const tz = store.tenant().timeZone
-  const [segments, list] = await Promise.all([store.segments(), get<{ campaigns: Campaign[] }>('/v1/push/campaigns').then((r) => r.campaigns)])
+  const listed = () => get<{ campaigns: Campaign[] }>(`/v1/push/campaigns${listQueryString(listQuery)}`).then((r) => r.campaigns)
+  const [segments, list, live] = await Promise.all([store.segments(), listed(), get<{ campaigns: Campaign[] }>('/v1/push/campaigns').then((r) => r.campaigns)])
+  // The list as searched and filtered; the calendar shows every campaign not archived.
   let campaigns = list
+  let calendarCampaigns = live
+  const filters = listFilters(listQuery, () => void reload(), 'campaign')
+  let listSeq = 0
+  async function reload() {
+    const mine = ++listSeq
+    const got = await Promise.all([listed(), get<{ campaigns: Campaign[] }>('/v1/push/campaigns').then((r) => r.campaigns)])
+    // A slower answer to an earlier search does not replace a newer one.
+    if (mine !== listSeq) return
+    ;[campaigns, calendarCampaigns] = got
+    drawList()
+  }
   const listBox = h('aside', { class: 'panel' })
   const formBox = h('section', { class: 'panel' })
   const sideBox = h('section', { class: 'campaign-side' })
   const calendarBox = h('section', { class: 'panel' })
 
   function drawList() {
+    keepingFocus(filters, () => drawListNow())
+    calendar(calendarBox, calendarCampaigns, tz)
+  }
+  function drawListNow() {
     clear(
       listBox,
       h('h3', null, t('campaigns')),
       h('button', { class: 'primary block', 'data-testid': 'new-campaign', onclick: () => ((draft = blank()), drawForm(), drawSide()) }, `+ ${t('newCampaign')}`),
+      filters,
       campaigns.map((c) =>
         h(
           'button',
-          { class: `seg-item${c.id === draft.id && draft.baseVersion ? ' on' : ''}`, 'data-campaign': c.id, onclick: () => ((draft = toDraft(c, tz)), drawForm(), drawSide()) },
+          { class: `seg-item${c.id === draft.id && draft.baseVersion ? ' on' : ''}${c.status === 'archived' ? ' archived' : ''}`, 'data-campaign': c.id, onclick: () => ((draft = toDraft(c, tz)), drawForm(), drawSide()) },
           h('b', null, c.name),
-          h('small', null, `${c.id} · v${c.version} · ${t(`purpose_${c.purpose}`)}${c.status === 'paused' ? ` · ${t('paused')}` : ''}`),
+          h('small', null, h('span', { translate: 'no' }, c.id), ` · v${c.version} · ${t(`purpose_${c.purpose}`)}${c.status === 'paused' ? ` · ${t('paused')}` : c.status === 'archived' ? ` · ${t('archivedTag')}` : ''}`),
         ),
       ),
+      campaigns.length ? null : h('p', { class: 'muted small', 'data-testid': 'campaign-list-empty' }, t('noListMatch')),
     )
-    calendar(calendarBox, campaigns, tz)
   }
 
   const bind = <K extends keyof Draft>(key: K, attrs: Record<string, string | number | boolean> = {}) =>
@@ -174,13 +76,23 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     select({ 'data-testid': `c-${key}`, onchange: (e: Event) => (((draft as unknown as Record<string, unknown>)[key] = (e.target as HTMLSelectElement).value), redraw && drawForm()) }, options, String(draft[key]))
   const field = (label: string, control: HTMLElement, hint?: string) => h('label', { class: 'field' }, h('span', null, label), control, hint ? h('small', { class: 'muted' }, hint) : null)
 
+  /** The cron with, under it, what it means as a sentence, following the typing. */
+  function cronField(): HTMLElement {
+    const said = h('small', { class: 'muted', 'data-testid': 'cron-sentence' })
+    const say = () => (said.textContent = describeCron(draft.cron) ?? t('cronHint'))
+    const input = bind('cron', { placeholder: '0 10 * * *' })
+    input.addEventListener('input', say)
+    say()
+    return h('label', { class: 'field' }, h('span', null, t('cron')), input, said)
+  }
+
   function scheduleFields(): HTMLElement[] {
     switch (draft.kind) {
       case 'once':
         return [field(t('sendAt'), bind('onceAt', { type: 'datetime-local' }), tz)]
       case 'cron':
         return [
-          field(t('cron'), bind('cron', { placeholder: '0 10 * * *' }), t('cronHint')),
+          cronField(),
           field(t('presets'), select({ onchange: (e: Event) => ((draft.cron = (e.target as HTMLSelectElement).value || draft.cron), drawForm()) }, [['', '…'], ...CRON_PRESETS.map(([c, k]): [string, string] => [c, t(k as Parameters<typeof t>[0])])], '')),
         ]
       case 'active_hour':
@@ -195,6 +107,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     const issues = h('div', { class: 'general-issues', 'data-testid': 'campaign-issues' })
     const saved = draft.baseVersion > 0
     const reachBox = h('div', { class: 'reach', 'data-testid': 'reach-result' })
+    const historyBox = h('div')
     clear(
       formBox,
       h('h3', null, saved ? `${t('campaign')} ${draft.id} · v${draft.baseVersion}` : t('newCampaign')),
@@ -230,16 +143,92 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         field(t('conversionHours'), bind('conversionHours', { type: 'number', min: 1, max: 720 })),
         field(t('changeNote'), bind('changeNote')),
       ),
+      draft.archived ? h('p', { class: 'hint', 'data-testid': 'archived-note' }, t('archivedCampaignNote')) : null,
       h(
         'div',
         { class: 'row' },
-        h('button', { class: 'primary', 'data-testid': 'save-campaign', onclick: () => void save(status, issues) }, t('saveSchedule')),
+        h('button', { class: 'primary', 'data-testid': 'save-campaign', disabled: draft.archived, onclick: () => void save(status, issues) }, t('saveSchedule')),
         h('button', { 'data-testid': 'reach', title: t('reachHint'), onclick: () => void estimate(reachBox, issues) }, t('reach')),
         status,
       ),
+      saved
+        ? h(
+            'div',
+            { class: 'row' },
+            h('button', { 'data-testid': 'campaign-duplicate', title: t('duplicateCampaignHint'), onclick: () => void duplicate(status) }, t('duplicate')),
+            h('button', { 'data-testid': 'campaign-save-as', title: t('saveAsHint'), onclick: () => saveAs() }, t('saveAs')),
+            h('button', { 'data-testid': 'campaign-archive', onclick: () => void setArchived(!draft.archived, status) }, draft.archived ? t('restore') : t('archive')),
+          )
+        : null,
       reachBox,
       issues,
+      historyBox,
     )
+    if (saved) void drawHistory(historyBox)
+  }
+
+  /** Who changed the campaign and what, version against version; an old version loads into the form. */
+  async function drawHistory(box: HTMLElement) {
+    const id = draft.id
+    const { versions } = await get<{ versions: Campaign[] }>(`/v1/push/campaigns/${enc(id)}/versions`)
+    if (id !== draft.id) return
+    clear(
+      box,
+      historyPanel(versions, {
+        timeZone: tz,
+        open: false,
+        testid: 'campaign-history',
+        load: (v) => {
+          // The form keeps the latest version as its base: saving the old one makes it the newest.
+          draft = { ...toDraft(v, tz), baseVersion: draft.baseVersion, archived: draft.archived, changeNote: `${t('restoreOf')} v${v.version}` }
+          drawForm()
+        },
+      }),
+    )
+  }
+
+  /** A copy of the saved version under a free id, paused (so it sends nothing until someone resumes it), opened. */
+  async function duplicate(status: HTMLElement) {
+    status.textContent = t('saving')
+    try {
+      const c = await get<Campaign>(`/v1/push/campaigns/${enc(draft.id)}`)
+      const all = await get<{ campaigns: Campaign[] }>('/v1/push/campaigns?archived=include')
+      const id = copyId(c.id, all.campaigns.map((x) => x.id))
+      const { id: _i, version: _v, status: _s, createdBy: _b, createdAt: _a, changeNote: _n, ...def } = c
+      const body = { ...def, name: `${c.name}${t('copySuffix')}`, status: 'paused', changeNote: `${t('copyOf')} ${c.id} v${c.version}` }
+      const out = await api<{ campaign: Campaign }>('PUT', `/v1/push/campaigns/${enc(id)}?expectedVersion=0`, body)
+      draft = toDraft(out.campaign, tz)
+      await reload()
+      drawForm()
+      drawSide()
+      formBox.querySelector('[data-testid="campaign-status"]')!.textContent = `${t('duplicated')} ${id}`
+    } catch (e) {
+      status.textContent = issueText((e as Error).message).text
+    }
+  }
+
+  /** The form as it is (changes included) becomes a new, unsaved campaign to name. */
+  function saveAs() {
+    const from = draft.id
+    Object.assign(draft, { id: '', name: `${draft.name}${t('copySuffix')}`, baseVersion: 0, archived: false, status: 'paused', changeNote: `${t('copyOf')} ${from}` })
+    drawForm()
+    drawSide()
+    drawList()
+    formBox.querySelector<HTMLInputElement>('[data-testid="c-id"]')?.focus()
+  }
+
+  async function setArchived(archived: boolean, status: HTMLElement) {
+    status.textContent = t('saving')
+    try {
+      const out = await api<{ campaign: Campaign }>('PUT', `/v1/push/campaigns/${enc(draft.id)}/archived`, { archived, changeNote: archived ? t('archivedTag') : t('restoredNote') })
+      draft = toDraft(out.campaign, tz)
+      await reload()
+      drawForm()
+      drawSide()
+      formBox.querySelector('[data-testid="campaign-status"]')!.textContent = archived ? t('archivedDone') : t('restoredCampaign')
+    } catch (e) {
+      clear(status, archiveRefusal(e))
+    }
   }
 
   /** Reach before sending: the form as filled in, counted by the server's targeting without writing. */
@@ -282,9 +271,8 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     try {
       const out = await api<{ campaign: Campaign; changed: boolean }>('PUT', `/v1/push/campaigns/${enc(draft.id)}?expectedVersion=${draft.baseVersion}`, body)
       draft = toDraft(out.campaign, tz)
-      campaigns = (await get<{ campaigns: Campaign[] }>('/v1/push/campaigns')).campaigns
+      await reload()
       drawForm()
-      drawList()
       drawSide()
       formBox.querySelector('[data-testid="campaign-status"]')!.textContent = out.changed ? `${t('savedVersion')} ${out.campaign.version}` : t('unchanged')
     } catch (e) {
@@ -295,7 +283,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
   }
 
   function drawSide() {
-    const saved = campaigns.find((c) => c.id === draft.id && draft.baseVersion > 0)
+    const saved = [...campaigns, ...calendarCampaigns].find((c) => c.id === draft.id && draft.baseVersion > 0)
     if (!saved) return clear(sideBox, h('div', { class: 'panel muted' }, t('saveToSee')))
     const previewBox = h('div', { class: 'panel' })
     const statsBox = h('div', { class: 'panel' })

@@ -2,6 +2,8 @@ import { api, enc, get } from '../api.js'
 import { clear, h, type Child } from '../dom.js'
 import { lang, t, tOr } from '../i18n.js'
 import type { Layout, Preview, Reason } from '../types.js'
+import { store } from '../store.js'
+import { historyPanel } from './history.js'
 import { layoutResultsPanel } from './layout-results.js'
 
 /**
@@ -63,6 +65,40 @@ function phone(mode: 'standard' | 'elder', l: Layout): HTMLElement {
   )
 }
 
+/** Who changed the bank's own home-screen catalogue and what, version against version. */
+function catalogHistory(): HTMLElement {
+  const box = h('div', { class: 'panel', 'data-testid': 'catalog-history-panel' }, h('h3', null, t('catalogHistory')), h('p', { class: 'muted' }, t('loading')))
+  void get<{ versions: { version: number; catalog: unknown; createdBy: string; createdAt: string; changeNote: string }[] }>('/v1/layout/catalog/versions').then(
+    (r) => clear(box, h('h3', null, t('catalogHistory')), r.versions.length ? historyPanel(r.versions, { timeZone: store.tenant().timeZone, open: false, testid: 'catalog-history' }) : h('p', { class: 'muted', 'data-testid': 'catalog-none' }, t('catalogNone'))),
+    (e: Error) => clear(box, h('h3', null, t('catalogHistory')), h('p', { class: 'issue' }, e.message)),
+  )
+  return box
+}
+
+/**
+ * Whose home screen this is, above the phones: a customer number the bank does not know is said
+ * plainly (what is shown is the default a visitor gets, not that customer's), and a known
+ * customer's personalization switch (their own choice in the app) is shown on or off.
+ */
+function whoState(no: string, l: Layout): HTMLElement {
+  if (!l.known) {
+    return h(
+      'div',
+      { class: 'panel who-state unknown', 'data-testid': 'unknown-customer', role: 'status' },
+      h('b', null, no ? [t('unknownTitle'), ' ', h('code', { translate: 'no' }, no)] : t('anonymousTitle')),
+      h('p', { class: 'small' }, no ? t('unknownBody') : t('anonymousBody')),
+    )
+  }
+  const off = l.personalizedReason === 'personalization_off'
+  return h(
+    'div',
+    { class: `panel who-state ${off ? 'off' : 'on'}`, 'data-testid': 'personalization-switch', 'data-state': off ? 'off' : 'on' },
+    h('span', { class: `switch ${off ? 'off' : 'on'}`, 'aria-hidden': 'true' }, h('span', null)),
+    h('b', null, t('personalizationSwitch'), ' ', off ? t('switchOff') : t('switchOn')),
+    h('p', { class: 'small muted' }, off ? t('switchOffBody') : l.holdout ? t('switchOnHoldout') : t('switchOnBody')),
+  )
+}
+
 export async function layoutView(root: HTMLElement, params: URLSearchParams): Promise<void> {
   customer = params.get('customer') ?? customer
   const input = h('input', { value: customer, placeholder: '8101…', 'data-testid': 'layout-customer', onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && void show() })
@@ -73,7 +109,7 @@ export async function layoutView(root: HTMLElement, params: URLSearchParams): Pr
     const q = (mode: string) => `/v1/layout?${customer ? `customerId=${enc(customer)}&` : ''}mode=${mode}&lang=${lang()}`
     try {
       const [std, elder] = await Promise.all([get<Layout>(q('standard')), get<Layout>(q('elder'))])
-      clear(phones, phone('standard', std), phone('elder', elder))
+      clear(phones, whoState(customer, std), phone('standard', std), phone('elder', elder))
     } catch (e) {
       clear(phones, h('p', { class: 'issue' }, (e as Error).message))
     }
@@ -101,6 +137,7 @@ export async function layoutView(root: HTMLElement, params: URLSearchParams): Pr
     ),
     phones,
     layoutResultsPanel(),
+    catalogHistory(),
   )
   if (customer) await show()
 }

@@ -1,11 +1,14 @@
 import { ApiError, api, download, enc, get } from '../api.js'
 import { bar, pie } from '../charts.js'
-import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select } from '../dom.js'
-import { hasValueLabel, lang, t, valueLabel } from '../i18n.js'
+import { clear, debounce, fmtInt, fmtPct, h, select } from '../dom.js'
+import { hasValueLabel, issueText, lang, t, valueLabel } from '../i18n.js'
 import { issueLine } from '../issues.js'
 import { fromRule, group, incomplete, issuesByNode, toJson, type GroupNode, type NodeIssues } from '../rule-model.js'
 import { store } from '../store.js'
 import type { Issue, Preview, Purpose, SavedSegment, Tag, TagDetail } from '../types.js'
+import { historyPanel } from './history.js'
+import { createRuleUndo } from './rule-undo.js'
+import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, type ListQuery } from './list-tools.js'
 import { renderRule, showIssues, type EditorCtx } from './rule-editor.js'
 
 /**
@@ -23,13 +26,16 @@ interface Draft {
   root: GroupNode
   /** The version the draft was loaded from; saving checks nobody saved since. 0: a new segment. */
   baseVersion: number
+  /** Archived: shown as saved, changed by nothing until restored. */
+  archived: boolean
   breakdown: [string, string]
 }
 
 const SEGMENT_ID = /^[a-z][a-z0-9_-]{1,62}$/
-const fresh = (): Draft => ({ id: '', name: '', description: '', purpose: 'marketing', changeNote: '', root: group('all'), baseVersion: 0, breakdown: ['aum_tier', 'lifecycle'] })
+const fresh = (): Draft => ({ id: '', name: '', description: '', purpose: 'marketing', changeNote: '', root: group('all'), baseVersion: 0, archived: false, breakdown: ['aum_tier', 'lifecycle'] })
 // Kept across screens and language switches, so a half-built segment is not lost.
 let draft: Draft = fresh()
+const listQuery: ListQuery = { q: '', archived: 'exclude' }
 
 export async function segmentsView(root: HTMLElement): Promise<void> {
   const [tags, segments, eventNames] = await Promise.all([store.tags(), store.segments(), store.eventNames()])
@@ -45,6 +51,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
   const savePanel = h('div', { class: 'panel' })
   const purposeBox = h('label', { class: 'purpose' })
   const listBox = h('div', { class: 'seg-list' })
+  const filters = listFilters(listQuery, () => void refreshList(), 'seg')
   let nodeIssues: NodeIssues = new Map()
   let last: Preview | null = null
   let seq = 0
@@ -59,6 +66,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     eventNames,
     changed(structure) {
       if (structure) drawTree()
+      undo.changed(structure)
       scheduleCount()
     },
     needDetail(name) {
@@ -75,6 +83,17 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     },
   }
   for (const name of new Set([...draft.breakdown, ...tagNamesIn(draft.root)])) ctx.needDetail(name)
+  const undo = createRuleUndo<{ purpose: Purpose; root: GroupNode }>({
+    read: () => ({ purpose: draft.purpose, root: draft.root }),
+    write: (st) => {
+      Object.assign(draft, st)
+      dropForbiddenBreakdown()
+      drawTree()
+      scheduleCount()
+    },
+    key: (st) => JSON.stringify([st.purpose, toJson(st.root, 'rule', new Map())]),
+    unsavedOnly: () => draft.baseVersion === 0,
+  })
 
   function drawPurpose() {
     clear(
@@ -199,29 +218,25 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
         field('description', t('description')),
         field('changeNote', t('changeNote')),
       ),
+      draft.archived ? h('p', { class: 'hint', 'data-testid': 'archived-note' }, t('archivedNote')) : null,
       h(
         'div',
         { class: 'row' },
-        h('button', { class: 'primary', 'data-testid': 'save', onclick: () => void save(status) }, t('save')),
+        h('button', { class: 'primary', 'data-testid': 'save', disabled: draft.archived, onclick: () => void save(status) }, t('save')),
         saved ? h('button', { 'data-testid': 'export', onclick: () => void exportCsv(status) }, t('exportCsv')) : null,
-        saved ? h('button', { 'data-testid': 'materialize', onclick: () => void materialize(status) }, t('materialize')) : null,
+        saved ? h('button', { 'data-testid': 'materialize', disabled: draft.archived, onclick: () => void materialize(status) }, t('materialize')) : null,
         status,
       ),
-      versions.length
+      saved
         ? h(
-            'details',
-            { class: 'versions', open: true },
-            h('summary', null, `${t('versionHistory')} (${versions.length})`),
-            h(
-              'table',
-              { 'data-testid': 'versions' },
-              h('tr', null, h('th', null, 'v'), h('th', null, t('when')), h('th', null, t('who')), h('th', null, t('changeNote')), h('th', null, '')),
-              [...versions].reverse().map((v) =>
-                h('tr', null, h('td', null, v.version), h('td', null, fmtTime(v.createdAt, store.tenant().timeZone, { year: true })), h('td', { translate: 'no' }, v.createdBy), h('td', null, v.changeNote || '—'), h('td', null, h('button', { class: 'link', onclick: () => loadVersion(v) }, t('load')))),
-              ),
-            ),
+            'div',
+            { class: 'row' },
+            h('button', { 'data-testid': 'seg-duplicate', title: t('duplicateHint'), onclick: () => void duplicate(status) }, t('duplicate')),
+            h('button', { 'data-testid': 'seg-save-as', title: t('saveAsHint'), onclick: () => saveAs() }, t('saveAs')),
+            h('button', { 'data-testid': 'seg-archive', onclick: () => void setArchived(!draft.archived, status) }, draft.archived ? t('restore') : t('archive')),
           )
         : null,
+      versions.length ? historyPanel(versions, { timeZone: store.tenant().timeZone, load: loadVersion }) : null,
     )
   }
 
@@ -233,6 +248,7 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     try {
       const out = await api<{ segment: SavedSegment; changed: boolean }>('PUT', `/v1/segments/${enc(draft.id)}?expectedVersion=${draft.baseVersion}`, body)
       draft.baseVersion = out.segment.version
+      undo.saved()
       draft.changeNote = ''
       store.segmentsChanged()
       await refreshList()
@@ -245,6 +261,46 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
         setIssues(err.issues, paths)
         status.textContent = t('ruleHasErrors')
       } else status.textContent = err.message
+    }
+  }
+
+  /** A copy of the saved version under a free id, saved at once and opened. */
+  async function duplicate(status: HTMLElement) {
+    status.textContent = t('saving')
+    try {
+      const s = await get<SavedSegment>(`/v1/segments/${enc(draft.id)}`)
+      const all = await get<{ segments: SavedSegment[] }>('/v1/segments?archived=include')
+      const id = copyId(s.id, all.segments.map((x) => x.id))
+      const body = { name: `${s.name}${t('copySuffix')}`, description: s.description, purpose: s.purpose, rule: s.rule, schedule: s.schedule, changeNote: `${t('copyOf')} ${s.id} v${s.version}` }
+      const out = await api<{ segment: SavedSegment }>('PUT', `/v1/segments/${enc(id)}?expectedVersion=0`, body)
+      store.segmentsChanged()
+      await open(out.segment)
+      savePanel.querySelector('[data-testid="save-status"]')!.textContent = `${t('duplicated')} ${id}`
+    } catch (e) {
+      status.textContent = issueText((e as Error).message).text
+    }
+  }
+
+  /** The rule as it is in the editor (changes included) becomes a new, unsaved segment to name. */
+  function saveAs() {
+    const from = draft.id
+    Object.assign(draft, { id: '', name: `${draft.name}${t('copySuffix')}`, baseVersion: 0, archived: false, changeNote: `${t('copyOf')} ${from}` })
+    drawSave()
+    void refreshList()
+    savePanel.querySelector<HTMLInputElement>('[data-testid="seg-id"]')?.focus()
+  }
+
+  async function setArchived(archived: boolean, status: HTMLElement) {
+    status.textContent = t('saving')
+    try {
+      const out = await api<{ segment: SavedSegment }>('PUT', `/v1/segments/${enc(draft.id)}/archived`, { archived, changeNote: archived ? t('archivedTag') : t('restoredNote') })
+      Object.assign(draft, { baseVersion: out.segment.version, archived: out.segment.archived })
+      store.segmentsChanged()
+      await refreshList()
+      await loadVersions()
+      savePanel.querySelector('[data-testid="save-status"]')!.textContent = archived ? t('archivedDone') : t('restoredDone')
+    } catch (e) {
+      clear(status, archiveRefusal(e))
     }
   }
 
@@ -280,28 +336,44 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
     Object.assign(draft, { name: v.name, description: v.description, purpose: v.purpose, root: fromRule(v.rule), changeNote: `${t('restoreOf')} v${v.version}` })
     for (const name of tagNamesIn(draft.root)) ctx.needDetail(name)
     drawTree()
+    // Loading an old version is a change of the rule like any other: unsaved, and undone by undo.
+    undo.changed(true)
     void loadVersions()
     void count()
   }
 
   async function open(s: SavedSegment | null) {
-    draft = s ? { ...fresh(), id: s.id, name: s.name, description: s.description, purpose: s.purpose, root: fromRule(s.rule), baseVersion: s.version, breakdown: draft.breakdown } : { ...fresh(), breakdown: draft.breakdown }
+    draft = s ? { ...fresh(), id: s.id, name: s.name, description: s.description, purpose: s.purpose, root: fromRule(s.rule), baseVersion: s.version, archived: s.archived, breakdown: draft.breakdown } : { ...fresh(), breakdown: draft.breakdown }
     nodeIssues = new Map()
     for (const name of tagNamesIn(draft.root)) ctx.needDetail(name)
     drawTree()
+    undo.reset()
     await loadVersions()
     await refreshList()
     void count()
   }
 
+  let listSeq = 0
   async function refreshList() {
-    const list = await store.segments()
-    ctx.segments = list
-    clear(
+    ctx.segments = await store.segments()
+    const mine = ++listSeq
+    const list = (await get<{ segments: SavedSegment[] }>(`/v1/segments${listQueryString(listQuery)}`)).segments
+    // A slower answer to an earlier search does not replace a newer one.
+    if (mine !== listSeq) return
+    keepingFocus(filters, () => clear(
       listBox,
       h('button', { class: 'primary block', 'data-testid': 'new-segment', onclick: () => void open(null) }, `+ ${t('newSegment')}`),
-      list.map((s) => h('button', { class: `seg-item${s.id === draft.id && draft.baseVersion ? ' on' : ''}`, 'data-segment': s.id, onclick: () => void open(s) }, h('b', null, s.name), h('small', null, h('span', { translate: 'no' }, s.id), ` · v${s.version} · ${t(`purpose_${s.purpose}`)}`))),
-    )
+      filters,
+      list.map((s) =>
+        h(
+          'button',
+          { class: `seg-item${s.id === draft.id && draft.baseVersion ? ' on' : ''}${s.archived ? ' archived' : ''}`, 'data-segment': s.id, onclick: () => void open(s) },
+          h('b', null, s.name),
+          h('small', null, h('span', { translate: 'no' }, s.id), ` · v${s.version} · ${t(`purpose_${s.purpose}`)}${s.archived ? ` · ${t('archivedTag')}` : ''}`),
+        ),
+      ),
+      list.length ? null : h('p', { class: 'muted small', 'data-testid': 'seg-list-empty' }, t('noListMatch')),
+    ))
   }
 
   clear(
@@ -310,11 +382,15 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
       'div',
       { class: 'segments-layout' },
       h('aside', { class: 'panel' }, h('h3', null, t('savedSegments')), listBox),
-      h('section', { class: 'editor' }, h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h3', null, t('rule')), purposeBox), treeBox), savePanel),
+      h('section', { class: 'editor' }, h('div', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h3', null, t('rule')), undo.marker, undo.button, purposeBox), treeBox), savePanel),
       countPanel,
     ),
   )
   drawTree()
+  // A draft kept from another screen is compared with its saved version (a new one with an empty rule).
+  undo.reset(false)
+  const savedOne = draft.baseVersion ? segments.find((x) => x.id === draft.id) : undefined
+  undo.setBaseline(savedOne ? { purpose: savedOne.purpose, root: fromRule(savedOne.rule) } : { purpose: draft.purpose, root: group('all') })
   drawCount('empty')
   await Promise.all([refreshList(), loadVersions()])
   void count()

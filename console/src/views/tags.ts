@@ -1,5 +1,7 @@
 import { bar } from '../charts.js'
-import { api } from '../api.js'
+import { api, enc, get } from '../api.js'
+import { describeTag, type Part } from '../describe.js'
+import { historyPanel } from './history.js'
 import { clear, debounce, fmtInt, fmtPct, fmtTime, h, select, type Child } from '../dom.js'
 import { describeCron, hasValueLabel, lang, t, tOr, valueLabel } from '../i18n.js'
 import { store } from '../store.js'
@@ -13,6 +15,9 @@ import type { Preview, Tag, TagDetail } from '../types.js'
 let query = ''
 let purpose = ''
 let selected = ''
+
+/** A sentence's parts: text, and identifiers shown as written. */
+const partsNodes = (parts: Part[]): Child[] => parts.map((p) => (typeof p === 'string' ? p : h('code', { translate: 'no' }, p.id)))
 
 /** The owning team in words; a team the dictionary does not know is shown as written. */
 const owner = (o: string): Child => (tOr(`owner_${o}`, '') || h('span', { translate: 'no' }, o))
@@ -60,6 +65,7 @@ export async function tagsView(root: HTMLElement): Promise<void> {
     clear(detailBox, h('p', { class: 'muted' }, t('loading')))
     const d: TagDetail = await store.tag(name)
     const chart = h('div', { class: 'chart', 'data-testid': 'distribution-chart' })
+    const historyBox = h('div')
     clear(
       detailBox,
       h('h3', null, d.description[lang()], ' ', h('code', { translate: 'no' }, d.name)),
@@ -80,7 +86,13 @@ export async function tagsView(root: HTMLElement): Promise<void> {
       h('h4', null, t('distribution')),
       d.distribution.length ? chart : h('p', { class: 'muted' }, t('noValues')),
       h('h4', null, t('definition')),
+      h('p', { class: 'definition-sentence', 'data-testid': 'definition-sentence' }, partsNodes(describeTag(d, { lang: lang(), tagLabel: (n) => tags.find((x) => x.name === n)?.description[lang()] }))),
       h('details', null, h('summary', null, t('showDefinition')), h('pre', { class: 'json', translate: 'no' }, JSON.stringify(d.rule, null, 2))),
+      historyBox,
+    )
+    void get<{ versions: (TagDetail & { retired: boolean })[] }>(`/v1/tags/${enc(d.name)}/versions`).then(
+      (r) => selected === d.name && clear(historyBox, historyPanel(r.versions, { timeZone: tz, open: false, testid: 'tag-history' })),
+      () => undefined,
     )
     const buckets = await withRest(d)
     if (buckets.length) {
