@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { chDateTime } from '../core/time.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { buildModel } from './model.build.js'
-import { CANDIDATES, MIN_TEST_CUSTOMERS } from './model.choice.js'
+import { CANDIDATES, loadServedModel, MIN_TEST_CUSTOMERS } from './model.choice.js'
 import { modelName } from './model.fit.js'
 
 /**
@@ -105,5 +105,12 @@ describe('the model build', () => {
     expect(s.every((w) => w > 0 && w <= 1)).toBe(true)
     expect((await weights('7004')).some((w) => w < 0)).toBe(true)
     await expect(buildModel(deps, { tenant: bank, asOf: AS_OF, build: '7005', model: 'ease_x' })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })
+    // What a snapshot loads: the build's model and its input; a build from before the choice
+    // existed (no model in its record) holds SAR's Jaccard neighbours.
+    const db = t.engine.db.forTenant(bank.id)
+    expect(await loadServedModel(db, '7003')).toEqual({ name: 'sar', kind: 'sar', input: 'affinity' })
+    expect(await loadServedModel(db, '7004')).toEqual({ name: 'ease_0.3', kind: 'ease', input: 'binary' })
+    await db.insert('rec_models', [{ build: '7000', catalog_version: 0, built_at: chDateTime(AS_OF), as_of: chDateTime(AS_OF), customers: 0, items: 0, complete: 1, stats: JSON.stringify({ ms: {} }) }])
+    expect(await loadServedModel(db, '7000')).toEqual({ name: 'sar', kind: 'sar', input: 'affinity' })
   }, 120_000)
 })

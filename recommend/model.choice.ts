@@ -2,8 +2,8 @@ import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { topK } from './eval/matrix.js'
 import { rankingMetrics, type RankingCase } from './eval/metrics.js'
-import { DEFAULT_LAMBDA_PER_USER, fitItemModel, modelName, type FitOptions, type ItemGram, type ModelSpec } from './model.fit.js'
-import { modelScratch, scoreByNeighbours } from './model.score.js'
+import { DEFAULT_LAMBDA_PER_USER, fitItemModel, modelName, parseModelName, type FitOptions, type ItemGram, type ModelKind, type ModelSpec } from './model.fit.js'
+import { modelScratch, scoreByNeighbours, type ModelInput } from './model.score.js'
 
 /**
  * Which model a bank is served, chosen at each build by an offline evaluation on the bank's own
@@ -142,4 +142,25 @@ export async function choiceCases(db: TenantDb, events: string, params: Record<s
       relevant: Int32Array.from(r.fresh.map((x) => at.get(x) ?? unseen++)),
     }
   })
+}
+
+/** The model a build serves, as its record says. */
+export interface ServingModel {
+  name: string
+  kind: ModelKind
+  input: ModelInput
+}
+
+/** Builds from before the model was chosen recorded none: their neighbours are SAR's. */
+const SAR_MODEL: ServingModel = Object.freeze({ name: 'sar', kind: 'sar', input: 'affinity' })
+
+const modelStats = z.object({ model: z.object({ name: z.string(), input: z.enum(['affinity', 'binary']) }).optional() })
+
+export async function loadServedModel(db: TenantDb, build: string | null): Promise<ServingModel> {
+  if (!build) return SAR_MODEL
+  const [row] = await db.query(`SELECT stats FROM rec_models FINAL WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64} LIMIT 1`, { build }, z.object({ stats: z.string() }))
+  const parsed = modelStats.safeParse(JSON.parse(row?.stats || '{}'))
+  const m = parsed.success ? parsed.data.model : undefined
+  const spec = m && parseModelName(m.name)
+  return m && spec ? { name: m.name, kind: spec.kind, input: m.input } : SAR_MODEL
 }

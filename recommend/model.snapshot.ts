@@ -13,8 +13,8 @@ import type { Tenant } from '../tenants/tenants.service.js'
 import type { Catalog, CatalogItem, CatalogModule, ItemType } from './catalog.schema.js'
 import { purposeOf } from './catalog.schema.js'
 import { productItems } from './model.build.js'
-import { parseModelName, type ModelKind } from './model.fit.js'
-import type { ModelInput, Neighbours } from './model.score.js'
+import { loadServedModel, type ServingModel } from './model.choice.js'
+import type { Neighbours } from './model.score.js'
 
 /**
  * What one tenant's layouts are served from, in memory: the catalogue resolved into items and
@@ -91,33 +91,13 @@ export interface LayoutSnapshot {
   /** Per region code: the popularity of each item among its customers (0..1), for anonymous visitors. */
   regions: Map<string, Float32Array>
   /** The build's model (model.fit.ts) and each item's neighbours under it. */
-  model: SnapshotModel
+  model: ServingModel
   neighbours: Neighbours[]
   customers: CustomerRows
   index: CustomerIndex
   loadedMs: number
   /** Memory held: typed arrays and bitmaps. */
   bytes: number
-}
-
-export interface SnapshotModel {
-  name: string
-  kind: ModelKind
-  input: ModelInput
-}
-
-/** Builds from before the model was chosen recorded none: their neighbours are SAR's. */
-const SAR_MODEL: SnapshotModel = Object.freeze({ name: 'sar', kind: 'sar', input: 'affinity' })
-
-const modelStats = z.object({ model: z.object({ name: z.string(), input: z.enum(['affinity', 'binary']) }).optional() })
-
-async function loadModel(db: TenantDb, build: string | null): Promise<SnapshotModel> {
-  if (!build) return SAR_MODEL
-  const [row] = await db.query(`SELECT stats FROM rec_models FINAL WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64} LIMIT 1`, { build }, z.object({ stats: z.string() }))
-  const parsed = modelStats.safeParse(JSON.parse(row?.stats || '{}'))
-  const m = parsed.success ? parsed.data.model : undefined
-  const spec = m && parseModelName(m.name)
-  return m && spec ? { name: m.name, kind: spec.kind, input: m.input } : SAR_MODEL
 }
 
 export interface CustomerRows {
@@ -394,7 +374,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     const members = segMembers.get(id)
     return members ? [{ id, members, popularity: segPop[j]! }] : []
   })
-  const [customers, index, model] = await Promise.all([loadCustomers(db, input.build, itemIndex), loadIndex(db), loadModel(db, input.build)])
+  const [customers, index, model] = await Promise.all([loadCustomers(db, input.build, itemIndex), loadIndex(db), loadServedModel(db, input.build)])
   const bm = (b: Bitmap | undefined) => b?.getSerializationSizeInBytes('croaring') ?? 0
   const bytes =
     [...Object.values(customers), index.hashes, index.keys, popularity].reduce((s, a) => s + (a as ArrayBufferView).byteLength, 0) +
