@@ -31,6 +31,7 @@ beforeAll(async () => {
   expect((await put('/v1/segments/elders', { name: '长辈客群', description: 'Customers aged 60 and over', purpose: 'marketing', rule: elders })).statusCode).toBe(201)
   expect((await put('/v1/segments/elders-too', { name: '长辈（引用）', purpose: 'marketing', rule: { all: [{ segment: 'elders' }] } })).statusCode).toBe(201)
   expect((await put('/v1/push/campaigns/elder-wealth', { name: '长辈理财', purpose: 'marketing', audience: { segment: 'elders' }, schedule: { kind: 'cron', cron: '0 10 * * *' }, message })).statusCode).toBe(201)
+  expect((await put('/v1/push/campaigns/elder-rule', { name: '长辈（规则）', purpose: 'marketing', audience: { rule: { all: [{ segment: 'elders' }] } }, schedule: { kind: 'cron', cron: '0 10 * * *' }, message })).statusCode).toBe(201)
 }, 60_000)
 afterAll(async () => {
   await t?.close()
@@ -42,13 +43,14 @@ describe('PUT /v1/segments/:id/archived', () => {
     expect(res.statusCode).toBe(409)
     const err = res.json().error
     expect(err.code).toBe('IN_USE')
-    expect(err.issues.map((i: { kind: string; id: string; at: string }) => `${i.kind} ${i.id} ${i.at}`).sort()).toEqual(['campaign elder-wealth audience.segment', 'segment elders-too rule.all.0'])
+    expect(err.issues.map((i: { kind: string; id: string; at: string }) => `${i.kind} ${i.id} ${i.at}`).sort()).toEqual(['campaign elder-rule audience.rule.all.0', 'campaign elder-wealth audience.segment', 'segment elders-too rule.all.0'])
     expect(await ids()).toContain('elders')
   })
 
   it('archives once nothing uses it: out of the default list, shown by the filter, a version by the holder, audited', async () => {
     expect((await put('/v1/push/campaigns/elder-wealth', { name: '长辈理财', purpose: 'marketing', audience: { all: true }, schedule: { kind: 'cron', cron: '0 10 * * *' }, message })).statusCode).toBe(200)
     expect((await t.app.inject({ method: 'DELETE', url: '/v1/segments/elders-too', headers: auth(bank.admin) })).statusCode).toBe(204)
+    expect((await t.app.inject({ method: 'DELETE', url: '/v1/push/campaigns/elder-rule', headers: auth(bank.admin) })).statusCode).toBe(204)
     const res = await archive('elders', true)
     expect(res.statusCode).toBe(200)
     expect(res.json()).toMatchObject({ changed: true, segment: { id: 'elders', version: 2, archived: true, createdBy: 'test admin' } })
