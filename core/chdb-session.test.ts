@@ -134,6 +134,14 @@ describe('query parameters through the session (embedded)', () => {
     expect(finishedAtFileDone).toBe(0)
   })
 
+  it('binds a value larger than a statement may be (a flush\'s 40,000 message ids, 1 MB)', async () => {
+    const ids = Array.from({ length: 40_000 }, (_, i) => `m-${i}-d5839442539f`)
+    await expect(one(wrapped, 'SELECT toString(length({ids:Array(String)})) AS v', { ids })).resolves.toBe('40000')
+    const more = [...ids, ...ids, ...ids]
+    await expect(one(wrapped, 'SELECT toString(length({ids:Array(String)})) AS v', { ids: more })).resolves.toBe('120000')
+    await expect(one(wrapped, 'SELECT {x:String} AS v', { x: 'small after large' })).resolves.toBe('small after large')
+  })
+
   it('refuses a parameter name that is not an identifier before anything is sent', () => {
     expect(() => sessionParamsStatement({ 'a = 1, b': 1 })).toThrow(/Invalid query parameter name/)
     expect(sessionParamsStatement({ a: "o'k", b: 2 })).toMatch(/^SET param_a = '[^,]*', param_b = '2'$/)

@@ -23,6 +23,10 @@ import { formatQueryParams } from '@clickhouse/client-common'
  *    statement at a time and the rest wait as promises, so the lanes hold at most one pool thread
  *    each. A session runs one statement at a time anyway, so nothing is lost.
  *
+ * The assignment is a statement of its own, so it is held to the session's `max_query_size` (256 KiB
+ * unless raised), which a bound value never was: a flush's 40,000 message ids are 1 MB. When the
+ * assignment would not fit, the same call raises the session's limit first.
+ *
  * A session keeps its parameters after the statement. A later statement that names a placeholder
  * it does not bind would silently read the earlier value where a server answers "substitution not
  * set"; such a statement is refused here instead.
@@ -33,6 +37,8 @@ const SQL_CALLS = new Set(['query', 'command', 'exec', 'insert'])
 const SESSION_CALLS = new Set([...SQL_CALLS, 'ping'])
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 const PLACEHOLDER = /\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/g
+/** ClickHouse's default `max_query_size`, the most one statement's text may hold. */
+const DEFAULT_MAX_QUERY_SIZE = 262_144
 
 interface SqlParams {
   query: string
@@ -67,6 +73,7 @@ function quoteLiteral(text: string): string {
  */
 export function asEngineSession<C extends object>(connection: C): C {
   const assigned = new Set<string>()
+  let maxQuerySize = DEFAULT_MAX_QUERY_SIZE
   let tail: Promise<unknown> = Promise.resolve()
   /** Starts `run` once every statement handed over before it has settled. */
   const inTurn = <T>(run: () => Promise<T>): Promise<T> => {
@@ -94,7 +101,13 @@ export function asEngineSession<C extends object>(connection: C): C {
         if (names.length === 0) return inTurn(() => call(params, ...rest))
         let query: string
         try {
-          query = `${sessionParamsStatement(values)}; ${params.query}`
+          const assign = sessionParamsStatement(values)
+          let raise = ''
+          if (Buffer.byteLength(assign) + 1024 > maxQuerySize) {
+            maxQuerySize = 2 * (Buffer.byteLength(assign) + 1024)
+            raise = `SET max_query_size = ${maxQuerySize}; `
+          }
+          query = `${raise}${assign}; ${params.query}`
         } catch (e) {
           return Promise.reject(e)
         }
