@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { z } from 'zod'
 import type { SystemDb, TenantDb } from '../core/db.js'
 import { addDays, chDateTime, zonedMidnight } from '../core/time.js'
-import type { ParamBinder } from '../tags/tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 
 /**
  * What several scenarios need: the commit measured, waiting for the engine's background work

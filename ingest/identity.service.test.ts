@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
-import { resolvedEventsSql } from './identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import { createKeyAllocator } from './key-allocator.js'
 
 let t: TestApp

@@ -11,7 +11,7 @@ import type { KeyAllocator } from './key-allocator.js'
  * anonymous app id is linked to a key by `identify` (or `alias`); `alias` between two customer
  * numbers merges one key into the other. Events keep the key known when they arrived (0 for an
  * anonymous sender not yet linked); readers resolve through `identities` and `customer_merges`
- * (see identity.sql.ts), so a link or merge applies to earlier events at once and undoing it
+ * (see core/identity.sql.ts), so a link or merge applies to earlier events at once and undoing it
  * needs no rewrite of the events table. Every change is recorded in `identity_changes`.
  */
 

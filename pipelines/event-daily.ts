@@ -1,9 +1,9 @@
 import { z } from 'zod'
 import { addDays } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
-import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import { CURRENT_DAYS, dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 
 /**
  * Per-customer, per-local-day partial aggregates of every event measure a tenant's tags use

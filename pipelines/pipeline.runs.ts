@@ -1,6 +1,7 @@
 import os from 'node:os'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
+import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
 
 /**
@@ -60,15 +61,6 @@ const toRecord = (r: z.infer<typeof runRow>): RunRecord => ({
   details: r.details ? (JSON.parse(r.details) as Record<string, unknown>) : {},
   error: r.error,
 })
-
-let lastId = 0n
-/** Run ids grow with time (they order versions in ReplacingMergeTree tables) and never repeat in a process. */
-export function newRunId(now = Date.now()): string {
-  let id = BigInt(now) * 1000n + BigInt(Math.floor(Math.random() * 1000))
-  if (id <= lastId) id = lastId + 1n
-  lastId = id
-  return id.toString()
-}
 
 export interface RunListOptions {
   pipeline?: string | undefined

@@ -8,7 +8,7 @@ import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { testTagDef } from '../test/fixtures.js'
 import { createPipelineRunner, type PipelineRunner } from './pipeline.runner.js'
-import { newRunId } from './pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { runTags } from './tag.pipeline.js'
 
 /**

@@ -9,7 +9,7 @@ import { createTagRepository } from '../tags/tag.repository.js'
 import { createKeyService } from '../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { newRunId } from './pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { dropSupersededDays } from './event-daily.js'
 import { boundaryDays, runTags, type TagRunResult } from './tag.pipeline.js'
 

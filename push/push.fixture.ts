@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { chDateTime } from '../core/time.js'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { createTagRepository } from '../tags/tag.repository.js'
 import { testTagDef } from '../test/fixtures.js'

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { inHoldout } from '../recommend/experiments.js'
+import { inHoldout } from '../core/holdout.js'
 import { buildApp } from '../server/app.js'
 import { createKeyService } from '../tenants/keys.service.js'
 import { campaign, no, openPush, seedBank, type PushFixture } from './push.fixture.js'

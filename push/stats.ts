@@ -1,9 +1,9 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
-import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import { measureConditionSql } from '../tags/tag.measures.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import type { SavedCampaign } from './campaign.schema.js'
 
 /**

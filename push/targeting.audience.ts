@@ -5,7 +5,7 @@ import { addDays, chDateTime, daysBetween, zonedMidnight } from '../core/time.js
 import { compileSegment } from '../segments/segment.compile.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
-import type { ParamBinder } from '../tags/tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Audience, DateTrigger, PushPurpose, Schedule } from './campaign.schema.js'
 import type { AudienceSql } from './targeting.sql.js'

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chDateTime } from '../core/time.js'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { materializeSegment } from '../segments/segment.materialize.js'
 import { createSegmentRepository } from '../segments/segment.repository.js'
 import { createTagRepository } from '../tags/tag.repository.js'

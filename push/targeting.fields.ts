@@ -1,5 +1,5 @@
 import { AppError } from '../core/errors.js'
-import type { ParamBinder } from '../tags/tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 import { TAG_FIELD } from './template.js'
 
 /**

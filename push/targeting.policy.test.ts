@@ -2,7 +2,7 @@ import crypto from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { chDateTime } from '../core/time.js'
-import { inHoldout } from '../recommend/experiments.js'
+import { inHoldout } from '../core/holdout.js'
 import { campaign, keysWith, no, openPush, seedBank, targetsOf, type PushFixture } from './push.fixture.js'
 import { bucketSql, HOLDOUT_SALT, saltState } from './targeting.sql.js'
 
@@ -174,7 +174,7 @@ describe('holdout', () => {
     }
   })
 
-  it('computes the holdout bucket in the engine exactly as recommend/experiments.ts does', async () => {
+  it('computes the holdout bucket in the engine exactly as core/holdout.ts does', async () => {
     const t = await bank('parity', { n: 1 })
     const nos = Array.from({ length: 3000 }, (_, i) => `C${(i * 104729) % 9_999_991}`)
     const [r] = await fx.engine.db.forTenant(t).query(

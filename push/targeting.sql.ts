@@ -2,8 +2,8 @@ import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { addDays, chDateTime } from '../core/time.js'
-import { inHoldout } from '../recommend/experiments.js'
-import type { ParamBinder } from '../tags/tag.params.js'
+import { inHoldout } from '../core/holdout.js'
+import type { ParamBinder } from '../core/params.js'
 import { compileMessage, messageFields, type SavedCampaign } from './campaign.schema.js'
 import { minutesOf, type Policy } from './policy.js'
 import { planFields, type OpeningProduct } from './targeting.fields.js'
@@ -50,7 +50,7 @@ const FAR_FUTURE = '2100-01-01 00:00:00.000'
 const ELDER_TAG = 'elder'
 
 /**
- * The bucket of `inHoldout` (recommend/experiments.ts) as SQL, so the holdout is decided in the
+ * The bucket of `inHoldout` (core/holdout.ts) as SQL, so the holdout is decided in the
  * engine for a million customers at once: MD5 of the customer number, its four little-endian
  * words folded into the salt's FNV-1a state (multiply, rotate), then murmur3's finaliser, modulo
  * 1000. The salt's state is a constant per query, computed in JS (`saltState`) and bound; every
@@ -93,7 +93,7 @@ export async function checkHoldoutParity(db: TenantDb): Promise<void> {
     z.object({ inside: z.array(z.coerce.number()) }),
   )
   const expected = nos.map((n) => (inHoldout(db.tenantId, n, 500) ? 1 : 0))
-  if (!r || r.inside.join() !== expected.join()) throw new AppError('INTERNAL', 'The push holdout no longer matches recommend/experiments.ts inHoldout.')
+  if (!r || r.inside.join() !== expected.join()) throw new AppError('INTERNAL', 'The push holdout no longer matches core/holdout.ts inHoldout.')
 }
 
 type Texts = { title: TemplatePart[] | null; body: TemplatePart[] }

@@ -6,7 +6,7 @@ import type { Metrics } from '../core/metrics.js'
 import { localDate } from '../core/time.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import type { TagRepository } from '../tags/tag.repository.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { PRIORITIES, type SavedCampaign } from './campaign.schema.js'
@@ -17,7 +17,7 @@ import { occurrenceOf } from './schedule.js'
 import { audienceBitmap, dateTriggerSql, openingProduct, scheduledAudience } from './targeting.audience.js'
 import type { OpeningProduct } from './targeting.fields.js'
 import { checkHoldoutParity, targetingSql, type AudienceSql } from './targeting.sql.js'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 
 /**
  * Targeting runs: for each due campaign of a tenant, its audience becomes targets in one

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import { campaignInput } from './campaign.schema.js'
 import { parseTsv, unescapeTsv } from './tsv-read.js'
 import { fieldsOf, parseTemplate, renderTemplate, templateSql } from './template.js'

@@ -1,4 +1,4 @@
-import type { ParamBinder } from '../tags/tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 
 /**
  * Message templates: text with `{{field}}` or `{{field|fallback}}` placeholders over an

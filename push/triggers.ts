@@ -7,7 +7,7 @@ import { chDateTime, localDate } from '../core/time.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import { measureConditionSql } from '../tags/tag.measures.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { EventSchedule, SavedCampaign } from './campaign.schema.js'
@@ -15,7 +15,7 @@ import type { CampaignRepository } from './campaign.repository.js'
 import type { KeyedLock } from './keyed-lock.js'
 import { audienceBitmap } from './targeting.audience.js'
 import type { Targeting } from './targeting.js'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 
 /**
  * Event triggers: "A then B within N minutes" (up to four steps), evaluated as events arrive.

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { addDays, chDateTime, zonedMidnight } from '../core/time.js'
-import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import { CLICK_EVENT } from './model.build.js'
 
 /**

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { createTagRepository } from '../tags/tag.repository.js'
 import { createBitmapStore } from './bitmap.store.js'

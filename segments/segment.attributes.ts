@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { conditionError } from '../tags/tag.compile.js'
 import { ageSql } from '../tags/tag.features.js'
 import { inNumberRange, NUMBER_RANGE_MESSAGE } from '../tags/tag.limits.js'
-import type { ParamBinder } from '../tags/tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 
 /**
  * Profile attributes a segment may test directly (without a tag): an allow-list of customer

@@ -1,9 +1,9 @@
 import { addDays, daysBetween, localDate } from '../core/time.js'
-import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import { conditionError } from '../tags/tag.compile.js'
 import { attributeBitmapSql, attributePredicate, type AttributeLeaf } from './segment.attributes.js'
 import { measureConditionSql, measureValueSql, type Measure } from '../tags/tag.measures.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import type { Purpose, Scalar, TagDefinition, ValueType } from '../tags/tag.schema.js'
 import {
   arityOf,

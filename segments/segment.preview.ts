@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
-import { ParamBinder } from '../tags/tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { BitmapStore } from './bitmap.store.js'
 import { compileSegment, prepare, type CompileOptions, type Plan } from './segment.compile.js'

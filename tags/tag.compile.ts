@@ -1,6 +1,6 @@
 import { AppError } from '../core/errors.js'
 import { FEATURES, type FeatureName } from './tag.features.js'
-import type { ParamBinder } from './tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 import {
   LIFECYCLE_VALUES,
   type Condition,

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import { conditionError } from './tag.compile.js'
-import type { ParamBinder } from './tag.params.js'
+import type { ParamBinder } from '../core/params.js'
 import type { LifecycleRule, PropertyFilter, Scalar, WindowRule } from './tag.schema.js'
 
 /**

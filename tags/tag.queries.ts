@@ -2,7 +2,7 @@ import type { FeatureName } from './tag.features.js'
 import { profileSql } from './tag.features.js'
 import { featureColumn, lifecycleOutSql, outTuple, ruleSql, windowOutSql, type CompileContext, type TagColumns } from './tag.compile.js'
 import { CURRENT_DAYS, lifecycleAggs, windowAggSql, type Layout } from './tag.measures.js'
-import { ParamBinder } from './tag.params.js'
+import { ParamBinder } from '../core/params.js'
 import {
   featureDependencies,
   tagDependencies,

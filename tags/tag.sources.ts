@@ -1,4 +1,4 @@
-import { resolvedEventsSql } from '../ingest/identity.sql.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 
 /**
  * What SQL tags may read, as `$name`: tenant-scoped subqueries built here, with only the columns

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { newRunId } from '../pipelines/pipeline.runs.js'
+import { newRunId } from '../core/run-id.js'
 import { runTags } from '../pipelines/tag.pipeline.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
