@@ -126,6 +126,10 @@ describe('the console manages what it made, says who changed what, and reads def
     await p.getByTestId('campaign-archive').click()
     await expect.poll(() => p.getByTestId('archived-note').count(), { timeout: 10_000 }).toBe(1)
     expect(await p.getByTestId('save-campaign').isDisabled()).toBe(true)
+    expect(await p.getByTestId('c-status').inputValue()).toBe('archived')
+    // Run now on an archived campaign makes nothing, and says why.
+    await p.getByTestId('run-now').click()
+    await expect.poll(() => p.getByTestId('run-status').textContent(), { timeout: 20_000 }).toContain('已归档')
     const ran = await call<{ campaigns: { skipped?: string }[] }>('POST', `/v1/push/campaigns/${camp}-copy/run`, {})
     expect(ran.json.campaigns[0]!.skipped).toBe('archived')
     await p.getByTestId('campaign-archived-filter').selectOption('only')

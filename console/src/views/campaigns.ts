@@ -16,6 +16,8 @@ import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, typ
  */
 
 let draft: Draft = blank()
+/** The saved campaign the form was opened from (or last saved as). */
+let opened: Campaign | null = null
 const listQuery: ListQuery = { q: '', archived: 'exclude' }
 
 export async function campaignsView(root: HTMLElement): Promise<void> {
@@ -53,7 +55,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
       campaigns.map((c) =>
         h(
           'button',
-          { class: `seg-item${c.id === draft.id && draft.baseVersion ? ' on' : ''}${c.status === 'archived' ? ' archived' : ''}`, 'data-campaign': c.id, onclick: () => ((draft = toDraft(c, tz)), drawForm(), drawSide()) },
+          { class: `seg-item${c.id === draft.id && draft.baseVersion ? ' on' : ''}${c.status === 'archived' ? ' archived' : ''}`, 'data-campaign': c.id, onclick: () => ((draft = toDraft((opened = c), tz)), drawForm(), drawSide()) },
           h('b', null, c.name),
           h('small', null, h('span', { translate: 'no' }, c.id), ` · v${c.version} · ${t(`purpose_${c.purpose}`)}${c.status === 'paused' ? ` · ${t('paused')}` : c.status === 'archived' ? ` · ${t('archivedTag')}` : ''}`),
         ),
@@ -122,7 +124,8 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         field(t('priority'), choose('priority', (['low', 'normal', 'high', 'critical'] as const).map((p): [string, string] => [p, t(`prio_${p}`)]))),
         field(t('scheduleKind'), choose('kind', (['cron', 'once', 'active_hour', 'event'] as const).map((k): [string, string] => [k, t(`sched_${k}`)]), true)),
         ...scheduleFields(),
-        field(t('status'), choose('status', [['active', t('active')], ['paused', t('paused')]])),
+        // An archived campaign's status is said as such (its form cannot be saved until it is restored).
+        field(t('status'), draft.archived ? select({ 'data-testid': 'c-status', disabled: true }, [['archived', t('archivedTag')]], 'archived') : choose('status', [['active', t('active')], ['paused', t('paused')]])),
       ),
       h('h4', null, t('message'), ' ', h('small', { class: 'muted', translate: 'no' }, t('placeholdersHint'))),
       h(
@@ -197,7 +200,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
       const { id: _i, version: _v, status: _s, createdBy: _b, createdAt: _a, changeNote: _n, ...def } = c
       const body = { ...def, name: `${c.name}${t('copySuffix')}`, status: 'paused', changeNote: `${t('copyOf')} ${c.id} v${c.version}` }
       const out = await api<{ campaign: Campaign }>('PUT', `/v1/push/campaigns/${enc(id)}?expectedVersion=0`, body)
-      draft = toDraft(out.campaign, tz)
+      draft = toDraft((opened = out.campaign), tz)
       await reload()
       drawForm()
       drawSide()
@@ -221,7 +224,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     status.textContent = t('saving')
     try {
       const out = await api<{ campaign: Campaign }>('PUT', `/v1/push/campaigns/${enc(draft.id)}/archived`, { archived, changeNote: archived ? t('archivedTag') : t('restoredNote') })
-      draft = toDraft(out.campaign, tz)
+      draft = toDraft((opened = out.campaign), tz)
       await reload()
       drawForm()
       drawSide()
@@ -270,7 +273,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     status.textContent = t('saving')
     try {
       const out = await api<{ campaign: Campaign; changed: boolean }>('PUT', `/v1/push/campaigns/${enc(draft.id)}?expectedVersion=${draft.baseVersion}`, body)
-      draft = toDraft(out.campaign, tz)
+      draft = toDraft((opened = out.campaign), tz)
       await reload()
       drawForm()
       drawSide()
@@ -283,7 +286,8 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
   }
 
   function drawSide() {
-    const saved = [...campaigns, ...calendarCampaigns].find((c) => c.id === draft.id && draft.baseVersion > 0)
+    // The campaign opened may be outside the list as now filtered (just archived, say).
+    const saved = draft.baseVersion > 0 ? [opened, ...campaigns, ...calendarCampaigns].find((c) => c?.id === draft.id) : undefined
     if (!saved) return clear(sideBox, h('div', { class: 'panel muted' }, t('saveToSee')))
     const previewBox = h('div', { class: 'panel' })
     const statsBox = h('div', { class: 'panel' })

@@ -1,15 +1,16 @@
 import { ApiError, api, download, enc, get } from '../api.js'
 import { bar, pie } from '../charts.js'
 import { clear, debounce, fmtInt, fmtPct, h, select } from '../dom.js'
-import { hasValueLabel, issueText, lang, t, valueLabel } from '../i18n.js'
+import { issueText, lang, t } from '../i18n.js'
 import { issueLine } from '../issues.js'
 import { fromRule, group, incomplete, issuesByNode, toJson, type GroupNode, type NodeIssues } from '../rule-model.js'
 import { store } from '../store.js'
-import type { Issue, Preview, Purpose, SavedSegment, Tag, TagDetail } from '../types.js'
+import type { Issue, Preview, Purpose, SavedSegment, TagDetail } from '../types.js'
 import { historyPanel } from './history.js'
 import { createRuleUndo } from './rule-undo.js'
 import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, type ListQuery } from './list-tools.js'
 import { renderRule, showIssues, type EditorCtx } from './rule-editor.js'
+import { breakdownTags, tagNamesIn, withRemainder } from './segment-breakdown.js'
 
 /**
  * The segment builder: a rule tree with a live count (POST /v1/segments/preview, 400 ms after the
@@ -395,24 +396,3 @@ export async function segmentsView(root: HTMLElement): Promise<void> {
   await Promise.all([refreshList(), loadVersions()])
   void count()
 }
-
-/** Tags the purpose may use that break customers into a few groups (not numbers or dates). */
-function breakdownTags(tags: Tag[], purpose: Purpose): Tag[] {
-  return tags.filter((d) => d.type !== 'number' && d.type !== 'date' && d.purpose.includes(purpose))
-}
-
-/**
- * The breakdown rows in words, and the members the rows do not hold: a yes/no tag keeps only
- * its "yes" customers, so the rest are its "no"; other tags' rest have no value.
- */
-function withRemainder(def: Tag, rows: { value: string; customers: number }[], members: number): { label: string; customers: number }[] {
-  const out = rows.map((r) => ({ label: hasValueLabel(def.name, r.value) ? valueLabel(def.name, r.value) : r.value, customers: r.customers }))
-  const rest = members - rows.reduce((a, r) => a + r.customers, 0)
-  if (rest > 0 && def.type !== 'string_list') out.push({ label: def.type === 'boolean' && !rows.some((r) => r.value === 'false') ? t('no') : t('noValue'), customers: rest })
-  return out
-}
-
-function tagNamesIn(n: GroupNode): string[] {
-  return n.children.flatMap((c) => (c.kind === 'group' ? tagNamesIn(c) : c.kind === 'tag' && c.tag ? [c.tag] : []))
-}
-
