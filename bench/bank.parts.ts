@@ -8,7 +8,7 @@ import { localDate, zonedMidnight } from '../core/time.js'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
 import { createPrivacyModule, createPrivacyTombstones } from '../privacy/privacy.module.js'
 import { createPushModule } from '../push/push.module.js'
-import type { TagRunResult } from '../pipelines/tag.pipeline.js'
+import type { TagRunResult } from '../tags/tag.pipeline.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { Tenant, TenantService } from '../tenants/tenants.service.js'
 

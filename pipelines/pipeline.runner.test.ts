@@ -8,6 +8,8 @@ import { zonedMidnight } from '../core/time.js'
 import { createPipelineRunner, type PipelineRunner } from './pipeline.runner.js'
 import { createRunStore } from './pipeline.runs.js'
 import { createSegmentRepository } from '../segments/segment.repository.js'
+import { registerSegmentPipeline } from '../segments/segment.job.js'
+import { registerTagPipeline } from '../tags/tag.job.js'
 
 /** Leases, retries with backoff, run history and schedules of the pipeline runner. */
 
@@ -27,7 +29,10 @@ beforeAll(async () => {
     { customer_key: 1, customer_no: 'A', gender: 'male', birth_date: '1950-01-01', region_code: 'r', branch_code: 'b', occupation: 'o', phone_hash: '', name_masked: '', opened_at: now, updated_at: now },
   ])
   await repo().save(tenant.id, { ...base, name: 'elder', rule: { kind: 'rule', when: { feature: 'age', op: 'gte', value: 60 } } }, 'test')
-  runner = createPipelineRunner({ db: e.db, tenants, tags: repo(), log: e.log, metrics: createMetrics({ collectDefault: false }), options: { retries: 2, retryBaseMs: 20, leaseMs: 60_000 } })
+  runner = createPipelineRunner({ db: e.db, tenants, log: e.log, metrics: createMetrics({ collectDefault: false }), options: { retries: 2, retryBaseMs: 20, leaseMs: 60_000 } })
+  // The pipelines register as the server's modules register them.
+  registerTagPipeline(runner, { db: e.db, repo: repo() })
+  registerSegmentPipeline(runner, { db: e.db, segments: createSegmentRepository({ db: e.db }), tags: repo() })
 }, 60_000)
 
 afterAll(async () => {

@@ -3,20 +3,20 @@ import type { Db } from '../core/db.js'
 import { AppError, errText, isAppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { addDays, chDateTime, daysBetween, zonedMidnight } from '../core/time.js'
-import type { TagRepository } from '../tags/tag.repository.js'
+import { chDateTime, daysBetween } from '../core/time.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { newRunId } from '../core/run-id.js'
 import { createRunStore, leaseOwner, type RunRecord, type RunStore } from './pipeline.runs.js'
-import { runTags, type TagRunResult } from './tag.pipeline.js'
-import { materializeAll } from '../segments/segment.materialize.js'
-import { createSegmentRepository } from '../segments/segment.repository.js'
 
 /**
- * Runs pipelines: on demand (API, CLI) and on the tags' cron schedules. Each run holds a lease on
+ * Runs pipelines: on demand (API, CLI) and on their cron schedules. Each run holds a lease on
  * (tenant, pipeline) so overlapping runs never double-run, records every state change in
  * pipeline_runs, and is retried with exponential backoff; runs are idempotent, so a retry after a
  * failure half-way converges on the same values.
+ *
+ * The runner knows no pipeline's work: each capability registers its own (tags/tag.job.ts,
+ * segments/segment.job.ts, recommend/recommend.module.ts, push/push.wiring.ts), with what it
+ * follows and when it is scheduled, so the runner depends on none of them.
  */
 
 export const PIPELINES = ['tags', 'segments', 'recommend', 'push'] as const
@@ -33,7 +33,7 @@ export interface RunOptions {
   backfill?: { from: string; to: string } | undefined
   /** Time the values are computed as of (default now). */
   asOf?: Date | undefined
-  /** Whether segments and registered pipelines follow a tag run (default true). */
+  /** Whether the pipelines registered after this one follow it (default true; never after a backfill). */
   follow?: boolean | undefined
 }
 
@@ -52,19 +52,51 @@ export interface PipelineRunner {
   startScheduler(): Promise<void>
   /** Stops the schedules and waits for runs in progress. */
   stop(): Promise<void>
-  /**
-   * Adds the work of a pipeline other than tags and segments (the recommend model), supplied by
-   * its capability so the runner does not depend on it. It runs after every tag run (after the
-   * segments, when there are saved ones), on demand, and with `cron` for every tenant on that
-   * schedule (tenant time zone) as well.
-   */
-  register(pipeline: Exclude<PipelineName, 'tags' | 'segments'>, job: PipelineJob, opts?: { cron?: string }): void
+  /** Adds a pipeline's work, supplied by its capability; it runs on demand and as `opts` say. */
+  register(pipeline: PipelineName, job: PipelineJob, opts?: PipelineSchedule): void
   /** Cron tasks of a tenant: `tags` lists the tag names, or the segment ids of a segments task. */
   schedules(tenantId: number): { pipeline: PipelineName; cron: string; timeZone: string; tags: string[]; next: string | null }[]
 }
 
-/** A registered pipeline's work for one tenant: rows written and details for the run record. */
-export type PipelineJob = (input: { tenantId: number; asOf: Date; runId: string }) => Promise<{ rows: number; details: Record<string, unknown> }>
+/** What a pipeline's work is handed: the run's options as started, and the tenant's time zone. */
+export interface JobInput {
+  tenantId: number
+  timeZone: string
+  asOf: Date
+  runId: string
+  options: RunOptions
+}
+
+/**
+ * A registered pipeline's work for one tenant: rows written and details for the run record. With
+ * `failures` the run completed all but those parts: it is `partial`, not retried, and what
+ * follows it still runs.
+ */
+export type PipelineJob = (input: JobInput) => Promise<{
+  rows: number
+  details: Record<string, unknown>
+  mode?: RunRecord['mode']
+  watermark?: string
+  failures?: readonly { name: string; error: string }[]
+}>
+
+/** When a registered pipeline runs besides on demand. */
+export interface PipelineSchedule {
+  /**
+   * The pipeline it follows: it runs after every run of that one which itself started or
+   * followed a chain (a run of a pipeline with no `after`, not a backfill). Without `after` the
+   * pipeline starts a chain.
+   */
+  after?: PipelineName
+  /** True when the pipeline has nothing to do for the tenant: what follows it then follows its `after` directly. */
+  idle?: (tenantId: number) => Promise<boolean>
+  /** One schedule for every tenant (tenant time zone). */
+  cron?: string
+  /** A tenant's own schedules: each thing scheduled (a tag, a segment) by name with its cron. */
+  schedules?: (tenantId: number) => Promise<readonly { cron: string; name: string }[]>
+  /** The options of a run a tenant's own schedule starts, from the names it covers. */
+  scheduledRun?: (names: string[]) => Partial<RunOptions>
+}
 
 const BACKFILL_MAX_DAYS = 400
 const RESYNC_MS = 5 * 60_000
@@ -72,20 +104,17 @@ const RESYNC_MS = 5 * 60_000
 export function createPipelineRunner(deps: {
   db: Db
   tenants: TenantService
-  tags: TagRepository
   log: Logger
   metrics: Metrics
   options: RunnerOptions
 }): PipelineRunner {
   const store = createRunStore({ db: deps.db })
-  const segmentRepo = createSegmentRepository({ db: deps.db })
   const log = deps.log
   const active = new Map<string, Promise<RunRecord>>()
   const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
   let resync: NodeJS.Timeout | undefined
   let stopped = false
-  const jobs = new Map<PipelineName, PipelineJob>()
-  const jobCrons = new Map<PipelineName, string>()
+  const jobs = new Map<PipelineName, { job: PipelineJob; schedule: PipelineSchedule }>()
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
   const duration = deps.metrics.histogram('qianmian_pipeline_run_seconds', 'Pipeline run duration', ['pipeline', 'status'], [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600])
@@ -99,7 +128,6 @@ export function createPipelineRunner(deps: {
   async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
     const pipeline = o.pipeline ?? 'tags'
     const tenant = await deps.tenants.get(o.tenantId)
-    const defs = await deps.tags.list(o.tenantId)
     const startedAt = chDateTime(new Date())
     const base: RunRecord = {
       runId, pipeline, mode: o.backfill ? 'backfill' : (o.mode ?? 'incremental'), trigger: o.trigger, status: 'running', attempt: 1,
@@ -118,24 +146,22 @@ export function createPipelineRunner(deps: {
         const rec = { ...base, attempt }
         await store.record(o.tenantId, rec)
         try {
-          const out =
-            pipeline === 'segments' ? await materialize(o, tenant.timeZone, defs) : pipeline === 'tags' ? await computeTags(o, runId, tenant.timeZone, defs) : await runJob(pipeline, o, runId)
-          // A tag run that completed all but some tags is partial: what follows it still runs.
-          const failures = pipeline === 'tags' ? ((out.details.failures as { tag: string; error: string }[] | undefined) ?? []) : []
-          const error = failures.map((f) => `${f.tag}: ${f.error}`).join('; ')
+          const { failures = [], ...out } = await runJob(pipeline, o, runId, tenant.timeZone)
+          // A run that completed all but some parts is partial: what follows it still runs.
+          const error = failures.map((f) => `${f.name}: ${f.error}`).join('; ')
           const done: RunRecord = { ...rec, ...out, status: failures.length ? 'partial' : 'succeeded', finishedAt: chDateTime(new Date()), error }
           await store.record(o.tenantId, done)
           outcome = done.status
           if (failures.length) {
             failedTags.inc({ tenant: String(o.tenantId) }, failures.length)
-            log.warn({ tenant: o.tenantId, pipeline, runId, failed: failures.map((f) => f.tag) }, 'tag run partial: some tags failed')
+            log.warn({ tenant: o.tenantId, pipeline, runId, failed: failures.map((f) => f.name) }, `${pipeline} run partial: some parts failed`)
           }
           lastSuccess.set({ tenant: String(o.tenantId), pipeline }, Date.now() / 1000)
           changedValues.inc({ tenant: String(o.tenantId) }, done.rows)
           log.info({ tenant: o.tenantId, pipeline, runId, mode: done.mode, rows: done.rows, ms: Date.parse(`${done.finishedAt}Z`) - Date.parse(`${startedAt}Z`) }, 'pipeline run succeeded')
-          // Saved segments follow the tags they read.
-          if (pipeline === 'tags' && !o.backfill && o.follow !== false) followWithSegments(o.tenantId)
-          if (pipeline === 'segments' && o.trigger === 'after-tags') followWithJobs(o.tenantId)
+          // A chain goes on from a run that started it or followed in it.
+          const startsChain = !jobs.get(pipeline)?.schedule.after && !o.backfill && o.follow !== false
+          if (startsChain || o.trigger === 'after-tags') follow(o.tenantId, pipeline)
           return done
         } catch (err) {
           const message = errText(err)
@@ -156,76 +182,23 @@ export function createPipelineRunner(deps: {
     }
   }
 
-  type RunOutcome = Pick<RunRecord, 'mode' | 'watermark' | 'rows' | 'details'>
-
-  async function computeTags(o: RunOptions, runId: string, timeZone: string, defs: Awaited<ReturnType<TagRepository['list']>>): Promise<RunOutcome> {
-    const results: TagRunResult[] = []
-    if (o.backfill) {
-      for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
-        const asOf = new Date(zonedMidnight(addDays(d, 1), timeZone).getTime() - 1)
-        results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId() }))
-      }
-    } else {
-      results.push(await runTags({ db: deps.db }, { tenantId: o.tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId }))
-    }
-    const last = results[results.length - 1]
-    return {
-      mode: o.backfill ? 'backfill' : (last?.mode ?? o.mode ?? 'incremental'),
-      watermark: last?.state.watermark ?? chDateTime(new Date()),
-      rows: results.reduce((s, r) => s + r.changed, 0),
-      details: o.backfill
-        ? {
-            days: results.map((r) => ({ today: r.state.today, changed: r.changed, ...(r.failures.length ? { failures: r.failures } : {}) })),
-            failures: results.flatMap((r) => r.failures.map((f) => ({ ...f, today: r.state.today }))),
-          }
-        : { ...last },
-    }
+  async function runJob(pipeline: PipelineName, o: RunOptions, runId: string, timeZone: string): Promise<Awaited<ReturnType<PipelineJob>> & Pick<RunRecord, 'mode' | 'watermark'>> {
+    const registered = jobs.get(pipeline)
+    if (!registered) throw new AppError('VALIDATION_FAILED', `The ${pipeline} pipeline is not available in this process.`, { issues: [{ field: 'pipeline', message: 'not available' }] })
+    const r = await registered.job({ tenantId: o.tenantId, timeZone, asOf: o.asOf ?? new Date(), runId, options: o })
+    return { ...r, mode: r.mode ?? 'full', watermark: r.watermark ?? chDateTime(new Date()) }
   }
 
-  /** Materializes every saved segment of the tenant; one that fails does not stop the others. */
-  async function materialize(o: RunOptions, timeZone: string, defs: Awaited<ReturnType<TagRepository['list']>>): Promise<RunOutcome> {
-    const saved = await segmentRepo.list(o.tenantId)
-    const r = await materializeAll(
-      { db: deps.db },
-      { tenantId: o.tenantId, timeZone, segments: saved, defs: new Map(defs.map((d) => [d.name, d])), asOf: o.asOf ?? new Date(), trigger: o.trigger, newBuildId: () => newRunId() },
-    )
-    if (r.errors.length) {
-      throw new AppError('VALIDATION_FAILED', `Segments not materialized: ${r.errors.map((e) => `${e.segmentId} (${e.code}: ${e.message})`).join('; ')}`)
-    }
-    return {
-      mode: 'full',
-      watermark: chDateTime(new Date()),
-      rows: r.results.reduce((s, x) => s + x.entered + x.exited, 0),
-      details: { segments: r.results },
-    }
-  }
-
-  async function runJob(pipeline: PipelineName, o: RunOptions, runId: string): Promise<RunOutcome> {
-    const job = jobs.get(pipeline)
-    if (!job) throw new AppError('VALIDATION_FAILED', `The ${pipeline} pipeline is not available in this process.`, { issues: [{ field: 'pipeline', message: 'not available' }] })
-    const r = await job({ tenantId: o.tenantId, asOf: o.asOf ?? new Date(), runId })
-    return { mode: 'full', watermark: chDateTime(new Date()), rows: r.rows, details: r.details }
-  }
-
-  function followWithSegments(tenantId: number): void {
-    void segmentRepo
-      .list(tenantId)
-      .then(async (saved) => {
+  /** Starts the pipelines registered after `pipeline`; one with nothing to do passes the turn to those after it. */
+  function follow(tenantId: number, pipeline: PipelineName): void {
+    for (const [next, { schedule }] of jobs) {
+      if (schedule.after !== pipeline) continue
+      void (async () => {
         if (stopped) return
-        // Without saved segments the registered pipelines follow the tags directly.
-        if (!saved.length) return followWithJobs(tenantId)
-        const started = await runner.start({ tenantId, pipeline: 'segments', trigger: 'after-tags' })
+        if (schedule.idle && (await schedule.idle(tenantId))) return follow(tenantId, next)
+        const started = await runner.start({ tenantId, pipeline: next, trigger: 'after-tags' })
         await started.done
-      })
-      .catch((err: unknown) => log.info({ tenant: tenantId, err: errText(err) }, 'segments not materialized after the tag run'))
-  }
-
-  function followWithJobs(tenantId: number): void {
-    for (const pipeline of jobs.keys()) {
-      void runner
-        .start({ tenantId, pipeline, trigger: 'after-tags' })
-        .then((s) => s.done)
-        .catch((err: unknown) => log.info({ tenant: tenantId, pipeline, err: errText(err) }, 'pipeline did not follow the tag run'))
+      })().catch((err: unknown) => log.info({ tenant: tenantId, pipeline: next, err: errText(err) }, `${next} did not follow the ${pipeline} run`))
     }
   }
 
@@ -239,9 +212,8 @@ export function createPipelineRunner(deps: {
   }
 
   const runner: PipelineRunner = {
-    register(pipeline, job, opts = {}) {
-      jobs.set(pipeline, job)
-      if (opts.cron) jobCrons.set(pipeline, opts.cron)
+    register(pipeline, job, schedule = {}) {
+      jobs.set(pipeline, { job, schedule })
     },
     async start(o) {
       validate(o)
@@ -283,21 +255,15 @@ export function createPipelineRunner(deps: {
     const wanted = new Map<string, { tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
     for (const t of await deps.tenants.list()) {
       if (t.status !== 'active') continue
-      for (const d of await deps.tags.list(t.id)) {
-        const key = `${t.id}|tags|${d.schedule}|${t.timeZone}`
-        const w = wanted.get(key) ?? { tenantId: t.id, cron: d.schedule, timeZone: t.timeZone, tags: [], pipeline: 'tags' as const }
-        w.tags.push(d.name)
-        wanted.set(key, w)
+      for (const [pipeline, { schedule }] of jobs) {
+        for (const own of (await schedule.schedules?.(t.id)) ?? []) {
+          const key = `${t.id}|${pipeline}|${own.cron}|${t.timeZone}`
+          const w = wanted.get(key) ?? { tenantId: t.id, cron: own.cron, timeZone: t.timeZone, tags: [], pipeline }
+          w.tags.push(own.name)
+          wanted.set(key, w)
+        }
+        if (schedule.cron) wanted.set(`${t.id}|${pipeline}|${schedule.cron}|${t.timeZone}`, { tenantId: t.id, cron: schedule.cron, timeZone: t.timeZone, tags: [], pipeline })
       }
-      // Segments with a schedule of their own (besides following every tag run).
-      for (const s of await segmentRepo.list(t.id)) {
-        if (!s.schedule) continue
-        const key = `${t.id}|segments|${s.schedule}|${t.timeZone}`
-        const w = wanted.get(key) ?? { tenantId: t.id, cron: s.schedule, timeZone: t.timeZone, tags: [], pipeline: 'segments' as const }
-        w.tags.push(s.id)
-        wanted.set(key, w)
-      }
-      for (const [pipeline, c] of jobCrons) wanted.set(`${t.id}|${pipeline}|${c}|${t.timeZone}`, { tenantId: t.id, cron: c, timeZone: t.timeZone, tags: [], pipeline })
     }
     for (const [key, t] of tasks) {
       const w = wanted.get(key)
@@ -311,7 +277,8 @@ export function createPipelineRunner(deps: {
       const task = cron.schedule(
         w.cron,
         async () => {
-          const o: RunOptions = w.pipeline === 'tags' ? { tenantId: w.tenantId, tags: w.tags, mode: 'incremental', trigger: 'schedule' } : { tenantId: w.tenantId, pipeline: w.pipeline, trigger: 'schedule' }
+          const own = jobs.get(w.pipeline)?.schedule.scheduledRun?.(w.tags) ?? {}
+          const o: RunOptions = { ...own, tenantId: w.tenantId, pipeline: w.pipeline, trigger: 'schedule' }
           const r = await runner.start(o).catch((err: unknown) => {
             log.info({ tenant: w.tenantId, pipeline: w.pipeline, err: errText(err) }, 'scheduled run not started')
             return undefined

@@ -63,7 +63,7 @@ async function openOther(): Promise<Other> {
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts and bitmap previews cannot be served')
   // Nothing here reloads on its own during the test: only the watch may make B drop the customer.
   const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 600_000 })
-  const segments = createSegmentsModule({ db, tenants, tags: tags.repo, bitmaps })
+  const segments = createSegmentsModule({ db, tenants, tags: tags.repo, runner: tags.runner, bitmaps })
   const recommend = createRecommendModule({ db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log, metrics, refreshMs: 600_000 })
   const push = createPushModule({ db, tenants, log, metrics, tags: tags.repo, segments: segments.repo, lease: { refreshMs: 600_000, idleRefreshMs: 600_000 } })
   const rounds: Other['rounds'] = []

@@ -19,7 +19,7 @@ export function wirePush(deps: { push: PushModule; runner: PipelineRunner; write
       const rows = r.campaigns.reduce((s, c) => s + c.targeted, 0)
       return { rows, details: { targetingRun: r.runId, campaigns: r.campaigns, errors: r.errors } }
     },
-    { cron: PUSH_TARGETING_CRON },
+    { after: 'segments', cron: PUSH_TARGETING_CRON },
   )
   deps.writer.onStored((tenantId, events) => push.onEvents(tenantId, events))
 }

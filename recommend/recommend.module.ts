@@ -43,7 +43,7 @@ export function createRecommendModule(deps: {
     const built = await buildModel({ db: deps.db.lane('pipeline'), catalogs }, { tenant, asOf, build: runId })
     await layouts.reload(tenantId)
     return { rows: built.customers, details: { build: built.build, catalogVersion: built.catalogVersion, customers: built.customers, items: built.items, model: built.model, choice: built.choice, ms: built.ms } }
-  })
+  }, { after: 'segments' })
   layouts.start()
   return {
     catalogs,

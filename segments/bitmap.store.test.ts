@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
-import { runTags } from '../pipelines/tag.pipeline.js'
+import { runTags } from '../tags/tag.pipeline.js'
 import { createTagRepository } from '../tags/tag.repository.js'
 import { createBitmapStore } from './bitmap.store.js'
 import { decodeClickHouseBitmap, loadRoaring, type Roaring } from './roaring.js'

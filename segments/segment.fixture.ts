@@ -1,7 +1,7 @@
 import { expect } from 'vitest'
 import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
-import { runTags } from '../pipelines/tag.pipeline.js'
+import { runTags } from '../tags/tag.pipeline.js'
 import { createTagRepository } from '../tags/tag.repository.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
-import { runTags } from '../pipelines/tag.pipeline.js'
+import { runTags } from './tag.pipeline.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'

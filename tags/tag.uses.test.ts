@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { isAppError, type ErrorIssue } from '../core/errors.js'
+import { createMetrics } from '../core/metrics.js'
+import { createPipelineRunner } from '../pipelines/pipeline.runner.js'
 import { campaignTagUses } from '../push/campaign.check.js'
 import { createCampaignRepository } from '../push/campaign.repository.js'
 import { createCatalogRepository } from '../recommend/catalog.repository.js'
@@ -39,7 +41,8 @@ beforeAll(async () => {
   bank = await tenants.create({ slug: 'uses-bank', name: 'Uses bank' })
   repo = createTagRepository({ db: e.db })
   // The capabilities register where they use tags, as the server wires them.
-  const segments = createSegmentsModule({ db: e.db, tenants, tags: repo })
+  const runner = createPipelineRunner({ db: e.db, tenants, log: e.log, metrics: createMetrics({ collectDefault: false }), options: { retries: 0, retryBaseMs: 10, leaseMs: 60_000 } })
+  const segments = createSegmentsModule({ db: e.db, tenants, tags: repo, runner })
   createCatalogRepository({ db: e.db, tags: repo, tenants })
   const campaigns = createCampaignRepository({ db: e.db })
   repo.registerUses(campaignTagUses(campaigns))

@@ -7,11 +7,12 @@ import { registerPipelineRoutes } from '../pipelines/pipelines.routes.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { registerCustomerRoutes } from './customers.routes.js'
+import { registerTagPipeline } from './tag.job.js'
 import { createTagCatalog, type TagCatalog } from './tag.catalog.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
 import { registerTagRoutes } from './tags.routes.js'
 
-/** Tags and the pipelines that compute them, wired from their dependencies. */
+/** Tags, the pipeline runner and the `tags` pipeline that computes them, wired from their dependencies. */
 export interface TagsModule {
   repo: TagRepository
   catalog: TagCatalog
@@ -26,11 +27,11 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
     // Runs (tags, segments, the jobs registered with the runner) go on the pipeline lane.
     db: deps.db.lane('pipeline'),
     tenants: deps.tenants,
-    tags: repo,
     log: deps.log.child({ component: 'pipelines' }),
     metrics: deps.metrics,
     options: deps.runner,
   })
+  registerTagPipeline(runner, { db: deps.db.lane('pipeline'), repo })
   return {
     repo,
     catalog,

@@ -58,7 +58,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')
   const bitmaps = createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 })
-  const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo })
+  const segments = createSegmentsModule({ db: engine.db, tenants, tags: tags.repo, runner: tags.runner })
   const recommend = createRecommendModule({ db: engine.db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log: engine.log, metrics })
   const push = createPushModule({
     db: engine.db,

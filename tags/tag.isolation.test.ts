@@ -3,13 +3,15 @@ import { z } from 'zod'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { chDateTime } from '../core/time.js'
 import { createSegmentRepository } from '../segments/segment.repository.js'
-import { createTagRepository } from '../tags/tag.repository.js'
+import { createTagRepository } from './tag.repository.js'
 import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { testTagDef } from '../test/fixtures.js'
-import { createPipelineRunner, type PipelineRunner } from './pipeline.runner.js'
+import { createPipelineRunner, type PipelineRunner } from '../pipelines/pipeline.runner.js'
 import { newRunId } from '../core/run-id.js'
 import { runTags } from './tag.pipeline.js'
+import { registerTagPipeline } from './tag.job.js'
+import { registerSegmentPipeline } from '../segments/segment.job.js'
 
 /**
  * One bad tag used to stop a bank's whole tag run (3 attempts, then nothing: no segments, no
@@ -65,7 +67,9 @@ beforeAll(async () => {
   await storeUnchecked(testTagDef('elder_cast_female', 'boolean', { kind: 'rule', when: { all: [{ tag: 'elder_cast', op: 'eq', value: true }, { tag: 'female', op: 'eq', value: true }] } }))
   await storeUnchecked(testTagDef('elder_female', 'boolean', { kind: 'rule', when: { all: [{ tag: 'elder', op: 'eq', value: true }, { tag: 'female', op: 'eq', value: true }] } }))
   metrics = createMetrics({ collectDefault: false })
-  runner = createPipelineRunner({ db: e.db, tenants, tags: r, log: e.log, metrics, options: { retries: 2, retryBaseMs: 10, leaseMs: 60_000 } })
+  runner = createPipelineRunner({ db: e.db, tenants, log: e.log, metrics, options: { retries: 2, retryBaseMs: 10, leaseMs: 60_000 } })
+  registerTagPipeline(runner, { db: e.db, repo: r })
+  registerSegmentPipeline(runner, { db: e.db, segments: createSegmentRepository({ db: e.db }), tags: r })
 }, 60_000)
 
 afterAll(async () => {

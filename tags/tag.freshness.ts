@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
-import { FEATURES, SOURCES, type FeatureDef } from '../tags/tag.features.js'
-import { featureDependencies, tagDependencies, type StoredTag } from '../tags/tag.schema.js'
+import { FEATURES, SOURCES, type FeatureDef } from './tag.features.js'
+import { featureDependencies, tagDependencies, type StoredTag } from './tag.schema.js'
 
 /**
  * Whether an incremental run must recompute a rule or score tag: only when something it reads

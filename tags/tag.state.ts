@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { chDateTime } from '../core/time.js'
-import type { StoredTag } from '../tags/tag.schema.js'
+import type { StoredTag } from './tag.schema.js'
 import type { RunState } from './tag.pipeline.js'
 
 /** What a tag run reads and leaves per tag: its stage, its changes, its state (build, watermark). */

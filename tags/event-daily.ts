@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { addDays } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
-import { CURRENT_DAYS, dailyAggregateSql, type Layout } from '../tags/tag.measures.js'
+import { CURRENT_DAYS, dailyAggregateSql, type Layout } from './tag.measures.js'
 import { ParamBinder } from '../core/params.js'
 
 /**
