@@ -59,6 +59,7 @@ export const UNIT_FILES = [
   'server/console.routes.test.ts',
   'tags/tag.c2guard.test.ts',
   'tags/tag.limits.test.ts',
+  'test/architecture.test.ts',
   'test/test-lanes.test.ts',
 ]
 
