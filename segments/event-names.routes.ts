@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
+import { recentEventNames } from './event-names.repository.js'
 
 /**
  * The track events a bank's app sent lately, most frequent first: what an event condition of a
@@ -31,16 +32,6 @@ export function registerEventNameRoutes(app: FastifyInstance, deps: { auth: Auth
         response: { 200: eventNamesView, 401: errorBody, 403: errorBody },
       },
     },
-    async (req) => {
-      // Reads the event name column only, of the window's monthly partitions, in the tenant's key range.
-      const rows = await deps.db.forTenant(req.principal!.tenantId).query(
-        `SELECT event AS name, count() AS events FROM events
-         WHERE tenant_id = {tenant:UInt16} AND type = 'track' AND event != '' AND timestamp >= now64(3) - toIntervalDay({days:UInt16})
-         GROUP BY event ORDER BY events DESC, name LIMIT {limit:UInt32}`,
-        { days: DAYS, limit: LIMIT },
-        z.object({ name: z.string(), events: z.coerce.number() }),
-      )
-      return { days: DAYS, events: rows }
-    },
+    async (req) => ({ days: DAYS, events: await recentEventNames(deps.db.forTenant(req.principal!.tenantId), { days: DAYS, limit: LIMIT }) }),
   )
 }

@@ -6,7 +6,7 @@ import { errorBody } from '../core/errors.js'
 import { customerNumbers, requireCustomerKey } from '../tags/customers.lookup.js'
 import type { Auth } from '../tenants/auth.js'
 import { membershipAt, segmentHistory } from './segment.materialize.js'
-import { customerSegments, exportSegment, MAX_PAGE, members } from './segment.members.js'
+import { customerSegments, exportSegment, MAX_PAGE, members, segmentRuns } from './segment.members.js'
 import { SEGMENT_ID, type SegmentRepository } from './segment.repository.js'
 
 /**
@@ -94,14 +94,7 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
         },
       },
     },
-    async (req) => ({
-      runs: await db.forTenant(req.principal!.tenantId).query(
-        `SELECT toString(build) AS build, version, size, entered, exited, toString(finished_at) AS finishedAt, trigger FROM segment_runs
-         WHERE tenant_id = {tenant:UInt16} AND segment_id = {id:String} ORDER BY segment_runs.build DESC LIMIT {limit:UInt32}`,
-        { id: req.params.id, limit: req.query.limit },
-        z.object({ build: z.string(), version: z.coerce.number(), size: z.coerce.number(), entered: z.coerce.number(), exited: z.coerce.number(), finishedAt: z.string(), trigger: z.string() }),
-      ),
-    }),
+    async (req) => ({ runs: await segmentRuns(db.forTenant(req.principal!.tenantId), req.params.id, req.query.limit) }),
   )
 
   r.get(

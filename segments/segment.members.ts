@@ -50,6 +50,16 @@ export async function members(db: TenantDb, segmentId: string, o: { cursor?: num
   return { keys, nextCursor: more ? keys[keys.length - 1]! : null, build: row.build, size: row.size }
 }
 
+/** Size per materialization of a segment, newest first. */
+export async function segmentRuns(db: TenantDb, segmentId: string, limit: number) {
+  return db.query(
+    `SELECT toString(build) AS build, version, size, entered, exited, toString(finished_at) AS finishedAt, trigger FROM segment_runs
+     WHERE tenant_id = {tenant:UInt16} AND segment_id = {id:String} ORDER BY segment_runs.build DESC LIMIT {limit:UInt32}`,
+    { id: segmentId, limit },
+    z.object({ build: z.string(), version: z.coerce.number(), size: z.coerce.number(), entered: z.coerce.number(), exited: z.coerce.number(), finishedAt: z.string(), trigger: z.string() }),
+  )
+}
+
 /** The ids of the (not retired) segments whose current build holds the customer, sorted. */
 export async function customerSegments(db: TenantDb, customerKey: number): Promise<string[]> {
   if (!Number.isInteger(customerKey) || customerKey < 0 || customerKey > MAX_KEY) throw invalid('customerKey', 'a customer key')

@@ -1,10 +1,11 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { ageSql } from './tag.features.js'
 
 /**
  * Between the bank's customer numbers (what APIs take and show) and the dense keys (what tags
- * and segments store): one place for both directions.
+ * and segments store): one place for both directions; and a customer's profile row.
  */
 
 /** The current key of a customer number, following merges. */
@@ -43,4 +44,33 @@ export async function customerNumbers(db: Db, tenantId: number, keys: readonly n
     )
   const byKey = new Map(rows.map((x) => [x.customer_key, x.customer_no]))
   return keys.map((k) => byKey.get(k) ?? `key:${k}`)
+}
+
+const profileRow = z.object({
+  customer_key: z.coerce.number(),
+  customer_no: z.string(),
+  name_masked: z.string(),
+  gender: z.string(),
+  age: z.coerce.number().nullable(),
+  region_code: z.string(),
+  branch_code: z.string(),
+  occupation: z.string(),
+  language: z.string(),
+  elder_mode: z.coerce.number(),
+  since: z.string(),
+})
+
+export type ProfileRow = z.infer<typeof profileRow>
+
+/** A customer's profile as the customer API shows it (the age, never the birth date), or undefined once erased or deleted. */
+export async function customerProfile(db: Db, tenantId: number, key: number): Promise<ProfileRow | undefined> {
+  const [row] = await db.forTenant(tenantId).query(
+    `SELECT customer_key, customer_no, name_masked, toString(gender) AS gender,
+            ${ageSql('birth_date', 'today()')} AS age,
+            region_code, branch_code, occupation, language, elder_mode, toString(toDate(opened_at)) AS since
+     FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} AND deleted = 0`,
+    { key },
+    profileRow,
+  )
+  return row
 }

@@ -5,8 +5,7 @@ import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
-import { ageSql } from './tag.features.js'
-import { requireCustomerKey } from './customers.lookup.js'
+import { customerProfile, requireCustomerKey } from './customers.lookup.js'
 
 /**
  * A customer's profile and tags, for the bank's own staff tools and the console. Minimum
@@ -37,20 +36,6 @@ const tagValue = z.object({
   value: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]),
   purpose: z.array(z.string()),
   sensitivity: z.string(),
-})
-
-const profileRow = z.object({
-  customer_key: z.coerce.number(),
-  customer_no: z.string(),
-  name_masked: z.string(),
-  gender: z.string(),
-  age: z.coerce.number().nullable(),
-  region_code: z.string(),
-  branch_code: z.string(),
-  occupation: z.string(),
-  language: z.string(),
-  elder_mode: z.coerce.number(),
-  since: z.string(),
 })
 
 function ageBand(age: number | null): string | null {
@@ -84,14 +69,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
     async (req) => {
       const p = req.principal!
       const key = await resolve(p.tenantId, req.params.id)
-      const [row] = await db.forTenant(p.tenantId).query(
-        `SELECT customer_key, customer_no, name_masked, toString(gender) AS gender,
-                ${ageSql('birth_date', 'today()')} AS age,
-                region_code, branch_code, occupation, language, elder_mode, toString(toDate(opened_at)) AS since
-         FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} AND deleted = 0`,
-        { key },
-        profileRow,
-      )
+      const row = await customerProfile(db, p.tenantId, key)
       const at = req.query.at ? new Date(req.query.at).toISOString().replace('T', ' ').replace('Z', '') : undefined
       const tags = await catalog.customerTags(p.tenantId, key, seesSensitiveTags(p), at)
       return {

@@ -4,12 +4,13 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError, errorBody } from '../core/errors.js'
 import type { Auth } from './auth.js'
+import { memberFigures } from './group.repository.js'
 import type { TenantService } from './tenants.service.js'
 
 /**
  * What the provincial group may see of its member banks: aggregate counts, never a member's
  * customer rows, tags, segments or campaigns. Each member's figures are read through that
- * member's own tenant layer, so the structural tenant check applies as to any other query.
+ * member's own tenant layer (group.repository.ts).
  */
 
 const memberCounts = z.object({
@@ -20,8 +21,6 @@ const memberCounts = z.object({
   activeCustomers30d: z.number().int().describe('customers with at least one app event in the last 30 days'),
   events30d: z.number().int().describe('app events in the last 30 days'),
 })
-
-const countsRow = z.object({ customers: z.coerce.number(), active: z.coerce.number(), events: z.coerce.number() })
 
 export function registerGroupRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; db: Db }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
@@ -42,16 +41,8 @@ export function registerGroupRoutes(app: FastifyInstance, deps: { auth: Auth; te
       const members = (await deps.tenants.list()).filter((t) => t.parentId === group.id)
       const out = []
       for (const m of members) {
-        const [c] = await deps.db.forTenant(m.id).query(
-          `SELECT
-             (SELECT count() FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS customers,
-             (SELECT uniqExact(customer_key) FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key > 0
-                AND timestamp >= now64(3) - INTERVAL 30 DAY) AS active,
-             (SELECT count() FROM events WHERE tenant_id = {tenant:UInt16} AND timestamp >= now64(3) - INTERVAL 30 DAY) AS events`,
-          {},
-          countsRow,
-        )
-        out.push({ slug: m.slug, name: m.name, status: m.status, customers: c!.customers, activeCustomers30d: c!.active, events30d: c!.events })
+        const c = await memberFigures(deps.db.forTenant(m.id))
+        out.push({ slug: m.slug, name: m.name, status: m.status, customers: c.customers, activeCustomers30d: c.active, events30d: c.events })
       }
       return { group: group.slug, members: out }
     },

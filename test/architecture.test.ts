@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest'
 /**
  * The README's folder diagram says which folder may import which; `.dependency-cruiser.cjs`
  * (run by `npm run lint`) enforces it. Both come from `dependency-layers.json`: this test fails
- * when the diagram or the rules drift from it, and prints the diagram to paste.
+ * when the diagram or the rules drift from it, and prints the diagram to paste. It also keeps
+ * SQL out of route files.
  */
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -62,6 +63,31 @@ const readmeDiagram = () => {
   const section = readme.slice(readme.indexOf('\n## Architecture'))
   return /```mermaid\n[\s\S]*?\n```/.exec(section)?.[0] ?? ''
 }
+
+/** SQL in a file: a statement's keywords, or a query call handed its text directly. */
+const SQL = /\b(SELECT|INSERT\s+INTO|ALTER\s+TABLE|OPTIMIZE\s+TABLE)\b|\.(query|command|exec)\(\s*`/
+
+function routeFiles(dir: string): string[] {
+  return fs.readdirSync(path.join(root, dir), { withFileTypes: true }).flatMap((e) => {
+    const rel = path.join(dir, e.name)
+    if (e.isDirectory()) return routeFiles(rel)
+    return e.name.endsWith('.routes.ts') ? [rel] : []
+  })
+}
+
+describe('queries live in data-access files', () => {
+  it('no route file holds SQL: routes call their capability\'s repositories and services', () => {
+    const files = layers.flat().flatMap((d) => routeFiles(d))
+    expect(files.length).toBeGreaterThan(20)
+    expect(files.filter((f) => SQL.test(fs.readFileSync(path.join(root, f), 'utf8')))).toEqual([])
+  })
+
+  it('the check sees SQL in a route', () => {
+    expect(SQL.test("const rows = await db.forTenant(t).query(`SELECT name FROM segment_runs WHERE tenant_id = {tenant:UInt16}`, {}, row)")).toBe(true)
+    expect(SQL.test('await tdb.command(`ALTER TABLE t DELETE WHERE 1`)')).toBe(true)
+    expect(SQL.test('const page = await members(db.forTenant(t), id, { limit: 10 })')).toBe(false)
+  })
+})
 
 describe('the architecture diagram and the dependency rules', () => {
   it('the README shows the layers of dependency-layers.json', () => {
