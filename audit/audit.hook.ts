@@ -44,13 +44,18 @@ export function registerAuditHook(app: FastifyInstance, deps: { audit: AuditLog;
   app.decorateRequest('auditNote', undefined)
   app.decorateRequest('auditPastAuth', false)
   // preParsing runs only after every onRequest hook (app and route) has passed, for every method.
-  app.addHook('preParsing', async (req, _reply, payload) => {
+  // Both hooks run on every request, most of which no entry follows: callback hooks, so those
+  // pay no promise and microtask (the layout route's profile showed the hook chain).
+  app.addHook('preParsing', (req, _reply, payload, done) => {
     req.auditPastAuth = true
-    return payload
+    done(null, payload)
   })
-  app.addHook('onSend', async (req, reply, payload) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     const cfg = (req.routeOptions.config as { audit?: RouteAudit } | undefined)?.audit
-    if (!cfg || !req.auditPastAuth) return payload
+    if (!cfg || !req.auditPastAuth) return done(null, payload)
+    record(req, reply, payload, cfg).then((p) => done(null, p), done)
+  })
+  async function record(req: FastifyRequest, reply: FastifyReply, payload: unknown, cfg: RouteAudit): Promise<unknown> {
     const target = whoAndWhere(req)
     if (!target) return payload
     const status = reply.statusCode
@@ -80,7 +85,7 @@ export function registerAuditHook(app: FastifyInstance, deps: { audit: AuditLog;
       return refuseUnrecorded(reply, payload, cfg)
     }
     return payload
-  })
+  }
 }
 
 function whoAndWhere(req: FastifyRequest): { tenantId: number; actor: AuditActor } | undefined {

@@ -180,6 +180,16 @@ const TABLE: Record<string, Entry> = {
   'POST /v1/push/campaigns/:id/run': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/push/campaigns/mask-bills/run', payload: {} }) },
   'GET /v1/push/campaigns/:id/stats': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/stats` }) },
   'GET /v1/push/campaigns/:id/targets': { kind: 'personal', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/targets` }), shows: ['nameMasked', 'installment'] },
+  'POST /v1/push/schedules/preview': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/push/schedules/preview', payload: { cron: '0 9 * * 1-5', count: 3 } }) },
+  // A customer's message for a key without personal:read: its C2 values masked (a filled name, amounts, a high tag).
+  'POST /v1/push/templates/preview': {
+    kind: 'none',
+    req: (c) => ({
+      method: 'POST',
+      url: '/v1/push/templates/preview',
+      payload: { customerNo: c.customer, message: { body: { zh: '{{name}} {{loan.amount}} {{bill.amount}} {{tag.mask_risk_code}}', en: '{{name|-}} {{loan.amount|-}} {{bill.amount|-}}' } } },
+    }),
+  },
   'GET /v1/push/policy': none,
   'PUT /v1/push/policy': personal,
   // The notification service sends the message: the masked name and the amount due are its text.

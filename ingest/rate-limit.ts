@@ -112,9 +112,13 @@ export function registerIngestLimitHooks(app: FastifyInstance, limits: IngestLim
       throw e
     }
   }
-  app.addHook('preParsing', async (req, _reply, payload) => {
-    await take(req)
-    return payload
+  // Callback hooks: every other route passes without a promise and a microtask per hook.
+  app.addHook('preParsing', (req, _reply, payload, done) => {
+    if (!paths.has(req.routeOptions.url ?? '')) return done(null, payload)
+    take(req).then(() => done(null, payload), done)
   })
-  app.addHook('preHandler', take)
+  app.addHook('preHandler', (req, _reply, done) => {
+    if (!paths.has(req.routeOptions.url ?? '')) return done()
+    take(req).then(() => done(), done)
+  })
 }

@@ -28,7 +28,7 @@ export const PRODUCT_KINDS = ['deposit', 'wealth', 'loan', 'insurance', 'pension
 const instant = z.iso.datetime({ offset: true, message: 'an ISO 8601 time with a zone, e.g. 2026-03-15T09:00:00+08:00' })
 
 /** Five fields (minute hour day month weekday), as node-cron reads them, in the tenant's zone. */
-const cronExpr = z
+export const cronExpr = z
   .string()
   .max(100)
   .refine((c) => c.trim().split(/\s+/).length === 5 && validateCron(c), { message: 'a five-field cron expression (minute hour day month weekday)' })

@@ -14,6 +14,7 @@ import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.j
 import { createKeyedLock } from './keyed-lock.js'
 import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
 import { createPolicyRepository, type PolicyRepository } from './policy.js'
+import { registerPushPreviewRoutes } from './preview.routes.js'
 import { registerPushRoutes } from './push.routes.js'
 import { createTargeting, type TargetingResult } from './targeting.js'
 import { createTriggers, type IncomingEvent, type TriggerResult } from './triggers.js'
@@ -116,6 +117,7 @@ export function createPushModule(deps: PushDeps): PushModule {
     leases,
     routes(app, auth) {
       registerPushRoutes(app, { auth, campaigns, policies, targeting, leases, check })
+      registerPushPreviewRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags })
     },
     async runTargeting(tenantId, opts = {}) {
       open()

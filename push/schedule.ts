@@ -1,5 +1,5 @@
 import { parse as parseCron } from 'node-cron'
-import { localDate, zonedToUtc } from '../core/time.js'
+import { addDays, localDate, zonedMidnight, zonedToUtc } from '../core/time.js'
 import type { Schedule } from './campaign.schema.js'
 
 /**
@@ -55,4 +55,29 @@ export function occurrenceOf(s: Schedule, asOf: Date, timeZone: string): Occurre
     case 'event':
       return { due: false, reason: 'event_triggered' }
   }
+}
+
+export interface Run {
+  localDate: string
+  at: Date
+}
+
+/** How far ahead `nextRuns` looks: a cron such as Feb 29 on a Monday matches once in years. */
+const HORIZON_DAYS = 366 * 4
+
+/**
+ * The next `count` occurrences of a cron campaign from `from`, as the scheduler makes them: one
+ * per local day, today's being the one a run now would make (it may lie before `from`: then it
+ * is due at once), a later day's its first time. The console's calendar and cron field show these.
+ */
+export function nextRuns(cron: string, from: Date, count: number, timeZone: string): Run[] {
+  const out: Run[] = []
+  const first = localDate(from, timeZone)
+  for (let i = 0; i < HORIZON_DAYS && out.length < count; i++) {
+    const day = addDays(first, i)
+    const asOf = i === 0 ? from : zonedMidnight(day, timeZone)
+    const occ = occurrenceOf({ kind: 'cron', cron }, asOf, timeZone)
+    if (occ.due && occ.dueAt) out.push({ localDate: occ.localDate, at: occ.dueAt })
+  }
+  return out
 }

@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.js'
 import { addDays, chDateTime } from '../core/time.js'
 import { inHoldout } from '../core/holdout.js'
 import type { ParamBinder } from '../core/params.js'
-import { compileMessage, messageFields, type SavedCampaign } from './campaign.schema.js'
+import { compileMessage, messageFields, type CompiledMessage, type SavedCampaign } from './campaign.schema.js'
 import { minutesOf, type Policy } from './policy.js'
 import { planFields, type OpeningProduct } from './targeting.fields.js'
 import { TAG_FIELD, templateSql, type TemplatePart } from './template.js'
@@ -47,7 +47,10 @@ export interface TargetingSpec {
 }
 
 const FAR_FUTURE = '2100-01-01 00:00:00.000'
-const ELDER_TAG = 'elder'
+export const ELDER_TAG = 'elder'
+/** Who gets the elder variant (`el.elder = 1`); binds `elderTag` (ELDER_TAG). */
+export const ELDER_JOIN = `LEFT JOIN (SELECT customer_key, toUInt8(1) AS elder FROM tag_values FINAL
+           WHERE tenant_id = {tenant:UInt16} AND tag = {elderTag:String} AND is_deleted = 0 AND value = 'true') AS el ON el.customer_key = a.customer_key`
 
 /**
  * The bucket of `inHoldout` (core/holdout.ts) as SQL, so the holdout is decided in the
@@ -98,6 +101,21 @@ export async function checkHoldoutParity(db: TenantDb): Promise<void> {
 
 type Texts = { title: TemplatePart[] | null; body: TemplatePart[] }
 
+/**
+ * The text each customer gets: elder variant where there is one and `elder` (an SQL condition)
+ * holds (its missing title falls back to the standard one), in English where `en` holds.
+ * Targeting and the template preview (template.preview.ts) both fill messages with it.
+ */
+export function messagePartSql(msg: CompiledMessage, part: 'title' | 'body', b: ParamBinder, field: (name: string) => string, when: { en: string; elder: string }): string {
+  const sql = (t: Texts, fallback?: Texts) => {
+    const p = t[part] ?? fallback?.[part] ?? null
+    return p ? templateSql(p, b, field) : b.str('')
+  }
+  const std = `if(${when.en}, ${sql(msg.standard.en)}, ${sql(msg.standard.zh)})`
+  if (!msg.elder) return std
+  return `if(${when.elder}, if(${when.en}, ${sql(msg.elder.en, msg.standard.en)}, ${sql(msg.elder.zh, msg.standard.zh)}), ${std})`
+}
+
 /** `sql` writes the targets; `decided` is its SELECT (one row per target with its `reason`, '' when queued), which a dry run counts instead. */
 export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; decided: string; params: Record<string, unknown> } {
   const c = s.campaign
@@ -121,23 +139,10 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
        WHERE tenant_id = {tenant:UInt16} AND local_date >= subtractDays({bfrom:Date}, 30) AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
          AND status = 'queued' AND purpose != 'security' GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
-    ...(msg.elder
-      ? [`LEFT JOIN (SELECT customer_key, toUInt8(1) AS elder FROM tag_values FINAL
-           WHERE tenant_id = {tenant:UInt16} AND tag = {elderTag:String} AND is_deleted = 0 AND value = 'true') AS el ON el.customer_key = a.customer_key`]
-      : []),
+    ...(msg.elder ? [ELDER_JOIN] : []),
     ...fields.joins,
   ]
-  // The text each customer gets: elder variant where there is one and the customer is elder
-  // (its missing title falls back to the standard one), in English where the profile says so.
-  const pick = (part: 'title' | 'body') => {
-    const sql = (t: Texts, fallback?: Texts) => {
-      const p = t[part] ?? fallback?.[part] ?? null
-      return p ? templateSql(p, b, fields.expr) : b.str('')
-    }
-    const std = `if(${en}, ${sql(msg.standard.en)}, ${sql(msg.standard.zh)})`
-    if (!msg.elder) return std
-    return `if(${elder}, if(${en}, ${sql(msg.elder.en, msg.standard.en)}, ${sql(msg.elder.zh, msg.standard.zh)}), ${std})`
-  }
+  const pick = (part: 'title' | 'body') => messagePartSql(msg, part, b, fields.expr, { en, elder })
   const custNo = `if(c.customer_no != '', c.customer_no, a.no_hint)`
   const consentOk = {
     explicit: 'cs.known = 1 AND cs.granted = 1',

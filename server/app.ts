@@ -23,6 +23,7 @@ import { decodeBody } from './body-encoding.js'
 import { registerConsoleRoutes } from './console.routes.js'
 import { registerErrorHandling } from './error-handler.js'
 import { registerHealthRoutes, type Readiness } from './health.routes.js'
+import { lazyRequestLogger } from './request-logger.js'
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -53,6 +54,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Per-request log lines at thousands of requests a second cost more than they tell; latency
     // and status go to metrics, refusals and failures to the error handler's log.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: deps.bodyLimitBytes ?? 1024 * 1024,
     trustProxy: false,
     return503OnClosing: true,
@@ -101,18 +103,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // SDKs may gzip their bodies (Content-Encoding: gzip). Decoded here, before the body limit and
   // JSON parsing see the bytes; a gzip bomb stops at the same limit as a plain body.
-  app.addHook('preParsing', async (req, _reply, payload) => {
+  // Both hooks run on every request: callback hooks, not async ones (a promise and a microtask
+  // each), and the histogram's child per method, route and status resolved once.
+  app.addHook('preParsing', (req, _reply, payload, done) => {
     const decoded = decodeBody(payload, req.headers['content-encoding'])
     if (decoded !== payload) delete req.headers['content-length']
-    return decoded
+    done(null, decoded)
   })
 
-  app.addHook('onResponse', async (req, reply) => {
+  const durations = new Map<string, { observe(seconds: number): void }>()
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched'
-    deps.metrics.httpDuration.observe(
-      { method: req.method, route, status: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    )
+    const k = `${req.method} ${reply.statusCode} ${route}`
+    let h = durations.get(k)
+    if (!h) durations.set(k, (h = deps.metrics.httpDuration.labels({ method: req.method, route, status: String(reply.statusCode) })))
+    h.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   await app.register(fastifySwagger, {

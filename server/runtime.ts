@@ -1,4 +1,5 @@
 import fs from 'node:fs'
+import type { FastifyInstance } from 'fastify'
 import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import type { Config } from '../core/config.js'
@@ -13,6 +14,7 @@ import type { Kafka } from 'kafkajs'
 import { createKafka, createKafkaSink, ensureTopics, type KafkaSink } from '../kafka/kafka.ingest.js'
 import { createMigrator, type Migrator } from '../sql/migrate.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
+import type { Auth } from '../tenants/auth.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
 import { createTagsModule, type TagsModule } from '../tags/tags.module.js'
 import { createBitmapStore } from '../segments/bitmap.store.js'
@@ -55,6 +57,11 @@ export interface Runtime {
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
   close(): Promise<void>
+}
+
+/** The route modules of the API, in the order the server registers them (the OpenAPI document lists them too). */
+export function apiModules(rt: Runtime): ((app: FastifyInstance, auth: Auth) => void)[] {
+  return [rt.ingest.routes, rt.tags.routes, rt.segments.routes, ...(rt.recommend ? [rt.recommend.routes] : []), rt.push.routes, rt.consent.routes, rt.privacy.routes]
 }
 
 export async function createRuntime(config: Config, opts: { log?: Logger; withKafka?: boolean } = {}): Promise<Runtime> {

@@ -11,7 +11,7 @@ import { startKafkaWorker, type KafkaWorker } from '../kafka/kafka.ingest.js'
 import { createRetentionJob } from '../tenants/retention.job.js'
 import { buildApp } from './app.js'
 import type { Readiness } from './health.routes.js'
-import { createRuntime, type Runtime } from './runtime.js'
+import { apiModules, createRuntime, type Runtime } from './runtime.js'
 
 /**
  * `qianmian start`: listen first (so /health answers and /ready says what is happening), then
@@ -60,7 +60,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     operatorToken: config.operatorToken,
     version: opts.version,
     // A process without the api role still answers /health, /ready and /metrics.
-    modules: config.roles.has('api') ? [runtime.ingest.routes, runtime.tags.routes, runtime.segments.routes, ...(runtime.recommend ? [runtime.recommend.routes] : []), runtime.push.routes, runtime.consent.routes, runtime.privacy.routes] : [],
+    modules: config.roles.has('api') ? apiModules(runtime) : [],
     tenantRoutes: config.roles.has('api'),
     audit: runtime.audit,
     pii: runtime.pii,

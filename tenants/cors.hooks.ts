@@ -85,9 +85,13 @@ export function registerCorsHooks(app: FastifyInstance, origins: CorsOrigins): v
     void reply.header('access-control-allow-origin', origin)
     void reply.header('access-control-expose-headers', 'Retry-After')
   }
-  app.addHook('preParsing', async (req, reply, payload) => {
-    await check(req, reply)
-    return payload
+  // Callback hooks: every other route passes without a promise and a microtask per hook.
+  app.addHook('preParsing', (req, reply, payload, done) => {
+    if (!req.routeOptions.config.segmentApi) return done(null, payload)
+    check(req, reply).then(() => done(null, payload), done)
   })
-  app.addHook('preHandler', check)
+  app.addHook('preHandler', (req, reply, done) => {
+    if (!req.routeOptions.config.segmentApi) return done()
+    check(req, reply).then(() => done(), done)
+  })
 }

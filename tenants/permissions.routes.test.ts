@@ -102,6 +102,8 @@ const EXPECTED: Record<string, Need> = {
   'POST /v1/push/campaigns/:id/run': 'campaigns:write',
   'GET /v1/push/campaigns/:id/stats': 'catalog:read',
   'GET /v1/push/campaigns/:id/targets': 'personal:read',
+  'POST /v1/push/schedules/preview': 'campaigns:write',
+  'POST /v1/push/templates/preview': 'campaigns:write',
   'GET /v1/push/policy': 'catalog:read',
   'PUT /v1/push/policy': 'tenant:admin',
   'POST /v1/push/pull': 'push:deliver',

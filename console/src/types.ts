@@ -1,4 +1,6 @@
-/** The shapes of the API answers the console reads (see the route schemas under the capability folders). */
+import type { paths } from './api.gen.js'
+
+/** The shapes the console reads: API answers from the generated types, and the console's own. */
 
 /** A problem the API reports: the field path (`rule.all.1.value`) and what is wrong. */
 export interface Issue {
@@ -9,51 +11,30 @@ export interface Issue {
 export type Purpose = 'marketing' | 'service' | 'risk' | 'security'
 export type Scalar = string | number | boolean
 
-export interface Tenant {
-  id: number
-  slug: string
-  name: string
-  kind: string
-  timeZone: string
-}
+/**
+ * API answers: the types generated from the API's OpenAPI document (api.gen.ts, `npm run
+ * gen:api-types`). Where a route's schema is looser than what the console relies on (a tag's
+ * type is a string there, a campaign's schedule unknown), the narrower shape is stated here.
+ */
+type Ok<R> = R extends { responses: { 200: { content: { 'application/json': infer T } } } } ? T : never
+type Get<P extends keyof paths> = paths[P] extends { get: infer O } ? Ok<O> : never
+type Post<P extends keyof paths> = paths[P] extends { post: infer O } ? Ok<O> : never
+type PostBody<P extends keyof paths> = paths[P] extends { post: { requestBody: { content: { 'application/json': infer B } } } } ? B : never
 
-export interface TagState {
-  version: number
-  covered: number
-  changed: number
-  runId: string
-  computedAt: string
-  asOf: string
-}
+export type Tenant = Get<'/v1/tenant'>
 
-export interface Tag {
-  name: string
+type ApiTag = Get<'/v1/tags'>['tags'][number]
+export type TagState = NonNullable<ApiTag['state']>
+export type Tag = Omit<ApiTag, 'type' | 'purpose' | 'sensitivity' | 'rule'> & {
   type: 'boolean' | 'enum' | 'number' | 'date' | 'string_list'
-  values?: string[]
-  description: { zh: string; en: string }
-  owner: string
   purpose: Purpose[]
   sensitivity: 'low' | 'medium' | 'high'
-  schedule: string
   rule: Record<string, unknown>
-  version: number
-  createdBy: string
-  createdAt: string
-  state: TagState | null
-  coverage: number | null
 }
+export type Bucket = Get<'/v1/tags/{name}'>['distribution'][number]
+export type TagDetail = Tag & { distribution: Bucket[] }
 
-export interface Bucket {
-  value: string
-  lo?: number
-  hi?: number
-  customers: number
-}
-
-export interface TagDetail extends Tag {
-  distribution: Bucket[]
-}
-
+/** The plan's tree is recursive: the API document leaves it untyped (see api-types.ts). */
 export interface PlanNode {
   path: string
   node: string
@@ -61,193 +42,50 @@ export interface PlanNode {
   detail: string
   children?: PlanNode[]
 }
+type ApiPreview = Post<'/v1/segments/preview'>
+export type Preview = Omit<ApiPreview, 'plan'> & { plan: Omit<ApiPreview['plan'], 'root'> & { root: PlanNode } }
 
-export interface Preview {
-  count: number
-  total: number
-  share: number
-  breakdown: Record<string, { value: string; customers: number }[]>
-  sample: string[]
-  plan: { root: PlanNode; eventScans: number; bitmapLeaves: number; eventLeaves: number }
-  executor: 'memory' | 'clickhouse'
-  ms: number
-}
+export type SavedSegment = Omit<Get<'/v1/segments'>['segments'][number], 'purpose'> & { purpose: Purpose }
+export type SegmentRun = Get<'/v1/segments/{id}/runs'>['runs'][number]
 
-export interface SavedSegment {
-  id: string
-  version: number
-  name: string
-  description: string
-  purpose: Purpose
-  rule: unknown
-  schedule: string
-  retired: boolean
-  archived: boolean
-  createdBy: string
-  createdAt: string
-  changeNote: string
-}
-
-export interface SegmentRun {
-  build: string
-  version: number
-  size: number
-  entered: number
-  exited: number
-  finishedAt: string
-  trigger: string
-}
-
+/** A campaign's schedule: the campaign routes answer it untyped (`schedule: unknown`). */
 export type Schedule =
   | { kind: 'once'; at: string }
   | { kind: 'cron'; cron: string }
   | { kind: 'active_hour'; fallbackHour?: number; lookbackDays?: number }
   | { kind: 'event'; steps: unknown[]; withinMinutes: number }
 
-export interface Texts {
-  zh: string
-  en: string
-}
+/** A campaign's message, as the template preview takes it (the campaign's own message schema). */
+export type Message = PostBody<'/v1/push/templates/preview'>['message']
+export type Texts = Message['body']
 
-export interface Message {
-  title?: Texts
-  body: Texts
-  elder?: { title?: Texts; body: Texts }
-}
-
-export interface Campaign {
-  id: string
-  version: number
-  status: 'active' | 'paused' | 'retired' | 'archived'
-  name: string
-  description: string
-  purpose: 'security' | 'service' | 'marketing'
-  channel: string
-  priority: string
+type ApiCampaign = Get<'/v1/push/campaigns'>['campaigns'][number]
+export type Campaign = Omit<ApiCampaign, 'audience' | 'dateTrigger' | 'schedule' | 'message' | 'conversion'> & {
   audience: { segment?: string; rule?: unknown; all?: true }
   dateTrigger?: { on: string; daysBefore?: number }
   schedule: Schedule
   message: Message
-  validFrom?: string
-  validUntil?: string
-  ttlMinutes: number
-  controlPerMille: number
   conversion?: { event: { names?: string[] }; withinHours: number }
-  createdBy: string
-  createdAt: string
-  changeNote: string
 }
 
-export interface Group {
-  customers: number
-  converted: number
-  rate: number | null
-}
+export type CampaignStats = Get<'/v1/push/campaigns/{id}/stats'>
+export type Group = NonNullable<CampaignStats['conversion']>['groups']['treated']
+export type Target = Get<'/v1/push/campaigns/{id}/targets'>['targets'][number]
+export type CustomerView = Get<'/v1/customers/{id}'>
 
-export interface CampaignStats {
-  campaignId: string
-  targeted: number
-  queued: number
-  suppressed: Record<string, number>
-  sent: number
-  failed: number
-  delivered: number
-  opened: number
-  clicked: number
-  conversion: {
-    event: string[]
-    withinHours: number
-    groups: { treated: Group; holdout: Group; control: Group }
-    upliftVsHoldout: number | null
-    upliftVsControl: number | null
-  } | null
-}
+/** The next runs of a cron, as the scheduler makes them (POST /v1/push/schedules/preview). */
+export type SchedulePreview = Post<'/v1/push/schedules/preview'>
+/** A message filled for a customer by the server, as targeting fills it (POST /v1/push/templates/preview). */
+export type TemplatePreview = Post<'/v1/push/templates/preview'>
+export type TemplatePreviewRequest = PostBody<'/v1/push/templates/preview'>
 
-export interface Target {
-  targetId: string
-  customerNo: string
-  localDate: string
-  status: string
-  reason: string
-  dueAt: string
-  language: string
-  variant: string
-  title: string
-  body: string
-}
-
-export interface CustomerView {
-  profile: {
-    customerId: string
-    nameMasked: string
-    gender: string
-    ageBand: string | null
-    regionCode: string
-    occupation: string
-    language: string
-    elderMode: boolean
-  } | null
-  tags: { name: string; type: string; value: string | number | boolean | string[] }[]
-}
-
-export interface Reason {
-  kind: string
-  /** A stable name of the explanation (added with `text`; older servers send neither). */
-  code?: string
-  detail: string
-  /** What the customer reads, in the layout's language. */
-  text?: string
-  [k: string]: unknown
-}
-
-export interface Layout {
-  customerId: string | null
-  known: boolean
-  elder: boolean
-  largeElements: boolean
-  holdout: boolean
-  experiment: { id: string; variant: string } | null
-  personalized: boolean
-  personalizedReason: 'personalization_off' | 'holdout' | 'unknown_customer' | null
-  modules: { id: string; title: string; reason: Reason; items: { id: string; type: string; title: string; deeplink: string; category: string; reason: Reason; score: number }[] }[]
-}
+type ApiLayout = Get<'/v1/layout'>
+export type Reason = ApiLayout['modules'][number]['reason']
+export type Layout = ApiLayout
 
 /** An entry of the audit trail (GET /v1/audit). */
-export interface AuditEntry {
-  entryId: string
-  at: string
-  keyId: string
-  holder: string
-  roles: string[]
-  clientIp: string
-  requestId: string
-  action: string
-  objectKind: string
-  objectId: string
-  customerNo: string
-  customers: number
-  outcome: string
-  status: number
-  detail: Record<string, unknown>
-}
+export type AuditEntry = Get<'/v1/audit'>['entries'][number]
 
-export interface PipelineRun {
-  runId: string
-  pipeline: string
-  mode: string
-  trigger: string
-  status: 'running' | 'succeeded' | 'partial' | 'failed' | 'skipped'
-  attempt: number
-  startedAt: string
-  finishedAt: string | null
-  rows: number
-  error: string
-}
+export type PipelineRun = Get<'/v1/pipelines/runs'>['runs'][number]
 
-export interface PipelineStatus {
-  pipeline: string
-  running: boolean
-  lastRun: PipelineRun | null
-  lastSuccess: PipelineRun | null
-  schedules: { pipeline: string; cron: string; timeZone: string; tags: string[]; next: string | null }[]
-}
+export type PipelineStatus = Get<'/v1/pipelines/status'>['pipelines'][number]

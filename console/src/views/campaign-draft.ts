@@ -1,4 +1,4 @@
-import { zoned } from '../cron.js'
+import { zoned } from '../zone.js'
 import type { Campaign, Schedule } from '../types.js'
 
 /** The campaign form's draft: from a saved campaign (`toDraft`) and back to the body the API takes (`toBody`). */

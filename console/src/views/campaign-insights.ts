@@ -1,10 +1,10 @@
 import { ApiError, api, enc, get } from '../api.js'
 import { PALETTE, bar, pie } from '../charts.js'
-import { addDays, localDay, occurrences } from '../cron.js'
+import { cronsOf, occurrences, type Runs } from '../calendar.js'
 import { clear, fmtInt, fmtPct, fmtTime, h } from '../dom.js'
 import { lang, t, tOr } from '../i18n.js'
-import { fieldValues, fill, isElder } from '../template-fill.js'
-import type { Campaign, CampaignStats, CustomerView, Preview, Target, Texts } from '../types.js'
+import type { Campaign, CampaignStats, Preview, SchedulePreview, Target, TemplatePreview, TemplatePreviewRequest } from '../types.js'
+import { addDays, localDay } from '../zone.js'
 
 /** The panels beside a campaign: its message for a sample customer, stats, targets, and the calendar. */
 
@@ -20,29 +20,27 @@ let sampleCustomer = ''
 let sampleFor = ''
 
 /**
- * The message as a sample customer of the audience would get it, filled in the browser (see
- * template-fill.ts for why); the sample comes from a preview of the campaign's segment.
+ * The message as a sample customer of the audience would get it, filled by the server as
+ * targeting fills it (POST /v1/push/templates/preview: variant, language, stock data; C2 values
+ * masked for a key without personal:read); the sample comes from a preview of the campaign's segment.
  */
-export async function preview(box: HTMLElement, c: Campaign, tz: string): Promise<void> {
+export async function preview(box: HTMLElement, c: Campaign): Promise<void> {
   const input = h('input', { value: sampleCustomer, placeholder: '8101…', 'data-testid': 'sample-customer' })
   const out = h('div', { class: 'message-preview', 'data-testid': 'message-preview' })
   const show = async () => {
     sampleCustomer = input.value.trim()
     if (!sampleCustomer) return clear(out, h('p', { class: 'muted' }, t('noSample')))
     try {
-      const cust = await get<CustomerView>(`/v1/customers/${enc(sampleCustomer)}`)
-      const values = fieldValues(cust, localDay(new Date(), tz))
-      const elder = isElder(cust) && c.message.elder !== undefined
-      const variant = elder ? c.message.elder! : c.message
-      const text = (x: Texts | undefined) => (x ? fill(x[lang()], values) : null)
-      const title = text(variant.title ?? c.message.title)
-      const body = text(variant.body)!
-      const pending = [...new Set([...(title?.pending ?? []), ...body.pending])]
+      const body: TemplatePreviewRequest = { message: c.message, customerNo: sampleCustomer }
+      const p = await api<TemplatePreview>('POST', '/v1/push/templates/preview', body)
+      const filled = p.texts[lang()]
+      // A field without a value and without a fallback: targeting would leave this customer out.
+      const missing = p.fields.filter((f) => f.value === null).map((f) => f.field)
       clear(
         out,
-        h('div', { class: 'notification' }, h('div', { class: 'app' }, t('appName'), h('span', null, t('now'))), title ? h('b', null, title.text) : null, h('p', { 'data-testid': 'filled-body' }, body.text)),
-        h('p', { class: 'muted small' }, `${cust.profile?.nameMasked ?? sampleCustomer} · ${elder ? t('elderVariant') : t('standardVariant')}`),
-        pending.length ? h('p', { class: 'hint' }, `${t('pendingFields')}: ${pending.join(', ')}`) : null,
+        h('div', { class: 'notification' }, h('div', { class: 'app' }, t('appName'), h('span', null, t('now'))), filled.title ? h('b', null, filled.title) : null, h('p', { 'data-testid': 'filled-body' }, filled.body ?? '—')),
+        h('p', { class: 'muted small' }, `${p.customerNo ?? sampleCustomer} · ${p.elder ? t('elderVariant') : t('standardVariant')}`),
+        filled.body === null && missing.length ? h('p', { class: 'hint', 'data-testid': 'missing-fields' }, `${t('reason_missing_field')}: ${missing.join(', ')}`) : null,
       )
     } catch (e) {
       clear(out, h('p', { class: 'issue' }, (e as Error).message))
@@ -132,10 +130,23 @@ export async function targets(box: HTMLElement, c: Campaign, tz: string, run: (o
 
 const DAYS = 14
 
-/** Two weeks from today in the tenant's zone: each day's campaigns and their local times. */
-export function calendar(box: HTMLElement, campaigns: Campaign[], tz: string): void {
-  const today = localDay(new Date(), tz)
-  const occ = occurrences(campaigns, new Date(), DAYS, tz)
+/** Two weeks from today in the tenant's zone: each day's campaigns and their local times (cron runs from the server). */
+export async function calendar(box: HTMLElement, campaigns: Campaign[], tz: string): Promise<void> {
+  const now = new Date()
+  const today = localDay(now, tz)
+  const runs = new Map<string, Runs>()
+  await Promise.all(
+    cronsOf(campaigns).map(async (cron) => {
+      try {
+        const r = await api<SchedulePreview>('POST', '/v1/push/schedules/preview', { cron, timeZone: tz, count: DAYS, from: now.toISOString() })
+        runs.set(cron, r.runs)
+      } catch (e) {
+        // A saved cron the server no longer reads is left off the calendar, not the whole calendar.
+        if (!(e instanceof ApiError)) throw e
+      }
+    }),
+  )
+  const occ = occurrences(campaigns, runs, now, DAYS, tz)
   const time = new Intl.DateTimeFormat('en-GB', { timeZone: tz, hour: '2-digit', minute: '2-digit' })
   const weekday = new Intl.DateTimeFormat(lang() === 'zh' ? 'zh-CN' : 'en-GB', { timeZone: 'UTC', weekday: 'short' })
   const color = new Map(campaigns.map((c, i) => [c.id, PALETTE[i % PALETTE.length]!]))

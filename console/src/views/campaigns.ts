@@ -44,7 +44,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
 
   function drawList() {
     keepingFocus(filters, () => drawListNow())
-    calendar(calendarBox, calendarCampaigns, tz)
+    void calendar(calendarBox, calendarCampaigns, tz)
   }
   function drawListNow() {
     clear(
@@ -293,7 +293,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     const statsBox = h('div', { class: 'panel' })
     const targetsBox = h('div', { class: 'panel' })
     clear(sideBox, previewBox, statsBox, targetsBox)
-    void preview(previewBox, saved, tz)
+    void preview(previewBox, saved)
     const refresh = () => (void stats(statsBox, saved), void targets(targetsBox, saved, tz, run))
     // The answer is kept (ranNote) so the refresh of the panels that follows does not erase it.
     const run = async (out: HTMLElement) => {
