@@ -58,14 +58,49 @@ function fragmentsOf(s: LayoutSnapshot): Fragments {
   return f
 }
 
+/**
+ * One body is written at a time (rendering is synchronous) into this buffer, grown when a body
+ * does not fit, then copied out at its length: a list of parts measured and joined per request
+ * cost about as much as ranking did.
+ */
+let scratch = Buffer.allocUnsafe(16 * 1024)
+let at = 0
+
+function room(n: number): void {
+  if (at + n <= scratch.length) return
+  const grown = Buffer.allocUnsafe(Math.max(scratch.length * 2, at + n))
+  scratch.copy(grown, 0, 0, at)
+  scratch = grown
+}
+
+function bytes(b: Buffer): void {
+  room(b.length)
+  scratch.set(b, at)
+  at += b.length
+}
+
+/** Short ASCII (punctuation, numbers): a loop costs less than a call into Buffer.write at this size. */
+function ascii(s: string): void {
+  room(s.length)
+  for (let k = 0; k < s.length; k++) scratch[at++] = s.charCodeAt(k)
+}
+
+/** JSON.stringify of a number: a non-finite score reads null as it would there. */
+const jsonNumber = (v: number) => (Number.isFinite(v) ? String(v) : 'null')
+
 /** The body of GET /v1/layout: byte for byte JSON.stringify({...head, model, modules}). */
 export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readonly RankedModule[], lang: 'zh' | 'en'): Buffer {
   const f = fragmentsOf(s)
   // Cached fragments, and short ASCII strings (punctuation, scores) written as they are. No
   // closures here: this runs once per request. Separators ride on the strings around them.
-  const parts: (Buffer | string)[] = []
+  at = 0
   // The head is small and carries the only request text (the customer number): stringified.
-  parts.push(utf8(`${JSON.stringify(head).slice(0, -1)},`), f.model, ',"modules":[')
+  const h = JSON.stringify(head)
+  room(h.length * 3)
+  at += scratch.write(h, at, h.length * 3, 'utf8') - 1
+  ascii(',')
+  bytes(f.model)
+  ascii(',"modules":[')
   const byIndex = f.items[lang][head.elder ? 1 : 0]!
   const moduleHeads = f.modules[lang]
   for (let mi = 0; mi < ranked.length; mi++) {
@@ -75,7 +110,7 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
       mh = utf8(`{"id":${JSON.stringify(rm.module.id)},"title":${JSON.stringify(rm.module.title[lang])},"reason":${JSON.stringify(localizeReason(rm.reason, lang))},"items":[`)
       moduleHeads.set(rm.module, mh)
     }
-    parts.push(mh)
+    bytes(mh)
     const last = rm.items.length - 1
     for (let ii = 0; ii <= last; ii++) {
       const p = rm.items[ii]!
@@ -87,25 +122,15 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
         ih = utf8(JSON.stringify(fields).slice(0, -1))
         byReason.set(p.reason, ih)
       }
-      // JSON.stringify of a number, so a non-finite score reads null as it would there.
-      parts.push(ih, `,"score":${JSON.stringify(roundScore(p.score))}}${ii < last ? ',' : ''}`)
+      bytes(ih)
+      ascii(',"score":')
+      ascii(jsonNumber(roundScore(p.score)))
+      ascii(ii < last ? '},' : '}')
     }
-    parts.push(mi < ranked.length - 1 ? ']},' : ']}')
+    ascii(mi < ranked.length - 1 ? ']},' : ']}')
   }
-  parts.push(']}')
-  let length = 0
-  for (let i = 0; i < parts.length; i++) length += parts[i]!.length
-  const out = Buffer.allocUnsafe(length)
-  let at = 0
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i]!
-    if (typeof p === 'string') {
-      // Short ASCII: a loop costs less than a call into Buffer.write at this size.
-      for (let k = 0; k < p.length; k++) out[at++] = p.charCodeAt(k)
-    } else {
-      out.set(p, at)
-      at += p.length
-    }
-  }
+  ascii(']}')
+  const out = Buffer.allocUnsafe(at)
+  scratch.copy(out, 0, 0, at)
   return out
 }

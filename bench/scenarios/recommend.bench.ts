@@ -15,13 +15,13 @@ import { codeVersion } from '../support.js'
  * The home-screen layout under load (`npm run bench recommend -- --set customers=N`): a
  * `qianmian start` child process seeds the demo group (N customers over three member banks,
  * the banking tag pack, the layout model), then autocannon in this process asks for layouts of
- * random customers of every bank, each with its bank's read key; beside it, in the same run and
+ * random customers of every bank, each with its bank's layout key; beside it, in the same run and
  * against the same server, `/health` (a constant answer, no key: the framework's ceiling).
  * RSS is the server process's (Node and the embedded engine together), read from /proc. The
  * server runs the api role only, as a serving process would.
  */
 
-const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ scope: z.string(), key: z.string() })) }))
+const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
 const modelView = z.object({ build: z.string().nullable(), items: z.number(), customers: z.number(), indexed: z.number(), segments: z.number(), loadMs: z.number(), bytes: z.number() })
 
 interface Run {
@@ -36,6 +36,19 @@ interface Run {
 async function load(url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run> {
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors }
+}
+
+/** Loads taken in turns as one: the mean rate, the worst of each percentile, counts summed. */
+function combine(runs: Run[]): Run {
+  const worst = (f: (r: Run) => number) => Math.max(...runs.map(f))
+  return {
+    rps: runs.reduce((t, r) => t + r.rps, 0) / runs.length,
+    p50: worst((r) => r.p50),
+    p99: worst((r) => r.p99),
+    p999: worst((r) => r.p999),
+    non2xx: runs.reduce((t, r) => t + r.non2xx, 0),
+    errors: runs.reduce((t, r) => t + r.errors, 0),
+  }
 }
 
 /** bench/ceiling.server.ts in a child process. */
@@ -96,10 +109,12 @@ export const scenario: BenchScenario = {
       const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
       const banks = DEMO_BANKS.map((b) => {
         const c = creds.find((x) => x.slug === b.slug)!
-        return { slug: b.slug, prefix: b.customerPrefix, key: c.keys.find((k) => k.scope === 'read')!.key }
+        // The app gateway's key (layout:read) asks for layouts; the analyst's reads the model view.
+        const key = (role: string) => c.keys.find((k) => k.role === role)!.key
+        return { slug: b.slug, prefix: b.customerPrefix, key: key('layout'), analystKey: key('analyst') }
       })
       const models = await Promise.all(
-        banks.map(async (b) => modelView.parse(await (await fetch(`${server.url}/v1/layout/model`, { headers: { authorization: `Bearer ${b.key}` } })).json())),
+        banks.map(async (b) => modelView.parse(await (await fetch(`${server.url}/v1/layout/model`, { headers: { authorization: `Bearer ${b.analystKey}` } })).json())),
       )
       models.forEach((m, i) => say(`${banks[i]!.slug}: ${m.indexed} customers indexed, ${m.customers} with history, ${m.items} items, snapshot ${(m.bytes / 1024 ** 2).toFixed(1)} MB, loaded in ${m.loadMs} ms`))
       const rssBefore = rssOf(server.child.pid!)
@@ -122,7 +137,31 @@ export const scenario: BenchScenario = {
       await load(server.url, 3, connections, { method: 'GET', path: '/health' })
       const health = await load(server.url, seconds, connections, { method: 'GET', path: '/health' })
       say(`/health: ${health.rps.toFixed(0)} req/s, p50 ${health.p50} ms, p99 ${health.p99} ms`)
-      const layout = await load(server.url, seconds, connections, layoutRequest)
+      const sample = await (await fetch(`${server.url}/v1/layout?customerId=${banks[0]!.prefix}${'1'.padStart(10, '0')}`, { headers: { authorization: `Bearer ${banks[0]!.key}` } })).text()
+      // The ceiling for a body of this size: a bare fastify process answering the same bytes,
+      // loaded the same way (HTTP and the loopback cost grow with the body; /health's is tiny).
+      // Layouts and the bare server are loaded in turns, a few seconds each: whatever else the
+      // machine runs meanwhile then weighs on both alike.
+      const bodyFile = path.join(dataDir, 'layout-sample.json')
+      fs.writeFileSync(bodyFile, sample)
+      const ceiling = await startCeiling(bodyFile)
+      const constantRequest: autocannon.Request = { method: 'GET', path: '/constant' }
+      const rounds = Number(ctx.args.rounds ?? 4)
+      let layout: Run
+      let constant: Run
+      try {
+        await load(ceiling.url, 3, connections, constantRequest)
+        const l: Run[] = []
+        const k: Run[] = []
+        for (let r = 0; r < rounds; r++) {
+          l.push(await load(server.url, seconds / rounds, connections, layoutRequest))
+          k.push(await load(ceiling.url, seconds / rounds, connections, constantRequest))
+        }
+        layout = combine(l)
+        constant = combine(k)
+      } finally {
+        ceiling.child.kill('SIGTERM')
+      }
       say(`/v1/layout: ${layout.rps.toFixed(0)} req/s, p50 ${layout.p50} ms, p99 ${layout.p99} ms, non-2xx ${layout.non2xx}`)
       // Latency below saturation: fewer connections, each sending its next request when the last
       // is answered (autocannon's fixed rates send each second's requests in a burst, which
@@ -137,20 +176,11 @@ export const scenario: BenchScenario = {
         say(`/v1/layout with ${c} connection(s): ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`)
       }
       const rssAfter = rssOf(server.child.pid!)
-      const sample = await (await fetch(`${server.url}/v1/layout?customerId=${banks[0]!.prefix}${'1'.padStart(10, '0')}`, { headers: { authorization: `Bearer ${banks[0]!.key}` } })).text()
-      // The ceiling for a body of this size: a bare fastify process answering the same bytes,
-      // loaded the same way (HTTP and the loopback cost grow with the body; /health's is tiny).
-      const bodyFile = path.join(dataDir, 'layout-sample.json')
-      fs.writeFileSync(bodyFile, sample)
-      const ceiling = await startCeiling(bodyFile)
-      let constant: Run
-      try {
-        await load(ceiling.url, 3, connections, { method: 'GET', path: '/constant' })
-        constant = await load(ceiling.url, seconds, connections, { method: 'GET', path: '/constant' })
-      } finally {
-        ceiling.child.kill('SIGTERM')
-      }
       say(`a bare server answering the same ${Buffer.byteLength(sample)} bytes: ${constant.rps.toFixed(0)} req/s, p99 ${constant.p99} ms`)
+      // Issue 20's goal reads the rate and its p99 together: the best rate measured with p99 <= 5 ms
+      // (saturated or below), against the bare server's saturated rate.
+      const within = [{ rps: layout.rps, p99: layout.p99 }, ...levels.map((c) => ({ rps: paced[`layout_${c}conn_rps`]!, p99: paced[`layout_${c}conn_p99_ms`]! }))].filter((r) => r.p99 <= 5)
+      const bestWithin = within.length ? Math.max(...within.map((r) => r.rps)) : 0
       const indexed = models.reduce((s, m) => s + m.indexed, 0)
       const snapshotBytes = models.reduce((s, m) => s + m.bytes, 0)
       const perCustomer = snapshotBytes / indexed
@@ -178,16 +208,17 @@ export const scenario: BenchScenario = {
         server_rss_peak_mb: rssAfter.hwmMb,
         snapshot_mb_at_14m_extrapolated: (perCustomer * 14_000_000) / 1024 ** 2,
         ...paced,
+        layout_best_rps_with_p99_le_5ms: bestWithin,
       }
       return {
-        params: { customers, days, duration_s: seconds, connections, code: codeVersion() },
+        params: { customers, days, duration_s: seconds, rounds, connections, code: codeVersion() },
         figures,
-        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps },
+        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps },
         notes: [
-          `Goal p99 <= 5 ms at >= 10k requests/s: p99 ${layout.p99} ms at ${layout.rps.toFixed(0)} requests/s (${layout.p99 <= 5 && layout.rps >= 10_000 ? 'met' : 'NOT met'}); /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
-          `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load; layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
+          `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
+          `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
-          `Requests: random customers of the three member banks in turn, each with its bank's read key; one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
+          `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
             `The server's RSS (Node and the embedded ClickHouse with its caches) was ${rssAfter.rssMb.toFixed(0)} MB after the load, peak ${rssAfter.hwmMb.toFixed(0)} MB (seeding included).`,
         ],
