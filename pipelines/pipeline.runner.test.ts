@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createMetrics } from '../core/metrics.js'
 import { chDateTime } from '../core/time.js'
 import { createTagRepository } from '../tags/tag.repository.js'
@@ -88,6 +88,38 @@ describe('pipeline runner', () => {
     const r = await runner.run({ tenantId: tenant.id, trigger: 'cli', backfill: { from: '2026-01-01', to: '2026-01-03' } })
     expect(r).toMatchObject({ status: 'succeeded', mode: 'backfill' })
     expect((r.details as { days: { today: string }[] }).days.map((d) => d.today)).toEqual(['2026-01-01', '2026-01-02', '2026-01-03'])
+  })
+
+  it('starts what is registered after segments once a tag run ends: directly while there are no saved segments, else after them; not after a backfill or with follow: false', async () => {
+    const seen: string[] = []
+    runner.register(
+      'recommend',
+      async ({ options }) => {
+        seen.push(options.trigger)
+        return { rows: 0, details: {} }
+      },
+      { after: 'segments' },
+    )
+    const settled = () => vi.waitFor(() => expect(runner.running(tenant.id)).toEqual([]), { timeout: 20_000 })
+    await runner.run({ tenantId: tenant.id, trigger: 'api', tags: ['elder'] })
+    await vi.waitFor(() => expect(seen).toEqual(['after-tags']), { timeout: 20_000 })
+    await settled()
+    expect(await runner.runs(tenant.id, { pipeline: 'segments', limit: 5 })).toEqual([])
+
+    await runner.run({ tenantId: tenant.id, trigger: 'api', tags: ['elder'], follow: false })
+    await runner.run({ tenantId: tenant.id, trigger: 'cli', tags: ['elder'], backfill: { from: '2026-01-04', to: '2026-01-04' } })
+    await new Promise((r) => setTimeout(r, 500))
+    expect(seen).toEqual(['after-tags'])
+
+    await createSegmentRepository({ db: e.db }).save(tenant.id, 'elders-now', { name: 'Elders now', purpose: 'service', rule: { tag: 'elder', op: 'eq', value: true } }, 'test')
+    await runner.run({ tenantId: tenant.id, trigger: 'api', tags: ['elder'] })
+    await vi.waitFor(() => expect(seen).toEqual(['after-tags', 'after-tags']), { timeout: 20_000 })
+    await settled()
+    const [seg] = await runner.runs(tenant.id, { pipeline: 'segments', limit: 5 })
+    const [model] = await runner.runs(tenant.id, { pipeline: 'recommend', limit: 1 })
+    expect(seg).toMatchObject({ status: 'succeeded', trigger: 'after-tags' })
+    // The model followed the segments' run, not the tag run alone.
+    expect(model!.startedAt >= seg!.finishedAt!).toBe(true)
   })
 
   it('schedules one task per tenant and cron, with its next time, for tags and scheduled segments', async () => {
