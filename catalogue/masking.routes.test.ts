@@ -178,6 +178,13 @@ const TABLE: Record<string, Entry> = {
   'DELETE /v1/push/campaigns/:id': { kind: 'none', req: () => ({ method: 'DELETE', url: '/v1/push/campaigns/mask-no-such-campaign' }), status: 404 },
   'PUT /v1/push/campaigns/:id/archived': { kind: 'none', req: (c) => ({ method: 'PUT', url: `/v1/push/campaigns/${c.campaign}/archived`, payload: { archived: false } }) },
   'POST /v1/push/campaigns/:id/run': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/push/campaigns/mask-bills/run', payload: {} }) },
+  'GET /v1/push/campaigns/:id/approval': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/approval` }) },
+  'POST /v1/push/campaigns/:id/approval/request': { kind: 'none', req: (c) => ({ method: 'POST', url: `/v1/push/campaigns/${c.campaign}/approval/request`, payload: { version: 1 } }), status: 400 },
+  'POST /v1/push/campaigns/:id/approval': { kind: 'none', req: (c) => ({ method: 'POST', url: `/v1/push/campaigns/${c.campaign}/approval`, payload: { version: 1 } }), status: 400 },
+  // The seeded customer on a test list: the filled text (masked name, amounts) goes only to a key that may read personal data.
+  'PUT /v1/push/test-lists/:id': { kind: 'none', req: (c) => ({ method: 'PUT', url: '/v1/push/test-lists/mask-staff', payload: { name: 'staff', members: [{ customerNo: c.customer, label: 'phone' }] } }) },
+  'GET /v1/push/test-lists': none,
+  'POST /v1/push/campaigns/:id/test': { kind: 'none', req: (c) => ({ method: 'POST', url: `/v1/push/campaigns/${c.campaign}/test`, payload: { list: 'mask-staff' } }) },
   'GET /v1/push/campaigns/:id/stats': { kind: 'none', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/stats` }) },
   'GET /v1/push/campaigns/:id/targets': { kind: 'personal', req: (c) => ({ url: `/v1/push/campaigns/${c.campaign}/targets` }), shows: ['nameMasked', 'installment'] },
   'POST /v1/push/schedules/preview': { kind: 'none', req: () => ({ method: 'POST', url: '/v1/push/schedules/preview', payload: { cron: '0 9 * * 1-5', count: 3 } }) },

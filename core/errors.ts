@@ -34,6 +34,8 @@ export const ERROR_CATALOGUE = {
   ERASURE_RUNNING: { status: 409, message: 'An erasure of this customer is already running; its job id is given.' },
   CUSTOMER_ERASED: { status: 410, message: 'This customer was erased; nothing is held about them.' },
   IN_USE: { status: 409, message: 'The change would break definitions that use this one.' },
+  NOT_APPROVED: { status: 409, message: 'A marketing campaign runs only once a second holder approved its current version.' },
+  SELF_APPROVAL: { status: 403, message: 'The holder who last changed a campaign cannot approve it: a second holder must.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   NOT_READY: { status: 503, message: 'The service is starting and not ready yet.' },

@@ -22,7 +22,8 @@ const ids = async (query = '') => (await app.inject({ url: `/v1/push/campaigns${
 const dueNow = () => ({ schedule: { kind: 'once', at: new Date(Date.now() - 60_000).toISOString() } })
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
   const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
   app = await buildApp({
     db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },

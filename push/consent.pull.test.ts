@@ -30,7 +30,8 @@ const policy = { quietHours: null, caps: { low: { day: 100, week: 700 }, normal:
 const once = (over: Record<string, unknown> = {}) => campaign({ schedule: { kind: 'once', at: new Date(now() - 60_000).toISOString() }, ...over })
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
   t = await seedBank(fx, { slug: 'withdraw-bank', timeZone: 'Asia/Shanghai', prefix: P, n: 20, loanDay: '2026-03-18', asOf: new Date(), marketingForAll: true })
   // Quiet hours and the daily budget out of the way: several campaigns reach the same customers today.
   await fx.push.policies.save(t, policy, 'test')

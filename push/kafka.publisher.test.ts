@@ -22,7 +22,8 @@ describe.skipIf(!brokers.length)(`push targets to Kafka (needs KAFKA_BROKERS; ru
   const kafka = new Kafka({ clientId: `qianmian-push-${run}`, brokers, logLevel: logLevel.NOTHING })
 
   beforeAll(async () => {
-    fx = await openPush()
+    // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+    fx = await openPush({ requireApproval: false })
     const admin = kafka.admin()
     await admin.connect()
     await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true })

@@ -10,6 +10,7 @@ import { MAX_TTL_MINUTES } from './campaign.schema.js'
 import type { WithdrawalIndex } from './consent.index.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { inQuiet, localMinute } from './policy.js'
+import { TEST_SUFFIX } from './test-send.js'
 import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
 
 /**
@@ -24,7 +25,8 @@ import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
  *   campaign, without a final outcome, not under a lease that is still running and not leased
  *   `maxAttempts` times already, and inside the tenant's quiet hours security messages only
  *   (a promotion due at 20:55 and pulled at 21:05 waits for the morning); highest priority class
- *   first, then oldest due;
+ *   first, then oldest due. Test sends (status 'test') go out whatever their campaign's status
+ *   and the hour: someone is waiting for them on their phone;
  * - a pull takes targets from that queue and writes their lease rows (push_leases) before it
  *   answers; if the write fails they go back to the queue and the pull fails. A taken target
  *   has left the queue, so no other pull in this process can get it, and any later refill skips
@@ -63,6 +65,8 @@ export interface PulledTarget {
   body: string
   dueAt: string
   expiresAt: string
+  /** A test send (test-send.ts): not a real send, counted nowhere; the app may show it as a test. */
+  test: boolean
 }
 
 export interface AckItem {
@@ -121,6 +125,7 @@ const QUEUE_COLUMNS = [
   'toString(due_at)',
   'toString(expires_at)',
   'toUnixTimestamp64Milli(expires_at)',
+  'toString(status)',
 ] as const
 
 /** An engine DateTime64 in UTC ('2026-11-28 10:00:00.000') as ISO 8601. */
@@ -129,6 +134,8 @@ const iso = (s: string) => `${s.replace(' ', 'T')}Z`
 /** A queued target: what a pull hands out (all but the lease), and what the queue itself needs. */
 interface QueueRow {
   target: Omit<PulledTarget, 'leaseId' | 'leaseUntil'>
+  /** The campaign id as stored: a test target's carries TEST_SUFFIX, and its leases and outcomes keep it, out of the campaign's stats. */
+  storedCid: string
   customerKey: number
   expMs: number
 }
@@ -136,11 +143,12 @@ interface QueueRow {
 /** Fields as they come (still escaped): ids, enums, dates and numbers never hold an escape. */
 function toQueueRow(f: string[]): QueueRow {
   if (f.length !== QUEUE_COLUMNS.length) throw new AppError('INTERNAL', `A queue row has ${f.length} fields, not ${QUEUE_COLUMNS.length}.`)
+  const test = f[15] === 'test'
   return {
     target: {
       targetId: f[0]!,
       idempotencyKey: f[0]!,
-      campaignId: f[1]!,
+      campaignId: test ? f[1]!.slice(0, -TEST_SUFFIX.length) : f[1]!,
       campaignVersion: Number(f[2]),
       customerNo: unescapeTsv(f[4]!),
       channel: f[5]!,
@@ -152,7 +160,9 @@ function toQueueRow(f: string[]): QueueRow {
       body: unescapeTsv(f[11]!),
       dueAt: iso(f[12]!),
       expiresAt: iso(f[13]!),
+      test,
     },
+    storedCid: f[1]!,
     customerKey: Number(f[3]),
     expMs: Number(f[14]),
   }
@@ -241,27 +251,28 @@ export function createLeaseManager(deps: {
     // the hex of an MD5 (targeting.sql.ts), so unhex is exact, and a set of UInt128 is built
     // and probed faster than one of strings. Measured at 300,000 delivered of 1M, the inner
     // choice took ~210 ms this way against ~330 ms with two string sets.
-    const due = `tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
-      AND status = 'queued' AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
-      AND (purpose = 'security' OR {quiet:UInt8} = 0)
+    // Test sends (test-send.ts) are handed out whatever their campaign's status: their stored ids are read here.
+    const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}) FROM push_test_sends
+      WHERE tenant_id = {tenant:UInt16} AND queued > 0 AND at >= {sinceAt:DateTime64(3, 'UTC')}))`
+    const due = `tenant_id = {tenant:UInt16} AND ${held} AND local_date >= {since:Date}
+      AND status IN ('queued', 'test') AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
+      AND (purpose = 'security' OR status = 'test' OR {quiet:UInt8} = 0)
       AND ${ID128('target_id')} NOT IN (
         SELECT ${ID128('target_id')} FROM push_outcomes WHERE tenant_id = {tenant:UInt16} AND final = 1 AND at >= {sinceAt:DateTime64(3, 'UTC')}
         UNION ALL
         SELECT ${ID128('target_id')} AS id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND leased_at >= {sinceAt:DateTime64(3, 'UTC')}
         GROUP BY id
         HAVING argMax(lease_until, leased_at) > {now:DateTime64(3, 'UTC')} OR countIf(kind = 'lease') >= {attempts:UInt16})`
-    const text = campaigns.length
-      ? await readAll(
-          await db.stream(
-            `SELECT ${QUEUE_COLUMNS.join(', ')} FROM push_targets
-             WHERE tenant_id = {tenant:UInt16} AND campaign_id IN {cids:Array(String)} AND local_date >= {since:Date}
-               AND target_id IN (SELECT target_id FROM push_targets WHERE ${due} ORDER BY priority DESC, due_at LIMIT {chunk:UInt32})
-             ORDER BY priority DESC, due_at, target_id
-             FORMAT TabSeparated`,
-            { cids: campaigns, since, sinceAt: `${since} 00:00:00.000`, now: chDateTime(now), attempts: policy.maxAttempts, quiet: s.quiet ? 1 : 0, chunk },
-          ),
-        )
-      : ''
+    const text = await readAll(
+      await db.stream(
+        `SELECT ${QUEUE_COLUMNS.join(', ')} FROM push_targets
+         WHERE tenant_id = {tenant:UInt16} AND ${held} AND local_date >= {since:Date}
+           AND target_id IN (SELECT target_id FROM push_targets WHERE ${due} ORDER BY priority DESC, due_at LIMIT {chunk:UInt32})
+         ORDER BY priority DESC, due_at, target_id
+         FORMAT TabSeparated`,
+        { cids: campaigns, testSuffix: TEST_SUFFIX, since, sinceAt: `${since} 00:00:00.000`, now: chDateTime(now), attempts: policy.maxAttempts, quiet: s.quiet ? 1 : 0, chunk },
+      ),
+    )
     // A duplicate row (a replacing merge not yet done) is read once: in this order, copies of a
     // target are adjacent.
     const rows: QueueRow[] = []
@@ -290,7 +301,7 @@ export function createLeaseManager(deps: {
     try {
       await deps.db
         .forTenant(tenantId)
-        .insertTsv('push_outcomes', OUTCOME_COLUMNS, rows.map((r) => [r.target.targetId, r.target.campaignId, r.customerKey, 'withdrawn', 1, 'consent_withdrawn', '', chEpoch(now)]))
+        .insertTsv('push_outcomes', OUTCOME_COLUMNS, rows.map((r) => [r.target.targetId, r.storedCid, r.customerKey, 'withdrawn', 1, 'consent_withdrawn', '', chEpoch(now)]))
     } catch (e) {
       deps.log.warn({ tenant: tenantId, targets: rows.length, err: e instanceof Error ? e.message : String(e) }, 'withdrawn targets not closed in storage; skipped in this process')
     }
@@ -339,14 +350,14 @@ export function createLeaseManager(deps: {
         try {
           await deps.db
             .forTenant(tenantId)
-            .insertTsv('push_leases', LEASE_COLUMNS, take.map((r) => [r.target.targetId, 'lease', leaseId, r.target.campaignId, r.customerKey, owner, chEpoch(now), chEpoch(until)]))
+            .insertTsv('push_leases', LEASE_COLUMNS, take.map((r) => [r.target.targetId, 'lease', leaseId, r.storedCid, r.customerKey, owner, chEpoch(now), chEpoch(until)]))
         } catch (e) {
           // Not leased: back to the front of the queue, in order.
           deps.log.warn({ tenant: tenantId, targets: take.length, err: e instanceof Error ? e.message : String(e) }, 'push leases not written; the pull fails')
           s.queue.splice(s.head, 0, ...take)
           throw new AppError('STORAGE_UNAVAILABLE', 'The leases could not be written; retry.', { cause: e, headers: { 'retry-after': '1' } })
         }
-        for (const r of take) s.leased.set(r.target.targetId, { leaseId, until, campaignId: r.target.campaignId, customerKey: r.customerKey })
+        for (const r of take) s.leased.set(r.target.targetId, { leaseId, until, campaignId: r.storedCid, customerKey: r.customerKey })
         s.nextExpiry = Math.min(s.nextExpiry, until)
         pulled.inc(take.length)
         const leaseUntil = new Date(until).toISOString()

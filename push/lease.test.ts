@@ -26,7 +26,8 @@ async function dueTargets(slug: string, n: number, over: Record<string, unknown>
 }
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
 }, 60_000)
 afterAll(async () => fx?.close())
 

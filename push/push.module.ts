@@ -7,9 +7,11 @@ import { createSegmentRepository, type SegmentRepository } from '../segments/seg
 import { createTagRepository, type TagRepository } from '../tags/tag.repository.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
+import { registerApprovalRoutes } from './approval.routes.js'
+import { createApprovals } from './campaign.approval.js'
 import { campaignSegmentUses, campaignTagUses, createCampaignCheck } from './campaign.check.js'
 import { createCampaignRepository, type CampaignRepository } from './campaign.repository.js'
-import { MAX_TTL_MINUTES } from './campaign.schema.js'
+import { MAX_TTL_MINUTES, type SavedCampaign } from './campaign.schema.js'
 import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.js'
 import { createKeyedLock } from './keyed-lock.js'
 import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
@@ -17,6 +19,7 @@ import { createPolicyRepository, type PolicyRepository } from './policy.js'
 import { registerPushPreviewRoutes } from './preview.routes.js'
 import { registerPushRoutes } from './push.routes.js'
 import { createTargeting, type TargetingResult } from './targeting.js'
+import { createTestSends } from './test-send.js'
 import { createTriggers, type IncomingEvent, type TriggerResult } from './triggers.js'
 
 /** The push scheduler wired from its dependencies; the composition roots build one. */
@@ -56,6 +59,11 @@ export interface PushDeps {
   lease?: LeaseOptions
   /** How often pulls re-read consent changes other processes recorded (default 1 s). */
   consentRefreshMs?: number
+  /**
+   * Whether a marketing campaign runs only once a second holder approved its current version
+   * (campaign.approval.ts). Default true; tests of targeting rules that are not about approval turn it off.
+   */
+  requireApproval?: boolean
 }
 
 export const DEFAULT_HOLDOUT_PER_MILLE = 20
@@ -69,6 +77,8 @@ export function createPushModule(deps: PushDeps): PushModule {
   tags.registerUses(campaignTagUses(campaigns))
   segments.registerUses(campaignSegmentUses(campaigns))
   const policies = createPolicyRepository({ db: deps.db })
+  const approvals = createApprovals({ db: deps.db })
+  const approved = deps.requireApproval === false ? undefined : (t: number, list: readonly SavedCampaign[]) => approvals.approvedIds(t, list)
   const lock = createKeyedLock()
   // Targets live at most the longest TTL plus a day deferred past quiet hours: older decisions were known to targeting.
   const withdrawals = createWithdrawalIndex({
@@ -104,8 +114,10 @@ export function createPushModule(deps: PushDeps): PushModule {
     lock,
     holdoutPerMille: deps.holdoutPerMille ?? (() => DEFAULT_HOLDOUT_PER_MILLE),
     queued: (t) => leases.invalidate(t),
+    ...(approved ? { approved } : {}),
   })
-  const triggers = createTriggers({ db: deps.db.lane('pipeline'), tenants: deps.tenants, campaigns, segments, tags, targeting, lock, log, metrics: deps.metrics })
+  const triggers = createTriggers({ db: deps.db.lane('pipeline'), tenants: deps.tenants, campaigns, segments, tags, targeting, lock, log, metrics: deps.metrics, ...(approved ? { approved } : {}) })
+  const tests = createTestSends({ db: deps.db, tenants: deps.tenants, policies, queued: (t) => leases.invalidate(t) })
   let closed = false
   const open = () => {
     if (closed) throw new AppError('SHUTTING_DOWN')
@@ -117,6 +129,7 @@ export function createPushModule(deps: PushDeps): PushModule {
     leases,
     routes(app, auth) {
       registerPushRoutes(app, { auth, campaigns, policies, targeting, leases, check })
+      registerApprovalRoutes(app, { auth, campaigns, approvals, tests })
       registerPushPreviewRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags })
     },
     async runTargeting(tenantId, opts = {}) {

@@ -17,7 +17,8 @@ const auth = (key: string) => ({ authorization: `Bearer ${key}` })
 const put = (id: string, body: object, key = keys.admin!, q = '') => app.inject({ method: 'PUT', url: `/v1/push/campaigns/${id}${q}`, headers: auth(key), payload: body })
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
   const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
   app = await buildApp({
     db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },

@@ -138,6 +138,7 @@ const pulledView = z.object({
   body: z.string(),
   dueAt: z.string(),
   expiresAt: z.string(),
+  test: z.boolean().describe('a test send to the bank\'s test list: deliver it, it counts in no statistics'),
 })
 const ackBody = z.strictObject({
   results: z
@@ -247,7 +248,7 @@ export function registerPushRoutes(
         security,
         params: idParam,
         body: z.strictObject({ asOf: z.iso.datetime({ offset: true }).optional() }).default({}),
-        response: { 200: runView, 400: errorBody, 404: errorBody },
+        response: { 200: runView, 400: errorBody, 404: errorBody, 409: errorBody },
       },
     },
     async (req) => {
@@ -257,6 +258,7 @@ export function registerPushRoutes(
       const out = await deps.targeting.runTargeting(t, { campaignIds: [c.id], trigger: 'manual', ...(req.body.asOf ? { asOf: new Date(req.body.asOf) } : {}) })
       const err = out.errors[0]
       if (err) throw new AppError(err.code, err.message, err.issues ? { issues: err.issues } : {})
+      if (out.campaigns[0]?.skipped === 'not_approved') throw new AppError('NOT_APPROVED', `Campaign ${c.id} version ${c.version} is not approved: a second holder approves it first.`, { issues: [{ field: 'approval', message: 'not_approved' }] })
       return out
     },
   )

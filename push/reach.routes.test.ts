@@ -16,7 +16,8 @@ const reach = (id: string, body: object, key = keys.admin!) => app.inject({ meth
 const targets = async () => Number((await fx.engine.db.forTenant(t).query(`SELECT count() AS n FROM push_targets WHERE tenant_id = {tenant:UInt16}`))[0]!.n)
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
   const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
   app = await buildApp({
     db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },

@@ -23,7 +23,8 @@ const run = (ids: string[], asOf = DAY1) => fx.push.runTargeting(t, { asOf, camp
 const service = { purpose: 'service', priority: 'high' }
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
   t = await seedBank(fx, { slug: 'content', timeZone: 'Asia/Shanghai', prefix: 'CT', n: 12, loanDay: '2026-03-18', asOf: DAY1 })
   // Many campaigns reach the same customers here: caps are another test's business.
   const wide = { day: 50, week: 100 }

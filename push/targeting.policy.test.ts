@@ -22,7 +22,8 @@ const save = (t: number, id: string, over: Record<string, unknown>) => fx.push.c
 const run = (t: number, ids: string[], asOf: Date) => fx.push.runTargeting(t, { asOf, campaignIds: ids })
 
 beforeAll(async () => {
-  fx = await openPush()
+  // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
+  fx = await openPush({ requireApproval: false })
 }, 60_000)
 afterAll(async () => fx?.close())
 

@@ -40,12 +40,17 @@ export interface TargetingDeps {
   holdoutPerMille(tenantId: number): number | Promise<number>
   /** Called when targets were queued (the lease manager reads its queue again). */
   queued(tenantId: number): void
+  /**
+   * Ids of the campaigns among those given whose current version is approved (campaign.approval.ts);
+   * a marketing campaign not among them is skipped as `not_approved`. Without it nothing is checked.
+   */
+  approved?(tenantId: number, campaigns: readonly SavedCampaign[]): Promise<Set<string>>
 }
 
 export interface CampaignRunResult {
   campaignId: string
   version: number
-  /** Why nothing was targeted: paused, not_yet, not_today, event_triggered, expired, no_product_opening. */
+  /** Why nothing was targeted: paused, not_approved, not_yet, not_today, event_triggered, expired, no_product_opening. */
   skipped?: string
   localDate?: string
   /** Targets written by this run (queued + suppressed). */
@@ -135,12 +140,13 @@ export function createTargeting(deps: TargetingDeps) {
   async function runOne(
     db: TenantDb,
     c: SavedCampaign,
-    ctx: { asOf: Date; timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string; trigger: 'schedule' | 'manual' },
+    ctx: { asOf: Date; timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string; trigger: 'schedule' | 'manual'; approved: ReadonlySet<string> | null },
   ): Promise<CampaignRunResult> {
     const t0 = performance.now()
     const base = { campaignId: c.id, version: c.version, targeted: 0, queued: 0, suppressed: {}, quietExempt: 0 }
     const skip = (skipped: string, day?: string): CampaignRunResult => ({ ...base, skipped, ...(day ? { localDate: day } : {}), ms: 0 })
     if (c.status !== 'active') return skip(c.status)
+    if (ctx.approved && c.purpose === 'marketing' && !ctx.approved.has(c.id)) return skip('not_approved')
     const occ = occurrenceOf(c.schedule, ctx.asOf, ctx.timeZone)
     if (!occ.due) return skip(occ.reason)
     if (c.validUntil && ctx.asOf.getTime() >= Date.parse(c.validUntil)) return skip('expired', occ.localDate)
@@ -207,10 +213,11 @@ export function createTargeting(deps: TargetingDeps) {
     for (const id of wanted ?? []) if (!list.some((c) => c.id === id)) out.errors.push({ campaignId: id, code: 'NOT_FOUND', message: `No campaign ${id}.` })
     const defs = new Map<string, TagDefinition>(tags.map((d) => [d.name, d]))
     const db = deps.db.forTenant(tenantId)
+    const approved = deps.approved ? await deps.approved(tenantId, campaigns) : null
     await deps.lock.run(tenantId, async () => {
       for (const c of campaigns) {
         try {
-          out.campaigns.push(await runOne(db, c, { asOf, timeZone: tenant.timeZone, defs, runId, trigger: opts.trigger ?? 'schedule' }))
+          out.campaigns.push(await runOne(db, c, { asOf, timeZone: tenant.timeZone, defs, runId, trigger: opts.trigger ?? 'schedule', approved }))
         } catch (e) {
           log.warn({ tenant: tenantId, campaign: c.id, err: errText(e) }, 'push targeting failed')
           out.errors.push({ campaignId: c.id, code: isAppError(e) ? e.code : 'INTERNAL', message: errText(e), ...(isAppError(e) && e.issues ? { issues: [...e.issues] } : {}) })

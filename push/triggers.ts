@@ -56,6 +56,8 @@ export function createTriggers(deps: {
   lock: KeyedLock
   log: Logger
   metrics: Metrics
+  /** Ids of the given campaigns whose current version is approved: an unapproved marketing campaign is not triggered. */
+  approved?(tenantId: number, campaigns: readonly SavedCampaign[]): Promise<Set<string>>
 }) {
   const latency = deps.metrics.histogram('qianmian_push_trigger_seconds', 'From the last event of a sequence to its target written', [], [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
 
@@ -113,10 +115,15 @@ export function createTriggers(deps: {
   async function onEvents(tenantId: number, events: readonly IncomingEvent[]): Promise<TriggerResult> {
     const result: TriggerResult = { campaigns: 0, targeted: 0, queued: 0 }
     const active = (await deps.campaigns.active(tenantId)).filter((c): c is SavedCampaign & { schedule: EventSchedule } => c.schedule.kind === 'event')
-    const wakes = active.map((c) => {
+    let wakes = active.map((c) => {
       const names = new Set(c.schedule.steps[c.schedule.steps.length - 1]!.event.names ?? [])
       return { c, events: events.filter((e) => names.has(e.event) && (e.userId || e.customerKey)) }
     }).filter((w) => w.events.length)
+    // Asked only when a marketing campaign woke: most batches wake none.
+    if (deps.approved && wakes.some((w) => w.c.purpose === 'marketing')) {
+      const ok = await deps.approved(tenantId, wakes.map((w) => w.c))
+      wakes = wakes.filter((w) => w.c.purpose !== 'marketing' || ok.has(w.c.id))
+    }
     if (!wakes.length) return result
     try {
       const userIds = [...new Set(wakes.flatMap((w) => w.events.flatMap((e) => (!e.customerKey && e.userId ? [e.userId] : []))))]
