@@ -2,7 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
+import { approveBySecondHolder, CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
 
 /**
  * The console in a real browser (Debian's chromium driven by playwright-core) against a real
@@ -106,6 +106,8 @@ describe('the marketer console in a browser', () => {
     // Every day at 10:00 for two weeks in the calendar.
     await expect.poll(() => page.getByTestId('calendar').locator('.cal-item[data-campaign="elder-wealth"]').count()).toBe(14)
     await expect.poll(() => page.getByTestId('filled-body').textContent(), { timeout: 10_000 }).toMatch(/\*您好，您的资产等级为(affluent|high_net_worth)/)
+    // A marketing campaign runs once a second holder approved this version.
+    await approveBySecondHolder(server!.url, adminKey, 'elder-wealth')
     await page.getByTestId('run-now').click()
     await expect.poll(() => page.getByTestId('targets').locator('tr').count(), { timeout: 20_000 }).toBeGreaterThan(1)
     await expect.poll(() => page.getByTestId('funnel-chart').locator('canvas').count()).toBe(1)

@@ -2,7 +2,7 @@ import path from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { englishLeft } from './e2e.checks.js'
-import { CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
+import { approveBySecondHolder, CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
 
 /**
  * The console as a bank's marketer found it (issue 21): each thing found broken, in Chinese, at a
@@ -192,6 +192,8 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
     await page.getByTestId('c-cron').fill('0 10 * * *')
     await page.getByTestId('save-campaign').click()
     await expect.poll(() => page.getByTestId('campaign-status').textContent(), { timeout: 15_000 }).toMatch(/2$/)
+    // A marketing campaign runs once a second holder approved this version.
+    await approveBySecondHolder(demo.server.url, demo.adminKey, 'never-today')
     await page.getByTestId('run-now').click()
     await expect.poll(() => page.getByTestId('targets').locator('tr').count(), { timeout: 20_000 }).toBeGreaterThan(1)
     await page.waitForTimeout(1500)

@@ -65,3 +65,20 @@ export async function startDemoConsole(): Promise<DemoConsole> {
     },
   }
 }
+
+const seconds = new Map<string, string>()
+/**
+ * Approves the current version of a marketing campaign as a second holder (a marketer key issued
+ * once per server), as a colleague would before it may run: the author signed in cannot.
+ */
+export async function approveBySecondHolder(url: string, adminKey: string, campaignId: string): Promise<void> {
+  const call = async <T>(method: string, path: string, key: string, body?: unknown): Promise<T> => {
+    const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+    if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`)
+    return (await r.json()) as T
+  }
+  let key = seconds.get(url)
+  if (!key) seconds.set(url, (key = (await call<{ key: string }>('POST', '/v1/keys', adminKey, { roles: ['marketer'], holder: '审批同事' })).key))
+  const { version } = await call<{ version: number }>('GET', `/v1/push/campaigns/${campaignId}`, adminKey)
+  await call('POST', `/v1/push/campaigns/${campaignId}/approval`, key, { version })
+}

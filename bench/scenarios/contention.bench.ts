@@ -263,6 +263,9 @@ export const scenario: BenchScenario = {
             message: { body: { zh: '{{name|您好}}，为您精选稳健理财', en: 'A steady wealth product picked for you' } },
           })
           if (put.status !== 200 && put.status !== 201) throw new Error(`saving the campaign answered ${put.status}: ${JSON.stringify(put.json)}`)
+          // A marketing campaign runs once a second holder approved it: the bank's admin, before the phase.
+          const ok = await call(url, main.admin, 'POST', '/v1/push/campaigns/contention-pick/approval', { version: (put.json as { campaign: { version: number } }).campaign.version })
+          if (ok.status !== 200) throw new Error(`approving the campaign answered ${ok.status}: ${JSON.stringify(ok.json)}`)
           begin()
           pushCall = call(url, main.marketer, 'POST', '/v1/push/campaigns/contention-pick/run', {})
           const raced = await Promise.race([pushCall, sleep(limitS * 1000).then(() => undefined)])

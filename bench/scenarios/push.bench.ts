@@ -107,7 +107,8 @@ export const scenario: BenchScenario = {
     const seedS = (performance.now() - t0) / 1000
     say(`seeded ${n} customers and their tags in ${seedS.toFixed(1)} s`)
 
-    const push = createPushModule({ db: ctx.db, tenants, log: ctx.log, metrics: createMetrics({ collectDefault: false }), tags: repo, holdoutPerMille: () => 20 })
+    // Targeting is measured, not the approval step: the marketing campaign runs unapproved.
+    const push = createPushModule({ db: ctx.db, tenants, log: ctx.log, metrics: createMetrics({ collectDefault: false }), tags: repo, holdoutPerMille: () => 20, requireApproval: false })
     const save = (id: string, body: Record<string, unknown>) => push.campaigns.save(tenant.id, id, body, 'bench')
     await save('loan-due', {
       name: 'Loan due in 3 days', purpose: 'service', priority: 'high', dateTrigger: { on: 'loan_due', daysBefore: 3 }, schedule: { kind: 'cron', cron: '0 10 * * *' },

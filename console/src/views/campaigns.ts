@@ -6,6 +6,7 @@ import { store } from '../store.js'
 import type { Campaign } from '../types.js'
 import { calendar, preview, ranNote, stats, targets } from './campaign-insights.js'
 import { blank, CRON_PRESETS, toBody, toDraft, type Draft } from './campaign-draft.js'
+import { approvalPanel, testSendPanel } from './campaign-approval.js'
 import { historyPanel } from './history.js'
 import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, type ListQuery } from './list-tools.js'
 
@@ -292,7 +293,12 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
     const previewBox = h('div', { class: 'panel' })
     const statsBox = h('div', { class: 'panel' })
     const targetsBox = h('div', { class: 'panel' })
-    clear(sideBox, previewBox, statsBox, targetsBox)
+    const approvalBox = h('div', { class: 'panel', 'data-testid': 'approval-panel' })
+    const testBox = h('div', { class: 'panel', 'data-testid': 'test-send-panel' })
+    clear(sideBox, approvalBox, testBox, previewBox, statsBox, targetsBox)
+    const approvals = () => void approvalPanel(approvalBox, saved, approvals)
+    approvals()
+    void testSendPanel(testBox, saved)
     void preview(previewBox, saved)
     const refresh = () => (void stats(statsBox, saved), void targets(targetsBox, saved, tz, run))
     // The answer is kept (ranNote) so the refresh of the panels that follows does not erase it.
@@ -310,7 +316,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         )
         refresh()
       } catch (e) {
-        out.textContent = ranNote.set(saved.id, issueText((e as Error).message).text)
+        out.textContent = ranNote.set(saved.id, (e as ApiError).code === 'NOT_APPROVED' ? t('apiError_NOT_APPROVED') : issueText((e as Error).message).text)
       }
     }
     refresh()
