@@ -184,6 +184,7 @@ describe('the console as a marketer finds it, in Chinese, on a desktop and a pho
 
     // 1: what run now does is said beside it; a day without an occurrence is said, and stays.
     expect(await page.getByTestId('run-hint').textContent()).toContain('不会立即发送')
+    await approveBySecondHolder(demo.server.url, demo.adminKey, 'never-today')
     await page.getByTestId('run-now').click()
     await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 20_000 }).toContain('今天')
     await page.waitForTimeout(1500)
