@@ -2,7 +2,7 @@ import path from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { englishLeft, offScreen } from './e2e.checks.js'
-import { CHROMIUM, SHOTS, startDemoConsole, type DemoConsole } from './e2e.setup.js'
+import { CHROMIUM, SHOTS, signedInPage, startDemoConsole, type DemoConsole } from './e2e.setup.js'
 
 /**
  * Issue 21, missing item 2, in Chinese at a desktop's 1440×900 and a phone's 390×844: a
@@ -56,15 +56,7 @@ describe('the console asks for and gives approval, and sends a test, on a deskto
     sample = preview.json.sample
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
     for (const s of SIZES) {
-      const p = await browser.newPage({ viewport: { width: s.width, height: s.height }, deviceScaleFactor: 1 })
-      p.on('pageerror', (e) => problems.push(`${s.name} page error: ${e.message}`))
-      p.on('console', (m) => m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && problems.push(`${s.name} console: ${m.text()}`))
-      await p.goto(`${demo.server.url}/console`)
-      await p.evaluate(() => sessionStorage.clear())
-      await p.reload()
-      await p.getByTestId('api-key').fill(demo.adminKey)
-      await p.getByTestId('signin').click()
-      await p.waitForFunction(() => document.querySelector('[data-testid="tenant-name"]')?.textContent, undefined, { timeout: 15_000 })
+      const p = await signedInPage(browser, demo.server.url, demo.adminKey, s, problems)
       pages[s.name] = p
     }
   }, 420_000)

@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+import type { Browser, Page } from 'playwright-core'
 
 /** What the console's browser tests share: the build, a demo server and its keys. */
 
@@ -81,4 +82,28 @@ export async function approveBySecondHolder(url: string, adminKey: string, campa
   if (!key) seconds.set(url, (key = (await call<{ key: string }>('POST', '/v1/keys', adminKey, { roles: ['marketer'], holder: '审批同事' })).key))
   const { version } = await call<{ version: number }>('GET', `/v1/push/campaigns/${campaignId}`, adminKey)
   await call('POST', `/v1/push/campaigns/${campaignId}/approval`, key, { version })
+}
+
+/**
+ * A page of the console at one viewport size, signed in with `key`; its page errors and console
+ * errors (other than a 4xx answer the screen handles) are collected into `problems`.
+ */
+export async function signedInPage(
+  browser: Browser,
+  url: string,
+  key: string,
+  size: { name: string; width: number; height: number },
+  problems: string[],
+): Promise<Page> {
+  const p = await browser.newPage({ viewport: { width: size.width, height: size.height }, deviceScaleFactor: 1 })
+  p.on('pageerror', (e) => problems.push(`${size.name} page error: ${e.message}`))
+  p.on('console', (m) => m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && problems.push(`${size.name} console: ${m.text()}`))
+  await p.goto(`${url}/console`)
+  await p.evaluate(() => sessionStorage.clear())
+  await p.reload()
+  await p.getByTestId('api-key').fill(key)
+  await p.getByTestId('signin').click()
+  // Not expect.poll: it belongs inside a test.
+  await p.waitForFunction(() => document.querySelector('[data-testid="tenant-name"]')?.textContent, undefined, { timeout: 15_000 })
+  return p
 }
