@@ -38,7 +38,7 @@ export interface ClickHouseHandle {
 
 export type ClickHouseOptions = Pick<Config, 'dataDir'> & { clickhouse: Config['clickhouse']; lanes?: Config['lanes'] }
 
-const NO_LIMITS: LaneLimits = { maxThreads: 0, maxMemoryBytes: 0, priority: 0 }
+const NO_LIMITS: LaneLimits = { maxThreads: 0, maxMemoryBytes: 0, priority: 0, nice: 0 }
 
 export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHouseHandle> {
   const ch = opts.clickhouse

@@ -100,6 +100,9 @@ export const configSchema = z.object({
   LANE_PIPELINE_MAX_THREADS: int(0, 0, 1024),
   LANE_PIPELINE_MAX_MEMORY_MB: int(0, 0, 1_048_576),
   LANE_PIPELINE_PRIORITY: int(0, 0, 100),
+  LANE_REQUEST_NICE: int(0, -20, 19),
+  LANE_INGEST_NICE: int(0, -20, 19),
+  LANE_PIPELINE_NICE: int(19, -20, 19),
 })
 
 type Raw = z.infer<typeof configSchema>
@@ -259,17 +262,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),
     segmentCacheBytes: r.SEGMENT_CACHE_MB * 1024 * 1024,
     lanes: Object.freeze({
-      request: laneLimits(r.LANE_REQUEST_MAX_THREADS, r.LANE_REQUEST_MAX_MEMORY_MB, r.LANE_REQUEST_PRIORITY),
-      ingest: laneLimits(r.LANE_INGEST_MAX_THREADS, r.LANE_INGEST_MAX_MEMORY_MB, r.LANE_INGEST_PRIORITY),
+      request: laneLimits(r.LANE_REQUEST_MAX_THREADS, r.LANE_REQUEST_MAX_MEMORY_MB, r.LANE_REQUEST_PRIORITY, r.LANE_REQUEST_NICE),
+      ingest: laneLimits(r.LANE_INGEST_MAX_THREADS, r.LANE_INGEST_MAX_MEMORY_MB, r.LANE_INGEST_PRIORITY, r.LANE_INGEST_NICE),
       // Unset, a pipeline query may take half the machine's memory: the rest stays for serving.
-      pipeline: laneLimits(r.LANE_PIPELINE_MAX_THREADS, r.LANE_PIPELINE_MAX_MEMORY_MB || Math.floor(os.totalmem() / 2 / 2 ** 20), r.LANE_PIPELINE_PRIORITY),
+      pipeline: laneLimits(r.LANE_PIPELINE_MAX_THREADS, r.LANE_PIPELINE_MAX_MEMORY_MB || Math.floor(os.totalmem() / 2 / 2 ** 20), r.LANE_PIPELINE_PRIORITY, r.LANE_PIPELINE_NICE),
     }),
   }
   return Object.freeze(config)
 }
 
-function laneLimits(maxThreads: number, maxMemoryMb: number, priority: number): LaneLimits {
-  return Object.freeze({ maxThreads, maxMemoryBytes: maxMemoryMb * 2 ** 20, priority })
+function laneLimits(maxThreads: number, maxMemoryMb: number, priority: number, nice: number): LaneLimits {
+  return Object.freeze({ maxThreads, maxMemoryBytes: maxMemoryMb * 2 ** 20, priority, nice })
 }
 
 /** Variables and their documentation, used to keep the README table honest (see config.test.ts). */

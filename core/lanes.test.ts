@@ -3,7 +3,8 @@ import { z } from 'zod'
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import { testTagDef } from '../test/fixtures.js'
 import { AppError } from './errors.js'
-import { LANES } from './lanes.js'
+import fs from 'node:fs'
+import { LANES, laneSettings, reniceAllowed } from './lanes.js'
 
 /**
  * The engine lanes (core/lanes.ts) on the real embedded engine: their limits reach the engine,
@@ -38,17 +39,19 @@ afterAll(async () => {
   await t?.close()
 })
 
-const settingsRow = z.object({ db: z.string(), threads: z.coerce.number(), memory: z.coerce.number(), priority: z.coerce.number() })
-const SETTINGS_SQL = "SELECT currentDatabase() AS db, getSetting('max_threads') AS threads, getSetting('max_memory_usage') AS memory, getSetting('priority') AS priority"
+const settingsRow = z.object({ db: z.string(), threads: z.coerce.number(), memory: z.coerce.number(), priority: z.coerce.number(), nice: z.coerce.number() })
+const SETTINGS_SQL =
+  "SELECT currentDatabase() AS db, getSetting('max_threads') AS threads, getSetting('max_memory_usage') AS memory, getSetting('priority') AS priority, getSetting('os_threads_nice_value_query') AS nice"
 
 describe('engine lanes', () => {
   it('each lane is its own session with its own limits, and every lane selected the database', async () => {
     const seen = Object.fromEntries(await Promise.all(LANES.map(async (l) => [l, (await t.engine.db.lane(l).system.query(SETTINGS_SQL, {}, settingsRow))[0]!] as const)))
     const database = seen.request!.db
     expect(database).not.toBe('default')
-    expect(seen.request).toMatchObject({ db: database, memory: 1024 * 2 ** 20, priority: 1 })
-    expect(seen.ingest).toMatchObject({ db: database, threads: 2, memory: 4096 * 2 ** 20, priority: 1 })
-    expect(seen.pipeline).toEqual({ db: database, threads: 1, memory: 64 * 2 ** 20, priority: 7 })
+    expect(seen.request).toMatchObject({ db: database, memory: 1024 * 2 ** 20, priority: 1, nice: 0 })
+    expect(seen.ingest).toMatchObject({ db: database, threads: 2, memory: 4096 * 2 ** 20, priority: 1, nice: 0 })
+    // The pipeline lane's nice is its default (19): pipelines take only the cycles nobody else wants.
+    expect(seen.pipeline).toEqual({ db: database, threads: 1, memory: 64 * 2 ** 20, priority: 7, nice: 19 })
     // A SET on one lane stays there: sessions do not cross lanes.
     await t.engine.db.lane('pipeline').system.command('SET max_threads = 1')
     await t.engine.db.lane('ingest').system.command('SET max_block_size = 1234')
@@ -95,6 +98,34 @@ describe('engine lanes', () => {
     expect(longEnded - started).toBeGreaterThan(2000)
   })
 
+  it('the engine threads working for a pipeline query run at the lane nice value, where the process may renice', async () => {
+    const status = fs.existsSync('/proc/self/status') ? fs.readFileSync('/proc/self/status', 'utf8') : ''
+    if (!reniceAllowed(status)) {
+      // Without CAP_SYS_NICE the engine leaves the threads alone; the server says so at start.
+      expect(laneSettings({ maxThreads: 0, maxMemoryBytes: 0, priority: 0, nice: 19 })).toEqual({ os_threads_nice_value_query: '19' })
+      return
+    }
+    const nices = () =>
+      fs.readdirSync('/proc/self/task').flatMap((tid) => {
+        try {
+          const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+          return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])]
+        } catch {
+          return [] // the thread ended between the listing and the read
+        }
+      })
+    const long = t.engine.db.lane('pipeline').system.query('SELECT sleepEachRow(0.1) FROM numbers({rows:UInt32}) SETTINGS max_block_size = 1', { rows: 15 })
+    let seen = 0
+    for (let i = 0; i < 20 && seen === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      seen = nices().filter((n) => n === 19).length
+    }
+    await long
+    expect(seen).toBeGreaterThan(0)
+    // The main thread (the request path's JavaScript) keeps its own priority.
+    expect(nices()[0]).toBe(0)
+  })
+
   it('a pipeline query over its lane memory limit fails with QUERY_MEMORY_LIMIT, and serving and later runs go on', async () => {
     const pipeline = t.engine.db.lane('pipeline').system
     const err = await pipeline.query('SELECT length(groupArray(toString(number))) AS n FROM numbers(20000000)').then(
@@ -112,5 +143,18 @@ describe('engine lanes', () => {
     const run = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: auth(bank.admin), payload: { mode: 'full', wait: true } })
     expect(run.statusCode).toBe(200)
     expect(run.json().status).toBe('succeeded')
+  })
+})
+
+describe('reniceAllowed', () => {
+  const status = (capEff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapPrm:\t${capEff}\nCapEff:\t${capEff}\nCapBnd:\t000001ffffffffff\n`
+  it.each([
+    ['root', '000001ffffffffff', true],
+    ['CAP_SYS_NICE alone', '0000000000800000', true],
+    ['no capabilities', '0000000000000000', false],
+    ['everything but CAP_SYS_NICE', '000001ffff7fffff', false],
+    ['no CapEff line', '', false],
+  ])('%s', (_name, capEff, allowed) => {
+    expect(reniceAllowed(capEff === '' ? 'Name:\tnode\n' : status(capEff))).toBe(allowed)
   })
 })

@@ -4,6 +4,7 @@ import { createAuditModule, type AuditModule } from '../audit/audit.module.js'
 import { createClickHouse, type ClickHouseHandle } from '../core/clickhouse.js'
 import type { Config } from '../core/config.js'
 import { createLaneDb, type Db } from '../core/db.js'
+import { reniceAllowed } from '../core/lanes.js'
 import { AppError } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
@@ -79,6 +80,11 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   }
   fs.mkdirSync(config.dataDir, { recursive: true })
   const ch = await createClickHouse(config)
+  // Without CAP_SYS_NICE the engine ignores the lanes' nice values, and a pipeline query competes
+  // with the request path for the cores as an equal: say so once, at start.
+  const niced = Object.entries(config.lanes).filter(([, l]) => l.nice !== 0).map(([lane]) => lane)
+  if (ch.mode === 'embedded' && niced.length > 0 && fs.existsSync('/proc/self/status') && !reniceAllowed(fs.readFileSync('/proc/self/status', 'utf8')))
+    log.warn({ lanes: niced }, 'the engine cannot renice the lanes (no CAP_SYS_NICE): pipelines compete with requests for the cores; grant CAP_SYS_NICE or set LANE_*_NICE=0')
   // The request lane's Db; modules move their runs, builds and jobs to the other lanes (core/lanes.ts).
   const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
