@@ -94,6 +94,37 @@ describe('key service', () => {
     await expect(keys.authenticate(key)).resolves.toMatchObject({ tenantId: t.id, roles: ['push'] })
   })
 
+  it('stops a key verified before (held without its hash recomputed) once another process revokes it, within the cache TTL', async () => {
+    const t = await tenants.create({ slug: 'bank-g', name: 'Bank G' })
+    const ttlMs = 300
+    const serving = createKeyService({ system: engine.db.system, tenants: createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' }), cacheTtlMs: ttlMs })
+    const { key, view } = await keys.issue(t.id, { roles: ['layout'], holder: 'gateway g' })
+    for (let i = 0; i < 3; i++) await expect(serving.authenticate(key)).resolves.toMatchObject({ keyId: view.keyId, roles: ['layout'] })
+    // A wrong secret with the same id is refused while the right one is remembered.
+    await expect(serving.authenticate(key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A'))).rejects.toMatchObject({ code: 'AUTH_INVALID' })
+    await keys.revoke(t.id, view.keyId)
+    const revokedAt = Date.now()
+    let refused: unknown
+    while (!refused) {
+      refused = await serving.authenticate(key).then(() => undefined, (e: unknown) => e)
+      if (!refused) await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(refused).toMatchObject({ code: 'AUTH_INVALID', message: /revoked/ })
+    // The bound: the serving process's cache TTL (plus one reload's time).
+    expect(Date.now() - revokedAt).toBeLessThan(ttlMs + 1000)
+  })
+
+  it('checks the stored hash again after a reload: a record changed in storage no longer admits the remembered key', async () => {
+    const t = await tenants.create({ slug: 'bank-h', name: 'Bank H' })
+    const serving = createKeyService({ system: engine.db.system, tenants: createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' }), cacheTtlMs: 200 })
+    const { key, view } = await keys.issue(t.id, { roles: ['layout'], holder: 'gateway h' })
+    await expect(serving.authenticate(key)).resolves.toMatchObject({ keyId: view.keyId })
+    const [row] = await engine.db.system.query<Record<string, unknown>>('SELECT * FROM api_keys FINAL WHERE key_id = {id:String}', { id: view.keyId })
+    await engine.db.system.insert('api_keys', [{ ...row, key_hash: hashKey(generateKey(['layout']).key), updated_at: '2099-01-01 00:00:00.000' }])
+    await new Promise((r) => setTimeout(r, 250))
+    await expect(serving.authenticate(key)).rejects.toMatchObject({ code: 'AUTH_INVALID' })
+  })
+
   it('keeps keys of the old scopes working through the documented mapping', async () => {
     const t = await tenants.create({ slug: 'bank-legacy', name: 'Legacy' })
     for (const scope of ['write', 'read', 'admin'] as const) {
