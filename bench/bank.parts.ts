@@ -155,7 +155,7 @@ export async function eraseOne(deps: { db: Db; tenants: TenantService; log: Logg
 
 /** Layouts in this process for `seconds`: random customers of every bank, one at a time. */
 export async function layoutLoop(
-  layouts: { layoutJson(req: { tenantId: number; customerId?: string; screen: 'home'; lang: 'zh' | 'en'; mode: 'auto' | 'elder' | 'standard' }): Promise<Buffer> },
+  layouts: { layoutJson(req: { tenantId: number; customerId?: string; screen: 'home'; lang: 'zh' | 'en'; mode: 'auto' | 'elder' | 'standard' }): Buffer | Promise<Buffer> },
   banks: readonly { tenantId: number; prefix: string; customers: number }[],
   seconds: number,
 ) {

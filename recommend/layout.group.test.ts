@@ -24,6 +24,18 @@ afterAll(async () => {
 })
 
 describe('a group tenant', () => {
+  it('is answered by way of the snapshot load before it is held, and at once after, with the same bytes', async () => {
+    const group = await t.tenants.get('group-hq')
+    const req = { tenantId: group.id, screen: 'home', lang: 'zh', mode: 'auto' } as const
+    const first = t.recommend.layouts.layoutJson(req)
+    expect(first).toBeInstanceOf(Promise)
+    const loaded = await first
+    const held = t.recommend.layouts.layoutJson(req)
+    expect(Buffer.isBuffer(held)).toBe(true)
+    expect((held as Buffer).equals(loaded)).toBe(true)
+    expect(JSON.parse(loaded.toString('utf8'))).toMatchObject({ tenant: group.id, customerId: null, known: false })
+  })
+
   it('gets the default layout of its own catalogue, personal to no one', async () => {
     const res = await t.app.inject({ method: 'GET', url: '/v1/layout?customerId=C0001&lang=en', headers: auth(groupKey) })
     expect(res.statusCode, res.body).toBe(200)

@@ -180,14 +180,27 @@ export function createLayoutService(deps: {
     c.inc()
   }
 
-  /** Ranks one request's layout and books its exposure. */
-  async function serve(req: LayoutRequest): Promise<{ snap: LayoutSnapshot; head: LayoutHead; ranked: RankedModule[]; lang: 'zh' | 'en' }> {
-    const snap = snapshots.get(req.tenantId)?.snap ?? (await load(req.tenantId))
-    const switchLoad = switches.ready(req.tenantId)
-    if (switchLoad) await switchLoad
-    const tenant = deps.tenants.cached(req.tenantId) ?? (await deps.tenants.get(req.tenantId))
+  type Served = { snap: LayoutSnapshot; head: LayoutHead; ranked: RankedModule[]; lang: 'zh' | 'en' }
+
+  /**
+   * Ranks one request's layout and books its exposure. Once the tenant's snapshot, switches and
+   * record are held (every request but a tenant's first) it answers without a promise: the
+   * route then replies in the same tick, with no microtask hops per request.
+   */
+  function serve(req: LayoutRequest): Served | Promise<Served> {
+    const snap = snapshots.get(req.tenantId)?.snap
+    const tenant = deps.tenants.cached(req.tenantId)
+    if (snap && tenant && !switches.ready(req.tenantId)) return serveWith(snap, tenant.timeZone, req)
+    return (async () => {
+      const s = snap ?? (await load(req.tenantId))
+      await switches.ready(req.tenantId)
+      return serveWith(s, (tenant ?? (await deps.tenants.get(req.tenantId))).timeZone, req)
+    })()
+  }
+
+  function serveWith(snap: LayoutSnapshot, timeZone: string, req: LayoutRequest): Served {
     const nowMs = Date.now()
-    const { day, today } = localDay(tenant.timeZone, nowMs)
+    const { day, today } = localDay(timeZone, nowMs)
     const customerNo = req.customerId
     const digest = customerNo ? customerDigest(customerNo) : undefined
     const found = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
@@ -289,10 +302,14 @@ export function createLayoutService(deps: {
       return { ...head, model: { build: snap.build, builtAt: snap.builtAt, catalogVersion: snap.catalogVersions }, modules: toLayoutModules(ranked, lang, head.elder) }
     },
 
-    /** The same layout as its JSON body, from fragments cached per snapshot (the HTTP route's path). */
-    async layoutJson(req: LayoutRequest): Promise<Buffer> {
-      const { snap, head, ranked, lang } = await serve(req)
-      return renderLayout(snap, head, ranked, lang)
+    /**
+     * The same layout as its JSON body, from fragments cached per snapshot (the HTTP route's
+     * path): the bytes themselves when the tenant's snapshot is held, a promise otherwise.
+     */
+    layoutJson(req: LayoutRequest): Buffer | Promise<Buffer> {
+      const s = serve(req)
+      if (s instanceof Promise) return s.then((r) => renderLayout(r.snap, r.head, r.ranked, r.lang))
+      return renderLayout(s.snap, s.head, s.ranked, s.lang)
     },
 
     start(): void {

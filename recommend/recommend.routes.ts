@@ -104,6 +104,11 @@ const DEFAULT_CONVERSIONS = ['product_purchased', 'wealth_subscribed', 'loan_rep
 const MAX_REPORT_DAYS = 92
 const badQuery = (field: string, message: string) => new AppError('VALIDATION_FAILED', `The request querystring is invalid: ${field}: ${message}`, { issues: [{ field: `querystring.${field}`, message }] })
 
+/** Rendered bytes of the documented body, sent as they are (the typed reply expects the object). */
+function sendJson(reply: unknown, body: Buffer): void {
+  void (reply as FastifyReply).type('application/json; charset=utf-8').send(body)
+}
+
 const savedCatalogView = z.object({ version: z.number(), catalog: z.unknown(), createdBy: z.string(), createdAt: z.string(), changeNote: z.string() })
 
 export function registerRecommendRoutes(
@@ -164,10 +169,13 @@ export function registerRecommendRoutes(
         response: { 200: layoutView, 400: errorBody },
       },
     },
-    async (req, reply) => {
-      const body = await layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query })
-      // Rendered bytes of the documented body: sent as they are (the typed reply expects the object).
-      return (reply as FastifyReply).type('application/json; charset=utf-8').send(body)
+    // Not async: with the snapshot held the bytes are ready now, and the reply goes in this tick.
+    (req, reply) => {
+      const body = layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query })
+      if (body instanceof Promise) return body.then((b) => sendJson(reply, b))
+      // Sent now; nothing returned, so fastify does not treat the reply as a payload of its own.
+      sendJson(reply, body)
+      return undefined
     },
   )
 
