@@ -66,6 +66,21 @@ async function startCeiling(bodyFile: string): Promise<{ url: string; child: Chi
   return { url, child }
 }
 
+/** CPU time (user and system) a process has used, in microseconds, from /proc. */
+function cpuMicros(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS
+}
+// USER_HZ: 100 on every Linux this runs on (sysconf is not reachable from Node).
+const CLOCK_TICKS = 100
+
+/** A load and the CPU time the serving process spent per request during it. */
+async function loadWithCpu(pid: number, url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run & { cpuUs: number }> {
+  const c0 = cpuMicros(pid)
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors, cpuUs: (cpuMicros(pid) - c0) / Math.max(1, r.requests.total) }
+}
+
 function rssOf(pid: number): { rssMb: number; hwmMb: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN)
@@ -84,6 +99,8 @@ export const scenario: BenchScenario = {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-rec-'))
     const t0 = performance.now()
     say(`starting a server that seeds ${customers} customers over ${days} days`)
+    // --set cpuprof=<dir>: the server writes a V8 CPU profile there when it stops (after the loads).
+    const profileDir = ctx.args.cpuprof
     const server = await startServerProcess({
       QIANMIAN_DATA_DIR: dataDir,
       QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
@@ -95,7 +112,7 @@ export const scenario: BenchScenario = {
       // tag runs) share this process's cores during the measurement.
       QIANMIAN_ROLES: 'api',
       LOG_LEVEL: 'warn',
-    })
+    }, 60_000, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [])
     try {
       // Seeding happens after the server listens: wait for readiness as long as it takes.
       for (;;) {
@@ -149,16 +166,21 @@ export const scenario: BenchScenario = {
       const rounds = Number(ctx.args.rounds ?? 4)
       let layout: Run
       let constant: Run
+      let cpuPerLayoutUs = NaN
+      let cpuPerConstantUs = NaN
       try {
         await load(ceiling.url, 3, connections, constantRequest)
-        const l: Run[] = []
-        const k: Run[] = []
+        const l: (Run & { cpuUs: number })[] = []
+        const k: (Run & { cpuUs: number })[] = []
         for (let r = 0; r < rounds; r++) {
-          l.push(await load(server.url, seconds / rounds, connections, layoutRequest))
-          k.push(await load(ceiling.url, seconds / rounds, connections, constantRequest))
+          l.push(await loadWithCpu(server.child.pid!, server.url, seconds / rounds, connections, layoutRequest))
+          k.push(await loadWithCpu(ceiling.child.pid!, ceiling.url, seconds / rounds, connections, constantRequest))
         }
         layout = combine(l)
         constant = combine(k)
+        // CPU per request weighs less on what else the machine runs than the rates do: the least of the turns.
+        cpuPerLayoutUs = Math.min(...l.map((x) => x.cpuUs))
+        cpuPerConstantUs = Math.min(...k.map((x) => x.cpuUs))
       } finally {
         ceiling.child.kill('SIGTERM')
       }
@@ -203,6 +225,8 @@ export const scenario: BenchScenario = {
         layout_non_2xx: layout.non2xx,
         layout_errors: layout.errors,
         layout_response_bytes: Buffer.byteLength(sample),
+        server_cpu_us_per_layout: cpuPerLayoutUs,
+        constant_cpu_us_per_request: cpuPerConstantUs,
         server_rss_mb_before_load: rssBefore.rssMb,
         server_rss_mb_after_load: rssAfter.rssMb,
         server_rss_peak_mb: rssAfter.hwmMb,
@@ -213,10 +237,11 @@ export const scenario: BenchScenario = {
       return {
         params: { customers, days, duration_s: seconds, rounds, connections, code: codeVersion() },
         figures,
-        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps },
+        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps, constant_cpu_over_layout_cpu: cpuPerConstantUs / cpuPerLayoutUs },
         notes: [
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
+          `CPU per request (the serving process's user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs, the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process can reach: at most ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
           `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
