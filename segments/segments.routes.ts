@@ -32,9 +32,26 @@ const previewBody = ruleBody.extend({
   breakdown: z.array(z.string().max(63)).max(10).default([]).describe('tags to break the members down by'),
   sampleSize: z.number().int().min(0).max(1000).default(20),
 })
-const planNode: z.ZodType<unknown> = z.lazy(() =>
-  z.object({ path: z.string(), node: z.string(), strategy: z.string(), detail: z.string(), children: z.array(planNode).optional() }),
-)
+interface PlanNodeView {
+  path: string
+  node: string
+  strategy: string
+  detail: string
+  children?: PlanNodeView[]
+}
+// Recursive, so named in the schema registry: the API document then holds it once under
+// components.schemas and every level refers to it there (an unnamed cycle pointed nowhere).
+const planNode: z.ZodType<PlanNodeView> = z
+  .object({
+    path: z.string(),
+    node: z.string(),
+    strategy: z.string(),
+    detail: z.string(),
+    get children() {
+      return z.array(planNode).optional()
+    },
+  })
+  .meta({ id: 'SegmentPlanNode', description: 'one node of the rule tree and how it is evaluated' })
 const plan = z.object({ root: planNode, eventScans: z.number(), bitmapLeaves: z.number(), eventLeaves: z.number() })
 const previewView = z.object({
   count: z.number(),

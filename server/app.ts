@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import fastifySwagger from '@fastify/swagger'
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod'
 import type { Logger } from 'pino'
 import sjson from 'secure-json-parse'
 import type { AuditModule } from '../audit/audit.module.js'
@@ -140,6 +140,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       },
     },
     transform: jsonSchemaTransform,
+    // Schemas named in zod's registry (the recursive ones) go to components.schemas.
+    transformObject: jsonSchemaTransformObject,
   })
 
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })

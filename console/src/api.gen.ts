@@ -8537,8 +8537,7 @@ export interface paths {
                                 bitmapLeaves: number;
                                 eventLeaves: number;
                                 eventScans: number;
-                                /** @description a recursive structure the API document does not define */
-                                root: unknown;
+                                root: components["schemas"]["SegmentPlanNode"];
                             };
                             /** @description customer numbers of a few members */
                             sample: string[];
@@ -8760,8 +8759,7 @@ export interface paths {
                                 bitmapLeaves: number;
                                 eventLeaves: number;
                                 eventScans: number;
-                                /** @description a recursive structure the API document does not define */
-                                root: unknown;
+                                root: components["schemas"]["SegmentPlanNode"];
                             };
                         };
                     };
@@ -8854,8 +8852,7 @@ export interface paths {
                                 bitmapLeaves: number;
                                 eventLeaves: number;
                                 eventScans: number;
-                                /** @description a recursive structure the API document does not define */
-                                root: unknown;
+                                root: components["schemas"]["SegmentPlanNode"];
                             };
                             /** @description customer numbers of a few members */
                             sample: string[];
@@ -10353,7 +10350,24 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
+    schemas: {
+        /** @description one node of the rule tree and how it is evaluated */
+        SegmentPlanNode: {
+            children?: components["schemas"]["SegmentPlanNode"][];
+            detail: string;
+            node: string;
+            path: string;
+            strategy: string;
+        };
+        /** @description one node of the rule tree and how it is evaluated */
+        SegmentPlanNodeInput: {
+            children?: components["schemas"]["SegmentPlanNodeInput"][];
+            detail: string;
+            node: string;
+            path: string;
+            strategy: string;
+        };
+    };
     responses: never;
     parameters: never;
     requestBodies: never;
