@@ -82,6 +82,9 @@ export const configSchema = z.object({
   INGEST_RATE_EVENTS_BURST: int(40_000, 1, 100_000_000),
   INGEST_BACKDATE_DAYS: int(30, 0, 3650),
   INGEST_MAX_FUTURE_MINUTES: int(1440, 0, 43_200),
+  // Worker threads that parse, validate and normalize event bodies (ingest/ingest.pool.ts); unset:
+  // one per core but the one the HTTP server and the engine's inserts keep; 0: in the server's thread.
+  INGEST_WORKERS: int(-1, -1, 64),
   INGEST_SENSITIVE_TRAITS: z
     .string()
     .regex(/^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$/, { message: 'expected a comma-separated list of trait names' })
@@ -150,6 +153,8 @@ export interface Config {
     backdateDays: number
     maxFutureMinutes: number
     sensitiveTraits: readonly string[]
+    /** Worker threads for parsing, validation and normalization; 0: in the HTTP thread. */
+    workers: number
   }>
   readonly collectDefaultMetrics: boolean
   readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number }>
@@ -257,6 +262,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       backdateDays: r.INGEST_BACKDATE_DAYS,
       maxFutureMinutes: r.INGEST_MAX_FUTURE_MINUTES,
       sensitiveTraits: Object.freeze(r.INGEST_SENSITIVE_TRAITS.split(',')),
+      workers: r.INGEST_WORKERS >= 0 ? r.INGEST_WORKERS : Math.max(1, os.availableParallelism() - 1),
     }),
     collectDefaultMetrics: r.METRICS_DEFAULT,
     pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),

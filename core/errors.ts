@@ -41,6 +41,7 @@ export const ERROR_CATALOGUE = {
   NOT_READY: { status: 503, message: 'The service is starting and not ready yet.' },
   OVERLOADED: { status: 503, message: 'The service is overloaded; retry later.' },
   SHUTTING_DOWN: { status: 503, message: 'The service is shutting down.' },
+  INGEST_WORKER_FAILED: { status: 503, message: 'An ingest worker thread failed before anything of this request was stored; send it again.' },
   STORAGE_UNAVAILABLE: { status: 503, message: 'The storage engine is unavailable.' },
   QUERY_MEMORY_LIMIT: { status: 503, message: 'A query needed more memory than its engine lane allows.' },
   // Failures outside HTTP (CLI, start-up); their status is what an operator route would answer.

@@ -33,6 +33,12 @@ export interface Pii {
   contentDigest(text: string, tenantId: number): string
   /** 张三丰 -> 张**, Alice Wang -> A**** W*** */
   maskName(name: string): string
+  /**
+   * What `createPii` needs to make the same digests in a worker thread of this process (the ingest
+   * pool, ingest/ingest.pool.ts). A method, not a field, so that logging the object does not print
+   * the secret. Without it (a stand-in) the ingest edge works in its own thread.
+   */
+  threadSeed?(): { secret: string; cacheEntries: number }
 }
 
 export const TENANT_DIGEST_PREFIX = 'k2:'
@@ -65,7 +71,8 @@ export function createPii(secret: string, opts: { cacheEntries?: number } = {}):
   // every identify, the numbers in a campaign's replies): remembered per tenant, kind and value
   // as given, bounded so a flood of distinct values only evicts. Identifiers are short; a long
   // value (a trait holding text) is digested without being kept.
-  const memo = new LRUCache<string, string>({ max: opts.cacheEntries ?? 20_000 })
+  const cacheEntries = opts.cacheEntries ?? 20_000
+  const memo = new LRUCache<string, string>({ max: cacheEntries })
   const hash = (kind: DigestKind, value: string, tenantId: number) => {
     if (value.length > MEMO_VALUE_CHARS) return wrap(legacy(kind, value), tenantId)
     const at = `${tenantId}\u0000${kind}\u0000${value}`
@@ -94,6 +101,7 @@ export function createPii(secret: string, opts: { cacheEntries?: number } = {}):
         .map((w) => w[0] + '*'.repeat(Math.max(1, w.length - 1)))
         .join(' ')
     },
+    threadSeed: () => ({ secret, cacheEntries }),
   }
 }
 

@@ -9,6 +9,7 @@ import type { Auth } from '../tenants/auth.js'
 import type { ConsentCallback } from './consent.extract.js'
 import { createEventWriter, type DropCheck, type EventWriter } from './event-writer.js'
 import { createIdentityService, type IdentityService } from './identity.service.js'
+import { createIngestPool, type IngestPool } from './ingest.pool.js'
 import { createIngestService, type EventSink, type IngestService } from './ingest.service.js'
 import { registerIngestRoutes, SHORT_PATHS } from './ingest.routes.js'
 import { createImportService, type ErasedCheck, type ImportService } from './import/import.service.js'
@@ -28,6 +29,8 @@ export interface IngestModule {
   plans: TrackingPlans
   writer: EventWriter
   service: IngestService
+  /** The worker threads of the edge, when configured (INGEST_WORKERS). */
+  pool: IngestPool | undefined
   /** Bulk import of stock data (ingest/import/). */
   importer: ImportService
   routes(app: FastifyInstance, auth: Auth): void
@@ -64,7 +67,11 @@ export function createIngestModule(deps: {
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy })
+  // Parsing, validation and normalization on the other cores (ingest.pool.ts); the workers digest
+  // with the same keys, so without their seed (a stand-in Pii) the work stays in this thread.
+  const seed = deps.config.workers > 0 ? deps.pii.threadSeed?.() : undefined
+  const pool = seed ? createIngestPool({ size: deps.config.workers, seed, config: deps.config }) : undefined
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy, pool })
   // A bulk import is a large insert and scan: the pipeline lane, so live events keep flowing.
   const importer = createImportService({ db: deps.db.lane('pipeline'), identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics, erased: deps.erased })
   return {
@@ -80,6 +87,13 @@ export function createIngestModule(deps: {
       registerIngestRoutes(app, auth, { ingest: service, identities, plans })
       registerImportRoutes(app, auth, { importer })
     },
-    close: (deadlineMs) => writer.close(deadlineMs),
+    pool,
+    async close(deadlineMs) {
+      try {
+        await writer.close(deadlineMs)
+      } finally {
+        await pool?.close()
+      }
+    },
   }
 }

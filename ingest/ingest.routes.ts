@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
@@ -6,8 +6,10 @@ import type { Auth } from '../tenants/auth.js'
 import { corsPreflight } from '../tenants/cors.hooks.js'
 import type { IdentityService } from './identity.service.js'
 import { identityChange } from './identity.service.js'
-import type { IngestService } from './ingest.service.js'
-import { batchEnvelope, EVENT_TYPES, ingestResponse, MAX_BATCH_BYTES, MAX_EVENT_BYTES } from './segment.schema.js'
+import { INVALID_BODY, type IngestService } from './ingest.service.js'
+import { parseJsonBody } from './json-body.js'
+import { isRawBody, keepRawBodies, rawAwareValidator, validateAsRoute } from './raw-body.js'
+import { batchEnvelope, EVENT_TYPES, ingestResponse, MAX_BATCH_BYTES, MAX_EVENT_BYTES, singleMessage, type EventType, type IngestResponse } from './segment.schema.js'
 import { trackingPlanInput, trackingPlanView, type TrackingPlans } from './tracking-plan.js'
 
 const security = [{ apiKey: [] }]
@@ -20,7 +22,6 @@ const mergeBody = z
     reason: z.string().trim().min(3, 'say why the two are one customer').max(500),
   })
   .refine((b) => b.from !== b.to, { path: ['to'], message: 'from and to are the same customer number' })
-const single = z.record(z.string(), z.unknown()).describe('one Segment message; see the Segment HTTP Tracking API')
 
 /**
  * The Segment HTTP Tracking API (`/v1/batch`, `/v1/track` ...) and the management of tracking
@@ -30,60 +31,69 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
   const r = app.withTypeProvider<ZodTypeProvider>()
   const writeAuth = auth.requireWithBodyKey('events:write', 'writeKey')
 
-  // analytics.js posts batches to /v1/b, single calls to /v1/t, /v1/p ... (see SHORT_PATHS).
-  for (const url of ['/v1/batch', '/v1/b']) {
-    r.post(
-      url,
-      {
-        bodyLimit: MAX_BATCH_BYTES,
-        config: { segmentApi: true },
-        onRequest: writeAuth.onRequest,
-        preValidation: writeAuth.preValidation,
-        schema: {
-          tags: ['ingest'],
-          summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
-          security,
-          body: batchEnvelope,
-          response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
-        },
-      },
-      async (req) =>
-        deps.ingest.ingest({
-          tenantId: req.principal!.tenantId,
-          actor: req.principal!.keyId,
-          messages: req.body.batch,
-          envelope: { sentAt: req.body.sentAt, context: req.body.context },
-          single: false,
-        }),
-    )
-  }
+  // The Segment endpoints in a scope of their own: with worker threads, their bodies stay bytes
+  // here and are parsed, validated and normalized in a worker (raw-body.ts, ingest.pool.ts).
+  void app.register(async (scope) => {
+    if (deps.ingest.pooled) keepRawBodies(scope)
+    const s = scope.withTypeProvider<ZodTypeProvider>()
+    const ingest = async (req: FastifyRequest, type: EventType | undefined, url: string): Promise<IngestResponse> => {
+      const tenantId = req.principal!.tenantId
+      const actor = req.principal!.keyId
+      let body: unknown = req.body
+      if (isRawBody(body)) {
+        const out = await deps.ingest.ingestBody({ tenantId, actor, body: body.bytes, type })
+        if (out !== INVALID_BODY) return out
+        // Not of the route's shape: the same 400 as the schema's (this throws).
+        body = parseJsonBody(body.bytes)
+      }
+      if (type) return deps.ingest.ingest({ tenantId, actor, messages: [validateAsRoute(singleMessage, body, url)], envelope: { type }, single: true })
+      const b = validateAsRoute(batchEnvelope, body, url)
+      return deps.ingest.ingest({ tenantId, actor, messages: b.batch, envelope: { sentAt: b.sentAt, context: b.context }, single: false })
+    }
 
-  for (const [type, url] of EVENT_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${SHORT_PATHS[t]}`]] as const)) {
-    r.post(
-      url,
-      {
-        bodyLimit: MAX_EVENT_BYTES,
-        config: { segmentApi: true },
-        onRequest: writeAuth.onRequest,
-        preValidation: writeAuth.preValidation,
-        schema: {
-          tags: ['ingest'],
-          summary: `Send one ${type} message`,
-          security,
-          body: single,
-          response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+    // analytics.js posts batches to /v1/b, single calls to /v1/t, /v1/p ... (see SHORT_PATHS).
+    for (const url of ['/v1/batch', '/v1/b']) {
+      s.post(
+        url,
+        {
+          bodyLimit: MAX_BATCH_BYTES,
+          config: { segmentApi: true },
+          onRequest: writeAuth.onRequest,
+          preValidation: writeAuth.preValidation,
+          validatorCompiler: rawAwareValidator,
+          schema: {
+            tags: ['ingest'],
+            summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
+            security,
+            body: batchEnvelope,
+            response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+          },
         },
-      },
-      async (req) =>
-        deps.ingest.ingest({
-          tenantId: req.principal!.tenantId,
-          actor: req.principal!.keyId,
-          messages: [req.body],
-          envelope: { type },
-          single: true,
-        }),
-    )
-  }
+        async (req) => ingest(req, undefined, url),
+      )
+    }
+
+    for (const [type, url] of EVENT_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${SHORT_PATHS[t]}`]] as const)) {
+      s.post(
+        url,
+        {
+          bodyLimit: MAX_EVENT_BYTES,
+          config: { segmentApi: true },
+          onRequest: writeAuth.onRequest,
+          preValidation: writeAuth.preValidation,
+          validatorCompiler: rawAwareValidator,
+          schema: {
+            tags: ['ingest'],
+            summary: `Send one ${type} message`,
+            security,
+            body: singleMessage,
+            response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
+          },
+        },
+        async (req) => ingest(req, type, url),
+      )
+    }
+  })
 
   // Browser pages on the tenant's origins: the preflight, answered before any key is known (tenants/cors.hooks.ts).
   for (const url of ['/v1/batch', '/v1/b', ...EVENT_TYPES.flatMap((t) => [`/v1/${t}`, `/v1/${SHORT_PATHS[t]}`])]) {

@@ -2,34 +2,41 @@ import type { Config } from '../core/config.js'
 import { AppError } from '../core/errors.js'
 import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
-import { createValueScanner, PII_KINDS, type ValuePolicy } from '../core/pii.scan.js'
-import { findConsent, type ConsentCallback, type FoundConsent } from './consent.extract.js'
+import { PII_KINDS, type ValuePolicy } from '../core/pii.scan.js'
+import type { ConsentCallback } from './consent.extract.js'
 import type { WriteResult } from './event-writer.js'
-import type { IngestLimits } from './rate-limit.js'
 import type { IdentityService } from './identity.service.js'
-import { normalizeMessage, type NormalizeOptions, type PendingEvent, type Rejection } from './normalize.js'
+import type { IngestPool } from './ingest.pool.js'
+import { prepareMessages, refuseMerges, type Envelope, type Prepared, type PrepareSettings } from './ingest.prepare.js'
+import type { PendingEvent } from './normalize.js'
+import type { IngestLimits } from './rate-limit.js'
 import type { EventType, IngestResponse } from './segment.schema.js'
-import { checkEvent, type TrackingPlans } from './tracking-plan.js'
+import type { TrackingPlan, TrackingPlans } from './tracking-plan.js'
 
 /**
  * One ingest request, start to end: every message validated on its own, checked against the
- * tenant's tracking plan, and the valid ones handed to the writer. The answer lists each
- * rejected message by index with the field and reason; the valid ones are stored whatever the
- * others did.
+ * tenant's tracking plan (ingest.prepare.ts, in this thread or a worker's), and the valid ones
+ * handed to the writer. The answer lists each rejected message by index with the field and
+ * reason; the valid ones are stored whatever the others did.
  */
 /** Where accepted events go: the ClickHouse writer, or a durable queue (Kafka) in front of it. */
 export interface EventSink {
   submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult & { queued?: boolean }>
 }
 
+/** What `ingestBody` answers for a body that is JSON but not of the route's shape: the route validates it again to answer as its schema does. */
+export const INVALID_BODY = Symbol('invalid ingest body')
+
 export interface IngestService {
-  ingest(input: {
-    tenantId: number
-    actor: string
-    messages: unknown[]
-    envelope: { sentAt?: string | null | undefined; context?: Record<string, unknown> | null | undefined; type?: EventType }
-    single: boolean
-  }): Promise<IngestResponse>
+  /** Whether bodies are handed to worker threads as bytes (`ingestBody`). */
+  readonly pooled: boolean
+  ingest(input: { tenantId: number; actor: string; messages: unknown[]; envelope: Envelope; single: boolean }): Promise<IngestResponse>
+  /**
+   * A request's body bytes, parsed, validated and normalized in a worker thread; then merged,
+   * inserted and answered here, as `ingest` does. `type`: the message type of a single-message
+   * endpoint (unset for a batch).
+   */
+  ingestBody(input: { tenantId: number; actor: string; body: Uint8Array; type: EventType | undefined }): Promise<IngestResponse | typeof INVALID_BODY>
 }
 
 export function createIngestService(deps: {
@@ -47,95 +54,86 @@ export function createIngestService(deps: {
   aliases?: Pick<IdentityService, 'mergingAliases'> | undefined
   /** The bank's choice for identifiers found in event values (tenant settings); digested when not given. */
   valuePolicy?: ((tenantId: number) => Promise<ValuePolicy>) | undefined
+  /** Worker threads for the per-event work (ingest.pool.ts); without them it runs in this thread. */
+  pool?: IngestPool | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
-  const sensitive = new Set(deps.config.sensitiveTraits)
+  const settings: PrepareSettings = {
+    pii: deps.pii,
+    sensitiveTraits: new Set(deps.config.sensitiveTraits),
+    backdateMs: deps.config.backdateDays * 86_400_000,
+    maxFutureMs: deps.config.maxFutureMinutes * 60_000,
+  }
   const rejectedTotal = deps.metrics.counter('qianmian_ingest_rejected_total', 'Events rejected, by code', ['code'])
   const flaggedTotal = deps.metrics.counter('qianmian_ingest_flagged_total', 'Events stored with tracking-plan violations')
   const piiFound = deps.metrics.counter('qianmian_ingest_pii_found_total', 'Identifiers found by value in event properties, traits and context (then digested or masked), by tenant and kind', ['tenant', 'kind'])
 
+  const consentOn = deps.consent !== undefined
+  const planTexts = new WeakMap<object, string>()
+  const planText = (plan: TrackingPlan | undefined) => {
+    if (!plan) return undefined
+    let t = planTexts.get(plan)
+    if (t === undefined) planTexts.set(plan, (t = JSON.stringify(plan)))
+    return t
+  }
+  const policyOf = (tenantId: number): Promise<ValuePolicy> | ValuePolicy => (deps.valuePolicy ? deps.valuePolicy(tenantId) : 'digest')
+
+  /** From the prepared events on: what needs the engine (the merge check, the insert, consent), in this thread. */
+  async function finish(tenantId: number, actor: string, p: Prepared, type: EventType | undefined, single: boolean): Promise<IngestResponse> {
+    if (deps.aliases && p.aliases.length) {
+      // The alias messages as sent, at their indices: what the check reads of each.
+      const asSent: unknown[] = new Array(p.count)
+      for (const a of p.aliases) asSent[a.index] = { type: a.type, previousId: a.previousId, userId: a.userId }
+      refuseMerges(p, await deps.aliases.mergingAliases(tenantId, asSent, type))
+    }
+    const { valid, validIndex, rejected } = p
+    for (const r of rejected) rejectedTotal.inc({ code: r.code })
+    for (const kind of PII_KINDS) if (p.piiFound[kind]) piiFound.inc({ tenant: String(tenantId), kind }, p.piiFound[kind])
+    if (p.flagged) flaggedTotal.inc(p.flagged)
+
+    const refuseAll = (): never => {
+      const first = rejected[0]!
+      const issues = rejected.map((r) => ({ field: single ? r.field : `batch.${r.index}.${r.field}`, message: r.message, code: r.code, index: r.index }))
+      if (single) throw new AppError(first.code, `${first.field}: ${first.message}`, { issues })
+      throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
+    }
+    if (!valid.length) refuseAll()
+    const result = await deps.sink.submit(tenantId, valid, actor)
+    if (result.refused?.length) {
+      // Values the engine refused on their own (validation missed them): named like the others.
+      for (const r of result.refused) {
+        rejected.push({ index: validIndex[r.position]!, code: 'EVENT_NOT_STORABLE', field: r.field, message: r.message, messageId: valid[r.position]!.messageId })
+        rejectedTotal.inc({ code: 'EVENT_NOT_STORABLE' })
+      }
+      rejected.sort((x, y) => x.index - y.index)
+      if (!result.stored && !result.duplicates) refuseAll()
+    }
+    // After the events are accepted, before the answer: a 200 means the decision is recorded.
+    const refused = new Set(result.refused?.map((r) => r.position))
+    const position = new Map(validIndex.map((index, i) => [index, i]))
+    const kept = p.consents.filter((c) => !refused.has(position.get(c.index)!)).map(({ index: _i, ...c }) => c)
+    if (kept.length) await deps.consent!(tenantId, kept, actor)
+    return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged: p.flagged, rejected, queued: result.queued === true }
+  }
+
   return {
+    pooled: deps.pool !== undefined,
     async ingest({ tenantId, actor, messages, envelope, single }) {
       deps.limits?.events(tenantId, messages.length)
-      const policy = deps.valuePolicy ? await deps.valuePolicy(tenantId) : 'digest'
-      const scan = createValueScanner(policy, (kind, v) => deps.pii.hash(kind, v, tenantId))
-      const opts: NormalizeOptions = {
-        receivedAt: now(),
-        backdateMs: deps.config.backdateDays * 86_400_000,
-        maxFutureMs: deps.config.maxFutureMinutes * 60_000,
-        sensitiveTraits: sensitive,
-        pii: deps.pii,
-        scan,
-      }
+      const policy = await policyOf(tenantId)
       const plan = await deps.plans.current(tenantId)
-      const merging = deps.aliases ? await deps.aliases.mergingAliases(tenantId, messages, envelope.type) : undefined
-      const valid: PendingEvent[] = []
-      const validIndex: number[] = []
-      const rejected: (Rejection & { index: number })[] = []
-      const consents: (FoundConsent & { position: number })[] = []
-      let flagged = 0
-      messages.forEach((raw, index) => {
-        const n = normalizeMessage(raw, tenantId, envelope, opts)
-        if (!n.ok) {
-          rejected.push({ index, ...n.rejection })
-          return
-        }
-        const e = n.event
-        if (merging?.has(index)) {
-          rejected.push({ index, code: 'ALIAS_MERGE_FORBIDDEN', field: 'previousId', message: `${e.previousId} is a customer number: merging two customers needs POST /v1/identities/merge`, messageId: e.messageId })
-          return
-        }
-        if (plan && e.type === 'track') {
-          const violations = checkEvent(plan, e.event, n.properties)
-          if (violations.length) {
-            if (plan.mode === 'block') {
-              rejected.push({ index, code: 'TRACKING_PLAN_VIOLATION', field: violations[0]!.startsWith('unplanned_event') ? 'event' : `properties.${violations[0]!.split(':')[1]}`, message: violations.join(', '), messageId: e.messageId })
-              return
-            }
-            // After the paths where identifiers were found in values (normalize.ts).
-            e.violations = [...e.violations, ...violations]
-            flagged++
-          }
-        }
-        if (deps.consent) {
-          // A malformed consent map rejects its event only: storing the event without the
-          // customer's decision would lose what they asked for.
-          const found = findConsent(raw, envelope.context)
-          if (found && 'field' in found) {
-            rejected.push({ index, code: 'CONSENT_INVALID', field: found.field, message: found.message, messageId: e.messageId })
-            return
-          }
-          if (found) consents.push({ position: valid.length, userId: e.userId, anonymousId: e.anonymousId, messageId: e.messageId, timestamp: e.timestamp, categories: found.categories })
-        }
-        valid.push(e)
-        validIndex.push(index)
-      })
-      for (const r of rejected) rejectedTotal.inc({ code: r.code })
-      for (const kind of PII_KINDS) if (scan.counts[kind]) piiFound.inc({ tenant: String(tenantId), kind }, scan.counts[kind])
-      if (flagged) flaggedTotal.inc(flagged)
-
-      const refuseAll = (): never => {
-        const first = rejected[0]!
-        const issues = rejected.map((r) => ({ field: single ? r.field : `batch.${r.index}.${r.field}`, message: r.message, code: r.code, index: r.index }))
-        if (single) throw new AppError(first.code, `${first.field}: ${first.message}`, { issues })
-        throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
-      }
-      if (!valid.length) refuseAll()
-      const result = await deps.sink.submit(tenantId, valid, actor)
-      if (result.refused?.length) {
-        // Values the engine refused on their own (validation missed them): named like the others.
-        for (const r of result.refused) {
-          rejected.push({ index: validIndex[r.position]!, code: 'EVENT_NOT_STORABLE', field: r.field, message: r.message, messageId: valid[r.position]!.messageId })
-          rejectedTotal.inc({ code: 'EVENT_NOT_STORABLE' })
-        }
-        rejected.sort((x, y) => x.index - y.index)
-        if (!result.stored && !result.duplicates) refuseAll()
-      }
-      // After the events are accepted, before the answer: a 200 means the decision is recorded.
-      const refused = new Set(result.refused?.map((r) => r.position))
-      const kept = consents.filter((c) => !refused.has(c.position)).map(({ position: _p, ...c }) => c)
-      if (kept.length) await deps.consent!(tenantId, kept, actor)
-      return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged, rejected, queued: result.queued === true }
+      const p = prepareMessages({ tenantId, messages, envelope, receivedAt: now(), policy, plan, consent: consentOn }, settings)
+      return finish(tenantId, actor, p, envelope.type, single)
+    },
+    async ingestBody({ tenantId, actor, body, type }) {
+      if (!deps.pool) throw new Error('ingestBody needs the worker pool')
+      const policy = await policyOf(tenantId)
+      const plan = await deps.plans.current(tenantId)
+      const r = await deps.pool.run({ single: type, tenantId, receivedAt: now(), policy, planText: planText(plan), consent: consentOn }, body)
+      if (r.kind === 'refused') throw new AppError(r.code, r.message)
+      if (r.kind === 'invalid') return INVALID_BODY
+      deps.limits?.events(tenantId, r.prepared.count)
+      return finish(tenantId, actor, r.prepared, type, type !== undefined)
     },
   }
 }

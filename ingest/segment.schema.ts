@@ -102,6 +102,9 @@ export const batchEnvelope = z.object({
   _metadata: z.unknown().optional(),
 })
 
+/** The body of a single-message endpoint (`/v1/track` ...): one message, checked on its own like a batch's. */
+export const singleMessage = z.record(z.string(), z.unknown()).describe('one Segment message; see the Segment HTTP Tracking API')
+
 /** What the API answers for a request that stored something (OpenAPI and tests use it). */
 export const ingestResponse = z.object({
   success: z.boolean(),

@@ -3,7 +3,7 @@ import { EVENT_COLUMNS, toRow } from '../../ingest/event-writer.js'
 import { createValueScanner, type ValuePolicy } from '../../core/pii.scan.js'
 import { normalizeMessage, type NormalizeOptions } from '../../ingest/normalize.js'
 import type { BenchScenario } from '../harness.js'
-import { batchBody, runLoad, startBenchServer } from '../load.js'
+import { batchBody, runLoad, startBenchServer, type LoadResult } from '../load.js'
 
 /**
  * Sustained HTTP ingest: a `qianmian start` child process receives realistic Segment batches
@@ -19,26 +19,74 @@ export const scenario: BenchScenario = {
     const seconds = Number(ctx.args.duration ?? 20)
     const connections = Number(ctx.args.connections ?? 64)
     const size = Number(ctx.args.batch ?? 100)
+    // The connection counts of the sweep (the edge with its worker pool), each for half the duration.
+    const sweep = String(ctx.args.sweep ?? '8,32,128').split(',').filter(Boolean).map(Number)
+    // `--set profile=DIR`: each server writes V8 CPU profiles (main thread and workers) under DIR/<variant>.
+    const profile = ctx.args.profile
     // First, while this process's engine is idle and no server runs: the in-process measure is
     // not disturbed by background merges of the rows inserted below.
-    const scan = scanCost(size)
-    const srv = await startBenchServer()
-    let load
-    let serverCpuS
-    try {
-      await runLoad(srv, { seconds: 8, connections, size }) // warm-up: JIT, first parts, identities
-      const cpu0 = await serverCpuSeconds(srv.server.url)
-      load = await runLoad(srv, { seconds, connections, size })
-      serverCpuS = (await serverCpuSeconds(srv.server.url)) - cpu0
-    } finally {
-      await srv.close()
+    const scan = ctx.args.scan === '0' ? undefined : scanCost(size)
+    const http = async (variant: string, env: Record<string, string>, sweepConnections: number[]) => {
+      const srv = await startBenchServer(env, profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}/${variant}`] : [])
+      try {
+        await runLoad(srv, { seconds: 8, connections, size }) // warm-up: JIT, first parts, identities
+        const cpu0 = await serverCpuSeconds(srv.server.url)
+        const load = await runLoad(srv, { seconds, connections, size })
+        const cpuS = (await serverCpuSeconds(srv.server.url)) - cpu0
+        const swept: [number, LoadResult][] = []
+        for (const c of sweepConnections) swept.push([c, await runLoad(srv, { seconds: Math.max(5, Math.round(seconds / 2)), connections: c, size })])
+        return { load, cpuUs: (cpuS * 1e6) / load.stored, swept }
+      } finally {
+        await srv.close()
+      }
     }
-    const serverCpuUs = (serverCpuS * 1e6) / load.stored
+    // The edge in its HTTP thread (INGEST_WORKERS=0, as before the pool), then with the pool (the default).
+    const inThread = await http('in_thread', { INGEST_WORKERS: '0' }, [])
+    const pooled = await http('pool', {}, sweep)
+    const load = pooled.load
+    const serverCpuUs = pooled.cpuUs
     // The ceiling: the same rows, built as the writer builds them, inserted the way it inserts.
-    const rows = makeRows(Math.max(100_000, Math.min(400_000, Math.round(load.eventsPerS * 2))), size)
+    const rows = makeRows(Math.max(100_000, Math.min(400_000, Math.round(Math.max(load.eventsPerS, inThread.load.eventsPerS) * 2))), size)
     const t0 = performance.now()
     for (let i = 0; i < rows.length; i += 20_000) await ctx.db.system.insertTsv('events', EVENT_COLUMNS, rows.slice(i, i + 20_000))
     const rawPerS = rows.length / ((performance.now() - t0) / 1000)
+    const sweepFigures: Record<string, number> = {}
+    const sweepRatios: Record<string, number> = {}
+    for (const [c, r] of pooled.swept) {
+      sweepFigures[`http_pool_c${c}_events_per_s`] = r.eventsPerS
+      sweepFigures[`http_pool_c${c}_latency_p99_ms`] = r.latencyP99Ms
+      sweepFigures[`http_pool_c${c}_non_2xx`] = r.non2xx + r.errors
+      sweepRatios[`http_pool_c${c}_vs_raw_insert`] = r.eventsPerS / rawPerS
+    }
+    const scanFigures: Record<string, number> = scan
+      ? {
+          normalize_events_per_s_with_scan: scan.withScan,
+          normalize_events_per_s_without_scan: scan.without,
+          normalize_pii_events_per_s_with_scan: scan.piiWithScan,
+          normalize_pii_events_per_s_without_scan: scan.piiWithout,
+          normalize_pii_events_per_s_with_scan_mask: scan.piiMask,
+          normalize_pii_cpu_us_per_event_without_scan: scan.cpuUsOff,
+          scan_cpu_us_per_plain_event: scan.scanCpuUsPlain,
+          scan_cpu_us_per_pii_event: scan.scanCpuUs,
+          scan_cpu_us_per_pii_event_mask: scan.scanCpuUsMask,
+          scan_cpu_us_per_pii_event_repeated: scan.scanCpuUsRepeated,
+        }
+      : {}
+    const scanRatios: Record<string, number> = scan
+      ? {
+          normalize_with_vs_without_scan: scan.withScan / scan.without,
+          normalize_with_vs_without_scan_median: scan.medianRatio,
+          normalize_pii_with_vs_without_scan_median: scan.piiMedianRatio,
+          // The share of the server's time per event the scan takes, at the HTTP rate measured.
+          scan_share_of_http_ingest: load.eventsPerS * (1 / scan.withScan - 1 / scan.without),
+          scan_share_of_http_ingest_pii_text: load.eventsPerS * (1 / scan.piiWithScan - 1 / scan.piiWithout),
+          scan_share_of_http_ingest_pii_text_mask: load.eventsPerS * (1 / scan.piiMask - 1 / scan.piiWithout),
+          // The scan's CPU time per event against all the CPU time the server spends per event.
+          scan_share_of_server_cpu_pii_text: scan.scanCpuUs / serverCpuUs,
+          scan_share_of_server_cpu_pii_text_mask: scan.scanCpuUsMask / serverCpuUs,
+          scan_share_of_server_cpu_pii_text_repeated: scan.scanCpuUsRepeated / serverCpuUs,
+        }
+      : {}
     return {
       params: { duration_s: seconds, connections, events_per_batch: size, batch_bytes: Buffer.byteLength(batchBody(0, size)), raw_rows: rows.length },
       figures: {
@@ -51,35 +99,25 @@ export const scenario: BenchScenario = {
         events_stored: load.stored,
         visible_p50_s_le: load.visibleP50S,
         visible_p99_s_le: load.visibleP99S,
+        http_in_thread_events_per_s: inThread.load.eventsPerS,
+        http_in_thread_latency_p99_ms: inThread.load.latencyP99Ms,
+        http_in_thread_non_2xx: inThread.load.non2xx + inThread.load.errors,
+        ...sweepFigures,
         raw_insert_rows_per_s: rawPerS,
-        normalize_events_per_s_with_scan: scan.withScan,
-        normalize_events_per_s_without_scan: scan.without,
-        normalize_pii_events_per_s_with_scan: scan.piiWithScan,
-        normalize_pii_events_per_s_without_scan: scan.piiWithout,
-        normalize_pii_events_per_s_with_scan_mask: scan.piiMask,
-        normalize_pii_cpu_us_per_event_without_scan: scan.cpuUsOff,
-        scan_cpu_us_per_plain_event: scan.scanCpuUsPlain,
-        scan_cpu_us_per_pii_event: scan.scanCpuUs,
-        scan_cpu_us_per_pii_event_mask: scan.scanCpuUsMask,
-        scan_cpu_us_per_pii_event_repeated: scan.scanCpuUsRepeated,
+        ...scanFigures,
         server_cpu_us_per_event: serverCpuUs,
+        server_cpu_us_per_event_in_thread: inThread.cpuUs,
       },
       ratios: {
         http_vs_raw_insert: load.eventsPerS / rawPerS,
-        normalize_with_vs_without_scan: scan.withScan / scan.without,
-        normalize_with_vs_without_scan_median: scan.medianRatio,
-        normalize_pii_with_vs_without_scan_median: scan.piiMedianRatio,
-        // The share of the server's time per event the scan takes, at the HTTP rate measured.
-        scan_share_of_http_ingest: load.eventsPerS * (1 / scan.withScan - 1 / scan.without),
-        scan_share_of_http_ingest_pii_text: load.eventsPerS * (1 / scan.piiWithScan - 1 / scan.piiWithout),
-        scan_share_of_http_ingest_pii_text_mask: load.eventsPerS * (1 / scan.piiMask - 1 / scan.piiWithout),
-        // The scan's CPU time per event against all the CPU time the server spends per event.
-        scan_share_of_server_cpu_pii_text: scan.scanCpuUs / serverCpuUs,
-        scan_share_of_server_cpu_pii_text_mask: scan.scanCpuUsMask / serverCpuUs,
-        scan_share_of_server_cpu_pii_text_repeated: scan.scanCpuUsRepeated / serverCpuUs,
+        http_in_thread_vs_raw_insert: inThread.load.eventsPerS / rawPerS,
+        http_pool_vs_in_thread: load.eventsPerS / inThread.load.eventsPerS,
+        ...sweepRatios,
+        ...scanRatios,
       },
       notes: [
-        'The server and the load generator share the machine (2 cores): autocannon and its JSON building take CPU the server would otherwise have.',
+        'The server and the load generator share the machine: autocannon and its JSON building take CPU the server would otherwise have.',
+        'http_* (and events_stored, visible_*, server_cpu_us_per_event): the server as started by default, with its ingest worker pool (INGEST_WORKERS unset: one worker per core but one, at least one): bodies parsed, validated and normalized in worker threads, the insert in the main thread. http_in_thread_*: the same load against a server started with INGEST_WORKERS=0 (all in the HTTP thread, as before the pool), in the same run, before it. http_pool_c<N>_*: the pooled server after its measured run, at N connections, each for half the duration.',
         'events_stored is read from the server metric qianmian_ingest_events_total{outcome="stored"}: only acknowledged and written events count.',
         'visible_*: receipt at the edge to row written, from the server histogram (bucket upper bounds).',
         'normalize_*: the edge\'s per-event validation and scrubbing of the same batches, in this process before the server starts, with the value scan (phone, identity, card numbers, e-mail) and without, the order rotated round by round, one scanner per batch as the server makes one per request; *_per_s are the best of 9 rounds. The *_pii_* events also carry a free-text note with their customer\'s phone number and a property holding their identity number: 20,000 customers, 40,000 identifiers a pass, each met once, so the digests are computed, not found in the digest memo (a worst case); *_repeated: the same events from 1,000 customers, whose 2,000 identifiers the memo holds after the first round (compared with the same baseline: the events differ only in digits). The scan = detection + replacement by the policy: digest (the default: the bank\'s keyed digests, core/pii.ts as it stands) or mask.',
