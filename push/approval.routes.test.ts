@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../server/app.js'
-import { createKeyService } from '../tenants/keys.service.js'
-import { campaign, no, openPush, seedBank, type PushFixture } from './push.fixture.js'
+import { campaign, no, openPushApp, seedBank, type PushFixture } from './push.fixture.js'
 
 /**
  * The approval step and test sends on the real engine: a marketing campaign runs only once a
@@ -21,12 +19,10 @@ const approval = async (id: string) => (await app.inject({ url: `/v1/push/campai
 const dueNow = () => ({ kind: 'once', at: new Date(Date.now() - 60_000).toISOString() })
 
 beforeAll(async () => {
-  fx = await openPush()
-  const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const opened = await openPushApp()
+  fx = opened.fx
+  app = opened.app
+  const service = opened.keyService
   // Marketing push granted to customers 1..10, refused by 11 (push.fixture.ts).
   t = await seedBank(fx, { slug: 'approve-bank', timeZone: 'Asia/Shanghai', prefix: 'AB', n: 20, loanDay: '2026-03-18', asOf: new Date() })
   const issue = async (name: string, roles: ('marketer' | 'admin' | 'analyst' | 'push')[], holder: string) => (keys[name] = (await service.issue(t, { roles, holder })).key)

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { errorBody } from '../core/errors.js'
 import type { Auth } from '../tenants/auth.js'
 import type { Approvals } from './campaign.approval.js'
-import { CAMPAIGN_ID } from './campaign.schema.js'
+import { CAMPAIGN_ID, VARIANT_ID } from './campaign.schema.js'
 import type { CampaignRepository } from './campaign.repository.js'
 import type { TestSends } from './test-send.js'
 
@@ -41,10 +41,11 @@ const testSendView = z.object({
   campaignId: z.string(),
   version: z.number(),
   listId: z.string(),
+  variants: z.array(z.string()).describe('the message variants sent (each member gets each); empty without variants'),
   queued: z
-    .array(member.extend({ targetId: z.string(), language: z.string(), variant: z.string(), title: z.string().optional(), body: z.string().optional() }))
+    .array(member.extend({ targetId: z.string(), messageVariant: z.string().optional().describe('the message variant, for a campaign with variants'), language: z.string(), variant: z.string(), title: z.string().optional(), body: z.string().optional() }))
     .describe('pulled through POST /v1/push/pull with test: true; the filled text only for a key that may read personal data (it can carry names and amounts)'),
-  leftOut: z.array(member.extend({ reason: z.string() })).describe('members who get nothing: no_consent, consent_refused, personalization_off, missing_field, unknown_customer'),
+  leftOut: z.array(member.extend({ messageVariant: z.string().optional(), reason: z.string() })).describe('members who get nothing: no_consent, consent_refused, personalization_off, missing_field, unknown_customer'),
 })
 
 export function registerApprovalRoutes(app: FastifyInstance, deps: { auth: Auth; campaigns: CampaignRepository; approvals: Approvals; tests: TestSends }) {
@@ -134,15 +135,15 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { auth: Auth;
         summary: 'Send the campaign\'s message now to a test list, marked as a test: pulled like any target, counted in no statistics, spending no cap; consent still applies',
         security,
         params: idParam,
-        body: z.strictObject({ list: ID.describe('the test list') }),
+        body: z.strictObject({ list: ID.describe('the test list'), variant: z.string().regex(VARIANT_ID, 'a variant id: one capital letter').optional().describe('one message variant; without it, every variant') }),
         response: { 200: testSendView, 400: errorBody, 404: errorBody },
       },
     },
     async (req) => {
       const t = req.principal!.tenantId
       const c = await campaigns.get(t, req.params.id)
-      const out = await tests.send(t, c, req.body.list, req.principal!.holder)
-      req.auditNote = { customers: out.queued.length + out.leftOut.length, detail: { list: req.body.list, version: c.version, queued: out.queued.length, leftOut: out.leftOut.length } }
+      const out = await tests.send(t, c, req.body.list, req.principal!.holder, req.body.variant)
+      req.auditNote = { customers: out.queued.length + out.leftOut.length, detail: { list: req.body.list, version: c.version, variants: out.variants, queued: out.queued.length, leftOut: out.leftOut.length } }
       if (req.principal!.permissions.has('personal:read')) return out
       return { ...out, queued: out.queued.map(({ title: _t, body: _b, ...m }) => m) }
     },

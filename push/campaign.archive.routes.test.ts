@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../server/app.js'
-import { createKeyService } from '../tenants/keys.service.js'
-import { campaign, openPush, seedBank, targetsOf, type PushFixture } from './push.fixture.js'
+import { campaign, openPushApp, seedBank, targetsOf, type PushFixture } from './push.fixture.js'
 
 /**
  * Archiving a campaign (issue 21): it leaves the default list (a filter shows it), never runs
@@ -23,12 +21,10 @@ const dueNow = () => ({ schedule: { kind: 'once', at: new Date(Date.now() - 60_0
 
 beforeAll(async () => {
   // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
-  fx = await openPush({ requireApproval: false })
-  const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const opened = await openPushApp({ requireApproval: false })
+  fx = opened.fx
+  app = opened.app
+  const service = opened.keyService
   t = await seedBank(fx, { slug: 'archive-bank', timeZone: 'Asia/Shanghai', prefix: 'AB', n: 20, loanDay: '2026-03-18', asOf: new Date(), marketingForAll: true })
   for (const role of ['admin', 'analyst'] as const) keys[role] = (await service.issue(t, { roles: [role], holder: `Wang Fang (${role})` })).key
   await fx.push.policies.save(t, { quietHours: null }, 'test')

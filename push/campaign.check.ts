@@ -6,7 +6,7 @@ import { tagLeavesOf } from '../segments/segment.schema.js'
 import type { TagRepository, TagUse, TagUseFinder } from '../tags/tag.repository.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { messageFields, type Campaign, type SavedCampaign } from './campaign.schema.js'
+import { campaignFields, messageFields, variantsOf, type Campaign, type SavedCampaign } from './campaign.schema.js'
 import { SEGMENT_PURPOSES } from './targeting.audience.js'
 import { TAG_FIELD } from './template.js'
 
@@ -33,7 +33,7 @@ export function campaignTagUses(campaigns: { list(tenantId: number): Promise<Sav
     (await campaigns.list(tenantId)).flatMap((c) => {
       const at = (field: string): TagUse => ({ kind: 'campaign', id: c.id, field, purpose: c.purpose })
       const uses = c.audience.rule === undefined ? [] : tagLeavesOf(c.audience.rule, 'audience.rule').filter((l) => l.tag === tag).map((l) => at(l.field))
-      if (messageFields(c.message).includes(`tag.${tag}`)) uses.push(at('message'))
+      if (campaignFields(c).includes(`tag.${tag}`)) uses.push(at(c.variants ? 'variants' : 'message'))
       if (c.dateTrigger?.on === 'tag_date' && c.dateTrigger.tag === tag) uses.push(at('dateTrigger.tag'))
       return uses
     })
@@ -66,13 +66,16 @@ export function createCampaignCheck(deps: { segments: SegmentRepository; tags: T
         throw prefixed(e, 'audience')
       }
     }
-    for (const f of messageFields(c.message)) {
-      const m = TAG_FIELD.exec(f)
-      if (!m) continue
-      const d = defs.get(m[1]!)
-      if (!d) throw invalid('message', `{{${f}}}: no tag ${m[1]}`)
-      if (!d.purpose.includes(c.purpose)) throw invalid('message', `{{${f}}}: tag ${d.name} may be used for ${d.purpose.join(', ')}, not ${c.purpose}`)
-      if (d.sensitivity === 'high') throw invalid('message', `{{${f}}}: tag ${d.name} is of high sensitivity and stays out of message text`)
+    for (const v of variantsOf(c)) {
+      const at = v.path.join('.')
+      for (const f of messageFields(v.message)) {
+        const m = TAG_FIELD.exec(f)
+        if (!m) continue
+        const d = defs.get(m[1]!)
+        if (!d) throw invalid(at, `{{${f}}}: no tag ${m[1]}`)
+        if (!d.purpose.includes(c.purpose)) throw invalid(at, `{{${f}}}: tag ${d.name} may be used for ${d.purpose.join(', ')}, not ${c.purpose}`)
+        if (d.sensitivity === 'high') throw invalid(at, `{{${f}}}: tag ${d.name} is of high sensitivity and stays out of message text`)
+      }
     }
     if (c.dateTrigger?.on === 'tag_date') {
       const d = defs.get(c.dateTrigger.tag)

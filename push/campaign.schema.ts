@@ -78,6 +78,16 @@ const variant = z.strictObject({ title: text(100).optional(), body: text(1000) }
 export const messageSchema = variant.extend({ elder: variant.optional().describe('the simplified text elder customers get') })
 export type Message = z.infer<typeof messageSchema>
 
+/** Message variants (A/B): ids are capital letters; the first listed is the baseline the others are compared with. */
+export const VARIANT_ID = /^[A-Z]$/
+export const MAX_VARIANTS = 8
+export const variantSchema = z.strictObject({
+  id: z.string().regex(VARIANT_ID, 'one capital letter, A to Z'),
+  weight: z.number().int().min(0).max(100).describe('per cent of the campaign\'s customers who get this variant; the weights add up to 100'),
+  message: messageSchema,
+})
+export type MessageVariant = z.infer<typeof variantSchema>
+
 export const campaignInput = z
   .strictObject({
     name: z.string().min(1).max(200),
@@ -88,7 +98,13 @@ export const campaignInput = z
     audience: audienceSchema.default({ all: true }),
     dateTrigger: dateTriggerSchema.optional(),
     schedule: scheduleSchema,
-    message: messageSchema,
+    message: messageSchema.optional().describe('the message; a campaign with variants leaves it out'),
+    variants: z
+      .array(variantSchema)
+      .min(2, 'at least two variants (one message goes in message)')
+      .max(MAX_VARIANTS, `at most ${MAX_VARIANTS} variants`)
+      .optional()
+      .describe('message variants (A/B), each customer getting one by a stable split of the weights'),
     validFrom: instant.optional(),
     validUntil: instant.optional(),
     ttlMinutes: z.number().int().min(1).max(MAX_TTL_MINUTES).default(1440).describe('how long a target stays deliverable after it is due'),
@@ -102,16 +118,38 @@ export const campaignInput = z
     if (c.priority === 'critical' && c.purpose !== 'security') issue(['priority'], 'critical is for security messages')
     if (c.schedule.kind === 'event' && c.dateTrigger) issue(['dateTrigger'], 'an event-triggered campaign takes no date trigger')
     if (c.validFrom && c.validUntil && Date.parse(c.validUntil) <= Date.parse(c.validFrom)) issue(['validUntil'], 'must be after validFrom')
-    for (const { path, value } of texts(c.message)) {
-      const t = parseTemplate(value)
-      for (const i of t.issues) issue(['message', ...path], `at ${i.offset}: ${i.message}`)
-      if (fieldsOf(t.parts).some((f) => f.startsWith('product.')) && c.dateTrigger?.on !== 'product_opening') {
-        issue(['message', ...path], 'product fields need a product_opening date trigger')
+    if (c.message && c.variants) issue(['message'], 'a campaign with variants carries its messages in variants: leave message out')
+    if (!c.message && !c.variants) issue(['message'], 'required (or variants)')
+    if (c.variants) {
+      const sum = c.variants.reduce((a, v) => a + v.weight, 0)
+      if (sum !== 100) issue(['variants'], `the weights add up to ${sum}, not 100`)
+      c.variants.forEach((v, i) => {
+        if (c.variants!.findIndex((x) => x.id === v.id) !== i) issue(['variants', i, 'id'], `${v.id} names another variant too`)
+      })
+    }
+    for (const { message, path: at } of variantsOf(c)) {
+      for (const { path, value } of texts(message)) {
+        const t = parseTemplate(value)
+        for (const i of t.issues) issue([...at, ...path], `at ${i.offset}: ${i.message}`)
+        if (fieldsOf(t.parts).some((f) => f.startsWith('product.')) && c.dateTrigger?.on !== 'product_opening') {
+          issue([...at, ...path], 'product fields need a product_opening date trigger')
+        }
       }
     }
   })
 export type CampaignInput = z.input<typeof campaignInput>
 export type Campaign = z.infer<typeof campaignInput>
+
+/** A campaign's messages with their split: its variants, or its one message as variant '' of weight 100. */
+export function variantsOf(c: Pick<Campaign, 'message' | 'variants'>): (MessageVariant & { path: (string | number)[] })[] {
+  if (c.variants) return c.variants.map((v, i) => ({ ...v, path: ['variants', i, 'message'] }))
+  return c.message ? [{ id: '', weight: 100, message: c.message, path: ['message'] }] : []
+}
+
+/** Fields the campaign's messages name, over every variant. */
+export function campaignFields(c: Pick<Campaign, 'message' | 'variants'>): string[] {
+  return [...new Set(variantsOf(c).flatMap((v) => messageFields(v.message)))]
+}
 
 /** Every text of a message with its path under `message`. */
 export function texts(m: Message): { path: string[]; value: string }[] {

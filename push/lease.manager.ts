@@ -60,7 +60,10 @@ export interface PulledTarget {
   purpose: string
   priority: string
   language: string
+  /** standard or elder text. */
   variant: string
+  /** The campaign's message variant (A/B) the customer was assigned; empty without variants. */
+  messageVariant: string
   title: string
   body: string
   dueAt: string
@@ -126,6 +129,7 @@ const QUEUE_COLUMNS = [
   'toString(expires_at)',
   'toUnixTimestamp64Milli(expires_at)',
   'toString(status)',
+  'message_variant',
 ] as const
 
 /** An engine DateTime64 in UTC ('2026-11-28 10:00:00.000') as ISO 8601. */
@@ -148,7 +152,7 @@ function toQueueRow(f: string[]): QueueRow {
     target: {
       targetId: f[0]!,
       idempotencyKey: f[0]!,
-      campaignId: test ? f[1]!.slice(0, -TEST_SUFFIX.length) : f[1]!,
+      campaignId: test ? f[1]!.slice(0, f[1]!.lastIndexOf(TEST_SUFFIX)) : f[1]!,
       campaignVersion: Number(f[2]),
       customerNo: unescapeTsv(f[4]!),
       channel: f[5]!,
@@ -156,6 +160,7 @@ function toQueueRow(f: string[]): QueueRow {
       priority: f[7]!,
       language: unescapeTsv(f[8]!),
       variant: f[9]!,
+      messageVariant: f[16]!,
       title: unescapeTsv(f[10]!),
       body: unescapeTsv(f[11]!),
       dueAt: iso(f[12]!),
@@ -251,8 +256,10 @@ export function createLeaseManager(deps: {
     // the hex of an MD5 (targeting.sql.ts), so unhex is exact, and a set of UInt128 is built
     // and probed faster than one of strings. Measured at 300,000 delivered of 1M, the inner
     // choice took ~210 ms this way against ~330 ms with two string sets.
-    // Test sends (test-send.ts) are handed out whatever their campaign's status: their stored ids are read here.
-    const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}) FROM push_test_sends
+    // Test sends (test-send.ts) are handed out whatever their campaign's status: their stored ids
+    // are read here (one per message variant sent: the id, the suffix, ':' and the variant).
+    const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}, v) FROM push_test_sends
+      ARRAY JOIN if(empty(variants), [''], arrayMap(x -> concat(':', x), variants)) AS v
       WHERE tenant_id = {tenant:UInt16} AND queued > 0 AND at >= {sinceAt:DateTime64(3, 'UTC')}))`
     const due = `tenant_id = {tenant:UInt16} AND ${held} AND local_date >= {since:Date}
       AND status IN ('queued', 'test') AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}

@@ -1,8 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../server/app.js'
-import { createKeyService } from '../tenants/keys.service.js'
-import { campaign, no, openPush, seedBank, targetsOf, type PushFixture } from './push.fixture.js'
+import { campaign, no, openPushApp, seedBank, targetsOf, type PushFixture } from './push.fixture.js'
 import { occurrenceOf } from './schedule.js'
 
 /** The console's schedule and message previews, answered by the scheduler's and targeting's own code. */
@@ -17,12 +15,10 @@ const schedules = (body: object, key?: string) => post('/v1/push/schedules/previ
 const templates = (body: object, key?: string) => post('/v1/push/templates/preview', body, key)
 
 beforeAll(async () => {
-  fx = await openPush()
-  const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const opened = await openPushApp()
+  fx = opened.fx
+  app = opened.app
+  const service = opened.keyService
   const soon = new Date(Date.now() + 5 * 86_400_000).toISOString().slice(0, 10)
   t = await seedBank(fx, { slug: 'preview-bank', timeZone: 'Asia/Shanghai', prefix: 'PV', n: 12, loanDay: soon, asOf: new Date(), marketingForAll: true })
   for (const role of ['admin', 'marketer', 'analyst'] as const) keys[role] = (await service.issue(t, { roles: [role], holder: `test ${role}` })).key

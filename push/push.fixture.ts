@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { chDateTime } from '../core/time.js'
@@ -7,6 +8,8 @@ import { createTagRepository } from '../tags/tag.repository.js'
 import { testTagDef } from '../test/fixtures.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
+import { buildApp } from '../server/app.js'
+import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createPushModule, type PushDeps, type PushModule } from './push.module.js'
 
 /**
@@ -45,6 +48,33 @@ export async function openPush(deps: Partial<PushDeps> = {}): Promise<PushFixtur
     async close() {
       await push.close()
       await engine.close()
+    },
+  }
+}
+
+export interface PushAppFixture {
+  fx: PushFixture
+  app: FastifyInstance
+  /** Issues the keys a test calls with. */
+  keyService: KeyService
+  close(): Promise<void>
+}
+
+/** The push routes over HTTP (fastify's inject) on a real engine, with a key service to issue keys. */
+export async function openPushApp(deps: Partial<PushDeps> = {}): Promise<PushAppFixture> {
+  const fx = await openPush(deps)
+  const keyService = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
+  const app = await buildApp({
+    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: keyService, readiness: { phase: 'ready' },
+    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
+  })
+  return {
+    fx,
+    app,
+    keyService,
+    async close() {
+      await app.close()
+      await fx.close()
     },
   }
 }

@@ -2,9 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chDateTime } from '../core/time.js'
 import { inHoldout } from '../core/holdout.js'
-import { buildApp } from '../server/app.js'
-import { createKeyService } from '../tenants/keys.service.js'
-import { campaign, no, openPush, seedBank, type PushFixture } from './push.fixture.js'
+import { campaign, no, openPushApp, seedBank, type PushFixture } from './push.fixture.js'
 
 /** Push over HTTP as the console and the notification service call it, on the real engine. */
 
@@ -18,12 +16,10 @@ const put = (id: string, body: object, key = keys.admin!, q = '') => app.inject(
 
 beforeAll(async () => {
   // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
-  fx = await openPush({ requireApproval: false })
-  const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const opened = await openPushApp({ requireApproval: false })
+  fx = opened.fx
+  app = opened.app
+  const service = opened.keyService
   t = await seedBank(fx, { slug: 'http-bank', timeZone: 'Asia/Shanghai', prefix: 'HB', n: 40, loanDay: '2026-03-18', asOf: new Date(), marketingForAll: true })
   other = (await fx.tenants.create({ slug: 'http-other', name: 'other' })).id
   for (const scope of ['write', 'read', 'admin'] as const) keys[scope] = (await service.issue(t, { roles: [], legacyScope: scope, holder: `test ${scope}` })).key

@@ -38,7 +38,8 @@ const campaignView = z.object({
   audience: z.unknown(),
   dateTrigger: z.unknown().optional(),
   schedule: z.unknown(),
-  message: z.unknown(),
+  message: z.unknown().optional(),
+  variants: z.array(z.object({ id: z.string(), weight: z.number(), message: z.unknown() })).optional(),
   validFrom: z.string().optional(),
   validUntil: z.string().optional(),
   ttlMinutes: z.number(),
@@ -75,6 +76,24 @@ const reachView = z.object({
   ms: z.number(),
 })
 const group = z.object({ customers: z.number(), converted: z.number(), rate: z.number().nullable() })
+const rate = z.object({ count: z.number(), of: z.number(), rate: z.number().nullable(), low: z.number().nullable().describe('95% Wilson interval'), high: z.number().nullable() })
+const rateDiff = z.object({ diff: z.number().nullable(), low: z.number().nullable().describe('95% Newcombe interval of the difference'), high: z.number().nullable() })
+const variantView = z.object({
+  variant: z.string(),
+  weight: z.number().nullable().describe('its weight in the current split; null when the campaign no longer has it'),
+  targeted: z.number(),
+  queued: z.number(),
+  suppressed: z.number(),
+  sent: z.number(),
+  failed: z.number(),
+  withdrawn: z.number(),
+  delivered: z.number(),
+  opened: z.number(),
+  clicked: z.number(),
+  clickThrough: rate.describe('sent targets clicked, over sent targets'),
+  conversion: rate.nullable().describe('queued targets converted within the window, over queued targets; null without a goal'),
+  vsBaseline: z.object({ clickThrough: rateDiff, conversion: rateDiff.nullable() }).nullable().describe('this variant minus the first; null for the first'),
+})
 const statsView = z.object({
   campaignId: z.string(),
   targeted: z.number(),
@@ -95,6 +114,7 @@ const statsView = z.object({
       upliftVsControl: z.number().nullable(),
     })
     .nullable(),
+  variants: z.array(variantView).describe('the funnel per message variant (A/B), in the campaign\'s order; empty without variants'),
 })
 const targetView = z.object({
   targetId: z.string(),
@@ -106,6 +126,7 @@ const targetView = z.object({
   expiresAt: z.string(),
   language: z.string(),
   variant: z.string(),
+  messageVariant: z.string().describe('the message variant (A/B); empty without variants'),
   title: z.string(),
   body: z.string(),
   quietExempt: z.boolean(),
@@ -133,7 +154,8 @@ const pulledView = z.object({
   purpose: z.string(),
   priority: z.string(),
   language: z.string(),
-  variant: z.string(),
+  variant: z.string().describe('standard or elder text'),
+  messageVariant: z.string().describe('the message variant (A/B) of the customer; empty without variants'),
   title: z.string(),
   body: z.string(),
   dueAt: z.string(),
@@ -289,7 +311,7 @@ export function registerPushRoutes(
     },
   )
 
-  r.get('/v1/push/campaigns/:id/stats', { onRequest: catalog, schema: { tags: ['push'], summary: 'Funnel, suppression reasons and uplift', security, params: idParam, response: { 200: statsView, 404: errorBody } } }, async (req) => {
+  r.get('/v1/push/campaigns/:id/stats', { onRequest: catalog, schema: { tags: ['push'], summary: 'Funnel, suppression reasons and uplift, and the funnel per message variant with intervals', security, params: idParam, response: { 200: statsView, 404: errorBody } } }, async (req) => {
     const t = req.principal!.tenantId
     return campaignStats(auth.tenantDb(req), await campaigns.get(t, req.params.id))
   })

@@ -1,9 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { inHoldout } from '../core/holdout.js'
-import { buildApp } from '../server/app.js'
-import { createKeyService } from '../tenants/keys.service.js'
-import { campaign, no, openPush, seedBank, type PushFixture } from './push.fixture.js'
+import { campaign, no, openPushApp, seedBank, type PushFixture } from './push.fixture.js'
 
 /** Reach before sending: a dry run of a campaign as it would be saved, counted by the targeting statement itself. */
 
@@ -17,12 +15,10 @@ const targets = async () => Number((await fx.engine.db.forTenant(t).query(`SELEC
 
 beforeAll(async () => {
   // Not about approval (approval.routes.test.ts is): marketing campaigns here run unapproved.
-  fx = await openPush({ requireApproval: false })
-  const service = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: service, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const opened = await openPushApp({ requireApproval: false })
+  fx = opened.fx
+  app = opened.app
+  const service = opened.keyService
   t = await seedBank(fx, { slug: 'reach-bank', timeZone: 'Asia/Shanghai', prefix: 'RB', n: 40, loanDay: '2026-03-18', asOf: new Date(), marketingForAll: true })
   for (const role of ['admin', 'analyst'] as const) keys[role] = (await service.issue(t, { roles: [role], holder: `test ${role}` })).key
   await fx.push.policies.save(t, { quietHours: null }, 'test')

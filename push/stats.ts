@@ -5,6 +5,7 @@ import { resolvedEventsSql } from '../core/identity.sql.js'
 import { measureConditionSql } from '../tags/tag.measures.js'
 import { ParamBinder } from '../core/params.js'
 import type { SavedCampaign } from './campaign.schema.js'
+import { variantStats, type VariantStats } from './stats.variants.js'
 
 /**
  * What a campaign did, and its targets page by page.
@@ -41,6 +42,8 @@ export interface CampaignStats {
     upliftVsHoldout: number | null
     upliftVsControl: number | null
   }
+  /** The same funnel per message variant, with rates and intervals (stats.variants.ts); empty without variants. */
+  variants: VariantStats[]
 }
 
 const n = z.coerce.number()
@@ -71,7 +74,7 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
     ),
     db.query(`SELECT toString(min(due_at)) AS since FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}`, cid, z.object({ since: z.string() })),
   ])
-  const out: CampaignStats = { campaignId: c.id, targeted: 0, queued: 0, suppressed: {}, sent: 0, failed: 0, withdrawn: 0, delivered: 0, opened: 0, clicked: 0, conversion: null }
+  const out: CampaignStats = { campaignId: c.id, targeted: 0, queued: 0, suppressed: {}, sent: 0, failed: 0, withdrawn: 0, delivered: 0, opened: 0, clicked: 0, conversion: null, variants: [] }
   for (const r of counts) {
     out.targeted += r.n
     if (r.status === 'queued') out.queued += r.n
@@ -86,7 +89,9 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
   out.delivered = fb.get('push_delivered') ?? 0
   out.opened = fb.get('push_opened') ?? 0
   out.clicked = fb.get('push_clicked') ?? 0
-  if (c.conversion && out.targeted > 0) out.conversion = await conversion(db, c, since[0]?.since ?? '1970-01-01 00:00:00.000')
+  const from = since[0]?.since ?? '1970-01-01 00:00:00.000'
+  if (c.conversion && out.targeted > 0) out.conversion = await conversion(db, c, from)
+  out.variants = await variantStats(db, c, from)
   return out
 }
 
@@ -130,6 +135,8 @@ export interface TargetView {
   expiresAt: string
   language: string
   variant: string
+  /** The message variant (A/B); empty without variants. */
+  messageVariant: string
   title: string
   body: string
   quietExempt: boolean
@@ -147,6 +154,7 @@ const viewRow = z.object({
   expires_s: z.string(),
   language: z.string(),
   variant_s: z.string(),
+  message_variant: z.string(),
   title: z.string(),
   body: z.string(),
   quiet_exempt: n,
@@ -172,7 +180,7 @@ export async function listTargets(db: TenantDb, campaignId: string, o: { status?
             multiIf(t.status = 'suppressed', 'suppressed', o.present = 1, o.outcome, l.until > now64(3), 'leased',
                     t.expires_at <= now64(3), 'expired', t.due_at > now64(3), 'scheduled', 'due') AS st,
             if(st IN ('delivered', 'failed', 'withdrawn'), o.outcome_reason, t.reason) AS why, toString(t.due_at) AS due_s, toString(t.expires_at) AS expires_s,
-            t.language AS language, toString(t.variant) AS variant_s, t.title AS title, t.body AS body, t.quiet_exempt AS quiet_exempt, toString(t.created_at) AS created_s
+            t.language AS language, toString(t.variant) AS variant_s, t.message_variant AS message_variant, t.title AS title, t.body AS body, t.quiet_exempt AS quiet_exempt, toString(t.created_at) AS created_s
      FROM (SELECT * FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}
              AND (local_date, customer_key) > ({cdate:Date}, {ckey:UInt32})
            ORDER BY local_date, customer_key LIMIT 1 BY local_date, customer_key ${cut}) AS t
@@ -201,6 +209,7 @@ export async function listTargets(db: TenantDb, campaignId: string, o: { status?
         expiresAt: iso(r.expires_s),
         language: r.language,
         variant: r.variant_s,
+        messageVariant: r.message_variant,
         title: r.title,
         body: r.body,
         quietExempt: r.quiet_exempt === 1,

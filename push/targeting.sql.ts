@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.js'
 import { addDays, chDateTime } from '../core/time.js'
 import { inHoldout } from '../core/holdout.js'
 import type { ParamBinder } from '../core/params.js'
-import { compileMessage, messageFields, type CompiledMessage, type SavedCampaign } from './campaign.schema.js'
+import { campaignFields, compileMessage, variantsOf, type CompiledMessage, type SavedCampaign } from './campaign.schema.js'
 import { minutesOf, type Policy } from './policy.js'
 import { planFields, type OpeningProduct } from './targeting.fields.js'
 import { TAG_FIELD, templateSql, type TemplatePart } from './template.js'
@@ -44,6 +44,8 @@ export interface TargetingSpec {
   runId: string
   trigger: 'schedule' | 'event' | 'manual'
   product?: OpeningProduct | undefined
+  /** Every customer gets this variant instead of the split's (test sends of one variant). */
+  variant?: string | undefined
 }
 
 const FAR_FUTURE = '2100-01-01 00:00:00.000'
@@ -116,17 +118,44 @@ export function messagePartSql(msg: CompiledMessage, part: 'title' | 'body', b: 
   return `if(${when.elder}, if(${when.en}, ${sql(msg.elder.en, msg.standard.en)}, ${sql(msg.elder.zh, msg.standard.zh)}), ${std})`
 }
 
+/**
+ * A customer's variant, as the 1-based index into the campaign's variants: a hash of the campaign
+ * id and the customer key falls in [0, 100), and the variants own cumulative ranges of it in
+ * their order (weights 50/30/20: A [0, 50), B [50, 80), C [80, 100)). The same customer lands in
+ * the same bucket on every run. Changing the split moves only the buckets whose owner changed
+ * (50/50 to 60/40 moves [50, 60) from B to A, nobody else); targets already written keep the
+ * variant they were sent. The hash is salted apart from the holdout's and the control group's,
+ * so the split is independent of both (and their customers get no message at all).
+ */
+export function variantIndexSql(customerKey: string): string {
+  return `arrayFirstIndex(u -> (sipHash64(concat({vsalt:String}, toString(${customerKey}))) % 100) < u, {vups:Array(UInt8)})`
+}
+
+/** The cumulative upper bounds of the variants' ranges, in their order. */
+export function variantBounds(weights: readonly number[]): number[] {
+  let at = 0
+  return weights.map((w) => (at += w))
+}
+
 /** `sql` writes the targets; `decided` is its SELECT (one row per target with its `reason`, '' when queued), which a dry run counts instead. */
 export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; decided: string; params: Record<string, unknown> } {
   const c = s.campaign
   const en = `c.language = 'en'`
-  const msg = compileMessage(c.message)
-  const fields = planFields(messageFields(c.message), b, { en, product: s.product })
-  const elder = msg.elder ? 'el.elder = 1' : '0'
+  const variants = variantsOf(c)
+  const msgs = variants.map((v) => compileMessage(v.message))
+  const fields = planFields(campaignFields(c), b, { en, product: s.product })
+  const anyElder = msgs.some((m) => m.elder)
+  const elder = anyElder ? 'el.elder = 1' : '0'
+  // vi: the customer's variant (1-based); a campaign with one message has one.
+  const forced = s.variant === undefined ? -1 : variants.findIndex((v) => v.id === s.variant)
+  if (s.variant !== undefined && forced < 0) throw new AppError('VALIDATION_FAILED', `Campaign ${c.id} has no variant ${s.variant}.`, { issues: [{ field: 'variant', message: `no variant ${s.variant}` }] })
+  const vi = variants.length < 2 ? '1' : forced >= 0 ? String(forced + 1) : variantIndexSql('a.customer_key')
+  // The elder text is used where the customer's variant has one.
+  const elderUsed = variants.length < 2 ? (msgs[0]?.elder ? elder : '0') : anyElder ? `(${elder} AND vi IN (${msgs.flatMap((m, i) => (m.elder ? [i + 1] : [])).join(', ')}))` : '0'
   // The personalization switch: a customer who turned it off gets no marketing chosen or worded
   // by their characteristics (a segment or rule audience, a tag date, tag values in the text).
   // Such a message is suppressed for them rather than sent with the tag parts left out.
-  const personalized = c.purpose === 'marketing' && (!c.audience.all || c.dateTrigger?.on === 'tag_date' || messageFields(c.message).some((f) => TAG_FIELD.test(f)))
+  const personalized = c.purpose === 'marketing' && (!c.audience.all || c.dateTrigger?.on === 'tag_date' || campaignFields(c).some((f) => TAG_FIELD.test(f)))
   const joins = [
     `LEFT JOIN (SELECT customer_key, customer_no, language, name_masked, deleted FROM customers FINAL WHERE tenant_id = {tenant:UInt16}) AS c ON c.customer_key = a.customer_key`,
     `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
@@ -139,10 +168,12 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
        WHERE tenant_id = {tenant:UInt16} AND local_date >= subtractDays({bfrom:Date}, 30) AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
          AND status = 'queued' AND purpose != 'security' GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
-    ...(msg.elder ? [ELDER_JOIN] : []),
+    ...(anyElder ? [ELDER_JOIN] : []),
     ...fields.joins,
   ]
-  const pick = (part: 'title' | 'body') => messagePartSql(msg, part, b, fields.expr, { en, elder })
+  const pickOne = (m: CompiledMessage, part: 'title' | 'body') => messagePartSql(m, part, b, fields.expr, { en, elder })
+  const pick = (part: 'title' | 'body') =>
+    msgs.length === 1 ? pickOne(msgs[0]!, part) : `multiIf(${msgs.map((m, i) => `vi = ${i + 1}, ${pickOne(m, part)}`).join(', ')}, NULL)`
   const custNo = `if(c.customer_no != '', c.customer_no, a.no_hint)`
   const consentOk = {
     explicit: 'cs.known = 1 AND cs.granted = 1',
@@ -153,7 +184,8 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
   const control = c.controlPerMille > 0 ? `${bucketSql('{cstate:UInt32}', custNo)} < {control:UInt16}` : '0'
 
   const joined = `SELECT a.customer_key AS k, a.occ_date AS occ, a.due_base AS due_base, ${custNo} AS cust_no,
-      if(${en}, 'en', 'zh') AS lang, if(${elder}, 'elder', 'standard') AS variant,
+      toUInt32(${vi}) AS vi, ${variants.length < 2 ? "''" : '{vids:Array(String)}[vi]'} AS message_variant,
+      if(${en}, 'en', 'zh') AS lang, if(${elderUsed}, 'elder', 'standard') AS variant,
       toUInt8(${consentOk}) AS consent_ok, cs.known AS consent_known, toUInt8(${personalized ? 'pz.known = 1 AND pz.granted = 0' : '0'}) AS pz_off, toUInt8(${holdout}) AS in_holdout, toUInt8(${control}) AS in_control,
       bu.sent AS sent, ${pick('title')} AS title, ${pick('body')} AS body
     FROM (${s.audience.sql}) AS a
@@ -187,12 +219,12 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
   const decided = `SELECT *, multiIf(${reasons.join(', ')}, '') AS reason FROM (${timed})`
 
   const sql = `INSERT INTO push_targets (tenant_id, campaign_id, local_date, customer_key, target_id, campaign_version, run_id, customer_no,
-      purpose, channel, priority, status, reason, due_at, expires_at, send_date, quiet_exempt, language, variant, title, body, trigger, created_at)
+      purpose, channel, priority, status, reason, due_at, expires_at, send_date, quiet_exempt, language, variant, message_variant, title, body, trigger, created_at)
     SELECT {tenant:UInt16}, {cid:String}, occ, k, lower(hex(MD5(concat({tprefix:String}, toString(k), ':', toString(occ))))),
       {ver:UInt32}, {run:UInt64}, cust_no, {purpose:String}, {channel:String}, {priority:String},
       if(reason = '', 'queued', 'suppressed'), reason, due_at,
       least(due_at + toIntervalMinute({ttl:UInt32}), {until:DateTime64(3, 'UTC')}), send_date,
-      toUInt8(quiet = 1 AND ${security ? 1 : 0} = 1), lang, variant, ifNull(title, ''), ifNull(body, ''), {trigger:String}, {now:DateTime64(3, 'UTC')}
+      toUInt8(quiet = 1 AND ${security ? 1 : 0} = 1), lang, variant, message_variant, ifNull(title, ''), ifNull(body, ''), {trigger:String}, {now:DateTime64(3, 'UTC')}
     FROM (${decided})`
 
   const cap = capped ? s.policy.caps[c.priority as 'low' | 'normal' | 'high'] : { day: 0, week: 0 }
@@ -221,6 +253,9 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     holdout: Math.max(0, Math.min(1000, Math.trunc(s.holdoutPerMille))),
     cstate: saltState(controlSalt(c.id), s.tenantId),
     control: c.controlPerMille,
+    vsalt: `push-variant:${c.id}:`,
+    vids: variants.map((v) => v.id),
+    vups: variantBounds(variants.map((v) => v.weight)),
     qs: q ? minutesOf(q.start) : 0,
     qe: q ? minutesOf(q.end) : 0,
     capDay: cap.day,

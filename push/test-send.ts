@@ -1,22 +1,23 @@
 import crypto from 'node:crypto'
 import { z } from 'zod'
-import type { Db } from '../core/db.js'
+import type { Db, TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { ParamBinder } from '../core/params.js'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime, localDate } from '../core/time.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { CAMPAIGN_ID, MAX_TTL_MINUTES, type SavedCampaign } from './campaign.schema.js'
-import type { PolicyRepository } from './policy.js'
+import { CAMPAIGN_ID, MAX_TTL_MINUTES, variantsOf, type SavedCampaign } from './campaign.schema.js'
+import type { Policy, PolicyRepository } from './policy.js'
 import { openingProduct } from './targeting.audience.js'
+import type { OpeningProduct } from './targeting.fields.js'
 import { targetingSql } from './targeting.sql.js'
 
 /**
  * Test sends: a campaign's message, filled for each customer of one of the bank's test lists
  * (staff phones registered as customers), queued now as targets the notification service pulls
  * like any other, marked as tests. A test target has status 'test' and the campaign id followed
- * by TEST_SUFFIX, so it counts in none of the campaign's statistics and spends no frequency cap
- * (caps count queued targets only). Holdout, control group, caps, quiet hours and the validity
+ * by TEST_SUFFIX (and ':' and the variant, for a campaign with message variants), so it counts in
+ * none of the campaign's statistics and spends no frequency cap (caps count queued targets only). Holdout, control group, caps, quiet hours and the validity
  * window are not applied: the tester wants the message on the phone now. Consent and the
  * personalization switch still are: a test customer who withdrew consent gets nothing, and the
  * answer says so, customer by customer.
@@ -50,20 +51,24 @@ export interface TestSendResult {
   campaignId: string
   version: number
   listId: string
-  queued: (TestMember & { targetId: string; language: string; variant: string; title: string; body: string })[]
+  /** The message variants sent (each member gets each of them); empty for a campaign without variants. */
+  variants: string[]
+  /** `messageVariant`: which variant, for a campaign with variants. */
+  queued: (TestMember & { targetId: string; messageVariant?: string; language: string; variant: string; title: string; body: string })[]
   /** Members who get nothing, with why: no_consent, consent_refused, personalization_off, missing_field, unknown_customer. */
-  leftOut: (TestMember & { reason: string })[]
+  leftOut: (TestMember & { messageVariant?: string; reason: string })[]
 }
 
 const listRow = z.object({ list_id: z.string(), list_name: z.string(), customer_key: z.coerce.number(), no: z.string(), member_label: z.string(), gone: z.coerce.number(), by: z.string(), at: z.string() })
-const decidedRow = z.object({ k: z.coerce.number(), cust_no: z.string(), lang: z.string(), variant: z.string(), title: z.string().nullable(), body: z.string().nullable(), reason: z.string() })
+const decidedRow = z.object({ k: z.coerce.number(), cust_no: z.string(), lang: z.string(), variant: z.string(), message_variant: z.string(), title: z.string().nullable(), body: z.string().nullable(), reason: z.string() })
 const iso = (s: string) => `${s.replace(' ', 'T')}Z`
 
 export interface TestSends {
   lists(tenantId: number): Promise<TestList[]>
   list(tenantId: number, id: string): Promise<TestList>
   saveList(tenantId: number, id: string, input: unknown, holder: string): Promise<TestList>
-  send(tenantId: number, c: SavedCampaign, listId: string, holder: string): Promise<TestSendResult>
+  /** `variant`: send that message variant only; without it, every variant of the campaign (each member gets each). */
+  send(tenantId: number, c: SavedCampaign, listId: string, holder: string, variant?: string): Promise<TestSendResult>
 }
 
 export function createTestSends(deps: { db: Db; tenants: TenantService; policies: PolicyRepository; queued(tenantId: number): void }): TestSends {
@@ -98,6 +103,40 @@ export function createTestSends(deps: { db: Db; tenants: TenantService; policies
       z.object({ customer_no: z.string(), k: z.coerce.number(), gone: z.coerce.number() }),
     )
     return new Map(rows.filter((r) => !r.gone).map((r) => [r.customer_no, r.k]))
+  }
+
+  /** The campaign's message filled for the test customers, as targeting would fill variant `variant` ('' without variants). */
+  async function decide(
+    db: TenantDb,
+    c: SavedCampaign,
+    o: { keys: number[]; today: string; now: Date; policy: Policy; timeZone: string; product: OpeningProduct | undefined; sendId: string; variant: string },
+  ): Promise<z.infer<typeof decidedRow>[]> {
+    const b = new ParamBinder('q')
+    const audience = {
+      sql: `SELECT customer_key, toDate(${b.bind('Date', o.today)}) AS occ_date, toDateTime64(${b.bind("DateTime64(3, 'UTC')", chDateTime(o.now))}, 3, 'UTC') AS due_base, '' AS no_hint
+            FROM (SELECT arrayJoin(${b.bind('Array(UInt32)', o.keys)}) AS customer_key)`,
+      dates: { from: o.today, to: o.today },
+    }
+    // What a test leaves out: the holdout, the control group, caps (a critical class is
+    // uncapped), quiet hours and the validity window. Consent and missing fields still apply.
+    const { validFrom: _f, validUntil: _u, ...rest } = c
+    const spec = {
+      tenantId: db.tenantId,
+      campaign: { ...rest, controlPerMille: 0, priority: 'critical' as const },
+      audience,
+      policy: { ...o.policy, quietHours: null },
+      timeZone: o.timeZone,
+      now: o.now,
+      today: o.today,
+      holdoutPerMille: 0,
+      runId: '0',
+      trigger: 'manual' as const,
+      product: o.product,
+      ...(o.variant ? { variant: o.variant } : {}),
+    }
+    const { decided, params } = targetingSql(spec, b)
+    // The statement skips customers already targeted under `cid` today: a fresh id per send, so a second test the same day is sent again.
+    return db.query(`SELECT k, cust_no, lang, variant, message_variant, title, body, reason FROM (${decided})`, { ...params, cid: `${c.id}${TEST_SUFFIX}:${o.sendId}` }, decidedRow)
   }
 
   const api: TestSends = {
@@ -135,7 +174,12 @@ export function createTestSends(deps: { db: Db; tenants: TenantService; policies
       return api.list(tenantId, id)
     },
 
-    async send(tenantId, c, listId, holder) {
+    async send(tenantId, c, listId, holder, variant) {
+      const all = variantsOf(c).map((v) => v.id)
+      if (variant !== undefined && !all.includes(variant)) {
+        throw new AppError('VALIDATION_FAILED', `Campaign ${c.id} has no variant ${variant}.`, { issues: [{ field: 'variant', message: all.some(Boolean) ? `one of ${all.join(', ')}` : 'the campaign has no variants' }] })
+      }
+      const chosen = variant !== undefined ? [variant] : all
       const list = await api.list(tenantId, listId)
       if (!list.members.length) throw new AppError('VALIDATION_FAILED', `Test list ${listId} has no members.`, { issues: [{ field: 'list', message: 'empty' }] })
       const db = tdb(tenantId)
@@ -143,46 +187,41 @@ export function createTestSends(deps: { db: Db; tenants: TenantService; policies
       const now = new Date()
       const today = localDate(now, tenant.timeZone)
       const keys = await keysOf(tenantId, list.members.map((m) => m.customerNo))
-      const b = new ParamBinder('q')
-      const audience = {
-        sql: `SELECT customer_key, toDate(${b.bind('Date', today)}) AS occ_date, toDateTime64(${b.bind("DateTime64(3, 'UTC')", chDateTime(now))}, 3, 'UTC') AS due_base, '' AS no_hint
-              FROM (SELECT arrayJoin(${b.bind('Array(UInt32)', [...keys.values()])}) AS customer_key)`,
-        dates: { from: today, to: today },
-      }
       const product = c.dateTrigger?.on === 'product_opening' ? await openingProduct(db, c.dateTrigger, today) : undefined
-      // What a test leaves out: the holdout, the control group, caps (a critical class is
-      // uncapped), quiet hours and the validity window. Consent and missing fields still apply.
-      const { validFrom: _f, validUntil: _u, ...rest } = c
       const sendId = crypto.randomBytes(8).toString('hex')
-      const spec = { tenantId, campaign: { ...rest, controlPerMille: 0, priority: 'critical' as const }, audience, policy: { ...policy, quietHours: null }, timeZone: tenant.timeZone, now, today, holdoutPerMille: 0, runId: '0', trigger: 'manual' as const, product }
-      const { decided, params } = targetingSql(spec, b)
-      // The statement skips customers already targeted under `cid` today: a fresh id per send, so a second test the same day is sent again.
-      const rows = await db.query(`SELECT k, cust_no, lang, variant, title, body, reason FROM (${decided})`, { ...params, cid: `${c.id}${TEST_SUFFIX}:${sendId}` }, decidedRow)
-      const byKey = new Map(rows.map((r) => [r.k, r]))
-      const out: TestSendResult = { sendId, campaignId: c.id, version: c.version, listId, queued: [], leftOut: [] }
+      const out: TestSendResult = { sendId, campaignId: c.id, version: c.version, listId, variants: chosen.filter(Boolean), queued: [], leftOut: [] }
       const expires = new Date(now.getTime() + Math.min(c.ttlMinutes, MAX_TTL_MINUTES) * 60_000)
       const targets: Record<string, unknown>[] = []
-      for (const m of list.members) {
-        const key = keys.get(m.customerNo)
-        const r = key === undefined ? undefined : byKey.get(key)
-        if (!r) {
-          out.leftOut.push({ ...m, reason: 'unknown_customer' })
-          continue
+      for (const v of chosen) {
+        const rows = await decide(db, c, { keys: [...keys.values()], today, now, policy, timeZone: tenant.timeZone, product, sendId, variant: v })
+        const byKey = new Map(rows.map((r) => [r.k, r]))
+        // Each variant's test targets have their own stored id, so none shares another's row key (push_targets' order key).
+        const storedCid = `${c.id}${TEST_SUFFIX}${v ? `:${v}` : ''}`
+        const tagged = v ? { messageVariant: v } : {}
+        for (const m of list.members) {
+          const key = keys.get(m.customerNo)
+          const r = key === undefined ? undefined : byKey.get(key)
+          if (!r) {
+            out.leftOut.push({ ...m, ...tagged, reason: 'unknown_customer' })
+            continue
+          }
+          if (r.reason !== '' || r.title === null || r.body === null) {
+            out.leftOut.push({ ...m, ...tagged, reason: r.reason || 'missing_field' })
+            continue
+          }
+          const targetId = crypto.createHash('md5').update(`${tenantId}:${storedCid}:${sendId}:${r.k}`).digest('hex')
+          out.queued.push({ ...m, targetId, ...tagged, language: r.lang, variant: r.variant, title: r.title, body: r.body })
+          targets.push({
+            campaign_id: storedCid, local_date: today, customer_key: r.k, target_id: targetId, campaign_version: c.version, run_id: newRunId(), customer_no: r.cust_no,
+            purpose: c.purpose, channel: c.channel, priority: c.priority, status: 'test', reason: '', due_at: chDateTime(now), expires_at: chDateTime(expires), send_date: today,
+            quiet_exempt: 0, language: r.lang, variant: r.variant, message_variant: v, title: r.title, body: r.body, trigger: 'test', created_at: chDateTime(now),
+          })
         }
-        if (r.reason !== '' || r.title === null || r.body === null) {
-          out.leftOut.push({ ...m, reason: r.reason || 'missing_field' })
-          continue
-        }
-        const targetId = crypto.createHash('md5').update(`${tenantId}:${c.id}${TEST_SUFFIX}:${sendId}:${r.k}`).digest('hex')
-        out.queued.push({ ...m, targetId, language: r.lang, variant: r.variant, title: r.title, body: r.body })
-        targets.push({
-          campaign_id: `${c.id}${TEST_SUFFIX}`, local_date: today, customer_key: r.k, target_id: targetId, campaign_version: c.version, run_id: newRunId(), customer_no: r.cust_no,
-          purpose: c.purpose, channel: c.channel, priority: c.priority, status: 'test', reason: '', due_at: chDateTime(now), expires_at: chDateTime(expires), send_date: today,
-          quiet_exempt: 0, language: r.lang, variant: r.variant, title: r.title, body: r.body, trigger: 'test', created_at: chDateTime(now),
-        })
       }
       if (targets.length) await db.insert('push_targets', targets)
-      await db.insert('push_test_sends', [{ send_id: sendId, campaign_id: c.id, campaign_version: c.version, list_id: listId, holder, at: chDateTime(now), queued: out.queued.length, left_out: out.leftOut.length }])
+      await db.insert('push_test_sends', [
+        { send_id: sendId, campaign_id: c.id, campaign_version: c.version, list_id: listId, holder, at: chDateTime(now), queued: out.queued.length, left_out: out.leftOut.length, variants: out.variants },
+      ])
       if (targets.length) deps.queued(tenantId)
       return out
     },

@@ -5596,7 +5596,7 @@ export interface paths {
                                 dateTrigger?: unknown;
                                 description: string;
                                 id: string;
-                                message: unknown;
+                                message?: unknown;
                                 name: string;
                                 /** @enum {string} */
                                 priority: "low" | "normal" | "high" | "critical";
@@ -5608,6 +5608,11 @@ export interface paths {
                                 ttlMinutes: number;
                                 validFrom?: string;
                                 validUntil?: string;
+                                variants?: {
+                                    id: string;
+                                    message: unknown;
+                                    weight: number;
+                                }[];
                                 version: number;
                             }[];
                         };
@@ -5681,7 +5686,7 @@ export interface paths {
                             dateTrigger?: unknown;
                             description: string;
                             id: string;
-                            message: unknown;
+                            message?: unknown;
                             name: string;
                             /** @enum {string} */
                             priority: "low" | "normal" | "high" | "critical";
@@ -5693,6 +5698,11 @@ export interface paths {
                             ttlMinutes: number;
                             validFrom?: string;
                             validUntil?: string;
+                            variants?: {
+                                id: string;
+                                message: unknown;
+                                weight: number;
+                            }[];
                             version: number;
                         };
                     };
@@ -5760,7 +5770,7 @@ export interface paths {
                                 dateTrigger?: unknown;
                                 description: string;
                                 id: string;
-                                message: unknown;
+                                message?: unknown;
                                 name: string;
                                 /** @enum {string} */
                                 priority: "low" | "normal" | "high" | "critical";
@@ -5772,6 +5782,11 @@ export interface paths {
                                 ttlMinutes: number;
                                 validFrom?: string;
                                 validUntil?: string;
+                                variants?: {
+                                    id: string;
+                                    message: unknown;
+                                    weight: number;
+                                }[];
                                 version: number;
                             };
                             changed: boolean;
@@ -5797,7 +5812,7 @@ export interface paths {
                                 dateTrigger?: unknown;
                                 description: string;
                                 id: string;
-                                message: unknown;
+                                message?: unknown;
                                 name: string;
                                 /** @enum {string} */
                                 priority: "low" | "normal" | "high" | "critical";
@@ -5809,6 +5824,11 @@ export interface paths {
                                 ttlMinutes: number;
                                 validFrom?: string;
                                 validUntil?: string;
+                                variants?: {
+                                    id: string;
+                                    message: unknown;
+                                    weight: number;
+                                }[];
                                 version: number;
                             };
                             changed: boolean;
@@ -6286,7 +6306,7 @@ export interface paths {
                                 dateTrigger?: unknown;
                                 description: string;
                                 id: string;
-                                message: unknown;
+                                message?: unknown;
                                 name: string;
                                 /** @enum {string} */
                                 priority: "low" | "normal" | "high" | "critical";
@@ -6298,6 +6318,11 @@ export interface paths {
                                 ttlMinutes: number;
                                 validFrom?: string;
                                 validUntil?: string;
+                                variants?: {
+                                    id: string;
+                                    message: unknown;
+                                    weight: number;
+                                }[];
                                 version: number;
                             };
                             changed: boolean;
@@ -6598,7 +6623,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Funnel, suppression reasons and uplift */
+        /** Funnel, suppression reasons and uplift, and the funnel per message variant with intervals */
         get: {
             parameters: {
                 query?: never;
@@ -6654,6 +6679,54 @@ export interface paths {
                                 [key: string]: number;
                             };
                             targeted: number;
+                            /** @description the funnel per message variant (A/B), in the campaign's order; empty without variants */
+                            variants: {
+                                clicked: number;
+                                /** @description sent targets clicked, over sent targets */
+                                clickThrough: {
+                                    count: number;
+                                    high: number | null;
+                                    /** @description 95% Wilson interval */
+                                    low: number | null;
+                                    of: number;
+                                    rate: number | null;
+                                };
+                                /** @description queued targets converted within the window, over queued targets; null without a goal */
+                                conversion: {
+                                    count: number;
+                                    high: number | null;
+                                    /** @description 95% Wilson interval */
+                                    low: number | null;
+                                    of: number;
+                                    rate: number | null;
+                                } | null;
+                                delivered: number;
+                                failed: number;
+                                opened: number;
+                                queued: number;
+                                sent: number;
+                                suppressed: number;
+                                targeted: number;
+                                variant: string;
+                                /** @description this variant minus the first; null for the first */
+                                vsBaseline: {
+                                    clickThrough: {
+                                        diff: number | null;
+                                        high: number | null;
+                                        /** @description 95% Newcombe interval of the difference */
+                                        low: number | null;
+                                    };
+                                    conversion: {
+                                        diff: number | null;
+                                        high: number | null;
+                                        /** @description 95% Newcombe interval of the difference */
+                                        low: number | null;
+                                    } | null;
+                                } | null;
+                                /** @description its weight in the current split; null when the campaign no longer has it */
+                                weight: number | null;
+                                withdrawn: number;
+                            }[];
                             /** @description queued targets closed at pull: the customer withdrew consent after targeting (reason consent_withdrawn) */
                             withdrawn: number;
                         };
@@ -6729,6 +6802,8 @@ export interface paths {
                                 expiresAt: string;
                                 language: string;
                                 localDate: string;
+                                /** @description the message variant (A/B); empty without variants */
+                                messageVariant: string;
                                 quietExempt: boolean;
                                 reason: string;
                                 /** @enum {string} */
@@ -6816,6 +6891,8 @@ export interface paths {
                     "application/json": {
                         /** @description the test list */
                         list: string;
+                        /** @description one message variant; without it, every variant */
+                        variant?: string;
                     };
                 };
             };
@@ -6832,6 +6909,7 @@ export interface paths {
                             leftOut: {
                                 customerNo: string;
                                 label: string;
+                                messageVariant?: string;
                                 reason: string;
                             }[];
                             listId: string;
@@ -6841,11 +6919,15 @@ export interface paths {
                                 customerNo: string;
                                 label: string;
                                 language: string;
+                                /** @description the message variant, for a campaign with variants */
+                                messageVariant?: string;
                                 targetId: string;
                                 title?: string;
                                 variant: string;
                             }[];
                             sendId: string;
+                            /** @description the message variants sent (each member gets each); empty without variants */
+                            variants: string[];
                             version: number;
                         };
                     };
@@ -6938,7 +7020,7 @@ export interface paths {
                                 dateTrigger?: unknown;
                                 description: string;
                                 id: string;
-                                message: unknown;
+                                message?: unknown;
                                 name: string;
                                 /** @enum {string} */
                                 priority: "low" | "normal" | "high" | "critical";
@@ -6950,6 +7032,11 @@ export interface paths {
                                 ttlMinutes: number;
                                 validFrom?: string;
                                 validUntil?: string;
+                                variants?: {
+                                    id: string;
+                                    message: unknown;
+                                    weight: number;
+                                }[];
                                 version: number;
                             }[];
                         };
@@ -7183,12 +7270,15 @@ export interface paths {
                                 language: string;
                                 leaseId: string;
                                 leaseUntil: string;
+                                /** @description the message variant (A/B) of the customer; empty without variants */
+                                messageVariant: string;
                                 priority: string;
                                 purpose: string;
                                 targetId: string;
                                 /** @description a test send to the bank's test list: deliver it, it counts in no statistics */
                                 test: boolean;
                                 title: string;
+                                /** @description standard or elder text */
                                 variant: string;
                             }[];
                         };

@@ -66,5 +66,7 @@ export function issueText(message: string): { tag?: string; text: string } {
   if (m) return { tag: m[1]!, text: tf('issueTagPurpose', { purposes: m[2]!.split(', ').map(purposeWord).join('、'), purpose: purposeWord(m[3]!) }) }
   m = /^tag (\S+) is not defined$/.exec(message)
   if (m) return { tag: m[1]!, text: t('issueTagUnknown') }
+  m = /^the weights add up to (\d+), not 100$/.exec(message)
+  if (m) return { text: tf('issueSplitSum', { sum: m[1]! }) }
   return /[\u4e00-\u9fff]/.test(message) ? { text: message } : { text: t('issueInvalid') }
 }

@@ -60,15 +60,18 @@ export type Message = PostBody<'/v1/push/templates/preview'>['message']
 export type Texts = Message['body']
 
 type ApiCampaign = Get<'/v1/push/campaigns'>['campaigns'][number]
-export type Campaign = Omit<ApiCampaign, 'audience' | 'dateTrigger' | 'schedule' | 'message' | 'conversion'> & {
+export type Campaign = Omit<ApiCampaign, 'audience' | 'dateTrigger' | 'schedule' | 'message' | 'variants' | 'conversion'> & {
   audience: { segment?: string; rule?: unknown; all?: true }
   dateTrigger?: { on: string; daysBefore?: number }
   schedule: Schedule
-  message: Message
+  /** One message, or variants (A/B) each with its share of the customers. */
+  message?: Message
+  variants?: { id: string; weight: number; message: Message }[]
   conversion?: { event: { names?: string[] }; withinHours: number }
 }
 
 export type CampaignStats = Get<'/v1/push/campaigns/{id}/stats'>
+export type VariantStats = CampaignStats['variants'][number]
 export type Group = NonNullable<CampaignStats['conversion']>['groups']['treated']
 export type Target = Get<'/v1/push/campaigns/{id}/targets'>['targets'][number]
 export type CustomerView = Get<'/v1/customers/{id}'>

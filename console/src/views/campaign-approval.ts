@@ -1,6 +1,6 @@
 import { ApiError, api, enc, get } from '../api.js'
 import { clear, fmtTime, h, select } from '../dom.js'
-import { t, tOr } from '../i18n.js'
+import { t, tf, tOr } from '../i18n.js'
 import { store } from '../store.js'
 import type { Campaign } from '../types.js'
 
@@ -26,7 +26,7 @@ interface TestList {
   members: { customerNo: string; label: string }[]
 }
 interface TestSend {
-  queued: { customerNo: string; label: string }[]
+  queued: { customerNo: string; label: string; messageVariant?: string }[]
   leftOut: { customerNo: string; label: string; reason: string }[]
 }
 
@@ -80,14 +80,17 @@ export async function testSendPanel(box: HTMLElement, c: Campaign): Promise<void
   }
   const out = h('div', { class: 'small', 'data-testid': 'test-send-result' })
   const pick = select({ 'data-testid': 'test-list' }, lists.map((l) => [l.id, `${l.name}（${l.members.length}）`] as [string, string]), lists[0]?.id ?? '')
+  // A campaign with variants sends one of them or all (each test phone gets each).
+  const variants = c.variants ?? []
+  const which = select({ 'data-testid': 'test-variant' }, [['', t('testAllVariants')], ...variants.map((v): [string, string] => [v.id, tf('variantName', { id: v.id })])], '')
   const send = async () => {
     out.textContent = t('testSending')
     try {
-      const r = await api<TestSend>('POST', `/v1/push/campaigns/${enc(c.id)}/test`, { list: pick.value })
+      const r = await api<TestSend>('POST', `/v1/push/campaigns/${enc(c.id)}/test`, { list: pick.value, ...(which.value ? { variant: which.value } : {}) })
       clear(
         out,
         h('p', { 'data-testid': 'test-sent' }, `${t('testSent')} ${r.queued.length} · ${t('testLeftOut')} ${r.leftOut.length}`),
-        r.queued.map((m) => h('div', null, '✓ ', m.label || m.customerNo, ' ', h('span', { class: 'muted', translate: 'no' }, m.customerNo))),
+        r.queued.map((m) => h('div', null, '✓ ', m.label || m.customerNo, ' ', h('span', { class: 'muted', translate: 'no' }, m.customerNo), m.messageVariant ? ` · ${tf('variantName', { id: m.messageVariant })}` : '')),
         r.leftOut.map((m) => h('div', { class: 'issue', 'data-testid': 'test-left-out' }, '✗ ', m.label || m.customerNo, ' ', h('span', { class: 'muted', translate: 'no' }, m.customerNo), ' · ', tOr(`testReason_${m.reason}`, t('issueInvalid')))),
       )
     } catch (e) {
@@ -99,7 +102,7 @@ export async function testSendPanel(box: HTMLElement, c: Campaign): Promise<void
     h('h3', null, t('testSendTitle')),
     h('p', { class: 'muted small' }, t('testSendRule')),
     lists.length
-      ? h('div', { class: 'row' }, pick, h('button', { 'data-testid': 'test-send', onclick: () => void send() }, t('testSend')))
+      ? h('div', { class: 'row' }, pick, variants.length ? which : null, h('button', { 'data-testid': 'test-send', onclick: () => void send() }, t('testSend')))
       : h('p', { class: 'muted', 'data-testid': 'test-no-list' }, t('testNoList')),
     testListEditor(lists, () => void testSendPanel(box, c)),
     out,

@@ -1,7 +1,23 @@
 import { zoned } from '../zone.js'
-import type { Campaign, Schedule } from '../types.js'
+import type { Campaign, Message, Schedule } from '../types.js'
 
 /** The campaign form's draft: from a saved campaign (`toDraft`) and back to the body the API takes (`toBody`). */
+
+/** A message's texts as the form edits them. */
+export interface DraftTexts {
+  titleZh: string
+  titleEn: string
+  bodyZh: string
+  bodyEn: string
+  elderZh: string
+  elderEn: string
+}
+
+/** A message variant after the first: its id, share and texts. */
+export interface DraftVariant extends DraftTexts {
+  id: string
+  weight: number
+}
 
 export interface Draft {
   id: string
@@ -22,6 +38,13 @@ export interface Draft {
   bodyEn: string
   elderZh: string
   elderEn: string
+  /**
+   * Variants (A/B): the texts above are the first variant's (the baseline), with `firstId` and
+   * `firstWeight`; `others` are the rest. Without others the campaign has one message.
+   */
+  firstId: string
+  firstWeight: number
+  others: DraftVariant[]
   controlPerMille: number
   conversionEvents: string
   conversionHours: number
@@ -57,6 +80,9 @@ export const blank = (): Draft => ({
   bodyEn: 'Hello {{name}}!',
   elderZh: '',
   elderEn: '',
+  firstId: 'A',
+  firstWeight: 100,
+  others: [],
   controlPerMille: 50,
   conversionEvents: '',
   conversionHours: 72,
@@ -65,9 +91,29 @@ export const blank = (): Draft => ({
   archived: false,
 })
 
+const textsOf = (m: Message): DraftTexts => ({
+  titleZh: m.title?.zh ?? '',
+  titleEn: m.title?.en ?? '',
+  bodyZh: m.body.zh,
+  bodyEn: m.body.en,
+  elderZh: m.elder?.body.zh ?? '',
+  elderEn: m.elder?.body.en ?? '',
+})
+
+/** The message the API takes from the form's texts. */
+export function messageOf(d: DraftTexts): Message {
+  return {
+    ...(d.titleZh || d.titleEn ? { title: { zh: d.titleZh || d.titleEn, en: d.titleEn || d.titleZh } } : {}),
+    body: { zh: d.bodyZh, en: d.bodyEn },
+    // An elder text left empty in one language falls back to the standard body of that language, not to the other language.
+    ...(d.elderZh || d.elderEn ? { elder: { body: { zh: d.elderZh || d.bodyZh, en: d.elderEn || d.bodyEn } } } : {}),
+  }
+}
 
 export function toDraft(c: Campaign, tz: string): Draft {
   const s = c.schedule
+  const [first, ...others] = c.variants ?? []
+  const texts = textsOf(first?.message ?? c.message ?? { body: { zh: '', en: '' } })
   const local = s.kind === 'once' ? new Intl.DateTimeFormat('sv-SE', { timeZone: tz, dateStyle: 'short', timeStyle: 'short' }).format(new Date(s.at)).replace(' ', 'T') : ''
   return {
     ...blank(),
@@ -83,12 +129,10 @@ export function toDraft(c: Campaign, tz: string): Draft {
     cron: s.kind === 'cron' ? s.cron : blank().cron,
     fallbackHour: s.kind === 'active_hour' ? (s.fallbackHour ?? 10) : 10,
     eventSchedule: s.kind === 'event' ? JSON.stringify(s) : '',
-    titleZh: c.message.title?.zh ?? '',
-    titleEn: c.message.title?.en ?? '',
-    bodyZh: c.message.body.zh,
-    bodyEn: c.message.body.en,
-    elderZh: c.message.elder?.body.zh ?? '',
-    elderEn: c.message.elder?.body.en ?? '',
+    ...texts,
+    firstId: first?.id ?? 'A',
+    firstWeight: first?.weight ?? 100,
+    others: others.map((v) => ({ id: v.id, weight: v.weight, ...textsOf(v.message) })),
     controlPerMille: c.controlPerMille,
     conversionEvents: c.conversion?.event.names?.join(', ') ?? '',
     conversionHours: c.conversion?.withinHours ?? 72,
@@ -115,12 +159,9 @@ export function toBody(d: Draft, tz: string): Record<string, unknown> {
     status: d.status,
     audience: d.segment ? { segment: d.segment } : { all: true },
     schedule,
-    message: {
-      ...(d.titleZh || d.titleEn ? { title: { zh: d.titleZh || d.titleEn, en: d.titleEn || d.titleZh } } : {}),
-      body: { zh: d.bodyZh, en: d.bodyEn },
-      // An elder text left empty in one language falls back to the standard body of that language, not to the other language.
-      ...(d.elderZh || d.elderEn ? { elder: { body: { zh: d.elderZh || d.bodyZh, en: d.elderEn || d.bodyEn } } } : {}),
-    },
+    ...(d.others.length
+      ? { variants: [{ id: d.firstId, weight: d.firstWeight, message: messageOf(d) }, ...d.others.map((v) => ({ id: v.id, weight: v.weight, message: messageOf(v) }))] }
+      : { message: messageOf(d) }),
     controlPerMille: d.controlPerMille,
     ...(events.length ? { conversion: { event: { names: events }, withinHours: d.conversionHours } } : {}),
     changeNote: d.changeNote,

@@ -1,10 +1,11 @@
 import { ApiError, api, enc, get } from '../api.js'
 import { PALETTE, bar, pie } from '../charts.js'
 import { cronsOf, occurrences, type Runs } from '../calendar.js'
-import { clear, fmtInt, fmtPct, fmtTime, h } from '../dom.js'
-import { lang, t, tOr } from '../i18n.js'
+import { clear, fmtInt, fmtPct, fmtTime, h, select } from '../dom.js'
+import { lang, t, tf, tOr } from '../i18n.js'
 import type { Campaign, CampaignStats, Preview, SchedulePreview, Target, TemplatePreview, TemplatePreviewRequest } from '../types.js'
 import { addDays, localDay } from '../zone.js'
+import { messagesOf, variantResults } from './campaign-variants.js'
 
 /** The panels beside a campaign: its message for a sample customer, stats, targets, and the calendar. */
 
@@ -27,11 +28,16 @@ let sampleFor = ''
 export async function preview(box: HTMLElement, c: Campaign): Promise<void> {
   const input = h('input', { value: sampleCustomer, placeholder: '8101…', 'data-testid': 'sample-customer' })
   const out = h('div', { class: 'message-preview', 'data-testid': 'message-preview' })
+  const messages = messagesOf(c)
+  // A campaign with variants previews the one chosen (the baseline first).
+  const which = select({ 'data-testid': 'preview-variant', onchange: () => void show() }, messages.map((m): [string, string] => [m.id, tf('variantName', { id: m.id })]), messages[0]?.id ?? '')
   const show = async () => {
     sampleCustomer = input.value.trim()
     if (!sampleCustomer) return clear(out, h('p', { class: 'muted' }, t('noSample')))
     try {
-      const body: TemplatePreviewRequest = { message: c.message, customerNo: sampleCustomer }
+      const message = (messages.find((m) => m.id === which.value) ?? messages[0])?.message
+      if (!message) return
+      const body: TemplatePreviewRequest = { message, customerNo: sampleCustomer }
       const p = await api<TemplatePreview>('POST', '/v1/push/templates/preview', body)
       const filled = p.texts[lang()]
       // A field without a value and without a fallback: targeting would leave this customer out.
@@ -46,7 +52,13 @@ export async function preview(box: HTMLElement, c: Campaign): Promise<void> {
       clear(out, h('p', { class: 'issue' }, (e as Error).message))
     }
   }
-  clear(box, h('h3', null, t('messagePreview')), h('div', { class: 'row' }, input, h('button', { onclick: () => void show() }, t('fill'))), out)
+  clear(
+    box,
+    h('h3', null, t('messagePreview')),
+    messages.length > 1 ? h('label', { class: 'field' }, h('span', null, t('previewVariant')), which) : null,
+    h('div', { class: 'row' }, input, h('button', { onclick: () => void show() }, t('fill'))),
+    out,
+  )
   if (sampleFor !== c.id) {
     sampleFor = c.id
     sampleCustomer = ''
@@ -90,6 +102,7 @@ export async function stats(box: HTMLElement, c: Campaign): Promise<void> {
           uplift,
         ]
       : h('p', { class: 'muted' }, t('noConversionGoal')),
+    variantResults(s.variants),
   )
   requestAnimationFrame(() => {
     if (s.targeted) {

@@ -7,6 +7,7 @@ import type { Campaign } from '../types.js'
 import { calendar, preview, ranNote, stats, targets } from './campaign-insights.js'
 import { blank, CRON_PRESETS, toBody, toDraft, type Draft } from './campaign-draft.js'
 import { approvalPanel, testSendPanel } from './campaign-approval.js'
+import { splitText, variantEditor } from './campaign-variants.js'
 import { historyPanel } from './history.js'
 import { archiveRefusal, copyId, keepingFocus, listFilters, listQueryString, type ListQuery } from './list-tools.js'
 
@@ -58,7 +59,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
           'button',
           { class: `seg-item${c.id === draft.id && draft.baseVersion ? ' on' : ''}${c.status === 'archived' ? ' archived' : ''}`, 'data-campaign': c.id, onclick: () => ((draft = toDraft((opened = c), tz)), drawForm(), drawSide()) },
           h('b', null, c.name),
-          h('small', null, h('span', { translate: 'no' }, c.id), ` · v${c.version} · ${t(`purpose_${c.purpose}`)}${c.status === 'paused' ? ` · ${t('paused')}` : c.status === 'archived' ? ` · ${t('archivedTag')}` : ''}`),
+          h('small', null, h('span', { translate: 'no' }, c.id), ` · v${c.version} · ${t(`purpose_${c.purpose}`)}${c.variants ? ` · ${t('splitOf')} ${splitText(c)}` : ''}${c.status === 'paused' ? ` · ${t('paused')}` : c.status === 'archived' ? ` · ${t('archivedTag')}` : ''}`),
         ),
       ),
       campaigns.length ? null : h('p', { class: 'muted small', 'data-testid': 'campaign-list-empty' }, t('noListMatch')),
@@ -139,6 +140,7 @@ export async function campaignsView(root: HTMLElement): Promise<void> {
         field(t('elderZh'), bind('elderZh', { rows: 2 })),
         field(t('elderEn'), bind('elderEn', { rows: 2 })),
       ),
+      variantEditor(draft, drawForm),
       h(
         'div',
         { class: 'form-grid' },
