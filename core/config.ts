@@ -93,6 +93,7 @@ export const configSchema = z.object({
   PIPELINE_RETRIES: int(2, 0, 10),
   PIPELINE_RETRY_BASE_MS: int(2_000, 10, 600_000),
   PIPELINE_LEASE_MS: int(3_600_000, 10_000, 86_400_000),
+  TAG_RUN_KEY_RANGE: int(0, 0, 100_000_000),
   SEGMENT_CACHE_MB: int(1024, 0, 262_144),
   LANE_REQUEST_MAX_THREADS: int(0, 0, 1024),
   LANE_REQUEST_MAX_MEMORY_MB: int(2048, 0, 1_048_576),
@@ -157,7 +158,8 @@ export interface Config {
     workers: number
   }>
   readonly collectDefaultMetrics: boolean
-  readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number }>
+  /** tagKeyRange: customer keys per range of a tag run's staging and diff (0: derived from the bank). */
+  readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number; tagKeyRange: number }>
   /** Bytes of tag bitmaps held in memory for segment previews (0: previews run in ClickHouse). */
   readonly segmentCacheBytes: number
   /** Per engine lane (core/lanes.ts): its query limits. */
@@ -265,7 +267,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       workers: r.INGEST_WORKERS >= 0 ? r.INGEST_WORKERS : Math.max(1, os.availableParallelism() - 1),
     }),
     collectDefaultMetrics: r.METRICS_DEFAULT,
-    pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS }),
+    pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS, tagKeyRange: r.TAG_RUN_KEY_RANGE }),
     segmentCacheBytes: r.SEGMENT_CACHE_MB * 1024 * 1024,
     lanes: Object.freeze({
       request: laneLimits(r.LANE_REQUEST_MAX_THREADS, r.LANE_REQUEST_MAX_MEMORY_MB, r.LANE_REQUEST_PRIORITY, r.LANE_REQUEST_NICE),

@@ -30,8 +30,11 @@ const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties
  * current, for days with and without events alike. A rerun after a failure builds them again.
  */
 export async function buildDays(db: TenantDb, layout: Layout, build: string, days: readonly string[], tz: string, o: { merges: boolean; chunkDays: number }): Promise<void> {
-  // Days without events cost a query over empty partitions, nothing more.
-  for (const [from, to] of contiguousRuns(days)) {
+  // Days without events have no rows to insert: they are only marked built below. (Few days
+  // per insert, as a large bank has, would otherwise cost a query per empty day of the window.)
+  const sorted = [...days].sort()
+  const busy = sorted.length ? await daysWithEvents(db, sorted[0]!, sorted[sorted.length - 1]!, tz) : new Set<string>()
+  for (const [from, to] of contiguousRuns(days.filter((d) => busy.has(d)))) {
     for (let d = from; d <= to; d = addDays(d, o.chunkDays)) {
       const end = addDays(d, o.chunkDays - 1) < to ? addDays(d, o.chunkDays - 1) : to
       await insertDays(db, layout, build, d, end, tz, o)
@@ -66,6 +69,18 @@ export async function dropSupersededDays(db: TenantDb, atLeast: number): Promise
        AND (day, build) NOT IN (SELECT day, max(build) FROM tag_event_days WHERE tenant_id = {tenant:UInt16} GROUP BY day)`,
   )
   return n
+}
+
+/** Local days in [from, to] holding any event (resolved or not). */
+async function daysWithEvents(db: TenantDb, from: string, to: string, tz: string): Promise<Set<string>> {
+  const rows = await db.query(
+    `SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS d FROM events
+     WHERE tenant_id = {tenant:UInt16}
+       AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})`,
+    { from, to, tz },
+    z.object({ d: z.string() }),
+  )
+  return new Set(rows.map((r) => r.d))
 }
 
 /** Inserts the aggregates of days [from, to] as rows of build `build`. */

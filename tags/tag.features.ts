@@ -2,13 +2,15 @@
  * Profile features: the allow-listed per-customer facts over profile and stock data that rule
  * tags may read. Each comes from one source, a per-customer aggregate over one table; a run
  * joins only the sources its tags need, once. Expressions are code, never user text; `{today}`
- * is the tenant's local date of the run (bound) and `{tz}` its time zone.
+ * is the tenant's local date of the run (bound) and `{tz}` its time zone. Every source reads one
+ * range of customer keys (`{klo}`..`{khi}`, bound by the run; the whole key space when unsplit).
  */
+import { keyInRange } from './tag.ranges.js'
 
 export type FeatureType = 'boolean' | 'enum' | 'number' | 'date' | 'string_list'
 
 export interface SourceDef {
-  /** A subquery yielding one row per customer_key, tenant-scoped by `{tenant:UInt16}`. */
+  /** A subquery yielding one row per customer_key, tenant-scoped by `{tenant:UInt16}`, of keys in `{klo}`..`{khi}`. */
   sql: string
   /** The table it reads (stock_changes says when it last changed). */
   table: string
@@ -22,7 +24,7 @@ export const SOURCES = {
     table: 'customers',
     key: 'customer_key',
     sql: `SELECT customer_key, gender, birth_date, region_code, branch_code, occupation, language, elder_mode, opened_at
-      FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0`,
+      FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} AND deleted = 0`,
   },
   accounts: {
     table: 'accounts',
@@ -31,7 +33,7 @@ export const SOURCES = {
         toFloat64(sumIf(balance, status != 'closed')) AS aum,
         arraySort(groupUniqArrayIf(toString(kind), status != 'closed')) AS kinds,
         countIf(status != 'closed') AS open_accounts
-      FROM accounts FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
+      FROM accounts FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key`,
   },
   loans: {
     table: 'loans',
@@ -41,7 +43,7 @@ export const SOURCES = {
         countIf(status = 'overdue' OR (status != 'closed' AND overdue_days > 0)) AS overdue,
         maxIf(overdue_days, status != 'closed') AS max_overdue_days,
         toFloat64(sumIf(outstanding, status != 'closed')) AS outstanding
-      FROM loans FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
+      FROM loans FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key`,
   },
   installments: {
     table: 'loan_schedules',
@@ -50,7 +52,7 @@ export const SOURCES = {
         minIf(due_date, status != 'paid' AND due_date >= {today:Date32}) AS next_due,
         toFloat64(argMinIf(amount_due - amount_paid, due_date, status != 'paid' AND due_date >= {today:Date32})) AS next_amount,
         countIf(status = 'overdue' OR (status = 'due' AND due_date < {today:Date32})) AS overdue
-      FROM loan_schedules FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key
+      FROM loan_schedules FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key
       HAVING countIf(status != 'paid') > 0`,
   },
   bills: {
@@ -60,13 +62,13 @@ export const SOURCES = {
         minIf(due_date, status = 'unpaid' AND due_date >= {today:Date32}) AS next_due,
         countIf(status = 'unpaid') AS unpaid,
         countIf(status = 'overdue' OR (status = 'unpaid' AND due_date < {today:Date32})) AS overdue
-      FROM bills FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
+      FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key`,
   },
   paid_for_others: {
     table: 'bills',
     key: 'payer_key',
     sql: `SELECT payer_key, count() AS bills, uniqExact(customer_key) AS people
-      FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND payer_key != 0 AND payer_key != customer_key
+      FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('payer_key')} AND payer_key != 0 AND payer_key != customer_key
         AND status = 'paid' AND paid_at >= toDateTime({today:Date32}, {tz:String}) - INTERVAL 180 DAY
       GROUP BY payer_key`,
   },
@@ -77,7 +79,7 @@ export const SOURCES = {
         argMaxIf(granted, updated_at, purpose = 'marketing' AND channel = 'push') AS marketing_push,
         argMaxIf(granted, updated_at, purpose = 'marketing' AND channel = 'sms') AS marketing_sms,
         argMaxIf(granted, updated_at, purpose = 'service' AND channel = 'push') AS service_push
-      FROM consents FINAL WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key`,
+      FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key`,
   },
 } as const satisfies Record<string, SourceDef>
 

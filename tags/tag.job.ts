@@ -11,7 +11,7 @@ import type { TagRepository } from './tag.repository.js'
  * cron is a schedule of its tenant's (a scheduled run computes the tags of that cron only,
  * incrementally). A backfill recomputes history day by day, each day under its own run id.
  */
-export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo: TagRepository }): void {
+export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo: TagRepository; keyRange?: number }): void {
   runner.register(
     'tags',
     async ({ tenantId, timeZone, runId, options: o }) => {
@@ -20,10 +20,10 @@ export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo
       if (o.backfill) {
         for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
           const asOf = new Date(zonedMidnight(addDays(d, 1), timeZone).getTime() - 1)
-          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId() }))
+          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange }))
         }
       } else {
-        results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId }))
+        results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange }))
       }
       const last = results[results.length - 1]
       const failures = o.backfill ? results.flatMap((r) => r.failures.map((f) => ({ ...f, today: r.state.today }))) : (last?.failures ?? [])

@@ -10,6 +10,7 @@ import { tagDependencies, type LifecycleRule, type StoredTag, type TagDefinition
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
+import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
 import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
 
 /**
@@ -57,6 +58,11 @@ export interface TagRunRequest {
    * took its change time just before a run started may commit just after the run read.
    */
   watermarkSlackMs?: number
+  /**
+   * Customer keys per range of the statements whose memory grows with the bank (staging, the
+   * diff); 0 or unset: derived from the bank's highest key (tag.ranges.ts).
+   */
+  keyRange?: number
 }
 
 export interface TagRunResult {
@@ -74,13 +80,19 @@ export interface TagRunResult {
   blocked: { tag: string; reason: string }[]
   rebuiltDays: string[]
   scoped?: number
+  /** Customer-key ranges the ranged statements ran over. */
+  keyRanges: number
   steps: { step: string; ms: number }[]
 }
 
 const INCREMENTAL_MAX_GAP_DAYS = 7
 /** Inserts that computed their change time just before the watermark may commit just after it. */
 const WATERMARK_SLACK_MS = 60_000
-/** Days rebuilt per insert: bounds the memory of one aggregation. */
+/**
+ * Days rebuilt per insert: bounds the memory of one aggregation. A bank of several key ranges
+ * rebuilds fewer days per insert, so one insert groups about as many (day, customer) pairs as
+ * eight days of one range.
+ */
 const REBUILD_CHUNK_DAYS = 8
 /** Superseded day builds tolerated before they are dropped (one table mutation drops them all). */
 const SUPERSEDED_DAYS_BEFORE_CLEANUP = 48
@@ -175,13 +187,15 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const gap = prev ? daysBetween(prev.today, today) : -1
     if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
   }
+  const ranges: KeyRange[] = splitKeys(await maxCustomerKey(db), req.keyRange ?? 0)
+  const chunkDays = Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length))
   // Rebuilt days get a new build (this run's id) that readers switch to once it is complete.
   const merges = await hasMerges(db)
   const rebuilt: string[] = []
   const rebuild = async (unsorted: string[]) => {
     const days = [...new Set(unsorted)].sort()
     if (!days.length) return
-    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays: REBUILD_CHUNK_DAYS })
+    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays })
     rebuilt.push(...days)
   }
   let scoped: number | undefined
@@ -219,7 +233,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const params = { run: req.runId, today, tz, asOf }
   const stage = async (q: StageQuery, what: string) => {
     try {
-      await db.command(q.sql, { ...q.params, ...params })
+      for (const r of q.ranged ? ranges : [undefined]) await db.command(q.sql, { ...q.params, ...params, ...(r ? rangeParams(r) : {}) })
     } catch (err) {
       if (err instanceof AppError) throw err
       throw new AppError('INTERNAL', `Computing ${what} failed: ${errText(err)}`, { cause: err })
@@ -290,8 +304,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const ok = (d: TagDefinition) => !failed.has(d.name)
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : {}
-      changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ...backfillAsOf })
-      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter(ok).map((d) => d.name), scoped: false, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter(ok).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     await timed(`level${li}_apply`, () =>
@@ -361,6 +375,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     blocked: [...blocked].map(([tag, reason]) => ({ tag, reason })),
     rebuiltDays: [...new Set(rebuilt)].sort(),
     ...(scoped !== undefined ? { scoped } : {}),
+    keyRanges: ranges.length,
     steps,
   }
 }

@@ -15,6 +15,7 @@ import {
 import { guardSqlTag } from './tag.sqlguard.js'
 import { sqlTagSources } from './tag.sources.js'
 import { currentValuesSql, valuesAsOfSql } from './tag.values.js'
+import { keyInRange, rangeParams } from './tag.ranges.js'
 
 /**
  * The SQL that stages one level of tags: every statement here is an `INSERT INTO tag_stage`
@@ -24,10 +25,18 @@ import { currentValuesSql, valuesAsOfSql } from './tag.values.js'
 
 export interface StageQuery {
   sql: string
+  /** Bound for the whole key space; a ranged query is run once per key range with its own. */
   params: Record<string, unknown>
+  /**
+   * Computes each customer from that customer's rows alone, so it may run per range of customer
+   * keys (`{klo}`..`{khi}`) and hold one range in memory at a time. Scores rank every customer
+   * and SQL tags are free text: those run over all keys at once.
+   */
+  ranged: boolean
 }
 
 const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`
+const RANGE = `AND ${keyInRange('customer_key')}`
 
 /** Output tuples, one per tag, unpivoted into stage rows; only tags that hold are kept. */
 function stageInsert(names: readonly string[], select: string, b: ParamBinder): string {
@@ -41,7 +50,7 @@ function stageInsert(names: readonly string[], select: string, b: ParamBinder): 
 /** Window and lifecycle tags, from daily aggregates, for all customers or the run's scope. */
 export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean; windowFrom: string; layout: Layout }): StageQuery {
   const b = new ParamBinder('w')
-  const scope = o.scoped ? SCOPE : ''
+  const scope = `${RANGE} ${o.scoped ? SCOPE : ''}`
   const aggs: string[] = []
   const outs: string[] = []
   defs.forEach((d, i) => {
@@ -70,7 +79,7 @@ export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean
       GROUP BY customer_key`
   const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
       FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, wfrom: o.windowFrom, layout: o.layout.hash } }
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, ...rangeParams(), wfrom: o.windowFrom, layout: o.layout.hash }, ranged: true }
 }
 
 export interface DepTag {
@@ -111,7 +120,7 @@ export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<
   let pivot = ''
   if (depList.length) {
     const tagsParam = b.strs(depList)
-    const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`) : currentValuesSql(tagsParam)
+    const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`, RANGE) : currentValuesSql(tagsParam, RANGE)
     const parts = depList.flatMap((_, i) => {
       const is = `tag = ${b.str(depList[i]!)}`
       return [`maxIf(toUInt8(1), ${is}) AS d${i}_p`, `anyIf(value, ${is}) AS d${i}_v`, `anyIf(num, ${is}) AS d${i}_n`, `anyIf(list, ${is}) AS d${i}_l`]
@@ -120,7 +129,8 @@ export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<
   }
   const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features])}) AS p ${pivot}
     SETTINGS join_use_nulls = 1`
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: b.params }
+  const ranged = defs.every((d) => d.rule.kind !== 'score')
+  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, ...rangeParams() }, ranged }
 }
 
 /** A numeric input; NULL when the customer has none (a window count without events is 0). */
@@ -166,5 +176,5 @@ export function sqlStage(d: TagDefinition): StageQuery {
             : outTuple('string_list', `CAST(${v}, 'Array(String)')`, `notEmpty(CAST(${v}, 'Array(String)'))`)
   // One value per customer: a query returning several rows for one customer keeps any one.
   const select = `SELECT customer_key, ${out} AS e0 FROM (SELECT customer_key, any(value) AS value FROM (${guarded.sql}) GROUP BY customer_key)`
-  return { sql: stageInsert([d.name], select, b), params: b.params }
+  return { sql: stageInsert([d.name], select, b), params: b.params, ranged: false }
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import type { ValueType } from './tag.schema.js'
+import { ALL_KEYS, keyInRange, rangeParams, type KeyRange } from './tag.ranges.js'
 
 /**
  * Where computed values go: a run stages them (tag_stage), compares them with the current values
@@ -32,28 +33,31 @@ export interface DiffOptions {
   scoped: boolean
   /** Compare with history as of this time instead of the current values (backfill). */
   asOf?: string
+  /** Customer-key ranges compared one at a time (default: all keys at once). */
+  ranges?: readonly KeyRange[]
 }
 
 /** Stages → changes for `tags`; returns the number of changed values. */
 export async function diffStage(db: TenantDb, o: DiffOptions): Promise<number> {
   if (!o.tags.length) return 0
-  const scope = o.scoped ? SCOPE : ''
+  const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
   const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}) }
   // Both sides arrive ordered by (tag, customer_key): a sorting merge join streams them
-  // instead of holding every current value of the level in a hash table.
-  await db.command(
+  // instead of holding every current value of the level in a hash table. Per key range, so
+  // what the join does hold (sort buffers of the stage side) is bounded by the range.
+  for (const range of o.ranges ?? [ALL_KEYS]) await db.command(
     `INSERT INTO tag_changes (tenant_id, run_id, tag, customer_key, value, num, list, removed)
      SELECT {tenant:UInt16}, {run:UInt64}, tag, customer_key,
             if(s.present = 1, s.value, c.value), if(s.present = 1, s.num, c.num), if(s.present = 1, s.list, c.list),
             s.present = 0
      FROM (SELECT tag, customer_key, value, num, list, toUInt8(1) AS present FROM tag_stage
-           WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}) AS s
+           WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)} AND ${keyInRange('customer_key')}) AS s
      FULL OUTER JOIN (SELECT tag, customer_key, value, num, list, toUInt8(1) AS present FROM ${old}) AS c
      USING (tag, customer_key)
      WHERE s.present = 0 OR c.present = 0 OR s.value != c.value OR s.num != c.num OR s.list != c.list
      SETTINGS join_algorithm = 'full_sorting_merge'`,
-    params,
+    { ...params, ...rangeParams(range) },
   )
   const [r] = await db.query(
     `SELECT count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,

@@ -20,7 +20,7 @@ export interface TagsModule {
   routes(app: FastifyInstance, auth: Auth): void
 }
 
-export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Logger; metrics: Metrics; runner: RunnerOptions }): TagsModule {
+export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Logger; metrics: Metrics; runner: RunnerOptions & { tagKeyRange?: number } }): TagsModule {
   const repo = createTagRepository({ db: deps.db })
   const catalog = createTagCatalog({ db: deps.db, repo })
   const runner = createPipelineRunner({
@@ -31,7 +31,7 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
     metrics: deps.metrics,
     options: deps.runner,
   })
-  registerTagPipeline(runner, { db: deps.db.lane('pipeline'), repo })
+  registerTagPipeline(runner, { db: deps.db.lane('pipeline'), repo, keyRange: deps.runner.tagKeyRange ?? 0 })
   return {
     repo,
     catalog,

@@ -14,10 +14,12 @@ import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
+import { openEngineMonitor, type EnginePeak } from '../engine-monitor.js'
 import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
 
 /**
- * The banking tag pack over the demo group (`--set customers=N days=D seed=S`), against the floor
+ * The banking tag pack over the demo group (`--set customers=N days=D seed=S key_range=K`; K is the
+ * customer keys per range of the runs' staging and diff, 0 = derived from the bank), against the floor
  * of the same run: the aggregates the pack's event tags compute, as one bare GROUP BY scan of the
  * raw events per tenant (no identity resolution, daily states, diffs, history or bitmaps).
  *
@@ -36,6 +38,7 @@ export const scenario: BenchScenario = {
     const customers = Number(ctx.args.customers ?? 1_000_000)
     const days = Number(ctx.args.days ?? 30)
     const seed = Number(ctx.args.seed ?? 42)
+    const keyRange = Number(ctx.args.key_range ?? 0)
     const system = ctx.db.system
     const say = (msg: string) => console.error(`[tags ${new Date().toISOString().slice(11, 19)}] ${msg}`)
     // The code is loaded by now: the commit measured is the one checked out at the start.
@@ -49,6 +52,9 @@ export const scenario: BenchScenario = {
     const pii = createPii(crypto.randomBytes(32).toString('base64url'))
     const asOf = zonedMidnight(localDate(new Date(), TIME_ZONE), TIME_ZONE)
     say(`generating the demo: ${customers} customers, ${days} days, now = ${asOf.toISOString()}`)
+    // Each phase's peak engine memory and its largest statements, from a second connection.
+    const monitor = await openEngineMonitor(ctx.dataDir)
+    monitor.phase('generation')
     const summary = await generateDemo({ db: ctx.db, tenants, keys, pii, log: ctx.log }, { customers, days, seed, now: asOf, progress: false })
     const events = summary.rows.events ?? 0
     say(`demo: ${events} events in ${summary.seconds.toFixed(1)} s`)
@@ -77,6 +83,7 @@ export const scenario: BenchScenario = {
     let floorCustomers = 0
     let floorAggregates = 0
     let floorSpan = 0
+    monitor.phase('floor')
     for (let pass = 0; pass < 2; pass++) {
       let total = 0
       floorCustomers = 0
@@ -101,18 +108,20 @@ export const scenario: BenchScenario = {
     // --- full --------------------------------------------------------------------------------
     const runAll = async (mode: 'full' | 'incremental', at: Date, label: string) => {
       const results: TagRunResult[] = []
+      monitor.phase(label)
       const t0 = performance.now()
       const cpu0 = process.cpuUsage()
       for (const t of members) {
         results.push(
           await runTags(
             { db: ctx.db },
-            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
+            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), keyRange, ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
           ),
         )
       }
       const seconds = (performance.now() - t0) / 1000
       const cpu = cpuSince(cpu0)
+      monitor.phase('between')
       load[label.replace(' run', '').replace(' ', '_')] = os.loadavg()[0]!
       say(`${label}: ${seconds.toFixed(2)} s (${cpu.toFixed(1)} CPU s), modes ${results.map((r) => r.mode).join('/')}, changed ${results.reduce((a, r) => a + r.changed, 0)}`)
       return { seconds, cpu, results, steps: stepTotals(results, seconds) }
@@ -146,11 +155,15 @@ export const scenario: BenchScenario = {
     const differing = [...perTagRerun].filter(([, n]) => n > 0).map(([tag, n]) => `${tag} ${n}`)
 
     const maxRssMb = process.resourceUsage().maxRSS / 1024
+    await monitor.close()
+    const peaks = monitor.peaks()
+    const peakMb = (phase: string) => peaks[phase]?.trackedMb ?? 0
+    const statementMb = (phase: string) => peaks[phase]?.queries[0]?.mb ?? 0
     const perMillion = events ? 14_000_000 / customers : 0
     const ratios = { full_over_floor: full.seconds / floorSeconds, incremental_over_full: incr.seconds / full.seconds }
     const fallbacks = incr.results.filter((r) => r.mode !== 'incremental').length
     return {
-      params: { customers, days, seed, code, tags: pack.length, event_tags: eventTags.length, tenants: members.length, time_zone: TIME_ZONE, as_of: asOf.toISOString() },
+      params: { customers, days, seed, key_range: keyRange, key_ranges: full.results[0]?.keyRanges ?? 0, code, tags: pack.length, event_tags: eventTags.length, tenants: members.length, time_zone: TIME_ZONE, as_of: asOf.toISOString() },
       figures: {
         generation_s: summary.seconds,
         events,
@@ -186,6 +199,11 @@ export const scenario: BenchScenario = {
         incremental_over_full_cpu: incr.cpu / full.cpu,
         ...Object.fromEntries(Object.entries(load).map(([k, v]) => [`load1_after_${k}`, v])),
         max_rss_mb: maxRssMb,
+        engine_peak_full_mb: peakMb('full run'),
+        engine_peak_incremental_mb: peakMb('incremental run'),
+        engine_peak_rerun_mb: peakMb('full rerun'),
+        largest_statement_full_mb: statementMb('full run'),
+        largest_statement_incremental_mb: statementMb('incremental run'),
         ...Object.fromEntries(Object.entries(settleSeconds).map(([k, v]) => [`merges_settle_${k}_s`, v])),
         extrapolated_14m_full_s: full.seconds * perMillion,
         extrapolated_14m_incremental_s: incr.seconds * perMillion,
@@ -214,8 +232,12 @@ export const scenario: BenchScenario = {
         `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
         `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +
           `${os.cpus().length} cores; load1_after_* is the machine's one-minute load average at the end of each phase (${os.cpus().length} means the cores were busy).`,
-        `max_rss_mb is the process peak (Node and the embedded engine together), generation included.`,
+        `max_rss_mb is the process peak (Node and the embedded engine together), generation included. engine_peak_*_mb is the engine's MemoryTracking ` +
+          `peak in the phase and largest_statement_*_mb the largest peak of one running statement, both sampled each second from a second connection ` +
+          `(the section below names the statements). Staging and diffs ran per customer-key range: ${keyRange || 'derived'} keys per range, ` +
+          `${full.results.map((r) => r.keyRanges).join('/')} range(s) per tenant.`,
       ],
+      sections: [monitorSection(peaks)],
     }
   },
 }
@@ -279,6 +301,19 @@ function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): 
   return { sql, params: { ...b.params, tz }, aggregates: aggs.length, span }
 }
 
+
+function monitorSection(peaks: Record<string, EnginePeak>): string {
+  const rows = Object.entries(peaks)
+    .filter(([k]) => k !== 'start' && k !== 'between')
+    .map(([k, v]) => `| ${k} | ${v.trackedMb.toFixed(0)} | ${v.queries.map((q) => `${q.mb.toFixed(0)} MB: \`${q.query.replaceAll('|', '/').replaceAll('`', "'")}\``).join('<br>')} |`)
+  return [
+    '## Engine memory during each phase (sampled each second from a second connection)\n',
+    '| phase | peak MemoryTracking MB | statements with the largest peak memory |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n')
+}
 
 /** Count and an order-independent checksum of a tenant's current tag values. */
 async function valuesChecksum(db: TenantDb): Promise<{ n: number; x: string }> {
