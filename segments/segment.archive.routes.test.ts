@@ -47,6 +47,17 @@ describe('PUT /v1/segments/:id/archived', () => {
     expect(await ids()).toContain('elders')
   })
 
+  it('refuses to retire a segment a campaign or another segment uses, naming each of them, and keeps it', async () => {
+    const res = await t.app.inject({ method: 'DELETE', url: '/v1/segments/elders', headers: auth(bank.admin) })
+    expect(res.statusCode).toBe(409)
+    const err = res.json().error
+    expect(err.code).toBe('IN_USE')
+    expect(err.issues.map((i: { kind: string; id: string; at: string }) => `${i.kind} ${i.id} ${i.at}`).sort()).toEqual(['campaign elder-rule audience.rule.all.0', 'campaign elder-wealth audience.segment', 'segment elders-too rule.all.0'])
+    const kept = await t.app.inject({ url: '/v1/segments/elders', headers: auth(bank.admin) })
+    expect(kept.statusCode).toBe(200)
+    expect(kept.json()).toMatchObject({ id: 'elders', version: 1, retired: false })
+  })
+
   it('archives once nothing uses it: out of the default list, shown by the filter, a version by the holder, audited', async () => {
     expect((await put('/v1/push/campaigns/elder-wealth', { name: '长辈理财', purpose: 'marketing', audience: { all: true }, schedule: { kind: 'cron', cron: '0 10 * * *' }, message })).statusCode).toBe(200)
     expect((await t.app.inject({ method: 'DELETE', url: '/v1/segments/elders-too', headers: auth(bank.admin) })).statusCode).toBe(204)

@@ -213,8 +213,10 @@ export function createSegmentRepository(deps: { db: Db }) {
         changed: true,
       }
     },
+    /** Retires (a last version by `actor`); refused (409 IN_USE) while something uses it, as archiving is. */
     async retire(tenantId: number, id: string, actor: string, note = ''): Promise<void> {
       const s = await repo.get(tenantId, id)
+      await refuseIfUsed(tenantId, id, 'retire')
       await tdb(tenantId).insert('segment_definitions', [stored(s, s.version + 1, actor, note || 'retired', { retired: true, archived: s.archived })])
     },
     /** Where campaigns and segments use this one (capabilities that reference segments register a finder). */
@@ -232,18 +234,20 @@ export function createSegmentRepository(deps: { db: Db }) {
     async setArchived(tenantId: number, id: string, archived: boolean, actor: string, note = ''): Promise<{ segment: SavedSegment; changed: boolean }> {
       const s = await repo.get(tenantId, id)
       if (s.archived === archived) return { segment: s, changed: false }
-      if (archived) {
-        const users = await repo.uses(tenantId, id)
-        if (users.length) {
-          throw new AppError('IN_USE', `Segment ${id} is used by ${users.map((u) => `${u.kind} ${u.id} (${u.field})`).join('; ')}: change those first.`, {
-            issues: users.map((u) => ({ field: 'archived', message: `${u.kind} ${u.id} uses it at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
-          })
-        }
-      }
+      if (archived) await refuseIfUsed(tenantId, id, 'archive')
       const row = stored(s, s.version + 1, actor, note || (archived ? 'archived' : 'restored'), { archived })
       await tdb(tenantId).insert('segment_definitions', [row])
       return { segment: { ...s, version: row.version, archived, createdBy: actor, createdAt: row.created_at, changeNote: row.change_note }, changed: true }
     },
+  }
+  /** A segment a campaign or another segment still uses would leave them pointing at nothing. */
+  async function refuseIfUsed(tenantId: number, id: string, change: 'archive' | 'retire'): Promise<void> {
+    const users = await repo.uses(tenantId, id)
+    if (users.length === 0) return
+    const field = change === 'archive' ? 'archived' : 'id'
+    throw new AppError('IN_USE', `Segment ${id} is used by ${users.map((u) => `${u.kind} ${u.id} (${u.field})`).join('; ')}: change those first.`, {
+      issues: users.map((u) => ({ field, message: `${u.kind} ${u.id} uses it at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+    })
   }
   return repo
 }

@@ -257,7 +257,13 @@ export function registerSegmentRoutes(
     {
       onRequest: auth.require('segments:write'),
       config: { audit: { action: 'segment.retire', objectKind: 'segment', objectParam: 'id' } },
-      schema: { tags: ['segments'], summary: 'Retire a segment (its history stays)', security, params: idParam, response: { 204: z.null(), 404: errorBody } },
+      schema: {
+        tags: ['segments'],
+        summary: 'Retire a segment (its history stays); refused with the users named while a campaign or segment uses it',
+        security,
+        params: idParam,
+        response: { 204: z.null(), 404: errorBody, 409: errorBody },
+      },
     },
     async (req, reply) => {
       await segments.retire(req.principal!.tenantId, req.params.id, req.principal!.holder)

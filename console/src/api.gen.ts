@@ -8224,7 +8224,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Retire a segment (its history stays) */
+        /** Retire a segment (its history stays); refused with the users named while a campaign or segment uses it */
         delete: {
             parameters: {
                 query?: never;
@@ -8245,6 +8245,27 @@ export interface paths {
                 };
                 /** @description Default Response */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @description a code from the error catalogue */
+                                code: string;
+                                issues?: ({
+                                    field?: string;
+                                    message: string;
+                                } & {
+                                    [key: string]: unknown;
+                                })[];
+                                message: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                409: {
                     headers: {
                         [name: string]: unknown;
                     };
