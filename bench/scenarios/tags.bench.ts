@@ -6,7 +6,8 @@ import type { TenantDb } from '../../core/db.js'
 import { addDays, chDateTime, DAY_MS, localDate, zonedMidnight } from '../../core/time.js'
 import { generateDemo } from '../../demo/demo.generator.js'
 import { newRunId } from '../../core/run-id.js'
-import { runTags, type TagRunResult } from '../../tags/tag.pipeline.js'
+import { eventMeasures, runTags, type TagRunResult } from '../../tags/tag.pipeline.js'
+import { dailyAggregateSql } from '../../tags/tag.measures.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../../tags/tag.pack.js'
 import { ParamBinder } from '../../core/params.js'
 import { createTagRepository } from '../../tags/tag.repository.js'
@@ -129,6 +130,28 @@ export const scenario: BenchScenario = {
     const full = await runAll('full', asOf, 'full run')
     settleSeconds.after_full = await settle(system)
 
+    // --- floors of the two largest steps ---------------------------------------------------------
+    // rebuild_days: the same per-(customer, day) aggregation of the raw events, without identity
+    // resolution and without writing the rows. diff: one read of every current value (FINAL), which
+    // the diff reads at least once beside the staged values.
+    const stepFloor = { rebuild: 0, values: 0 }
+    for (const t of members) {
+      const b = new ParamBinder('d')
+      const { layout, span } = eventMeasures(defsOf.get(t.id)!)
+      const today = localDate(asOf, t.timeZone)
+      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
+        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
+          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
+      const sql = `SELECT count() AS n FROM (SELECT cityHash64(customer_key, day, cnt, total, first_at, last_at, keys) AS h FROM (${dailyAggregateSql(layout, source, b)})) WHERE h != 0`
+      let t0 = performance.now()
+      await ctx.db.forTenant(t.id).query(sql, { ...b.params, tz: t.timeZone, from: addDays(today, -(span - 1)), to: today }, z.object({ n: z.coerce.number() }))
+      stepFloor.rebuild += (performance.now() - t0) / 1000
+      t0 = performance.now()
+      await valuesChecksum(ctx.db.forTenant(t.id))
+      stepFloor.values += (performance.now() - t0) / 1000
+    }
+    say(`step floors: day aggregation ${stepFloor.rebuild.toFixed(2)} s, current values read ${stepFloor.values.toFixed(2)} s`)
+
     // --- one new day -------------------------------------------------------------------------
     const asOf2 = new Date(asOf.getTime() + DAY_MS)
     const t1 = performance.now()
@@ -175,6 +198,8 @@ export const scenario: BenchScenario = {
         floor_pass2_s: floorPasses[1]!,
         floor_cpu_s: floorCpuSeconds,
         full_s: full.seconds,
+        floor_rebuild_days_s: stepFloor.rebuild,
+        floor_values_read_s: stepFloor.values,
         full_cpu_s: full.cpu,
         ...prefixed('full', full.steps),
         new_day_events: newDayEvents,
@@ -228,6 +253,9 @@ export const scenario: BenchScenario = {
         equal
           ? 'A full run at the same asOf after the incremental one changed no value, and the tag_values checksums (count, groupBitXor of cityHash64(tag, customer_key, value, num)) agree: incremental = full.'
           : `Incremental != full: the full rerun changed ${rerunChanged} values (${differing.join(', ') || 'checksums differ only'}).`,
+        `Step floors, measured after the full run: floor_rebuild_days_s is the rebuild's per-(customer, day) aggregation of the same raw events ` +
+          `(all measures, the whole window) without identity resolution and without writing the rows; floor_values_read_s is one read of every ` +
+          `current value (tag_values FINAL, count and checksum), which each full diff needs at least once.`,
         `Before each timed phase the run waits for background merges and mutations to finish (merges_settle_*_s), so the phases do not pay for each other's merges.`,
         `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
         `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +
