@@ -1,3 +1,4 @@
+import os from 'node:os'
 import { createPii } from '../../core/pii.js'
 import { EVENT_COLUMNS, toRow } from '../../ingest/event-writer.js'
 import { createValueScanner, type ValuePolicy } from '../../core/pii.scan.js'
@@ -23,6 +24,8 @@ export const scenario: BenchScenario = {
     const sweep = String(ctx.args.sweep ?? '8,32,128').split(',').filter(Boolean).map(Number)
     // `--set profile=DIR`: each server writes V8 CPU profiles (main thread and workers) under DIR/<variant>.
     const profile = ctx.args.profile
+    // The machine is shared: its load average (1 min) at the start and the end goes with the figures.
+    const loadStart = os.loadavg()[0]!
     // First, while this process's engine is idle and no server runs: the in-process measure is
     // not disturbed by background merges of the rows inserted below.
     const scan = ctx.args.scan === '0' ? undefined : scanCost(size)
@@ -88,7 +91,15 @@ export const scenario: BenchScenario = {
         }
       : {}
     return {
-      params: { duration_s: seconds, connections, events_per_batch: size, batch_bytes: Buffer.byteLength(batchBody(0, size)), raw_rows: rows.length },
+      params: {
+        duration_s: seconds,
+        connections,
+        events_per_batch: size,
+        batch_bytes: Buffer.byteLength(batchBody(0, size)),
+        raw_rows: rows.length,
+        load_avg_1m_start: loadStart.toFixed(2),
+        load_avg_1m_end: os.loadavg()[0]!.toFixed(2),
+      },
       figures: {
         http_events_per_s: load.eventsPerS,
         http_requests_per_s: load.requestsPerS,
