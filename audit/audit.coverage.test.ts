@@ -23,6 +23,8 @@ const PERSONAL = [
   'POST /v1/segments/:id/preview',
   'GET /v1/push/campaigns/:id/targets',
   'POST /v1/push/pull',
+  'GET /v1/push/test-lists',
+  'POST /v1/push/campaigns/:id/test',
   'GET /v1/identities/changes',
   'GET /v1/audit',
   'GET /v1/operator/audit',

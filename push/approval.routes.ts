@@ -100,8 +100,17 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { auth: Auth;
 
   r.get(
     '/v1/push/test-lists',
-    { onRequest: write, schema: { tags: ['push'], summary: 'The bank\'s test lists: its own test customers (staff phones) that test sends go to', security, response: { 200: z.object({ lists: z.array(testListView) }) } } },
-    async (req) => ({ lists: await tests.lists(req.principal!.tenantId) }),
+    {
+      onRequest: write,
+      // Members are customer numbers (the staff's own accounts) with a label naming their holder: a personal read.
+      config: { audit: { action: 'push_test_list.list', objectKind: 'push_test_list', personal: true } },
+      schema: { tags: ['push'], summary: 'The bank\'s test lists: its own test customers (staff phones) that test sends go to', security, response: { 200: z.object({ lists: z.array(testListView) }) } },
+    },
+    async (req) => {
+      const lists = await tests.lists(req.principal!.tenantId)
+      req.auditNote = { customers: lists.reduce((n, l) => n + l.members.length, 0), detail: { lists: lists.length } }
+      return { lists }
+    },
   )
 
   r.put(
@@ -129,7 +138,8 @@ export function registerApprovalRoutes(app: FastifyInstance, deps: { auth: Auth;
     '/v1/push/campaigns/:id/test',
     {
       onRequest: write,
-      config: { audit: { action: 'campaign.test_send', objectKind: 'campaign', objectParam: 'id' } },
+      // It names the members who got the message and, for a key that may read personal data, the filled text.
+      config: { audit: { action: 'campaign.test_send', objectKind: 'campaign', objectParam: 'id', personal: true } },
       schema: {
         tags: ['push'],
         summary: 'Send the campaign\'s message now to a test list, marked as a test: pulled like any target, counted in no statistics, spending no cap; consent still applies',
