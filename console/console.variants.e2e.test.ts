@@ -101,6 +101,11 @@ describe('the console makes a campaign with two message variants and shows their
     const rowA = (await p.getByTestId('variant-results').locator('tr[data-variant="A"]').textContent())!
     expect(rowA).toContain('60%')
     expect(rowA).toContain('基准')
+    // The targets list names each customer's variant (a dash for control and holdout, who get none).
+    await expect.poll(() => p.getByTestId('target-variant').count(), { timeout: 30_000 }).toBeGreaterThan(0)
+    const shown = new Set(await p.getByTestId('target-variant').allTextContents())
+    expect([...shown].every((v) => ['A', 'B', '—'].includes(v))).toBe(true)
+    expect([...shown].some((v) => v === 'A' || v === 'B')).toBe(true)
     await p.getByTestId('variant-results').scrollIntoViewIfNeeded()
     expect(await englishLeft(p)).toEqual([])
     await fits(p, 'results per variant')

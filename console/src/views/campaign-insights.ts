@@ -121,6 +121,7 @@ export async function stats(box: HTMLElement, c: Campaign): Promise<void> {
 export async function targets(box: HTMLElement, c: Campaign, tz: string, run: (out: HTMLElement) => Promise<void>): Promise<void> {
   const out = h('span', { class: 'status', 'data-testid': 'run-status' }, ranNote.of(c.id))
   const { targets: list } = await get<{ targets: Target[] }>(`/v1/push/campaigns/${enc(c.id)}/targets?limit=20`)
+  const ab = (c.variants?.length ?? 0) > 0
   clear(
     box,
     h('h3', null, t('targets')),
@@ -133,8 +134,19 @@ export async function targets(box: HTMLElement, c: Campaign, tz: string, run: (o
           h(
           'table',
           { class: 'small', 'data-testid': 'targets' },
-          h('tr', null, [t('customer'), t('status'), t('due'), t('filledMessage')].map((x) => h('th', null, x))),
-          list.map((x) => h('tr', null, h('td', null, x.customerNo), h('td', null, x.reason ? `${tOr(`status_${x.status}`, x.status)}: ${tOr(`reason_${x.reason}`, x.reason)}` : tOr(`status_${x.status}`, x.status)), h('td', null, fmtTime(x.dueAt, tz)), h('td', null, x.title ? h('b', null, `${x.title} `) : null, x.body))),
+          h('tr', null, [t('customer'), ...(ab ? [t('colVariant')] : []), t('status'), t('due'), t('filledMessage')].map((x) => h('th', null, x))),
+          list.map((x) =>
+            h(
+              'tr',
+              null,
+              h('td', null, x.customerNo),
+              // A campaign with variants: which one this customer gets (empty for control and holdout, who get none).
+              ab ? h('td', { 'data-testid': 'target-variant' }, x.messageVariant || '—') : null,
+              h('td', null, x.reason ? `${tOr(`status_${x.status}`, x.status)}: ${tOr(`reason_${x.reason}`, x.reason)}` : tOr(`status_${x.status}`, x.status)),
+              h('td', null, fmtTime(x.dueAt, tz)),
+              h('td', null, x.title ? h('b', null, `${x.title} `) : null, x.body),
+            ),
+          ),
           ),
         )
       : h('p', { class: 'muted' }, t('noTargetsYet')),
