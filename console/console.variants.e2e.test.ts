@@ -1,8 +1,7 @@
-import path from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { englishLeft, offScreen } from './e2e.checks.js'
-import { approveBySecondHolder, CHROMIUM, SHOTS, signedInPage, startDemoConsole, type DemoConsole } from './e2e.setup.js'
+import { englishLeft, expectFits } from './e2e.checks.js'
+import { approveBySecondHolder, apiCaller, CHROMIUM, shot, signedInPage, SIZES, startDemoConsole, type DemoConsole, type SizeName } from './e2e.setup.js'
 
 /**
  * Message variants (A/B) in Chinese at a desktop's 1440×900 and a phone's 390×844: a campaign
@@ -11,31 +10,13 @@ import { approveBySecondHolder, CHROMIUM, SHOTS, signedInPage, startDemoConsole,
  * is checked for English left, for nothing sticking out sideways, and for page errors.
  */
 
-const SIZES = [
-  { name: 'desktop', width: 1440, height: 900 },
-  { name: 'phone', width: 390, height: 844 },
-] as const
-
 describe('the console makes a campaign with two message variants and shows their results, on a desktop and a phone', () => {
   let demo: DemoConsole
   let browser: Browser | undefined
-  const pages: Partial<Record<(typeof SIZES)[number]['name'], Page>> = {}
+  const pages: Partial<Record<SizeName, Page>> = {}
   const problems: string[] = []
 
-  const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true })
-  const call = async <T>(method: string, url: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const r = await fetch(`${demo.server.url}${url}`, {
-      method,
-      headers: { authorization: `Bearer ${demo.adminKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    })
-    return { status: r.status, json: (await r.json().catch(() => null)) as T }
-  }
-  const fits = async (p: Page, where: string) => {
-    const f = await offScreen(p, 'main .panel, [data-testid="lang-switch"]')
-    expect(f.sideways, where).toBeLessThanOrEqual(0)
-    expect(f.out, where).toEqual([])
-  }
+  const call = apiCaller(() => demo)
 
   beforeAll(async () => {
     demo = await startDemoConsole()
@@ -76,7 +57,7 @@ describe('the console makes a campaign with two message variants and shows their
     await expect.poll(() => p.getByTestId('campaign-issues').textContent(), { timeout: 15_000 }).toContain('须为 100%')
     expect(await p.getByTestId('campaign-issues').textContent()).toContain('variants')
     expect(await englishLeft(p)).toEqual([])
-    await fits(p, 'split not 100')
+    await expectFits(p, 'split not 100')
     await shot(p, `ab-split-refused-${size.name}`)
 
     await p.getByTestId('v-weight-A').fill('60')
@@ -108,7 +89,7 @@ describe('the console makes a campaign with two message variants and shows their
     expect([...shown].some((v) => v === 'A' || v === 'B')).toBe(true)
     await p.getByTestId('variant-results').scrollIntoViewIfNeeded()
     expect(await englishLeft(p)).toEqual([])
-    await fits(p, 'results per variant')
+    await expectFits(p, 'results per variant')
     await shot(p, `ab-results-${size.name}`)
     expect(problems).toEqual([])
   })

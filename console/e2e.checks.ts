@@ -1,4 +1,5 @@
 import type { Page } from 'playwright-core'
+import { expect } from 'vitest'
 
 /**
  * The check the Chinese screens share in the browser tests: a visible word of Latin letters must
@@ -44,4 +45,11 @@ export function offScreen(page: Page, selector: string): Promise<{ sideways: num
       .map(([e, b]) => `${(e as HTMLElement).dataset.testid ?? e.className} ${Math.round(b.left)}–${Math.round(b.right)}`)
     return { sideways: document.documentElement.scrollWidth - w, out }
   }, selector)
+}
+
+/** Nothing of the panels or the language switch sticks out of the window, sideways or at all. */
+export async function expectFits(page: Page, where: string): Promise<void> {
+  const f = await offScreen(page, 'main .panel, [data-testid="lang-switch"]')
+  expect(f.sideways, where).toBeLessThanOrEqual(0)
+  expect(f.out, where).toEqual([])
 }

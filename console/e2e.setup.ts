@@ -107,3 +107,29 @@ export async function signedInPage(
   await p.waitForFunction(() => document.querySelector('[data-testid="tenant-name"]')?.textContent, undefined, { timeout: 15_000 })
   return p
 }
+
+/** The two viewports every screen is checked at: a desktop and a phone. */
+export const SIZES = [
+  { name: 'desktop', width: 1440, height: 900 },
+  { name: 'phone', width: 390, height: 844 },
+] as const
+export type SizeName = (typeof SIZES)[number]['name']
+
+/** A whole-page screenshot under console/screenshots/, for a person to look at. */
+export const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true })
+
+/**
+ * Calls the demo server's API with the bank admin's key (or `key`), answering status and JSON.
+ * `demo` is read per call: the server starts in beforeAll, after the caller is made.
+ */
+export function apiCaller(demo: () => DemoConsole) {
+  return async <T>(method: string, url: string, body?: unknown, key?: string): Promise<{ status: number; json: T }> => {
+    const d = demo()
+    const r = await fetch(`${d.server.url}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${key ?? d.adminKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    return { status: r.status, json: (await r.json().catch(() => null)) as T }
+  }
+}
