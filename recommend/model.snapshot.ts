@@ -1,4 +1,3 @@
-import { tableFromIPC } from 'apache-arrow'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { daysBetween } from '../core/time.js'
@@ -8,6 +7,7 @@ import { prepare } from '../segments/segment.compile.js'
 import { evaluateInMemory } from '../segments/segment.memory.js'
 import type { SegmentNode } from '../segments/segment.schema.js'
 import { segmentSchema } from '../segments/segment.schema.js'
+import { arrowQuery, loadCustomers } from './snapshot.customers.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { Catalog, CatalogItem, CatalogModule, ItemType } from './catalog.schema.js'
@@ -148,13 +148,6 @@ export function lookupCustomer(index: CustomerIndex, hash: bigint): number | und
   return undefined
 }
 
-/** A query's result as Arrow (uncompressed: the reader here has no LZ4 codec registered). */
-async function arrowQuery(db: TenantDb, sql: string, params: Record<string, unknown>) {
-  const chunks: Buffer[] = []
-  for await (const c of await db.stream(`${sql} SETTINGS output_format_arrow_compression_method = 'none' FORMAT ArrowStream`, params)) chunks.push(c as Buffer)
-  return tableFromIPC(Buffer.concat(chunks))
-}
-
 async function loadIndex(db: TenantDb): Promise<CustomerIndex> {
   const t = await arrowQuery(
     db,
@@ -172,61 +165,6 @@ async function loadIndex(db: TenantDb): Promise<CustomerIndex> {
     i += batch.numRows
   }
   return { hashes, keys }
-}
-
-const customerRow = z.object({
-  k: z.number(),
-  items: z.array(z.string()),
-  affinity: z.array(z.number()),
-  shown: z.array(z.string()),
-  today: z.array(z.number()),
-  week: z.array(z.number()),
-  clicked: z.array(z.number()),
-})
-
-async function loadCustomers(db: TenantDb, build: string | null, itemIndex: Map<string, number>): Promise<CustomerRows> {
-  const rows = build
-    ? await db.query(
-        `SELECT customer_key AS k, items, affinity, shown_items AS shown, shown_today AS today, shown_week AS week, clicked_week AS clicked
-         FROM rec_customers WHERE tenant_id = {tenant:UInt16} AND build = {build:UInt64} ORDER BY customer_key`,
-        { build },
-        customerRow,
-      )
-    : []
-  const n = rows.length
-  const out: CustomerRows = {
-    keys: new Uint32Array(n),
-    itemOff: new Uint32Array(n + 1),
-    items: new Int32Array(rows.reduce((s, r) => s + r.items.length, 0)),
-    affinity: new Float32Array(rows.reduce((s, r) => s + r.items.length, 0)),
-    shownOff: new Uint32Array(n + 1),
-    shown: new Int32Array(rows.reduce((s, r) => s + r.shown.length, 0)),
-    shownToday: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
-    shownWeek: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
-    clickedWeek: new Uint16Array(rows.reduce((s, r) => s + r.shown.length, 0)),
-  }
-  let a = 0
-  let b = 0
-  rows.forEach((r, i) => {
-    out.keys[i] = r.k
-    r.items.forEach((id, j) => {
-      const x = itemIndex.get(id)
-      if (x === undefined) return
-      out.items[a] = x
-      out.affinity[a++] = r.affinity[j]!
-    })
-    out.itemOff[i + 1] = a
-    r.shown.forEach((id, j) => {
-      const x = itemIndex.get(id)
-      if (x === undefined) return
-      out.shown[b] = x
-      out.shownToday[b] = r.today[j]!
-      out.shownWeek[b] = r.week[j]!
-      out.clickedWeek[b++] = r.clicked[j]!
-    })
-    out.shownOff[i + 1] = b
-  })
-  return out
 }
 
 const itemRow = z.object({
