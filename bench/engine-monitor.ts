@@ -70,3 +70,17 @@ export async function openEngineMonitor(dataDir: string, intervalMs = 1000): Pro
     },
   }
 }
+
+/** The results file's section of engine memory per phase (the phases `start` and `between` left out). */
+export function monitorSection(peaks: Record<string, EnginePeak>): string {
+  const rows = Object.entries(peaks)
+    .filter(([k]) => k !== 'start' && k !== 'between')
+    .map(([k, v]) => `| ${k} | ${v.trackedMb.toFixed(0)} | ${v.queries.map((q) => `${q.mb.toFixed(0)} MB: \`${q.query.replaceAll('|', '/').replaceAll('`', "'")}\``).join('<br>')} |`)
+  return [
+    '## Engine memory during each phase (sampled each second from a second connection)\n',
+    '| phase | peak MemoryTracking MB | statements with the largest peak memory |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n')
+}

@@ -20,7 +20,7 @@ import type { StoredTag } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import { diskSizes, diskTable, ENGINE_MEMORY, engineMemory, eraseOne, layoutLoop, loadavg, measure, pushTargeting, settleCapped, stepTotals, timeRuns } from '../bank.parts.js'
-import { openEngineMonitor } from '../engine-monitor.js'
+import { monitorSection, openEngineMonitor } from '../engine-monitor.js'
 import { writeResult, type BenchResult, type BenchScenario } from '../harness.js'
 import { createMemorySampler } from '../memory.js'
 import { appendDay, codeVersion } from '../support.js'
@@ -341,17 +341,4 @@ export const scenario: BenchScenario = {
     )
     return result()
   },
-}
-
-function monitorSection(peaks: Record<string, { trackedMb: number; queries: { query: string; mb: number }[] }>): string {
-  const rows = Object.entries(peaks)
-    .filter(([k]) => k !== 'start' && k !== 'between')
-    .map(([k, v]) => `| ${k} | ${v.trackedMb.toFixed(0)} | ${v.queries.map((q) => `${q.mb.toFixed(0)} MB: \`${q.query.replaceAll('|', '/').replaceAll('`', "'")}\``).join('<br>')} |`)
-  return [
-    '## Engine memory during each phase (sampled each second from a second connection)\n',
-    '| phase | peak MemoryTracking MB | statements with the largest peak memory |',
-    '| --- | --- | --- |',
-    ...rows,
-    '',
-  ].join('\n')
 }

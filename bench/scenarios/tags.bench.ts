@@ -15,7 +15,7 @@ import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
-import { openEngineMonitor, type EnginePeak } from '../engine-monitor.js'
+import { monitorSection, openEngineMonitor } from '../engine-monitor.js'
 import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
 
 /**
@@ -330,18 +330,6 @@ function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): 
 }
 
 
-function monitorSection(peaks: Record<string, EnginePeak>): string {
-  const rows = Object.entries(peaks)
-    .filter(([k]) => k !== 'start' && k !== 'between')
-    .map(([k, v]) => `| ${k} | ${v.trackedMb.toFixed(0)} | ${v.queries.map((q) => `${q.mb.toFixed(0)} MB: \`${q.query.replaceAll('|', '/').replaceAll('`', "'")}\``).join('<br>')} |`)
-  return [
-    '## Engine memory during each phase (sampled each second from a second connection)\n',
-    '| phase | peak MemoryTracking MB | statements with the largest peak memory |',
-    '| --- | --- | --- |',
-    ...rows,
-    '',
-  ].join('\n')
-}
 
 /** Count and an order-independent checksum of a tenant's current tag values. */
 async function valuesChecksum(db: TenantDb): Promise<{ n: number; x: string }> {
