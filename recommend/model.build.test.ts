@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { chDateTime } from '../core/time.js'
 import { openTestApp, type TestApp } from '../test/app.js'
+import { seededRandom as random } from '../test/fixtures.js'
 import { buildModel } from './model.build.js'
 import { CANDIDATES, loadServedModel, MIN_TEST_CUSTOMERS } from './model.choice.js'
 import { modelName } from './model.fit.js'
@@ -17,17 +18,6 @@ const AS_OF = new Date('2026-11-20T04:00:00Z')
 const DAY = 86_400_000
 let t: TestApp
 let items: string[]
-
-/** A seeded stream of numbers in [0, 1) (mulberry32). */
-function random(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * `customers` customers in four taste groups of five items each: three items of their group

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { seededRandom as random } from '../test/fixtures.js'
 import type { CustomerRows } from './model.snapshot.js'
 import { loadCustomers } from './snapshot.customers.js'
 
@@ -13,17 +14,6 @@ const TENANT = 7
 const BUILD = '42'
 const N = 70_000 // more than one block (65,409 rows by default)
 let e: TestEngine
-
-/** A seeded stream of numbers in [0, 1) (mulberry32). */
-function random(seed: number) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Row {
   k: number

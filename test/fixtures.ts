@@ -58,3 +58,14 @@ export const antiFraudCampaign = {
   },
   message: { body: { zh: '谨防诈骗', en: 'Beware of fraud' } },
 } as const
+
+/** A seeded stream of numbers in [0, 1) (mulberry32). */
+export function seededRandom(seed: number) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
