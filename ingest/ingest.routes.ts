@@ -52,47 +52,21 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
     }
 
     // analytics.js posts batches to /v1/b, single calls to /v1/t, /v1/p ... (see SHORT_PATHS).
-    for (const url of ['/v1/batch', '/v1/b']) {
+    const route = (url: string, type: EventType | undefined, bodyLimit: number, summary: string, body: typeof batchEnvelope | typeof singleMessage) =>
       s.post(
         url,
         {
-          bodyLimit: MAX_BATCH_BYTES,
+          bodyLimit,
           config: { segmentApi: true },
           onRequest: writeAuth.onRequest,
           preValidation: writeAuth.preValidation,
           validatorCompiler: rawAwareValidator,
-          schema: {
-            tags: ['ingest'],
-            summary: 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)',
-            security,
-            body: batchEnvelope,
-            response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
-          },
-        },
-        async (req) => ingest(req, undefined, url),
-      )
-    }
-
-    for (const [type, url] of EVENT_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${SHORT_PATHS[t]}`]] as const)) {
-      s.post(
-        url,
-        {
-          bodyLimit: MAX_EVENT_BYTES,
-          config: { segmentApi: true },
-          onRequest: writeAuth.onRequest,
-          preValidation: writeAuth.preValidation,
-          validatorCompiler: rawAwareValidator,
-          schema: {
-            tags: ['ingest'],
-            summary: `Send one ${type} message`,
-            security,
-            body: singleMessage,
-            response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody },
-          },
+          schema: { tags: ['ingest'], summary, security, body, response: { 200: ingestResponse, 400: errorBody, 401: errorBody, 413: errorBody, 503: errorBody } },
         },
         async (req) => ingest(req, type, url),
       )
-    }
+    for (const url of ['/v1/batch', '/v1/b']) route(url, undefined, MAX_BATCH_BYTES, 'Send a batch of Segment messages (at most 500 KB, each at most 32 KB)', batchEnvelope)
+    for (const [type, url] of EVENT_TYPES.flatMap((t) => [[t, `/v1/${t}`], [t, `/v1/${SHORT_PATHS[t]}`]] as const)) route(url, type, MAX_EVENT_BYTES, `Send one ${type} message`, singleMessage)
   })
 
   // Browser pages on the tenant's origins: the preflight, answered before any key is known (tenants/cors.hooks.ts).
