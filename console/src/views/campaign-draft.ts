@@ -19,7 +19,8 @@ export interface DraftVariant extends DraftTexts {
   weight: number
 }
 
-export interface Draft {
+/** The form's fields; its texts (DraftTexts) are the first variant's, or the one message's. */
+export interface Draft extends DraftTexts {
   id: string
   name: string
   purpose: Campaign['purpose']
@@ -32,12 +33,6 @@ export interface Draft {
   cron: string
   fallbackHour: number
   eventSchedule: string
-  titleZh: string
-  titleEn: string
-  bodyZh: string
-  bodyEn: string
-  elderZh: string
-  elderEn: string
   /**
    * Variants (A/B): the texts above are the first variant's (the baseline), with `firstId` and
    * `firstWeight`; `others` are the rest. Without others the campaign has one message.
