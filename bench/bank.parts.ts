@@ -7,6 +7,7 @@ import { createPii } from '../core/pii.js'
 import { localDate, zonedMidnight } from '../core/time.js'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
 import { createPrivacyModule, createPrivacyTombstones } from '../privacy/privacy.module.js'
+import { createApprovals } from '../push/campaign.approval.js'
 import { createPushModule } from '../push/push.module.js'
 import type { TagRunResult } from '../tags/tag.pipeline.js'
 import type { TagRepository } from '../tags/tag.repository.js'
@@ -107,6 +108,8 @@ export const ENGINE_MEMORY = ['MemoryTracking', 'MergesMutationsMemoryTracking',
  */
 export async function pushTargeting(deps: { db: Db; tenants: TenantService; log: Logger; tags: TagRepository }, members: readonly Tenant[], say: (m: string) => void) {
   const push = createPushModule({ db: deps.db, tenants: deps.tenants, log: deps.log, metrics: createMetrics({ collectDefault: false }), tags: deps.tags, holdoutPerMille: () => 20 })
+  // Marketing campaigns run only once a second holder approved them, as in production.
+  const approvals = createApprovals({ db: deps.db })
   const out = { loanSeconds: 0, marketingSeconds: 0, marketingCpuSeconds: 0, loanTargets: 0, marketingTargets: 0, queued: 0, suppressed: {} as Record<string, number>, errors: [] as string[] }
   try {
     for (const t of members) {
@@ -117,15 +120,19 @@ export async function pushTargeting(deps: { db: Db; tenants: TenantService; log:
         name: 'Loan due in 3 days', purpose: 'service', priority: 'high', dateTrigger: { on: 'loan_due', daysBefore: 3 }, schedule: { kind: 'cron', cron: '0 10 * * *' },
         message: { body: { zh: '{{name}}，您的贷款将于{{loan.due_date}}到期，应还{{loan.amount}}元', en: 'Your loan of {{loan.amount}} is due on {{loan.due_date}}' } },
       })
-      await save('wealth-pick', {
+      const { campaign: pick } = await save('wealth-pick', {
         name: 'Wealth pick', purpose: 'marketing', priority: 'low', controlPerMille: 50, schedule: { kind: 'cron', cron: '0 10 * * *' },
         message: { body: { zh: '{{name}}，为您精选稳健理财', en: 'A steady wealth product picked for you' }, elder: { body: { zh: '稳健理财，到网点问问', en: 'Ask at the branch about steady savings' } } },
       })
+      await approvals.request(t.id, pick, { holder: 'bench', keyId: 'bench' }, pick.version)
+      await approvals.approve(t.id, pick, { holder: 'bench-approver', keyId: 'bench-approver' }, pick.version)
       const loan = await measure(() => push.runTargeting(t.id, { asOf, campaignIds: ['loan-due'] }))
       const main = await measure(() => push.runTargeting(t.id, { asOf, campaignIds: ['wealth-pick'] }))
       out.errors.push(...[...loan.value.errors, ...main.value.errors].map((e) => `${t.slug}: ${JSON.stringify(e)}`))
       const w = main.value.campaigns.find((c) => c.campaignId === 'wealth-pick')
       const l = loan.value.campaigns.find((c) => c.campaignId === 'loan-due')
+      // A campaign skipped (not approved, not due) measured nothing: say so rather than report 0 targets.
+      for (const c of [l, w]) if (c?.skipped) out.errors.push(`${t.slug}: ${c.campaignId} skipped (${c.skipped})`)
       out.loanSeconds += loan.seconds
       out.marketingSeconds += main.seconds
       out.marketingCpuSeconds += main.cpuSeconds
