@@ -81,7 +81,6 @@ describe('withdrawal after targeting', () => {
       )
       const victim = last!.customer_key
       expect((await other.leases.pull(t, { limit: 1, leaseSeconds: 60 })).map((p) => p.customerNo)).not.toContain(no(P, victim))
-      const t0 = now()
       await viaIngest(victim, { marketing: false })
       // After the interval a pull starts the refresh in the background; the next one has it.
       await new Promise((r) => setTimeout(r, 400))
@@ -91,7 +90,6 @@ describe('withdrawal after targeting', () => {
       const rest = await other.leases.pull(t, { limit: 1000, leaseSeconds: 60 })
       expect(rest.filter((p) => p.campaignId === 'promo-2').length).toBeGreaterThan(0)
       expect(rest.map((p) => p.customerNo)).not.toContain(no(P, victim))
-      expect(now() - t0).toBeLessThan(2_000)
     } finally {
       await other.close()
     }

@@ -3,6 +3,10 @@ import { createPushModule } from './push.module.js'
 import { campaign, openPush, seedBank, type PushFixture } from './push.fixture.js'
 import type { PulledTarget } from './lease.manager.js'
 
+// Long enough that two pulls in a row fall inside one lease on a loaded machine (1 s did not
+// always), short enough to wait out.
+const SHORT_LEASE_S = 3
+
 /**
  * Pulls and acks on the real engine and the real clock: two pullers never share a target
  * within a lease, a lease that runs out returns its targets, acks end them (or return them at
@@ -45,11 +49,11 @@ describe('pull', () => {
 
   it('returns targets whose lease ran out, ends them on ack, and returns a retried failure at once', async () => {
     const t = await dueTargets('leases', 5)
-    const first = await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 1 })
+    const first = await fx.push.leases.pull(t, { limit: 10, leaseSeconds: SHORT_LEASE_S })
     expect(first).toHaveLength(5)
-    expect(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 1 })).toEqual([])
-    await sleep(1100)
-    const again = await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 1 })
+    expect(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: SHORT_LEASE_S })).toEqual([])
+    await sleep(SHORT_LEASE_S * 1000 + 100)
+    const again = await fx.push.leases.pull(t, { limit: 10, leaseSeconds: SHORT_LEASE_S })
     expect(ids(again).sort()).toEqual(ids(first).sort())
     expect(again[0]!.leaseId).not.toBe(first[0]!.leaseId)
     const [d1, d2, f1, f2, open] = ids(again)
@@ -61,8 +65,8 @@ describe('pull', () => {
       { targetId: 'f'.repeat(32), status: 'delivered' },
     ])
     expect(ack).toEqual({ accepted: 4, rejected: [{ index: 4, targetId: 'f'.repeat(32), reason: 'not_leased' }] })
-    expect(ids(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 1 }))).toEqual([f2])
-    await sleep(1100)
+    expect(ids(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: SHORT_LEASE_S }))).toEqual([f2])
+    await sleep(SHORT_LEASE_S * 1000 + 100)
     expect(ids(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 30 })).sort()).toEqual([f2, open].sort())
     // A late ack of the first lease still counts, and the target never comes back.
     expect(await fx.push.leases.ack(t, [{ targetId: open!, status: 'delivered' }])).toMatchObject({ accepted: 1 })
@@ -71,11 +75,11 @@ describe('pull', () => {
   it('gives a target up after maxAttempts leases', async () => {
     const t = await dueTargets('attempts', 1)
     await fx.push.policies.save(t, { maxAttempts: 2 }, 'test')
-    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: 1 })).toHaveLength(1)
-    await sleep(1050)
-    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: 1 })).toHaveLength(1)
-    await sleep(1050)
-    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: 1 })).toEqual([])
+    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: SHORT_LEASE_S })).toHaveLength(1)
+    await sleep(SHORT_LEASE_S * 1000 + 50)
+    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: SHORT_LEASE_S })).toHaveLength(1)
+    await sleep(SHORT_LEASE_S * 1000 + 50)
+    expect(await fx.push.leases.pull(t, { limit: 1, leaseSeconds: SHORT_LEASE_S })).toEqual([])
   })
 
   it('keeps leases across a restart, and hands out nothing of a paused campaign', async () => {
