@@ -71,18 +71,23 @@ async function startCeiling(bodyFile: string): Promise<{ url: string; child: Chi
  * that parses, answers and writes every request. The whole process's would count the embedded
  * engine's background threads (merges after the seeding), which serve no request.
  */
-function cpuMicros(pid: number): number {
+function cpuMicros(pid: number): { user: number; system: number } {
   const fields = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS
+  return { user: (Number(fields[11]) * 1e6) / CLOCK_TICKS, system: (Number(fields[12]) * 1e6) / CLOCK_TICKS }
 }
 // USER_HZ: 100 on every Linux this runs on (sysconf is not reachable from Node).
 const CLOCK_TICKS = 100
 
 /** A load and the CPU time the serving process spent per request during it. */
-async function loadWithCpu(pid: number, url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run & { cpuUs: number }> {
+async function loadWithCpu(pid: number, url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run & { cpuUs: number; systemUs: number }> {
   const c0 = cpuMicros(pid)
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors, cpuUs: (cpuMicros(pid) - c0) / Math.max(1, r.requests.total) }
+  const c1 = cpuMicros(pid)
+  const n = Math.max(1, r.requests.total)
+  const cpuUs = (c1.user + c1.system - c0.user - c0.system) / n
+  // System time is the kernel's part (socket reads and writes): it shows whether a request's cost is the
+  // JavaScript or the sending.
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors, cpuUs, systemUs: (c1.system - c0.system) / n }
 }
 
 function rssOf(pid: number): { rssMb: number; hwmMb: number } {
@@ -172,10 +177,12 @@ export const scenario: BenchScenario = {
       let constant: Run
       let cpuPerLayoutUs = NaN
       let cpuPerConstantUs = NaN
+      let sysPerLayoutUs = NaN
+      let sysPerConstantUs = NaN
       try {
         await load(ceiling.url, 3, connections, constantRequest)
-        const l: (Run & { cpuUs: number })[] = []
-        const k: (Run & { cpuUs: number })[] = []
+        const l: (Run & { cpuUs: number; systemUs: number })[] = []
+        const k: (Run & { cpuUs: number; systemUs: number })[] = []
         for (let r = 0; r < rounds; r++) {
           l.push(await loadWithCpu(server.child.pid!, server.url, seconds / rounds, connections, layoutRequest))
           k.push(await loadWithCpu(ceiling.child.pid!, ceiling.url, seconds / rounds, connections, constantRequest))
@@ -185,6 +192,9 @@ export const scenario: BenchScenario = {
         // CPU per request weighs less on what else the machine runs than the rates do: the least of the turns.
         cpuPerLayoutUs = Math.min(...l.map((x) => x.cpuUs))
         cpuPerConstantUs = Math.min(...k.map((x) => x.cpuUs))
+        // The system part of the same turns (the turn with the least CPU).
+        sysPerLayoutUs = l.find((x) => x.cpuUs === cpuPerLayoutUs)!.systemUs
+        sysPerConstantUs = k.find((x) => x.cpuUs === cpuPerConstantUs)!.systemUs
       } finally {
         ceiling.child.kill('SIGTERM')
       }
@@ -231,6 +241,8 @@ export const scenario: BenchScenario = {
         layout_response_bytes: Buffer.byteLength(sample),
         server_cpu_us_per_layout: cpuPerLayoutUs,
         constant_cpu_us_per_request: cpuPerConstantUs,
+        server_system_us_per_layout: sysPerLayoutUs,
+        constant_system_us_per_request: sysPerConstantUs,
         server_rss_mb_before_load: rssBefore.rssMb,
         server_rss_mb_after_load: rssAfter.rssMb,
         server_rss_peak_mb: rssAfter.hwmMb,
@@ -245,7 +257,7 @@ export const scenario: BenchScenario = {
         notes: [
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
-          `CPU per request (the serving process's main thread, user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs, the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process's thread can reach: about ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
+          `CPU per request (the serving process's main thread, user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs (${sysPerLayoutUs.toFixed(0)} µs of it in the kernel), the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${sysPerConstantUs.toFixed(0)} µs in the kernel) (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process's thread can reach: about ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
           `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
