@@ -52,12 +52,20 @@ export class UnboundParameterError extends Error {
   }
 }
 
+/**
+ * A parameter value already in the form the client sends a server as `param_name` (the engine
+ * endpoint, core/engine-http.ts, receives them so): bound as it is, not formatted again.
+ */
+export class EngineParam {
+  constructor(readonly text: string) {}
+}
+
 /** `SET param_a = '…', param_b = '…'` for the given values. */
 export function sessionParamsStatement(values: Record<string, unknown>): string {
   const parts: string[] = []
   for (const [name, value] of Object.entries(values)) {
     if (!PARAM_NAME.test(name)) throw new Error(`Invalid query parameter name: ${JSON.stringify(name)}`)
-    parts.push(`param_${name} = ${quoteLiteral(formatQueryParams({ value }))}`)
+    parts.push(`param_${name} = ${quoteLiteral(value instanceof EngineParam ? value.text : formatQueryParams({ value }))}`)
   }
   return `SET ${parts.join(', ')}`
 }

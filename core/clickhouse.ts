@@ -4,7 +4,7 @@ import { Readable } from 'node:stream'
 import { createClient, type ClickHouseClient } from '@clickhouse/client'
 import { AppError, errText } from './errors.js'
 import type { Config } from './config.js'
-import { LANES, laneSettings, type Lane, type LaneLimits } from './lanes.js'
+import { LANE_HEADER, LANES, laneSettings, type Lane, type LaneLimits } from './lanes.js'
 import { asEngineSession } from './chdb-session.js'
 
 /**
@@ -67,11 +67,14 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
         database: ch.database,
         request_timeout: ch.requestTimeoutMs,
         clickhouse_settings: { date_time_input_format: 'best_effort', ...laneSettings(opts.lanes?.[lane] ?? NO_LIMITS) },
+        // A ClickHouse server ignores it; an engine process's endpoint (core/engine-http.ts) runs
+        // the statement on its own lane of that name.
+        http_headers: { [LANE_HEADER]: lane },
       })
       lanes.set(lane, {
         client,
         async insertText(table, columns, format, body) {
-          await client.insert({ table, columns: columns as [string, ...string[]], format, values: Readable.from([body]) })
+          await client.insert({ table, columns: columns as [string, ...string[]], format, values: Readable.from([body], { objectMode: false }) })
         },
       })
     }

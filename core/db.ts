@@ -157,7 +157,7 @@ export class SystemDb extends Querier {
     const body = tsvRows(rows)
     const insertText = this.insertText
     if (insertText) return this.guard(() => insertText(table, columns, 'TabSeparated', body))
-    await this.guard(() => this.client.insert({ table, columns: columns as [string, ...string[]], format: 'TabSeparated', values: Readable.from([body]) }))
+    await this.guard(() => this.client.insert({ table, columns: columns as [string, ...string[]], format: 'TabSeparated', values: Readable.from([body], { objectMode: false }) }))
   }
   query<T = Record<string, unknown>>(sql: string, params: Params = {}, schema?: ZodType<T>, opts?: QueryOptions) {
     return this.rows(sql, params, schema, opts)

@@ -25,6 +25,9 @@ import type { ClickHouseSettings } from '@clickhouse/client'
 export const LANES = ['request', 'ingest', 'pipeline'] as const
 export type Lane = (typeof LANES)[number]
 
+/** The header a remote lane's client sends; an engine endpoint (core/engine-http.ts) runs its statements on that lane. */
+export const LANE_HEADER = 'x-qianmian-lane'
+
 export interface LaneLimits {
   /** max_threads of a query on this lane (0: the engine's default, one per core). */
   maxThreads: number
