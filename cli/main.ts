@@ -9,6 +9,7 @@ import { generateDemo } from '../demo/demo.generator.js'
 import { readKeyFile, runImport, type ImportCliOptions } from '../ingest/import/import.cli.js'
 import { IMPORT_FORMATS, IMPORT_KINDS, type ImportKind } from '../ingest/import/import.schemas.js'
 import { createRuntime, type Runtime } from '../server/runtime.js'
+import { installApiProcessHandlers, isApiProcess, startCluster } from '../server/cluster.js'
 import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
 import { LEGACY_SCOPES, ROLES, type LegacyScope } from '../tenants/permissions.js'
 import { localTenantAdmin, remoteTenantAdmin, type TenantAdmin } from './tenant-admin.js'
@@ -62,7 +63,22 @@ program
   .command('start')
   .description('serve the HTTP API (migrates, and seeds the demo bank on a first embedded start)')
   .action(async () => {
-    const started = await startServer(config(), { version: VERSION })
+    const cfg = config()
+    if (isApiProcess()) {
+      // One of several API processes (server/cluster.ts): the first one says where it listens.
+      const quiet = process.env.QIANMIAN_API_PROCESS !== '1'
+      const started = await startServer(cfg, { version: VERSION, ...(quiet ? { print: () => undefined } : {}) })
+      installApiProcessHandlers(started, started.runtime.log)
+      started.startup.catch(() => started.stop('start-up failed').finally(() => process.exit(1)))
+      return
+    }
+    if (cfg.apiProcesses > 1) {
+      const c = await startCluster(cfg, { version: VERSION })
+      installSignalHandlers(c, c.log)
+      c.startup.catch(() => c.stop('start-up failed').finally(() => process.exit(1)))
+      return
+    }
+    const started = await startServer(cfg, { version: VERSION })
     installSignalHandlers(started, started.runtime.log)
     // A server that could not migrate or seed must not linger half-alive: exit so a supervisor
     // sees it (the reason is already printed and logged).

@@ -38,6 +38,10 @@ export interface ClickHouseHandle {
 
 export type ClickHouseOptions = Pick<Config, 'dataDir'> & { clickhouse: Config['clickhouse']; lanes?: Config['lanes'] }
 
+// A tag run's statements last minutes: progress headers keep the connection busy, so no load
+// balancer or proxy between here and the server closes it as idle.
+const PROGRESS_HEADERS = { send_progress_in_http_headers: 1, http_headers_progress_interval_ms: '110000' } as const
+
 const NO_LIMITS: LaneLimits = { maxThreads: 0, maxMemoryBytes: 0, priority: 0, nice: 0 }
 
 export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHouseHandle> {
@@ -48,6 +52,7 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
       username: ch.user,
       password: ch.password,
       request_timeout: ch.requestTimeoutMs,
+      clickhouse_settings: PROGRESS_HEADERS,
     })
     try {
       await bootstrap.command({ query: `CREATE DATABASE IF NOT EXISTS ${ch.database}` })
@@ -66,7 +71,11 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
         password: ch.password,
         database: ch.database,
         request_timeout: ch.requestTimeoutMs,
-        clickhouse_settings: { date_time_input_format: 'best_effort', ...laneSettings(opts.lanes?.[lane] ?? NO_LIMITS) },
+        clickhouse_settings: {
+          date_time_input_format: 'best_effort',
+          ...PROGRESS_HEADERS,
+          ...laneSettings(opts.lanes?.[lane] ?? NO_LIMITS),
+        },
         // A ClickHouse server ignores it; an engine process's endpoint (core/engine-http.ts) runs
         // the statement on its own lane of that name.
         http_headers: { [LANE_HEADER]: lane },

@@ -55,6 +55,7 @@ export const configSchema = z.object({
     .optional(),
   QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
+  QIANMIAN_API_PROCESSES: int(1, 1, 64),
   QIANMIAN_ROLES: z
     .string()
     .regex(/^(all|api|ingest-worker|scheduler)(,(api|ingest-worker|scheduler))*$/, {
@@ -131,6 +132,8 @@ export interface Config {
   readonly keyCacheTtlMs: number
   readonly shutdownTimeoutMs: number
   readonly roles: ReadonlySet<'api' | 'ingest-worker' | 'scheduler'>
+  /** Processes serving the HTTP API on the port (server/cluster.ts); 1: this process alone. */
+  readonly apiProcesses: number
   readonly kafka:
     | Readonly<{
         brokers: readonly string[]
@@ -209,6 +212,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       { variable: 'QIANMIAN_PII_SECRET', message: 'required when CLICKHOUSE_URL is set: every process writing to the server must digest with the same secret', received: undefined },
     ])
   }
+  if (r.QIANMIAN_API_PROCESSES > 1 && !/\b(all|api)\b/.test(r.QIANMIAN_ROLES)) {
+    throw new ConfigError([{ variable: 'QIANMIAN_API_PROCESSES', message: 'more than one API process needs the api role (QIANMIAN_ROLES)', received: String(r.QIANMIAN_API_PROCESSES) }])
+  }
   const config: Config = {
     port: r.PORT,
     host: r.HOST,
@@ -238,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         r.QIANMIAN_ROLES.split(',').flatMap((x) => (x === 'all' ? (['api', 'ingest-worker', 'scheduler'] as const) : [x as 'api' | 'ingest-worker' | 'scheduler'])),
       ),
     ),
+    apiProcesses: r.QIANMIAN_API_PROCESSES,
     kafka: r.KAFKA_BROKERS
       ? Object.freeze({
           brokers: Object.freeze(r.KAFKA_BROKERS.split(',')),

@@ -68,6 +68,22 @@ describe('the engine endpoint: the embedded engine over ClickHouse HTTP', () => 
     }
   })
 
+  it('answers a statement without FORMAT in the default format, or the one asked for', async () => {
+    const plain = await remote.client.exec({ query: "SELECT 'a,b' AS x, 2 AS y" })
+    let text = ''
+    for await (const c of plain.stream) text += String(c)
+    expect(text).toBe('a,b\t2\n')
+    const raw = await remote.client.exec({ query: "SELECT 'tab\\there' AS x", clickhouse_settings: { default_format: 'TabSeparatedRaw' } })
+    text = ''
+    for await (const c of raw.stream) text += String(c)
+    expect(text).toBe('tab\there\n')
+  })
+
+  it('checks tenant queries as the engine process does (EXPLAIN AST through the endpoint)', async () => {
+    await db.forTenant(7).query('SELECT count() FROM events WHERE tenant_id = {tenant:UInt16}')
+    await expect(db.forTenant(7).query('SELECT count() FROM events')).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+  })
+
   it('gives errors back with the engine code and type', async () => {
     const err = await db.system.query('SELECT * FROM no_such_table_here').catch((e: unknown) => e)
     expect(err).toMatchObject({ code: '60', type: 'UNKNOWN_TABLE' })

@@ -33,9 +33,9 @@ export interface EngineHttp {
 
 export const ENGINE_USER = 'qianmian'
 /** Settings the lanes' clients send on every statement; the engine's lanes already apply them. */
-const LANE_SETTINGS = new Set(['date_time_input_format', 'max_threads', 'max_memory_usage', 'priority', 'os_threads_nice_value_query'])
+const LANE_SETTINGS = new Set(['date_time_input_format', 'max_threads', 'max_memory_usage', 'priority', 'os_threads_nice_value_query', 'send_progress_in_http_headers', 'http_headers_progress_interval_ms', 'default_format'])
 /** URL parameters of the protocol that are not settings. */
-const PROTOCOL_PARAMS = new Set(['query', 'query_id', 'database', 'session_id', 'role', 'default_format', 'user', 'password'])
+const PROTOCOL_PARAMS = new Set(['query', 'query_id', 'database', 'session_id', 'role', 'user', 'password'])
 /** What `@clickhouse/client` sends for `insert()`: the table, its columns, the format. */
 const INSERT_STATEMENT = /^INSERT INTO ([A-Za-z_][A-Za-z0-9_.]*) \(([A-Za-z0-9_, ]+)\) FORMAT (TabSeparated|JSONEachRow|CSV)$/
 const UNKNOWN_EXCEPTION = { code: 1002, type: 'UNKNOWN_EXCEPTION' }
@@ -102,6 +102,8 @@ export async function startEngineHttp(deps: { handle: ClickHouseHandle; token: s
       if (k.startsWith('param_')) params[k.slice(6)] = new EngineParam(v)
       else if (!PROTOCOL_PARAMS.has(k)) settings[k] = v
     }
+    // A statement without FORMAT answers in the server's default, TabSeparated (the engine's is CSV).
+    settings.default_format ??= 'TabSeparated'
     const queryId = url.searchParams.get('query_id') ?? crypto.randomUUID()
     const inUrl = url.searchParams.get('query')
     const compress = settings.enable_http_compression === '1' && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))

@@ -88,7 +88,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   // The request lane's Db; modules move their runs, builds and jobs to the other lanes (core/lanes.ts).
   const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
-  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone })
+  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs) })
   const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
   // With Kafka configured, the edge's accepted events go to the topic; the writer then serves

@@ -45,7 +45,11 @@ export interface Started {
   stop(reason?: string): Promise<void>
 }
 
-export async function startServer(config: Config, opts: { print?: (line: string) => void; version: string }): Promise<Started> {
+/**
+ * `engine`: the process holding the engine while other processes serve the API (server/cluster.ts);
+ * it listens for its own health and metrics only, and says so.
+ */
+export async function startServer(config: Config, opts: { print?: (line: string) => void; version: string; engine?: boolean }): Promise<Started> {
   const print = opts.print ?? ((l: string) => process.stdout.write(l + '\n'))
   const runtime = await createRuntime(config, { withKafka: true })
   const { log } = runtime
@@ -68,7 +72,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')
   print(
-    `Qianmian ${opts.version} listening on ${url} (roles: ${[...config.roles].join(', ')}; ClickHouse: ${runtime.ch.mode}` +
+    `Qianmian ${opts.version} ${opts.engine ? 'engine process, health and metrics on' : 'listening on'} ${url} (roles: ${[...config.roles].join(', ')}; ClickHouse: ${runtime.ch.mode}` +
       `${runtime.ch.dataDir ? `, data in ${runtime.ch.dataDir}` : ''}${config.kafka ? `; Kafka: ${config.kafka.brokers.join(',')}` : ''})`,
   )
 
@@ -100,7 +104,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
       )
     }
     readiness.phase = 'ready'
-    print(`Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)
+    print(opts.engine ? 'Engine process ready' : `Ready: ${url}/ready  API docs: ${url}/docs  metrics: ${url}/metrics`)
   })()
   startup.catch((e: unknown) => {
     readiness.phase = 'failed'
@@ -196,7 +200,7 @@ export function printCredentials(creds: Credentials, print: (l: string) => void)
 }
 
 /** Stops on SIGINT/SIGTERM with the configured deadline. */
-export function installSignalHandlers(started: Started, log: Logger) {
+export function installSignalHandlers(started: Pick<Started, 'stop'>, log: Logger) {
   const onSignal = (sig: NodeJS.Signals) => {
     started.stop(sig).then(
       () => process.exit(0),

@@ -6,7 +6,10 @@ import { applyPrivacy, defaultPrivacy, privacyInput, type PrivacyInput, type Pri
 
 /**
  * The tenant registry: the group and its member banks. It is small and read on every request
- * (auth checks the tenant is active), so it is held in memory and reloaded after each change.
+ * (auth checks the tenant is active), so it is held in memory and reloaded after each change made
+ * here. Changes made by another process (several API processes, or several against one server)
+ * are read when the registry is older than `maxAgeMs` (in the background: requests keep the one
+ * held meanwhile), and at once for an id or slug not held (at most once a second).
  */
 
 export const tenantSlug = z
@@ -71,14 +74,30 @@ const privacyRow = z.object({
   updated_by: z.string(),
 })
 
-export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date }): TenantService {
+export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date; maxAgeMs?: number }): TenantService {
   const { system } = deps
   const now = deps.now ?? (() => new Date())
+  const maxAgeMs = deps.maxAgeMs ?? 30_000
   let byId = new Map<number, Tenant>()
   let privacyById = new Map<number, PrivacySettings>()
   let loaded = false
+  let loadedAt = 0
+  let lastMissReload = 0
+  let reloading: Promise<void> | undefined
+  /** One reload at a time; callers arriving meanwhile share it. */
+  const reloadShared = () => (reloading ??= load().finally(() => (reloading = undefined)))
+  const refreshIfStale = () => {
+    if (loaded && Date.now() - loadedAt > maxAgeMs) void reloadShared().catch(() => undefined)
+  }
 
+  /** After a change: a load already running may have read before it, so this one starts after. */
   async function reload() {
+    if (reloading) await reloading.catch(() => undefined)
+    await reloadShared()
+  }
+
+  async function load() {
+    const startedAt = Date.now()
     const rows = await system.query(
       `SELECT tenant_id, slug, name, kind, parent_id, time_zone, status, toString(created_at) AS created_at
        FROM tenants FINAL ORDER BY tenant_id`,
@@ -124,6 +143,7 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       ]),
     )
     loaded = true
+    loadedAt = startedAt
   }
 
   async function privacy(id: number) {
@@ -132,7 +152,8 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
   }
 
   async function ensure() {
-    if (!loaded) await reload()
+    if (!loaded) await reloadShared()
+    else refreshIfStale()
   }
 
   function find(idOrSlug: number | string): Tenant | undefined {
@@ -144,7 +165,13 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
 
   async function get(idOrSlug: number | string) {
     await ensure()
-    const t = find(idOrSlug)
+    let t = find(idOrSlug)
+    if (!t && Date.now() - lastMissReload > 1000) {
+      // Perhaps created by another process since the last load.
+      lastMissReload = Date.now()
+      await reloadShared()
+      t = find(idOrSlug)
+    }
     if (!t) throw new AppError('NOT_FOUND', `No tenant ${JSON.stringify(String(idOrSlug))}.`)
     return t
   }
@@ -172,7 +199,10 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       return [...byId.values()]
     },
     get,
-    cached: (id) => byId.get(id),
+    cached: (id) => {
+      refreshIfStale()
+      return byId.get(id)
+    },
     async create(raw) {
       const parsed = createTenantInput.safeParse(raw)
       if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The tenant is invalid.', { issues: issuesFromZod(parsed.error.issues) })
