@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { tsvArrayString, tsvField } from './tsv.js'
 
 describe('TenantDb on the engine', () => {
   let engine: TestEngine
@@ -49,5 +50,25 @@ describe('TenantDb on the engine', () => {
   it('refuses an unscoped query before it reaches the engine', async () => {
     await expect(engine.db.forTenant(1).query('SELECT count() FROM products')).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
     await expect(engine.db.forTenant(1).query('SELECT 1', { tenant: 2 })).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+  })
+
+  it('inserts encoded lines under its own tenant, and refuses a line that could start another row', async () => {
+    const awkward = ["it's", 'tab\there', 'back\\slash', '中文']
+    const line = (key: number, s: string) => `${key}\t1767225600.000\t${tsvField(s)}\t\t\t0\t1\t7\t[${awkward.map(tsvArrayString).join(',')}]\t[${tsvArrayString(s)}]`
+    await engine.db.forTenant(2).insertTsvLines('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], [line(41, awkward[1]!), line(42, awkward[0]!)])
+    const back = await engine.db.system.query<{ t: number; k: number; screen: string; modules: string[]; items: string[]; build: string }>(
+      'SELECT tenant_id AS t, customer_key AS k, screen, modules, items, toString(model_build) AS build FROM layout_exposures WHERE customer_key IN (41, 42) ORDER BY k',
+    )
+    expect(back).toEqual([
+      { t: 2, k: 41, screen: awkward[1], modules: awkward, items: [awkward[1]], build: '7' },
+      { t: 2, k: 42, screen: awkward[0], modules: awkward, items: [awkward[0]], build: '7' },
+    ])
+    // A newline inside a line would make the rest a row of its own, with a tenant of the caller's choosing.
+    for (const bad of [`43\t0\thome\t\t\t0\t0\t0\t[]\t[]\n1\t44\t0\thome\t\t\t0\t0\t0\t[]\t[]`, `43\t0\thome\r`]) {
+      await expect(engine.db.forTenant(2).insertTsvLines('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], [bad])).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    }
+    await expect(engine.db.forTenant(2).insertTsvLines('layout_exposures', ['tenant_id'], ['1'])).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    const stray = await engine.db.system.query<{ n: string }>('SELECT count() AS n FROM layout_exposures WHERE customer_key IN (43, 44)')
+    expect(Number(stray[0]!.n)).toBe(0)
   })
 })

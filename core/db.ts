@@ -154,7 +154,10 @@ export class SystemDb extends Querier {
   /** Inserts positional rows as one TabSeparated insert (the fastest path measured). */
   async insertTsv(table: string, columns: readonly string[], rows: readonly (readonly unknown[])[]) {
     if (!rows.length) return
-    const body = tsvRows(rows)
+    await this.insertTsvBody(table, columns, tsvRows(rows))
+  }
+  /** A TabSeparated body already encoded (rows ending in a newline). */
+  async insertTsvBody(table: string, columns: readonly string[], body: Buffer) {
     const insertText = this.insertText
     if (insertText) return this.guard(() => insertText(table, columns, 'TabSeparated', body))
     await this.guard(() => this.client.insert({ table, columns: columns as [string, ...string[]], format: 'TabSeparated', values: Readable.from([body], { objectMode: false }) }))
@@ -227,6 +230,26 @@ export class TenantDb extends Querier {
       throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
     }
     await this.system.insertTsv(table, ['tenant_id', ...columns], rows.map((r) => [this.tenantId, ...r]))
+  }
+
+  /**
+   * Inserts rows the caller already encoded as TabSeparated lines (columns in `columns` order,
+   * without tenant_id, no trailing newline), for callers that write one row per request and
+   * encode it from cached fragments. `tenant_id` is prefixed here from the scope; a line holding
+   * a row separator could start a row of another tenant, so it is refused.
+   */
+  async insertTsvLines(table: TenantTable, columns: readonly string[], lines: readonly string[]) {
+    if (!(TENANT_TABLES as readonly string[]).includes(table) || columns.includes('tenant_id')) {
+      throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
+    }
+    if (!lines.length) return
+    const prefix = `${this.tenantId}\t`
+    let body = ''
+    for (const line of lines) {
+      if (line.includes('\n') || line.includes('\r')) throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: an encoded row holds a row separator.`)
+      body += prefix + line + '\n'
+    }
+    await this.system.insertTsvBody(table, ['tenant_id', ...columns], Buffer.from(body))
   }
 
   /** Inserts rows into a tenant table; `tenant_id` is set from the scope whatever the row says. */

@@ -13,7 +13,8 @@ import crypto from 'node:crypto'
  * buckets (holdout, variant, exploration) and looks the customer up, so hashing once matters.
  */
 export function customerDigest(customerNo: string): Buffer {
-  return crypto.createHash('md5').update(customerNo).digest()
+  // The one-shot form: no Hash object per call (a quarter cheaper, measured per layout request).
+  return crypto.hash('md5', customerNo, 'buffer')
 }
 
 /** FNV-1a of a salt, then murmur3's finaliser over it and the digest's words: uniform, stable. */

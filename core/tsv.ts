@@ -11,6 +11,11 @@ function escapeText(s: string): string {
   return s.replace(/[\\\t\n\r\0]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\0'))
 }
 
+/** A string as an element of a TabSeparated array field: quoted, with its own escapes. */
+export function tsvArrayString(x: string): string {
+  return `'${escapeText(x).replace(/'/g, "\\'")}'`
+}
+
 /** A value as a TabSeparated field: strings escaped, arrays as ClickHouse array literals. */
 export function tsvField(v: unknown): string {
   if (typeof v === 'string') return escapeText(v)
@@ -20,7 +25,7 @@ export function tsvField(v: unknown): string {
   if (Array.isArray(v)) {
     // The array parser reads the field as is: its quoted strings carry their own escapes, and
     // the field is not unescaped as text first.
-    return `[${v.map((x) => (typeof x === 'string' ? `'${escapeText(x).replace(/'/g, "\\'")}'` : String(x))).join(',')}]`
+    return `[${v.map((x) => (typeof x === 'string' ? tsvArrayString(x) : String(x))).join(',')}]`
   }
   return escapeText(JSON.stringify(v))
 }

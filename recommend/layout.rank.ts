@@ -112,6 +112,18 @@ interface Memo {
   coBest: Float64Array
   coBecause: Int32Array
   scratch: ModelScratch
+  /** Modules by priority, and in elder mode's order (without the hidden ones): sorted once. */
+  standardOrder: SnapshotModule[]
+  elderOrder: SnapshotModule[]
+  /** Per item, the index its id first has (an item in two modules is one on screen). */
+  idSlot: Int32Array
+  /** Per id slot, the ranking that put it on screen (compared with `stamp`). */
+  onScreen: Uint32Array
+  stamp: number
+  /** One module's candidates: their indices, and per item index their score and reason. */
+  candidates: Int32Array
+  candScore: Float64Array
+  candReason: Reason[]
 }
 
 const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', code: 'popular_at_bank', scope: 'tenant', detail: 'popular with the bank\u2019s customers', say: said('popular_at_bank') })
@@ -145,6 +157,14 @@ function memoOf(s: LayoutSnapshot): Memo {
     coBest: scratch.best,
     coBecause: scratch.because,
     scratch,
+    standardOrder: [...s.modules].sort((a, b) => b.priority - a.priority),
+    elderOrder: s.modules.filter((x) => x.elder !== 'hide').sort((a, b) => Number(b.elder === 'first') - Number(a.elder === 'first') || b.priority - a.priority),
+    idSlot: Int32Array.from(s.items, (it) => s.itemIndex.get(it.id) ?? it.index),
+    onScreen: new Uint32Array(n),
+    stamp: 0,
+    candidates: new Int32Array(n),
+    candScore: new Float64Array(n),
+    candReason: new Array<Reason>(n),
   }
   memos.set(s, m)
   return m
@@ -230,28 +250,30 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const baseReason = regional ? intern(memo.regionReasons, ctx.region!, regionReason) : TENANT_POPULARITY
   const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: (ctx.serviceKey ?? 0) !== 0 }
 
-  let modules = s.modules.filter((m) => !m.eligible || (key !== 0 && m.eligible.has(key)))
-  if (ctx.elder) {
-    modules = modules.filter((m) => m.elder !== 'hide')
-    modules.sort((a, b) => Number(b.elder === 'first') - Number(a.elder === 'first') || b.priority - a.priority)
-    modules = modules.slice(0, ELDER_MODULES)
-  } else {
-    modules = [...modules].sort((a, b) => b.priority - a.priority)
-  }
-
-  const onScreen = new Set<string>()
+  // Modules in their order (sorted once per snapshot), those whose condition admits the
+  // customer; in elder mode the first ELDER_MODULES of them. Per item, arrays of the memo stand
+  // in for the sets, maps and objects a ranking would otherwise allocate (they showed in the
+  // collector's share of a request).
+  const order = ctx.elder ? memo.elderOrder : memo.standardOrder
+  const limit = ctx.elder ? ELDER_MODULES : order.length
+  const stamp = (memo.stamp = (memo.stamp + 1) >>> 0 || 1)
   const categories = new Map<string, number>()
   const out: RankedModule[] = []
-  for (const m of modules) {
-    const candidates: RankedItem[] = []
+  let admitted = 0
+  for (let k = 0; k < order.length && admitted < limit; k++) {
+    const m = order[k]!
+    if (m.eligible && !(key !== 0 && m.eligible.has(key))) continue
+    admitted++
+    let n = 0
     for (const idx of m.items) {
       const it = s.items[idx]!
-      if (onScreen.has(it.id) || !eligible(it, key, ctx, memo)) continue
-      candidates.push(score(s, it, scoring))
+      if (memo.onScreen[memo.idSlot[idx]!] === stamp || !eligible(it, key, ctx, memo)) continue
+      score(s, it, scoring)
+      memo.candidates[n++] = idx
     }
-    const picked = pick(candidates, m, ctx, categories)
+    const picked = pick(s, memo, n, m, ctx, categories)
     if (!picked.length) continue
-    for (const p of picked) onScreen.add(p.item.id)
+    for (const p of picked) memo.onScreen[memo.idSlot[p.item.index]!] = stamp
     out.push({ module: m, reason: intern(memo.moduleReasons, m, moduleReason), items: picked })
   }
   return out
@@ -298,7 +320,8 @@ interface Scoring {
   serviceOnly: boolean
 }
 
-function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
+/** The item's blended score and reason, into the memo's candidate arrays. */
+function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): void {
   const memo = p.memo
   let pop = p.basePop[it.index] ?? 0
   let popReason = p.baseReason
@@ -332,7 +355,8 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): RankedItem {
   } else {
     reason = it.boost > 0 ? PROMOTED : IN_CATALOGUE
   }
-  return { item: it, score: total, reason }
+  memo.candScore[it.index] = total
+  memo.candReason[it.index] = reason
 }
 
 // The customer's sentence names the item that led to a pick by its title, never a tag or segment.
@@ -349,31 +373,39 @@ const serviceReason = (it: SnapshotItem): Reason => {
 }
 const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 
-/** Greedy picks with a diversity penalty, and the exploration slot in product modules. */
-function pick(candidates: RankedItem[], m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): RankedItem[] {
-  const pool = candidates
+/**
+ * Greedy picks with a diversity penalty, and the exploration slot in product modules, over the
+ * module's `n` candidates in the memo (ties go to the smaller id).
+ */
+function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): RankedItem[] {
+  const pool = memo.candidates
+  const items = s.items
   const chosen: RankedItem[] = []
-  const explore = ctx.variant?.exploration === true && m.maxItems >= 3 && pool.some((c) => c.item.type === 'product')
+  let explore = false
+  if (ctx.variant?.exploration === true && m.maxItems >= 3) for (let i = 0; i < n && !explore; i++) explore = items[pool[i]!]!.type === 'product'
   const slots = explore ? m.maxItems - 1 : m.maxItems
-  while (chosen.length < slots && pool.length) {
+  while (chosen.length < slots && n > 0) {
     let best = 0
     let bestScore = -Infinity
-    for (let i = 0; i < pool.length; i++) {
-      const c = pool[i]!
-      const v = c.score * DIVERSITY ** (categories.get(c.item.category) ?? 0)
-      if (v > bestScore || (v === bestScore && c.item.id < pool[best]!.item.id)) {
+    for (let i = 0; i < n; i++) {
+      const it = items[pool[i]!]!
+      const v = memo.candScore[it.index]! * DIVERSITY ** (categories.get(it.category) ?? 0)
+      if (v > bestScore || (v === bestScore && it.id < items[pool[best]!]!.id)) {
         best = i
         bestScore = v
       }
     }
-    const c = pool.splice(best, 1)[0]!
-    chosen.push({ item: c.item, score: bestScore, reason: c.reason })
-    categories.set(c.item.category, (categories.get(c.item.category) ?? 0) + 1)
+    const it = items[pool[best]!]!
+    // Out of the pool, keeping the others' order.
+    pool.copyWithin(best, best + 1, n)
+    n--
+    chosen.push({ item: it, score: bestScore, reason: memo.candReason[it.index]! })
+    categories.set(it.category, (categories.get(it.category) ?? 0) + 1)
   }
-  if (explore && pool.length) {
-    const sorted = pool.sort((a, b) => (a.item.id < b.item.id ? -1 : 1))
-    const c = sorted[Math.floor(ctx.draw * sorted.length)]!
-    chosen.push({ item: c.item, score: c.score, reason: EXPLORATION })
+  if (explore && n > 0) {
+    const rest = Array.from(pool.subarray(0, n), (i) => items[i]!).sort((a, b) => (a.id < b.id ? -1 : 1))
+    const it = rest[Math.floor(ctx.draw * rest.length)]!
+    chosen.push({ item: it, score: memo.candScore[it.index]!, reason: EXPLORATION })
   }
   return chosen
 }

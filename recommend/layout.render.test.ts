@@ -116,6 +116,20 @@ describe('renderLayout', () => {
     expect([...kinds].sort()).toEqual(['exploration', 'model', 'module:rule', 'module:tag', 'popularity:region', 'popularity:segment', 'popularity:tenant', 'rule', 'tag'])
   })
 
+  it('bodies kept together stay intact: each is its own slice, including one larger than a slab', () => {
+    const s = awkwardSnapshot()
+    const head = (i: number): LayoutHead => ({ tenant: 3, customerId: `C${i}`, known: true, screen: 'home', elder: false, largeElements: false, holdout: false, experiment: null, personalized: true, personalizedReason: null })
+    const ranked = rankModules(s, { customerKey: 7, elder: false, lang: 'zh', today: 20_000, variant, draw: 0.5 })
+    const expected = (h: LayoutHead) => JSON.stringify({ ...h, model: { build: s.build, builtAt: s.builtAt, catalogVersion: s.catalogVersions }, modules: toLayoutModules(ranked, 'zh', false) })
+    const kept: [Buffer, string][] = []
+    // Enough bodies to fill several slabs (256 KB each), and one customer number of 300 KB.
+    for (let i = 0; i < 600; i++) {
+      const h = i === 300 ? { ...head(i), customerId: '号'.repeat(100_000) } : head(i)
+      kept.push([renderLayout(s, h, ranked, 'zh'), expected(h)])
+    }
+    for (const [body, text] of kept) expect(body.toString('utf8')).toBe(text)
+  })
+
   it('a non-finite score reads null, as JSON.stringify writes it', () => {
     const s = snapshot([item(0, 'a', 'm0', { boost: Number.NaN })], [{ items: [0] }])
     const ranked = rankModules(s, { customerKey: 0, elder: false, lang: 'en', today: 20_000, variant: null, draw: 0 })

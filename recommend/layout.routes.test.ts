@@ -187,6 +187,37 @@ describe('GET /v1/layout', () => {
       z.object({ n: z.coerce.number(), u: z.coerce.number() }),
     )
     expect(n!.u).toBeGreaterThanOrEqual(60)
+
+    // Each exposure row holds what its layout showed: the customer, arm, mode, build, and the
+    // module of each item in order.
+    await t.recommend.layouts.flush()
+    const since = Date.now() - 1
+    const served = customers.slice(60, 90)
+    const shown: Layout[] = []
+    for (const [i, c] of served.entries()) shown.push(await layout({ customerId: c.no, ...(i % 3 === 0 ? { mode: 'elder' } : {}) }))
+    await t.recommend.layouts.flush()
+    const rows = await t.engine.db.forTenant(tenantId).query(
+      `SELECT customer_key AS key, screen, experiment, variant, holdout, elder, toString(model_build) AS build, modules, items
+       FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND served_at >= fromUnixTimestamp64Milli({since:Int64}) ORDER BY served_at, customer_key`,
+      { since },
+      z.object({ key: z.number(), screen: z.string(), experiment: z.string(), variant: z.string(), holdout: z.number(), elder: z.number(), build: z.string(), modules: z.array(z.string()), items: z.array(z.string()) }),
+    )
+    expect(rows.map((r) => r.key)).toEqual(served.map((c) => c.key))
+    rows.forEach((r, i) => {
+      const l = shown[i]!
+      expect(r).toEqual({
+        key: served[i]!.key,
+        screen: 'home',
+        experiment: l.experiment?.id ?? '',
+        variant: l.experiment?.variant ?? '',
+        holdout: l.holdout ? 1 : 0,
+        elder: l.elder ? 1 : 0,
+        build: l.model.build ?? '0',
+        modules: l.modules.flatMap((m) => m.items.map(() => m.id)),
+        items: l.modules.flatMap((m) => m.items.map((it) => it.id)),
+      })
+    })
+    expect(rows.some((r) => r.elder === 1) && rows.some((r) => r.elder === 0)).toBe(true)
   })
 
   it('refuses bad input with the field at fault', async () => {

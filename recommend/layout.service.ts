@@ -9,6 +9,7 @@ import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import { customerDigest, inHoldout } from '../core/holdout.js'
+import { tsvArrayString, tsvField } from '../core/tsv.js'
 import { assignVariant, customerHash, dailyDraw } from './experiments.js'
 import { rankModules, toLayoutModules, type LayoutModule, type RankedModule } from './layout.rank.js'
 import { renderLayout, type LayoutHead } from './layout.render.js'
@@ -43,6 +44,7 @@ export interface Layout extends LayoutHead {
 }
 
 const DEFAULT_HOLDOUT = 0
+const EXPOSURE_COLUMNS = ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'] as const
 const DEFAULT_VARIANT = Object.freeze({ name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true })
 
 export function createLayoutService(deps: {
@@ -64,7 +66,17 @@ export function createLayoutService(deps: {
   // [day, today, week]: by item id, so a catalogue change (new item indices) keeps the counts.
   const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
   const servedOf = (tenantId: number) => served.get(tenantId)?.customers
-  let pending: { tenant: number; row: unknown[] }[] = []
+  // Exposures not yet written, per tenant: one TabSeparated line per layout, encoded when served
+  // from quoted ids cached per module and item (rows of arrays, encoded at the flush, cost a
+  // fifth of a layout's time), with the customer key beside it for an erasure to find.
+  let pending = new Map<number, { keys: number[]; lines: string[] }>()
+  let pendingCount = 0
+  const quoted = new WeakMap<object, string>()
+  const quote = (of: object, id: string) => {
+    let q = quoted.get(of)
+    if (q === undefined) quoted.set(of, (q = tsvArrayString(id)))
+    return q
+  }
   // Erased customers' keys, per tenant: a snapshot loaded before the erasure still indexes them,
   // so they are served as unknown visitors from the moment of the erasure (keys are never reused).
   const erased = new Map<number, Set<number>>()
@@ -155,20 +167,28 @@ export function createLayoutService(deps: {
   }
 
   async function flush(): Promise<void> {
-    if (!pending.length) return
+    if (!pendingCount) return
     const batch = pending
-    pending = []
-    const byTenant = new Map<number, unknown[][]>()
-    for (const p of batch) (byTenant.get(p.tenant) ?? byTenant.set(p.tenant, []).get(p.tenant)!).push(p.row as unknown[])
-    for (const [tenant, rows] of byTenant) {
+    pending = new Map()
+    pendingCount = 0
+    for (const [tenant, rows] of batch) {
       try {
-        await deps.db.forTenant(tenant).insertTsv('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], rows)
+        await deps.db.forTenant(tenant).insertTsvLines('layout_exposures', EXPOSURE_COLUMNS, rows.lines)
       } catch (err) {
         // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
-        deps.log.warn({ tenant, rows: rows.length, err }, 'layout exposures not written; retrying with the next flush')
-        pending.push(...rows.map((row) => ({ tenant, row })))
+        deps.log.warn({ tenant, rows: rows.lines.length, err }, 'layout exposures not written; retrying with the next flush')
+        const now = pendingOf(tenant)
+        now.keys.unshift(...rows.keys)
+        now.lines.unshift(...rows.lines)
+        pendingCount += rows.lines.length
       }
     }
+  }
+
+  function pendingOf(tenant: number) {
+    let p = pending.get(tenant)
+    if (!p) pending.set(tenant, (p = { keys: [], lines: [] }))
+    return p
   }
 
   // prom-client children per (tenant, kind): resolving labels per request showed in profiles.
@@ -230,23 +250,27 @@ export function createLayoutService(deps: {
         : undefined,
     })
     if (key) {
-      const modules: string[] = []
-      const items: string[] = []
+      let modules = ''
+      let items = ''
       let capped: string[] | undefined
       for (const m of ranked) {
+        const mq = quote(m.module, m.module.id)
         for (const p of m.items) {
-          modules.push(m.module.id)
-          items.push(p.item.id)
+          const sep = items ? ',' : ''
+          modules += sep + mq
+          items += sep + quote(p.item, p.item.id)
           // Only capped items need this process's own count (fatigue reads the build's): a map per
           // customer for every item served filled the heap and its collections showed in p99.
           if (p.item.cap !== undefined) (capped ??= []).push(p.item.id)
         }
       }
       if (capped) countServed(req.tenantId, key, today, capped)
-      pending.push({
-        tenant: req.tenantId,
-        row: [key, chEpoch(nowMs), req.screen, assignment?.experiment ?? '', assignment?.variant.name ?? '', holdout ? 1 : 0, elder ? 1 : 0, snap.build ?? 0, modules, items],
-      })
+      // The columns of EXPOSURE_COLUMNS, encoded as tsvRows would.
+      const line = `${key}\t${chEpoch(nowMs)}\t${tsvField(req.screen)}\t${assignment ? `${tsvField(assignment.experiment)}\t${tsvField(assignment.variant.name)}` : '\t'}\t${holdout ? 1 : 0}\t${elder ? 1 : 0}\t${tsvField(snap.build ?? 0)}\t[${modules}]\t[${items}]`
+      const p = pendingOf(req.tenantId)
+      p.keys.push(key)
+      p.lines.push(line)
+      pendingCount++
     }
     countLayout(req.tenantId, key ? (holdout ? 'holdout' : 'personal') : 'default')
     // Keys in the order of Layout: the rendered body and JSON.stringify of the object agree.
@@ -281,7 +305,17 @@ export function createLayoutService(deps: {
         set.add(k)
         servedOf(tenantId)?.delete(k)
       }
-      pending = pending.filter((p) => p.tenant !== tenantId || !keys.has(p.row[0] as number))
+      const p = pending.get(tenantId)
+      if (p) {
+        const kept = { keys: [] as number[], lines: [] as string[] }
+        p.keys.forEach((k, i) => {
+          if (keys.has(k)) return
+          kept.keys.push(k)
+          kept.lines.push(p.lines[i]!)
+        })
+        pendingCount -= p.lines.length - kept.lines.length
+        pending.set(tenantId, kept)
+      }
     },
 
     /**
