@@ -78,11 +78,23 @@ function cpuMicros(pid: number): { user: number; system: number } {
 // USER_HZ: 100 on every Linux this runs on (sysconf is not reachable from Node).
 const CLOCK_TICKS = 100
 
-/** A load and the CPU time the serving process spent per request during it. */
-async function loadWithCpu(pid: number, url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run & { cpuUs: number; systemUs: number }> {
-  const c0 = cpuMicros(pid)
+/** The main threads' CPU time of several processes, summed. */
+function cpuOf(pids: readonly number[]): { user: number; system: number } {
+  return pids.map(cpuMicros).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }), { user: 0, system: 0 })
+}
+
+/** A process's children (the API processes of an engine process started with QIANMIAN_API_PROCESSES). */
+function childrenOf(pid: number): number[] {
+  return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+}
+
+type CpuRun = Run & { cpuUs: number; systemUs: number }
+
+/** A load and the CPU time the serving processes spent per request during it. */
+async function loadWithCpu(pids: readonly number[], url: string, seconds: number, connections: number, request: autocannon.Request): Promise<CpuRun> {
+  const c0 = cpuOf(pids)
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
-  const c1 = cpuMicros(pid)
+  const c1 = cpuOf(pids)
   const n = Math.max(1, r.requests.total)
   const cpuUs = (c1.user + c1.system - c0.user - c0.system) / n
   // System time is the kernel's part (socket reads and writes): it shows whether a request's cost is the
@@ -110,10 +122,9 @@ export const scenario: BenchScenario = {
     say(`starting a server that seeds ${customers} customers over ${days} days`)
     // --set cpuprof=<dir>: the server writes a V8 CPU profile there when it stops (after the loads).
     const profileDir = ctx.args.cpuprof
-    const server = await startServerProcess({
+    const env = {
       QIANMIAN_DATA_DIR: dataDir,
       QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
-      QIANMIAN_DEMO: 'true',
       QIANMIAN_DEMO_CUSTOMERS: String(customers),
       QIANMIAN_DEMO_DAYS: String(days),
       // The serving topology: the api role alone, as a layout server runs beside a scheduler
@@ -121,7 +132,10 @@ export const scenario: BenchScenario = {
       // tag runs) share this process's cores during the measurement.
       QIANMIAN_ROLES: 'api',
       LOG_LEVEL: 'warn',
-    }, 60_000, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [])
+    }
+    // --set api_processes=N: after the one-process turns, the same data served by N API processes (0: skip).
+    const apiProcesses = Number(ctx.args.api_processes ?? 2)
+    let server = await startServerProcess({ ...env, QIANMIAN_DEMO: 'true' }, 60_000, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [])
     try {
       // Seeding happens after the server listens: wait for readiness as long as it takes.
       for (;;) {
@@ -173,31 +187,31 @@ export const scenario: BenchScenario = {
       const ceiling = await startCeiling(bodyFile)
       const constantRequest: autocannon.Request = { method: 'GET', path: '/constant' }
       const rounds = Number(ctx.args.rounds ?? 4)
-      let layout: Run
-      let constant: Run
-      let cpuPerLayoutUs = NaN
-      let cpuPerConstantUs = NaN
-      let sysPerLayoutUs = NaN
-      let sysPerConstantUs = NaN
+      /** Layouts and the bare server in turns; CPU per request the least of the turns, with its system part. */
+      const turns = async (pids: readonly number[], url: string) => {
+        const l: CpuRun[] = []
+        const k: CpuRun[] = []
+        for (let r = 0; r < rounds; r++) {
+          l.push(await loadWithCpu(pids, url, seconds / rounds, connections, layoutRequest))
+          k.push(await loadWithCpu([ceiling.child.pid!], ceiling.url, seconds / rounds, connections, constantRequest))
+        }
+        const least = (xs: CpuRun[]) => xs.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a))
+        return { layout: combine(l), constant: combine(k), layoutCpu: least(l), constantCpu: least(k) }
+      }
+      let one: Awaited<ReturnType<typeof turns>>
       try {
         await load(ceiling.url, 3, connections, constantRequest)
-        const l: (Run & { cpuUs: number; systemUs: number })[] = []
-        const k: (Run & { cpuUs: number; systemUs: number })[] = []
-        for (let r = 0; r < rounds; r++) {
-          l.push(await loadWithCpu(server.child.pid!, server.url, seconds / rounds, connections, layoutRequest))
-          k.push(await loadWithCpu(ceiling.child.pid!, ceiling.url, seconds / rounds, connections, constantRequest))
-        }
-        layout = combine(l)
-        constant = combine(k)
-        // CPU per request weighs less on what else the machine runs than the rates do: the least of the turns.
-        cpuPerLayoutUs = Math.min(...l.map((x) => x.cpuUs))
-        cpuPerConstantUs = Math.min(...k.map((x) => x.cpuUs))
-        // The system part of the same turns (the turn with the least CPU).
-        sysPerLayoutUs = l.find((x) => x.cpuUs === cpuPerLayoutUs)!.systemUs
-        sysPerConstantUs = k.find((x) => x.cpuUs === cpuPerConstantUs)!.systemUs
-      } finally {
+        one = await turns([server.child.pid!], server.url)
+      } catch (e) {
         ceiling.child.kill('SIGTERM')
+        throw e
       }
+      const layout = one.layout
+      const constant = one.constant
+      const cpuPerLayoutUs = one.layoutCpu.cpuUs
+      const cpuPerConstantUs = one.constantCpu.cpuUs
+      const sysPerLayoutUs = one.layoutCpu.systemUs
+      const sysPerConstantUs = one.constantCpu.systemUs
       say(`/v1/layout: ${layout.rps.toFixed(0)} req/s, p50 ${layout.p50} ms, p99 ${layout.p99} ms, non-2xx ${layout.non2xx}`)
       // Latency below saturation: fewer connections, each sending its next request when the last
       // is answered (autocannon's fixed rates send each second's requests in a burst, which
@@ -213,9 +227,35 @@ export const scenario: BenchScenario = {
       }
       const rssAfter = rssOf(server.child.pid!)
       say(`a bare server answering the same ${Buffer.byteLength(sample)} bytes: ${constant.rps.toFixed(0)} req/s, p99 ${constant.p99} ms`)
+      // The same data served by several API processes beside the engine process
+      // (QIANMIAN_API_PROCESSES), against the same bare server, in turns again. CPU per layout
+      // sums the main threads of every process: the API processes' and the engine process's
+      // (it writes the exposures they send).
+      let multi: Awaited<ReturnType<typeof turns>> | undefined
+      let multiPaced: Run | undefined
+      let multiRssMb = NaN
+      try {
+        if (apiProcesses > 1) {
+          await server.kill('SIGTERM')
+          say(`restarting on the same data with ${apiProcesses} API processes`)
+          server = await startServerProcess({ ...env, QIANMIAN_API_PROCESSES: String(apiProcesses) }, 120_000)
+          const workers = childrenOf(server.child.pid!)
+          if (workers.length !== apiProcesses) throw new Error(`expected ${apiProcesses} API processes, found ${workers.length}:\n${server.output()}`)
+          // Each process loads the snapshots on its first requests.
+          await load(server.url, 5, connections, layoutRequest)
+          multi = await turns([server.child.pid!, ...workers], server.url)
+          multiPaced = await load(server.url, 10, 4, layoutRequest)
+          multiRssMb = [server.child.pid!, ...workers].reduce((t, pid) => t + rssOf(pid).rssMb, 0)
+          say(`/v1/layout on ${apiProcesses} API processes: ${multi.layout.rps.toFixed(0)} req/s, p99 ${multi.layout.p99} ms; the bare server meanwhile ${multi.constant.rps.toFixed(0)} req/s`)
+        }
+      } finally {
+        ceiling.child.kill('SIGTERM')
+      }
       // Issue 20's goal reads the rate and its p99 together: the best rate measured with p99 <= 5 ms
       // (saturated or below), against the bare server's saturated rate.
       const within = [{ rps: layout.rps, p99: layout.p99 }, ...levels.map((c) => ({ rps: paced[`layout_${c}conn_rps`]!, p99: paced[`layout_${c}conn_p99_ms`]! }))].filter((r) => r.p99 <= 5)
+      const withinMulti = multi && multiPaced ? [multi.layout, multiPaced].filter((r) => r.p99 <= 5) : []
+      const bestWithinMulti = withinMulti.length ? Math.max(...withinMulti.map((r) => r.rps)) : 0
       const bestWithin = within.length ? Math.max(...within.map((r) => r.rps)) : 0
       const indexed = models.reduce((s, m) => s + m.indexed, 0)
       const snapshotBytes = models.reduce((s, m) => s + m.bytes, 0)
@@ -249,15 +289,38 @@ export const scenario: BenchScenario = {
         snapshot_mb_at_14m_extrapolated: (perCustomer * 14_000_000) / 1024 ** 2,
         ...paced,
         layout_best_rps_with_p99_le_5ms: bestWithin,
+        ...(multi && multiPaced
+          ? {
+              api_processes: apiProcesses,
+              multi_layout_rps: multi.layout.rps,
+              multi_layout_p50_ms: multi.layout.p50,
+              multi_layout_p99_ms: multi.layout.p99,
+              multi_layout_non_2xx: multi.layout.non2xx,
+              multi_constant_same_size_rps: multi.constant.rps,
+              multi_cpu_us_per_layout: multi.layoutCpu.cpuUs,
+              multi_system_us_per_layout: multi.layoutCpu.systemUs,
+              multi_layout_4conn_rps: multiPaced.rps,
+              multi_layout_4conn_p99_ms: multiPaced.p99,
+              multi_best_rps_with_p99_le_5ms: bestWithinMulti,
+              multi_rss_mb_total: multiRssMb,
+            }
+          : {}),
       }
       return {
         params: { customers, days, duration_s: seconds, rounds, connections, code: codeVersion() },
         figures,
-        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps, constant_cpu_over_layout_cpu: cpuPerConstantUs / cpuPerLayoutUs },
+        ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps, constant_cpu_over_layout_cpu: cpuPerConstantUs / cpuPerLayoutUs,
+          ...(multi ? { multi_layout_rps_over_constant_same_size: multi.layout.rps / multi.constant.rps, multi_layout_rps_over_one_process: multi.layout.rps / layout.rps, multi_best_p99_le_5ms_over_constant_same_size: bestWithinMulti / multi.constant.rps } : {}) },
         notes: [
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
           `CPU per request (the serving process's main thread, user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs (${sysPerLayoutUs.toFixed(0)} µs of it in the kernel), the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${sysPerConstantUs.toFixed(0)} µs in the kernel) (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process's thread can reach: about ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
+          ...(multi && multiPaced
+            ? [
+                `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms. ` +
+                  `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs). On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
+              ]
+            : []),
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
           `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
