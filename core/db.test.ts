@@ -52,10 +52,11 @@ describe('TenantDb on the engine', () => {
     await expect(engine.db.forTenant(1).query('SELECT 1', { tenant: 2 })).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
   })
 
-  it('inserts encoded lines under its own tenant, and refuses a line that could start another row', async () => {
+  it('inserts encoded rows of its own tenant, and refuses a row of another or a body cut short', async () => {
+    const cols = ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items']
     const awkward = ["it's", 'tab\there', 'back\\slash', '中文']
-    const line = (key: number, s: string) => `${key}\t1767225600.000\t${tsvField(s)}\t\t\t0\t1\t7\t[${awkward.map(tsvArrayString).join(',')}]\t[${tsvArrayString(s)}]`
-    await engine.db.forTenant(2).insertTsvLines('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], [line(41, awkward[1]!), line(42, awkward[0]!)])
+    const row = (tenant: number, key: number, s: string) => `${tenant}\t${key}\t1767225600.000\t${tsvField(s)}\t\t\t0\t1\t7\t[${awkward.map(tsvArrayString).join(',')}]\t[${tsvArrayString(s)}]\n`
+    await engine.db.forTenant(2).insertTsvEncoded('layout_exposures', cols, Buffer.from(row(2, 41, awkward[1]!) + row(2, 42, awkward[0]!)))
     const back = await engine.db.system.query<{ t: number; k: number; screen: string; modules: string[]; items: string[]; build: string }>(
       'SELECT tenant_id AS t, customer_key AS k, screen, modules, items, toString(model_build) AS build FROM layout_exposures WHERE customer_key IN (41, 42) ORDER BY k',
     )
@@ -63,11 +64,15 @@ describe('TenantDb on the engine', () => {
       { t: 2, k: 41, screen: awkward[1], modules: awkward, items: [awkward[1]], build: '7' },
       { t: 2, k: 42, screen: awkward[0], modules: awkward, items: [awkward[0]], build: '7' },
     ])
-    // A newline inside a line would make the rest a row of its own, with a tenant of the caller's choosing.
-    for (const bad of [`43\t0\thome\t\t\t0\t0\t0\t[]\t[]\n1\t44\t0\thome\t\t\t0\t0\t0\t[]\t[]`, `43\t0\thome\r`]) {
-      await expect(engine.db.forTenant(2).insertTsvLines('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], [bad])).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    for (const bad of [
+      row(2, 43, 'home') + row(1, 44, 'home'), // a row of tenant 1 in tenant 2's body
+      row(2, 43, 'home') + row(21, 44, 'home'), // 21 starts with 2, but is not 2
+      row(2, 43, 'home').slice(0, -1), // no newline at the end
+      row(2, 43, 'home').replace('\n', '\r\n'),
+    ]) {
+      await expect(engine.db.forTenant(2).insertTsvEncoded('layout_exposures', cols, Buffer.from(bad))).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
     }
-    await expect(engine.db.forTenant(2).insertTsvLines('layout_exposures', ['tenant_id'], ['1'])).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    await expect(engine.db.forTenant(2).insertTsvEncoded('layout_exposures', ['tenant_id'], Buffer.from('2\n'))).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
     const stray = await engine.db.system.query<{ n: string }>('SELECT count() AS n FROM layout_exposures WHERE customer_key IN (43, 44)')
     expect(Number(stray[0]!.n)).toBe(0)
   })

@@ -233,23 +233,23 @@ export class TenantDb extends Querier {
   }
 
   /**
-   * Inserts rows the caller already encoded as TabSeparated lines (columns in `columns` order,
-   * without tenant_id, no trailing newline), for callers that write one row per request and
-   * encode it from cached fragments. `tenant_id` is prefixed here from the scope; a line holding
-   * a row separator could start a row of another tenant, so it is refused.
+   * Inserts rows the caller already encoded as TabSeparated bytes, for callers that append one
+   * row per request to a buffer (layout exposures): `tenant_id` first, then `columns`, each row
+   * ending in a newline. Every row is checked to start with this scope's tenant, so a caller's
+   * encoding slip cannot write into another tenant.
    */
-  async insertTsvLines(table: TenantTable, columns: readonly string[], lines: readonly string[]) {
+  async insertTsvEncoded(table: TenantTable, columns: readonly string[], body: Buffer) {
     if (!(TENANT_TABLES as readonly string[]).includes(table) || columns.includes('tenant_id')) {
       throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
     }
-    if (!lines.length) return
-    const prefix = `${this.tenantId}\t`
-    let body = ''
-    for (const line of lines) {
-      if (line.includes('\n') || line.includes('\r')) throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: an encoded row holds a row separator.`)
-      body += prefix + line + '\n'
+    if (!body.length) return
+    const prefix = Buffer.from(`${this.tenantId}\t`)
+    const refuse = () => new AppError('TENANT_SCOPE_VIOLATION', `${table}: an encoded row does not start with tenant ${this.tenantId}.`)
+    if (body[body.length - 1] !== 0x0a || body.includes(0x0d)) throw refuse()
+    for (let at = 0; at < body.length; at = body.indexOf(0x0a, at) + 1) {
+      if (body.compare(prefix, 0, prefix.length, at, Math.min(body.length, at + prefix.length)) !== 0) throw refuse()
     }
-    await this.system.insertTsvBody(table, ['tenant_id', ...columns], Buffer.from(body))
+    await this.system.insertTsvBody(table, ['tenant_id', ...columns], body)
   }
 
   /** Inserts rows into a tenant table; `tenant_id` is set from the scope whatever the row says. */

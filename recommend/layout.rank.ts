@@ -124,6 +124,12 @@ interface Memo {
   candidates: Int32Array
   candScore: Float64Array
   candReason: Reason[]
+  /** Per item, its category's slot; per slot, the picks of it in the ranking under `stamp`. */
+  catSlot: Int32Array
+  catPicks: Int32Array
+  catStamp: Uint32Array
+  /** Per item, the rank of its id among all ids (ties and the exploration's order compare ids). */
+  idRank: Int32Array
 }
 
 const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', code: 'popular_at_bank', scope: 'tenant', detail: 'popular with the bank\u2019s customers', say: said('popular_at_bank') })
@@ -165,10 +171,27 @@ function memoOf(s: LayoutSnapshot): Memo {
     candidates: new Int32Array(n),
     candScore: new Float64Array(n),
     candReason: new Array<Reason>(n),
+    ...categorySlots(s.items),
+    idRank: idRanks(s.items),
   }
   memos.set(s, m)
   return m
 }
+
+function categorySlots(items: readonly SnapshotItem[]) {
+  const slots = new Map<string, number>()
+  const catSlot = Int32Array.from(items, (it) => slots.get(it.category) ?? (slots.set(it.category, slots.size), slots.size - 1))
+  return { catSlot, catPicks: new Int32Array(slots.size), catStamp: new Uint32Array(slots.size) }
+}
+
+function idRanks(items: readonly SnapshotItem[]): Int32Array {
+  const ids = [...new Set(items.map((it) => it.id))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  const rank = new Map(ids.map((id, i) => [id, i]))
+  return Int32Array.from(items, (it) => rank.get(it.id)!)
+}
+
+/** DIVERSITY ** k for the picks a category can have on one screen. */
+const DIVERSITY_POW = Float64Array.from({ length: 64 }, (_, k) => DIVERSITY ** k)
 
 /** The reason held for `key`, made from it on first use (makers are module functions: no closure per request). */
 function intern<K>(map: Map<K, Reason>, key: K, make: (key: K) => Reason): Reason {
@@ -257,7 +280,6 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const order = ctx.elder ? memo.elderOrder : memo.standardOrder
   const limit = ctx.elder ? ELDER_MODULES : order.length
   const stamp = (memo.stamp = (memo.stamp + 1) >>> 0 || 1)
-  const categories = new Map<string, number>()
   const out: RankedModule[] = []
   let admitted = 0
   for (let k = 0; k < order.length && admitted < limit; k++) {
@@ -271,7 +293,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
       score(s, it, scoring)
       memo.candidates[n++] = idx
     }
-    const picked = pick(s, memo, n, m, ctx, categories)
+    const picked = pick(s, memo, n, m, ctx, stamp)
     if (!picked.length) continue
     for (const p of picked) memo.onScreen[memo.idSlot[p.item.index]!] = stamp
     out.push({ module: m, reason: intern(memo.moduleReasons, m, moduleReason), items: picked })
@@ -377,9 +399,14 @@ const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'p
  * Greedy picks with a diversity penalty, and the exploration slot in product modules, over the
  * module's `n` candidates in the memo (ties go to the smaller id).
  */
-function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: RankContext, categories: Map<string, number>): RankedItem[] {
+function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: RankContext, stamp: number): RankedItem[] {
   const pool = memo.candidates
   const items = s.items
+  const { catSlot, catPicks, catStamp, idRank, candScore } = memo
+  const picksOf = (idx: number) => {
+    const c = catSlot[idx]!
+    return catStamp[c] === stamp ? catPicks[c]! : 0
+  }
   const chosen: RankedItem[] = []
   let explore = false
   if (ctx.variant?.exploration === true && m.maxItems >= 3) for (let i = 0; i < n && !explore; i++) explore = items[pool[i]!]!.type === 'product'
@@ -388,24 +415,28 @@ function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: 
     let best = 0
     let bestScore = -Infinity
     for (let i = 0; i < n; i++) {
-      const it = items[pool[i]!]!
-      const v = memo.candScore[it.index]! * DIVERSITY ** (categories.get(it.category) ?? 0)
-      if (v > bestScore || (v === bestScore && it.id < items[pool[best]!]!.id)) {
+      const idx = pool[i]!
+      const k = picksOf(idx)
+      const v = candScore[idx]! * (DIVERSITY_POW[k] ?? DIVERSITY ** k)
+      if (v > bestScore || (v === bestScore && idRank[idx]! < idRank[pool[best]!]!)) {
         best = i
         bestScore = v
       }
     }
-    const it = items[pool[best]!]!
+    const idx = pool[best]!
+    const it = items[idx]!
     // Out of the pool, keeping the others' order.
     pool.copyWithin(best, best + 1, n)
     n--
-    chosen.push({ item: it, score: bestScore, reason: memo.candReason[it.index]! })
-    categories.set(it.category, (categories.get(it.category) ?? 0) + 1)
+    chosen.push({ item: it, score: bestScore, reason: memo.candReason[idx]! })
+    const c = catSlot[idx]!
+    catPicks[c] = picksOf(idx) + 1
+    catStamp[c] = stamp
   }
   if (explore && n > 0) {
-    const rest = Array.from(pool.subarray(0, n), (i) => items[i]!).sort((a, b) => (a.id < b.id ? -1 : 1))
-    const it = rest[Math.floor(ctx.draw * rest.length)]!
-    chosen.push({ item: it, score: memo.candScore[it.index]!, reason: EXPLORATION })
+    const rest = Array.from(pool.subarray(0, n)).sort((a, b) => idRank[a]! - idRank[b]!)
+    const idx = rest[Math.floor(ctx.draw * rest.length)]!
+    chosen.push({ item: items[idx]!, score: candScore[idx]!, reason: EXPLORATION })
   }
   return chosen
 }

@@ -106,6 +106,18 @@ function ascii(s: string): void {
   for (let k = 0; k < s.length; k++) scratch[at++] = s.charCodeAt(k)
 }
 
+const flag = (b: boolean) => (b ? 'true' : 'false')
+
+/** JSON.stringify(head) without its closing brace, and a comma. */
+function headJson(h: LayoutHead): string {
+  const experiment = h.experiment ? `{"id":${JSON.stringify(h.experiment.id)},"variant":${JSON.stringify(h.experiment.variant)}}` : 'null'
+  return (
+    `{"tenant":${jsonNumber(h.tenant)},"customerId":${h.customerId === null ? 'null' : JSON.stringify(h.customerId)},"known":${flag(h.known)},"screen":${JSON.stringify(h.screen)},` +
+    `"elder":${flag(h.elder)},"largeElements":${flag(h.largeElements)},"holdout":${flag(h.holdout)},"experiment":${experiment},"personalized":${flag(h.personalized)},` +
+    `"personalizedReason":${h.personalizedReason === null ? 'null' : JSON.stringify(h.personalizedReason)},`
+  )
+}
+
 /** JSON.stringify of a number: a non-finite score reads null as it would there. */
 const jsonNumber = (v: number) => (Number.isFinite(v) ? String(v) : 'null')
 
@@ -115,11 +127,11 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
   // Cached fragments, and short ASCII strings (punctuation, scores) written as they are. No
   // closures here: this runs once per request. Separators ride on the strings around them.
   begin()
-  // The head is small and carries the only request text (the customer number): stringified.
-  const h = JSON.stringify(head)
+  // The head, in the order of LayoutHead's keys: JSON.stringify of the object walked its
+  // properties per request; only the strings in it (the customer number, the experiment) need it.
+  const h = headJson(head)
   room(h.length * 3)
-  at += scratch.write(h, at, h.length * 3, 'utf8') - 1
-  ascii(',')
+  at += scratch.write(h, at, h.length * 3, 'utf8')
   bytes(f.model)
   ascii(',"modules":[')
   const byIndex = f.items[lang][head.elder ? 1 : 0]!

@@ -3,13 +3,13 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { addDays, chEpoch, daysBetween, localDate, zonedMidnight } from '../core/time.js'
+import { addDays, daysBetween, localDate, zonedMidnight } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import { customerDigest, inHoldout } from '../core/holdout.js'
-import { tsvArrayString, tsvField } from '../core/tsv.js'
+import { EXPOSURE_COLUMNS, ExposureLog } from './exposure.log.js'
 import { assignVariant, customerHash, dailyDraw } from './experiments.js'
 import { rankModules, toLayoutModules, type LayoutModule, type RankedModule } from './layout.rank.js'
 import { renderLayout, type LayoutHead } from './layout.render.js'
@@ -44,7 +44,8 @@ export interface Layout extends LayoutHead {
 }
 
 const DEFAULT_HOLDOUT = 0
-const EXPOSURE_COLUMNS = ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'] as const
+/** Exposures kept while the engine refuses them (each layout's row is about a kilobyte). */
+const MAX_UNWRITTEN_BYTES = 256 * 1024 ** 2
 const DEFAULT_VARIANT = Object.freeze({ name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true })
 
 export function createLayoutService(deps: {
@@ -66,17 +67,11 @@ export function createLayoutService(deps: {
   // [day, today, week]: by item id, so a catalogue change (new item indices) keeps the counts.
   const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
   const servedOf = (tenantId: number) => served.get(tenantId)?.customers
-  // Exposures not yet written, per tenant: one TabSeparated line per layout, encoded when served
-  // from quoted ids cached per module and item (rows of arrays, encoded at the flush, cost a
-  // fifth of a layout's time), with the customer key beside it for an erasure to find.
-  let pending = new Map<number, { keys: number[]; lines: string[] }>()
-  let pendingCount = 0
-  const quoted = new WeakMap<object, string>()
-  const quote = (of: object, id: string) => {
-    let q = quoted.get(of)
-    if (q === undefined) quoted.set(of, (q = tsvArrayString(id)))
-    return q
-  }
+  // Exposures not yet written, per tenant, as TabSeparated bytes (exposure.log.ts); logs whose
+  // insert failed wait for the next flush, the oldest dropped beyond MAX_UNWRITTEN_BYTES.
+  let pending = new Map<number, ExposureLog>()
+  let unwritten: ExposureLog[] = []
+  const logOf = (tenant: number) => pending.get(tenant) ?? pending.set(tenant, new ExposureLog(tenant)).get(tenant)!
   // Erased customers' keys, per tenant: a snapshot loaded before the erasure still indexes them,
   // so they are served as unknown visitors from the moment of the erasure (keys are never reused).
   const erased = new Map<number, Set<number>>()
@@ -167,37 +162,38 @@ export function createLayoutService(deps: {
   }
 
   async function flush(): Promise<void> {
-    if (!pendingCount) return
-    const batch = pending
+    if (!pending.size && !unwritten.length) return
+    const batch = [...unwritten, ...pending.values()]
     pending = new Map()
-    pendingCount = 0
-    for (const [tenant, rows] of batch) {
+    unwritten = []
+    const failed: ExposureLog[] = []
+    for (const log of batch) {
       try {
-        await deps.db.forTenant(tenant).insertTsvLines('layout_exposures', EXPOSURE_COLUMNS, rows.lines)
+        await deps.db.forTenant(log.tenantId).insertTsvEncoded('layout_exposures', EXPOSURE_COLUMNS, log.body())
       } catch (err) {
         // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
-        deps.log.warn({ tenant, rows: rows.lines.length, err }, 'layout exposures not written; retrying with the next flush')
-        const now = pendingOf(tenant)
-        now.keys.unshift(...rows.keys)
-        now.lines.unshift(...rows.lines)
-        pendingCount += rows.lines.length
+        deps.log.warn({ tenant: log.tenantId, rows: log.rows, err }, 'layout exposures not written; retrying with the next flush')
+        failed.push(log)
       }
     }
+    // Held while the engine refuses them, within a bound: an outage must not fill the heap.
+    let held = failed.reduce((t, l) => t + l.bytes, 0)
+    while (held > MAX_UNWRITTEN_BYTES && failed.length > 1) {
+      const dropped = failed.shift()!
+      held -= dropped.bytes
+      deps.log.error({ tenant: dropped.tenantId, rows: dropped.rows }, 'layout exposures dropped: unwritten for too long')
+    }
+    unwritten = [...failed, ...unwritten]
   }
 
-  function pendingOf(tenant: number) {
-    let p = pending.get(tenant)
-    if (!p) pending.set(tenant, (p = { keys: [], lines: [] }))
-    return p
-  }
-
-  // prom-client children per (tenant, kind): resolving labels per request showed in profiles.
-  const servedCounters = new Map<string, { inc(): void }>()
-  const countLayout = (tenantId: number, kind: string) => {
-    const k = `${tenantId}:${kind}`
-    let c = servedCounters.get(k)
-    if (!c) servedCounters.set(k, (c = servedTotal.labels(String(tenantId), kind)))
-    c.inc()
+  // prom-client children per tenant and kind: resolving labels per request showed in profiles,
+  // and so did a string key per request to find them.
+  const KINDS = ['personal', 'holdout', 'default'] as const
+  const servedCounters = new Map<number, { inc(): void }[]>()
+  const countLayout = (tenantId: number, kind: 0 | 1 | 2) => {
+    let c = servedCounters.get(tenantId)
+    if (!c) servedCounters.set(tenantId, (c = KINDS.map((k) => servedTotal.labels(String(tenantId), k))))
+    c[kind]!.inc()
   }
 
   type Served = { snap: LayoutSnapshot; head: LayoutHead; ranked: RankedModule[]; lang: 'zh' | 'en' }
@@ -250,29 +246,18 @@ export function createLayoutService(deps: {
         : undefined,
     })
     if (key) {
-      let modules = ''
-      let items = ''
       let capped: string[] | undefined
       for (const m of ranked) {
-        const mq = quote(m.module, m.module.id)
         for (const p of m.items) {
-          const sep = items ? ',' : ''
-          modules += sep + mq
-          items += sep + quote(p.item, p.item.id)
           // Only capped items need this process's own count (fatigue reads the build's): a map per
           // customer for every item served filled the heap and its collections showed in p99.
           if (p.item.cap !== undefined) (capped ??= []).push(p.item.id)
         }
       }
       if (capped) countServed(req.tenantId, key, today, capped)
-      // The columns of EXPOSURE_COLUMNS, encoded as tsvRows would.
-      const line = `${key}\t${chEpoch(nowMs)}\t${tsvField(req.screen)}\t${assignment ? `${tsvField(assignment.experiment)}\t${tsvField(assignment.variant.name)}` : '\t'}\t${holdout ? 1 : 0}\t${elder ? 1 : 0}\t${tsvField(snap.build ?? 0)}\t[${modules}]\t[${items}]`
-      const p = pendingOf(req.tenantId)
-      p.keys.push(key)
-      p.lines.push(line)
-      pendingCount++
+      logOf(req.tenantId).append(snap, { key, nowMs, screen: req.screen, experiment: assignment && { id: assignment.experiment, variant: assignment.variant }, holdout, elder }, ranked)
     }
-    countLayout(req.tenantId, key ? (holdout ? 'holdout' : 'personal') : 'default')
+    countLayout(req.tenantId, key ? (holdout ? 1 : 0) : 2)
     // Keys in the order of Layout: the rendered body and JSON.stringify of the object agree.
     const head: LayoutHead = {
       tenant: req.tenantId,
@@ -305,17 +290,9 @@ export function createLayoutService(deps: {
         set.add(k)
         servedOf(tenantId)?.delete(k)
       }
-      const p = pending.get(tenantId)
-      if (p) {
-        const kept = { keys: [] as number[], lines: [] as string[] }
-        p.keys.forEach((k, i) => {
-          if (keys.has(k)) return
-          kept.keys.push(k)
-          kept.lines.push(p.lines[i]!)
-        })
-        pendingCount -= p.lines.length - kept.lines.length
-        pending.set(tenantId, kept)
-      }
+      const log = pending.get(tenantId)
+      if (log) pending.set(tenantId, log.without(keys))
+      unwritten = unwritten.map((l) => (l.tenantId === tenantId ? l.without(keys) : l))
     },
 
     /**
