@@ -3,9 +3,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import autocannon from 'autocannon'
-import { startServerProcess, type ServerProcess } from '../../test/server-process.js'
+import type { ServerProcess } from '../../test/server-process.js'
 import type { BenchScenario } from '../harness.js'
-import { batchBody } from '../load.js'
+import { batchBody, benchServerProcess } from '../load.js'
 
 /**
  * One bank floods, another sends its usual traffic: tenant B's success rate and latency alone and
@@ -64,7 +64,7 @@ async function writeKey(url: string, operator: string, slug: string): Promise<st
 async function withServer<T>(env: Record<string, string>, fn: (s: ServerProcess, a: string, b: string) => Promise<T>): Promise<T> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-bench-flood-'))
   const operator = crypto.randomBytes(24).toString('hex')
-  const server = await startServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env })
+  const server = await benchServerProcess({ QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: operator, LOG_LEVEL: 'error', ...env })
   try {
     const a = await writeKey(server.url, operator, 'flooder')
     const b = await writeKey(server.url, operator, 'bystander')

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { z } from 'zod'
 import { DEMO_BANKS } from '../../demo/demo.banks.js'
-import { startServerProcess } from '../../test/server-process.js'
+import { benchServerProcess } from '../load.js'
 import type { BenchScenario } from '../harness.js'
 import { codeVersion } from '../support.js'
 
@@ -156,7 +156,7 @@ export const scenario: BenchScenario = {
     }
     // --set api_processes=N: after the one-process turns, the same data served by N API processes (0: skip).
     const apiProcesses = Number(ctx.args.api_processes ?? 2)
-    let server = await startServerProcess({ ...env, QIANMIAN_DEMO: 'true' })
+    let server = await benchServerProcess({ ...env, QIANMIAN_DEMO: 'true' })
     try {
       // Seeding happens after the server listens: wait for readiness as long as it takes.
       for (;;) {
@@ -171,7 +171,7 @@ export const scenario: BenchScenario = {
       // engine has merged what the seeding wrote (merging at once, it took a core from the
       // first turns and not from the later ones).
       await server.kill('SIGTERM')
-      server = await startServerProcess(env, 120_000, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [])
+      server = await benchServerProcess(env, 120_000, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [])
       const settledS = await settle([server.child.pid!])
       say(`restarted on the seeded data; the engine settled after ${settledS.toFixed(0)} s`)
       const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
@@ -266,7 +266,7 @@ export const scenario: BenchScenario = {
         if (apiProcesses > 1) {
           await server.kill('SIGTERM')
           say(`restarting on the same data with ${apiProcesses} API processes`)
-          server = await startServerProcess({ ...env, QIANMIAN_API_PROCESSES: String(apiProcesses) }, 120_000)
+          server = await benchServerProcess({ ...env, QIANMIAN_API_PROCESSES: String(apiProcesses) }, 120_000)
           const workers = childrenOf(server.child.pid!)
           if (workers.length !== apiProcesses) throw new Error(`expected ${apiProcesses} API processes, found ${workers.length}:\n${server.output()}`)
           await settle([server.child.pid!, ...workers])
