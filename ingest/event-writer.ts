@@ -75,6 +75,12 @@ interface Owner {
   e: PendingEvent
 }
 
+/** The flush's dedup question: which of `{keys}` are stored (a read per key, not a scan). */
+export const DEDUP_LOOKUP = 'SELECT tenant_id, message_id FROM ingest_dedup_keys WHERE key IN (SELECT arrayJoin({keys:Array(String)}))'
+
+/** A message id's key in the dedup index (ingest_dedup_keys): a tenant id has no ':'. */
+export const dedupKey = (tenantId: number, messageId: string): string => `${tenantId}:${messageId}`
+
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
 
 /** The events table's columns, as the API's field names (what a refused event's answer names). */
@@ -145,6 +151,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   let timer: NodeJS.Timeout | undefined
   let flushing: Promise<void> | undefined
   let closed = false
+  let recovered: Promise<void> | undefined
 
   function schedule() {
     if (flushing) return // the running flush reschedules when it ends
@@ -205,15 +212,19 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     const ok = (i: number) => results[i] as WriteResult
     // 1. Duplicates inside this flush (a retry racing its original), then against storage.
     const seen = new Set<string>()
-    const ids: string[] = []
-    for (const s of batch) for (const e of s.events) ids.push(e.messageId)
+    const keys: string[] = []
+    for (const s of batch) for (const e of s.events) keys.push(dedupKey(s.tenantId, e.messageId))
     let mark = performance.now()
     const phase = (name: string) => {
       const now = performance.now()
       phaseSeconds.inc({ phase: name }, (now - mark) / 1000)
       mark = now
     }
-    const stored = await storedIds(ids)
+    await (recovered ??= recoverIndex().catch((e: unknown) => {
+      recovered = undefined
+      throw e
+    }))
+    const stored = await storedIds(keys)
     for (const s of batch) if (s.verifyStored) for (const k of await storedEvents(s.tenantId, s.events)) stored.add(k)
     phase('dedup')
     const byTenant = new Map<number, Owner[]>()
@@ -269,7 +280,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     const { refused, inserts } = await insertIsolating(rows.length, {
       insert: (idx) => db.system.insertTsv('events', EVENT_COLUMNS, idx.length === rows.length ? rows : idx.map((i) => rows[i]!)),
       alreadyStored: async (idx) => {
-        const have = await storedIds(idx.map((i) => owners[i]!.e.messageId))
+        const have = await storedIds(idx.map((i) => dedupKey(owners[i]!.tenantId, owners[i]!.e.messageId)))
         return new Set(idx.filter((i) => have.has(`${owners[i]!.tenantId}\u0000${owners[i]!.e.messageId}`)))
       },
       probe: async () => {
@@ -337,18 +348,36 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     return rows.map((r) => `${tenantId}\u0000${r.message_id}`)
   }
 
-  async function storedIds(ids: string[]): Promise<Set<string>> {
-    if (!ids.length) return new Set()
-    // Cross-tenant on purpose (one round trip per flush); pairs are matched per tenant below.
-    // The set comes from a subquery: a large literal `IN {ids:Array(String)}` is analysed
-    // against the primary key element by element and took minutes at 80k ids (measured).
+  /**
+   * Which of these `tenant:message` keys the dedup index holds, as `tenant\0message` pairs. One
+   * round trip per flush for every tenant in it; each key is one RocksDB read, so the cost follows
+   * the flush, not the index (sql/023_ingest_dedup_keys.sql). The set comes from a subquery: a
+   * large literal `IN {ids:Array(String)}` was analysed element by element (minutes at 80k ids).
+   */
+  async function storedIds(keys: string[]): Promise<Set<string>> {
+    if (!keys.length) return new Set()
     const rows = await db.system.query(
-      'SELECT tenant_id, message_id FROM ingest_dedup WHERE message_id IN (SELECT arrayJoin({ids:Array(String)}))',
-      { ids },
+      DEDUP_LOOKUP,
+      { keys },
       z.object({ tenant_id: z.coerce.number(), message_id: z.string() }),
     )
     return new Set(rows.map((r) => `${r.tenant_id}\u0000${r.message_id}`))
   }
+
+  /**
+   * Before the first flush: the last hour's ids put into the key index again from ingest_dedup.
+   * The key index is fed from ingest_dedup by a view, so a process killed between the two writes
+   * leaves ids in the one and not the other; putting a key again overwrites it, so this is safe to
+   * repeat (each process, each start). An hour covers any insert that was in flight at a crash.
+   */
+  async function recoverIndex(): Promise<void> {
+    await db.system.command(
+      `INSERT INTO ingest_dedup_keys
+       SELECT concat(toString(tenant_id), ':', message_id), tenant_id, message_id, received_at FROM ingest_dedup
+       WHERE received_at >= now64(3) - INTERVAL 1 HOUR`,
+    )
+  }
+
 
   async function applyIdentity(tenantId: number, events: PendingEvent[], actor: string) {
     const links: [string, string][] = []

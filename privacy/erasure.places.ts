@@ -38,6 +38,7 @@ export const PLACES: Record<TenantTable, Place> = {
   identities: { by: 'key', label: 'identities and device links' },
   events: { by: 'events', label: 'app events' },
   ingest_dedup: { by: 'dedup', label: 'dedup index' },
+  ingest_dedup_keys: { by: 'dedup', label: 'dedup index (key lookups)' },
   key_blocks: { by: 'none', why: 'ranges of customer keys claimed by writers' },
   identity_changes: { by: 'keyPair', columns: ['from_key', 'into_key'], label: 'identity link and merge history' },
   customer_merges: { by: 'keyPair', columns: ['from_key', 'into_key'], label: 'customer merges' },

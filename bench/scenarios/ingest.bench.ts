@@ -5,6 +5,7 @@ import { EVENT_COLUMNS, toRow } from '../../ingest/event-writer.js'
 import { createValueScanner, type ValuePolicy } from '../../core/pii.scan.js'
 import { normalizeMessage, type NormalizeOptions } from '../../ingest/normalize.js'
 import type { BenchScenario } from '../harness.js'
+import { measureDedup, perEvent, threadCpuUs } from '../dedup.js'
 import { batchBody, runLoad, startBenchServer, type LoadResult } from '../load.js'
 
 /**
@@ -37,12 +38,16 @@ export const scenario: BenchScenario = {
         const pid = srv.server.child.pid!
         const cpu0 = await serverCpuSeconds(srv.server.url)
         const main0 = mainThreadCpuUs(pid)
+        const threads0 = threadCpuUs(pid)
+        const gen0 = process.cpuUsage()
         const load = await runLoad(srv, { seconds, connections, size })
+        const gen = process.cpuUsage(gen0)
+        const threads = perEvent(threads0, threadCpuUs(pid), load.stored)
         const mainUs = mainThreadCpuUs(pid) - main0
         const cpuS = (await serverCpuSeconds(srv.server.url)) - cpu0
         const swept: [number, LoadResult][] = []
         for (const c of sweepConnections) swept.push([c, await runLoad(srv, { seconds: Math.max(5, Math.round(seconds / 2)), connections: c, size })])
-        return { load, cpuUs: (cpuS * 1e6) / load.stored, mainCpuUs: mainUs / load.stored, swept }
+        return { load, cpuUs: (cpuS * 1e6) / load.stored, mainCpuUs: mainUs / load.stored, swept, threads, generatorUs: (gen.user + gen.system) / load.stored }
       } finally {
         await srv.close()
       }
@@ -57,6 +62,23 @@ export const scenario: BenchScenario = {
     const t0 = performance.now()
     for (let i = 0; i < rows.length; i += 20_000) await ctx.db.system.insertTsv('events', EVENT_COLUMNS, rows.slice(i, i + 20_000))
     const rawPerS = rows.length / ((performance.now() - t0) / 1000)
+    // `--set dedup_ids=N` (0: skip): the flush's dedup question against an index of N ids; the
+    // default is three days of the bank's events (262M a month), what the index keeps.
+    const dedupIds = Number(ctx.args.dedup_ids ?? 26_000_000)
+    const dedup = dedupIds > 0 ? await measureDedup(ctx.db, [...new Set([Math.min(1_000_000, dedupIds), dedupIds])]) : undefined
+    const dedupFigures: Record<string, number> = {}
+    const dedupRatios: Record<string, number> = {}
+    for (const d of dedup?.sizes ?? []) {
+      const at = d.ids >= 1e6 ? `${d.ids / 1e6}m` : `${d.ids / 1e3}k`
+      dedupFigures[`dedup_scan_ms_per_flush_at_${at}`] = d.scanMs
+      dedupFigures[`dedup_keys_ms_per_flush_at_${at}`] = d.keysMs
+      dedupRatios[`dedup_scan_over_keys_at_${at}`] = d.scanMs / d.keysMs
+    }
+    if (dedup) dedupFigures.dedup_index_write_us_per_id = dedup.writeUsPerId
+    const threadFigures: Record<string, number> = {}
+    for (const [k, v] of Object.entries(pooled.threads)) threadFigures[`server_cpu_us_per_event_${k}`] = v
+    for (const [k, v] of Object.entries(inThread.threads)) threadFigures[`server_cpu_us_per_event_in_thread_${k}`] = v
+    threadFigures.load_generator_cpu_us_per_event = pooled.generatorUs
     const sweepFigures: Record<string, number> = {}
     const sweepRatios: Record<string, number> = {}
     for (const [c, r] of pooled.swept) {
@@ -124,6 +146,8 @@ export const scenario: BenchScenario = {
         server_cpu_us_per_event_in_thread: inThread.cpuUs,
         server_main_thread_cpu_us_per_event: pooled.mainCpuUs,
         server_main_thread_cpu_us_per_event_in_thread: inThread.mainCpuUs,
+        ...threadFigures,
+        ...dedupFigures,
       },
       ratios: {
         http_vs_raw_insert: load.eventsPerS / rawPerS,
@@ -133,6 +157,7 @@ export const scenario: BenchScenario = {
         main_thread_cpu_pool_vs_in_thread: pooled.mainCpuUs / inThread.mainCpuUs,
         ...sweepRatios,
         ...scanRatios,
+        ...dedupRatios,
       },
       notes: [
         'The server and the load generator share the machine: autocannon and its JSON building take CPU the server would otherwise have.',
@@ -144,6 +169,8 @@ export const scenario: BenchScenario = {
         'scan_cpu_us_*: CPU microseconds per event with the scan minus without, median of the per-round differences (this process\'s CPU time, which other processes on the machine disturb less than wall time). server_cpu_us_per_event: the server process\'s CPU time (its engine threads included) during the measured HTTP run per event stored; scan_share_of_server_cpu_* divides the one by the other: the share of the server\'s CPU per event the scan would take. Again the server\'s figure is for plain events (a lower bound for PII-carrying ones), so the share is overstated.',
         'Not measured: HTTP ingest with the scan switched off in the server. The server has no switch for it, deliberately: a setting that stores raw identity numbers is not one a bank should be able to turn on, so the with/without comparison is made at the edge\'s normalization, where the scan runs.',
         'server_main_thread_cpu_us_per_event*: the server\'s main thread\'s CPU time (from /proc) over the measured run per event stored, with the pool and in the HTTP thread: what the pool takes off the thread that serves HTTP and inserts. It moves less with other work on the machine than the rates do.',
+        'server_cpu_us_per_event_<group>: the server\'s CPU per event stored over the measured run, by thread (from /proc): main (HTTP, auth, dedup and identity bookkeeping, the insert call), node_threads (the ingest worker threads and libuv\'s pool, where the embedded engine runs each statement: parsing the inserted rows, the lookups), engine_merges (background merges of the parts the inserts made) and engine_other (the engine\'s other pools). load_generator_cpu_us_per_event: this process\'s CPU (autocannon and the batches it builds) over the same run: on 2 cores the server and the generator share, the rate is at most 2 s of CPU a second over the sum of the two.',
+        `dedup_*: one flush's dedup question (${dedup?.flush ?? 5000} message ids, half stored, half new, of 3 tenants) against an index of N ids (1M, then ${dedupIds.toLocaleString('en-US')}: three days of 262M events a month), median of 5 rounds: *_scan_* as the writer asked it before (ingest_dedup, a MergeTree sorted by tenant and message id: a flush's random ids land in every granule, so it reads the whole index), *_keys_* as it asks now (ingest_dedup_keys, one RocksDB read per key). Both return the same rows (checked each round). dedup_index_write_us_per_id: filling ingest_dedup and, through its view, the key index, µs per id.`,
         'raw_insert_rows_per_s: the same event rows as TabSeparated handed to the embedded engine in 20k-row inserts (the writer\'s own insert path), in this process, after the HTTP run.',
       ],
     }
