@@ -43,6 +43,7 @@ export const ERROR_CATALOGUE = {
   SHUTTING_DOWN: { status: 503, message: 'The service is shutting down.' },
   INGEST_WORKER_FAILED: { status: 503, message: 'An ingest worker thread failed before anything of this request was stored; send it again.' },
   STORAGE_UNAVAILABLE: { status: 503, message: 'The storage engine is unavailable.' },
+  METRICS_UNAVAILABLE: { status: 503, message: 'The engine process did not answer with the metrics of every process; scrape again.' },
   QUERY_MEMORY_LIMIT: { status: 503, message: 'A query needed more memory than its engine lane allows.' },
   // Failures outside HTTP (CLI, start-up); their status is what an operator route would answer.
   CONFIG_INVALID: { status: 500, message: 'The configuration is invalid.' },

@@ -31,6 +31,8 @@ export interface AppDeps {
   db: Db
   log: Logger
   metrics: Metrics
+  /** What `/metrics` serves, when not this process's registry (the API on several processes). */
+  metricsExposition?: (() => Promise<string>) | undefined
   tenants: TenantService
   keys: KeyService
   readiness: Readiness
@@ -145,7 +147,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   })
 
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
-  registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics })
+  registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics, exposition: deps.metricsExposition })
   registerConsoleRoutes(app)
   if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: deps.pii && createDigestMigration({ db: deps.db, pii: deps.pii }) })
   if (deps.tenantRoutes !== false) registerCorsRoutes(app, { auth, origins: corsOrigins })

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -43,6 +44,22 @@ async function send(url: string, key: string, b: number): Promise<number> {
   }
 }
 
+/** `/metrics` on a new connection each time (the primary hands each to the next process). */
+function scrape(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${url}/metrics`, { agent: false }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}: ${body}`))))
+      })
+      .on('error', reject)
+  })
+}
+const sample = (text: string, name: string, label: string) =>
+  Number(new RegExp(`^${name}\\{[^}]*${label}[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+
 describe('the API on two processes', () => {
   it('serves from both, replaces one that dies, and stops with everything acknowledged stored', { timeout: 240_000 }, async () => {
     server = await startServerProcess(env, 120_000)
@@ -65,6 +82,15 @@ describe('the API on two processes', () => {
     await Promise.all(Array.from({ length: 8 }, client))
     expect(acked.size).toBe(300)
     first.forEach((pid, i) => expect(ticks(pid)).toBeGreaterThan(before[i]!))
+
+    // Whichever process takes the scrape answers for all three: the events both API processes
+    // stored, summed, and the engine process's own metrics with them.
+    for (let i = 0; i < 4; i++) {
+      const text = await scrape(server.url)
+      expect(sample(text, 'qianmian_ingest_events_total', 'outcome="stored"')).toBe(6000)
+      expect(sample(text, 'qianmian_metrics_processes', 'state="answered"')).toBe(3)
+      expect(sample(text, 'qianmian_metrics_processes', 'state="missing"')).toBe(0)
+    }
 
     // One API process killed: the other answers meanwhile, and a new one takes its place.
     process.kill(first[0]!, 'SIGKILL')

@@ -5,6 +5,7 @@ import type { Config } from '../core/config.js'
 import { ENGINE_USER, startEngineHttp, type EngineHttp } from '../core/engine-http.js'
 import type { Logger } from '../core/log.js'
 import { resolvePiiSecret } from '../core/pii.js'
+import { serveClusterMetrics } from './cluster.metrics.js'
 import { startServer, type Started } from './start.js'
 
 /**
@@ -23,7 +24,8 @@ import { startServer, type Started } from './start.js'
  *   loopback, with a password made for this start. Against a ClickHouse server (`CLICKHOUSE_URL`)
  *   every process goes to the server itself.
  * - They start once the engine process is ready, so none migrates or seeds, and each digests with
- *   the engine process's secret. Each keeps its own layout snapshots, key cache and rate limits.
+ *   the engine process's secret. Each keeps its own layout snapshots, key cache and rate limits;
+ *   `/metrics` answers for all of them and the engine process (server/cluster.metrics.ts).
  * - An API process that dies is started again (after 1 s, doubling while it keeps dying young).
  * - Stopping (SIGTERM or SIGINT to the primary): the API processes stop first, each finishing its
  *   requests and writing what it accepted through the engine endpoint; then the endpoint, then the
@@ -45,6 +47,7 @@ export async function startCluster(config: Config, opts: { version: string; prin
   const engineConfig: Config = Object.freeze({ ...config, host: '127.0.0.1', port: 0, roles: Object.freeze(roles) })
   const started: Started = await startServer(engineConfig, { version: opts.version, print, engine: true })
   const log = started.runtime.log.child({ component: 'cluster' })
+  const stopMetrics = serveClusterMetrics(started.runtime.metrics.registry, log)
   const token = crypto.randomBytes(32).toString('hex')
   let endpoint: EngineHttp | undefined
   let stopping = false
@@ -100,6 +103,7 @@ export async function startCluster(config: Config, opts: { version: string; prin
     const deadline = setTimeout(() => workers.forEach((w) => w.isDead() || w.process.kill('SIGKILL')), config.shutdownTimeoutMs + 5000)
     await exited
     clearTimeout(deadline)
+    stopMetrics()
     await endpoint?.close()
     await started.stop(reason)
   }

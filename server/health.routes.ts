@@ -15,7 +15,8 @@ export interface Readiness {
 const healthBody = z.object({ status: z.literal('ok'), uptimeSeconds: z.number() })
 const readyBody = z.object({ status: z.literal('ready') })
 
-export function registerHealthRoutes(app: FastifyInstance, deps: { readiness: Readiness; metrics: Metrics }) {
+/** `exposition`: the text `/metrics` serves; this process's registry without it (server/cluster.metrics.ts sums several). */
+export function registerHealthRoutes(app: FastifyInstance, deps: { readiness: Readiness; metrics: Metrics; exposition?: (() => Promise<string>) | undefined }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   r.get(
     '/health',
@@ -44,7 +45,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { readiness: Re
     '/metrics',
     { schema: { tags: ['operations'], summary: 'Prometheus metrics (text exposition format)' } },
     async (_req, reply) => {
-      const text = await deps.metrics.registry.metrics()
+      const text = await (deps.exposition ? deps.exposition() : deps.metrics.registry.metrics())
       return reply.type(deps.metrics.registry.contentType).send(text)
     },
   )

@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
+import type { Registry } from 'prom-client'
 import type { Config } from '../core/config.js'
 import { AppError, errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
@@ -49,7 +50,10 @@ export interface Started {
  * `engine`: the process holding the engine while other processes serve the API (server/cluster.ts);
  * it listens for its own health and metrics only, and says so.
  */
-export async function startServer(config: Config, opts: { print?: (line: string) => void; version: string; engine?: boolean }): Promise<Started> {
+export async function startServer(
+  config: Config,
+  opts: { print?: (line: string) => void; version: string; engine?: boolean; metricsExposition?: (registry: Registry) => () => Promise<string> },
+): Promise<Started> {
   const print = opts.print ?? ((l: string) => process.stdout.write(l + '\n'))
   const runtime = await createRuntime(config, { withKafka: true })
   const { log } = runtime
@@ -58,6 +62,7 @@ export async function startServer(config: Config, opts: { print?: (line: string)
     db: runtime.db,
     log,
     metrics: runtime.metrics,
+    metricsExposition: opts.metricsExposition?.(runtime.metrics.registry),
     tenants: runtime.tenants,
     keys: runtime.keys,
     readiness,
