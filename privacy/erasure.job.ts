@@ -94,7 +94,7 @@ const countRow = z.object({ n: z.coerce.number() })
  * `nos` customer numbers, `ids` every identifier (numbers, app and device ids), `anons` app ids.
  * Table and column names come from code (PLACES), never from input.
  */
-function predicate(table: TenantTable, place: Place): string {
+export function predicate(table: TenantTable, place: Place): string {
   const keys = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
   switch (place.by) {
     case 'key':
@@ -108,6 +108,8 @@ function predicate(table: TenantTable, place: Place): string {
     case 'events':
       return `(customer_key ${keys} OR user_id IN {nos:Array(String)} OR anonymous_id IN {anons:Array(String)})`
     case 'dedup':
+      // The key index finds rows by key only: by message id it read all of it (62 s at 26M ids).
+      if (table === 'ingest_dedup_keys') return `key IN (SELECT concat(toString(tenant_id), ':', message_id) FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
       return `message_id IN (SELECT message_id FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
     case 'bitmap':
       return 'bitmapHasAny(keys, bitmapBuild({ks:Array(UInt32)}))'
@@ -141,10 +143,19 @@ async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<vo
        WHERE ${where} SETTINGS mutations_sync = 2`,
       { ...params(s), ds: s.digests.map((d) => `erased:${d}`) },
     )
+  } else if (table === 'ingest_dedup_keys') {
+    // A DELETE reads every key of the index unless its keys are given as values (60 s against
+    // 3 ms at 26M ids): read them first, then delete them by name.
+    const found = await db.query(`SELECT key FROM ${table} WHERE ${where}`, params(s), keyRow)
+    for (let i = 0; i < found.length; i += 10_000) {
+      await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND key IN {keys:Array(String)}`, { keys: found.slice(i, i + 10_000).map((r) => r.key) })
+    }
   } else {
     await db.command(`DELETE FROM ${table} WHERE ${where}`, params(s))
   }
 }
+
+const keyRow = z.object({ key: z.string() })
 
 export function newSteps(): Step[] {
   return placeOrder().map((table) => {
