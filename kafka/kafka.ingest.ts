@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Consumer, type Message, type Producer } from 'kafkajs'
+import { Kafka, logLevel, type Consumer, type Message } from 'kafkajs'
 import type { Config } from '../core/config.js'
 import { AppError, errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
@@ -8,6 +8,7 @@ import type { EventSink } from '../ingest/ingest.service.js'
 import type { PendingEvent } from '../ingest/normalize.js'
 import { decodeEvent, encodeEvent } from './kafka.message.js'
 import { PartitionOffsets } from './offsets.js'
+import { createFreshProducer } from './fresh-producer.js'
 import { createSerialSender } from './serial-send.js'
 
 /**
@@ -58,8 +59,9 @@ export async function createKafkaSink(deps: { kafka: Kafka; cfg: KafkaConfig; lo
   const { cfg, log } = deps
   const produced = deps.metrics.counter('qianmian_kafka_produced_total', 'Events produced to Kafka by the edge')
   const failures = deps.metrics.counter('qianmian_kafka_produce_failures_total', 'Edge requests answered 503 because Kafka did not acknowledge')
-  // Idempotent: a retried send after a lost acknowledgement does not duplicate in the log.
-  const producer: Producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 3, maxRetryTime: 2000 } })
+  // Idempotent: a retried send after a lost acknowledgement does not duplicate in the log; a new
+  // producer after a failed send (fresh-producer.ts says why).
+  const producer = createFreshProducer(() => deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: { retries: 3, maxRetryTime: 2000 } }))
   await producer.connect()
 
   // One send at a time (see serial-send.ts for why a second concurrent send could be dropped by
@@ -104,7 +106,7 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
   const deadLettered = deps.metrics.counter('qianmian_kafka_dead_letters_total', 'Messages sent to the dead-letter topic', ['reason'])
   const lag = deps.metrics.gauge('qianmian_kafka_batch_lag', 'Offset lag of the last batch per partition', ['partition'])
   const consumer: Consumer = deps.kafka.consumer({ groupId: cfg.groupId, allowAutoTopicCreation: false, sessionTimeout: 30_000, heartbeatInterval: 3_000 })
-  const dlq: Producer = deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false })
+  const dlq = createFreshProducer(() => deps.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false }))
   const trackers = new Map<number, PartitionOffsets>()
   /**
    * Per partition, how many bytes of messages from the start of an assignment are still checked

@@ -96,3 +96,41 @@ describe('Kafka edge sink', () => {
     expect(f.calls).toEqual([['1:a'], ['1:c']])
   })
 })
+
+describe('Kafka edge sink after a failed send', () => {
+  it('sends the next request from a new producer (a new producer id), so the broker cannot take it for a retry of the failed one', async () => {
+    // kafkajs gives a failed batch's sequence numbers back; if the broker had appended that batch,
+    // the next one under the same producer id and sequence is answered success and not appended.
+    const made: { id: number; sent: string[][]; disconnected: boolean }[] = []
+    const fail = new Error('connection closed before the broker answered')
+    const kafka = {
+      producer: () => {
+        const p = { id: made.length, sent: [] as string[][], disconnected: false }
+        made.push(p)
+        return {
+          connect: async () => undefined,
+          disconnect: async () => {
+            p.disconnected = true
+          },
+          send: async (r: { messages: { key: string }[] }) => {
+            p.sent.push(r.messages.map((m) => m.key))
+            if (p.id === 0 && p.sent.length === 2) throw fail
+            return []
+          },
+        }
+      },
+    } as unknown as Kafka
+    const cfg = { topic: 't', sendTimeoutMs: 1000 } as KafkaConfig
+    const sink = await createKafkaSink({ kafka, cfg, log: createLogger({ level: 'silent' }), metrics: createMetrics({ collectDefault: false }) })
+    const event = (id: string) => ({ messageId: id, userId: id, type: 'track', event: 'e', timestamp: 0, receivedAt: 0, properties: {}, context: {} }) as never
+    const status = (id: string) => sink.submit(1, [event(id)], 'k').then(() => 200, (e: { status?: number }) => e.status)
+    expect(await status('a')).toBe(200)
+    expect(await status('b')).toBe(503)
+    expect(await status('c')).toBe(200)
+    expect(await status('d')).toBe(200)
+    await sink.close()
+    expect(made.map((p) => p.sent)).toEqual([[['1:a'], ['1:b']], [['1:c'], ['1:d']]])
+    expect(made[0]!.disconnected).toBe(true)
+    expect(made[1]!.disconnected).toBe(true)
+  })
+})
