@@ -6,7 +6,9 @@
  * retry of the first, answers it with success and does not append it (kafkajs issue #1005). A
  * caller would then acknowledge events that are not in the log. So a send starts only after the
  * previous one settled, including one whose caller already gave up on it: a timed-out send is
- * still retried inside kafkajs and may land.
+ * still retried inside kafkajs and may land. A send that failed gives its sequence numbers back,
+ * which a batch the broker appended anyway makes unsafe too: the producer is replaced after a
+ * failure (fresh-producer.ts).
  *
  * What arrives while a send is in flight goes out together in the next send. Each request has
  * its own deadline from the moment it was queued: one that passes while it waits is rejected
