@@ -108,9 +108,10 @@ export function predicate(table: TenantTable, place: Place): string {
     case 'events':
       return `(customer_key ${keys} OR user_id IN {nos:Array(String)} OR anonymous_id IN {anons:Array(String)})`
     case 'dedup':
-      // The key index finds rows by key only: by message id it read all of it (62 s at 26M ids).
-      if (table === 'ingest_dedup_keys') return `key IN (SELECT concat(toString(tenant_id), ':', message_id) FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
       return `message_id IN (SELECT message_id FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
+    case 'dedupKeys':
+      // The key index finds rows by key only: by message id it read all of it (62 s at 26M ids).
+      return `key IN (SELECT concat(toString(tenant_id), ':', message_id) FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
     case 'bitmap':
       return 'bitmapHasAny(keys, bitmapBuild({ks:Array(UInt32)}))'
     case 'digest':
@@ -143,7 +144,7 @@ async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<vo
        WHERE ${where} SETTINGS mutations_sync = 2`,
       { ...params(s), ds: s.digests.map((d) => `erased:${d}`) },
     )
-  } else if (table === 'ingest_dedup_keys') {
+  } else if (place.by === 'dedupKeys') {
     // A DELETE reads every key of the index unless its keys are given as values (60 s against
     // 3 ms at 26M ids): read them first, then delete them by name.
     const found = await db.query(`SELECT key FROM ${table} WHERE ${where}`, params(s), keyRow)

@@ -54,6 +54,7 @@ describe('erasure places', () => {
       if (p.by === 'key') expect(cols, table).toContain('customer_key')
       if (p.by === 'keyPair') for (const c of p.columns) expect(cols, table).toContain(c)
       if (p.by === 'bitmap') expect(cols, table).toContain('keys')
+      if (p.by === 'dedupKeys') expect(cols, table).toEqual(expect.arrayContaining(['key', 'message_id']))
       if (p.by === 'digest') expect(cols, table).toEqual(expect.arrayContaining(['customer_no', 'object_id', 'object_kind']))
     }
   })
@@ -61,6 +62,7 @@ describe('erasure places', () => {
   it('runs the dedup index before the events it is found from, and the audit trail last', () => {
     const order = placeOrder()
     expect(order.indexOf('ingest_dedup')).toBeLessThan(order.indexOf('events'))
+    expect(order.indexOf('ingest_dedup_keys')).toBeLessThan(order.indexOf('events'))
     expect(order[order.length - 1]).toBe('audit_log')
   })
 })
