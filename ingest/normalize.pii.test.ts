@@ -72,6 +72,20 @@ describe('personal data caught by value on ingest', () => {
     expect(JSON.parse(e.properties)).toEqual({ form: {}, kept: 1 })
   })
 
+  it('drops them the same way once names are remembered, after the memory starts over, and under long names', () => {
+    const secrets = { sms_code: '123456', 'pay-password': 'x', loginPwd: 'y', kept: 1 }
+    for (let i = 0; i < 3; i++) expect(JSON.parse(stored({ type: 'track', userId: 'C1', event: 'e', properties: secrets }).properties)).toEqual({ kept: 1 })
+    // 12,000 made-up names: more than the names remembered (10,000), so the memory starts over.
+    for (let i = 0; i < 120; i++) {
+      const props = Object.fromEntries(Array.from({ length: 100 }, (_, j) => [`field_${i}_${j}`, j]))
+      expect(Object.keys(JSON.parse(stored({ type: 'track', userId: 'C1', event: 'e', properties: props }).properties))).toHaveLength(100)
+    }
+    expect(JSON.parse(stored({ type: 'track', userId: 'C1', event: 'e', properties: secrets }).properties)).toEqual({ kept: 1 })
+    // Past 64 characters a name is checked each time: long names are kept, not remembered.
+    const longName = `note_${'x'.repeat(70)}`
+    expect(JSON.parse(stored({ type: 'track', userId: 'C1', event: 'e', properties: { [longName]: 1, password: 'p' } }).properties)).toEqual({ [longName]: 1 })
+  })
+
   it('stores values as sent when the scan is switched off (the benchmark baseline only)', () => {
     const e = stored({ type: 'track', userId: 'C1', event: 'e', properties: { tel: '13812345678' } }, opts({ scan: false }))
     expect(JSON.parse(e.properties)).toEqual({ tel: '13812345678' })

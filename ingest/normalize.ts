@@ -2,6 +2,7 @@ import type { ErrorCode } from '../core/errors.js'
 import type { Pii } from '../core/pii.js'
 import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii.scan.js'
 import { jsonLargerThan } from './event-size.js'
+import { fastMessage } from './segment.fast.js'
 import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MAX_MESSAGE_DEPTH, MAX_STORABLE_MS, MESSAGE_SCHEMAS, MIN_STORABLE_MS, type EventType } from './segment.schema.js'
 
 /**
@@ -60,7 +61,26 @@ export type Normalized = { ok: true; event: PendingEvent; properties: Record<str
  * separators removed, so `sms_code`, `pay-password` and `loginPwd` are caught like `smscode`.
  */
 const C3_NAMES = /^(password|passwd|pwd|pin|pincode|otp|otpcode|cvv|cvv2|cvc|cvn|cvn2|smscode|verificationcode|verifycode|securitycode|biometric|fingerprint|faceimage|paymentpassword|paypassword|paypwd|loginpassword|loginpwd|tradepassword|transactionpassword|withdrawpassword)$/i
-const C3_KEYS = { test: (k: string) => C3_NAMES.test(k.length > 40 ? k : k.replace(/[_\-\s.]/g, '')) }
+const isC3Name = (k: string) => C3_NAMES.test(k.length > 40 ? k : k.replace(/[_\-\s.]/g, ''))
+/**
+ * The answer per key name, remembered: an app sends the same few hundred property names in every
+ * event, and the two regular expressions per key cost more than the rest of the walk over it.
+ * Bounded in names and in their length: past the limit (names made up per event) it starts over.
+ */
+const C3_SEEN = new Map<string, boolean>()
+const C3_SEEN_MAX = 10_000
+const C3_KEYS = {
+  test(k: string): boolean {
+    if (k.length > 64) return isC3Name(k)
+    let c3 = C3_SEEN.get(k)
+    if (c3 === undefined) {
+      c3 = isC3Name(k)
+      if (C3_SEEN.size >= C3_SEEN_MAX) C3_SEEN.clear()
+      C3_SEEN.set(k, c3)
+    }
+    return c3
+  },
+}
 /** Context fields kept: what the app and device are, not where or who the person is. */
 const CONTEXT_KEEP = new Set(['app', 'device', 'os', 'locale', 'timezone', 'library', 'screen', 'network', 'page', 'campaign', 'userAgent', 'channel', 'sessionId'])
 const DEVICE_DROP = new Set(['advertisingId', 'adTrackingEnabled', 'token', 'id'])
@@ -269,12 +289,16 @@ export function normalizeMessage(
     return reject('VALIDATION_FAILED', 'type', `this endpoint takes ${envelope.type} messages`, rawId)
   }
 
-  const parsed = MESSAGE_SCHEMAS[type].safeParse({ ...item, type })
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    return reject('VALIDATION_FAILED', issue.path.map(String).join('.') || '(event)', issue.message, rawId)
+  // The common case is decided without zod (segment.fast.ts); zod decides the rest and words every rejection.
+  let m = fastMessage(type, item) as (Record<string, unknown> & { type: EventType }) | undefined
+  if (!m) {
+    const parsed = MESSAGE_SCHEMAS[type].safeParse({ ...item, type })
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!
+      return reject('VALIDATION_FAILED', issue.path.map(String).join('.') || '(event)', issue.message, rawId)
+    }
+    m = parsed.data as Record<string, unknown> & { type: EventType }
   }
-  const m = parsed.data as Record<string, unknown> & { type: EventType }
   const sensitive = opts.sensitiveTraits
 
   const moved: Record<string, string> = {}

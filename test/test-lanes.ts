@@ -43,6 +43,7 @@ export const UNIT_FILES = [
   'ingest/ingest.pii.test.ts',
   'ingest/normalize.pii.test.ts',
   'ingest/normalize.test.ts',
+  'ingest/segment.fast.test.ts',
   'kafka/kafka.message.test.ts',
   'kafka/offsets.test.ts',
   'kafka/serial-send.test.ts',
