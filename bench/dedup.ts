@@ -1,12 +1,13 @@
 import fs from 'node:fs'
 import type { Db } from '../core/db.js'
-import { DEDUP_LOOKUP, dedupKey } from '../ingest/event-writer.js'
+import { DEDUP_LOOKUP, dedupDigests, dedupKey } from '../ingest/event-writer.js'
 
 /**
  * The dedup question of one flush against an index of a bank's size. The writer asks, per flush,
  * which of its message ids are stored. Asked of ingest_dedup (a MergeTree sorted by tenant and
  * message id, the writer's question until sql/023) it read every granule, since a flush's ids are
- * random; asked of ingest_dedup_keys (RocksDB, one read per key) it reads the flush's keys.
+ * random; asked of the key index (RocksDB, one read per key: ingest_dedup_digests since sql/024)
+ * it reads the flush's keys. The keys' time includes computing the digests, as the writer does.
  */
 
 /** The old form: the MergeTree index, by message id, every tenant at once. */
@@ -31,7 +32,7 @@ export interface DedupResult {
 }
 
 /**
- * Fills ingest_dedup (and so ingest_dedup_keys) up to each size in `sizes`, then asks a flush's
+ * Fills ingest_dedup (and so the key index) up to each size in `sizes`, then asks a flush's
  * question both ways, `rounds` times: half of the flush's ids stored, half new.
  */
 export async function measureDedup(db: Db, sizes: number[], flush = 5000, rounds = 5): Promise<DedupResult> {
@@ -60,7 +61,7 @@ export async function measureDedup(db: Db, sizes: number[], flush = 5000, rounds
       const a = await db.system.query<{ tenant_id: number; message_id: string }>(SCAN_LOOKUP, { ids })
       scan.push(performance.now() - t)
       t = performance.now()
-      const b = await db.system.query<{ tenant_id: number; message_id: string }>(DEDUP_LOOKUP, { keys: picks.map((n) => dedupKey(tenantOf(n), idOf(n))) })
+      const b = await db.system.query<{ tenant_id: number; message_id: string }>(DEDUP_LOOKUP, { digests: dedupDigests(picks.map((n) => dedupKey(tenantOf(n), idOf(n)))) })
       keys.push(performance.now() - t)
       if (a.length !== b.length) throw new Error(`the two dedup lookups disagree: ${a.length} against ${b.length} stored ids`)
       found += b.length

@@ -30,7 +30,7 @@ export const TENANT_TABLES = [
   'identities',
   'events',
   'ingest_dedup',
-  'ingest_dedup_keys',
+  'ingest_dedup_digests',
   'key_blocks',
   'identity_changes',
   'customer_merges',

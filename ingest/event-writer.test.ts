@@ -5,7 +5,7 @@ import type { Db, SystemDb } from '../core/db.js'
 import { isAppError } from '../core/errors.js'
 import { createMetrics } from '../core/metrics.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { createEventWriter, DEDUP_LOOKUP, dedupKey, eventTime, type EventWriter } from './event-writer.js'
+import { createEventWriter, DEDUP_LOOKUP, dedupDigests, dedupKey, eventTime, type EventWriter } from './event-writer.js'
 import { createIdentityService } from './identity.service.js'
 import { createKeyAllocator } from './key-allocator.js'
 import type { PendingEvent } from './normalize.js'
@@ -146,7 +146,7 @@ describe('an insert whose dedup entry was never written (a kill between the two)
     expect(await w.submit(5, es, 'k5')).toMatchObject({ stored: es.length })
     await w.close()
     await engine.db.system.command('DELETE FROM ingest_dedup WHERE message_id IN {ids:Array(String)}', { ids: es.map((e) => e.messageId) })
-    await engine.db.system.command('DELETE FROM ingest_dedup_keys WHERE message_id IN {ids:Array(String)}', { ids: es.map((e) => e.messageId) })
+    await engine.db.system.command('DELETE FROM ingest_dedup_digests WHERE message_id IN {ids:Array(String)}', { ids: es.map((e) => e.messageId) })
   }
 
   it('finds them in the events themselves when the submission asks to verify, and stores only the rest', async () => {
@@ -174,10 +174,10 @@ describe('an insert whose dedup entry was never written (a kill between the two)
   })
 })
 
-describe('the dedup index as key lookups (ingest_dedup_keys)', () => {
+describe('the dedup index as key lookups (ingest_dedup_digests)', () => {
   it('a flush’s dedup question reads its keys, not the index (a scan grew with the index: 750 ms a flush at 26M ids)', async () => {
     const keys = Array.from({ length: 5000 }, (_, i) => dedupKey(1 + (i % 3), crypto.randomUUID()))
-    const plan = await engine.db.system.query<{ explain: string }>(`EXPLAIN actions = 1 ${DEDUP_LOOKUP}`, { keys })
+    const plan = await engine.db.system.query<{ explain: string }>(`EXPLAIN actions = 1 ${DEDUP_LOOKUP}`, { digests: dedupDigests(keys) })
     const text = plan.map((r) => r.explain).join('\n')
     expect(text).toMatch(/ReadFromEmbeddedRocksDB/)
     expect(text).toMatch(/ReadType: GetKeys/)
@@ -190,13 +190,30 @@ describe('the dedup index as key lookups (ingest_dedup_keys)', () => {
     expect(await w.submit(7, [es[1]!, event()], 'k7')).toMatchObject({ stored: 1, duplicates: 1 })
     expect(await w.submit(8, [{ ...es[0]! }], 'k8')).toMatchObject({ stored: 1, duplicates: 0 })
     await w.close()
-    const rows = await engine.db.system.query(
-      'SELECT key, tenant_id, message_id FROM ingest_dedup_keys WHERE key IN {keys:Array(String)} ORDER BY key',
-      { keys: [...es.map((e) => dedupKey(7, e.messageId)), dedupKey(8, es[0]!.messageId)] },
-      z.object({ key: z.string(), tenant_id: z.coerce.number(), message_id: z.string() }),
+    const keys = [...es.map((e) => dedupKey(7, e.messageId)), dedupKey(8, es[0]!.messageId)]
+    const rows = await engine.db.system.query(DEDUP_LOOKUP, { digests: dedupDigests(keys) }, z.object({ tenant_id: z.coerce.number(), message_id: z.string() }))
+    expect(rows.map((r) => dedupKey(r.tenant_id, r.message_id)).sort()).toEqual([...keys].sort())
+    // The engine's digest (the index's view) is the writer's, byte for byte.
+    const [hex] = await engine.db.system.query(
+      `SELECT groupArray(lower(hex(reinterpretAsFixedString(digest)))) AS h FROM
+         (SELECT digest FROM ingest_dedup_digests WHERE digest IN (SELECT reinterpretAsUInt64(unhex(substring({d:String}, number * 16 + 1, 16))) FROM numbers(intDiv(length({d:String}), 16))) ORDER BY message_id, tenant_id)`,
+      { d: dedupDigests(keys) },
+      z.object({ h: z.array(z.string()) }),
     )
-    expect(rows).toHaveLength(4)
-    for (const r of rows) expect(r.key).toBe(dedupKey(r.tenant_id, r.message_id))
+    const byId = [...keys].sort((a, b) => (a.split(':')[1]! < b.split(':')[1]! ? -1 : a.split(':')[1]! > b.split(':')[1]! ? 1 : Number(a.split(':')[0]) - Number(b.split(':')[0])))
+    expect(hex!.h).toEqual(byId.map((k) => dedupDigests([k])))
+  })
+
+  it('a digest shared by two ids finds only the one stored under it: the other event is stored, not dropped', async () => {
+    const e = event()
+    // Another id stored under this event's digest: what a collision of the 64-bit digests would leave.
+    await engine.db.system.command(
+      `INSERT INTO ingest_dedup_digests SELECT reinterpretAsUInt64(unhex({d:String})), 7, 'another-id', now64(3)`,
+      { d: dedupDigests([dedupKey(7, e.messageId)]) },
+    )
+    const w = writer(engine.db)
+    expect(await w.submit(7, [e], 'k7')).toMatchObject({ stored: 1, duplicates: 0 })
+    await w.close()
   })
 
   it('a kill between the two indexes: the next writer puts the last hour’s ids back before its first flush', async () => {
@@ -205,7 +222,7 @@ describe('the dedup index as key lookups (ingest_dedup_keys)', () => {
     expect(await w.submit(9, es, 'k9')).toMatchObject({ stored: 2 })
     await w.close()
     // In ingest_dedup, not in the key index: what a process killed between the two writes leaves.
-    await engine.db.system.command('DELETE FROM ingest_dedup_keys WHERE message_id IN {ids:Array(String)}', { ids: es.map((e) => e.messageId) })
+    await engine.db.system.command('DELETE FROM ingest_dedup_digests WHERE message_id IN {ids:Array(String)}', { ids: es.map((e) => e.messageId) })
     const again = writer(engine.db)
     expect(await again.submit(9, es, 'k9')).toMatchObject({ stored: 0, duplicates: 2 })
     await again.close()

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
@@ -75,11 +76,29 @@ interface Owner {
   e: PendingEvent
 }
 
-/** The flush's dedup question: which of `{keys}` are stored (a read per key, not a scan). */
-export const DEDUP_LOOKUP = 'SELECT key FROM ingest_dedup_keys WHERE key IN (SELECT arrayJoin({keys:Array(String)}))'
+/**
+ * The flush's dedup question: which of the digests in `{digests}` (`dedupDigests`) are stored,
+ * with the ids stored under them (a read per key, not a scan; sql/024_ingest_dedup_digests.sql).
+ * The digests travel as one string of 16 hex digits each: bound as an Array of the ids themselves
+ * they took ~8 times as long to pass.
+ */
+export const DEDUP_LOOKUP = `SELECT tenant_id, message_id FROM ingest_dedup_digests
+  WHERE digest IN (SELECT reinterpretAsUInt64(unhex(substring({digests:String}, number * 16 + 1, 16))) FROM numbers(intDiv(length({digests:String}), 16)))`
 
-/** A message id's key in the dedup index (ingest_dedup_keys): a tenant id has no ':'. */
+/** A message id's key in a flush (a tenant id has no ':'); the dedup index holds its digest. */
 export const dedupKey = (tenantId: number, messageId: string): string => `${tenantId}:${messageId}`
+
+/**
+ * The digests of `dedupKey`s as DEDUP_LOOKUP takes them: for each, the first 8 bytes of its MD5
+ * as 16 hex digits, the bytes the index's view reads as a little-endian UInt64.
+ */
+export function dedupDigests(keys: readonly string[]): string {
+  let out = ''
+  for (const k of keys) out += crypto.hash('md5', k, 'hex').slice(0, 16)
+  return out
+}
+
+const dedupRow = z.object({ tenant_id: z.coerce.number(), message_id: z.string() })
 
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
 
@@ -352,13 +371,13 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   /**
    * Which of these keys (`dedupKey`) the dedup index holds. One round trip per flush for every
    * tenant in it; each key is one RocksDB read, so the cost follows the flush, not the index
-   * (sql/023_ingest_dedup_keys.sql). Most of it is binding the keys: 5,000 keys of about 40 bytes
-   * took ~35 ms to bind as a parameter and ~2 ms to read (measured on the embedded engine).
+   * (sql/024_ingest_dedup_digests.sql). A row counts only under the tenant and message id it
+   * was stored with, so a digest two ids share finds the one stored, never the other.
    */
   async function storedIds(keys: string[]): Promise<Set<string>> {
     if (!keys.length) return new Set()
-    const rows = await db.system.query(DEDUP_LOOKUP, { keys }, z.object({ key: z.string() }))
-    return new Set(rows.map((r) => r.key))
+    const rows = await db.system.query(DEDUP_LOOKUP, { digests: dedupDigests(keys) }, dedupRow)
+    return new Set(rows.map((r) => dedupKey(r.tenant_id, r.message_id)))
   }
 
   /**
@@ -369,8 +388,8 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
    */
   async function recoverIndex(): Promise<void> {
     await db.system.command(
-      `INSERT INTO ingest_dedup_keys
-       SELECT concat(toString(tenant_id), ':', message_id), tenant_id, message_id, received_at FROM ingest_dedup
+      `INSERT INTO ingest_dedup_digests
+       SELECT reinterpretAsUInt64(MD5(concat(toString(tenant_id), ':', message_id))), tenant_id, message_id, received_at FROM ingest_dedup
        WHERE received_at >= now64(3) - INTERVAL 1 HOUR`,
     )
   }

@@ -10,7 +10,7 @@ import type { TenantTable } from '../core/db.js'
  * - `keyPair`: rows naming a key in either of two columns (identity links, merges); deleted.
  * - `events`: by key, by customer number (user_id) or by a linked app id (anonymous_id); deleted.
  * - `dedup`: the dedup index, by the message ids of the customer's events (read before they go).
- * - `dedupKeys`: the dedup index as keys (`tenant:message_id`), the same way, read and deleted by key.
+ * - `dedupKeys`: the dedup index as keys (digests of `tenant:message_id`), the same way, read and deleted by key.
  * - `bitmap`: groupBitmap states; the customer's keys are taken out of each state holding them.
  * - `digest`: the audit trail keeps its entries (a regulator needs them); the customer number in
  *   them is replaced by its keyed digest.
@@ -40,7 +40,7 @@ export const PLACES: Record<TenantTable, Place> = {
   identities: { by: 'key', label: 'identities and device links' },
   events: { by: 'events', label: 'app events' },
   ingest_dedup: { by: 'dedup', label: 'dedup index' },
-  ingest_dedup_keys: { by: 'dedupKeys', label: 'dedup index (key lookups)' },
+  ingest_dedup_digests: { by: 'dedupKeys', label: 'dedup index (key lookups)' },
   key_blocks: { by: 'none', why: 'ranges of customer keys claimed by writers' },
   identity_changes: { by: 'keyPair', columns: ['from_key', 'into_key'], label: 'identity link and merge history' },
   customer_merges: { by: 'keyPair', columns: ['from_key', 'into_key'], label: 'customer merges' },

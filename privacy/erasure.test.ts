@@ -116,7 +116,7 @@ afterAll(async () => t?.close())
 
 /** Places every seeded customer has rows in (tag run staging and push scratch tables may be empty). */
 const SEEDED: TenantTable[] = [
-  'customers', 'accounts', 'loans', 'loan_schedules', 'bills', 'identities', 'events', 'ingest_dedup', 'ingest_dedup_keys', 'identity_changes', 'customer_traits', 'consents', 'consent_history',
+  'customers', 'accounts', 'loans', 'loan_schedules', 'bills', 'identities', 'events', 'ingest_dedup', 'ingest_dedup_digests', 'identity_changes', 'customer_traits', 'consents', 'consent_history',
   'tag_values', 'tag_history', 'tag_bitmaps', 'segment_members', 'segment_events', 'push_targets', 'push_leases', 'push_outcomes', 'layout_exposures', 'audit_log',
 ]
 
