@@ -18,6 +18,8 @@ const tenantOf = (n: number) => 1 + (n % 3)
 
 export interface DedupSize {
   ids: number
+  /** Flush-sized inserts written after the bulk fill, before this measurement (0: right after it). */
+  afterFlushes: number
   /** Median of the rounds, ms for one flush's question. */
   scanMs: number
   keysMs: number
@@ -33,24 +35,32 @@ export interface DedupResult {
 
 /**
  * Fills ingest_dedup (and so the key index) up to each size in `sizes`, then asks a flush's
- * question both ways, `rounds` times: half of the flush's ids stored, half new.
+ * question both ways, `rounds` times: half of the flush's ids stored, half new. Then, as the
+ * writer goes on, `flushes` inserts of a flush's ids each, and the question again: an index
+ * filled in bulk and measured at once is not the one a running writer leaves (a RocksDB table
+ * that took every insert as a file of its own read them all on each lookup).
  */
-export async function measureDedup(db: Db, sizes: number[], flush = 5000, rounds = 5): Promise<DedupResult> {
+export async function measureDedup(db: Db, sizes: number[], flush = 5000, rounds = 5, flushes = 200): Promise<DedupResult> {
   let filled = 0
   let writeMs = 0
   const out: DedupSize[] = []
-  for (const size of sizes) {
-    const t0 = performance.now()
-    // Rows of 3 tenants, received now (inside the 3-day window the index keeps), in one statement
-    // the engine splits into blocks of a million.
+  const fill = async (count: number) => {
+    // Rows of 3 tenants, received now (inside the 3-day window the index keeps); a bulk fill is one
+    // statement the engine splits into blocks of a million.
     await db.system.command(
       `INSERT INTO ingest_dedup (tenant_id, message_id, received_at, timestamp)
        SELECT 1 + number % 3, concat('bench-dedup-', toString(number)), now64(3), now64(3)
        FROM numbers({from:UInt64}, {count:UInt64})`,
-      { from: filled, count: size - filled },
+      { from: filled, count },
     )
-    writeMs += performance.now() - t0
-    filled = size
+    filled += count
+  }
+  const steps = [...sizes.map((size) => ({ size, flushes: 0 })), { size: sizes[sizes.length - 1]! + flush * flushes, flushes }]
+  for (const { size, flushes: n } of steps) {
+    const t0 = performance.now()
+    if (n === 0) await fill(size - filled)
+    else for (let f = 0; f < n; f++) await fill(flush)
+    if (n === 0) writeMs += performance.now() - t0
     const scan: number[] = []
     const keys: number[] = []
     let found = 0
@@ -66,9 +76,9 @@ export async function measureDedup(db: Db, sizes: number[], flush = 5000, rounds
       if (a.length !== b.length) throw new Error(`the two dedup lookups disagree: ${a.length} against ${b.length} stored ids`)
       found += b.length
     }
-    out.push({ ids: size, scanMs: median(scan), keysMs: median(keys), found: found / rounds })
+    out.push({ ids: size, afterFlushes: n, scanMs: median(scan), keysMs: median(keys), found: found / rounds })
   }
-  return { sizes: out, writeUsPerId: (writeMs * 1000) / filled, flush }
+  return { sizes: out, writeUsPerId: (writeMs * 1000) / sizes[sizes.length - 1]!, flush }
 }
 
 function median(xs: number[]): number {

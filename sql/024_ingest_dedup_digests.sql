@@ -12,6 +12,12 @@
 -- id written last keeps the key, and a retry of the other could then be stored twice.
 -- Fed from ingest_dedup by a view, as ingest_dedup_keys was; the TTL (3 days, in seconds) is the
 -- same. ingest_dedup_keys goes: the digests are filled from ingest_dedup before it is dropped.
+--
+-- optimize_for_bulk_insert = 0: by default every insert becomes a file of its own beside the
+-- others, and every lookup then reads each of them. The writer inserts a few thousand ids a
+-- flush, several flushes a second: after 200 such inserts over 1M ids a flush's lookup took
+-- 385 ms (711 ms with the text keys before); written through RocksDB's memtable, 105 ms (116).
+-- The inserts cost more that way: 26 against 17 ms per insert of 5,000 ids, measured the same way.
 CREATE TABLE IF NOT EXISTS ingest_dedup_digests
 (
     digest       UInt64 COMMENT 'first 8 bytes of MD5(tenant_id:message_id), little-endian',
@@ -20,7 +26,8 @@ CREATE TABLE IF NOT EXISTS ingest_dedup_digests
     received_at  DateTime64(3, 'UTC')
 )
 ENGINE = EmbeddedRocksDB(259200)
-PRIMARY KEY digest;
+PRIMARY KEY digest
+SETTINGS optimize_for_bulk_insert = 0;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ingest_dedup_digests_mv TO ingest_dedup_digests AS
 SELECT reinterpretAsUInt64(MD5(concat(toString(tenant_id), ':', message_id))) AS digest, tenant_id, message_id, received_at FROM ingest_dedup;
