@@ -6,6 +6,7 @@ import { AppError, errText } from './errors.js'
 import type { Config } from './config.js'
 import { LANE_HEADER, LANES, laneSettings, type Lane, type LaneLimits } from './lanes.js'
 import { asEngineSession } from './chdb-session.js'
+import { engineConfigArgs } from './engine-config.js'
 
 /**
  * The process's ClickHouse, embedded (chDB, in-process) or remote (HTTP), as one client per
@@ -115,8 +116,13 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
   if (holder !== undefined && holder !== process.pid) throw lockedError(dataDir, holder)
   // chdb is loaded lazily: a remote deployment never maps the 540 MB engine into memory.
   const { createChdbConnection } = await import('chdb/connection')
+  const { Session } = await import('chdb')
   const clients = new Map<Lane, ClickHouseClient>()
+  // Binds the data directory with the engine's configuration (core/engine-config.ts); held open
+  // while the lanes' connections use the engine it started.
+  let configured: { close(): void } | undefined
   try {
+    configured = new Session(engineDir, { connectionArgs: engineConfigArgs(dataDir) })
     for (const lane of LANES) {
       // The chDB connection implements the client's Connection contract; the option is not in
       // the client's public config type yet, hence the cast. Settings given to the client ride
@@ -132,6 +138,7 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     }
   } catch (cause) {
     for (const c of clients.values()) await c.close().catch(() => undefined)
+    configured?.close()
     const text = errText(cause)
     if (/Cannot lock file|Another server instance|only one active data directory/i.test(text)) throw lockedError(dataDir, undefined, cause)
     throw new AppError('STORAGE_UNAVAILABLE', `Cannot open the embedded ClickHouse in ${dataDir}: ${text}`, { cause })
@@ -166,6 +173,7 @@ export async function createClickHouse(opts: ClickHouseOptions): Promise<ClickHo
     insertText: request.insertText,
     async close() {
       for (const c of clients.values()) await c.close()
+      configured?.close()
       if (livePid(pidFile) === process.pid) fs.rmSync(pidFile, { force: true })
     },
   }
