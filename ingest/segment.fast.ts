@@ -83,60 +83,30 @@ export function fastMessage(type: EventType, item: Fields): Fields | undefined {
     if (s === NO) return undefined
     out[k] = s
   }
-  for (const k of ['timestamp', 'originalTimestamp', 'sentAt'] as const) {
-    const v = item[k]
-    if (v === undefined) {
-      if (k in item) out[k] = undefined
-      continue
-    }
-    if (v === null) out[k] = null
-    else if (isoTime(v)) out[k] = v
-    else return undefined
-  }
-  for (const k of ['context', 'integrations'] as const) {
-    const v = item[k]
-    if (v === undefined) {
-      if (k in item) out[k] = undefined
-      continue
-    }
-    if (v === null) out[k] = null
-    else if (plainObject(v)) out[k] = v
-    else return undefined
-  }
+  for (const k of ['timestamp', 'originalTimestamp', 'sentAt'] as const) if (!keep(item, out, k, isoTime)) return undefined
+  for (const k of ['context', 'integrations'] as const) if (!keep(item, out, k, plainObject)) return undefined
   for (const k of ['receivedAt', 'version', '_metadata', 'writeKey'] as const) if (k in item) out[k] = item[k]
 
   switch (type) {
     case 'track': {
       const e = plainId(item.event)
-      if (e === NO) return undefined
+      if (e === NO || !keep(item, out, 'properties', plainObject)) return undefined
       out.event = e
-      if (!objectField(item, out, 'properties')) return undefined
       break
     }
     case 'identify':
-      if (!objectField(item, out, 'traits')) return undefined
+      if (!keep(item, out, 'traits', plainObject)) return undefined
       break
     case 'page':
-    case 'screen': {
-      const n = item.name
-      if (given(n)) {
-        const s = plainId(n)
-        if (s === NO) return undefined
-        out.name = s
-      } else if (n === null || 'name' in item) out.name = n
-      const c = item.category
-      if (given(c)) {
-        if (typeof c !== 'string' || c.length > 200) return undefined
-        out.category = c
-      } else if (c === null || 'category' in item) out.category = c
-      if (!objectField(item, out, 'properties')) return undefined
+    case 'screen':
+      if (!keep(item, out, 'name', (n) => plainId(n) !== NO)) return undefined
+      if (!keep(item, out, 'category', (c) => typeof c === 'string' && c.length <= 200)) return undefined
+      if (!keep(item, out, 'properties', plainObject)) return undefined
       break
-    }
     case 'group': {
       const g = plainId(item.groupId)
-      if (g === NO) return undefined
+      if (g === NO || !keep(item, out, 'traits', plainObject)) return undefined
       out.groupId = g
-      if (!objectField(item, out, 'traits')) return undefined
       break
     }
     case 'alias': {
@@ -151,18 +121,17 @@ export function fastMessage(type: EventType, item: Fields): Fields | undefined {
   return out
 }
 
-/** An optional, nullable object field; false when it is there and not a plain object. */
-function objectField(item: Fields, out: Fields, k: string): boolean {
+/**
+ * An optional, nullable field, kept as it is when `ok` takes it (zod keeps an optional key that
+ * is there with no value); false when it is there and `ok` does not take it.
+ */
+function keep(item: Fields, out: Fields, k: string, ok: (v: unknown) => boolean): boolean {
   const v = item[k]
   if (v === undefined) {
     if (k in item) out[k] = undefined
     return true
   }
-  if (v === null) {
-    out[k] = null
-    return true
-  }
-  if (!plainObject(v)) return false
+  if (v !== null && !ok(v)) return false
   out[k] = v
   return true
 }
