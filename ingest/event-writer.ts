@@ -1,6 +1,6 @@
-import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
+import { DEDUP_DIGEST_SQL, dedupDigests, dedupKey } from '../core/dedup-digest.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
@@ -77,26 +77,13 @@ interface Owner {
 }
 
 /**
- * The flush's dedup question: which of the digests in `{digests}` (`dedupDigests`) are stored,
+ * The flush's dedup question: which of the digests in `{digests}` (core/dedup-digest.ts) are stored,
  * with the ids stored under them (a read per key, not a scan; sql/024_ingest_dedup_digests.sql).
  * The digests travel as one string of 16 hex digits each: bound as an Array of the ids themselves
  * they took ~8 times as long to pass.
  */
 export const DEDUP_LOOKUP = `SELECT tenant_id, message_id FROM ingest_dedup_digests
   WHERE digest IN (SELECT reinterpretAsUInt64(unhex(substring({digests:String}, number * 16 + 1, 16))) FROM numbers(intDiv(length({digests:String}), 16)))`
-
-/** A message id's key in a flush (a tenant id has no ':'); the dedup index holds its digest. */
-export const dedupKey = (tenantId: number, messageId: string): string => `${tenantId}:${messageId}`
-
-/**
- * The digests of `dedupKey`s as DEDUP_LOOKUP takes them: for each, the first 8 bytes of its MD5
- * as 16 hex digits, the bytes the index's view reads as a little-endian UInt64.
- */
-export function dedupDigests(keys: readonly string[]): string {
-  let out = ''
-  for (const k of keys) out += crypto.hash('md5', k, 'hex').slice(0, 16)
-  return out
-}
 
 const dedupRow = z.object({ tenant_id: z.coerce.number(), message_id: z.string() })
 
@@ -389,7 +376,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   async function recoverIndex(): Promise<void> {
     await db.system.command(
       `INSERT INTO ingest_dedup_digests
-       SELECT reinterpretAsUInt64(MD5(concat(toString(tenant_id), ':', message_id))), tenant_id, message_id, received_at FROM ingest_dedup
+       SELECT ${DEDUP_DIGEST_SQL}, tenant_id, message_id, received_at FROM ingest_dedup
        WHERE received_at >= now64(3) - INTERVAL 1 HOUR`,
     )
   }

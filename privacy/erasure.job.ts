@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { Db, TenantDb, TenantTable } from '../core/db.js'
+import { DEDUP_DIGEST_SQL } from '../core/dedup-digest.js'
 import type { Logger } from '../core/log.js'
 import { chDateTime } from '../core/time.js'
 import { OUTSIDE, PLACES, placeOrder, type Place } from './erasure.places.js'
@@ -111,7 +112,7 @@ export function predicate(table: TenantTable, place: Place): string {
       return `message_id IN (SELECT message_id FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
     case 'dedupKeys':
       // The key index finds rows by key only: by message id it read all of it (62 s at 26M ids).
-      return `digest IN (SELECT reinterpretAsUInt64(MD5(concat(toString(tenant_id), ':', message_id))) FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
+      return `digest IN (SELECT ${DEDUP_DIGEST_SQL} FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
     case 'bitmap':
       return 'bitmapHasAny(keys, bitmapBuild({ks:Array(UInt32)}))'
     case 'digest':
