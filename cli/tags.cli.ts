@@ -110,7 +110,7 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
       .command('run [name]')
       .description('run a pipeline now and wait for it: tags (incremental where possible; saved segments follow) or segments')
       .option('--tenant <tenant>', 'tenant slug or id')
-      .option('--full', 'recompute from raw events for every customer')
+      .option('--full', 'recompute every customer (days whose events changed since their build are re-aggregated from raw events)')
       .option('--tags <names>', 'only these tags, comma-separated')
       .option('--from <date>', 'backfill history from this local date (YYYY-MM-DD)')
       .option('--to <date>', 'backfill history up to this local date'),

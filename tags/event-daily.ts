@@ -1,9 +1,10 @@
 import { z } from 'zod'
-import { addDays } from '../core/time.js'
+import { addDays, chDateTime } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
 import { CURRENT_DAYS, dailyAggregateSql, type Layout } from './tag.measures.js'
 import { ParamBinder } from '../core/params.js'
+import type { LifecycleRule, TagDefinition } from './tag.schema.js'
 
 /**
  * Per-customer, per-local-day partial aggregates of every event measure a tenant's tags use
@@ -25,16 +26,33 @@ export function contiguousRuns(days: readonly string[]): [string, string][] {
 
 const EVENT_COLUMNS = ['customer_key', 'timestamp', 'type', 'event', 'properties', 'product_id', 'amount']
 
+/** What a day build read: the local day's events, counted and fingerprinted. */
+export interface DayPrint {
+  events: number
+  /** Sum (mod 2^64) of cityHash64(message_id, customer_key) over the day's events, as a decimal string. */
+  fingerprint: string
+}
+
 /**
  * Aggregates days [from, to] (tenant local dates) as build `build` of the layout and makes it
  * current, for days with and without events alike. A rerun after a failure builds them again.
+ * Each day's build records its events' print (`prints`, or read here) and `readFrom`, the engine
+ * clock before anything was read, which a later full run checks before reusing the build.
  */
-export async function buildDays(db: TenantDb, layout: Layout, build: string, days: readonly string[], tz: string, o: { merges: boolean; chunkDays: number }): Promise<void> {
+export async function buildDays(
+  db: TenantDb,
+  layout: Layout,
+  build: string,
+  days: readonly string[],
+  tz: string,
+  o: { merges: boolean; chunkDays: number; readFrom: string; prints?: ReadonlyMap<string, DayPrint> },
+): Promise<void> {
+  if (!days.length) return
   // Days without events have no rows to insert: they are only marked built below. (Few days
   // per insert, as a large bank has, would otherwise cost a query per empty day of the window.)
   const sorted = [...days].sort()
-  const busy = sorted.length ? await daysWithEvents(db, sorted[0]!, sorted[sorted.length - 1]!, tz) : new Set<string>()
-  for (const [from, to] of contiguousRuns(days.filter((d) => busy.has(d)))) {
+  const prints = o.prints ?? (await dayPrints(db, sorted[0]!, sorted[sorted.length - 1]!, tz))
+  for (const [from, to] of contiguousRuns(days.filter((d) => (prints.get(d)?.events ?? 0) > 0))) {
     for (let d = from; d <= to; d = addDays(d, o.chunkDays)) {
       const end = addDays(d, o.chunkDays - 1) < to ? addDays(d, o.chunkDays - 1) : to
       await insertDays(db, layout, build, d, end, tz, o)
@@ -42,10 +60,52 @@ export async function buildDays(db: TenantDb, layout: Layout, build: string, day
   }
   // The days become current only once their rows are all in.
   await db.command(
-    `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at)
-     SELECT {tenant:UInt16}, arrayJoin({days:Array(Date)}), {build:UInt64}, {layout:String}, now64(3)`,
-    { days, build, layout: layout.hash },
+    `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at, events, fingerprint, time_zone, read_from)
+     SELECT {tenant:UInt16}, d.1, {build:UInt64}, {layout:String}, now64(3), d.2, d.3, {tz:String}, {readFrom:DateTime64(3, 'UTC')}
+     FROM (SELECT arrayJoin(arrayZip({days:Array(Date)}, {events:Array(UInt64)}, {prints:Array(UInt64)})) AS d)`,
+    {
+      days: sorted,
+      events: sorted.map((d) => prints.get(d)?.events ?? 0),
+      prints: sorted.map((d) => BigInt(prints.get(d)?.fingerprint ?? '0')),
+      build,
+      layout: layout.hash,
+      tz,
+      readFrom: o.readFrom,
+    },
   )
+}
+
+/**
+ * Days of [from, to] a full run may take as they are: the day's current build is of this layout
+ * and time zone, it read the events the day holds now (same count and fingerprint: nothing
+ * inserted, deleted or rekeyed since, whichever way it came, the change feed or a bulk load), and
+ * no identity link or merge since it read them touches the day's events. Anything else is
+ * rebuilt.
+ */
+export async function reusableDays(
+  db: TenantDb,
+  o: { layout: string; tz: string; prints: ReadonlyMap<string, DayPrint>; from: string; to: string; slackMs: number },
+): Promise<Set<string>> {
+  const { layout, tz, prints, from, to } = o
+  const builds = await db.query(
+    `SELECT toString(day) AS d, argMax(layout, build) AS layout, argMax(time_zone, build) AS tz,
+            argMax(events, build) AS events, toString(argMax(fingerprint, build)) AS fingerprint, toString(argMax(read_from, build)) AS read_from
+     FROM tag_event_days WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}
+     GROUP BY day`,
+    { from, to },
+    z.object({ d: z.string(), layout: z.string(), tz: z.string(), events: z.coerce.number(), fingerprint: z.string(), read_from: z.string() }),
+  )
+  const same = builds.filter((b) => {
+    const now = prints.get(b.d) ?? { events: 0, fingerprint: '0' }
+    return b.layout === layout && b.tz === tz && b.events === now.events && b.fingerprint === now.fingerprint
+  })
+  if (!same.length) return new Set()
+  // One look for links and merges since the oldest of those builds read its events (less the
+  // slack the incremental runs allow: a change stamped by another clock may lag the engine's).
+  const oldest = same.map((b) => b.read_from).sort()[0]!
+  const since = chDateTime(Date.parse(`${oldest.replace(' ', 'T')}Z`) - o.slackMs)
+  const touched = new Set(await identityChangedDays(db, since, tz, from, to))
+  return new Set(same.filter((b) => !touched.has(b.d)).map((b) => b.d))
 }
 
 /**
@@ -71,16 +131,17 @@ export async function dropSupersededDays(db: TenantDb, atLeast: number): Promise
   return n
 }
 
-/** Local days in [from, to] holding any event (resolved or not). */
-async function daysWithEvents(db: TenantDb, from: string, to: string, tz: string): Promise<Set<string>> {
+/** Per local day of [from, to] holding any event (resolved or not): its events' count and fingerprint. */
+export async function dayPrints(db: TenantDb, from: string, to: string, tz: string): Promise<Map<string, DayPrint>> {
   const rows = await db.query(
-    `SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS d FROM events
+    `SELECT toString(toDate(timestamp, {tz:String})) AS d, count() AS n, toString(sum(cityHash64(message_id, customer_key))) AS f FROM events
      WHERE tenant_id = {tenant:UInt16}
-       AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})`,
+       AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})
+     GROUP BY d`,
     { from, to, tz },
-    z.object({ d: z.string() }),
+    z.object({ d: z.string(), n: z.coerce.number(), f: z.string() }),
   )
-  return new Set(rows.map((r) => r.d))
+  return new Map(rows.map((r) => [r.d, { events: r.n, fingerprint: r.f }]))
 }
 
 /** Inserts the aggregates of days [from, to] as rows of build `build`. */
@@ -171,4 +232,19 @@ export async function hasMerges(db: TenantDb): Promise<boolean> {
     z.object({ n: z.coerce.number() }),
   )
   return (r?.n ?? 0) > 0
+}
+
+/** Lifecycles change for customers whose tenure crossed `newDays` between the two run dates. */
+export async function addTenureCrossings(db: TenantDb, runId: string, defs: readonly TagDefinition[], prevToday: string, today: string, tz: string) {
+  const ns = [...new Set(defs.filter((d) => d.rule.kind === 'lifecycle').map((d) => (d.rule as LifecycleRule).newDays))]
+  for (const n of ns) {
+    if (prevToday === today) continue
+    await db.command(
+      `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
+       SELECT {tenant:UInt16}, {run:UInt64}, customer_key FROM customers FINAL
+       WHERE tenant_id = {tenant:UInt16} AND toDate32(opened_at, {tz:String}) > subtractDays({prev:Date32}, {n:UInt32})
+         AND toDate32(opened_at, {tz:String}) <= subtractDays({today:Date32}, {n:UInt32})`,
+      { run: runId, prev: prevToday, today, n, tz },
+    )
+  }
 }

@@ -169,8 +169,16 @@ describe('incremental runs', () => {
     const full = await run('full', T1)
     expect(full.mode).toBe('full')
     expect(full.changed).toBe(0)
+    // The full run took the days whose events and identities did not move since their build.
+    expect(full.reusedDays).toBeGreaterThan(20)
     expect(await snapshot()).toEqual(incremental)
     expect(await bitmapMismatches()).toEqual([])
+    // And a recompute that re-aggregates every day from raw events agrees too.
+    await db.command(`DELETE FROM tag_event_days WHERE tenant_id = {tenant:UInt16}`)
+    const scratch = await run('full', T1)
+    expect(scratch.reusedDays).toBe(0)
+    expect(scratch.changed).toBe(0)
+    expect(await snapshot()).toEqual(incremental)
   }, 120_000)
 
   it('drops superseded day builds without changing what readers see', async () => {

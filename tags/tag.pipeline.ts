@@ -1,17 +1,17 @@
 import { z } from 'zod'
-import type { Db, TenantDb } from '../core/db.js'
+import type { Db } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { addDays, chDateTime, daysBetween, localDate } from '../core/time.js'
 import { lifecycleRanges } from './tag.compile.js'
 import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
-import { tagDependencies, type LifecycleRule, type StoredTag, type TagDefinition } from './tag.schema.js'
+import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
 import { stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays } from './event-daily.js'
+import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, type DayPrint } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -19,7 +19,9 @@ import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDay
  * stored, and only the differences written (history first, then current values, then bitmaps).
  *
  * Modes:
- * - full: every day of the longest window rebuilt from raw events, every customer compared;
+ * - full: every customer recomputed and compared; a day of the longest window is re-aggregated
+ *   from raw events unless its build read the same events (count and fingerprint, checked on the
+ *   events themselves) and no identity link or merge since touches them;
  * - incremental: only days whose events changed since the last run's watermark are rebuilt, and
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
  *   entered or left a window since then (plus tenure crossings for lifecycles); profile tags,
@@ -79,6 +81,8 @@ export interface TagRunResult {
   /** Tags not computed because a tag they read failed. */
   blocked: { tag: string; reason: string }[]
   rebuiltDays: string[]
+  /** Days of the window a full run took as built, their events and identities unchanged since. */
+  reusedDays?: number
   scoped?: number
   /** Customer-key ranges the ranged statements ran over. */
   keyRanges: number
@@ -192,24 +196,35 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   // Rebuilt days get a new build (this run's id) that readers switch to once it is complete.
   const merges = await hasMerges(db)
   const rebuilt: string[] = []
-  const rebuild = async (unsorted: string[]) => {
+  const rebuild = async (unsorted: string[], prints?: ReadonlyMap<string, DayPrint>) => {
     const days = [...new Set(unsorted)].sort()
     if (!days.length) return
-    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays })
+    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays, readFrom: watermark, ...(prints ? { prints } : {}) })
     rebuilt.push(...days)
   }
+  const slackMs = req.watermarkSlackMs ?? WATERMARK_SLACK_MS
   let scoped: number | undefined
+  let reused: number | undefined
 
   if (hasEventTags) {
     if (mode === 'full') {
-      await timed('rebuild_days', () => rebuild(Array.from({ length: span }, (_, i) => addDays(windowFrom, i))))
+      // Every customer is recomputed, but a day is re-aggregated only when its events or the
+      // identities they resolve to changed since its build (checked here, not taken from the
+      // change feed, so events the feed missed are seen too).
+      const window = Array.from({ length: span }, (_, i) => addDays(windowFrom, i))
+      const { prints, keep } = await timed('check_days', async () => {
+        const prints = await dayPrints(db, windowFrom, today, tz)
+        return { prints, keep: await reusableDays(db, { layout: hash, tz, prints, from: windowFrom, to: today, slackMs }) }
+      })
+      reused = keep.size
+      await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d)), prints))
     } else if (mode === 'backfill') {
       // Past days are rebuilt only where never built; the live runs keep the rest current.
       const built = await builtDays(db, hash, windowFrom, today)
       const missing = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
       await timed('rebuild_days', () => rebuild(missing))
     } else {
-      const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - (req.watermarkSlackMs ?? WATERMARK_SLACK_MS))
+      const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - slackMs)
       const dirty = await timed('changed_days', async () => [
         ...new Set([...(await changedDays(db, since, tz, windowFrom, today)), ...(await identityChangedDays(db, since, tz, windowFrom, today))]),
       ])
@@ -375,22 +390,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     blocked: [...blocked].map(([tag, reason]) => ({ tag, reason })),
     rebuiltDays: [...new Set(rebuilt)].sort(),
     ...(scoped !== undefined ? { scoped } : {}),
+    ...(reused !== undefined ? { reusedDays: reused } : {}),
     keyRanges: ranges.length,
     steps,
-  }
-}
-
-/** Lifecycles change for customers whose tenure crossed `newDays` between the two run dates. */
-async function addTenureCrossings(db: TenantDb, runId: string, defs: readonly TagDefinition[], prevToday: string, today: string, tz: string) {
-  const ns = [...new Set(defs.filter((d) => d.rule.kind === 'lifecycle').map((d) => (d.rule as LifecycleRule).newDays))]
-  for (const n of ns) {
-    if (prevToday === today) continue
-    await db.command(
-      `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
-       SELECT {tenant:UInt16}, {run:UInt64}, customer_key FROM customers FINAL
-       WHERE tenant_id = {tenant:UInt16} AND toDate32(opened_at, {tz:String}) > subtractDays({prev:Date32}, {n:UInt32})
-         AND toDate32(opened_at, {tz:String}) <= subtractDays({today:Date32}, {n:UInt32})`,
-      { run: runId, prev: prevToday, today, n, tz },
-    )
   }
 }
