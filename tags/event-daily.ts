@@ -1,10 +1,11 @@
 import { z } from 'zod'
-import { addDays, chDateTime } from '../core/time.js'
+import { addDays, chDateTime, daysBetween } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
 import { CURRENT_DAYS, dailyAggregateSql, type Layout } from './tag.measures.js'
 import { ParamBinder } from '../core/params.js'
 import type { LifecycleRule, TagDefinition } from './tag.schema.js'
+import { lifecycleRanges } from './tag.compile.js'
 
 /**
  * Per-customer, per-local-day partial aggregates of every event measure a tenant's tags use
@@ -247,4 +248,27 @@ export async function addTenureCrossings(db: TenantDb, runId: string, defs: read
       { run: runId, prev: prevToday, today, n, tz },
     )
   }
+}
+
+/** Window ranges (days, offset) of event tags, whose edges move as days pass. */
+export function windowRanges(defs: readonly TagDefinition[]): { days: number; offset: number }[] {
+  const out: { days: number; offset: number }[] = []
+  for (const d of defs) {
+    if (d.rule.kind === 'window') out.push({ days: d.rule.days, offset: d.rule.offsetDays })
+    else if (d.rule.kind === 'lifecycle') out.push(...lifecycleRanges(d.rule))
+  }
+  return out
+}
+
+/** Days that entered or left any window between two run dates. */
+export function boundaryDays(ranges: readonly { days: number; offset: number }[], prevToday: string, today: string): string[] {
+  const n = daysBetween(prevToday, today)
+  const out = new Set<string>()
+  for (const r of ranges) {
+    for (let i = 0; i < n; i++) {
+      out.add(addDays(prevToday, -r.offset + 1 + i)) // entered
+      out.add(addDays(prevToday, -r.offset - r.days + 1 + i)) // left
+    }
+  }
+  return [...out].sort()
 }

@@ -156,15 +156,31 @@ export const FEATURES = {
 
 export type FeatureName = keyof typeof FEATURES
 
-/** The profile relation: customers joined with the sources the features need, in one query. */
-export function profileSql(features: readonly FeatureName[]): string {
+/**
+ * A source's SQL with `extra` (a predicate on its key column) beside its key range: the range
+ * predicate is the source's own, written once in its SQL.
+ */
+function sourceSql(s: SourceName, extra: string): string {
+  const { sql, key } = SOURCES[s]
+  if (!extra) return sql
+  const range = keyInRange(key)
+  if (sql.split(range).length !== 2) throw new Error(`source ${s}: its key range must appear once`)
+  return sql.replace(range, `${range} AND ${extra.replaceAll('{key}', key)}`)
+}
+
+/**
+ * The profile relation: customers joined with the sources the features need, in one query.
+ * `only` restricts every source to some customers: a predicate on `{key}`, the source's key
+ * column (e.g. `{key} IN (SELECT ...)`).
+ */
+export function profileSql(features: readonly FeatureName[], only = ''): string {
   const sources = new Set<SourceName>(['customers'])
   for (const f of features) sources.add(FEATURES[f].source)
   const joins = [...sources]
     .filter((s) => s !== 'customers')
-    .map((s) => `LEFT JOIN (${SOURCES[s].sql}) AS ${s} ON ${s}.${SOURCES[s].key} = customers.customer_key`)
+    .map((s) => `LEFT JOIN (${sourceSql(s, only)}) AS ${s} ON ${s}.${SOURCES[s].key} = customers.customer_key`)
   const cols = features.map((f) => `${FEATURES[f].sql} AS f_${f}`)
   return `SELECT customers.customer_key AS customer_key${cols.map((c) => `, ${c}`).join('')}
-    FROM (${SOURCES.customers.sql}) AS customers
+    FROM (${sourceSql('customers', only)}) AS customers
     ${joins.join('\n    ')}`
 }

@@ -57,3 +57,29 @@ export function staleBecause(d: StoredTag, ctx: FreshnessContext): string | unde
   }
   return undefined
 }
+
+/**
+ * The tags this run changed that a rule reads, when they are the only thing it reads that moved:
+ * same definition, no date-dependent feature on a new day, no stock table changed, every other
+ * tag it reads unchanged since. Such a rule changes only for the customers whose values of those
+ * tags changed in this run (their rows in tag_changes), so it is recomputed for them alone.
+ * Undefined when the rule must be recomputed for every customer (or not at all).
+ */
+export function changedInputsOnly(d: StoredTag, ctx: FreshnessContext): string[] | undefined {
+  if (d.rule.kind !== 'rule') return undefined
+  const s = ctx.states.get(d.name)
+  if (!s || s.version !== d.version) return undefined
+  const features = featureDependencies(d)
+  if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return undefined
+  for (const f of features) {
+    const at = ctx.stock.get(SOURCES[FEATURES[f].source].table)
+    if (at && at >= s.watermark) return undefined
+  }
+  const now: string[] = []
+  for (const dep of tagDependencies(d)) {
+    const ds = ctx.states.get(dep)
+    if (ctx.changedNow.has(dep)) now.push(dep)
+    else if (!ds || ds.changedAt > s.watermark) return undefined
+  }
+  return now.length ? now : undefined
+}

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
-import { conditionError } from './tag.compile.js'
+import { conditionError, lifecycleRanges } from './tag.compile.js'
 import type { ParamBinder } from '../core/params.js'
-import type { LifecycleRule, PropertyFilter, Scalar, WindowRule } from './tag.schema.js'
+import type { LifecycleRule, PropertyFilter, Scalar, TagDefinition, WindowRule } from './tag.schema.js'
 
 /**
  * Event measures and their per-day storage. A measure is what a window tag aggregates per
@@ -191,4 +191,22 @@ export function lifecycleAggs(r: LifecycleRule, layout: Layout): { recent: strin
     prior: range(Math.max(1, r.churnDays - r.activeDays - r.dormantDays), r.activeDays + r.dormantDays),
     churn: range(r.churnDays, 0),
   }
+}
+
+/** The measures of a tenant's event tags (its daily layout) and the longest window they span. */
+export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout; span: number; hash: string } {
+  const byId = new Map<string, Measure>()
+  let span = 0
+  for (const d of defs) {
+    if (d.rule.kind === 'window') {
+      const m = measureOf(d.rule)
+      byId.set(m.id, m)
+      span = Math.max(span, d.rule.days + d.rule.offsetDays)
+    } else if (d.rule.kind === 'lifecycle') {
+      byId.set(ACTIVITY_MEASURE.id, ACTIVITY_MEASURE)
+      for (const r of lifecycleRanges(d.rule)) span = Math.max(span, r.days + r.offset)
+    }
+  }
+  const layout = layoutOf([...byId.values()])
+  return { layout, span, hash: layout.hash }
 }

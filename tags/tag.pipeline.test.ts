@@ -10,8 +10,8 @@ import { createKeyService } from '../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { newRunId } from '../core/run-id.js'
-import { dropSupersededDays } from './event-daily.js'
-import { boundaryDays, runTags, type TagRunResult } from './tag.pipeline.js'
+import { boundaryDays, dropSupersededDays } from './event-daily.js'
+import { runTags, type TagRunResult } from './tag.pipeline.js'
 
 /**
  * The banking pack over the demo bank: an incremental run after a new day of events (plus a late
@@ -158,6 +158,11 @@ describe('incremental runs', () => {
     // The new day, the late day and the linked device's day were rebuilt, not the whole window.
     expect(inc.rebuiltDays.length).toBeLessThan(10)
     expect(inc.scoped).toBeLessThan(1500)
+    // Rules whose only moved inputs are event tags were recomputed for the customers those
+    // changed; the pack's date-dependent rules (birthday_7d) for everyone.
+    expect(inc.tags.dormant_30d?.changedInputs).toContain('active_days_30d')
+    expect(inc.tags.vulnerable?.changedInputs).toBeDefined()
+    expect(inc.tags.birthday_7d?.changedInputs).toBeUndefined()
     const incremental = await snapshot()
     // Bitmaps updated from the changes alone hold exactly the customers of each value (and
     // the demo has numbers in buckets, so both kinds are checked).

@@ -2,16 +2,15 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { addDays, chDateTime, daysBetween, localDate } from '../core/time.js'
-import { lifecycleRanges } from './tag.compile.js'
-import { ACTIVITY_MEASURE, layoutOf, measureOf, type Layout, type Measure } from './tag.measures.js'
+import { eventMeasures } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
-import { stockChanges, staleBecause } from './tag.freshness.js'
+import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, type DayPrint } from './event-daily.js'
+import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, type DayPrint } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -24,8 +23,9 @@ import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDay
  *   events themselves) and no identity link or merge since touches them;
  * - incremental: only days whose events changed since the last run's watermark are rebuilt, and
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
- *   entered or left a window since then (plus tenure crossings for lifecycles); profile tags,
- *   rules and scores are always recomputed in full (they read small tables or rank everyone).
+ *   entered or left a window since then (plus tenure crossings for lifecycles); a rule whose
+ *   only moved inputs are tags this run changed is recomputed for the customers those changed,
+ *   other rules and scores for everyone.
  *   Falls back to full when the measures or windows changed or the last run is over a week old;
  * - backfill: the values as of the end of a past day, written to history only.
  *
@@ -73,9 +73,10 @@ export interface TagRunResult {
   changed: number
   /**
    * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
-   * (with a reason) when a tag it reads failed; failed with the error.
+   * (with a reason) when a tag it reads failed; failed with the error; `changedInputs`: a rule
+   * recomputed only for the customers whose values of those tags this run changed.
    */
-  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string }>
+  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[] }>
   /** Tags whose computation failed, with the error: the run completed the others. */
   failures: { tag: string; error: string }[]
   /** Tags not computed because a tag they read failed. */
@@ -102,46 +103,6 @@ const REBUILD_CHUNK_DAYS = 8
 const SUPERSEDED_DAYS_BEFORE_CLEANUP = 48
 
 const isEventTag = (d: TagDefinition) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle'
-
-export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout; span: number; hash: string } {
-  const byId = new Map<string, Measure>()
-  let span = 0
-  for (const d of defs) {
-    if (d.rule.kind === 'window') {
-      const m = measureOf(d.rule)
-      byId.set(m.id, m)
-      span = Math.max(span, d.rule.days + d.rule.offsetDays)
-    } else if (d.rule.kind === 'lifecycle') {
-      byId.set(ACTIVITY_MEASURE.id, ACTIVITY_MEASURE)
-      for (const r of lifecycleRanges(d.rule)) span = Math.max(span, r.days + r.offset)
-    }
-  }
-  const layout = layoutOf([...byId.values()])
-  return { layout, span, hash: layout.hash }
-}
-
-/** Window ranges (days, offset) of event tags, whose edges move as days pass. */
-function windowRanges(defs: readonly TagDefinition[]): { days: number; offset: number }[] {
-  const out: { days: number; offset: number }[] = []
-  for (const d of defs) {
-    if (d.rule.kind === 'window') out.push({ days: d.rule.days, offset: d.rule.offsetDays })
-    else if (d.rule.kind === 'lifecycle') out.push(...lifecycleRanges(d.rule))
-  }
-  return out
-}
-
-/** Days that entered or left any window between two run dates. */
-export function boundaryDays(ranges: readonly { days: number; offset: number }[], prevToday: string, today: string): string[] {
-  const n = daysBetween(prevToday, today)
-  const out = new Set<string>()
-  for (const r of ranges) {
-    for (let i = 0; i < n; i++) {
-      out.add(addDays(prevToday, -r.offset + 1 + i)) // entered
-      out.add(addDays(prevToday, -r.offset - r.days + 1 + i)) // left
-    }
-  }
-  return [...out].sort()
-}
 
 export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<TagRunResult> {
   const db = deps.db.forTenant(req.tenantId)
@@ -275,6 +236,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     }
   }
   const perTag: TagRunResult['tags'] = {}
+  // Rules recomputed for the customers whose values of these tags changed (not for everyone).
+  const narrowed = new Map<string, string[]>()
   let changed = 0
   // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
@@ -308,7 +271,23 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const rules = profile.filter((d) => d.rule.kind === 'rule')
     const scores = profile.filter((d) => d.rule.kind === 'score')
     const asOfValues = { asOf: mode === 'backfill' }
-    if (rules.length) await timed(`level${li}_rules`, () => attempt(rules, `tags ${rules.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, asOfValues)))
+    // A rule whose only moved inputs are tags this run changed is recomputed (and compared) for
+    // the customers whose values of those tags changed; the others keep what they had.
+    const narrowBy = new Map<string, string[]>()
+    if (mode === 'incremental') {
+      for (const d of rules) {
+        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow })
+        if (inputs) narrowBy.set(d.name, inputs)
+      }
+    }
+    const narrow = rules.filter((d) => narrowBy.has(d.name))
+    const whole = rules.filter((d) => !narrowBy.has(d.name))
+    const narrowInputs = [...new Set(narrow.flatMap((d) => narrowBy.get(d.name)!))].sort()
+    if (rules.length) await timed(`level${li}_rules`, async () => {
+      await attempt(whole, `tags ${whole.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, asOfValues))
+      await attempt(narrow, `tags ${narrow.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, { ...asOfValues, changed: narrowInputs }))
+    })
+    for (const d of narrow) narrowed.set(d.name, narrowInputs)
     if (scores.length) await timed(`level${li}_scores`, async () => {
       for (const d of scores) await attempt([d], `score ${d.name}`, (ds) => profileStage(ds, known, asOfValues))
     })
@@ -320,7 +299,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : {}
       changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
-      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter(ok).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
+      changed += await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     await timed(`level${li}_apply`, () =>
@@ -336,7 +316,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     counts = await changeCounts(db, req.runId)
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
-  for (const d of selected) perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}) }
+  for (const d of selected) {
+    const by = narrowed.get(d.name)
+    perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}), ...(by ? { changedInputs: by } : {}) }
+  }
   for (const [tag, error] of failed) perTag[tag] = { changed: 0, failed: true, error }
   for (const [tag, reason] of blocked) perTag[tag] = { changed: 0, skipped: true, reason }
   const failures = [...failed].map(([tag, error]) => ({ tag, error }))

@@ -14,7 +14,7 @@ import {
 } from './tag.schema.js'
 import { guardSqlTag } from './tag.sqlguard.js'
 import { sqlTagSources } from './tag.sources.js'
-import { currentValuesSql, valuesAsOfSql } from './tag.values.js'
+import { changedBySql, currentValuesSql, valuesAsOfSql } from './tag.values.js'
 import { keyInRange, rangeParams } from './tag.ranges.js'
 
 /**
@@ -92,9 +92,14 @@ function zeroWhenAbsent(d: TagDefinition): boolean {
   return d.rule.kind === 'window' && !d.rule.threshold && d.rule.measure !== 'first_time' && d.rule.measure !== 'last_time'
 }
 
-/** Rules and scores of one level, over the profile and the values of earlier tags. */
-export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<string, TagDefinition>, o: { asOf: boolean }): StageQuery {
+/**
+ * Rules and scores of one level, over the profile and the values of earlier tags; with
+ * `changed`, only for the customers whose values of those tags this run changed (rules only).
+ */
+export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<string, TagDefinition>, o: { asOf: boolean; changed?: readonly string[] }): StageQuery {
   const b = new ParamBinder('r')
+  if (o.changed?.length && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
+  const only = o.changed?.length ? changedBySql(b.strs(o.changed)) : ''
   const features = new Set<FeatureName>()
   const deps = new Set<string>()
   for (const d of defs) {
@@ -120,14 +125,15 @@ export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<
   let pivot = ''
   if (depList.length) {
     const tagsParam = b.strs(depList)
-    const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`, RANGE) : currentValuesSql(tagsParam, RANGE)
+    const scope = only ? `${RANGE} AND ${only.replaceAll('{key}', 'customer_key')}` : RANGE
+    const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql(tagsParam, scope)
     const parts = depList.flatMap((_, i) => {
       const is = `tag = ${b.str(depList[i]!)}`
       return [`maxIf(toUInt8(1), ${is}) AS d${i}_p`, `anyIf(value, ${is}) AS d${i}_v`, `anyIf(num, ${is}) AS d${i}_n`, `anyIf(list, ${is}) AS d${i}_l`]
     })
     pivot = `LEFT JOIN (SELECT customer_key, ${parts.join(', ')} FROM ${src} GROUP BY customer_key) AS t ON t.customer_key = p.customer_key`
   }
-  const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features])}) AS p ${pivot}
+  const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features], only)}) AS p ${pivot}
     SETTINGS join_use_nulls = 1`
   const ranged = defs.every((d) => d.rule.kind !== 'score')
   return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, ...rangeParams() }, ranged }

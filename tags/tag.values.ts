@@ -26,11 +26,21 @@ export function currentValuesSql(tagsParam: string, scoped = ''): string {
 
 const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`
 
+/**
+ * The customers whose values of the tags `tagsParam` (a bound Array(String)) this run changed, as
+ * a predicate on the column `{key}`: the scope of a rule whose only moved inputs are those tags.
+ */
+export function changedBySql(tagsParam: string): string {
+  return `{key} IN (SELECT customer_key FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN ${tagsParam})`
+}
+
 export interface DiffOptions {
   runId: string
   tags: readonly string[]
   /** Compare only the customers in tag_scope for this run (incremental event tags). */
   scoped: boolean
+  /** Compare only the customers whose values of these tags this run changed (rules computed for them alone). */
+  changed?: readonly string[]
   /** Compare with history as of this time instead of the current values (backfill). */
   asOf?: string
   /** Customer-key ranges compared one at a time (default: all keys at once). */
@@ -40,9 +50,10 @@ export interface DiffOptions {
 /** Stages → changes for `tags`; returns the number of changed values. */
 export async function diffStage(db: TenantDb, o: DiffOptions): Promise<number> {
   if (!o.tags.length) return 0
-  const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''}`
+  const changed = o.changed?.length ? `AND ${changedBySql('{changed:Array(String)}').replaceAll('{key}', 'customer_key')}` : ''
+  const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''} ${changed}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
-  const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}) }
+  const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(changed ? { changed: o.changed } : {}) }
   // Both sides arrive ordered by (tag, customer_key): a sorting merge join streams them
   // instead of holding every current value of the level in a hash table. Per key range, so
   // what the join does hold (sort buffers of the stage side) is bounded by the range.

@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { newRunId } from '../core/run-id.js'
+import { chDateTime } from '../core/time.js'
+import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { localEvent, testTagDef } from '../test/fixtures.js'
+import { createTenantService } from '../tenants/tenants.service.js'
+import { runTags } from './tag.pipeline.js'
+import { createTagRepository, type TagRepository } from './tag.repository.js'
+
+/**
+ * An incremental run recomputes a rule whose only moved inputs are tags this run changed for the
+ * customers whose values of those tags changed, and compares only them; anything else it reads
+ * moving (a stock table, the date for a date-dependent feature) means every customer again.
+ * Run time 2026-03-15T04:00Z, local date 03-15 in Shanghai.
+ */
+
+const TZ = 'Asia/Shanghai'
+const AS_OF = new Date('2026-03-15T04:00:00Z')
+const OLD = '2020-01-01 00:00:00.000'
+const KEYS = Array.from({ length: 40 }, (_, i) => i + 1)
+
+let engine: TestEngine
+let repo: TagRepository
+let T: number
+
+const db = () => engine.db.forTenant(T)
+async function run(mode: 'full' | 'incremental', asOf = AS_OF) {
+  const runId = newRunId()
+  const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode, asOf, runId, watermarkSlackMs: 0 })
+  return { ...r, runId }
+}
+/** Customers a run staged a value of `tag` for. */
+async function staged(runId: string, tag: string): Promise<number> {
+  const [r] = await db().query(`SELECT count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag = {tag:String}`, { run: runId, tag }, z.object({ n: z.coerce.number() }))
+  return r!.n
+}
+async function holders(tag: string): Promise<number[]> {
+  const rows = await db().query(
+    `SELECT customer_key AS k FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
+    { tag },
+    z.object({ k: z.coerce.number() }),
+  )
+  return rows.map((r) => r.k)
+}
+const now = () => chDateTime(new Date())
+const login = (k: number, local: string) => ({ ...localEvent(k, local, 'login'), received_at: now() })
+
+beforeAll(async () => {
+  engine = await openTestEngine()
+  const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
+  T = (await tenants.create({ slug: 'bank-n', name: 'N', timeZone: TZ })).id
+  repo = createTagRepository({ db: engine.db })
+  await db().insert('customers', KEYS.map((k) => ({ customer_key: k, customer_no: `C${k}`, opened_at: OLD, updated_at: OLD, elder_mode: k <= 5 ? 1 : 0 })))
+  // Every customer logs in once in the window; 1-3 twice.
+  await db().insert('events', [...KEYS.map((k) => login(k, '2026-03-12 10:00')), ...[1, 2, 3].map((k) => login(k, '2026-03-13 10:00'))])
+  await repo.save(T, testTagDef('logins_7d', 'number', { kind: 'window', events: ['login'], measure: 'count', days: 7 }), 'test')
+  // Reads a tag only; and one that also reads a profile feature.
+  await repo.save(T, testTagDef('frequent', 'boolean', { kind: 'rule', when: { tag: 'logins_7d', op: 'gte', value: 2 } }), 'test')
+  await repo.save(
+    T,
+    testTagDef('frequent_elder', 'boolean', { kind: 'rule', when: { all: [{ tag: 'logins_7d', op: 'gte', value: 2 }, { feature: 'elder_mode_chosen', op: 'eq', value: true }] } }),
+    'test',
+  )
+})
+afterAll(async () => engine?.close())
+
+describe('rules recomputed for the customers whose inputs changed', () => {
+  it('a new event of one customer: the rules are computed for that customer alone and agree with a full run', async () => {
+    const first = await run('full')
+    expect(first.mode).toBe('full')
+    expect(await holders('frequent')).toEqual([1, 2, 3])
+    expect(await staged(first.runId, 'frequent')).toBe(3)
+
+    await db().insert('events', [login(7, '2026-03-14 09:00')])
+    const inc = await run('incremental')
+    expect(inc.mode).toBe('incremental')
+    expect(inc.tags.logins_7d?.changed).toBe(1)
+    expect(inc.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(inc.tags.frequent_elder?.changedInputs).toEqual(['logins_7d'])
+    // Only customer 7 was computed: one staged value, where the whole bank stages four.
+    expect(await staged(inc.runId, 'frequent')).toBe(1)
+    expect(inc.tags.frequent?.changed).toBe(1)
+    expect(await holders('frequent')).toEqual([1, 2, 3, 7])
+    expect(await holders('frequent_elder')).toEqual([1, 2, 3])
+
+    const full = await run('full')
+    expect(full.changed).toBe(0)
+    expect(await staged(full.runId, 'frequent')).toBe(4)
+  })
+
+  it('an input that changed without changing the rule writes nothing', async () => {
+    await db().command(`DELETE FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key = 2 AND timestamp = {ts:DateTime64(3, 'UTC')}`, {
+      ts: chDateTime(new Date('2026-03-13T10:00:00+08:00')),
+    })
+    // The feed does not see deletions: a day rebuilt by the full run, then an event the feed sees.
+    expect((await run('full')).changed).toBeGreaterThan(0)
+    expect(await holders('frequent')).toEqual([1, 3, 7])
+    await db().insert('events', [login(3, '2026-03-14 11:00')])
+    const inc = await run('incremental')
+    expect(inc.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(await staged(inc.runId, 'frequent')).toBe(1)
+    expect(inc.tags.frequent?.changed).toBe(0)
+    expect(await holders('frequent')).toEqual([1, 3, 7])
+  })
+
+  it('a stock table that changed means every customer for the rules reading it', async () => {
+    await db().insert('customers', [{ customer_key: 7, customer_no: 'C7', opened_at: OLD, updated_at: now(), elder_mode: 1 }])
+    await db().insert('events', [login(9, '2026-03-14 12:00')])
+    const inc = await run('incremental')
+    expect(inc.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(inc.tags.frequent_elder?.changedInputs).toBeUndefined()
+    // frequent: customer 9 alone (now two logins); frequent_elder: everyone, so every holder is
+    // staged again, 7 among them for its profile change alone.
+    expect(await staged(inc.runId, 'frequent')).toBe(1)
+    expect(await holders('frequent')).toEqual([1, 3, 7, 9])
+    expect(await staged(inc.runId, 'frequent_elder')).toBe(3)
+    expect(await holders('frequent_elder')).toEqual([1, 3, 7])
+    expect((await run('full')).changed).toBe(0)
+  })
+
+  it('days later, the logins leaving the window change the rule for their customers alone', async () => {
+    // 03-18: the window [03-12, 03-18] still holds every login.
+    const day = (n: number) => new Date(AS_OF.getTime() + n * 86_400_000)
+    const inc = await run('incremental', day(3))
+    expect(inc.mode).toBe('incremental')
+    expect(await holders('frequent')).toEqual([1, 3, 7, 9])
+    // 03-19: the logins of 03-12 left; customer 3 still has two (03-13 and 03-14).
+    const later = await run('incremental', day(4))
+    expect(later.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(await holders('frequent')).toEqual([3])
+    expect(await holders('frequent_elder')).toEqual([3])
+    expect((await run('full', day(4))).changed).toBe(0)
+  })
+})
