@@ -297,7 +297,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     // A failed tag is compared with nothing: a diff of it would read as every value removed.
     const ok = (d: TagDefinition) => !failed.has(d.name)
     await timed(`level${li}_diff`, async () => {
-      const backfillAsOf = mode === 'backfill' ? { asOf } : {}
+      const backfillAsOf = mode === 'backfill' ? { asOf } : mode === 'full' ? { wholeTagCheck: true } : {}
       changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
       changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
       changed += await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })

@@ -70,6 +70,30 @@ describe('full runs reuse day builds whose events did not change', () => {
     expect(second.steps.map((s) => s.step)).toContain('check_days')
   })
 
+  it('a full run with nothing changed compares each tag as a whole and joins none of them row by row', async () => {
+    const statements: string[] = []
+    const recording = new Proxy(engine.db, {
+      get(target, key) {
+        if (key !== 'forTenant') return Reflect.get(target, key)
+        return (id: number) =>
+          new Proxy(target.forTenant(id), {
+            get(t, k) {
+              const v = Reflect.get(t, k) as unknown
+              if (k !== 'command' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v
+              return (sql: string, params?: Record<string, unknown>) => {
+                statements.push(sql)
+                return (v as (s: string, p?: Record<string, unknown>) => Promise<void>).call(t, sql, params)
+              }
+            },
+          })
+      },
+    })
+    const r = await runTags({ db: recording }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode: 'full', asOf: AS_OF, runId: newRunId(), watermarkSlackMs: 0 })
+    expect(r.changed).toBe(0)
+    expect(statements.some((q) => q.includes('INSERT INTO tag_stage'))).toBe(true)
+    expect(statements.filter((q) => q.includes('INSERT INTO tag_changes'))).toEqual([])
+  })
+
   it('an event written straight to the table (the change feed never sees it) is found by the next full run', async () => {
     await db().insert('events', [{ ...localEvent(2, '2026-03-11 08:00', 'login'), received_at: chDateTime(new Date('2026-03-11T00:00:00Z')) }])
     // The incremental run trusts the feed, which holds nothing for this row.
