@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { localEvent, testTagDef } from '../test/fixtures.js'
+import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, testTagDef } from '../test/fixtures.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { runTags } from './tag.pipeline.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
@@ -15,9 +15,9 @@ import { createTagRepository, type TagRepository } from './tag.repository.js'
  * Run time 2026-03-15T04:00Z, local date 03-15 in Shanghai.
  */
 
-const TZ = 'Asia/Shanghai'
-const AS_OF = new Date('2026-03-15T04:00:00Z')
-const OLD = '2020-01-01 00:00:00.000'
+const TZ = TAG_TEST_TZ
+const AS_OF = TAG_TEST_AS_OF
+const OLD = LONG_AGO
 const KEYS = Array.from({ length: 40 }, (_, i) => i + 1)
 
 let engine: TestEngine

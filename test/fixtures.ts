@@ -14,6 +14,14 @@ export function localEvent(k: number, local: string, name: string, props: Record
   }
 }
 
+/**
+ * The tag tests' clock: runs at 2026-03-15T04:00Z, 12:00 in Shanghai (local date 03-15), over
+ * customers opened long before.
+ */
+export const TAG_TEST_TZ = 'Asia/Shanghai'
+export const TAG_TEST_AS_OF = new Date('2026-03-15T04:00:00Z')
+export const LONG_AGO = '2020-01-01 00:00:00.000'
+
 /** A tag definition with test metadata; `extra` adds fields (values, sensitivity, purpose ...). */
 export function testTagDef(name: string, type: string, rule: Record<string, unknown>, extra: Record<string, unknown> = {}, purpose: string[] = ['service']) {
   return { name, type, rule, description: { zh: name, en: name }, owner: 'test', purpose, ...extra }
