@@ -79,7 +79,7 @@ export async function buildDays(
 /**
  * Days of [from, to] a full run may take as they are: the day's current build is of this layout
  * and time zone, it read the events the day holds now (same count and fingerprint: nothing
- * inserted, deleted or rekeyed since, whichever way it came, the change feed or a bulk load), and
+ * inserted, deleted or rekeyed since, whether the change feed saw it or not), and
  * no identity link or merge since it read them touches the day's events. Anything else is
  * rebuilt.
  */

@@ -11,8 +11,8 @@ import { createTagRepository, type TagRepository } from './tag.repository.js'
 /**
  * A full run recomputes every customer, but re-aggregates a day only when that day's events or
  * the identities they resolve to changed since its build: checked against the events themselves
- * (count and fingerprint), so rows the change feed never saw (a bulk load written straight to
- * the table, a deletion) are found too. Run time 2026-03-15T04:00Z, local date 03-15 in Shanghai;
+ * (count and fingerprint), so changes the change feed never saw (an event stored more than
+ * three days after it was received, as a bulk load of history is; a deletion) are found too. Run time 2026-03-15T04:00Z, local date 03-15 in Shanghai;
  * the 7-day window is [03-09, 03-15].
  */
 
@@ -94,9 +94,10 @@ describe('full runs reuse day builds whose events did not change', () => {
     expect(statements.filter((q) => q.includes('INSERT INTO tag_changes'))).toEqual([])
   })
 
-  it('an event written straight to the table (the change feed never sees it) is found by the next full run', async () => {
+  it('an event stored days after it was received (the change feed skips it) is found by the next full run', async () => {
     await db().insert('events', [{ ...localEvent(2, '2026-03-11 08:00', 'login'), received_at: chDateTime(new Date('2026-03-11T00:00:00Z')) }])
-    // The incremental run trusts the feed, which holds nothing for this row.
+    // The feed takes events received in the last three days only, so the incremental run,
+    // which trusts it, sees nothing.
     const inc = await run('incremental')
     expect(inc.mode).toBe('incremental')
     expect(inc.rebuiltDays).toEqual([])
