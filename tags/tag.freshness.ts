@@ -35,51 +35,50 @@ export interface FreshnessContext {
   changedNow: ReadonlySet<string>
 }
 
-/** The reason to recompute, or undefined when the stored values still hold. */
-export function staleBecause(d: StoredTag, ctx: FreshnessContext): string | undefined {
-  if (d.rule.kind === 'sql') return 'SQL tags read anything'
+/**
+ * Whether an incremental run must recompute a tag, and how much of it: `stale` is the first
+ * reason to recompute (undefined when the stored values still hold). `changedInputs` is set for
+ * a rule whose only moved inputs are tags this run changed (same definition, no date-dependent
+ * feature on a new day, no stock table changed, every other tag it reads unchanged since): such
+ * a rule changes only for the customers whose values of those tags changed in this run (their
+ * rows in tag_changes), so it is recomputed for them alone.
+ */
+export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string | undefined; changedInputs?: string[] } {
+  if (d.rule.kind === 'sql') return { stale: 'SQL tags read anything' }
   const s = ctx.states.get(d.name)
-  if (!s) return 'never computed'
-  if (s.version !== d.version) return `definition changed (v${s.version} -> v${d.version})`
+  if (!s) return { stale: 'never computed' }
+  if (s.version !== d.version) return { stale: `definition changed (v${s.version} -> v${d.version})` }
   const features = featureDependencies(d)
-  if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return 'a new day for a date-dependent feature'
+  if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return { stale: 'a new day for a date-dependent feature' }
   const tables = new Set(features.map((f) => SOURCES[FEATURES[f].source].table))
   for (const t of tables) {
     const at = ctx.stock.get(t)
-    if (at && at >= s.watermark) return `${t} changed`
+    if (at && at >= s.watermark) return { stale: `${t} changed` }
   }
-  for (const dep of tagDependencies(d)) {
-    if (ctx.changedNow.has(dep)) return `${dep} changed in this run`
-    const ds = ctx.states.get(dep)
-    // Runs stamp changes with their start: a dependency changed by the run that computed this
-    // tag was read after the change; one changed by a later run was not.
-    if (!ds || ds.changedAt > s.watermark) return `${dep} changed since`
-  }
-  return undefined
-}
-
-/**
- * The tags this run changed that a rule reads, when they are the only thing it reads that moved:
- * same definition, no date-dependent feature on a new day, no stock table changed, every other
- * tag it reads unchanged since. Such a rule changes only for the customers whose values of those
- * tags changed in this run (their rows in tag_changes), so it is recomputed for them alone.
- * Undefined when the rule must be recomputed for every customer (or not at all).
- */
-export function changedInputsOnly(d: StoredTag, ctx: FreshnessContext): string[] | undefined {
-  if (d.rule.kind !== 'rule') return undefined
-  const s = ctx.states.get(d.name)
-  if (!s || s.version !== d.version) return undefined
-  const features = featureDependencies(d)
-  if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return undefined
-  for (const f of features) {
-    const at = ctx.stock.get(SOURCES[FEATURES[f].source].table)
-    if (at && at >= s.watermark) return undefined
-  }
+  let stale: string | undefined
+  let since = false
   const now: string[] = []
   for (const dep of tagDependencies(d)) {
     const ds = ctx.states.get(dep)
-    if (ctx.changedNow.has(dep)) now.push(dep)
-    else if (!ds || ds.changedAt > s.watermark) return undefined
+    if (ctx.changedNow.has(dep)) {
+      now.push(dep)
+      stale ??= `${dep} changed in this run`
+    } else if (!ds || ds.changedAt > s.watermark) {
+      // Runs stamp changes with their start: a dependency changed by the run that computed this
+      // tag was read after the change; one changed by a later run was not.
+      since = true
+      stale ??= `${dep} changed since`
+    }
   }
-  return now.length ? now : undefined
+  return d.rule.kind === 'rule' && !since && now.length ? { stale, changedInputs: now } : { stale }
+}
+
+/** The reason to recompute, or undefined when the stored values still hold. */
+export function staleBecause(d: StoredTag, ctx: FreshnessContext): string | undefined {
+  return freshness(d, ctx).stale
+}
+
+/** The tags a rule is recomputed for the changes of (see `freshness`), or undefined: every customer, or none. */
+export function changedInputsOnly(d: StoredTag, ctx: FreshnessContext): string[] | undefined {
+  return freshness(d, ctx).changedInputs
 }
