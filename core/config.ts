@@ -75,6 +75,7 @@ export const configSchema = z.object({
   KAFKA_SEND_TIMEOUT_MS: int(5_000, 100, 120_000),
   INGEST_FLUSH_ROWS: int(20_000, 1, 1_000_000),
   INGEST_FLUSH_MS: int(200, 1, 5_000),
+  INGEST_FLUSH_GAP_MS: int(50, 0, 5_000),
   INGEST_MAX_QUEUE_EVENTS: int(200_000, 100, 10_000_000),
   INGEST_TENANT_QUEUE_PERCENT: int(50, 1, 100),
   INGEST_RATE_REQUESTS_PER_S: int(1_000, 0, 1_000_000),
@@ -149,6 +150,7 @@ export interface Config {
   readonly ingest: Readonly<{
     flushRows: number
     flushMs: number
+    flushGapMs: number
     maxQueueEvents: number
     /** The share (percent) of maxQueueEvents one tenant's waiting events may hold. */
     tenantQueuePercent: number
@@ -260,6 +262,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ingest: Object.freeze({
       flushRows: r.INGEST_FLUSH_ROWS,
       flushMs: r.INGEST_FLUSH_MS,
+      flushGapMs: r.INGEST_FLUSH_GAP_MS,
       maxQueueEvents: r.INGEST_MAX_QUEUE_EVENTS,
       tenantQueuePercent: r.INGEST_TENANT_QUEUE_PERCENT,
       rate: Object.freeze({

@@ -6,7 +6,7 @@ import { isAppError } from '../core/errors.js'
 import { createMetrics } from '../core/metrics.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { dedupDigests, dedupKey } from '../core/dedup-digest.js'
-import { createEventWriter, DEDUP_LOOKUP, eventTime, type EventWriter } from './event-writer.js'
+import { createEventWriter, DEDUP_LOOKUP, eventTime, type EventWriter, type EventWriterOptions } from './event-writer.js'
 import { createIdentityService } from './identity.service.js'
 import { createKeyAllocator } from './key-allocator.js'
 import type { PendingEvent } from './normalize.js'
@@ -38,9 +38,9 @@ function wrapDb(db: Db, over: Partial<Pick<SystemDb, 'insertTsv' | 'query'>>): D
   return wrapped
 }
 
-function writer(db: Db): EventWriter {
+function writer(db: Db, options: Partial<EventWriterOptions> = {}): EventWriter {
   const identities = createIdentityService({ db, allocator: createKeyAllocator({ system: db.system }) })
-  return createEventWriter({ db, identities, log: engine.log, metrics: createMetrics({ collectDefault: false }), options: { flushRows: 100_000, flushMs: 30, maxQueueEvents: 100_000 } })
+  return createEventWriter({ db, identities, log: engine.log, metrics: createMetrics({ collectDefault: false }), options: { flushRows: 100_000, flushMs: 30, maxQueueEvents: 100_000, ...options } })
 }
 
 async function countIds(ids: string[]) {
@@ -54,7 +54,12 @@ describe('a shared insert the engine refuses', () => {
     const good = Array.from({ length: 300 }, () => event())
     const bad = [event({ sentAt: YEAR_M1 }), event({ timestamp: YEAR_M1 })]
     const mixed = [event(), bad[0]!, event(), bad[1]!]
-    const [ra, rb] = await Promise.all([w.submit(1, mixed, 'k1'), w.submit(2, good, 'k2')])
+    // Both requests announced: the writer waits for the second, so one insert holds both.
+    const [a, b] = [w.announce(), w.announce()]
+    const both = Promise.all([w.submit(1, mixed, 'k1'), w.submit(2, good, 'k2')])
+    a()
+    b()
+    const [ra, rb] = await both
     expect(rb).toMatchObject({ stored: 300, duplicates: 0 })
     expect(rb.refused ?? []).toEqual([])
     expect(ra.stored).toBe(2)
@@ -112,7 +117,10 @@ describe('a shared insert the engine refuses', () => {
   it('answers 503 to everyone when the engine is down, not a refusal of the rows', async () => {
     const down = new Error('Code: 210. DB::Exception: Connection refused (NETWORK_ERROR)')
     const w1 = writer(wrapDb(engine.db, { insertTsv: () => Promise.reject(down) }))
-    const results = await Promise.allSettled([w1.submit(1, [event()], 'k1'), w1.submit(2, [event({ sentAt: YEAR_M1 })], 'k2')])
+    const held = w1.announce()
+    const settled = Promise.allSettled([w1.submit(1, [event()], 'k1'), w1.submit(2, [event({ sentAt: YEAR_M1 })], 'k2')])
+    held()
+    const results = await settled
     for (const r of results) {
       expect(r.status).toBe('rejected')
       const e = (r as PromiseRejectedResult).reason
@@ -229,5 +237,76 @@ describe('the dedup index as key lookups (ingest_dedup_digests)', () => {
     await again.close()
     const counts = await countIds(es.map((e) => e.messageId))
     expect([...counts.values()]).toEqual([1, 1])
+  })
+})
+
+describe('when an insert starts', () => {
+  /** A Db that records each events insert's message ids. */
+  function recording() {
+    const inserts: string[][] = []
+    const db = wrapDb(engine.db, {
+      insertTsv(table, columns, rows) {
+        if (table === 'events') inserts.push(rows.map((r) => String(r[columns.indexOf('message_id')])))
+        return engine.db.system.insertTsv(table, columns, rows)
+      },
+    })
+    return { db, inserts }
+  }
+  const tick = (ms = 50) => new Promise((r) => setTimeout(r, ms))
+  const HOUR = 3_600_000
+
+  it('a lone request to an idle writer is inserted at once, not after flushMs', async () => {
+    const { db, inserts } = recording()
+    const w = writer(db, { flushMs: HOUR })
+    // With the wait of before (flushMs from the first event) this would not resolve within the test's time.
+    await expect(w.submit(1, [event()], 'k1')).resolves.toMatchObject({ stored: 1 })
+    await expect(w.submit(1, [event()], 'k1')).resolves.toMatchObject({ stored: 1 })
+    expect(inserts.map((i) => i.length)).toEqual([1, 1])
+    await w.close()
+  })
+
+  it('waits for announced requests, so one insert holds them; a request that never submits does not hold it back', async () => {
+    const { db, inserts } = recording()
+    const w = writer(db, { flushMs: HOUR })
+    const [ea, eb, ec] = [event(), event(), event()]
+    const [a, b, c] = [w.announce(), w.announce(), w.announce()]
+    const ra = w.submit(1, [ea], 'k1')
+    a()
+    a() // a second call does nothing: b and c are still on their way
+    await tick()
+    expect(inserts).toEqual([])
+    const rb = w.submit(2, [eb], 'k2')
+    b()
+    await tick()
+    expect(inserts).toEqual([])
+    c() // refused before it submitted anything
+    await expect(Promise.all([ra, rb])).resolves.toMatchObject([{ stored: 1 }, { stored: 1 }])
+    expect(inserts).toEqual([[ea.messageId, eb.messageId]])
+    // Announced and never released, it holds a waiting event at most flushMs.
+    const slow = writer(db, { flushMs: 200 })
+    slow.announce()
+    const started = performance.now()
+    await expect(slow.submit(1, [ec], 'k1')).resolves.toMatchObject({ stored: 1 })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    await Promise.all([w.close(), slow.close()])
+  })
+
+  it('starts inserts at least flushGapMs apart unless flushRows wait, and never keeps an event waiting past flushMs', async () => {
+    const { db, inserts } = recording()
+    const w = writer(db, { flushGapMs: HOUR, flushMs: 200, flushRows: 50 })
+    await w.submit(1, [event()], 'k1') // the first: nothing to space it from
+    const started = performance.now()
+    const small = w.submit(1, [event()], 'k1')
+    await tick()
+    expect(inserts).toHaveLength(1)
+    // flushRows waiting start an insert at once, inside the gap; the small one goes with it.
+    await expect(w.submit(2, Array.from({ length: 49 }, () => event()), 'k2')).resolves.toMatchObject({ stored: 49 })
+    await expect(small).resolves.toMatchObject({ stored: 1 })
+    expect(inserts.map((i) => i.length)).toEqual([1, 50])
+    const late = w.submit(1, [event()], 'k1')
+    await expect(late).resolves.toMatchObject({ stored: 1 })
+    expect(inserts.map((i) => i.length)).toEqual([1, 50, 1])
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    await w.close()
   })
 })

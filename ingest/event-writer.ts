@@ -50,6 +50,12 @@ export interface EventWriter {
   submit(tenantId: number, events: PendingEvent[], actor: string, opts?: SubmitOptions): Promise<WriteResult>
   /** Events waiting for a flush. */
   readonly queued: number
+  /**
+   * Says a request's events are on their way (being read, parsed, normalized): while any are,
+   * the writer waits for them rather than start a small insert (see `schedule`). Call the
+   * returned function once they were submitted, or will not be; calling it again does nothing.
+   */
+  announce(): () => void
   /** Flushes what is queued and stops accepting; waits at most `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>
   /**
@@ -126,8 +132,15 @@ interface Submission {
 }
 
 export interface EventWriterOptions {
+  /** An insert starts as soon as this many events wait. */
   flushRows: number
+  /** The longest an event waits for its insert to start while more keep arriving. */
   flushMs: number
+  /**
+   * The least time between the starts of two inserts (default 0): each insert makes parts the
+   * engine merges later, so a trickle of small requests is gathered rather than inserted one by one.
+   */
+  flushGapMs?: number
   maxQueueEvents: number
   /** The share (0..1] of maxQueueEvents one tenant may hold, so one tenant's flood cannot fill the queue for all. */
   tenantQueueShare?: number
@@ -155,57 +168,86 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   let pending: Submission[] = []
   let queued = 0
   let timer: NodeJS.Timeout | undefined
+  let timerAt = Infinity
   let flushing: Promise<void> | undefined
   let closed = false
   let recovered: Promise<void> | undefined
+  /** When the last insert started, and when the oldest waiting submission came (performance.now()). */
+  let lastStart = -Infinity
+  let oldestAt = 0
+  /** Requests announced and not yet submitted. */
+  let incoming = 0
+  const gapMs = options.flushGapMs ?? 0
+  const worthAnInsert = Math.max(1, options.flushRows / 10)
 
+  /**
+   * Group commit without a fixed wait. While an insert runs, what arrives waits; when it ends (or
+   * when events come to an idle writer) the next insert starts at once if it is worth one (a
+   * tenth of flushRows), or if no announced request is still on its way, so nothing is gained by
+   * waiting. Inserts start at least flushGapMs apart, and no event waits more than flushMs for
+   * its insert to start. Under load, batches grow with the insert's time; a lone request is
+   * inserted without delay. Before, every insert waited flushMs from its first event: in a closed
+   * loop of clients (each waiting for its answer) that wait was most of every cycle.
+   */
   function schedule() {
-    if (flushing) return // the running flush reschedules when it ends
-    if (queued >= options.flushRows) {
-      if (timer) clearTimeout(timer)
-      timer = undefined
+    if (flushing || !pending.length) return
+    const now = performance.now()
+    const gapLeft = lastStart + gapMs - now
+    if (closed || queued >= options.flushRows || now >= oldestAt + options.flushMs || (gapLeft <= 0 && (queued >= worthAnInsert || incoming === 0))) {
+      disarm()
       flushing = runFlush()
-    } else if (!timer && queued > 0) {
-      timer = setTimeout(() => {
-        timer = undefined
-        if (!flushing) flushing = runFlush()
-      }, options.flushMs)
+      return
     }
+    arm(Math.min(oldestAt + options.flushMs, incoming === 0 ? lastStart + gapMs : Infinity))
+  }
+
+  function arm(at: number) {
+    if (timer && timerAt <= at) return
+    disarm()
+    timerAt = at
+    timer = setTimeout(
+      () => {
+        timer = undefined
+        timerAt = Infinity
+        schedule()
+      },
+      Math.max(0, at - performance.now()),
+    )
+  }
+
+  function disarm() {
+    if (timer) clearTimeout(timer)
+    timer = undefined
+    timerAt = Infinity
   }
 
   async function runFlush() {
     try {
-      while (pending.length) {
-        const batch = pending
-        pending = []
-        const n = batch.reduce((a, s) => a + s.events.length, 0)
-        const started = performance.now()
-        try {
-          const results = await flush(batch)
-          batch.forEach((s, i) => {
-            const r = results[i]!
-            if (r instanceof Error) s.reject(r)
-            else s.resolve(r)
-          })
-        } catch (e) {
-          log.error({ err: e, events: n }, 'ingest flush failed; requests answered 503')
-          const err = unavailable(e)
-          for (const s of batch) s.reject(err)
-        } finally {
-          queued -= n
-          for (const s of batch) {
-            const left = (queuedByTenant.get(s.tenantId) ?? 0) - s.events.length
-            if (left > 0) queuedByTenant.set(s.tenantId, left)
-            else queuedByTenant.delete(s.tenantId)
-          }
-          queueGauge.set(queued)
-          flushRows.observe(n)
-          flushSeconds.observe((performance.now() - started) / 1000)
+      const batch = pending
+      pending = []
+      lastStart = performance.now()
+      const n = batch.reduce((a, s) => a + s.events.length, 0)
+      try {
+        const results = await flush(batch)
+        batch.forEach((s, i) => {
+          const r = results[i]!
+          if (r instanceof Error) s.reject(r)
+          else s.resolve(r)
+        })
+      } catch (e) {
+        log.error({ err: e, events: n }, 'ingest flush failed; requests answered 503')
+        const err = unavailable(e)
+        for (const s of batch) s.reject(err)
+      } finally {
+        queued -= n
+        for (const s of batch) {
+          const left = (queuedByTenant.get(s.tenantId) ?? 0) - s.events.length
+          if (left > 0) queuedByTenant.set(s.tenantId, left)
+          else queuedByTenant.delete(s.tenantId)
         }
-        // Group commit: what arrived during this flush is written next, at once, when it is a
-        // batch worth an insert (a tenth of flushRows); less than that waits for the timer to
-        // coalesce more. Under load, batches grow with the flush time and latency stays low.
-        if (queued < Math.max(1, options.flushRows / 10) && !closed) break
+        queueGauge.set(queued)
+        flushRows.observe(n)
+        flushSeconds.observe((performance.now() - lastStart) / 1000)
       }
     } finally {
       flushing = undefined
@@ -429,6 +471,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         return Promise.reject(new AppError('RATE_LIMITED', "This tenant's events already fill its share of the ingest queue; retry shortly.", { headers: { 'retry-after': '1' } }))
       }
       return new Promise<WriteResult>((resolve, reject) => {
+        if (!pending.length) oldestAt = performance.now()
         pending.push({ tenantId, events, actor, verifyStored: opts.verifyStored === true, resolve, reject })
         queued += events.length
         queuedByTenant.set(tenantId, mine + events.length)
@@ -439,10 +482,18 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     get queued() {
       return queued
     },
+    announce() {
+      incoming++
+      let done = false
+      return () => {
+        if (done) return
+        done = true
+        if (--incoming === 0) schedule()
+      }
+    },
     async close(deadlineMs = 10_000) {
       closed = true
-      if (timer) clearTimeout(timer)
-      timer = undefined
+      disarm()
       const deadline = Date.now() + deadlineMs
       while ((pending.length || flushing) && Date.now() < deadline) {
         if (!flushing && pending.length) flushing = runFlush()

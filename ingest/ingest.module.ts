@@ -62,7 +62,7 @@ export function createIngestModule(deps: {
     identities,
     log: deps.log.child({ component: 'ingest' }),
     metrics: deps.metrics,
-    options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
+    options: { flushRows: deps.config.flushRows, flushMs: deps.config.flushMs, flushGapMs: deps.config.flushGapMs, maxQueueEvents: deps.config.maxQueueEvents, tenantQueueShare: deps.config.tenantQueuePercent / 100 },
     dropped: deps.dropped,
   })
   const sink = deps.sink ? deps.sink(writer) : writer

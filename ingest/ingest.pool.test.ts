@@ -32,8 +32,27 @@ const plan: TrackingPlanView = {
 function service(pool: IngestPool | undefined, policy: { v: ValuePolicy }) {
   const stored: PendingEvent[] = []
   const consents: FoundConsent[][] = []
+  // Announcements (event-writer.ts `announce`): each request makes one and gives it back, when it
+  // submits (before its insert is answered: the writer must not wait for it any longer) or fails.
+  const announced = { made: 0, open: 0, openWhileInserting: [] as number[] }
   const svc = createIngestService({
-    sink: { submit: async (_t, events) => (stored.push(...events), { stored: events.length, duplicates: 0 }) },
+    sink: {
+      submit: async (_t, events) => {
+        queueMicrotask(() => announced.openWhileInserting.push(announced.open))
+        await new Promise((r) => setTimeout(r, 1))
+        stored.push(...events)
+        return { stored: events.length, duplicates: 0 }
+      },
+      announce: () => {
+        announced.made++
+        announced.open++
+        let done = false
+        return () => {
+          if (!done) announced.open--
+          done = true
+        }
+      },
+    },
     plans: { current: async () => plan } as unknown as TrackingPlans,
     pii: createPii(SECRET),
     metrics: createMetrics({ collectDefault: false }),
@@ -45,7 +64,7 @@ function service(pool: IngestPool | undefined, policy: { v: ValuePolicy }) {
     valuePolicy: async () => policy.v,
     pool,
   })
-  return { svc, stored, consents }
+  return { svc, stored, consents, announced }
 }
 
 const ID = '11010519491231002X'
@@ -103,12 +122,13 @@ describe('the ingest worker pool against the in-thread path', () => {
       expect(pooled.stored).toEqual(inThread.stored)
       expect(pooled.consents).toEqual(inThread.consents)
       expect(pooled.stored.map((e) => e.properties).join()).not.toContain('13912345678')
+      for (const { announced } of [inThread, pooled]) expect(announced).toEqual({ made: 1, open: 0, openWhileInserting: [0] })
     }
   })
 
   it('answers single-message endpoints and refused bodies as the in-thread path does', async () => {
-    const { svc: inThread } = service(undefined, { v: 'digest' })
-    const { svc: pooled } = service(pool, { v: 'digest' })
+    const { svc: inThread, announced: a1 } = service(undefined, { v: 'digest' })
+    const { svc: pooled, announced: a2 } = service(pool, { v: 'digest' })
     for (const m of CORPUS.filter((x) => typeof x === 'object')) {
       const a = await outcome(inThread.ingest({ tenantId: 4, actor: 'k', messages: [structuredClone(m)], envelope: { type: 'track' }, single: true }))
       const b = await outcome(pooled.ingestBody({ tenantId: 4, actor: 'k', body: bytes(m), type: 'track' }))
@@ -122,10 +142,15 @@ describe('the ingest worker pool against the in-thread path', () => {
     // JSON of the wrong shape: handed back, for the route's schema to answer.
     for (const body of [{ batch: [] }, { nobatch: 1 }, [1, 2]]) expect(await pooled.ingestBody({ tenantId: 4, actor: 'k', body: bytes(body), type: undefined })).toBe(INVALID_BODY)
     expect(await pooled.ingestBody({ tenantId: 4, actor: 'k', body: bytes([{ type: 'track' }]), type: 'track' })).toBe(INVALID_BODY)
+    // Every request, refused or not, gave its announcement back: none holds the writer's inserts.
+    const requests = CORPUS.filter((x) => typeof x === 'object').length
+    expect(a1).toMatchObject({ made: requests, open: 0 })
+    expect(a2).toMatchObject({ made: requests + 3 + 3 + 1, open: 0 })
+    expect([...a1.openWhileInserting, ...a2.openWhileInserting].every((n) => n === 0)).toBe(true)
   })
 
   it('refuses with INGEST_WORKER_FAILED (503) and stores nothing when a worker dies with the request, then goes on', async () => {
-    const { svc, stored } = service(pool, { v: 'digest' })
+    const { svc, stored, announced } = service(pool, { v: 'digest' })
     // A large batch, so the workers are still at it when they are stopped.
     const batch = Array.from({ length: 5000 }, (_, i) => ({ type: 'track', messageId: `crash-${i}`, userId: `C${i}`, event: 'e', properties: { note: `请回电139${String(i).padStart(8, '0')}` } }))
     const pending = outcome(svc.ingestBody({ tenantId: 5, actor: 'k', body: bytes({ batch }), type: undefined }))
@@ -134,6 +159,7 @@ describe('the ingest worker pool against the in-thread path', () => {
     const r = await pending
     expect(r).toMatchObject({ err: { error: { code: 'INGEST_WORKER_FAILED' } } })
     expect(stored).toEqual([])
+    expect(announced).toMatchObject({ made: 1, open: 0 })
     // The pool starts new workers: the next request is served.
     const next = await svc.ingestBody({ tenantId: 5, actor: 'k', body: bytes({ batch: batch.slice(0, 3) }), type: undefined })
     expect(next).toMatchObject({ accepted: 3 })

@@ -22,6 +22,8 @@ import type { TrackingPlan, TrackingPlans } from './tracking-plan.js'
 /** Where accepted events go: the ClickHouse writer, or a durable queue (Kafka) in front of it. */
 export interface EventSink {
   submit(tenantId: number, events: PendingEvent[], actor: string): Promise<WriteResult & { queued?: boolean }>
+  /** A request's events are on their way (event-writer.ts `announce`); the returned function says they were submitted or will not be. */
+  announce?(): () => void
 }
 
 /** What `ingestBody` answers for a body that is JSON but not of the route's shape: the route validates it again to answer as its schema does. */
@@ -76,10 +78,12 @@ export function createIngestService(deps: {
     if (t === undefined) planTexts.set(plan, (t = JSON.stringify(plan)))
     return t
   }
+  // The writer waits for announced requests rather than insert without them (event-writer.ts).
+  const announce = (): (() => void) => deps.sink.announce?.() ?? (() => undefined)
   const policyOf = (tenantId: number): Promise<ValuePolicy> | ValuePolicy => (deps.valuePolicy ? deps.valuePolicy(tenantId) : 'digest')
 
   /** From the prepared events on: what needs the engine (the merge check, the insert, consent), in this thread. */
-  async function finish(tenantId: number, actor: string, p: Prepared, type: EventType | undefined, single: boolean): Promise<IngestResponse> {
+  async function finish(tenantId: number, actor: string, p: Prepared, type: EventType | undefined, single: boolean, submitted: () => void): Promise<IngestResponse> {
     if (deps.aliases && p.aliases.length) {
       // The alias messages as sent, at their indices: what the check reads of each.
       const asSent: unknown[] = new Array(p.count)
@@ -98,7 +102,9 @@ export function createIngestService(deps: {
       throw new AppError('BATCH_REJECTED', `All ${rejected.length} events were rejected.`, { issues })
     }
     if (!valid.length) refuseAll()
-    const result = await deps.sink.submit(tenantId, valid, actor)
+    const submitting = deps.sink.submit(tenantId, valid, actor)
+    submitted()
+    const result = await submitting
     if (result.refused?.length) {
       // Values the engine refused on their own (validation missed them): named like the others.
       for (const r of result.refused) {
@@ -120,20 +126,30 @@ export function createIngestService(deps: {
     pooled: deps.pool !== undefined,
     async ingest({ tenantId, actor, messages, envelope, single }) {
       deps.limits?.events(tenantId, messages.length)
-      const policy = await policyOf(tenantId)
-      const plan = await deps.plans.current(tenantId)
-      const p = prepareMessages({ tenantId, messages, envelope, receivedAt: now(), policy, plan, consent: consentOn }, settings)
-      return finish(tenantId, actor, p, envelope.type, single)
+      const submitted = announce()
+      try {
+        const policy = await policyOf(tenantId)
+        const plan = await deps.plans.current(tenantId)
+        const p = prepareMessages({ tenantId, messages, envelope, receivedAt: now(), policy, plan, consent: consentOn }, settings)
+        return await finish(tenantId, actor, p, envelope.type, single, submitted)
+      } finally {
+        submitted()
+      }
     },
     async ingestBody({ tenantId, actor, body, type }) {
       if (!deps.pool) throw new Error('ingestBody needs the worker pool')
-      const policy = await policyOf(tenantId)
-      const plan = await deps.plans.current(tenantId)
-      const r = await deps.pool.run({ single: type, tenantId, receivedAt: now(), policy, planText: planText(plan), consent: consentOn }, body)
-      if (r.kind === 'refused') throw new AppError(r.code, r.message)
-      if (r.kind === 'invalid') return INVALID_BODY
-      deps.limits?.events(tenantId, r.prepared.count)
-      return finish(tenantId, actor, r.prepared, type, type !== undefined)
+      const submitted = announce()
+      try {
+        const policy = await policyOf(tenantId)
+        const plan = await deps.plans.current(tenantId)
+        const r = await deps.pool.run({ single: type, tenantId, receivedAt: now(), policy, planText: planText(plan), consent: consentOn }, body)
+        if (r.kind === 'refused') throw new AppError(r.code, r.message)
+        if (r.kind === 'invalid') return INVALID_BODY
+        deps.limits?.events(tenantId, r.prepared.count)
+        return await finish(tenantId, actor, r.prepared, type, type !== undefined, submitted)
+      } finally {
+        submitted()
+      }
     },
   }
 }
