@@ -60,8 +60,13 @@ export const scenario: BenchScenario = {
     // The ceiling: the same rows, built as the writer builds them, inserted the way it inserts.
     const rows = makeRows(Math.max(100_000, Math.min(400_000, Math.round(Math.max(load.eventsPerS, inThread.load.eventsPerS) * 2))), size)
     const t0 = performance.now()
+    const rawCpu0 = process.cpuUsage()
     for (let i = 0; i < rows.length; i += 20_000) await ctx.db.system.insertTsv('events', EVENT_COLUMNS, rows.slice(i, i + 20_000))
+    const rawCpu = process.cpuUsage(rawCpu0)
     const rawPerS = rows.length / ((performance.now() - t0) / 1000)
+    const rawCpuUs = (rawCpu.user + rawCpu.system) / rows.length
+    // What the rate could be if all of both cores went to the edge, its engine and the generator at this run's CPU per event.
+    const cpuBoundPerS = (os.cpus().length * 1e6) / (pooled.cpuUs + pooled.generatorUs)
     // `--set dedup_ids=N` (0: skip): the flush's dedup question against an index of N ids; the
     // default is three days of the bank's events (262M a month), what the index keeps.
     const dedupIds = Number(ctx.args.dedup_ids ?? 26_000_000)
@@ -86,6 +91,8 @@ export const scenario: BenchScenario = {
       sweepFigures[`http_pool_c${c}_events_per_s`] = r.eventsPerS
       sweepFigures[`http_pool_c${c}_latency_p99_ms`] = r.latencyP99Ms
       sweepFigures[`http_pool_c${c}_non_2xx`] = r.non2xx + r.errors
+      sweepFigures[`http_pool_c${c}_latency_p50_ms`] = r.latencyP50Ms
+      sweepFigures[`http_pool_c${c}_events_per_flush`] = r.stored / Math.max(1, r.flushes)
       sweepRatios[`http_pool_c${c}_vs_raw_insert`] = r.eventsPerS / rawPerS
     }
     const scanFigures: Record<string, number> = scan
@@ -135,6 +142,9 @@ export const scenario: BenchScenario = {
         http_non_2xx: load.non2xx,
         http_errors: load.errors,
         events_stored: load.stored,
+        http_flushes_per_s: load.flushes / seconds,
+        http_events_per_flush: load.stored / Math.max(1, load.flushes),
+        http_flush_mean_ms: load.flushMeanMs,
         visible_p50_s_le: load.visibleP50S,
         visible_p99_s_le: load.visibleP99S,
         http_in_thread_events_per_s: inThread.load.eventsPerS,
@@ -142,6 +152,8 @@ export const scenario: BenchScenario = {
         http_in_thread_non_2xx: inThread.load.non2xx + inThread.load.errors,
         ...sweepFigures,
         raw_insert_rows_per_s: rawPerS,
+        raw_insert_cpu_us_per_row: rawCpuUs,
+        http_cpu_bound_events_per_s: cpuBoundPerS,
         ...scanFigures,
         server_cpu_us_per_event: serverCpuUs,
         server_cpu_us_per_event_in_thread: inThread.cpuUs,
@@ -152,6 +164,9 @@ export const scenario: BenchScenario = {
       },
       ratios: {
         http_vs_raw_insert: load.eventsPerS / rawPerS,
+        // The rate over what the cores could carry at the CPU each event cost: near 1, the edge is bound by CPU, not by waiting.
+        http_vs_cpu_bound: load.eventsPerS / cpuBoundPerS,
+        cpu_bound_vs_raw_insert: cpuBoundPerS / rawPerS,
         http_in_thread_vs_raw_insert: inThread.load.eventsPerS / rawPerS,
         http_pool_vs_in_thread: load.eventsPerS / inThread.load.eventsPerS,
         // What the pool takes off the HTTP thread (the one that limited the edge): less moved by other work on the machine than the rates.
@@ -163,6 +178,8 @@ export const scenario: BenchScenario = {
       notes: [
         'The server and the load generator share the machine: autocannon and its JSON building take CPU the server would otherwise have.',
         'http_* (and events_stored, visible_*, server_cpu_us_per_event): the server as started by default, with its ingest worker pool (INGEST_WORKERS unset: one worker per core but one, at least one): bodies parsed, validated and normalized in worker threads, the insert in the main thread. http_in_thread_*: the same load against a server started with INGEST_WORKERS=0 (all in the HTTP thread, as before the pool), in the same run, before it. http_pool_c<N>_*: the pooled server after its measured run, at N connections, each for half the duration.',
+        'The server runs with the per-tenant rate limits lifted (INGEST_RATE_EVENTS_PER_S=0, INGEST_RATE_REQUESTS_PER_S=0): the bench sends as one tenant, and the default of 20,000 events a second per bank is a policy, not the capacity measured here.',
+        'http_flushes_per_s, http_events_per_flush, http_flush_mean_ms: the writer\'s inserts during the measured run, from the server\'s qianmian_ingest_flush_seconds histogram (a flush: the dedup lookup, identities, one insert). With every connection waiting for its answer, a connection\'s cycle is about the time between two flushes it takes part in.',
         'events_stored is read from the server metric qianmian_ingest_events_total{outcome="stored"}: only acknowledged and written events count.',
         'visible_*: receipt at the edge to row written, from the server histogram (bucket upper bounds).',
         'normalize_*: the edge\'s per-event validation and scrubbing of the same batches, in this process before the server starts, with the value scan (phone, identity, card numbers, e-mail) and without, the order rotated round by round, one scanner per batch as the server makes one per request; *_per_s are the best of 9 rounds. The *_pii_* events also carry a free-text note with their customer\'s phone number and a property holding their identity number: 20,000 customers, 40,000 identifiers a pass, each met once, so the digests are computed, not found in the digest memo (a worst case); *_repeated: the same events from 1,000 customers, whose 2,000 identifiers the memo holds after the first round (compared with the same baseline: the events differ only in digits). The scan = detection + replacement by the policy: digest (the default: the bank\'s keyed digests, core/pii.ts as it stands) or mask.',
@@ -172,6 +189,7 @@ export const scenario: BenchScenario = {
         'server_main_thread_cpu_us_per_event*: the server\'s main thread\'s CPU time (from /proc) over the measured run per event stored, with the pool and in the HTTP thread: what the pool takes off the thread that serves HTTP and inserts. It moves less with other work on the machine than the rates do.',
         'server_cpu_us_per_event_<group>: the server\'s CPU per event stored over the measured run, by thread (from /proc): main (HTTP, auth, dedup and identity bookkeeping, the insert call), node_threads (the ingest worker threads and libuv\'s pool, where the embedded engine runs each statement: parsing the inserted rows, the lookups), engine_merges (background merges of the parts the inserts made) and engine_other (the engine\'s other pools). load_generator_cpu_us_per_event: this process\'s CPU (autocannon and the batches it builds) over the same run: on 2 cores the server and the generator share, the rate is at most 2 s of CPU a second over the sum of the two.',
         `dedup_*: one flush's dedup question (${dedup?.flush ?? 5000} message ids, half stored, half new, of 3 tenants) against an index of N ids (1M, then ${dedupIds.toLocaleString('en-US')}: three days of 262M events a month), median of 5 rounds; *_after_N_flushes: the same question after N more inserts of a flush's ids each into the larger index, as a running writer makes them (the bulk fill alone leaves the index in a state the writer never does); *_scan_* as the writer asked it before (ingest_dedup, a MergeTree sorted by tenant and message id: a flush's random ids land in every granule, so it reads the whole index), *_keys_* as it asks now (ingest_dedup_digests, one RocksDB read per key; the 64-bit digests computed in the writer and passed as one string, included). Both return the same rows (checked each round). dedup_index_write_us_per_id: filling ingest_dedup and, through its view, the key index, µs per id.`,
+        'raw_insert_cpu_us_per_row: this process\'s CPU (the engine\'s threads included) during the raw insert, per row: the engine\'s part of an event\'s cost. http_cpu_bound_events_per_s: the cores of the machine divided by the server\'s and the generator\'s CPU per event in the measured run: the rate at which both cores would be busy; cpu_bound_vs_raw_insert is the highest http_vs_raw_insert that CPU cost allows on this machine.',
         'raw_insert_rows_per_s: the same event rows as TabSeparated handed to the embedded engine in 20k-row inserts (the writer\'s own insert path), in this process, after the HTTP run.',
       ],
     }
