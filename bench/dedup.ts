@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import type { Db } from '../core/db.js'
 import { dedupDigests, dedupKey } from '../core/dedup-digest.js'
-import { DEDUP_LOOKUP } from '../ingest/event-writer.js'
+import { DEDUP_LOOKUP } from '../ingest/dedup-index.js'
 
 /**
  * The dedup question of one flush against an index of a bank's size. The writer asks, per flush,

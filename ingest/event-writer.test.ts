@@ -3,10 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import type { Db, SystemDb } from '../core/db.js'
 import { isAppError } from '../core/errors.js'
-import { createMetrics } from '../core/metrics.js'
+import { createMetrics, type Metrics } from '../core/metrics.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { dedupDigests, dedupKey } from '../core/dedup-digest.js'
-import { createEventWriter, DEDUP_LOOKUP, eventTime, type EventWriter, type EventWriterOptions } from './event-writer.js'
+import { DEDUP_LOOKUP } from './dedup-index.js'
+import { createEventWriter, eventTime, type EventWriter, type EventWriterOptions } from './event-writer.js'
 import { createIdentityService } from './identity.service.js'
 import { createKeyAllocator } from './key-allocator.js'
 import type { PendingEvent } from './normalize.js'
@@ -38,9 +39,16 @@ function wrapDb(db: Db, over: Partial<Pick<SystemDb, 'insertTsv' | 'query'>>): D
   return wrapped
 }
 
-function writer(db: Db, options: Partial<EventWriterOptions> = {}): EventWriter {
+function writer(db: Db, options: Partial<EventWriterOptions> = {}, metrics: Metrics = createMetrics({ collectDefault: false })): EventWriter {
   const identities = createIdentityService({ db, allocator: createKeyAllocator({ system: db.system }) })
-  return createEventWriter({ db, identities, log: engine.log, metrics: createMetrics({ collectDefault: false }), options: { flushRows: 100_000, flushMs: 30, maxQueueEvents: 100_000, ...options } })
+  return createEventWriter({ db, identities, log: engine.log, metrics, options: { flushRows: 100_000, flushMs: 30, maxQueueEvents: 100_000, ...options } })
+}
+
+/** A metric's values by label value (one label) or its single value. */
+async function metricValues(m: Metrics, name: string): Promise<Record<string, number>> {
+  const metric = m.registry.getSingleMetric(name)
+  const values = metric ? (await metric.get()).values : []
+  return Object.fromEntries(values.map((v) => [Object.entries(v.labels).find(([k]) => k !== 'app')?.[1] ?? '', v.value]))
 }
 
 async function countIds(ids: string[]) {
@@ -267,7 +275,8 @@ describe('when an insert starts', () => {
 
   it('waits for announced requests, so one insert holds them; a request that never submits does not hold it back', async () => {
     const { db, inserts } = recording()
-    const w = writer(db, { flushMs: HOUR })
+    const metrics = createMetrics({ collectDefault: false })
+    const w = writer(db, { flushMs: HOUR }, metrics)
     const [ea, eb, ec] = [event(), event(), event()]
     const [a, b, c] = [w.announce(), w.announce(), w.announce()]
     const ra = w.submit(1, [ea], 'k1')
@@ -279,21 +288,27 @@ describe('when an insert starts', () => {
     b()
     await tick()
     expect(inserts).toEqual([])
+    expect(await metricValues(metrics, 'qianmian_ingest_incoming_requests')).toEqual({ '': 1 })
     c() // refused before it submitted anything
     await expect(Promise.all([ra, rb])).resolves.toMatchObject([{ stored: 1 }, { stored: 1 }])
     expect(inserts).toEqual([[ea.messageId, eb.messageId]])
+    expect(await metricValues(metrics, 'qianmian_ingest_flush_starts_total')).toEqual({ idle: 1 })
+    expect(await metricValues(metrics, 'qianmian_ingest_incoming_requests')).toEqual({ '': 0 })
     // Announced and never released, it holds a waiting event at most flushMs.
-    const slow = writer(db, { flushMs: 200 })
+    const slowMetrics = createMetrics({ collectDefault: false })
+    const slow = writer(db, { flushMs: 200 }, slowMetrics)
     slow.announce()
     const started = performance.now()
     await expect(slow.submit(1, [ec], 'k1')).resolves.toMatchObject({ stored: 1 })
     expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    expect(await metricValues(slowMetrics, 'qianmian_ingest_flush_starts_total')).toEqual({ waited: 1 })
     await Promise.all([w.close(), slow.close()])
   })
 
   it('starts inserts at least flushGapMs apart unless flushRows wait, and never keeps an event waiting past flushMs', async () => {
     const { db, inserts } = recording()
-    const w = writer(db, { flushGapMs: HOUR, flushMs: 200, flushRows: 50 })
+    const metrics = createMetrics({ collectDefault: false })
+    const w = writer(db, { flushGapMs: HOUR, flushMs: 200, flushRows: 50 }, metrics)
     await w.submit(1, [event()], 'k1') // the first: nothing to space it from
     const started = performance.now()
     const small = w.submit(1, [event()], 'k1')
@@ -307,6 +322,7 @@ describe('when an insert starts', () => {
     await expect(late).resolves.toMatchObject({ stored: 1 })
     expect(inserts.map((i) => i.length)).toEqual([1, 50, 1])
     expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    expect(await metricValues(metrics, 'qianmian_ingest_flush_starts_total')).toEqual({ idle: 1, rows: 1, waited: 1 })
     await w.close()
   })
 })

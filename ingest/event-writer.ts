@@ -1,12 +1,13 @@
-import { z } from 'zod'
 import type { Db } from '../core/db.js'
-import { DEDUP_DIGEST_SQL, dedupDigests, dedupKey } from '../core/dedup-digest.js'
+import { dedupKey } from '../core/dedup-digest.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { chDateTime, chEpoch } from '../core/time.js'
+import { createDedupIndex } from './dedup-index.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
+import { nextInsert, type FlushPolicy } from './flush-policy.js'
 import { insertIsolating } from './row-isolation.js'
 import { MAX_STORABLE_MS, MIN_STORABLE_MS } from './segment.schema.js'
 
@@ -82,16 +83,6 @@ interface Owner {
   e: PendingEvent
 }
 
-/**
- * The flush's dedup question: which of the digests in `{digests}` (core/dedup-digest.ts) are stored,
- * with the ids stored under them (a read per key, not a scan; sql/024_ingest_dedup_digests.sql).
- * The digests travel as one string of 16 hex digits each: bound as an Array of the ids themselves
- * they took ~8 times as long to pass.
- */
-export const DEDUP_LOOKUP = `SELECT tenant_id, message_id FROM ingest_dedup_digests
-  WHERE digest IN (SELECT reinterpretAsUInt64(unhex(substring({digests:String}, number * 16 + 1, 16))) FROM numbers(intDiv(length({digests:String}), 16)))`
-
-const dedupRow = z.object({ tenant_id: z.coerce.number(), message_id: z.string() })
 
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
 
@@ -132,14 +123,9 @@ interface Submission {
 }
 
 export interface EventWriterOptions {
-  /** An insert starts as soon as this many events wait. */
+  /** When inserts start: flush-policy.ts (flushGapMs is its gapMs, default 0). */
   flushRows: number
-  /** The longest an event waits for its insert to start while more keep arriving. */
   flushMs: number
-  /**
-   * The least time between the starts of two inserts (default 0): each insert makes parts the
-   * engine merges later, so a trickle of small requests is gathered rather than inserted one by one.
-   */
   flushGapMs?: number
   maxQueueEvents: number
   /** The share (0..1] of maxQueueEvents one tenant may hold, so one tenant's flood cannot fill the queue for all. */
@@ -148,11 +134,18 @@ export interface EventWriterOptions {
 
 export function createEventWriter(deps: { db: Db; identities: IdentityService; log: Logger; metrics: Metrics; options: EventWriterOptions; dropped?: DropCheck | undefined }): EventWriter {
   const { db, identities, log, metrics, options } = deps
+  const dedup = createDedupIndex(db)
   const outcome = metrics.counter('qianmian_ingest_events_total', 'Events by outcome', ['outcome'])
   const flushRows = metrics.histogram('qianmian_ingest_flush_rows', 'Events per insert', [], [1, 10, 100, 1000, 5000, 10_000, 20_000, 50_000, 100_000])
   const flushSeconds = metrics.histogram('qianmian_ingest_flush_seconds', 'Flush duration (dedup, identities, insert)', [], [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5])
   const phaseSeconds = metrics.counter('qianmian_ingest_flush_phase_seconds_total', 'Time spent in each phase of the flushes', ['phase'])
   const queueGauge = metrics.gauge('qianmian_ingest_queue_events', 'Events waiting for a flush')
+  const incomingGauge = metrics.gauge('qianmian_ingest_incoming_requests', 'Requests announced to the writer (being read, parsed, normalized) and not yet submitted: the next insert waits for them')
+  const flushStarts = metrics.counter(
+    'qianmian_ingest_flush_starts_total',
+    'Inserts started, by what started them (ingest/flush-policy.ts): rows (flushRows waiting), batch (a tenth of flushRows, the gap passed), idle (nothing more on its way, the gap passed), waited (an event waited flushMs), closing',
+    ['reason'],
+  )
   const isolated = metrics.counter('qianmian_ingest_isolated_inserts_total', 'Failed shared inserts split to isolate the rows the engine refused')
   const overShare = metrics.counter('qianmian_ingest_tenant_queue_full_total', 'Requests refused because their tenant held its share of the queue', ['tenant'])
   const tenantCap = Math.max(1, Math.floor(options.maxQueueEvents * (options.tenantQueueShare ?? 1)))
@@ -177,28 +170,19 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
   let oldestAt = 0
   /** Requests announced and not yet submitted. */
   let incoming = 0
-  const gapMs = options.flushGapMs ?? 0
-  const worthAnInsert = Math.max(1, options.flushRows / 10)
+  const policy: FlushPolicy = { flushRows: options.flushRows, flushMs: options.flushMs, gapMs: options.flushGapMs ?? 0 }
 
-  /**
-   * Group commit without a fixed wait. While an insert runs, what arrives waits; when it ends (or
-   * when events come to an idle writer) the next insert starts at once if it is worth one (a
-   * tenth of flushRows), or if no announced request is still on its way, so nothing is gained by
-   * waiting. Inserts start at least flushGapMs apart, and no event waits more than flushMs for
-   * its insert to start. Under load, batches grow with the insert's time; a lone request is
-   * inserted without delay. Before, every insert waited flushMs from its first event: in a closed
-   * loop of clients (each waiting for its answer) that wait was most of every cycle.
-   */
+  /** Starts the next insert when flush-policy.ts says so, or looks again when it says. */
   function schedule() {
     if (flushing || !pending.length) return
-    const now = performance.now()
-    const gapLeft = lastStart + gapMs - now
-    if (closed || queued >= options.flushRows || now >= oldestAt + options.flushMs || (gapLeft <= 0 && (queued >= worthAnInsert || incoming === 0))) {
-      disarm()
-      flushing = runFlush()
+    const next = nextInsert(policy, { closed, waiting: queued, oldestAt, lastStart, incoming }, performance.now())
+    if ('at' in next) {
+      arm(next.at)
       return
     }
-    arm(Math.min(oldestAt + options.flushMs, incoming === 0 ? lastStart + gapMs : Infinity))
+    disarm()
+    flushStarts.inc({ reason: next.start })
+    flushing = runFlush()
   }
 
   function arm(at: number) {
@@ -268,12 +252,12 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       phaseSeconds.inc({ phase: name }, (now - mark) / 1000)
       mark = now
     }
-    await (recovered ??= recoverIndex().catch((e: unknown) => {
+    await (recovered ??= dedup.recover().catch((e: unknown) => {
       recovered = undefined
       throw e
     }))
-    const stored = await storedIds(keys)
-    for (const s of batch) if (s.verifyStored) for (const k of await storedEvents(s.tenantId, s.events)) stored.add(k)
+    const stored = await dedup.stored(keys)
+    for (const s of batch) if (s.verifyStored) for (const k of await dedup.storedEvents(s.tenantId, s.events)) stored.add(k)
     phase('dedup')
     const byTenant = new Map<number, Owner[]>()
     let at = 0
@@ -329,7 +313,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     const { refused, inserts } = await insertIsolating(rows.length, {
       insert: (idx) => db.system.insertTsv('events', EVENT_COLUMNS, idx.length === rows.length ? rows : idx.map((i) => rows[i]!)),
       alreadyStored: async (idx) => {
-        const have = await storedIds(idx.map((i) => dedupKey(owners[i]!.tenantId, owners[i]!.e.messageId)))
+        const have = await dedup.stored(idx.map((i) => dedupKey(owners[i]!.tenantId, owners[i]!.e.messageId)))
         return new Set(idx.filter((i) => have.has(dedupKey(owners[i]!.tenantId, owners[i]!.e.messageId))))
       },
       probe: async () => {
@@ -371,56 +355,6 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     if (dup) outcome.inc({ outcome: 'duplicate' }, dup)
     if (refused.size) outcome.inc({ outcome: 'refused' }, refused.size)
     return results
-  }
-
-  /**
-   * The events already in the events table, as `dedupKey`s. Bounded by the tenant and
-   * the events' time range, so the engine reads only their days' parts of that tenant's range
-   * (the table has no index on message ids); used only where verification was asked for.
-   */
-  async function storedEvents(tenantId: number, events: PendingEvent[]): Promise<string[]> {
-    if (!events.length) return []
-    let lo = Infinity
-    let hi = -Infinity
-    for (const e of events) {
-      lo = Math.min(lo, e.timestamp)
-      hi = Math.max(hi, e.timestamp)
-    }
-    const rows = await db.system.query(
-      `SELECT DISTINCT message_id FROM events
-       WHERE tenant_id = {tenant:UInt16}
-         AND timestamp BETWEEN fromUnixTimestamp64Milli({lo:Int64}, 'UTC') AND fromUnixTimestamp64Milli({hi:Int64}, 'UTC')
-         AND message_id IN (SELECT arrayJoin({ids:Array(String)}))`,
-      { tenant: tenantId, lo, hi, ids: events.map((e) => e.messageId) },
-      z.object({ message_id: z.string() }),
-    )
-    return rows.map((r) => dedupKey(tenantId, r.message_id))
-  }
-
-  /**
-   * Which of these keys (`dedupKey`) the dedup index holds. One round trip per flush for every
-   * tenant in it; each key is one RocksDB read, so the cost follows the flush, not the index
-   * (sql/024_ingest_dedup_digests.sql). A row counts only under the tenant and message id it
-   * was stored with, so a digest two ids share finds the one stored, never the other.
-   */
-  async function storedIds(keys: string[]): Promise<Set<string>> {
-    if (!keys.length) return new Set()
-    const rows = await db.system.query(DEDUP_LOOKUP, { digests: dedupDigests(keys) }, dedupRow)
-    return new Set(rows.map((r) => dedupKey(r.tenant_id, r.message_id)))
-  }
-
-  /**
-   * Before the first flush: the last hour's ids put into the key index again from ingest_dedup.
-   * The key index is fed from ingest_dedup by a view, so a process killed between the two writes
-   * leaves ids in the one and not the other; putting a key again overwrites it, so this is safe to
-   * repeat (each process, each start). An hour covers any insert that was in flight at a crash.
-   */
-  async function recoverIndex(): Promise<void> {
-    await db.system.command(
-      `INSERT INTO ingest_dedup_digests
-       SELECT ${DEDUP_DIGEST_SQL}, tenant_id, message_id, received_at FROM ingest_dedup
-       WHERE received_at >= now64(3) - INTERVAL 1 HOUR`,
-    )
   }
 
   async function applyIdentity(tenantId: number, events: PendingEvent[], actor: string) {
@@ -483,12 +417,13 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
       return queued
     },
     announce() {
-      incoming++
+      incomingGauge.set(++incoming)
       let done = false
       return () => {
         if (done) return
         done = true
-        if (--incoming === 0) schedule()
+        incomingGauge.set(--incoming)
+        if (incoming === 0) schedule()
       }
     },
     async close(deadlineMs = 10_000) {

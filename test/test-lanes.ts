@@ -39,6 +39,7 @@ export const UNIT_FILES = [
   'core/system-handle.test.ts',
   'demo/demo.dates.test.ts',
   'ingest/event-size.test.ts',
+  'ingest/flush-policy.test.ts',
   'ingest/import/import.fields.test.ts',
   'ingest/ingest.pii.test.ts',
   'ingest/normalize.pii.test.ts',
