@@ -16,6 +16,7 @@ const ALLOWED: Record<string, string> = {
   'tenants/keys.service.ts': 'API keys, looked up by their hash before the tenant is known',
   'tenants/cors.service.ts': "each bank's browser origins: a registry table beside tenant_privacy",
   'ingest/event-writer.ts': "the shared event writer: one insert holds many tenants' events",
+  'ingest/dedup-index.ts': "the shared event writer's dedup questions: one lookup for every tenant in a flush, and the index put right after a crash",
   'ingest/key-allocator.ts': 'customer key blocks, claimed across writers',
   'ingest/ingest.module.ts': 'hands the handle to the writer and the key allocator',
   'ingest/import/import.staging.ts': 'working tables and files of a bulk import, named per import',
