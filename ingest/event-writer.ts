@@ -5,9 +5,9 @@ import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { chDateTime, chEpoch } from '../core/time.js'
 import { createDedupIndex } from './dedup-index.js'
+import { nextInsert, type FlushPolicy } from './flush-policy.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
-import { nextInsert, type FlushPolicy } from './flush-policy.js'
 import { insertIsolating } from './row-isolation.js'
 import { MAX_STORABLE_MS, MIN_STORABLE_MS } from './segment.schema.js'
 
@@ -53,7 +53,7 @@ export interface EventWriter {
   readonly queued: number
   /**
    * Says a request's events are on their way (being read, parsed, normalized): while any are,
-   * the writer waits for them rather than start a small insert (see `schedule`). Call the
+   * the writer waits for them rather than start a small insert (flush-policy.ts). Call the
    * returned function once they were submitted, or will not be; calling it again does nothing.
    */
   announce(): () => void
@@ -82,7 +82,6 @@ interface Owner {
   key: number
   e: PendingEvent
 }
-
 
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
 
