@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { insertTenantsTsvEncoded } from './db.js'
 import { tsvArrayString, tsvField } from './tsv.js'
 
 describe('TenantDb on the engine', () => {
@@ -75,5 +76,33 @@ describe('TenantDb on the engine', () => {
     await expect(engine.db.forTenant(2).insertTsvEncoded('layout_exposures', ['tenant_id'], Buffer.from('2\n'))).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
     const stray = await engine.db.system.query<{ n: string }>('SELECT count() AS n FROM layout_exposures WHERE customer_key IN (43, 44)')
     expect(Number(stray[0]!.n)).toBe(0)
+  })
+
+  it('inserts several tenants\' encoded rows in one insert, each body checked against its own tenant', async () => {
+    const cols = ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items']
+    const row = (tenant: number, key: number) => `${tenant}\t${key}\t1767225600.000\thome\t\t\t0\t0\t7\t['m']\t['i']\n`
+    const keys = async () =>
+      (await engine.db.system.query<{ t: number; k: number }>('SELECT tenant_id AS t, customer_key AS k FROM layout_exposures WHERE customer_key BETWEEN 51 AND 59 ORDER BY k')).map((r) => [r.t, r.k])
+    // A body holding a row of another tenant refuses the whole insert: nothing is written.
+    for (const bad of [row(3, 51) + row(2, 52), row(3, 51).slice(0, -1)]) {
+      await expect(
+        insertTenantsTsvEncoded(engine.db, 'layout_exposures', cols, [
+          { tenantId: 2, body: Buffer.from(row(2, 53)) },
+          { tenantId: 3, body: Buffer.from(bad) },
+        ]),
+      ).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    }
+    await expect(insertTenantsTsvEncoded(engine.db, 'layout_exposures', ['tenant_id'], [{ tenantId: 2, body: Buffer.from('2\n') }])).rejects.toMatchObject({ code: 'TENANT_SCOPE_VIOLATION' })
+    expect(await keys()).toEqual([])
+    await insertTenantsTsvEncoded(engine.db, 'layout_exposures', cols, [
+      { tenantId: 2, body: Buffer.from(row(2, 54) + row(2, 55)) },
+      { tenantId: 3, body: Buffer.alloc(0) },
+      { tenantId: 4, body: Buffer.from(row(4, 56)) },
+    ])
+    expect(await keys()).toEqual([
+      [2, 54],
+      [2, 55],
+      [4, 56],
+    ])
   })
 })

@@ -240,16 +240,8 @@ export class TenantDb extends Querier {
    * encoding slip cannot write into another tenant.
    */
   async insertTsvEncoded(table: TenantTable, columns: readonly string[], body: Buffer) {
-    if (!(TENANT_TABLES as readonly string[]).includes(table) || columns.includes('tenant_id')) {
-      throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
-    }
+    checkEncodedRows(this.tenantId, table, columns, body)
     if (!body.length) return
-    const prefix = Buffer.from(`${this.tenantId}\t`)
-    const refuse = () => new AppError('TENANT_SCOPE_VIOLATION', `${table}: an encoded row does not start with tenant ${this.tenantId}.`)
-    if (body[body.length - 1] !== 0x0a || body.includes(0x0d)) throw refuse()
-    for (let at = 0; at < body.length; at = body.indexOf(0x0a, at) + 1) {
-      if (body.compare(prefix, 0, prefix.length, at, Math.min(body.length, at + prefix.length)) !== 0) throw refuse()
-    }
     await this.system.insertTsvBody(table, ['tenant_id', ...columns], body)
   }
 
@@ -263,6 +255,36 @@ export class TenantDb extends Querier {
       rows.map((r) => ({ ...r, tenant_id: this.tenantId })),
     )
   }
+}
+
+/**
+ * Refuses an encoded body (TabSeparated rows, `tenant_id` first) unless every row starts with
+ * `tenantId` and ends in a newline, and the columns leave `tenant_id` to the scope.
+ */
+function checkEncodedRows(tenantId: number, table: TenantTable, columns: readonly string[], body: Buffer): void {
+  if (!(TENANT_TABLES as readonly string[]).includes(table) || columns.includes('tenant_id')) {
+    throw new AppError('TENANT_SCOPE_VIOLATION', `${table}: tenant rows take their tenant from the scope.`)
+  }
+  if (!body.length) return
+  const prefix = Buffer.from(`${tenantId}\t`)
+  const refuse = () => new AppError('TENANT_SCOPE_VIOLATION', `${table}: an encoded row does not start with tenant ${tenantId}.`)
+  if (body[body.length - 1] !== 0x0a || body.includes(0x0d)) throw refuse()
+  for (let at = 0; at < body.length; at = body.indexOf(0x0a, at) + 1) {
+    if (body.compare(prefix, 0, prefix.length, at, Math.min(body.length, at + prefix.length)) !== 0) throw refuse()
+  }
+}
+
+/**
+ * Encoded rows of several tenants (each body checked against its own tenant, as
+ * `TenantDb.insertTsvEncoded` checks one) in one insert: one part for all of them. For writers
+ * that buffer rows per tenant and flush them together (layout exposures): an insert per tenant
+ * per flush made a part each, so parts and merges grew with the number of banks.
+ */
+export async function insertTenantsTsvEncoded(db: Db, table: TenantTable, columns: readonly string[], bodies: readonly { tenantId: number; body: Buffer }[]): Promise<void> {
+  for (const b of bodies) checkEncodedRows(b.tenantId, table, columns, b.body)
+  const filled = bodies.filter((b) => b.body.length > 0)
+  if (!filled.length) return
+  await db.system.insertTsvBody(table, ['tenant_id', ...columns], filled.length === 1 ? filled[0]!.body : Buffer.concat(filled.map((b) => b.body)))
 }
 
 export interface Db {

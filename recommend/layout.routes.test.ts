@@ -1,11 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
+import type { Db, SystemDb } from '../core/db.js'
+import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import { generateDemo } from '../demo/demo.generator.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
+import { createBitmapStore } from '../segments/bitmap.store.js'
+import { loadRoaring } from '../segments/roaring.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { REASON_CODES, said } from './layout.reasons.js'
-import type { Layout } from './layout.service.js'
+import { createLayoutService, type Layout } from './layout.service.js'
 
 /**
  * Layouts end to end on a small demo bank: tags computed by the pipeline, the recommend model
@@ -55,6 +59,13 @@ async function layout(query: Record<string, string>, key = read): Promise<Layout
   expect(res.headers['content-type']).toBe('application/json; charset=utf-8')
   expect(Number(res.headers['content-length'])).toBe(res.rawPayload.length)
   return res.json<Layout>()
+}
+
+/** A metric's values by its one label (besides the app's). */
+async function metricValues(m: Metrics, name: string): Promise<Record<string, number>> {
+  const metric = m.registry.getSingleMetric(name)
+  const values = metric ? (await metric.get()).values : []
+  return Object.fromEntries(values.map((v) => [Object.entries(v.labels).find(([k]) => k !== 'app')?.[1] ?? '', v.value]))
 }
 
 const truthy = (c: { tags: Record<string, string> }, tag: string) => c.tags[tag] === 'true' || c.tags[tag] === '1'
@@ -219,6 +230,54 @@ describe('GET /v1/layout', () => {
     })
     expect(rows.some((r) => r.elder === 1) && rows.some((r) => r.elder === 0)).toBe(true)
   })
+
+  it('writes the exposures of every bank served in one insert a flush, and each bank alone when that insert is refused', async () => {
+    const other = await t.tenants.get('demo-lvshui')
+    const run = await t.tags.runner.run({ tenantId: other.id, pipeline: 'recommend', trigger: 'api' })
+    expect(run.status, run.error).toBe('succeeded')
+    const otherKey = (await t.keys.issue(other.id, { roles: ['layout'], holder: 'test gateway' })).key
+    const theirs = await t.engine.db.forTenant(other.id).query(
+      `SELECT customer_no AS no FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0 ORDER BY customer_key LIMIT 4`,
+      {},
+      z.object({ no: z.string() }),
+    )
+    const perTenant = async (since: number) =>
+      Object.fromEntries(
+        (
+          await t.engine.db.system.query(
+            `SELECT tenant_id AS t, count() AS n FROM layout_exposures WHERE tenant_id IN ({a:UInt16}, {b:UInt16}) AND served_at >= fromUnixTimestamp64Milli({since:Int64}) GROUP BY t`,
+            { a: tenantId, b: other.id, since },
+            z.object({ t: z.number(), n: z.coerce.number() }),
+          )
+        ).map((r) => [r.t, r.n]),
+      )
+
+    await t.recommend.layouts.flush()
+    const before = await metricValues(t.metrics, 'qianmian_layout_exposure_inserts_total')
+    const since = Date.now() - 1
+    for (const c of customers.slice(100, 103)) await layout({ customerId: c.no })
+    for (const c of theirs) await layout({ customerId: c.no }, otherKey)
+    await t.recommend.layouts.flush()
+    const after = await metricValues(t.metrics, 'qianmian_layout_exposure_inserts_total')
+    expect((after.shared ?? 0) - (before.shared ?? 0)).toBe(1)
+    expect(after.tenant ?? 0).toBe(before.tenant ?? 0)
+    expect(await perTenant(since)).toEqual({ [tenantId]: 3, [other.id]: 4 })
+
+    // An engine that refuses the shared insert (as it would a row it cannot take): each bank's
+    // rows are written alone, none lost, none twice.
+    const refusing = Object.create(t.engine.db.system) as SystemDb
+    refusing.insertTsvBody = () => Promise.reject(new Error('refused'))
+    const db: Db = { ...t.engine.db, system: refusing }
+    const metrics = createMetrics({ collectDefault: false })
+    const roaring = (await loadRoaring())!
+    const layouts = createLayoutService({ db, tenants: t.tenants, tags: t.tags.repo, catalogs: t.recommend.catalogs, bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }), log: t.engine.log, metrics })
+    const since2 = Date.now() - 1
+    for (const c of customers.slice(103, 105)) await layouts.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'zh', mode: 'auto' })
+    for (const c of theirs.slice(0, 3)) await layouts.layout({ tenantId: other.id, customerId: c.no, screen: 'home', lang: 'zh', mode: 'auto' })
+    await layouts.close()
+    expect(await metricValues(metrics, 'qianmian_layout_exposure_inserts_total')).toEqual({ tenant: 2 })
+    expect(await perTenant(since2)).toEqual({ [tenantId]: 2, [other.id]: 3 })
+  }, 120_000)
 
   it('refuses bad input with the field at fault', async () => {
     for (const [url, field] of [

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { z } from 'zod'
-import type { Db } from '../core/db.js'
+import { insertTenantsTsvEncoded, type Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { addDays, daysBetween, localDate, zonedMidnight } from '../core/time.js'
@@ -84,6 +84,11 @@ export function createLayoutService(deps: {
     onError: (tenant, err) => deps.log.warn({ tenant, err }, 'personalization switches not refreshed; serving the ones held'),
   })
   const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
+  const exposureInserts = deps.metrics.counter(
+    'qianmian_layout_exposure_inserts_total',
+    'Inserts of served layouts into layout_exposures: shared (every tenant of a flush in one), tenant (one tenant alone, after a shared insert failed), failed (kept for the next flush)',
+    ['kind'],
+  )
 
   // The tenant's local day, kept until its next local midnight: formatting a date in a time zone
   // costs more than ranking a module, and the day changes once a day.
@@ -163,17 +168,28 @@ export function createLayoutService(deps: {
 
   async function flush(): Promise<void> {
     if (!pending.size && !unwritten.length) return
-    const batch = [...unwritten, ...pending.values()]
+    const batch = [...unwritten, ...pending.values()].filter((l) => l.rows > 0)
     pending = new Map()
     unwritten = []
+    if (!batch.length) return
     const failed: ExposureLog[] = []
-    for (const log of batch) {
-      try {
-        await deps.db.forTenant(log.tenantId).insertTsvEncoded('layout_exposures', EXPOSURE_COLUMNS, log.body())
-      } catch (err) {
-        // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
-        deps.log.warn({ tenant: log.tenantId, rows: log.rows, err }, 'layout exposures not written; retrying with the next flush')
-        failed.push(log)
+    try {
+      // Every tenant's rows in one insert: one part a flush, however many banks were served.
+      await insertTenantsTsvEncoded(deps.db, 'layout_exposures', EXPOSURE_COLUMNS, batch.map((l) => ({ tenantId: l.tenantId, body: l.body() })))
+      exposureInserts.inc({ kind: 'shared' })
+    } catch (shared) {
+      // Whatever refused the shared insert must not hold every bank's rows: each tenant's alone.
+      deps.log.warn({ tenants: batch.length, err: shared }, 'layout exposures of every tenant not written in one insert; writing them tenant by tenant')
+      for (const log of batch) {
+        try {
+          await deps.db.forTenant(log.tenantId).insertTsvEncoded('layout_exposures', EXPOSURE_COLUMNS, log.body())
+          exposureInserts.inc({ kind: 'tenant' })
+        } catch (err) {
+          // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
+          deps.log.warn({ tenant: log.tenantId, rows: log.rows, err }, 'layout exposures not written; retrying with the next flush')
+          exposureInserts.inc({ kind: 'failed' })
+          failed.push(log)
+        }
       }
     }
     // Held while the engine refuses them, within a bound: an outage must not fill the heap.
