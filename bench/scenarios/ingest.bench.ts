@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import { createPii } from '../../core/pii.js'
-import { EVENT_COLUMNS, toRow } from '../../ingest/event-writer.js'
+import { EVENT_COLUMNS, toRow } from '../../ingest/event-row.js'
 import { createValueScanner, type ValuePolicy } from '../../core/pii.scan.js'
 import { normalizeMessage, type NormalizeOptions } from '../../ingest/normalize.js'
 import type { BenchScenario } from '../harness.js'
