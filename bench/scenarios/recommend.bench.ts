@@ -88,18 +88,38 @@ function childrenOf(pid: number): number[] {
   return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
 }
 
-type CpuRun = Run & { cpuUs: number; systemUs: number }
+type CpuRun = Run & { cpuUs: number; systemUs: number; processUs: number; generatorUs: number }
 
-/** A load and the CPU time the serving processes spent per request during it. */
+/**
+ * A load and the CPU time spent per request during it: the serving processes' main threads
+ * (`cpuUs`, with the kernel's part), the serving processes whole (`processUs`: every thread, so
+ * the engine's writes of the exposures too), and the load generator (`generatorUs`: this
+ * process, where autocannon runs on the same cores).
+ */
 async function loadWithCpu(pids: readonly number[], url: string, seconds: number, connections: number, request: autocannon.Request): Promise<CpuRun> {
   const c0 = cpuOf(pids)
+  const p0 = pids.reduce((t, p) => t + processCpuMicros(p), 0)
+  const g0 = process.cpuUsage()
   const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
+  const g = process.cpuUsage(g0)
   const c1 = cpuOf(pids)
+  const p1 = pids.reduce((t, p) => t + processCpuMicros(p), 0)
   const n = Math.max(1, r.requests.total)
   const cpuUs = (c1.user + c1.system - c0.user - c0.system) / n
   // System time is the kernel's part (socket reads and writes): it shows whether a request's cost is the
   // JavaScript or the sending.
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors, cpuUs, systemUs: (c1.system - c0.system) / n }
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    p999: r.latency.p99_9 ?? NaN,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    cpuUs,
+    systemUs: (c1.system - c0.system) / n,
+    processUs: (p1 - p0) / n,
+    generatorUs: (g.user + g.system) / n,
+  }
 }
 
 /** Whole-process CPU time (every thread), in microseconds. */
@@ -282,6 +302,9 @@ export const scenario: BenchScenario = {
       }
       // Issue 20's goal reads the rate and its p99 together: the best rate measured with p99 <= 5 ms
       // (saturated or below), against the bare server's saturated rate.
+      // The rate at which every core would be busy at a turn's CPU per request, serving processes
+      // and load generator together: what no number of API processes can pass on this machine.
+      const machineBound = (r: CpuRun) => (os.cpus().length * 1e6) / (r.processUs + r.generatorUs)
       const within = [{ rps: layout.rps, p99: layout.p99 }, ...levels.map((c) => ({ rps: paced[`layout_${c}conn_rps`]!, p99: paced[`layout_${c}conn_p99_ms`]! }))].filter((r) => r.p99 <= 5)
       const withinMulti = multi && multiPaced ? [multi.layout, multiPaced].filter((r) => r.p99 <= 5) : []
       const bestWithinMulti = withinMulti.length ? Math.max(...withinMulti.map((r) => r.rps)) : 0
@@ -312,6 +335,12 @@ export const scenario: BenchScenario = {
         constant_cpu_us_per_request: cpuPerConstantUs,
         server_system_us_per_layout: sysPerLayoutUs,
         constant_system_us_per_request: sysPerConstantUs,
+        server_process_cpu_us_per_layout: one.layoutCpu.processUs,
+        constant_process_cpu_us_per_request: one.constantCpu.processUs,
+        generator_cpu_us_per_layout: one.layoutCpu.generatorUs,
+        generator_cpu_us_per_constant: one.constantCpu.generatorUs,
+        machine_bound_layout_rps: machineBound(one.layoutCpu),
+        machine_bound_constant_rps: machineBound(one.constantCpu),
         server_rss_mb_before_load: rssBefore.rssMb,
         server_rss_mb_after_load: rssAfter.rssMb,
         server_rss_peak_mb: rssAfter.hwmMb,
@@ -328,6 +357,8 @@ export const scenario: BenchScenario = {
               multi_constant_same_size_rps: multi.constant.rps,
               multi_cpu_us_per_layout: multi.layoutCpu.cpuUs,
               multi_system_us_per_layout: multi.layoutCpu.systemUs,
+              multi_process_cpu_us_per_layout: multi.layoutCpu.processUs,
+              multi_generator_cpu_us_per_layout: multi.layoutCpu.generatorUs,
               multi_layout_4conn_rps: multiPaced.rps,
               multi_layout_4conn_p99_ms: multiPaced.p99,
               multi_best_rps_with_p99_le_5ms: bestWithinMulti,
@@ -339,11 +370,13 @@ export const scenario: BenchScenario = {
         params: { customers, days, duration_s: seconds, rounds, connections, code: codeVersion() },
         figures,
         ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps, constant_cpu_over_layout_cpu: cpuPerConstantUs / cpuPerLayoutUs,
+          machine_bound_layout_over_constant: machineBound(one.layoutCpu) / constant.rps,
           ...(multi ? { multi_layout_rps_over_constant_same_size: multi.layout.rps / multi.constant.rps, multi_layout_rps_over_one_process: multi.layout.rps / layout.rps, multi_best_p99_le_5ms_over_constant_same_size: bestWithinMulti / multi.constant.rps } : {}) },
         notes: [
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
           `CPU per request (the serving process's main thread, user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs (${sysPerLayoutUs.toFixed(0)} µs of it in the kernel), the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${sysPerConstantUs.toFixed(0)} µs in the kernel) (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process's thread can reach: about ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
+          `The whole machine's bound: a layout cost ${one.layoutCpu.processUs.toFixed(0)} µs of the serving process (every thread: ${(one.layoutCpu.processUs - cpuPerLayoutUs).toFixed(0)} µs of it beside the main thread, mostly the engine writing the exposures) and ${one.layoutCpu.generatorUs.toFixed(0)} µs of the load generator; the bare server's answer ${one.constantCpu.processUs.toFixed(0)} µs and ${one.constantCpu.generatorUs.toFixed(0)} µs. At those costs all ${os.cpus().length} cores are busy at ${machineBound(one.layoutCpu).toFixed(0)} layouts/s, ${(machineBound(one.layoutCpu) / constant.rps).toFixed(2)}x the bare server's measured rate: more API processes cannot pass that on this machine.`,
           ...(multi && multiPaced
             ? [
                 `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms. ` +
