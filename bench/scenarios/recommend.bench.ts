@@ -33,8 +33,12 @@ interface Run {
   errors: number
 }
 
-async function load(url: string, seconds: number, connections: number, request: autocannon.Request): Promise<Run> {
-  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
+/** What autocannon sends: its requests, and optionally each connection its own (setupClient). */
+type Traffic = Pick<autocannon.Options, 'requests' | 'setupClient'>
+const fixed = (path: string): Traffic => ({ requests: [{ method: 'GET', path }] })
+
+async function load(url: string, seconds: number, connections: number, traffic: Traffic): Promise<Run> {
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, ...traffic })
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9 ?? NaN, non2xx: r.non2xx, errors: r.errors }
 }
 
@@ -96,11 +100,11 @@ type CpuRun = Run & { cpuUs: number; systemUs: number; processUs: number; genera
  * the engine's writes of the exposures too), and the load generator (`generatorUs`: this
  * process, where autocannon runs on the same cores).
  */
-async function loadWithCpu(pids: readonly number[], url: string, seconds: number, connections: number, request: autocannon.Request): Promise<CpuRun> {
+async function loadWithCpu(pids: readonly number[], url: string, seconds: number, connections: number, traffic: Traffic): Promise<CpuRun> {
   const c0 = cpuOf(pids)
   const p0 = pids.reduce((t, p) => t + processCpuMicros(p), 0)
   const g0 = process.cpuUsage()
-  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, requests: [request] })
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, ...traffic })
   const g = process.cpuUsage(g0)
   const c1 = cpuOf(pids)
   const p1 = pids.reduce((t, p) => t + processCpuMicros(p), 0)
@@ -206,24 +210,32 @@ export const scenario: BenchScenario = {
       )
       models.forEach((m, i) => say(`${banks[i]!.slug}: ${m.indexed} customers indexed, ${m.customers} with history, ${m.items} items, snapshot ${(m.bytes / 1024 ** 2).toFixed(1)} MB, loaded in ${m.loadMs} ms`))
       const rssBefore = rssOf(server.child.pid!)
+      // The i-th request of the run: banks in turn, random customers; one in ten asks elder mode,
+      // one in ten is anonymous.
+      const layoutAt = (i: number): autocannon.Request => {
+        const b = i % banks.length
+        const key = 1 + ((i * 2_654_435_761) >>> 0) % Math.max(1, models[b]!.indexed)
+        const query = i % 10 === 7 ? '' : `customerId=${banks[b]!.prefix}${String(key).padStart(10, '0')}${i % 10 === 3 ? '&mode=elder' : ''}`
+        return { method: 'GET', path: `/v1/layout?${query}`, headers: { authorization: `Bearer ${banks[b]!.key}` } }
+      }
+      // Each connection sends requests built before the load starts, the next PER_CONNECTION of
+      // the sequence, in a loop. Built per send (setupRequest), a request cost the load generator
+      // about 10 µs more of the cores it shares with the server (against the bare server: 31-33
+      // µs a request against 21-23 prebuilt, 17-19 for its one constant request).
+      const PER_CONNECTION = 1024
       let seq = 0
-      const layoutRequest: autocannon.Request = {
-        method: 'GET',
-        path: '/v1/layout',
-        setupRequest: (req) => {
-          const i = seq++
-          const b = i % banks.length
-          const n = models[b]!.indexed
-          // Every fifth request an elder-mode or anonymous visitor, the rest random customers.
-          const key = 1 + ((i * 2_654_435_761) >>> 0) % Math.max(1, n)
-          const query = i % 10 === 7 ? '' : `customerId=${banks[b]!.prefix}${String(key).padStart(10, '0')}${i % 10 === 3 ? '&mode=elder' : ''}`
-          return { ...req, path: `/v1/layout?${query}`, headers: { authorization: `Bearer ${banks[b]!.key}` } }
+      const layoutRequests: Traffic = {
+        requests: [layoutAt(0)],
+        setupClient: (client) => {
+          const from = seq
+          seq += PER_CONNECTION
+          client.setRequests(Array.from({ length: PER_CONNECTION }, (_, j) => layoutAt(from + j)))
         },
       }
       say('warm-up')
-      await load(server.url, 5, connections, layoutRequest)
-      await load(server.url, 3, connections, { method: 'GET', path: '/health' })
-      const health = await load(server.url, seconds, connections, { method: 'GET', path: '/health' })
+      await load(server.url, 5, connections, layoutRequests)
+      await load(server.url, 3, connections, fixed('/health'))
+      const health = await load(server.url, seconds, connections, fixed('/health'))
       say(`/health: ${health.rps.toFixed(0)} req/s, p50 ${health.p50} ms, p99 ${health.p99} ms`)
       const sample = await (await fetch(`${server.url}/v1/layout?customerId=${banks[0]!.prefix}${'1'.padStart(10, '0')}`, { headers: { authorization: `Bearer ${banks[0]!.key}` } })).text()
       // The ceiling for a body of this size: a bare fastify process answering the same bytes,
@@ -233,14 +245,14 @@ export const scenario: BenchScenario = {
       const bodyFile = path.join(dataDir, 'layout-sample.json')
       fs.writeFileSync(bodyFile, sample)
       const ceiling = await startCeiling(bodyFile)
-      const constantRequest: autocannon.Request = { method: 'GET', path: '/constant' }
+      const constantRequest = fixed('/constant')
       const rounds = Number(ctx.args.rounds ?? 4)
       /** Layouts and the bare server in turns; CPU per request the least of the turns, with its system part. */
       const turns = async (pids: readonly number[], url: string) => {
         const l: CpuRun[] = []
         const k: CpuRun[] = []
         for (let r = 0; r < rounds; r++) {
-          l.push(await loadWithCpu(pids, url, seconds / rounds, connections, layoutRequest))
+          l.push(await loadWithCpu(pids, url, seconds / rounds, connections, layoutRequests))
           k.push(await loadWithCpu([ceiling.child.pid!], ceiling.url, seconds / rounds, connections, constantRequest))
         }
         const least = (xs: CpuRun[]) => xs.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a))
@@ -267,7 +279,7 @@ export const scenario: BenchScenario = {
       const levels = [1, 4, 8]
       const paced: Record<string, number> = {}
       for (const c of levels) {
-        const r = await load(server.url, 10, c, layoutRequest)
+        const r = await load(server.url, 10, c, layoutRequests)
         paced[`layout_${c}conn_rps`] = r.rps
         paced[`layout_${c}conn_p50_ms`] = r.p50
         paced[`layout_${c}conn_p99_ms`] = r.p99
@@ -291,9 +303,9 @@ export const scenario: BenchScenario = {
           if (workers.length !== apiProcesses) throw new Error(`expected ${apiProcesses} API processes, found ${workers.length}:\n${server.output()}`)
           await settle([server.child.pid!, ...workers])
           // Each process loads the snapshots on its first requests.
-          await load(server.url, 5, connections, layoutRequest)
+          await load(server.url, 5, connections, layoutRequests)
           multi = await turns([server.child.pid!, ...workers], server.url)
-          multiPaced = await load(server.url, 10, 4, layoutRequest)
+          multiPaced = await load(server.url, 10, 4, layoutRequests)
           multiRssMb = [server.child.pid!, ...workers].reduce((t, pid) => t + rssOf(pid).rssMb, 0)
           say(`/v1/layout on ${apiProcesses} API processes: ${multi.layout.rps.toFixed(0)} req/s, p99 ${multi.layout.p99} ms; the bare server meanwhile ${multi.constant.rps.toFixed(0)} req/s`)
         }
@@ -359,6 +371,7 @@ export const scenario: BenchScenario = {
               multi_system_us_per_layout: multi.layoutCpu.systemUs,
               multi_process_cpu_us_per_layout: multi.layoutCpu.processUs,
               multi_generator_cpu_us_per_layout: multi.layoutCpu.generatorUs,
+              multi_machine_bound_layout_rps: machineBound(multi.layoutCpu),
               multi_layout_4conn_rps: multiPaced.rps,
               multi_layout_4conn_p99_ms: multiPaced.p99,
               multi_best_rps_with_p99_le_5ms: bestWithinMulti,
@@ -376,15 +389,15 @@ export const scenario: BenchScenario = {
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
           `CPU per request (the serving process's main thread, user and system time over the requests of a turn, the least of the turns): a layout ${cpuPerLayoutUs.toFixed(0)} µs (${sysPerLayoutUs.toFixed(0)} µs of it in the kernel), the bare server's answer ${cpuPerConstantUs.toFixed(0)} µs (${sysPerConstantUs.toFixed(0)} µs in the kernel) (${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x). It moves less with other work on the machine than the rates, and bounds what one process's thread can reach: about ${(cpuPerConstantUs / cpuPerLayoutUs).toFixed(2)}x of the bare server's rate when both are CPU-bound.`,
-          `The whole machine's bound: a layout cost ${one.layoutCpu.processUs.toFixed(0)} µs of the serving process (every thread: ${(one.layoutCpu.processUs - cpuPerLayoutUs).toFixed(0)} µs of it beside the main thread, mostly the engine writing the exposures) and ${one.layoutCpu.generatorUs.toFixed(0)} µs of the load generator; the bare server's answer ${one.constantCpu.processUs.toFixed(0)} µs and ${one.constantCpu.generatorUs.toFixed(0)} µs. At those costs all ${os.cpus().length} cores are busy at ${machineBound(one.layoutCpu).toFixed(0)} layouts/s, ${(machineBound(one.layoutCpu) / constant.rps).toFixed(2)}x the bare server's measured rate: more API processes cannot pass that on this machine.`,
+          `The whole machine's bound: a layout cost ${one.layoutCpu.processUs.toFixed(0)} µs of the serving process (every thread: ${(one.layoutCpu.processUs - cpuPerLayoutUs).toFixed(0)} µs of it beside the main thread, mostly the engine writing the exposures) and ${one.layoutCpu.generatorUs.toFixed(0)} µs of the load generator; the bare server's answer ${one.constantCpu.processUs.toFixed(0)} µs and ${one.constantCpu.generatorUs.toFixed(0)} µs. At those costs all ${os.cpus().length} cores are busy at ${machineBound(one.layoutCpu).toFixed(0)} layouts/s, ${(machineBound(one.layoutCpu) / constant.rps).toFixed(2)}x the bare server's measured rate. The generator's share per request falls as the rate rises (more answers per wake-up), so this bound moves with the rate; it is where one process's costs stop any number of processes.`,
           ...(multi && multiPaced
             ? [
                 `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms. ` +
-                  `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs). On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
+                  `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs); over every thread ${multi.layoutCpu.processUs.toFixed(0)} µs, and ${multi.layoutCpu.generatorUs.toFixed(0)} µs of the load generator: all cores busy at ${machineBound(multi.layoutCpu).toFixed(0)} layouts/s. On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
               ]
             : []),
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
-          `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
+          `Requests: random customers of the three member banks in turn, each with its bank's layout key (role layout); one in ten asks elder mode, one in ten is anonymous. Each connection sends its own ${PER_CONNECTION} requests, built before the load (as the bare server's one request is), in a loop. ${connections} connections, ${seconds} s after a 5 s warm-up; autocannon runs in the bench process, on the same 2 cores as the server. The server runs the api role only (no scheduler: no pipeline runs during the load).`,
           `Memory: the layout snapshots (typed arrays and bitmaps, counted by the server) take ${(snapshotBytes / 1024 ** 2).toFixed(0)} MB for ${indexed.toLocaleString('en-US')} customers, ${perCustomer.toFixed(0)} B per customer; at 14M customers that is ${figures.snapshot_mb_at_14m_extrapolated!.toFixed(0)} MB (extrapolated linearly, not measured). ` +
             `The server's RSS (Node and the embedded ClickHouse with its caches) was ${rssAfter.rssMb.toFixed(0)} MB after the load, peak ${rssAfter.hwmMb.toFixed(0)} MB (since its start on the seeded data).`,
         ],
