@@ -1,3 +1,5 @@
+import { EVENT_COLUMNS as STORED_COLUMNS } from '../../ingest/event-row.js'
+
 /**
  * Realistic `events` rows for the insert benchmark, and the text serializers the client paths use.
  *
@@ -33,22 +35,11 @@ export interface EventRow {
   received_at: string
 }
 
-/** The inserted columns in table order: positional formats (compact JSON, CSV, TSV) follow it. */
-export const EVENT_COLUMNS = [
-  'tenant_id',
-  'customer_key',
-  'timestamp',
-  'type',
-  'event',
-  'message_id',
-  'anonymous_id',
-  'user_id',
-  'session_id',
-  'properties',
-  'context',
-  'sent_at',
-  'received_at',
-] as const satisfies readonly (keyof EventRow)[]
+/**
+ * The inserted columns in table order: the writer's (ingest/event-row.ts) but `violations`, which
+ * these rows leave to the column's default. Positional formats (compact JSON, CSV, TSV) follow it.
+ */
+export const EVENT_COLUMNS = STORED_COLUMNS.filter((c): c is Exclude<typeof c, 'violations'> => c !== 'violations') satisfies readonly (keyof EventRow)[]
 
 /** The same row as a positional array, for JSONCompactEachRow. */
 export type EventTuple = [
