@@ -238,7 +238,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
   const narrowed = new Map<string, string[]>()
-  let changed = 0
   // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
   const changedNow = new Set<string>()
@@ -298,9 +297,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const ok = (d: TagDefinition) => !failed.has(d.name)
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : mode === 'full' ? { wholeTagCheck: true } : {}
-      changed += await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
-      changed += await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
-      changed += await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })
+      await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
+      await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
+      await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     await timed(`level${li}_apply`, () =>
@@ -316,6 +315,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     counts = await changeCounts(db, req.runId)
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
+  // Every level's changes are in tag_changes under this run: the last count is the run's.
+  const changed = [...counts.values()].reduce((a, n) => a + n, 0)
   for (const d of selected) {
     const by = narrowed.get(d.name)
     perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}), ...(by ? { changedInputs: by } : {}) }

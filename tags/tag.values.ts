@@ -58,9 +58,13 @@ export interface DiffOptions {
 /** The row hash the whole-tag check sums; two different sets of rows sharing count and sum are a 2^-64 chance. */
 const ROW_SUM = 'count() AS n, sum(cityHash64(customer_key, value, num, list)) AS h'
 
-/** Stages → changes for `tags`; returns the number of changed values. */
-export async function diffStage(db: TenantDb, o: DiffOptions): Promise<number> {
-  if (!o.tags.length) return 0
+/**
+ * Stages → changes for `tags`. The run counts its changes per tag once a level is compared
+ * (`changeCounts`), so nothing is counted here: a count per call was one more read of the
+ * run's changes for every group of tags.
+ */
+export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
+  if (!o.tags.length) return
   const changed = o.changed?.length ? `AND ${changedBySql('{changed:Array(String)}').replaceAll('{key}', 'customer_key')}` : ''
   const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''} ${changed}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
@@ -98,12 +102,6 @@ export async function diffStage(db: TenantDb, o: DiffOptions): Promise<number> {
       { ...params, tags, ...rangeParams(range) },
     )
   }
-  const [r] = await db.query(
-    `SELECT count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
-    { run: o.runId, tags: o.tags },
-    z.object({ n: z.coerce.number() }),
-  )
-  return r?.n ?? 0
 }
 
 /** Whether any current value (deleted or not) of these tags is stored. */
