@@ -75,7 +75,7 @@ export const KAFKA_FILES = [
 ]
 
 /** Files that kill or interrupt a server and check what survives its restart. */
-export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts']
+export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts', 'server/cluster.layouts.test.ts']
 
 /** Files that drive chromium, by name. */
 export const BROWSER_GLOBS = ['**/*.e2e.test.ts', '**/*.browser.test.ts']

@@ -1,0 +1,117 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { createClickHouse } from '../core/clickhouse.js'
+import { loadConfig } from '../core/config.js'
+import { createDb } from '../core/db.js'
+import { DEMO_BANKS } from '../demo/demo.banks.js'
+import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+
+// Layouts served by API processes (`QIANMIAN_API_PROCESSES=2`) are exposures like any other:
+// each process logs what it served and writes it through the engine process's endpoint, every
+// bank's rows in one insert. What a process served before a SIGTERM to the primary is written
+// before the engine closes. Each layout served to a known customer is one row, none twice.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-layouts-'))
+const env = {
+  QIANMIAN_DATA_DIR: dataDir,
+  QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
+  QIANMIAN_API_PROCESSES: '2',
+  QIANMIAN_DEMO: 'true',
+  QIANMIAN_DEMO_CUSTOMERS: '400',
+  QIANMIAN_DEMO_DAYS: '3',
+}
+let server: ServerProcess | undefined
+afterAll(async () => {
+  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
+  fs.rmSync(dataDir, { recursive: true, force: true })
+})
+
+const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
+const layoutBody = z.object({ tenant: z.number(), customerId: z.string().nullable(), known: z.boolean() })
+
+/** The primary's child processes: the API processes. */
+function apiProcesses(pid: number): number[] {
+  const text = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
+  return text ? text.split(/\s+/).map(Number) : []
+}
+/** Main-thread CPU ticks of a process. */
+function ticks(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return Number(f[11]) + Number(f[12])
+}
+
+/** One layout on a new connection (the primary hands each connection to the next process). */
+function layout(url: string, key: string, customerId: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${url}/v1/layout?customerId=${customerId}`, { agent: false, headers: { authorization: `Bearer ${key}` } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      .on('error', reject)
+  })
+}
+
+describe('layouts served by several API processes', () => {
+  it('writes one exposure per layout served to a known customer, from both processes, and all of them before a SIGTERM ends the engine', { timeout: 300_000 }, async () => {
+    server = await startServerProcess(env, 120_000)
+    // The engine process seeds the demo (tags and layout models included) before it is ready.
+    for (let i = 0; i < 240; i++) {
+      if ((await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) === 200) break
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+    const primary = server.child.pid!
+    for (let i = 0; i < 100 && apiProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+    const api = apiProcesses(primary)
+    expect(api).toHaveLength(2)
+    const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
+    const banks = DEMO_BANKS.flatMap((b) => {
+      const key = creds.find((c) => c.slug === b.slug)?.keys.find((k) => k.role === 'layout')?.key
+      return key ? [{ slug: b.slug, prefix: b.customerPrefix, key }] : []
+    })
+    expect(banks.length).toBeGreaterThanOrEqual(2)
+
+    // Every bank's first 60 customer numbers, each asked once, eight connections at a time.
+    const before = api.map(ticks)
+    const requests = banks.flatMap((b) => Array.from({ length: 60 }, (_, i) => ({ bank: b, customerId: `${b.prefix}${String(i + 1).padStart(10, '0')}` })))
+    const known = new Map<number, Set<string>>()
+    let next = 0
+    const client = async () => {
+      while (next < requests.length) {
+        const r = requests[next++]!
+        const res = await layout(server!.url, r.bank.key, r.customerId)
+        expect(res.status, res.body).toBe(200)
+        const body = layoutBody.parse(JSON.parse(res.body))
+        expect(body.customerId).toBe(r.customerId)
+        if (body.known) (known.get(body.tenant) ?? known.set(body.tenant, new Set()).get(body.tenant)!).add(r.customerId)
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, client))
+    // Both processes served (each took connections and spent CPU on them).
+    api.forEach((pid, i) => expect(ticks(pid)).toBeGreaterThan(before[i]!))
+    expect(known.size).toBe(banks.length)
+    for (const customers of known.values()) expect(customers.size).toBeGreaterThan(30)
+
+    // No wait for the flush interval: the SIGTERM makes each API process write what it holds.
+    expect(await server.kill('SIGTERM')).toBe(0)
+    const handle = await createClickHouse(loadConfig({ QIANMIAN_DATA_DIR: dataDir }))
+    try {
+      const db = createDb(handle.client)
+      const rows = await db.system.query(
+        `SELECT tenant_id AS tenant, count() AS n, uniqExact(customer_key) AS customers FROM layout_exposures GROUP BY tenant_id ORDER BY tenant_id`,
+        {},
+        z.object({ tenant: z.coerce.number(), n: z.coerce.number(), customers: z.coerce.number() }),
+      )
+      const expected = [...known].map(([tenant, c]) => ({ tenant, n: c.size, customers: c.size })).sort((a, b) => a.tenant - b.tenant)
+      expect(rows).toEqual(expected)
+    } finally {
+      await handle.close()
+    }
+  })
+})
