@@ -6,7 +6,7 @@ import { eventMeasures } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
-import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
+import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutValues, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
 import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
@@ -243,6 +243,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const changedNow = new Set<string>()
   // Changes per tag so far in this run (after the last level: the run's).
   let counts = new Map<string, number>()
+  // Tags whose changes are their staged rows (no value stored before this run; see tagsWithoutValues).
+  const staged = new Set<string>()
   const skipped = new Set<string>()
   const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
   const fresh = (d: TagDefinition): boolean => {
@@ -276,7 +278,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     if (mode === 'incremental') {
       for (const d of rules) {
         const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow })
-        if (inputs) narrowBy.set(d.name, inputs)
+        // Narrowing reads the inputs' rows in tag_changes, which a staged input has none of.
+        if (inputs && !inputs.some((t) => staged.has(t))) narrowBy.set(d.name, inputs)
       }
     }
     const narrow = rules.filter((d) => narrowBy.has(d.name))
@@ -297,8 +300,13 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const ok = (d: TagDefinition) => !failed.has(d.name)
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : mode === 'full' ? { wholeTagCheck: true } : {}
-      await diffStage(db, { runId: req.runId, tags: events.filter(ok).map((d) => d.name), scoped: isScoped, ranges, ...backfillAsOf })
-      await diffStage(db, { runId: req.runId, tags: [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name), scoped: false, ranges, ...backfillAsOf })
+      const eventTags = events.filter(ok).map((d) => d.name)
+      const wholeTags = [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name)
+      // A tag staged for every customer with no value stored yet (its first run): every staged
+      // value is an addition, written as it is staged, without a diff against nothing.
+      if (mode !== 'backfill') for (const t of await tagsWithoutValues(db, [...(isScoped ? [] : eventTags), ...wholeTags])) staged.add(t)
+      await diffStage(db, { runId: req.runId, tags: eventTags.filter((t) => !staged.has(t)), scoped: isScoped, ranges, ...backfillAsOf })
+      await diffStage(db, { runId: req.runId, tags: wholeTags.filter((t) => !staged.has(t)), scoped: false, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
@@ -310,9 +318,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         asOf,
         history: true,
         current: mode !== 'backfill',
+        staged: [...staged],
       }),
     )
-    counts = await changeCounts(db, req.runId)
+    counts = await changeCounts(db, req.runId, [...staged])
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
   // Every level's changes are in tag_changes under this run: the last count is the run's.
@@ -341,7 +350,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       // the others (new, redefined, bucketed numbers) are rebuilt from their values.
       const updatable = rebuild.filter((d) => {
         const p = states.get(d.name)
-        return p && p.version === (d as StoredTag).version && p.build !== '0'
+        // A staged tag's changes are not in tag_changes, which the update reads: rebuilt.
+        return p && p.version === (d as StoredTag).version && p.build !== '0' && !staged.has(d.name)
       })
       const updated = await updateBitmaps(db, updatable.map((d) => ({ name: d.name, type: d.type, build: states.get(d.name)!.build })), req.runId)
       const fromScratch = rebuild.filter((d) => !updated.covered.has(d.name))

@@ -110,27 +110,60 @@ async function hasValues(db: TenantDb, tags: readonly string[]): Promise<boolean
   return rows.length > 0
 }
 
-/** Applies a run's changes of `tags`: history (valid from `asOf`), then current values unless a backfill. */
+/**
+ * The tags among `tags` with no current value stored at all (not even a deleted one): the tags a
+ * run computes for the first time, or whose every value an erasure or retention removed before
+ * any was stored. Every staged value of such a tag is an addition, so a run writes its staged
+ * rows straight to history and current values (`applyChanges` with `staged`) instead of joining
+ * them with nothing and copying the result through tag_changes: a first run writes each value
+ * once per table instead of twice.
+ */
+export async function tagsWithoutValues(db: TenantDb, tags: readonly string[]): Promise<string[]> {
+  if (!tags.length) return []
+  const rows = await db.query(
+    `SELECT DISTINCT toString(tag) AS tag FROM tag_values WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}`,
+    { tags },
+    z.object({ tag: z.string() }),
+  )
+  const stored = new Set(rows.map((r) => r.tag))
+  return tags.filter((t) => !stored.has(t))
+}
+
+/**
+ * Applies a run's changes of `tags`: history (valid from `asOf`), then current values unless a
+ * backfill. The changes of `staged` tags (a subset of `tags` without stored values, staged for
+ * every customer) are their staged rows, read from tag_stage: no diff wrote them to tag_changes.
+ */
 export async function applyChanges(
   db: TenantDb,
-  o: { runId: string; tags: readonly string[]; versions: readonly number[]; asOf: string; history: true; current: boolean },
+  o: { runId: string; tags: readonly string[]; versions: readonly number[]; asOf: string; history: true; current: boolean; staged?: readonly string[] },
 ): Promise<void> {
   if (!o.tags.length) return
-  const params = { run: o.runId, tags: o.tags, versions: o.versions, asOf: o.asOf }
-  await db.command(
-    `INSERT INTO tag_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
-     SELECT {tenant:UInt16}, tag, customer_key, {asOf:DateTime64(3, 'UTC')}, value, num, list, removed, run_id,
-            transform(toString(tag), {tags:Array(String)}, {versions:Array(UInt32)}, toUInt32(0))
-     FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
-    params,
-  )
+  const staged = (o.staged ?? []).filter((t) => o.tags.includes(t))
+  const diffed = o.tags.filter((t) => !staged.includes(t))
+  const sources = [
+    ...(diffed.length ? [{ tags: diffed, rows: `SELECT tag, customer_key, value, num, list, removed, run_id FROM tag_changes` }] : []),
+    ...(staged.length ? [{ tags: staged, rows: `SELECT tag, customer_key, value, num, list, toUInt8(0) AS removed, run_id FROM tag_stage` }] : []),
+  ]
+  const versions = { all: o.tags, versions: o.versions }
+  for (const src of sources) {
+    await db.command(
+      `INSERT INTO tag_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
+       SELECT {tenant:UInt16}, tag, customer_key, {asOf:DateTime64(3, 'UTC')}, value, num, list, removed, run_id,
+              transform(toString(tag), {all:Array(String)}, {versions:Array(UInt32)}, toUInt32(0))
+       FROM (${src.rows} WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)})`,
+      { run: o.runId, tags: src.tags, asOf: o.asOf, ...versions },
+    )
+  }
   if (!o.current) return
-  await db.command(
-    `INSERT INTO tag_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted)
-     SELECT {tenant:UInt16}, tag, customer_key, value, num, list, run_id, removed
-     FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`,
-    params,
-  )
+  for (const src of sources) {
+    await db.command(
+      `INSERT INTO tag_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted)
+       SELECT {tenant:UInt16}, tag, customer_key, value, num, list, run_id, removed
+       FROM (${src.rows} WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)})`,
+      { run: o.runId, tags: src.tags },
+    )
+  }
 }
 
 /** Exact values get a bitmap each up to this many; beyond, numbers and dates are bucketed. */
