@@ -305,8 +305,9 @@ function floorQuery(defs: readonly TagDefinition[], today: string, tz: string): 
       const agg = {
         count: `countIf(${cond})`,
         sum: `round(sumIf(${prop === 'amount' ? 'amount' : `JSONExtractFloat(properties, ${b.str(prop)})`}, ${cond}), 2)`,
-        distinct: `uniqExactIf(${key}, ${cond} AND ${key} != '')`,
-        distinct_events: `uniqExactIf(toString(event), ${cond})`,
+        // By a 64-bit hash of each key, as the tag run counts them (tag.measures.ts).
+        distinct: `uniqExactIf(cityHash64(${key}), ${cond} AND ${key} != '')`,
+        distinct_events: `uniqExactIf(cityHash64(toString(event)), ${cond})`,
         days: `uniqExactIf(day, ${cond})`,
         first_time: `minIf(timestamp, ${cond})`,
         last_time: `maxIf(timestamp, ${cond})`,
