@@ -9,7 +9,7 @@ import { createClickHouse } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
 import { createDb } from '../core/db.js'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
-import { startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { childProcesses, mainThreadTicks, startServerProcess, type ServerProcess } from '../test/server-process.js'
 
 // Layouts served by API processes (`QIANMIAN_API_PROCESSES=2`) are exposures like any other:
 // each process logs what it served and writes it through the engine process's endpoint, every
@@ -32,17 +32,6 @@ afterAll(async () => {
 
 const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
 const layoutBody = z.object({ tenant: z.number(), customerId: z.string().nullable(), known: z.boolean() })
-
-/** The primary's child processes: the API processes. */
-function apiProcesses(pid: number): number[] {
-  const text = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
-  return text ? text.split(/\s+/).map(Number) : []
-}
-/** Main-thread CPU ticks of a process. */
-function ticks(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return Number(f[11]) + Number(f[12])
-}
 
 /** One layout on a new connection (the primary hands each connection to the next process). */
 function layout(url: string, key: string, customerId: string): Promise<{ status: number; body: string }> {
@@ -67,8 +56,8 @@ describe('layouts served by several API processes', () => {
       await new Promise((r) => setTimeout(r, 1000))
     }
     const primary = server.child.pid!
-    for (let i = 0; i < 100 && apiProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-    const api = apiProcesses(primary)
+    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+    const api = childProcesses(primary)
     expect(api).toHaveLength(2)
     const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
     const banks = DEMO_BANKS.flatMap((b) => {
@@ -78,7 +67,7 @@ describe('layouts served by several API processes', () => {
     expect(banks.length).toBeGreaterThanOrEqual(2)
 
     // Every bank's first 60 customer numbers, each asked once, eight connections at a time.
-    const before = api.map(ticks)
+    const before = api.map(mainThreadTicks)
     const requests = banks.flatMap((b) => Array.from({ length: 60 }, (_, i) => ({ bank: b, customerId: `${b.prefix}${String(i + 1).padStart(10, '0')}` })))
     const known = new Map<number, Set<string>>()
     let next = 0
@@ -94,7 +83,7 @@ describe('layouts served by several API processes', () => {
     }
     await Promise.all(Array.from({ length: 8 }, client))
     // Both processes served (each took connections and spent CPU on them).
-    api.forEach((pid, i) => expect(ticks(pid)).toBeGreaterThan(before[i]!))
+    api.forEach((pid, i) => expect(mainThreadTicks(pid)).toBeGreaterThan(before[i]!))
     expect(known.size).toBe(banks.length)
     for (const customers of known.values()) expect(customers.size).toBeGreaterThan(30)
 

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createClickHouse } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
 import { createDb } from '../core/db.js'
-import { startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
+import { childProcesses, mainThreadTicks, startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
 
 // `QIANMIAN_API_PROCESSES=2`: two API processes on one port, reaching the engine process's data
 // through its endpoint. Requests spread over both; one killed is replaced while the other
@@ -20,17 +20,6 @@ afterAll(async () => {
   if (server && server.child.exitCode === null) await server.kill('SIGKILL')
   fs.rmSync(dataDir, { recursive: true, force: true })
 })
-
-/** The primary's child processes: the API processes. */
-function apiProcesses(pid: number): number[] {
-  const text = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
-  return text ? text.split(/\s+/).map(Number) : []
-}
-/** Main-thread CPU ticks of a process. */
-function ticks(pid: number): number {
-  const f = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return Number(f[11]) + Number(f[12])
-}
 
 async function send(url: string, key: string, b: number): Promise<number> {
   const batch = Array.from({ length: 20 }, (_, i) => ({ type: 'track', messageId: `cl-${b}-${i}`, userId: `C${(b * 20 + i) % 300}`, event: 'transfer_completed', properties: { amount: i } }))
@@ -64,13 +53,13 @@ describe('the API on two processes', () => {
   it('serves from both, replaces one that dies, and stops with everything acknowledged stored', { timeout: 240_000 }, async () => {
     server = await startServerProcess(env, 120_000)
     const primary = server.child.pid!
-    for (let i = 0; i < 100 && apiProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-    const first = apiProcesses(primary)
+    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+    const first = childProcesses(primary)
     expect(first).toHaveLength(2)
     const key = await tenantWriteKey(server.url, OPERATOR, 'cluster-bank')
 
     // Many connections at once: the primary hands them to the two processes in turn.
-    const before = first.map(ticks)
+    const before = first.map(mainThreadTicks)
     const acked = new Set<number>()
     let next = 0
     const client = async () => {
@@ -81,7 +70,7 @@ describe('the API on two processes', () => {
     }
     await Promise.all(Array.from({ length: 8 }, client))
     expect(acked.size).toBe(300)
-    first.forEach((pid, i) => expect(ticks(pid)).toBeGreaterThan(before[i]!))
+    first.forEach((pid, i) => expect(mainThreadTicks(pid)).toBeGreaterThan(before[i]!))
 
     // Whichever process takes the scrape answers for all three: the events both API processes
     // stored, summed, and the engine process's own metrics with them.
@@ -98,11 +87,11 @@ describe('the API on two processes', () => {
     during.forEach((s, i) => s === 200 && acked.add(300 + i))
     expect(during.filter((s) => s === 200).length).toBeGreaterThan(0)
     for (let i = 0; i < 200; i++) {
-      const now = apiProcesses(primary)
+      const now = childProcesses(primary)
       if (now.length === 2 && !now.includes(first[0]!)) break
       await new Promise((r) => setTimeout(r, 100))
     }
-    const replaced = apiProcesses(primary)
+    const replaced = childProcesses(primary)
     expect(replaced).toHaveLength(2)
     expect(replaced).not.toContain(first[0])
     for (let i = 0; i < 50; i++) if ((await send(server.url, key, 400 + i)) === 200) acked.add(400 + i)

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -73,4 +74,16 @@ export async function tenantWriteKey(url: string, operatorToken: string, slug: s
   const issued = await fetch(`${url}/v1/operator/tenants/${slug}/keys`, { method: 'POST', headers, body: JSON.stringify({ roles: ['ingest'], holder: `${slug} load generator` }) })
   if (issued.status !== 201) throw new Error(`issuing a key for ${slug}: HTTP ${issued.status} ${await issued.text()}`)
   return ((await issued.json()) as { key: string }).key
+}
+
+/** A process's child processes (the API processes of a primary started with QIANMIAN_API_PROCESSES). */
+export function childProcesses(pid: number): number[] {
+  const text = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()
+  return text ? text.split(/\s+/).map(Number) : []
+}
+
+/** Main-thread CPU ticks of a process (user and system, from /proc). */
+export function mainThreadTicks(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return Number(f[11]) + Number(f[12])
 }
