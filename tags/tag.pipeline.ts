@@ -8,7 +8,7 @@ import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutValues, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
 import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
-import { changeCounts, clearStage, stateRow, tagStates } from './tag.state.js'
+import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
 import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, type DayPrint } from './event-daily.js'
 
@@ -243,8 +243,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const changedNow = new Set<string>()
   // Changes per tag so far in this run (after the last level: the run's).
   let counts = new Map<string, number>()
-  // Tags whose changes are their staged rows (no value stored before this run; see tagsWithoutValues).
+  // Tags whose changes are their staged rows (no value stored before this run; see
+  // tagsWithoutValues), with their counts once their level is written.
   const staged = new Set<string>()
+  const stagedN = new Map<string, number>()
   const skipped = new Set<string>()
   const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
   const fresh = (d: TagDefinition): boolean => {
@@ -321,7 +323,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         staged: [...staged],
       }),
     )
-    counts = await changeCounts(db, req.runId, [...staged])
+    for (const [tag, n] of await stagedCounts(db, req.runId, [...staged].filter((t) => !stagedN.has(t)))) stagedN.set(tag, n)
+    counts = new Map([...(await changeCounts(db, req.runId)), ...stagedN])
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
   // Every level's changes are in tag_changes under this run: the last count is the run's.

@@ -11,25 +11,25 @@ export async function clearStage(db: TenantDb, runId: string, tags: readonly str
   await db.command(`DELETE FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`, { run: runId, tags })
 }
 
-/**
- * Values each tag changed in the run so far: its rows in tag_changes, or for the `staged` tags
- * (written from their staged rows, see `tagsWithoutValues`) its staged rows.
- */
-export async function changeCounts(db: TenantDb, runId: string, staged: readonly string[] = []): Promise<Map<string, number>> {
-  const row = z.object({ tag: z.string(), n: z.coerce.number() })
+/** Values each tag changed in the run so far, from tag_changes. */
+export async function changeCounts(db: TenantDb, runId: string): Promise<Map<string, number>> {
   const rows = await db.query(
     `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} GROUP BY tag`,
     { run: runId },
-    row,
+    z.object({ tag: z.string(), n: z.coerce.number() }),
   )
-  const fromStage = staged.length
-    ? await db.query(
-        `SELECT toString(tag) AS tag, count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {staged:Array(String)} GROUP BY tag`,
-        { run: runId, staged },
-        row,
-      )
-    : []
-  return new Map([...rows, ...fromStage].map((r) => [r.tag, r.n]))
+  return new Map(rows.map((r) => [r.tag, r.n]))
+}
+
+/** Values each of `tags` staged in the run: the changes of tags written as staged (see `tagsWithoutValues`). */
+export async function stagedCounts(db: TenantDb, runId: string, tags: readonly string[]): Promise<Map<string, number>> {
+  if (!tags.length) return new Map()
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)} GROUP BY tag`,
+    { run: runId, tags },
+    z.object({ tag: z.string(), n: z.coerce.number() }),
+  )
+  return new Map([...tags.map((t) => [t, 0] as const), ...rows.map((r) => [r.tag, r.n] as const)])
 }
 
 const stateSchema = z.object({

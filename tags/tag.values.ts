@@ -71,8 +71,8 @@ export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
   const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(changed ? { changed: o.changed } : {}) }
   const stage = (extra = '') => `SELECT tag, customer_key, value, num, list${extra} FROM tag_stage
            WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)} AND ${keyInRange('customer_key')}`
-  // Without current values (a first run) every staged tag differs: no check.
-  const check = o.wholeTagCheck === true && !o.asOf && (await hasValues(db, o.tags))
+  // A tag without current values never gets here (its staged rows are its changes).
+  const check = o.wholeTagCheck === true && !o.asOf
   // Both sides arrive ordered by (tag, customer_key): a sorting merge join streams them
   // instead of holding every current value of the level in a hash table. Per key range, so
   // what the join does hold (sort buffers of the stage side) is bounded by the range.
@@ -102,12 +102,6 @@ export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
       { ...params, tags, ...rangeParams(range) },
     )
   }
-}
-
-/** Whether any current value (deleted or not) of these tags is stored. */
-async function hasValues(db: TenantDb, tags: readonly string[]): Promise<boolean> {
-  const rows = await db.query(`SELECT 1 AS x FROM tag_values WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} LIMIT 1`, { tags }, z.object({ x: z.coerce.number() }))
-  return rows.length > 0
 }
 
 /**
