@@ -171,8 +171,8 @@ export function windowAggSql(r: WindowRule, layout: Layout): string {
     case 'distinct':
     case 'distinct_events':
       // Counted by each key's 64-bit hash: a set of integers instead of one of strings (which
-      // hashes every key again with a 128-bit hash), 1.8-2.6x faster at 1M customers with the
-      // same counts; two of one customer's keys in a window colliding is a ~n²/2^65 chance.
+      // hashes every key again with a 128-bit hash): at 1M customers the same counts in 395-562 ms
+      // against 726-1,904 ms; two of one customer's keys in a window colliding is a ~n²/2^65 chance.
       return `toFloat64(uniqExactArrayIf(arrayMap(k -> cityHash64(k), keys[${position(layout.keys, m)}]), ${inWindow}))`
     case 'first_time':
       return `minIf(first_at[${position(layout.time, m)}], cnt[${c}] > 0 AND ${inWindow})`

@@ -136,7 +136,8 @@ export const scenario: BenchScenario = {
     // resolution and without writing the rows. diff: one read of every current value (FINAL), which
     // the diff reads at least once beside the staged values.
     // apply (a first run): writing the run's values once into tables of history's and current
-    // values' shapes, from a table of the stage's order, with no diff or transform.
+    // values' shapes, read from tag_values (sorted by tag and customer, as the stage is), with
+    // no diff or transform.
     const stepFloor = { rebuild: 0, values: 0, write: 0 }
     await system.command(`CREATE TABLE bench_write_history AS tag_history`)
     await system.command(`CREATE TABLE bench_write_values AS tag_values`)
