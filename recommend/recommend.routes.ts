@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import { addDays, daysBetween, localDate } from '../core/time.js'
+import { createReplyBatch } from '../server/reply-batch.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
@@ -117,6 +118,7 @@ export function registerRecommendRoutes(
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, tenants, catalogs, layouts } = deps
+  const batch = createReplyBatch((err) => app.log.error({ err }, 'a layout reply could not be sent'))
 
   r.get(
     '/v1/layout/experiments',
@@ -169,12 +171,13 @@ export function registerRecommendRoutes(
         response: { 200: layoutView, 400: errorBody },
       },
     },
-    // Not async: with the snapshot held the bytes are ready now, and the reply goes in this tick.
+    // Not async: with the snapshot held the bytes are ready now, and the reply goes out with the
+    // other replies of this turn of the event loop (server/reply-batch.ts says why).
     (req, reply) => {
       const body = layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query })
       if (body instanceof Promise) return body.then((b) => sendJson(reply, b))
-      // Sent now; nothing returned, so fastify does not treat the reply as a payload of its own.
-      sendJson(reply, body)
+      // Nothing returned, so fastify waits for the batch's send and takes no payload of its own.
+      batch.send(reply as unknown as FastifyReply, body)
       return undefined
     },
   )

@@ -59,6 +59,7 @@ export const UNIT_FILES = [
   'segments/segment.schema.test.ts',
   'server/body-encoding.test.ts',
   'server/console.routes.test.ts',
+  'server/reply-batch.test.ts',
   'tags/tag.c2guard.test.ts',
   'tags/tag.limits.test.ts',
   'test/architecture.test.ts',
