@@ -276,7 +276,7 @@ export const scenario: BenchScenario = {
       // Latency below saturation: fewer connections, each sending its next request when the last
       // is answered (autocannon's fixed rates send each second's requests in a burst, which
       // measures its own queue).
-      const levels = [1, 4, 8]
+      const levels = [1, 4, 8, 16]
       const paced: Record<string, number> = {}
       for (const c of levels) {
         const r = await load(server.url, 10, c, layoutRequests)
@@ -293,6 +293,7 @@ export const scenario: BenchScenario = {
       // (it writes the exposures they send).
       let multi: Awaited<ReturnType<typeof turns>> | undefined
       let multiPaced: Run | undefined
+      let multiPaced16: Run | undefined
       let multiRssMb = NaN
       try {
         if (apiProcesses > 1) {
@@ -306,6 +307,7 @@ export const scenario: BenchScenario = {
           await load(server.url, 5, connections, layoutRequests)
           multi = await turns([server.child.pid!, ...workers], server.url)
           multiPaced = await load(server.url, 10, 4, layoutRequests)
+          multiPaced16 = await load(server.url, 10, 16, layoutRequests)
           multiRssMb = [server.child.pid!, ...workers].reduce((t, pid) => t + rssOf(pid).rssMb, 0)
           say(`/v1/layout on ${apiProcesses} API processes: ${multi.layout.rps.toFixed(0)} req/s, p99 ${multi.layout.p99} ms; the bare server meanwhile ${multi.constant.rps.toFixed(0)} req/s`)
         }
@@ -318,7 +320,7 @@ export const scenario: BenchScenario = {
       // and load generator together: what no number of API processes can pass on this machine.
       const machineBound = (r: CpuRun) => (os.cpus().length * 1e6) / (r.processUs + r.generatorUs)
       const within = [{ rps: layout.rps, p99: layout.p99 }, ...levels.map((c) => ({ rps: paced[`layout_${c}conn_rps`]!, p99: paced[`layout_${c}conn_p99_ms`]! }))].filter((r) => r.p99 <= 5)
-      const withinMulti = multi && multiPaced ? [multi.layout, multiPaced].filter((r) => r.p99 <= 5) : []
+      const withinMulti = multi && multiPaced ? [multi.layout, multiPaced, ...(multiPaced16 ? [multiPaced16] : [])].filter((r) => r.p99 <= 5) : []
       const bestWithinMulti = withinMulti.length ? Math.max(...withinMulti.map((r) => r.rps)) : 0
       const bestWithin = within.length ? Math.max(...within.map((r) => r.rps)) : 0
       const indexed = models.reduce((s, m) => s + m.indexed, 0)
@@ -374,6 +376,7 @@ export const scenario: BenchScenario = {
               multi_machine_bound_layout_rps: machineBound(multi.layoutCpu),
               multi_layout_4conn_rps: multiPaced.rps,
               multi_layout_4conn_p99_ms: multiPaced.p99,
+              ...(multiPaced16 ? { multi_layout_16conn_rps: multiPaced16.rps, multi_layout_16conn_p99_ms: multiPaced16.p99 } : {}),
               multi_best_rps_with_p99_le_5ms: bestWithinMulti,
               multi_rss_mb_total: multiRssMb,
             }
@@ -392,7 +395,7 @@ export const scenario: BenchScenario = {
           `The whole machine's bound: a layout cost ${one.layoutCpu.processUs.toFixed(0)} µs of the serving process (every thread: ${(one.layoutCpu.processUs - cpuPerLayoutUs).toFixed(0)} µs of it beside the main thread, mostly the engine writing the exposures) and ${one.layoutCpu.generatorUs.toFixed(0)} µs of the load generator; the bare server's answer ${one.constantCpu.processUs.toFixed(0)} µs and ${one.constantCpu.generatorUs.toFixed(0)} µs. At those costs all ${os.cpus().length} cores are busy at ${machineBound(one.layoutCpu).toFixed(0)} layouts/s, ${(machineBound(one.layoutCpu) / constant.rps).toFixed(2)}x the bare server's measured rate. The generator's share per request falls as the rate rises (more answers per wake-up), so this bound moves with the rate; it is where one process's costs stop any number of processes.`,
           ...(multi && multiPaced
             ? [
-                `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms. ` +
+                `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms${multiPaced16 ? `; with 16: ${multiPaced16.rps.toFixed(0)}/s, p99 ${multiPaced16.p99} ms` : ''}. ` +
                   `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs); over every thread ${multi.layoutCpu.processUs.toFixed(0)} µs, and ${multi.layoutCpu.generatorUs.toFixed(0)} µs of the load generator: all cores busy at ${machineBound(multi.layoutCpu).toFixed(0)} layouts/s. On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
               ]
             : []),
