@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import { addDays, daysBetween, localDate } from '../core/time.js'
-import { createReplyBatch } from '../server/reply-batch.js'
+import { createReplyBatch } from '../core/reply-batch.js'
 import type { Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
@@ -172,7 +172,7 @@ export function registerRecommendRoutes(
       },
     },
     // Not async: with the snapshot held the bytes are ready now, and the reply goes out with the
-    // other replies of this turn of the event loop (server/reply-batch.ts says why).
+    // other replies of this turn of the event loop (core/reply-batch.ts says why).
     (req, reply) => {
       const body = layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query })
       if (body instanceof Promise) return body.then((b) => sendJson(reply, b))
