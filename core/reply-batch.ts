@@ -42,5 +42,3 @@ export function createReplyBatch(onError: (err: unknown) => void) {
     },
   }
 }
-
-export type ReplyBatch = ReturnType<typeof createReplyBatch>
