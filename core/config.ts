@@ -56,6 +56,7 @@ export const configSchema = z.object({
   QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
   QIANMIAN_API_PROCESSES: int(1, 1, 64),
+  LAYOUT_EXPOSURE_FLUSH_MS: int(5_000, 100, 60_000),
   QIANMIAN_ROLES: z
     .string()
     .regex(/^(all|api|ingest-worker|scheduler)(,(api|ingest-worker|scheduler))*$/, {
@@ -167,6 +168,8 @@ export interface Config {
   readonly pipelines: Readonly<{ retries: number; retryBaseMs: number; leaseMs: number; tagKeyRange: number }>
   /** Bytes of tag bitmaps held in memory for segment previews (0: previews run in ClickHouse). */
   readonly segmentCacheBytes: number
+  /** Layouts served: how often their exposures are written (an insert into layout_exposures). */
+  readonly layouts: Readonly<{ exposureFlushMs: number }>
   /** Per engine lane (core/lanes.ts): its query limits. */
   readonly lanes: Readonly<Record<Lane, LaneLimits>>
 }
@@ -279,6 +282,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     collectDefaultMetrics: r.METRICS_DEFAULT,
     pipelines: Object.freeze({ retries: r.PIPELINE_RETRIES, retryBaseMs: r.PIPELINE_RETRY_BASE_MS, leaseMs: r.PIPELINE_LEASE_MS, tagKeyRange: r.TAG_RUN_KEY_RANGE }),
     segmentCacheBytes: r.SEGMENT_CACHE_MB * 1024 * 1024,
+    layouts: Object.freeze({ exposureFlushMs: r.LAYOUT_EXPOSURE_FLUSH_MS }),
     lanes: Object.freeze({
       request: laneLimits(r.LANE_REQUEST_MAX_THREADS, r.LANE_REQUEST_MAX_MEMORY_MB, r.LANE_REQUEST_PRIORITY, r.LANE_REQUEST_NICE),
       ingest: laneLimits(r.LANE_INGEST_MAX_THREADS, r.LANE_INGEST_MAX_MEMORY_MB, r.LANE_INGEST_PRIORITY, r.LANE_INGEST_NICE),

@@ -279,6 +279,49 @@ describe('GET /v1/layout', () => {
     expect(await perTenant(since2)).toEqual({ [tenantId]: 2, [other.id]: 3 })
   }, 120_000)
 
+  it('writes exposures before the interval ends once the bytes waiting reach the bound, and what is left on close', async () => {
+    const roaring = (await loadRoaring())!
+    // An interval that never ends within the test: only the bound starts a write.
+    const layouts = createLayoutService({
+      db: t.engine.db,
+      tenants: t.tenants,
+      tags: t.tags.repo,
+      catalogs: t.recommend.catalogs,
+      bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
+      log: t.engine.log,
+      metrics: createMetrics({ collectDefault: false }),
+      flushMs: 3_600_000,
+      flushBytes: 2_000,
+    })
+    layouts.start()
+    const since = Date.now() - 1
+    const written = async () => {
+      const [r] = await t.engine.db.forTenant(tenantId).query(
+        `SELECT count() AS n, uniqExact(customer_key) AS u FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND served_at >= fromUnixTimestamp64Milli({since:Int64})`,
+        { since },
+        z.object({ n: z.coerce.number(), u: z.coerce.number() }),
+      )
+      return r!
+    }
+    const serve = (c: { no: string }) => layouts.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'zh', mode: 'standard' })
+    // One layout's row is under the bound: nothing is written.
+    const [first, ...rest] = customers.slice(110, 122)
+    await serve(first!)
+    await new Promise((res) => setTimeout(res, 300))
+    expect((await written()).n).toBe(0)
+    // More rows reach the bound: written without waiting for the interval.
+    for (const c of rest.slice(0, 5)) await serve(c)
+    let n = 0
+    for (let i = 0; i < 50 && n === 0; i++) {
+      await new Promise((res) => setTimeout(res, 100))
+      n = (await written()).n
+    }
+    expect(n).toBeGreaterThan(0)
+    for (const c of rest.slice(5)) await serve(c)
+    await layouts.close()
+    expect(await written()).toEqual({ n: 12, u: 12 })
+  }, 120_000)
+
   it('refuses bad input with the field at fault', async () => {
     for (const [url, field] of [
       ['/v1/layout?screen=settings', 'screen'],

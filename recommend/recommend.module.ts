@@ -34,10 +34,12 @@ export function createRecommendModule(deps: {
   log: Logger
   metrics: Metrics
   refreshMs?: number
+  /** How often exposures are written (LAYOUT_EXPOSURE_FLUSH_MS). */
+  exposureFlushMs?: number
 }): RecommendModule {
   const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags, tenants: deps.tenants })
   const log = deps.log.child({ component: 'recommend' })
-  const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}) })
+  const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}), ...(deps.exposureFlushMs ? { flushMs: deps.exposureFlushMs } : {}) })
   deps.runner.register('recommend', async ({ tenantId, asOf, runId }) => {
     const tenant = await deps.tenants.get(tenantId)
     const built = await buildModel({ db: deps.db.lane('pipeline'), catalogs }, { tenant, asOf, build: runId })
