@@ -322,6 +322,50 @@ describe('GET /v1/layout', () => {
     expect(await written()).toEqual({ n: 12, u: 12 })
   }, 120_000)
 
+  it('a stop waits for the write in progress, and writes run one at a time', async () => {
+    // An engine whose inserts take 400 ms, counting those running at once.
+    const slow = Object.create(t.engine.db.system) as SystemDb
+    let running = 0
+    let most = 0
+    let inserts = 0
+    slow.insertTsvBody = async (...args: Parameters<SystemDb['insertTsvBody']>) => {
+      running++
+      most = Math.max(most, running)
+      await new Promise((res) => setTimeout(res, 400))
+      try {
+        return await t.engine.db.system.insertTsvBody(...args)
+      } finally {
+        running--
+        inserts++
+      }
+    }
+    const roaring = (await loadRoaring())!
+    const layouts = createLayoutService({
+      db: { ...t.engine.db, system: slow },
+      tenants: t.tenants,
+      tags: t.tags.repo,
+      catalogs: t.recommend.catalogs,
+      bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
+      log: t.engine.log,
+      metrics: createMetrics({ collectDefault: false }),
+      flushMs: 3_600_000,
+      flushBytes: 1,
+    })
+    const since = Date.now() - 1
+    // Each layout reaches the bound: the first starts a write, the others queue one more.
+    for (const c of customers.slice(130, 136)) await layouts.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'zh', mode: 'standard' })
+    await layouts.close()
+    expect(running).toBe(0)
+    expect(most).toBe(1)
+    expect(inserts).toBe(2)
+    const [r] = await t.engine.db.forTenant(tenantId).query(
+      `SELECT count() AS n, uniqExact(customer_key) AS u FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND served_at >= fromUnixTimestamp64Milli({since:Int64})`,
+      { since },
+      z.object({ n: z.coerce.number(), u: z.coerce.number() }),
+    )
+    expect(r).toEqual({ n: 6, u: 6 })
+  }, 120_000)
+
   it('refuses bad input with the field at fault', async () => {
     for (const [url, field] of [
       ['/v1/layout?screen=settings', 'screen'],

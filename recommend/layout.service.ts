@@ -181,7 +181,26 @@ export function createLayoutService(deps: {
     cache.set(key, m)
   }
 
-  async function flush(): Promise<void> {
+  // One write at a time, and at most one more waiting for it: a stop's flush then waits for the
+  // write the interval or the bound started (an API process must not exit, nor the engine close,
+  // with an insert of exposures still running), and a bound reached on every layout during a
+  // slow write queues one write, not one per layout.
+  let writing: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+  const noop = () => undefined
+  function flush(): Promise<void> {
+    if (queued) return queued
+    const start = (): Promise<void> => (writing = write().finally(() => (writing = undefined)))
+    if (!writing) return start()
+    const next = writing.then(noop, noop).then(() => {
+      queued = undefined
+      return start()
+    })
+    queued = next
+    return next
+  }
+
+  async function write(): Promise<void> {
     if (!pending.size && !unwritten.length) return
     const batch = [...unwritten, ...pending.values()].filter((l) => l.rows > 0)
     pending = new Map()
