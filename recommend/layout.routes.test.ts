@@ -53,6 +53,22 @@ beforeAll(async () => {
 }, 300_000)
 afterAll(async () => t?.close())
 
+/** A layout service of its own over the test's engine (or `db`), with a fresh metrics registry. */
+async function ownLayouts(over: { db?: Db; metrics?: Metrics; flushMs?: number; flushBytes?: number } = {}) {
+  const roaring = (await loadRoaring())!
+  return createLayoutService({
+    db: over.db ?? t.engine.db,
+    tenants: t.tenants,
+    tags: t.tags.repo,
+    catalogs: t.recommend.catalogs,
+    bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
+    log: t.engine.log,
+    metrics: over.metrics ?? createMetrics({ collectDefault: false }),
+    ...(over.flushMs !== undefined ? { flushMs: over.flushMs } : {}),
+    ...(over.flushBytes !== undefined ? { flushBytes: over.flushBytes } : {}),
+  })
+}
+
 async function layout(query: Record<string, string>, key = read): Promise<Layout> {
   const res = await t.app.inject({ method: 'GET', url: `/v1/layout?${new URLSearchParams(query)}`, headers: { authorization: `Bearer ${key}` } })
   expect(res.statusCode, res.body).toBe(200)
@@ -269,8 +285,7 @@ describe('GET /v1/layout', () => {
     refusing.insertTsvBody = () => Promise.reject(new Error('refused'))
     const db: Db = { ...t.engine.db, system: refusing }
     const metrics = createMetrics({ collectDefault: false })
-    const roaring = (await loadRoaring())!
-    const layouts = createLayoutService({ db, tenants: t.tenants, tags: t.tags.repo, catalogs: t.recommend.catalogs, bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }), log: t.engine.log, metrics })
+    const layouts = await ownLayouts({ db, metrics })
     const since2 = Date.now() - 1
     for (const c of customers.slice(103, 105)) await layouts.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'zh', mode: 'auto' })
     for (const c of theirs.slice(0, 3)) await layouts.layout({ tenantId: other.id, customerId: c.no, screen: 'home', lang: 'zh', mode: 'auto' })
@@ -280,19 +295,8 @@ describe('GET /v1/layout', () => {
   }, 120_000)
 
   it('writes exposures before the interval ends once the bytes waiting reach the bound, and what is left on close', async () => {
-    const roaring = (await loadRoaring())!
     // An interval that never ends within the test: only the bound starts a write.
-    const layouts = createLayoutService({
-      db: t.engine.db,
-      tenants: t.tenants,
-      tags: t.tags.repo,
-      catalogs: t.recommend.catalogs,
-      bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
-      log: t.engine.log,
-      metrics: createMetrics({ collectDefault: false }),
-      flushMs: 3_600_000,
-      flushBytes: 2_000,
-    })
+    const layouts = await ownLayouts({ flushMs: 3_600_000, flushBytes: 2_000 })
     layouts.start()
     const since = Date.now() - 1
     const written = async () => {
@@ -339,18 +343,7 @@ describe('GET /v1/layout', () => {
         inserts++
       }
     }
-    const roaring = (await loadRoaring())!
-    const layouts = createLayoutService({
-      db: { ...t.engine.db, system: slow },
-      tenants: t.tenants,
-      tags: t.tags.repo,
-      catalogs: t.recommend.catalogs,
-      bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
-      log: t.engine.log,
-      metrics: createMetrics({ collectDefault: false }),
-      flushMs: 3_600_000,
-      flushBytes: 1,
-    })
+    const layouts = await ownLayouts({ db: { ...t.engine.db, system: slow }, flushMs: 3_600_000, flushBytes: 1 })
     const since = Date.now() - 1
     // Each layout reaches the bound: the first starts a write, the others queue one more.
     for (const c of customers.slice(130, 136)) await layouts.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'zh', mode: 'standard' })
