@@ -56,7 +56,7 @@ export const configSchema = z.object({
   QIANMIAN_KEY_CACHE_TTL_MS: int(30_000, 0, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: int(10_000, 100, 600_000),
   QIANMIAN_API_PROCESSES: int(1, 1, 64),
-  LAYOUT_EXPOSURE_FLUSH_MS: int(1_000, 100, 60_000),
+  LAYOUT_EXPOSURE_FLUSH_MS: int(5_000, 100, 60_000),
   QIANMIAN_ROLES: z
     .string()
     .regex(/^(all|api|ingest-worker|scheduler)(,(api|ingest-worker|scheduler))*$/, {
