@@ -19,7 +19,7 @@ interface TagsAdmin {
   list(): Promise<CatalogEntry[]>
   show(name: string): Promise<unknown>
   apply(defs: TagDefinition[]): Promise<ApplyResult[]>
-  run(o: { pipeline: PipelineName; tags?: string[] | undefined; mode: 'full' | 'incremental'; backfill?: { from: string; to: string } | undefined }): Promise<RunRecord>
+  run(o: { pipeline: PipelineName; tags?: string[] | undefined; mode: 'full' | 'incremental'; recompute?: boolean; backfill?: { from: string; to: string } | undefined }): Promise<RunRecord>
   runs(limit: number): Promise<RunRecord[]>
 }
 
@@ -40,7 +40,7 @@ function local(rt: Runtime, tenantId: number): TagsAdmin {
       })),
     run: (o) =>
       recordLocal(rt.audit.log, tenantId, { action: 'pipeline.run', objectKind: 'pipeline', objectId: o.pipeline ?? 'tags', detail: { route: 'cli' } }, () =>
-        rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, backfill: o.backfill, trigger: 'cli' }),
+        rt.tags.runner.run({ tenantId, pipeline: o.pipeline, tags: o.tags, mode: o.mode, recompute: o.recompute, backfill: o.backfill, trigger: 'cli' }),
       ),
     runs: (limit) => rt.tags.runner.runs(tenantId, { limit }),
   }
@@ -111,10 +111,11 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
       .description('run a pipeline now and wait for it: tags (incremental where possible; saved segments follow) or segments')
       .option('--tenant <tenant>', 'tenant slug or id')
       .option('--full', 'recompute every customer (days whose events changed since their build are re-aggregated from raw events)')
+      .option('--recompute', 'with --full: recompute tags computed from other tags alone too, even where their inputs did not change')
       .option('--tags <names>', 'only these tags, comma-separated')
       .option('--from <date>', 'backfill history from this local date (YYYY-MM-DD)')
       .option('--to <date>', 'backfill history up to this local date'),
-  ).action(async (name: string | undefined, opts: TargetOptions & { full?: boolean; tags?: string; from?: string; to?: string }) => {
+  ).action(async (name: string | undefined, opts: TargetOptions & { full?: boolean; recompute?: boolean; tags?: string; from?: string; to?: string }) => {
     const pipeline = (name ?? 'tags') as PipelineName
     if (!PIPELINES.includes(pipeline)) throw new AppError('NOT_FOUND', `No pipeline ${name}; known: ${PIPELINES.join(', ')}.`)
     if (!!opts.from !== !!opts.to) throw new AppError('VALIDATION_FAILED', 'A backfill needs both --from and --to.', { issues: [{ field: opts.from ? '--to' : '--from', message: 'required' }] })
@@ -122,7 +123,8 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
       const r = await a.run({
         pipeline,
         tags: opts.tags?.split(',').filter(Boolean),
-        mode: opts.full ? 'full' : 'incremental',
+        mode: opts.full || opts.recompute ? 'full' : 'incremental',
+        ...(opts.recompute ? { recompute: true } : {}),
         backfill: opts.from && opts.to ? { from: opts.from, to: opts.to } : undefined,
       })
       h.out(describeRun(r))

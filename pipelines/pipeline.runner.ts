@@ -28,6 +28,8 @@ export interface RunOptions {
   /** Only these tags (their dependencies are read as they are). */
   tags?: readonly string[] | undefined
   mode?: 'full' | 'incremental'
+  /** A full run that recomputes every tag, those computed from other tags alone included (tags only). */
+  recompute?: boolean | undefined
   trigger: 'schedule' | 'api' | 'cli' | 'after-tags'
   /** Recompute history for these tenant-local days instead of the current values. */
   backfill?: { from: string; to: string } | undefined
@@ -208,6 +210,11 @@ export function createPipelineRunner(deps: {
       if (!(n >= 0 && n < BACKFILL_MAX_DAYS)) {
         throw new AppError('VALIDATION_FAILED', `A backfill covers 1 to ${BACKFILL_MAX_DAYS} days, from <= to.`, { issues: [{ field: 'backfill', message: 'invalid range' }] })
       }
+    }
+    if (o.recompute && (o.mode !== 'full' || o.backfill || (o.pipeline ?? 'tags') !== 'tags')) {
+      throw new AppError('VALIDATION_FAILED', 'recompute applies to a full run of the tags pipeline (mode full, no backfill).', {
+        issues: [{ field: 'recompute', message: 'needs mode full on the tags pipeline' }],
+      })
     }
   }
 

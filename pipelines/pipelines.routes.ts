@@ -81,6 +81,10 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
           pipeline: z.enum(PIPELINES).default('tags'),
           tags: z.array(z.string().max(63)).min(1).max(500).optional(),
           mode: z.enum(['full', 'incremental']).default('incremental'),
+          recompute: z
+            .boolean()
+            .default(false)
+            .describe('with mode full: recompute every tag, those computed from other tags alone included, instead of leaving them as they are when their inputs did not change'),
           backfill: z.object({ from: day, to: day }).optional().describe('recompute history for these local days'),
           wait: z.boolean().default(false),
         }),
@@ -89,7 +93,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
     },
     async (req, reply) => {
       const b = req.body
-      const started = await runner.start({ tenantId: req.principal!.tenantId, pipeline: b.pipeline, tags: b.tags, mode: b.mode, backfill: b.backfill, trigger: 'api' })
+      const started = await runner.start({ tenantId: req.principal!.tenantId, pipeline: b.pipeline, tags: b.tags, mode: b.mode, recompute: b.recompute, backfill: b.backfill, trigger: 'api' })
       if (!b.wait) {
         started.done.catch(() => {})
         return reply.code(202).send({ runId: started.runId })

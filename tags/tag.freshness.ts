@@ -4,10 +4,12 @@ import { FEATURES, SOURCES, type FeatureDef } from './tag.features.js'
 import { featureDependencies, tagDependencies, type StoredTag } from './tag.schema.js'
 
 /**
- * Whether an incremental run must recompute a rule or score tag: only when something it reads
- * moved since it was last computed. A rule over profile and stock data reads tables (their change
- * feed says when they last received rows), the date (for ages and countdowns), and other tags
- * (their last change). Anything unknown means recompute.
+ * Whether a run must recompute a rule or score tag: only when something it reads moved since it
+ * was last computed. A rule over profile and stock data reads tables (their change feed says when
+ * they last received rows), the date (for ages and countdowns), and other tags (their last
+ * change). Anything unknown means recompute. A full run does not take the stock tables' change
+ * feed's word (`stockUnread`): it recomputes every rule over them, and leaves alone only the
+ * tags computed from other tags alone whose inputs it recomputed and found unchanged.
  */
 
 export interface TagStateView {
@@ -33,10 +35,12 @@ export interface FreshnessContext {
   stock: ReadonlyMap<string, string>
   /** Tags this run changed so far. */
   changedNow: ReadonlySet<string>
+  /** Stock tables are read afresh whatever their feed says (a full run): every tag over them is stale. */
+  stockUnread?: boolean
 }
 
 /**
- * Whether an incremental run must recompute a tag, and how much of it: `stale` is the first
+ * Whether a run must recompute a tag, and how much of it: `stale` is the first
  * reason to recompute (undefined when the stored values still hold). `changedInputs` is set for
  * a rule whose only moved inputs are tags this run changed (same definition, no date-dependent
  * feature on a new day, no stock table changed, every other tag it reads unchanged since): such
@@ -49,6 +53,7 @@ export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string 
   if (!s) return { stale: 'never computed' }
   if (s.version !== d.version) return { stale: `definition changed (v${s.version} -> v${d.version})` }
   const features = featureDependencies(d)
+  if (ctx.stockUnread && features.length) return { stale: 'a full run reads profile and stock data afresh' }
   if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return { stale: 'a new day for a date-dependent feature' }
   const tables = new Set(features.map((f) => SOURCES[FEATURES[f].source].table))
   for (const t of tables) {

@@ -23,7 +23,7 @@ export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo
           results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange }))
         }
       } else {
-        results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange }))
+        results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange, recompute: o.recompute === true }))
       }
       const last = results[results.length - 1]
       const failures = o.backfill ? results.flatMap((r) => r.failures.map((f) => ({ ...f, today: r.state.today }))) : (last?.failures ?? [])

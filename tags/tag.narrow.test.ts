@@ -25,9 +25,10 @@ let repo: TagRepository
 let T: number
 
 const db = () => engine.db.forTenant(T)
+/** A full run here recomputes every tag (`recompute`): the incremental runs are checked against it. */
 async function run(mode: 'full' | 'incremental', asOf = AS_OF) {
   const runId = newRunId()
-  const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode, asOf, runId, watermarkSlackMs: 0 })
+  const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode, asOf, runId, watermarkSlackMs: 0, recompute: mode === 'full' })
   return { ...r, runId }
 }
 /** Customers a run staged a value of `tag` for. */

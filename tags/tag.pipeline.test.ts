@@ -81,11 +81,13 @@ async function bitmapMismatches(): Promise<string[]> {
 
 /**
  * Incremental runs go over customer-key ranges of 200 keys (several per bank), full runs over
- * one: the incremental == full checks cover the split staging and diff too.
+ * one: the incremental == full checks cover the split staging and diff too. Full runs recompute
+ * every tag unless `derive` (the tags computed from other tags alone then follow their inputs).
  */
-async function run(mode: 'full' | 'incremental' | 'backfill', asOf: Date): Promise<TagRunResult> {
+async function run(mode: 'full' | 'incremental' | 'backfill', asOf: Date, o: { derive?: boolean } = {}): Promise<TagRunResult> {
   const keyRange = mode === 'incremental' ? 200 : 0
-  return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode, asOf, runId: newRunId(), watermarkSlackMs: 0, keyRange })
+  const recompute = mode === 'full' && o.derive !== true
+  return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode, asOf, runId: newRunId(), watermarkSlackMs: 0, keyRange, recompute })
 }
 
 let afterFull: string[]
@@ -171,9 +173,17 @@ describe('incremental runs', () => {
     expect(await bitmapMismatches()).toEqual([])
     expect(incremental).toContain(`recent_fraud_risk|${b}|true|1`)
 
+    // A full run as the pipeline runs it (tags computed from other tags follow their inputs),
+    // then one that recomputes every tag: both find nothing to change.
+    const derived = await run('full', T1, { derive: true })
+    expect(derived.changed).toBe(0)
+    expect(derived.tags.rfm?.skipped).toBe(true)
+    expect(derived.tags.aum_tier?.skipped).toBeUndefined()
+    expect(await snapshot()).toEqual(incremental)
     const full = await run('full', T1)
     expect(full.mode).toBe('full')
     expect(full.changed).toBe(0)
+    expect(full.tags.rfm?.skipped).toBeUndefined()
     // The full run took the days whose events and identities did not move since their build.
     expect(full.reusedDays).toBeGreaterThan(20)
     expect(await snapshot()).toEqual(incremental)

@@ -20,7 +20,11 @@ import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDay
  * Modes:
  * - full: every customer recomputed and compared; a day of the longest window is re-aggregated
  *   from raw events unless its build read the same events (count and fingerprint, checked on the
- *   events themselves) and no identity link or merge since touches them;
+ *   events themselves) and no identity link or merge since touches them. Event tags, rules over
+ *   profile and stock data, and SQL tags are recomputed for everyone; a rule or score computed
+ *   from other tags alone follows what this run found for those (unchanged: left as it is;
+ *   changed for some customers: recomputed for them, as an incremental run does), unless the
+ *   request says `recompute`;
  * - incremental: only days whose events changed since the last run's watermark are rebuilt, and
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
  *   entered or left a window since then (plus tenure crossings for lifecycles); a rule whose
@@ -55,6 +59,12 @@ export interface TagRunRequest {
   mode: RunMode
   asOf: Date
   runId: string
+  /**
+   * A full run that recomputes every tag for everyone, those computed from other tags alone
+   * included, instead of deriving them from what the run found for their inputs (repairs values
+   * changed outside runs; costs the whole computation).
+   */
+  recompute?: boolean
   /**
    * How far before the last watermark to look for changed days (default 60 s): an insert that
    * took its change time just before a run started may commit just after the run read.
@@ -238,7 +248,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
   const narrowed = new Map<string, string[]>()
-  // Incremental runs leave a rule alone when nothing it reads moved since it was computed.
+  // When each stock table last received rows: an incremental run leaves a rule over them alone
+  // when nothing it reads moved since it was computed (a full run reads them afresh).
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
   const changedNow = new Set<string>()
   // Changes per tag so far in this run (after the last level: the run's).
@@ -249,9 +260,13 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const stagedN = new Map<string, number>()
   const skipped = new Set<string>()
   const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
+  // Incremental runs, and full runs short of a recompute, leave a tag computed from others
+  // alone when they did not move (and narrow a rule to the customers they moved for).
+  const derives = mode === 'incremental' || (mode === 'full' && req.recompute !== true)
+  const stockUnread = mode === 'full'
   const fresh = (d: TagDefinition): boolean => {
-    if (mode !== 'incremental') return true
-    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow })
+    if (!derives) return true
+    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow, stockUnread })
     if (!why) skipped.add(d.name)
     return why !== undefined
   }
@@ -277,9 +292,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     // A rule whose only moved inputs are tags this run changed is recomputed (and compared) for
     // the customers whose values of those tags changed; the others keep what they had.
     const narrowBy = new Map<string, string[]>()
-    if (mode === 'incremental') {
+    if (derives) {
       for (const d of rules) {
-        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow })
+        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow, stockUnread })
         // Narrowing reads the inputs' rows in tag_changes, which a staged input has none of.
         if (inputs && !inputs.some((t) => staged.has(t))) narrowBy.set(d.name, inputs)
       }

@@ -36,7 +36,7 @@ let tenant: Tenant
 const repo = () => createTagRepository({ db: e.db })
 
 async function run(keyRange: number, runId: string): Promise<TagRunResult> {
-  return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode: 'full', asOf: T0, runId, keyRange })
+  return runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs: await repo().list(tenant.id), mode: 'full', asOf: T0, runId, keyRange, recompute: true })
 }
 
 const sumRow = z.object({ n: z.coerce.number(), h: z.string() })

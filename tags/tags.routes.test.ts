@@ -147,6 +147,18 @@ describe('runs, catalogue and customers', () => {
     expect(status.json().pipelines[0]).toMatchObject({ pipeline: 'tags', running: false, lastSuccess: { status: 'succeeded' } })
   })
 
+  it('recomputes every tag on request, and refuses a recompute that is not a full tag run, naming the field', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: auth(bank.admin), payload: { mode: 'full', recompute: true, wait: true } })
+    expect(res.statusCode).toBe(200)
+    expect(res.json()).toMatchObject({ status: 'succeeded', mode: 'full', rows: 0 })
+    expect(res.json().details.tags.elder).toEqual({ changed: 0, customers: 1 })
+    for (const payload of [{ recompute: true }, { mode: 'incremental', recompute: true }, { pipeline: 'segments', mode: 'full', recompute: true }]) {
+      const refused = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: auth(bank.admin), payload })
+      expect(refused.statusCode, JSON.stringify(payload)).toBe(400)
+      expect(refused.json().error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ field: 'recompute' }] })
+    }
+  })
+
   it('shows coverage and distribution, and hides high-sensitivity tags from read keys', async () => {
     const asRead = (await t.app.inject({ method: 'GET', url: '/v1/tags', headers: auth(bank.read) })).json().tags
     expect(asRead.map((x: { name: string }) => x.name)).toEqual(['elder'])

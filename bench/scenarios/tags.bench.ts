@@ -108,7 +108,7 @@ export const scenario: BenchScenario = {
     load.floor = os.loadavg()[0]!
 
     // --- full --------------------------------------------------------------------------------
-    const runAll = async (mode: 'full' | 'incremental', at: Date, label: string) => {
+    const runAll = async (mode: 'full' | 'incremental', at: Date, label: string, o: { recompute?: boolean } = {}) => {
       const results: TagRunResult[] = []
       monitor.phase(label)
       const t0 = performance.now()
@@ -117,7 +117,7 @@ export const scenario: BenchScenario = {
         results.push(
           await runTags(
             { db: ctx.db },
-            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), keyRange, ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
+            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), keyRange, ...o, ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
           ),
         )
       }
@@ -186,13 +186,21 @@ export const scenario: BenchScenario = {
     const afterIncremental = await Promise.all(members.map((t) => valuesChecksum(ctx.db.forTenant(t.id))))
     settleSeconds.after_incremental = await settle(system)
 
-    // --- full rerun at the same asOf: must change nothing --------------------------------------
+    // --- full rerun at the same asOf, as the pipeline runs it: must change nothing ---------------
     const rerun = await runAll('full', asOf2, 'full rerun')
     const afterRerun = await Promise.all(members.map((t) => valuesChecksum(ctx.db.forTenant(t.id))))
     const rerunChanged = rerun.results.reduce((a, r) => a + r.changed, 0)
-    const equal = rerunChanged === 0 && afterIncremental.every((c, i) => c.n === afterRerun[i]!.n && c.x === afterRerun[i]!.x)
+    // Tags the rerun left as they were, their inputs recomputed and unchanged (summed over tenants).
+    const rerunDerived = rerun.results.reduce((a, r) => a + Object.values(r.tags).filter((t) => t.skipped && !t.reason).length, 0)
+    settleSeconds.after_rerun = await settle(system)
+    // --- and one that recomputes every tag: incremental == full is checked against this one ------
+    const recomputed = await runAll('full', asOf2, 'full recompute', { recompute: true })
+    const afterRecompute = await Promise.all(members.map((t) => valuesChecksum(ctx.db.forTenant(t.id))))
+    const recomputeChanged = recomputed.results.reduce((a, r) => a + r.changed, 0)
+    const same = (a: typeof afterIncremental, b: typeof afterIncremental) => a.every((c, i) => c.n === b[i]!.n && c.x === b[i]!.x)
+    const equal = rerunChanged === 0 && recomputeChanged === 0 && same(afterIncremental, afterRerun) && same(afterIncremental, afterRecompute)
     const perTagRerun = new Map<string, number>()
-    for (const r of rerun.results) for (const [tag, v] of Object.entries(r.tags)) perTagRerun.set(tag, (perTagRerun.get(tag) ?? 0) + v.changed)
+    for (const r of [...rerun.results, ...recomputed.results]) for (const [tag, v] of Object.entries(r.tags)) perTagRerun.set(tag, (perTagRerun.get(tag) ?? 0) + v.changed)
     const differing = [...perTagRerun].filter(([, n]) => n > 0).map(([tag, n]) => `${tag} ${n}`)
 
     const maxRssMb = process.resourceUsage().maxRSS / 1024
@@ -237,6 +245,12 @@ export const scenario: BenchScenario = {
         rerun_reused_days: rerun.results.reduce((a, r) => a + (r.reusedDays ?? 0), 0),
         rerun_rebuilt_days: rerun.results.reduce((a, r) => a + r.rebuiltDays.length, 0),
         rerun_over_floor: rerun.seconds / floorSeconds,
+        rerun_derived_tags: rerunDerived,
+        full_recompute_s: recomputed.seconds,
+        full_recompute_cpu_s: recomputed.cpu,
+        ...prefixed('recompute', recomputed.steps),
+        full_recompute_changed: recomputeChanged,
+        recompute_over_floor: recomputed.seconds / floorSeconds,
         incremental_equals_full: equal ? 1 : 0,
         values_after_incremental: afterIncremental.reduce((a, c) => a + c.n, 0),
         full_over_floor: ratios.full_over_floor,
@@ -249,6 +263,7 @@ export const scenario: BenchScenario = {
         engine_peak_full_mb: peakMb('full run'),
         engine_peak_incremental_mb: peakMb('incremental run'),
         engine_peak_rerun_mb: peakMb('full rerun'),
+        engine_peak_recompute_mb: peakMb('full recompute'),
         largest_statement_full_mb: statementMb('full run'),
         largest_statement_incremental_mb: statementMb('incremental run'),
         ...Object.fromEntries(Object.entries(settleSeconds).map(([k, v]) => [`merges_settle_${k}_s`, v])),
@@ -264,7 +279,7 @@ export const scenario: BenchScenario = {
           `${floorAggregates} aggregates of the ${eventTags.length} event tags (window tags, and the lifecycle's four activity-day counts), each with its event ` +
           `filter, property filters, measured value and local-day window (as a timestamp range), compiled in this file from the definitions; wrapped in SELECT count(), groupBitXor(cityHash64(all aggregates)) so no column is pruned and ` +
           `nothing but one row goes to JS. Run twice over the three tenants; the faster pass counts (${floorPasses.map((s) => s.toFixed(2)).join(' s, ')} s).`,
-        'full_s, incremental_s and full_rerun_s are summed over the three member tenants, run one after the other. The other full_*, incremental_* and rerun_* ' +
+        'full_s, incremental_s, full_rerun_s and full_recompute_s are summed over the three member tenants, run one after the other. The other full_*, incremental_*, rerun_* and recompute_* ' +
           'figures are the steps runTags reports, summed over tenants; a step of one level (levelN_x) is also summed over levels as x; *_other_s is the time outside ' +
           'any reported step (state reads, change counts).',
         `One new day: the events of the last local day (${localDate(new Date(asOf.getTime() - DAY_MS), TIME_ZONE)}) copied with timestamp and sent_at + 1 day, message_id + '-d1', ` +
@@ -273,11 +288,14 @@ export const scenario: BenchScenario = {
           ? `Incremental run: mode incremental in all tenants; ${scoped} customers in scope (${((100 * scoped) / customers).toFixed(1)}% of all), rebuilt days ${rebuiltDays.map((d) => d.join(' ')).join(' | ')}.`
           : `Incremental run fell back to full in ${fallbacks} tenant(s).`,
         equal
-          ? 'A full run at the same asOf after the incremental one changed no value, and the tag_values checksums (count, groupBitXor of cityHash64(tag, customer_key, value, num)) agree: incremental = full.'
-          : `Incremental != full: the full rerun changed ${rerunChanged} values (${differing.join(', ') || 'checksums differ only'}).`,
+          ? 'Two full runs at the same asOf after the incremental one, the first as the pipeline runs it and the second recomputing every tag (recompute), changed no value, ' +
+            'and the tag_values checksums (count, groupBitXor of cityHash64(tag, customer_key, value, num)) agree after each: incremental = full.'
+          : `Incremental != full: the full rerun changed ${rerunChanged} values and the recompute ${recomputeChanged} (${differing.join(', ') || 'checksums differ only'}).`,
         `Full rerun: ${rerun.results.reduce((a, r) => a + (r.reusedDays ?? 0), 0)} day builds reused and ${rerun.results.reduce((a, r) => a + r.rebuiltDays.length, 0)} rebuilt over the ` +
           `three tenants (a full run re-aggregates a day only when its events' count and fingerprint or the identities they resolve to changed since its build; ` +
-          `check_days is that check); rerun_over_floor: ${(rerun.seconds / floorSeconds).toFixed(2)}x.`,
+          `check_days is that check); event tags and rules over profile and stock data recomputed for everyone; ${rerunDerived} tags computed from other tags alone ` +
+          `(over the tenants) left as they were, their inputs recomputed and found unchanged; rerun_over_floor: ${(rerun.seconds / floorSeconds).toFixed(2)}x. ` +
+          `Full recompute (recompute: every tag for everyone): recompute_over_floor ${(recomputed.seconds / floorSeconds).toFixed(2)}x.`,
         `Step floors, measured after the full run: floor_rebuild_days_s is the rebuild's per-(customer, day) aggregation of the same raw events ` +
           `(all measures, the whole window) without identity resolution and without writing the rows; floor_values_read_s is one read of every ` +
           `current value (tag_values FINAL, count and checksum), which each full diff needs at least once; floor_values_write_s is writing the values the full run ` +

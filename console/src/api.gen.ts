@@ -5182,6 +5182,11 @@ export interface paths {
                          * @enum {string}
                          */
                         pipeline?: "tags" | "segments" | "recommend" | "push";
+                        /**
+                         * @description with mode full: recompute every tag, those computed from other tags alone included, instead of leaving them as they are when their inputs did not change
+                         * @default false
+                         */
+                        recompute?: boolean;
                         tags?: string[];
                         /** @default false */
                         wait?: boolean;

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { newRunId } from '../core/run-id.js'
+import { chDateTime } from '../core/time.js'
+import { openTestEngine, type TestEngine } from '../test/engine.js'
+import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, testTagDef } from '../test/fixtures.js'
+import { createTenantService } from '../tenants/tenants.service.js'
+import { runTags } from './tag.pipeline.js'
+import { createTagRepository, type TagRepository } from './tag.repository.js'
+
+/**
+ * A full run recomputes what raw data feeds (event tags from verified day builds, rules over
+ * profile and stock data) for every customer, and derives the tags computed from other tags
+ * alone from what it found for those: left as they are when their inputs did not change,
+ * recomputed for the customers they changed for otherwise, and always for everyone with
+ * `recompute`. Run time 2026-03-15T04:00Z, local date 03-15 in Shanghai; the window is 7 days.
+ */
+
+const KEYS = Array.from({ length: 20 }, (_, i) => i + 1)
+
+let engine: TestEngine
+let repo: TagRepository
+let T: number
+
+const db = () => engine.db.forTenant(T)
+async function run(o: { recompute?: boolean } = {}) {
+  const runId = newRunId()
+  const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, defs: await repo.list(T), mode: 'full', asOf: TAG_TEST_AS_OF, runId, watermarkSlackMs: 0, ...o })
+  return { ...r, runId }
+}
+/** Customers a run staged a value of `tag` for. */
+async function staged(runId: string, tag: string): Promise<number> {
+  const [r] = await db().query(`SELECT count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag = {tag:String}`, { run: runId, tag }, z.object({ n: z.coerce.number() }))
+  return r!.n
+}
+async function holders(tag: string): Promise<number[]> {
+  const rows = await db().query(
+    `SELECT customer_key AS k FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
+    { tag },
+    z.object({ k: z.coerce.number() }),
+  )
+  return rows.map((r) => r.k)
+}
+/** Every current value, as `tag|customer|value|num`. */
+async function snapshot(): Promise<string[]> {
+  const rows = await db().query(
+    `SELECT toString(tag) AS tag, customer_key AS k, value, num FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0 ORDER BY tag, k`,
+    {},
+    z.object({ tag: z.string(), k: z.coerce.number(), value: z.string(), num: z.coerce.number() }),
+  )
+  return rows.map((r) => `${r.tag}|${r.k}|${r.value}|${r.num}`)
+}
+const login = (k: number, local: string) => ({ ...localEvent(k, local, 'login'), received_at: chDateTime(new Date()) })
+
+beforeAll(async () => {
+  engine = await openTestEngine()
+  const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
+  T = (await tenants.create({ slug: 'bank-d', name: 'D', timeZone: TAG_TEST_TZ })).id
+  repo = createTagRepository({ db: engine.db })
+  await db().insert('customers', KEYS.map((k) => ({ customer_key: k, customer_no: `C${k}`, opened_at: LONG_AGO, updated_at: LONG_AGO, elder_mode: k <= 5 ? 1 : 0 })))
+  // Every customer logs in once in the window; 1-3 twice.
+  await db().insert('events', [...KEYS.map((k) => login(k, '2026-03-12 10:00')), ...[1, 2, 3].map((k) => login(k, '2026-03-13 10:00'))])
+  await repo.save(T, testTagDef('logins_7d', 'number', { kind: 'window', events: ['login'], measure: 'count', days: 7 }), 'test')
+  // From a tag alone (a rule and a score), and from a tag and a profile feature.
+  await repo.save(T, testTagDef('frequent', 'boolean', { kind: 'rule', when: { tag: 'logins_7d', op: 'gte', value: 2 } }), 'test')
+  await repo.save(T, testTagDef('login_rank', 'number', { kind: 'score', method: 'quantile', input: { tag: 'logins_7d' }, buckets: 4 }), 'test')
+  await repo.save(
+    T,
+    testTagDef('frequent_elder', 'boolean', { kind: 'rule', when: { all: [{ tag: 'logins_7d', op: 'gte', value: 2 }, { feature: 'elder_mode_chosen', op: 'eq', value: true }] } }),
+    'test',
+  )
+})
+afterAll(async () => engine?.close())
+
+describe('full runs derive the tags computed from other tags', () => {
+  it('with nothing changed: event tags and rules over profile data recomputed, tags from tags alone left as they are', async () => {
+    const first = await run()
+    expect(await staged(first.runId, 'frequent')).toBe(3)
+    expect(await holders('frequent')).toEqual([1, 2, 3])
+    const before = await snapshot()
+
+    const second = await run()
+    expect(second.changed).toBe(0)
+    expect(second.tags.frequent).toMatchObject({ skipped: true, changed: 0, customers: 3 })
+    expect(second.tags.login_rank).toMatchObject({ skipped: true, changed: 0, customers: 20 })
+    expect(await staged(second.runId, 'frequent')).toBe(0)
+    expect(await staged(second.runId, 'login_rank')).toBe(0)
+    // Read from raw data, so recomputed whatever the change feeds say.
+    expect(second.tags.logins_7d?.skipped).toBeUndefined()
+    expect(await staged(second.runId, 'logins_7d')).toBe(20)
+    expect(second.tags.frequent_elder?.skipped).toBeUndefined()
+    expect(await staged(second.runId, 'frequent_elder')).toBe(3)
+    expect(await snapshot()).toEqual(before)
+  })
+
+  it('an input changed for one customer: the rule is recomputed for that customer, the score for everyone, and both equal a recompute', async () => {
+    await db().insert('events', [login(7, '2026-03-14 09:00')])
+    const r = await run()
+    expect(r.tags.logins_7d?.changed).toBe(1)
+    expect(r.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(await staged(r.runId, 'frequent')).toBe(1)
+    expect(r.tags.frequent?.changed).toBe(1)
+    expect(await holders('frequent')).toEqual([1, 2, 3, 7])
+    // A score ranks every customer: any change of its input recomputes it for all of them.
+    expect(r.tags.login_rank?.skipped).toBeUndefined()
+    expect(await staged(r.runId, 'login_rank')).toBe(20)
+    const derived = await snapshot()
+
+    const again = await run({ recompute: true })
+    expect(again.changed).toBe(0)
+    for (const t of ['frequent', 'login_rank', 'frequent_elder', 'logins_7d']) expect(again.tags[t]?.skipped, t).toBeUndefined()
+    expect(await staged(again.runId, 'frequent')).toBe(4)
+    expect(await snapshot()).toEqual(derived)
+  })
+
+  it('a value changed outside any run stays until a recompute puts it right', async () => {
+    // As a stray write would leave it: customer 1's value of frequent deleted.
+    await db().insert('tag_values', [{ tag: 'frequent', customer_key: 1, value: '', num: 0, list: [], run_id: newRunId(), is_deleted: 1 }])
+    expect(await holders('frequent')).toEqual([2, 3, 7])
+    const derived = await run()
+    expect(derived.tags.frequent?.skipped).toBe(true)
+    expect(await holders('frequent')).toEqual([2, 3, 7])
+    const repaired = await run({ recompute: true })
+    expect(repaired.tags.frequent?.changed).toBe(1)
+    expect(await holders('frequent')).toEqual([1, 2, 3, 7])
+  })
+})
