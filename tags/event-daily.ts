@@ -198,6 +198,32 @@ export async function identityChangedDays(db: TenantDb, since: string, tz: strin
   return rows.map((r) => r.day).sort()
 }
 
+/**
+ * The customers window staging starts from (tag.queries.ts `windowStage`: every customer row,
+ * its opening date for tenure, its deletion flag) as a count and a sum of a hash of each row:
+ * an import, an update of those columns or a deletion changes it.
+ */
+export async function customersPrint(db: TenantDb): Promise<string> {
+  const [r] = await db.query(
+    `SELECT count() AS n, toString(sum(cityHash64(customer_key, opened_at, deleted))) AS h FROM customers FINAL WHERE tenant_id = {tenant:UInt16}`,
+    {},
+    z.object({ n: z.coerce.number(), h: z.string() }),
+  )
+  return `${r?.n ?? 0}:${r?.h ?? '0'}`
+}
+
+/** The newest of the current builds of days [from, to] of the layout ('0' when none is built). */
+export async function newestBuild(db: TenantDb, layout: string, from: string, to: string): Promise<string> {
+  const [r] = await db.query(
+    `SELECT toString(max(b)) AS b FROM (
+       SELECT day, max(build) AS b FROM tag_event_days
+       WHERE tenant_id = {tenant:UInt16} AND layout = {layout:String} AND day BETWEEN {from:Date} AND {to:Date} GROUP BY day)`,
+    { layout, from, to },
+    z.object({ b: z.string() }),
+  )
+  return r?.b ?? '0'
+}
+
 /** Days of the window already built (any measure), to find the ones never built. */
 export async function builtDays(db: TenantDb, layout: string, from: string, to: string): Promise<Set<string>> {
   const rows = await db.query(

@@ -17,6 +17,8 @@ export interface TagStateView {
   today: string
   watermark: string
   changedAt: string
+  /** The customers print of the full run that last computed the tag for everyone ('' when unknown). */
+  base: string
 }
 
 /** Per stock table, when it last received rows (engine clock). */
@@ -35,8 +37,13 @@ export interface FreshnessContext {
   stock: ReadonlyMap<string, string>
   /** Tags this run changed so far. */
   changedNow: ReadonlySet<string>
-  /** Stock tables are read afresh whatever their feed says (a full run): every tag over them is stale. */
+  /**
+   * Stock tables are read afresh whatever their feed says (a full run): every tag over them is
+   * stale, and the customers every rule and score is computed for are compared by their print
+   * (`base`, event-daily.ts `customersPrint`) with the one the tag was computed with.
+   */
   stockUnread?: boolean
+  base?: string
 }
 
 /**
@@ -53,9 +60,14 @@ export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string 
   if (!s) return { stale: 'never computed' }
   if (s.version !== d.version) return { stale: `definition changed (v${s.version} -> v${d.version})` }
   const features = featureDependencies(d)
-  if (ctx.stockUnread && features.length) return { stale: 'a full run reads profile and stock data afresh' }
+  if (ctx.stockUnread) {
+    if (features.length) return { stale: 'a full run reads profile and stock data afresh' }
+    if (!s.base || s.base !== ctx.base) return { stale: 'the customers changed' }
+  }
   if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return { stale: 'a new day for a date-dependent feature' }
-  const tables = new Set(features.map((f) => SOURCES[FEATURES[f].source].table))
+  // Rules and scores are computed for every customer of the profile: a customer added or
+  // removed gets or loses values whatever else the tag reads.
+  const tables = new Set<string>([SOURCES.customers.table, ...features.map((f) => SOURCES[FEATURES[f].source].table)])
   for (const t of tables) {
     const at = ctx.stock.get(t)
     if (at && at >= s.watermark) return { stale: `${t} changed` }
@@ -86,4 +98,39 @@ export function staleBecause(d: StoredTag, ctx: FreshnessContext): string | unde
 /** The tags a rule is recomputed for the changes of (see `freshness`), or undefined: every customer, or none. */
 export function changedInputsOnly(d: StoredTag, ctx: FreshnessContext): string[] | undefined {
   return freshness(d, ctx).changedInputs
+}
+
+/** What a state says an event tag was last computed from (tag_state). */
+export interface EventTagState {
+  version: number
+  measures: string
+  span: number
+  today: string
+  base: string
+  run_id: string
+}
+
+/**
+ * Why a full run must recompute its event tags, or undefined when it may keep their values: each
+ * was last computed with its definition, the tenant's measures and longest window, on this local
+ * date (the window's edges), from the same customers (`base`, recorded by the full run that last
+ * computed it for everyone; incremental runs carry it over, as they do not take in every customer
+ * change) and from day builds no newer than that computation (a day rebuilt since, by this run
+ * or one that did not compute the tag, is newer). The day builds themselves were checked against
+ * the events by this run.
+ */
+export function eventTagsStale(
+  tags: readonly StoredTag[],
+  o: { states: ReadonlyMap<string, EventTagState>; measures: string; span: number; today: string; base: string; newestBuild: string },
+): string | undefined {
+  for (const d of tags) {
+    const s = o.states.get(d.name)
+    if (!s) return `${d.name}: never computed`
+    if (s.version !== d.version) return `${d.name}: definition changed`
+    if (s.measures !== o.measures || s.span !== o.span) return `${d.name}: the measures or windows changed`
+    if (s.today !== o.today) return `${d.name}: a new day`
+    if (!s.base || s.base !== o.base) return `${d.name}: the customers changed`
+    if (BigInt(o.newestBuild) > BigInt(s.run_id)) return `${d.name}: a day was rebuilt since`
+  }
+  return undefined
 }

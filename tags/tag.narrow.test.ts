@@ -63,6 +63,8 @@ beforeAll(async () => {
     testTagDef('frequent_elder', 'boolean', { kind: 'rule', when: { all: [{ tag: 'logins_7d', op: 'gte', value: 2 }, { feature: 'elder_mode_chosen', op: 'eq', value: true }] } }),
     'test',
   )
+  // Reads a tag and a stock table beside the customers.
+  await repo.save(T, testTagDef('aum_like', 'boolean', { kind: 'rule', when: { all: [{ tag: 'logins_7d', op: 'gte', value: 1 }, { feature: 'aum', op: 'gt', value: 0 }] } }), 'test')
 })
 afterAll(async () => engine?.close())
 
@@ -106,15 +108,27 @@ describe('rules recomputed for the customers whose inputs changed', () => {
   })
 
   it('a stock table that changed means every customer for the rules reading it', async () => {
-    await db().insert('customers', [{ customer_key: 7, customer_no: 'C7', opened_at: OLD, updated_at: now(), elder_mode: 1 }])
+    await db().insert('accounts', [{ customer_key: 7, account_no: 'A7', kind: 'savings', balance: 10, status: 'active', opened_at: '2015-01-01', updated_at: now() }])
     await db().insert('events', [login(9, '2026-03-14 12:00')])
     const inc = await run('incremental')
     expect(inc.tags.frequent?.changedInputs).toEqual(['logins_7d'])
-    expect(inc.tags.frequent_elder?.changedInputs).toBeUndefined()
-    // frequent: customer 9 alone (now two logins); frequent_elder: everyone, so every holder is
-    // staged again, 7 among them for its profile change alone.
+    expect(inc.tags.aum_like?.changedInputs).toBeUndefined()
+    // frequent: customer 9 alone (now two logins); aum_like reads accounts: everyone.
     expect(await staged(inc.runId, 'frequent')).toBe(1)
     expect(await holders('frequent')).toEqual([1, 3, 7, 9])
+    expect(await holders('aum_like')).toEqual([7])
+  })
+
+  it('the customers table that changed means every customer for every rule: each is computed for all of them', async () => {
+    await db().insert('customers', [{ customer_key: 7, customer_no: 'C7', opened_at: OLD, updated_at: now(), elder_mode: 1 }])
+    await db().insert('events', [login(10, '2026-03-14 12:00')])
+    const inc = await run('incremental')
+    expect(inc.tags.frequent?.changedInputs).toBeUndefined()
+    expect(inc.tags.frequent_elder?.changedInputs).toBeUndefined()
+    // Every holder staged again: frequent for customer 10's new login and the customers change,
+    // frequent_elder with 7 among them for its profile change alone.
+    expect(await staged(inc.runId, 'frequent')).toBe(5)
+    expect(await holders('frequent')).toEqual([1, 3, 7, 9, 10])
     expect(await staged(inc.runId, 'frequent_elder')).toBe(3)
     expect(await holders('frequent_elder')).toEqual([1, 3, 7])
     expect((await run('full')).changed).toBe(0)
@@ -125,8 +139,8 @@ describe('rules recomputed for the customers whose inputs changed', () => {
     const day = (n: number) => new Date(AS_OF.getTime() + n * 86_400_000)
     const inc = await run('incremental', day(3))
     expect(inc.mode).toBe('incremental')
-    expect(await holders('frequent')).toEqual([1, 3, 7, 9])
-    // 03-19: the logins of 03-12 left; customer 3 still has two (03-13 and 03-14).
+    expect(await holders('frequent')).toEqual([1, 3, 7, 9, 10])
+    // 03-19: the logins of 03-12 left; customer 3 still has two (03-13 and 03-14), 9 and 10 one.
     const later = await run('incremental', day(4))
     expect(later.tags.frequent?.changedInputs).toEqual(['logins_7d'])
     expect(await holders('frequent')).toEqual([3])

@@ -7,10 +7,10 @@ import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.quer
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutValues, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
-import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
+import { changedInputsOnly, eventTagsStale, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, type DayPrint } from './event-daily.js'
+import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, customersPrint, newestBuild, type DayPrint } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -20,11 +20,13 @@ import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDay
  * Modes:
  * - full: every customer recomputed and compared; a day of the longest window is re-aggregated
  *   from raw events unless its build read the same events (count and fingerprint, checked on the
- *   events themselves) and no identity link or merge since touches them. Event tags, rules over
- *   profile and stock data, and SQL tags are recomputed for everyone; a rule or score computed
- *   from other tags alone follows what this run found for those (unchanged: left as it is;
- *   changed for some customers: recomputed for them, as an incremental run does), unless the
- *   request says `recompute`;
+ *   events themselves) and no identity link or merge since touches them. Event tags are kept
+ *   when the day builds of the window, the customers (their print) and the date are what they
+ *   were when they were last computed (tag.freshness.ts `eventTagsStale`); rules over profile
+ *   and stock data and SQL tags are recomputed for everyone; a rule or score computed from
+ *   other tags alone follows what this run found for those (unchanged: kept; changed for some
+ *   customers: recomputed for them, as an incremental run does). `recompute` recomputes every
+ *   tag for everyone;
  * - incremental: only days whose events changed since the last run's watermark are rebuilt, and
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
  *   entered or left a window since then (plus tenure crossings for lifecycles); a rule whose
@@ -162,6 +164,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const gap = prev ? daysBetween(prev.today, today) : -1
     if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
   }
+  // Incremental runs, and full runs short of a recompute, leave a tag alone when what it reads
+  // did not move (and narrow a rule to the customers it moved for).
+  const derives = mode === 'incremental' || (mode === 'full' && req.recompute !== true)
   const ranges: KeyRange[] = splitKeys(await maxCustomerKey(db), req.keyRange ?? 0)
   const chunkDays = Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length))
   // Rebuilt days get a new build (this run's id) that readers switch to once it is complete.
@@ -176,6 +181,11 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const slackMs = req.watermarkSlackMs ?? WATERMARK_SLACK_MS
   let scoped: number | undefined
   let reused: number | undefined
+  // The customers every tag is computed for, read before anything is staged: a full run records
+  // it with the tags it computes, and keeps a tag only when it is what it was then. And whether
+  // a full run keeps its event tags as they are.
+  const base = mode === 'full' ? await timed('customers_print', () => customersPrint(db)) : ''
+  let eventsHold = false
 
   if (hasEventTags) {
     if (mode === 'full') {
@@ -189,6 +199,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       })
       reused = keep.size
       await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d)), prints))
+      if (derives) await timed('check_event_tags', async () => {
+        const newest = await newestBuild(db, hash, windowFrom, today)
+        eventsHold = eventTagsStale(selected.filter(isEventTag) as StoredTag[], { states, measures: hash, span, today, base, newestBuild: newest }) === undefined
+      })
     } else if (mode === 'backfill') {
       // Past days are rebuilt only where never built; the live runs keep the rest current.
       const built = await builtDays(db, hash, windowFrom, today)
@@ -259,14 +273,11 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const staged = new Set<string>()
   const stagedN = new Map<string, number>()
   const skipped = new Set<string>()
-  const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at }]))
-  // Incremental runs, and full runs short of a recompute, leave a tag computed from others
-  // alone when they did not move (and narrow a rule to the customers they moved for).
-  const derives = mode === 'incremental' || (mode === 'full' && req.recompute !== true)
+  const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at, base: v.base }]))
   const stockUnread = mode === 'full'
   const fresh = (d: TagDefinition): boolean => {
     if (!derives) return true
-    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow, stockUnread })
+    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow, stockUnread, base })
     if (!why) skipped.add(d.name)
     return why !== undefined
   }
@@ -277,7 +288,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       if (dep) blocked.set(d.name, failed.has(dep) ? `reads tag ${dep}, which failed` : `reads tag ${dep}, which was skipped (${blocked.get(dep)})`)
     }
     const level = levelDefs.filter((d) => !blocked.has(d.name))
-    const events = level.filter(isEventTag)
+    // A full run that found everything its event tags read unchanged keeps their values.
+    const events = eventsHold ? [] : level.filter(isEventTag)
+    if (eventsHold) for (const d of level.filter(isEventTag)) skipped.add(d.name)
     const profile = level.filter((d) => (d.rule.kind === 'rule' || d.rule.kind === 'score') && fresh(d))
     const sqls = level.filter((d) => d.rule.kind === 'sql')
     const isScoped = mode === 'incremental'
@@ -294,7 +307,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const narrowBy = new Map<string, string[]>()
     if (derives) {
       for (const d of rules) {
-        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow, stockUnread })
+        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow, stockUnread, base })
         // Narrowing reads the inputs' rows in tag_changes, which a staged input has none of.
         if (inputs && !inputs.some((t) => staged.has(t))) narrowBy.set(d.name, inputs)
       }
@@ -385,7 +398,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         const customers = rebuilt ? covered.get(d.name)! : prevBuild!.covered
         perTag[d.name]!.customers = customers
         const n = counts.get(d.name) ?? 0
-        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)))
+        // The customers print: this full run's, or carried over by an incremental one (which does
+        // not take in every customer change for every tag).
+        const tagBase = mode === 'full' ? base : (prevBuild?.base ?? '')
+        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)), tagBase)
       })
       if (rows.length) await db.insert('tag_state', rows)
       await dropOldBitmaps(db)

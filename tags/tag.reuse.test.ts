@@ -88,7 +88,8 @@ describe('full runs reuse day builds whose events did not change', () => {
           })
       },
     })
-    const r = await runTags({ db: recording }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode: 'full', asOf: AS_OF, runId: newRunId(), watermarkSlackMs: 0 })
+    // A recompute: a full run that derives would keep these event tags without comparing them.
+    const r = await runTags({ db: recording }, { tenantId: T, timeZone: TZ, defs: await repo.list(T), mode: 'full', asOf: AS_OF, runId: newRunId(), watermarkSlackMs: 0, recompute: true })
     expect(r.changed).toBe(0)
     expect(statements.some((q) => q.includes('INSERT INTO tag_stage'))).toBe(true)
     expect(statements.filter((q) => q.includes('INSERT INTO tag_changes'))).toEqual([])

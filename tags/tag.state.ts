@@ -43,12 +43,14 @@ const stateSchema = z.object({
   span: z.coerce.number(),
   computed_at: z.string(),
   changed_at: z.string(),
+  run_id: z.string(),
+  base: z.string(),
 })
 
 export async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
   const rows = await db.query(
     `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
-            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at
+            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at, toString(run_id) AS run_id, base
      FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
     {},
     stateSchema,
@@ -56,7 +58,8 @@ export async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeo
   return new Map(rows.map((r) => [r.tag, r]))
 }
 
-export function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string) {
+/** `base`: an event tag's customers print (see `customersPrint`), '' for other tags. */
+export function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string, base = '') {
   return {
     tag: t.name,
     version: t.version ?? 0,
@@ -71,5 +74,6 @@ export function stateRow(t: StoredTag, build: string, covered: number, changed: 
     measures: s.measures,
     span: s.span,
     changed_at: changedAt,
+    base,
   }
 }
