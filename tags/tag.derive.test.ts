@@ -167,6 +167,17 @@ describe('full runs derive the tags computed from other tags', () => {
     expect((await run({ recompute: true })).changed).toBe(0)
   })
 
+  it('after an incremental run on the next day, a full run keeps the event tags it computed', async () => {
+    // 03-16 holds no event: the incremental run computes the window with it empty.
+    const next = new Date(TAG_TEST_AS_OF.getTime() + 86_400_000)
+    const inc = await run({ mode: 'incremental', asOf: next })
+    expect(inc.mode).toBe('incremental')
+    const full = await run({ asOf: next })
+    expect(full.rebuiltDays).toEqual([])
+    expect(full.tags.logins_7d?.skipped).toBe(true)
+    expect(full.changed).toBe(0)
+  })
+
   it('event tags are recomputed on another day: their windows moved', async () => {
     // 03-20: the window [03-14, 03-20] keeps the logins of 03-14 alone.
     const later = new Date(TAG_TEST_AS_OF.getTime() + 5 * 86_400_000)

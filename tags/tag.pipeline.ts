@@ -210,9 +210,14 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       await timed('rebuild_days', () => rebuild(missing))
     } else {
       const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - slackMs)
-      const dirty = await timed('changed_days', async () => [
-        ...new Set([...(await changedDays(db, since, tz, windowFrom, today)), ...(await identityChangedDays(db, since, tz, windowFrom, today))]),
-      ])
+      const dirty = await timed('changed_days', async () => {
+        // Days of the window never built (a day that entered it without events yet) are built
+        // too, empty or not: a full run then finds every day it reads built by a run that
+        // computed the tags, and keeps them (tag.freshness.ts eventTagsStale).
+        const built = await builtDays(db, hash, windowFrom, today)
+        const unbuilt = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
+        return [...new Set([...(await changedDays(db, since, tz, windowFrom, today)), ...(await identityChangedDays(db, since, tz, windowFrom, today)), ...unbuilt])]
+      })
       const incremental = all.filter(isEventTag)
       const edges = boundaryDays(windowRanges(incremental), prev!.today, today).filter((d) => d >= addDays(windowFrom, -1) && d <= today)
       await timed('scope', async () => {
