@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, testTagDef } from '../test/fixtures.js'
+import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { runTags } from './tag.pipeline.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
@@ -25,23 +25,11 @@ let repo: TagRepository
 let T: number
 
 const db = () => engine.db.forTenant(T)
+const { staged, holders } = tagReads(db)
 async function run(o: { recompute?: boolean; only?: string[]; asOf?: Date; mode?: 'full' | 'incremental' } = {}) {
   const runId = newRunId()
   const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, defs: await repo.list(T), mode: 'full', asOf: TAG_TEST_AS_OF, runId, watermarkSlackMs: 0, ...o })
   return { ...r, runId }
-}
-/** Customers a run staged a value of `tag` for. */
-async function staged(runId: string, tag: string): Promise<number> {
-  const [r] = await db().query(`SELECT count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag = {tag:String}`, { run: runId, tag }, z.object({ n: z.coerce.number() }))
-  return r!.n
-}
-async function holders(tag: string): Promise<number[]> {
-  const rows = await db().query(
-    `SELECT customer_key AS k FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
-    { tag },
-    z.object({ k: z.coerce.number() }),
-  )
-  return rows.map((r) => r.k)
 }
 /** Every current value, as `tag|customer|value|num`. */
 async function snapshot(): Promise<string[]> {

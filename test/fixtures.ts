@@ -1,3 +1,5 @@
+import { z } from 'zod'
+import type { TenantDb } from '../core/db.js'
 import { chDateTime } from '../core/time.js'
 import type { PendingEvent } from '../ingest/normalize.js'
 
@@ -28,6 +30,26 @@ export function testTagDef(name: string, type: string, rule: Record<string, unkn
 }
 
 /** A normalized track event as the edge hands it to the writer or to Kafka, stamped now. */
+/** What the tag tests read back of a tenant's runs. */
+export function tagReads(db: () => TenantDb) {
+  return {
+    /** Customers a run staged a value of `tag` for. */
+    async staged(runId: string, tag: string): Promise<number> {
+      const [r] = await db().query(`SELECT count() AS n FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag = {tag:String}`, { run: runId, tag }, z.object({ n: z.coerce.number() }))
+      return r!.n
+    },
+    /** The customers holding a value of `tag`, by key. */
+    async holders(tag: string): Promise<number[]> {
+      const rows = await db().query(
+        `SELECT customer_key AS k FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
+        { tag },
+        z.object({ k: z.coerce.number() }),
+      )
+      return rows.map((r) => r.k)
+    },
+  }
+}
+
 export function pendingEvent(over: Partial<PendingEvent> = {}): PendingEvent {
   const now = Date.now()
   return {
