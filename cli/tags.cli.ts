@@ -110,8 +110,8 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
       .command('run [name]')
       .description('run a pipeline now and wait for it: tags (incremental where possible; saved segments follow) or segments')
       .option('--tenant <tenant>', 'tenant slug or id')
-      .option('--full', 'recompute every customer (days whose events changed since their build are re-aggregated from raw events)')
-      .option('--recompute', 'with --full: recompute tags computed from other tags alone too, even where their inputs did not change')
+      .option('--full', 'every customer: days whose events changed since their build re-aggregated from raw events, tags recomputed unless their checks find what they read unchanged')
+      .option('--recompute', 'with --full: recompute every tag for every customer, even where what it reads did not change (repairs values changed outside runs)')
       .option('--tags <names>', 'only these tags, comma-separated')
       .option('--from <date>', 'backfill history from this local date (YYYY-MM-DD)')
       .option('--to <date>', 'backfill history up to this local date'),

@@ -28,7 +28,7 @@ export interface RunOptions {
   /** Only these tags (their dependencies are read as they are). */
   tags?: readonly string[] | undefined
   mode?: 'full' | 'incremental'
-  /** A full run that recomputes every tag, those computed from other tags alone included (tags only). */
+  /** A full run that recomputes every tag for every customer, even those whose inputs it finds unchanged (tags only). */
   recompute?: boolean | undefined
   trigger: 'schedule' | 'api' | 'cli' | 'after-tags'
   /** Recompute history for these tenant-local days instead of the current values. */

@@ -84,7 +84,7 @@ export function registerPipelineRoutes(app: FastifyInstance, deps: { auth: Auth;
           recompute: z
             .boolean()
             .default(false)
-            .describe('with mode full: recompute every tag, those computed from other tags alone included, instead of leaving them as they are when their inputs did not change'),
+            .describe('with mode full: recompute every tag for every customer, instead of keeping the tags whose inputs the run finds unchanged'),
           backfill: z.object({ from: day, to: day }).optional().describe('recompute history for these local days'),
           wait: z.boolean().default(false),
         }),

@@ -8,8 +8,9 @@ import { featureDependencies, tagDependencies, type StoredTag } from './tag.sche
  * was last computed. A rule over profile and stock data reads tables (their change feed says when
  * they last received rows), the date (for ages and countdowns), and other tags (their last
  * change). Anything unknown means recompute. A full run does not take the stock tables' change
- * feed's word (`stockUnread`): it recomputes every rule over them, and leaves alone only the
- * tags computed from other tags alone whose inputs it recomputed and found unchanged.
+ * feed's word (`stockUnread`): it recomputes every rule over them, and keeps a rule or score
+ * computed from other tags alone only when its inputs did not change and the customers' print
+ * is the one it was computed with.
  */
 
 export interface TagStateView {

@@ -62,9 +62,8 @@ export interface TagRunRequest {
   asOf: Date
   runId: string
   /**
-   * A full run that recomputes every tag for everyone, those computed from other tags alone
-   * included, instead of deriving them from what the run found for their inputs (repairs values
-   * changed outside runs; costs the whole computation).
+   * A full run that recomputes every tag for everyone instead of keeping those whose inputs it
+   * finds unchanged (repairs values changed outside runs; costs the whole computation).
    */
   recompute?: boolean
   /**

@@ -5183,7 +5183,7 @@ export interface paths {
                          */
                         pipeline?: "tags" | "segments" | "recommend" | "push";
                         /**
-                         * @description with mode full: recompute every tag, those computed from other tags alone included, instead of leaving them as they are when their inputs did not change
+                         * @description with mode full: recompute every tag for every customer, instead of keeping the tags whose inputs the run finds unchanged
                          * @default false
                          */
                         recompute?: boolean;
