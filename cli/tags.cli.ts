@@ -146,8 +146,16 @@ export function registerTagCommands(program: Command, h: CliHelpers) {
   )
 }
 
+/** Tags a tag run kept as they were, what they read unchanged (`skipped` without a reason in its details). */
+function keptTags(r: RunRecord): number {
+  const tags = r.pipeline === 'tags' ? r.details.tags : undefined
+  if (!tags || typeof tags !== 'object') return 0
+  return Object.values(tags as Record<string, { skipped?: boolean; reason?: string }>).filter((t) => t.skipped === true && !t.reason).length
+}
+
 export function describeRun(r: RunRecord): string {
   const ms = r.finishedAt ? Date.parse(`${r.finishedAt.replace(' ', 'T')}Z`) - Date.parse(`${r.startedAt.replace(' ', 'T')}Z`) : undefined
+  const kept = keptTags(r)
   return [
     r.runId,
     r.pipeline,
@@ -156,6 +164,7 @@ export function describeRun(r: RunRecord): string {
     `started ${r.startedAt}`,
     ms === undefined ? 'running' : `${(ms / 1000).toFixed(1)} s`,
     `${r.rows.toLocaleString('en-US')} values changed`,
+    kept ? `${kept} tags kept (unchanged inputs)` : '',
     r.attempt > 1 ? `attempt ${r.attempt}` : '',
     r.error ? `error: ${r.error}` : '',
   ]

@@ -30,6 +30,7 @@ export const NOT_TESTS = ['node_modules/**', 'dist/**', 'console/dist/**', '.qia
  */
 export const UNIT_FILES = [
   'bench/open-loop.test.ts',
+  'cli/tags.cli.test.ts',
   // The console's own logic, without a server or a browser.
   'console/src/**/*.test.ts',
   'core/config.test.ts',
