@@ -7,10 +7,11 @@ import { featureDependencies, tagDependencies, type StoredTag } from './tag.sche
  * Whether a run must recompute a rule or score tag: only when something it reads moved since it
  * was last computed. A rule over profile and stock data reads tables (their change feed says when
  * they last received rows), the date (for ages and countdowns), and other tags (their last
- * change). Anything unknown means recompute. A full run does not take the stock tables' change
- * feed's word (`stockUnread`): it recomputes every rule over them, and keeps a rule or score
- * computed from other tags alone only when its inputs did not change and the customers' print
- * is the one it was computed with.
+ * change). Anything unknown means recompute. Every rule and score is computed for every
+ * customer of the profile, so it is also stale when the customers' print (`base`, event-daily.ts
+ * `customersPrint`: keys, opening dates, deletions) differs from the one it was computed with: a
+ * customer imported gets their values, whatever else the tag reads. A full run does not take the
+ * stock tables' change feed's word (`stockUnread`): it recomputes every rule over them.
  */
 
 export interface TagStateView {
@@ -18,7 +19,7 @@ export interface TagStateView {
   today: string
   watermark: string
   changedAt: string
-  /** The customers print of the full run that last computed the tag for everyone ('' when unknown). */
+  /** The customers' print the tag was last computed for everyone with ('' when unknown). */
   base: string
 }
 
@@ -38,13 +39,10 @@ export interface FreshnessContext {
   stock: ReadonlyMap<string, string>
   /** Tags this run changed so far. */
   changedNow: ReadonlySet<string>
-  /**
-   * Stock tables are read afresh whatever their feed says (a full run): every tag over them is
-   * stale, and the customers every rule and score is computed for are compared by their print
-   * (`base`, event-daily.ts `customersPrint`) with the one the tag was computed with.
-   */
+  /** Stock tables are read afresh whatever their feed says (a full run): every tag over them is stale. */
   stockUnread?: boolean
-  base?: string
+  /** The customers' print as this run read it before staging. */
+  base: string
 }
 
 /**
@@ -61,14 +59,10 @@ export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string 
   if (!s) return { stale: 'never computed' }
   if (s.version !== d.version) return { stale: `definition changed (v${s.version} -> v${d.version})` }
   const features = featureDependencies(d)
-  if (ctx.stockUnread) {
-    if (features.length) return { stale: 'a full run reads profile and stock data afresh' }
-    if (!s.base || s.base !== ctx.base) return { stale: 'the customers changed' }
-  }
+  if (ctx.stockUnread && features.length) return { stale: 'a full run reads profile and stock data afresh' }
+  if (!s.base || s.base !== ctx.base) return { stale: 'the customers changed' }
   if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return { stale: 'a new day for a date-dependent feature' }
-  // Rules and scores are computed for every customer of the profile: a customer added or
-  // removed gets or loses values whatever else the tag reads.
-  const tables = new Set<string>([SOURCES.customers.table, ...features.map((f) => SOURCES[FEATURES[f].source].table)])
+  const tables = new Set(features.map((f) => SOURCES[FEATURES[f].source].table))
   for (const t of tables) {
     const at = ctx.stock.get(t)
     if (at && at >= s.watermark) return { stale: `${t} changed` }

@@ -106,16 +106,16 @@ describe('rules recomputed for the customers whose inputs changed', () => {
     expect(await holders('aum_like')).toEqual([7])
   })
 
-  it('the customers table that changed means every customer for every rule: each is computed for all of them', async () => {
+  it('a profile column that changed means every customer for the rules reading the customers table, and no more', async () => {
     await db().insert('customers', [{ customer_key: 7, customer_no: 'C7', opened_at: OLD, updated_at: now(), elder_mode: 1 }])
     await db().insert('events', [login(10, '2026-03-14 12:00')])
     const inc = await run('incremental')
-    expect(inc.tags.frequent?.changedInputs).toBeUndefined()
-    expect(inc.tags.frequent_elder?.changedInputs).toBeUndefined()
-    // Every holder staged again: frequent for customer 10's new login and the customers change,
-    // frequent_elder with 7 among them for its profile change alone.
-    expect(await staged(inc.runId, 'frequent')).toBe(5)
+    // No customer came or went: frequent still follows its input alone (customer 10's new login).
+    expect(inc.tags.frequent?.changedInputs).toEqual(['logins_7d'])
+    expect(await staged(inc.runId, 'frequent')).toBe(1)
     expect(await holders('frequent')).toEqual([1, 3, 7, 9, 10])
+    // frequent_elder reads the elder mode: every holder staged again, 7 for its profile change alone.
+    expect(inc.tags.frequent_elder?.changedInputs).toBeUndefined()
     expect(await staged(inc.runId, 'frequent_elder')).toBe(3)
     expect(await holders('frequent_elder')).toEqual([1, 3, 7])
     expect((await run('full')).changed).toBe(0)

@@ -180,10 +180,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const slackMs = req.watermarkSlackMs ?? WATERMARK_SLACK_MS
   let scoped: number | undefined
   let reused: number | undefined
-  // The customers every tag is computed for, read before anything is staged: a full run records
-  // it with the tags it computes, and keeps a tag only when it is what it was then. And whether
-  // a full run keeps its event tags as they are.
-  const base = mode === 'full' ? await timed('customers_print', () => customersPrint(db)) : ''
+  // The customers every tag is computed for, read before anything is staged and recorded with
+  // the tags computed for all of them: a tag is kept only while it is what it was then. And
+  // whether a full run keeps its event tags as they are.
+  const base = mode === 'backfill' ? '' : await timed('customers_print', () => customersPrint(db))
   let eventsHold = false
 
   if (hasEventTags) {
@@ -402,9 +402,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         const customers = rebuilt ? covered.get(d.name)! : prevBuild!.covered
         perTag[d.name]!.customers = customers
         const n = counts.get(d.name) ?? 0
-        // The customers print: this full run's, or carried over by an incremental one (which does
-        // not take in every customer change for every tag).
-        const tagBase = mode === 'full' ? base : (prevBuild?.base ?? '')
+        // The customers' print: this run's, but an incremental run carries an event tag's over (it
+        // computes event tags for the customers with activity, not for those imported).
+        const tagBase = mode === 'full' || !isEventTag(d) ? base : (prevBuild?.base ?? '')
         return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)), tagBase)
       })
       if (rows.length) await db.insert('tag_state', rows)
