@@ -2,11 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
-import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
-import { createTenantService } from '../tenants/tenants.service.js'
+import type { TestEngine } from '../test/engine.js'
+import { LONG_AGO, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
+import { loginEvent, openLoginBank } from './tag.fixture.js'
 import { runTags } from './tag.pipeline.js'
-import { createTagRepository, type TagRepository } from './tag.repository.js'
+import type { TagRepository } from './tag.repository.js'
 
 /**
  * A full run checks what raw data feeds before it recomputes: event tags keep their values when
@@ -40,17 +40,10 @@ async function snapshot(): Promise<string[]> {
   )
   return rows.map((r) => `${r.tag}|${r.k}|${r.value}|${r.num}`)
 }
-const login = (k: number, local: string) => ({ ...localEvent(k, local, 'login'), received_at: chDateTime(new Date()) })
+const login = loginEvent
 
 beforeAll(async () => {
-  engine = await openTestEngine()
-  const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
-  T = (await tenants.create({ slug: 'bank-d', name: 'D', timeZone: TAG_TEST_TZ })).id
-  repo = createTagRepository({ db: engine.db })
-  await db().insert('customers', KEYS.map((k) => ({ customer_key: k, customer_no: `C${k}`, opened_at: LONG_AGO, updated_at: LONG_AGO, elder_mode: k <= 5 ? 1 : 0 })))
-  // Every customer logs in once in the window; 1-3 twice.
-  await db().insert('events', [...KEYS.map((k) => login(k, '2026-03-12 10:00')), ...[1, 2, 3].map((k) => login(k, '2026-03-13 10:00'))])
-  await repo.save(T, testTagDef('logins_7d', 'number', { kind: 'window', events: ['login'], measure: 'count', days: 7 }), 'test')
+  ;({ engine, repo, tenantId: T } = await openLoginBank({ slug: 'bank-d', timeZone: TAG_TEST_TZ, keys: KEYS }))
   await repo.save(T, testTagDef('login_days_7d', 'number', { kind: 'window', events: ['login'], measure: 'days', days: 7 }), 'test')
   // From a tag alone (a rule and a score), and from a tag and a profile feature.
   await repo.save(T, testTagDef('frequent', 'boolean', { kind: 'rule', when: { tag: 'logins_7d', op: 'gte', value: 2 } }), 'test')

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
-import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
-import { createTenantService } from '../tenants/tenants.service.js'
+import type { TestEngine } from '../test/engine.js'
+import { LONG_AGO, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
+import { loginEvent, openLoginBank } from './tag.fixture.js'
 import { runTags } from './tag.pipeline.js'
-import { createTagRepository, type TagRepository } from './tag.repository.js'
+import type { TagRepository } from './tag.repository.js'
 
 /**
  * An incremental run recomputes a rule whose only moved inputs are tags this run changed for the
@@ -32,17 +32,10 @@ async function run(mode: 'full' | 'incremental', asOf = AS_OF) {
   return { ...r, runId }
 }
 const now = () => chDateTime(new Date())
-const login = (k: number, local: string) => ({ ...localEvent(k, local, 'login'), received_at: now() })
+const login = loginEvent
 
 beforeAll(async () => {
-  engine = await openTestEngine()
-  const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
-  T = (await tenants.create({ slug: 'bank-n', name: 'N', timeZone: TZ })).id
-  repo = createTagRepository({ db: engine.db })
-  await db().insert('customers', KEYS.map((k) => ({ customer_key: k, customer_no: `C${k}`, opened_at: OLD, updated_at: OLD, elder_mode: k <= 5 ? 1 : 0 })))
-  // Every customer logs in once in the window; 1-3 twice.
-  await db().insert('events', [...KEYS.map((k) => login(k, '2026-03-12 10:00')), ...[1, 2, 3].map((k) => login(k, '2026-03-13 10:00'))])
-  await repo.save(T, testTagDef('logins_7d', 'number', { kind: 'window', events: ['login'], measure: 'count', days: 7 }), 'test')
+  ;({ engine, repo, tenantId: T } = await openLoginBank({ slug: 'bank-n', timeZone: TZ, keys: KEYS }))
   // Reads a tag only; and one that also reads a profile feature.
   await repo.save(T, testTagDef('frequent', 'boolean', { kind: 'rule', when: { tag: 'logins_7d', op: 'gte', value: 2 } }), 'test')
   await repo.save(
