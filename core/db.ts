@@ -46,6 +46,7 @@ export const TENANT_TABLES = [
   'tag_changes',
   'tag_stage',
   'tag_scope',
+  'tag_customer_prints',
   'tag_bitmaps',
   'tag_state',
   'pipeline_runs',

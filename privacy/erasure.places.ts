@@ -56,6 +56,7 @@ export const PLACES: Record<TenantTable, Place> = {
   tag_changes: { by: 'key', label: 'tag changes per run' },
   tag_stage: { by: 'key', label: 'tag run staging' },
   tag_scope: { by: 'key', label: 'tag run scope' },
+  tag_customer_prints: { by: 'key', label: 'the customers as a tag run read them (key, hash of opening date and deletion)' },
   tag_bitmaps: { by: 'bitmap', label: 'tag bitmaps' },
   tag_state: { by: 'none', why: 'per tag: build, coverage, last run' },
   pipeline_runs: { by: 'none', why: 'run history (counts only)' },

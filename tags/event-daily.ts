@@ -198,20 +198,6 @@ export async function identityChangedDays(db: TenantDb, since: string, tz: strin
   return rows.map((r) => r.day).sort()
 }
 
-/**
- * The customers window staging starts from (tag.queries.ts `windowStage`: every customer row,
- * its opening date for tenure, its deletion flag) as a count and a sum of a hash of each row:
- * an import, an update of those columns or a deletion changes it.
- */
-export async function customersPrint(db: TenantDb): Promise<string> {
-  const [r] = await db.query(
-    `SELECT count() AS n, toString(sum(cityHash64(customer_key, opened_at, deleted))) AS h FROM customers FINAL WHERE tenant_id = {tenant:UInt16}`,
-    {},
-    z.object({ n: z.coerce.number(), h: z.string() }),
-  )
-  return `${r?.n ?? 0}:${r?.h ?? '0'}`
-}
-
 /** The newest of the current builds of days [from, to] of the layout ('0' when none is built). */
 export async function newestBuild(db: TenantDb, layout: string, from: string, to: string): Promise<string> {
   const [r] = await db.query(

@@ -8,7 +8,7 @@ import { featureDependencies, tagDependencies, type StoredTag } from './tag.sche
  * was last computed. A rule over profile and stock data reads tables (their change feed says when
  * they last received rows), the date (for ages and countdowns), and other tags (their last
  * change). Anything unknown means recompute. Every rule and score is computed for every
- * customer of the profile, so it is also stale when the customers' print (`base`, event-daily.ts
+ * customer of the profile, so it is also stale when the customers' print (`base`, tag.customers.ts
  * `customersPrint`: keys, opening dates, deletions) differs from the one it was computed with: a
  * customer imported gets their values, whatever else the tag reads. A full run does not take the
  * stock tables' change feed's word (`stockUnread`): it recomputes every rule over them.
@@ -108,9 +108,9 @@ export interface EventTagState {
 /**
  * Why a full run must recompute its event tags, or undefined when it may keep their values: each
  * was last computed with its definition, the tenant's measures and longest window, on this local
- * date (the window's edges), from the same customers (`base`, recorded by the full run that last
- * computed it for everyone; incremental runs carry it over, as they do not take in every customer
- * change) and from day builds no newer than that computation (a day rebuilt since, by this run
+ * date (the window's edges), from the same customers (`base`, recorded by the run that last
+ * computed it: a full run for everyone, an incremental run for the customers whose activity or
+ * customer row changed, tag.customers.ts) and from day builds no newer than that computation (a day rebuilt since, by this run
  * or one that did not compute the tag, is newer). The day builds themselves were checked against
  * the events by this run.
  */

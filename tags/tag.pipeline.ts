@@ -10,7 +10,8 @@ import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutVal
 import { changedInputsOnly, eventTagsStale, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, customersPrint, newestBuild, type DayPrint } from './event-daily.js'
+import { addScopeFromCustomers, customersPrint, keepCustomers, printKept, pruneCustomerPrints } from './tag.customers.js'
+import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, newestBuild, type DayPrint } from './event-daily.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -148,6 +149,11 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   let mode = req.mode
   // An incremental run starts where the least advanced of its event tags stopped.
   let prev: RunState | undefined
+  // The customers every tag is computed for, read before anything is staged and recorded with
+  // the tags computed for all of them: a tag is kept only while it is what it was then.
+  let base = mode === 'backfill' ? '' : await timed('customers_print', () => customersPrint(db))
+  // The prints an incremental run's event tags were computed from, when the customers changed since.
+  let customersFrom: string[] = []
   if (mode === 'incremental') {
     const eventStates = selected.filter(isEventTag).map((d) => ({ d: d as StoredTag, s: states.get(d.name) }))
     const fresh = eventStates.every(({ d, s }) => s && s.version === d.version && s.measures === hash && s.span === span && s.today)
@@ -162,7 +168,16 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     }
     const gap = prev ? daysBetween(prev.today, today) : -1
     if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
+    if (mode === 'incremental' && eventStates.length) {
+      // Customers added, re-dated or deleted since: recomputed from the rows kept of the print
+      // the event tags were computed from, or everyone when those rows are not kept.
+      customersFrom = [...new Set(eventStates.map((e) => e.s!.base))].filter((b) => b !== base)
+      for (const b of customersFrom) if (!b || !(await printKept(db, b))) mode = 'full'
+    }
   }
+  // Event tags computed for everyone (or for the customers that changed) record the print of
+  // customers whose rows are kept: the next incremental run compares them row by row.
+  if (hasEventTags && (mode === 'full' || customersFrom.length)) base = await timed('customers_kept', () => keepCustomers(db, base))
   // Incremental runs, and full runs short of a recompute, leave a tag alone when what it reads
   // did not move (and narrow a rule to the customers it moved for).
   const derives = mode === 'incremental' || (mode === 'full' && req.recompute !== true)
@@ -180,10 +195,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const slackMs = req.watermarkSlackMs ?? WATERMARK_SLACK_MS
   let scoped: number | undefined
   let reused: number | undefined
-  // The customers every tag is computed for, read before anything is staged and recorded with
-  // the tags computed for all of them: a tag is kept only while it is what it was then. And
-  // whether a full run keeps its event tags as they are.
-  const base = mode === 'backfill' ? '' : await timed('customers_print', () => customersPrint(db))
+  // Whether a full run keeps its event tags as they are.
   let eventsHold = false
 
   if (hasEventTags) {
@@ -224,6 +236,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         await rebuild(dirty)
         await addScopeFromDays(db, req.runId, hash, dirty)
         await addTenureCrossings(db, req.runId, incremental, prev!.today, today, tz)
+        if (mode === 'incremental') for (const b of customersFrom) await addScopeFromCustomers(db, req.runId, b, base)
       })
       const [n] = await db.query(
         `SELECT uniqExact(customer_key) AS n FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64}`,
@@ -402,12 +415,16 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         const customers = rebuilt ? covered.get(d.name)! : prevBuild!.covered
         perTag[d.name]!.customers = customers
         const n = counts.get(d.name) ?? 0
-        // The customers' print: this run's, but an incremental run carries an event tag's over (it
-        // computes event tags for the customers with activity, not for those imported).
-        const tagBase = mode === 'full' || !isEventTag(d) ? base : (prevBuild?.base ?? '')
-        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)), tagBase)
+        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)), base)
       })
       if (rows.length) await db.insert('tag_state', rows)
+      // The rows of prints no event tag names any longer go.
+      if (hasEventTags) {
+        const eventNames = new Set(all.filter(isEventTag).map((d) => d.name))
+        const named = new Map([...states].filter(([name]) => eventNames.has(name)).map(([name, s]) => [name, s.base]))
+        for (const r of rows) if (eventNames.has(r.tag)) named.set(r.tag, r.base)
+        await pruneCustomerPrints(db, [...named.values()])
+      }
       await dropOldBitmaps(db)
     })
   }
