@@ -1,17 +1,18 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
-import { addDays, chDateTime, daysBetween, localDate } from '../core/time.js'
+import { addDays, chDateTime, localDate } from '../core/time.js'
 import { eventMeasures } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutValues, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
-import { changedInputsOnly, eventTagsStale, stockChanges, staleBecause } from './tag.freshness.js'
+import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { addScopeFromCustomers, customersPrint, keepCustomers, printKept, pruneCustomerPrints } from './tag.customers.js'
-import { addScopeFromDays, changedDays, identityChangedDays, buildDays, builtDays, hasMerges, dropSupersededDays, dayPrints, reusableDays, addTenureCrossings, boundaryDays, windowRanges, newestBuild, type DayPrint } from './event-daily.js'
+import { customersPrint, pruneCustomerPrints } from './tag.customers.js'
+import { dropSupersededDays } from './event-daily.js'
+import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -102,7 +103,6 @@ export interface TagRunResult {
   steps: { step: string; ms: number }[]
 }
 
-const INCREMENTAL_MAX_GAP_DAYS = 7
 /** Inserts that computed their change time just before the watermark may commit just after it. */
 const WATERMARK_SLACK_MS = 60_000
 /**
@@ -113,8 +113,6 @@ const WATERMARK_SLACK_MS = 60_000
 const REBUILD_CHUNK_DAYS = 8
 /** Superseded day builds tolerated before they are dropped (one table mutation drops them all). */
 const SUPERSEDED_DAYS_BEFORE_CLEANUP = 48
-
-const isEventTag = (d: TagDefinition) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle'
 
 export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<TagRunResult> {
   const db = deps.db.forTenant(req.tenantId)
@@ -147,104 +145,47 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
 
   const states = await tagStates(db)
   let mode = req.mode
-  // An incremental run starts where the least advanced of its event tags stopped.
-  let prev: RunState | undefined
   // The customers every tag is computed for, read before anything is staged and recorded with
   // the tags computed for all of them: a tag is kept only while it is what it was then.
   let base = mode === 'backfill' ? '' : await timed('customers_print', () => customersPrint(db))
-  // The prints an incremental run's event tags were computed from, when the customers changed since.
-  let customersFrom: string[] = []
-  if (mode === 'incremental') {
-    const eventStates = selected.filter(isEventTag).map((d) => ({ d: d as StoredTag, s: states.get(d.name) }))
-    const fresh = eventStates.every(({ d, s }) => s && s.version === d.version && s.measures === hash && s.span === span && s.today)
-    if (fresh && eventStates.length) {
-      const ss = eventStates.map((e) => e.s!)
-      prev = {
-        today: ss.map((s) => s.today).sort()[0]!,
-        watermark: ss.map((s) => s.watermark).sort()[0]!,
-        measures: hash,
-        span,
-      }
-    }
-    const gap = prev ? daysBetween(prev.today, today) : -1
-    if (eventStates.length && (!prev || gap < 0 || gap > INCREMENTAL_MAX_GAP_DAYS)) mode = 'full'
-    if (mode === 'incremental' && eventStates.length) {
-      // Customers added, re-dated or deleted since: recomputed from the rows kept of the print
-      // the event tags were computed from, or everyone when those rows are not kept.
-      customersFrom = [...new Set(eventStates.map((e) => e.s!.base))].filter((b) => b !== base)
-      for (const b of customersFrom) if (!b || !(await printKept(db, b))) mode = 'full'
-    }
-  }
-  // Event tags computed for everyone (or for the customers that changed) record the print of
-  // customers whose rows are kept: the next incremental run compares them row by row.
-  if (hasEventTags && (mode === 'full' || customersFrom.length)) base = await timed('customers_kept', () => keepCustomers(db, base))
+  const eventTags = selected.filter(isEventTag) as StoredTag[]
+  const start = mode === 'incremental' ? await incrementalStart(db, { eventTags, states, hash, span, today, base }) : undefined
+  if (start) mode = start.mode
   // Incremental runs, and full runs short of a recompute, leave a tag alone when what it reads
   // did not move (and narrow a rule to the customers it moved for).
   const derives = mode === 'incremental' || (mode === 'full' && req.recompute !== true)
   const ranges: KeyRange[] = splitKeys(await maxCustomerKey(db), req.keyRange ?? 0)
-  const chunkDays = Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length))
-  // Rebuilt days get a new build (this run's id) that readers switch to once it is complete.
-  const merges = await hasMerges(db)
-  const rebuilt: string[] = []
-  const rebuild = async (unsorted: string[], prints?: ReadonlyMap<string, DayPrint>) => {
-    const days = [...new Set(unsorted)].sort()
-    if (!days.length) return
-    await buildDays(db, layout, req.runId, days, tz, { merges, chunkDays, readFrom: watermark, ...(prints ? { prints } : {}) })
-    rebuilt.push(...days)
-  }
-  const slackMs = req.watermarkSlackMs ?? WATERMARK_SLACK_MS
+  let rebuilt: string[] = []
   let scoped: number | undefined
   let reused: number | undefined
   // Whether a full run keeps its event tags as they are.
   let eventsHold = false
-
   if (hasEventTags) {
-    if (mode === 'full') {
-      // Every customer is recomputed, but a day is re-aggregated only when its events or the
-      // identities they resolve to changed since its build (checked here, not taken from the
-      // change feed, so events the feed missed are seen too).
-      const window = Array.from({ length: span }, (_, i) => addDays(windowFrom, i))
-      const { prints, keep } = await timed('check_days', async () => {
-        const prints = await dayPrints(db, windowFrom, today, tz)
-        return { prints, keep: await reusableDays(db, { layout: hash, tz, prints, from: windowFrom, to: today, slackMs }) }
-      })
-      reused = keep.size
-      await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d)), prints))
-      if (derives) await timed('check_event_tags', async () => {
-        const newest = await newestBuild(db, hash, windowFrom, today)
-        eventsHold = eventTagsStale(selected.filter(isEventTag) as StoredTag[], { states, measures: hash, span, today, base, newestBuild: newest }) === undefined
-      })
-    } else if (mode === 'backfill') {
-      // Past days are rebuilt only where never built; the live runs keep the rest current.
-      const built = await builtDays(db, hash, windowFrom, today)
-      const missing = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
-      await timed('rebuild_days', () => rebuild(missing))
-    } else {
-      const since = chDateTime(Date.parse(`${prev!.watermark.replace(' ', 'T')}Z`) - slackMs)
-      const dirty = await timed('changed_days', async () => {
-        // Days of the window never built (a day that entered it without events yet) are built
-        // too, empty or not: a full run then finds every day it reads built by a run that
-        // computed the tags, and keeps them (tag.freshness.ts eventTagsStale).
-        const built = await builtDays(db, hash, windowFrom, today)
-        const unbuilt = Array.from({ length: span }, (_, i) => addDays(windowFrom, i)).filter((d) => !built.has(d))
-        return [...new Set([...(await changedDays(db, since, tz, windowFrom, today)), ...(await identityChangedDays(db, since, tz, windowFrom, today)), ...unbuilt])]
-      })
-      const incremental = all.filter(isEventTag)
-      const edges = boundaryDays(windowRanges(incremental), prev!.today, today).filter((d) => d >= addDays(windowFrom, -1) && d <= today)
-      await timed('scope', async () => {
-        await addScopeFromDays(db, req.runId, hash, [...new Set([...dirty, ...edges])])
-        await rebuild(dirty)
-        await addScopeFromDays(db, req.runId, hash, dirty)
-        await addTenureCrossings(db, req.runId, incremental, prev!.today, today, tz)
-        if (mode === 'incremental') for (const b of customersFrom) await addScopeFromCustomers(db, req.runId, b, base)
-      })
-      const [n] = await db.query(
-        `SELECT uniqExact(customer_key) AS n FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64}`,
-        { run: req.runId },
-        z.object({ n: z.coerce.number() }),
-      )
-      scoped = n?.n ?? 0
-    }
+    const days = await prepareDays(
+      db,
+      {
+        runId: req.runId,
+        mode,
+        derives,
+        layout,
+        hash,
+        span,
+        windowFrom,
+        today,
+        tz,
+        watermark,
+        slackMs: req.watermarkSlackMs ?? WATERMARK_SLACK_MS,
+        chunkDays: Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length)),
+        prev: start?.prev,
+        eventTags,
+        allEventTags: all.filter(isEventTag),
+        states,
+        base,
+        customersFrom: start?.customersFrom ?? [],
+      },
+      timed,
+    )
+    ;({ rebuilt, scoped, reused, eventsHold, base } = days)
   }
 
   const params = { run: req.runId, today, tz, asOf }
