@@ -53,8 +53,10 @@ export async function keepCustomers(db: TenantDb, print: string): Promise<string
      FROM (SELECT customer_key, ${CUSTOMER_HASH} AS h FROM customers FINAL WHERE tenant_id = {tenant:UInt16})`,
   )
   // Runs of one tenant do not overlap (pipeline leases): the print that was not there is this one.
+  // None is new when an import since `print` brought the customers back to a state kept before:
+  // the run then records no print (''), and the next run recomputes every customer's tags.
   const added = (await keptPrints(db)).filter((p) => !before.includes(p))
-  return added[0] ?? NO_CUSTOMERS
+  return added[0] ?? ''
 }
 
 async function keptPrints(db: TenantDb): Promise<string[]> {
