@@ -102,6 +102,8 @@ export function predicate(table: TenantTable, place: Place): string {
       if (table === 'identities') return `(customer_key ${keys} OR id_value IN {ids:Array(String)})`
       if (table === 'customers' || table === 'push_targets' || table === 'consent_history') return `(customer_key ${keys} OR customer_no IN {nos:Array(String)})`
       return `customer_key ${keys}`
+    case 'keyAndRef':
+      return `(customer_key ${keys} OR ${place.ref} ${keys})`
     case 'keyPair': {
       const [a, b] = place.columns
       return table === 'identity_changes' ? `(${a} ${keys} OR ${b} ${keys} OR id_value IN {ids:Array(String)})` : `(${a} ${keys} OR ${b} ${keys})`
@@ -152,9 +154,31 @@ async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<vo
     for (let i = 0; i < found.length; i += 10_000) {
       await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND digest IN {digests:Array(UInt64)}`, { digests: found.slice(i, i + 10_000).map((r) => BigInt(r.digest)) })
     }
+  } else if (place.by === 'keyAndRef') {
+    const keys = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
+    await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND customer_key ${keys}`, params(s))
+    // A mutation only where another customer's row names the key (most customers pay no one's bills).
+    const named = `tenant_id = {tenant:UInt16} AND ${place.ref} ${keys}`
+    const [r] = await db.query(`SELECT count() AS n FROM ${table} WHERE ${named}`, params(s), countRow)
+    if (r?.n) await db.command(`ALTER TABLE ${table} UPDATE ${place.ref} = 0 WHERE ${named} SETTINGS mutations_sync = 2`, params(s))
   } else {
     await db.command(`DELETE FROM ${table} WHERE ${where}`, params(s))
   }
+  await stampStock(db, table)
+}
+
+/**
+ * A deletion feeds no materialized view, so the tag runs' feed of stock table changes
+ * (stock_changes, one row per table that ever received rows) would not see an erasure, and a rule
+ * over other customers' rows (what a payer paid for the erased customer) would keep its value
+ * until a full run: the job stamps the stock tables it changed, as an import does.
+ */
+async function stampStock(db: TenantDb, table: TenantTable): Promise<void> {
+  await db.command(
+    `INSERT INTO stock_changes (tenant_id, source, changed_at)
+     SELECT {tenant:UInt16}, source, now64(3) FROM stock_changes WHERE tenant_id = {tenant:UInt16} AND source = {table:String} GROUP BY source`,
+    { table },
+  )
 }
 
 const digestRow = z.object({ digest: z.string() })

@@ -52,6 +52,7 @@ describe('erasure places', () => {
       const cols = await columnsOf(table)
       const p = PLACES[table]
       if (p.by === 'key') expect(cols, table).toContain('customer_key')
+      if (p.by === 'keyAndRef') expect(cols, table).toEqual(expect.arrayContaining(['customer_key', p.ref]))
       if (p.by === 'keyPair') for (const c of p.columns) expect(cols, table).toContain(c)
       if (p.by === 'bitmap') expect(cols, table).toContain('keys')
       if (p.by === 'dedupKeys') expect(cols, table).toEqual(expect.arrayContaining(['digest', 'message_id']))

@@ -7,6 +7,8 @@ import type { TenantTable } from '../core/db.js'
  * a tenant_id), so a table added later cannot be forgotten.
  *
  * - `key`: rows whose `customer_key` is one of the customer's keys; deleted.
+ * - `keyAndRef`: the same, and rows of other customers naming one of the keys in `ref` (a bill a
+ *   family member paid): those rows are theirs and stay, with `ref` cleared.
  * - `keyPair`: rows naming a key in either of two columns (identity links, merges); deleted.
  * - `events`: by key, by customer number (user_id) or by a linked app id (anonymous_id); deleted.
  * - `dedup`: the dedup index, by the message ids of the customer's events (read before they go).
@@ -19,6 +21,7 @@ import type { TenantTable } from '../core/db.js'
  */
 export type Place =
   | { by: 'key'; label: string }
+  | { by: 'keyAndRef'; ref: string; label: string }
   | { by: 'keyPair'; columns: readonly [string, string]; label: string }
   | { by: 'events'; label: string }
   | { by: 'dedup'; label: string }
@@ -35,7 +38,7 @@ export const PLACES: Record<TenantTable, Place> = {
   accounts: { by: 'key', label: 'accounts (stock data)' },
   loans: { by: 'key', label: 'loans (stock data)' },
   loan_schedules: { by: 'key', label: 'loan schedules (stock data)' },
-  bills: { by: 'key', label: 'bills (stock data)' },
+  bills: { by: 'keyAndRef', ref: 'payer_key', label: 'bills (stock data), and as the payer of others’ bills' },
   products: { by: 'none', why: 'the bank’s product catalogue' },
   identities: { by: 'key', label: 'identities and device links' },
   events: { by: 'events', label: 'app events' },

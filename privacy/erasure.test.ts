@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import type { TenantTable } from '../core/db.js'
+import { chDateTime } from '../core/time.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../tags/tag.pack.js'
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import { countIn, type Subject } from './erasure.job.js'
@@ -68,7 +69,8 @@ beforeAll(async () => {
     ['accounts', ['customer_no,account_no,kind,currency,balance,opened_at,status', ...[V, N].map((no) => `${no},A-${no},savings,CNY,1000,2015-01-01,active`)], 2],
     ['loans', ['customer_no,loan_no,principal,outstanding,annual_rate,start_date,maturity_date', ...[V, N].map((no) => `${no},L-${no},50000,20000,0.0435,2023-01-01,2026-01-01`)], 2],
     ['loan_schedules', ['loan_no,installment_no,due_date,amount_due', ...[V, N].map((no) => `L-${no},1,2024-01-01,1500`)], 2],
-    ['bills', ['customer_no,bill_no,biller,amount,due_date,status', ...[V, N].map((no) => `${no},B-${no},electricity,88.20,2024-05-01,unpaid`)], 2],
+    // And a bill of the neighbour the customer paid (a family agent): the neighbour's row, naming the customer.
+    ['bills', ['customer_no,bill_no,biller,amount,due_date,status,paid_at,payer_customer_no', ...[V, N].map((no) => `${no},B-${no},electricity,88.20,2024-05-01,unpaid,,`), `${N},B-${N}-paid,water,30.50,2024-04-01,paid,2024-03-28 10:00:00,${V}`], 3],
   ]
   for (const [kind, lines, inserted] of files) {
     const res = await t.app.inject({ method: 'POST', url: `/v1/import/${kind}`, headers: { ...auth(bank.admin), 'content-type': 'text/csv' }, payload: lines.join('\n') + '\n' })
@@ -140,6 +142,7 @@ describe('erasure of one customer', () => {
   it('erases the customer everywhere and proves it; the neighbour keeps every row', async () => {
     const previewBefore = await post('/v1/segments/preview', { purpose: 'marketing', rule: { tag: 'active_7d', op: 'eq', value: true } }, bank.admin)
     expect(previewBefore.statusCode, previewBefore.body).toBe(200)
+    const erasedFrom = chDateTime(new Date())
     const started = await post(`/v1/customers/${V}/erasure`, { reason: 'PIPL art. 47 request, ticket 123' })
     expect(started.statusCode, started.body).toBe(202)
     jobId = started.json().id
@@ -157,11 +160,18 @@ describe('erasure of one customer', () => {
     // Read again here, independently of the job: nothing of the customer anywhere.
     const after = await counts(subjectOf(V, vKey))
     for (const table of placeOrder()) expect(after[table], table).toBe(0)
+    expect(proof.get('bills')?.before).toBe(2)
+    // The neighbour's bill the customer paid stays, without its payer.
+    const db = t.engine.db.forTenant(bank.tenant.id)
+    const paid = await db.query(`SELECT customer_key AS k, payer_key AS p FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND bill_no = {no:String}`, { no: `B-${N}-paid` }, z.object({ k: z.coerce.number(), p: z.coerce.number() }))
+    expect(paid).toEqual([{ k: nKey, p: 0 }])
+    // Tag runs see the stock tables it deleted from as changed (a rule over what a payer paid for others reads them).
+    const stamped = await db.query(`SELECT toString(source) AS s FROM stock_changes WHERE tenant_id = {tenant:UInt16} AND changed_at >= {at:DateTime64(3, 'UTC')} GROUP BY s ORDER BY s`, { at: erasedFrom }, z.object({ s: z.string() }))
+    expect(stamped.map((r) => r.s)).toEqual(['accounts', 'bills', 'consents', 'customers', 'loan_schedules', 'loans'])
     // The neighbour: every row where it was.
     const n = await counts(subjectOf(N, nKey))
     for (const table of placeOrder()) expect(n[table], `${N} in ${table}`).toBe(before.n[table])
     // Audit entries kept, the erased number nowhere in clear.
-    const db = t.engine.db.forTenant(bank.tenant.id)
     const audit = await db.query(`SELECT count() AS n, countIf(customer_no LIKE 'erased:%') AS d FROM audit_log WHERE tenant_id = {tenant:UInt16} AND (position(customer_no, {no:String}) > 0 OR position(object_id, {no:String}) > 0 OR customer_no LIKE 'erased:%')`, { no: V }, z.object({ n: z.coerce.number(), d: z.coerce.number() }))
     expect(audit[0]!.n).toBe(audit[0]!.d)
     expect(audit[0]!.d).toBeGreaterThan(0)
