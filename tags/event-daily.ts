@@ -85,7 +85,7 @@ export async function buildDays(
  */
 export async function reusableDays(
   db: TenantDb,
-  o: { layout: string; tz: string; prints: ReadonlyMap<string, DayPrint>; from: string; to: string; slackMs: number },
+  o: { layout: string; tz: string; prints: ReadonlyMap<string, DayPrint>; from: string; to: string; slackMs: number; frozenBefore?: string },
 ): Promise<Set<string>> {
   const { layout, tz, prints, from, to } = o
   const builds = await db.query(
@@ -96,9 +96,12 @@ export async function reusableDays(
     { from, to },
     z.object({ d: z.string(), layout: z.string(), tz: z.string(), events: z.coerce.number(), fingerprint: z.string(), read_from: z.string() }),
   )
+  // A day the bank's retention has begun deleting events of keeps its build: what the events said
+  // when they were there (see TagRunRequest.eventsKeptFrom).
+  const frozen = (b: { d: string; layout: string; tz: string }) => o.frozenBefore !== undefined && b.d < o.frozenBefore && b.layout === layout && b.tz === tz
   const same = builds.filter((b) => {
     const now = prints.get(b.d) ?? { events: 0, fingerprint: '0' }
-    return b.layout === layout && b.tz === tz && b.events === now.events && b.fingerprint === now.fingerprint
+    return frozen(b) || (b.layout === layout && b.tz === tz && b.events === now.events && b.fingerprint === now.fingerprint)
   })
   if (!same.length) return new Set()
   // One look for links and merges since the oldest of those builds read its events (less the
@@ -106,7 +109,7 @@ export async function reusableDays(
   const oldest = same.map((b) => b.read_from).sort()[0]!
   const since = chDateTime(Date.parse(`${oldest.replace(' ', 'T')}Z`) - o.slackMs)
   const touched = new Set(await identityChangedDays(db, since, tz, from, to))
-  return new Set(same.filter((b) => !touched.has(b.d)).map((b) => b.d))
+  return new Set(same.filter((b) => frozen(b) || !touched.has(b.d)).map((b) => b.d))
 }
 
 /**

@@ -79,6 +79,8 @@ export interface DaysRequest {
   /** The engine clock when the run started: day builds record it as what they read up to. */
   watermark: string
   slackMs: number
+  /** See TagRunRequest.eventsKeptFrom. */
+  eventsKeptFrom?: string
   chunkDays: number
   prev: RunState | undefined
   /** Event tags of this run, and of the tenant (the windows whose edges move). */
@@ -119,7 +121,8 @@ export async function prepareDays(db: TenantDb, r: DaysRequest, timed: Timed): P
     // change feed, so events the feed missed are seen too).
     const { prints, keep } = await timed('check_days', async () => {
       const prints = await dayPrints(db, r.windowFrom, r.today, r.tz)
-      return { prints, keep: await reusableDays(db, { layout: r.hash, tz: r.tz, prints, from: r.windowFrom, to: r.today, slackMs: r.slackMs }) }
+      const frozen = r.eventsKeptFrom ? { frozenBefore: r.eventsKeptFrom } : {}
+      return { prints, keep: await reusableDays(db, { layout: r.hash, tz: r.tz, prints, from: r.windowFrom, to: r.today, slackMs: r.slackMs, ...frozen }) }
     })
     out.reused = keep.size
     await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d)), prints))

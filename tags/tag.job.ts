@@ -1,9 +1,19 @@
 import type { Db } from '../core/db.js'
 import { newRunId } from '../core/run-id.js'
-import { addDays, chDateTime, zonedMidnight } from '../core/time.js'
+import { addDays, chDateTime, DAY_MS, localDate, zonedMidnight } from '../core/time.js'
 import type { PipelineRunner } from '../pipelines/pipeline.runner.js'
 import { runTags, type TagRunResult } from './tag.pipeline.js'
 import type { TagRepository } from './tag.repository.js'
+import type { TenantService } from '../tenants/tenants.service.js'
+
+/**
+ * The first local day whose events a retention of `eventsDays` keeps whole at `now`: the
+ * retention job deletes events older than now less that many days, so the day holding that
+ * instant has lost some.
+ */
+export function eventsKeptFrom(now: Date, eventsDays: number, timeZone: string): string {
+  return addDays(localDate(new Date(now.getTime() - eventsDays * DAY_MS), timeZone), 1)
+}
 
 /**
  * The `tags` pipeline, registered with the runner like every other: it starts the chain the
@@ -11,7 +21,7 @@ import type { TagRepository } from './tag.repository.js'
  * cron is a schedule of its tenant's (a scheduled run computes the tags of that cron only,
  * incrementally). A backfill recomputes history day by day, each day under its own run id.
  */
-export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo: TagRepository; keyRange?: number }): void {
+export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo: TagRepository; keyRange?: number; tenants?: Pick<TenantService, 'privacy'> }): void {
   runner.register(
     'tags',
     async ({ tenantId, timeZone, runId, options: o }) => {
@@ -23,7 +33,13 @@ export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo
           results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange }))
         }
       } else {
-        results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange, recompute: o.recompute === true }))
+        const retention = deps.tenants ? { eventsKeptFrom: eventsKeptFrom(new Date(), (await deps.tenants.privacy(tenantId)).eventsDays, timeZone) } : {}
+        results.push(
+          await runTags(
+            { db: deps.db },
+            { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange, recompute: o.recompute === true, ...retention },
+          ),
+        )
       }
       const last = results[results.length - 1]
       const failures = o.backfill ? results.flatMap((r) => r.failures.map((f) => ({ ...f, today: r.state.today }))) : (last?.failures ?? [])

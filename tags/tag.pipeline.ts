@@ -78,6 +78,13 @@ export interface TagRunRequest {
    * diff); 0 or unset: derived from the bank's highest key (tag.ranges.ts).
    */
   keyRange?: number
+  /**
+   * The first local day whose events the bank's retention keeps whole (tag.job.ts derives it
+   * from `eventsDays`). A full run keeps the builds of earlier days instead of re-aggregating
+   * what retention left of their events: a window longer than the retention counts those days
+   * as they were built, in every run, as an incremental run (which never rebuilds them) does.
+   */
+  eventsKeptFrom?: string
 }
 
 export interface TagRunResult {
@@ -175,6 +182,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         tz,
         watermark,
         slackMs: req.watermarkSlackMs ?? WATERMARK_SLACK_MS,
+        ...(req.eventsKeptFrom ? { eventsKeptFrom: req.eventsKeptFrom } : {}),
         chunkDays: Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length)),
         prev: start?.prev,
         eventTags,

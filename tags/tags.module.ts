@@ -31,7 +31,7 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
     metrics: deps.metrics,
     options: deps.runner,
   })
-  registerTagPipeline(runner, { db: deps.db.lane('pipeline'), repo, keyRange: deps.runner.tagKeyRange ?? 0 })
+  registerTagPipeline(runner, { db: deps.db.lane('pipeline'), repo, keyRange: deps.runner.tagKeyRange ?? 0, tenants: deps.tenants })
   return {
     repo,
     catalog,
