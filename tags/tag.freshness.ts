@@ -110,9 +110,9 @@ export interface EventTagState {
  * was last computed with its definition, the tenant's measures and longest window, on this local
  * date (the window's edges), from the same customers (`base`, recorded by the run that last
  * computed it: a full run for everyone, an incremental run for the customers whose activity or
- * customer row changed, tag.customers.ts) and from day builds no newer than that computation (a day rebuilt since, by this run
- * or one that did not compute the tag, is newer). The day builds themselves were checked against
- * the events by this run.
+ * customer row changed, tag.customers.ts) and from day builds no newer than that computation (a
+ * day rebuilt since, by this run or one that did not compute the tag, is newer). The day builds
+ * themselves were checked against the events by this run.
  */
 export function eventTagsStale(
   tags: readonly StoredTag[],
