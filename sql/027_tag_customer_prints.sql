@@ -15,3 +15,8 @@ CREATE TABLE IF NOT EXISTS tag_customer_prints
 )
 ENGINE = MergeTree
 ORDER BY (tenant_id, print, customer_key);
+
+-- The customers a run put in its scope because their row changed (not for their activity): a
+-- rule over other tags is recomputed for them and for those whose inputs changed, not for everyone.
+ALTER TABLE tag_scope
+    ADD COLUMN IF NOT EXISTS customers UInt8 DEFAULT 0 COMMENT 'in scope because the customer row changed (see 027_tag_customer_prints.sql)';

@@ -40,11 +40,22 @@ async function prints(): Promise<number> {
   const [r] = await db().query(`SELECT uniqExact(print) AS n FROM tag_customer_prints WHERE tenant_id = {tenant:UInt16}`, {}, z.object({ n: z.coerce.number() }))
   return r!.n
 }
+async function holders(tag: string): Promise<number[]> {
+  const rows = await db().query(
+    `SELECT customer_key AS k FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 AND value = 'true' ORDER BY k`,
+    { tag },
+    z.object({ k: z.coerce.number() }),
+  )
+  return rows.map((r) => r.k)
+}
 const customer = (k: number, openedAt: string, deleted = 0) => ({ customer_key: k, customer_no: `C${k}`, opened_at: openedAt, updated_at: chDateTime(new Date()), deleted })
 
 beforeAll(async () => {
   ;({ engine, repo, tenantId: T } = await openLoginBank({ slug: 'bank-c', timeZone: TAG_TEST_TZ, keys: KEYS }))
   await repo.save(T, testTagDef('lifecycle', 'enum', { kind: 'lifecycle' }, { values: LIFECYCLE }), 'test')
+  // Over other tags alone: a rule that holds for a customer without logins, and a score.
+  await repo.save(T, testTagDef('quiet', 'boolean', { kind: 'rule', when: { tag: 'logins_7d', op: 'lt', value: 1 } }), 'test')
+  await repo.save(T, testTagDef('login_rank', 'number', { kind: 'score', method: 'quantile', input: { tag: 'logins_7d' }, buckets: 4 }), 'test')
   expect((await run()).mode).toBe('full')
 })
 afterAll(async () => engine?.close())
@@ -60,6 +71,12 @@ describe('incremental runs take in the customers that changed', () => {
     const after = await lifecycle()
     expect(after[31]).toBe('new')
     expect(after[4]).toBe('new')
+    // The rule over another tag is recomputed for the customers whose row changed (and those
+    // whose input changed: none here), not for everyone; the score ranks everyone again.
+    expect(inc.tags.quiet).toMatchObject({ changedInputs: [], changedCustomers: true })
+    expect(await holders('quiet')).toEqual([31])
+    expect(inc.tags.login_rank?.changedInputs).toBeUndefined()
+    expect(inc.tags.login_rank?.skipped).toBeUndefined()
     expect((await run({ recompute: true, asOf: next })).changed).toBe(0)
     // One print is kept: the customers as the tags were last computed from.
     expect(await prints()).toBe(1)

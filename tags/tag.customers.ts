@@ -66,12 +66,13 @@ async function keptPrints(db: TenantDb): Promise<string[]> {
 
 /**
  * Adds to the run's scope the customers whose row differs between two kept prints: added,
- * removed, re-dated or deleted (a side without the customer reads as hash 0).
+ * removed, re-dated or deleted (a side without the customer reads as hash 0), marked as such
+ * (`customers`: rules whose only other moved inputs are tags are recomputed for them).
  */
 export async function addScopeFromCustomers(db: TenantDb, runId: string, from: string, to: string): Promise<void> {
   await db.command(
-    `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
-     SELECT {tenant:UInt16}, {run:UInt64}, customer_key
+    `INSERT INTO tag_scope (tenant_id, run_id, customer_key, customers)
+     SELECT {tenant:UInt16}, {run:UInt64}, customer_key, 1
      FROM (SELECT customer_key, h FROM tag_customer_prints WHERE tenant_id = {tenant:UInt16} AND print = {from:String}) AS a
      FULL OUTER JOIN (SELECT customer_key, h FROM tag_customer_prints WHERE tenant_id = {tenant:UInt16} AND print = {to:String}) AS b
      USING (customer_key)

@@ -43,6 +43,12 @@ export interface FreshnessContext {
   stockUnread?: boolean
   /** The customers' print as this run read it before staging. */
   base: string
+  /**
+   * Prints whose customers changed since are in this run's scope (an incremental run's
+   * tag_scope holds the customers added, re-dated or deleted since, tag.customers.ts): a rule
+   * computed from one of them is recomputed for those customers instead of everyone.
+   */
+  scopedFrom?: ReadonlySet<string>
 }
 
 /**
@@ -51,23 +57,27 @@ export interface FreshnessContext {
  * a rule whose only moved inputs are tags this run changed (same definition, no date-dependent
  * feature on a new day, no stock table changed, every other tag it reads unchanged since): such
  * a rule changes only for the customers whose values of those tags changed in this run (their
- * rows in tag_changes), so it is recomputed for them alone.
+ * rows in tag_changes), so it is recomputed for them alone; with `customers`, also for the
+ * customers whose row changed since it was computed (in the run's scope as such).
  */
-export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string | undefined; changedInputs?: string[] } {
+export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string | undefined; changedInputs?: string[]; customers?: boolean } {
   if (d.rule.kind === 'sql') return { stale: 'SQL tags read anything' }
   const s = ctx.states.get(d.name)
   if (!s) return { stale: 'never computed' }
   if (s.version !== d.version) return { stale: `definition changed (v${s.version} -> v${d.version})` }
   const features = featureDependencies(d)
   if (ctx.stockUnread && features.length) return { stale: 'a full run reads profile and stock data afresh' }
-  if (!s.base || s.base !== ctx.base) return { stale: 'the customers changed' }
+  // Customers changed since the tag was computed: a rule is recomputed for them when the run's
+  // scope holds them (with the customers whose inputs changed); anything else, for everyone.
+  const customers = s.base !== ctx.base && s.base !== '' && d.rule.kind === 'rule' && ctx.scopedFrom?.has(s.base) === true
+  if (!s.base || (s.base !== ctx.base && !customers)) return { stale: 'the customers changed' }
   if (s.today !== ctx.today && features.some((f) => (FEATURES[f] as FeatureDef).daily === true)) return { stale: 'a new day for a date-dependent feature' }
   const tables = new Set(features.map((f) => SOURCES[FEATURES[f].source].table))
   for (const t of tables) {
     const at = ctx.stock.get(t)
     if (at && at >= s.watermark) return { stale: `${t} changed` }
   }
-  let stale: string | undefined
+  let stale: string | undefined = customers ? 'the customers changed' : undefined
   let since = false
   const now: string[] = []
   for (const dep of tagDependencies(d)) {
@@ -82,7 +92,8 @@ export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string 
       stale ??= `${dep} changed since`
     }
   }
-  return d.rule.kind === 'rule' && !since && now.length ? { stale, changedInputs: now } : { stale }
+  if (d.rule.kind !== 'rule' || since || !(now.length || customers)) return { stale }
+  return { stale, changedInputs: now, ...(customers ? { customers } : {}) }
 }
 
 /** The reason to recompute, or undefined when the stored values still hold. */
@@ -90,9 +101,13 @@ export function staleBecause(d: StoredTag, ctx: FreshnessContext): string | unde
   return freshness(d, ctx).stale
 }
 
-/** The tags a rule is recomputed for the changes of (see `freshness`), or undefined: every customer, or none. */
-export function changedInputsOnly(d: StoredTag, ctx: FreshnessContext): string[] | undefined {
-  return freshness(d, ctx).changedInputs
+/**
+ * Whom a rule is recomputed for (see `freshness`): the customers whose values of `inputs` this
+ * run changed, and with `customers` those whose row changed since; undefined: every customer, or none.
+ */
+export function narrowing(d: StoredTag, ctx: FreshnessContext): { inputs: string[]; customers: boolean } | undefined {
+  const f = freshness(d, ctx)
+  return f.changedInputs ? { inputs: f.changedInputs, customers: f.customers === true } : undefined
 }
 
 /** What a state says an event tag was last computed from (tag_state). */

@@ -7,7 +7,7 @@ import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.quer
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, dropOldBitmaps, rebuildBitmaps, tagsWithoutValues, updateBitmaps, writeNumericSnapshots } from './tag.values.js'
-import { changedInputsOnly, stockChanges, staleBecause } from './tag.freshness.js'
+import { narrowing, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
 import { customersPrint, pruneCustomerPrints } from './tag.customers.js'
@@ -94,9 +94,10 @@ export interface TagRunResult {
   /**
    * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
    * (with a reason) when a tag it reads failed; failed with the error; `changedInputs`: a rule
-   * recomputed only for the customers whose values of those tags this run changed.
+   * recomputed only for the customers whose values of those tags this run changed, and with
+   * `changedCustomers` for the customers in the run's scope too (customers changed since).
    */
-  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[] }>
+  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[]; changedCustomers?: boolean }>
   /** Tags whose computation failed, with the error: the run completed the others. */
   failures: { tag: string; error: string }[]
   /** Tags not computed because a tag they read failed. */
@@ -227,7 +228,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   }
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
-  const narrowed = new Map<string, string[]>()
+  const narrowed = new Map<string, { changed: string[]; changedScope: boolean }>()
   // When each stock table last received rows: an incremental run leaves a rule over them alone
   // when nothing it reads moved since it was computed (a full run reads them afresh).
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
@@ -241,9 +242,12 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const skipped = new Set<string>()
   const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at, base: v.base }]))
   const stockUnread = mode === 'full'
+  // The prints whose changed customers this incremental run holds in its scope (tag.days.ts).
+  const scopedFrom = new Set(mode === 'incremental' ? (start?.customersFrom ?? []) : [])
+  const freshCtx = () => ({ today, states: views, stock, changedNow, stockUnread, base, scopedFrom })
   const fresh = (d: TagDefinition): boolean => {
     if (!derives) return true
-    const why = staleBecause(d as StoredTag, { today, states: views, stock, changedNow, stockUnread, base })
+    const why = staleBecause(d as StoredTag, freshCtx())
     if (!why) skipped.add(d.name)
     return why !== undefined
   }
@@ -269,23 +273,28 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const scores = profile.filter((d) => d.rule.kind === 'score')
     const asOfValues = { asOf: mode === 'backfill' }
     // A rule whose only moved inputs are tags this run changed is recomputed (and compared) for
-    // the customers whose values of those tags changed; the others keep what they had.
+    // the customers whose values of those tags changed (and, when the customers changed since,
+    // for those in the run's scope); the others keep what they had.
     const narrowBy = new Map<string, string[]>()
+    let narrowScope = false
     if (derives) {
       for (const d of rules) {
-        const inputs = changedInputsOnly(d as StoredTag, { today, states: views, stock, changedNow, stockUnread, base })
+        const n = narrowing(d as StoredTag, freshCtx())
         // Narrowing reads the inputs' rows in tag_changes, which a staged input has none of.
-        if (inputs && !inputs.some((t) => staged.has(t))) narrowBy.set(d.name, inputs)
+        if (!n || n.inputs.some((t) => staged.has(t))) continue
+        narrowBy.set(d.name, n.inputs)
+        narrowScope ||= n.customers
       }
     }
     const narrow = rules.filter((d) => narrowBy.has(d.name))
     const whole = rules.filter((d) => !narrowBy.has(d.name))
     const narrowInputs = [...new Set(narrow.flatMap((d) => narrowBy.get(d.name)!))].sort()
+    const narrowTo = { changed: narrowInputs, changedScope: narrowScope }
     if (rules.length) await timed(`level${li}_rules`, async () => {
       await attempt(whole, `tags ${whole.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, asOfValues))
-      await attempt(narrow, `tags ${narrow.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, { ...asOfValues, changed: narrowInputs }))
+      await attempt(narrow, `tags ${narrow.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, { ...asOfValues, ...narrowTo }))
     })
-    for (const d of narrow) narrowed.set(d.name, narrowInputs)
+    for (const d of narrow) narrowed.set(d.name, narrowTo)
     if (scores.length) await timed(`level${li}_scores`, async () => {
       for (const d of scores) await attempt([d], `score ${d.name}`, (ds) => profileStage(ds, known, asOfValues))
     })
@@ -303,7 +312,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       if (mode !== 'backfill') for (const t of await tagsWithoutValues(db, [...(isScoped ? [] : eventTags), ...wholeTags])) staged.add(t)
       await diffStage(db, { runId: req.runId, tags: eventTags.filter((t) => !staged.has(t)), scoped: isScoped, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: wholeTags.filter((t) => !staged.has(t)), scoped: false, ranges, ...backfillAsOf })
-      await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, changed: narrowInputs, ranges, ...backfillAsOf })
+      await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, ...narrowTo, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     await timed(`level${li}_apply`, () =>
@@ -325,7 +334,11 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const changed = [...counts.values()].reduce((a, n) => a + n, 0)
   for (const d of selected) {
     const by = narrowed.get(d.name)
-    perTag[d.name] = { changed: counts.get(d.name) ?? 0, ...(skipped.has(d.name) ? { skipped: true } : {}), ...(by ? { changedInputs: by } : {}) }
+    perTag[d.name] = {
+      changed: counts.get(d.name) ?? 0,
+      ...(skipped.has(d.name) ? { skipped: true } : {}),
+      ...(by ? { changedInputs: by.changed, ...(by.changedScope ? { changedCustomers: true } : {}) } : {}),
+    }
   }
   for (const [tag, error] of failed) perTag[tag] = { changed: 0, failed: true, error }
   for (const [tag, reason] of blocked) perTag[tag] = { changed: 0, skipped: true, reason }

@@ -94,12 +94,17 @@ function zeroWhenAbsent(d: TagDefinition): boolean {
 
 /**
  * Rules and scores of one level, over the profile and the values of earlier tags; with
- * `changed`, only for the customers whose values of those tags this run changed (rules only).
+ * `changed`, only for the customers whose values of those tags this run changed, and with
+ * `changedScope` for the customers in the run's scope too (rules only).
  */
-export function profileStage(defs: readonly TagDefinition[], known: ReadonlyMap<string, TagDefinition>, o: { asOf: boolean; changed?: readonly string[] }): StageQuery {
+export function profileStage(
+  defs: readonly TagDefinition[],
+  known: ReadonlyMap<string, TagDefinition>,
+  o: { asOf: boolean; changed?: readonly string[]; changedScope?: boolean },
+): StageQuery {
   const b = new ParamBinder('r')
-  if (o.changed?.length && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
-  const only = o.changed?.length ? changedBySql(b.strs(o.changed)) : ''
+  if ((o.changed?.length || o.changedScope) && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
+  const only = o.changed?.length || o.changedScope ? changedBySql(b.strs(o.changed ?? []), o.changedScope) : ''
   const features = new Set<FeatureName>()
   const deps = new Set<string>()
   for (const d of defs) {
