@@ -95,8 +95,11 @@ const countRow = z.object({ n: z.coerce.number() })
  * `nos` customer numbers, `ids` every identifier (numbers, app and device ids), `anons` app ids.
  * Table and column names come from code (PLACES), never from input.
  */
+/** A column holding one of the customer's keys (bound as `ks`). */
+const KEY_IN = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
+
 export function predicate(table: TenantTable, place: Place): string {
-  const keys = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
+  const keys = KEY_IN
   switch (place.by) {
     case 'key':
       if (table === 'identities') return `(customer_key ${keys} OR id_value IN {ids:Array(String)})`
@@ -155,10 +158,9 @@ async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<vo
       await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND digest IN {digests:Array(UInt64)}`, { digests: found.slice(i, i + 10_000).map((r) => BigInt(r.digest)) })
     }
   } else if (place.by === 'keyAndRef') {
-    const keys = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
-    await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND customer_key ${keys}`, params(s))
+    await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEY_IN}`, params(s))
     // A mutation only where another customer's row names the key (most customers pay no one's bills).
-    const named = `tenant_id = {tenant:UInt16} AND ${place.ref} ${keys}`
+    const named = `tenant_id = {tenant:UInt16} AND ${place.ref} ${KEY_IN}`
     const [r] = await db.query(`SELECT count() AS n FROM ${table} WHERE ${named}`, params(s), countRow)
     if (r?.n) await db.command(`ALTER TABLE ${table} UPDATE ${place.ref} = 0 WHERE ${named} SETTINGS mutations_sync = 2`, params(s))
   } else {

@@ -95,7 +95,7 @@ export interface TagRunResult {
    * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
    * (with a reason) when a tag it reads failed; failed with the error; `changedInputs`: a rule
    * recomputed only for the customers whose values of those tags this run changed, and with
-   * `changedCustomers` for the customers in the run's scope too (customers changed since).
+   * `changedCustomers` for the customers whose row changed since too.
    */
   tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[]; changedCustomers?: boolean }>
   /** Tags whose computation failed, with the error: the run completed the others. */
@@ -228,7 +228,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   }
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
-  const narrowed = new Map<string, { changed: string[]; changedScope: boolean }>()
+  const narrowed = new Map<string, { changed: string[]; changedCustomers: boolean }>()
   // When each stock table last received rows: an incremental run leaves a rule over them alone
   // when nothing it reads moved since it was computed (a full run reads them afresh).
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
@@ -274,22 +274,22 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     const asOfValues = { asOf: mode === 'backfill' }
     // A rule whose only moved inputs are tags this run changed is recomputed (and compared) for
     // the customers whose values of those tags changed (and, when the customers changed since,
-    // for those in the run's scope); the others keep what they had.
+    // for the customers whose row changed); the others keep what they had.
     const narrowBy = new Map<string, string[]>()
-    let narrowScope = false
+    let narrowCustomers = false
     if (derives) {
       for (const d of rules) {
         const n = narrowing(d as StoredTag, freshCtx())
         // Narrowing reads the inputs' rows in tag_changes, which a staged input has none of.
         if (!n || n.inputs.some((t) => staged.has(t))) continue
         narrowBy.set(d.name, n.inputs)
-        narrowScope ||= n.customers
+        narrowCustomers ||= n.customers
       }
     }
     const narrow = rules.filter((d) => narrowBy.has(d.name))
     const whole = rules.filter((d) => !narrowBy.has(d.name))
     const narrowInputs = [...new Set(narrow.flatMap((d) => narrowBy.get(d.name)!))].sort()
-    const narrowTo = { changed: narrowInputs, changedScope: narrowScope }
+    const narrowTo = { changed: narrowInputs, changedCustomers: narrowCustomers }
     if (rules.length) await timed(`level${li}_rules`, async () => {
       await attempt(whole, `tags ${whole.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, asOfValues))
       await attempt(narrow, `tags ${narrow.map((d) => d.name).join(', ')}`, (ds) => profileStage(ds, known, { ...asOfValues, ...narrowTo }))
@@ -337,7 +337,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     perTag[d.name] = {
       changed: counts.get(d.name) ?? 0,
       ...(skipped.has(d.name) ? { skipped: true } : {}),
-      ...(by ? { changedInputs: by.changed, ...(by.changedScope ? { changedCustomers: true } : {}) } : {}),
+      ...(by ? { changedInputs: by.changed, ...(by.changedCustomers ? { changedCustomers: true } : {}) } : {}),
     }
   }
   for (const [tag, error] of failed) perTag[tag] = { changed: 0, failed: true, error }

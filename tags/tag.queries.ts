@@ -95,16 +95,16 @@ function zeroWhenAbsent(d: TagDefinition): boolean {
 /**
  * Rules and scores of one level, over the profile and the values of earlier tags; with
  * `changed`, only for the customers whose values of those tags this run changed, and with
- * `changedScope` for the customers in the run's scope too (rules only).
+ * `changedCustomers` for the customers whose row changed since too (rules only).
  */
 export function profileStage(
   defs: readonly TagDefinition[],
   known: ReadonlyMap<string, TagDefinition>,
-  o: { asOf: boolean; changed?: readonly string[]; changedScope?: boolean },
+  o: { asOf: boolean; changed?: readonly string[]; changedCustomers?: boolean },
 ): StageQuery {
   const b = new ParamBinder('r')
-  if ((o.changed?.length || o.changedScope) && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
-  const only = o.changed?.length || o.changedScope ? changedBySql(b.strs(o.changed ?? []), o.changedScope) : ''
+  if ((o.changed?.length || o.changedCustomers) && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
+  const only = o.changed?.length || o.changedCustomers ? changedBySql(b.strs(o.changed ?? []), o.changedCustomers) : ''
   const features = new Set<FeatureName>()
   const deps = new Set<string>()
   for (const d of defs) {

@@ -28,13 +28,13 @@ const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE ten
 
 /**
  * The customers whose values of the tags `tagsParam` (a bound Array(String)) this run changed,
- * and with `scope` the customers whose row changed since (in the run's scope as such), as a
+ * and with `customers` the customers whose row changed since (marked in the run's scope), as a
  * predicate on the column `{key}`: whom a rule is recomputed for when its only moved inputs are
  * those tags (and the customers).
  */
-export function changedBySql(tagsParam: string, scope = false): string {
+export function changedBySql(tagsParam: string, customers = false): string {
   const changed = `{key} IN (SELECT customer_key FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN ${tagsParam})`
-  return scope ? `(${changed} OR {key} IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND customers = 1))` : changed
+  return customers ? `(${changed} OR {key} IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND customers = 1))` : changed
 }
 
 export interface DiffOptions {
@@ -44,8 +44,8 @@ export interface DiffOptions {
   scoped: boolean
   /** Compare only the customers whose values of these tags this run changed (rules computed for them alone). */
   changed?: readonly string[]
-  /** With `changed`: the customers in the run's scope too (the customers changed since). */
-  changedScope?: boolean
+  /** With `changed`: the customers whose row changed since too (marked in tag_scope). */
+  changedCustomers?: boolean
   /** Compare with history as of this time instead of the current values (backfill). */
   asOf?: string
   /** Customer-key ranges compared one at a time (default: all keys at once). */
@@ -70,7 +70,7 @@ const ROW_SUM = 'count() AS n, sum(cityHash64(customer_key, value, num, list)) A
  */
 export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
   if (!o.tags.length) return
-  const changed = o.changed?.length || o.changedScope ? `AND ${changedBySql('{changed:Array(String)}', o.changedScope).replaceAll('{key}', 'customer_key')}` : ''
+  const changed = o.changed?.length || o.changedCustomers ? `AND ${changedBySql('{changed:Array(String)}', o.changedCustomers).replaceAll('{key}', 'customer_key')}` : ''
   const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''} ${changed}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
   const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(changed ? { changed: o.changed ?? [] } : {}) }
