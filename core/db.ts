@@ -61,6 +61,7 @@ export const TENANT_TABLES = [
   'rec_items',
   'rec_customers',
   'layout_exposures',
+  'layout_exposure_lists',
   'push_campaigns',
   'push_policies',
   'push_targets',

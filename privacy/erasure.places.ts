@@ -74,6 +74,7 @@ export const PLACES: Record<TenantTable, Place> = {
   rec_items: { by: 'none', why: 'item popularity and neighbours (aggregates)' },
   rec_customers: { by: 'key', label: 'model snapshot rows (affinities, exposures)' },
   layout_exposures: { by: 'key', label: 'layout exposures' },
+  layout_exposure_lists: { by: 'none', why: 'the modules and items a layout could show, by position (no customer)' },
   push_campaigns: { by: 'none', why: 'campaign definitions' },
   push_policies: { by: 'none', why: 'push policies' },
   push_targets: { by: 'key', label: 'push targets' },

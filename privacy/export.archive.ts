@@ -2,6 +2,7 @@ import { Readable } from 'node:stream'
 import { ZipFile } from 'yazl'
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
+import { exposuresSql } from '../core/exposures.sql.js'
 
 /**
  * A customer's copy of their data as one ZIP, for histories too large for JSON pages: a person
@@ -97,18 +98,19 @@ interface Page {
  * ends at a time and takes every exposure of its last millisecond: each is in exactly one page
  * (a page may pass `pageRows` by the exposures sharing that millisecond).
  */
-const LAYOUTS = `FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`
-const LAYOUTS_AFTER = ` AND served_at > fromUnixTimestamp64Milli({t:Int64}, 'UTC')`
+const layoutsWhere = (after: boolean, upto: boolean) =>
+  `customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))${after ? ` AND served_at > fromUnixTimestamp64Milli({t:Int64}, 'UTC')` : ''}${upto ? ` AND served_at <= fromUnixTimestamp64Milli({t2:Int64}, 'UTC')` : ''}`
 async function* layoutPages(db: TenantDb, ks: number[], pageRows: number): AsyncGenerator<Page> {
   let after: number | undefined
   for (;;) {
     const at = after === undefined ? {} : { t: after }
     const [end] = await db.query(
-      `SELECT toUnixTimestamp64Milli(served_at) AS ms ${LAYOUTS}${after === undefined ? '' : LAYOUTS_AFTER} ORDER BY served_at LIMIT 1 OFFSET {off:UInt32}`,
+      `SELECT toUnixTimestamp64Milli(served_at) AS ms FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND ${layoutsWhere(after !== undefined, false)}
+       ORDER BY served_at LIMIT 1 OFFSET {off:UInt32}`,
       { ks, ...at, off: pageRows - 1 },
       z.object({ ms: z.coerce.number() }),
     )
-    const sql = `SELECT ${LAYOUT_FIELDS.join(', ')} ${LAYOUTS}${after === undefined ? '' : LAYOUTS_AFTER}${end ? ` AND served_at <= fromUnixTimestamp64Milli({t2:Int64}, 'UTC')` : ''}
+    const sql = `SELECT ${LAYOUT_FIELDS.join(', ')} FROM ${exposuresSql(layoutsWhere(after !== undefined, !!end))}
       ORDER BY served_at, screen, modules, items FORMAT JSONEachRow`
     const chunks: Buffer[] = []
     for await (const chunk of await db.stream(sql, { ks, ...at, ...(end ? { t2: end.ms } : {}) })) chunks.push(chunk as Buffer)

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { exposuresSql } from '../core/exposures.sql.js'
 import { streamArchive, type ArchiveInput } from './export.archive.js'
 import type { Tombstones } from './tombstones.js'
 
@@ -110,7 +111,7 @@ const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> =
              SELECT target_id, argMax(status, at) AS outcome, max(at) AS outcome_at FROM push_outcomes
              WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} GROUP BY target_id) AS o ON o.target_id = t.target_id
            ORDER BY due_at DESC`,
-  layouts: `SELECT served_at, screen, modules, items FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY served_at DESC`,
+  layouts: `SELECT served_at, screen, modules, items FROM ${exposuresSql(`customer_key ${KEYS}`)} ORDER BY served_at DESC`,
 }
 
 const eventRow = z.object({ ms: z.coerce.number(), message_id: z.string(), type: z.string(), event: z.string(), properties: z.string(), context: z.string() })

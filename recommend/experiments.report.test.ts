@@ -43,8 +43,15 @@ beforeAll(async () => {
   ingestKey = k.write
   layoutOnly = (await t.keys.issue(tenantId, { roles: ['layout'], holder: 'gateway' })).key
   const db = t.engine.db.forTenant(tenantId)
-  const exposure = (key: number, when: string, experiment: string, variant: string, holdout: number) => [key, at(when), 'home', experiment, variant, holdout, 0, 1, MODULES, ITEMS]
-  await db.insertTsv('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items'], [
+  // Rows as layouts write them, by position in a list (sql/028), for the popular arm and the
+  // holdout; by id, as written before lists, for the others. The list is written twice, as two
+  // processes would: it must not count an impression twice.
+  const LIST = '9876543210123'
+  await db.insertTsv('layout_exposure_lists', ['list', 'modules', 'items'], [[LIST, ['services', 'picks'], ITEMS], [LIST, ['services', 'picks'], ITEMS]])
+  const SLOTS = [0 * 3 + 0, 0 * 3 + 1, 1 * 3 + 2]
+  const exposure = (key: number, when: string, experiment: string, variant: string, holdout: number) =>
+    variant === 'popular' || holdout ? [key, at(when), 'home', experiment, variant, holdout, 0, 1, [], [], LIST, SLOTS] : [key, at(when), 'home', experiment, variant, holdout, 0, 1, MODULES, ITEMS, 0, []]
+  await db.insertTsv('layout_exposures', ['customer_key', 'served_at', 'screen', 'experiment', 'variant', 'holdout', 'elder', 'model_build', 'modules', 'items', 'list', 'slots'], [
     // 20 customers per arm, one home screen each at 10:00 local: 60 impressions per arm.
     ...range(1, 20).map((c) => exposure(c, '2026-11-10 02:00:00', 'home-ranking', 'blend', 0)),
     ...range(21, 40).map((c) => exposure(c, '2026-11-10 02:00:00', 'home-ranking', 'popular', 0)),

@@ -9,6 +9,7 @@ import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { REASON_CODES, said } from './layout.reasons.js'
+import { exposuresSql } from '../core/exposures.sql.js'
 import { createLayoutService, type Layout } from './layout.service.js'
 
 /**
@@ -225,7 +226,7 @@ describe('GET /v1/layout', () => {
     await t.recommend.layouts.flush()
     const rows = await t.engine.db.forTenant(tenantId).query(
       `SELECT customer_key AS key, screen, experiment, variant, holdout, elder, toString(model_build) AS build, modules, items
-       FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND served_at >= fromUnixTimestamp64Milli({since:Int64}) ORDER BY served_at, customer_key`,
+       FROM ${exposuresSql('served_at >= fromUnixTimestamp64Milli({since:Int64})')} ORDER BY served_at, customer_key`,
       { since },
       z.object({ key: z.number(), screen: z.string(), experiment: z.string(), variant: z.string(), holdout: z.number(), elder: z.number(), build: z.string(), modules: z.array(z.string()), items: z.array(z.string()) }),
     )
@@ -296,7 +297,8 @@ describe('GET /v1/layout', () => {
 
   it('writes exposures before the interval ends once the bytes waiting reach the bound, and what is left on close', async () => {
     // An interval that never ends within the test: only the bound starts a write.
-    const layouts = await ownLayouts({ flushMs: 3_600_000, flushBytes: 2_000 })
+    // A row is 100-200 bytes (ids by position, sql/028): one is under the bound, six are over it.
+    const layouts = await ownLayouts({ flushMs: 3_600_000, flushBytes: 300 })
     layouts.start()
     const since = Date.now() - 1
     const written = async () => {
@@ -350,7 +352,8 @@ describe('GET /v1/layout', () => {
     await layouts.close()
     expect(running).toBe(0)
     expect(most).toBe(1)
-    expect(inserts).toBe(2)
+    // Two writes, the first with the snapshot's list before its rows.
+    expect(inserts).toBe(3)
     const [r] = await t.engine.db.forTenant(tenantId).query(
       `SELECT count() AS n, uniqExact(customer_key) AS u FROM layout_exposures WHERE tenant_id = {tenant:UInt16} AND served_at >= fromUnixTimestamp64Milli({since:Int64})`,
       { since },

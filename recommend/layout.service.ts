@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import { z } from 'zod'
-import { insertTenantsTsvEncoded, type Db } from '../core/db.js'
+import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { addDays, daysBetween, localDate, zonedMidnight } from '../core/time.js'
@@ -9,7 +9,7 @@ import type { TagRepository } from '../tags/tag.repository.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import { customerDigest, inHoldout } from '../core/holdout.js'
-import { EXPOSURE_COLUMNS, ExposureLog } from './exposure.log.js'
+import { createExposureWriter } from './exposure.writer.js'
 import { assignVariant, customerHash, dailyDraw } from './experiments.js'
 import { rankModules, toLayoutModules, type LayoutModule, type RankedModule } from './layout.rank.js'
 import { renderLayout, type LayoutHead } from './layout.render.js'
@@ -44,19 +44,6 @@ export interface Layout extends LayoutHead {
 }
 
 const DEFAULT_HOLDOUT = 0
-/** Exposures kept while the engine refuses them (each layout's row is about a kilobyte). */
-const MAX_UNWRITTEN_BYTES = 256 * 1024 ** 2
-/**
- * Exposures are written every LAYOUT_EXPOSURE_FLUSH_MS (default 5 s), and at once when this many
- * bytes wait, whichever comes first: the bound keeps the bytes held in check at any rate. Each
- * write is an insert, a part the engine merges again and again. 5 s against 1 s on the layout
- * bench, six alternating pairs: the engine's threads took less CPU a layout in five (10-16 µs
- * against 13.5-34), and 5 s served more in four (by 7-12%), less in one, as many in one. What
- * waits is analysis and caps: caps count this process's own exposures before they are written,
- * and a stop writes what waits; a process killed outright loses at most the interval's.
- */
-const DEFAULT_FLUSH_MS = 5_000
-const FLUSH_BYTES = 64 * 1024 ** 2
 const DEFAULT_VARIANT = Object.freeze({ name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true })
 
 export function createLayoutService(deps: {
@@ -80,18 +67,11 @@ export function createLayoutService(deps: {
   // [day, today, week]: by item id, so a catalogue change (new item indices) keeps the counts.
   const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
   const servedOf = (tenantId: number) => served.get(tenantId)?.customers
-  // Exposures not yet written, per tenant, as TabSeparated bytes (exposure.log.ts); logs whose
-  // insert failed wait for the next flush, the oldest dropped beyond MAX_UNWRITTEN_BYTES.
-  let pending = new Map<number, ExposureLog>()
-  let unwritten: ExposureLog[] = []
-  let pendingBytes = 0
-  const flushBytes = deps.flushBytes ?? FLUSH_BYTES
-  const logOf = (tenant: number) => pending.get(tenant) ?? pending.set(tenant, new ExposureLog(tenant)).get(tenant)!
+  const exposures = createExposureWriter({ db: deps.db, log: deps.log, metrics: deps.metrics, flushMs: deps.flushMs, flushBytes: deps.flushBytes })
   // Erased customers' keys, per tenant: a snapshot loaded before the erasure still indexes them,
   // so they are served as unknown visitors from the moment of the erasure (keys are never reused).
   const erased = new Map<number, Set<number>>()
   let timer: NodeJS.Timeout | undefined
-  let flusher: NodeJS.Timeout | undefined
   const loadSeconds = deps.metrics.histogram('qianmian_layout_snapshot_load_seconds', 'Layout snapshot load time', ['tenant'], [0.1, 0.5, 1, 5, 15, 60, 300])
   const switches = createPersonalizationSwitch({
     db: deps.db,
@@ -99,11 +79,6 @@ export function createLayoutService(deps: {
     onError: (tenant, err) => deps.log.warn({ tenant, err }, 'personalization switches not refreshed; serving the ones held'),
   })
   const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
-  const exposureInserts = deps.metrics.counter(
-    'qianmian_layout_exposure_inserts_total',
-    'Inserts of served layouts into layout_exposures: shared (every tenant of a flush in one), tenant (one tenant alone, after a shared insert failed), failed (kept for the next flush)',
-    ['kind'],
-  )
 
   // The tenant's local day, kept until its next local midnight: formatting a date in a time zone
   // costs more than ranking a module, and the day changes once a day.
@@ -181,61 +156,6 @@ export function createLayoutService(deps: {
     cache.set(key, m)
   }
 
-  // One write at a time, and at most one more waiting for it: a stop's flush then waits for the
-  // write the interval or the bound started (an API process must not exit, nor the engine close,
-  // with an insert of exposures still running), and a bound reached on every layout during a
-  // slow write queues one write, not one per layout.
-  let writing: Promise<void> | undefined
-  let queued: Promise<void> | undefined
-  const noop = () => undefined
-  function flush(): Promise<void> {
-    if (queued) return queued
-    const start = (): Promise<void> => (writing = write().finally(() => (writing = undefined)))
-    if (!writing) return start()
-    const next = writing.then(noop, noop).then(() => {
-      queued = undefined
-      return start()
-    })
-    queued = next
-    return next
-  }
-
-  async function write(): Promise<void> {
-    if (!pending.size && !unwritten.length) return
-    const batch = [...unwritten, ...pending.values()].filter((l) => l.rows > 0)
-    pending = new Map()
-    pendingBytes = 0
-    unwritten = []
-    if (!batch.length) return
-    const failed: ExposureLog[] = []
-    try {
-      // Every tenant's rows in one insert: one part a flush, however many banks were served.
-      await insertTenantsTsvEncoded(deps.db, 'layout_exposures', EXPOSURE_COLUMNS, batch.map((l) => ({ tenantId: l.tenantId, body: l.body() })))
-      exposureInserts.inc({ kind: 'shared' })
-    } catch (shared) {
-      // Whatever refused the shared insert must not hold every bank's rows: each tenant's alone.
-      deps.log.warn({ tenants: batch.length, err: shared }, 'layout exposures of every tenant not written in one insert; writing them tenant by tenant')
-      for (const log of batch) {
-        try {
-          await deps.db.forTenant(log.tenantId).insertTsvEncoded('layout_exposures', EXPOSURE_COLUMNS, log.body())
-          exposureInserts.inc({ kind: 'tenant' })
-        } catch (err) {
-          // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
-          deps.log.warn({ tenant: log.tenantId, rows: log.rows, err }, 'layout exposures not written; retrying with the next flush')
-          exposureInserts.inc({ kind: 'failed' })
-          failed.push(log)
-        }
-      }
-    }
-    // Held while the engine refuses them, within a bound: an outage must not fill the heap.
-    let held = failed.reduce((t, l) => t + l.bytes, 0)
-    while (held > MAX_UNWRITTEN_BYTES && failed.length > 1) {
-      const dropped = failed.shift()!
-      held -= dropped.bytes
-      deps.log.error({ tenant: dropped.tenantId, rows: dropped.rows }, 'layout exposures dropped: unwritten for too long')
-    }
-    unwritten = [...failed, ...unwritten]
-  }
 
   // prom-client children per tenant and kind: resolving labels per request showed in profiles,
   // and so did a string key per request to find them.
@@ -306,11 +226,7 @@ export function createLayoutService(deps: {
         }
       }
       if (capped) countServed(req.tenantId, key, today, capped)
-      const log = logOf(req.tenantId)
-      const before = log.bytes
-      log.append(snap, { key, nowMs, screen: req.screen, experiment: assignment && { id: assignment.experiment, variant: assignment.variant }, holdout, elder }, ranked)
-      pendingBytes += log.bytes - before
-      if (pendingBytes >= flushBytes) void flush()
+      exposures.append(req.tenantId, snap, { key, nowMs, screen: req.screen, experiment: assignment && { id: assignment.experiment, variant: assignment.variant }, holdout, elder }, ranked)
     }
     countLayout(req.tenantId, key ? (holdout ? 1 : 0) : 2)
     // Keys in the order of Layout: the rendered body and JSON.stringify of the object agree.
@@ -345,9 +261,7 @@ export function createLayoutService(deps: {
         set.add(k)
         servedOf(tenantId)?.delete(k)
       }
-      const log = pending.get(tenantId)
-      if (log) pending.set(tenantId, log.without(keys))
-      unwritten = unwritten.map((l) => (l.tenantId === tenantId ? l.without(keys) : l))
+      exposures.forget(tenantId, keys)
     },
 
     /**
@@ -381,17 +295,15 @@ export function createLayoutService(deps: {
     start(): void {
       timer = setInterval(() => void refresh(), deps.refreshMs ?? 30_000)
       timer.unref()
-      flusher = setInterval(() => void flush(), deps.flushMs ?? DEFAULT_FLUSH_MS)
-      flusher.unref()
+      exposures.start()
     },
 
     refresh,
-    flush,
+    flush: exposures.flush,
 
     async close(): Promise<void> {
       if (timer) clearInterval(timer)
-      if (flusher) clearInterval(flusher)
-      await flush()
+      await exposures.close()
     },
   }
 }

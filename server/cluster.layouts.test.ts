@@ -99,6 +99,16 @@ describe('layouts served by several API processes', () => {
       )
       const expected = [...known].map(([tenant, c]) => ({ tenant, n: c.size, customers: c.size })).sort((a, b) => a.tenant - b.tenant)
       expect(rows).toEqual(expected)
+      // Each row names what it showed through a list written before it (sql/028), from either
+      // process: none without its list, and every list's items are the ids a layout can show.
+      const [orphans] = await db.system.query(
+        `SELECT countIf(l.list = 0) AS orphans, countIf(length(e.slots) = 0) AS empty, min(length(l.items)) AS items FROM layout_exposures AS e
+         LEFT JOIN (SELECT DISTINCT tenant_id, list, items FROM layout_exposure_lists) AS l ON l.tenant_id = e.tenant_id AND l.list = e.list`,
+        {},
+        z.object({ orphans: z.coerce.number(), empty: z.coerce.number(), items: z.coerce.number() }),
+      )
+      expect(orphans).toMatchObject({ orphans: 0, empty: 0 })
+      expect(orphans!.items).toBeGreaterThan(0)
     } finally {
       await handle.close()
     }
