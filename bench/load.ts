@@ -93,6 +93,8 @@ export interface LoadResult {
   /** The writer's flushes during the run (each: dedup, identities, one insert), and their mean time. */
   flushes: number
   flushMeanMs: number
+  /** The flushes' mean time per phase (dedup, identity, insert), from the server's counter. */
+  flushPhaseMs: Record<string, number>
   /** From the server's histogram: receipt at the edge to row written, p50 and p99 (bucket upper bounds). */
   visibleP50S: number
   visibleP99S: number
@@ -133,6 +135,7 @@ export async function runLoad(s: BenchServer, opts: { seconds: number; connectio
     stored,
     flushes: m1.flushes - m0.flushes,
     flushMeanMs: ((m1.flushSeconds - m0.flushSeconds) / Math.max(1, m1.flushes - m0.flushes)) * 1000,
+    flushPhaseMs: Object.fromEntries([...m1.phases].map(([k, v]) => [k, ((v - (m0.phases.get(k) ?? 0)) / Math.max(1, m1.flushes - m0.flushes)) * 1000])),
     visibleP50S: quantile(m0.visible, m1.visible, 0.5),
     visibleP99S: quantile(m0.visible, m1.visible, 0.99),
   }
@@ -143,6 +146,7 @@ interface Metrics {
   /** The writer's inserts (flushes) so far, and the seconds they took. */
   flushes: number
   flushSeconds: number
+  phases: Map<string, number>
   visible: Map<number, number>
 }
 
@@ -155,7 +159,9 @@ async function serverMetrics(url: string): Promise<Metrics> {
   for (const m of text.matchAll(/qianmian_ingest_visible_seconds_bucket\{le="([^"]+)"[^}]*\} (\d+)/g)) {
     visible.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]))
   }
-  return { stored, flushes, flushSeconds, visible }
+  const phases = new Map<string, number>()
+  for (const m of text.matchAll(/^qianmian_ingest_flush_phase_seconds_total\{phase="([^"]+)"[^}]*\} (\S+)$/gm)) phases.set(m[1]!, Number(m[2]))
+  return { stored, flushes, flushSeconds, phases, visible }
 }
 
 /** A quantile of the observations between two snapshots of a cumulative histogram. */
