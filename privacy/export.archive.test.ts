@@ -131,7 +131,7 @@ describe('the export archive', () => {
     expect(res.headers['content-disposition']).toBe(`attachment; filename="customer-${C}-export.zip"`)
     const files = await unzip(res.rawPayload)
     expect([...files.keys()].sort()).toEqual(
-      ['README.txt', 'consents.json', 'events/events-000001.ndjson', 'identities.json', 'layouts.json', 'manifest.json', 'profile.json', 'pushes.json', 'segments.json', 'tags.json'].sort(),
+      ['README.txt', 'banking.json', 'consents.json', 'events/events-000001.ndjson', 'identities.json', 'layouts.json', 'manifest.json', 'profile.json', 'pushes.json', 'recommendations.json', 'segments.json', 'tags.json'].sort(),
     )
     const readme = files.get('README.txt')!.toString('utf8')
     expect(readme.startsWith('\ufeff')).toBe(true)

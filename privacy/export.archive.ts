@@ -38,8 +38,10 @@ type Sections = Record<string, { rows: Record<string, unknown>[]; truncated: boo
 const FILES: readonly { name: string; sections: readonly string[]; about: Label; streamed?: boolean }[] = [
   { name: 'profile.json', sections: ['profile', 'traits'], about: { zh: '基本信息，以及应用上报的属性', en: 'the profile, and the traits the app sent' } },
   { name: 'consents.json', sections: ['consents', 'consentHistory'], about: { zh: '当前授权，以及每一次授权或撤回的记录', en: 'the consents as they stand, and every grant or withdrawal' } },
-  { name: 'identities.json', sections: ['identities'], about: { zh: '客户号、应用匿名标识与设备', en: 'the customer number, app ids and devices linked to the customer' } },
-  { name: 'tags.json', sections: ['tags'], about: { zh: '客户当前的标签，以及每个标签的含义（中英文）', en: 'the tags the customer holds now, each with what it means (Chinese and English)' } },
+  { name: 'identities.json', sections: ['identities', 'identityHistory'], about: { zh: '客户号、应用匿名标识与设备，以及每一次关联', en: 'the customer number, app ids and devices linked to the customer, and each link made' } },
+  { name: 'banking.json', sections: ['accounts', 'loans', 'loanSchedules', 'bills', 'billsPaidForOthers'], about: { zh: '银行导入的账户、贷款、还款计划与账单，以及为他人代缴的账单', en: 'the accounts, loans, repayment schedules and bills the bank imported, and the bills paid for others' } },
+  { name: 'tags.json', sections: ['tags', 'tagHistory'], about: { zh: '客户当前的标签及每个标签的含义（中英文），以及标签的历史', en: 'the tags the customer holds now, each with what it means (Chinese and English), and their history' } },
+  { name: 'recommendations.json', sections: ['recommendations'], about: { zh: '推荐模型认为客户偏好的内容', en: 'the items the recommendation model holds the customer close to' } },
   { name: 'segments.json', sections: ['segments'], about: { zh: '进入或退出客群的记录', en: 'when the customer entered or left a segment' } },
   { name: 'pushes.json', sections: ['pushes'], about: { zh: '推送记录及送达结果', en: 'the pushes prepared for the customer and their outcome' } },
   // One exposure per home screen shown: as many as the events can be, so read in pages like them.

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { Db, TenantDb } from '../core/db.js'
+import type { Db, TenantDb, TenantTable } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { exposuresSql } from '../core/exposures.sql.js'
 import { streamArchive, type ArchiveInput } from './export.archive.js'
@@ -62,6 +62,33 @@ export const FIELD_LABELS: Record<string, { zh: string; en: string }> = {
   screen: { zh: '页面', en: 'screen' },
   modules: { zh: '模块', en: 'modules' },
   items: { zh: '内容项', en: 'items' },
+  account_no: { zh: '账号', en: 'account number' },
+  account_kind: { zh: '账户类型', en: 'account type' },
+  currency: { zh: '币种', en: 'currency' },
+  balance: { zh: '余额', en: 'balance' },
+  account_opened_at: { zh: '开立日期', en: 'opened on' },
+  loan_no: { zh: '贷款编号', en: 'loan number' },
+  product_id: { zh: '产品', en: 'product' },
+  principal: { zh: '本金', en: 'principal' },
+  outstanding: { zh: '未还本金', en: 'outstanding' },
+  annual_rate: { zh: '年利率', en: 'annual rate' },
+  start_date: { zh: '起始日期', en: 'start date' },
+  maturity_date: { zh: '到期日期', en: 'maturity date' },
+  overdue_days: { zh: '逾期天数', en: 'days overdue' },
+  installment_no: { zh: '期数', en: 'installment' },
+  due_date: { zh: '到期日', en: 'due date' },
+  amount_due: { zh: '应还金额', en: 'amount due' },
+  amount_paid: { zh: '已还金额', en: 'amount paid' },
+  paid_at: { zh: '支付时间', en: 'paid at' },
+  bill_no: { zh: '账单编号', en: 'bill number' },
+  biller: { zh: '缴费项目', en: 'biller' },
+  amount: { zh: '金额', en: 'amount' },
+  paid_by_another: { zh: '是否由他人代缴', en: 'paid by someone else' },
+  valid_from: { zh: '生效时间', en: 'from' },
+  removed: { zh: '是否移除', en: 'removed' },
+  action: { zh: '操作', en: 'action' },
+  undone_at: { zh: '撤销时间', en: 'undone at' },
+  affinity: { zh: '偏好程度', en: 'affinity' },
   timestamp: { zh: '事件时间', en: 'event time' },
   type: { zh: '事件类型', en: 'event type' },
   event: { zh: '事件', en: 'event' },
@@ -79,12 +106,20 @@ export const SECTION_LABELS: Record<string, { zh: string; en: string }> = {
   segments: { zh: '客群进出记录', en: 'segment entries and exits' },
   pushes: { zh: '推送记录', en: 'pushes' },
   layouts: { zh: '首页展示记录', en: 'home screens shown' },
+  accounts: { zh: '账户（银行导入）', en: 'accounts (imported by the bank)' },
+  loans: { zh: '贷款（银行导入）', en: 'loans (imported by the bank)' },
+  loanSchedules: { zh: '还款计划（银行导入）', en: 'loan repayment schedules (imported by the bank)' },
+  bills: { zh: '生活缴费账单（银行导入）', en: 'bills (imported by the bank)' },
+  billsPaidForOthers: { zh: '为他人代缴的账单', en: 'bills you paid for others' },
+  tagHistory: { zh: '标签历史', en: 'tag history' },
+  identityHistory: { zh: '标识关联记录', en: 'identifier link history' },
+  recommendations: { zh: '推荐模型中的偏好', en: 'preferences in the recommendation model' },
   events: { zh: '应用行为事件', en: 'app events' },
 }
 
 /** Each section's query: columns named for FIELD_LABELS, the customer's keys bound as `ks`. */
 const KEYS = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
-const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> = {
+export const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> = {
   profile: `SELECT customer_no, gender, birth_date, region_code, branch_code, occupation, phone_hash, name_masked, language, elder_mode, opened_at, updated_at
             FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} AND deleted = 0`,
   traits: `SELECT trait, value, hashed, updated_at FROM customer_traits FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY trait`,
@@ -112,6 +147,48 @@ const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> =
              WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} GROUP BY target_id) AS o ON o.target_id = t.target_id
            ORDER BY due_at DESC`,
   layouts: `SELECT served_at, screen, modules, items FROM ${exposuresSql(`customer_key ${KEYS}`)} ORDER BY served_at DESC`,
+  accounts: `SELECT account_no, kind AS account_kind, currency, balance, opened_at AS account_opened_at, status, updated_at FROM accounts FINAL
+             WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY account_no`,
+  loans: `SELECT loan_no, product_id, principal, outstanding, annual_rate, start_date, maturity_date, status, overdue_days, updated_at FROM loans FINAL
+          WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY loan_no`,
+  loanSchedules: `SELECT loan_no, installment_no, due_date, amount_due, amount_paid, paid_at, status FROM loan_schedules FINAL
+                  WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY loan_no, installment_no`,
+  // Whether someone else paid, not who: the payer is another customer.
+  bills: `SELECT bill_no, biller, amount, due_date, status, paid_at, payer_key NOT IN (0, customer_key) AS paid_by_another FROM bills FINAL
+          WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY due_date DESC, bill_no`,
+  // What the customer paid, not the bill's number or owner: those are another customer's.
+  billsPaidForOthers: `SELECT biller, amount, due_date, paid_at FROM bills FINAL
+                       WHERE tenant_id = {tenant:UInt16} AND payer_key ${KEYS} AND customer_key NOT ${KEYS} ORDER BY paid_at DESC`,
+  tagHistory: `SELECT tag, valid_from, value, num, list, removed FROM tag_history FINAL
+               WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY valid_from DESC, tag`,
+  identityHistory: `SELECT action, id_kind, id_value, reason, created_at, undone_at FROM identity_changes FINAL
+                    WHERE tenant_id = {tenant:UInt16} AND (into_key ${KEYS} OR from_key ${KEYS}) ORDER BY created_at DESC`,
+  // The newest complete model build's row: the items the model holds the customer close to.
+  recommendations: `SELECT items, affinity FROM rec_customers
+                    WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS}
+                      AND build = (SELECT max(build) FROM rec_models FINAL WHERE tenant_id = {tenant:UInt16} AND complete = 1)`,
+}
+
+/**
+ * The tables that hold a customer's rows (erasure.places.ts) and that no section reads, each with
+ * why: they are derived from what the sections hold, or a run's working state. The coverage test
+ * (export.coverage.test.ts) fails for any other such table no section reads.
+ */
+export const NOT_EXPORTED: Readonly<Partial<Record<TenantTable, string>>> = {
+  ingest_dedup: 'the message ids of the events stored, for deduplication: the events section holds each event',
+  ingest_dedup_digests: 'digests of the same message ids',
+  customer_merges: 'customer keys merged into this one (internal numbers): the identities section holds the identifiers they carried',
+  tag_event_daily: 'per-day counts of the events, from which tags are computed: the events section holds the events',
+  tag_changes: 'each run’s changes of tag values: the tag history holds them',
+  tag_stage: 'a tag run’s working rows, removed after the run',
+  tag_scope: 'the customers a tag run recomputes, removed after the run',
+  tag_customer_prints: 'a hash of the customer’s opening date and deletion flag, compared between tag runs',
+  tag_bitmaps: 'the tag values as sets of customer keys: the tags section holds them',
+  tag_numeric: 'numeric tag values sorted for buckets: the tags section holds them',
+  segment_members: 'segment memberships as sets of customer keys: the segment entries and exits hold them',
+  push_leases: 'which sender holds a push for sending, removed when sent',
+  push_test_lists: 'the bank’s lists of staff test recipients',
+  audit_log: 'the record of what the bank’s staff did, kept for the bank and its regulator',
 }
 
 const eventRow = z.object({ ms: z.coerce.number(), message_id: z.string(), type: z.string(), event: z.string(), properties: z.string(), context: z.string() })

@@ -8,6 +8,9 @@ let t: TestApp
 let bank: Awaited<ReturnType<typeof tenantWithKeys>>
 const auth = (k: string) => ({ authorization: `Bearer ${k}` })
 const C = 'X0001'
+/** The customer's key and the neighbour's (X0002). */
+let xk = 0
+let yk = 0
 
 beforeAll(async () => {
   t = await openTestApp()
@@ -21,6 +24,21 @@ beforeAll(async () => {
   expect((await t.app.inject({ method: 'POST', url: '/v1/batch', headers: auth(bank.write), payload: { batch } })).json().accepted).toBe(6)
   const c = await t.app.inject({ method: 'PUT', url: `/v1/customers/${C}/consents`, headers: auth(bank.admin), payload: { purpose: 'marketing', channel: 'sms', granted: false, source: 'counter', noticeVersion: 'v2' } })
   expect(c.statusCode, c.body).toBe(200)
+  // The bank's data of both customers: C's bill paid by the neighbour, and a bill of the neighbour's paid by C.
+  const db = t.engine.db.forTenant(bank.tenant.id)
+  const ids = await db.query(`SELECT id_value AS no, customer_key AS k FROM identities FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no'`, {}, z.object({ no: z.string(), k: z.coerce.number() }))
+  xk = ids.find((r) => r.no === C)!.k
+  yk = ids.find((r) => r.no === 'X0002')!.k
+  const [x, y] = [xk, yk]
+  const at = '2026-11-01 08:00:00.000'
+  await db.insert('accounts', [x, y].map((k) => ({ customer_key: k, account_no: `acct-${k}`, kind: 'savings', balance: '1234.50', opened_at: '2020-01-02', status: 'active', updated_at: at })))
+  await db.insert('loans', [x, y].map((k) => ({ customer_key: k, loan_no: `loan-${k}`, product_id: 'agri', principal: '50000.00', outstanding: '20000.00', annual_rate: 0.0435, start_date: '2025-01-01', maturity_date: '2027-01-01', status: 'active', updated_at: at })))
+  await db.insert('loan_schedules', [1, 2].map((n) => ({ customer_key: x, loan_no: `loan-${x}`, installment_no: n, due_date: `2026-1${n}-10`, amount_due: '1000.00', amount_paid: n === 1 ? '1000.00' : '0.00', paid_at: n === 1 ? at : null, status: n === 1 ? 'paid' : 'due', updated_at: at })))
+  await db.insert('bills', [
+    { customer_key: x, bill_no: 'b-own', biller: 'water', amount: '35.20', due_date: '2026-11-15', status: 'paid', paid_at: at, payer_key: y, updated_at: at },
+    { customer_key: y, bill_no: 'b-neighbour', biller: 'electricity', amount: '88.00', due_date: '2026-11-20', status: 'paid', paid_at: at, payer_key: x, updated_at: at },
+    { customer_key: y, bill_no: 'b-neighbour-own', biller: 'gas', amount: '40.00', due_date: '2026-11-21', status: 'unpaid', paid_at: null, payer_key: 0, updated_at: at },
+  ])
 }, 120_000)
 afterAll(async () => t?.close())
 
@@ -30,7 +48,19 @@ describe('GET /v1/customers/:id/export', () => {
     expect(res.statusCode, res.body).toBe(200)
     const x = res.json()
     expect(x.customerId).toBe(C)
-    expect(Object.keys(x.sections).sort()).toEqual(['consentHistory', 'consents', 'identities', 'layouts', 'profile', 'pushes', 'segments', 'tags', 'traits'])
+    expect(Object.keys(x.sections).sort()).toEqual(
+      ['accounts', 'bills', 'billsPaidForOthers', 'consentHistory', 'consents', 'identities', 'identityHistory', 'layouts', 'loanSchedules', 'loans', 'profile', 'pushes', 'recommendations', 'segments', 'tagHistory', 'tags', 'traits'].sort(),
+    )
+    // The bank's data of the customer, and of nobody else; a bill paid for another says what was
+    // paid, not whose bill it was; the customer's own bill says someone else paid, not who.
+    expect(x.sections.accounts.rows).toEqual([expect.objectContaining({ account_no: `acct-${xk}`, account_kind: 'savings', balance: 1234.5 })])
+    expect(x.sections.loans.rows).toEqual([expect.objectContaining({ loan_no: `loan-${xk}`, outstanding: 20000 })])
+    expect(x.sections.loanSchedules.rows.map((r: { installment_no: number; status: string }) => [r.installment_no, r.status])).toEqual([[1, 'paid'], [2, 'due']])
+    expect(x.sections.bills.rows).toEqual([expect.objectContaining({ bill_no: 'b-own', biller: 'water', paid_by_another: 1 })])
+    expect(x.sections.billsPaidForOthers.rows).toEqual([{ biller: 'electricity', amount: 88, due_date: '2026-11-20', paid_at: expect.any(String) }])
+    expect(JSON.stringify(x.sections)).not.toMatch(new RegExp(`b-neighbour|"acct-${yk}"|"loan-${yk}"|"gas"`))
+    expect(x.sections.identityHistory.rows.map((r: { id_value: string }) => r.id_value).sort()).toEqual(expect.arrayContaining(['anon-x']))
+    expect(x.labels.sections.billsPaidForOthers).toEqual({ zh: '为他人代缴的账单', en: 'bills you paid for others' })
     expect(x.sections.traits.rows).toEqual([expect.objectContaining({ trait: 'plan', value: 'gold' })])
     expect(x.sections.identities.rows.map((r: { id_value: string }) => r.id_value).sort()).toEqual(['X0001', 'anon-x'])
     expect(x.sections.consentHistory.rows).toEqual([expect.objectContaining({ purpose: 'marketing', channel: 'sms', granted: 0, notice_version: 'v2' })])

@@ -50,6 +50,7 @@ export const UNIT_FILES = [
   'kafka/kafka.message.test.ts',
   'kafka/offsets.test.ts',
   'kafka/serial-send.test.ts',
+  'privacy/export.coverage.test.ts',
   'push/schedule.test.ts',
   'push/template.test.ts',
   // Offline evaluation of the layout model, on files and in memory.
