@@ -24,6 +24,7 @@ const MAX_UNWRITTEN_BYTES = 256 * 1024 ** 2
  */
 const DEFAULT_FLUSH_MS = 5_000
 const FLUSH_BYTES = 64 * 1024 ** 2
+
 export function createExposureWriter(deps: {
   db: Db
   log: Logger
@@ -68,9 +69,34 @@ export function createExposureWriter(deps: {
   const listsWritten = new Set<string>()
 
   /**
-   * Writes the lists the rows name that this process has not written: every tenant's in one
-   * insert; refused, each tenant's alone, as the rows are. Returns the tenants whose lists are
-   * not written: their rows wait with them for the next flush.
+   * Each part's rows of `table` (a tenant's) in one insert: one part of the table a flush, however
+   * many banks were served. If that insert is refused, each part alone, so that whatever refused it
+   * cannot hold the other banks' rows. Returns whether the one insert took them, and the parts
+   * (by index) that are not written.
+   */
+  async function insertParts(table: 'layout_exposures' | 'layout_exposure_lists', columns: readonly string[], parts: { tenantId: number; body: Buffer }[]): Promise<{ shared: boolean; failed: Set<number> }> {
+    const failed = new Set<number>()
+    try {
+      await insertTenantsTsvEncoded(deps.db, table, columns, parts)
+      return { shared: true, failed }
+    } catch (shared) {
+      deps.log.warn({ table, tenants: parts.length, err: shared }, 'rows of every tenant not written in one insert; writing them tenant by tenant')
+      for (const [i, p] of parts.entries()) {
+        try {
+          await deps.db.forTenant(p.tenantId).insertTsvEncoded(table, columns, p.body)
+        } catch (err) {
+          // Exposures feed caps and analysis, not the customer's answer: kept for the next flush.
+          deps.log.warn({ table, tenant: p.tenantId, err }, 'rows not written; retrying with the next flush')
+          failed.add(i)
+        }
+      }
+      return { shared: false, failed }
+    }
+  }
+
+  /**
+   * Writes the lists the rows name that this process has not written. Returns the tenants whose
+   * lists are not written: their rows wait with them for the next flush.
    */
   async function writeLists(batch: readonly ExposureLog[]): Promise<Set<number>> {
     const fresh = new Map<number, Map<string, ExposureLog>>()
@@ -81,28 +107,14 @@ export function createExposureWriter(deps: {
         if (!mine.has(id)) mine.set(id, log)
       }
     }
-    const unlisted = new Set<number>()
-    if (!fresh.size) return unlisted
-    const bodyOf = (ids: Map<string, ExposureLog>) => Buffer.concat([...ids].map(([id, log]) => log.listsBody([id])))
-    const written = (tenantId: number) => {
-      for (const id of fresh.get(tenantId)!.keys()) listsWritten.add(`${tenantId}:${id}`)
-    }
-    try {
-      await insertTenantsTsvEncoded(deps.db, 'layout_exposure_lists', LIST_COLUMNS, [...fresh].map(([tenantId, ids]) => ({ tenantId, body: bodyOf(ids) })))
-      for (const tenantId of fresh.keys()) written(tenantId)
-    } catch (shared) {
-      deps.log.warn({ tenants: fresh.size, err: shared }, 'layout exposure lists of every tenant not written in one insert; writing them tenant by tenant')
-      for (const [tenantId, ids] of fresh) {
-        try {
-          await deps.db.forTenant(tenantId).insertTsvEncoded('layout_exposure_lists', LIST_COLUMNS, bodyOf(ids))
-          written(tenantId)
-        } catch (err) {
-          deps.log.warn({ tenant: tenantId, err }, 'layout exposure lists not written; their exposures wait for the next flush')
-          unlisted.add(tenantId)
-        }
-      }
-    }
-    return unlisted
+    const tenants = [...fresh.keys()]
+    if (!tenants.length) return new Set()
+    const parts = tenants.map((tenantId) => ({ tenantId, body: Buffer.concat([...fresh.get(tenantId)!].map(([id, log]) => log.listsBody([id]))) }))
+    const { failed } = await insertParts('layout_exposure_lists', LIST_COLUMNS, parts)
+    tenants.forEach((tenantId, i) => {
+      if (!failed.has(i)) for (const id of fresh.get(tenantId)!.keys()) listsWritten.add(`${tenantId}:${id}`)
+    })
+    return new Set([...failed].map((i) => tenants[i]!))
   }
 
   async function write(): Promise<void> {
@@ -114,29 +126,18 @@ export function createExposureWriter(deps: {
     if (!all.length) return
     const unlisted = await writeLists(all)
     const batch = all.filter((l) => !unlisted.has(l.tenantId))
-    const failed = all.filter((l) => unlisted.has(l.tenantId))
-    for (let i = 0; i < failed.length; i++) exposureInserts.inc({ kind: 'failed' })
-    if (!batch.length) return hold(failed)
-    try {
-      // Every tenant's rows in one insert: one part a flush, however many banks were served.
-      await insertTenantsTsvEncoded(deps.db, 'layout_exposures', EXPOSURE_COLUMNS, batch.map((l) => ({ tenantId: l.tenantId, body: l.body() })))
-      exposureInserts.inc({ kind: 'shared' })
-    } catch (shared) {
-      // Whatever refused the shared insert must not hold every bank's rows: each tenant's alone.
-      deps.log.warn({ tenants: batch.length, err: shared }, 'layout exposures of every tenant not written in one insert; writing them tenant by tenant')
-      for (const log of batch) {
-        try {
-          await deps.db.forTenant(log.tenantId).insertTsvEncoded('layout_exposures', EXPOSURE_COLUMNS, log.body())
-          exposureInserts.inc({ kind: 'tenant' })
-        } catch (err) {
-          // Exposures feed caps and analysis, not the customer's answer: keep them for the next flush.
-          deps.log.warn({ tenant: log.tenantId, rows: log.rows, err }, 'layout exposures not written; retrying with the next flush')
-          exposureInserts.inc({ kind: 'failed' })
-          failed.push(log)
-        }
-      }
+    const held = all.filter((l) => unlisted.has(l.tenantId))
+    for (let i = 0; i < held.length; i++) exposureInserts.inc({ kind: 'failed' })
+    if (batch.length) {
+      const { shared, failed } = await insertParts('layout_exposures', EXPOSURE_COLUMNS, batch.map((l) => ({ tenantId: l.tenantId, body: l.body() })))
+      if (shared) exposureInserts.inc({ kind: 'shared' })
+      batch.forEach((log, i) => {
+        if (shared) return
+        exposureInserts.inc({ kind: failed.has(i) ? 'failed' : 'tenant' })
+        if (failed.has(i)) held.push(log)
+      })
     }
-    hold(failed)
+    hold(held)
   }
 
   /** Held while the engine refuses them, within a bound: an outage must not fill the heap. */
