@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { addDays, chDateTime, zonedMidnight } from '../core/time.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
-import { exposuresSql } from '../core/exposures.sql.js'
+import { exposureItemsSql } from '../core/exposures.sql.js'
 import { CLICK_EVENT } from './model.build.js'
 
 /**
@@ -138,9 +138,8 @@ export interface ExperimentReport {
 /** Impressions of the range: one row per item shown, with its arm and module. */
 const EXPOSURES = `
   SELECT customer_key, served_at, holdout, if(holdout = 1, '', experiment) AS experiment, if(holdout = 1, '', variant) AS variant, module, item
-  FROM ${exposuresSql(`served_at >= {from:DateTime64(3)} AND served_at < {to:DateTime64(3)}
-    AND ({experiment:String} = '' OR experiment IN ({experiment:String}, '') OR holdout = 1)`)}
-  ARRAY JOIN modules AS module, items AS item`
+  FROM ${exposureItemsSql(`served_at >= {from:DateTime64(3)} AND served_at < {to:DateTime64(3)}
+    AND ({experiment:String} = '' OR experiment IN ({experiment:String}, '') OR holdout = 1)`)}`
 
 export async function experimentReport(db: TenantDb, input: ReportInput): Promise<ExperimentReport> {
   const from = zonedMidnight(input.from, input.timeZone)

@@ -4,7 +4,7 @@ import type { Db, SystemDb, TenantDb } from '../core/db.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import type { Exposure } from './exposure.log.js'
-import { exposuresSql } from '../core/exposures.sql.js'
+import { exposureItemsSql, exposuresSql } from '../core/exposures.sql.js'
 import { createExposureWriter } from './exposure.writer.js'
 import { item, snapshot } from './layout.fixture.js'
 import type { RankedModule } from './layout.rank.js'
@@ -91,6 +91,14 @@ describe('exposures by position', () => {
       { key: 105, modules: ['old'], items: ['old.item'], build: '5' },
     ])
     expect(shown(layouts[1]!).modules).toEqual(["mod'1", '模块\\'])
+    // Item by item (the report's and the model build's form): the same pairs, for both forms.
+    const pairs = await engine.db.forTenant(11).query(
+      `SELECT customer_key AS key, module, item FROM ${exposureItemsSql('customer_key IN {keys:Array(UInt32)}')}`,
+      { keys: [100, 101, 102, 103, 104, 105] },
+      z.object({ key: z.number(), module: z.string(), item: z.string() }),
+    )
+    const sorted = (xs: (string | number)[][]) => xs.map((x) => JSON.stringify(x)).sort()
+    expect(sorted(pairs.map((p) => [p.key, p.module, p.item]))).toEqual(sorted(rows.flatMap((r) => r.items.map((item, i) => [r.key, r.modules[i]!, item]))))
     expect(await inserts(metrics)).toEqual({ shared: 1 })
   })
 

@@ -3,7 +3,7 @@ import { AppError } from '../core/errors.js'
 import type { Db, TenantDb } from '../core/db.js'
 import { chDateTime, localDate, zonedMidnight } from '../core/time.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
-import { exposuresSql } from '../core/exposures.sql.js'
+import { exposureItemsSql } from '../core/exposures.sql.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import type { Catalog } from './catalog.schema.js'
@@ -179,7 +179,7 @@ export async function buildModel(
          SELECT customer_key AS ck, groupArray(item) AS shown_items, groupArray(toUInt16(today)) AS shown_today, groupArray(toUInt16(week)) AS shown_week
          FROM (
            SELECT customer_key, item, countIf(served_at >= {todayStart:DateTime64(3)}) AS today, count() AS week
-           FROM ${exposuresSql('served_at >= {weekStart:DateTime64(3)} AND served_at < {asOf:DateTime64(3)}')} ARRAY JOIN items AS item
+           FROM ${exposureItemsSql('served_at >= {weekStart:DateTime64(3)} AND served_at < {asOf:DateTime64(3)}')}
            GROUP BY customer_key, item)
          GROUP BY customer_key) AS x USING (ck)
        SETTINGS join_use_nulls = 0`,
@@ -200,7 +200,7 @@ export async function buildModel(
               nb.others AS others, nb.co AS co, (SELECT groupBitmapOr(bm) FROM ib) AS users
        FROM ib AS a
        LEFT JOIN (
-         SELECT item, count() AS n FROM ${exposuresSql('served_at >= {weekStart:DateTime64(3)} AND served_at < {asOf:DateTime64(3)}')} ARRAY JOIN items AS item
+         SELECT item, count() AS n FROM ${exposureItemsSql('served_at >= {weekStart:DateTime64(3)} AND served_at < {asOf:DateTime64(3)}')}
          GROUP BY item
        ) AS ex ON ex.item = a.item
        LEFT JOIN (
