@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { addDays, chDateTime, daysBetween } from '../core/time.js'
 import type { TenantDb } from '../core/db.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
-import { CURRENT_DAYS, dailyAggregateSql, type Layout } from './tag.measures.js'
+import { CURRENT_DAYS, dailyAggregateSql, type Layout, type MeasureRole } from './tag.measures.js'
 import { ParamBinder } from '../core/params.js'
 import type { LifecycleRule, TagDefinition } from './tag.schema.js'
 import { lifecycleRanges } from './tag.compile.js'
@@ -61,8 +61,8 @@ export async function buildDays(
   }
   // The days become current only once their rows are all in.
   await db.command(
-    `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at, events, fingerprint, time_zone, read_from)
-     SELECT {tenant:UInt16}, d.1, {build:UInt64}, {layout:String}, now64(3), d.2, d.3, {tz:String}, {readFrom:DateTime64(3, 'UTC')}
+    `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at, events, fingerprint, time_zone, read_from, measures)
+     SELECT {tenant:UInt16}, d.1, {build:UInt64}, {layout:String}, now64(3), d.2, d.3, {tz:String}, {readFrom:DateTime64(3, 'UTC')}, {measures:Array(String)}
      FROM (SELECT arrayJoin(arrayZip({days:Array(Date)}, {events:Array(UInt64)}, {prints:Array(UInt64)})) AS d)`,
     {
       days: sorted,
@@ -70,6 +70,7 @@ export async function buildDays(
       prints: sorted.map((d) => BigInt(prints.get(d)?.fingerprint ?? '0')),
       build,
       layout: layout.hash,
+      measures: measureList(layout),
       tz,
       readFrom: o.readFrom,
     },
@@ -86,30 +87,87 @@ export async function buildDays(
 export async function reusableDays(
   db: TenantDb,
   o: { layout: string; tz: string; prints: ReadonlyMap<string, DayPrint>; from: string; to: string; slackMs: number; frozenBefore?: string },
-): Promise<Set<string>> {
+): Promise<{ keep: Set<string>; carry: CarryDay[] }> {
   const { layout, tz, prints, from, to } = o
   const builds = await db.query(
-    `SELECT toString(day) AS d, argMax(layout, build) AS layout, argMax(time_zone, build) AS tz,
+    `SELECT toString(day) AS d, toString(max(build)) AS current, argMax(layout, build) AS layout, argMax(time_zone, build) AS tz, argMax(measures, build) AS measures,
             argMax(events, build) AS events, toString(argMax(fingerprint, build)) AS fingerprint, toString(argMax(read_from, build)) AS read_from
      FROM tag_event_days WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {from:Date} AND {to:Date}
      GROUP BY day`,
     { from, to },
-    z.object({ d: z.string(), layout: z.string(), tz: z.string(), events: z.coerce.number(), fingerprint: z.string(), read_from: z.string() }),
+    z.object({ d: z.string(), current: z.string(), layout: z.string(), tz: z.string(), measures: z.array(z.string()), events: z.coerce.number(), fingerprint: z.string(), read_from: z.string() }),
   )
   // A day the bank's retention has begun deleting events of keeps its build: what the events said
-  // when they were there (see TagRunRequest.eventsKeptFrom).
-  const frozen = (b: { d: string; layout: string; tz: string }) => o.frozenBefore !== undefined && b.d < o.frozenBefore && b.layout === layout && b.tz === tz
+  // when they were there (see TagRunRequest.eventsKeptFrom). Of another layout, it is carried into
+  // this one when its measures are recorded (carryDays); otherwise aggregated again.
+  const retained = (b: { d: string; tz: string }) => o.frozenBefore !== undefined && b.d < o.frozenBefore && b.tz === tz
+  const frozen = (b: { d: string; layout: string; tz: string }) => retained(b) && b.layout === layout
+  const carry = builds.filter((b) => retained(b) && b.layout !== layout && b.measures.length > 0).map((b) => ({ day: b.d, build: b.current, measures: b.measures }))
   const same = builds.filter((b) => {
     const now = prints.get(b.d) ?? { events: 0, fingerprint: '0' }
     return frozen(b) || (b.layout === layout && b.tz === tz && b.events === now.events && b.fingerprint === now.fingerprint)
   })
-  if (!same.length) return new Set()
+  if (!same.length) return { keep: new Set(), carry }
   // One look for links and merges since the oldest of those builds read its events (less the
   // slack the incremental runs allow: a change stamped by another clock may lag the engine's).
   const oldest = same.map((b) => b.read_from).sort()[0]!
   const since = chDateTime(Date.parse(`${oldest.replace(' ', 'T')}Z`) - o.slackMs)
   const touched = new Set(await identityChangedDays(db, since, tz, from, to))
-  return new Set(same.filter((b) => frozen(b) || !touched.has(b.d)).map((b) => b.d))
+  return { keep: new Set(same.filter((b) => frozen(b) || !touched.has(b.d)).map((b) => b.d)), carry }
+}
+
+/** A day whose build is of another layout and cannot be aggregated again (its events are gone). */
+export interface CarryDay {
+  day: string
+  build: string
+  /** The old build's measures, `role:id` in its arrays' order. */
+  measures: string[]
+}
+
+/** A layout's measures as tag_event_days records them: `role:id`, in the arrays' order. */
+export function measureList(layout: Layout): string[] {
+  return layout.measures.map((m) => `${m.role}:${m.id}`)
+}
+
+/**
+ * Carries days' builds of other layouts into `layout` as build `build`: each measure both
+ * layouts have keeps its values, a measure the old build lacks starts at nothing (no events, no
+ * sum, no time, no keys), a measure `layout` dropped goes. The days keep what their builds read.
+ */
+export async function carryDays(db: TenantDb, layout: Layout, build: string, days: readonly CarryDay[]): Promise<void> {
+  const groups = new Map<string, CarryDay[]>()
+  for (const d of days) {
+    const k = `${d.build}|${d.measures.join(',')}`
+    ;(groups.get(k) ?? groups.set(k, []).get(k)!).push(d)
+  }
+  for (const group of groups.values()) {
+    const old = group[0]!
+    // Per position of `layout`'s array of a role, the old array's position of the same measure (1-based; 0: none).
+    const positions = (role?: MeasureRole) => {
+      const was = old.measures.filter((x) => !role || x.startsWith(`${role}:`)).map((x) => x.slice(x.indexOf(':') + 1))
+      return layout.measures.filter((m) => !role || m.role === role).map((m) => was.indexOf(m.id) + 1)
+    }
+    const params = { old: old.build, build, days: group.map((d) => d.day), cm: positions(), sm: positions('sum'), tm: positions('time'), km: positions('distinct') }
+    await db.command(
+      `INSERT INTO tag_event_daily (tenant_id, day, customer_key, build, cnt, total, first_at, last_at, keys)
+       SELECT {tenant:UInt16}, day, customer_key, {build:UInt64}, c, t, f, l, k FROM (
+         SELECT day, customer_key,
+                arrayMap(p -> if(p = 0, toUInt32(0), cnt[p]), {cm:Array(UInt32)}) AS c,
+                arrayMap(p -> if(p = 0, toFloat64(0), total[p]), {sm:Array(UInt32)}) AS t,
+                arrayMap(p -> if(p = 0, toDateTime64(0, 3, 'UTC'), first_at[p]), {tm:Array(UInt32)}) AS f,
+                arrayMap(p -> if(p = 0, toDateTime64(0, 3, 'UTC'), last_at[p]), {tm:Array(UInt32)}) AS l,
+                arrayMap(p -> if(p = 0, CAST([], 'Array(String)'), keys[p]), {km:Array(UInt32)}) AS k
+         FROM tag_event_daily WHERE tenant_id = {tenant:UInt16} AND build = {old:UInt64} AND day IN {days:Array(Date)})
+       WHERE arraySum(c) > 0`,
+      params,
+    )
+    await db.command(
+      `INSERT INTO tag_event_days (tenant_id, day, build, layout, built_at, events, fingerprint, time_zone, read_from, measures)
+       SELECT {tenant:UInt16}, day, {build:UInt64}, {layout:String}, now64(3), events, fingerprint, time_zone, read_from, {measures:Array(String)}
+       FROM tag_event_days WHERE tenant_id = {tenant:UInt16} AND build = {old:UInt64} AND day IN {days:Array(Date)}`,
+      { old: old.build, build, days: params.days, layout: layout.hash, measures: measureList(layout) },
+    )
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   identityChangedDays,
   newestBuild,
   reusableDays,
+  carryDays,
   windowRanges,
   type DayPrint,
 } from './event-daily.js'
@@ -94,6 +95,8 @@ export interface DaysRequest {
 export interface DaysResult {
   rebuilt: string[]
   reused?: number
+  /** Days before the events retention's edge carried from a build of other measures (full runs). */
+  carried?: string[]
   scoped?: number
   /** A full run found everything its event tags read unchanged: it keeps their values. */
   eventsHold: boolean
@@ -119,13 +122,17 @@ export async function prepareDays(db: TenantDb, r: DaysRequest, timed: Timed): P
     // Every customer is recomputed, but a day is re-aggregated only when its events or the
     // identities they resolve to changed since its build (checked here, not taken from the
     // change feed, so events the feed missed are seen too).
-    const { prints, keep } = await timed('check_days', async () => {
+    const { prints, keep, carry } = await timed('check_days', async () => {
       const prints = await dayPrints(db, r.windowFrom, r.today, r.tz)
       const frozen = r.eventsKeptFrom ? { frozenBefore: r.eventsKeptFrom } : {}
-      return { prints, keep: await reusableDays(db, { layout: r.hash, tz: r.tz, prints, from: r.windowFrom, to: r.today, slackMs: r.slackMs, ...frozen }) }
+      return { prints, ...(await reusableDays(db, { layout: r.hash, tz: r.tz, prints, from: r.windowFrom, to: r.today, slackMs: r.slackMs, ...frozen })) }
     })
     out.reused = keep.size
-    await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d)), prints))
+    // Days retention emptied, built under other measures: carried into these, not aggregated again.
+    if (carry.length) await timed('carry_days', () => carryDays(db, r.layout, r.runId, carry))
+    out.carried = carry.map((c) => c.day).sort()
+    const carried = new Set(out.carried)
+    await timed('rebuild_days', () => rebuild(window.filter((d) => !keep.has(d) && !carried.has(d)), prints))
     if (r.derives) await timed('check_event_tags', async () => {
       const newest = await newestBuild(db, r.hash, r.windowFrom, r.today)
       out.eventsHold = eventTagsStale(r.eventTags, { states: r.states, measures: r.hash, span: r.span, today: r.today, base: out.base, newestBuild: newest }) === undefined

@@ -105,6 +105,8 @@ export interface TagRunResult {
   rebuiltDays: string[]
   /** Days of the window a full run took as built, their events and identities unchanged since. */
   reusedDays?: number
+  /** Days before the events retention's edge whose build a change of measures carried over (tags/event-daily.ts carryDays). */
+  carriedDays?: string[]
   scoped?: number
   /** Customer-key ranges the ranged statements ran over. */
   keyRanges: number
@@ -166,6 +168,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   let rebuilt: string[] = []
   let scoped: number | undefined
   let reused: number | undefined
+  let carried: string[] | undefined
   // Whether a full run keeps its event tags as they are.
   let eventsHold = false
   if (hasEventTags) {
@@ -194,7 +197,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       },
       timed,
     )
-    ;({ rebuilt, scoped, reused, eventsHold, base } = days)
+    ;({ rebuilt, scoped, reused, carried, eventsHold, base } = days)
   }
 
   const params = { run: req.runId, today, tz, asOf }
@@ -402,6 +405,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     rebuiltDays: [...new Set(rebuilt)].sort(),
     ...(scoped !== undefined ? { scoped } : {}),
     ...(reused !== undefined ? { reusedDays: reused } : {}),
+    ...(carried?.length ? { carriedDays: carried } : {}),
     keyRanges: ranges.length,
     steps,
   }
