@@ -140,9 +140,19 @@ export async function prepareDays(db: TenantDb, r: DaysRequest, timed: Timed): P
     return out
   }
   if (r.mode === 'backfill') {
-    // Past days are rebuilt only where never built; the live runs keep the rest current.
+    // Past days are rebuilt only where never built; the live runs keep the rest current. Days
+    // before the events retention's edge built under other measures are carried, as in full runs.
     const built = await builtDays(db, r.hash, r.windowFrom, r.today)
-    await timed('rebuild_days', () => rebuild(window.filter((d) => !built.has(d))))
+    const unbuilt = window.filter((d) => !built.has(d))
+    const edge = r.eventsKeptFrom
+    if (edge !== undefined && unbuilt.some((d) => d < edge)) {
+      const { carry } = await reusableDays(db, { layout: r.hash, tz: r.tz, prints: new Map(), from: r.windowFrom, to: r.today, slackMs: r.slackMs, frozenBefore: edge })
+      const todo = carry.filter((c) => !built.has(c.day))
+      if (todo.length) await timed('carry_days', () => carryDays(db, r.layout, r.runId, todo))
+      out.carried = todo.map((c) => c.day).sort()
+    }
+    const carried = new Set(out.carried)
+    await timed('rebuild_days', () => rebuild(unbuilt.filter((d) => !carried.has(d))))
     return out
   }
   const prev = r.prev!

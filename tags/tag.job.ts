@@ -27,13 +27,14 @@ export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo
     async ({ tenantId, timeZone, runId, options: o }) => {
       const defs = await deps.repo.list(tenantId)
       const results: TagRunResult[] = []
+      // The events retention's edge today: whatever day a run computes for, days before it keep their builds.
+      const retention = deps.tenants ? { eventsKeptFrom: eventsKeptFrom(new Date(), (await deps.tenants.privacy(tenantId)).eventsDays, timeZone) } : {}
       if (o.backfill) {
         for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
           const asOf = new Date(zonedMidnight(addDays(d, 1), timeZone).getTime() - 1)
-          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange }))
+          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange, ...retention }))
         }
       } else {
-        const retention = deps.tenants ? { eventsKeptFrom: eventsKeptFrom(new Date(), (await deps.tenants.privacy(tenantId)).eventsDays, timeZone) } : {}
         results.push(
           await runTags(
             { db: deps.db },

@@ -21,7 +21,7 @@ let engine: TestEngine
 let repo: TagRepository
 let T: number
 const db = () => engine.db.forTenant(T)
-const run = async (o: { mode?: 'full' | 'incremental'; recompute?: boolean; eventsKeptFrom?: string } = {}) =>
+const run = async (o: { mode?: 'full' | 'incremental' | 'backfill'; recompute?: boolean; eventsKeptFrom?: string; asOf?: Date } = {}) =>
   runTags({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, defs: await repo.list(T), mode: 'full', asOf: TAG_TEST_AS_OF, runId: newRunId(), watermarkSlackMs: 0, ...o })
 async function counts(tag = 'logins_30d'): Promise<Record<number, number | string>> {
   const rows = await db().query(
@@ -97,6 +97,13 @@ describe('events past the retention, inside a window', () => {
     expect((await run({ eventsKeptFrom: kept, recompute: true })).changed).toBe(0)
     expect((await run({ mode: 'incremental', eventsKeptFrom: kept })).changed).toBe(0)
     expect(await counts()).toEqual({ 1: 3, 2: 3, 3: 2, 4: 1, 5: 1 })
+    // A backfill of a past day under other measures carries the days before the edge too.
+    // (Its window, 02-12 to 03-13, begins two days before any build: those are aggregated.)
+    await repo.save(T, testTagDef('refunds_7d', 'number', { kind: 'window', events: ['refund'], measure: 'count', days: 7 }), 'test')
+    const backfill = await run({ mode: 'backfill', asOf: new Date('2026-03-13T15:59:59.999Z'), eventsKeptFrom: kept })
+    expect(backfill.carriedDays).toEqual(full.carriedDays)
+    expect(backfill.rebuiltDays).toEqual(['2026-02-12', '2026-02-13', ...Array.from({ length: 8 }, (_, i) => addDays('2026-03-06', i))])
+    await repo.retire(T, 'refunds_7d', 'test')
     // Retired, its measure goes: the days are carried back, and the counts hold.
     await repo.retire(T, 'pays_30d', 'test')
     const back = await run({ eventsKeptFrom: kept })
