@@ -95,7 +95,7 @@ export interface DaysRequest {
 export interface DaysResult {
   rebuilt: string[]
   reused?: number
-  /** Days before the events retention's edge carried from a build of other measures (full runs). */
+  /** Days before the events retention's edge carried from a build of other measures (full runs, backfills). */
   carried?: string[]
   scoped?: number
   /** A full run found everything its event tags read unchanged: it keeps their values. */
