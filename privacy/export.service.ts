@@ -178,7 +178,7 @@ export const NOT_EXPORTED: Readonly<Partial<Record<TenantTable, string>>> = {
   ingest_dedup: 'the message ids of the events stored, for deduplication: the events section holds each event',
   ingest_dedup_digests: 'digests of the same message ids',
   customer_merges: 'customer keys merged into this one (internal numbers): the identities section holds the identifiers they carried',
-  tag_event_daily: 'per-day counts of the events, from which tags are computed: the events section holds the events',
+  tag_event_daily: 'per-day counts of the events by measure (positions, no names), from which window tags are computed: the events section holds the events, and for days the events retention has deleted, the tags and tag history sections hold what the counts were computed into',
   tag_changes: 'each run’s changes of tag values: the tag history holds them',
   tag_stage: 'a tag run’s working rows, removed after the run',
   tag_scope: 'the customers a tag run recomputes, removed after the run',
