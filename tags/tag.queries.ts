@@ -25,6 +25,8 @@ import { keyInRange, rangeParams } from './tag.ranges.js'
 
 export interface StageQuery {
   sql: string
+  /** The rows `sql` inserts (tenant, run, tag, customer, value, num, list), as a SELECT. */
+  select: string
   /** Bound for the whole key space; a ranged query is run once per key range with its own. */
   params: Record<string, unknown>
   /**
@@ -39,12 +41,12 @@ const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE ten
 const RANGE = `AND ${keyInRange('customer_key')}`
 
 /** Output tuples, one per tag, unpivoted into stage rows; only tags that hold are kept. */
-function stageInsert(names: readonly string[], select: string, b: ParamBinder): string {
+function stageQuery(names: readonly string[], select: string, b: ParamBinder, params: Record<string, unknown>, ranged: boolean): StageQuery {
   const items = names.map((n, i) => `tuple(${b.str(n)}, e${i}.1, e${i}.2, e${i}.3, e${i}.4)`)
-  return `INSERT INTO tag_stage (tenant_id, run_id, tag, customer_key, value, num, list)
-    SELECT {tenant:UInt16}, {run:UInt64}, o.1, customer_key, o.2, o.3, o.4 FROM (
+  const rows = `SELECT {tenant:UInt16}, {run:UInt64}, o.1, customer_key, o.2, o.3, o.4 FROM (
       SELECT customer_key, arrayJoin(arrayFilter(x -> x.5 = 1, [${items.join(', ')}])) AS o FROM (${select})
     )`
+  return { sql: `INSERT INTO tag_stage (tenant_id, run_id, tag, customer_key, value, num, list)\n    ${rows}`, select: rows, params: { ...b.params, ...params }, ranged }
 }
 
 /** Window and lifecycle tags, from daily aggregates, for all customers or the run's scope. */
@@ -79,7 +81,7 @@ export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean
       GROUP BY customer_key`
   const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
       FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, ...rangeParams(), wfrom: o.windowFrom, layout: o.layout.hash }, ranged: true }
+  return stageQuery(defs.map((d) => d.name), select, b, { ...rangeParams(), wfrom: o.windowFrom, layout: o.layout.hash }, true)
 }
 
 export interface DepTag {
@@ -141,7 +143,7 @@ export function profileStage(
   const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features], only)}) AS p ${pivot}
     SETTINGS join_use_nulls = 1`
   const ranged = defs.every((d) => d.rule.kind !== 'score')
-  return { sql: stageInsert(defs.map((d) => d.name), select, b), params: { ...b.params, ...rangeParams() }, ranged }
+  return stageQuery(defs.map((d) => d.name), select, b, rangeParams(), ranged)
 }
 
 /** A numeric input; NULL when the customer has none (a window count without events is 0). */
@@ -187,5 +189,5 @@ export function sqlStage(d: TagDefinition): StageQuery {
             : outTuple('string_list', `CAST(${v}, 'Array(String)')`, `notEmpty(CAST(${v}, 'Array(String)'))`)
   // One value per customer: a query returning several rows for one customer keeps any one.
   const select = `SELECT customer_key, ${out} AS e0 FROM (SELECT customer_key, any(value) AS value FROM (${guarded.sql}) GROUP BY customer_key)`
-  return { sql: stageInsert([d.name], select, b), params: b.params, ranged: false }
+  return stageQuery([d.name], select, b, {}, false)
 }

@@ -7,8 +7,6 @@ import { addDays, chDateTime, DAY_MS, localDate, zonedMidnight } from '../../cor
 import { generateDemo } from '../../demo/demo.generator.js'
 import { newRunId } from '../../core/run-id.js'
 import { runTags, type TagRunResult } from '../../tags/tag.pipeline.js'
-import { eventMeasures } from '../../tags/tag.measures.js'
-import { dailyAggregateSql } from '../../tags/tag.measures.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../../tags/tag.pack.js'
 import { ParamBinder } from '../../core/params.js'
 import { createTagRepository } from '../../tags/tag.repository.js'
@@ -18,6 +16,7 @@ import { createTenantService, type Tenant } from '../../tenants/tenants.service.
 import type { BenchScenario } from '../harness.js'
 import { monitorSection, openEngineMonitor } from '../engine-monitor.js'
 import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
+import { measureStepFloors } from './tags.floors.js'
 
 /**
  * The banking tag pack over the demo group (`--set customers=N days=D seed=S key_range=K`; K is the
@@ -131,44 +130,12 @@ export const scenario: BenchScenario = {
     const full = await runAll('full', asOf, 'full run')
     settleSeconds.after_full = await settle(system)
 
-    // --- floors of the two largest steps ---------------------------------------------------------
-    // rebuild_days: the same per-(customer, day) aggregation of the raw events, without identity
-    // resolution and without writing the rows. diff: one read of every current value (FINAL), which
-    // the diff reads at least once beside the staged values.
-    // apply (a first run): writing the run's values once into tables of history's and current
-    // values' shapes, read from tag_values (sorted by tag and customer, as the stage is), with
-    // no diff or transform.
-    const stepFloor = { rebuild: 0, values: 0, write: 0 }
-    await system.command(`CREATE TABLE bench_write_history AS tag_history`)
-    await system.command(`CREATE TABLE bench_write_values AS tag_values`)
-    for (const t of members) {
-      const b = new ParamBinder('d')
-      const { layout, span } = eventMeasures(defsOf.get(t.id)!)
-      const today = localDate(asOf, t.timeZone)
-      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
-        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
-          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
-      const sql = `SELECT count() AS n FROM (SELECT cityHash64(customer_key, day, cnt, total, first_at, last_at, keys) AS h FROM (${dailyAggregateSql(layout, source, b)})) WHERE h != 0`
-      let t0 = performance.now()
-      await ctx.db.forTenant(t.id).query(sql, { ...b.params, tz: t.timeZone, from: addDays(today, -(span - 1)), to: today }, z.object({ n: z.coerce.number() }))
-      stepFloor.rebuild += (performance.now() - t0) / 1000
-      t0 = performance.now()
-      await valuesChecksum(ctx.db.forTenant(t.id))
-      stepFloor.values += (performance.now() - t0) / 1000
-      t0 = performance.now()
-      const from = `FROM tag_values WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0`
-      await ctx.db.forTenant(t.id).command(
-        `INSERT INTO bench_write_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
-         SELECT tenant_id, tag, customer_key, now64(3), value, num, list, 0, run_id, 1 ${from}`,
-      )
-      await ctx.db.forTenant(t.id).command(
-        `INSERT INTO bench_write_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted) SELECT tenant_id, tag, customer_key, value, num, list, run_id, 0 ${from}`,
-      )
-      stepFloor.write += (performance.now() - t0) / 1000
-    }
-    await system.command(`DROP TABLE bench_write_history`)
-    await system.command(`DROP TABLE bench_write_values`)
-    say(`step floors: day aggregation ${stepFloor.rebuild.toFixed(2)} s, current values read ${stepFloor.values.toFixed(2)} s, values written ${stepFloor.write.toFixed(2)} s`)
+    // --- floors of each step ------------------------------------------------------------------
+    monitor.phase('step floors')
+    const stepFloor = await measureStepFloors(ctx.db, members, defsOf, asOf)
+    monitor.phase('between')
+    const floorSteps = stepFloor.rebuild + stepFloor.valuesWrite + stepFloor.stageEvents + stepFloor.rules + stepFloor.scores + stepFloor.sql + stepFloor.bitmaps
+    say(`step floors: ${Object.entries(stepFloor).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}; their sum ${floorSteps.toFixed(2)} s`)
 
     // --- one new day -------------------------------------------------------------------------
     const asOf2 = new Date(asOf.getTime() + DAY_MS)
@@ -225,8 +192,15 @@ export const scenario: BenchScenario = {
         floor_cpu_s: floorCpuSeconds,
         full_s: full.seconds,
         floor_rebuild_days_s: stepFloor.rebuild,
-        floor_values_read_s: stepFloor.values,
-        floor_values_write_s: stepFloor.write,
+        floor_values_read_s: stepFloor.valuesRead,
+        floor_values_write_s: stepFloor.valuesWrite,
+        floor_stage_events_s: stepFloor.stageEvents,
+        floor_rules_s: stepFloor.rules,
+        floor_scores_s: stepFloor.scores,
+        floor_sql_s: stepFloor.sql,
+        floor_bitmaps_s: stepFloor.bitmaps,
+        floor_steps_sum_s: floorSteps,
+        floor_steps_sum_over_floor: floorSteps / floorSeconds,
         full_cpu_s: full.cpu,
         ...prefixed('full', full.steps),
         new_day_events: newDayEvents,
@@ -300,7 +274,12 @@ export const scenario: BenchScenario = {
         `Step floors, measured after the full run: floor_rebuild_days_s is the rebuild's per-(customer, day) aggregation of the same raw events ` +
           `(all measures, the whole window) without identity resolution and without writing the rows; floor_values_read_s is one read of every ` +
           `current value (tag_values FINAL, count and checksum), which each full diff needs at least once; floor_values_write_s is writing the values the full run ` +
-          `stored, once, into two new tables of tag_history's and tag_values' shapes (INSERT … SELECT from tag_values, no diff, no transform): what a first run's apply writes.`,
+          `stored, once, into two new tables of tag_history's and tag_values' shapes (INSERT … SELECT from tag_values, no diff, no transform): what a first run's apply writes. ` +
+          `floor_stage_events_s, floor_rules_s, floor_scores_s and floor_sql_s are the run's own staging queries for every customer (event tags from the day builds in one query, ` +
+          `each level's rules in one, each score and SQL tag alone), as SELECTs hashing every staged column, written nowhere; floor_bitmaps_s builds, written nowhere, a bitmap ` +
+          `per value of the boolean and enum tags and one of every customer with a value per other tag (the step also buckets numbers and dates: a lower bound). ` +
+          `floor_steps_sum_s adds the day aggregation, the values' write and these: what a first full run that keeps the day builds the incremental runs read cannot go under ` +
+          `(no identity resolution, no day rows or stage rows written, no diff), and floor_steps_sum_over_floor divides it by the floor.`,
         `Before each timed phase the run waits for background merges and mutations to finish (merges_settle_*_s), so the phases do not pay for each other's merges.`,
         `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
         `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +

@@ -1,0 +1,113 @@
+import { z } from 'zod'
+import type { Db, TenantDb } from '../../core/db.js'
+import { ParamBinder } from '../../core/params.js'
+import { addDays, localDate } from '../../core/time.js'
+import { dailyAggregateSql, eventMeasures } from '../../tags/tag.measures.js'
+import { profileStage, sqlStage, windowStage, type StageQuery } from '../../tags/tag.queries.js'
+import { dependencyLevels } from '../../tags/tag.repository.js'
+import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
+import type { Tenant } from '../../tenants/tenants.service.js'
+
+/**
+ * The floor of each step of a first full run, measured after it on the same data: each step's
+ * computation alone, as a SELECT over what the step reads, with every output column hashed (so
+ * nothing is pruned) and nothing written; and the two writes alone, with nothing computed. Their
+ * sum is what a full run that keeps the day builds the incremental runs need cannot go under.
+ */
+export interface StepFloors {
+  /** Per-(customer, day) aggregation of the raw events (all measures, the window), no identity resolution, not written. */
+  rebuild: number
+  /** One read of every current value (FINAL): what each full diff reads at least once. */
+  valuesRead: number
+  /** The full run's values written once into tables of history's and current values' shapes, nothing computed. */
+  valuesWrite: number
+  /** The event tags of every customer from the day builds, as staged, not written. */
+  stageEvents: number
+  /** The rules of every level for every customer, as staged, not written. */
+  rules: number
+  /** The scores, each ranking every customer, as staged, not written. */
+  scores: number
+  /** The SQL tags, as staged, not written. */
+  sql: number
+  /** Bitmaps of the current values' customers (see below), not written. */
+  bitmaps: number
+}
+
+const counted = z.object({ n: z.coerce.number() })
+
+/** Runs `select` once for `count()` and a hash of every column; seconds. */
+async function timeSelect(db: TenantDb, select: string, params: Record<string, unknown>): Promise<number> {
+  const t0 = performance.now()
+  await db.query(`SELECT count() AS n, groupBitXor(cityHash64(*)) AS h FROM (${select})`, params, counted)
+  return (performance.now() - t0) / 1000
+}
+
+/** The staged rows of `q` with the parameters a run at `today` binds. */
+function stageTime(db: TenantDb, q: StageQuery, today: string, tz: string): Promise<number> {
+  return timeSelect(db, q.select, { ...q.params, run: '0', today, tz, asOf: '1970-01-01 00:00:00.000' })
+}
+
+export async function measureStepFloors(db: Db, members: readonly Tenant[], defsOf: ReadonlyMap<number, StoredTag[]>, asOf: Date): Promise<StepFloors> {
+  const f: StepFloors = { rebuild: 0, valuesRead: 0, valuesWrite: 0, stageEvents: 0, rules: 0, scores: 0, sql: 0, bitmaps: 0 }
+  await db.system.command(`CREATE TABLE bench_write_history AS tag_history`)
+  await db.system.command(`CREATE TABLE bench_write_values AS tag_values`)
+  try {
+    for (const t of members) {
+      const tdb = db.forTenant(t.id)
+      const defs: TagDefinition[] = defsOf.get(t.id)!
+      const { layout, span } = eventMeasures(defs)
+      const today = localDate(asOf, t.timeZone)
+      const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
+
+      const b = new ParamBinder('d')
+      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
+        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
+          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
+      f.rebuild += await timeSelect(tdb, dailyAggregateSql(layout, source, b), { ...b.params, tz: t.timeZone, from: windowFrom, to: today })
+
+      let t0 = performance.now()
+      await tdb.query(
+        `SELECT count() AS n, groupBitXor(cityHash64(tag, customer_key, value, num, list)) AS h FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0`,
+        {},
+        counted,
+      )
+      f.valuesRead += (performance.now() - t0) / 1000
+
+      // Read from tag_values, sorted by tag and customer as the stage is.
+      t0 = performance.now()
+      const from = `FROM tag_values WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0`
+      await tdb.command(
+        `INSERT INTO bench_write_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
+         SELECT tenant_id, tag, customer_key, now64(3), value, num, list, 0, run_id, 1 ${from}`,
+      )
+      await tdb.command(`INSERT INTO bench_write_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted) SELECT tenant_id, tag, customer_key, value, num, list, run_id, 0 ${from}`)
+      f.valuesWrite += (performance.now() - t0) / 1000
+
+      // The stages as a full run makes them, level by level: event tags in one query, the rules
+      // of a level in one, each score and SQL tag alone.
+      const known = new Map(defs.map((d) => [d.name, d]))
+      for (const level of dependencyLevels(defs)) {
+        const events = level.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
+        if (events.length) f.stageEvents += await stageTime(tdb, windowStage(events, { scoped: false, windowFrom, layout }), today, t.timeZone)
+        const rules = level.filter((d) => d.rule.kind === 'rule')
+        if (rules.length) f.rules += await stageTime(tdb, profileStage(rules, known, { asOf: false }), today, t.timeZone)
+        for (const d of level.filter((x) => x.rule.kind === 'score')) f.scores += await stageTime(tdb, profileStage([d], known, { asOf: false }), today, t.timeZone)
+        for (const d of level.filter((x) => x.rule.kind === 'sql')) f.sql += await stageTime(tdb, sqlStage(d), today, t.timeZone)
+      }
+
+      // A lower bound of the bitmaps step: a bitmap per value of the boolean and enum tags and one
+      // of every customer with a value per other tag (the step also buckets numbers and dates).
+      const exact = defs.filter((d) => d.type === 'boolean' || d.type === 'enum').map((d) => d.name)
+      f.bitmaps += await timeSelect(
+        tdb,
+        `SELECT tag, v, bitmapCardinality(groupBitmapState(customer_key)) AS c FROM tag_values FINAL
+         WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0 GROUP BY tag, if(has({exact:Array(String)}, toString(tag)), value, '*') AS v`,
+        { exact },
+      )
+    }
+  } finally {
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_history`)
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_values`)
+  }
+  return f
+}
