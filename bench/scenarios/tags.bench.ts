@@ -16,7 +16,7 @@ import { createTenantService, type Tenant } from '../../tenants/tenants.service.
 import type { BenchScenario } from '../harness.js'
 import { monitorSection, openEngineMonitor } from '../engine-monitor.js'
 import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
-import { measureStepFloors } from './tags.floors.js'
+import { measureIncrementalFloors, measureStepFloors } from './tags.floors.js'
 
 /**
  * The banking tag pack over the demo group (`--set customers=N days=D seed=S key_range=K`; K is the
@@ -109,14 +109,17 @@ export const scenario: BenchScenario = {
     // --- full --------------------------------------------------------------------------------
     const runAll = async (mode: 'full' | 'incremental', at: Date, label: string, o: { recompute?: boolean } = {}) => {
       const results: TagRunResult[] = []
+      const runIds = new Map<number, string>()
       monitor.phase(label)
       const t0 = performance.now()
       const cpu0 = process.cpuUsage()
       for (const t of members) {
+        const runId = newRunId()
+        runIds.set(t.id, runId)
         results.push(
           await runTags(
             { db: ctx.db },
-            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId: newRunId(), keyRange, ...o, ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
+            { tenantId: t.id, timeZone: t.timeZone, defs: defsOf.get(t.id)!, mode, asOf: at, runId, keyRange, ...o, ...(mode === 'incremental' ? { watermarkSlackMs: 0 } : {}) },
           ),
         )
       }
@@ -125,7 +128,7 @@ export const scenario: BenchScenario = {
       monitor.phase('between')
       load[label.replace(' run', '').replace(' ', '_')] = os.loadavg()[0]!
       say(`${label}: ${seconds.toFixed(2)} s (${cpu.toFixed(1)} CPU s), modes ${results.map((r) => r.mode).join('/')}, changed ${results.reduce((a, r) => a + r.changed, 0)}`)
-      return { seconds, cpu, results, steps: stepTotals(results, seconds) }
+      return { seconds, cpu, results, runIds, steps: stepTotals(results, seconds) }
     }
     const full = await runAll('full', asOf, 'full run')
     settleSeconds.after_full = await settle(system)
@@ -147,6 +150,12 @@ export const scenario: BenchScenario = {
     settleSeconds.after_new_day = await settle(system)
 
     const incr = await runAll('incremental', asOf2, 'incremental run')
+    settleSeconds.before_incremental_floors = await settle(system)
+    monitor.phase('incremental floors')
+    const incrFloor = await measureIncrementalFloors(ctx.db, members, defsOf, { asOf: asOf2, newDay: asOf, runIds: incr.runIds })
+    monitor.phase('between')
+    const incrFloorSum = incrFloor.newDay + incrFloor.stageEvents + incrFloor.scores + incrFloor.changesWrite
+    say(`incremental floors: ${Object.entries(incrFloor).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}; their sum ${incrFloorSum.toFixed(2)} s`)
     const incrementalOk = incr.results.every((r) => r.mode === 'incremental')
     const scoped = incr.results.reduce((a, r) => a + (r.scoped ?? 0), 0)
     const rebuiltDays = incr.results.map((r) => r.rebuiltDays)
@@ -201,6 +210,12 @@ export const scenario: BenchScenario = {
         floor_bitmaps_s: stepFloor.bitmaps,
         floor_steps_sum_s: floorSteps,
         floor_steps_sum_over_floor: floorSteps / floorSeconds,
+        floor_incremental_new_day_s: incrFloor.newDay,
+        floor_incremental_stage_events_s: incrFloor.stageEvents,
+        floor_incremental_scores_s: incrFloor.scores,
+        floor_incremental_changes_write_s: incrFloor.changesWrite,
+        floor_incremental_sum_s: incrFloorSum,
+        floor_incremental_sum_over_full: incrFloorSum / full.seconds,
         full_cpu_s: full.cpu,
         ...prefixed('full', full.steps),
         new_day_events: newDayEvents,
@@ -279,7 +294,11 @@ export const scenario: BenchScenario = {
           `each level's rules in one, each score and SQL tag alone), as SELECTs hashing every staged column, written nowhere; floor_bitmaps_s builds, written nowhere, a bitmap ` +
           `per value of the boolean and enum tags and one of every customer with a value per other tag (the step also buckets numbers and dates: a lower bound). ` +
           `floor_steps_sum_s adds the day aggregation, the values' write and these: what a first full run that keeps the day builds the incremental runs read cannot go under ` +
-          `(no identity resolution, no day rows or stage rows written, no diff), and floor_steps_sum_over_floor divides it by the floor.`,
+          `(no identity resolution, no day rows or stage rows written, no diff), and floor_steps_sum_over_floor divides it by the floor. ` +
+          `floor_incremental_*: measured after the incremental run with its scope and changes: the new day's per-(customer, day) aggregation (not written), ` +
+          `the event tags of the customers in its scope from the day builds (the run's staging query, not written), every score for every customer at its date ` +
+          `(not written), and its changes written once into tables of history's and current values' shapes; floor_incremental_sum_over_full divides their sum ` +
+          `by the full run: a lower bound of the incremental run as built (its rules, diffs and bitmaps left out).`,
         `Before each timed phase the run waits for background merges and mutations to finish (merges_settle_*_s), so the phases do not pay for each other's merges.`,
         `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
         `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +

@@ -111,3 +111,70 @@ export async function measureStepFloors(db: Db, members: readonly Tenant[], defs
   }
   return f
 }
+
+/**
+ * The floor of the steps of an incremental run that grow with the customers in scope or with the
+ * bank, not with the day's change, measured after it with its scope and changes: its rules, diffs
+ * and bitmaps are left out, so the sum is a lower bound of the run as it is built.
+ */
+export interface IncrementalFloors {
+  /** The new day's per-(customer, day) aggregation, no identity resolution, not written. */
+  newDay: number
+  /** The event tags of the customers in the run's scope from the day builds, as staged, not written. */
+  stageEvents: number
+  /** The scores, each ranking every customer, as staged, not written. */
+  scores: number
+  /** The run's changes written once into tables of history's and current values' shapes. */
+  changesWrite: number
+}
+
+export async function measureIncrementalFloors(
+  db: Db,
+  members: readonly Tenant[],
+  defsOf: ReadonlyMap<number, StoredTag[]>,
+  run: { asOf: Date; newDay: Date; runIds: ReadonlyMap<number, string> },
+): Promise<IncrementalFloors> {
+  const f: IncrementalFloors = { newDay: 0, stageEvents: 0, scores: 0, changesWrite: 0 }
+  await db.system.command(`CREATE TABLE bench_write_history AS tag_history`)
+  await db.system.command(`CREATE TABLE bench_write_values AS tag_values`)
+  try {
+    for (const t of members) {
+      const tdb = db.forTenant(t.id)
+      const defs: TagDefinition[] = defsOf.get(t.id)!
+      const runId = run.runIds.get(t.id)!
+      const { layout, span } = eventMeasures(defs)
+      const today = localDate(run.asOf, t.timeZone)
+      const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
+
+      const b = new ParamBinder('d')
+      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
+        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
+          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
+      f.newDay += await timeSelect(tdb, dailyAggregateSql(layout, source, b), { ...b.params, tz: t.timeZone, from: localDate(run.newDay, t.timeZone), to: today })
+
+      const events = defs.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
+      const q = windowStage(events, { scoped: true, windowFrom, layout })
+      f.stageEvents += await timeSelect(tdb, q.select, { ...q.params, run: runId, today, tz: t.timeZone })
+
+      const known = new Map(defs.map((d) => [d.name, d]))
+      for (const d of defs.filter((x) => x.rule.kind === 'score')) f.scores += await stageTime(tdb, profileStage([d], known, { asOf: false }), today, t.timeZone)
+
+      const t0 = performance.now()
+      const from = `FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64}`
+      await tdb.command(
+        `INSERT INTO bench_write_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
+         SELECT tenant_id, tag, customer_key, now64(3), value, num, list, removed, run_id, 1 ${from}`,
+        { run: runId },
+      )
+      await tdb.command(
+        `INSERT INTO bench_write_values (tenant_id, tag, customer_key, value, num, list, run_id, is_deleted) SELECT tenant_id, tag, customer_key, value, num, list, run_id, removed ${from}`,
+        { run: runId },
+      )
+      f.changesWrite += (performance.now() - t0) / 1000
+    }
+  } finally {
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_history`)
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_values`)
+  }
+  return f
+}
