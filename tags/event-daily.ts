@@ -193,6 +193,26 @@ export async function dropSupersededDays(db: TenantDb, atLeast: number): Promise
   return n
 }
 
+/**
+ * Drops the day builds of days before `before` once at least `atLeast` such days are held: no
+ * run reads a day older than the tenant's longest window, so their per-customer counts are kept
+ * for nothing (minimum necessary; the table's engine TTL of 401 days is only a ceiling). In
+ * batches, as superseded builds are: each drop is a mutation of the table. Returns the days dropped.
+ */
+export async function dropDaysBefore(db: TenantDb, before: string, atLeast: number): Promise<number> {
+  const [r] = await db.query(
+    `SELECT uniqExact(day) AS n FROM tag_event_days WHERE tenant_id = {tenant:UInt16} AND day < {before:Date}`,
+    { before },
+    z.object({ n: z.coerce.number() }),
+  )
+  const n = r?.n ?? 0
+  if (n < atLeast) return 0
+  // The rows first: a drop cut short leaves days marked built below every window, never read.
+  await db.command(`ALTER TABLE tag_event_daily DELETE WHERE tenant_id = {tenant:UInt16} AND day < {before:Date}`, { before })
+  await db.command(`DELETE FROM tag_event_days WHERE tenant_id = {tenant:UInt16} AND day < {before:Date}`, { before })
+  return n
+}
+
 /** Per local day of [from, to] holding any event (resolved or not): its events' count and fingerprint. */
 export async function dayPrints(db: TenantDb, from: string, to: string, tz: string): Promise<Map<string, DayPrint>> {
   const rows = await db.query(

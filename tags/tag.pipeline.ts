@@ -11,7 +11,7 @@ import { narrowing, stockChanges, staleBecause } from './tag.freshness.js'
 import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
 import { customersPrint, pruneCustomerPrints } from './tag.customers.js'
-import { dropSupersededDays } from './event-daily.js'
+import { dropDaysBefore, dropSupersededDays } from './event-daily.js'
 import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
 
 /**
@@ -107,6 +107,8 @@ export interface TagRunResult {
   reusedDays?: number
   /** Days before the events retention's edge whose build a change of measures carried over (tags/event-daily.ts carryDays). */
   carriedDays?: string[]
+  /** Days before the longest window (and a month more) whose builds this run dropped. */
+  droppedDays?: number
   scoped?: number
   /** Customer-key ranges the ranged statements ran over. */
   keyRanges: number
@@ -123,6 +125,12 @@ const WATERMARK_SLACK_MS = 60_000
 const REBUILD_CHUNK_DAYS = 8
 /** Superseded day builds tolerated before they are dropped (one table mutation drops them all). */
 const SUPERSEDED_DAYS_BEFORE_CLEANUP = 48
+/**
+ * Days kept before the longest window, so a backfill of the last month reads their builds; days
+ * older than that are dropped once this many of them are held (one table mutation each time).
+ */
+const DAYS_KEPT_BEFORE_WINDOW = 31
+const OLD_DAYS_BEFORE_CLEANUP = 31
 
 export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<TagRunResult> {
   const db = deps.db.forTenant(req.tenantId)
@@ -393,8 +401,15 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       await dropOldBitmaps(db)
     })
   }
-  // Superseded day builds and bitmap builds are dropped in batches, not on every run.
-  if (hasEventTags) await timed('cleanup', () => dropSupersededDays(db, SUPERSEDED_DAYS_BEFORE_CLEANUP))
+  // Superseded day builds, days no window reaches any longer and bitmap builds are dropped in
+  // batches, not on every run. A backfill's window is in the past: it drops nothing.
+  let dropped = 0
+  if (hasEventTags) {
+    await timed('cleanup', async () => {
+      await dropSupersededDays(db, SUPERSEDED_DAYS_BEFORE_CLEANUP)
+      if (mode !== 'backfill') dropped = await dropDaysBefore(db, addDays(windowFrom, -DAYS_KEPT_BEFORE_WINDOW), OLD_DAYS_BEFORE_CLEANUP)
+    })
+  }
   return {
     mode,
     state,
@@ -406,6 +421,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     ...(scoped !== undefined ? { scoped } : {}),
     ...(reused !== undefined ? { reusedDays: reused } : {}),
     ...(carried?.length ? { carriedDays: carried } : {}),
+    ...(dropped ? { droppedDays: dropped } : {}),
     keyRanges: ranges.length,
     steps,
   }
