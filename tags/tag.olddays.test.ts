@@ -21,8 +21,19 @@ const db = () => engine.db.forTenant(T)
 const run = async (o: { mode?: 'full' | 'incremental' | 'backfill'; recompute?: boolean; asOf?: Date } = {}) =>
   runTags({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, defs: await repo.list(T), mode: 'full', asOf: TAG_TEST_AS_OF, runId: newRunId(), watermarkSlackMs: 0, ...o })
 
-/** The days holding builds, in tag_event_days and in tag_event_daily (days with rows). */
+/** The days holding builds, in tag_event_days and in tag_event_daily (days with rows), once the
+ * table's mutations (the drop of rows runs as one, in the background) are done. */
 async function builtDays(): Promise<{ days: number; first: string; rowsFirst: string; rowsBefore: number }> {
+  const pending = z.object({ n: z.coerce.number() })
+  for (let i = 0; i < 200; i++) {
+    const [m] = await engine.db.system.query(
+      `SELECT count() AS n FROM system.mutations WHERE database = currentDatabase() AND table = 'tag_event_daily' AND NOT is_done`,
+      {},
+      pending,
+    )
+    if (!m?.n) break
+    await new Promise((r) => setTimeout(r, 50))
+  }
   const [d] = await db().query(
     `SELECT uniqExact(day) AS days, toString(min(day)) AS first FROM tag_event_days WHERE tenant_id = {tenant:UInt16}`,
     {},
