@@ -47,6 +47,8 @@ export interface AppDeps {
   audit?: AuditModule
   /** The digest keys: with them the tenant routes count and re-key the bank's stored digests. */
   pii?: Pii
+  /** The days of events each of a bank's window tags reads back: the retention route warns when they outreach it. */
+  tagWindows?: (tenantId: number) => Promise<{ tag: string; days: number }[]>
 }
 
 /** Builds the HTTP app without listening; tests call `inject` on it. */
@@ -149,7 +151,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const auth = createAuth({ keys: deps.keys, db: deps.db, operatorToken: deps.operatorToken })
   registerHealthRoutes(app, { readiness: deps.readiness, metrics: deps.metrics, exposition: deps.metricsExposition })
   registerConsoleRoutes(app)
-  if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: deps.pii && createDigestMigration({ db: deps.db, pii: deps.pii }) })
+  if (deps.tenantRoutes !== false) registerTenantRoutes(app, { auth, tenants: deps.tenants, keys: deps.keys, digests: deps.pii && createDigestMigration({ db: deps.db, pii: deps.pii }), tagWindows: deps.tagWindows })
   if (deps.tenantRoutes !== false) registerCorsRoutes(app, { auth, origins: corsOrigins })
   if (deps.tenantRoutes !== false) registerGroupRoutes(app, { auth, tenants: deps.tenants, db: deps.db })
   if (deps.tenantRoutes !== false) registerCatalogueRoutes(app, auth, { catalogue: createCatalogueService({ db: deps.db }) })

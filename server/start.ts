@@ -73,6 +73,7 @@ export async function startServer(
     tenantRoutes: config.roles.has('api'),
     audit: runtime.audit,
     pii: runtime.pii,
+    tagWindows: runtime.tags.windows,
   })
   const address = await app.listen({ port: config.port, host: config.host })
   const url = address.replace('[::1]', 'localhost').replace('127.0.0.1', 'localhost')

@@ -10,6 +10,7 @@ import { registerCustomerRoutes } from './customers.routes.js'
 import { registerTagPipeline } from './tag.job.js'
 import { createTagCatalog, type TagCatalog } from './tag.catalog.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { windowReach } from './tag.reach.js'
 import { registerTagRoutes } from './tags.routes.js'
 
 /** Tags, the pipeline runner and the `tags` pipeline that computes them, wired from their dependencies. */
@@ -18,6 +19,8 @@ export interface TagsModule {
   catalog: TagCatalog
   runner: PipelineRunner
   routes(app: FastifyInstance, auth: Auth): void
+  /** The days of events each of the bank's window and lifecycle tags reads back. */
+  windows(tenantId: number): Promise<{ tag: string; days: number }[]>
 }
 
 export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Logger; metrics: Metrics; runner: RunnerOptions & { tagKeyRange?: number } }): TagsModule {
@@ -36,8 +39,9 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
     repo,
     catalog,
     runner,
+    windows: async (tenantId) => windowReach(await repo.list(tenantId)),
     routes(app, auth) {
-      registerTagRoutes(app, { auth, repo, catalog })
+      registerTagRoutes(app, { auth, repo, catalog, privacy: (t) => deps.tenants.privacy(t) })
       registerCustomerRoutes(app, { auth, db: deps.db, catalog })
       registerPipelineRoutes(app, { auth, runner })
     },

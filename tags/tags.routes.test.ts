@@ -122,6 +122,48 @@ describe('tag definitions', () => {
   })
 })
 
+describe("windows longer than the bank's events retention", () => {
+  const win = (days: number, offsetDays = 0) => ({
+    type: 'number',
+    description: { zh: '登录', en: 'Logins' },
+    owner: 'digital',
+    purpose: ['service'],
+    rule: { kind: 'window', events: ['login'], measure: 'count', days, ...(offsetDays ? { offsetDays } : {}) },
+  })
+  it('saving a tag, applying tags and shortening the retention name the tags that read further back', async () => {
+    const w = await tenantWithKeys(t, 'bank-w')
+    const put = async (name: string, body: object) => t.app.inject({ method: 'PUT', url: `/v1/tags/${name}`, headers: auth(w.admin), payload: body })
+    const privacy = async (eventsDays: number) => t.app.inject({ method: 'PUT', url: '/v1/tenant/privacy', headers: auth(w.admin), payload: { eventsDays } })
+    // The default retention (400 days) covers a 60-day window: no warnings.
+    const first = await put('logins_60d', win(60))
+    expect(first.statusCode).toBe(201)
+    expect(first.json()).not.toHaveProperty('warnings')
+    const shorter = await privacy(30)
+    expect(shorter.statusCode).toBe(200)
+    expect(shorter.json()).toMatchObject({ eventsDays: 30, warnings: [{ code: 'WINDOW_BEYOND_EVENTS_RETENTION', tag: 'logins_60d', days: 60, eventsDays: 30 }] })
+    expect(shorter.json().warnings).toHaveLength(1)
+    expect(shorter.json().warnings[0].message).toContain('30 days')
+    // A window's offset counts: 20 days ending 15 days ago reach 35 days back.
+    const offset = await put('logins_prev_20d', win(20, 15))
+    expect(offset.json().warnings).toEqual([expect.objectContaining({ tag: 'logins_prev_20d', days: 35, eventsDays: 30 })])
+    expect((await put('logins_20d', win(20))).json()).not.toHaveProperty('warnings')
+    expect((await put('elder', elder)).json()).not.toHaveProperty('warnings')
+    const applied = await t.app.inject({
+      method: 'POST',
+      url: '/v1/tags/apply',
+      headers: auth(w.admin),
+      payload: { definitions: [{ name: 'logins_90d', ...win(90) }, { name: 'logins_7d', ...win(7) }] },
+    })
+    expect(applied.statusCode).toBe(200)
+    expect(applied.json().warnings.map((x: { tag: string }) => x.tag)).toEqual(['logins_90d'])
+    // Back to a retention that covers every window: no warnings.
+    const longer = await privacy(120)
+    expect(longer.statusCode).toBe(200)
+    expect(longer.json()).not.toHaveProperty('warnings')
+    expect((await privacy(40)).json().warnings.map((x: { tag: string }) => x.tag).sort()).toEqual(['logins_60d', 'logins_90d'])
+  })
+})
+
 describe('runs, catalogue and customers', () => {
   it('runs the pipeline on request and records it', async () => {
     expect((await t.app.inject({ method: 'PUT', url: '/v1/tags/loan_overdue', headers: auth(bank.admin), payload: risky })).statusCode).toBe(201)

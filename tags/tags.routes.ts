@@ -3,11 +3,13 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
+import { retentionWarning, retentionWarnings, type RetentionWarning } from '../tenants/privacy.schema.js'
 import { visibleTo, type TagCatalog } from './tag.catalog.js'
 import { FEATURES } from './tag.features.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from './tag.pack.js'
 import { parseDefinition, type TagRepository } from './tag.repository.js'
-import { PURPOSES, TAG_NAME } from './tag.schema.js'
+import { windowReach } from './tag.reach.js'
+import { PURPOSES, TAG_NAME, type TagDefinition } from './tag.schema.js'
 
 /**
  * The tag catalogue and its management. Definitions arrive as JSON and are validated by the
@@ -40,9 +42,21 @@ const detailView = catalogView.extend({
   distribution: z.array(z.object({ value: z.string(), lo: z.number().optional(), hi: z.number().optional(), customers: z.number() })),
 })
 
-export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo: TagRepository; catalog: TagCatalog }) {
+const warnings = z.array(retentionWarning).optional().describe('present when a saved window reads further back than the bank keeps raw events')
+
+export function registerTagRoutes(
+  app: FastifyInstance,
+  deps: { auth: Auth; repo: TagRepository; catalog: TagCatalog; privacy?: (tenantId: number) => Promise<{ eventsDays: number }> },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, repo, catalog } = deps
+  /** `{ warnings }` for the saved definitions whose windows reach past the bank's events retention, or nothing. */
+  const warned = async (tenantId: number, defs: readonly TagDefinition[]): Promise<{ warnings?: RetentionWarning[] }> => {
+    const reach = windowReach(defs)
+    if (!deps.privacy || !reach.length) return {}
+    const found = retentionWarnings(reach, (await deps.privacy(tenantId)).eventsDays)
+    return found.length ? { warnings: found } : {}
+  }
   // Versions name the key's holder (a person or a system); the audit trail adds the key id.
   const actor = (req: { principal?: { holder: string } | undefined }) => req.principal?.holder ?? 'unknown'
 
@@ -114,7 +128,12 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
         params: nameParam,
         querystring: z.object({ expectedVersion: z.coerce.number().int().min(0).optional().describe('refuse with 409 unless the tag is at this version (0: new)') }),
         body: definition,
-        response: { 200: z.object({ tag: definitionView, changed: z.boolean() }), 201: z.object({ tag: definitionView, changed: z.boolean() }), 400: errorBody, 409: errorBody },
+        response: {
+          200: z.object({ tag: definitionView, changed: z.boolean(), warnings }),
+          201: z.object({ tag: definitionView, changed: z.boolean(), warnings }),
+          400: errorBody,
+          409: errorBody,
+        },
       },
     },
     async (req, reply) => {
@@ -125,7 +144,7 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
       body.name = req.params.name
       const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
       const out = await repo.save(req.principal!.tenantId, body, actor(req), opts)
-      return reply.code(out.changed && out.tag.version === 1 ? 201 : 200).send(out)
+      return reply.code(out.changed && out.tag.version === 1 ? 201 : 200).send({ ...out, ...(await warned(req.principal!.tenantId, [out.tag])) })
     },
   )
 
@@ -152,13 +171,13 @@ export function registerTagRoutes(app: FastifyInstance, deps: { auth: Auth; repo
         summary: 'Apply many definitions at once (all validated before any is saved), or the shipped banking pack',
         security,
         body: z.object({ definitions: z.array(definition).max(500).optional(), pack: z.enum(['banking']).optional() }),
-        response: { 200: z.object({ applied: z.array(z.object({ name: z.string(), version: z.number(), changed: z.boolean() })) }), 400: errorBody },
+        response: { 200: z.object({ applied: z.array(z.object({ name: z.string(), version: z.number(), changed: z.boolean() })), warnings }), 400: errorBody },
       },
     },
     async (req) => {
       const defs = req.body.pack ? readDefinitionFiles(BANKING_PACK) : (req.body.definitions ?? []).map((d, i) => parseDefinition(d, `definitions.${i}.`))
       if (!defs.length) throw new AppError('VALIDATION_FAILED', 'Give `definitions` or `pack`.', { issues: [{ field: 'definitions', message: 'empty' }] })
-      return { applied: await applyDefinitions(repo, req.principal!.tenantId, defs, actor(req)) }
+      return { applied: await applyDefinitions(repo, req.principal!.tenantId, defs, actor(req)), ...(await warned(req.principal!.tenantId, defs)) }
     },
   )
 }

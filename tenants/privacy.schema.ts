@@ -66,3 +66,32 @@ export function applyPrivacy(current: PrivacySettings, change: PrivacyInput): Pr
   if (issues.length) throw new AppError('VALIDATION_FAILED', 'A retention would be below the legal minimum.', { issues })
   return next
 }
+
+/**
+ * A tag whose window reads further back than the bank keeps raw events: its days before the
+ * retention's edge count what was aggregated while their events were kept (every run keeps those
+ * day builds), and nothing for a tag or measure added after the events went.
+ */
+export const retentionWarning = z.object({
+  code: z.literal('WINDOW_BEYOND_EVENTS_RETENTION'),
+  tag: z.string(),
+  days: z.number().int().describe('local days of events the tag reads back'),
+  eventsDays: z.number().int().describe('days the bank keeps raw events'),
+  message: z.string(),
+})
+export type RetentionWarning = z.infer<typeof retentionWarning>
+
+/** The warnings for the tags (name and days read back) whose windows reach past `eventsDays`. */
+export function retentionWarnings(reach: readonly { tag: string; days: number }[], eventsDays: number): RetentionWarning[] {
+  return reach
+    .filter((r) => r.days > eventsDays)
+    .map((r) => ({
+      code: 'WINDOW_BEYOND_EVENTS_RETENTION' as const,
+      tag: r.tag,
+      days: r.days,
+      eventsDays,
+      message:
+        `${r.tag} reads ${r.days} days of events and this bank keeps raw events ${eventsDays} days: the days before that count ` +
+        `what was aggregated while their events were kept, and nothing for a tag or measure added after they were deleted.`,
+    }))
+}

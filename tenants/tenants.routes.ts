@@ -6,7 +6,7 @@ import type { Auth } from './auth.js'
 import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPES, ROLES } from './permissions.js'
 import { digestStatusView, rekeyReportView, type DigestMigration } from './digest.migration.js'
-import { privacyInput, privacyView } from './privacy.schema.js'
+import { privacyInput, privacyView, retentionWarning, retentionWarnings } from './privacy.schema.js'
 import { createTenantInput, tenantSlug, tenantView, type TenantService } from './tenants.service.js'
 
 const security = [{ apiKey: [] }]
@@ -43,7 +43,17 @@ export function issueInput(b: z.infer<typeof issueKeyBody>): IssueKeyInput {
  * Tenant self-service (an admin key manages its own tenant's keys) and operator routes (the
  * platform team creates and disables member banks with the operator token).
  */
-export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; tenants: TenantService; keys: KeyService; digests?: DigestMigration | undefined }) {
+export function registerTenantRoutes(
+  app: FastifyInstance,
+  deps: {
+    auth: Auth
+    tenants: TenantService
+    keys: KeyService
+    digests?: DigestMigration | undefined
+    /** The days of events each of the bank's window tags reads back (tags/tag.reach.ts), to warn when a retention is shorter. */
+    tagWindows?: ((tenantId: number) => Promise<{ tag: string; days: number }[]>) | undefined
+  },
+) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, tenants, keys } = deps
 
@@ -65,13 +75,19 @@ export function registerTenantRoutes(app: FastifyInstance, deps: { auth: Auth; t
         summary: 'Change how long raw events, exposures, push outcomes and tag history are kept, the legal minimum, and the policy for personal data found in event values',
         security,
         body: privacyInput,
-        response: { 200: privacyView, 400: errorBody },
+        response: {
+          200: privacyView.extend({
+            warnings: z.array(retentionWarning).optional().describe("present when the bank's tags read events further back than the new events retention keeps"),
+          }),
+          400: errorBody,
+        },
       },
     },
     async (req) => {
       const saved = await tenants.savePrivacy(req.principal!.tenantId, req.body, req.principal!.holder)
       req.auditNote = { objectId: String(req.principal!.tenantId), detail: { ...req.body } }
-      return saved
+      const warnings = deps.tagWindows ? retentionWarnings(await deps.tagWindows(req.principal!.tenantId), saved.eventsDays) : []
+      return warnings.length ? { ...saved, warnings } : saved
     },
   )
   const digests = deps.digests

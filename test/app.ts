@@ -94,6 +94,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     modules: [ingest.routes, tags.routes, segments.routes, recommend.routes, push.routes, consent.routes, privacy.routes],
     audit,
     pii,
+    tagWindows: tags.windows,
   })
   return {
     engine,

@@ -9377,6 +9377,17 @@ export interface paths {
                                 values?: string[];
                                 version: number;
                             };
+                            /** @description present when a saved window reads further back than the bank keeps raw events */
+                            warnings?: {
+                                /** @enum {string} */
+                                code: "WINDOW_BEYOND_EVENTS_RETENTION";
+                                /** @description local days of events the tag reads back */
+                                days: number;
+                                /** @description days the bank keeps raw events */
+                                eventsDays: number;
+                                message: string;
+                                tag: string;
+                            }[];
                         };
                     };
                 };
@@ -9407,6 +9418,17 @@ export interface paths {
                                 values?: string[];
                                 version: number;
                             };
+                            /** @description present when a saved window reads further back than the bank keeps raw events */
+                            warnings?: {
+                                /** @enum {string} */
+                                code: "WINDOW_BEYOND_EVENTS_RETENTION";
+                                /** @description local days of events the tag reads back */
+                                days: number;
+                                /** @description days the bank keeps raw events */
+                                eventsDays: number;
+                                message: string;
+                                tag: string;
+                            }[];
                         };
                     };
                 };
@@ -9643,6 +9665,17 @@ export interface paths {
                                 changed: boolean;
                                 name: string;
                                 version: number;
+                            }[];
+                            /** @description present when a saved window reads further back than the bank keeps raw events */
+                            warnings?: {
+                                /** @enum {string} */
+                                code: "WINDOW_BEYOND_EVENTS_RETENTION";
+                                /** @description local days of events the tag reads back */
+                                days: number;
+                                /** @description days the bank keeps raw events */
+                                eventsDays: number;
+                                message: string;
+                                tag: string;
                             }[];
                         };
                     };
@@ -10093,6 +10126,17 @@ export interface paths {
                              * @enum {string}
                              */
                             valuePolicy: "digest" | "mask";
+                            /** @description present when the bank's tags read events further back than the new events retention keeps */
+                            warnings?: {
+                                /** @enum {string} */
+                                code: "WINDOW_BEYOND_EVENTS_RETENTION";
+                                /** @description local days of events the tag reads back */
+                                days: number;
+                                /** @description days the bank keeps raw events */
+                                eventsDays: number;
+                                message: string;
+                                tag: string;
+                            }[];
                         };
                     };
                 };
