@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { Db, TenantDb } from '../../core/db.js'
 import { ParamBinder } from '../../core/params.js'
 import { addDays, localDate } from '../../core/time.js'
-import { dailyAggregateSql, eventMeasures } from '../../tags/tag.measures.js'
+import { dailyAggregateSql, eventMeasures, type Layout } from '../../tags/tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../../tags/tag.queries.js'
 import { dependencyLevels } from '../../tags/tag.repository.js'
 import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
@@ -47,11 +47,30 @@ function stageTime(db: TenantDb, q: StageQuery, today: string, tz: string): Prom
   return timeSelect(db, q.select, { ...q.params, run: '0', today, tz, asOf: '1970-01-01 00:00:00.000' })
 }
 
-export async function measureStepFloors(db: Db, members: readonly Tenant[], defsOf: ReadonlyMap<number, StoredTag[]>, asOf: Date): Promise<StepFloors> {
-  const f: StepFloors = { rebuild: 0, valuesRead: 0, valuesWrite: 0, stageEvents: 0, rules: 0, scores: 0, sql: 0, bitmaps: 0 }
+/** Runs `fn` with two empty tables of history's and current values' shapes to write into. */
+async function withWriteTables<T>(db: Db, fn: () => Promise<T>): Promise<T> {
   await db.system.command(`CREATE TABLE bench_write_history AS tag_history`)
   await db.system.command(`CREATE TABLE bench_write_values AS tag_values`)
   try {
+    return await fn()
+  } finally {
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_history`)
+    await db.system.command(`DROP TABLE IF EXISTS bench_write_values`)
+  }
+}
+
+/** The per-(customer, day) aggregation of the raw events of local days [from, to]: no identity resolution, not written. */
+function dayAggregation(db: TenantDb, layout: Layout, from: string, to: string, tz: string): Promise<number> {
+  const b = new ParamBinder('d')
+  const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
+    WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
+      AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
+  return timeSelect(db, dailyAggregateSql(layout, source, b), { ...b.params, tz, from, to })
+}
+
+export async function measureStepFloors(db: Db, members: readonly Tenant[], defsOf: ReadonlyMap<number, StoredTag[]>, asOf: Date): Promise<StepFloors> {
+  const f: StepFloors = { rebuild: 0, valuesRead: 0, valuesWrite: 0, stageEvents: 0, rules: 0, scores: 0, sql: 0, bitmaps: 0 }
+  return withWriteTables(db, async () => {
     for (const t of members) {
       const tdb = db.forTenant(t.id)
       const defs: TagDefinition[] = defsOf.get(t.id)!
@@ -59,11 +78,7 @@ export async function measureStepFloors(db: Db, members: readonly Tenant[], defs
       const today = localDate(asOf, t.timeZone)
       const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
-      const b = new ParamBinder('d')
-      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
-        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
-          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
-      f.rebuild += await timeSelect(tdb, dailyAggregateSql(layout, source, b), { ...b.params, tz: t.timeZone, from: windowFrom, to: today })
+      f.rebuild += await dayAggregation(tdb, layout, windowFrom, today, t.timeZone)
 
       let t0 = performance.now()
       await tdb.query(
@@ -105,11 +120,8 @@ export async function measureStepFloors(db: Db, members: readonly Tenant[], defs
         { exact },
       )
     }
-  } finally {
-    await db.system.command(`DROP TABLE IF EXISTS bench_write_history`)
-    await db.system.command(`DROP TABLE IF EXISTS bench_write_values`)
-  }
-  return f
+    return f
+  })
 }
 
 /**
@@ -135,9 +147,7 @@ export async function measureIncrementalFloors(
   run: { asOf: Date; newDay: Date; runIds: ReadonlyMap<number, string> },
 ): Promise<IncrementalFloors> {
   const f: IncrementalFloors = { newDay: 0, stageEvents: 0, scores: 0, changesWrite: 0 }
-  await db.system.command(`CREATE TABLE bench_write_history AS tag_history`)
-  await db.system.command(`CREATE TABLE bench_write_values AS tag_values`)
-  try {
+  return withWriteTables(db, async () => {
     for (const t of members) {
       const tdb = db.forTenant(t.id)
       const defs: TagDefinition[] = defsOf.get(t.id)!
@@ -146,11 +156,7 @@ export async function measureIncrementalFloors(
       const today = localDate(run.asOf, t.timeZone)
       const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
-      const b = new ParamBinder('d')
-      const source = `(SELECT customer_key, timestamp, type, event, properties, product_id, amount, toDate(timestamp, {tz:String}) AS day FROM events
-        WHERE tenant_id = {tenant:UInt16} AND customer_key != 0
-          AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String}))`
-      f.newDay += await timeSelect(tdb, dailyAggregateSql(layout, source, b), { ...b.params, tz: t.timeZone, from: localDate(run.newDay, t.timeZone), to: today })
+      f.newDay += await dayAggregation(tdb, layout, localDate(run.newDay, t.timeZone), today, t.timeZone)
 
       const events = defs.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
       const q = windowStage(events, { scoped: true, windowFrom, layout })
@@ -172,9 +178,6 @@ export async function measureIncrementalFloors(
       )
       f.changesWrite += (performance.now() - t0) / 1000
     }
-  } finally {
-    await db.system.command(`DROP TABLE IF EXISTS bench_write_history`)
-    await db.system.command(`DROP TABLE IF EXISTS bench_write_values`)
-  }
-  return f
+    return f
+  })
 }
