@@ -17,7 +17,7 @@ import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../../tags/
 import { ParamBinder } from '../../core/params.js'
 import { createTagRepository } from '../../tags/tag.repository.js'
 import type { LifecycleRule, StoredTag, TagDefinition, ValueType, WindowRule } from '../../tags/tag.schema.js'
-import { rebuildBitmaps, writeNumericSnapshots } from '../../tags/tag.values.js'
+import { rebuildBitmaps, writeNumericSnapshots } from '../../tags/tag.bitmaps.js'
 import { createKeyService } from '../../tenants/keys.service.js'
 import { createTenantService, type Tenant } from '../../tenants/tenants.service.js'
 import type { BenchScenario } from '../harness.js'
