@@ -62,10 +62,8 @@ export async function dryRunTag(db: TenantDb, def: TagDefinition, others: readon
     if (isAppError(err)) throw err
     throw fail(err)
   }
-  const select = q.sql.replace(/^\s*INSERT INTO tag_stage \([^)]*\)\s*/, '')
-  if (select === q.sql) throw new AppError('INTERNAL', 'A stage query did not have the expected INSERT head.')
   try {
-    await db.query(`SELECT count() AS n, max(cityHash64(*)) AS h FROM (${select}) ${LIMITS}`, {
+    await db.query(`SELECT count() AS n, max(cityHash64(*)) AS h FROM (${q.select}) ${LIMITS}`, {
       ...q.params,
       run: '0',
       today,
