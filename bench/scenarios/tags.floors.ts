@@ -2,10 +2,13 @@ import { z } from 'zod'
 import type { Db, TenantDb } from '../../core/db.js'
 import { ParamBinder } from '../../core/params.js'
 import { addDays, localDate } from '../../core/time.js'
-import { dailyAggregateSql, eventMeasures, type Layout } from '../../tags/tag.measures.js'
+import { boundaryDays, windowRanges } from '../../tags/event-daily.js'
+import { CURRENT_DAYS, dailyAggregateSql, eventMeasures, type Layout } from '../../tags/tag.measures.js'
+import type { TagRunResult } from '../../tags/tag.pipeline.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../../tags/tag.queries.js'
 import { dependencyLevels } from '../../tags/tag.repository.js'
 import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
+import { changedBySql } from '../../tags/tag.values.js'
 import type { Tenant } from '../../tenants/tenants.service.js'
 
 /**
@@ -125,47 +128,107 @@ export async function measureStepFloors(db: Db, members: readonly Tenant[], defs
 }
 
 /**
- * The floor of the steps of an incremental run that grow with the customers in scope or with the
- * bank, not with the day's change, measured after it with its scope and changes: its rules, diffs
- * and bitmaps are left out, so the sum is a lower bound of the run as it is built.
+ * The floor of each step of an incremental run, measured after it with its scope and changes:
+ * each step's computation alone, as the run made it (the same customers, the same narrowing),
+ * hashed and written nowhere; what each comparison reads of the current values; the bitmaps'
+ * update without its write; and the changes written once. Their sum is what the run as it is
+ * built cannot go under.
  */
 export interface IncrementalFloors {
+  /** The customers with day builds on the days that entered or left a window (the run's scope), not written. */
+  scope: number
   /** The new day's per-(customer, day) aggregation, no identity resolution, not written. */
   newDay: number
   /** The event tags of the customers in the run's scope from the day builds, as staged, not written. */
   stageEvents: number
+  /** The rules the run computed, each level's whole and narrowed groups as it staged them, not written. */
+  rules: number
   /** The scores, each ranking every customer, as staged, not written. */
   scores: number
+  /** The SQL tags the run computed, as staged, not written. */
+  sql: number
+  /** The current values each comparison reads (the scope's, the narrowed customers', every customer's), once. */
+  diffRead: number
   /** The run's changes written once into tables of history's and current values' shapes. */
   changesWrite: number
+  /** A bitmap per (tag, value) of the run's changes, and one read of the changed tags' bitmaps: the update's inputs, nothing written. */
+  bitmaps: number
 }
 
 export async function measureIncrementalFloors(
   db: Db,
   members: readonly Tenant[],
   defsOf: ReadonlyMap<number, StoredTag[]>,
-  run: { asOf: Date; newDay: Date; runIds: ReadonlyMap<number, string> },
+  run: { asOf: Date; newDay: Date; runIds: ReadonlyMap<number, string>; results: ReadonlyMap<number, TagRunResult> },
 ): Promise<IncrementalFloors> {
-  const f: IncrementalFloors = { newDay: 0, stageEvents: 0, scores: 0, changesWrite: 0 }
+  const f: IncrementalFloors = { scope: 0, newDay: 0, stageEvents: 0, rules: 0, scores: 0, sql: 0, diffRead: 0, changesWrite: 0, bitmaps: 0 }
   return withWriteTables(db, async () => {
     for (const t of members) {
       const tdb = db.forTenant(t.id)
       const defs: TagDefinition[] = defsOf.get(t.id)!
       const runId = run.runIds.get(t.id)!
+      const result = run.results.get(t.id)!
       const { layout, span } = eventMeasures(defs)
       const today = localDate(run.asOf, t.timeZone)
+      const prevToday = localDate(run.newDay, t.timeZone)
       const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
+      const bound = { run: runId, today, tz: t.timeZone, asOf: '1970-01-01 00:00:00.000' }
+      const computed = (d: TagDefinition) => !result.tags[d.name]?.skipped && !result.tags[d.name]?.failed
 
-      f.newDay += await dayAggregation(tdb, layout, localDate(run.newDay, t.timeZone), today, t.timeZone)
+      f.scope += await timeSelect(
+        tdb,
+        `SELECT DISTINCT customer_key FROM tag_event_daily
+         WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)} AND (day, build) IN ${CURRENT_DAYS}`,
+        { days: boundaryDays(windowRanges(defs), prevToday, today), layout: layout.hash },
+      )
+      f.newDay += await dayAggregation(tdb, layout, prevToday, today, t.timeZone)
 
       const events = defs.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
       const q = windowStage(events, { scoped: true, windowFrom, layout })
-      f.stageEvents += await timeSelect(tdb, q.select, { ...q.params, run: runId, today, tz: t.timeZone })
+      f.stageEvents += await timeSelect(tdb, q.select, { ...q.params, ...bound })
 
+      // The rules, scores and SQL tags as the run staged them, level by level.
       const known = new Map(defs.map((d) => [d.name, d]))
-      for (const d of defs.filter((x) => x.rule.kind === 'score')) f.scores += await stageTime(tdb, profileStage([d], known, { asOf: false }), today, t.timeZone)
+      const whole: string[] = []
+      const narrowed: { tags: string[]; inputs: string[]; customers: boolean }[] = []
+      for (const level of dependencyLevels(defs)) {
+        const rules = level.filter((d) => d.rule.kind === 'rule' && computed(d))
+        const wholeRules = rules.filter((d) => !result.tags[d.name]?.changedInputs)
+        const narrowRules = rules.filter((d) => result.tags[d.name]?.changedInputs)
+        if (wholeRules.length) {
+          const wq = profileStage(wholeRules, known, { asOf: false })
+          f.rules += await timeSelect(tdb, wq.select, { ...wq.params, ...bound })
+        }
+        if (narrowRules.length) {
+          const inputs = [...new Set(narrowRules.flatMap((d) => result.tags[d.name]!.changedInputs!))].sort()
+          const customers = narrowRules.some((d) => result.tags[d.name]!.changedCustomers)
+          const nq = profileStage(narrowRules, known, { asOf: false, changed: inputs, changedCustomers: customers })
+          f.rules += await timeSelect(tdb, nq.select, { ...nq.params, ...bound })
+          narrowed.push({ tags: narrowRules.map((d) => d.name), inputs, customers })
+        }
+        for (const d of level.filter((x) => x.rule.kind === 'score' && computed(x))) {
+          const sq = profileStage([d], known, { asOf: false })
+          f.scores += await timeSelect(tdb, sq.select, { ...sq.params, ...bound })
+        }
+        for (const d of level.filter((x) => x.rule.kind === 'sql' && computed(x))) f.sql += await stageTime(tdb, sqlStage(d), today, t.timeZone)
+        whole.push(...level.filter((d) => (d.rule.kind === 'score' || d.rule.kind === 'sql' || wholeRules.includes(d)) && computed(d)).map((d) => d.name))
+      }
 
-      const t0 = performance.now()
+      // What the comparisons read of the current values: the scope's event tags, every customer's
+      // whole tags, the narrowed rules' customers.
+      const current = (extra: string) =>
+        `SELECT tag, customer_key, value, num, list FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND is_deleted = 0 ${extra}`
+      f.diffRead += await timeSelect(
+        tdb,
+        current(`AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`),
+        { tags: events.map((d) => d.name), run: runId },
+      )
+      if (whole.length) f.diffRead += await timeSelect(tdb, current(''), { tags: whole })
+      for (const n of narrowed) {
+        f.diffRead += await timeSelect(tdb, current(`AND ${changedBySql('{inputs:Array(String)}', n.customers).replaceAll('{key}', 'customer_key')}`), { tags: n.tags, inputs: n.inputs, run: runId })
+      }
+
+      let t0 = performance.now()
       const from = `FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64}`
       await tdb.command(
         `INSERT INTO bench_write_history (tenant_id, tag, customer_key, valid_from, value, num, list, removed, run_id, tag_version)
@@ -177,6 +240,23 @@ export async function measureIncrementalFloors(
         { run: runId },
       )
       f.changesWrite += (performance.now() - t0) / 1000
+
+      // The bitmaps' update reads, at least, the changes by (tag, value) and the changed tags'
+      // bitmaps once (the build the run wrote is the size of the one it replaced).
+      t0 = performance.now()
+      await tdb.query(
+        `SELECT count() AS n, sum(c) AS h FROM (SELECT tag, value, bitmapCardinality(groupBitmapState(customer_key)) AS c ${from} GROUP BY tag, value)`,
+        { run: runId },
+        counted,
+      )
+      await tdb.query(
+        `SELECT count() AS n, sum(bitmapCardinality(keys)) AS h FROM tag_bitmaps
+         WHERE tenant_id = {tenant:UInt16} AND tag IN (SELECT DISTINCT tag ${from})
+           AND (toString(tag), build) IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
+        { run: runId },
+        counted,
+      )
+      f.bitmaps += (performance.now() - t0) / 1000
     }
     return f
   })
