@@ -136,7 +136,10 @@ export async function dropOldBitmaps(db: TenantDb): Promise<void> {
  * for each value, old AND NOT (customers whose value changed) OR (customers who now have it).
  * Work grows with the changes, not with the customers. Numbers and dates in buckets keep their
  * edges while every new value falls inside them; otherwise they are left to rebuildBitmaps, and so
- * is an exact-valued number that now has too many distinct values. Returns the tags updated and their customers with a value.
+ * is an exact-valued number that now has too many distinct values. A bucket left empty is kept:
+ * dropping it left a gap in the edges (the maximum's own bucket gone, [a, max) became the last),
+ * and a later value in the gap was counted in the bucket below, where readers never look for it.
+ * Returns the tags updated and their customers with a value.
  */
 export async function updateBitmaps(
   db: TenantDb,
@@ -160,7 +163,10 @@ export async function updateBitmaps(
       )
     ).map((r) => r.tag),
   )
-  // Bucketed tags keep their edges while every changed value falls inside them.
+  // Bucketed tags keep their edges while every changed value falls inside the bucket it maps to
+  // (the last whose lo is at most the value). Checking the bucket, not just the outer edges:
+  // builds written before empty buckets were kept may lack one, and a value in its place would
+  // map to the bucket below, which does not hold it (readers would never look for it there).
   const buckets = await db.query(
     `SELECT tag, groupArray(lo) AS los, groupArray(hi) AS his, groupArray(value) AS labels FROM (
        SELECT toString(tag) AS tag, lo, hi, value FROM tag_bitmaps
@@ -174,11 +180,14 @@ export async function updateBitmaps(
   const outside = new Set(
     (
       await db.query(
-        `SELECT DISTINCT toString(tag) AS tag FROM tag_changes
-         WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND removed = 0 AND tag IN {btags:Array(String)}
-           AND (num < {mins:Array(Float64)}[indexOf({btags:Array(String)}, toString(tag))]
-             OR num > {maxs:Array(Float64)}[indexOf({btags:Array(String)}, toString(tag))])`,
-        { run: runId, btags: buckets.map((b) => b.tag), mins: buckets.map((b) => b.los[0] ?? 0), maxs: buckets.map((b) => b.his[b.his.length - 1] ?? 0) },
+        `SELECT DISTINCT tag FROM (
+           SELECT toString(tag) AS tag, num, indexOf({btags:Array(String)}, toString(tag)) AS bi,
+                  greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])) AS bx,
+                  {blos:Array(Array(Float64))}[bi][bx] AS lo, {bhis:Array(Array(Float64))}[bi][bx] AS hi
+           FROM tag_changes
+           WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND removed = 0 AND tag IN {btags:Array(String)})
+         WHERE NOT (lo < hi AND num >= lo AND num < hi) AND NOT (lo = hi AND num = lo)`,
+        { run: runId, btags: buckets.map((b) => b.tag), blos: buckets.map((b) => b.los), bhis: buckets.map((b) => b.his) },
         z.object({ tag: z.string() }),
       )
     ).map((r) => r.tag),
@@ -218,7 +227,7 @@ export async function updateBitmaps(
            FROM (SELECT tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v ${changes} AND removed = 0))
          GROUP BY tag, value) AS a USING (tag, value)
        LEFT JOIN (SELECT toString(tag) AS tag, groupBitmapState(customer_key) AS k ${changes} GROUP BY tag) AS ch USING (tag)
-     ) WHERE bitmapCardinality(k) > 0 OR value = '*'`,
+     ) WHERE bitmapCardinality(k) > 0 OR value = '*' OR has({btags:Array(String)}, tag)`,
     params,
   )
   const rows = await db.query(
