@@ -3,6 +3,8 @@ import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime, DAY_MS } from '../core/time.js'
 import { createRng, type Rng } from '../demo/demo.random.js'
+import { createBitmapStore, type BitmapStore } from '../segments/bitmap.store.js'
+import { loadRoaring } from '../segments/roaring.js'
 import { preview } from '../segments/segment.preview.js'
 import { parseSegment } from '../segments/segment.schema.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
@@ -17,13 +19,14 @@ import { createTagRepository, type TagRepository } from './tag.repository.js'
  * distinct ones (buckets) and narrowed to a few (a bitmap per value), new extremes, the holders of
  * an extreme moved away, customers deleted and restored — must leave after every run the bitmaps
  * a reader trusts: each customer with a value in exactly one bitmap that holds that value, and
- * segments on the tags equal to the values.
+ * segments on the tags equal to the values, from the engine and from the bitmaps held in memory.
  */
 
 const N = 120
 const YEAR0 = Date.UTC(1970, 0, 1)
 let engine: TestEngine
 let repo: TagRepository
+let store: BitmapStore
 let T: number
 const db = () => engine.db.forTenant(T)
 let clock = Date.parse('2026-01-01T00:00:00Z')
@@ -78,9 +81,15 @@ async function bitmapFaults(tag: string, expected: Map<number, number>): Promise
   return out
 }
 
+/** A segment's members, from the engine and from the bitmaps held in memory (they must agree). */
 async function segment(rule: unknown): Promise<number[]> {
   const defs = new Map((await repo.list(T)).map((d) => [d.name, d]))
-  return (await preview(db(), parseSegment({ purpose: 'service', rule }), { defs, asOf: TAG_TEST_AS_OF, timeZone: TAG_TEST_TZ, sampleSize: 1000 })).sample
+  const opts = { defs, asOf: TAG_TEST_AS_OF, timeZone: TAG_TEST_TZ, sampleSize: 1000 }
+  const eng = await preview(db(), parseSegment({ purpose: 'service', rule }), opts)
+  const mem = await preview(db(), parseSegment({ purpose: 'service', rule }), { ...opts, store })
+  expect(mem.executor).toBe('memory')
+  expect(mem.sample, JSON.stringify(rule)).toEqual(eng.sample)
+  return eng.sample
 }
 
 /** One round's changes: which customers move, and where to. */
@@ -127,6 +136,9 @@ function change(r: Rng, cs: Map<number, Customer>): number[] {
 }
 
 beforeAll(async () => {
+  const roaring = await loadRoaring()
+  if (!roaring) throw new Error('the optional "roaring" package is not installed: the in-memory preview path cannot be tested')
+  store = createBitmapStore({ roaring, maxBytes: 16 * 1024 ** 2, freshMs: 0 })
   engine = await openTestEngine()
   const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
   T = (await tenants.create({ slug: 'bank-bitmap-rounds', name: 'bank-bitmap-rounds', timeZone: TAG_TEST_TZ })).id
