@@ -165,7 +165,10 @@ export async function prepareDays(db: TenantDb, r: DaysRequest, timed: Timed): P
     const unbuilt = window.filter((d) => !built.has(d))
     return [...new Set([...(await changedDays(db, since, r.tz, r.windowFrom, r.today)), ...(await identityChangedDays(db, since, r.tz, r.windowFrom, r.today)), ...unbuilt])]
   })
-  const edges = boundaryDays(windowRanges(r.allEventTags), prev.today, r.today).filter((d) => d >= addDays(r.windowFrom, -1) && d <= r.today)
+  // Days that entered or left a window since the last run: after g days without a run, the
+  // longest window's left days reach g days before its start (only the last one did before).
+  const gap = daysBetween(prev.today, r.today)
+  const edges = boundaryDays(windowRanges(r.allEventTags), prev.today, r.today).filter((d) => d >= addDays(r.windowFrom, -gap) && d <= r.today)
   await timed('scope', async () => {
     await addScopeFromDays(db, r.runId, r.hash, [...new Set([...dirty, ...edges])])
     await rebuild(dirty)

@@ -5,20 +5,26 @@ import { createRng, type Rng } from '../demo/demo.random.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { testTagDef } from '../test/fixtures.js'
 import { createTenantService } from '../tenants/tenants.service.js'
+import { createIdentityService, type IdentityService } from '../ingest/identity.service.js'
+import { createKeyAllocator } from '../ingest/key-allocator.js'
+import { isAppError } from '../core/errors.js'
 import { runTags, type TagRunResult } from './tag.pipeline.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
 
 /**
  * Incremental runs day after day (seeded): each day's events, late events for days up to ten
- * back, anonymous events whose device is linked to a customer later, and now and then a day
- * without a run. Every few days a full run recomputing every tag from the raw events (no day
+ * back, anonymous events whose device is linked to a customer later, customers merged into
+ * others and merges undone, and now and then a day without a run. Every few days a full run recomputing every tag from the raw events (no day
  * build reused) at the same time must find nothing to change: what the incremental runs kept up is what a recomputation gives. The tags
  * cover every measure, a window that skips its most recent days, thresholds, a lifecycle, a rule
  * and a score over window tags.
  */
 
 const TZ = 'Asia/Shanghai'
-const KEYS = Array.from({ length: 30 }, (_, i) => i + 1)
+const NOS = Array.from({ length: 30 }, (_, i) => `C${i + 1}`)
+let KEYS: number[] = []
+let ids: IdentityService
+const actor = { id: 'test', reason: 'test' }
 /** Local midnight of 2026-03-01 in Shanghai. */
 const DAY0 = Date.parse('2026-02-28T16:00:00Z')
 let engine: TestEngine
@@ -34,7 +40,7 @@ const event = (key: number, at: number, name: string, props: Record<string, unkn
   event: name,
   message_id: `p${++seq}`,
   anonymous_id: o.anon ?? `a${key}`,
-  user_id: key ? `C${key}` : '',
+  user_id: key ? NOS[KEYS.indexOf(key)]! : '',
   session_id: 's',
   properties: JSON.stringify(props),
   context: '{}',
@@ -66,12 +72,20 @@ function activity(r: Rng, d: number, pendingLinks: string[]) {
   return rows
 }
 
-async function link(anon: string, key: number) {
-  const now = chDateTime(new Date())
-  await db().insert('identities', [{ id_kind: 'anonymous_id', id_value: anon, customer_key: key, source: 'test', created_at: now, updated_at: now }])
-  await db().insert('identity_changes', [
-    { change_id: crypto.randomUUID(), action: 'link', id_kind: 'anonymous_id', id_value: anon, from_key: 0, into_key: key, actor: 'test', reason: 'identify', message_id: '', created_at: now, undone_at: null, undone_by: '', updated_at: now },
-  ])
+/** Identity changes as the API makes them: a device linked, a customer merged into another, a merge undone. */
+async function identityChanges(r: Rng, pending: string[], merges: string[]) {
+  while (pending.length && r.chance(0.5)) await ids.link(T, pending.shift()!, r.pick(NOS), actor)
+  try {
+    if (r.chance(0.2)) {
+      const [from, into] = [r.pick(NOS), r.pick(NOS)]
+      const c = from === into ? undefined : await ids.merge(T, from, into, actor)
+      if (c) merges.push(c.changeId)
+    }
+    if (merges.length && r.chance(0.15)) await ids.undo(T, merges.splice(r.int(0, merges.length - 1), 1)[0]!, 'test')
+  } catch (err) {
+    // A customer already merged, or merged into: the API refuses, nothing changes.
+    if (!isAppError(err) || err.code !== 'CONFLICT') throw err
+  }
 }
 
 async function run(mode: 'full' | 'incremental', day: number, recompute = false): Promise<TagRunResult> {
@@ -87,9 +101,11 @@ beforeAll(async () => {
   const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
   T = (await tenants.create({ slug: 'bank-incremental-rounds', name: 'bank-incremental-rounds', timeZone: TZ })).id
   repo = createTagRepository({ db: engine.db })
+  ids = createIdentityService({ db: engine.db, allocator: createKeyAllocator({ system: engine.db.system }) })
+  KEYS = await ids.keysFor(T, NOS, 'test')
   await db().insert(
     'customers',
-    KEYS.map((k) => ({ customer_key: k, customer_no: `C${k}`, opened_at: chDateTime(new Date(DAY0 - (k % 5) * 9 * DAY_MS)), updated_at: chDateTime(new Date(DAY0 - 100 * DAY_MS)) })),
+    KEYS.map((k, i) => ({ customer_key: k, customer_no: NOS[i], opened_at: chDateTime(new Date(DAY0 - (i % 5) * 9 * DAY_MS)), updated_at: chDateTime(new Date(DAY0 - 100 * DAY_MS)) })),
   )
   const tags: [string, string, Record<string, unknown>][] = [
     ['logins_7d', 'number', { kind: 'window', events: ['login'], measure: 'count', days: 7 }],
@@ -115,14 +131,14 @@ describe('incremental runs day after day equal a recomputation', () => {
     it(`seed ${seed}`, async () => {
       const r = createRng(seed, 11)
       const pending: string[] = []
+      const merges: string[] = []
       const start = (seed - 1) * 40
       await db().insert('events', activity(r, start, pending))
       await run('full', start)
       let incrementalRuns = 0
       for (let d = start + 1; d <= start + 14; d++) {
         await db().insert('events', activity(r, d, pending))
-        // Links of devices seen before, some days later.
-        while (pending.length && r.chance(0.5)) await link(pending.shift()!, r.pick(KEYS))
+        await identityChanges(r, pending, merges)
         if (r.chance(0.15) && d < start + 14) continue // no run that day
         const inc = await run('incremental', d)
         if (inc.mode === 'incremental') incrementalRuns++
