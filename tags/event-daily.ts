@@ -260,19 +260,25 @@ export async function changedDays(db: TenantDb, since: string, tz: string, from:
 
 /**
  * Local days holding events of identities linked or merged since `since`: their resolved owner
- * changed, so those days' aggregates are stale.
+ * changed, so those days' aggregates are stale. A merge (or its undo) moves every event the
+ * merged customer owns: those stored with its key, and the anonymous ones of devices linked to
+ * it (stored with key 0, resolved through the link, which did not change).
  */
 export async function identityChangedDays(db: TenantDb, since: string, tz: string, from: string, to: string): Promise<string[]> {
   const rows = await db.query(
     `WITH changed AS (
-       SELECT id_kind, id_value, from_key, into_key FROM identity_changes FINAL
+       SELECT action, id_kind, id_value, from_key, into_key FROM identity_changes FINAL
        WHERE tenant_id = {tenant:UInt16} AND (created_at > {since:DateTime64(3, 'UTC')} OR undone_at > {since:DateTime64(3, 'UTC')})
      )
      SELECT DISTINCT toString(toDate(timestamp, {tz:String})) AS day FROM events
      WHERE tenant_id = {tenant:UInt16}
        AND timestamp >= toDateTime({from:Date}, {tz:String}) AND timestamp < toDateTime(addDays({to:Date}, 1), {tz:String})
        AND ((customer_key = 0 AND anonymous_id IN (SELECT id_value FROM changed WHERE id_kind = 'anonymous_id'))
-         OR customer_key IN (SELECT arrayJoin([from_key, into_key]) FROM changed WHERE from_key != 0 OR into_key != 0))`,
+         OR customer_key IN (SELECT arrayJoin([from_key, into_key]) FROM changed WHERE from_key != 0 OR into_key != 0)
+         OR (customer_key = 0 AND anonymous_id IN (
+               SELECT id_value FROM identities FINAL
+               WHERE tenant_id = {tenant:UInt16} AND id_kind = 'anonymous_id'
+                 AND customer_key IN (SELECT arrayJoin([from_key, into_key]) FROM changed WHERE action = 'merge'))))`,
     { since, tz, from, to },
     z.object({ day: z.string() }),
   )

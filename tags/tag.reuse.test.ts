@@ -167,4 +167,23 @@ describe('full runs reuse day builds whose events did not change', () => {
     expect(scratch.changed).toBe(0)
     expect({ logins: await values('logins_7d'), days: await values('login_days_7d') }).toEqual(before)
   })
+
+  it('a merge of a customer makes the days of the devices linked to that customer stale, and so does its undo', async () => {
+    // Customer 3's only login is the linked device's, customer_key 0 in the events.
+    const at = new Date()
+    const merge = { change_id: '00000000-0000-4000-8000-00000000000b', action: 'merge', id_kind: 'customer_no', id_value: 'C3', from_key: 3, into_key: 2, actor: 'test', reason: 'test', message_id: '' }
+    await db().insert('customer_merges', [{ from_key: 3, into_key: 2, change_id: merge.change_id, active: 1, updated_at: chDateTime(at) }])
+    await db().insert('identity_changes', [{ ...merge, created_at: chDateTime(at), undone_at: null, undone_by: '', updated_at: chDateTime(at) }])
+    const full = await run()
+    expect(full.rebuiltDays).toContain('2026-03-13')
+    expect(await values('logins_7d')).toEqual({ 1: 1, 2: 4 })
+    // The undo, seen by an incremental run.
+    const undone = new Date(Math.max(Date.now(), at.getTime() + 1))
+    await db().insert('customer_merges', [{ from_key: 3, into_key: 2, change_id: merge.change_id, active: 0, updated_at: chDateTime(undone) }])
+    await db().insert('identity_changes', [{ ...merge, created_at: chDateTime(at), undone_at: chDateTime(undone), undone_by: 'test', updated_at: chDateTime(undone) }])
+    const inc = await run('incremental')
+    expect(inc.mode).toBe('incremental')
+    expect(inc.rebuiltDays).toContain('2026-03-13')
+    expect(await values('logins_7d')).toEqual({ 1: 1, 2: 3, 3: 1 })
+  })
 })
