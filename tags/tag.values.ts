@@ -9,11 +9,15 @@ import { ALL_KEYS, keyInRange, rangeParams, type KeyRange } from './tag.ranges.j
  * between finds the same differences again), then the bitmaps of tags that changed are brought up to date (tag.bitmaps.ts).
  */
 
-/** Per-tag values as of a time, from history; the shape of tag_values without the deleted rows. */
+/**
+ * Per-tag values as of a time, from history; the shape of tag_values without the deleted rows.
+ * Changes at the same time (a backfill run again for it) are ordered by run: the later holds, as
+ * it does once history's parts are merged (ReplacingMergeTree by run_id).
+ */
 export function valuesAsOfSql(tagsParam: string, asOfParam: string, scoped = ''): string {
   return `(SELECT tag, customer_key, value, num, list FROM (
-      SELECT tag, customer_key, argMax(value, valid_from) AS value, argMax(num, valid_from) AS num,
-             argMax(list, valid_from) AS list, argMax(removed, valid_from) AS removed
+      SELECT tag, customer_key, argMax(value, (valid_from, run_id)) AS value, argMax(num, (valid_from, run_id)) AS num,
+             argMax(list, (valid_from, run_id)) AS list, argMax(removed, (valid_from, run_id)) AS removed
       FROM tag_history WHERE tenant_id = {tenant:UInt16} AND tag IN ${tagsParam} AND valid_from <= ${asOfParam} ${scoped}
       GROUP BY tag, customer_key) WHERE removed = 0)`
 }
