@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import { resolvedEventsSql } from '../core/identity.sql.js'
+import { createIdentityService } from './identity.service.js'
 import { createKeyAllocator } from './key-allocator.js'
 
 let t: TestApp
@@ -83,6 +84,25 @@ describe('identity resolution', () => {
     const split = await resolvedCounts()
     expect(split[k1]).toBe(1)
     expect(split[k2]).toBe(3)
+  })
+
+  it('a merge undone, and a device linked twice, within one millisecond: the later write holds', async () => {
+    // A clock that stands still: every write of this service falls in the same millisecond.
+    const still = new Date()
+    const ids = createIdentityService({ db: t.engine.db, allocator: createKeyAllocator({ system: t.engine.db.system }), now: () => still })
+    await send([
+      { type: 'track', event: 'e', userId: 'C4001' },
+      { type: 'track', event: 'f', userId: 'C4002' },
+      { type: 'track', event: 'g', anonymousId: 'dev-4' },
+    ])
+    const [k1, k2] = [await keyOf('C4001'), await keyOf('C4002')]
+    const merge = await ids.merge(bank.tenant.id, 'C4001', 'C4002', { id: 'test', reason: 'test' })
+    await ids.undo(bank.tenant.id, merge!.changeId, 'test')
+    await ids.link(bank.tenant.id, 'dev-4', 'C4001', { id: 'test', reason: 'identify' })
+    await ids.link(bank.tenant.id, 'dev-4', 'C4002', { id: 'test', reason: 'identify' })
+    const counts = await resolvedCounts()
+    expect(counts[k1]).toBe(1) // e: the merge is undone
+    expect(counts[k2]).toBe(2) // f, and g through the device's last link
   })
 
   it('refuses to undo a change of another tenant', async () => {

@@ -94,7 +94,15 @@ const idRow = z.object({ id_kind: z.enum(['customer_no', 'anonymous_id', 'device
 
 export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; now?: () => Date; cacheSize?: number }): IdentityService {
   const { db, allocator } = deps
-  const now = deps.now ?? (() => new Date())
+  const clock = deps.now ?? (() => new Date())
+  // Readers and merges keep, of the versions of a link or merge, the one written last by time:
+  // two writes of one in the same millisecond (a merge undone at once, a device linked twice)
+  // would leave either. This service's writes are therefore a millisecond apart at least.
+  let last = 0
+  const now = (): Date => {
+    last = Math.max(clock().getTime(), last + 1)
+    return new Date(last)
+  }
   // (tenant, kind, value) -> key. Cached only after the mapping is persisted. 0 is never cached
   // for anonymous ids: a link written by another process must be seen next time.
   const cache = new LRUCache<string, number>({ max: deps.cacheSize ?? 500_000 })
