@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { chDateTime } from '../core/time.js'
+import { createWithdrawalIndex } from '../push/consent.index.js'
+import { createPersonalizationSwitch } from '../recommend/personalization.js'
 import { issueKey, openTestApp, type TestApp } from '../test/app.js'
 
 /** Consent recorded through the API and through ingest, with its history, on the real engine. */
@@ -26,7 +28,7 @@ beforeAll(async () => {
   k.layout = await issueKey(t.keys, tenant, 'layout')
   k.otherConsent = await issueKey(t.keys, otherTenant, 'consent')
   const at = chDateTime(new Date('2026-01-01T00:00:00Z'))
-  await t.engine.db.forTenant(tenant).insert('identities', [1, 2, 3, 4].map((n) => ({ id_kind: 'customer_no', id_value: `C${n}`, customer_key: n, source: 'test', created_at: at, updated_at: at })))
+  await t.engine.db.forTenant(tenant).insert('identities', [1, 2, 3, 4, 5].map((n) => ({ id_kind: 'customer_no', id_value: `C${n}`, customer_key: n, source: 'test', created_at: at, updated_at: at })))
 }, 60_000)
 afterAll(async () => {
   await t?.close()
@@ -63,6 +65,29 @@ describe('PUT and GET /v1/customers/:id/consents', () => {
       z.object({ g: z.coerce.number() }),
     )
     expect(row!.g).toBe(0)
+  })
+
+  it('two decisions stamped with the same time (a counter’s import by day): the later received holds', async () => {
+    await t.engine.db.system.command('SYSTEM STOP MERGES consents')
+    try {
+      for (const granted of [true, false, true, false]) {
+        const r = await put('C5', { purpose: 'marketing', channel: 'push', granted, source: 'counter', noticeVersion: 'v4', at: '2026-11-07T00:00:00Z' })
+        expect(r.json()).toMatchObject({ granted, effective: true })
+      }
+      for (const granted of [false, true]) {
+        await put('C5', { purpose: 'personalization', channel: 'all', granted, source: 'counter', noticeVersion: 'v4', at: '2026-11-07T00:00:00Z' })
+      }
+      expect(current(await state('C5'))).toEqual({ 'marketing/push': false, 'personalization/all': true })
+      // What pushes and layouts read, loaded afresh from the table.
+      const withdrawals = createWithdrawalIndex({ db: t.engine.db, windowMs: 10 * 365 * 86_400_000 })
+      await withdrawals.refresh(tenant)
+      expect(withdrawals.withdrawn(tenant, 5, 'marketing', 'push')).toBe(true)
+      const personalization = createPersonalizationSwitch({ db: t.engine.db })
+      await personalization.ready(tenant)
+      expect(personalization.off(tenant, 5)).toBe(false)
+    } finally {
+      await t.engine.db.system.command('SYSTEM START MERGES consents')
+    }
   })
 
   it('records the same request replayed once', async () => {

@@ -189,13 +189,17 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     const newest = new Map(stored.map((r) => [`${r.customer_key}|${r.purpose}|${r.channel}`, r.at]))
     const received = now()
     const history: unknown[][] = []
-    const current: unknown[][] = []
+    // One current row per (customer, purpose, channel) of this write: the last effective one.
+    const current = new Map<string, unknown[]>()
     const notices: ConsentNotice[] = []
     const out: RecordedChange[] = []
     for (const { c, by } of items) {
       const k = `${c.customerKey}|${c.purpose}|${c.channel}`
       const was = newest.get(k)
-      // A tie is the same decision replayed, or two at the same millisecond: the later received wins, as in the table.
+      // A tie is the same decision replayed, or two at the same millisecond (an import stamped by
+      // day): the later received wins. The table keeps, of rows with the same time, the one
+      // inserted last, and so do its readers (FINAL); aggregating the rows by time alone would
+      // pick either.
       const effective = was === undefined || c.customerAt >= was
       history.push([
         c.customerKey,
@@ -215,7 +219,8 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
       ])
       if (effective) {
         newest.set(k, c.customerAt)
-        current.push([c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chEpoch(c.customerAt)])
+        current.delete(k)
+        current.set(k, [c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chEpoch(c.customerAt)])
         notices.push({ customerKey: c.customerKey, purpose: c.purpose, channel: c.channel, granted: c.granted })
       }
       changesTotal.inc({ source: c.source, effective: String(effective) })
@@ -223,7 +228,7 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     }
     // History first: a current state is never without the change that made it.
     await db.insertTsv('consent_history', HISTORY_COLUMNS, history)
-    if (current.length) await db.insertTsv('consents', CONSENT_COLUMNS, current)
+    if (current.size) await db.insertTsv('consents', CONSENT_COLUMNS, [...current.values()])
     if (notices.length) {
       for (const l of listeners) {
         try {
@@ -336,7 +341,7 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
         db.query(
           `SELECT toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted,
                   toString(max(updated_at)) AS at, argMax(source, updated_at) AS source
-           FROM consents WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} GROUP BY purpose, channel ORDER BY purpose, channel`,
+           FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} GROUP BY purpose, channel ORDER BY purpose, channel`,
           { key },
           z.object({ purpose: z.string(), channel: z.string(), granted: z.coerce.number(), at: z.string(), source: z.string() }),
         ),

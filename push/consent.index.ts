@@ -85,7 +85,7 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
     // grouped read of `consents` keyed by what the history received.
     const rows = await deps.db.forTenant(tenantId).query(
       `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted
-       FROM consents
+       FROM consents FINAL
        WHERE tenant_id = {tenant:UInt16} AND purpose IN ('security', 'service', 'marketing')
          AND (${first ? `updated_at >= {since:DateTime64(3, 'UTC')} OR ` : ''}(customer_key, purpose, channel) IN (
            SELECT customer_key, purpose, channel FROM consent_history

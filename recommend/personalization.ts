@@ -48,7 +48,7 @@ export function createPersonalizationSwitch(deps: { db: Db; refreshMs?: number; 
     try {
       // First: every customer's current switch; then only those the history received since.
       const rows = await deps.db.forTenant(tenantId).query(
-        `SELECT customer_key, argMax(granted, updated_at) AS granted FROM consents
+        `SELECT customer_key, argMax(granted, updated_at) AS granted FROM consents FINAL
          WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization'
            ${first ? '' : `AND customer_key IN (SELECT customer_key FROM consent_history WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' AND received_at >= {since:DateTime64(3, 'UTC')})`}
          GROUP BY customer_key`,

@@ -17,7 +17,7 @@ export const SQL_TAG_SOURCES: Readonly<Record<string, string>> = Object.freeze({
   bills: `(SELECT customer_key, biller, amount, due_date, status, paid_at, payer_key FROM bills FINAL WHERE tenant_id = {tenant:UInt16})`,
   products: `(SELECT product_id, kind, category, risk_level, min_amount, annual_rate, valid_from, valid_to, status
     FROM products FINAL WHERE tenant_id = {tenant:UInt16})`,
-  consents: `(SELECT customer_key, purpose, channel, argMax(granted, updated_at) AS granted FROM consents
+  consents: `(SELECT customer_key, purpose, channel, argMax(granted, updated_at) AS granted FROM consents FINAL
     WHERE tenant_id = {tenant:UInt16} GROUP BY customer_key, purpose, channel)`,
   // The run's clock: tags compare with the time they are computed as of, so backfills agree.
   run: `(SELECT {asOf:DateTime64(3, 'UTC')} AS as_of, {today:Date32} AS today, {tz:String} AS time_zone)`,
