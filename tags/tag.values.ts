@@ -6,7 +6,8 @@ import { ALL_KEYS, keyInRange, rangeParams, type KeyRange } from './tag.ranges.j
  * Where computed values go: a run stages them (tag_stage), compares them with the current values
  * (or, for a backfill, with the values history says held at that time), keeps the differences
  * (tag_changes), writes history first and current values second (a rerun after a failure in
- * between finds the same differences again), then the bitmaps of tags that changed are brought up to date (tag.bitmaps.ts).
+ * between finds the same differences again); the bitmaps of the tags that changed follow
+ * (tag.bitmaps.ts).
  */
 
 /**
