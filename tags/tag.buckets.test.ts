@@ -75,8 +75,16 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(async () => engine?.close())
 
+const years = new Map(KEYS.map((k) => [k, 1940 + k]))
+/** Customer `k` re-dated to `year`, then a run: every customer must still be in a bucket holding their value. */
+async function move(k: number, year: number) {
+  years.set(k, year)
+  await opened({ [k]: year })
+  await run()
+  expect(await misplaced(years)).toEqual([])
+}
+
 describe('bucketed numbers kept up to date from a run’s changes', () => {
-  const years = new Map(KEYS.map((k) => [k, 1940 + k]))
 
   it('the first run: quantile buckets, the maximum in a bucket of its own', async () => {
     await opened(Object.fromEntries(years))
@@ -88,29 +96,20 @@ describe('bucketed numbers kept up to date from a run’s changes', () => {
   })
 
   it('the only customer at the maximum moves down: every customer is still in the bucket holding their value', async () => {
-    years.set(80, 1950)
-    await opened({ 80: 1950 })
-    await run()
-    expect(await misplaced(years)).toEqual([])
+    await move(80, 1950)
     expect(await segment({ tag: 'opened_year', op: 'gte', value: 2019 })).toEqual([79])
   })
 
   it('another customer reaches the old maximum: found by a segment on it', async () => {
-    years.set(79, 2020)
-    await opened({ 79: 2020 })
-    await run()
-    expect(await misplaced(years)).toEqual([])
+    await move(79, 2020)
     expect(await segment({ tag: 'opened_year', op: 'gte', value: 2020 })).toEqual([79])
     expect(await segment({ tag: 'opened_year', op: 'eq', value: 2020 })).toEqual([79])
     expect(await segment({ tag: 'opened_year', op: 'between', value: [2015, 2020] })).toEqual([75, 76, 77, 78, 79])
   })
 
   it('an emptied bucket is kept, with its edges', async () => {
-    years.set(79, 1951)
-    await opened({ 79: 1951 })
-    await run()
+    await move(79, 1951)
     expect((await buckets()).at(-1)).toEqual({ lo: 2020, hi: 2020, ks: [] })
-    expect(await misplaced(years)).toEqual([])
     expect(await segment({ tag: 'opened_year', op: 'gte', value: 2019 })).toEqual([])
   })
 
@@ -120,10 +119,7 @@ describe('bucketed numbers kept up to date from a run’s changes', () => {
          AND build = (SELECT build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16} AND tag = 'opened_year')`,
     )
     expect((await buckets()).at(-1)).toMatchObject({ hi: 2020 })
-    years.set(78, 2020)
-    await opened({ 78: 2020 })
-    await run()
-    expect(await misplaced(years)).toEqual([])
+    await move(78, 2020)
     expect(await segment({ tag: 'opened_year', op: 'gte', value: 2020 })).toEqual([78])
   })
 })
