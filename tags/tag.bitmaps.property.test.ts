@@ -5,7 +5,9 @@ import { chDateTime, DAY_MS } from '../core/time.js'
 import { createRng, type Rng } from '../demo/demo.random.js'
 import { createBitmapStore, type BitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
+import { materializeSegment } from '../segments/segment.materialize.js'
 import { preview } from '../segments/segment.preview.js'
+import { createSegmentRepository } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { TAG_TEST_AS_OF, TAG_TEST_TZ, testTagDef } from '../test/fixtures.js'
@@ -19,7 +21,9 @@ import { createTagRepository, type TagRepository } from './tag.repository.js'
  * distinct ones (buckets) and narrowed to a few (a bitmap per value), new extremes, the holders of
  * an extreme moved away, customers deleted and restored — must leave after every run the bitmaps
  * a reader trusts: each customer with a value in exactly one bitmap that holds that value, and
- * segments on the tags equal to the values, from the engine and from the bitmaps held in memory.
+ * segments on the tags equal to the values, from the engine and from the bitmaps held in memory;
+ * a saved segment materialized after each run holds the same members, and its entries and exits
+ * replayed give them too.
  */
 
 const N = 120
@@ -82,6 +86,25 @@ async function bitmapFaults(tag: string, expected: Map<number, number>): Promise
 }
 
 /** A segment's members, from the engine and from the bitmaps held in memory (they must agree). */
+/** The saved segment's members after materializing it as `build`: stored, and replayed from its entries and exits. */
+async function materialized(segmentId: string, build: string, at: Date): Promise<{ stored: number[]; replayed: number[] }> {
+  const segment = await createSegmentRepository({ db: engine.db }).get(T, segmentId)
+  const defs = new Map((await repo.list(T)).map((d) => [d.name, d]))
+  await materializeSegment({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, segment, defs, asOf: at, build, trigger: 'test' })
+  const [m] = await db().query(
+    `SELECT arraySort(bitmapToArray(keys)) AS ks FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {b:UInt64}`,
+    { sid: segmentId, b: build },
+    z.object({ ks: z.array(z.coerce.number()) }),
+  )
+  const replayed = await db().query(
+    `SELECT customer_key AS k FROM segment_events WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String}
+     GROUP BY customer_key HAVING argMax(toString(kind), (at, build)) = 'enter' ORDER BY k`,
+    { sid: segmentId },
+    z.object({ k: z.coerce.number() }),
+  )
+  return { stored: m?.ks ?? [], replayed: replayed.map((r) => r.k) }
+}
+
 async function segment(rule: unknown): Promise<number[]> {
   const defs = new Map((await repo.list(T)).map((d) => [d.name, d]))
   const opts = { defs, asOf: TAG_TEST_AS_OF, timeZone: TAG_TEST_TZ, sampleSize: 1000 }
@@ -152,6 +175,8 @@ describe('bitmaps updated from changes, random rounds', () => {
   for (const seed of [1, 2]) {
     it(`seed ${seed}: after every run each holder is in exactly one bitmap holding its value, and segments find them`, async () => {
       const r = createRng(seed, 7)
+      const sid = `recent-${seed}`
+      await createSegmentRepository({ db: engine.db }).save(T, sid, { name: sid, purpose: 'service', rule: { tag: 'opened_year', op: 'gte', value: 2000 } }, 'test')
       const cs = new Map(Array.from({ length: N }, (_, i) => [i + 1 + seed * 1000, { day: r.int(0, 36_500), deleted: false } as Customer] as const))
       await write(cs, [...cs.keys()])
       for (let round = 0; round < 14; round++) {
@@ -172,6 +197,8 @@ describe('bitmaps updated from changes, random rounds', () => {
         expect(await segment({ tag: 'opened_year', op: 'gte', value: at }), `round ${round}: >= ${at}`).toEqual(want((y) => y >= at))
         expect(await segment({ tag: 'opened_year', op: 'eq', value: at }), `round ${round}: = ${at}`).toEqual(want((y) => y === at))
         expect(await segment({ tag: 'opened_year', op: 'lt', value: at }), `round ${round}: < ${at}`).toEqual(want((y) => y < at))
+        const m = await materialized(sid, String(1000 + round), new Date(TAG_TEST_AS_OF.getTime() + round * 60_000))
+        expect(m, `round ${round}: the saved segment`).toEqual({ stored: want((y) => y >= 2000), replayed: want((y) => y >= 2000) })
       }
       // Leave the bank empty for the next seed.
       for (const c of cs.values()) c.deleted = true
