@@ -46,14 +46,14 @@ const warnings = z.array(retentionWarning).optional().describe('present when a s
 
 export function registerTagRoutes(
   app: FastifyInstance,
-  deps: { auth: Auth; repo: TagRepository; catalog: TagCatalog; privacy?: (tenantId: number) => Promise<{ eventsDays: number }> },
+  deps: { auth: Auth; repo: TagRepository; catalog: TagCatalog; privacy: (tenantId: number) => Promise<{ eventsDays: number }> },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, repo, catalog } = deps
   /** `{ warnings }` for the saved definitions whose windows reach past the bank's events retention, or nothing. */
   const warned = async (tenantId: number, defs: readonly TagDefinition[]): Promise<{ warnings?: RetentionWarning[] }> => {
     const reach = windowReach(defs)
-    if (!deps.privacy || !reach.length) return {}
+    if (!reach.length) return {}
     const found = retentionWarnings(reach, (await deps.privacy(tenantId)).eventsDays)
     return found.length ? { warnings: found } : {}
   }
