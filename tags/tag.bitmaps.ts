@@ -11,6 +11,10 @@ import type { ValueType } from './tag.schema.js'
 /** Exact values get a bitmap each up to this many; beyond, numbers and dates are bucketed. */
 const MAX_EXACT_VALUES = 64
 const BUCKETS = 32
+/** A widened outer bucket holding more than this many times its share of customers is rebuilt. */
+const WIDENED_SHARE = 2
+/** A bucket's label from its edges, as rebuildBitmaps writes it (`bi`, `bx`: the tag's and the bucket's index). */
+const LABEL = `concat('[', toString({blos:Array(Array(Float64))}[bi][bx]), ',', toString({bhis:Array(Array(Float64))}[bi][bx]), ')')`
 
 /**
  * Rebuilds the bitmaps of `tags` as build `runId`, a few queries for all of them: one bitmap per
@@ -135,8 +139,10 @@ export async function dropOldBitmaps(db: TenantDb): Promise<void> {
  * Brings bitmaps of tags whose previous build is known up to date from this run's changes alone:
  * for each value, old AND NOT (customers whose value changed) OR (customers who now have it).
  * Work grows with the changes, not with the customers. Numbers and dates in buckets keep their
- * edges while every new value falls inside them; otherwise they are left to rebuildBitmaps, and so
- * is an exact-valued number that now has too many distinct values. A bucket left empty is kept:
+ * inner edges while every new value falls inside the bucket it maps to; a value past the outer
+ * edges widens the first or the last bucket (see widenBuckets), and a tag whose widened bucket
+ * then holds more than twice its share is left to rebuildBitmaps, as is one with a value in a gap
+ * and an exact-valued number that now has too many distinct values. A bucket left empty is kept:
  * dropping it left a gap in the edges (the maximum's own bucket gone, [a, max) became the last),
  * and a later value in the gap was counted in the bucket below, where readers never look for it.
  * Returns the tags updated and their customers with a value.
@@ -163,36 +169,33 @@ export async function updateBitmaps(
       )
     ).map((r) => r.tag),
   )
-  // Bucketed tags keep their edges while every changed value falls inside the bucket it maps to
-  // (the last whose lo is at most the value). Checking the bucket, not just the outer edges:
-  // builds written before empty buckets were kept may lack one, and a value in its place would
-  // map to the bucket below, which does not hold it (readers would never look for it there).
+  // Bucketed tags keep their edges when every changed value falls inside the bucket it maps to
+  // (the last whose lo is at most the value). With the outer edges widened to the changed values,
+  // that holds exactly when the buckets leave no gap: builds written before empty buckets were
+  // kept may lack one, and a value in its place would map to the bucket below, which does not
+  // hold it (readers would never look for it there). Those are rebuilt.
   const buckets = await db.query(
-    `SELECT tag, groupArray(lo) AS los, groupArray(hi) AS his, groupArray(value) AS labels FROM (
-       SELECT toString(tag) AS tag, lo, hi, value FROM tag_bitmaps
+    `SELECT tag, groupArray(lo) AS los, groupArray(hi) AS his, groupArray(cardinality) AS cards FROM (
+       SELECT toString(tag) AS tag, lo, hi, cardinality FROM tag_bitmaps
        WHERE tenant_id = {tenant:UInt16} AND tag IN {bucketed:Array(String)} AND value != '*'
          AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))
        ORDER BY tag, lo)
      GROUP BY tag`,
     { bucketed: [...bucketed], tags: names, builds },
-    z.object({ tag: z.string(), los: z.array(z.coerce.number()), his: z.array(z.coerce.number()), labels: z.array(z.string()) }),
+    z.object({ tag: z.string(), los: z.array(z.coerce.number()), his: z.array(z.coerce.number()), cards: z.array(z.coerce.number()) }),
   )
-  const outside = new Set(
+  const extremes = new Map(
     (
       await db.query(
-        `SELECT DISTINCT tag FROM (
-           SELECT toString(tag) AS tag, num, indexOf({btags:Array(String)}, toString(tag)) AS bi,
-                  greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])) AS bx,
-                  {blos:Array(Array(Float64))}[bi][bx] AS lo, {bhis:Array(Array(Float64))}[bi][bx] AS hi
-           FROM tag_changes
-           WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND removed = 0 AND tag IN {btags:Array(String)})
-         WHERE NOT (lo < hi AND num >= lo AND num < hi) AND NOT (lo = hi AND num = lo)`,
-        { run: runId, btags: buckets.map((b) => b.tag), blos: buckets.map((b) => b.los), bhis: buckets.map((b) => b.his) },
-        z.object({ tag: z.string() }),
+        `SELECT toString(tag) AS tag, min(num) AS lo, max(num) AS hi FROM tag_changes
+         WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND removed = 0 AND tag IN {btags:Array(String)} GROUP BY tag`,
+        { run: runId, btags: buckets.map((b) => b.tag) },
+        z.object({ tag: z.string(), lo: z.coerce.number(), hi: z.coerce.number() }),
       )
-    ).map((r) => r.tag),
+    ).map((r) => [r.tag, r]),
   )
-  const inBuckets = buckets.filter((b) => !outside.has(b.tag))
+  const widened = buckets.map((b) => ({ ...b, ...widenBuckets(b.los, b.his, extremes.get(b.tag)) }))
+  const inBuckets = widened.filter((b) => contiguous(b.edges.los, b.edges.his))
   const kept = new Set(inBuckets.map((b) => b.tag))
   const eligible = tags.filter((t) => !bucketed.has(t.name) || kept.has(t.name))
   const rebuild = tags.filter((t) => bucketed.has(t.name) && !kept.has(t.name)).map((t) => t.name)
@@ -203,9 +206,9 @@ export async function updateBitmaps(
     builds: eligible.map((t) => BigInt(t.build)),
     numeric: eligible.filter((t) => (t.type === 'number' || t.type === 'date') && !bucketed.has(t.name)).map((t) => t.name),
     btags: inBuckets.map((b) => b.tag),
-    blos: inBuckets.map((b) => b.los),
-    bhis: inBuckets.map((b) => b.his),
-    blabels: inBuckets.map((b) => b.labels),
+    bold: inBuckets.map((b) => b.los),
+    blos: inBuckets.map((b) => b.edges.los),
+    bhis: inBuckets.map((b) => b.edges.his),
   }
   const changes = `FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`
   await db.command(
@@ -213,15 +216,19 @@ export async function updateBitmaps(
      SELECT {tenant:UInt16}, tag, {run:UInt64}, value, lo, hi, bitmapCardinality(k), k FROM (
        SELECT tag, value, if(o.present = 1, o.lo, a.lo) AS lo, if(o.present = 1, o.hi, a.hi) AS hi,
               bitmapOr(bitmapAndnot(o.keys, ch.k), a.k) AS k
-       FROM (SELECT toString(tag) AS tag, value, lo, hi, keys, toUInt8(1) AS present FROM tag_bitmaps
-             WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
-               AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0))) AS o
+       FROM (SELECT tag, if(bx > 0, ${LABEL}, value) AS value, if(bx > 0, {blos:Array(Array(Float64))}[bi][bx], lo0) AS lo,
+                    if(bx > 0, {bhis:Array(Array(Float64))}[bi][bx], hi0) AS hi, keys, present FROM (
+               SELECT toString(tag) AS tag, value, lo AS lo0, hi AS hi0, keys, toUInt8(1) AS present,
+                      indexOf({btags:Array(String)}, toString(tag)) AS bi, if(bi > 0 AND value != '*', indexOf({bold:Array(Array(Float64))}[bi], lo), 0) AS bx
+               FROM tag_bitmaps
+               WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
+                 AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0)))) AS o
        FULL OUTER JOIN (
          SELECT tag, value, any(lo) AS lo, any(hi) AS hi, groupBitmapState(customer_key) AS k FROM (
            SELECT toString(tag) AS tag, customer_key,
                   indexOf({btags:Array(String)}, toString(tag)) AS bi,
                   greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])) AS bx,
-                  multiIf(v = '*', v, bi > 0, {blabels:Array(Array(String))}[bi][bx], v) AS value,
+                  multiIf(v = '*', v, bi > 0, ${LABEL}, v) AS value,
                   multiIf(v = '*', 0, bi > 0, {blos:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS lo,
                   multiIf(v = '*', 0, bi > 0, {bhis:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS hi
            FROM (SELECT tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v ${changes} AND removed = 0))
@@ -237,10 +244,83 @@ export async function updateBitmaps(
     z.object({ tag: z.string(), values: z.coerce.number(), n: z.coerce.number() }),
   )
   const tooMany = rows.filter((r) => params.numeric.includes(r.tag) && r.values > MAX_EXACT_VALUES).map((r) => r.tag)
+  tooMany.push(...(await overfull(db, inBuckets, runId)))
   if (tooMany.length) {
     await db.command(`DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag IN {t:Array(String)} AND build = {run:UInt64}`, { t: tooMany, run: runId })
   }
   for (const r of rows) if (!tooMany.includes(r.tag)) covered.set(r.tag, r.n)
   for (const t of params.tags) if (!covered.has(t) && !tooMany.includes(t)) covered.set(t, 0)
   return { covered, rebuild: [...rebuild, ...tooMany] }
+}
+
+/**
+ * The outer edges widened to hold the changed values past them: the first bucket's low edge down
+ * to the lowest, the last bucket's high edge up past the highest (an exact last bucket [max, max]
+ * becomes [max, above)). Rebuilding the tag's buckets instead, as every new extreme did before,
+ * cost a quantile pass over its values and a rewrite of every bucket; counts and amounts over a
+ * sliding window reach a new extreme most days.
+ */
+export function widenBuckets(
+  los: readonly number[],
+  his: readonly number[],
+  extremes: { lo: number; hi: number } | undefined,
+): { edges: { los: number[]; his: number[] }; widened: number[] } {
+  const edges = { los: [...los], his: [...his] }
+  const widened: number[] = []
+  const last = los.length - 1
+  if (!extremes || last < 0) return { edges, widened }
+  if (extremes.lo < edges.los[0]!) {
+    if (edges.his[0] === edges.los[0]) edges.his[0] = above(edges.los[0]!)
+    edges.los[0] = extremes.lo
+    widened.push(0)
+  }
+  const top = edges.los[last] === edges.his[last] ? extremes.hi > edges.his[last]! : extremes.hi >= edges.his[last]!
+  if (top) {
+    edges.his[last] = above(extremes.hi)
+    if (!widened.includes(last)) widened.push(last)
+  }
+  return { edges, widened }
+}
+
+/** Buckets [lo, hi) that meet edge to edge, only the last one possibly exact [max, max]. */
+export function contiguous(los: readonly number[], his: readonly number[]): boolean {
+  return los.every((lo, i) => i === los.length - 1 || (lo < his[i]! && his[i] === los[i + 1]))
+}
+
+/** The smallest edge above `x` that reads well: the next integer for integers, else the next double. */
+function above(x: number): number {
+  if (Number.isSafeInteger(x) && Number.isSafeInteger(x + 1)) return x + 1
+  const f = new Float64Array([x])
+  const bits = new BigInt64Array(f.buffer)
+  if (x === 0) return Number.MIN_VALUE
+  bits[0] = bits[0]! + (x > 0 ? 1n : -1n)
+  return f[0]!
+}
+
+/**
+ * Tags of build `runId` whose widened bucket grew past WIDENED_SHARE times an even share of the
+ * tag's customers: widening again and again (a window's amounts drifting up) would otherwise pile
+ * customers into one bucket, which segments then check value by value.
+ */
+async function overfull(
+  db: TenantDb,
+  tags: readonly { tag: string; cards: number[]; edges: { los: number[] }; widened: number[] }[],
+  runId: string,
+): Promise<string[]> {
+  const grown = tags.filter((t) => t.widened.length)
+  if (!grown.length) return []
+  const rows = await db.query(
+    `SELECT toString(tag) AS tag, groupArray((lo, cardinality)) AS cards, maxIf(cardinality, value = '*') AS n FROM tag_bitmaps
+     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} GROUP BY tag`,
+    { tags: grown.map((t) => t.tag), run: runId },
+    z.object({ tag: z.string(), cards: z.array(z.tuple([z.coerce.number(), z.coerce.number()])), n: z.coerce.number() }),
+  )
+  const out: string[] = []
+  for (const r of rows) {
+    const t = grown.find((g) => g.tag === r.tag)!
+    const share = r.n / t.edges.los.length
+    const card = (i: number) => r.cards.find(([lo]) => lo === t.edges.los[i])?.[1] ?? 0
+    if (t.widened.some((i) => card(i) > WIDENED_SHARE * share && card(i) > t.cards[i]!)) out.push(r.tag)
+  }
+  return out
 }

@@ -122,4 +122,54 @@ describe('bucketed numbers kept up to date from a run’s changes', () => {
     await move(78, 2020)
     expect(await segment({ tag: 'opened_year', op: 'gte', value: 2020 })).toEqual([78])
   })
+
+  it('a value past the maximum widens the last bucket: the other buckets keep their edges, no quantiles again', async () => {
+    const before = await buckets()
+    await move(77, 2031)
+    const after = await buckets()
+    expect(after.slice(0, -1).map((b) => [b.lo, b.hi])).toEqual(before.slice(0, -1).map((b) => [b.lo, b.hi]))
+    expect(after.at(-1)).toEqual({ lo: before.at(-1)!.lo, hi: 2032, ks: [77, 78] })
+    expect(await segment({ tag: 'opened_year', op: 'gte', value: 2030 })).toEqual([77])
+    expect(await segment({ tag: 'opened_year', op: 'eq', value: 2031 })).toEqual([77])
+    expect(await segment({ tag: 'opened_year', op: 'between', value: [2015, 2031] })).toEqual([75, 76, 77, 78])
+    expect(await segment({ tag: 'opened_year', op: 'gt', value: 2031 })).toEqual([])
+  })
+
+  it('a value below the minimum widens the first bucket', async () => {
+    const before = await buckets()
+    await move(1, 1900)
+    const after = await buckets()
+    expect(after.map((b) => b.hi)).toEqual(before.map((b) => b.hi))
+    expect(after[0]).toMatchObject({ lo: 1900, hi: before[0]!.hi })
+    expect(after[0]!.ks).toContain(1)
+    expect(await segment({ tag: 'opened_year', op: 'lt', value: 1941 })).toEqual([1])
+    expect(await segment({ tag: 'opened_year', op: 'between', value: [1900, 1942] })).toEqual([1, 2])
+  })
+
+  it('a widened bucket holding more than twice its share is rebuilt by quantiles', async () => {
+    const moved = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [60 + i, 2032 + i]))
+    for (const [k, y] of Object.entries(moved)) years.set(Number(k), y)
+    await opened(moved)
+    await run()
+    expect(await misplaced(years)).toEqual([])
+    expect((await buckets()).at(-1)).toEqual({ lo: 2039, hi: 2039, ks: [67] })
+    expect(await segment({ tag: 'opened_year', op: 'gte', value: 2031 })).toEqual([60, 61, 62, 63, 64, 65, 66, 67, 77])
+    years.set(1, 1941)
+    await opened({ 1: 1941 })
+    await run()
+    expect(await misplaced(years)).toEqual([])
+  })
+  it('a value in a gap between buckets (a build that lost a middle bucket) rebuilds them by quantiles', async () => {
+    const mid = (await buckets())[10]!
+    await db().command(
+      `DELETE FROM tag_bitmaps WHERE tenant_id = {tenant:UInt16} AND tag = 'opened_year' AND lo = {lo:Float64}
+         AND build = (SELECT build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16} AND tag = 'opened_year')`,
+      { lo: mid.lo },
+    )
+    await move(5, mid.lo)
+    const after = await buckets()
+    expect(after.some((b) => b.lo <= mid.lo && mid.lo < b.hi && b.ks.includes(5))).toBe(true)
+    expect(after.at(-1)).toMatchObject({ lo: 2039, hi: 2039 })
+    expect(await segment({ tag: 'opened_year', op: 'eq', value: mid.lo })).toContain(5)
+  })
 })

@@ -64,6 +64,7 @@ export const UNIT_FILES = [
   'server/console.routes.test.ts',
   'tags/tag.c2guard.test.ts',
   'tags/tag.limits.test.ts',
+  'tags/tag.widen.test.ts',
   'test/architecture.test.ts',
   'test/test-lanes.test.ts',
 ]
