@@ -224,15 +224,19 @@ export async function updateBitmaps(
                WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)}
                  AND build = transform(toString(tag), {tags:Array(String)}, {builds:Array(UInt64)}, toUInt64(0)))) AS o
        FULL OUTER JOIN (
-         SELECT tag, value, any(lo) AS lo, any(hi) AS hi, groupBitmapState(customer_key) AS k FROM (
-           SELECT toString(tag) AS tag, customer_key,
-                  indexOf({btags:Array(String)}, toString(tag)) AS bi,
-                  greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])) AS bx,
-                  multiIf(v = '*', v, bi > 0, ${LABEL}, v) AS value,
-                  multiIf(v = '*', 0, bi > 0, {blos:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS lo,
-                  multiIf(v = '*', 0, bi > 0, {bhis:Array(Array(Float64))}[bi][bx], has({numeric:Array(String)}, toString(tag)), num, 0) AS hi
-           FROM (SELECT tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v ${changes} AND removed = 0))
-         GROUP BY tag, value) AS a USING (tag, value)
+         SELECT tag, v AS value, if(v != '*' AND has({numeric:Array(String)}, tag), any(num), 0) AS lo, lo AS hi, groupBitmapState(customer_key) AS k
+         FROM (SELECT toString(tag) AS tag, customer_key, num, arrayJoin(arrayConcat(if(empty(list), [value], list), ['*'])) AS v
+               ${changes} AND removed = 0 AND tag NOT IN {btags:Array(String)})
+         GROUP BY tag, v
+         UNION ALL
+         -- Bucketed numbers: each change's bucket found once (bx), its label and edges once per bucket.
+         SELECT tag, if(bx = 0, '*', ${LABEL}) AS value, if(bx = 0, 0, {blos:Array(Array(Float64))}[bi][bx]) AS lo,
+                if(bx = 0, 0, {bhis:Array(Array(Float64))}[bi][bx]) AS hi, k
+         FROM (SELECT tag, bi, bx, groupBitmapState(customer_key) AS k FROM (
+                 SELECT toString(tag) AS tag, customer_key, indexOf({btags:Array(String)}, toString(tag)) AS bi,
+                        arrayJoin([greatest(1, arrayCount(e -> e <= num, {blos:Array(Array(Float64))}[bi])), 0]) AS bx
+                 ${changes} AND removed = 0 AND tag IN {btags:Array(String)})
+               GROUP BY tag, bi, bx)) AS a USING (tag, value)
        LEFT JOIN (SELECT toString(tag) AS tag, groupBitmapState(customer_key) AS k ${changes} GROUP BY tag) AS ch USING (tag)
      ) WHERE bitmapCardinality(k) > 0 OR value = '*' OR has({btags:Array(String)}, tag)`,
     params,
