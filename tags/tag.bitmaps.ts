@@ -54,22 +54,34 @@ export async function rebuildBitmaps(db: TenantDb, tags: readonly { name: string
         runId,
       )
     }
-    for (const s of stats.filter((x) => x.distinct > MAX_EXACT_VALUES)) {
-      // Bucket edges from quantiles: [edge_i, edge_i+1), and the last one holds the maximum alone.
+    // Bucket edges from quantiles: [edge_i, edge_i+1), and the last one holds the maximum alone.
+    // Every bucketed tag in one pass over the values: a pass per tag read them once per tag.
+    const bucketed = stats.filter((x) => x.distinct > MAX_EXACT_VALUES).map((s) => {
       const edges = [...new Set(s.q)].sort((a, b) => a - b)
-      const his = [...edges.slice(1), edges[edges.length - 1]!]
+      return { tag: s.tag, edges, his: [...edges.slice(1), edges[edges.length - 1]!] }
+    })
+    if (bucketed.length) {
       await insertBitmaps(
         db,
         `SELECT tag, concat('[', toString(lo), ',', toString(hi), ')') AS v, lo, hi, count() AS c, groupBitmapState(customer_key) AS k
-         FROM (SELECT tag, customer_key, {edges:Array(Float64)}[b] AS lo, {his:Array(Float64)}[b] AS hi
-               FROM (SELECT tag, customer_key, greatest(1, arrayCount(e -> e <= num, {edges:Array(Float64)})) AS b ${from}))
+         FROM (SELECT tag, customer_key, {edges:Array(Array(Float64))}[bi][b] AS lo, {his:Array(Array(Float64))}[bi][b] AS hi
+               FROM (SELECT tag, customer_key, indexOf({tags:Array(String)}, toString(tag)) AS bi,
+                            greatest(1, arrayCount(e -> e <= num, {edges:Array(Array(Float64))}[bi])) AS b ${from}))
          GROUP BY tag, lo, hi`,
-        { tags: [s.tag], edges, his },
+        { tags: bucketed.map((b) => b.tag), edges: bucketed.map((b) => b.edges), his: bucketed.map((b) => b.his) },
         runId,
       )
     }
   }
-  await insertBitmaps(db, `SELECT tag, '*' AS v, 0 AS lo, 0 AS hi, count() AS c, groupBitmapState(customer_key) AS k ${from} GROUP BY tag`, { tags: names }, runId)
+  // Every customer with a value is in one of the tag's value bitmaps: `*` is their union, read
+  // from the bitmaps just written rather than from the values once more.
+  await db.command(
+    `INSERT INTO tag_bitmaps (tenant_id, tag, build, value, lo, hi, cardinality, keys)
+     SELECT {tenant:UInt16}, tag, {run:UInt64}, '*', 0, 0, bitmapCardinality(k), k FROM (
+       SELECT tag, groupBitmapMergeState(keys) AS k FROM tag_bitmaps
+       WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} GROUP BY tag)`,
+    { tags: names, run: runId },
+  )
   const rows = await db.query(
     `SELECT toString(tag) AS tag, cardinality AS n FROM tag_bitmaps
      WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} AND value = '*'`,
