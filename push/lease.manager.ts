@@ -220,6 +220,15 @@ export function createLeaseManager(deps: {
   const idleRefreshMs = deps.options?.idleRefreshMs ?? 250
   const owner = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`
   const lock = createKeyedLock()
+  // A target's lease, release and outcome rows are read newest first by their time (argMax by
+  // leased_at, by at). Two in one millisecond (a retry acknowledged in the millisecond of its
+  // lease, a lease in the millisecond of the release before it) would tie, and either could
+  // win: a released target held until its lease ran out, or a leased one handed out again by a
+  // process that reads the table. So this process stamps its rows from a clock that never gives
+  // the same millisecond twice, and reads "now" from it too: no release is in a refill's future.
+  let lastStamp = 0
+  const stamp = () => (lastStamp = Math.max(Date.now(), lastStamp + 1))
+  const current = () => Math.max(Date.now(), lastStamp)
   const states = new Map<number, TenantState>()
   const pulled = deps.metrics.counter('qianmian_push_leased_total', 'Targets leased to pullers')
   const acks = deps.metrics.counter('qianmian_push_acks_total', 'Acknowledged targets by status', ['status'])
@@ -326,7 +335,7 @@ export function createLeaseManager(deps: {
       if (!Number.isFinite(o.leaseSeconds) || o.leaseSeconds <= 0) throw new AppError('VALIDATION_FAILED', 'leaseSeconds is positive', { issues: [{ field: 'leaseSeconds', message: 'invalid' }] })
       return lock.run(tenantId, async () => {
         const s = state(tenantId)
-        let now = Date.now()
+        let now = current()
         const quiet = await quietNow(tenantId, now)
         if (needsRefill(s, now, quiet)) await refill(tenantId, s, now, Math.min(maxChunk, Math.max(2000, o.limit * 5)), quiet)
         const ix = deps.withdrawals
@@ -340,7 +349,7 @@ export function createLeaseManager(deps: {
             check = (r) => (r.target.purpose === 'marketing' || (modes?.[r.target.purpose as 'service' | 'security'] ?? 'explicit') !== 'always') && ix.withdrawn(tenantId, r.customerKey, r.target.purpose, r.target.channel)
           }
         }
-        now = Date.now()
+        now = stamp()
         const take: QueueRow[] = []
         const withdrawn: QueueRow[] = []
         while (take.length < o.limit && s.head < s.queue.length) {
@@ -388,7 +397,7 @@ export function createLeaseManager(deps: {
         )
         for (const r of rows) stored.set(r.target_id, { leaseId: r.lease_id, campaignId: r.campaign_id, customerKey: r.customer_key })
       }
-      const now = Date.now()
+      const now = stamp()
       const outcomes: unknown[][] = []
       const releases: unknown[][] = []
       const rejected: AckResult['rejected'] = []

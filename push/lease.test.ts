@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createPushModule } from './push.module.js'
 import { campaign, openPush, seedBank, type PushFixture } from './push.fixture.js'
 import type { PulledTarget } from './lease.manager.js'
@@ -70,6 +70,30 @@ describe('pull', () => {
     expect(ids(await fx.push.leases.pull(t, { limit: 10, leaseSeconds: 30 })).sort()).toEqual([f2, open].sort())
     // A late ack of the first lease still counts, and the target never comes back.
     expect(await fx.push.leases.ack(t, [{ targetId: open!, status: 'delivered' }])).toMatchObject({ accepted: 1 })
+  })
+
+  it('orders a lease, its release and the next lease written in one millisecond', async () => {
+    const t = await dueTargets('same-ms', 20)
+    // The clock stands still: every row below is written in the same millisecond.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() })
+    try {
+      const first = await fx.push.leases.pull(t, { limit: 20, leaseSeconds: 60 })
+      expect(first).toHaveLength(20)
+      const retried = await fx.push.leases.ack(t, first.map((x) => ({ targetId: x.targetId, status: 'failed' as const, reason: 'provider timeout', retry: true })))
+      expect(retried).toMatchObject({ accepted: 20 })
+      // Released: back at once, not when the lease would have run out.
+      const again = await fx.push.leases.pull(t, { limit: 20, leaseSeconds: 60 })
+      expect(ids(again).sort()).toEqual(ids(first).sort())
+      // Leased again after the release: a process that knows only the tables hands out nothing.
+      const other = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
+      try {
+        expect(await other.leases.pull(t, { limit: 20, leaseSeconds: 60 })).toEqual([])
+      } finally {
+        await other.close()
+      }
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('gives a target up after maxAttempts leases', async () => {
