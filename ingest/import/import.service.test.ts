@@ -6,6 +6,7 @@ import { tableFromArrays, tableToIPC } from 'apache-arrow'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPii } from '../../core/pii.js'
+import { chDateTime } from '../../core/time.js'
 import { buildApp } from '../../server/app.js'
 import { openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
 import { runImport } from './import.cli.js'
@@ -228,6 +229,25 @@ describe('importing customers', () => {
       { customer_no: 'Z1', o: '2024-07-01 10:00:00.000', u: '2024-07-01 12:00:00.000' }, // CEST +02:00
       { customer_no: 'Z2', o: '2024-01-14 23:00:00.000', u: '2024-01-15 01:30:00.250' }, // CET +01:00
     ])
+  })
+
+  it('reads the zone the tenant holds when two changes of it were stamped with the same time', async () => {
+    const tn = await t.tenants.create({ slug: `tie-bank-${++n}`, name: 'Tie bank', timeZone: 'Europe/Berlin' })
+    await t.engine.db.system.command('SYSTEM STOP MERGES tenants')
+    try {
+      const at = chDateTime(new Date(Date.now() + 60_000))
+      const row = (timeZone: string) => ({ tenant_id: tn.id, slug: tn.slug, name: tn.name, kind: tn.kind, parent_id: 0, time_zone: timeZone, status: 'active', created_at: at, updated_at: at })
+      // Inserted in this order: the table keeps the last one, and so does the tenant service.
+      for (const zone of ['Asia/Tokyo', 'America/New_York']) await t.engine.db.system.insert('tenants', [row(zone)])
+      await t.tenants.reload()
+      expect((await t.tenants.get(tn.id)).timeZone).toBe('America/New_York')
+      const csv = `customer_no,opened_at\nT1,2024-01-15 00:00:00\n`
+      expect((await run(tn.id, 'customers', write('tie.csv', csv))).status).toBe('imported')
+      const r = await rows(`SELECT toString(opened_at) AS o FROM customers FINAL WHERE tenant_id = {t:UInt16}`, { t: tn.id })
+      expect(r).toEqual([{ o: '2024-01-15 05:00:00.000' }]) // EST -05:00
+    } finally {
+      await t.engine.db.system.command('SYSTEM START MERGES tenants')
+    }
   })
 })
 

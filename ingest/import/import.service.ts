@@ -133,9 +133,11 @@ export function createImportService(deps: {
     return s
   }
 
+  // The row the table keeps, as the tenant service reads it: two changes stamped with the same
+  // time tie on updated_at, and the newest by time alone could be either.
   async function tenantZone(tenantId: number): Promise<string> {
     const rows = await db.system.query(
-      `SELECT argMax(time_zone, updated_at) AS tz FROM tenants WHERE tenant_id = {id:UInt16} GROUP BY tenant_id`,
+      `SELECT time_zone AS tz FROM tenants FINAL WHERE tenant_id = {id:UInt16}`,
       { id: tenantId },
       z.object({ tz: z.string() }),
     )
