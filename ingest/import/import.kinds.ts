@@ -60,6 +60,46 @@ export interface KindSpec<F extends Fields = Fields> {
   finalInserts(t: StageTables): string[]
   /** Rows whose reference does not resolve (loan schedules without their loan). */
   unresolved?: { column: string; sql(t: StageTables): string; message(value: string): string }
+  /** A number with one customer at a time (an account, a loan, a bill): see ownerStatements. */
+  owner?: { column: string; follow?: { table: TenantTable; key: readonly string[]; columns: readonly string[] } }
+}
+
+/**
+ * Statements that leave each number of an imported file with one customer. Its table is keyed by
+ * (customer, number), so a number the bank moved to another customer (a correction, a transfer)
+ * stayed under the old one too, and its reminders, tags and exports reached both. The owner is the
+ * customer of the newest row, the file's on a tie; an older file imported late takes nothing
+ * back. Rows of `follow` keyed by the same number (a loan's schedules) move to the owner, unless
+ * the owner holds that row already. `stale` counts the rows to drop, so that a file that moves
+ * nothing costs no delete (a mutation of the table).
+ */
+export function ownerStatements(spec: KindSpec, t: StageTables): { stale: string; moves: string[]; deletes: string[] } | undefined {
+  const o = spec.owner
+  if (!o) return undefined
+  const n = o.column
+  const owners = `(SELECT n, argMax(customer_key, (updated_at, f)) AS owner FROM (
+      SELECT ${n} AS n, customer_key, updated_at, 0 AS f FROM ${spec.target} WHERE tenant_id = {tenant:UInt16} AND ${n} IN (SELECT ${n} FROM ${t.stage})
+      UNION ALL
+      SELECT s.${n} AS n, k.customer_key, s.updated_at, 1 AS f FROM ${t.stage} AS s INNER JOIN ${t.keys} AS k ON k.customer_no = s.customer_no)
+    GROUP BY n)`
+  const notOwner = (table: string) =>
+    `tenant_id = {tenant:UInt16} AND ${n} IN (SELECT n FROM ${owners}) AND (${n}, customer_key) NOT IN (SELECT n, owner FROM ${owners})`
+  const tables = [...(o.follow ? [o.follow.table] : []), spec.target]
+  const f = o.follow
+  return {
+    stale: `SELECT count() AS n FROM ${spec.target} WHERE ${notOwner(spec.target)}`,
+    moves: f
+      ? [
+          `INSERT INTO ${f.table} (tenant_id, customer_key, ${f.columns.join(', ')})
+           SELECT {tenant:UInt16}, o.owner, ${f.columns.map((c) => `x.${c}`).join(', ')}
+           FROM ${f.table} AS x FINAL INNER JOIN ${owners} AS o ON o.n = x.${n}
+           WHERE x.tenant_id = {tenant:UInt16} AND x.customer_key != o.owner
+             AND (o.owner, ${f.key.map((c) => `x.${c}`).join(', ')}) NOT IN (
+               SELECT customer_key, ${f.key.join(', ')} FROM ${f.table} WHERE tenant_id = {tenant:UInt16} AND ${n} IN (SELECT n FROM ${owners}))`,
+        ]
+      : [],
+    deletes: tables.map((table) => `DELETE FROM ${table} WHERE ${notOwner(table)}`),
+  }
 }
 
 const defineKind = <F extends Fields>(spec: KindSpec<F>): KindSpec => spec as unknown as KindSpec
@@ -188,10 +228,12 @@ const accounts = defineKind({
   toStage: (r, ctx) => ({ ...r, updated_at: stamp(r.updated_at, ctx) }),
   customerColumns: ['customer_no'],
   finalInserts: byCustomer('accounts', ACCOUNT_COLS),
+  owner: { column: 'account_no' },
 })
 
 const RATE_HINT = 'a fraction: 4.35% is 0.0435'
 const LOAN_COLS = ['loan_no', 'product_id', 'principal', 'outstanding', 'annual_rate', 'start_date', 'maturity_date', 'status', 'overdue_days', 'updated_at'] as const
+const SCHEDULE_COLS = ['loan_no', 'installment_no', 'due_date', 'amount_due', 'amount_paid', 'paid_at', 'status', 'updated_at'] as const
 const loans = defineKind({
   kind: 'loans',
   description: 'Loans, one row per loan_no. Their repayment schedules are the separate kind loan_schedules, imported after the loans.',
@@ -216,9 +258,9 @@ const loans = defineKind({
   check: (r) => (r.maturity_date < r.start_date ? { column: 'maturity_date', message: 'before start_date' } : undefined),
   customerColumns: ['customer_no'],
   finalInserts: byCustomer('loans', LOAN_COLS),
+  owner: { column: 'loan_no', follow: { table: 'loan_schedules', key: ['loan_no', 'installment_no'], columns: SCHEDULE_COLS } },
 })
 
-const SCHEDULE_COLS = ['loan_no', 'installment_no', 'due_date', 'amount_due', 'amount_paid', 'paid_at', 'status', 'updated_at'] as const
 // The loan's customer, from the newest version of each loan named in the file.
 const loanOwners = (t: StageTables) =>
   `SELECT loan_no, argMax(customer_key, updated_at) AS customer_key FROM loans
@@ -287,6 +329,7 @@ const bills = defineKind({
      FROM ${t.stage} AS s INNER JOIN ${t.keys} AS k ON k.customer_no = s.customer_no
      LEFT JOIN ${t.keys} AS p ON p.customer_no = s.payer_customer_no`,
   ],
+  owner: { column: 'bill_no' },
 })
 
 const PRODUCT_COLS = ['product_id', 'kind', 'name_zh', 'name_en', 'category', 'risk_level', 'min_amount', 'annual_rate', 'valid_from', 'valid_to', 'attributes', 'status', 'updated_at'] as const

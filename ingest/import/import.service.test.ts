@@ -378,6 +378,41 @@ describe('the other kinds', () => {
     expect(await count(`SELECT count() AS n FROM loan_schedules FINAL WHERE tenant_id = {t:UInt16}`, { t: tenant })).toBe(4)
   })
 
+  it('a loan, an account or a bill moved to another customer is that customer’s alone, and a loan’s schedules follow it', async () => {
+    const tenant = (await newTenant('moves')).id
+    await run(tenant, 'customers', write('c.csv', csvOf(customers(5))))
+    const owners = (table: string, column: string, no: string) =>
+      rows<{ no: string }>(
+        `SELECT c.customer_no AS no FROM ${table} AS x FINAL INNER JOIN (SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {t:UInt16}) AS c USING customer_key
+         WHERE x.tenant_id = {t:UInt16} AND x.${column} = {no:String} ORDER BY no`,
+        { t: tenant, no },
+      ).then((r) => r.map((x) => x.no))
+    const loan = (customer: string, at: string) =>
+      `customer_no,loan_no,principal,outstanding,annual_rate,start_date,maturity_date,updated_at\n${customer},LM,9000,4000,0.04,2025-01-01,2027-01-01,${at}\n`
+    expect(await run(tenant, 'loans', write('lm.csv', loan('C00000001', '2026-01-01 00:00:00')))).toMatchObject({ status: 'imported' })
+    const sched = 'loan_no,installment_no,due_date,amount_due,updated_at\nLM,1,2026-02-01,500,2026-01-01 00:00:00\nLM,2,2026-03-01,500,2026-01-01 00:00:00\n'
+    expect(await run(tenant, 'loan_schedules', write('lms.csv', sched))).toMatchObject({ status: 'imported' })
+    // The bank corrects the loan's customer.
+    expect(await run(tenant, 'loans', write('lm2.csv', loan('C00000002', '2026-02-01 00:00:00')))).toMatchObject({ status: 'imported' })
+    expect(await owners('loans', 'loan_no', 'LM')).toEqual(['C00000002'])
+    expect(await owners('loan_schedules', 'loan_no', 'LM')).toEqual(['C00000002', 'C00000002'])
+    // An older extract imported late does not take it back; one of the same time does (the file's row wins a tie).
+    expect(await run(tenant, 'loans', write('lm3.csv', loan('C00000003', '2025-12-01 00:00:00')))).toMatchObject({ status: 'imported' })
+    expect(await owners('loans', 'loan_no', 'LM')).toEqual(['C00000002'])
+    expect(await run(tenant, 'loans', write('lm4.csv', loan('C00000004', '2026-02-01 00:00:00')))).toMatchObject({ status: 'imported' })
+    expect(await owners('loans', 'loan_no', 'LM')).toEqual(['C00000004'])
+    expect(await owners('loan_schedules', 'loan_no', 'LM')).toEqual(['C00000004', 'C00000004'])
+
+    const account = (customer: string, at: string) => `customer_no,account_no,kind,balance,opened_at,updated_at\n${customer},AM,savings,10,2020-01-01,${at}\n`
+    await run(tenant, 'accounts', write('am.csv', account('C00000001', '2026-01-01 00:00:00')))
+    await run(tenant, 'accounts', write('am2.csv', account('C00000005', '2026-01-02 00:00:00')))
+    expect(await owners('accounts', 'account_no', 'AM')).toEqual(['C00000005'])
+    const bill = (customer: string, at: string) => `customer_no,bill_no,biller,amount,due_date,updated_at\n${customer},BM,water,12,2026-05-01,${at}\n`
+    await run(tenant, 'bills', write('bm.csv', bill('C00000001', '2026-01-01 00:00:00')))
+    await run(tenant, 'bills', write('bm2.csv', bill('C00000003', '2026-01-02 00:00:00')))
+    expect(await owners('bills', 'bill_no', 'BM')).toEqual(['C00000003'])
+  })
+
   it('checks rules across columns', async () => {
     const r = await run(tenant, 'loans', write('l.csv', 'customer_no,loan_no,principal,outstanding,annual_rate,start_date,maturity_date\nC00000001,L9,100,100,4.35,2024-01-01,2023-01-01\nC00000001,L10,100,100,0.04,2024-01-01,2023-01-01\n'))
     expect(r.issues.map((i) => [i.field, i.message])).toEqual([

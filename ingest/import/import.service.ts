@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import type { Db } from '../../core/db.js'
+import type { Db, TenantDb } from '../../core/db.js'
 import { AppError, errText } from '../../core/errors.js'
 import type { Logger } from '../../core/log.js'
 import type { Metrics } from '../../core/metrics.js'
@@ -8,7 +8,7 @@ import { chDateTime } from '../../core/time.js'
 import type { IdentityService } from '../identity.service.js'
 import { rowSchema, type FieldEnv } from './import.fields.js'
 import { declaredColumns, resolveFormat, type DeclaredColumn, type EngineFormat } from './import.formats.js'
-import { KINDS, kindDoc, type KindSpec } from './import.kinds.js'
+import { KINDS, kindDoc, ownerStatements, type KindSpec } from './import.kinds.js'
 import {
   MAX_REPORTED_ISSUES,
   type ImportFormat,
@@ -393,13 +393,31 @@ export function createImportService(deps: {
         await mapKeys(req.tenantId, names, numbers, progress)
         progress({ phase: 'writing', done: 0, total: rows.valid - rows.erased })
         const tenantDb = db.forTenant(req.tenantId)
-        if (rows.valid > rows.erased) for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+        if (rows.valid > rows.erased) {
+          for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+          await keepOneOwner(tenantDb, spec, names)
+        }
         rows.inserted = rows.valid - rows.erased
       }
       return finish('imported')
     } finally {
       await staging.drop(names).catch((e: unknown) => log.warn({ importId, err: errText(e) }, 'could not drop import staging tables'))
     }
+  }
+
+  /**
+   * Numbers of the file that another customer also holds: their rows go (and a loan's schedules
+   * move first). After the inserts, so a failure between the two leaves the number under both
+   * customers as before, and importing the file again finishes the move.
+   */
+  async function keepOneOwner(tenantDb: TenantDb, spec: KindSpec, names: StagingNames): Promise<void> {
+    const o = ownerStatements(spec, names)
+    if (!o) return
+    const [stale] = await tenantDb.query(o.stale, {}, z.object({ n: z.coerce.number() }))
+    if (!stale?.n) return
+    for (const sql of o.moves) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+    for (const sql of o.deletes) await tenantDb.command(sql)
+    log.info({ kind: spec.kind, rows: stale.n }, 'imported numbers moved to another customer: the old rows were dropped')
   }
 
   return {
