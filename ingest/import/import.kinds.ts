@@ -82,12 +82,12 @@ export function ownerStatements(spec: KindSpec, t: StageTables): { stale: string
       UNION ALL
       SELECT s.${n} AS n, k.customer_key, s.updated_at, 1 AS f FROM ${t.stage} AS s INNER JOIN ${t.keys} AS k ON k.customer_no = s.customer_no)
     GROUP BY n)`
-  const notOwner = (table: string) =>
+  const notOwner =
     `tenant_id = {tenant:UInt16} AND ${n} IN (SELECT n FROM ${owners}) AND (${n}, customer_key) NOT IN (SELECT n, owner FROM ${owners})`
   const tables = [...(o.follow ? [o.follow.table] : []), spec.target]
   const f = o.follow
   return {
-    stale: `SELECT count() AS n FROM ${spec.target} WHERE ${notOwner(spec.target)}`,
+    stale: `SELECT count() AS n FROM ${spec.target} WHERE ${notOwner}`,
     moves: f
       ? [
           `INSERT INTO ${f.table} (tenant_id, customer_key, ${f.columns.join(', ')})
@@ -98,7 +98,7 @@ export function ownerStatements(spec: KindSpec, t: StageTables): { stale: string
                SELECT customer_key, ${f.key.join(', ')} FROM ${f.table} WHERE tenant_id = {tenant:UInt16} AND ${n} IN (SELECT n FROM ${owners}))`,
         ]
       : [],
-    deletes: tables.map((table) => `DELETE FROM ${table} WHERE ${notOwner(table)}`),
+    deletes: tables.map((table) => `DELETE FROM ${table} WHERE ${notOwner}`),
   }
 }
 
