@@ -339,7 +339,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       }),
     )
     for (const [tag, n] of await stagedCounts(db, req.runId, [...staged].filter((t) => !stagedN.has(t)))) stagedN.set(tag, n)
-    counts = new Map([...(await changeCounts(db, req.runId)), ...stagedN])
+    // Only this level's tags: the levels before keep the counts they had.
+    counts = new Map([...counts, ...(await changeCounts(db, req.runId, level.map((d) => d.name))), ...stagedN])
     for (const [tag, n] of counts) if (n > 0) changedNow.add(tag)
   }
   // Every level's changes are in tag_changes under this run: the last count is the run's.

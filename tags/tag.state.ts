@@ -11,11 +11,12 @@ export async function clearStage(db: TenantDb, runId: string, tags: readonly str
   await db.command(`DELETE FROM tag_stage WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)}`, { run: runId, tags })
 }
 
-/** Values each tag changed in the run so far, from tag_changes. */
-export async function changeCounts(db: TenantDb, runId: string): Promise<Map<string, number>> {
+/** Values each of `tags` changed in the run, from tag_changes (a tag without changes is absent). */
+export async function changeCounts(db: TenantDb, runId: string, tags: readonly string[]): Promise<Map<string, number>> {
+  if (!tags.length) return new Map()
   const rows = await db.query(
-    `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} GROUP BY tag`,
-    { run: runId },
+    `SELECT toString(tag) AS tag, count() AS n FROM tag_changes WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)} GROUP BY tag`,
+    { run: runId, tags },
     z.object({ tag: z.string(), n: z.coerce.number() }),
   )
   return new Map(rows.map((r) => [r.tag, r.n]))
