@@ -313,30 +313,42 @@ function above(x: number): number {
   return f[0]!
 }
 
+/** A widened tag, as updateBitmaps holds it: its buckets' cardinalities in the build before, its new edges, the buckets widened. */
+interface Widened {
+  tag: string
+  cards: number[]
+  edges: { los: number[] }
+  widened: number[]
+}
+
 /**
  * Tags of build `runId` whose widened bucket grew past WIDENED_SHARE times an even share of the
  * tag's customers: widening again and again (a window's amounts drifting up) would otherwise pile
  * customers into one bucket, which segments then check value by value.
  */
-async function overfull(
-  db: TenantDb,
-  tags: readonly { tag: string; cards: number[]; edges: { los: number[] }; widened: number[] }[],
-  runId: string,
-): Promise<string[]> {
+async function overfull(db: TenantDb, tags: readonly Widened[], runId: string): Promise<string[]> {
   const grown = tags.filter((t) => t.widened.length)
   if (!grown.length) return []
   const rows = await db.query(
-    `SELECT toString(tag) AS tag, groupArray((lo, cardinality)) AS cards, maxIf(cardinality, value = '*') AS n FROM tag_bitmaps
-     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64} GROUP BY tag`,
+    `SELECT toString(tag) AS tag, value, lo, cardinality FROM tag_bitmaps
+     WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND build = {run:UInt64}`,
     { tags: grown.map((t) => t.tag), run: runId },
-    z.object({ tag: z.string(), cards: z.array(z.tuple([z.coerce.number(), z.coerce.number()])), n: z.coerce.number() }),
+    z.object({ tag: z.string(), value: z.string(), lo: z.coerce.number(), cardinality: z.coerce.number() }),
   )
-  const out: string[] = []
-  for (const r of rows) {
-    const t = grown.find((g) => g.tag === r.tag)!
-    const share = r.n / t.edges.los.length
-    const card = (i: number) => r.cards.find(([lo]) => lo === t.edges.los[i])?.[1] ?? 0
-    if (t.widened.some((i) => card(i) > WIDENED_SHARE * share && card(i) > t.cards[i]!)) out.push(r.tag)
-  }
-  return out
+  return overfullTags(grown, rows)
+}
+
+/** The decision of `overfull` over the build's bitmap rows (`*` counts the tag's customers, and is no bucket). */
+export function overfullTags(
+  grown: readonly Widened[],
+  rows: readonly { tag: string; value: string; lo: number; cardinality: number }[],
+): string[] {
+  return grown
+    .filter((t) => {
+      const mine = rows.filter((r) => r.tag === t.tag)
+      const share = (mine.find((r) => r.value === '*')?.cardinality ?? 0) / t.edges.los.length
+      const card = (i: number) => mine.find((r) => r.value !== '*' && r.lo === t.edges.los[i])?.cardinality ?? 0
+      return t.widened.some((i) => card(i) > WIDENED_SHARE * share && card(i) > t.cards[i]!)
+    })
+    .map((t) => t.tag)
 }

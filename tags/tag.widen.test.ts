@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { contiguous, widenBuckets } from './tag.bitmaps.js'
+import { contiguous, overfullTags, widenBuckets } from './tag.bitmaps.js'
 
 describe('outer buckets widened to the changed values past them', () => {
   const los = [10, 20, 30]
@@ -46,5 +46,21 @@ describe('buckets meeting edge to edge', () => {
     expect(contiguous([1, 6, 9], [5, 9, 9])).toBe(false)
     expect(contiguous([1, 1, 9], [1, 9, 9])).toBe(false)
     expect(contiguous([5, 1], [1, 5])).toBe(false)
+  })
+})
+
+describe('a widened bucket weighed against its share', () => {
+  const rows = (cards: [value: string, lo: number, n: number][]) => cards.map(([value, lo, cardinality]) => ({ tag: 't', value, lo, cardinality }))
+  const grown = (widened: number[], before: number[]) => [{ tag: 't', cards: before, edges: { los: [0, 10, 20, 30] }, widened }]
+
+  it('is rebuilt past twice its share, when it grew', () => {
+    // 40 customers over 4 buckets: a share of 10.
+    expect(overfullTags(grown([3], [10, 10, 10, 1]), rows([['*', 0, 40], ['[0,10)', 0, 5], ['[10,20)', 10, 5], ['[20,30)', 20, 9], ['[30,41)', 30, 21]]))).toEqual(['t'])
+    expect(overfullTags(grown([3], [10, 10, 10, 21]), rows([['*', 0, 40], ['[0,10)', 0, 5], ['[10,20)', 10, 5], ['[20,30)', 20, 9], ['[30,41)', 30, 21]]))).toEqual([])
+    expect(overfullTags(grown([3], [10, 10, 10, 1]), rows([['*', 0, 40], ['[0,10)', 0, 10], ['[10,20)', 10, 10], ['[20,30)', 20, 10], ['[30,41)', 30, 10]]))).toEqual([])
+  })
+
+  it('a first bucket widened down to 0 is weighed by its own customers, not by the * row (whose lo is 0 too)', () => {
+    expect(overfullTags(grown([0], [4, 12, 12, 12]), rows([['*', 0, 40], ['[0,10)', 0, 5], ['[10,20)', 10, 12], ['[20,30)', 20, 12], ['[30,30)', 30, 11]]))).toEqual([])
   })
 })
