@@ -6,6 +6,7 @@ import { tableFromArrays, tableToIPC } from 'apache-arrow'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPii } from '../../core/pii.js'
+import { createRng } from '../../demo/demo.random.js'
 import { chDateTime } from '../../core/time.js'
 import { buildApp } from '../../server/app.js'
 import { openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
@@ -411,6 +412,48 @@ describe('the other kinds', () => {
     await run(tenant, 'bills', write('bm.csv', bill('C00000001', '2026-01-01 00:00:00')))
     await run(tenant, 'bills', write('bm2.csv', bill('C00000003', '2026-01-02 00:00:00')))
     expect(await owners('bills', 'bill_no', 'BM')).toEqual(['C00000003'])
+  })
+
+  it('random re-imports of loans among customers, with ties: each loan and its schedules have the newest row’s customer alone', async () => {
+    const tenant = (await newTenant('moves-random')).id
+    await run(tenant, 'customers', write('c.csv', csvOf(customers(4))))
+    const r = createRng(7, 1)
+    const loansNos = ['R1', 'R2', 'R3']
+    const days = ['2026-01-01 00:00:00', '2026-01-02 00:00:00', '2026-01-03 00:00:00']
+    const expected = new Map<string, { owner: string; at: string }>()
+    const scheduled = new Set<string>()
+    for (let round = 0; round < 12; round++) {
+      const picked = loansNos.filter(() => r.chance(0.6))
+      if (!picked.length) continue
+      const file = picked.map((no) => ({ no, owner: `C0000000${r.int(1, 4)}`, at: r.pick(days) }))
+      const csv = `customer_no,loan_no,principal,outstanding,annual_rate,start_date,maturity_date,updated_at\n${file.map((f) => `${f.owner},${f.no},9000,4000,0.04,2025-01-01,2027-01-01,${f.at}`).join('\n')}\n`
+      expect(await run(tenant, 'loans', write(`r${round}.csv`, csv))).toMatchObject({ status: 'imported' })
+      for (const f of file) {
+        const was = expected.get(f.no)
+        if (!was || f.at >= was.at) expected.set(f.no, { owner: f.owner, at: f.at })
+      }
+      // A loan's schedules, imported once: they stay with whoever holds the loan.
+      const unscheduled = picked.filter((no) => !scheduled.has(no))
+      if (unscheduled.length) {
+        const sched = `loan_no,installment_no,due_date,amount_due\n${unscheduled.map((no) => `${no},1,2026-02-01,500\n${no},2,2026-03-01,500`).join('\n')}\n`
+        expect(await run(tenant, 'loan_schedules', write(`rs${round}.csv`, sched))).toMatchObject({ status: 'imported' })
+        for (const no of unscheduled) scheduled.add(no)
+      }
+      const held = await rows<{ table: string; no: string; owner: string; n: number }>(
+        `SELECT x.t AS table, x.no AS no, c.customer_no AS owner, count() AS n FROM (
+           SELECT 'loans' AS t, loan_no AS no, customer_key FROM loans FINAL WHERE tenant_id = {t:UInt16}
+           UNION ALL SELECT 'schedules' AS t, loan_no AS no, customer_key FROM loan_schedules FINAL WHERE tenant_id = {t:UInt16}) AS x
+         INNER JOIN (SELECT customer_key, customer_no FROM customers FINAL WHERE tenant_id = {t:UInt16}) AS c USING customer_key
+         GROUP BY table, no, owner ORDER BY table, no, owner`,
+        { t: tenant },
+      )
+      const want = [
+        ...[...expected].map(([no, e]) => ({ table: 'loans', no, owner: e.owner, n: 1 })),
+        ...[...scheduled].map((no) => ({ table: 'schedules', no, owner: expected.get(no)!.owner, n: 2 })),
+      ].sort((a, b) => `${a.table} ${a.no}`.localeCompare(`${b.table} ${b.no}`))
+      expect(held.map((h) => ({ ...h, n: Number(h.n) })), `round ${round}: ${JSON.stringify(file)}`).toEqual(want)
+    }
+    expect(expected.size).toBe(3)
   })
 
   it('checks rules across columns', async () => {
