@@ -19,6 +19,16 @@ let fx: PushFixture
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const ids = (ts: PulledTarget[]) => ts.map((x) => x.targetId)
 
+/** `fn` run with a second push module on the same engine: a process that knows only the tables. */
+async function inAnotherProcess<T>(fn: (other: ReturnType<typeof createPushModule>) => Promise<T>): Promise<T> {
+  const other = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
+  try {
+    return await fn(other)
+  } finally {
+    await other.close()
+  }
+}
+
 /** A tenant with `n` due targets of one security campaign. */
 async function dueTargets(slug: string, n: number, over: Record<string, unknown> = {}): Promise<number> {
   const now = new Date()
@@ -85,12 +95,7 @@ describe('pull', () => {
       const again = await fx.push.leases.pull(t, { limit: 20, leaseSeconds: 60 })
       expect(ids(again).sort()).toEqual(ids(first).sort())
       // Leased again after the release: a process that knows only the tables hands out nothing.
-      const other = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
-      try {
-        expect(await other.leases.pull(t, { limit: 20, leaseSeconds: 60 })).toEqual([])
-      } finally {
-        await other.close()
-      }
+      await inAnotherProcess(async (other) => expect(await other.leases.pull(t, { limit: 20, leaseSeconds: 60 })).toEqual([]))
     } finally {
       vi.useRealTimers()
     }
@@ -109,8 +114,7 @@ describe('pull', () => {
   it('keeps leases across a restart, and hands out nothing of a paused campaign', async () => {
     const t = await dueTargets('restart', 4)
     const held = await fx.push.leases.pull(t, { limit: 2, leaseSeconds: 2 })
-    const restarted = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
-    try {
+    await inAnotherProcess(async (restarted) => {
       const rest = await restarted.leases.pull(t, { limit: 10, leaseSeconds: 60 })
       expect(rest).toHaveLength(2)
       expect(ids(rest).some((id) => ids(held).includes(id))).toBe(false)
@@ -119,15 +123,8 @@ describe('pull', () => {
       await sleep(2100)
       expect(ids(await restarted.leases.pull(t, { limit: 10, leaseSeconds: 60 }))).toEqual([held[1]!.targetId])
       // A third process knows only the tables: one target delivered, three under running leases.
-      const third = createPushModule({ db: fx.engine.db, tenants: fx.tenants, log: fx.engine.log, metrics: fx.metrics })
-      try {
-        expect(await third.leases.pull(t, { limit: 10, leaseSeconds: 60 })).toEqual([])
-      } finally {
-        await third.close()
-      }
-    } finally {
-      await restarted.close()
-    }
+      await inAnotherProcess(async (third) => expect(await third.leases.pull(t, { limit: 10, leaseSeconds: 60 })).toEqual([]))
+    })
     const p = await dueTargets('paused', 3)
     const c = await fx.push.campaigns.get(p, 'alert')
     await fx.push.campaigns.save(p, 'alert', { ...campaign({ purpose: 'security', priority: 'critical', schedule: c.schedule }), status: 'paused' }, 'test')
