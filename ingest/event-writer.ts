@@ -35,7 +35,7 @@ export interface WriteResult {
  * Per event, whether it belongs to an erased customer and must be dropped. Injected by the
  * composition root (the privacy capability owns the tombstones; ingest does not import it).
  */
-export type DropCheck = (tenantId: number, events: readonly PendingEvent[]) => Promise<boolean[]>
+export type DropCheck = (tenantId: number, events: readonly PendingEvent[], opts?: { count?: boolean }) => Promise<boolean[]>
 
 export interface SubmitOptions {
   /**

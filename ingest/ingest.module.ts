@@ -71,7 +71,7 @@ export function createIngestModule(deps: {
   // with the same keys, so without their seed (a stand-in Pii) the work stays in this thread.
   const seed = deps.config.workers > 0 ? deps.pii.threadSeed?.() : undefined
   const pool = seed ? createIngestPool({ size: deps.config.workers, seed, config: deps.config }) : undefined
-  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy, pool })
+  const service = createIngestService({ sink, plans, pii: deps.pii, metrics: deps.metrics, config: deps.config, limits, consent: deps.consent, aliases: identities, valuePolicy: deps.valuePolicy, pool, dropped: deps.dropped })
   // A bulk import is a large insert and scan: the pipeline lane, so live events keep flowing.
   const importer = createImportService({ db: deps.db.lane('pipeline'), identities, pii: deps.pii, log: deps.log.child({ component: 'import' }), metrics: deps.metrics, erased: deps.erased })
   return {

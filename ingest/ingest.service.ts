@@ -4,7 +4,7 @@ import type { Metrics } from '../core/metrics.js'
 import type { Pii } from '../core/pii.js'
 import { PII_KINDS, type ValuePolicy } from '../core/pii.scan.js'
 import type { ConsentCallback } from './consent.extract.js'
-import type { WriteResult } from './event-writer.js'
+import type { DropCheck, WriteResult } from './event-writer.js'
 import type { IdentityService } from './identity.service.js'
 import type { IngestPool } from './ingest.pool.js'
 import { prepareMessages, refuseMerges, type Envelope, type Prepared, type PrepareSettings } from './ingest.prepare.js'
@@ -58,6 +58,8 @@ export function createIngestService(deps: {
   valuePolicy?: ((tenantId: number) => Promise<ValuePolicy>) | undefined
   /** Worker threads for the per-event work (ingest.pool.ts); without them it runs in this thread. */
   pool?: IngestPool | undefined
+  /** Events of erased customers (the tombstones): their consent is not recorded either. */
+  dropped?: DropCheck | undefined
 }): IngestService {
   const now = deps.now ?? Date.now
   const settings: PrepareSettings = {
@@ -117,8 +119,15 @@ export function createIngestService(deps: {
     // After the events are accepted, before the answer: a 200 means the decision is recorded.
     const refused = new Set(result.refused?.map((r) => r.position))
     const position = new Map(validIndex.map((index, i) => [index, i]))
-    const kept = p.consents.filter((c) => !refused.has(position.get(c.index)!)).map(({ index: _i, ...c }) => c)
-    if (kept.length) await deps.consent!(tenantId, kept, actor)
+    let kept = p.consents.filter((c) => !refused.has(position.get(c.index)!))
+    // An erased customer's consent goes with their event: recording it would give the number a
+    // key, a link and a history again. Asked here, not left to the writer's drop: behind Kafka
+    // the edge records consent before any writer has seen the event.
+    if (kept.length && deps.dropped) {
+      const drop = await deps.dropped(tenantId, kept.map((c) => valid[position.get(c.index)!]!), { count: false })
+      kept = kept.filter((_, i) => !drop[i])
+    }
+    if (kept.length) await deps.consent!(tenantId, kept.map(({ index: _i, ...c }) => c), actor)
     return { success: true, accepted: result.stored, duplicates: result.duplicates, flagged: p.flagged, rejected, queued: result.queued === true }
   }
 

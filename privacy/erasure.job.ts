@@ -89,6 +89,7 @@ export function erasedIds(s: Subject): ErasedId[] {
 }
 
 const countRow = z.object({ n: z.coerce.number() })
+const detailRow = z.object({ detail: z.string() })
 
 /**
  * The customer's rows in a place, as a WHERE fragment over bound parameters only: `ks` keys,
@@ -121,14 +122,37 @@ export function predicate(table: TenantTable, place: Place): string {
     case 'bitmap':
       return 'bitmapHasAny(keys, bitmapBuild({ks:Array(UInt32)}))'
     case 'digest':
-      return "(customer_no IN {nos:Array(String)} OR (object_kind = 'customer' AND object_id IN {nos:Array(String)}))"
+      // An entry may also name a customer in its detail (the number a merge went into): as a JSON
+      // string, quoted, so a longer number holding this one is not taken for it.
+      return "(customer_no IN {nos:Array(String)} OR (object_kind = 'customer' AND object_id IN {nos:Array(String)}) OR arrayExists(q -> position(detail, q) > 0, {qnos:Array(String)}))"
     default:
       throw new Error(`${table} holds no customer rows`)
   }
 }
 
 function params(s: Subject) {
-  return { ks: s.keys, nos: s.customerNos, anons: s.anonymousIds, ids: [...s.customerNos, ...s.anonymousIds, ...s.deviceIds] }
+  return { ks: s.keys, nos: s.customerNos, qnos: s.customerNos.map((n) => JSON.stringify(n)), anons: s.anonymousIds, ids: [...s.customerNos, ...s.anonymousIds, ...s.deviceIds] }
+}
+
+/**
+ * An audit entry's detail (JSON written by the audit service) with every string value that is one
+ * of the numbers (and every key that is one) replaced by its digest label, at any depth. Rewritten here, not in SQL, so the
+ * JSON stays exactly what the audit service writes (its escaping, its key order).
+ */
+export function digestDetail(detail: string, labels: ReadonlyMap<string, string>): string {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(detail)
+  } catch {
+    return detail
+  }
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return labels.get(v) ?? v
+    if (Array.isArray(v)) return v.map(walk)
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [labels.get(k) ?? k, walk(x)]))
+    return v
+  }
+  return JSON.stringify(walk(parsed))
 }
 
 export async function countIn(db: TenantDb, table: TenantTable, s: Subject): Promise<number> {
@@ -150,6 +174,21 @@ async function eraseIn(db: TenantDb, table: TenantTable, s: Subject): Promise<vo
        WHERE ${where} SETTINGS mutations_sync = 2`,
       { ...params(s), ds: s.digests.map((d) => `erased:${d}`) },
     )
+    // Details naming a number: few entries (a merge's), rewritten value by value.
+    const named = await db.query(
+      `SELECT DISTINCT detail FROM ${table} WHERE tenant_id = {tenant:UInt16} AND arrayExists(q -> position(detail, q) > 0, {qnos:Array(String)})`,
+      params(s),
+      detailRow,
+    )
+    const labels = new Map(s.customerNos.map((n, i) => [n, `erased:${s.digests[i]!}`]))
+    const olds = named.map((r) => r.detail)
+    const news = olds.map((d) => digestDetail(d, labels))
+    if (olds.length) {
+      await db.command(`ALTER TABLE ${table} UPDATE detail = transform(detail, {olds:Array(String)}, {news:Array(String)}, detail) WHERE tenant_id = {tenant:UInt16} AND detail IN {olds:Array(String)} SETTINGS mutations_sync = 2`, {
+        olds,
+        news,
+      })
+    }
   } else if (place.by === 'dedupKeys') {
     // A DELETE reads every key of the index unless its keys are given as values (60 s against
     // 3 ms at 26M ids): read them first, then delete them by name.

@@ -149,16 +149,19 @@ export function createErasureService(deps: {
       throw new AppError('NOT_FOUND', `No customer ${missing[0]} in this tenant.`, { issues: missing.slice(0, 20).map((m) => ({ field: 'id', message: `unknown customer ${m}` })) })
     }
     const keys = new Set(found.map((r) => r.k).filter((k) => k > 0))
-    // Keys merged into these customers carry their history too.
+    // Keys merged into these customers carry their history too; a merge undone does not (its
+    // customer is someone else again). FINAL keeps each key's newest merge row.
     const merged = await db.query(
-      `SELECT from_key AS k FROM customer_merges FINAL WHERE tenant_id = {tenant:UInt16} AND into_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
+      `SELECT from_key AS k FROM customer_merges FINAL WHERE tenant_id = {tenant:UInt16} AND active = 1 AND into_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
       { ks: [...keys] },
       z.object({ k: z.coerce.number() }),
     )
     for (const m of merged) keys.add(m.k)
+    // Every identifier of those keys. A merged key's own customer number belongs to the same
+    // person: it is erased, tombstoned and digested in the audit trail like the numbers asked for.
     const ids = await db.query(
       `SELECT toString(id_kind) AS kind, id_value AS v FROM identities FINAL
-       WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)})) AND id_kind != 'customer_no'
+       WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
        UNION ALL
        SELECT 'anonymous_id' AS kind, anonymous_id AS v FROM events
        WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)})) AND anonymous_id != ''
@@ -166,9 +169,10 @@ export function createErasureService(deps: {
       { ks: [...keys] },
       z.object({ kind: z.string(), v: z.string() }),
     )
-    const anonymousIds = [...new Set(ids.filter((i) => i.kind !== 'device_id').map((i) => i.v))]
+    const customerNos = [...new Set([...customers, ...ids.filter((i) => i.kind === 'customer_no').map((i) => i.v)])]
+    const anonymousIds = [...new Set(ids.filter((i) => i.kind !== 'device_id' && i.kind !== 'customer_no').map((i) => i.v))]
     const deviceIds = [...new Set(ids.filter((i) => i.kind === 'device_id').map((i) => i.v))]
-    return { customerNos: [...customers], keys: [...keys].sort((a, b) => a - b), anonymousIds, deviceIds, digests: customers.map(digest) }
+    return { customerNos, keys: [...keys].sort((a, b) => a - b), anonymousIds, deviceIds, digests: customerNos.map(digest) }
   }
 
   /** One start at a time per tenant: the running-job check and the job's write are one step. */

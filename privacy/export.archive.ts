@@ -62,7 +62,16 @@ export interface ArchiveInput {
   fileBytes?: number
 }
 
-const WHERE = `FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`
+/**
+ * The customer's events: those stored under their keys, and those sent under an app id before
+ * the app knew who was signed in (stored without a key, linked since), as readers resolve them
+ * (core/identity.sql.ts) and the erasure deletes them.
+ */
+export const CUSTOMER_EVENTS = `FROM events WHERE tenant_id = {tenant:UInt16} AND (customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
+  OR (customer_key = 0 AND anonymous_id IN (
+    SELECT id_value FROM identities FINAL
+    WHERE tenant_id = {tenant:UInt16} AND id_kind = 'anonymous_id' AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)})))))`
+const WHERE = CUSTOMER_EVENTS
 // Keyset over (timestamp, message_id); the plain timestamp bound lets the primary key skip what is behind.
 const AFTER = ` AND timestamp >= fromUnixTimestamp64Milli({t:Int64}, 'UTC') AND (timestamp, message_id) > (fromUnixTimestamp64Milli({t:Int64}, 'UTC'), {m:String})`
 const UPTO = ` AND timestamp <= fromUnixTimestamp64Milli({t2:Int64}, 'UTC') AND (timestamp, message_id) <= (fromUnixTimestamp64Milli({t2:Int64}, 'UTC'), {m2:String})`

@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { Db, TenantDb, TenantTable } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { exposuresSql } from '../core/exposures.sql.js'
-import { streamArchive, type ArchiveInput } from './export.archive.js'
+import { CUSTOMER_EVENTS, streamArchive, type ArchiveInput } from './export.archive.js'
 import type { Tombstones } from './tombstones.js'
 
 /**
@@ -271,7 +271,7 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
       // The first key past the page from the narrow columns, then the wide columns of the page
       // alone: sorting whole rows to take a page read every remaining event's properties (a
       // 10,000-event page of a 1M-event history held ~300 MB in the engine, npm run bench export).
-      const of = `FROM events WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
+      const of = `${CUSTOMER_EVENTS}
         ${cursor ? `AND timestamp <= fromUnixTimestamp64Milli({t:Int64}, 'UTC') AND (timestamp, message_id) < (fromUnixTimestamp64Milli({t:Int64}, 'UTC'), {m:String})` : ''}`
       const [past] = await db.query(
         `SELECT toUnixTimestamp64Milli(timestamp) AS ms, message_id ${of} ORDER BY timestamp DESC, message_id DESC LIMIT 1 OFFSET {limit:UInt32}`,

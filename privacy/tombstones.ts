@@ -35,7 +35,8 @@ export interface Tombstones {
   /** The bank re-registers a number: its events are accepted again. False when it was not tombstoned. */
   reregister(tenantId: number, customerNo: string, by: string): Promise<boolean>
   /** Per event, true when it belongs to an erased identifier (the ingest hook). */
-  dropped(tenantId: number, events: readonly TombstoneEvent[]): Promise<boolean[]>
+  /** `count: false`: a second look at events already counted (the consent they carry). */
+  dropped(tenantId: number, events: readonly TombstoneEvent[], opts?: { count?: boolean }): Promise<boolean[]>
 }
 
 interface Held {
@@ -119,7 +120,7 @@ export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; ref
       await write(tenantId, [{ kind: 'customer_no', d, jobId: '00000000-0000-0000-0000-000000000000', active: 0, by }])
       return true
     },
-    async dropped(tenantId, events) {
+    async dropped(tenantId, events, opts = {}) {
       const h = await current(tenantId)
       if (!h.ids.size) return events.map(() => false)
       let n = 0
@@ -132,7 +133,7 @@ export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; ref
         if (hit) n++
         return hit
       })
-      if (n) droppedTotal.inc({ tenant: String(tenantId) }, n)
+      if (n && opts.count !== false) droppedTotal.inc({ tenant: String(tenantId) }, n)
       return out
     },
   }

@@ -121,7 +121,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     config: config.ingest,
     ...(sink ? { sink: () => sink } : {}),
     consent: consent.service.fromIngest,
-    dropped: (t, evs) => tombstones.dropped(t, evs),
+    dropped: (t, evs, opts) => tombstones.dropped(t, evs, opts),
     // ... and bulk imports skip their rows, until the bank re-registers the number.
     erased: (t, nos) => tombstones.erasedAmong(t, nos),
     valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
