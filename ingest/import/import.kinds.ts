@@ -383,8 +383,26 @@ const consents = defineKind({
   stageExtra: [['customer_no', 'String']],
   toStage: (r) => r,
   customerColumns: ['customer_no'],
-  finalInserts: byCustomer('consents', CONSENT_COLS),
+  finalInserts: (t) => [consentHistory(t), ...byCustomer('consents', CONSENT_COLS)(t)],
 })
+
+/**
+ * A file's decisions in the consent history, as the consent service records one through the API
+ * (consent/consent.service.ts): before the current state, so that state is never without the
+ * change that made it. The pulls' withdrawal index and the layouts' switch learn of changes
+ * through the history, so a withdrawal loaded from a file holds back what was queued before it.
+ * The change id is a digest of the decision, as the service makes it, so loading a file again adds no
+ * second row; a source the history does not name is recorded as `import`.
+ */
+function consentHistory(t: StageTables): string {
+  const source = `if(s.source IN ('app', 'counter', 'call_centre'), s.source, 'import')`
+  const ms = `toString(toUnixTimestamp64Milli(s.updated_at))`
+  const fields = [`toString(k.customer_key)`, `toString(s.purpose)`, `toString(s.channel)`, `toString(s.granted)`, ms, source, `''`, `''`, `''`]
+  return `INSERT INTO consent_history (tenant_id, customer_key, customer_no, purpose, channel, granted, customer_at, received_at, source, notice_version, key_id, holder, change_id, message_id, category)
+   SELECT {tenant:UInt16}, k.customer_key, s.customer_no, toString(s.purpose), toString(s.channel), s.granted, s.updated_at, {receivedAt:DateTime64(3, 'UTC')},
+          ${source}, '', {keyId:String}, {holder:String}, lower(hex(substring(SHA256(concat(${fields.join(", char(1), ")})), 1, 16))), '', ''
+   FROM ${t.stage} AS s INNER JOIN ${t.keys} AS k ON k.customer_no = s.customer_no`
+}
 
 export const KINDS: Readonly<Record<ImportKind, KindSpec>> = Object.freeze({
   customers,

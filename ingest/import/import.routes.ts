@@ -110,6 +110,7 @@ export function registerImportRoutes(app: FastifyInstance, auth: Auth, deps: { i
             format,
             skipInvalid: req.query.skipInvalid,
             actor: req.principal!.keyId,
+            holder: req.principal!.holder,
           })
           req.auditNote = { objectId: report.importId, customers: report.rows.inserted, detail: { kind: report.kind, format: report.format, status: report.status, rows: report.rows } }
           if (report.status === 'rejected') {

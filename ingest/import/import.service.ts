@@ -4,7 +4,7 @@ import { AppError, errText } from '../../core/errors.js'
 import type { Logger } from '../../core/log.js'
 import type { Metrics } from '../../core/metrics.js'
 import type { Pii } from '../../core/pii.js'
-import { chDateTime } from '../../core/time.js'
+import { chDateTime, chEpoch } from '../../core/time.js'
 import type { IdentityService } from '../identity.service.js'
 import { rowSchema, type FieldEnv } from './import.fields.js'
 import { declaredColumns, resolveFormat, type DeclaredColumn, type EngineFormat } from './import.formats.js'
@@ -37,6 +37,8 @@ export interface ImportRequest {
   skipInvalid?: boolean | undefined
   /** Who asked (API key id, cli:<user>), for the log. */
   actor: string
+  /** Who asked, by name (the key's holder): consent decisions loaded from a file are recorded as theirs. */
+  holder?: string | undefined
   onProgress?: ((p: ImportProgress) => void) | undefined
 }
 
@@ -394,7 +396,9 @@ export function createImportService(deps: {
         progress({ phase: 'writing', done: 0, total: rows.valid - rows.erased })
         const tenantDb = db.forTenant(req.tenantId)
         if (rows.valid > rows.erased) {
-          for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`)
+          // What a statement may name of the import itself (the consents' history does).
+          const about = { keyId: req.actor, holder: req.holder ?? req.actor, receivedAt: chEpoch(Date.now()) }
+          for (const sql of spec.finalInserts(names)) await tenantDb.command(`${sql}\nSETTINGS ${ONE_BLOCK}`, about)
           await keepOneOwner(tenantDb, spec, names)
         }
         rows.inserted = rows.valid - rows.erased
