@@ -130,6 +130,23 @@ describe('consent carried by an event of an erased customer', () => {
   })
 })
 
+describe('an alias naming an erased identifier', () => {
+  it('is dropped: the erased number or app id is not linked to anyone again', async () => {
+    const now = Date.now()
+    const id = { type: 'identify', userId: 'L0501', anonymousId: 'anon-l5', timestamp: new Date(now - 5000).toISOString(), messageId: 'l5-id' }
+    expect((await send([id])).accepted).toBe(1)
+    await erase('L0501')
+    const aliases = [
+      { type: 'alias', previousId: 'L0501', userId: 'L0502', timestamp: new Date().toISOString(), messageId: 'l5-alias-no' },
+      { type: 'alias', previousId: 'anon-l5', userId: 'L0502', timestamp: new Date().toISOString(), messageId: 'l5-alias-anon' },
+      { type: 'alias', previousId: 'anon-l5-new', userId: 'L0502', timestamp: new Date().toISOString(), messageId: 'l5-alias-live' },
+    ]
+    expect((await send(aliases)).accepted).toBe(1)
+    expect(await count(`SELECT count() AS n FROM identities WHERE tenant_id = {tenant:UInt16} AND id_value IN ('L0501', 'anon-l5')`)).toBe(0)
+    expect(await count(`SELECT count() AS n FROM identities WHERE tenant_id = {tenant:UInt16} AND id_value = 'anon-l5-new'`)).toBe(1)
+  })
+})
+
 describe('the export across links', () => {
   it('holds the events a customer sent under an app id before signing in, in pages and in the archive', async () => {
     const now = Date.now()

@@ -18,6 +18,8 @@ export type IdKind = 'customer_no' | 'anonymous_id' | 'device_id'
 export interface TombstoneEvent {
   userId: string
   anonymousId: string
+  /** An alias's earlier identifier: linking it would bring an erased number or app id back. */
+  previousId?: string | undefined
 }
 
 export interface Tombstones {
@@ -124,12 +126,19 @@ export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; ref
       const h = await current(tenantId)
       if (!h.ids.size) return events.map(() => false)
       let n = 0
+      const anyKind = (v: string) =>
+        h.ids.has(slot('customer_no', digest(tenantId, 'customer_no', v))) ||
+        h.ids.has(slot('anonymous_id', digest(tenantId, 'anonymous_id', v))) ||
+        h.ids.has(slot('device_id', digest(tenantId, 'device_id', v)))
       const out = events.map((e) => {
         const hit =
           (e.userId !== '' && h.ids.has(slot('customer_no', digest(tenantId, 'customer_no', e.userId)))) ||
           // An app may send a device id linked to the customer as its anonymous id.
           (e.anonymousId !== '' &&
-            (h.ids.has(slot('anonymous_id', digest(tenantId, 'anonymous_id', e.anonymousId))) || h.ids.has(slot('device_id', digest(tenantId, 'device_id', e.anonymousId)))))
+            (h.ids.has(slot('anonymous_id', digest(tenantId, 'anonymous_id', e.anonymousId))) || h.ids.has(slot('device_id', digest(tenantId, 'device_id', e.anonymousId))))) ||
+          // An alias from an erased identifier (of any kind: an alias links it as an app id when
+          // no customer holds it, and an erased number has none).
+          (e.previousId !== undefined && e.previousId !== '' && anyKind(e.previousId))
         if (hit) n++
         return hit
       })
