@@ -71,8 +71,8 @@ export interface JobInput {
 
 /**
  * A registered pipeline's work for one tenant: rows written and details for the run record. With
- * `failures` the run completed all but those parts: it is `partial`, not retried, and what
- * follows it still runs.
+ * `failures` the run completed all but those parts (tags, segments): it is `partial`, not
+ * retried, and what follows it still runs.
  */
 export type PipelineJob = (input: JobInput) => Promise<{
   rows: number
@@ -124,8 +124,10 @@ export function createPipelineRunner(deps: {
   // For alerting on staleness: now minus this, per tenant, beyond the schedule means trouble.
   const lastSuccess = deps.metrics.gauge('qianmian_pipeline_last_success_seconds', 'Unix time of the last successful run', ['tenant', 'pipeline'])
   const changedValues = deps.metrics.counter('qianmian_tag_values_changed_total', 'Tag values changed by pipeline runs', ['tenant'])
-  // For alerting on definitions that fail: a partial run leaves these tags as they were.
+  // For alerting on definitions that fail: a partial run leaves these tags (segments) as they were.
   const failedTags = deps.metrics.counter('qianmian_tag_failures_total', 'Tags whose computation failed in a tag run (the run completed the others)', ['tenant'])
+  const failedSegments = deps.metrics.counter('qianmian_segment_failures_total', 'Segments whose materialization failed in a segments run (the run completed the others)', ['tenant'])
+  const failedParts: Partial<Record<PipelineName, typeof failedTags>> = { tags: failedTags, segments: failedSegments }
 
   async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
     const pipeline = o.pipeline ?? 'tags'
@@ -155,7 +157,7 @@ export function createPipelineRunner(deps: {
           await store.record(o.tenantId, done)
           outcome = done.status
           if (failures.length) {
-            failedTags.inc({ tenant: String(o.tenantId) }, failures.length)
+            failedParts[pipeline]?.inc({ tenant: String(o.tenantId) }, failures.length)
             log.warn({ tenant: o.tenantId, pipeline, runId, failed: failures.map((f) => f.name) }, `${pipeline} run partial: some parts failed`)
           }
           lastSuccess.set({ tenant: String(o.tenantId), pipeline }, Date.now() / 1000)

@@ -13,7 +13,8 @@ import { SQL_TAG_SOURCES } from './tag.sources.js'
 /**
  * Tag definitions per tenant, one row per version. Saving an unchanged definition is a no-op
  * (files kept in git can be applied again and again); a change makes the next version; a tag
- * other tags read cannot be retired, and a definition that would close a cycle is refused.
+ * that other tags, segments, campaigns or the catalogue use cannot be retired, and a definition
+ * that would close a cycle is refused.
  */
 
 const row = z.object({
@@ -34,6 +35,12 @@ export interface TagUse {
   purpose: Purpose
 }
 export type TagUseFinder = (tenantId: number, tag: string) => Promise<TagUse[]>
+/**
+ * Which uses a new definition of a tag would break (a condition whose value no longer fits the
+ * tag's type or values), found by the capability that compiles them against `defs` (the active
+ * definitions as they are) with `next` in place; each with the field at fault and why.
+ */
+export type TagChangeCheck = (tenantId: number, next: TagDefinition, defs: ReadonlyMap<string, TagDefinition>) => Promise<(TagUse & { reason: string })[]>
 
 export interface TagRepository {
   /** Active definitions (newest version of each, not retired). */
@@ -46,10 +53,11 @@ export interface TagRepository {
   dryRun(tenantId: number, def: TagDefinition, others: readonly TagDefinition[], fieldPrefix?: string): Promise<void>
   retire(tenantId: number, name: string, actor: string): Promise<void>
   /**
-   * Capabilities that use tags (segments, push, layouts) say where, so a purpose change that
-   * would break one of their definitions is refused naming it, instead of failing its runs.
+   * Capabilities that use tags (segments, push, layouts) say where, so retiring a tag or a
+   * purpose change that would break one of their definitions is refused naming it, instead of
+   * failing its runs; with `check`, so is a type or values change their conditions would not fit.
    */
-  registerUses(finder: TagUseFinder): void
+  registerUses(finder: TagUseFinder, check?: TagChangeCheck): void
 }
 
 /** Parses a definition, reporting every problem with its field. */
@@ -112,16 +120,35 @@ const strip = (t: StoredTag & { retired?: boolean }): TagDefinition => {
 export function createTagRepository(deps: { db: Db }): TagRepository {
   const tdb = (t: number): TenantDb => deps.db.forTenant(t)
   const finders: TagUseFinder[] = []
+  const checks: TagChangeCheck[] = []
+  const usesOf = async (tenantId: number, tag: string): Promise<TagUse[]> => (await Promise.all(finders.map((f) => f(tenantId, tag)))).flat()
 
   /** Refuses dropping a purpose that a segment, campaign or catalogue uses the tag for. */
   async function checkPurposes(tenantId: number, current: StoredTag, def: TagDefinition): Promise<void> {
     const removed = current.purpose.filter((p) => !def.purpose.includes(p))
     if (!removed.length || !finders.length) return
-    const uses = (await Promise.all(finders.map((f) => f(tenantId, def.name)))).flat().filter((u) => removed.includes(u.purpose))
+    const uses = (await usesOf(tenantId, def.name)).filter((u) => removed.includes(u.purpose))
     if (!uses.length) return
     const named = uses.map((u) => `${u.kind} ${u.id} (${u.field}, for ${u.purpose})`)
     throw new AppError('IN_USE', `Tag ${def.name} would no longer serve ${removed.join(', ')}, which ${named.join('; ')} use it for: change those first.`, {
       issues: uses.map((u) => ({ field: 'purpose', message: `${u.kind} ${u.id} uses it for ${u.purpose} at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+    })
+  }
+
+  /**
+   * Refuses a type or values change that a use's condition would no longer fit (a boolean
+   * compared with true that becomes a number, an enum value a segment names dropped): such a
+   * use would fail every run from then on.
+   */
+  async function checkShape(tenantId: number, current: StoredTag, def: TagDefinition, others: readonly TagDefinition[]): Promise<void> {
+    const field = current.type !== def.type ? 'type' : isDeepStrictEqual(current.values, def.values) ? undefined : 'values'
+    if (!field || !checks.length) return
+    const defs = new Map([...others.map((o) => [o.name, o] as const), [current.name, strip(current)]])
+    const broken = (await Promise.all(checks.map((c) => c(tenantId, def, defs)))).flat()
+    if (!broken.length) return
+    const named = broken.map((u) => `${u.kind} ${u.id} (${u.field}: ${u.reason})`)
+    throw new AppError('IN_USE', `Tag ${def.name}: the new ${field} would break ${named.join('; ')}: change those first.`, {
+      issues: broken.map((u) => ({ field, message: `${u.kind} ${u.id}: ${u.reason} at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
     })
   }
 
@@ -158,8 +185,9 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
   }
 
   const repo: TagRepository = {
-    registerUses(finder) {
+    registerUses(finder, check) {
       finders.push(finder)
+      if (check) checks.push(check)
     },
     dryRun: (tenantId, def, others, fieldPrefix) => dryRunTag(tdb(tenantId), def, others, fieldPrefix),
     async list(tenantId) {
@@ -192,6 +220,7 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
       dependencyLevels([...others, def])
       checkSensitivity(def, others)
+      if (current && !current.retired) await checkShape(tenantId, current, def, others)
       // Computed once on a sample, so what would fail every run is refused now (`dryRun: false`
       // when the caller already did, as applying many definitions does before saving any).
       if (opts.dryRun !== false) await dryRunTag(tdb(tenantId), def, others)
@@ -205,9 +234,13 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
     async retire(tenantId, name, actor) {
       const [current] = await latest(tenantId, name)
       if (!current || current.retired) throw new AppError('NOT_FOUND', `No tag named ${name}.`)
+      // Whatever reads it would fail every run from then on: refused, naming each user.
       const readers = (await repo.list(tenantId)).filter((t) => t.name !== name && tagDependencies(t).includes(name))
-      if (readers.length) {
-        throw new AppError('CONFLICT', `Tag ${name} is read by ${readers.map((t) => t.name).join(', ')}; retire or change those first.`)
+      const users = [...readers.map((t) => ({ kind: 'tag', id: t.name, field: 'rule' })), ...(await usesOf(tenantId, name))]
+      if (users.length) {
+        throw new AppError('IN_USE', `Tag ${name} is used by ${users.map((u) => `${u.kind} ${u.id} (${u.field})`).join('; ')}: retire or change those first.`, {
+          issues: users.map((u) => ({ field: 'name', message: `${u.kind} ${u.id} uses it at ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+        })
       }
       await tdb(tenantId).insert('tag_definitions', [
         { name, version: current.version + 1, definition: JSON.stringify(strip(current)), retired: 1, created_by: actor, created_at: chDateTime(new Date()) },

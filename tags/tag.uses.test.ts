@@ -15,19 +15,33 @@ import { createTagRepository, type TagRepository } from './tag.repository.js'
  * A tag's purpose change used to be saved and then break whatever used the tag for the purpose
  * it dropped: the layout model failed every build, a segment or a campaign every run. Now the
  * change is refused (409 IN_USE) naming each segment, campaign and catalogue entry in the way.
+ * Retiring a tag a saved segment read was accepted too, and every later segments run failed
+ * (the layout model then stopped rebuilding); so was a type or values change a segment's
+ * condition no longer fits. Both are refused the same way now.
  */
 
 let e: TestEngine
 let tenants: TenantService
 let bank: Tenant
 let repo: TagRepository
+let segments: ReturnType<typeof createSegmentsModule>
 
 const loanDue = (purpose: string[]) => testTagDef('loan_due_7d', 'boolean', { kind: 'rule', when: { feature: 'days_to_next_installment', op: 'between', value: [0, 6] } }, {}, purpose)
 const elder = (purpose: string[]) => testTagDef('elder', 'boolean', { kind: 'rule', when: { feature: 'age', op: 'gte', value: 60 } }, {}, purpose)
 
+const young = () => testTagDef('young', 'boolean', { kind: 'rule', when: { feature: 'age', op: 'lt', value: 30 } }, {}, ['marketing'])
+const gold = { when: { feature: 'age', op: 'gte', value: 60 }, value: 'gold' }
+const silver = { when: { feature: 'age', op: 'gte', value: 40 }, value: 'silver' }
+const tier = (values: string[], cases = [gold, silver], otherwise = 'bronze') => testTagDef('tier', 'enum', { kind: 'rule', cases, else: otherwise }, { values }, ['marketing'])
+const flag = (name: string) => testTagDef(name, 'boolean', { kind: 'rule', when: { feature: 'age', op: 'gte', value: 40 } }, {}, ['marketing'])
+
 async function refusal(def: unknown): Promise<{ code: string; issues: ErrorIssue[]; message: string }> {
+  return refused(() => repo.save(bank.id, def, 'test'))
+}
+
+async function refused(change: () => Promise<unknown>): Promise<{ code: string; issues: ErrorIssue[]; message: string }> {
   try {
-    await repo.save(bank.id, def, 'test')
+    await change()
   } catch (err) {
     if (!isAppError(err)) throw err
     return { code: err.code, issues: [...(err.issues ?? [])], message: err.message }
@@ -42,7 +56,7 @@ beforeAll(async () => {
   repo = createTagRepository({ db: e.db })
   // The capabilities register where they use tags, as the server wires them.
   const runner = createPipelineRunner({ db: e.db, tenants, log: e.log, metrics: createMetrics({ collectDefault: false }), options: { retries: 0, retryBaseMs: 10, leaseMs: 60_000 } })
-  const segments = createSegmentsModule({ db: e.db, tenants, tags: repo, runner })
+  segments = createSegmentsModule({ db: e.db, tenants, tags: repo, runner })
   createCatalogRepository({ db: e.db, tags: repo, tenants })
   const campaigns = createCampaignRepository({ db: e.db })
   repo.registerUses(campaignTagUses(campaigns))
@@ -54,6 +68,24 @@ beforeAll(async () => {
     bank.id,
     'elder-tips',
     { name: 'Tips', purpose: 'security', audience: { rule: { not: { tag: 'elder', op: 'ne', value: true } } }, schedule: { kind: 'cron', cron: '0 9 * * *' }, message: { body: { zh: '提示', en: 'tip' } } },
+    'test',
+  )
+
+  await repo.save(bank.id, young(), 'test')
+  await repo.save(bank.id, tier(['gold', 'silver', 'bronze']), 'test')
+  for (const name of ['vip', 'lapsed', 'spare']) await repo.save(bank.id, flag(name), 'test')
+  await repo.save(bank.id, testTagDef('vip_elder', 'boolean', { kind: 'rule', when: { all: [{ tag: 'vip', op: 'eq', value: true }, { feature: 'age', op: 'gte', value: 60 }] } }, {}, ['marketing']), 'test')
+  const seg = (id: string, rule: unknown) => segments.repo.save(bank.id, id, { name: id, purpose: 'marketing', rule }, 'test')
+  await seg('youngs', { all: [{ tag: 'young', op: 'eq', value: true }] })
+  await seg('golds', { tag: 'tier', op: 'in', value: ['gold', 'silver'] })
+  await seg('gold-refs', { all: [{ segment: 'golds' }, { tag: 'vip', op: 'exists' }] })
+  // Archived segments may be restored: they count as users too.
+  await seg('lapsed-archived', { tag: 'lapsed', op: 'eq', value: true })
+  await segments.repo.setArchived(bank.id, 'lapsed-archived', true, 'test')
+  await campaigns.save(
+    bank.id,
+    'vip-offer',
+    { name: 'Offer', purpose: 'marketing', audience: { rule: { tag: 'vip', op: 'eq', value: true } }, schedule: { kind: 'cron', cron: '0 9 * * *' }, message: { body: { zh: '优惠', en: 'offer' } } },
     'test',
   )
 }, 60_000)
@@ -81,5 +113,55 @@ describe('purpose changes', () => {
     // The built-in catalogue's pension and family zones use it for service.
     const zones = await refusal(elder(['marketing', 'security']))
     expect(zones.issues.map((i) => i.id).sort()).toEqual(['family_zone', 'pension_zone'])
+  })
+})
+
+const users = (r: { issues: ErrorIssue[] }) => r.issues.map((i) => `${i.kind} ${i.id} ${i.at}`).sort()
+
+describe('retiring', () => {
+  it('refuses retiring a tag a saved segment reads (409 IN_USE), naming the segment and where, and keeps the tag', async () => {
+    const r = await refused(() => repo.retire(bank.id, 'young', 'test'))
+    expect(r.code).toBe('IN_USE')
+    expect(users(r)).toEqual(['segment youngs rule.all.0.tag'])
+    expect(r.issues.every((i) => i.field === 'name')).toBe(true)
+    expect(r.message).toMatch(/segment youngs \(rule\.all\.0\.tag\)/)
+    expect(await repo.get(bank.id, 'young')).toBeDefined()
+  })
+
+  it('refuses retiring a tag a campaign, another tag or an archived segment uses, naming each in one refusal', async () => {
+    const vip = await refused(() => repo.retire(bank.id, 'vip', 'test'))
+    expect(vip.code).toBe('IN_USE')
+    expect(users(vip)).toEqual(['campaign vip-offer audience.rule.tag', 'segment gold-refs rule.all.1.tag', 'tag vip_elder rule'])
+    const archived = await refused(() => repo.retire(bank.id, 'lapsed', 'test'))
+    expect(archived.code).toBe('IN_USE')
+    expect(users(archived)).toEqual(['segment lapsed-archived rule.tag'])
+  })
+
+  it('retires a tag nothing uses, and one whose last user went', async () => {
+    await repo.retire(bank.id, 'spare', 'test')
+    expect(await repo.get(bank.id, 'spare')).toBeUndefined()
+    await segments.repo.retire(bank.id, 'lapsed-archived', 'test')
+    await repo.retire(bank.id, 'lapsed', 'test')
+    expect(await repo.get(bank.id, 'lapsed')).toBeUndefined()
+  })
+})
+
+describe('type and values changes', () => {
+  it('refuses a type change a segment’s condition no longer fits, naming the segment and the value at fault', async () => {
+    const r = await refusal(testTagDef('young', 'number', { kind: 'rule', from: { feature: 'age' } }, {}, ['marketing']))
+    expect(r.code).toBe('IN_USE')
+    expect(r.issues).toEqual([expect.objectContaining({ field: 'type', kind: 'segment', id: 'youngs', at: 'rule.all.0.value' })])
+    expect(r.message).toMatch(/segment youngs/)
+    expect((await repo.get(bank.id, 'young'))!.type).toBe('boolean')
+  })
+
+  it('refuses dropping an enum value a segment names, directly or through a reference; allows adding one or dropping one nobody names', async () => {
+    const r = await refusal(tier(['gold', 'bronze'], [gold]))
+    expect(r.code).toBe('IN_USE')
+    expect(users(r)).toEqual(['segment gold-refs rule.all.0.value.1', 'segment golds rule.value.1'])
+    expect(r.issues.every((i) => i.field === 'values')).toBe(true)
+    expect((await repo.get(bank.id, 'tier'))!.values).toEqual(['gold', 'silver', 'bronze'])
+    expect((await repo.save(bank.id, tier(['gold', 'silver', 'bronze', 'platinum'], [gold, silver], 'platinum'), 'test')).tag.version).toBe(2)
+    expect((await repo.save(bank.id, tier(['gold', 'silver', 'platinum'], [gold, silver], 'platinum'), 'test')).tag.version).toBe(3)
   })
 })
