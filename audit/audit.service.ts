@@ -5,7 +5,7 @@ import type { Db } from '../core/db.js'
 import { AppError, type ErrorIssue } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime, DAY_MS } from '../core/time.js'
+import { chDateTime, DAY_MS, instantSchema } from '../core/time.js'
 
 /**
  * The audit trail. Every `record` is one INSERT awaited before it returns: the hook awaits it
@@ -30,8 +30,8 @@ export const auditFilters = z.strictObject({
   objectKind: z.string().min(1).max(50).optional(),
   objectId: z.string().min(1).max(200).optional(),
   customer: z.string().min(1).max(128).optional().describe('a customer number'),
-  from: z.iso.datetime({ offset: true }).optional().describe('ISO time, inclusive; default: 30 days before `to`'),
-  to: z.iso.datetime({ offset: true }).optional().describe('ISO time, exclusive; default: now'),
+  from: instantSchema.optional().describe('ISO time, inclusive; default: 30 days before `to`'),
+  to: instantSchema.optional().describe('ISO time, exclusive; default: now'),
   limit: z.coerce.number().int().min(1).max(MAX_PAGE).default(100),
   cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
 })

@@ -28,7 +28,7 @@ beforeAll(async () => {
   k.layout = await issueKey(t.keys, tenant, 'layout')
   k.otherConsent = await issueKey(t.keys, otherTenant, 'consent')
   const at = chDateTime(new Date('2026-01-01T00:00:00Z'))
-  await t.engine.db.forTenant(tenant).insert('identities', [1, 2, 3, 4, 5].map((n) => ({ id_kind: 'customer_no', id_value: `C${n}`, customer_key: n, source: 'test', created_at: at, updated_at: at })))
+  await t.engine.db.forTenant(tenant).insert('identities', [1, 2, 3, 4, 5, ...Array.from({ length: 32 }, (_, i) => 10 + i)].map((n) => ({ id_kind: 'customer_no', id_value: `C${n}`, customer_key: n, source: 'test', created_at: at, updated_at: at })))
 }, 60_000)
 afterAll(async () => {
   await t?.close()
@@ -126,6 +126,54 @@ describe('PUT and GET /v1/customers/:id/consents', () => {
     const s = await state('C4')
     expect(s.personalized).toBe(false)
     expect(current(s)).toEqual({ 'personalization/all': false })
+  })
+})
+
+describe('a decision dated where the tables cannot hold it', () => {
+  const withdrawal = { purpose: 'marketing', channel: 'push', granted: false, source: 'app', noticeVersion: 'v4', at: '2026-11-08T10:00:00Z' }
+  const historyOf = async (customerNo: string) =>
+    (await t.engine.db.forTenant(tenant).query(`SELECT count() AS n FROM consent_history WHERE tenant_id = {tenant:UInt16} AND customer_no = {no:String}`, { no: customerNo }, z.object({ n: z.coerce.number() })))[0]!.n
+
+  it('is refused alone with a 400 naming at, while the valid ones sent beside it are recorded', async () => {
+    const valid = Array.from({ length: 10 }, (_, i) => `C${10 + i}`)
+    const res = await Promise.all([...valid.map((c) => put(c, withdrawal)), put('C20', { ...withdrawal, at: '1000-01-01T00:00:00Z' })])
+    expect(res.map((r) => r.statusCode)).toEqual([...valid.map(() => 200), 400])
+    expect(res[10]!.json().error).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'at' }] })
+    for (const c of valid) expect(current(await state(c))).toEqual({ 'marketing/push': false })
+    expect(await historyOf('C20')).toBe(0)
+  })
+
+  it('takes any time the columns hold up to a few minutes ahead, and refuses one outside with 400 naming at', async () => {
+    // Before the epoch form's range (1973) and far back: the desk may record an old paper form.
+    for (const at of ['1900-01-01T00:00:00Z', '1950-06-01T00:00:00Z']) {
+      const r = await put('C21', { ...withdrawal, purpose: 'service', at })
+      expect(r.statusCode, r.body).toBe(200)
+    }
+    for (const at of ['1899-12-31T23:59:59.999Z', '0000-01-01T00:00:00+01:00', '2300-01-01T00:00:00Z', new Date(Date.now() + 3_600_000).toISOString()]) {
+      const r = await put('C22', { ...withdrawal, at })
+      expect(r.statusCode, at).toBe(400)
+      expect(r.json().error, at).toMatchObject({ code: 'CONSENT_INVALID', issues: [{ field: 'at' }] })
+    }
+    expect(await historyOf('C22')).toBe(0)
+  })
+
+  it('written in one batch with others and refused by the engine, fails its own request only', async () => {
+    // Past the route’s check (a change recorded by other code): year -1 is no DateTime64 value.
+    const change = (n: number, customerAt: number) => ({ customerKey: n, customerNo: `C${n}`, purpose: 'marketing', channel: 'sms', granted: false, customerAt, source: 'counter', noticeVersion: 'v4', messageId: '', category: '' }) as const
+    const by = { keyId: 'desk', holder: 'test desk' }
+    const good = Array.from({ length: 10 }, (_, i) => 23 + i)
+    const out = await Promise.allSettled([...good.map((n) => t.consent.service.record(tenant, [change(n, Date.parse('2026-11-09T10:00:00Z'))], by)), t.consent.service.record(tenant, [change(33, Date.parse('0000-01-01T00:00:00+01:00'))], by)])
+    expect(out.map((o) => o.status)).toEqual([...good.map(() => 'fulfilled'), 'rejected'])
+    for (const n of good) expect(current(await state(`C${n}`))).toEqual({ 'marketing/sms': false })
+    expect(await historyOf('C33')).toBe(0)
+  })
+
+  it('from ingest, is left out and logged while the other changes of the same request are recorded', async () => {
+    const item = (userId: string, timestamp: number) => ({ userId, anonymousId: '', messageId: `m-${userId}`, timestamp, categories: { push_marketing: false } })
+    const r = await t.consent.service.fromIngest(tenant, [item('C34', Date.parse('2026-11-10T08:00:00Z')), item('C35', Date.parse('0000-01-01T00:00:00+01:00'))], 'ingest-key')
+    expect(r).toMatchObject({ recorded: 1 })
+    expect(current(await state('C34'))).toEqual({ 'marketing/push': false })
+    expect(await historyOf('C35')).toBe(0)
   })
 })
 

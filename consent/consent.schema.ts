@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { ErrorIssue } from '../core/errors.js'
+import { INSTANT_RANGE, storableInstant } from '../core/time.js'
 
 /**
  * What a consent is: a customer's decision for one purpose on one channel, with when they took
@@ -72,7 +73,10 @@ export const consentInput = z.strictObject({
   at: z
     .string()
     .max(64)
-    .refine((s) => !Number.isNaN(Date.parse(s)), { message: 'expected an ISO 8601 date-time' })
+    .refine((s) => !Number.isNaN(Date.parse(s)), { message: 'expected an ISO 8601 date-time', abort: true })
+    // Refused here, not by the engine: a time the columns cannot hold would fail the shared
+    // insert of every decision written with it. (Not after now: the service checks that.)
+    .refine((s) => storableInstant(Date.parse(s)), { message: `a time ${INSTANT_RANGE} (UTC)` })
     .optional()
     .describe('when the customer decided (default: now); the newest decision by this time wins'),
 })

@@ -5,7 +5,7 @@ import type { Db } from '../core/db.js'
 import { AppError, errText, issuesFromZod } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime, chEpoch } from '../core/time.js'
+import { chDateTime, chInstant, storableInstant } from '../core/time.js'
 import {
   categoryMapping,
   consentInput,
@@ -17,6 +17,7 @@ import {
   type ConsentSource,
   type IngestConsent,
 } from './consent.schema.js'
+import { createTenantQueue } from './consent.queue.js'
 
 /**
  * Consent recorded as it happens, with its history.
@@ -28,8 +29,7 @@ import {
  * that wins is told at once to this process's listeners (the pull's withdrawal index, the
  * layouts' switch); other processes see it at their next refresh from the history table.
  *
- * Changes of a tenant are recorded one batch at a time (read the stored times, then write), so
- * two requests in this process cannot both think they are newest.
+ * Changes of a tenant are recorded one batch at a time (consent.queue.ts says how and why).
  */
 
 export interface Recorder {
@@ -135,47 +135,15 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     if (h === undefined && deps.holderOf) holders.set(k, (h = (await deps.holderOf(tenantId, keyId)) ?? ''))
     return h ?? ''
   }
-  const waiting = new Map<number, { changes: readonly ConsentChange[]; by: Recorder; resolve(r: RecordedChange[]): void; reject(e: unknown): void }[]>()
-  const writing = new Set<number>()
   const mappings = new Map<number, { at: number; version: number; mapping: CategoryMapping }>()
   const cacheMs = deps.categoriesCacheMs ?? 5_000
   const changesTotal = deps.metrics.counter('qianmian_consent_changes_total', 'Consent changes recorded, by source and whether they won', ['source', 'effective'])
   const unmappedTotal = deps.metrics.counter('qianmian_consent_unmapped_categories_total', 'Consent categories received that the tenant does not map')
+  const unstorableTotal = deps.metrics.counter('qianmian_consent_unstorable_total', 'Consent objects from ingest left out: their time is outside what the tables hold')
 
-  /**
-   * One write of a tenant at a time; the changes of requests that arrive meanwhile are written
-   * together by the next (three statements per batch, not per request), in arrival order.
-   */
-  function record(tenantId: number, changes: readonly ConsentChange[], by: Recorder): Promise<RecordedChange[]> {
-    if (!changes.length) return Promise.resolve([])
-    return new Promise((resolve, reject) => {
-      const q = waiting.get(tenantId)
-      if (q) q.push({ changes, by, resolve, reject })
-      else waiting.set(tenantId, [{ changes, by, resolve, reject }])
-      if (!writing.has(tenantId)) void drain(tenantId)
-    })
-  }
-
-  async function drain(tenantId: number): Promise<void> {
-    writing.add(tenantId)
-    try {
-      for (let q = waiting.get(tenantId); q?.length; q = waiting.get(tenantId)) {
-        waiting.delete(tenantId)
-        try {
-          const out = await write(tenantId, q.flatMap((w) => w.changes.map((c) => ({ c, by: w.by }))))
-          let i = 0
-          for (const w of q) {
-            w.resolve(out.slice(i, i + w.changes.length))
-            i += w.changes.length
-          }
-        } catch (e) {
-          for (const w of q) w.reject(e)
-        }
-      }
-    } finally {
-      writing.delete(tenantId)
-    }
-  }
+  const queue = createTenantQueue(write)
+  const record = (tenantId: number, changes: readonly ConsentChange[], by: Recorder): Promise<RecordedChange[]> =>
+    queue(tenantId, changes.map((c) => ({ c, by })))
 
   async function write(tenantId: number, items: readonly { c: ConsentChange; by: Recorder }[]): Promise<RecordedChange[]> {
     const db = deps.db.forTenant(tenantId)
@@ -207,8 +175,8 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
         c.purpose,
         c.channel,
         c.granted ? 1 : 0,
-        chEpoch(c.customerAt),
-        chEpoch(received),
+        chInstant(c.customerAt),
+        chInstant(received),
         c.source,
         c.noticeVersion,
         by.keyId,
@@ -220,15 +188,16 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
       if (effective) {
         newest.set(k, c.customerAt)
         current.delete(k)
-        current.set(k, [c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chEpoch(c.customerAt)])
+        current.set(k, [c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chInstant(c.customerAt)])
         notices.push({ customerKey: c.customerKey, purpose: c.purpose, channel: c.channel, granted: c.granted })
       }
-      changesTotal.inc({ source: c.source, effective: String(effective) })
       out.push({ purpose: c.purpose, channel: c.channel, granted: c.granted, at: new Date(c.customerAt).toISOString(), effective })
     }
     // History first: a current state is never without the change that made it.
     await db.insertTsv('consent_history', HISTORY_COLUMNS, history)
     if (current.size) await db.insertTsv('consents', CONSENT_COLUMNS, [...current.values()])
+    // Counted once stored: a batch the engine refuses is written again request by request.
+    items.forEach(({ c }, i) => changesTotal.inc({ source: c.source, effective: String(out[i]!.effective) }))
     if (notices.length) {
       for (const l of listeners) {
         try {
@@ -287,7 +256,14 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
       return r!
     },
 
-    async fromIngest(tenantId, items, keyId) {
+    async fromIngest(tenantId, found, keyId) {
+      // The events are stored already (ingest bounds their times); a consent time the tables
+      // cannot hold is left out here, so it cannot fail the insert of the others.
+      const items = found.filter((i) => storableInstant(i.timestamp))
+      if (items.length < found.length) {
+        unstorableTotal.inc(found.length - items.length)
+        deps.log.warn({ tenant: tenantId, consents: found.length - items.length }, 'consent from ingest with a time outside the stored range left out')
+      }
       if (!items.length) return { recorded: 0, unmapped: 0 }
       try {
         const { mapping } = await categories(tenantId)

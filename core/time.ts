@@ -46,6 +46,49 @@ export function chEpoch(ms: number): string {
   return (ms / 1000).toFixed(3)
 }
 
+/**
+ * An instant in a form DateTime64(3) text parsing reads. Seconds since the epoch are the cheap
+ * form, but the engine reads a number as an epoch only with 9 or 10 integer digits (1973-03-03
+ * to 2286-11-20); outside that (a decision dated 1950, say) the date-time form, which holds the
+ * column's whole range.
+ */
+export function chInstant(ms: number): string {
+  return ms >= 1e11 && ms < 1e13 ? chEpoch(ms) : chDateTime(ms)
+}
+
+/**
+ * The instants a DateTime64 column holds: 1900-01-01 to 2299-12-31 UTC, the engine's documented
+ * range. A time outside it, such as year 0 with an offset (which lands in year -1), is refused by
+ * the engine or clamped, so it is refused at the edge with a 400 naming the field instead.
+ */
+export const MIN_INSTANT_MS = Date.UTC(1900, 0, 1)
+export const MAX_INSTANT_MS = Date.UTC(2300, 0, 1) - 1
+export const MIN_DAY = '1900-01-01'
+export const MAX_DAY = '2299-12-31'
+export const INSTANT_RANGE = `between ${MIN_DAY} and ${MAX_DAY}`
+
+export function storableInstant(ms: number): boolean {
+  return ms >= MIN_INSTANT_MS && ms <= MAX_INSTANT_MS
+}
+
+/**
+ * An ISO 8601 date-time with a zone (Z or ±hh:mm) within the stored range, kept as the text
+ * given. Every route that hands a caller's time to the engine takes it through this schema.
+ */
+export const instantSchema = z.iso
+  .datetime({ offset: true, message: 'an ISO 8601 time with a zone, e.g. 2026-03-15T09:00:00+08:00' })
+  // A malformed time has its message from the format check already: one issue, not two.
+  .refine((s) => Number.isNaN(Date.parse(s)) || storableInstant(Date.parse(s)), { message: `a time ${INSTANT_RANGE} (UTC)` })
+
+/**
+ * A calendar date YYYY-MM-DD within the stored range. Its midnight in a zone east of UTC falls
+ * hours before 1900, which the engine still reads as a query bound (only year -1 and the like,
+ * from year 0, it refuses).
+ */
+export const daySchema = z.iso
+  .date({ message: 'a date YYYY-MM-DD' })
+  .refine((d) => d >= MIN_DAY && d <= MAX_DAY, { message: `a date ${INSTANT_RANGE}` })
+
 /** An IANA time zone name the runtime knows (Asia/Shanghai, UTC ...). */
 export const timeZoneSchema = z.string().refine(
   (tz) => {

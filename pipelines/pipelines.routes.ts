@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
+import { daySchema } from '../core/time.js'
 import type { Auth } from '../tenants/auth.js'
 import { PIPELINES, type PipelineRunner } from './pipeline.runner.js'
 import { RUN_STATUSES } from './pipeline.runs.js'
@@ -9,7 +10,7 @@ import { RUN_STATUSES } from './pipeline.runs.js'
 /** Run history, status and manual runs (backfills included) of the tenant's pipelines. */
 
 const security = [{ apiKey: [] }]
-const day = z.iso.date()
+const day = daySchema
 
 const run = z.object({
   runId: z.string(),

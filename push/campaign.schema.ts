@@ -1,5 +1,6 @@
 import { validate as validateCron } from 'node-cron'
 import { z } from 'zod'
+import { instantSchema } from '../core/time.js'
 import { eventFilter, type EventFilter } from '../segments/segment.schema.js'
 import { tagName } from '../tags/tag.schema.js'
 import { fieldsOf, parseTemplate, type TemplatePart } from './template.js'
@@ -25,7 +26,8 @@ export const PRIORITIES = ['low', 'normal', 'high', 'critical'] as const
 export type Priority = (typeof PRIORITIES)[number]
 export const PRODUCT_KINDS = ['deposit', 'wealth', 'loan', 'insurance', 'pension', 'government', 'payment', 'agri'] as const
 
-const instant = z.iso.datetime({ offset: true, message: 'an ISO 8601 time with a zone, e.g. 2026-03-15T09:00:00+08:00' })
+// Within what the engine holds: a time in year 0 would otherwise be saved and run as year -1.
+const instant = instantSchema
 
 /** Five fields (minute hour day month weekday), as node-cron reads them, in the tenant's zone. */
 export const cronExpr = z

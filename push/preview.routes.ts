@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
-import { timeZoneSchema } from '../core/time.js'
+import { instantSchema, timeZoneSchema } from '../core/time.js'
 import { requireCustomerKey } from '../tags/customers.lookup.js'
 import type { TagRepository } from '../tags/tag.repository.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
@@ -24,7 +24,7 @@ const schedulePreviewBody = z.strictObject({
   cron: cronExpr.describe('five fields (minute hour day month weekday), as a campaign schedule takes them'),
   timeZone: timeZoneSchema.optional().describe("the zone the cron is read in; the bank's own by default"),
   count: z.number().int().min(1).max(100).default(10).describe('how many runs'),
-  from: z.iso.datetime({ offset: true }).optional().describe('count from this instant (default now)'),
+  from: instantSchema.optional().describe('count from this instant (default now)'),
 })
 const schedulePreviewView = z.object({
   timeZone: z.string(),

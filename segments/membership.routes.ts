@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
+import { daySchema, instantSchema } from '../core/time.js'
 import { customerNumbers, requireCustomerKey } from '../tags/customers.lookup.js'
 import type { Auth } from '../tenants/auth.js'
 import { membershipAt, segmentHistory } from './segment.materialize.js'
@@ -18,7 +19,7 @@ import { SEGMENT_ID, type SegmentRepository } from './segment.repository.js'
 const security = [{ apiKey: [] }]
 const idParam = z.object({ id: z.string().regex(SEGMENT_ID, 'a segment id') })
 const CONTENT_TYPES = { csv: 'text/csv; charset=utf-8', parquet: 'application/vnd.apache.parquet', arrow: 'application/vnd.apache.arrow.stream' } as const
-const at = z.iso.datetime({ offset: true }).or(z.iso.date())
+const at = instantSchema.or(daySchema)
 
 export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; segments: SegmentRepository }) {
   const r = app.withTypeProvider<ZodTypeProvider>()

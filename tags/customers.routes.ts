@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
+import { daySchema, instantSchema } from '../core/time.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
 import { customerProfile, requireCustomerKey } from './customers.lookup.js'
@@ -62,7 +63,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
         summary: "A customer's profile and tag values, now or as of a time",
         security,
         params: customerId,
-        querystring: z.object({ at: z.iso.datetime({ offset: true }).or(z.iso.date()).optional().describe('point in time (ISO date or date-time)') }),
+        querystring: z.object({ at: instantSchema.or(daySchema).optional().describe('point in time (ISO date or date-time)') }),
         response: { 200: z.object({ profile: profile.nullable(), tags: z.array(tagValue), at: z.string().nullable() }), 404: errorBody },
       },
     },

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { errorBody } from '../core/errors.js'
+import { instantSchema } from '../core/time.js'
 import type { Auth } from './auth.js'
 import { holderName, keyView, type IssueKeyInput, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPES, ROLES } from './permissions.js'
@@ -21,7 +22,7 @@ export const issueKeyBody = z
     scope: z.enum(LEGACY_SCOPES).optional().describe('deprecated: write = [ingest], read = [layout, push, analyst], admin = [admin]'),
     holder: holderName.describe('the person or system that holds the key: shown in histories and the audit trail'),
     label: z.string().max(200).default(''),
-    expiresAt: z.iso.datetime({ offset: true }).optional().describe('when the key stops working'),
+    expiresAt: instantSchema.optional().describe('when the key stops working'),
   })
   .superRefine((b, ctx) => {
     if (!b.roles === !b.scope) ctx.addIssue({ code: 'custom', path: ['roles'], message: 'give roles (or the deprecated scope), not both' })
