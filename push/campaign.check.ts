@@ -3,10 +3,11 @@ import { compileSegment } from '../segments/segment.compile.js'
 import { segmentReferencesOf, type SegmentRepository, type SegmentUseFinder } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
 import { tagLeavesOf } from '../segments/segment.schema.js'
+import { visibleTo } from '../tags/tag.catalog.js'
 import type { TagRepository, TagUse, TagUseFinder } from '../tags/tag.repository.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { TenantService } from '../tenants/tenants.service.js'
-import { campaignFields, messageFields, variantsOf, type Campaign, type SavedCampaign } from './campaign.schema.js'
+import { campaignFields, messageFields, variantsOf, type Campaign, type PushPurpose, type SavedCampaign } from './campaign.schema.js'
 import { SEGMENT_PURPOSES } from './targeting.audience.js'
 import { TAG_FIELD } from './template.js'
 
@@ -17,7 +18,14 @@ import { TAG_FIELD } from './template.js'
  * message names that does not exist, may not be used for the campaign's purpose, or is of high
  * sensitivity (risk flags never go into message text); a date trigger over a tag that is not a
  * date.
+ *
+ * Tags are those the caller may use: high-sensitivity ones (risk flags) only with personal:read
+ * (README, roles). To a key without it a high tag is unknown, refused as a tag that does not
+ * exist would be, so the refusal does not tell that the flag is there.
  */
+
+/** Checks a campaign for a tenant, against every tag (`withSensitive`) or the low and medium ones. */
+export type CampaignCheck = (tenantId: number, c: Campaign, withSensitive: boolean) => Promise<void>
 
 const invalid = (field: string, message: string) => new AppError('VALIDATION_FAILED', `${field}: ${message}`, { issues: [{ field, message }] })
 
@@ -48,10 +56,28 @@ export function campaignSegmentUses(campaigns: { list(tenantId: number): Promise
     ])
 }
 
-export function createCampaignCheck(deps: { segments: SegmentRepository; tags: TagRepository; tenants: TenantService }) {
-  return async (tenantId: number, c: Campaign): Promise<void> => {
+/**
+ * Why a message may not name `field` (undefined: it may), against the tags the caller may use;
+ * `purpose`, when known, is the campaign's. The template preview refuses the same fields.
+ */
+export function messageFieldProblem(field: string, defs: ReadonlyMap<string, TagDefinition>, purpose?: PushPurpose): string | undefined {
+  const m = TAG_FIELD.exec(field)
+  if (!m) return undefined
+  const d = defs.get(m[1]!)
+  if (!d) return `{{${field}}}: no tag ${m[1]}`
+  if (purpose !== undefined && !d.purpose.includes(purpose)) return `{{${field}}}: tag ${d.name} may be used for ${d.purpose.join(', ')}, not ${purpose}`
+  if (d.sensitivity === 'high') return `{{${field}}}: tag ${d.name} is of high sensitivity and stays out of message text`
+  return undefined
+}
+
+export function createCampaignCheck(deps: { segments: SegmentRepository; tags: TagRepository; tenants: TenantService }): CampaignCheck {
+  return async (tenantId, c, withSensitive) => {
     const [tenant, list] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId)])
-    const defs = new Map<string, TagDefinition>(list.map((d) => [d.name, d]))
+    const defs = new Map<string, TagDefinition>(list.filter((d) => visibleTo(withSensitive, d.sensitivity)).map((d) => [d.name, d]))
+    // A saved segment named as the audience stays usable by every caller: its rule was checked
+    // against its author's tags when it was saved, so one over a high tag was made by a key that
+    // may use it (an admin), who chose to offer it. `{segment: id}` references inside an inline
+    // rule are expanded below and compiled against this caller's tags like the rest of the rule.
     if (c.audience.segment) {
       const s = await deps.segments.get(tenantId, c.audience.segment).catch(() => undefined)
       if (!s) throw invalid('audience.segment', `no saved segment ${c.audience.segment}`)
@@ -67,14 +93,9 @@ export function createCampaignCheck(deps: { segments: SegmentRepository; tags: T
       }
     }
     for (const v of variantsOf(c)) {
-      const at = v.path.join('.')
       for (const f of messageFields(v.message)) {
-        const m = TAG_FIELD.exec(f)
-        if (!m) continue
-        const d = defs.get(m[1]!)
-        if (!d) throw invalid(at, `{{${f}}}: no tag ${m[1]}`)
-        if (!d.purpose.includes(c.purpose)) throw invalid(at, `{{${f}}}: tag ${d.name} may be used for ${d.purpose.join(', ')}, not ${c.purpose}`)
-        if (d.sensitivity === 'high') throw invalid(at, `{{${f}}}: tag ${d.name} is of high sensitivity and stays out of message text`)
+        const problem = messageFieldProblem(f, defs, c.purpose)
+        if (problem) throw invalid(v.path.join('.'), problem)
       }
     }
     if (c.dateTrigger?.on === 'tag_date') {

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
+import type { CampaignCheck } from './campaign.check.js'
 import { CAMPAIGN_ID, campaignInput, type Campaign, type SavedCampaign } from './campaign.schema.js'
 
 /**
@@ -42,9 +43,10 @@ export interface CampaignRepository {
   versions(tenantId: number, id: string): Promise<SavedCampaign[]>
   /**
    * Validates (the schema, then `check` for what needs the tenant's tags and segments) and
-   * stores the next version.
+   * stores the next version. `withSensitive`: whether the caller may use high-sensitivity tags
+   * (a key with personal:read); the routes say; internal callers (the bench, tests) have them all.
    */
-  save(tenantId: number, id: string, input: unknown, actor: string, opts?: { expectedVersion?: number }): Promise<{ campaign: SavedCampaign; changed: boolean }>
+  save(tenantId: number, id: string, input: unknown, actor: string, opts?: { expectedVersion?: number; withSensitive?: boolean }): Promise<{ campaign: SavedCampaign; changed: boolean }>
   retire(tenantId: number, id: string, actor: string, note?: string): Promise<void>
   /**
    * Archives (status archived: it never runs, and leaves the default list) or restores a
@@ -58,7 +60,7 @@ export interface CampaignRepository {
 }
 
 /** `check`: what a save must also refuse, knowing the tenant's tags and segments (campaign.check.ts). */
-export function createCampaignRepository(deps: { db: Db; cacheMs?: number; check?: (tenantId: number, c: Campaign) => Promise<void> }): CampaignRepository {
+export function createCampaignRepository(deps: { db: Db; cacheMs?: number; check?: CampaignCheck }): CampaignRepository {
   const tdb = (t: number) => deps.db.forTenant(t)
   const ttl = deps.cacheMs ?? 10_000
   const cache = new Map<number, { at: number; list: SavedCampaign[] }>()
@@ -117,7 +119,7 @@ export function createCampaignRepository(deps: { db: Db; cacheMs?: number; check
       const parsed = campaignInput.safeParse(input)
       if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The campaign is invalid.', { issues: issuesFromZod(parsed.error.issues) })
       const c = parsed.data
-      if (deps.check) await deps.check(tenantId, c)
+      if (deps.check) await deps.check(tenantId, c, opts.withSensitive ?? true)
       const [current] = await latest(tenantId, id)
       if (opts.expectedVersion !== undefined && (current?.version ?? 0) !== opts.expectedVersion) {
         throw new AppError('CONFLICT', `Campaign ${id} is at version ${current?.version ?? 0}, not ${opts.expectedVersion}.`, {

@@ -2,9 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { AppError, errorBody, issuesFromZod } from '../core/errors.js'
+import { instantSchema } from '../core/time.js'
 import { matchesQuery } from '../segments/segments.routes.js'
-import type { Auth } from '../tenants/auth.js'
-import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES, campaignInput, type Campaign, type SavedCampaign } from './campaign.schema.js'
+import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
+import type { CampaignCheck } from './campaign.check.js'
+import { CAMPAIGN_ID, CHANNELS, PRIORITIES, PUSH_PURPOSES, campaignInput, type SavedCampaign } from './campaign.schema.js'
 import type { CampaignRepository } from './campaign.repository.js'
 import type { LeaseManager } from './lease.manager.js'
 import type { PolicyRepository } from './policy.js'
@@ -178,7 +180,7 @@ const ackBody = z.strictObject({
 
 export function registerPushRoutes(
   app: FastifyInstance,
-  deps: { auth: Auth; campaigns: CampaignRepository; policies: PolicyRepository; targeting: Targeting; leases: LeaseManager; check?: (tenantId: number, c: Campaign) => Promise<void> },
+  deps: { auth: Auth; campaigns: CampaignRepository; policies: PolicyRepository; targeting: Targeting; leases: LeaseManager; check?: CampaignCheck },
 ) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, campaigns, policies, leases } = deps
@@ -248,7 +250,7 @@ export function registerPushRoutes(
     },
     async (req, reply) => {
       const t = req.principal!.tenantId
-      const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
+      const opts = { withSensitive: seesSensitiveTags(req.principal!), ...(req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}) }
       const out = await campaigns.save(t, req.params.id, req.body, actor(req.principal!), opts)
       return reply.code(out.changed && out.campaign.version === 1 ? 201 : 200).send(out)
     },
@@ -269,7 +271,7 @@ export function registerPushRoutes(
         summary: 'Target the campaign now (its occurrence of today; targets already made stay as they are)',
         security,
         params: idParam,
-        body: z.strictObject({ asOf: z.iso.datetime({ offset: true }).optional() }).default({}),
+        body: z.strictObject({ asOf: instantSchema.optional() }).default({}),
         response: { 200: runView, 400: errorBody, 404: errorBody, 409: errorBody },
       },
     },
@@ -305,7 +307,7 @@ export function registerPushRoutes(
       if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The campaign is invalid.', { issues: issuesFromZod(parsed.error.issues) })
       const c = parsed.data
       if (c.schedule.kind === 'event') throw new AppError('VALIDATION_FAILED', 'An event-triggered campaign reaches customers as their events arrive.', { issues: [{ field: 'schedule.kind', message: 'event' }] })
-      await deps.check?.(t, c)
+      await deps.check?.(t, c, seesSensitiveTags(req.principal!))
       const draft: SavedCampaign = { ...c, id: req.params.id, version: 0, status: 'active', createdBy: req.principal!.holder, createdAt: new Date().toISOString(), changeNote: '' }
       return deps.targeting.reach(t, draft)
     },

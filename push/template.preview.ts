@@ -3,7 +3,9 @@ import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { ParamBinder } from '../core/params.js'
 import { localDate } from '../core/time.js'
+import { visibleTo } from '../tags/tag.catalog.js'
 import type { StoredTag } from '../tags/tag.schema.js'
+import { messageFieldProblem } from './campaign.check.js'
 import { compileMessage, messageFields, texts, type Message } from './campaign.schema.js'
 import { planFields } from './targeting.fields.js'
 import { ELDER_JOIN, ELDER_TAG, messagePartSql } from './targeting.sql.js'
@@ -17,7 +19,9 @@ import { fieldsOf, parseTemplate, TAG_FIELD } from './template.js'
  * Without a customer the fields that come from one are left unfilled (the template's shape,
  * with its fallbacks and today's date). For a key without personal:read, C2 values (the masked
  * name, amounts, values of tags above low sensitivity: `GET /v1/data-catalogue`) are replaced
- * by MASK: whether a field has a value is still told, not the value.
+ * by MASK: whether a field has a value is still told, not the value. That is why a tag a
+ * campaign could not carry (unknown, or of high sensitivity) is refused, for every key: for a
+ * boolean risk flag, being there is the value.
  */
 
 export const MASK = '***'
@@ -51,6 +55,23 @@ export function checkTemplates(m: Message): void {
   if (issues.length) throw new AppError('VALIDATION_FAILED', 'The message is invalid.', { issues })
 }
 
+/**
+ * The coded 400 for tag fields a campaign save refuses whatever its purpose (campaign.check.ts),
+ * naming each text's path. The tags are those the key may use (`withSensitive`: personal:read):
+ * to any other key a high tag is unknown, refused alike, so the answer does not tell it exists.
+ */
+export function checkTagFields(m: Message, tags: readonly StoredTag[], withSensitive: boolean): void {
+  const defs = new Map(tags.filter((t) => visibleTo(withSensitive, t.sensitivity)).map((t) => [t.name, t]))
+  const issues: { field: string; message: string }[] = []
+  for (const { path, value } of texts(m)) {
+    for (const f of fieldsOf(parseTemplate(value).parts)) {
+      const problem = messageFieldProblem(f, defs)
+      if (problem) issues.push({ field: ['body', 'message', ...path].join('.'), message: problem })
+    }
+  }
+  if (issues.length) throw new AppError('VALIDATION_FAILED', `${issues[0]!.field}: ${issues[0]!.message}`, { issues })
+}
+
 const row = z.object({
   en: z.coerce.number(),
   elder: z.coerce.number(),
@@ -65,6 +86,8 @@ export async function previewTemplate(
   o: { message: Message; customerKey: number | null; customerNo: string | null; timeZone: string; now: Date; tags: readonly StoredTag[]; seesPersonal: boolean },
 ): Promise<TemplatePreview> {
   checkTemplates(o.message)
+  // Personal data and high-sensitivity tags go together (tenants/auth.ts, seesSensitiveTags).
+  checkTagFields(o.message, o.tags, o.seesPersonal)
   const b = new ParamBinder('q')
   const msg = compileMessage(o.message)
   const names = messageFields(o.message)

@@ -105,8 +105,11 @@ export function registerSegmentRoutes(
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, tenants, tags, segments } = deps
 
-  /** The tenant's tags a key may use: high-sensitivity ones (risk flags) only with personal:read. */
-  async function context(tenantId: number, withSensitive = true) {
+  /**
+   * The tenant's tags a key may use: high-sensitivity ones (risk flags) only with personal:read.
+   * No default: every route says which view it has, so none hands out the full one by omission.
+   */
+  async function context(tenantId: number, withSensitive: boolean) {
     const [tenant, defs] = await Promise.all([tenants.get(tenantId), tags.list(tenantId)])
     const usable = defs.filter((d) => visibleTo(withSensitive, d.sensitivity))
     return { timeZone: tenant.timeZone, defs: new Map<string, TagDefinition>(usable.map((d) => [d.name, d])), asOf: new Date() }
@@ -243,9 +246,10 @@ export function registerSegmentRoutes(
     },
     async (req, reply) => {
       const t = req.principal!.tenantId
-      // The rule must compile against the tenant's tags now: unknown tags, wrong types and
-      // purposes are refused at save time, with the node at fault.
-      compileSegment(await resolve(t, req.body.purpose, req.body.rule, { id: req.params.id, rule: req.body.rule }), await context(t))
+      // The rule must compile against the tags this key may use now: unknown tags, wrong types
+      // and purposes are refused at save time, with the node at fault. A high tag the key may not
+      // see is unknown to it, refused as the preview refuses it, so the refusal does not tell it exists.
+      compileSegment(await resolve(t, req.body.purpose, req.body.rule, { id: req.params.id, rule: req.body.rule }), await context(t, seesSensitiveTags(req.principal!)))
       const opts = req.query.expectedVersion !== undefined ? { expectedVersion: req.query.expectedVersion } : {}
       const out = await segments.save(t, req.params.id, req.body, req.principal!.holder, opts)
       return reply.code(out.changed && out.segment.version === 1 ? 201 : 200).send(out)
