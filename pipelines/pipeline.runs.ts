@@ -10,7 +10,7 @@ import { chDateTime } from '../core/time.js'
  * released expires on its own.
  */
 
-/** partial: a tag run that completed all but some tags (each failure is in its details). */
+/** partial: a tag or segments run that completed all but some tags or segments (each failure is in its details). */
 export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed', 'skipped'] as const
 export type RunStatus = (typeof RUN_STATUSES)[number]
 

@@ -17,7 +17,7 @@ const run = z.object({
   pipeline: z.string(),
   mode: z.enum(['full', 'incremental', 'backfill']),
   trigger: z.string(),
-  status: z.enum(RUN_STATUSES).describe('partial: a tag run that completed all but some tags (details.failures)'),
+  status: z.enum(RUN_STATUSES).describe('partial: a tag or segments run that completed all but some tags or segments (details.failures)'),
   attempt: z.number(),
   startedAt: z.string(),
   finishedAt: z.string().nullable(),

@@ -153,7 +153,7 @@ export function registerTagRoutes(
     {
       onRequest: auth.require('tenant:admin'),
       config: { audit: { action: 'tag.retire', objectKind: 'tag', objectParam: 'name' } },
-      schema: { tags: ['tags'], summary: 'Retire a tag (refused while other tags read it)', security, params: nameParam, response: { 204: z.null(), 404: errorBody, 409: errorBody } },
+      schema: { tags: ['tags'], summary: 'Retire a tag (refused while other tags, segments, campaigns or the catalogue use it)', security, params: nameParam, response: { 204: z.null(), 404: errorBody, 409: errorBody } },
     },
     async (req, reply) => {
       await repo.retire(req.principal!.tenantId, req.params.name, actor(req))

@@ -5141,7 +5141,7 @@ export interface paths {
                                 runId: string;
                                 startedAt: string;
                                 /**
-                                 * @description partial: a tag run that completed all but some tags (details.failures)
+                                 * @description partial: a tag or segments run that completed all but some tags or segments (details.failures)
                                  * @enum {string}
                                  */
                                 status: "running" | "succeeded" | "partial" | "failed" | "skipped";
@@ -5216,7 +5216,7 @@ export interface paths {
                             runId: string;
                             startedAt: string;
                             /**
-                             * @description partial: a tag run that completed all but some tags (details.failures)
+                             * @description partial: a tag or segments run that completed all but some tags or segments (details.failures)
                              * @enum {string}
                              */
                             status: "running" | "succeeded" | "partial" | "failed" | "skipped";
@@ -5327,7 +5327,7 @@ export interface paths {
                             runId: string;
                             startedAt: string;
                             /**
-                             * @description partial: a tag run that completed all but some tags (details.failures)
+                             * @description partial: a tag or segments run that completed all but some tags or segments (details.failures)
                              * @enum {string}
                              */
                             status: "running" | "succeeded" | "partial" | "failed" | "skipped";
@@ -5408,7 +5408,7 @@ export interface paths {
                                     runId: string;
                                     startedAt: string;
                                     /**
-                                     * @description partial: a tag run that completed all but some tags (details.failures)
+                                     * @description partial: a tag or segments run that completed all but some tags or segments (details.failures)
                                      * @enum {string}
                                      */
                                     status: "running" | "succeeded" | "partial" | "failed" | "skipped";
@@ -5431,7 +5431,7 @@ export interface paths {
                                     runId: string;
                                     startedAt: string;
                                     /**
-                                     * @description partial: a tag run that completed all but some tags (details.failures)
+                                     * @description partial: a tag or segments run that completed all but some tags or segments (details.failures)
                                      * @enum {string}
                                      */
                                     status: "running" | "succeeded" | "partial" | "failed" | "skipped";
@@ -9477,7 +9477,7 @@ export interface paths {
             };
         };
         post?: never;
-        /** Retire a tag (refused while other tags read it) */
+        /** Retire a tag (refused while other tags, segments, campaigns or the catalogue use it) */
         delete: {
             parameters: {
                 query?: never;
