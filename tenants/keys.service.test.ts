@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { SystemDb } from '../core/db.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createKeyService, generateKey, hashKey, type KeyService } from './keys.service.js'
 import { LEGACY_SCOPE_ROLES, PERMISSIONS, ROLES, ROLE_PERMISSIONS, permissionsOf } from './permissions.js'
@@ -174,6 +175,29 @@ describe('key service', () => {
     const k2 = await keys.issue(t.id, { roles: ['ingest'], holder: 'app' })
     await expect(keys.rotate(other.id, k2.view.keyId, 60)).rejects.toMatchObject({ code: 'NOT_FOUND' })
     clock = new Date('2026-12-01T00:00:00Z')
+  })
+})
+
+describe('a change while the cache is being loaded', () => {
+  it('refuses a revoked key once the revocation has returned, though a load that read before it was running', async () => {
+    const real = engine.db.system
+    let racing: Promise<unknown> | undefined
+    // Another request's load (an unknown key id) starts just before the revocation is written.
+    const system = {
+      query: (...a: Parameters<SystemDb['query']>) => real.query(...a),
+      insert: async (table: string, rows: readonly Record<string, unknown>[]) => {
+        if (table === 'api_keys' && rows.some((r) => r.revoked_at)) racing = own.authenticate(generateKey(['layout']).key).catch(() => undefined)
+        return real.insert(table, rows)
+      },
+    } as unknown as SystemDb
+    const own: KeyService = createKeyService({ system, tenants, cacheTtlMs: 60_000 })
+    const t = await tenants.create({ slug: 'race-bank', name: 'Race' })
+    const { key, view } = await own.issue(t.id, { roles: ['layout'], holder: 'gateway' })
+    await expect(own.authenticate(key)).resolves.toMatchObject({ keyId: view.keyId })
+    expect((await own.revoke(t.id, view.keyId)).revokedAt).not.toBeNull()
+    expect(racing).toBeDefined()
+    await racing
+    await expect(own.authenticate(key)).rejects.toMatchObject({ code: 'AUTH_INVALID' })
   })
 })
 

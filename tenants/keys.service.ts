@@ -182,6 +182,9 @@ export function createKeyService(deps: {
 
   async function write(r: KeyRow) {
     await system.insert('api_keys', [{ ...r, updated_at: chDateTime(now()) }])
+    // A load already running may have read before the insert (another request's unknown key):
+    // joined, it would leave a revoked key accepted until the next load. This one starts after.
+    if (inflight) await inflight.catch(() => undefined)
     await reload()
   }
 
