@@ -16,7 +16,10 @@ describe('token buckets', () => {
     for (let i = 0; i < 5; i++) expect(b.take(1, 1)).toBe(0)
     expect(b.take(1, 1)).toBe(0) // at 0 tokens: not in debt yet, granted (now -1)
     expect(b.take(1, 1)).toBe(100) // 1 token of debt at 10/s
+    expect(b.debt(1)).toBe(100) // said without taking
+    expect(b.debt(1)).toBe(100)
     expect(b.take(2, 1)).toBe(0) // another key has its own bucket
+    expect(b.debt(2)).toBe(0)
     now = 100
     expect(b.take(1, 1)).toBe(0)
     // A cost above the burst goes through once, then waits for the debt to be paid.
@@ -104,6 +107,23 @@ describe('the request rate', () => {
       ),
     )
     expect(beacons.some((r) => r.statusCode === 429)).toBe(true)
+  })
+})
+
+describe('the event rate', () => {
+  it('refuses a tenant whose events are in debt before its next body is read or parsed (429, not a parse error)', async () => {
+    const d = await tenantWithKeys(t, 'debtor')
+    // 1,500 events against a burst of 1,000 at 500/s: granted once, a second in debt after.
+    const big = await post(d.write, 1500)
+    expect(big.statusCode, big.body).toBe(200)
+    const junk = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: { ...auth(d.write), 'content-type': 'application/json' }, payload: '{not json' })
+    expect(junk.statusCode, junk.body).toBe(429)
+    expect(junk.json()).toMatchObject({ error: { code: 'RATE_LIMITED' } })
+    expect(junk.json().error.message).toMatch(/events per second/)
+    expect(Number(junk.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    // Another tenant's junk is still its own parse error.
+    const other = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: { ...auth(b.write), 'content-type': 'application/json' }, payload: '{not json' })
+    expect(other.json().error.code).toBe('INVALID_JSON')
   })
 })
 

@@ -26,6 +26,8 @@ export interface TokenBuckets {
    * otherwise the milliseconds until the bucket is out of debt.
    */
   take(key: number, cost: number): number
+  /** The milliseconds until `key`'s bucket is out of debt (0: not in debt), taking nothing. */
+  debt(key: number): number
 }
 
 interface Bucket {
@@ -36,19 +38,29 @@ interface Bucket {
 export function createTokenBuckets(opts: BucketOptions, now: () => number = () => performance.now()): TokenBuckets {
   const buckets = new Map<number, Bucket>()
   const perMs = opts.perSecond / 1000
+  /** The key's bucket, refilled up to now. */
+  const current = (key: number): Bucket => {
+    const t = now()
+    let b = buckets.get(key)
+    if (!b) buckets.set(key, (b = { tokens: opts.burst, at: t }))
+    else {
+      b.tokens = Math.min(opts.burst, b.tokens + (t - b.at) * perMs)
+      b.at = t
+    }
+    return b
+  }
   return {
     take(key, cost) {
       if (opts.perSecond <= 0) return 0
-      const t = now()
-      let b = buckets.get(key)
-      if (!b) buckets.set(key, (b = { tokens: opts.burst, at: t }))
-      else {
-        b.tokens = Math.min(opts.burst, b.tokens + (t - b.at) * perMs)
-        b.at = t
-      }
+      const b = current(key)
       if (b.tokens < 0) return Math.ceil(-b.tokens / perMs)
       b.tokens -= cost
       return 0
+    },
+    debt(key) {
+      if (opts.perSecond <= 0) return 0
+      const b = current(key)
+      return b.tokens < 0 ? Math.ceil(-b.tokens / perMs) : 0
     },
   }
 }
@@ -59,6 +71,12 @@ export interface IngestLimits {
   request(tenantId: number): void
   /** Counts `n` events of the tenant; throws 429 RATE_LIMITED past its rate. */
   events(tenantId: number, n: number): void
+  /**
+   * Throws 429 RATE_LIMITED while the tenant's events are in debt, counting nothing: checked
+   * before a body is read, so a tenant past its event rate costs no parse of the next one (in
+   * the worker threads every tenant shares, the parse came before the count).
+   */
+  eventsDue(tenantId: number): void
 }
 
 export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestLimits {
@@ -82,6 +100,10 @@ export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestL
       if (wait) throw refuse(tenantId, 'events', wait, rate.eventsPerS)
       admitted.inc({ tenant: String(tenantId) }, n)
     },
+    eventsDue(tenantId) {
+      const wait = events.debt(tenantId)
+      if (wait) throw refuse(tenantId, 'events', wait, rate.eventsPerS)
+    },
   }
 }
 
@@ -95,9 +117,10 @@ const counted = Symbol('ingest request counted')
 export const REFUSAL_HOLD_MS = 1000
 
 /**
- * Counts each ingest request against its tenant's request rate as early as the tenant is known:
- * before the body is read when the key came in a header (a flood's 429 then costs no parsing),
- * else (a beacon's `writeKey` in the body) once the body key is checked.
+ * Counts each ingest request against its tenant's request rate, and refuses it while the
+ * tenant's events are in debt, as early as the tenant is known: before the body is read when the
+ * key came in a header (a flood's 429 then costs no parsing), else (a beacon's `writeKey` in the
+ * body) once the body key is checked.
  */
 export function registerIngestLimitHooks(app: FastifyInstance, limits: IngestLimits, paths: ReadonlySet<string>) {
   const take = async (req: FastifyRequest) => {
@@ -106,6 +129,7 @@ export function registerIngestLimitHooks(app: FastifyInstance, limits: IngestLim
     r[counted] = true
     try {
       limits.request(req.principal.tenantId)
+      limits.eventsDue(req.principal.tenantId)
     } catch (e) {
       // Retry-After is at least a second, so the hold never outlasts it.
       await new Promise((resolve) => setTimeout(resolve, REFUSAL_HOLD_MS))
