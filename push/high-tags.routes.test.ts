@@ -1,5 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
 import { chDateTime } from '../core/time.js'
 import { issueKey, openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 
@@ -13,6 +14,7 @@ import { issueKey, openTestApp, tenantWithKeys, type TestApp } from '../test/app
  */
 
 let t: TestApp
+let tenantId: number
 let admin: string
 let marketer: string
 const auth = (key: string) => ({ authorization: `Bearer ${key}` })
@@ -84,6 +86,7 @@ const refusal = (res: LightMyRequestResponse, tag: string) => JSON.parse(res.bod
 beforeAll(async () => {
   t = await openTestApp()
   const bank = await tenantWithKeys(t, 'high-tag-bank')
+  tenantId = bank.tenant.id
   admin = bank.admin
   marketer = await issueKey(t.keys, bank.tenant.id, 'marketer')
   const db = t.engine.db.forTenant(bank.tenant.id)
@@ -149,5 +152,40 @@ describe('high-sensitivity tags, route by route', () => {
     const reach = await send({ method: 'POST', url: '/v1/push/campaigns/flagged/reach', payload: { ...security, name: 'flagged', audience: { segment: 'flagged' } } }, marketer)
     expect(reach.statusCode, reach.body).toBe(200)
     expect(reach.json().audience).toBe(1)
+  })
+})
+
+describe('a tag raised to high sensitivity', () => {
+  const watch = { description: { zh: '测试', en: 'test' }, owner: 'qa', type: 'boolean', purpose: ['security', 'risk'], rule: { kind: 'rule', when: { feature: 'overdue_loans', op: 'gt', value: 0 } } }
+  const tip = { ...security, name: 'tip', audience: { rule: { tag: 'elder', op: 'eq', value: true } }, message: { body: { zh: '提示 {{tag.watch_flag}}', en: 'tip {{tag.watch_flag}}' } } }
+  const bodies = async (campaign: string) => {
+    const rows = await t.engine.db.forTenant(tenantId).query(
+      `SELECT body FROM push_targets FINAL WHERE tenant_id = {tenant:UInt16} AND campaign_id = {c:String} AND status = 'queued'`,
+      { c: campaign },
+      z.object({ body: z.string() }),
+    )
+    return rows.map((r) => r.body)
+  }
+
+  it('is refused while a campaign puts its value in message text, naming the campaign', async () => {
+    expect((await send({ method: 'PUT', url: '/v1/tags/watch_flag', payload: { ...watch, sensitivity: 'medium' } }, admin)).statusCode).toBe(201)
+    expect((await send({ method: 'PUT', url: '/v1/push/campaigns/watch-tip', payload: tip }, admin)).statusCode).toBe(201)
+    const raised = await send({ method: 'PUT', url: '/v1/tags/watch_flag', payload: { ...watch, sensitivity: 'high' } }, admin)
+    expect(raised.statusCode, raised.body).toBe(409)
+    expect(raised.json().error).toMatchObject({ code: 'IN_USE', issues: [expect.objectContaining({ field: 'sensitivity', kind: 'campaign', id: 'watch-tip' })] })
+  })
+
+  it('never reaches message text, though it was raised before such refusals (its customers are left out as missing the field)', async () => {
+    // A raise written as an earlier version would have: the definition row, not the repository.
+    const now = chDateTime(new Date())
+    const definition = JSON.stringify({ name: 'watch_flag', ...watch, sensitivity: 'high' })
+    await t.engine.db.forTenant(tenantId).insert('tag_definitions', [{ name: 'watch_flag', version: 99, definition, retired: 0, created_by: 'earlier', created_at: now }])
+    const run = await t.app.inject({ method: 'POST', url: '/v1/pipelines/runs', headers: auth(admin), payload: { mode: 'full', wait: true } })
+    expect(run.statusCode, run.body).toBe(200)
+    const r = await t.push.runTargeting(tenantId, { campaignIds: ['watch-tip'], asOf: new Date() })
+    // The three elder customers were its audience: the one with the flag is left out too.
+    expect(r.campaigns[0]).toMatchObject({ targeted: 3, suppressed: { missing_field: 3 } })
+    const sent = await bodies('watch-tip')
+    expect(sent.some((b) => /true|false/.test(b)), JSON.stringify(sent)).toBe(false)
   })
 })

@@ -49,8 +49,14 @@ export function planFields(fields: readonly string[], b: ParamBinder, o: { en: s
     const m = TAG_FIELD.exec(f)
     if (!m || tagAlias.has(f)) continue
     const alias = `tg${tagAlias.size}`
+    // Saving refuses a high-sensitivity tag in message text, and raising a tag a message names
+    // is refused; a tag raised before those refusals still fills nothing (its customers are left
+    // out as missing the field): its current definition is read here, as the values are.
+    const tag = b.str(m[1]!)
     join(`SELECT customer_key, value, toUInt8(1) AS present FROM tag_values FINAL
-      WHERE tenant_id = {tenant:UInt16} AND tag = ${b.str(m[1]!)} AND is_deleted = 0`, alias)
+      WHERE tenant_id = {tenant:UInt16} AND tag = ${tag} AND is_deleted = 0
+        AND (SELECT argMax(JSONExtractString(definition, 'sensitivity'), version) FROM tag_definitions FINAL
+             WHERE tenant_id = {tenant:UInt16} AND name = ${tag}) != 'high'`, alias)
     tagAlias.set(f, alias)
   }
   const product = () => {

@@ -136,6 +136,19 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
   }
 
   /**
+   * Refuses raising a tag to high sensitivity while a campaign puts its value in message text:
+   * risk flags never go to a customer's phone, and the campaign was checked when it was saved.
+   */
+  async function checkMessageUses(tenantId: number, current: StoredTag, def: TagDefinition): Promise<void> {
+    if (def.sensitivity !== 'high' || current.sensitivity === 'high') return
+    const uses = (await usesOf(tenantId, def.name)).filter((u) => u.kind === 'campaign' && (u.field === 'message' || u.field === 'variants'))
+    if (!uses.length) return
+    throw new AppError('IN_USE', `Tag ${def.name} would be of high sensitivity while ${uses.map((u) => `campaign ${u.id}`).join(', ')} put its value in message text: change those first.`, {
+      issues: uses.map((u) => ({ field: 'sensitivity', message: `campaign ${u.id} names it in its ${u.field}`, kind: u.kind, id: u.id, at: u.field })),
+    })
+  }
+
+  /**
    * Refuses a type or values change that a use's condition would no longer fit (a boolean
    * compared with true that becomes a number, an enum value a segment names dropped): such a
    * use would fail every run from then on.
@@ -216,7 +229,10 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       }
       if (current && !current.retired && isDeepStrictEqual(strip(current), def)) return { tag: current, changed: false }
       // The whole active set must still form a DAG with every dependency defined.
-      if (current && !current.retired) await checkPurposes(tenantId, current, def)
+      if (current && !current.retired) {
+        await checkPurposes(tenantId, current, def)
+        await checkMessageUses(tenantId, current, def)
+      }
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
       dependencyLevels([...others, def])
       checkSensitivity(def, others)
