@@ -240,7 +240,33 @@ export function createErasureRunner(deps: {
   forgotten?: (job: ErasureJob, final: boolean) => void
   /** Tests: called before each step (a throw there stands for a crash at that point). */
   beforeStep?: (job: ErasureJob, step: Step) => void
+  /** How long the last check waits for the tenant's pipeline runs in progress (default 15 minutes). */
+  runWaitMs?: number
+  /** How often it looks (default 500 ms). */
+  runPollMs?: number
 }) {
+  const runWaitMs = deps.runWaitMs ?? 15 * 60_000
+  const runPollMs = deps.runPollMs ?? 500
+
+  /**
+   * Waits until no pipeline run of the tenant holds its lease (pipeline_locks: a tag run, a
+   * segment or model build, in any process). A run in progress may have read the customer before
+   * the steps and write after them; once it has ended, the last check finds what it wrote. A
+   * lease of a crashed process expires on its own; past `runWaitMs` the check goes on, and says so.
+   */
+  async function waitForRuns(db: TenantDb, job: ErasureJob): Promise<void> {
+    const t0 = Date.now()
+    for (;;) {
+      const [r] = await db.query(`SELECT count() AS n FROM pipeline_locks WHERE tenant_id = {tenant:UInt16} AND expires_at > now64(3)`, {}, countRow)
+      if (!r?.n) return
+      if (Date.now() - t0 >= runWaitMs) {
+        deps.log.warn({ tenant: job.tenantId, job: job.jobId, runs: r.n, waitedMs: Date.now() - t0 }, 'pipeline runs still in progress; the erasure checks without waiting longer')
+        return
+      }
+      await new Promise((resolve) => setTimeout(resolve, runPollMs))
+    }
+  }
+
   function forgetAll(job: ErasureJob, final = false) {
     callForget(deps.forget, deps.log, job.tenantId, job.jobId, job.subject)
     deps.forgotten?.(job, final)
@@ -277,6 +303,7 @@ export function createErasureRunner(deps: {
           await touch()
         }
         // A write racing the job (an event in a flush, an exposure, a tag run) is erased again.
+        await waitForRuns(db, job)
         let check = await verify(db, job)
         const left = check.filter((c) => c.remaining > 0)
         if (left.length) {
