@@ -75,13 +75,17 @@ export async function applyDefinitions(repo: TagRepository, tenantId: number, de
   const levels = dependencyLevels(defs, existing)
   const incoming = new Set(defs.map((d) => d.name))
   const after = [...stored.filter((t) => !incoming.has(t.name)), ...defs]
-  for (const d of defs) {
-    await repo.dryRun(tenantId, d, after.filter((x) => x.name !== d.name), `definitions.${defs.indexOf(d)}.`)
+  // Every check of a save, for every definition against the set as it will be, before any is
+  // saved: one refused definition leaves the others unsaved too.
+  for (const [i, d] of defs.entries()) {
+    const others = after.filter((x) => x.name !== d.name)
+    await repo.check(tenantId, d, others, `definitions.${i}.`)
+    await repo.dryRun(tenantId, d, others, `definitions.${i}.`)
   }
   const out: ApplyResult[] = []
   for (const level of levels) {
     for (const d of level) {
-      const r = await repo.save(tenantId, d, actor, { dryRun: false })
+      const r = await repo.save(tenantId, d, actor, { dryRun: false, checked: true })
       out.push({ name: d.name, version: r.tag.version, changed: r.changed })
     }
   }

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
-import { AppError, issuesFromZod } from '../core/errors.js'
+import { AppError, isAppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import { tagDefinitionInput, tagDependencies, type Purpose, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { dryRunTag } from './tag.dryrun.js'
@@ -48,9 +48,19 @@ export interface TagRepository {
   get(tenantId: number, name: string): Promise<StoredTag | undefined>
   versions(tenantId: number, name: string): Promise<(StoredTag & { retired: boolean })[]>
   /** Validates and stores; returns the stored definition and whether it changed. */
-  save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number; dryRun?: boolean }): Promise<{ tag: StoredTag; changed: boolean }>
+  /**
+   * `dryRun: false` / `checked: true`: the caller already ran the dry run / `check` against the
+   * set as it will be (applying many definitions, where the set in between may not pass).
+   */
+  save(tenantId: number, input: unknown, actor: string, opts?: { expectedVersion?: number; dryRun?: boolean; checked?: boolean }): Promise<{ tag: StoredTag; changed: boolean }>
   /** Computes a definition once on a sample (as `save` does): DRY_RUN_FAILED naming the field. */
   dryRun(tenantId: number, def: TagDefinition, others: readonly TagDefinition[], fieldPrefix?: string): Promise<void>
+  /**
+   * What `save` refuses besides the dry run (a cycle, sensitivity, what uses the tag), against
+   * `others` as the active definitions will be: so many definitions can be checked before any is
+   * saved. Fields are prefixed with `fieldPrefix`.
+   */
+  check(tenantId: number, def: TagDefinition, others: readonly TagDefinition[], fieldPrefix?: string): Promise<void>
   retire(tenantId: number, name: string, actor: string): Promise<void>
   /**
    * Capabilities that use tags (segments, push, layouts) say where, so retiring a tag or a
@@ -185,6 +195,18 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
     if (issues.length) throw new AppError('VALIDATION_FAILED', `Tag ${def.name}: ${issues.map((i) => i.message).join('; ')}.`, { issues })
   }
 
+  /** Every check of a save but the dry run; `others`: the other active definitions. */
+  async function checkAll(tenantId: number, current: (StoredTag & { retired?: boolean }) | undefined, def: TagDefinition, others: readonly TagDefinition[]): Promise<void> {
+    if (current && !current.retired) {
+      await checkPurposes(tenantId, current, def)
+      await checkMessageUses(tenantId, current, def)
+    }
+    // The whole active set must still form a DAG with every dependency defined.
+    dependencyLevels([...others, def])
+    checkSensitivity(def, others)
+    if (current && !current.retired) await checkShape(tenantId, current, def, others)
+  }
+
   async function latest(tenantId: number, name?: string) {
     const rows = await tdb(tenantId).query(
       `SELECT name, version, definition, retired, created_by, toString(created_at) AS created_at
@@ -203,6 +225,15 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
       if (check) checks.push(check)
     },
     dryRun: (tenantId, def, others, fieldPrefix) => dryRunTag(tdb(tenantId), def, others, fieldPrefix),
+    async check(tenantId, def, others, fieldPrefix = '') {
+      const [current] = await latest(tenantId, def.name)
+      try {
+        await checkAll(tenantId, current, def, others)
+      } catch (e) {
+        if (!fieldPrefix || !isAppError(e)) throw e
+        throw new AppError(e.code, e.message, { issues: (e.issues ?? []).map((i) => ({ ...i, field: `${fieldPrefix}${i.field ?? ''}` })) })
+      }
+    },
     async list(tenantId) {
       return (await latest(tenantId)).filter((t) => !t.retired).map(({ retired: _r, ...t }) => t)
     },
@@ -228,15 +259,8 @@ export function createTagRepository(deps: { db: Db }): TagRepository {
         throw new AppError('CONFLICT', `Tag ${def.name} is at version ${current?.version ?? 0}, not ${opts.expectedVersion}.`)
       }
       if (current && !current.retired && isDeepStrictEqual(strip(current), def)) return { tag: current, changed: false }
-      // The whole active set must still form a DAG with every dependency defined.
-      if (current && !current.retired) {
-        await checkPurposes(tenantId, current, def)
-        await checkMessageUses(tenantId, current, def)
-      }
       const others = (await repo.list(tenantId)).filter((t) => t.name !== def.name).map(strip)
-      dependencyLevels([...others, def])
-      checkSensitivity(def, others)
-      if (current && !current.retired) await checkShape(tenantId, current, def, others)
+      if (!opts.checked) await checkAll(tenantId, current, def, others)
       // Computed once on a sample, so what would fail every run is refused now (`dryRun: false`
       // when the caller already did, as applying many definitions does before saving any).
       if (opts.dryRun !== false) await dryRunTag(tdb(tenantId), def, others)

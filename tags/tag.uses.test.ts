@@ -9,7 +9,8 @@ import { createSegmentsModule } from '../segments/segments.module.js'
 import { createTenantService, type Tenant, type TenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { testTagDef } from '../test/fixtures.js'
-import { createTagRepository, type TagRepository } from './tag.repository.js'
+import { applyDefinitions } from './tag.pack.js'
+import { createTagRepository, parseDefinition, type TagRepository } from './tag.repository.js'
 
 /**
  * A tag's purpose change used to be saved and then break whatever used the tag for the purpose
@@ -163,5 +164,28 @@ describe('type and values changes', () => {
     expect((await repo.get(bank.id, 'tier'))!.values).toEqual(['gold', 'silver', 'bronze'])
     expect((await repo.save(bank.id, tier(['gold', 'silver', 'bronze', 'platinum'], [gold, silver], 'platinum'), 'test')).tag.version).toBe(2)
     expect((await repo.save(bank.id, tier(['gold', 'silver', 'platinum'], [gold, silver], 'platinum'), 'test')).tag.version).toBe(3)
+  })
+})
+
+describe('applying many definitions', () => {
+  it('saves none of them when one is refused for what uses it, naming it by its place in the list', async () => {
+    // The first could be saved alone; the second drops a purpose a saved segment uses the tag for.
+    const fresh = parseDefinition(testTagDef('fresh_flag', 'boolean', { kind: 'rule', when: { feature: 'age', op: 'gte', value: 45 } }, {}, ['marketing']))
+    const youngForService = parseDefinition(testTagDef('young', 'boolean', { kind: 'rule', when: { feature: 'age', op: 'lt', value: 30 } }, {}, ['service']))
+    const err = await refused(() => applyDefinitions(repo, bank.id, [fresh, youngForService], 'test'))
+    expect(err.code).toBe('IN_USE')
+    expect(err.issues.map((i) => i.field)).toContain('definitions.1.purpose')
+    expect(await repo.get(bank.id, 'fresh_flag')).toBeUndefined()
+    expect((await repo.get(bank.id, 'young'))!.purpose).toEqual(['marketing'])
+  })
+
+  it('raises a tag and the tag that reads it to high together: the set is checked as it will be, not as it is in between', async () => {
+    const base = (name: string, when: unknown, sensitivity: string) => parseDefinition(testTagDef(name, 'boolean', { kind: 'rule', when }, { sensitivity }, ['marketing']))
+    const reader = (sensitivity: string) => base('watched_elder', { all: [{ tag: 'watched', op: 'eq', value: true }, { feature: 'age', op: 'gte', value: 60 }] }, sensitivity)
+    await applyDefinitions(repo, bank.id, [base('watched', { feature: 'age', op: 'gte', value: 50 }, 'low'), reader('low')], 'test')
+    const raised = await applyDefinitions(repo, bank.id, [base('watched', { feature: 'age', op: 'gte', value: 50 }, 'high'), reader('high')], 'test')
+    expect(raised.map((r) => [r.name, r.changed])).toEqual([['watched', true], ['watched_elder', true]])
+    expect((await repo.get(bank.id, 'watched'))!.sensitivity).toBe('high')
+    expect((await repo.get(bank.id, 'watched_elder'))!.sensitivity).toBe('high')
   })
 })
