@@ -5,13 +5,11 @@ import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { addDays, chDateTime, chEpoch, localDate } from '../core/time.js'
-import { MAX_TTL_MINUTES } from './campaign.schema.js'
+import { chEpoch } from '../core/time.js'
 import type { WithdrawalIndex } from './consent.index.js'
 import { createKeyedLock } from './keyed-lock.js'
+import { readDueTargets, type QueueRow } from './lease.queue.js'
 import { inQuiet, localMinute } from './policy.js'
-import { TEST_SUFFIX } from './test-send.js'
-import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
 
 /**
  * Leases of due targets to the notification service.
@@ -24,8 +22,8 @@ import { forEachTsvRow, readAll, unescapeTsv } from './tsv-read.js'
  * - a refill reads the next due targets into memory: queued, due, not expired, of an active
  *   campaign, without a final outcome, not under a lease that is still running and not leased
  *   `maxAttempts` times already, and inside the tenant's quiet hours security messages only
- *   (a promotion due at 20:55 and pulled at 21:05 waits for the morning); highest priority class
- *   first, then oldest due. Test sends (status 'test') go out whatever their campaign's status
+ *   (a promotion due at 20:55 and pulled at 21:05 waits for the morning); security messages
+ *   first, then the highest priority class, then oldest due. Test sends (status 'test') go out whatever their campaign's status
  *   and the hour: someone is waiting for them on their phone;
  * - a pull takes targets from that queue and writes their lease rows (push_leases) before it
  *   answers; if the write fails they go back to the queue and the pull fails. A taken target
@@ -111,68 +109,6 @@ export interface LeaseOptions {
   idleRefreshMs?: number
 }
 
-/** The columns a refill reads, in order (TabSeparated). */
-const QUEUE_COLUMNS = [
-  'target_id',
-  'campaign_id',
-  'campaign_version',
-  'customer_key',
-  'customer_no',
-  'toString(channel)',
-  'toString(purpose)',
-  'toString(priority)',
-  'language',
-  'toString(variant)',
-  'title',
-  'body',
-  'toString(due_at)',
-  'toString(expires_at)',
-  'toUnixTimestamp64Milli(expires_at)',
-  'toString(status)',
-  'message_variant',
-] as const
-
-/** An engine DateTime64 in UTC ('2026-11-28 10:00:00.000') as ISO 8601. */
-const iso = (s: string) => `${s.replace(' ', 'T')}Z`
-
-/** A queued target: what a pull hands out (all but the lease), and what the queue itself needs. */
-interface QueueRow {
-  target: Omit<PulledTarget, 'leaseId' | 'leaseUntil'>
-  /** The campaign id as stored: a test target's carries TEST_SUFFIX, and its leases and outcomes keep it, out of the campaign's stats. */
-  storedCid: string
-  customerKey: number
-  expMs: number
-}
-
-/** Fields as they come (still escaped): ids, enums, dates and numbers never hold an escape. */
-function toQueueRow(f: string[]): QueueRow {
-  if (f.length !== QUEUE_COLUMNS.length) throw new AppError('INTERNAL', `A queue row has ${f.length} fields, not ${QUEUE_COLUMNS.length}.`)
-  const test = f[15] === 'test'
-  return {
-    target: {
-      targetId: f[0]!,
-      idempotencyKey: f[0]!,
-      campaignId: test ? f[1]!.slice(0, f[1]!.lastIndexOf(TEST_SUFFIX)) : f[1]!,
-      campaignVersion: Number(f[2]),
-      customerNo: unescapeTsv(f[4]!),
-      channel: f[5]!,
-      purpose: f[6]!,
-      priority: f[7]!,
-      language: unescapeTsv(f[8]!),
-      variant: f[9]!,
-      messageVariant: f[16]!,
-      title: unescapeTsv(f[10]!),
-      body: unescapeTsv(f[11]!),
-      dueAt: iso(f[12]!),
-      expiresAt: iso(f[13]!),
-      test,
-    },
-    storedCid: f[1]!,
-    customerKey: Number(f[3]),
-    expMs: Number(f[14]),
-  }
-}
-
 interface TenantState {
   queue: QueueRow[]
   head: number
@@ -189,9 +125,6 @@ interface TenantState {
   /** Targets given a final outcome here, with when: skipped until a refill begun later excludes them. */
   finished: Map<string, number>
 }
-
-/** A target id (32 hex digits of an MD5) as the UInt128 it spells. */
-const ID128 = (column: string) => `reinterpretAsUInt128(unhex(${column}))`
 
 /** push_leases and push_outcomes columns as the lease manager writes them (the push benchmark's floor writes the same). */
 export const LEASE_COLUMNS = ['target_id', 'kind', 'lease_id', 'campaign_id', 'customer_key', 'owner', 'leased_at', 'lease_until'] as const
@@ -249,53 +182,10 @@ export function createLeaseManager(deps: {
   async function refill(tenantId: number, s: TenantState, now: number, chunk: number, quiet: boolean) {
     const stop = refills.startTimer()
     const gen = s.gen
-    const db = deps.db.forTenant(tenantId)
     const [campaigns, policy] = await Promise.all([deps.activeCampaigns(tenantId), deps.policy(tenantId)])
-    // Only dates that can still hold a deliverable target: the longest time to live, a day for a
-    // target deferred past quiet hours to the next morning, and a day for time zones.
-    const since = addDays(localDate(new Date(now), policy.timeZone), -(Math.ceil(MAX_TTL_MINUTES / 1440) + 2))
     // Inside quiet hours only security messages go out, whenever the others fell due.
     s.quiet = quiet
-    // Two steps in one query: the next `chunk` due targets are chosen by a narrow sort (ids,
-    // priority, due time), then their wide rows (message text) are read in queue order, as
-    // TabSeparated (several times faster to parse than JSON at this size). The engine sorts
-    // them: a JS sort and Set over 100,000 rows took about a fifth of a refill.
-    //
-    // Done or held targets are left out by one anti-join on the ids' 128 bits: a target id is
-    // the hex of an MD5 (targeting.sql.ts), so unhex is exact, and a set of UInt128 is built
-    // and probed faster than one of strings. Measured at 300,000 delivered of 1M, the inner
-    // choice took ~210 ms this way against ~330 ms with two string sets.
-    // Test sends (test-send.ts) are handed out whatever their campaign's status: their stored ids
-    // are read here (one per message variant sent: the id, the suffix, ':' and the variant).
-    const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}, v) FROM push_test_sends
-      ARRAY JOIN if(empty(variants), [''], arrayMap(x -> concat(':', x), variants)) AS v
-      WHERE tenant_id = {tenant:UInt16} AND queued > 0 AND at >= {sinceAt:DateTime64(3, 'UTC')}))`
-    const due = `tenant_id = {tenant:UInt16} AND ${held} AND local_date >= {since:Date}
-      AND status IN ('queued', 'test') AND due_at <= {now:DateTime64(3, 'UTC')} AND expires_at > {now:DateTime64(3, 'UTC')}
-      AND (purpose = 'security' OR status = 'test' OR {quiet:UInt8} = 0)
-      AND ${ID128('target_id')} NOT IN (
-        SELECT ${ID128('target_id')} FROM push_outcomes WHERE tenant_id = {tenant:UInt16} AND final = 1 AND at >= {sinceAt:DateTime64(3, 'UTC')}
-        UNION ALL
-        SELECT ${ID128('target_id')} AS id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND leased_at >= {sinceAt:DateTime64(3, 'UTC')}
-        GROUP BY id
-        HAVING argMax(lease_until, leased_at) > {now:DateTime64(3, 'UTC')} OR countIf(kind = 'lease') >= {attempts:UInt16})`
-    const text = await readAll(
-      await db.stream(
-        `SELECT ${QUEUE_COLUMNS.join(', ')} FROM push_targets
-         WHERE tenant_id = {tenant:UInt16} AND ${held} AND local_date >= {since:Date}
-           AND target_id IN (SELECT target_id FROM push_targets WHERE ${due} ORDER BY priority DESC, due_at LIMIT {chunk:UInt32})
-         ORDER BY priority DESC, due_at, target_id
-         FORMAT TabSeparated`,
-        { cids: campaigns, testSuffix: TEST_SUFFIX, since, sinceAt: `${since} 00:00:00.000`, now: chDateTime(now), attempts: policy.maxAttempts, quiet: s.quiet ? 1 : 0, chunk },
-      ),
-    )
-    // A duplicate row (a replacing merge not yet done) is read once: in this order, copies of a
-    // target are adjacent.
-    const rows: QueueRow[] = []
-    forEachTsvRow(text, (f) => {
-      const r = toQueueRow(f)
-      if (rows.length === 0 || rows[rows.length - 1]!.target.targetId !== r.target.targetId) rows.push(r)
-    })
+    const rows = await readDueTargets(deps.db.forTenant(tenantId), { campaigns, now, chunk, quiet, maxAttempts: policy.maxAttempts })
     s.queue = rows
     s.head = 0
     s.loadedAt = now

@@ -148,6 +148,21 @@ describe('pull', () => {
     expect(day.map((x) => x.campaignId)).toEqual(['promo', 'promo', 'promo'])
   })
 
+  it('hands out security messages first, then the higher priority class, whichever fell due first', async () => {
+    const now = Date.now()
+    const t = await seedBank(fx, { slug: 'order', timeZone: 'Asia/Shanghai', prefix: 'OR', n: 4, loanDay: '2026-03-18', asOf: new Date(now) })
+    await fx.push.policies.save(t, { quietHours: null }, 'test')
+    const once = (minutesAgo: number) => ({ kind: 'once', at: new Date(now - minutesAgo * 60_000).toISOString() })
+    // An anti-fraud tip of the lowest class, due last; service messages of higher classes due before it.
+    await fx.push.campaigns.save(t, 'tip', campaign({ purpose: 'security', priority: 'low', schedule: once(1) }), 'test')
+    await fx.push.campaigns.save(t, 'svc-high', campaign({ purpose: 'service', priority: 'high', schedule: once(2) }), 'test')
+    await fx.push.campaigns.save(t, 'svc-normal', campaign({ purpose: 'service', priority: 'normal', schedule: once(3) }), 'test')
+    await fx.push.runTargeting(t, { asOf: new Date(now) })
+    const pulled = []
+    for (let i = 0; i < 3; i++) pulled.push((await fx.push.leases.pull(t, { limit: 4, leaseSeconds: 60 })).map((x) => x.campaignId))
+    expect(pulled).toEqual([Array(4).fill('tip'), Array(4).fill('svc-high'), Array(4).fill('svc-normal')])
+  })
+
   it('leases and acknowledges large batches, each target once', async () => {
     const n = 20_000
     const t = await dueTargets('bulk', n)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { defaultPolicy, inQuiet, localMinute, minutesOf, policyInput } from './policy.js'
-import { cronTimes, occurrenceOf } from './schedule.js'
+import { cronTimes, nextRuns, occurrenceOf } from './schedule.js'
 
 /** When occurrences fall in the tenant's zone, and the policy's defaults. */
 
@@ -26,6 +26,31 @@ describe('schedules', () => {
     expect(occurrenceOf(once, new Date('2026-03-19T10:00:00Z'), 'Asia/Shanghai')).toEqual({ due: false, reason: 'not_yet' })
     expect(occurrenceOf(once, new Date('2026-03-19T17:00:00Z'), 'Asia/Shanghai')).toMatchObject({ due: true, localDate: '2026-03-20' })
     expect(occurrenceOf({ kind: 'event', steps: [{ event: { names: ['x'] } }], withinMinutes: 5 }, new Date(), 'UTC')).toEqual({ due: false, reason: 'event_triggered' })
+  })
+})
+
+describe('once, late', () => {
+  it('is due until its time to live from `at` has passed, on the date of `at`, then expired', () => {
+    const once = { kind: 'once' as const, at: '2026-03-10T09:00:00+08:00' }
+    // Three hours of a four-hour time to live gone: due, on its own date.
+    expect(occurrenceOf(once, new Date('2026-03-10T04:00:00Z'), 'Asia/Shanghai', 240)).toEqual({ due: true, localDate: '2026-03-10', dueAt: new Date('2026-03-10T01:00:00Z') })
+    expect(occurrenceOf(once, new Date('2026-03-10T05:00:00Z'), 'Asia/Shanghai', 240)).toEqual({ due: false, reason: 'expired' })
+    expect(occurrenceOf(once, new Date('2026-03-22T01:00:00Z'), 'Asia/Shanghai', 1440)).toEqual({ due: false, reason: 'expired' })
+  })
+})
+
+describe('schedule preview', () => {
+  it('gives each local day once where the day does not begin at midnight', () => {
+    // America/Santiago moves from 00:00 to 01:00 on 2026-09-06: that day has no midnight.
+    const runs = nextRuns('0 9 * * *', new Date('2026-09-04T15:00:00Z'), 4, 'America/Santiago')
+    expect(runs.map((r) => [r.localDate, r.at.toISOString()])).toEqual([
+      ['2026-09-04', '2026-09-04T13:00:00.000Z'],
+      ['2026-09-05', '2026-09-05T13:00:00.000Z'],
+      ['2026-09-06', '2026-09-06T12:00:00.000Z'],
+      ['2026-09-07', '2026-09-07T12:00:00.000Z'],
+    ])
+    // A later day's run is its first time, as a run at the start of that day makes it.
+    expect(nextRuns('0 9,18 * * *', new Date('2026-09-05T23:30:00Z'), 2, 'America/Santiago').map((r) => r.at.toISOString())).toEqual(['2026-09-05T22:00:00.000Z', '2026-09-06T12:00:00.000Z'])
   })
 })
 

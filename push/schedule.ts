@@ -1,5 +1,5 @@
 import { parse as parseCron } from 'node-cron'
-import { addDays, localDate, zonedMidnight, zonedToUtc } from '../core/time.js'
+import { addDays, localDate, zonedToUtc } from '../core/time.js'
 import type { Schedule } from './campaign.schema.js'
 
 /**
@@ -8,7 +8,11 @@ import type { Schedule } from './campaign.schema.js'
  * hand): it makes the targets of the local day's occurrence, due at the occurrence's time, so
  * they are released then; reruns later that day find them made and add only newcomers.
  *
- * - once: the local date of `at`, due at `at`; runs before that date do nothing.
+ * - once: the local date of `at`, due at `at`; runs before that date do nothing. A run after
+ *   `at` (the campaign approved, resumed or saved late) still makes it while `at` + the
+ *   campaign's time to live has not passed: its targets keep the date of `at` (one per customer
+ *   whatever the reruns) and go out at once. After that the occurrence has expired: a message
+ *   for a moment long past is not sent days later.
  * - cron: one occurrence per local day (targets are one per customer and local date): the
  *   latest time of the day at or before `asOf`, or the first one after it. A day the cron does
  *   not match has none.
@@ -17,7 +21,7 @@ import type { Schedule } from './campaign.schema.js'
 
 export type Occurrence =
   | { due: true; localDate: string; dueAt: Date | null }
-  | { due: false; reason: 'not_yet' | 'not_today' | 'event_triggered' }
+  | { due: false; reason: 'not_yet' | 'not_today' | 'event_triggered' | 'expired' }
 
 /** The UTC instants of a five-field cron's matches on a local date (ascending). */
 export function cronTimes(cron: string, day: string, timeZone: string): Date[] {
@@ -36,13 +40,16 @@ export function cronTimes(cron: string, day: string, timeZone: string): Date[] {
   return out
 }
 
-export function occurrenceOf(s: Schedule, asOf: Date, timeZone: string): Occurrence {
+/** `ttlMinutes`: the campaign's time to live, which bounds how late a once occurrence is made. */
+export function occurrenceOf(s: Schedule, asOf: Date, timeZone: string, ttlMinutes = Infinity): Occurrence {
   const today = localDate(asOf, timeZone)
   switch (s.kind) {
     case 'once': {
       const at = new Date(s.at)
       const day = localDate(at, timeZone)
-      return today < day ? { due: false, reason: 'not_yet' } : { due: true, localDate: day, dueAt: at }
+      if (today < day) return { due: false, reason: 'not_yet' }
+      if (asOf.getTime() >= at.getTime() + ttlMinutes * 60_000) return { due: false, reason: 'expired' }
+      return { due: true, localDate: day, dueAt: at }
     }
     case 'cron': {
       const times = cronTimes(s.cron, today, timeZone)
@@ -68,16 +75,20 @@ const HORIZON_DAYS = 366 * 4
 /**
  * The next `count` occurrences of a cron campaign from `from`, as the scheduler makes them: one
  * per local day, today's being the one a run now would make (it may lie before `from`: then it
- * is due at once), a later day's its first time. The console's calendar and cron field show these.
+ * is due at once), a later day's its first time (what a run early that day makes). The console's
+ * calendar and cron field show these. A later day is taken by its date, not by an instant such as
+ * its local midnight, which a zone that moves its clocks at 00:00 skips (the instant would fall
+ * on the day before).
  */
 export function nextRuns(cron: string, from: Date, count: number, timeZone: string): Run[] {
   const out: Run[] = []
   const first = localDate(from, timeZone)
-  for (let i = 0; i < HORIZON_DAYS && out.length < count; i++) {
+  const today = occurrenceOf({ kind: 'cron', cron }, from, timeZone)
+  if (today.due && today.dueAt) out.push({ localDate: today.localDate, at: today.dueAt })
+  for (let i = 1; i < HORIZON_DAYS && out.length < count; i++) {
     const day = addDays(first, i)
-    const asOf = i === 0 ? from : zonedMidnight(day, timeZone)
-    const occ = occurrenceOf({ kind: 'cron', cron }, asOf, timeZone)
-    if (occ.due && occ.dueAt) out.push({ localDate: occ.localDate, at: occ.dueAt })
+    const [at] = cronTimes(cron, day, timeZone)
+    if (at) out.push({ localDate: day, at })
   }
-  return out
+  return out.slice(0, count)
 }

@@ -17,7 +17,10 @@ import { variantStats, type VariantStats } from './stats.variants.js'
  * a goal event: a target converts when its customer does the goal within `withinHours` after
  * the target's due time; uplift compares the rate of the queued targets with that of the
  * customers kept out by the global holdout and by the campaign's control group, measured the
- * same way from when they would have been due.
+ * same way from when they would have been due. Targeting records those two reasons only for
+ * customers nothing else kept the message from (targeting.sql.ts), so the three groups are alike
+ * but for the message. Per variant (stats.variants.ts) only queued targets are compared, which
+ * that order does not change.
  */
 
 const FEEDBACK = ['push_delivered', 'push_opened', 'push_clicked'] as const

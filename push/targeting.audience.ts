@@ -1,14 +1,14 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
-import { addDays, chDateTime, daysBetween, zonedMidnight } from '../core/time.js'
+import { addDays, chDateTime, daysBetween } from '../core/time.js'
 import { compileSegment } from '../segments/segment.compile.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
 import type { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Audience, DateTrigger, PushPurpose, Schedule } from './campaign.schema.js'
-import type { AudienceSql } from './targeting.sql.js'
+import { wallClockSql, type AudienceSql } from './targeting.sql.js'
 import type { OpeningProduct } from './targeting.fields.js'
 
 /**
@@ -119,15 +119,17 @@ export function scheduledAudience(
   const where = (col: string) => (o.trigger ? `WHERE ${col} IN (${o.trigger})` : '')
   const occ = b.bind('Date', o.localDate)
   if (o.schedule.kind === 'active_hour') {
-    const midnight = b.bind(`DateTime64(3, 'UTC')`, chDateTime(zonedMidnight(o.localDate, o.timeZone)))
     const since = b.bind(`DateTime64(3, 'UTC')`, chDateTime(o.asOf.getTime() - o.schedule.lookbackDays * 86_400_000))
     const hours = `SELECT customer_key, argMax(h, n) AS hour, toUInt8(1) AS present FROM (
         SELECT customer_key, toHour(timestamp, {tz:String}) AS h, count() AS n FROM events
         WHERE tenant_id = {tenant:UInt16} AND customer_key != 0 AND timestamp >= ${since} AND timestamp < {now:DateTime64(3, 'UTC')}
         GROUP BY customer_key, h) GROUP BY customer_key`
     const hour = `if(ah.present = 1, ah.hour, ${b.bind('UInt8', o.schedule.fallbackHour)})`
+    // The hour on the local clock of that day: on a day the clocks change it is not that many
+    // hours after local midnight.
+    const due = wallClockSql(occ, `concat(leftPad(toString(${hour}), 2, '0'), ':00')`)
     return {
-      sql: `SELECT k.customer_key AS customer_key, ${occ} AS occ_date, addHours(${midnight}, ${hour}) AS due_base, '' AS no_hint
+      sql: `SELECT k.customer_key AS customer_key, ${occ} AS occ_date, ${due} AS due_base, '' AS no_hint
         FROM (${keys}) AS k LEFT JOIN (${hours}) AS ah ON ah.customer_key = k.customer_key ${where('k.customer_key')}`,
       dates: { from: o.localDate, to: o.localDate },
     }

@@ -17,9 +17,12 @@ import { TAG_FIELD, templateSql, type TemplatePart } from './template.js'
  * the consent for the campaign's purpose and channel, the elder tag, the customer's budget
  * (queued non-security targets of the surrounding days, all campaigns) and the sources of the
  * template fields. Then, in order, the first rule that applies names the reason a customer is
- * left out (stored as a suppressed target): consent, the global holdout (marketing only), the
- * campaign's control group, a field the message needs and the customer lacks, quiet hours that
- * push the message past its validity, and the caps of the campaign's priority class. Keys that
+ * left out (stored as a suppressed target): consent, a field the message needs and the customer
+ * lacks, quiet hours that push the message past its validity, the caps of the campaign's
+ * priority class, and only then the global holdout (marketing only) and the campaign's control
+ * group. The two comparison groups are thus made of customers the campaign would have sent to,
+ * like the treated ones, and the uplift compares like with like; who is in the global holdout
+ * does not depend on the order (layouts share it), only which reason its rows record. Keys that
  * already have a target for this campaign and date are skipped: one target per (campaign,
  * customer, local date), whatever reruns happen.
  */
@@ -101,6 +104,20 @@ export async function checkHoldoutParity(db: TenantDb): Promise<void> {
   if (!r || r.inside.join() !== expected.join()) throw new AppError('INTERNAL', 'The push holdout no longer matches core/holdout.ts inHoldout.')
 }
 
+/**
+ * The instant of a local wall-clock reading in the tenant's zone (`{tz:String}`): `day` an SQL
+ * Date, `hhmm` an SQL String 'HH:MM'. Built from the date and the reading, not as minutes after
+ * local midnight, which are an hour off on a day the clocks change. The engine reads a time the
+ * clocks skip (02:30 where they move from 02:00 to 03:00) with the offset after the change,
+ * which lands an hour early, before the change; applying the offset in force at that instant
+ * instead gives the reading after the change (03:30), so the result is never earlier than the
+ * clock says. A reading the clocks repeat is its first pass.
+ */
+export function wallClockSql(day: string, hhmm: string): string {
+  const text = `concat(toString(${day}), ' ', ${hhmm}, ':00')`
+  return `(toDateTime64(${text}, 3, 'UTC') - toIntervalSecond(timeZoneOffset(toDateTime(${text}, {tz:String}))))`
+}
+
 type Texts = { title: TemplatePart[] | null; body: TemplatePart[] }
 
 /**
@@ -165,8 +182,11 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
            WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' GROUP BY customer_key) AS pz ON pz.customer_key = a.customer_key`]
       : []),
     // One budget across campaigns: what was released (queued) on the days a new target may spend.
+    // Found by expiry, not by occurrence date: a target may go out long after its date (a once
+    // campaign targeted late, a late event). A queued target expires after it is due, so one
+    // sending on bfrom or later expires after a day before bfrom began in UTC.
     `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
-       WHERE tenant_id = {tenant:UInt16} AND local_date >= subtractDays({bfrom:Date}, 30) AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
+       WHERE tenant_id = {tenant:UInt16} AND expires_at > toDateTime64(subtractDays({bfrom:Date}, 1), 3, 'UTC') AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
          AND status = 'queued' AND purpose != 'security' GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
     ...(anyElder ? [ELDER_JOIN] : []),
     ...fields.joins,
@@ -195,26 +215,29 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
         WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND local_date BETWEEN {dfrom:Date} AND {dto:Date})`
 
   // Quiet hours in the tenant's local time; [start, end) may wrap midnight. Security messages are
-  // released inside them (flagged); the others wait for the end of the quiet period.
+  // released inside them (flagged); the others wait for the end of the quiet period: its end on
+  // the local clock, the same day, or the next one when the period wraps and began that evening.
   const q = s.policy.quietHours
   const security = c.purpose === 'security'
   const quiet = !q ? '0' : minutesOf(q.start) < minutesOf(q.end) ? 'mday >= {qs:UInt16} AND mday < {qe:UInt16}' : '(mday >= {qs:UInt16} OR mday < {qe:UInt16})'
-  const deferred = `toDateTime64(addMinutes(toStartOfDay(due0, {tz:String}), {qe:UInt16} + if({qs:UInt16} > {qe:UInt16} AND mday >= {qs:UInt16}, 1440, 0)), 3, 'UTC')`
+  const deferred = wallClockSql(`addDays(toDate(due0, {tz:String}), if({qs:UInt16} > {qe:UInt16} AND mday >= {qs:UInt16}, 1, 0))`, '{qend:String}')
   const timed = `SELECT *, toUInt8(${quiet}) AS quiet, ${security || !q ? 'due0' : `if(quiet = 1, ${deferred}, due0)`} AS due_at, toDate(due_at, {tz:String}) AS send_date
     FROM (SELECT *, toHour(due0, {tz:String}) * 60 + toMinute(due0, {tz:String}) AS mday
           FROM (SELECT *, greatest(due_base, {now:DateTime64(3, 'UTC')}, {vfrom:DateTime64(3, 'UTC')}) AS due0 FROM (${joined})))`
 
   const capped = !security && c.priority !== 'critical'
+  // The comparison groups come last: a customer is held out or in the control group only where
+  // nothing else would have kept the message from them.
   const reasons = [
     `consent_ok = 0, if(consent_known = 1, 'consent_refused', 'no_consent')`,
     `pz_off = 1, 'personalization_off'`,
-    `in_holdout = 1, 'holdout'`,
-    `in_control = 1, 'control_group'`,
     `isNull(title) OR isNull(body), 'missing_field'`,
     `due_at >= {until:DateTime64(3, 'UTC')}, if(quiet = 1, 'quiet_hours', 'outside_validity')`,
     ...(capped
       ? [`arrayCount(d -> d = send_date, sent) >= {capDay:UInt16}, 'cap_day'`, `arrayCount(d -> d > subtractDays(send_date, 7) AND d <= send_date, sent) >= {capWeek:UInt16}, 'cap_week'`]
       : []),
+    `in_holdout = 1, 'holdout'`,
+    `in_control = 1, 'control_group'`,
   ]
   const decided = `SELECT *, multiIf(${reasons.join(', ')}, '') AS reason FROM (${timed})`
 
@@ -245,8 +268,13 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     ttl: c.ttlMinutes,
     dfrom: s.audience.dates.from,
     dto: s.audience.dates.to,
-    bfrom: addDays(s.audience.dates.from, -7),
-    bto: addDays(s.audience.dates.to, 2),
+    // The sends the caps count, by the day they go out: the new targets go out on their dates, or
+    // today when those have passed (a target is never due before now; a once campaign targeted
+    // late, a late event), or a day later (quiet hours end the next morning). So from the week
+    // before the earlier of the first date and today, to two days after the later of the last
+    // date and today.
+    bfrom: addDays(s.audience.dates.from < s.today ? s.audience.dates.from : s.today, -7),
+    bto: addDays(s.audience.dates.to > s.today ? s.audience.dates.to : s.today, 2),
     tprefix: `${s.tenantId}:${c.id}:`,
     elderTag: ELDER_TAG,
     hstate: saltState(HOLDOUT_SALT, s.tenantId),
@@ -258,6 +286,7 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     vups: variantBounds(variants.map((v) => v.weight)),
     qs: q ? minutesOf(q.start) : 0,
     qe: q ? minutesOf(q.end) : 0,
+    qend: q ? q.end : '00:00',
     capDay: cap.day,
     capWeek: cap.week,
   }

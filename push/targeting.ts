@@ -147,7 +147,7 @@ export function createTargeting(deps: TargetingDeps) {
     const skip = (skipped: string, day?: string): CampaignRunResult => ({ ...base, skipped, ...(day ? { localDate: day } : {}), ms: 0 })
     if (c.status !== 'active') return skip(c.status)
     if (ctx.approved && c.purpose === 'marketing' && !ctx.approved.has(c.id)) return skip('not_approved')
-    const occ = occurrenceOf(c.schedule, ctx.asOf, ctx.timeZone)
+    const occ = occurrenceOf(c.schedule, ctx.asOf, ctx.timeZone, c.ttlMinutes)
     if (!occ.due) return skip(occ.reason)
     if (c.validUntil && ctx.asOf.getTime() >= Date.parse(c.validUntil)) return skip('expired', occ.localDate)
     if (c.validFrom && localDate(new Date(c.validFrom), ctx.timeZone) > occ.localDate) return skip('not_yet', occ.localDate)
@@ -176,7 +176,7 @@ export function createTargeting(deps: TargetingDeps) {
     const [tenant, tags] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId)])
     const timeZone = tenant.timeZone
     const today = localDate(asOf, timeZone)
-    const occ = occurrenceOf(c.schedule, asOf, timeZone)
+    const occ = occurrenceOf(c.schedule, asOf, timeZone, c.ttlMinutes)
     const day = occ.due ? occ.localDate : today
     const db = deps.db.forTenant(tenantId)
     const b = new ParamBinder('q')
