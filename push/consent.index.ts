@@ -37,8 +37,10 @@ export interface WithdrawalIndex {
   ready(tenantId: number): Promise<void> | undefined
 }
 
-const PURPOSE: Record<string, number> = { security: 1, service: 2, marketing: 3 }
-const CHANNEL: Record<string, number> = { push: 1, sms: 2, in_app: 3 }
+// The personalization switch is held too (purpose personalization, channel all): a pull closes
+// marketing chosen by the customer's characteristics for one who turned it off after targeting.
+const PURPOSE: Record<string, number> = { security: 1, service: 2, marketing: 3, personalization: 4 }
+const CHANNEL: Record<string, number> = { push: 1, sms: 2, in_app: 3, all: 4 }
 /** One number per (customer, purpose, channel): keys are UInt32, so this stays below 2^38. */
 const pack = (key: number, p: number, c: number) => key * 64 + p * 8 + c
 
@@ -86,7 +88,7 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
     const rows = await deps.db.forTenant(tenantId).query(
       `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted
        FROM consents FINAL
-       WHERE tenant_id = {tenant:UInt16} AND purpose IN ('security', 'service', 'marketing')
+       WHERE tenant_id = {tenant:UInt16} AND purpose IN ('security', 'service', 'marketing', 'personalization')
          AND (${first ? `updated_at >= {since:DateTime64(3, 'UTC')} OR ` : ''}(customer_key, purpose, channel) IN (
            SELECT customer_key, purpose, channel FROM consent_history
            WHERE tenant_id = {tenant:UInt16} AND received_at >= {since:DateTime64(3, 'UTC')}))

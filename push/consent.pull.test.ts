@@ -147,3 +147,23 @@ describe('targeting and triggers read the current state', () => {
     expect(rows[0]!.n).toBe(1)
   })
 })
+
+describe('personalization turned off after targeting', () => {
+  it('closes the customer’s queued targets of marketing chosen by characteristics at the next pull; marketing to everyone still goes', async () => {
+    await fx.push.campaigns.save(t, 'by-age-2', once({ name: 'by age, again', audience: { rule: { tag: 'elder', op: 'eq', value: false } } }), 'test')
+    await fx.push.campaigns.save(t, 'to-all-2', once({ name: 'to all, again' }), 'test')
+    await fx.push.runTargeting(t, { campaignIds: ['by-age-2', 'to-all-2'] })
+    // A customer queued by both (earlier tests withdrew some).
+    const toAll = keysWith(await targetsOf(fx, t, 'to-all-2'), 'queued')
+    const k = keysWith(await targetsOf(fx, t, 'by-age-2'), 'queued').find((x) => toAll.includes(x))!
+    expect(k).toBeDefined()
+    await viaIngest(k, { personalization: false })
+    const pulled = await fx.push.leases.pull(t, { limit: 1000, leaseSeconds: 60 })
+    const of = (cid: string) => pulled.filter((p) => p.campaignId === cid).map((p) => p.customerNo)
+    expect(of('by-age-2')).not.toContain(no(P, k))
+    expect(of('by-age-2').length).toBeGreaterThan(0)
+    expect(of('to-all-2')).toContain(no(P, k))
+    const closed = await listTargets(fx.engine.db.forTenant(t), 'by-age-2', { status: 'withdrawn', limit: 10 })
+    expect(closed.targets.map((x) => [x.customerNo, x.reason])).toEqual([[no(P, k), 'personalization_off']])
+  })
+})

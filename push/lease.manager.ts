@@ -11,6 +11,8 @@ import { createKeyedLock } from './keyed-lock.js'
 import { readDueTargets, type QueueRow } from './lease.queue.js'
 import { inQuiet, localMinute } from './policy.js'
 
+
+const NONE: ReadonlySet<string> = new Set()
 /**
  * Leases of due targets to the notification service.
  *
@@ -120,6 +122,8 @@ interface TenantState {
   quiet: boolean
   /** Earliest lease_until handed out since the last refill. */
   nextExpiry: number
+  /** Campaigns (as stored) the personalization switch turns off, read with the queue. */
+  personalized: ReadonlySet<string>
   /** Targets leased by this process and not acknowledged: for acks without a query. */
   leased: Map<string, { leaseId: string; until: number; campaignId: string; customerKey: number }>
   /** Targets given a final outcome here, with when: skipped until a refill begun later excludes them. */
@@ -136,6 +140,8 @@ export function createLeaseManager(deps: {
   metrics: Metrics
   /** Ids of the tenant's active campaigns (a paused campaign's targets are not handed out). */
   activeCampaigns(tenantId: number): Promise<string[]>
+  /** The active campaigns the personalization switch turns off (targeting.sql.ts, isPersonalized). */
+  personalizedCampaigns?(tenantId: number): Promise<ReadonlySet<string>>
   /** The tenant's attempts limit and quiet hours (push policy) and time zone. */
   policy(tenantId: number): Promise<{
     maxAttempts: number
@@ -170,7 +176,7 @@ export function createLeaseManager(deps: {
 
   const state = (t: number): TenantState => {
     let s = states.get(t)
-    if (!s) states.set(t, (s = { queue: [], head: 0, loadedAt: 0, dirty: true, gen: 0, quiet: false, nextExpiry: Infinity, leased: new Map(), finished: new Map() }))
+    if (!s) states.set(t, (s = { queue: [], head: 0, loadedAt: 0, dirty: true, gen: 0, quiet: false, nextExpiry: Infinity, personalized: NONE, leased: new Map(), finished: new Map() }))
     return s
   }
 
@@ -182,7 +188,8 @@ export function createLeaseManager(deps: {
   async function refill(tenantId: number, s: TenantState, now: number, chunk: number, quiet: boolean) {
     const stop = refills.startTimer()
     const gen = s.gen
-    const [campaigns, policy] = await Promise.all([deps.activeCampaigns(tenantId), deps.policy(tenantId)])
+    const [campaigns, policy, personalized] = await Promise.all([deps.activeCampaigns(tenantId), deps.policy(tenantId), deps.personalizedCampaigns?.(tenantId) ?? NONE])
+    s.personalized = personalized
     // Inside quiet hours only security messages go out, whenever the others fell due.
     s.quiet = quiet
     const rows = await readDueTargets(deps.db.forTenant(tenantId), { campaigns, now, chunk, quiet, maxAttempts: policy.maxAttempts })
@@ -198,16 +205,18 @@ export function createLeaseManager(deps: {
   }
 
   /**
-   * Closes targets whose consent was withdrawn. They are skipped in this process from now on
-   * whatever happens; a failed write only means another pull (or process) closes them later.
+   * Closes targets whose consent was withdrawn (`consent_withdrawn`), or marketing chosen by the
+   * customer's characteristics once they turned personalization off (`personalization_off`).
+   * They are skipped in this process from now on whatever happens; a failed write only means
+   * another pull (or process) closes them later.
    */
-  async function closeWithdrawn(tenantId: number, s: TenantState, rows: QueueRow[], now: number): Promise<void> {
-    for (const r of rows) s.finished.set(r.target.targetId, now)
+  async function closeWithdrawn(tenantId: number, s: TenantState, rows: { r: QueueRow; reason: string }[], now: number): Promise<void> {
+    for (const { r } of rows) s.finished.set(r.target.targetId, now)
     withdrawnTotal.inc(rows.length)
     try {
       await deps.db
         .forTenant(tenantId)
-        .insertTsv('push_outcomes', OUTCOME_COLUMNS, rows.map((r) => [r.target.targetId, r.storedCid, r.customerKey, 'withdrawn', 1, 'consent_withdrawn', '', chEpoch(now)]))
+        .insertTsv('push_outcomes', OUTCOME_COLUMNS, rows.map(({ r, reason }) => [r.target.targetId, r.storedCid, r.customerKey, 'withdrawn', 1, reason, '', chEpoch(now)]))
     } catch (e) {
       deps.log.warn({ tenant: tenantId, targets: rows.length, err: e instanceof Error ? e.message : String(e) }, 'withdrawn targets not closed in storage; skipped in this process')
     }
@@ -230,22 +239,28 @@ export function createLeaseManager(deps: {
         if (needsRefill(s, now, quiet)) await refill(tenantId, s, now, Math.min(maxChunk, Math.max(2000, o.limit * 5)), quiet)
         const ix = deps.withdrawals
         // A purpose whose policy sends without consent ('always') is not held by a withdrawal.
-        let check: ((r: QueueRow) => boolean) | undefined
+        let check: ((r: QueueRow) => string | undefined) | undefined
         if (ix) {
           const loading = ix.ready(tenantId)
           if (loading) await loading
           if (ix.size(tenantId) > 0) {
             const modes = (await deps.policy(tenantId)).consent
-            check = (r) => (r.target.purpose === 'marketing' || (modes?.[r.target.purpose as 'service' | 'security'] ?? 'explicit') !== 'always') && ix.withdrawn(tenantId, r.customerKey, r.target.purpose, r.target.channel)
+            check = (r) => {
+              const held = r.target.purpose === 'marketing' || (modes?.[r.target.purpose as 'service' | 'security'] ?? 'explicit') !== 'always'
+              if (held && ix.withdrawn(tenantId, r.customerKey, r.target.purpose, r.target.channel)) return 'consent_withdrawn'
+              if (s.personalized.has(r.storedCid) && ix.withdrawn(tenantId, r.customerKey, 'personalization', 'all')) return 'personalization_off'
+              return undefined
+            }
           }
         }
         now = stamp()
         const take: QueueRow[] = []
-        const withdrawn: QueueRow[] = []
+        const withdrawn: { r: QueueRow; reason: string }[] = []
         while (take.length < o.limit && s.head < s.queue.length) {
           const r = s.queue[s.head++]!
           if (r.expMs > now && !s.leased.has(r.target.targetId) && !s.finished.has(r.target.targetId)) {
-            if (check?.(r)) withdrawn.push(r)
+            const reason = check?.(r)
+            if (reason) withdrawn.push({ r, reason })
             else take.push(r)
           }
         }

@@ -19,6 +19,7 @@ import { createPolicyRepository, type PolicyRepository } from './policy.js'
 import { registerPushPreviewRoutes } from './preview.routes.js'
 import { registerPushRoutes } from './push.routes.js'
 import { createTargeting, type TargetingResult } from './targeting.js'
+import { isPersonalized } from './targeting.sql.js'
 import { createTestSends } from './test-send.js'
 import { createTriggers, type IncomingEvent, type TriggerResult } from './triggers.js'
 
@@ -92,6 +93,7 @@ export function createPushModule(deps: PushDeps): PushModule {
     log,
     metrics: deps.metrics,
     activeCampaigns: async (t) => (await campaigns.active(t)).map((c) => c.id),
+    personalizedCampaigns: async (t) => new Set((await campaigns.active(t)).filter(isPersonalized).map((c) => c.id)),
     policy: async (t) => {
       const [p, tenant] = await Promise.all([policies.get(t), deps.tenants.get(t)])
       return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone, consent: p.consent }

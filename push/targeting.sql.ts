@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.js'
 import { addDays, chDateTime } from '../core/time.js'
 import { inHoldout } from '../core/holdout.js'
 import type { ParamBinder } from '../core/params.js'
-import { campaignFields, compileMessage, variantsOf, type CompiledMessage, type SavedCampaign } from './campaign.schema.js'
+import { campaignFields, compileMessage, variantsOf, type Campaign, type CompiledMessage, type SavedCampaign } from './campaign.schema.js'
 import { minutesOf, type Policy } from './policy.js'
 import { planFields, type OpeningProduct } from './targeting.fields.js'
 import { TAG_FIELD, templateSql, type TemplatePart } from './template.js'
@@ -172,7 +172,7 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
   // The personalization switch: a customer who turned it off gets no marketing chosen or worded
   // by their characteristics (a segment or rule audience, a tag date, tag values in the text).
   // Such a message is suppressed for them rather than sent with the tag parts left out.
-  const personalized = c.purpose === 'marketing' && (!c.audience.all || c.dateTrigger?.on === 'tag_date' || campaignFields(c).some((f) => TAG_FIELD.test(f)))
+  const personalized = isPersonalized(c)
   const joins = [
     `LEFT JOIN (SELECT customer_key, customer_no, language, name_masked, deleted FROM customers FINAL WHERE tenant_id = {tenant:UInt16}) AS c ON c.customer_key = a.customer_key`,
     `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
@@ -291,4 +291,13 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     capWeek: cap.week,
   }
   return { sql, decided, params }
+}
+
+/**
+ * Marketing chosen or worded by the customer's characteristics (a segment or rule audience, a tag
+ * date, tag values in the text): what the personalization switch turns off, at targeting and at
+ * the pull (a switch turned off after targeting).
+ */
+export function isPersonalized(c: Pick<Campaign, 'purpose' | 'audience' | 'dateTrigger' | 'message' | 'variants'>): boolean {
+  return c.purpose === 'marketing' && (!c.audience.all || c.dateTrigger?.on === 'tag_date' || campaignFields(c).some((f) => TAG_FIELD.test(f)))
 }
