@@ -113,7 +113,9 @@ export function predicate(table: TenantTable, place: Place): string {
       return table === 'identity_changes' ? `(${a} ${keys} OR ${b} ${keys} OR id_value IN {ids:Array(String)})` : `(${a} ${keys} OR ${b} ${keys})`
     }
     case 'events':
-      return `(customer_key ${keys} OR user_id IN {nos:Array(String)} OR anonymous_id IN {anons:Array(String)})`
+      // By app id only the events stored without a key: one stored under another customer's key
+      // (who used the device before or after) is theirs.
+      return `(customer_key ${keys} OR user_id IN {nos:Array(String)} OR (customer_key = 0 AND anonymous_id IN {anons:Array(String)}))`
     case 'dedup':
       return `message_id IN (SELECT message_id FROM events WHERE tenant_id = {tenant:UInt16} AND ${predicate('events', PLACES.events)})`
     case 'dedupKeys':

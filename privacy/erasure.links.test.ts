@@ -101,6 +101,53 @@ describe('erasure across merges', () => {
   })
 })
 
+describe('erasure on a shared device', () => {
+  it('leaves the customer the device is linked to now: their events stay and their later events are stored', async () => {
+    const now = Date.now()
+    await send([
+      { type: 'identify', userId: 'L0601', anonymousId: 'dev-shared', timestamp: new Date(now - 4000).toISOString(), messageId: 'l6-1' },
+      { type: 'track', userId: 'L0601', anonymousId: 'dev-shared', event: 'opened', timestamp: new Date(now - 3900).toISOString(), messageId: 'l6-2' },
+    ])
+    await send([
+      { type: 'identify', userId: 'L0602', anonymousId: 'dev-shared', timestamp: new Date(now - 2000).toISOString(), messageId: 'l6-3' },
+      { type: 'track', userId: 'L0602', anonymousId: 'dev-shared', event: 'opened', timestamp: new Date(now - 1900).toISOString(), messageId: 'l6-4' },
+    ])
+    const other = `SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND user_id = 'L0602'`
+    expect(await count(other)).toBe(2)
+    await erase('L0601')
+    expect(await count(`SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND user_id = 'L0601'`)).toBe(0)
+    expect(await count(other)).toBe(2)
+    const later = await send([{ type: 'track', userId: 'L0602', anonymousId: 'dev-shared', event: 'opened', timestamp: new Date().toISOString(), messageId: 'l6-5' }])
+    expect(later.accepted).toBe(1)
+    expect(await count(`SELECT count() AS n FROM identities FINAL WHERE tenant_id = {tenant:UInt16} AND id_value = 'dev-shared' AND customer_key > 0`)).toBe(1)
+  })
+
+  it('leaves the customer who used the device before the erased one', async () => {
+    const now = Date.now()
+    await send([{ type: 'track', userId: 'L0701', anonymousId: 'dev-handed-on', event: 'opened', timestamp: new Date(now - 4000).toISOString(), messageId: 'l7-1' }])
+    await send([{ type: 'identify', userId: 'L0702', anonymousId: 'dev-handed-on', timestamp: new Date(now - 2000).toISOString(), messageId: 'l7-2' }])
+    await erase('L0702')
+    expect(await count(`SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND user_id = 'L0701'`)).toBe(1)
+    expect((await send([opened('L0701', 'l7-3', Date.now())])).accepted).toBe(1)
+  })
+})
+
+describe('erasure across a chain of merges', () => {
+  it('follows merges stored as a chain (A into B, B into C): erasing C erases A too', async () => {
+    const now = Date.now()
+    expect((await send([opened('L0801', 'l8-a', now - 3000), opened('L0802', 'l8-b', now - 2000), opened('L0803', 'l8-c', now - 1000)])).accepted).toBe(3)
+    const keys = await t.ingest.identities.keysFor(bank.tenant.id, ['L0801', 'L0802', 'L0803'], 'test')
+    // A chain as merges made before chains were flattened left it.
+    const at = new Date().toISOString().replace('T', ' ').replace('Z', '')
+    await t.engine.db.forTenant(bank.tenant.id).insert('customer_merges', [
+      { from_key: keys[0], into_key: keys[1], change_id: '00000000-0000-0000-0000-0000000000a1', active: 1, updated_at: at },
+      { from_key: keys[1], into_key: keys[2], change_id: '00000000-0000-0000-0000-0000000000a2', active: 1, updated_at: at },
+    ])
+    await erase('L0803')
+    expect(await count(`SELECT count() AS n FROM events WHERE tenant_id = {tenant:UInt16} AND user_id IN ('L0801', 'L0802', 'L0803')`)).toBe(0)
+  })
+})
+
 describe('consent carried by an event of an erased customer', () => {
   it('is dropped with the event: no key, link, history or audit entry comes back', async () => {
     const now = Date.now()

@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.js'
 import { chDateTime } from '../core/time.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { createErasureRunner, erasedIds, newSteps, type ErasureJob, type ForgetHook, type Step, type Subject } from './erasure.job.js'
+import { withMergedKeys } from './merged-keys.js'
 import type { Tombstones } from './tombstones.js'
 
 /**
@@ -148,24 +149,15 @@ export function createErasureService(deps: {
     if (missing.length) {
       throw new AppError('NOT_FOUND', `No customer ${missing[0]} in this tenant.`, { issues: missing.slice(0, 20).map((m) => ({ field: 'id', message: `unknown customer ${m}` })) })
     }
-    const keys = new Set(found.map((r) => r.k).filter((k) => k > 0))
-    // Keys merged into these customers carry their history too; a merge undone does not (its
-    // customer is someone else again). FINAL keeps each key's newest merge row.
-    const merged = await db.query(
-      `SELECT from_key AS k FROM customer_merges FINAL WHERE tenant_id = {tenant:UInt16} AND active = 1 AND into_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
-      { ks: [...keys] },
-      z.object({ k: z.coerce.number() }),
-    )
-    for (const m of merged) keys.add(m.k)
-    // Every identifier of those keys. A merged key's own customer number belongs to the same
-    // person: it is erased, tombstoned and digested in the audit trail like the numbers asked for.
+    const keys = await withMergedKeys(db, new Set(found.map((r) => r.k).filter((k) => k > 0)))
+    // Every identifier linked to those keys now. A merged key's own customer number belongs to the
+    // same person: it is erased, tombstoned and digested in the audit trail like the numbers asked
+    // for. An app id is the customer's only while it is linked to them: one that appears on their
+    // events but is linked to someone else now (a phone passed on, a shared device) is that
+    // person's, as every reader resolves it, and stays theirs.
     const ids = await db.query(
       `SELECT toString(id_kind) AS kind, id_value AS v FROM identities FINAL
-       WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))
-       UNION ALL
-       SELECT 'anonymous_id' AS kind, anonymous_id AS v FROM events
-       WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)})) AND anonymous_id != ''
-`,
+       WHERE tenant_id = {tenant:UInt16} AND customer_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
       { ks: [...keys] },
       z.object({ kind: z.string(), v: z.string() }),
     )

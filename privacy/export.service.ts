@@ -3,6 +3,7 @@ import type { Db, TenantDb, TenantTable } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { exposuresSql } from '../core/exposures.sql.js'
 import { CUSTOMER_EVENTS, streamArchive, type ArchiveInput } from './export.archive.js'
+import { withMergedKeys } from './merged-keys.js'
 import type { Tombstones } from './tombstones.js'
 
 /**
@@ -221,16 +222,7 @@ export function createExportService(deps: { db: Db; tombstones: Tombstones }) {
       { no: customerNo },
       z.object({ k: z.coerce.number() }),
     )
-    const keys = new Set(rows.map((r) => r.k).filter((k) => k > 0))
-    if (keys.size) {
-      const merged = await db.query(
-        `SELECT from_key AS k FROM customer_merges FINAL WHERE tenant_id = {tenant:UInt16} AND active = 1 AND into_key IN (SELECT arrayJoin({ks:Array(UInt32)}))`,
-        { ks: [...keys] },
-        z.object({ k: z.coerce.number() }),
-      )
-      for (const m of merged) keys.add(m.k)
-    }
-    return [...keys]
+    return [...(await withMergedKeys(db, new Set(rows.map((r) => r.k).filter((k) => k > 0))))]
   }
 
   /** 410 for an erased customer, 404 for an unknown one; else the customer's keys (merged ones too). */
