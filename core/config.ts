@@ -91,7 +91,7 @@ export const configSchema = z.object({
   INGEST_SENSITIVE_TRAITS: z
     .string()
     .regex(/^[A-Za-z0-9_]+(,[A-Za-z0-9_]+)*$/, { message: 'expected a comma-separated list of trait names' })
-    .default('phone,mobile,phoneNumber,phone_number,nationalId,national_id,idNumber,id_number,idCard,name,firstName,lastName,fullName,cardNumber,card_number,bankCard,email,address'),
+    .default('phone,mobile,phoneNumber,phone_number,nationalId,national_id,idNumber,id_number,idCard,id_card,idNo,id_no,name,firstName,lastName,fullName,cardNumber,card_number,cardNo,card_no,bankCard,bank_card,email,address'),
   METRICS_DEFAULT: bool(true),
   PIPELINE_RETRIES: int(2, 0, 10),
   PIPELINE_RETRY_BASE_MS: int(2_000, 10, 600_000),

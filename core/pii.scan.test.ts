@@ -64,7 +64,24 @@ describe('value detection on a corpus', () => {
     // Lower-case x as the check character.
     expect(isResidentId('11010519491231002x')).toBe(true)
     expect(kinds('身份证11010519491231002X')).toEqual([['national_id', '11010519491231002X']])
-    expect(kinds('+8613812345678')).toEqual([['phone', '8613812345678']])
+  })
+
+  it.each([
+    // The country code written before a mobile number, with its `+` when there is one: wholly one number.
+    ['+8613812345678', [['phone', '+8613812345678']]],
+    ['8613812345678', [['phone', '8613812345678']]],
+    ['008613812345678', [['phone', '008613812345678']]],
+    ['电话+8613812345678转8', [['phone', '+8613812345678']]],
+    ['tel:008613812345678', [['phone', '008613812345678']]],
+    // Separated, the number alone is found.
+    ['+86 13812345678', [['phone', '13812345678']]],
+    ['0086-13812345678', [['phone', '13812345678']]],
+    // Not a mobile number after the code.
+    ['008612812345678', []],
+    ['8612812345678', []],
+    ['+0086138123456789', []],
+  ])('%s with a country code', (s, found) => {
+    expect(kinds(s)).toEqual(found)
   })
 
   it('leaves near misses alone: a digit off, a wrong check character, random 18-digit numbers, longer runs', () => {

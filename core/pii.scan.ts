@@ -74,8 +74,9 @@ function classifyRun(s: string, at: number, len: number): PiiKind | undefined {
   const c0 = s.charCodeAt(at)
   if (len === 18 && isResidentId(s, at)) return 'national_id'
   if (len === 11 && c0 === 49 && s.charCodeAt(at + 1) >= 51) return 'phone'
-  // +86 / 0086 written without a separator.
+  // +86 / 0086 written without a separator (the digest drops the code: core/pii.ts).
   if (len === 13 && c0 === 56 && s.charCodeAt(at + 1) === 54 && s.charCodeAt(at + 2) === 49 && s.charCodeAt(at + 3) >= 51) return 'phone'
+  if (len === 15 && s.startsWith('0086', at) && s.charCodeAt(at + 4) === 49 && s.charCodeAt(at + 5) >= 51) return 'phone'
   const unionPay = c0 === 54 && s.charCodeAt(at + 1) === 50 && len >= 16
   // Visa is 13, 16 or 19 digits, Mastercard 16: an 18-digit run starting with 4 or 5 (a mistyped
   // identity number from Hubei or Henan) is no card.
@@ -158,7 +159,9 @@ export function findPii(s: string): readonly PiiMatch[] {
       const bordered =
         isAsciiLetter(before) || isAsciiLetter(after) || (before === 46 && runStart > 1 && isDigit(s.charCodeAt(runStart - 2))) || (after === 46 && end + 1 < n && isDigit(s.charCodeAt(end + 1)))
       const kind = bordered ? undefined : endsInX ? (isResidentId(s, runStart) ? 'national_id' : undefined) : classifyRun(s, runStart, len)
-      if (kind) (out ??= []).push({ kind, start: runStart, end })
+      // The `+` of a country code belongs to the number: `+8613812345678` is wholly one.
+      const plus = kind === 'phone' && len > 11 && before === 43
+      if (kind) (out ??= []).push({ kind, start: plus ? runStart - 1 : runStart, end })
     }
     runStart = -1
     if (end > i) i = end - 1

@@ -2,6 +2,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { LRUCache } from 'lru-cache'
+import { findPii } from './pii.scan.js'
 
 /**
  * Protection of personal fields ("minimum necessary"): identifiers that are only ever matched,
@@ -41,14 +42,57 @@ export interface Pii {
   threadSeed?(): { secret: string; cacheEntries: number }
 }
 
+/**
+ * The kind a sensitive trait is digested as, so that it matches the same value from elsewhere
+ * in the bank (the import's `national_id`, the value scan's finds). Known names first: `idCard`
+ * is an identity number, though it says "card"; a card number can pass as an identity number
+ * (62 is also Gansu's province code), so the name wins over the value. Other names: the value,
+ * when it is wholly one identifier; then what the name says.
+ */
+const TRAIT_KINDS = new Map<string, DigestKind>([
+  ...['phone', 'mobile', 'phonenumber', 'mobilephone', 'mobilenumber', 'cellphone', 'tel', 'telephone'].map((n) => [n, 'phone'] as const),
+  ...['nationalid', 'idnumber', 'idcard', 'idno', 'idcardno', 'idcardnumber', 'residentid', 'identitynumber'].map((n) => [n, 'national_id'] as const),
+  ...['bankcard', 'cardnumber', 'cardno', 'bankcardno', 'bankcardnumber'].map((n) => [n, 'card'] as const),
+  ...['email', 'emailaddress', 'mail'].map((n) => [n, 'email'] as const),
+  ...['name', 'firstname', 'lastname', 'fullname', 'realname', 'address'].map((n) => [n, 'name'] as const),
+])
+
+export function traitDigestKind(k: string, value: string): DigestKind {
+  const l = k.toLowerCase().replace(/[_\-\s.]/g, '')
+  const named = TRAIT_KINDS.get(l)
+  if (named) return named
+  const found = findPii(value)
+  if (found.length === 1 && found[0]!.start === 0 && found[0]!.end === value.length) return found[0]!.kind
+  if (l.includes('phone') || l.includes('mobile')) return 'phone'
+  if (l.includes('email')) return 'email'
+  if (l.includes('idcard') || l.includes('national') || l.includes('identity')) return 'national_id'
+  if (l.includes('card')) return 'card'
+  if (l.includes('id')) return 'national_id'
+  return 'name'
+}
+
 export const TENANT_DIGEST_PREFIX = 'k2:'
 /** A version-1 digest as stored: bare hex of an HMAC-SHA256 (also the engine's `match` pattern). */
 export const LEGACY_DIGEST_PATTERN = '^[0-9a-f]{64}$'
 const LEGACY_DIGEST = new RegExp(LEGACY_DIGEST_PATTERN)
 const MEMO_VALUE_CHARS = 64
 
-const normalizeIdentifier = (kind: DigestKind, value: string) =>
-  kind === 'email' || kind === 'name' ? value.trim().toLowerCase() : value.replace(/[^0-9Xx]/g, '').toUpperCase()
+/** A mainland mobile number without a country code (`+86`, `0086`, `86`) written before it, or the digits as they are. */
+const withoutCountryCode = (digits: string) => {
+  const rest = digits.startsWith('0086') ? digits.slice(4) : digits.startsWith('86') ? digits.slice(2) : digits
+  return rest !== digits && /^1[3-9]\d{9}$/.test(rest) ? rest : digits
+}
+
+/**
+ * What a digest is taken over: digits for numbers, lower case for the rest. A mobile number with
+ * its country code is the same number, so `+86 138 1234 5678` and `13812345678` match within the
+ * bank (events, traits and imported profiles alike).
+ */
+function normalizeIdentifier(kind: DigestKind, value: string): string {
+  if (kind === 'email' || kind === 'name') return value.trim().toLowerCase()
+  const v = value.replace(/[^0-9Xx]/g, '').toUpperCase()
+  return kind === 'phone' ? withoutCountryCode(v) : v
+}
 
 export function createPii(secret: string, opts: { cacheEntries?: number } = {}): Pii {
   const keys = new Map<number, Buffer>()

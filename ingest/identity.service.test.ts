@@ -86,6 +86,35 @@ describe('identity resolution', () => {
     expect(split[k2]).toBe(3)
   })
 
+  it.each([
+    ['a JSON number', 10001, '10002'],
+    ['a number for both ids', 10001, 10002],
+    ['surrounding spaces', ' 10001', '10002'],
+    ['a trailing newline', '10001\n', ' 10002 '],
+  ])('refuses an alias that would merge two customers when previousId is sent as %s, in the worker and in this thread', async (_how, previousId, userId) => {
+    await send([
+      { type: 'track', event: 'a', userId: '10001' },
+      { type: 'track', event: 'b', userId: '10002' },
+    ])
+    const [k1, k2] = [await keyOf('10001'), await keyOf('10002')]
+    const alias = () => ({ type: 'alias', messageId: crypto.randomUUID(), previousId, userId })
+    // The route (a worker thread normalizes the body) ...
+    expect(t.ingest.pool).toBeDefined()
+    const viaRoute = await send([alias(), { type: 'track', event: 'c', userId: '10002' }])
+    expect(viaRoute).toMatchObject({ accepted: 1, rejected: [expect.objectContaining({ index: 0, code: 'ALIAS_MERGE_FORBIDDEN', field: 'previousId' })] })
+    // ... and the service's own entry, in this thread.
+    const inThread = await t.ingest.service.ingest({ tenantId: bank.tenant.id, actor: 'test', messages: [alias(), { type: 'track', messageId: crypto.randomUUID(), event: 'd', userId: '10002' }], envelope: {}, single: false })
+    expect(inThread).toMatchObject({ accepted: 1, rejected: [expect.objectContaining({ index: 0, code: 'ALIAS_MERGE_FORBIDDEN', field: 'previousId' })] })
+    await expect(t.ingest.service.ingest({ tenantId: bank.tenant.id, actor: 'test', messages: [alias()], envelope: { type: 'alias' }, single: true })).rejects.toMatchObject({ code: 'ALIAS_MERGE_FORBIDDEN' })
+    // The check itself reads raw ids as the schema does.
+    expect(await t.ingest.identities.mergingAliases(bank.tenant.id, [{ type: 'alias', previousId, userId }, { type: 'alias', previousId: 'dev-unknown', userId }])).toEqual(new Set([0]))
+    // Nothing merged: each customer keeps its own events.
+    expect(await t.ingest.identities.changes(bank.tenant.id, { key: k1 })).toEqual([])
+    const counts = await resolvedCounts()
+    expect(counts[k1]).toBeGreaterThan(0)
+    expect(counts[k2]).toBeGreaterThan(0)
+  })
+
   it('a merge undone, and a device linked twice, within one millisecond: the later write holds', async () => {
     // A clock that stands still: every write of this service falls in the same millisecond.
     const still = new Date()

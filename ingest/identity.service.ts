@@ -80,8 +80,9 @@ export interface IdentityService {
   /** Merges customer number `from` into `into` (both known), by an administrator with a reason. */
   merge(tenantId: number, from: string, into: string, actor: Actor): Promise<IdentityChange | undefined>
   /**
-   * Indexes of the alias messages (raw, before validation) that would merge two customers, so
-   * the ingest answer can refuse them one by one. `type` is the route's type for single calls.
+   * Indexes of the alias messages that would merge two customers, so the ingest answer can refuse
+   * them one by one; their ids read as the message schema reads them (a number, spaces around).
+   * `type` is the route's type for single calls.
    */
   mergingAliases(tenantId: number, messages: readonly unknown[], type?: string): Promise<Set<number>>
   undo(tenantId: number, changeId: string, actor: string): Promise<IdentityChange>
@@ -89,6 +90,13 @@ export interface IdentityService {
   /** Ensures keys exist for these customer numbers (bulk import); returns them in order. */
   keysFor(tenantId: number, customerNos: readonly string[], source: string): Promise<number[]>
 }
+
+/**
+ * An id as the message schema makes it (segment.schema.ts): a string or a number, trimmed. The
+ * merge check looks up what the alias will be applied with, or `10001` and `' 10001'` would pass
+ * it and merge customer 10001 afterwards.
+ */
+const asId = (v: unknown): string => (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)) ? String(v).trim() : '')
 
 const idRow = z.object({ id_kind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']), id_value: z.string(), customer_key: z.coerce.number() })
 
@@ -325,7 +333,8 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
       messages.forEach((m, i) => {
         if (!m || typeof m !== 'object') return
         const { type: t, previousId, userId } = m as Record<string, unknown>
-        if ((t ?? type) === 'alias' && typeof previousId === 'string' && previousId && typeof userId === 'string' && userId) candidates.set(i, previousId)
+        const prev = asId(previousId)
+        if ((t ?? type) === 'alias' && prev && asId(userId)) candidates.set(i, prev)
       })
       if (!candidates.size) return new Set()
       const known = await lookup(tenantId, 'customer_no', [...new Set(candidates.values())])

@@ -41,12 +41,17 @@ export interface PrepareInput {
 
 export type IndexedRejection = Rejection & { index: number }
 
-/** An alias message as sent, for the merge check (identity.service.ts `mergingAliases`). */
-export interface AliasAsSent {
+/**
+ * An alias event's ids for the merge check (identity.service.ts `mergingAliases`), as normalized:
+ * the schema makes `10001` and `' 10001'` the customer number `10001`, and the check must look up
+ * the number the identity service will be asked to alias, or a merge it refuses later (after the
+ * answer said accepted) passes here.
+ */
+export interface AliasToCheck {
   index: number
-  type: unknown
-  previousId: unknown
-  userId: unknown
+  type: 'alias'
+  previousId: string
+  userId: string
 }
 
 export interface Prepared {
@@ -59,7 +64,7 @@ export interface Prepared {
   flagged: number
   /** Identifiers the value scan found, by kind. */
   piiFound: Record<PiiKind, number>
-  aliases: AliasAsSent[]
+  aliases: AliasToCheck[]
   /** The alias events that normalized, with the ids they normalized to: the ones the merge check may refuse. */
   normalizedAliases: { index: number; previousId: string; messageId: string }[]
 }
@@ -77,17 +82,16 @@ export function prepareMessages(input: PrepareInput, settings: PrepareSettings):
   }
   const out: Prepared = { count: messages.length, valid: [], validIndex: [], rejected: [], consents: [], flagged: 0, piiFound: scan.counts, aliases: [], normalizedAliases: [] }
   messages.forEach((raw, index) => {
-    if (raw && typeof raw === 'object' && ((raw as { type?: unknown }).type ?? envelope.type) === 'alias') {
-      const { type, previousId, userId } = raw as Record<string, unknown>
-      out.aliases.push({ index, type, previousId, userId })
-    }
     const n = normalizeMessage(raw, tenantId, envelope, opts)
     if (!n.ok) {
       out.rejected.push({ index, ...n.rejection })
       return
     }
     const e = n.event
-    if (e.type === 'alias') out.normalizedAliases.push({ index, previousId: e.previousId!, messageId: e.messageId })
+    if (e.type === 'alias') {
+      out.aliases.push({ index, type: 'alias', previousId: e.previousId!, userId: e.userId })
+      out.normalizedAliases.push({ index, previousId: e.previousId!, messageId: e.messageId })
+    }
     if (plan && e.type === 'track') {
       const violations = checkEvent(plan, e.event, n.properties)
       if (violations.length) {

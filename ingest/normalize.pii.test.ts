@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { createPii } from '../core/pii.js'
-import { createValueScanner } from '../core/pii.scan.js'
+import { loadConfig } from '../core/config.js'
+import { createPii, type DigestKind } from '../core/pii.js'
+import { createValueScanner, maskValue } from '../core/pii.scan.js'
 import { normalizeMessage, type NormalizeOptions } from './normalize.js'
 
 const pii = createPii('test-secret-test-secret-test-secret')
@@ -115,5 +116,113 @@ describe('the id made for a message sent without messageId', () => {
     const crypto = await import('node:crypto')
     const unkeyed = crypto.createHash('sha256').update(`3:${JSON.stringify(msg)}`).digest('hex').slice(0, 32)
     expect(idOf(opts())).not.toBe(`qm-${unkeyed}`)
+  })
+})
+
+/**
+ * Every place of a message the app fills with its own text, as the events table and the traits
+ * store it: an identifier there is replaced by the bank's policy like one in a property value,
+ * and where it was is listed. Keys as well as values: a contact list keyed by phone number.
+ */
+describe('personal data in every place a message carries text', () => {
+  const EMAIL = 'wang@example.cn'
+  const KINDS = [
+    ['phone', '13812345678', 'a mobile number'],
+    ['national_id', ID, 'an identity number'],
+    ['card', CARD, 'a card number'],
+    ['email', EMAIL, 'an e-mail address'],
+  ] as const
+  type Place = { name: string; message: (v: string) => Record<string, unknown>; where: string }
+  const base = { messageId: 'm-places', userId: 'C1' }
+  const PLACES: Place[] = [
+    { name: 'a property value', message: (v) => ({ ...base, type: 'track', event: 'e', properties: { note: `tel:${v}` } }), where: 'properties.note' },
+    { name: 'a property key', message: (v) => ({ ...base, type: 'track', event: 'e', properties: { [v]: 'mum' } }), where: 'properties.' },
+    { name: 'a nested property key', message: (v) => ({ ...base, type: 'track', event: 'e', properties: { contacts: { [v]: 'mum' } } }), where: 'properties.contacts.' },
+    { name: 'a key inside an array', message: (v) => ({ ...base, type: 'track', event: 'e', properties: { list: [{ [`call ${v}`]: 1 }] } }), where: 'properties.list.0.' },
+    { name: 'a trait key', message: (v) => ({ ...base, type: 'identify', traits: { [v]: 'mum' } }), where: 'traits.' },
+    { name: 'a nested trait key', message: (v) => ({ ...base, type: 'identify', traits: { family: { [v]: 'mum' } } }), where: 'traits.family.' },
+    { name: 'a group trait key', message: (v) => ({ ...base, type: 'group', groupId: 'g1', traits: { [v]: 'x' } }), where: 'traits.' },
+    { name: 'a context key', message: (v) => ({ ...base, type: 'track', event: 'e', context: { app: { [v]: 'x' } } }), where: 'context.app.' },
+    { name: 'the track event name', message: (v) => ({ ...base, type: 'track', event: `call:${v}` }), where: 'event' },
+    { name: 'the page name', message: (v) => ({ ...base, type: 'page', name: `profile ${v}` }), where: 'name' },
+    { name: 'the screen name', message: (v) => ({ ...base, type: 'screen', name: `profile ${v}` }), where: 'name' },
+    { name: 'the page category', message: (v) => ({ ...base, type: 'page', name: 'p', category: `tel:${v}` }), where: 'category' },
+    { name: 'the screen category', message: (v) => ({ ...base, type: 'screen', name: 's', category: `tel:${v}` }), where: 'category' },
+    { name: 'the groupId', message: (v) => ({ ...base, type: 'group', groupId: v }), where: 'groupId' },
+    { name: 'the session id in the context', message: (v) => ({ ...base, type: 'track', event: 'e', context: { sessionId: `s:${v}` } }), where: 'context.sessionId' },
+    { name: 'the session id in the properties', message: (v) => ({ ...base, type: 'track', event: 'e', properties: { session_id: `s:${v}` } }), where: 'properties.session_id' },
+  ]
+  const CASES = PLACES.flatMap((p) => KINDS.flatMap(([kind, v, label]) => (['digest', 'mask'] as const).map((policy) => [p.name, label, policy, p, kind, v] as const)))
+
+  it.each(CASES)('%s holding %s (%s)', (_name, _label, policy, place, kind, v) => {
+    const scan = createValueScanner(policy, (k, x) => pii.hash(k, x, 3))
+    const e = stored(place.message(v), opts({ scan }))
+    // Nowhere in what is stored: the row's columns, the traits, the list of places.
+    expect(JSON.stringify(e)).not.toContain(v)
+    const replaced = policy === 'digest' ? `[${kind}:${pii.hash(kind, v, 3)}]` : maskValue(kind, v)
+    expect(JSON.stringify(e)).toContain(JSON.stringify(replaced).slice(1, -1))
+    expect(scan.counts[kind]).toBe(1)
+    // Listed where it was found, under the key as stored when the key held it.
+    const path = place.where.endsWith('.') ? expect.stringMatching(new RegExp(`^personal_data:${place.where.replace(/\./g, '\\.')}.+`)) : `personal_data:${place.where}`
+    expect(e.violations).toEqual([path])
+  })
+
+  it('replaces a number inside an event name as it is sent (call_13812345678)', () => {
+    const e = stored({ ...base, type: 'track', event: 'call_13812345678' })
+    expect(e.event).toBe(`call_[phone:${pii.hash('phone', '13812345678', 3)}]`)
+    expect(e.violations).toEqual(['personal_data:event'])
+  })
+
+  it('stores the session id the context names, scrubbed, in the session_id column', () => {
+    const e = stored({ ...base, type: 'track', event: 'e', context: { sessionId: 'sess-13812345678' } })
+    expect(e.sessionId).toBe(`sess-[phone:${pii.hash('phone', '13812345678', 3)}]`)
+    expect(stored({ ...base, type: 'track', event: 'e', context: { sessionId: 'sess-42' } }).sessionId).toBe('sess-42')
+  })
+
+  it('keeps keys that hold no identifier as they are, and two keys that become one key both', () => {
+    const e = stored({ ...base, type: 'track', event: 'e', properties: { plain: 1, nested: { also_plain: 2 } } })
+    expect(JSON.parse(e.properties)).toEqual({ plain: 1, nested: { also_plain: 2 } })
+    const scan = createValueScanner('mask', () => 'unused')
+    const masked = stored({ ...base, type: 'track', event: 'e', properties: { contacts: { '13812345678': 'mum', '13899995678': 'dad' } } }, opts({ scan }))
+    expect(Object.values(JSON.parse(masked.properties).contacts).sort()).toEqual(['dad', 'mum'])
+  })
+})
+
+describe('one mobile number, one digest, with or without the country code', () => {
+  const FORMS = ['13812345678', '8613812345678', '+8613812345678', '008613812345678', '+86 13812345678', '0086 13812345678', '电话+8613812345678']
+  it.each(FORMS)('%s in a value digests as 13812345678', (form) => {
+    const e = stored({ type: 'track', messageId: 'm', userId: 'C1', event: 'e', properties: { tel: form } })
+    expect(JSON.parse(e.properties).tel).toContain(`[phone:${pii.hash('phone', '13812345678', 3)}]`)
+    expect(e.properties).not.toContain('13812345678')
+  })
+  it.each(FORMS.filter((f) => !f.includes(' ') && /^[+\d]/.test(f)))('%s as a phone trait digests as 13812345678', (form) => {
+    expect(stored({ type: 'identify', messageId: 'm', userId: 'C1', traits: { phone: form, tel: form } }).traits!.hashed).toEqual({
+      phone: pii.hash('phone', '13812345678', 3),
+      tel: pii.hash('phone', '13812345678', 3),
+    })
+  })
+})
+
+describe('the kind a sensitive trait is digested as', () => {
+  const OLD_ID = '110105491231002'
+  const defaults = opts({ sensitiveTraits: new Set(loadConfig({}).ingest.sensitiveTraits) })
+  const cases: [trait: string, value: string, kind: DigestKind][] = [
+    // Names of identity numbers: a valid one, and one of the 15-digit form the value scan does not know.
+    ...['idCard', 'idNumber', 'nationalId', 'national_id', 'id_number', 'idNo', 'id_no', 'id_card'].flatMap((n): [string, string, DigestKind][] => [[n, ID, 'national_id'], [n, OLD_ID, 'national_id']]),
+    // Names of card numbers, with and without separators (the scan does not read those).
+    ...['bankCard', 'cardNumber', 'card_number', 'cardNo', 'card_no', 'bank_card'].flatMap((n): [string, string, DigestKind][] => [[n, CARD, 'card'], [n, '6222 0212 3456 7890 128', 'card']]),
+    ...['phone', 'mobile', 'phoneNumber', 'phone_number'].map((n): [string, string, DigestKind] => [n, '+86 138 1234 5678', 'phone']),
+    ['email', 'Wang@Example.cn', 'email'],
+    ['name', '王小明', 'name'],
+  ]
+  it.each(cases)('%s = %s is digested as %s, as the import and the value scan do', (trait, value, kind) => {
+    const e = stored({ type: 'identify', messageId: 'm', userId: 'C1', traits: { [trait]: value } }, defaults)
+    expect(e.traits!.plain).toEqual({})
+    expect(e.traits!.hashed).toEqual({ [trait]: pii.hash(kind, value, 3) })
+  })
+
+  it('stores an empty sensitive trait empty, not as the digest of nothing that every empty value would match', () => {
+    const e = stored({ type: 'identify', messageId: 'm', userId: 'C1', traits: { phone: '', idCard: '  ', email: 'a@b.cn' } }, defaults)
+    expect(e.traits!.hashed).toEqual({ phone: '', idCard: '', email: pii.hash('email', 'a@b.cn', 3) })
   })
 })

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../core/errors.js'
-import type { Pii } from '../core/pii.js'
+import { traitDigestKind, type Pii } from '../core/pii.js'
 import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii.scan.js'
 import { jsonLargerThan } from './event-size.js'
 import { fastMessage } from './segment.fast.js'
@@ -194,18 +194,39 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
     return out
   }
   const out: Record<string, unknown> = {}
+  let renamed = false
   for (const k in v as Record<string, unknown>) {
     if (++st.keys > MAX_KEYS) {
       st.error = `more than ${MAX_KEYS} keys and items`
       return undefined
     }
     if (C3_KEYS.test(k)) continue
-    st.path.push(k)
-    out[k] = walk((v as Record<string, unknown>)[k], depth + 1, st)
+    const key = storedKey(k, out, renamed, st)
+    if (key !== k) renamed = true
+    out[key] = walk((v as Record<string, unknown>)[k], depth + 1, st)
     if (st.error) return undefined
     st.path.pop()
   }
   return out
+}
+
+/**
+ * A key as stored, pushed on the path: keys are the app's text too (a contact list keyed by
+ * phone number), so an identifier in one is replaced as in a value and listed under the key as
+ * stored. Once a key of `out` was replaced, two keys may come out equal (two numbers masked
+ * alike): the later one gets a suffix rather than overwrite the other's value.
+ */
+function storedKey(k: string, out: Record<string, unknown>, renamed: boolean, st: WalkState): string {
+  const scanned = st.scan ? st.scan.text(k) : k
+  let key = scanned
+  if ((scanned !== k || renamed) && Object.hasOwn(out, key)) {
+    let n = 2
+    while (Object.hasOwn(out, `${scanned}#${n}`)) n++
+    key = `${scanned}#${n}`
+  }
+  st.path.push(key)
+  if (scanned !== k) noteFound(st)
+  return key
 }
 
 /**
@@ -224,6 +245,7 @@ function scrub(
 ): Scrubbed {
   const st: WalkState = { keys: 0, error: undefined, path: [field], scan, found: foundPaths }
   const value: Record<string, unknown> = {}
+  let renamed = false
   for (const k in input) {
     if (++st.keys > MAX_KEYS) return { value: {}, error: { field, message: `more than ${MAX_KEYS} keys and items`, code: 'VALIDATION_FAILED' } }
     if (C3_KEYS.test(k)) continue
@@ -232,23 +254,33 @@ function scrub(
       if (x !== null && x !== undefined && typeof x !== 'object') moved[k] = String(x)
       continue
     }
+    // The key before the value: `whole` leaves what it read of the value for the `text` after it,
+    // and a key scanned in between would throw that away.
+    const key = storedKey(k, value, renamed, st)
+    if (key !== k) renamed = true
     if (found && typeof x === 'string') {
       const kind = scan!.whole(x)
       if (kind) {
-        moved[k] = x
-        found[k] = kind
-        st.path.push(k)
+        moved[key] = x
+        found[key] = kind
         noteFound(st)
         st.path.pop()
         continue
       }
     }
-    st.path.push(k)
-    value[k] = walk(x, 1, st)
+    value[key] = walk(x, 1, st)
     if (st.error) return { value: {}, error: { field: st.path.join('.'), message: st.error, code: st.code ?? 'VALIDATION_FAILED' } }
     st.path.pop()
   }
   return { value }
+}
+
+/** A field of the message itself (an event or page name, a category, a group id), scanned like a property value. */
+function scanField(s: string, where: string, scan: ValueScanner | undefined, foundPaths: string[]): string {
+  if (!scan || !s) return s
+  const r = scan.text(s)
+  if (r !== s && foundPaths.length < MAX_FOUND_PATHS) foundPaths.push(`personal_data:${where}`)
+  return r
 }
 
 function minimizeContext(ctx: Record<string, unknown>): Record<string, unknown> {
@@ -338,6 +370,12 @@ export function normalizeMessage(
   }
 
   const properties = props.value
+  // The message's own text fields reach the events table too: the event column, and the page
+  // category and group id inside properties.
+  const isPage = type === 'page' || type === 'screen'
+  const eventName = type === 'track' ? scanField(m.event as string, 'event', scan, foundPaths) : isPage ? scanField((m.name as string | undefined) ?? '', 'name', scan, foundPaths) : ''
+  const category = isPage && m.category ? scanField(m.category as string, 'category', scan, foundPaths) : ''
+  const groupId = type === 'group' ? scanField(m.groupId as string, 'groupId', scan, foundPaths) : undefined
   const messageId =
     (m.messageId as string | undefined) ??
     // No messageId (a hand-written client): a digest of the content makes identical retries
@@ -346,13 +384,12 @@ export function normalizeMessage(
   const event: PendingEvent = {
     messageId,
     type,
-    event: type === 'track' ? (m.event as string) : type === 'page' || type === 'screen' ? ((m.name as string | undefined) ?? '') : '',
+    event: eventName,
     userId: (m.userId as string | null | undefined) ?? '',
     anonymousId: (m.anonymousId as string | null | undefined) ?? '',
-    sessionId: pickString(properties.session_id, properties.sessionId, ctxIn.sessionId),
-    properties: JSON.stringify(
-      type === 'page' || type === 'screen' ? { ...(m.category ? { category: m.category } : {}), ...properties } : type === 'group' ? { group_id: m.groupId } : properties,
-    ),
+    // From the scrubbed context: the app's session id is its text, and may hold a number.
+    sessionId: pickString(properties.session_id, properties.sessionId, ctx.value.sessionId),
+    properties: JSON.stringify(isPage ? { ...(category ? { category } : {}), ...properties } : type === 'group' ? { group_id: groupId } : properties),
     context: JSON.stringify(ctx.value),
     timestamp,
     sentAt: sent ?? receivedAt,
@@ -366,19 +403,12 @@ export function normalizeMessage(
       plain[k] = typeof v === 'object' ? JSON.stringify(v) : String(v)
     }
     const hashed: Record<string, string> = {}
-    for (const [k, v] of Object.entries(moved)) hashed[k] = opts.pii.hash(foundKinds[k] ?? traitKind(k), v, tenantId)
+    // An empty one clears what is stored (as an import's empty column does), rather than store
+    // the digest of nothing, which every other empty value would match.
+    for (const [k, v] of Object.entries(moved)) hashed[k] = v.trim() ? opts.pii.hash(foundKinds[k] ?? traitDigestKind(k, v), v, tenantId) : ''
     event.traits = { plain, hashed }
   }
   if (type === 'alias') event.previousId = m.previousId as string
-  if (type === 'group') event.groupId = m.groupId as string
+  if (type === 'group') event.groupId = groupId!
   return { ok: true, event, properties }
-}
-
-function traitKind(k: string): 'phone' | 'national_id' | 'card' | 'email' | 'name' {
-  const l = k.toLowerCase()
-  if (l.includes('phone') || l.includes('mobile')) return 'phone'
-  if (l.includes('card')) return 'card'
-  if (l.includes('email')) return 'email'
-  if (l.includes('id')) return 'national_id'
-  return 'name'
 }

@@ -21,6 +21,40 @@ describe('checkEvent', () => {
   })
 })
 
+/** Every name Object.prototype has: a plan is read by own names only, so none of these may look planned. */
+const PROTO_NAMES = Object.getOwnPropertyNames(Object.prototype)
+/** A plan cannot name `__proto__`: the server's JSON parser refuses the key and zod's record leaves it out. */
+const PLANNABLE = PROTO_NAMES.filter((n) => n !== '__proto__')
+
+describe('checkEvent with names that Object.prototype has', () => {
+  const strict = trackingPlanInput.parse({ mode: 'flag', events: { ok_event: { properties: { amount: { type: 'number' } }, allowAdditionalProperties: false } } })
+
+  it.each(PROTO_NAMES)('an event named %s is unplanned, not a crash', (name) => {
+    expect(checkEvent(strict, name, {})).toEqual([`unplanned_event:${name}`])
+    expect(checkEvent({ ...strict, allowUnplannedEvents: true }, name, {})).toEqual([])
+  })
+
+  it.each(PROTO_NAMES)('a property %s sent to a closed event is unplanned', (name) => {
+    expect(checkEvent(strict, 'ok_event', { amount: 1, [name]: 'x' })).toEqual([`unplanned_property:${name}`])
+    expect(checkEvent(strict, 'ok_event', { amount: 1 })).toEqual([])
+  })
+
+  it.each(PLANNABLE)('a planned property %s is checked by what was sent, not by what Object.prototype has', (name) => {
+    // A planned property of that name, optional and not sent: nothing to say.
+    const own = trackingPlanInput.parse({ mode: 'flag', events: { e: { properties: { [name]: { type: 'string' } } } } })
+    expect(checkEvent(own, 'e', {})).toEqual([])
+    expect(checkEvent(own, 'e', { [name]: 'x' })).toEqual([])
+    const required = trackingPlanInput.parse({ mode: 'flag', events: { e: { properties: { [name]: { type: 'string', required: true } } } } })
+    expect(checkEvent(required, 'e', {})).toEqual([`missing_property:${name}`])
+  })
+
+  it.each(PLANNABLE)('a plan that names the event %s checks it as planned', (name) => {
+    const own = trackingPlanInput.parse({ mode: 'flag', events: { [name]: { properties: { n: { type: 'number', required: true } } } } })
+    expect(checkEvent(own, name, { n: 1 })).toEqual([])
+    expect(checkEvent(own, name, {})).toEqual(['missing_property:n'])
+  })
+})
+
 describe('tracking plans over HTTP', () => {
   let t: TestApp
   let bank: Awaited<ReturnType<typeof tenantWithKeys>>
@@ -62,6 +96,38 @@ describe('tracking plans over HTTP', () => {
     const free = await t.app.inject({ method: 'POST', url: '/v1/track', headers: h(bank.write), payload: ev('unknown_thing', {}) })
     expect(free.json()).toMatchObject({ accepted: 1, flagged: 0 })
   })
+
+  it.each(['flag', 'block'] as const)(
+    'in %s mode, stores the planned events of a batch that also holds events named like Object.prototype members, in the worker and in this thread',
+    async (mode) => {
+      const k = await tenantWithKeys(t, `proto-${mode}`)
+      const put = await t.app.inject({ method: 'PUT', url: '/v1/tracking-plan', headers: h(k.admin), payload: { mode, allowUnplannedEvents: false, events: { ok_event: { properties: {} } } } })
+      expect(put.statusCode).toBe(200)
+      const batch = () => [ev('ok_event', {}), ...PROTO_NAMES.map((name) => ev(name, {}))]
+      const expectAnswer = (body: { accepted: number; flagged: number; rejected: { index: number; code: string }[] }) => {
+        if (mode === 'flag') expect(body).toMatchObject({ accepted: 1 + PROTO_NAMES.length, flagged: PROTO_NAMES.length, rejected: [] })
+        else {
+          expect(body).toMatchObject({ accepted: 1, flagged: 0 })
+          expect(body.rejected.map((r) => [r.index, r.code])).toEqual(PROTO_NAMES.map((_, i) => [i + 1, 'TRACKING_PLAN_VIOLATION']))
+        }
+      }
+      // The route hands the body to a worker thread (INGEST_WORKERS, one at least in tests) ...
+      expect(t.ingest.pool).toBeDefined()
+      const viaPool = batch()
+      const res = await t.app.inject({ method: 'POST', url: '/v1/batch', headers: h(k.write), payload: { batch: viaPool } })
+      expect(res.statusCode, res.body).toBe(200)
+      expectAnswer(res.json())
+      // ... and the service's own entry normalizes in this thread.
+      const inThread = batch()
+      expectAnswer(await t.ingest.service.ingest({ tenantId: k.tenant.id, actor: 'test', messages: inThread, envelope: {}, single: false }))
+      const stored = await t.engine.db
+        .forTenant(k.tenant.id)
+        .query<{ event: string; violations: string[] }>('SELECT event, violations FROM events WHERE tenant_id = {tenant:UInt16} ORDER BY event')
+      const expected = mode === 'flag' ? [...PROTO_NAMES.map((name) => ({ event: name, violations: [`unplanned_event:${name}`] })), { event: 'ok_event', violations: [] }] : [{ event: 'ok_event', violations: [] }]
+      const twice = expected.flatMap((r) => [r, r]).sort((a, b) => (a.event < b.event ? -1 : a.event > b.event ? 1 : 0))
+      expect(stored).toEqual(twice)
+    },
+  )
 
   it('refuses an invalid plan naming the field', async () => {
     const res = await t.app.inject({ method: 'PUT', url: '/v1/tracking-plan', headers: h(bank.admin), payload: { mode: 'loud', events: {} } })

@@ -35,13 +35,20 @@ export type TrackingPlanView = z.infer<typeof trackingPlanView>
 
 const typeOf = (v: unknown) => (Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v)
 
+/**
+ * A name the app sent, looked up as an own property only: event and property names are the
+ * app's, and `constructor` or `toString` must not find Object.prototype's (a plan read from JSON
+ * is a plain object).
+ */
+const own = <T>(o: Record<string, T>, name: string): T | undefined => (Object.hasOwn(o, name) ? o[name] : undefined)
+
 /** The violations of one track event against a plan; empty when it conforms. */
 export function checkEvent(plan: TrackingPlan, event: string, properties: Record<string, unknown>): string[] {
-  const spec = plan.events[event]
+  const spec = own(plan.events, event)
   if (!spec) return plan.allowUnplannedEvents ? [] : [`unplanned_event:${event}`]
   const out: string[] = []
   for (const [name, p] of Object.entries(spec.properties)) {
-    const v = properties[name]
+    const v = own(properties, name)
     if (v === undefined || v === null) {
       if (p.required) out.push(`missing_property:${name}`)
       continue
@@ -50,7 +57,7 @@ export function checkEvent(plan: TrackingPlan, event: string, properties: Record
     else if (p.enum && !p.enum.includes(v as string | number)) out.push(`not_in_enum:${name}`)
   }
   if (!spec.allowAdditionalProperties) {
-    for (const name of Object.keys(properties)) if (!(name in spec.properties)) out.push(`unplanned_property:${name}`)
+    for (const name of Object.keys(properties)) if (!Object.hasOwn(spec.properties, name)) out.push(`unplanned_property:${name}`)
   }
   return out
 }

@@ -119,4 +119,15 @@ describe('re-keying digests made under the shared key', () => {
     ])
     expect((await rowsOf(1, 'customers', 'customer_key, branch_code')).find((r) => r.customer_key === 5)!.branch_code).toBe('new')
   })
+
+  it('counts an emptied digested trait (a re-import without the national id) as none, not as an unrecognized value', async () => {
+    const pii = createPii('m'.repeat(40))
+    const db = engine.db.forTenant(3)
+    await db.insert('customer_traits', [{ customer_key: 1, trait: 'national_id', value: pii.hash('national_id', '11010519491231002X', 3), hashed: 1, updated_at: '2026-01-01 00:00:00.000' }])
+    await db.insert('customer_traits', [{ customer_key: 1, trait: 'national_id', value: '', hashed: 1, updated_at: '2026-02-01 00:00:00.000' }])
+    await db.insert('customer_traits', [{ customer_key: 2, trait: 'phone', value: 'not-a-digest', hashed: 1, updated_at: '2026-02-01 00:00:00.000' }])
+    const m = createDigestMigration({ db: engine.db, pii })
+    expect(await m.status(3)).toEqual({ sharedKey: { customersPhone: 0, traits: 0 }, bankKey: { customersPhone: 0, traits: 0 }, unrecognized: { customersPhone: 0, traits: 1 } })
+    expect((await m.rekey(3)).converted).toEqual({ customersPhone: 0, traits: 0 })
+  })
 })

@@ -50,7 +50,8 @@ interface Place {
 }
 const PLACES: readonly Place[] = [
   { table: 'customers', columns: CUSTOMER_COLUMNS, column: 'phone_hash', digestRows: `phone_hash != ''`, counted: 'customersPhone' },
-  { table: 'customer_traits', columns: TRAIT_COLUMNS, column: 'value', digestRows: 'hashed = 1', counted: 'traits' },
+  // An empty digested trait is none (an import without the national id empties it), as an empty phone_hash is.
+  { table: 'customer_traits', columns: TRAIT_COLUMNS, column: 'value', digestRows: `hashed = 1 AND value != ''`, counted: 'traits' },
 ]
 const OLD = (p: Place) => `${p.digestRows} AND match(${p.column}, {v1:String})`
 const NEW = (p: Place) => `${p.digestRows} AND startsWith(${p.column}, {prefix:String})`

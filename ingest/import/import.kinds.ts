@@ -200,10 +200,14 @@ const customers = defineKind({
   customerColumns: ['customer_no'],
   finalInserts: (t) => [
     ...byCustomer('customers', CUSTOMER_COLS)(t),
+    // A row without a national id replaces a stored one with an empty value (the whole profile
+    // is replaced), under the row's updated_at so that an older file imported late loses; a
+    // customer who never had one gets no row.
     `INSERT INTO customer_traits (tenant_id, customer_key, trait, value, hashed, updated_at)
      SELECT {tenant:UInt16}, k.customer_key, 'national_id', s.national_id_hash, 1, s.updated_at
      FROM ${t.stage} AS s INNER JOIN ${t.keys} AS k ON k.customer_no = s.customer_no
-     WHERE s.national_id_hash != ''`,
+     WHERE s.national_id_hash != ''
+        OR k.customer_key IN (SELECT customer_key FROM customer_traits WHERE tenant_id = {tenant:UInt16} AND trait = 'national_id' AND value != '')`,
   ],
 })
 
