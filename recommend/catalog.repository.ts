@@ -63,8 +63,11 @@ export function mergeCatalogs(base: Catalog, over: Catalog): Catalog {
   }
 }
 
-/** Every condition against the tenant's tag definitions, every item's module present: the issues. */
-export function checkCatalog(effective: Catalog, own: Catalog, defs: ReadonlyMap<string, TagDefinition>, timeZone: string): ErrorIssue[] {
+/**
+ * The conditions and reminder tags of `own`'s entries against a tenant's tag definitions: the
+ * issues, fields named as in `own`. `served` keeps only the entries that tenant serves.
+ */
+function conditionIssues(own: Catalog, defs: ReadonlyMap<string, TagDefinition>, timeZone: string, served: (entry: object) => boolean = () => true): ErrorIssue[] {
   const issues: ErrorIssue[] = []
   const check = (raw: unknown, field: string, purpose: ReturnType<typeof purposeOf>) => {
     const rule = parseCondition(raw, field, purpose, issues)
@@ -76,12 +79,19 @@ export function checkCatalog(effective: Catalog, own: Catalog, defs: ReadonlyMap
       for (const i of e.issues ?? [{ field: 'rule', message: e.message }]) issues.push({ field: (i.field ?? 'rule').replace(/^rule/, field), message: i.message })
     }
   }
-  own.modules.forEach((m, i) => m.when !== undefined && check(m.when, `modules.${i}.when`, purposeOf('module')))
+  own.modules.forEach((m, i) => m.when !== undefined && served(m) && check(m.when, `modules.${i}.when`, purposeOf('module')))
   own.items.forEach((it, i) => {
+    if (!served(it)) return
     if (it.when !== undefined) check(it.when, `items.${i}.when`, purposeOf(it.type))
     if (it.reminderTag && !defs.has(it.reminderTag)) issues.push({ field: `items.${i}.reminderTag`, message: `tag ${it.reminderTag} is not defined` })
   })
   own.productRules.forEach((p, i) => check(p.exclude, `productRules.${i}.exclude`, purposeOf('rule')))
+  return issues
+}
+
+/** Every condition against the tenant's tag definitions, every item's module present: the issues. */
+export function checkCatalog(effective: Catalog, own: Catalog, defs: ReadonlyMap<string, TagDefinition>, timeZone: string): ErrorIssue[] {
+  const issues = conditionIssues(own, defs, timeZone)
   const modules = new Set(effective.modules.map((m) => m.id))
   own.items.forEach((it, i) => {
     if (!modules.has(it.module)) issues.push({ field: `items.${i}.module`, message: `no module ${it.module} in the catalogue this tenant serves` })
@@ -104,8 +114,11 @@ export function catalogTagUses(c: Catalog, tag: string): TagUse[] {
 export function createCatalogRepository(deps: {
   db: Db
   tags: { list(tenantId: number): Promise<TagDefinition[]>; registerUses?(finder: TagUseFinder): void }
-  /** With it, a tag purpose change that would break the catalogue a tenant serves is refused. */
-  tenants?: { get(id: number): Promise<Tenant> }
+  /**
+   * With it, a tag purpose change that would break the catalogue a tenant serves is refused, and
+   * a group's save that would break one of its member banks'.
+   */
+  tenants?: { get(id: number): Promise<Tenant>; list?(): Promise<Tenant[]> }
 }) {
   async function latest(tenantId: number): Promise<SavedCatalog | undefined> {
     const [r] = await deps.db.forTenant(tenantId).query(
@@ -114,7 +127,7 @@ export function createCatalogRepository(deps: {
       {},
       row,
     )
-    return r && { version: r.version, catalog: parseCatalog(JSON.parse(r.document)), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }
+    return r && { version: r.version, catalog: parseCatalog(JSON.parse(r.document), { stored: true }), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }
   }
 
   // Every layout snapshot check asks for the effective catalogue: the file is read once.
@@ -135,6 +148,27 @@ export function createCatalogRepository(deps: {
     return own ? { catalog: mergeCatalogs(parent.catalog, own.catalog), groupVersion: parent.groupVersion, ownVersion: own.version } : parent
   }
 
+  /**
+   * A group's document against each member bank's tags: the group's entries a member would serve
+   * (not replaced or disabled by its own) must compile there, or every layout of the member would
+   * fall back on them. Issues name the field in the group's document and the member.
+   */
+  async function memberIssues(group: Tenant, doc: Catalog): Promise<ErrorIssue[]> {
+    if (group.kind !== 'group' || !deps.tenants?.list) return []
+    const inherited = mergeCatalogs((builtIn ??= builtInCatalog()), doc)
+    const issues: ErrorIssue[] = []
+    for (const member of (await deps.tenants.list()).filter((t) => t.parentId === group.id)) {
+      const own = await latest(member.id)
+      const serves = own ? mergeCatalogs(inherited, own.catalog) : inherited
+      const entries = new Set<object>([...serves.modules, ...serves.items])
+      const defs = new Map((await deps.tags.list(member.id)).map((d) => [d.name, d]))
+      for (const i of conditionIssues(doc, defs, member.timeZone, (e) => entries.has(e))) {
+        issues.push({ ...i, message: `member bank ${member.slug}: ${i.message}`, tenant: member.slug })
+      }
+    }
+    return issues
+  }
+
   return {
     latest,
 
@@ -145,7 +179,7 @@ export function createCatalogRepository(deps: {
         {},
         row,
       )
-      return rows.map((r) => ({ version: r.version, catalog: parseCatalog(JSON.parse(r.document)), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }))
+      return rows.map((r) => ({ version: r.version, catalog: parseCatalog(JSON.parse(r.document), { stored: true }), createdBy: r.created_by, createdAt: r.created_at, changeNote: r.change_note }))
     },
 
     effective,
@@ -164,7 +198,7 @@ export function createCatalogRepository(deps: {
       const defs = new Map((await deps.tags.list(tenant.id)).map((d) => [d.name, d]))
       // Every problem at once: shape, then tags and modules (a condition reported twice counts once).
       const seen = new Set<string>()
-      const issues = [...shape.issues, ...checkCatalog(mergeCatalogs(parent.catalog, catalog), catalog, defs, tenant.timeZone)].filter((i) => {
+      const issues = [...shape.issues, ...checkCatalog(mergeCatalogs(parent.catalog, catalog), catalog, defs, tenant.timeZone), ...(await memberIssues(tenant, catalog))].filter((i) => {
         const k = `${i.field}\u0000${i.message}`
         return !seen.has(k) && seen.add(k)
       })

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AppError, type ErrorIssue } from '../core/errors.js'
+import { daySchema } from '../core/time.js'
 import { PURPOSES, type Purpose } from '../tags/tag.schema.js'
 import { onlyTagLeaves } from '../segments/segment.memory.js'
 import { segmentSchema, type SegmentNode } from '../segments/segment.schema.js'
@@ -27,7 +28,12 @@ const entryId = z.string().regex(ENTRY_ID, 'lower-case letters, digits and _ . :
 const text = z.string().trim().min(1).max(120)
 const localized = z.strictObject({ zh: text, en: text })
 const deeplink = z.string().max(300).regex(/^[a-z][a-z0-9+.-]*:\/\/[^\s]+$/, 'a deeplink such as app://loan/repay')
-const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD')
+/**
+ * Validity dates are calendar dates within the stored range. Versions saved before that was
+ * checked may hold impossible ones ('2020-12-32'): read as stored, and served on no day
+ * (model.snapshot.ts), so reading a catalogue never fails on them.
+ */
+const storedDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD')
 /** A tag-only condition; checked against the tenant's tag definitions when the catalogue is saved. */
 const condition = z.unknown()
 
@@ -54,31 +60,33 @@ export const moduleSchema = z.strictObject({
     .optional(),
 })
 
-export const itemSchema = z
-  .strictObject({
-    id: entryId,
-    module: entryId,
-    type: z.enum(ITEM_TYPES),
-    title: localized,
-    /** Simplified wording for elder mode. */
-    elderTitle: localized.optional(),
-    deeplink,
-    category: z.string().min(1).max(63),
-    /** Business boost: added to the blended score (0..100). */
-    boost: z.number().min(0).max(100).default(0),
-    elder: elder.default('show'),
-    when: condition.optional(),
-    /** What the customer is told about why the item shows while its condition holds (default: worded from its tags). */
-    why: localized.optional(),
-    validFrom: date.optional(),
-    validTo: date.optional(),
-    /** Exposures per customer: at most perDay a day, perWeek in 7 days. */
-    cap: z.strictObject({ perDay: z.number().int().min(1).max(100).optional(), perWeek: z.number().int().min(1).max(500).optional() }).optional(),
-    /** A reminder's tag (its reason): the item shows while the customer's value of that tag holds. */
-    reminderTag: z.string().max(63).optional(),
-  })
-  .refine((i) => !i.validFrom || !i.validTo || i.validFrom <= i.validTo, { message: 'validFrom is after validTo', path: ['validTo'] })
-  .refine((i) => i.type !== 'reminder' || i.when !== undefined, { message: 'a reminder needs a when condition', path: ['when'] })
+const itemShape = (date: z.ZodType<string>) =>
+  z
+    .strictObject({
+      id: entryId,
+      module: entryId,
+      type: z.enum(ITEM_TYPES),
+      title: localized,
+      /** Simplified wording for elder mode. */
+      elderTitle: localized.optional(),
+      deeplink,
+      category: z.string().min(1).max(63),
+      /** Business boost: added to the blended score (0..100). */
+      boost: z.number().min(0).max(100).default(0),
+      elder: elder.default('show'),
+      when: condition.optional(),
+      /** What the customer is told about why the item shows while its condition holds (default: worded from its tags). */
+      why: localized.optional(),
+      validFrom: date.optional(),
+      validTo: date.optional(),
+      /** Exposures per customer: at most perDay a day, perWeek in 7 days. */
+      cap: z.strictObject({ perDay: z.number().int().min(1).max(100).optional(), perWeek: z.number().int().min(1).max(500).optional() }).optional(),
+      /** A reminder's tag (its reason): the item shows while the customer's value of that tag holds. */
+      reminderTag: z.string().max(63).optional(),
+    })
+    .refine((i) => !i.validFrom || !i.validTo || i.validFrom <= i.validTo, { message: 'validFrom is after validTo', path: ['validTo'] })
+    .refine((i) => i.type !== 'reminder' || i.when !== undefined, { message: 'a reminder needs a when condition', path: ['when'] })
+export const itemSchema = itemShape(daySchema)
 
 export const productRuleSchema = z.strictObject({
   kinds: z.array(z.enum(PRODUCT_KINDS)).min(1),
@@ -104,16 +112,20 @@ export const experimentSchema = z.strictObject({
     .max(10),
 })
 
-export const catalogSchema = z.strictObject({
-  modules: z.array(moduleSchema).max(30).default([]),
-  items: z.array(itemSchema).max(500).default([]),
-  productRules: z.array(productRuleSchema).max(50).default([]),
-  /** Group entries (modules or items) this tenant does not offer. */
-  disable: z.array(entryId).max(500).default([]),
-  experiment: experimentSchema.optional(),
-  /** Per mille of customers kept out of personalization and marketing pushes, to measure uplift. */
-  holdoutPerMille: z.number().int().min(0).max(500).optional(),
-})
+const catalogShape = (item: typeof itemSchema) =>
+  z.strictObject({
+    modules: z.array(moduleSchema).max(30).default([]),
+    items: z.array(item).max(500).default([]),
+    productRules: z.array(productRuleSchema).max(50).default([]),
+    /** Group entries (modules or items) this tenant does not offer. */
+    disable: z.array(entryId).max(500).default([]),
+    experiment: experimentSchema.optional(),
+    /** Per mille of customers kept out of personalization and marketing pushes, to measure uplift. */
+    holdoutPerMille: z.number().int().min(0).max(500).optional(),
+  })
+export const catalogSchema = catalogShape(itemSchema)
+/** A version as stored: its dates as they were accepted when it was saved. */
+const storedCatalogSchema = catalogShape(itemShape(storedDate))
 
 export type CatalogModule = z.infer<typeof moduleSchema>
 export type CatalogItem = z.infer<typeof itemSchema>
@@ -150,16 +162,19 @@ export function invalidCatalog(issues: ErrorIssue[]): AppError {
   return new AppError('VALIDATION_FAILED', `The catalogue is invalid: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`, { issues })
 }
 
-/** Parses a catalogue document or throws VALIDATION_FAILED naming every field at fault. */
-export function parseCatalog(input: unknown): Catalog {
-  const { catalog, issues } = checkCatalogShape(input)
+/**
+ * Parses a catalogue document or throws VALIDATION_FAILED naming every field at fault; `stored`
+ * reads a saved version, whose dates are taken as they were accepted then.
+ */
+export function parseCatalog(input: unknown, opts: { stored?: boolean } = {}): Catalog {
+  const { catalog, issues } = checkCatalogShape(input, opts)
   if (!catalog || issues.length) throw invalidCatalog(issues)
   return catalog
 }
 
 /** The document's shape and conditions: the catalogue when its shape is valid, and every issue. */
-export function checkCatalogShape(input: unknown): { catalog: Catalog | undefined; issues: ErrorIssue[] } {
-  const r = catalogSchema.safeParse(input)
+export function checkCatalogShape(input: unknown, opts: { stored?: boolean } = {}): { catalog: Catalog | undefined; issues: ErrorIssue[] } {
+  const r = (opts.stored ? storedCatalogSchema : catalogSchema).safeParse(input)
   if (!r.success) return { catalog: undefined, issues: r.error.issues.map((i) => ({ field: i.path.map(String).join('.') || '(root)', message: i.message })) }
   const c = r.data
   const issues: ErrorIssue[] = []

@@ -23,6 +23,8 @@ const MAX_UNWRITTEN_BYTES = 256 * 1024 ** 2
  * and a stop writes what waits; a process killed outright loses at most the interval's.
  */
 const DEFAULT_FLUSH_MS = 5_000
+/** Writes remembered for writtenBefore: at the default interval, hours, longer than a build takes. */
+const MAX_WRITES_KEPT = 4096
 const FLUSH_BYTES = 64 * 1024 ** 2
 
 export function createExposureWriter(deps: {
@@ -39,6 +41,15 @@ export function createExposureWriter(deps: {
   const flushBytes = deps.flushBytes ?? FLUSH_BYTES
   const logOf = (tenant: number) => pending.get(tenant) ?? pending.set(tenant, new ExposureLog(tenant)).get(tenant)!
   let flusher: NodeJS.Timeout | undefined
+  // Writes that left nothing unwritten: when each ended, and the time before which every row
+  // served had been written by then (rows are appended as they are served, so every row of a
+  // write was served before it took them). A model build that read at `t` has counted the
+  // exposures served before writtenBefore(t); the serving process keeps counting the rest.
+  const written: { at: number; through: number }[] = []
+  const wroteAll = (through: number) => {
+    if (written.length >= MAX_WRITES_KEPT) written.splice(0, written.length >> 1)
+    written.push({ at: Date.now(), through })
+  }
   const exposureInserts = deps.metrics.counter(
     'qianmian_layout_exposure_inserts_total',
     'Inserts of served layouts into layout_exposures: shared (every tenant of a flush in one), tenant (one tenant alone, after a shared insert failed), failed (kept for the next flush)',
@@ -118,12 +129,13 @@ export function createExposureWriter(deps: {
   }
 
   async function write(): Promise<void> {
-    if (!pending.size && !unwritten.length) return
+    const through = Date.now()
+    if (!pending.size && !unwritten.length) return wroteAll(through)
     const all = [...unwritten, ...pending.values()].filter((l) => l.rows > 0)
     pending = new Map()
     pendingBytes = 0
     unwritten = []
-    if (!all.length) return
+    if (!all.length) return wroteAll(through)
     const unlisted = await writeLists(all)
     const batch = all.filter((l) => !unlisted.has(l.tenantId))
     const held = all.filter((l) => unlisted.has(l.tenantId))
@@ -138,6 +150,7 @@ export function createExposureWriter(deps: {
       })
     }
     hold(held)
+    if (!unwritten.length) wroteAll(through)
   }
 
   /** Held while the engine refuses them, within a bound: an outage must not fill the heap. */
@@ -168,6 +181,15 @@ export function createExposureWriter(deps: {
     },
 
     flush,
+
+    /**
+     * A time such that every exposure this process served before it had been written by `t`
+     * (0 when that is not known): a reader of `layout_exposures` at `t` or later has them.
+     */
+    writtenBefore(t: number): number {
+      for (let i = written.length - 1; i >= 0; i--) if (written[i]!.at <= t) return written[i]!.through
+      return 0
+    },
 
     start(): void {
       flusher = setInterval(() => void flush(), deps.flushMs ?? DEFAULT_FLUSH_MS)

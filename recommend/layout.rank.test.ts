@@ -104,6 +104,21 @@ describe('rankLayout', () => {
     expect(ids({ today: 0, week: 2 })).not.toContain('promo') // 1 + 2 this week = the weekly cap
   })
 
+  it('caps a customer served the default layout (personalization off, the holdout) by their own exposures; fatigue, which reads their clicks, does not apply', () => {
+    const items = [item(0, 'promo', 'm0', { cap: { perDay: 1 } }), item(1, 'other', 'm0'), item(2, 'tired', 'm0')]
+    const s = snapshot(items, [{ items: [0, 1, 2] }])
+    s.popularity.set([0.5, 0.4, 1])
+    // Customer 7 was shown promo once today and tired 10 times this week without a click.
+    s.customers = { ...s.customers, keys: Uint32Array.of(7), itemOff: Uint32Array.of(0, 0), shownOff: Uint32Array.of(0, 2), shown: Int32Array.of(0, 2), shownToday: Uint16Array.of(1, 0), shownWeek: Uint16Array.of(1, 10), clickedWeek: Uint16Array.of(0, 0) }
+    const plain = ctx({ customerKey: 0, serviceKey: 7, variant: null })
+    expect(rankLayout(s, plain)[0]!.items.map((i) => [i.id, i.score])).toEqual([['tired', 1], ['other', 0.4]])
+    // This process's own count caps too: customer 8, with no row in the build.
+    const served = (i: number) => (i === 0 ? { today: 1, week: 1 } : { today: 0, week: 0 })
+    expect(rankLayout(s, ctx({ customerKey: 0, serviceKey: 8, variant: null, served }))[0]!.items.map((i) => i.id)).toEqual(['tired', 'other'])
+    // Anonymous: no one's exposures.
+    expect(rankLayout(s, ctx({ customerKey: 0, variant: null }))[0]!.items.map((i) => i.id)).toEqual(['tired', 'promo', 'other'])
+  })
+
   it('fatigue halves an item per 5 exposures without a click; a click lifts it', () => {
     const items = [item(0, 'a', 'm0'), item(1, 'b', 'm0')]
     const s = snapshot(items, [{ items: [0, 1], maxItems: 2 }])

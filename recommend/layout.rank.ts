@@ -70,11 +70,12 @@ export interface RankContext {
   /** An anonymous visitor's region code: the region's popularity replaces the bank's. */
   region?: string | undefined
   /**
-   * The customer turned personalization off: `customerKey` is 0 (the bank's default layout) and
-   * this key is used for service reminders only (a loan due), whose reason says so.
+   * A known customer served the bank's default layout (personalization off, or the holdout):
+   * `customerKey` is 0 and this key is used for the service reminders they need (a loan due),
+   * whose reason says so, and for caps, which limit frequency rather than personalize.
    */
   serviceKey?: number | undefined
-  /** Exposures this process served since the snapshot: item index → today / week. */
+  /** Exposures of the customer this process served that the build has not counted: item index → today / week. */
   served?: ((item: number) => { today: number; week: number }) | undefined
 }
 
@@ -260,7 +261,8 @@ function eligible(it: SnapshotItem, anyKey: number, ctx: RankContext, m: Memo): 
 /** The ranked modules, pointing into the snapshot (see toLayoutModules and layout.render.ts). */
 export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[] {
   const key = ctx.customerKey
-  const row = customerRow(s, key)
+  // Whose exposures cap items: the customer's, also on the default layout a known customer gets.
+  const row = customerRow(s, key || (ctx.serviceKey ?? 0))
   const memo = memoOf(s)
   exposures(s, row, memo)
   const personal = ctx.variant !== null && key !== 0
@@ -271,7 +273,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
   const basePop = regional ?? s.popularity
   const baseReason = regional ? intern(memo.regionReasons, ctx.region!, regionReason) : TENANT_POPULARITY
-  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: (ctx.serviceKey ?? 0) !== 0 }
+  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: (ctx.serviceKey ?? 0) !== 0, fatigue: key !== 0 }
 
   // Modules in their order (sorted once per snapshot), those whose condition admits the
   // customer; in elder mode the first ELDER_MODULES of them. Per item, arrays of the memo stand
@@ -338,8 +340,10 @@ interface Scoring {
   basePop: Float32Array
   baseReason: Reason
   memo: Memo
-  /** Personalization is off: the reminders shown are there for service. */
+  /** The default layout of a known customer: the reminders shown are there for service. */
   serviceOnly: boolean
+  /** Fatigue reads the customer's clicks: personal ranking, so not on the default layout. */
+  fatigue: boolean
 }
 
 /** The item's blended score and reason, into the memo's candidate arrays. */
@@ -357,7 +361,7 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): void {
   const aff = p.personal ? Math.max(0, memo.co[it.index]!) : 0
   const reminder = it.type === 'reminder' ? 2 : 0
   let total = reminder + it.boost + p.popW * pop + p.affW * aff
-  if (memo.seen[it.index] === 1 && memo.seenClicks[it.index] === 0 && memo.seenWeek[it.index]! >= FATIGUE_STEP) {
+  if (p.fatigue && memo.seen[it.index] === 1 && memo.seenClicks[it.index] === 0 && memo.seenWeek[it.index]! >= FATIGUE_STEP) {
     total *= 0.5 ** Math.floor(memo.seenWeek[it.index]! / FATIGUE_STEP)
   }
   let reason: Reason
@@ -385,13 +389,16 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): void {
 const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this`, say: said('used_together', src.title) })
 const easeReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'ease', because: [src.id], detail: `EASE: ${src.id} weighs most among the customer's items for this one`, say: said('used_together', src.title) })
 const segmentReason = (segment: string): Reason => ({ kind: 'popularity', code: 'similar_customers', scope: 'segment', segment, detail: `popular in segment ${segment}`, say: said('similar_customers') })
+/** Whether the condition reads only tags it says hold (no tag is there only to keep customers out). */
+const plainCondition = (e: { conditionTags: string[]; affirmedTags: string[] }) => e.affirmedTags.length === e.conditionTags.length
 const tagReason = (it: SnapshotItem): Reason => {
-  const code = conditionCode(it.conditionTags, it.type)
-  return { kind: 'tag', code, tags: it.conditionTags, detail: `shown while ${it.conditionTags.join(', ')} holds`, say: it.why ?? said(code) }
+  const code = conditionCode(it.affirmedTags, it.type)
+  const tags = it.conditionTags.join(', ')
+  return { kind: 'tag', code, tags: it.conditionTags, detail: plainCondition(it) ? `shown while ${tags} holds` : `shown while its condition on ${tags} holds`, say: it.why ?? said(code) }
 }
 const serviceReason = (it: SnapshotItem): Reason => {
-  const code = conditionCode(it.conditionTags, 'reminder')
-  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): shown with personalization off`, say: it.why ?? said(code) }
+  const code = conditionCode(it.affirmedTags, 'reminder')
+  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): kept on the non-personalized layout`, say: it.why ?? said(code) }
 }
 const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 
@@ -443,6 +450,7 @@ function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: 
 
 function moduleReason(m: SnapshotModule): Reason {
   if (!m.conditionTags.length) return { kind: 'rule', code: 'bank_service', detail: `catalogue module, priority ${m.priority}`, say: said('bank_service') }
-  const code = conditionCode(m.conditionTags, 'module')
-  return { kind: 'tag', code, tags: m.conditionTags, detail: `shown because ${m.conditionTags.join(' / ')} holds for the customer`, say: m.why ?? said(code) }
+  const code = conditionCode(m.affirmedTags, 'module')
+  const tags = m.conditionTags.join(' / ')
+  return { kind: 'tag', code, tags: m.conditionTags, detail: plainCondition(m) ? `shown because ${tags} holds for the customer` : `shown because its condition on ${tags} holds for the customer`, say: m.why ?? said(code) }
 }

@@ -2,9 +2,10 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { loadRoaring, type Roaring } from '../segments/roaring.js'
 import { item, snapshot } from './layout.fixture.js'
 import { rankLayout, type LayoutReason, type RankContext } from './layout.rank.js'
-import { conditionCode, REASON_CODES, said } from './layout.reasons.js'
+import { affirmedTags, conditionCode, REASON_CODES, said } from './layout.reasons.js'
 import { parseCatalog } from './catalog.schema.js'
 import type { LayoutSnapshot } from './model.snapshot.js'
+import type { SegmentNode } from '../segments/segment.schema.js'
 
 /** Reasons as the customer reads them: a code, and a sentence in the layout's language. */
 
@@ -79,6 +80,33 @@ describe('reasons in the customer’s language', () => {
     expect(conditionCode(['pension_recipient', 'elder'], 'module')).toBe('pension')
   })
 
+  it('names only the tags a condition says hold: not under a not, not ne / not_in / lt / not_exists, not compared with false, 0 or none', () => {
+    expect(affirmedTags({ tag: 'loan_overdue', op: 'eq', value: true })).toEqual(['loan_overdue'])
+    expect(affirmedTags({ not: { tag: 'loan_overdue', op: 'eq', value: true } })).toEqual([])
+    expect(affirmedTags({ not: { not: { tag: 'loan_overdue', op: 'eq', value: true } } })).toEqual(['loan_overdue'])
+    const negative: SegmentNode[] = [
+      { tag: 'loan_overdue', op: 'eq', value: false },
+      { tag: 'loan_overdue', op: 'ne', value: true },
+      { tag: 'loan_overdue', op: 'in', value: [false] },
+      { tag: 'loan_overdue', op: 'not_in', value: [true] },
+      { tag: 'loan_overdue', op: 'exists' },
+      { tag: 'loan_overdue', op: 'not_exists' },
+      { tag: 'new_device_signins_7d', op: 'lt', value: 1 },
+      { tag: 'new_device_signins_7d', op: 'eq', value: 0 },
+      { tag: 'new_device_signins_7d', op: 'gte', value: 0 },
+      { tag: 'aum_tier', op: 'eq', value: 'none' },
+    ]
+    for (const leaf of negative) expect(affirmedTags(leaf), JSON.stringify(leaf)).toEqual([])
+    expect(affirmedTags({ tag: 'new_device_signins_7d', op: 'gte', value: 1 })).toEqual(['new_device_signins_7d'])
+    expect(affirmedTags({ tag: 'aum_tier', op: 'in', value: ['affluent', 'private'] })).toEqual(['aum_tier'])
+    expect(affirmedTags({ all: [{ tag: 'loan_due_7d', op: 'eq', value: true }, { not: { tag: 'loan_overdue', op: 'eq', value: true } }] })).toEqual(['loan_due_7d'])
+    // An item shown while the customer is NOT overdue gets its kind's wording, and says the condition is on the tag.
+    const s = screen()
+    s.items[0] = { ...s.items[0]!, conditionTags: ['loan_overdue'], affirmedTags: [] }
+    expect(reasonsOf(s, ctx({ lang: 'en' })).get('reminder.loan_due')).toMatchObject({ kind: 'tag', tags: ['loan_overdue'], code: 'account_reminder', text: 'A reminder about your accounts', detail: 'shown while its condition on loan_overdue holds' })
+    expect(reasonsOf(s, ctx({ customerKey: 0, serviceKey: 7, variant: null, lang: 'en' })).get('reminder.loan_due')).toMatchObject({ kind: 'service', code: 'account_reminder' })
+  })
+
   it('each reason of a layout says its code’s sentence in the layout’s language, never a tag or segment name; the machine fields stay the same in both', () => {
     const s = screen()
     const zh = reasonsOf(s, ctx({ lang: 'zh' }))
@@ -114,7 +142,7 @@ describe('reasons in the customer’s language', () => {
   it('a catalogue entry words its own condition for the customer in both languages; the code stays the table’s', () => {
     const s = screen()
     const why = { zh: '您的定期存款即将到期', en: 'Your time deposit matures soon' }
-    s.items[0] = { ...s.items[0]!, conditionTags: ['deposit_maturing_7d'], why }
+    s.items[0] = { ...s.items[0]!, conditionTags: ['deposit_maturing_7d'], affirmedTags: ['deposit_maturing_7d'], why }
     s.modules[3] = { ...s.modules[3]!, why: { zh: '养老专区', en: 'For your retirement' } }
     expect(reasonsOf(s, ctx({ lang: 'zh' })).get('reminder.loan_due')).toMatchObject({ kind: 'tag', code: 'account_reminder', tags: ['deposit_maturing_7d'], text: why.zh })
     expect(reasonsOf(s, ctx({ lang: 'en' })).get('reminder.loan_due')).toMatchObject({ text: why.en })

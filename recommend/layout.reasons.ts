@@ -1,3 +1,5 @@
+import type { SegmentNode, TagLeaf } from '../segments/segment.schema.js'
+
 /**
  * What a layout tells the customer about why something is on their screen ("为什么推荐给我").
  *
@@ -75,7 +77,49 @@ const TAG_CODES: Readonly<Record<string, ReasonCode>> = {
 }
 const TAG_ORDER = Object.keys(TAG_CODES)
 
-/** The code of a condition over `tags` on an entry of this kind (a module, or an item's type). */
+/** A value that says the tag's situation is absent (a flag off, no count, the tier `none`). */
+const absent = (v: unknown) => v === false || v === 0 || v === 'none'
+
+/** Whether a leaf, read as written, says its tag's situation holds for the customer. */
+function affirms(l: TagLeaf): boolean {
+  const v = l.value
+  switch (l.op) {
+    case 'eq':
+      return !absent(v)
+    case 'in':
+      return Array.isArray(v) && !v.some(absent)
+    case 'gt':
+      return typeof v !== 'number' || v >= 0
+    case 'gte':
+      return typeof v !== 'number' || v > 0
+    case 'between':
+      return !Array.isArray(v) || typeof v[0] !== 'number' || v[0] > 0
+    // ne, not_in, lt, lte, not_exists hold where the situation is absent; exists holds for a false flag too.
+    default:
+      return false
+  }
+}
+
+/**
+ * The tags a condition says hold for whoever it admits: its leaves under an even number of
+ * `not`s that affirm their tag (eq, in, gt, gte, between, with no false, 0 or `none` among the
+ * values). A reason is worded from these only: a condition that keeps overdue customers out
+ * (`{not: {tag: loan_overdue, op: eq, value: true}}`, `op: eq, value: false`, `op: ne`) must
+ * not tell a customer their loan is overdue; with none, the entry's kind words it.
+ */
+export function affirmedTags(rule: SegmentNode): string[] {
+  const out: string[] = []
+  const walk = (n: SegmentNode, negated: boolean): void => {
+    if ('all' in n) for (const c of n.all) walk(c, negated)
+    else if ('any' in n) for (const c of n.any) walk(c, negated)
+    else if ('not' in n) walk(n.not, !negated)
+    else if ('tag' in n && !negated && affirms(n) && !out.includes(n.tag)) out.push(n.tag)
+  }
+  walk(rule, false)
+  return out
+}
+
+/** The code of a condition affirming `tags` (affirmedTags) on an entry of this kind (a module, or an item's type). */
 export function conditionCode(tags: readonly string[], kind: string): ReasonCode {
   for (const t of TAG_ORDER) if (tags.includes(t)) return TAG_CODES[t]!
   if (kind === 'tip') return 'account_safety'

@@ -98,7 +98,8 @@ describe('GET /v1/layout', () => {
       expect(new Set(ids).size).toBe(ids.length)
       for (const m of l.modules) {
         expect(m.reason.detail.length).toBeGreaterThan(0)
-        for (const i of m.items) expect(['tag', 'segment', 'rule', 'model', 'popularity', 'exploration']).toContain(i.reason.kind)
+        // service: the reminders of a customer in the holdout.
+        for (const i of m.items) expect(['tag', 'segment', 'rule', 'model', 'popularity', 'exploration', 'service']).toContain(i.reason.kind)
         // lang defaults to zh: the customer's sentence is Chinese, the engineers' detail stays English.
         for (const r of [m.reason, ...m.items.map((i) => i.reason)]) {
           expect(r.text, r.code).toMatch(/[\u4e00-\u9fff]/)

@@ -24,7 +24,9 @@ import { createPersonalizationSwitch } from './personalization.js'
  *
  * Exposures: every layout served is appended to `layout_exposures` in batches (caps, fatigue
  * and the experiments' analysis read it); exposures of capped items are also counted in the
- * process until the next model build has them, so caps hold between builds too.
+ * process until a model build has them, so caps hold between builds too. A build counts what
+ * was written before it read, so a new build forgets only the exposures written by then: those
+ * served later, or still waiting to be written, stay counted here.
  */
 
 export interface LayoutRequest {
@@ -45,6 +47,33 @@ export interface Layout extends LayoutHead {
 
 const DEFAULT_HOLDOUT = 0
 const DEFAULT_VARIANT = Object.freeze({ name: 'default', weight: 1, popularityWeight: 1, affinityWeight: 1, exploration: true })
+const NONE_SERVED = Object.freeze({ today: 0, week: 0 })
+
+/** This process's exposures of one capped item to one customer: the local day of the latest, how many that day, and when each was served (ms, oldest first). */
+interface OwnCount {
+  day: number
+  today: number
+  at: number[]
+}
+/** A customer's own counts by item id (by id, so a catalogue change keeps them), none served before `cut`. */
+interface OwnCounts {
+  cut: number
+  items: Map<string, OwnCount>
+}
+
+/** Drops the exposures served before `cut`: the latest stay, so today's count is at most what is left. */
+function trimOwn(own: OwnCounts, cut: number): void {
+  for (const [id, e] of own.items) {
+    let n = 0
+    while (n < e.at.length && e.at[n]! < cut) n++
+    if (n === e.at.length) own.items.delete(id)
+    else if (n > 0) {
+      e.at.splice(0, n)
+      e.today = Math.min(e.today, e.at.length)
+    }
+  }
+  own.cut = cut
+}
 
 export function createLayoutService(deps: {
   db: Db
@@ -63,9 +92,10 @@ export function createLayoutService(deps: {
 }) {
   const snapshots = new Map<number, { snap: LayoutSnapshot; version: string }>()
   const loading = new Map<number, Promise<LayoutSnapshot>>()
-  // Exposures this process served since the tenant's model build, per customer → item id →
-  // [day, today, week]: by item id, so a catalogue change (new item indices) keeps the counts.
-  const served = new Map<number, { build: string | null; customers: LRUCache<number, Map<string, [number, number, number]>> }>()
+  // Exposures of capped items this process served that the tenant's model build has not
+  // counted, per customer; `cut` moves with each new build, and a customer's counts are trimmed
+  // to it when next read.
+  const served = new Map<number, { build: string | null; cut: number; customers: LRUCache<number, OwnCounts> }>()
   const servedOf = (tenantId: number) => served.get(tenantId)?.customers
   const exposures = createExposureWriter({ db: deps.db, log: deps.log, metrics: deps.metrics, flushMs: deps.flushMs, flushBytes: deps.flushBytes })
   // Erased customers' keys, per tenant: a snapshot loaded before the erasure still indexes them,
@@ -95,12 +125,13 @@ export function createLayoutService(deps: {
   async function currentVersion(tenantId: number) {
     const tenant = await deps.tenants.get(tenantId)
     const [m] = await deps.db.forTenant(tenantId).query(
-      `SELECT toString(build) AS build, toString(built_at) AS built_at FROM rec_models FINAL WHERE tenant_id = {tenant:UInt16} AND complete = 1 ORDER BY build DESC LIMIT 1`,
+      `SELECT toString(build) AS build, toString(built_at) AS built_at, toUnixTimestamp64Milli(as_of) AS as_of FROM rec_models FINAL
+       WHERE tenant_id = {tenant:UInt16} AND complete = 1 ORDER BY build DESC LIMIT 1`,
       {},
-      z.object({ build: z.string(), built_at: z.string() }),
+      z.object({ build: z.string(), built_at: z.string(), as_of: z.coerce.number() }),
     )
     const eff = await deps.catalogs.effective(tenant)
-    return { tenant, eff, build: m?.build ?? null, builtAt: m?.built_at ?? null, version: `${m?.build ?? '-'}|${eff.groupVersion}|${eff.ownVersion}` }
+    return { tenant, eff, build: m?.build ?? null, builtAt: m?.built_at ?? null, asOfMs: m?.as_of ?? 0, version: `${m?.build ?? '-'}|${eff.groupVersion}|${eff.ownVersion}` }
   }
 
   async function load(tenantId: number): Promise<LayoutSnapshot> {
@@ -113,12 +144,18 @@ export function createLayoutService(deps: {
         const defs = new Map((await deps.tags.list(tenantId)).map((d) => [d.name, d]))
         // A snapshot load reads a whole build: the pipeline lane, so the request lane stays free.
         const snap = await loadSnapshot(
-          { db: deps.db.lane('pipeline'), bitmaps: deps.bitmaps },
+          { db: deps.db.lane('pipeline'), bitmaps: deps.bitmaps, log: deps.log },
           { tenant: v.tenant, catalog: v.eff.catalog, catalogVersions: { group: v.eff.groupVersion, own: v.eff.ownVersion }, build: v.build, builtAt: v.builtAt, defs, asOf: new Date() },
         )
         snapshots.set(tenantId, { snap, version: v.version })
-        // A new build has what was written before it; the same build (a catalogue change) does not.
-        if (served.get(tenantId)?.build !== v.build) served.set(tenantId, { build: v.build, customers: new LRUCache({ max: 500_000 }) })
+        // A new build has what was written before it read (at its as-of time or later); the same
+        // build (a catalogue change) has nothing new.
+        const held = served.get(tenantId)
+        if (!held) served.set(tenantId, { build: v.build, cut: 0, customers: new LRUCache({ max: 500_000 }) })
+        else if (held.build !== v.build) {
+          held.build = v.build
+          held.cut = Math.max(held.cut, exposures.writtenBefore(v.asOfMs))
+        }
         deps.log.info({ tenant: tenantId, build: v.build, items: snap.items.length, customers: snap.customers.keys.length, ms: Math.round(snap.loadedMs) }, 'layout snapshot loaded')
         return snap
       } finally {
@@ -141,19 +178,28 @@ export function createLayoutService(deps: {
     }
   }
 
-  function countServed(tenantId: number, key: number, today: number, items: string[]): void {
-    const cache = servedOf(tenantId)
-    if (!cache) return
-    const m = cache.get(key) ?? new Map<string, [number, number, number]>()
+  /** The customer's own counts, without what the tenant's build has counted since they were read. */
+  function ownCounts(tenantId: number, key: number): OwnCounts | undefined {
+    const held = served.get(tenantId)
+    const own = held?.customers.get(key)
+    if (own && own.cut < held!.cut) trimOwn(own, held!.cut)
+    return own
+  }
+
+  function countServed(tenantId: number, key: number, today: number, nowMs: number, items: string[]): void {
+    const held = served.get(tenantId)
+    if (!held) return
+    const own = ownCounts(tenantId, key) ?? { cut: held.cut, items: new Map<string, OwnCount>() }
     for (const i of items) {
-      const e = m.get(i)
-      if (!e) m.set(i, [today, 1, 1])
-      else if (e[0] === today) {
-        e[1]++
-        e[2]++
-      } else m.set(i, [today, 1, e[2] + 1])
+      const e = own.items.get(i)
+      if (!e) own.items.set(i, { day: today, today: 1, at: [nowMs] })
+      else {
+        e.today = e.day === today ? e.today + 1 : 1
+        e.day = today
+        e.at.push(nowMs)
+      }
     }
-    cache.set(key, m)
+    held.customers.set(key, own)
   }
 
 
@@ -192,27 +238,33 @@ export function createLayoutService(deps: {
     const digest = customerNo ? customerDigest(customerNo) : undefined
     const found = digest ? (lookupCustomer(snap.index, customerHash(digest)) ?? 0) : 0
     const key = found !== 0 && erased.get(req.tenantId)?.has(found) ? 0 : found
-    // Personalization off: the bank's default (as for an unknown visitor, elder mode only when
-    // asked for, no experiment) plus the service reminders the customer needs.
+    // Personalization off: outside every experiment, the holdout included (README), so the
+    // holdout arm holds only customers who could have been personalized.
     const off = key !== 0 && switches.off(req.tenantId, key)
-    const holdout = key !== 0 && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
+    const holdout = key !== 0 && !off && inHoldout(req.tenantId, digest!, snap.catalog.holdoutPerMille ?? DEFAULT_HOLDOUT)
     const assignment = key !== 0 && !holdout && !off && snap.catalog.experiment ? assignVariant(req.tenantId, digest!, snap.catalog.experiment) : undefined
+    // Elder mode from the elder tag is accessibility, not marketing: the holdout keeps it (its
+    // elder customers get it as those of every arm do, so the comparison stays fair). With
+    // personalization off the tag is not read: elder mode only when asked for.
     const elder = req.mode === 'elder' || (req.mode === 'auto' && key !== 0 && !off && snap.elder?.has(key) === true)
-    const own = key ? servedOf(req.tenantId)?.get(key) : undefined
+    // Both get the bank's default (as an unknown visitor does) plus the service reminders they
+    // need, under their own caps.
+    const plain = off || holdout
+    const own = key ? ownCounts(req.tenantId, key) : undefined
     const ranked = rankModules(snap, {
-      customerKey: off ? 0 : key,
-      serviceKey: off ? key : undefined,
+      customerKey: plain ? 0 : key,
+      serviceKey: plain ? key : undefined,
       elder,
       lang: req.lang,
       today,
       // Known customers outside the holdout get the personal blend; the default variant when no experiment runs.
-      variant: key === 0 || holdout || off ? null : (assignment?.variant ?? DEFAULT_VARIANT),
+      variant: key === 0 || plain ? null : (assignment?.variant ?? DEFAULT_VARIANT),
       draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
       region: key === 0 ? req.region : undefined,
-      served: own && !off
+      served: own
         ? (i) => {
-            const e = own.get(snap.items[i]!.id)
-            return e ? { today: e[0] === today ? e[1] : 0, week: e[2] } : { today: 0, week: 0 }
+            const e = own.items.get(snap.items[i]!.id)
+            return e ? { today: e.day === today ? e.today : 0, week: e.at.length } : NONE_SERVED
           }
         : undefined,
     })
@@ -225,10 +277,10 @@ export function createLayoutService(deps: {
           if (p.item.cap !== undefined) (capped ??= []).push(p.item.id)
         }
       }
-      if (capped) countServed(req.tenantId, key, today, capped)
+      if (capped) countServed(req.tenantId, key, today, nowMs, capped)
       exposures.append(req.tenantId, snap, { key, nowMs, screen: req.screen, experiment: assignment && { id: assignment.experiment, variant: assignment.variant }, holdout, elder }, ranked)
     }
-    countLayout(req.tenantId, key ? (holdout ? 1 : 0) : 2)
+    countLayout(req.tenantId, key === 0 || off ? 2 : holdout ? 1 : 0)
     // Keys in the order of Layout: the rendered body and JSON.stringify of the object agree.
     const head: LayoutHead = {
       tenant: req.tenantId,

@@ -1,6 +1,8 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
-import { daysBetween } from '../core/time.js'
+import { AppError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import { daySchema, daysBetween } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
 import { decodeClickHouseBitmap, type Bitmap, type Roaring } from '../segments/roaring.js'
 import { prepare } from '../segments/segment.compile.js'
@@ -12,6 +14,7 @@ import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { Catalog, CatalogItem, CatalogModule, ItemType } from './catalog.schema.js'
 import { purposeOf } from './catalog.schema.js'
+import { affirmedTags } from './layout.reasons.js'
 import { productItems } from './model.build.js'
 import { loadServedModel, type ServingModel } from './model.choice.js'
 import type { Neighbours } from './model.score.js'
@@ -49,8 +52,10 @@ export interface SnapshotItem {
   service?: boolean | undefined
   /** Customers the item's own condition admits (undefined: everyone). */
   eligible?: Bitmap | undefined
-  /** Tags the condition reads (the reason). */
+  /** Tags the condition reads (the reason's `tags`; a reminder reading a marketing tag is no service). */
   conditionTags: string[]
+  /** Tags the condition says hold for the customer (layout.reasons.ts affirmedTags): its wording's. */
+  affirmedTags: string[]
   /** The catalogue's words for the customer about the condition, if it has its own. */
   why?: { zh: string; en: string } | undefined
   /** Customers a product rule keeps away from it, with the rule's reason. */
@@ -68,6 +73,7 @@ export interface SnapshotModule {
   elder: 'first' | 'show' | 'hide'
   eligible?: Bitmap | undefined
   conditionTags: string[]
+  affirmedTags: string[]
   why?: { zh: string; en: string } | undefined
   items: number[]
 }
@@ -189,12 +195,14 @@ export interface SnapshotInput {
 }
 
 /** Loads a tenant's snapshot: model tables of `build` (none yet: catalogue and tags only). */
-export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input: SnapshotInput): Promise<LayoutSnapshot> {
+export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: Logger | undefined }, input: SnapshotInput): Promise<LayoutSnapshot> {
   const t0 = performance.now()
   const db = deps.db.forTenant(input.tenant.id)
   const { catalog } = input
   const products = await productItems(db, catalog, input.asOf, input.tenant.timeZone)
-  const day = (d?: string) => (d ? daysBetween('1970-01-01', d) : undefined)
+  // A date that is not on the calendar (saved before dates were checked) makes the item valid on
+  // no day: compared as NaN it would be valid on every day.
+  const day = (d: string | undefined, never: number) => (d === undefined ? undefined : daySchema.safeParse(d).success ? daysBetween('1970-01-01', d) : never)
   const items: SnapshotItem[] = catalog.items.map((it, index) => ({
     index,
     id: it.id,
@@ -206,11 +214,12 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     category: it.category,
     boost: it.boost / 100,
     elder: it.elder,
-    validFrom: day(it.validFrom),
-    validTo: day(it.validTo),
+    validFrom: day(it.validFrom, Infinity),
+    validTo: day(it.validTo, -Infinity),
     cap: it.cap,
     reminderTag: it.reminderTag,
     conditionTags: [],
+    affirmedTags: [],
     why: it.why,
     risk: 0,
   }))
@@ -231,10 +240,11 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
         category: `${p.kind}:${p.category}`,
         boost: 0,
         elder: p.risk_level >= 3 ? 'hide' : 'show',
-        validFrom: day(p.valid_from),
-        validTo: day(p.valid_to),
+        validFrom: day(p.valid_from, Infinity),
+        validTo: day(p.valid_to, -Infinity),
         reminderTag: undefined,
         conditionTags: [],
+        affirmedTags: [],
         risk: p.risk_level,
         productKind: p.kind,
       })
@@ -242,11 +252,26 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
   }
   // Eligibility: every condition of the catalogue, evaluated on the tag bitmaps now.
   const parse = (raw: unknown, purpose: ReturnType<typeof purposeOf>): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
-  const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>): Promise<Bitmap> => {
+  const nobody = () => deps.bitmaps.roaring.create()
+  const unserved: { entry: string; error: string }[] = []
+  /**
+   * Who a condition admits, or undefined when it does not compile for this tenant: a tag it does
+   * not define (a member without the banking pack, a tag retired since the catalogue was saved)
+   * or no longer fits. That is the bank's configuration, not the caller's request: the load goes
+   * on and says so, and the caller decides what such an entry means.
+   */
+  const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>, entry: string): Promise<Bitmap | undefined> => {
     // A group holds no customer rows (its members' customers are theirs) and no tags of its own:
     // its conditions hold for nobody, and the tags they name need not be defined for it.
-    if (input.tenant.kind === 'group') return deps.bitmaps.roaring.create()
-    const { tags } = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone })
+    if (input.tenant.kind === 'group') return nobody()
+    let tags
+    try {
+      tags = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone }).tags
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err
+      unserved.push({ entry, error: err.message })
+      return undefined
+    }
     const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))], { maxAgeMs: 0 })
     return evaluateInMemory(rule, tags, snap)
   }
@@ -255,14 +280,18 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
     const it = items[i]!
     if (src.when === undefined) continue
     const rule = parse(src.when, purposeOf(src.type))
-    it.eligible = await evalRule(rule, purposeOf(src.type))
+    it.eligible = (await evalRule(rule, purposeOf(src.type), `items.${src.id}`)) ?? nobody()
     it.conditionTags = [...new Set(tagsOf(rule))]
+    it.affirmedTags = affirmedTags(rule)
     it.service = src.type === 'reminder' && it.conditionTags.every((t) => !(input.defs.get(t)?.purpose ?? ['marketing']).includes('marketing'))
   }
-  for (const r of catalog.productRules) {
-    const keys = await evalRule(parse(r.exclude, 'risk'), 'risk')
+  for (const [j, r] of catalog.productRules.entries()) {
+    const keys = await evalRule(parse(r.exclude, 'risk'), 'risk', `productRules.${j}`)
     for (const it of items) {
-      if (it.productKind && r.kinds.includes(it.productKind as never)) (it.excluded ??= []).push({ keys, reason: r.reason })
+      if (!it.productKind || !r.kinds.includes(it.productKind as never)) continue
+      // A rule that cannot be checked protects by keeping its products from everyone.
+      if (keys) (it.excluded ??= []).push({ keys, reason: r.reason })
+      else it.eligible = nobody()
     }
   }
   const modules: SnapshotModule[] = []
@@ -274,12 +303,14 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore }, input
       priority: m.priority,
       maxItems: m.maxItems,
       elder: m.elder,
-      eligible: rule && (await evalRule(rule, purposeOf('module'))),
+      eligible: rule && ((await evalRule(rule, purposeOf('module'), `modules.${m.id}`)) ?? nobody()),
       conditionTags: rule ? [...new Set(tagsOf(rule))] : [],
+      affirmedTags: rule ? affirmedTags(rule) : [],
       why: m.why,
       items: items.filter((i) => i.module === m.id).map((i) => i.index),
     })
   }
+  if (unserved.length) deps.log?.warn({ tenant: input.tenant.id, unserved }, 'catalogue conditions that do not compile for this bank: their entries are served to no one')
   const elderSnap = input.defs.has('elder') ? await deps.bitmaps.snapshot(db, ['elder'], { maxAgeMs: 0 }) : undefined
   const elder = elderSnap?.tags.get('elder')?.star
   // Item statistics of the build.

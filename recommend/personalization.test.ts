@@ -75,11 +75,21 @@ describe('the personalization switch', () => {
     const reminders = off.modules.find((m) => m.id === 'reminders')
     expect(reminders?.items.map((i) => [i.id, i.reason.kind])).toContainEqual(['reminder.loan_due', 'service'])
     expect(reminders!.items.every((i) => i.reason.kind === 'service')).toBe(true)
-    // Everything else is what an unknown visitor gets.
+    // Everything else is what an unknown visitor gets, but for caps: they limit how often the
+    // customer sees an item rather than choose it for them, so they hold with the switch off.
     const anonymous = await layout({ mode: 'standard' })
     expect(anonymous).toMatchObject({ known: false, personalized: false, personalizedReason: 'unknown_customer' })
-    const rest = (l: Layout) => l.modules.filter((m) => m.id !== 'reminders').map((m) => [m.id, m.items.map((i) => i.id)])
+    const rest = (l: Layout, capped?: string) =>
+      l.modules
+        .filter((m) => m.id !== 'reminders')
+        .map((m) => [m.id, m.items.map((i) => i.id).filter((id) => id !== capped)] as const)
+        .filter(([, items]) => items.length > 0)
+    // promo.digital (at most 2 a day) is not at the customer's cap yet.
     expect(rest(off)).toEqual(rest(anonymous))
+    let capped = off
+    for (let i = 0; i < 3 && capped.modules.some((m) => m.items.some((it) => it.id === 'promo.digital')); i++) capped = await layout({ customerId: due.no, mode: 'standard' })
+    expect(rest(capped)).toEqual(rest(anonymous, 'promo.digital'))
+    expect(rest(anonymous)).not.toEqual(rest(anonymous, 'promo.digital'))
     // Elder mode comes from the elder tag only while personalization is on.
     expect((await layout({ customerId: due.no })).elder).toBe(false)
   })
