@@ -74,8 +74,9 @@ const truthy = (c: { tags: Record<string, string> }, tag: string) => c.tags[tag]
 const held = (c: { no: string }) => inHoldout(tenantId, c.no, HOLDOUT)
 const kinds = (l: Layout) => new Set(l.modules.flatMap((m) => [m.reason.kind, ...m.items.map((i) => i.reason.kind)]))
 const ids = (l: Layout) => l.modules.flatMap((m) => m.items.map((i) => i.id))
-/** Everything but the reminders and the capped items: what the bank's default shows to anyone. */
-const rest = (l: Layout) => l.modules.filter((m) => m.id !== 'reminders').map((m) => [m.id, m.items.map((i) => i.id).filter((id) => !capped.has(id))])
+/** Everything but the reminders, the service items and the capped items: what the bank's default shows to anyone. */
+const rest = (l: Layout) =>
+  l.modules.filter((m) => m.id !== 'reminders').map((m) => [m.id, m.items.filter((i) => i.reason.kind !== 'service' && !capped.has(i.id)).map((i) => i.id)])
 const turnOff = async (no: string) => {
   const res = await t.app.inject({
     method: 'PUT',
@@ -105,6 +106,17 @@ describe('the holdout', () => {
       }
     }
     expect(reminded).toBeGreaterThan(0)
+  })
+
+  it('gets the safety tip its own security signals call for (a new device), as a service, like a reminder', async () => {
+    const signals = (c: { tags: Record<string, string> }) => Number(c.tags.new_device_signins_7d ?? 0) >= 1
+    const c = customers.filter(held).slice(80).find((x) => signals(x) && !truthy(x, 'elder'))!
+    expect(c, 'a held customer who signed in on a new device').toBeDefined()
+    const tip = (await layout({ customerId: c.no, mode: 'standard' })).modules.flatMap((m) => m.items).find((i) => i.id === 'tip.fraud.new_device')
+    expect(tip?.reason).toMatchObject({ kind: 'service', tags: ['new_device_signins_7d'] })
+    // Not for a held customer without the signal.
+    const quiet = customers.filter(held).slice(80).find((x) => !signals(x) && !truthy(x, 'elder'))!
+    expect(ids(await layout({ customerId: quiet.no, mode: 'standard' }))).not.toContain('tip.fraud.new_device')
   })
 
   it('keeps elder mode from the elder tag: it is accessibility, the same in every arm, not marketing', async () => {

@@ -397,8 +397,9 @@ const tagReason = (it: SnapshotItem): Reason => {
   return { kind: 'tag', code, tags: it.conditionTags, detail: plainCondition(it) ? `shown while ${tags} holds` : `shown while its condition on ${tags} holds`, say: it.why ?? said(code) }
 }
 const serviceReason = (it: SnapshotItem): Reason => {
-  const code = conditionCode(it.affirmedTags, 'reminder')
-  return { kind: 'service', code, tags: it.conditionTags, detail: `a service reminder (${it.conditionTags.join(', ')}): kept on the non-personalized layout`, say: it.why ?? said(code) }
+  const code = conditionCode(it.affirmedTags, it.type)
+  const what = it.type === 'tip' ? 'a safety tip' : 'a service reminder'
+  return { kind: 'service', code, tags: it.conditionTags, detail: `${what} (${it.conditionTags.join(', ')}): kept on the non-personalized layout`, say: it.why ?? said(code) }
 }
 const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 

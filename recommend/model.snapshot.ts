@@ -283,7 +283,10 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: L
     it.eligible = (await evalRule(rule, purposeOf(src.type), `items.${src.id}`)) ?? nobody()
     it.conditionTags = [...new Set(tagsOf(rule))]
     it.affirmedTags = affirmedTags(rule)
-    it.service = src.type === 'reminder' && it.conditionTags.every((t) => !(input.defs.get(t)?.purpose ?? ['marketing']).includes('marketing'))
+    // Service: a reminder or a safety tip whose condition reads no tag kept for marketing. They
+    // are shown on the layouts that are not personal too (the holdout, the switch off): they are
+    // service and security, not marketing (core/holdout.ts).
+    it.service = (src.type === 'reminder' || src.type === 'tip') && it.conditionTags.every((t) => !(input.defs.get(t)?.purpose ?? ['marketing']).includes('marketing'))
   }
   for (const [j, r] of catalog.productRules.entries()) {
     const keys = await evalRule(parse(r.exclude, 'risk'), 'risk', `productRules.${j}`)
