@@ -3,7 +3,7 @@ import type { Db } from '../core/db.js'
 import { AppError, errText, isAppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime, daysBetween } from '../core/time.js'
+import { chDateTime, daysBetween, localDate } from '../core/time.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { newRunId } from '../core/run-id.js'
 import { createRunStore, leaseOwner, type RunRecord, type RunStore } from './pipeline.runs.js'
@@ -113,6 +113,9 @@ export function createPipelineRunner(deps: {
   const store = createRunStore({ db: deps.db })
   const log = deps.log
   const active = new Map<string, Promise<RunRecord>>()
+  // Follow-ups asked for while a run of their pipeline was in progress: one more run when it ends.
+  const pending = new Set<string>()
+  const runKey = (tenantId: number, pipeline: PipelineName) => `${tenantId}:${pipeline}`
   const tasks = new Map<string, { task: ScheduledTask; tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
   let resync: NodeJS.Timeout | undefined
   let stopped = false
@@ -182,6 +185,12 @@ export function createPipelineRunner(deps: {
     } finally {
       timer({ status: outcome })
       outcomes.inc({ pipeline, status: outcome })
+      // A follow-up that another process could not start, as this process held the lease, was
+      // recorded skipped: one asked for after this run began wants a run that starts after it.
+      if (jobs.get(pipeline)?.schedule.after && !stopped && (await store.followUpSkipped(o.tenantId, pipeline, runId).catch(() => false))) {
+        log.info({ tenant: o.tenantId, pipeline, runId }, `another process asked for a ${pipeline} run after this one began: one more follows`)
+        pending.add(runKey(o.tenantId, pipeline))
+      }
       await store.release(o.tenantId, pipeline, owner).catch((err: unknown) => log.warn({ err }, 'lease release failed'))
     }
   }
@@ -200,10 +209,26 @@ export function createPipelineRunner(deps: {
       void (async () => {
         if (stopped) return
         if (schedule.idle && (await schedule.idle(tenantId))) return follow(tenantId, next)
-        const started = await runner.start({ tenantId, pipeline: next, trigger: 'after-tags' })
-        await started.done
+        await followUp(tenantId, next)
       })().catch((err: unknown) => log.info({ tenant: tenantId, pipeline: next, err: errText(err) }, `${next} did not follow the ${pipeline} run`))
     }
+  }
+
+  /**
+   * Starts a follow-up run of `pipeline`. While one is in progress in this process, that run began
+   * before what it should follow ended: the follow-up is remembered and starts when that run ends
+   * (several asked meanwhile make one). Checked and remembered in one synchronous step, so the run
+   * in progress cannot end between the two.
+   */
+  async function followUp(tenantId: number, pipeline: PipelineName): Promise<void> {
+    if (stopped) return
+    const key = runKey(tenantId, pipeline)
+    if (active.has(key)) {
+      pending.add(key)
+      log.info({ tenant: tenantId, pipeline }, `a ${pipeline} run is in progress: the follow-up starts when it ends`)
+      return
+    }
+    await (await runner.start({ tenantId, pipeline, trigger: 'after-tags' })).done
   }
 
   function validate(o: RunOptions): void {
@@ -220,17 +245,34 @@ export function createPipelineRunner(deps: {
     }
   }
 
+  /** A backfill recomputes the past: the bank's today and later days are refused, each named. */
+  async function pastDaysOnly(tenantId: number, backfill: { from: string; to: string }): Promise<void> {
+    const today = localDate(new Date(), (await deps.tenants.get(tenantId)).timeZone)
+    const late = (['from', 'to'] as const).filter((f) => backfill[f] >= today)
+    if (!late.length) return
+    throw new AppError('VALIDATION_FAILED', `A backfill recomputes past days: the bank's today (${today}) and later days are computed by ordinary runs.`, {
+      issues: late.map((f) => ({ field: `backfill.${f}`, message: `a day before ${today}` })),
+    })
+  }
+
   const runner: PipelineRunner = {
     register(pipeline, job, schedule = {}) {
       jobs.set(pipeline, { job, schedule })
     },
     async start(o) {
       validate(o)
+      // Only a backfill waits here (for the bank's zone): no await stands between a follow-up's
+      // check of the runs in progress and this one's.
+      if (o.backfill) await pastDaysOnly(o.tenantId, o.backfill)
       if (stopped) throw new AppError('SHUTTING_DOWN')
-      const key = `${o.tenantId}:${o.pipeline ?? 'tags'}`
-      if (active.has(key)) throw new AppError('CONFLICT', `A ${o.pipeline ?? 'tags'} run is already in progress for this tenant.`)
+      const pipeline = o.pipeline ?? 'tags'
+      const key = runKey(o.tenantId, pipeline)
+      if (active.has(key)) throw new AppError('CONFLICT', `A ${pipeline} run is already in progress for this tenant.`)
       const runId = newRunId()
-      const done = execute(o, runId).finally(() => active.delete(key))
+      const done = execute(o, runId).finally(() => {
+        active.delete(key)
+        if (pending.delete(key)) void followUp(o.tenantId, pipeline).catch((err: unknown) => log.info({ tenant: o.tenantId, pipeline, err: errText(err) }, `the waiting ${pipeline} follow-up did not run`))
+      })
       active.set(key, done)
       return { runId, done }
     },
@@ -246,6 +288,7 @@ export function createPipelineRunner(deps: {
     },
     async stop() {
       stopped = true
+      pending.clear()
       if (resync) clearInterval(resync)
       for (const t of tasks.values()) await t.task.destroy()
       tasks.clear()
@@ -258,23 +301,36 @@ export function createPipelineRunner(deps: {
     },
   }
 
-  /** One cron task per (tenant, schedule), re-read every few minutes as definitions change. */
+  /**
+   * One cron task per (tenant, schedule), re-read every few minutes as definitions change. A
+   * tenant whose schedules cannot be read keeps its tasks as they were, and the others are synced.
+   */
   async function syncSchedules(): Promise<void> {
     if (stopped) return
-    const wanted = new Map<string, { tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }>()
+    type Wanted = { tenantId: number; cron: string; timeZone: string; tags: string[]; pipeline: PipelineName }
+    const wanted = new Map<string, Wanted>()
+    const unread = new Set<number>()
     for (const t of await deps.tenants.list()) {
       if (t.status !== 'active') continue
-      for (const [pipeline, { schedule }] of jobs) {
-        for (const own of (await schedule.schedules?.(t.id)) ?? []) {
-          const key = `${t.id}|${pipeline}|${own.cron}|${t.timeZone}`
-          const w = wanted.get(key) ?? { tenantId: t.id, cron: own.cron, timeZone: t.timeZone, tags: [], pipeline }
-          w.tags.push(own.name)
-          wanted.set(key, w)
+      try {
+        const mine = new Map<string, Wanted>()
+        for (const [pipeline, { schedule }] of jobs) {
+          for (const own of (await schedule.schedules?.(t.id)) ?? []) {
+            const key = `${t.id}|${pipeline}|${own.cron}|${t.timeZone}`
+            const w = mine.get(key) ?? { tenantId: t.id, cron: own.cron, timeZone: t.timeZone, tags: [], pipeline }
+            w.tags.push(own.name)
+            mine.set(key, w)
+          }
+          if (schedule.cron) mine.set(`${t.id}|${pipeline}|${schedule.cron}|${t.timeZone}`, { tenantId: t.id, cron: schedule.cron, timeZone: t.timeZone, tags: [], pipeline })
         }
-        if (schedule.cron) wanted.set(`${t.id}|${pipeline}|${schedule.cron}|${t.timeZone}`, { tenantId: t.id, cron: schedule.cron, timeZone: t.timeZone, tags: [], pipeline })
+        for (const [key, w] of mine) wanted.set(key, w)
+      } catch (err) {
+        unread.add(t.id)
+        log.warn({ tenant: t.id, err: errText(err) }, "the tenant's schedules could not be read: its tasks stay as they were, the other tenants' are synced")
       }
     }
     for (const [key, t] of tasks) {
+      if (unread.has(t.tenantId)) continue
       const w = wanted.get(key)
       if (!w || w.tags.join() !== t.tags.join()) {
         await t.task.destroy()

@@ -110,6 +110,20 @@ export function createRunStore(deps: { db: Db }) {
       return rows.map(toRecord)
     },
     /**
+     * Whether a follow-up run of the pipeline (trigger `after-…`) was skipped, its lease held
+     * elsewhere, after run `runId` began: run ids grow with time, so a newer id asked later.
+     */
+    async followUpSkipped(tenantId: number, pipeline: string, runId: string): Promise<boolean> {
+      const [row] = await tdb(tenantId).query(
+        `SELECT count() AS n FROM pipeline_runs FINAL
+         WHERE tenant_id = {tenant:UInt16} AND pipeline = {pipeline:String} AND run_id > {run:UInt64}
+           AND status = 'skipped' AND startsWith(trigger, 'after-')`,
+        { pipeline, run: runId },
+        z.object({ n: z.coerce.number() }),
+      )
+      return (row?.n ?? 0) > 0
+    },
+    /**
      * Claims the tenant's pipeline for `ttlMs`. The earliest unexpired, unreleased claim wins, so
      * two processes that claim at once agree on one winner; the loser backs off.
      */

@@ -83,6 +83,25 @@ describe('materialized segments', () => {
     expect(runs.map((r: { size: number; entered: number; exited: number }) => [r.size, r.entered, r.exited])).toEqual([[3, 0, 3], [6, 6, 0]])
   })
 
+  it("reads a date alone as the end of that day in the bank's time zone (Asia/Shanghai)", async () => {
+    const runs = (await t.app.inject({ method: 'GET', url: '/v1/segments/elders/runs', headers: auth(bank.read) })).json().runs
+    // N010 entered at 18:00 local time on 15 March 2020 and left at 01:00 on the 16th (10:00 and 17:00 UTC).
+    const build = runs[runs.length - 1].build
+    await t.engine.db.forTenant(bank.tenant.id).insert('segment_events', [
+      { segment_id: 'elders', customer_key: 10, at: '2020-03-15 10:00:00.000', kind: 'enter', version: 1, build },
+      { segment_id: 'elders', customer_key: 10, at: '2020-03-15 17:00:00.000', kind: 'exit', version: 1, build },
+    ])
+    const on = (at: string) => t.app.inject({ method: 'GET', url: `/v1/segments/elders/members/N010?at=${encodeURIComponent(at)}`, headers: auth(bank.admin) })
+    expect((await on('2020-03-15')).json()).toMatchObject({ member: true, since: '2020-03-15 10:00:00.000' })
+    expect((await on('2020-03-14')).json()).toMatchObject({ member: false, since: null })
+    expect((await on('2020-03-16')).json()).toMatchObject({ member: false, since: '2020-03-15 17:00:00.000' })
+    // A time with its offset is read as given.
+    expect((await on('2020-03-15T12:00:00+08:00')).json()).toMatchObject({ member: false, since: null })
+    const bad = await on('2020-02-30')
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json().error.issues[0].field).toMatch(/at/)
+  })
+
   it('materializes saved segments after each tag run', async () => {
     await runPipeline('tags')
     for (let i = 0; i < 50; i++) {

@@ -5,6 +5,7 @@ import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
 import { daySchema, instantSchema } from '../core/time.js'
 import { customerNumbers, requireCustomerKey } from '../tags/customers.lookup.js'
+import { AT_DESCRIPTION, atInstant } from '../tags/customers.routes.js'
 import type { Auth } from '../tenants/auth.js'
 import { membershipAt, segmentHistory } from './segment.materialize.js'
 import { customerSegments, exportSegment, MAX_PAGE, members, segmentRuns } from './segment.members.js'
@@ -19,9 +20,9 @@ import { SEGMENT_ID, type SegmentRepository } from './segment.repository.js'
 const security = [{ apiKey: [] }]
 const idParam = z.object({ id: z.string().regex(SEGMENT_ID, 'a segment id') })
 const CONTENT_TYPES = { csv: 'text/csv; charset=utf-8', parquet: 'application/vnd.apache.parquet', arrow: 'application/vnd.apache.arrow.stream' } as const
-const at = instantSchema.or(daySchema)
+const at = instantSchema.or(daySchema).describe(AT_DESCRIPTION)
 
-export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; segments: SegmentRepository }) {
+export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; segments: SegmentRepository; timeZone: (tenantId: number) => Promise<string> }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, segments } = deps
 
@@ -124,7 +125,7 @@ export function registerMembershipRoutes(app: FastifyInstance, deps: { auth: Aut
       const t = req.principal!.tenantId
       await segments.get(t, req.params.id)
       const key = await keyOf(t, req.params.customerId)
-      const when = req.query.at ? new Date(req.query.at) : new Date()
+      const when = req.query.at ? atInstant(req.query.at, await deps.timeZone(t)) : new Date()
       const m = await membershipAt(db.forTenant(t), req.params.id, key, when)
       const history = await segmentHistory(db.forTenant(t), req.params.id, key)
       return { member: m.member, since: m.since ?? null, version: m.version ?? null, history }

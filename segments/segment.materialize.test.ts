@@ -1,9 +1,11 @@
+import type { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import type { TenantDb } from '../core/db.js'
+import type { Db, TenantDb } from '../core/db.js'
 import { chDateTime } from '../core/time.js'
 import { AS_OF, keys, setupFixture, TZ, type Fixture } from './segment.fixture.js'
 import { materializeAll, materializeSegment, membershipAt, segmentHistory } from './segment.materialize.js'
+import { customerSegments, exportSegment, members } from './segment.members.js'
 import { createSegmentRepository, type SavedSegment } from './segment.repository.js'
 
 /** Materialization on the real engine: members, enter/exit events with versions, idempotence. */
@@ -169,5 +171,78 @@ describe('materializeAll', () => {
     const expected = keys((k) => k % 6 === 0 && k % 7 !== 0)
     expect(await run(s, '20000', AS_OF)).toMatchObject({ size: expected.length, entered: expected.length, exited: 0, version: 1 })
     expect(await storedKeys('gold-even', '20000')).toEqual(expected)
+  })
+})
+
+describe('a materialization that fails half-way', () => {
+  // Customer 4 was deleted above: no build from here on holds it.
+  const live = (ks: number[]) => ks.filter((k) => k !== 4)
+  const refused = 'Code: 210. DB::NetException: Connection refused (simulated)'
+  /** The engine handle, refusing the statements `refuse` picks, as an engine at its memory limit or gone would. */
+  const failing = (refuse: (statement: string) => boolean): Db =>
+    new Proxy(fx.engine.db, {
+      get(target, prop, recv) {
+        if (prop !== 'forTenant') return Reflect.get(target, prop, recv)
+        return (t: number) =>
+          new Proxy(target.forTenant(t), {
+            get(x, p) {
+              const v = Reflect.get(x, p, x) as unknown
+              if (typeof v !== 'function') return v
+              const call = (...args: unknown[]) => (v as (...a: unknown[]) => unknown).apply(x, args)
+              if (p === 'command') return async (sql: string, ...rest: unknown[]) => (refuse(sql) ? Promise.reject(new Error(refused)) : call(sql, ...rest))
+              if (p === 'insert') return async (table: string, ...rest: unknown[]) => (refuse(`INSERT INTO ${table}`) ? Promise.reject(new Error(refused)) : call(table, ...rest))
+              return call
+            },
+          })
+      },
+    }) as Db
+  const runOn = (engine: Db, segment: SavedSegment, build: string, asOf: Date) =>
+    materializeSegment({ db: engine }, { tenantId: fx.tenant, timeZone: TZ, segment, defs: fx.defs, asOf, build, trigger: 'tag_run' })
+  const buildsOf = async (table: 'segment_members' | 'segment_events', sid: string) =>
+    (await db.query(`SELECT DISTINCT toString(build) AS b FROM ${table} WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} ORDER BY b`, { sid }, z.object({ b: z.string() }))).map((r) => r.b)
+  const csvKeys = async (s: Readable) => {
+    let text = ''
+    for await (const chunk of s) text += String(chunk)
+    return text.trim().split('\n').slice(1).map((line) => Number(line.split(',')[0]))
+  }
+  const entered = live(minus(EVEN, THREE))
+  const exited = live(minus(THREE, EVEN))
+
+  it('leaves no trace of a build whose entries could not be written: the next build diffs against the last complete one', async () => {
+    await runOn(fx.engine.db, await save('half', { tag: 'kinds', op: 'in', value: ['three'] }), '5001', AS_OF)
+    const v2 = await save('half', { tag: 'kinds', op: 'eq', value: 'even' })
+    await expect(runOn(failing((s) => s.includes('INSERT INTO segment_events')), v2, '5002', T2)).rejects.toThrow(/Connection refused/)
+    expect(await buildsOf('segment_members', 'half')).toEqual(['5001'])
+    expect(await members(db, 'half', { limit: 1000 })).toMatchObject({ build: '5001', keys: live(THREE) })
+
+    expect(await runOn(fx.engine.db, v2, '5003', T3)).toMatchObject({ size: live(EVEN).length, entered: entered.length, exited: exited.length, skipped: false })
+    expect(await members(db, 'half', { limit: 1000 })).toMatchObject({ build: '5003', keys: live(EVEN) })
+    // 8 entered with version 2, 3 left with it: at the time of the build that recorded it.
+    expect(await membershipAt(db, 'half', 8, T3)).toEqual({ member: true, since: chDateTime(T3), version: 2 })
+    expect(await membershipAt(db, 'half', 3, T3)).toEqual({ member: false, since: chDateTime(T3), version: 2 })
+    expect(await membershipAt(db, 'half', 6, T3)).toEqual({ member: true, since: chDateTime(AS_OF), version: 1 })
+  })
+
+  it('when even the clean-up fails, readers keep to the last complete build and the next materialization removes the half-written one', async () => {
+    await runOn(fx.engine.db, await save('stuck', { tag: 'kinds', op: 'in', value: ['three'] }), '6001', AS_OF)
+    const v2 = await save('stuck', { tag: 'kinds', op: 'eq', value: 'even' })
+    // Members and entries of 6002 are written; its run row is not, nor can they be deleted.
+    await expect(runOn(failing((s) => s.includes('INSERT INTO segment_runs') || s.trimStart().startsWith('DELETE')), v2, '6002', T2)).rejects.toThrow(/Connection refused/)
+    expect(await buildsOf('segment_members', 'stuck')).toEqual(['6001', '6002'])
+    expect(await buildsOf('segment_events', 'stuck')).toEqual(['6001', '6002'])
+
+    expect(await members(db, 'stuck', { limit: 1000 })).toMatchObject({ build: '6001', keys: live(THREE) })
+    expect(await csvKeys(await exportSegment(db, 'stuck', 'csv'))).toEqual(live(THREE))
+    expect(await customerSegments(db, 8)).not.toContain('stuck')
+    expect(await customerSegments(db, 3)).toContain('stuck')
+    expect(await membershipAt(db, 'stuck', 8, T2)).toEqual({ member: false })
+    expect(await membershipAt(db, 'stuck', 3, T2)).toEqual({ member: true, since: chDateTime(AS_OF), version: 1 })
+    expect(await segmentHistory(db, 'stuck', 3)).toEqual([{ at: chDateTime(AS_OF), kind: 'enter', version: 1, build: '6001' }])
+
+    expect(await runOn(fx.engine.db, v2, '6003', T3)).toMatchObject({ entered: entered.length, exited: exited.length })
+    expect(await buildsOf('segment_members', 'stuck')).toEqual(['6001', '6003'])
+    expect(await buildsOf('segment_events', 'stuck')).toEqual(['6001', '6003'])
+    expect(await membershipAt(db, 'stuck', 8, T3)).toEqual({ member: true, since: chDateTime(T3), version: 2 })
+    expect(await customerSegments(db, 8)).toContain('stuck')
   })
 })

@@ -15,13 +15,16 @@ import { parseSegment } from './segment.schema.js'
  *
  * The bitmap never goes through JS: the compiled segment query feeds `INSERT INTO
  * segment_members ... SELECT`; entries and exits are `bitmapAndnot` of the new and the previous
- * build (the newest build below this one), unrolled server-side with arrayJoin(bitmapToArray).
+ * build, unrolled server-side with arrayJoin(bitmapToArray).
  *
- * Idempotent per (segment, build): the segment_runs row is written last and marks a build as
- * complete. Materializing a complete build again writes nothing and returns the stored run;
- * a build left incomplete by a failure (members or events without a run row) is deleted and
- * redone, so events are never written twice. Two concurrent materializations of the same build
- * are not guarded against (the scheduler runs one per segment at a time).
+ * The segment_runs row is written last and marks a build as complete. Only complete builds
+ * count: the previous build a new one is compared with, the current build members, exports and
+ * a customer's segments read, the entries and exits membership is answered from. A build that
+ * fails half-way is deleted at once; should that fail too (the engine gone), the next
+ * materialization of the segment deletes it before it writes (every attempt gets a new build
+ * id, so nothing else would). Materializing a complete build again writes nothing and returns the
+ * stored run. Two materializations of one segment at once are not guarded against: the
+ * `segments` pipeline runs one at a time per tenant, under its lease.
  */
 
 export interface MaterializeOptions {
@@ -57,7 +60,6 @@ const DEFAULT_MEMORY = 4 * 1024 ** 3
 const UINT64 = /^\d{1,20}$/
 
 const runRow = z.object({ size: z.coerce.number(), entered: z.coerce.number(), exited: z.coerce.number(), version: z.coerce.number() })
-const countsRow = z.object({ members: z.coerce.number(), events: z.coerce.number() })
 const diffRow = z.object({ size: z.coerce.number(), entered: z.coerce.number(), exited: z.coerce.number() })
 
 function checkBuild(build: string): string {
@@ -72,11 +74,37 @@ function limit(name: string, v: number, max: number): number {
   return Math.trunc(v)
 }
 
+/** The builds of a segment that completed (a segment_runs row), as a subquery: the only ones read. */
+export const COMPLETE_BUILDS = `(SELECT build FROM segment_runs WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String})`
+
 /** The bitmap of one build of a segment, as a scalar subquery (one {tenant} binding). */
 const buildBitmap = (build: string) =>
   `(SELECT groupBitmapMergeState(keys) FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = ${build})`
-/** The newest build of the segment below {bld} (0 when none). */
-const PREVIOUS_BUILD = `(SELECT max(build) FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build < {bld:UInt64})`
+/** The newest complete build of the segment below {bld} (0 when none: an empty bitmap). */
+const PREVIOUS_BUILD = `(SELECT max(build) FROM segment_runs WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build < {bld:UInt64})`
+
+const buildRow = z.object({ build: z.string() })
+
+/** Builds of the segment with members or entries but no run row: left by a materialization that failed. */
+async function incompleteBuilds(db: TenantDb, sid: string): Promise<string[]> {
+  const rows = await db.query(
+    `SELECT DISTINCT toString(build) AS build FROM (
+       SELECT build FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String}
+       UNION ALL
+       SELECT build FROM segment_events WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String})
+     WHERE build NOT IN ${COMPLETE_BUILDS}`,
+    { sid },
+    buildRow,
+  )
+  return rows.map((r) => r.build)
+}
+
+async function deleteBuilds(db: TenantDb, sid: string, builds: readonly string[]): Promise<void> {
+  if (!builds.length) return
+  for (const table of ['segment_members', 'segment_events'] as const) {
+    await db.command(`DELETE FROM ${table} WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND toString(build) IN {builds:Array(String)}`, { sid, builds })
+  }
+}
 
 export async function materializeSegment(deps: { db: Db }, o: MaterializeOptions): Promise<MaterializeResult> {
   const db = deps.db.forTenant(o.tenantId)
@@ -99,33 +127,51 @@ export async function materializeSegment(deps: { db: Db }, o: MaterializeOptions
   const compiled = compileSegment(parseSegment({ purpose: s.purpose, rule }), { defs: o.defs, asOf: o.asOf, timeZone: o.timeZone })
   const startedAt = chDateTime(new Date())
 
-  const [partial] = await db.query(
-    `SELECT (SELECT count() FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64}) AS members,
-            (SELECT count() FROM segment_events WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64}) AS events`,
-    key,
-    countsRow,
-  )
-  if (partial && partial.members > 0) {
-    await db.command(`DELETE FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64}`, key)
-  }
-  if (partial && partial.events > 0) {
-    await db.command(`DELETE FROM segment_events WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} AND build = {bld:UInt64}`, key)
-  }
+  // Whatever a failed attempt left (this build's, or an earlier one's) goes before anything is
+  // written: entries are never written twice, and no half-written build is ever a baseline.
+  await deleteBuilds(db, s.id, await incompleteBuilds(db, s.id))
 
   // Numbers are inlined only after the checks above; SETTINGS takes literals.
   const settings = `SETTINGS max_execution_time = ${seconds}, max_memory_usage = ${memory}, timeout_overflow_mode = 'throw'`
   try {
-    await db.command(
-      `INSERT INTO segment_members (tenant_id, segment_id, build, version, size, keys, built_at)
-       SELECT {tenant:UInt16}, {sid:String}, {bld:UInt64}, {ver:UInt32}, bitmapCardinality(seg), seg, {builtAt:DateTime64(3, 'UTC')}
-       FROM (${compiled.sql})
-       ${settings}`,
-      { ...compiled.params, ...key, ver: s.version, builtAt: chDateTime(new Date()) },
-    )
+    const diff = await write(db, { ...key, ver: s.version }, compiled, settings, o.asOf)
+    await db.insert('segment_runs', [
+      {
+        segment_id: s.id,
+        build,
+        version: s.version,
+        size: diff.size,
+        entered: diff.entered,
+        exited: diff.exited,
+        started_at: startedAt,
+        finished_at: chDateTime(new Date()),
+        trigger: o.trigger,
+      },
+    ])
+    return { ...diff, build, version: s.version, skipped: false }
   } catch (e) {
+    // Readers outside this module take the newest build whatever it is: take this one away now.
+    // Should the engine refuse that too, the next materialization does it.
+    await deleteBuilds(db, s.id, [build]).catch(() => {})
     throw limitError(e, seconds, memory) ?? e
   }
+}
 
+/** The build's members, then its entries and exits against the previous complete build. */
+async function write(
+  db: TenantDb,
+  key: { sid: string; bld: string; ver: number },
+  compiled: { sql: string; params: Record<string, unknown> },
+  settings: string,
+  asOf: Date,
+): Promise<z.infer<typeof diffRow>> {
+  await db.command(
+    `INSERT INTO segment_members (tenant_id, segment_id, build, version, size, keys, built_at)
+     SELECT {tenant:UInt16}, {sid:String}, {bld:UInt64}, {ver:UInt32}, bitmapCardinality(seg), seg, {builtAt:DateTime64(3, 'UTC')}
+     FROM (${compiled.sql})
+     ${settings}`,
+    { ...compiled.params, ...key, builtAt: chDateTime(new Date()) },
+  )
   const cur = buildBitmap('{bld:UInt64}')
   const prev = buildBitmap(PREVIOUS_BUILD)
   const [diff] = await db.query(
@@ -144,23 +190,10 @@ export async function materializeSegment(deps: { db: Db }, o: MaterializeOptions
                 arrayMap(x -> (x, 'enter'), bitmapToArray(bitmapAndnot(n, o))),
                 arrayMap(x -> (x, 'exit'), bitmapToArray(bitmapAndnot(o, n))))) AS k)
        ${settings}`,
-      { ...key, at: chDateTime(o.asOf), ver: s.version },
+      { ...key, at: chDateTime(asOf) },
     )
   }
-  await db.insert('segment_runs', [
-    {
-      segment_id: s.id,
-      build,
-      version: s.version,
-      size: diff.size,
-      entered: diff.entered,
-      exited: diff.exited,
-      started_at: startedAt,
-      finished_at: chDateTime(new Date()),
-      trigger: o.trigger,
-    },
-  ])
-  return { ...diff, build, version: s.version, skipped: false }
+  return diff
 }
 
 export interface MaterializeAllOptions extends Omit<MaterializeOptions, 'segment' | 'build'> {
@@ -206,11 +239,11 @@ function checkKey(customerKey: number): number {
   return customerKey
 }
 
-/** Every entry into and exit from the segment of one customer, oldest first. */
+/** Every entry into and exit from the segment of one customer, oldest first (complete builds only). */
 export async function segmentHistory(db: TenantDb, segmentId: string, customerKey: number): Promise<SegmentEvent[]> {
   return db.query(
     `SELECT toString(e.at) AS at, toString(e.kind) AS kind, e.version AS version, toString(e.build) AS build FROM segment_events AS e
-     WHERE e.tenant_id = {tenant:UInt16} AND e.segment_id = {sid:String} AND e.customer_key = {k:UInt32}
+     WHERE e.tenant_id = {tenant:UInt16} AND e.segment_id = {sid:String} AND e.customer_key = {k:UInt32} AND e.build IN ${COMPLETE_BUILDS}
      ORDER BY e.at, e.build`,
     { sid: segmentId, k: checkKey(customerKey) },
     eventRow,
@@ -226,6 +259,7 @@ export async function membershipAt(db: TenantDb, segmentId: string, customerKey:
   const [last] = await db.query(
     `SELECT toString(e.at) AS at, toString(e.kind) AS kind, e.version AS version, toString(e.build) AS build FROM segment_events AS e
      WHERE e.tenant_id = {tenant:UInt16} AND e.segment_id = {sid:String} AND e.customer_key = {k:UInt32} AND e.at <= {at:DateTime64(3, 'UTC')}
+       AND e.build IN ${COMPLETE_BUILDS}
      ORDER BY e.at DESC, e.build DESC LIMIT 1`,
     { sid: segmentId, k: checkKey(customerKey), at: chDateTime(at) },
     eventRow,

@@ -2,13 +2,14 @@ import { Readable } from 'node:stream'
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { COMPLETE_BUILDS } from './segment.materialize.js'
 
 /**
- * Reading materialized segments: the current build of a segment is its newest in
- * segment_members. Members are paged by key with bitmap functions server-side
- * (bitmapSubsetLimit), so a page never loads the whole bitmap into JS; which segments hold a
- * customer is bitmapContains over each segment's current build; an export is produced by the
- * engine in CSV, Parquet or Arrow (customer_key and customer_no only).
+ * Reading materialized segments: the current build of a segment is its newest complete one (it
+ * has a segment_runs row; a build that failed half-way is never served). Members are paged by key
+ * with bitmap functions server-side (bitmapSubsetLimit), so a page never loads the whole bitmap
+ * into JS; which segments hold a customer is bitmapContains over each segment's current build; an
+ * export is produced by the engine in CSV, Parquet or Arrow (customer_key and customer_no only).
  */
 
 export const MAX_PAGE = 10_000
@@ -28,8 +29,9 @@ const pageRow = z.object({ build: z.coerce.string(), size: z.coerce.number(), ke
 const invalid = (field: string, message: string) => new AppError('VALIDATION_FAILED', `${field}: ${message}`, { issues: [{ field, message }] })
 const notMaterialized = (segmentId: string) => new AppError('NOT_FOUND', `Segment ${segmentId} has not been materialized.`)
 
-/** The current build's bitmap row of a segment (newest build). */
-const CURRENT = `SELECT build, size, keys FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} ORDER BY build DESC LIMIT 1`
+/** The current build's bitmap row of a segment (newest complete build). */
+const CURRENT = `SELECT build, size, keys FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String}
+  AND build IN ${COMPLETE_BUILDS} ORDER BY build DESC LIMIT 1`
 
 /** One page of the current members, keys greater than `cursor` (the previous page's last key). */
 export async function members(db: TenantDb, segmentId: string, o: { cursor?: number; limit: number }): Promise<MembersPage> {
@@ -66,6 +68,7 @@ export async function customerSegments(db: TenantDb, customerKey: number): Promi
   const rows = await db.query(
     `SELECT segment_id FROM (
        SELECT segment_id, keys FROM segment_members WHERE tenant_id = {tenant:UInt16}
+         AND (segment_id, build) IN (SELECT segment_id, build FROM segment_runs WHERE tenant_id = {tenant:UInt16})
        ORDER BY segment_id, build DESC LIMIT 1 BY segment_id)
      WHERE bitmapContains(keys, {k:UInt32})
        AND segment_id NOT IN (SELECT segment_id FROM segment_definitions FINAL WHERE tenant_id = {tenant:UInt16}

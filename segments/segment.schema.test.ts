@@ -70,6 +70,20 @@ describe('segment schema', () => {
     expect(issues(seg({ sequence: [{ event: {} }], withinDays: 3 }))[0]!.field).toBe('rule.sequence')
   })
 
+  it('refuses window days that do not exist or that no event can hold, naming the field', () => {
+    const ev = (window: object) => seg({ event: { names: ['x'] }, measure: 'count', op: 'gte', value: 1, window })
+    const fieldsOf = (input: unknown) => issues(input).map((i) => i.field)
+    // 30 February used to roll over to 2 March; 2026 is not a leap year.
+    expect(fieldsOf(ev({ from: '2026-02-30', to: '2026-03-05' }))).toEqual(['rule.window.from'])
+    expect(fieldsOf(ev({ from: '2026-02-29', to: '2026-03-05' }))).toEqual(['rule.window.from'])
+    expect(fieldsOf(ev({ from: '2026-04-01', to: '2026-04-31' }))).toEqual(['rule.window.to'])
+    expect(fieldsOf(ev({ from: '0001-01-01', to: '2026-01-01' }))).toEqual(['rule.window.from'])
+    expect(fieldsOf(ev({ from: '2026-01-01', to: '9999-12-31' }))).toEqual(['rule.window.to'])
+    const sequence = { sequence: [{ event: { names: ['a'] } }, { event: { names: ['b'] } }], withinDays: 3, window: { from: '2026-02-30', to: '2026-03-01' } }
+    expect(fieldsOf(seg(sequence))).toEqual(['rule.window.from'])
+    expect(() => parseSegment(ev({ from: '2024-02-29', to: '2024-03-01' }))).not.toThrow()
+  })
+
   it('envelope: purpose and rule', () => {
     expect(issues({ purpose: 'fun', rule: tag })[0]!.field).toBe('purpose')
     expect(issues({ purpose: 'service' })[0]!.field).toBe('rule')

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AppError, type ErrorIssue } from '../core/errors.js'
+import { daySchema } from '../core/time.js'
 import { assertDepth, inNumberRange, NUMBER_RANGE_MESSAGE } from '../tags/tag.limits.js'
 import { PURPOSES, propertyFilter, tagName, type PropertyFilter, type Purpose, type Scalar } from '../tags/tag.schema.js'
 import { attributeLeaf, type AttributeLeaf } from './segment.attributes.js'
@@ -36,7 +37,9 @@ export const EVENT_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'ali
 // Values are bound as Float64: beyond ±2^53 the engine binding refuses them.
 const number = z.number().refine(inNumberRange, NUMBER_RANGE_MESSAGE)
 const scalar = z.union([z.string().max(200), number, z.boolean()])
-const date = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date YYYY-MM-DD').refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)), 'not a valid date')
+// A day that exists (2026-02-30 does not; Date.parse used to roll it over to 2 March) within
+// the range an event's time can hold.
+const date = daySchema
 
 /** How many values each operator takes: one, a list, two, or none. */
 export function arityOf(op: TagOp | EventOp): 'one' | 'list' | 'two' | 'none' {

@@ -31,7 +31,7 @@ export function createSegmentsModule(deps: { db: Db; tenants: TenantService; tag
     repo,
     routes(app, auth) {
       registerSegmentRoutes(app, { auth, db: deps.db, tenants: deps.tenants, tags: deps.tags, segments: repo, ...(deps.bitmaps ? { bitmaps: deps.bitmaps } : {}) })
-      registerMembershipRoutes(app, { auth, db: deps.db, segments: repo })
+      registerMembershipRoutes(app, { auth, db: deps.db, segments: repo, timeZone: async (t) => (await deps.tenants.get(t)).timeZone })
       registerEventNameRoutes(app, { auth, db: deps.db })
     },
   }

@@ -134,6 +134,15 @@ describe('saved segments', () => {
     expect(unknown.json().error.issues[0]).toMatchObject({ field: 'rule.any.0.segment', code: 'invalid_reference' })
   })
 
+  it('refuses an event window on a day that does not exist, 400 naming the field, to preview, explain and save alike', async () => {
+    const rule = { event: { names: ['wealth'] }, measure: 'count', op: 'gte', value: 1, window: { from: '2026-02-30', to: '2026-03-05' } }
+    for (const [method, url] of [['POST', '/v1/segments/preview'], ['POST', '/v1/segments/explain'], ['PUT', '/v1/segments/feb-30']] as const) {
+      const res = await t.app.inject({ method, url, headers: auth(bank.admin), payload: { name: 'x', purpose: 'marketing', rule } })
+      expect(res.statusCode, url).toBe(400)
+      expect(res.json().error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ field: 'rule.window.from' }] })
+    }
+  })
+
   it('refuses to save a rule that does not compile against the tags', async () => {
     const res = await t.app.inject({ method: 'PUT', url: '/v1/segments/bad', headers: auth(bank.admin), payload: { name: 'x', purpose: 'marketing', rule: { tag: 'aum_tier', op: 'gt', value: 3 } } })
     expect(res.statusCode).toBe(400)

@@ -3,7 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { errorBody } from '../core/errors.js'
-import { daySchema, instantSchema } from '../core/time.js'
+import { addDays, chDateTime, daySchema, instantSchema, MAX_INSTANT_MS, zonedMidnight } from '../core/time.js'
 import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TagCatalog } from './tag.catalog.js'
 import { customerProfile, requireCustomerKey } from './customers.lookup.js'
@@ -47,7 +47,20 @@ function ageBand(age: number | null): string | null {
   return `${lo}-${lo === 18 ? 29 : lo + 9}`
 }
 
-export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; catalog: TagCatalog }) {
+/**
+ * The instant an `at` query names. A date alone is the end of that day in the bank's time zone:
+ * "on 1 November" asks what held at the close of the bank's 1 November, not at midnight UTC (08:00
+ * in Shanghai, before most of the day). A date-time carries its own zone and is read as given.
+ */
+export function atInstant(at: string, timeZone: string): Date {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(at)) return new Date(at)
+  // The last millisecond of the day; west of UTC the end of 2299-12-31 lies past what a column holds.
+  return new Date(Math.min(zonedMidnight(addDays(at, 1), timeZone).getTime() - 1, MAX_INSTANT_MS))
+}
+
+export const AT_DESCRIPTION = "a time with its zone, or a date: the end of that day in the bank's time zone"
+
+export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth; db: Db; catalog: TagCatalog; timeZone: (tenantId: number) => Promise<string> }) {
   const r = app.withTypeProvider<ZodTypeProvider>()
   const { auth, db, catalog } = deps
 
@@ -63,7 +76,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
         summary: "A customer's profile and tag values, now or as of a time",
         security,
         params: customerId,
-        querystring: z.object({ at: instantSchema.or(daySchema).optional().describe('point in time (ISO date or date-time)') }),
+        querystring: z.object({ at: instantSchema.or(daySchema).optional().describe(AT_DESCRIPTION) }),
         response: { 200: z.object({ profile: profile.nullable(), tags: z.array(tagValue), at: z.string().nullable() }), 404: errorBody },
       },
     },
@@ -71,7 +84,7 @@ export function registerCustomerRoutes(app: FastifyInstance, deps: { auth: Auth;
       const p = req.principal!
       const key = await resolve(p.tenantId, req.params.id)
       const row = await customerProfile(db, p.tenantId, key)
-      const at = req.query.at ? new Date(req.query.at).toISOString().replace('T', ' ').replace('Z', '') : undefined
+      const at = req.query.at ? chDateTime(atInstant(req.query.at, await deps.timeZone(p.tenantId))) : undefined
       const tags = await catalog.customerTags(p.tenantId, key, seesSensitiveTags(p), at)
       return {
         profile: row

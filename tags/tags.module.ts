@@ -42,7 +42,7 @@ export function createTagsModule(deps: { db: Db; tenants: TenantService; log: Lo
     windows: async (tenantId) => windowReach(await repo.list(tenantId)),
     routes(app, auth) {
       registerTagRoutes(app, { auth, repo, catalog, privacy: (t) => deps.tenants.privacy(t) })
-      registerCustomerRoutes(app, { auth, db: deps.db, catalog })
+      registerCustomerRoutes(app, { auth, db: deps.db, catalog, timeZone: async (t) => (await deps.tenants.get(t)).timeZone })
       registerPipelineRoutes(app, { auth, runner })
     },
   }

@@ -237,6 +237,26 @@ describe('runs, catalogue and customers', () => {
     expect(bad.json().error.issues[0].field).toMatch(/at/)
   })
 
+  it("reads a date alone as the end of that day in the bank's time zone (Asia/Shanghai), and refuses a day that does not exist", async () => {
+    // C002 was elder from 18:00 local time on 15 March 2020 to 01:00 on the 16th (10:00 and 17:00 UTC).
+    await t.engine.db.forTenant(bank.tenant.id).insert('tag_history', [
+      { tag: 'elder', customer_key: 2, valid_from: '2020-03-15 10:00:00.000', value: 'true', num: 0, list: [], removed: 0, run_id: 1, tag_version: 3 },
+      { tag: 'elder', customer_key: 2, valid_from: '2020-03-15 17:00:00.000', value: '', num: 0, list: [], removed: 1, run_id: 2, tag_version: 3 },
+    ])
+    const on = async (at: string) => (await t.app.inject({ method: 'GET', url: `/v1/customers/C002?at=${encodeURIComponent(at)}`, headers: auth(bank.admin) })).json()
+    const day = await on('2020-03-15')
+    expect(day.at).toBe('2020-03-15 15:59:59.999')
+    expect(day.tags.map((x: { name: string }) => x.name)).toEqual(['elder'])
+    expect((await on('2020-03-14')).tags).toEqual([])
+    expect((await on('2020-03-16')).tags).toEqual([])
+    // A time with its offset is read as given.
+    expect((await on('2020-03-15T12:00:00+08:00')).tags).toEqual([])
+    expect((await on('2020-03-15T19:00:00+08:00')).tags.map((x: { name: string }) => x.name)).toEqual(['elder'])
+    const bad = await t.app.inject({ method: 'GET', url: '/v1/customers/C002?at=2020-02-30', headers: auth(bank.admin) })
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json().error.issues[0].field).toMatch(/at/)
+  })
+
   it('applies the banking pack in one call', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/v1/tags/apply', headers: auth(other.admin), payload: { pack: 'banking' } })
     expect(res.statusCode).toBe(200)

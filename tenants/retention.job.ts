@@ -1,6 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
+import { errText } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { chDateTime } from '../core/time.js'
 import type { PrivacySettings } from './privacy.schema.js'
@@ -22,6 +23,8 @@ export interface RetentionResult {
   deleted: Record<string, number>
   /** Milliseconds per table, the count and the delete together, shared with the banks of the same cutoff (logged; the benchmark reads them). */
   ms: Record<string, number>
+  /** What failed for this bank (its settings, or a table's statement), each logged; empty when all went through. */
+  errors: string[]
 }
 
 /** The table, its time column and which setting applies: names from this list only. */
@@ -33,7 +36,11 @@ const TARGETS = [
 
 export interface RetentionJob {
   run(tenantId: number): Promise<RetentionResult>
-  /** Every active tenant together (one statement per table and cutoff); a failing statement is logged and the others still run. */
+  /**
+   * Every tenant together (one statement per table and cutoff), whatever its status: a disabled
+   * bank's keys stop working, its data still ages out. A bank whose settings cannot be read, or a
+   * failing statement, is logged and counted in its banks' `errors`; the others still run.
+   */
   runAll(): Promise<RetentionResult[]>
   /** Runs `runAll` on a cron schedule (UTC) until stopped. */
   start(schedule: string): { stop(): void }
@@ -55,11 +62,21 @@ export function createRetentionJob(deps: { db: Db; tenants: TenantService; log: 
    * handle for that reason, each statement filtered by the listed banks' ids.
    */
   async function runMany(tenantIds: readonly number[]): Promise<{ results: RetentionResult[]; errors: unknown[] }> {
-    const results = new Map<number, RetentionResult>(tenantIds.map((id) => [id, { tenantId: id, deleted: {}, ms: {} }]))
+    const results = new Map<number, RetentionResult>(tenantIds.map((id) => [id, { tenantId: id, deleted: {}, ms: {}, errors: [] }]))
     const settings = new Map<number, PrivacySettings>()
-    for (const id of tenantIds) settings.set(id, await deps.tenants.privacy(id))
-    const sys = deps.db.system
     const errors: unknown[] = []
+    for (const id of tenantIds) {
+      try {
+        settings.set(id, await deps.tenants.privacy(id))
+      } catch (err) {
+        errors.push(err)
+        results.get(id)!.errors.push(`settings: ${errText(err)}`)
+        deps.log.error({ err, tenantId: id }, 'retention skipped for this bank: its settings could not be read; the others still run')
+      }
+    }
+    // Without its settings a bank's cutoffs are unknown: it waits for the next run.
+    const banks = tenantIds.filter((id) => settings.has(id))
+    const sys = deps.db.system
     // Tag history answers "what was the value on day D": a value older than the cutoff that is
     // still in effect (no later change before the cutoff) is kept, only superseded ones go.
     const jobs = [
@@ -75,7 +92,7 @@ export function createRetentionJob(deps: { db: Db; tenants: TenantService; log: 
     ]
     for (const j of jobs) {
       const groups = new Map<string, number[]>()
-      for (const id of tenantIds) {
+      for (const id of banks) {
         const c = cutoff(settings.get(id)![j.setting])
         groups.set(c, [...(groups.get(c) ?? []), id])
       }
@@ -96,6 +113,7 @@ export function createRetentionJob(deps: { db: Db; tenants: TenantService; log: 
           }
         } catch (err) {
           errors.push(err)
+          for (const id of ids) results.get(id)!.errors.push(`${j.table}: ${errText(err)}`)
           deps.log.error({ err, table: j.table, tenants: ids }, 'retention failed for these banks and table; the others still run')
         }
       }
@@ -104,9 +122,14 @@ export function createRetentionJob(deps: { db: Db; tenants: TenantService; log: 
   }
 
   async function runAll() {
-    const ids = (await deps.tenants.list()).filter((t) => t.status === 'active').map((t) => t.id)
+    const ids = (await deps.tenants.list()).map((t) => t.id)
     const { results: out } = await runMany(ids)
-    for (const r of out) deps.log.info({ tenantId: r.tenantId, deleted: r.deleted, ms: r.ms }, 'retention applied')
+    for (const r of out) {
+      if (r.errors.length) deps.log.warn({ tenantId: r.tenantId, deleted: r.deleted, errors: r.errors }, 'retention applied in part')
+      else deps.log.info({ tenantId: r.tenantId, deleted: r.deleted, ms: r.ms }, 'retention applied')
+    }
+    const failed = out.filter((r) => r.errors.length).length
+    if (failed) deps.log.error({ banks: out.length, failed }, 'retention failed for some banks; the next daily run tries them again')
     return out
   }
 
@@ -124,7 +147,9 @@ export function createRetentionJob(deps: { db: Db; tenants: TenantService; log: 
         () => {
           if (running) return
           running = true
-          void runAll().finally(() => (running = false))
+          void runAll()
+            .catch((err: unknown) => deps.log.error({ err }, 'retention did not run: the banks could not be listed; the next daily run tries again'))
+            .finally(() => (running = false))
         },
         { timezone: 'UTC' },
       )

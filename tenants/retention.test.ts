@@ -109,6 +109,40 @@ describe('retention enforced', () => {
   })
 })
 
+describe('retention for every bank', () => {
+  const NOW = new Date('2026-12-01T00:00:00Z')
+  const daysAgo = (d: number) => new Date(NOW.getTime() - d * 86_400_000).toISOString().replace('T', ' ').replace('Z', '')
+  const seedEvents = (tenantId: number) =>
+    t.engine.db.forTenant(tenantId).insert('events', [10, 500].map((d) => ({ customer_key: 1, timestamp: daysAgo(d), sent_at: daysAgo(d), received_at: daysAgo(d), message_id: `m${d}`, type: 'track', event: 'e' })))
+  const events = async (tenantId: number) =>
+    Number((await t.engine.db.forTenant(tenantId).query<{ n: string }>(`SELECT toString(count()) AS n FROM events WHERE tenant_id = {tenant:UInt16}`))[0]!.n)
+
+  it("deletes a disabled bank's data past its retention: the status stops its keys, not its retention", async () => {
+    const e = await tenantWithKeys(t, 'ret-e')
+    await seedEvents(e.tenant.id)
+    await t.tenants.setStatus(e.tenant.id, 'disabled')
+    const all = await createRetentionJob({ db: t.engine.db, tenants: t.tenants, log: t.engine.log, now: () => NOW }).runAll()
+    expect(all.find((r) => r.tenantId === e.tenant.id)?.deleted.events).toBe(1)
+    expect(await events(e.tenant.id)).toBe(1)
+  })
+
+  it("a bank whose settings cannot be read fails alone, counted in its result; the others' retention is applied", async () => {
+    const f = await tenantWithKeys(t, 'ret-f')
+    const g = await tenantWithKeys(t, 'ret-g')
+    for (const bank of [f, g]) await seedEvents(bank.tenant.id)
+    const broken = (id: number) => (id === f.tenant.id ? Promise.reject(new Error('settings unreadable (simulated)')) : t.tenants.privacy(id))
+    const tenants = new Proxy(t.tenants, { get: (x, p) => (p === 'privacy' ? broken : Reflect.get(x, p)) })
+    const job = createRetentionJob({ db: t.engine.db, tenants, log: t.engine.log, now: () => NOW })
+    const all = await job.runAll()
+    expect(all.find((r) => r.tenantId === f.tenant.id)).toMatchObject({ deleted: {}, errors: [expect.stringMatching(/settings unreadable/)] })
+    expect(all.find((r) => r.tenantId === g.tenant.id)).toMatchObject({ deleted: { events: 1 }, errors: [] })
+    expect(await events(f.tenant.id)).toBe(2)
+    expect(await events(g.tenant.id)).toBe(1)
+    // Asked for that bank alone, the failure is the answer.
+    await expect(job.run(f.tenant.id)).rejects.toThrow(/settings unreadable/)
+  })
+})
+
 describe('digests under the shared key, over HTTP', () => {
   it('are counted and re-keyed by an admin key only, audited', async () => {
     const admin = { authorization: `Bearer ${b.admin}` }

@@ -224,6 +224,12 @@ async function segmentExports(ctx: BenchContext): Promise<BenchResult> {
      SELECT {t:UInt16}, 'everyone', 1, 1, {n:UInt32}, groupBitmapState(toUInt32(number + 1)), now64(3) FROM numbers({n:UInt32})`,
     { t: tenant, n },
   )
+  // The run row marks the build complete: exports read complete builds only.
+  await sys.command(
+    `INSERT INTO segment_runs (tenant_id, segment_id, build, version, size, entered, exited, started_at, finished_at, trigger)
+     VALUES ({t:UInt16}, 'everyone', 1, 1, {n:UInt32}, {n:UInt32}, 0, now64(3), now64(3), 'bench')`,
+    { t: tenant, n },
+  )
   const tdb = ctx.db.forTenant(tenant)
   const figures: Record<string, number> = {}
   const ratios: Record<string, number> = {}
