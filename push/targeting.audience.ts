@@ -5,6 +5,7 @@ import { addDays, chDateTime, daysBetween } from '../core/time.js'
 import { compileSegment } from '../segments/segment.compile.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
 import { parseSegment } from '../segments/segment.schema.js'
+import { COMPLETE_BUILDS } from '../segments/segment.materialize.js'
 import type { ParamBinder } from '../core/params.js'
 import type { TagDefinition } from '../tags/tag.schema.js'
 import type { Audience, DateTrigger, PushPurpose, Schedule } from './campaign.schema.js'
@@ -49,9 +50,11 @@ export async function audienceBitmap(a: Audience, ctx: AudienceContext, b: Param
         issues: [{ field: 'audience.segment', message: `purpose ${s.purpose} does not fit ${ctx.purpose}` }],
       })
     }
-    // The materialized build answers when it was made by the segment's current version.
+    // The materialized build answers when it was made by the segment's current version; complete
+    // builds only (their run is recorded last: segments/segment.materialize.ts).
     const [cur] = await ctx.db.query(
-      `SELECT toString(build) AS build, version FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String} ORDER BY build DESC LIMIT 1`,
+      `SELECT toString(build) AS build, version FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id = {sid:String}
+         AND build IN ${COMPLETE_BUILDS} ORDER BY build DESC LIMIT 1`,
       { sid: s.id },
       buildRow,
     )

@@ -117,12 +117,22 @@ describe('audiences and timing', () => {
     const { segment } = await segments.save(t, 'elders', { name: 'Elders', purpose: 'service', rule: { tag: 'elder', op: 'eq', value: true } }, 'test')
     const defs = new Map((await createTagRepository({ db: fx.engine.db }).list(t)).map((d) => [d.name, d]))
     await materializeSegment({ db: fx.engine.db }, { tenantId: t, timeZone: 'Asia/Shanghai', segment, defs, asOf: DAY1, build: newRunId(), trigger: 'test' })
-    // The build holds 1-4; the bitmap is what targeting reads, so a changed build shows.
-    await fx.engine.db.forTenant(t).command(
-      `INSERT INTO segment_members (tenant_id, segment_id, build, version, size, keys, built_at)
-       SELECT {tenant:UInt16}, 'elders', build + 1, version, 2, bitmapBuild([toUInt32(1), toUInt32(2)]), built_at FROM segment_members
-       WHERE tenant_id = {tenant:UInt16} AND segment_id = 'elders' ORDER BY build DESC LIMIT 1`,
+    // The build holds 1-4; the bitmap is what targeting reads, so a changed build shows, once it
+    // is complete (its run recorded): a build whose materialization stopped half-way is not read.
+    const db = fx.engine.db.forTenant(t)
+    const newer = (plus: number, keys: number[]) =>
+      db.command(
+        `INSERT INTO segment_members (tenant_id, segment_id, build, version, size, keys, built_at)
+         SELECT {tenant:UInt16}, 'elders', build + ${plus}, version, ${keys.length}, bitmapBuild([${keys.map((k) => `toUInt32(${k})`).join(', ')}]), built_at FROM segment_members
+         WHERE tenant_id = {tenant:UInt16} AND segment_id = 'elders' ORDER BY build LIMIT 1`,
+      )
+    await newer(1, [1, 2])
+    await db.command(
+      `INSERT INTO segment_runs (tenant_id, segment_id, build, version, size, entered, exited, started_at, finished_at, trigger)
+       SELECT {tenant:UInt16}, 'elders', build + 1, version, 2, 0, 2, now64(3), now64(3), 'test' FROM segment_runs
+       WHERE tenant_id = {tenant:UInt16} AND segment_id = 'elders' ORDER BY build LIMIT 1`,
     )
+    await newer(2, [3])
     await save('seg-built', { ...service, audience: { segment: 'elders' } })
     await run(['seg-built'])
     expect([...(await targetsOf(fx, t, 'seg-built')).keys()]).toEqual([1, 2])

@@ -213,7 +213,7 @@ export async function buildModel(
        CROSS JOIN (
          SELECT groupArray(m.segment_id) AS ids, groupArray(m.keys) AS keys FROM segment_members AS m
          INNER JOIN (
-           SELECT segment_id, max(build) AS build FROM segment_members WHERE tenant_id = {tenant:UInt16} GROUP BY segment_id
+           SELECT segment_id, max(build) AS build FROM segment_runs WHERE tenant_id = {tenant:UInt16} GROUP BY segment_id
          ) AS cur ON cur.segment_id = m.segment_id AND cur.build = m.build
          WHERE m.tenant_id = {tenant:UInt16}
            AND m.segment_id IN (

@@ -383,7 +383,7 @@ async function loadSegmentMembers(db: TenantDb, roaring: Roaring, ids: string[])
   if (!ids.length) return out
   const rows = await db.query(
     `SELECT m.segment_id AS id, base64Encode(toString(m.keys)) AS keys FROM segment_members AS m
-     INNER JOIN (SELECT segment_id, max(build) AS build FROM segment_members WHERE tenant_id = {tenant:UInt16} AND segment_id IN {ids:Array(String)} GROUP BY segment_id) AS cur
+     INNER JOIN (SELECT segment_id, max(build) AS build FROM segment_runs WHERE tenant_id = {tenant:UInt16} AND segment_id IN {ids:Array(String)} GROUP BY segment_id) AS cur
        ON cur.segment_id = m.segment_id AND cur.build = m.build
      WHERE m.tenant_id = {tenant:UInt16}`,
     { ids },
