@@ -4,7 +4,11 @@ import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
 import { chDateTime, chEpoch } from '../core/time.js'
+import { CHANGE_SELECT, changeRow, changeView as view, recordChanges, type ChangeRow, type IdentityChange } from './identity.changes.js'
+import { createMergeRoutes } from './identity.merges.js'
 import type { KeyAllocator } from './key-allocator.js'
+
+export { identityChange, type IdentityChange } from './identity.changes.js'
 
 /**
  * Identity resolution. The customer number (Segment `userId`) owns a dense customer key; an
@@ -12,7 +16,16 @@ import type { KeyAllocator } from './key-allocator.js'
  * numbers merges one key into the other. Events keep the key known when they arrived (0 for an
  * anonymous sender not yet linked); readers resolve through `identities` and `customer_merges`
  * (see core/identity.sql.ts), so a link or merge applies to earlier events at once and undoing it
- * needs no rewrite of the events table. Every change is recorded in `identity_changes`.
+ * needs no rewrite of the events table. Every change is recorded in `identity_changes`
+ * (identity.changes.ts); merges along chains are routed by identity.merges.ts.
+ *
+ * Several processes may write at once (API processes in cluster mode, ingest workers, an import
+ * beside them), each with its own cache. What is about to be changed is read from the engine: the
+ * previous key of a link written (what an undo restores) and the link an undo expects. Cached
+ * links of anonymous ids are brought up to date with the links changed anywhere at most every
+ * `linkRefreshMs` (one read of the links changed lately, per tenant in use), which bounds how long
+ * another process's relink or undo goes unseen here: stamped on new events, or taken for the
+ * link an event asks for (which is then written at the device's next event after that).
  */
 
 export interface IdentityRef {
@@ -26,37 +39,6 @@ export interface Actor {
   reason: string
   messageId?: string
 }
-
-export const identityChange = z.object({
-  changeId: z.string(),
-  action: z.enum(['link', 'merge']),
-  idKind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']),
-  idValue: z.string(),
-  fromKey: z.number(),
-  intoKey: z.number(),
-  actor: z.string(),
-  reason: z.string(),
-  createdAt: z.string(),
-  undoneAt: z.string().nullable(),
-  undoneBy: z.string(),
-})
-export type IdentityChange = z.infer<typeof identityChange>
-
-const changeRow = z.object({
-  change_id: z.string(),
-  action: z.enum(['link', 'merge']),
-  id_kind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']),
-  id_value: z.string(),
-  from_key: z.coerce.number(),
-  into_key: z.coerce.number(),
-  actor: z.string(),
-  reason: z.string(),
-  message_id: z.string(),
-  created_at: z.string(),
-  undone_at: z.string().nullable(),
-  undone_by: z.string(),
-})
-type ChangeRow = z.infer<typeof changeRow>
 
 export interface IdentityService {
   /** Keys for a batch of senders; unknown customer numbers get fresh keys (persisted first). */
@@ -77,7 +59,12 @@ export interface IdentityService {
    * key ships inside the app): refused with ALIAS_MERGE_FORBIDDEN; `merge` does it.
    */
   alias(tenantId: number, previousId: string, userId: string, actor: Actor): Promise<IdentityChange | undefined>
-  /** Merges customer number `from` into `into` (both known), by an administrator with a reason. */
+  /**
+   * Merges customer number `from` into `into` (both known), by an administrator with a reason;
+   * recorded as asked, routed to the end of `into`'s chain, and every merge into `from` with it
+   * (identity.merges.ts). Undefined when they are one customer; CONFLICT when `from` is merged
+   * already or `into` is merged into `from`.
+   */
   merge(tenantId: number, from: string, into: string, actor: Actor): Promise<IdentityChange | undefined>
   /**
    * Indexes of the alias messages that would merge two customers, so the ingest answer can refuse
@@ -85,6 +72,11 @@ export interface IdentityService {
    * `type` is the route's type for single calls.
    */
   mergingAliases(tenantId: number, messages: readonly unknown[], type?: string): Promise<Set<number>>
+  /**
+   * Undoes a link that is still the device's current one, or a merge (the merges routed through it
+   * go back to the customers asked for). CONFLICT when undone already, for a link replaced since,
+   * and for a row that only follows another change.
+   */
   undo(tenantId: number, changeId: string, actor: string): Promise<IdentityChange>
   changes(tenantId: number, opts?: { key?: number; limit?: number }): Promise<IdentityChange[]>
   /** Ensures keys exist for these customer numbers (bulk import); returns them in order. */
@@ -100,7 +92,12 @@ const asId = (v: unknown): string => (typeof v === 'string' || (typeof v === 'nu
 
 const idRow = z.object({ id_kind: z.enum(['customer_no', 'anonymous_id', 'device_id', 'user_id']), id_value: z.string(), customer_key: z.coerce.number() })
 
-export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; now?: () => Date; cacheSize?: number }): IdentityService {
+/** How often cached links are brought up to date with links changed by other processes. */
+const LINK_REFRESH_MS = 1_000
+/** Writers stamp links with their own clocks: the refresh reads this far behind its last one. */
+const CLOCK_SKEW_MS = 5_000
+
+export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; now?: () => Date; cacheSize?: number; linkRefreshMs?: number }): IdentityService {
   const { db, allocator } = deps
   const clock = deps.now ?? (() => new Date())
   // Readers and merges keep, of the versions of a link or merge, the one written last by time:
@@ -111,12 +108,79 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     last = Math.max(clock().getTime(), last + 1)
     return new Date(last)
   }
-  // (tenant, kind, value) -> key. Cached only after the mapping is persisted. 0 is never cached
-  // for anonymous ids: a link written by another process must be seen next time.
-  const cache = new LRUCache<string, number>({ max: deps.cacheSize ?? 500_000 })
+  // (tenant, kind, value) -> key, cached only after the mapping is persisted. A customer number
+  // keeps its key for good (an erasure drops it through `forget`). An anonymous id's link changes
+  // with the customer on the device, possibly in another process: dropped when the refresh sees
+  // it changed; 0 (not linked) is never cached, so a link written elsewhere is seen next time.
+  // The two share the size one cache had.
+  const max = Math.ceil((deps.cacheSize ?? 500_000) / 2)
+  const numbers = new LRUCache<string, number>({ max })
+  const links = new LRUCache<string, number>({ max })
+  const cacheOf = (kind: string) => (kind === 'anonymous_id' ? links : numbers)
   const ck = (t: number, kind: string, v: string) => `${t}\u0000${kind}\u0000${v}`
 
+  // Per tenant: from which write time the next refresh reads, and when the last one ran. A
+  // tenant's first use reads nothing: its links are cached only from reads made after it.
+  const refreshMs = deps.linkRefreshMs ?? LINK_REFRESH_MS
+  const freshness = new Map<number, { since: number; checkedAt: number; inflight: Promise<void> | undefined }>()
+  async function refreshLinks(tenantId: number): Promise<void> {
+    const t = clock().getTime()
+    const f = freshness.get(tenantId)
+    if (!f) {
+      freshness.set(tenantId, { since: t - CLOCK_SKEW_MS, checkedAt: t, inflight: undefined })
+      return
+    }
+    if (t - f.checkedAt < refreshMs) return
+    // Concurrent callers share one read. It brings the current link of each id changed lately,
+    // so an entry already up to date stays: reading behind by the clock skew, every change is
+    // seen by several refreshes.
+    f.inflight ??= (async () => {
+      const rows = await db.forTenant(tenantId).query(
+        `SELECT id_kind, id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
+         WHERE tenant_id = {tenant:UInt16} AND id_kind = 'anonymous_id' AND id_value IN (
+           SELECT id_value FROM identities
+           WHERE tenant_id = {tenant:UInt16} AND id_kind = 'anonymous_id' AND updated_at >= {since:DateTime64(3, 'UTC')})
+         GROUP BY id_kind, id_value`,
+        { since: chEpoch(f.since) },
+        idRow,
+      )
+      for (const r of rows) {
+        const k = ck(tenantId, 'anonymous_id', r.id_value)
+        const had = links.peek(k)
+        if (had !== undefined && had !== r.customer_key) links.delete(k)
+      }
+      f.since = t - CLOCK_SKEW_MS
+      f.checkedAt = t
+    })().finally(() => (f.inflight = undefined))
+    await f.inflight
+  }
+
+  /** Keys from the engine, bypassing the cache (which they renew). */
+  async function current(tenantId: number, kind: 'customer_no' | 'anonymous_id', values: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>()
+    if (!values.length) return out
+    // Before the read: a tenant's refreshes must cover every link cached from reads.
+    if (kind === 'anonymous_id') await refreshLinks(tenantId)
+    const rows = await db.forTenant(tenantId).query(
+      `SELECT id_kind, id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
+       WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND id_value IN (SELECT arrayJoin({values:Array(String)}))
+       GROUP BY id_kind, id_value`,
+      { kind, values },
+      idRow,
+    )
+    const cache = cacheOf(kind)
+    for (const r of rows) {
+      if (r.customer_key === 0) continue // an undone link
+      out.set(r.id_value, r.customer_key)
+      cache.set(ck(tenantId, kind, r.id_value), r.customer_key)
+    }
+    for (const v of values) if (!out.has(v)) cache.delete(ck(tenantId, kind, v))
+    return out
+  }
+
   async function lookup(tenantId: number, kind: 'customer_no' | 'anonymous_id', values: string[]): Promise<Map<string, number>> {
+    if (kind === 'anonymous_id') await refreshLinks(tenantId)
+    const cache = cacheOf(kind)
     const out = new Map<string, number>()
     const missing: string[] = []
     for (const v of values) {
@@ -124,29 +188,18 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
       if (k !== undefined) out.set(v, k)
       else missing.push(v)
     }
-    if (missing.length) {
-      const rows = await db.forTenant(tenantId).query(
-        `SELECT id_kind, id_value, argMax(customer_key, updated_at) AS customer_key FROM identities
-         WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND id_value IN (SELECT arrayJoin({values:Array(String)}))
-         GROUP BY id_kind, id_value`,
-        { kind, values: missing },
-        idRow,
-      )
-      for (const r of rows) {
-        if (r.customer_key === 0) continue // an undone link
-        out.set(r.id_value, r.customer_key)
-        cache.set(ck(tenantId, kind, r.id_value), r.customer_key)
-      }
-    }
+    for (const [v, k] of await current(tenantId, kind, missing)) out.set(v, k)
     return out
   }
 
   async function writeIdentities(tenantId: number, kind: 'customer_no' | 'anonymous_id', pairs: [string, number][], source: string) {
     if (!pairs.length) return
+    if (kind === 'anonymous_id') await refreshLinks(tenantId)
     const at = chEpoch(now().getTime())
     await db
       .forTenant(tenantId)
       .insertTsv('identities', ['id_kind', 'id_value', 'customer_key', 'source', 'created_at', 'updated_at'], pairs.map(([value, key]) => [kind, value, key, source, at, at]))
+    const cache = cacheOf(kind)
     for (const [value, key] of pairs) {
       if (key === 0) cache.delete(ck(tenantId, kind, value))
       else cache.set(ck(tenantId, kind, value), key)
@@ -166,33 +219,7 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     return customerNos.map((c) => known.get(c)!)
   }
 
-  /** Appends versions of change rows (a new change, or one marked undone); the latest wins. */
-  async function recordChanges(tenantId: number, rows: readonly ChangeRow[]) {
-    const updatedAt = chEpoch(now().getTime())
-    await db.forTenant(tenantId).insertTsv(
-      'identity_changes',
-      ['change_id', 'action', 'id_kind', 'id_value', 'from_key', 'into_key', 'actor', 'reason', 'message_id', 'created_at', 'undone_at', 'undone_by', 'updated_at'],
-      rows.map((r) => [r.change_id, r.action, r.id_kind, r.id_value, r.from_key, r.into_key, r.actor, r.reason, r.message_id, r.created_at, r.undone_at, r.undone_by, updatedAt]),
-    )
-  }
-
-  const CHANGE_SELECT = `SELECT toString(change_id) AS change_id, action, id_kind, id_value, from_key, into_key, actor, reason, message_id,
-              toString(created_at) AS created_at, if(isNull(undone_at), NULL, toString(undone_at)) AS undone_at, undone_by
-       FROM identity_changes FINAL`
-
-  const view = (r: ChangeRow): IdentityChange => ({
-    changeId: r.change_id,
-    action: r.action,
-    idKind: r.id_kind,
-    idValue: r.id_value,
-    fromKey: r.from_key,
-    intoKey: r.into_key,
-    actor: r.actor,
-    reason: r.reason,
-    createdAt: r.created_at,
-    undoneAt: r.undone_at,
-    undoneBy: r.undone_by,
-  })
+  const merges = createMergeRoutes({ db, now })
 
   /** Links many (anonymousId, userId) pairs at once; the last pair for an anonymous id wins. */
   async function linkMany(tenantId: number, pairs: readonly [string, string][], actor: Actor): Promise<IdentityChange[]> {
@@ -202,11 +229,19 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     const anons = [...last.keys()]
     const users = anons.map((a) => last.get(a)!)
     const keys = await keysFor(tenantId, users, actor.reason)
-    const before = await lookup(tenantId, 'anonymous_id', anons)
+    // Most events carry a customer and a device already linked: the cache (up to date within
+    // linkRefreshMs) says so without a read; reading every pair from the engine tripled a flush's
+    // identity time in the ingest bench. The others are read from the engine before a link is
+    // written: another process may have relinked the device, and the previous key recorded is
+    // what an undo restores.
+    await refreshLinks(tenantId)
+    const linked = anons.map((a, i) => links.get(ck(tenantId, 'anonymous_id', a)) === keys[i])
+    const before = await current(tenantId, 'anonymous_id', anons.filter((_, i) => !linked[i]))
     const at = chDateTime(now())
     const changed: IdentityChange[] = []
     const rows: ChangeRow[] = []
     anons.forEach((anon, i) => {
+      if (linked[i]) return
       const from = before.get(anon) ?? 0
       if (from === keys[i]) return
       const row: ChangeRow = {
@@ -228,22 +263,12 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     })
     if (!rows.length) return []
     await writeIdentities(tenantId, 'anonymous_id', rows.map((r) => [r.id_value, r.into_key]), actor.reason)
-    await recordChanges(tenantId, rows)
+    await recordChanges(db, tenantId, rows, now())
     return changed
   }
 
   async function link(tenantId: number, anonymousId: string, userId: string, actor: Actor) {
     return (await linkMany(tenantId, [[anonymousId, userId]], actor))[0]
-  }
-
-  async function activeMergeInto(tenantId: number, fromKey: number): Promise<number> {
-    const rows = await db.forTenant(tenantId).query(
-      `SELECT argMax(into_key, updated_at) AS into_key, argMax(active, updated_at) AS active FROM customer_merges
-       WHERE tenant_id = {tenant:UInt16} AND from_key = {k:UInt32}`,
-      { k: fromKey },
-      z.object({ into_key: z.coerce.number(), active: z.coerce.number() }),
-    )
-    return rows[0] && rows[0].active ? rows[0].into_key : 0
   }
 
   async function alias(tenantId: number, previousId: string, userId: string, actor: Actor) {
@@ -260,35 +285,8 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
         issues: missing.map(([field, no]) => ({ field: field!, message: `unknown customer number ${no}` })),
       })
     }
-    return mergeKnown(tenantId, from, known.get(from)!, known.get(into)!, actor)
-  }
-
-  async function mergeKnown(tenantId: number, previousId: string, asCustomer: number, target: number, actor: Actor) {
-    // Merge into the end of any chain, so readers resolve a key in one step.
-    const into = (await activeMergeInto(tenantId, target)) || target
-    if (asCustomer === into) return undefined
-    if (into === asCustomer || (await activeMergeInto(tenantId, asCustomer)) !== 0) {
-      throw new AppError('CONFLICT', `Customer ${previousId} is already merged; undo that merge first.`)
-    }
-    const changeId = crypto.randomUUID()
-    const at = chDateTime(now())
-    await db.forTenant(tenantId).insert('customer_merges', [{ from_key: asCustomer, into_key: into, change_id: changeId, active: 1, updated_at: at }])
-    const row: ChangeRow = {
-      change_id: changeId,
-      action: 'merge',
-      id_kind: 'customer_no',
-      id_value: previousId,
-      from_key: asCustomer,
-      into_key: into,
-      actor: actor.id,
-      reason: actor.reason,
-      message_id: actor.messageId ?? '',
-      created_at: at,
-      undone_at: null,
-      undone_by: '',
-    }
-    await recordChanges(tenantId, [row])
-    return view(row)
+    const change = await merges.merge(tenantId, { no: from, key: known.get(from)! }, { no: into, key: known.get(into)! }, actor)
+    return change && view(change)
   }
 
   async function getChange(tenantId: number, changeId: string): Promise<ChangeRow> {
@@ -304,14 +302,16 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
 
   return {
     forget(tenantId, ids) {
-      for (const i of ids) cache.delete(ck(tenantId, i.kind, i.value))
+      for (const i of ids) cacheOf(i.kind).delete(ck(tenantId, i.kind, i.value))
     },
     forgetKeys(tenantId, keys) {
       if (!keys.size) return
       const prefix = `${tenantId}\u0000`
-      const gone: string[] = []
-      for (const [k, v] of cache.entries()) if (keys.has(v) && k.startsWith(prefix)) gone.push(k)
-      for (const k of gone) cache.delete(k)
+      for (const cache of [numbers, links]) {
+        const gone: string[] = []
+        for (const [k, v] of cache.entries()) if (keys.has(v) && k.startsWith(prefix)) gone.push(k)
+        for (const k of gone) cache.delete(k)
+      }
     },
     async resolve(tenantId, refs) {
       const userIds = [...new Set(refs.flatMap((r) => (r.userId ? [r.userId] : [])))]
@@ -344,21 +344,21 @@ export function createIdentityService(deps: { db: Db; allocator: KeyAllocator; n
     async undo(tenantId, changeId, actor) {
       const c = await getChange(tenantId, changeId)
       if (c.undone_at) throw new AppError('CONFLICT', `Change ${changeId} was already undone at ${c.undone_at}.`)
-      if (c.action === 'link') {
-        // Only undo a link that is still the current one; a later link has since replaced it.
-        const current = (await lookup(tenantId, 'anonymous_id', [c.id_value])).get(c.id_value) ?? 0
-        if (current !== c.into_key) {
-          throw new AppError('CONFLICT', `${c.id_value} was linked again after this change; undo the later change first.`)
-        }
-        await writeIdentities(tenantId, 'anonymous_id', [[c.id_value, c.from_key]], 'undo')
-      } else {
-        await db.forTenant(tenantId).insert('customer_merges', [
-          { from_key: c.from_key, into_key: c.into_key, change_id: c.change_id, active: 0, updated_at: chDateTime(now()) },
-        ])
+      if (c.action === 'merge') {
+        const undone: ChangeRow = { ...c, undone_at: chDateTime(now()), undone_by: actor }
+        await merges.undo(tenantId, c, undone)
+        return view(undone)
       }
-      const at = chDateTime(now())
-      await recordChanges(tenantId, [{ ...c, undone_at: at, undone_by: actor }])
-      return view({ ...c, undone_at: at, undone_by: actor })
+      // Only undo a link that is still the current one (read from the engine: another process
+      // may have linked the device since); a later link has replaced it otherwise.
+      const linked = (await current(tenantId, 'anonymous_id', [c.id_value])).get(c.id_value) ?? 0
+      if (linked !== c.into_key) {
+        throw new AppError('CONFLICT', `${c.id_value} was linked again after this change; undo the later change first.`)
+      }
+      await writeIdentities(tenantId, 'anonymous_id', [[c.id_value, c.from_key]], 'undo')
+      const undone: ChangeRow = { ...c, undone_at: chDateTime(now()), undone_by: actor }
+      await recordChanges(db, tenantId, [undone], now())
+      return view(undone)
     },
     async changes(tenantId, opts = {}) {
       const rows = await db.forTenant(tenantId).query(

@@ -959,7 +959,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description point in time (ISO date or date-time) */
+                    /** @description a time with its zone, or a date: the end of that day in the bank's time zone */
                     at?: string;
                 };
                 header?: never;
@@ -2725,6 +2725,8 @@ export interface paths {
                                 actor: string;
                                 changeId: string;
                                 createdAt: string;
+                                /** @description set on a merge sent on beyond the customer asked for (that customer was merged in turn): the change that sent it, a merge or the undo of one; it is undone with the merges it follows, not by itself */
+                                follows: string | null;
                                 fromKey: number;
                                 /** @enum {string} */
                                 idKind: "customer_no" | "anonymous_id" | "device_id" | "user_id";
@@ -2780,6 +2782,8 @@ export interface paths {
                             actor: string;
                             changeId: string;
                             createdAt: string;
+                            /** @description set on a merge sent on beyond the customer asked for (that customer was merged in turn): the change that sent it, a merge or the undo of one; it is undone with the merges it follows, not by itself */
+                            follows: string | null;
                             fromKey: number;
                             /** @enum {string} */
                             idKind: "customer_no" | "anonymous_id" | "device_id" | "user_id";
@@ -2882,6 +2886,8 @@ export interface paths {
                             actor: string;
                             changeId: string;
                             createdAt: string;
+                            /** @description set on a merge sent on beyond the customer asked for (that customer was merged in turn): the change that sent it, a merge or the undo of one; it is undone with the merges it follows, not by itself */
+                            follows: string | null;
                             fromKey: number;
                             /** @enum {string} */
                             idKind: "customer_no" | "anonymous_id" | "device_id" | "user_id";
@@ -8538,6 +8544,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description a time with its zone, or a date: the end of that day in the bank's time zone */
                     at?: string;
                 };
                 header?: never;
