@@ -74,6 +74,9 @@ export const configSchema = z.object({
   KAFKA_PARTITIONS: int(6, 1, 10_000),
   KAFKA_REPLICATION_FACTOR: int(-1, -1, 10),
   KAFKA_SEND_TIMEOUT_MS: int(5_000, 100, 120_000),
+  // The broker's default message.max.bytes. At least 512 KiB: the largest event the route accepts
+  // encodes to about 350 KB (kafka/send-limits.ts).
+  KAFKA_MAX_MESSAGE_BYTES: int(1_048_588, 524_288, 104_857_600),
   INGEST_FLUSH_ROWS: int(20_000, 1, 1_000_000),
   INGEST_FLUSH_MS: int(200, 1, 5_000),
   INGEST_FLUSH_GAP_MS: int(50, 0, 5_000),
@@ -146,6 +149,8 @@ export interface Config {
         partitions: number
         replicationFactor: number
         sendTimeoutMs: number
+        /** The most one partition's share of a produce request may be (the topic's max.message.bytes). */
+        maxMessageBytes: number
       }>
     | undefined
   readonly ingest: Readonly<{
@@ -260,6 +265,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           partitions: r.KAFKA_PARTITIONS,
           replicationFactor: r.KAFKA_REPLICATION_FACTOR,
           sendTimeoutMs: r.KAFKA_SEND_TIMEOUT_MS,
+          maxMessageBytes: r.KAFKA_MAX_MESSAGE_BYTES,
         })
       : undefined,
     ingest: Object.freeze({

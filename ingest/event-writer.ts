@@ -3,13 +3,13 @@ import { dedupKey } from '../core/dedup-digest.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
-import { chDateTime } from '../core/time.js'
 import { createDedupIndex } from './dedup-index.js'
 import { EVENT_COLUMNS, fieldOf, toRow } from './event-row.js'
 import { nextInsert, type FlushPolicy } from './flush-policy.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
 import { insertIsolating } from './row-isolation.js'
+import { stageByRequest, writeTraits } from './stage-isolation.js'
 
 /**
  * Coalesces concurrent ingest requests into large inserts and answers each request only after
@@ -84,6 +84,16 @@ interface Owner {
 }
 
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
+/** The identity stage failed on a request's events while the engine answered: not the engine's state, so not a 503. */
+const failedOn = (cause: unknown) => new AppError('INTERNAL', 'The events could not be stored: the server failed on them while the storage engine was answering.', { cause })
+
+/** What the identity stage decided for one tenant's events. */
+interface Staged {
+  keep: Owner[]
+  erased: Owner[]
+  /** Events whose trait the engine refused (stage-isolation.ts): not inserted. */
+  refused: { x: Owner; field: string; message: string }[]
+}
 
 interface Submission {
   tenantId: number
@@ -246,38 +256,28 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         list.push({ sub: i, position, tenantId: s.tenantId, key: 0, e })
       })
     })
-    // 2. Identities and traits, tenant by tenant: one tenant's failure here answers that
-    // tenant's requests (503, retry) and leaves the others' events going on to the insert.
+    // 2. Identities and traits, tenant by tenant: a failure here stays with the tenant's requests
+    // at fault (stage-isolation.ts), and the others' events go on to the insert.
     const rows: unknown[][] = []
     const owners: Owner[] = []
     for (const [tenantId, all] of byTenant) {
-      const actor = batch[all[0]!.sub]!.actor
-      let list = all
-      try {
-        // Before identities: an erased number must not get a key (or links) again.
-        if (deps.dropped) {
-          const drop = await deps.dropped(tenantId, all.map((x) => x.e))
-          list = all.filter((x, i) => {
-            if (!drop[i]) return true
-            ok(x.sub).dropped = (ok(x.sub).dropped ?? 0) + 1
-            outcome.inc({ outcome: 'erased' })
-            return false
-          })
-          if (!list.length) continue
-        }
-        await applyIdentity(tenantId, list.map((x) => x.e), actor)
-        const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
-        await writeTraits(tenantId, list.map((x) => x.e), keys)
-        list.forEach((x, i) => (x.key = keys[i]!))
-      } catch (e) {
-        log.error({ err: e, tenant: tenantId }, "ingest identities failed; this tenant's requests answered 503")
-        const err = unavailable(e)
-        for (const x of all) results[x.sub] = err
-        continue
+      const { done, failed } = await stageByRequest(all, (list) => identify(tenantId, list, batch[list[0]!.sub]!.actor), engineAnswers)
+      for (const f of failed) {
+        log.error({ err: f.cause, tenant: tenantId, transient: f.transient }, f.transient ? "ingest identities failed; this tenant's requests answered 503" : 'ingest identities failed on a request while the engine answered; that request refused')
+        results[f.sub] = f.transient ? unavailable(f.cause) : failedOn(f.cause)
       }
-      for (const x of list) {
-        rows.push(toRow(tenantId, x.key, x.e))
-        owners.push(x)
+      for (const staged of done) {
+        for (const x of staged.erased) ok(x.sub).dropped = (ok(x.sub).dropped ?? 0) + 1
+        if (staged.erased.length) outcome.inc({ outcome: 'erased' }, staged.erased.length)
+        for (const { x, field, message } of staged.refused) (ok(x.sub).refused ??= []).push({ position: x.position, field, message })
+        if (staged.refused.length) {
+          outcome.inc({ outcome: 'refused' }, staged.refused.length)
+          log.warn({ tenant: tenantId, refused: staged.refused.length, first: staged.refused[0]!.message }, 'the engine refused trait values; their events refused, the others stored')
+        }
+        for (const x of staged.keep) {
+          rows.push(toRow(tenantId, x.key, x.e))
+          owners.push(x)
+        }
       }
     }
     phase('identity')
@@ -347,15 +347,35 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     await identities.linkMany(tenantId, links, { id: actor, reason: 'identify' })
   }
 
-  async function writeTraits(tenantId: number, events: PendingEvent[], keys: number[]) {
-    const rows: Record<string, unknown>[] = []
-    events.forEach((e, i) => {
-      if (e.type !== 'identify' || !e.traits || !keys[i]) return
-      const at = chDateTime(e.timestamp)
-      for (const [trait, value] of Object.entries(e.traits.plain)) rows.push({ customer_key: keys[i], trait, value: value.slice(0, 1000), hashed: 0, updated_at: at })
-      for (const [trait, value] of Object.entries(e.traits.hashed)) rows.push({ customer_key: keys[i], trait, value, hashed: 1, updated_at: at })
+  const probe = async () => {
+    await db.system.query('SELECT 1')
+  }
+  const engineAnswers = () => probe().then(
+    () => true,
+    () => false,
+  )
+
+  /** One tenant's erasure check, identity links, keys and traits. */
+  async function identify(tenantId: number, all: Owner[], actor: string): Promise<Staged> {
+    const staged: Staged = { keep: [], erased: [], refused: [] }
+    let list = all
+    // Before identities: an erased number must not get a key (or links) again.
+    if (deps.dropped) {
+      const drop = await deps.dropped(tenantId, all.map((x) => x.e))
+      list = []
+      all.forEach((x, i) => (drop[i] ? staged.erased : list).push(x))
+      if (!list.length) return staged
+    }
+    await applyIdentity(tenantId, list.map((x) => x.e), actor)
+    const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
+    const refused = await writeTraits(db.forTenant(tenantId), list.map((x) => x.e), keys, probe)
+    list.forEach((x, i) => {
+      x.key = keys[i]!
+      const no = refused.get(i)
+      if (no) staged.refused.push({ x, ...no })
+      else staged.keep.push(x)
     })
-    if (rows.length) await db.forTenant(tenantId).insert('customer_traits', rows)
+    return staged
   }
 
   return {
@@ -365,7 +385,9 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     submit(tenantId, events, actor, opts = {}) {
       if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', undefined, { headers: { 'retry-after': '5' } }))
       if (!events.length) return Promise.resolve({ stored: 0, duplicates: 0 })
-      if (queued + events.length > options.maxQueueEvents) {
+      // A submission larger than the whole queue is taken when nothing waits: refused, it would be
+      // refused again on every retry (a Kafka worker's tenant group is redelivered as it was).
+      if (queued > 0 && queued + events.length > options.maxQueueEvents) {
         outcome.inc({ outcome: 'overloaded' }, events.length)
         return Promise.reject(new AppError('OVERLOADED', 'The ingest queue is full; retry shortly.', { headers: { 'retry-after': '1' } }))
       }

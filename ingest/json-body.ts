@@ -7,7 +7,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
  * An event body's JSON, with the answers the server's own JSON parser gives (server/app.ts):
  * valid UTF-8 only (bad bytes would otherwise be stored as U+FFFD), not empty, no `__proto__` or
  * `constructor.prototype` keys. The ingest worker threads parse bodies here, off the HTTP thread,
- * and a refusal must read the same whichever thread parsed the body.
+ * and a refusal must read the same whichever thread parsed the body. A `\ud83d` escape without its
+ * pair is valid JSON in valid UTF-8 and parses to half a character: normalize.ts repairs it in
+ * text and refuses it in an id, event by event, so one such event does not refuse the batch.
  */
 export function parseJsonBody(body: Uint8Array): unknown {
   let text: string

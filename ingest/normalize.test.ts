@@ -84,3 +84,77 @@ describe('numbers', () => {
     expect(ok.ok && JSON.parse(ok.event.properties)).toEqual({ amount: 2 ** 53 - 1, small: -(2 ** 53) + 1, f: 0.1 })
   })
 })
+
+/**
+ * Half of a character (an unpaired UTF-16 surrogate: a `\ud83d` JSON escape, or a client that
+ * cut a string between an emoji's two halves) has no UTF-8 form: the engine refuses it in a JSON
+ * insert and a TabSeparated body turns it into U+FFFD. Text is repaired at the edge; an id is
+ * refused, since two ids repaired alike would become one.
+ */
+describe('unpaired surrogates', () => {
+  const LONE = '\ud83d'
+  const parse = (text: string) => JSON.parse(text) as unknown
+  const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+  /** Every key and string value at any depth. */
+  const strings = (v: unknown, out: string[] = []): string[] => {
+    if (typeof v === 'string') out.push(v)
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        out.push(k)
+        strings(x, out)
+      }
+    }
+    return out
+  }
+
+  it('repairs them to U+FFFD in values and keys of properties, traits and context, and in event and page names, and says where', () => {
+    const sent = parse(
+      '{"type":"track","messageId":"m1","userId":"C1","event":"buy\\ud83d","properties":{"note":"a\\ud83db","k\\udc00":1,"list":["x\\udc00"],"ok":"\\ud83d\\ude00"},"context":{"app":{"name":"app\\ud83d"}}}',
+    )
+    const n = norm(sent)
+    expect(n.ok).toBe(true)
+    if (!n.ok) return
+    expect(n.event.event).toBe('buy\ufffd')
+    expect(parse(n.event.properties)).toEqual({ note: 'a\ufffdb', 'k\ufffd': 1, list: ['x\ufffd'], ok: '😀' })
+    expect(parse(n.event.context)).toEqual({ app: { name: 'app\ufffd' } })
+    expect(n.event.properties).not.toMatch(/\\ud[89a-f]/)
+    expect(n.event.violations).toEqual(expect.arrayContaining(['unpaired_surrogate:properties.note', 'unpaired_surrogate:properties.k\ufffd', 'unpaired_surrogate:context.app.name', 'unpaired_surrogate:event']))
+
+    const id = norm({ type: 'identify', userId: 'C1', traits: { nick: `x${LONE}`, [`t${LONE}`]: 'v', nested: { a: `\udc00` } } })
+    expect(id.ok).toBe(true)
+    if (id.ok) {
+      expect(id.event.traits?.plain).toEqual({ nick: 'x\ufffd', 't\ufffd': 'v', nested: '{"a":"\ufffd"}' })
+      for (const s of strings(id.event)) expect(lone.test(s), s).toBe(false)
+    }
+    const page = norm({ type: 'page', userId: 'C1', name: `home${LONE}`, category: `\udc00cat` })
+    expect(page.ok && [page.event.event, parse(page.event.properties)]).toEqual(['home\ufffd', { category: '\ufffdcat' }])
+  })
+
+  it('repairs them with the value scan off too', () => {
+    const n = normalizeMessage(track({ properties: { note: `a${LONE}` } }), 1, {}, { ...opts(), scan: false })
+    expect(n.ok && parse(n.event.properties)).toEqual({ note: 'a\ufffd' })
+  })
+
+  it('refuses an id holding one with a coded 400 naming the field', () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [track({ userId: `C${LONE}` }), 'userId'],
+      [track({ userId: undefined, anonymousId: `\udc00a` }), 'anonymousId'],
+      [track({ messageId: `m${LONE}` }), 'messageId'],
+      [{ type: 'alias', previousId: `p${LONE}`, userId: 'C1' }, 'previousId'],
+      [{ type: 'group', userId: 'C1', groupId: `g${LONE}` }, 'groupId'],
+    ]
+    for (const [m, field] of cases) {
+      const n = norm(m)
+      expect(n.ok, field).toBe(false)
+      if (!n.ok) {
+        expect(n.rejection).toMatchObject({ code: 'INVALID_ENCODING', field })
+        expect(n.rejection.message).toMatch(/unpaired UTF-16 surrogate/)
+      }
+    }
+  })
+
+  it('cuts a session id between characters, never inside one', () => {
+    const n = norm(track({ properties: { session_id: `${'s'.repeat(199)}😀` } }))
+    expect(n.ok && n.event.sessionId).toBe('s'.repeat(199))
+  })
+})

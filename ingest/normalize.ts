@@ -4,12 +4,17 @@ import { createValueScanner, type PiiKind, type ValueScanner } from '../core/pii
 import { jsonLargerThan } from './event-size.js'
 import { fastMessage } from './segment.fast.js'
 import { EVENT_TYPES, MAX_DEPTH, MAX_EVENT_BYTES, MAX_KEYS, MAX_MESSAGE_DEPTH, MAX_STORABLE_MS, MESSAGE_SCHEMAS, MIN_STORABLE_MS, type EventType } from './segment.schema.js'
+import { cutText, isWellFormed, wellFormed } from './well-formed.js'
 
 /**
  * Turns one Segment message into a row for the events table, or a rejection naming the field at
  * fault. Here the privacy rules apply ("minimum necessary"): C3 secrets are dropped wherever they
  * appear, sensitive traits never reach the events table and reach the profile only as keyed
  * digests, and the context keeps device and app facts but not the IP address.
+ *
+ * Every string stored is text UTF-8 can carry (well-formed.ts): half of a character (an unpaired
+ * surrogate) in text is repaired to U+FFFD and listed in the event's violations; in an id it is
+ * refused, since two ids repaired alike would become one customer or one event.
  */
 
 export interface NormalizeOptions {
@@ -110,6 +115,14 @@ const MAX_FOUND_PATHS = 20
 function noteFound(st: WalkState) {
   if (st.found.length < MAX_FOUND_PATHS) st.found.push(`personal_data:${st.path.join('.')}`)
 }
+/** Text repaired where it was, listed like a find: the sender has a string-cutting bug to fix. */
+function noteRepaired(st: WalkState) {
+  if (st.found.length < MAX_FOUND_PATHS) st.found.push(`unpaired_surrogate:${st.path.join('.')}`)
+}
+
+/** The message's ids: kept exactly as sent, so one holding half a character is refused, never repaired. */
+const ID_FIELDS = ['messageId', 'userId', 'anonymousId', 'previousId', 'groupId'] as const
+const UNPAIRED_ID = 'holds an unpaired UTF-16 surrogate (half of a character, such as \\ud83d without its pair), which UTF-8 cannot carry; ids are kept exactly as sent, so it cannot be repaired'
 
 /**
  * Beyond 2^53 a JSON number has already lost digits when parsed, and one beyond the double range
@@ -157,12 +170,18 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
     st.error = 'a number beyond ±2^53 (or not finite) loses digits: send it as a string'
     return undefined
   }
-  if (st.scan) {
-    if (typeof v === 'string') {
-      const r = st.scan.text(v)
-      if (r !== v) noteFound(st)
-      return r
+  if (typeof v === 'string') {
+    let text = v
+    if (!isWellFormed(text)) {
+      text = wellFormed(text)
+      noteRepaired(st)
     }
+    if (!st.scan) return text
+    const r = st.scan.text(text)
+    if (r !== text) noteFound(st)
+    return r
+  }
+  if (st.scan) {
     // A phone or card number sent as a JSON number: 11 digits at least.
     if (typeof v === 'number' && Number.isInteger(v) && v >= 1e10) {
       const s = String(v)
@@ -217,7 +236,8 @@ function walk(v: unknown, depth: number, st: WalkState): unknown {
  * alike): the later one gets a suffix rather than overwrite the other's value.
  */
 function storedKey(k: string, out: Record<string, unknown>, renamed: boolean, st: WalkState): string {
-  const scanned = st.scan ? st.scan.text(k) : k
+  const text = wellFormed(k)
+  const scanned = st.scan ? st.scan.text(text) : text
   let key = scanned
   if ((scanned !== k || renamed) && Object.hasOwn(out, key)) {
     let n = 2
@@ -225,7 +245,8 @@ function storedKey(k: string, out: Record<string, unknown>, renamed: boolean, st
     key = `${scanned}#${n}`
   }
   st.path.push(key)
-  if (scanned !== k) noteFound(st)
+  if (text !== k) noteRepaired(st)
+  if (scanned !== text) noteFound(st)
   return key
 }
 
@@ -275,11 +296,14 @@ function scrub(
   return { value }
 }
 
-/** A field of the message itself (an event or page name, a category, a group id), scanned like a property value. */
+/** A field of the message itself (an event or page name, a category, a group id), repaired and scanned like a property value. */
 function scanField(s: string, where: string, scan: ValueScanner | undefined, foundPaths: string[]): string {
-  if (!scan || !s) return s
-  const r = scan.text(s)
-  if (r !== s && foundPaths.length < MAX_FOUND_PATHS) foundPaths.push(`personal_data:${where}`)
+  if (!s) return s
+  const text = wellFormed(s)
+  if (text !== s && foundPaths.length < MAX_FOUND_PATHS) foundPaths.push(`unpaired_surrogate:${where}`)
+  if (!scan) return text
+  const r = scan.text(text)
+  if (r !== text && foundPaths.length < MAX_FOUND_PATHS) foundPaths.push(`personal_data:${where}`)
   return r
 }
 
@@ -298,7 +322,7 @@ function minimizeContext(ctx: Record<string, unknown>): Record<string, unknown> 
 }
 
 const pickString = (...vals: unknown[]) => {
-  for (const v of vals) if ((typeof v === 'string' && v) || typeof v === 'number') return String(v).slice(0, 200)
+  for (const v of vals) if ((typeof v === 'string' && v) || typeof v === 'number') return cutText(String(v), 200)
   return ''
 }
 
@@ -330,6 +354,10 @@ export function normalizeMessage(
       return reject('VALIDATION_FAILED', issue.path.map(String).join('.') || '(event)', issue.message, rawId)
     }
     m = parsed.data as Record<string, unknown> & { type: EventType }
+  }
+  for (const f of ID_FIELDS) {
+    const id = m[f]
+    if (typeof id === 'string' && !isWellFormed(id)) return reject('INVALID_ENCODING', f, UNPAIRED_ID, rawId)
   }
   const sensitive = opts.sensitiveTraits
 

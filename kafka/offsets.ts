@@ -46,6 +46,11 @@ export class PartitionOffsets {
   get outstanding(): number {
     return this.pending.length
   }
+
+  /** The first offset received and not yet committable: where a redelivery must start. */
+  get firstOutstanding(): string | undefined {
+    return this.pending[0]?.toString()
+  }
 }
 
 /** The same decision as a pure function over plain lists, for tests and reasoning. */

@@ -71,6 +71,47 @@ describe('serial sender', () => {
   })
 })
 
+describe('serial sender size cap', () => {
+  /** Messages are strings: their size is their length, their partition their first character. */
+  const limits = (maxBytes: number, tooLarge?: (e: unknown) => boolean) => ({ maxBytes, sizeOf: (m: string) => m.length, partitionOf: (m: string) => m.charCodeAt(0), ...(tooLarge ? { tooLarge } : {}) })
+
+  it('groups what waits into sends under the cap for each partition; a request over the cap goes out in parts', async () => {
+    const f = fakeSend([50])
+    const s = createSerialSender(f.send, 1000, limits(10))
+    const first = s.submit(['x'])
+    await sleep(10)
+    const rest = [
+      s.submit(['a1234', 'a5678']), // partition a: 10
+      s.submit(['b123456789']), // partition b: 10, fits beside a
+      s.submit(['a9']), // a would hold 12: the next send
+      s.submit(['a12345678', 'a12345678', 'a1234567890123']), // 18 + 14 for a: one part per send, the last alone over the cap
+      s.submit(['c1']),
+    ]
+    await Promise.all([first, ...rest])
+    // Another partition's message may share a send with a message over the cap: the cap is per partition.
+    expect(f.calls).toEqual([['x'], ['a1234', 'a5678', 'b123456789'], ['a9'], ['a12345678'], ['a12345678'], ['a1234567890123', 'c1']])
+    expect(f.maxInFlight).toBe(1)
+  })
+
+  it('when the broker refuses a shared send as too large, sends each request again on its own: only the one at fault fails', async () => {
+    const tooBig = Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE' })
+    const calls: string[][] = []
+    const send = async (messages: string[]) => {
+      calls.push(messages)
+      await sleep(messages.includes('x') ? 30 : 1)
+      if (messages.join('').length > 20) throw tooBig
+    }
+    const s = createSerialSender(send, 1000, limits(100, (e) => (e as { type?: string }).type === 'MESSAGE_TOO_LARGE'))
+    const first = s.submit(['x'])
+    await sleep(5)
+    const status = (p: Promise<void>) => p.then(() => 'ok', (e: unknown) => e)
+    const [a, b, c] = await Promise.all([status(s.submit(['a1234'])), status(s.submit(['b'.repeat(25)])), status(s.submit(['c1234']))])
+    await first
+    expect([a, b, c]).toEqual(['ok', tooBig, 'ok'])
+    expect(calls).toEqual([['x'], ['a1234', 'b'.repeat(25), 'c1234'], ['a1234'], ['b'.repeat(25)], ['c1234']])
+  })
+})
+
 describe('Kafka edge sink', () => {
   it('after a send outlasted its deadline (answered 503), the next request waits for it to settle instead of sending alongside it', async () => {
     // An idempotent kafkajs producer with two sends in flight can have the broker drop the second
@@ -132,5 +173,41 @@ describe('Kafka edge sink after a failed send', () => {
     expect(made.map((p) => p.sent)).toEqual([[['1:a'], ['1:b']], [['1:c'], ['1:d']]])
     expect(made[0]!.disconnected).toBe(true)
     expect(made[1]!.disconnected).toBe(true)
+  })
+})
+
+describe('Kafka edge sink and the broker\'s message size', () => {
+  const event = (id: string, note = '') => ({ messageId: id, userId: id, type: 'track', event: 'e', timestamp: 0, receivedAt: 0, properties: JSON.stringify({ note }), context: '{}' }) as never
+  const fakeKafka = (send: (keys: string[]) => Promise<void>) => {
+    const producer = { connect: async () => undefined, disconnect: async () => undefined, send: async (r: { messages: { key: string }[] }) => send(r.messages.map((m) => m.key)) }
+    return { producer: () => producer } as unknown as Kafka
+  }
+
+  it('answers 413 for a request holding an event larger than one message may be, without sending it; the others go', async () => {
+    const sent: string[][] = []
+    const cfg = { topic: 't', sendTimeoutMs: 1000, maxMessageBytes: 4096 } as KafkaConfig
+    const sink = await createKafkaSink({ kafka: fakeKafka(async (k) => void sent.push(k)), cfg, log: createLogger({ level: 'silent' }), metrics: createMetrics({ collectDefault: false }) })
+    const status = (p: Promise<unknown>) => p.then(() => 200, (e: { status?: number; code?: string }) => `${e.status} ${e.code}`)
+    expect(await status(sink.submit(1, [event('a'), event('b', 'x'.repeat(5000))], 'k'))).toBe('413 PAYLOAD_TOO_LARGE')
+    expect(await status(sink.submit(1, [event('c')], 'k'))).toBe(200)
+    await sink.close()
+    expect(sent).toEqual([['1:c']])
+  })
+
+  it('answers 413, not 503 (retry), when the broker refuses a request on its own as too large', async () => {
+    const refusal = Object.assign(new Error('The request included a message larger than the max message size the server will accept'), { type: 'MESSAGE_TOO_LARGE', code: 10 })
+    const cfg = { topic: 't', sendTimeoutMs: 1000 } as KafkaConfig
+    const sink = await createKafkaSink({
+      kafka: fakeKafka(async (k) => {
+        if (k.includes('1:big')) throw refusal
+      }),
+      cfg,
+      log: createLogger({ level: 'silent' }),
+      metrics: createMetrics({ collectDefault: false }),
+    })
+    const status = (p: Promise<unknown>) => p.then(() => 200, (e: { status?: number; code?: string }) => `${e.status} ${e.code}`)
+    expect(await status(sink.submit(1, [event('big')], 'k'))).toBe('413 PAYLOAD_TOO_LARGE')
+    expect(await status(sink.submit(1, [event('small')], 'k'))).toBe(200)
+    await sink.close()
   })
 })

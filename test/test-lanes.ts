@@ -47,9 +47,12 @@ export const UNIT_FILES = [
   'ingest/normalize.pii.test.ts',
   'ingest/normalize.test.ts',
   'ingest/segment.fast.test.ts',
+  'ingest/well-formed.test.ts',
   'kafka/kafka.message.test.ts',
   'kafka/offsets.test.ts',
+  'kafka/send-limits.test.ts',
   'kafka/serial-send.test.ts',
+  'kafka/tenant-groups.test.ts',
   'privacy/export.coverage.test.ts',
   'push/schedule.test.ts',
   'push/template.test.ts',
@@ -72,8 +75,10 @@ export const UNIT_FILES = [
 /** Files that need `KAFKA_BROKERS` (they skip, saying so, without it). */
 export const KAFKA_FILES = [
   'kafka/kafka.crash.test.ts',
+  'kafka/kafka.groups.test.ts',
   'kafka/kafka.ingest.test.ts',
   'kafka/kafka.isolation.test.ts',
+  'kafka/kafka.size.test.ts',
   'kafka/kafka.smoke.test.ts',
   'push/kafka.publisher.test.ts',
 ]
