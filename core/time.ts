@@ -121,6 +121,15 @@ function offsetAt(utcMs: number, zone: string): number {
   return asUtc - Math.floor(utcMs / 1000) * 1000
 }
 
+/**
+ * The instant a local wall-clock reading (`localMs`: the reading's fields as if UTC) names in
+ * `zone`. A reading the clocks skip (spring forward) is taken at the offset before the change,
+ * which is the first instant after the gap shifted by the gap's length: 02:30 where 02:00 jumps
+ * to 03:00 is 03:30, as the engine's wall-clock conversion does (push/targeting.sql.ts
+ * `wallClockSql`). So a result is never earlier than the clock says, and a day whose midnight is
+ * skipped starts on that day (01:00), not an hour into the day before. A reading the clocks
+ * repeat (fall back) is its first pass.
+ */
 export function zonedToUtc(localMs: number, zone: string): number {
   if (zone === 'UTC' || zone === 'Etc/UTC') return localMs
   const day = Math.floor(localMs / 86_400_000)
@@ -134,8 +143,13 @@ export function zonedToUtc(localMs: number, zone: string): number {
     dayOffsets.set(key, off)
   }
   if (off !== null) return localMs - off
-  const guess = localMs - offsetAt(localMs, zone)
-  return localMs - offsetAt(guess, zone)
+  // A day with a change: the offsets on either side of it, a day away from the reading.
+  const before = offsetAt(localMs - 86_400_000, zone)
+  const after = offsetAt(localMs + 86_400_000, zone)
+  // A reading is valid at an offset when the instant it gives shows that offset.
+  const valid = [before, after].filter((o) => offsetAt(localMs - o, zone) === o).map((o) => localMs - o)
+  // Both valid: a repeated reading, its first pass is the earlier instant. None: a skipped one.
+  return valid.length ? Math.min(...valid) : localMs - before
 }
 
 /** The UTC instant of local midnight at the start of `day` (YYYY-MM-DD) in `zone`. */

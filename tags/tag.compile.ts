@@ -194,7 +194,10 @@ export function outTuple(type: ValueType, expr: string, present: string, enumVal
     case 'boolean':
       return `tuple('true', 1., CAST([], 'Array(String)'), toUInt8(coalesce(${present}, 0)))`
     case 'number':
-      return `tuple(toString(assumeNotNull(${expr})), toFloat64(assumeNotNull(${expr})), CAST([], 'Array(String)'), toUInt8(coalesce(${present}, 0)))`
+      // A number that is not finite is no value: NaN is unequal to itself, so a stored NaN would
+      // read as changed on every comparison, and infinities have no place in buckets or JSON.
+      return `tuple(toString(assumeNotNull(${expr})), toFloat64(assumeNotNull(${expr})), CAST([], 'Array(String)'),
+        toUInt8(coalesce(${present}, 0) AND isFinite(toFloat64(assumeNotNull(${expr})))))`
     case 'date':
       return `tuple(toString(assumeNotNull(${expr})), toFloat64(toInt32(assumeNotNull(${expr}))), CAST([], 'Array(String)'), toUInt8(coalesce(${present}, 0)))`
     case 'enum':

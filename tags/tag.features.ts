@@ -64,12 +64,15 @@ export const SOURCES = {
         countIf(status = 'overdue' OR (status = 'unpaid' AND due_date < {today:Date32})) AS overdue
       FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('customer_key')} GROUP BY customer_key`,
   },
+  // 180 days as windows count them: the run's local date and the 179 before it, whole local
+  // days; the end bounds a backfill of a past day to what was paid by then.
   paid_for_others: {
     table: 'bills',
     key: 'payer_key',
     sql: `SELECT payer_key, count() AS bills, uniqExact(customer_key) AS people
       FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND ${keyInRange('payer_key')} AND payer_key != 0 AND payer_key != customer_key
-        AND status = 'paid' AND paid_at >= toDateTime({today:Date32}, {tz:String}) - INTERVAL 180 DAY
+        AND status = 'paid' AND paid_at >= toDateTime(subtractDays({today:Date32}, 179), {tz:String})
+        AND paid_at < toDateTime(addDays({today:Date32}, 1), {tz:String})
       GROUP BY payer_key`,
   },
   consents: {

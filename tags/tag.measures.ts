@@ -1,6 +1,6 @@
 import crypto from 'node:crypto'
 import { conditionError, lifecycleRanges } from './tag.compile.js'
-import type { ParamBinder } from '../core/params.js'
+import { ParamBinder } from '../core/params.js'
 import type { LifecycleRule, PropertyFilter, Scalar, TagDefinition, WindowRule } from './tag.schema.js'
 
 /**
@@ -100,6 +100,24 @@ export function measureConditionSql(m: Measure, b: ParamBinder): string {
   return conds.join(' AND ')
 }
 
+/**
+ * Why a window tag's measure cannot be compiled into the daily aggregate (a definition stored
+ * before the schema refused it, such as a filter without its value), or undefined. Every event
+ * tag shares that aggregate, so a run leaves such a measure out of it and fails the tag alone.
+ */
+export function measureProblem(d: TagDefinition): string | undefined {
+  if (d.rule.kind !== 'window') return undefined
+  try {
+    const m = measureOf(d.rule)
+    const b = new ParamBinder()
+    measureConditionSql(m, b)
+    measureValueSql(m, b)
+    return undefined
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err)
+  }
+}
+
 /** Per event: the value summed (sum) or the key counted distinct (distinct; '' when absent). */
 export function measureValueSql(m: Measure, b: ParamBinder): string {
   if (m.role === 'sum') return m.property === 'amount' ? 'amount' : `JSONExtractFloat(properties, ${b.str(m.property!)})`
@@ -196,12 +214,21 @@ export function lifecycleAggs(r: LifecycleRule, layout: Layout): { recent: strin
   }
 }
 
-/** The measures of a tenant's event tags (its daily layout) and the longest window they span. */
-export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout; span: number; hash: string } {
+/**
+ * The measures of a tenant's event tags (its daily layout) and the longest window they span.
+ * A window tag whose measure cannot be compiled (`measureProblem`) is left out, with the reason.
+ */
+export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout; span: number; hash: string; uncompiled: Map<string, string> } {
   const byId = new Map<string, Measure>()
+  const uncompiled = new Map<string, string>()
   let span = 0
   for (const d of defs) {
     if (d.rule.kind === 'window') {
+      const why = measureProblem(d)
+      if (why) {
+        uncompiled.set(d.name, why)
+        continue
+      }
       const m = measureOf(d.rule)
       byId.set(m.id, m)
       span = Math.max(span, d.rule.days + d.rule.offsetDays)
@@ -211,5 +238,5 @@ export function eventMeasures(defs: readonly TagDefinition[]): { layout: Layout;
     }
   }
   const layout = layoutOf([...byId.values()])
-  return { layout, span, hash: layout.hash }
+  return { layout, span, hash: layout.hash, uncompiled }
 }

@@ -6,12 +6,12 @@ import { eventMeasures } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
-import { dropOldBitmaps, rebuildBitmaps, updateBitmaps, writeNumericSnapshots } from './tag.bitmaps.js'
 import { applyChanges, diffStage, tagsWithoutValues } from './tag.values.js'
+import { restoreAfterBackfill } from './tag.backfill.js'
 import { narrowing, stockChanges, staleBecause } from './tag.freshness.js'
-import { changeCounts, clearStage, stagedCounts, stateRow, tagStates } from './tag.state.js'
+import { changeCounts, clearStage, commitBuilds, stagedCounts, tagStates } from './tag.state.js'
 import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ranges.js'
-import { customersPrint, pruneCustomerPrints } from './tag.customers.js'
+import { customersPrint } from './tag.customers.js'
 import { dropDaysBefore, dropSupersededDays } from './event-daily.js'
 import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
 
@@ -36,13 +36,16 @@ import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
  *   only moved inputs are tags this run changed is recomputed for the customers those changed,
  *   other rules and scores for everyone.
  *   Falls back to full when the measures or windows changed or the last run is over a week old;
- * - backfill: the values as of the end of a past day, written to history only.
+ * - backfill: the values as of the end of a past day, written to history only, with what
+ *   history held after that day restored where the day's changes would hide it (tag.backfill.ts).
  *
  * A tag whose computation fails does not stop the run: a level's shared query that fails is
  * retried tag by tag to find the one at fault; that tag is recorded as failed with its error,
  * the tags that read it (directly or not) are skipped with the reason, and every other tag is
  * computed and committed. Nothing of a failed or skipped tag is written: its values, bitmaps
- * and state stay as the last good run left them.
+ * and state stay as the last good run left them. Event tags share the daily aggregates: a window
+ * tag whose measure cannot be compiled is left out of them and fails alone, and when they cannot
+ * be prepared every event tag fails while the rules, scores and SQL tags are computed.
  */
 
 export type RunMode = 'full' | 'incremental' | 'backfill'
@@ -157,9 +160,15 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     if (missing.length) throw new AppError('NOT_FOUND', `No tag named ${missing.join(', ')}.`)
   }
   const levels = dependencyLevels(selected, new Set(all.map((d) => d.name)))
-  const { layout, span, hash } = eventMeasures(all)
+  const failed = new Map<string, string>()
+  // A window tag whose measure cannot be compiled is left out of the daily aggregate all event
+  // tags share, and fails alone.
+  const { layout, span, hash, uncompiled } = eventMeasures(all)
+  for (const d of selected) if (uncompiled.has(d.name)) failed.set(d.name, uncompiled.get(d.name)!)
+  const usable = all.filter((d) => !uncompiled.has(d.name))
+  const eventTags = selected.filter((d) => isEventTag(d) && !uncompiled.has(d.name)) as StoredTag[]
   // Daily aggregates are the input of event tags only: a run of rules alone needs none.
-  const hasEventTags = span > 0 && selected.some(isEventTag)
+  const hasEventTags = span > 0 && eventTags.length > 0
   const windowFrom = addDays(today, -(Math.max(span, 1) - 1))
 
   const states = await tagStates(db)
@@ -167,7 +176,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   // The customers every tag is computed for, read before anything is staged and recorded with
   // the tags computed for all of them: a tag is kept only while it is what it was then.
   let base = mode === 'backfill' ? '' : await timed('customers_print', () => customersPrint(db))
-  const eventTags = selected.filter(isEventTag) as StoredTag[]
   const start = mode === 'incremental' ? await incrementalStart(db, { eventTags, states, hash, span, today, base }) : undefined
   if (start) mode = start.mode
   // Incremental runs, and full runs short of a recompute, leave a tag alone when what it reads
@@ -180,6 +188,8 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   let carried: string[] | undefined
   // Whether a full run keeps its event tags as they are.
   let eventsHold = false
+  // Why the daily aggregates could not be prepared: the event tags fail, the other tags are computed.
+  let daysFailed: string | undefined
   if (hasEventTags) {
     const days = await prepareDays(
       db,
@@ -199,14 +209,18 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         chunkDays: Math.max(1, Math.floor(REBUILD_CHUNK_DAYS / ranges.length)),
         prev: start?.prev,
         eventTags,
-        allEventTags: all.filter(isEventTag),
+        allEventTags: usable.filter(isEventTag),
         states,
         base,
         customersFrom: start?.customersFrom ?? [],
       },
       timed,
-    )
-    ;({ rebuilt, scoped, reused, carried, eventsHold, base } = days)
+    ).catch((err: unknown) => {
+      daysFailed = `Preparing the daily event aggregates failed: ${errText(err)}`
+      for (const d of eventTags) failed.set(d.name, daysFailed)
+      return undefined
+    })
+    if (days) ({ rebuilt, scoped, reused, carried, eventsHold, base } = days)
   }
 
   const params = { run: req.runId, today, tz, asOf }
@@ -218,7 +232,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       throw new AppError('INTERNAL', `Computing ${what} failed: ${errText(err)}`, { cause: err })
     }
   }
-  const failed = new Map<string, string>()
   const blocked = new Map<string, string>()
   /**
    * Stages a group of tags with one query; when it fails, each tag alone, so the one at fault
@@ -255,7 +268,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const views = new Map([...states].map(([k, v]) => [k, { version: v.version, today: v.today, watermark: v.watermark, changedAt: v.changed_at, base: v.base }]))
   const stockUnread = mode === 'full'
   // The prints whose changed customers this incremental run holds in its scope (tag.days.ts).
-  const scopedFrom = new Set(mode === 'incremental' ? (start?.customersFrom ?? []) : [])
+  const scopedFrom = new Set(mode === 'incremental' && !daysFailed ? (start?.customersFrom ?? []) : [])
   const freshCtx = () => ({ today, states: views, stock, changedNow, stockUnread, base, scopedFrom })
   const fresh = (d: TagDefinition): boolean => {
     if (!derives) return true
@@ -269,7 +282,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       const dep = tagDependencies(d).find((n) => failed.has(n) || blocked.has(n))
       if (dep) blocked.set(d.name, failed.has(dep) ? `reads tag ${dep}, which failed` : `reads tag ${dep}, which was skipped (${blocked.get(dep)})`)
     }
-    const level = levelDefs.filter((d) => !blocked.has(d.name))
+    const level = levelDefs.filter((d) => !blocked.has(d.name) && !failed.has(d.name))
     // A full run that found everything its event tags read unchanged keeps their values.
     const events = eventsHold ? [] : level.filter(isEventTag)
     if (eventsHold) for (const d of level.filter(isEventTag)) skipped.add(d.name)
@@ -327,17 +340,13 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, ...narrowTo, ranges, ...backfillAsOf })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
-    await timed(`level${li}_apply`, () =>
-      applyChanges(db, {
-        runId: req.runId,
-        tags: computed.map((d) => d.name),
-        versions: computed.map((d) => (d as StoredTag).version ?? 0),
-        asOf,
-        history: true,
-        current: mode !== 'backfill',
-        staged: [...staged],
-      }),
-    )
+    const tags = computed.map((d) => d.name)
+    const versions = computed.map((d) => (d as StoredTag).version ?? 0)
+    await timed(`level${li}_apply`, async () => {
+      // What history held after a backfilled day comes back after it (tag.backfill.ts).
+      if (mode === 'backfill') await restoreAfterBackfill(db, { runId: req.runId, tags, versions, asOf, startedAt: watermark, ranges })
+      await applyChanges(db, { runId: req.runId, tags, versions, asOf, history: true, current: mode !== 'backfill', staged: [...staged] })
+    })
     for (const [tag, n] of await stagedCounts(db, req.runId, [...staged].filter((t) => !stagedN.has(t)))) stagedN.set(tag, n)
     // Only this level's tags: the levels before keep the counts they had.
     counts = new Map([...counts, ...(await changeCounts(db, req.runId, level.map((d) => d.name))), ...stagedN])
@@ -363,50 +372,26 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
 
   const state: RunState = { today, watermark, measures: hash, span }
   if (mode !== 'backfill') {
-    await timed('bitmaps', async () => {
-      const computed = selected.filter((d) => !skipped.has(d.name) && !failed.has(d.name) && !blocked.has(d.name))
-      const rebuild = computed.filter((d) => {
-        const prevBuild = states.get(d.name)
-        return (counts.get(d.name) ?? 0) > 0 || !prevBuild || prevBuild.version !== (d as StoredTag).version
-      })
-      // Tags with a current build of the same version are updated from the run's changes;
-      // the others (new, redefined, bucketed numbers) are rebuilt from their values.
-      const updatable = rebuild.filter((d) => {
-        const p = states.get(d.name)
-        // A staged tag's changes are not in tag_changes, which the update reads: rebuilt.
-        return p && p.version === (d as StoredTag).version && p.build !== '0' && !staged.has(d.name)
-      })
-      const updated = await updateBitmaps(db, updatable.map((d) => ({ name: d.name, type: d.type, build: states.get(d.name)!.build })), req.runId)
-      const fromScratch = rebuild.filter((d) => !updated.covered.has(d.name))
-      const covered = new Map([...updated.covered, ...(await rebuildBitmaps(db, fromScratch.map((d) => ({ name: d.name, type: d.type })), req.runId))])
-      // Numbers and dates in buckets get their value-ordered snapshot before the state points at
-      // the build (segments check range edges against it).
-      await writeNumericSnapshots(db, rebuild.filter((d) => d.type === 'number' || d.type === 'date').map((d) => d.name), req.runId)
-      for (const d of skipped) perTag[d]!.customers = states.get(d)!.covered
-      const rows = computed.map((d) => {
-        const t = d as StoredTag
-        const prevBuild = states.get(d.name)
-        const rebuilt = covered.has(d.name)
-        const customers = rebuilt ? covered.get(d.name)! : prevBuild!.covered
-        perTag[d.name]!.customers = customers
-        const n = counts.get(d.name) ?? 0
-        return stateRow(t, rebuilt ? req.runId : prevBuild!.build, customers, n, req.runId, asOf, state, n > 0 ? watermark : (prevBuild?.changed_at ?? chDateTime(0)), base)
-      })
-      if (rows.length) await db.insert('tag_state', rows)
-      // The rows of prints no event tag names any longer go.
-      if (hasEventTags) {
-        const eventNames = new Set(all.filter(isEventTag).map((d) => d.name))
-        const named = new Map([...states].filter(([name]) => eventNames.has(name)).map(([name, s]) => [name, s.base]))
-        for (const r of rows) if (eventNames.has(r.tag)) named.set(r.tag, r.base)
-        await pruneCustomerPrints(db, [...named.values()])
-      }
-      await dropOldBitmaps(db)
-    })
+    const customers = await timed('bitmaps', () =>
+      commitBuilds(db, {
+        runId: req.runId,
+        asOf,
+        state,
+        base,
+        computed: selected.filter((d) => !skipped.has(d.name) && !failed.has(d.name) && !blocked.has(d.name)) as StoredTag[],
+        skipped,
+        states,
+        counts,
+        staged,
+        ...(hasEventTags ? { eventTags: new Set(all.filter(isEventTag).map((d) => d.name)) } : {}),
+      }),
+    )
+    for (const [tag, n] of customers) perTag[tag]!.customers = n
   }
   // Superseded day builds, days no window reaches any longer and bitmap builds are dropped in
   // batches, not on every run. A backfill's window is in the past: it drops nothing.
   let dropped = 0
-  if (hasEventTags) {
+  if (hasEventTags && !daysFailed) {
     await timed('cleanup', async () => {
       await dropSupersededDays(db, SUPERSEDED_DAYS_BEFORE_CLEANUP)
       if (mode !== 'backfill') dropped = await dropDaysBefore(db, addDays(windowFrom, -DAYS_KEPT_BEFORE_WINDOW), OLD_DAYS_BEFORE_CLEANUP)

@@ -189,6 +189,8 @@ export const tagDefinitionInput = z
         if ((r.measure === 'sum' || r.measure === 'distinct') && !r.property) at(['rule', 'property'], `${r.measure} needs the property it measures`)
         if (r.property && r.measure !== 'sum' && r.measure !== 'distinct') at(['rule', 'property'], `${r.measure} measures no property`)
         if (r.days + r.offsetDays > 400) at(['rule', 'offsetDays'], 'days + offsetDays is at most 400')
+        // A filter without its value cannot be compiled: refused here, or every run would fail.
+        for (const [i, f] of r.where.entries()) if (f.op !== 'exists' && f.value === undefined) at(['rule', 'where', i, 'value'], `${f.op} needs a value`)
         break
       }
       case 'score':

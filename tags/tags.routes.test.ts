@@ -87,6 +87,11 @@ describe('tag definitions', () => {
     expect(fields).toEqual(expect.arrayContaining(['purpose.0', 'rule.when.feature']))
     const mismatch = await t.app.inject({ method: 'PUT', url: '/v1/tags/elder', headers: auth(bank.admin), payload: { ...elder, name: 'other' } })
     expect(mismatch.json().error.issues[0].field).toBe('name')
+    // A property filter without its value would fail every run (tags/tag.filters.test.ts).
+    const window = { ...elder, name: 'web_7d', type: 'number', rule: { kind: 'window', where: [{ property: 'channel', op: 'eq' }], measure: 'count', days: 7 } }
+    const valueless = await t.app.inject({ method: 'PUT', url: '/v1/tags/web_7d', headers: auth(bank.admin), payload: window })
+    expect(valueless.statusCode).toBe(400)
+    expect(valueless.json().error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ field: 'rule.where.0.value' }] })
   })
 
   it('refuses a cycle and a dependency on a tag that does not exist', async () => {

@@ -37,6 +37,7 @@ export const UNIT_FILES = [
   'core/log.test.ts',
   'core/pii.scan.test.ts',
   'core/pii.test.ts',
+  'core/time.test.ts',
   'core/reply-batch.test.ts',
   'core/system-handle.test.ts',
   'demo/demo.dates.test.ts',
