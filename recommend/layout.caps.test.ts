@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createMetrics } from '../core/metrics.js'
-import { createPii } from '../core/pii.js'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
-import { generateDemo } from '../demo/demo.generator.js'
-import { seedDemoTags } from '../demo/demo.tags.js'
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import type { Tenant } from '../tenants/tenants.service.js'
+import { seedDemoBank, serviceItem } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { createLayoutService, type Layout, type LayoutService } from './layout.service.js'
 import { buildModel } from './model.build.js'
@@ -25,16 +23,11 @@ let admin: string
 let read: string
 let customers: string[]
 
-const service = (id: string, extra: Record<string, unknown> = {}) => ({ id, module: 'quick_services', type: 'service', title: { zh: id, en: id }, deeplink: `app://${id}`, category: id, boost: 100, ...extra })
+const service = serviceItem
 
 beforeAll(async () => {
   t = await openTestApp()
-  await generateDemo(
-    { db: t.engine.db, tenants: t.tenants, keys: t.keys, pii: createPii('test-secret-test-secret-test-secret'), log: t.engine.log },
-    { customers: 300, days: 10, seed: 3, now: new Date(), progress: false },
-  )
-  await seedDemoTags({ tenants: t.tenants, tags: t.tags })
-  bank = await t.tenants.get('demo-qingshan')
+  bank = await seedDemoBank(t, { customers: 300, days: 10, seed: 3 })
   admin = (await t.keys.issue(bank.id, { roles: ['admin'], holder: 'test admin' })).key
   read = (await t.keys.issue(bank.id, { roles: ['layout', 'analyst'], holder: 'test gateway' })).key
   const put = await t.app.inject({

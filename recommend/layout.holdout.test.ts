@@ -2,12 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { inHoldout } from '../core/holdout.js'
 import { createMetrics } from '../core/metrics.js'
-import { createPii } from '../core/pii.js'
 import { localDate } from '../core/time.js'
-import { generateDemo } from '../demo/demo.generator.js'
-import { seedDemoTags } from '../demo/demo.tags.js'
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
+import { seedDemoBank, serviceItem } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { createLayoutService, type Layout } from './layout.service.js'
 
@@ -28,7 +26,7 @@ let customers: { no: string; key: number; tags: Record<string, string> }[]
 /** Items of the catalogue served that have a cap: the one way a default layout may differ from another. */
 let capped: Set<string>
 
-const service = (id: string, extra: Record<string, unknown> = {}) => ({ id, module: 'quick_services', type: 'service', title: { zh: id, en: id }, deeplink: `app://${id}`, category: id, boost: 100, ...extra })
+const service = serviceItem
 const NOT_OVERDUE = [
   service('svc.no_overdue_not', { when: { not: { tag: 'loan_overdue', op: 'eq', value: true } } }),
   service('svc.no_overdue_false', { when: { tag: 'loan_overdue', op: 'eq', value: false } }),
@@ -37,12 +35,7 @@ const NOT_OVERDUE = [
 
 beforeAll(async () => {
   t = await openTestApp()
-  await generateDemo(
-    { db: t.engine.db, tenants: t.tenants, keys: t.keys, pii: createPii('test-secret-test-secret-test-secret'), log: t.engine.log },
-    { customers: 600, days: 14, seed: 5, now: new Date(), progress: false },
-  )
-  await seedDemoTags({ tenants: t.tenants, tags: t.tags })
-  tenantId = (await t.tenants.get('demo-qingshan')).id
+  tenantId = (await seedDemoBank(t, { customers: 600, days: 14, seed: 5 })).id
   read = (await t.keys.issue(tenantId, { roles: ['layout', 'analyst'], holder: 'test gateway' })).key
   desk = (await t.keys.issue(tenantId, { roles: ['consent'], holder: 'test counter' })).key
   const admin = (await t.keys.issue(tenantId, { roles: ['admin'], holder: 'test admin' })).key

@@ -2,11 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import type { Db, SystemDb } from '../core/db.js'
 import { createMetrics, type Metrics } from '../core/metrics.js'
-import { createPii } from '../core/pii.js'
-import { generateDemo } from '../demo/demo.generator.js'
-import { seedDemoTags } from '../demo/demo.tags.js'
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
+import { seedDemoBank } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import { REASON_CODES, said } from './layout.reasons.js'
 import { exposuresSql } from '../core/exposures.sql.js'
@@ -30,12 +28,7 @@ const tagRow = z.object({ no: z.string(), key: z.number(), tags: z.array(z.tuple
 
 beforeAll(async () => {
   t = await openTestApp()
-  await generateDemo(
-    { db: t.engine.db, tenants: t.tenants, keys: t.keys, pii: createPii('test-secret-test-secret-test-secret'), log: t.engine.log },
-    { customers: 1500, days: 14, seed: 11, now: NOW, progress: false },
-  )
-  await seedDemoTags({ tenants: t.tenants, tags: t.tags })
-  const bank = await t.tenants.get('demo-qingshan')
+  const bank = await seedDemoBank(t, { customers: 1500, days: 14, seed: 11, now: NOW })
   tenantId = bank.id
   const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
   expect(run.status, run.error).toBe('succeeded')

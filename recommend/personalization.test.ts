@@ -1,8 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { createPii } from '../core/pii.js'
-import { generateDemo } from '../demo/demo.generator.js'
-import { seedDemoTags } from '../demo/demo.tags.js'
+import { seedDemoBank } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
 import type { Layout } from './layout.service.js'
 
@@ -21,12 +19,7 @@ let due: { no: string; key: number }
 
 beforeAll(async () => {
   t = await openTestApp()
-  await generateDemo(
-    { db: t.engine.db, tenants: t.tenants, keys: t.keys, pii: createPii('test-secret-test-secret-test-secret'), log: t.engine.log },
-    { customers: 1500, days: 14, seed: 11, now: new Date(), progress: false },
-  )
-  await seedDemoTags({ tenants: t.tenants, tags: t.tags })
-  tenantId = (await t.tenants.get('demo-qingshan')).id
+  tenantId = (await seedDemoBank(t, { customers: 1500, days: 14, seed: 11 })).id
   const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
   expect(run.status, run.error).toBe('succeeded')
   gateway = (await t.keys.issue(tenantId, { roles: ['layout'], holder: 'test gateway' })).key
