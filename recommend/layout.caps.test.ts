@@ -1,14 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { createMetrics } from '../core/metrics.js'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
-import { createBitmapStore } from '../segments/bitmap.store.js'
-import { loadRoaring } from '../segments/roaring.js'
 import type { Tenant } from '../tenants/tenants.service.js'
-import { seedDemoBank, serviceItem } from '../test/demo.js'
+import { anotherServingProcess, seedDemoBank, serviceItem } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
-import { createLayoutService, type Layout, type LayoutService } from './layout.service.js'
+import type { Layout, LayoutService } from './layout.service.js'
 import { buildModel } from './model.build.js'
 
 /**
@@ -47,19 +44,7 @@ beforeAll(async () => {
 afterAll(async () => t?.close())
 
 /** A serving process of its own that writes its exposures only when told to. */
-async function servingProcess(): Promise<LayoutService> {
-  const roaring = (await loadRoaring())!
-  return createLayoutService({
-    db: t.engine.db,
-    tenants: t.tenants,
-    tags: t.tags.repo,
-    catalogs: t.recommend.catalogs,
-    bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
-    log: t.engine.log,
-    metrics: createMetrics({ collectDefault: false }),
-    flushMs: 3_600_000,
-  })
-}
+const servingProcess = () => anotherServingProcess(t, { flushMs: 3_600_000 })
 /** A model build as of `asOf`, as the pipeline would make it (in whichever process). */
 const buildAt = (asOf: Date) => buildModel({ db: t.engine.db.lane('pipeline'), catalogs: t.recommend.catalogs }, { tenant: bank, asOf, build: newRunId() })
 const shows = async (p: LayoutService, customerId: string, item: string) =>

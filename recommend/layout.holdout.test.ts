@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { inHoldout } from '../core/holdout.js'
-import { createMetrics } from '../core/metrics.js'
 import { localDate } from '../core/time.js'
-import { createBitmapStore } from '../segments/bitmap.store.js'
-import { loadRoaring } from '../segments/roaring.js'
-import { seedDemoBank, serviceItem } from '../test/demo.js'
+import { anotherServingProcess, seedDemoBank, serviceItem } from '../test/demo.js'
 import { openTestApp, type TestApp } from '../test/app.js'
-import { createLayoutService, type Layout } from './layout.service.js'
+import type { Layout } from './layout.service.js'
 
 /**
  * The layouts that are not personal on a small demo bank with half its customers in the holdout:
@@ -153,16 +150,7 @@ describe('personalization off', () => {
     await t.recommend.layouts.flush()
     const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
     expect(run.status, run.error).toBe('succeeded')
-    const roaring = (await loadRoaring())!
-    const other = createLayoutService({
-      db: t.engine.db,
-      tenants: t.tenants,
-      tags: t.tags.repo,
-      catalogs: t.recommend.catalogs,
-      bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
-      log: t.engine.log,
-      metrics: createMetrics({ collectDefault: false }),
-    })
+    const other = await anotherServingProcess(t)
     try {
       const l = await other.layout({ tenantId, customerId: c.no, screen: 'home', lang: 'en', mode: 'standard' })
       expect(l.personalizedReason).toBe('personalization_off')

@@ -1,6 +1,10 @@
+import { createMetrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import { generateDemo } from '../demo/demo.generator.js'
 import { seedDemoTags } from '../demo/demo.tags.js'
+import { createLayoutService, type LayoutService } from '../recommend/layout.service.js'
+import { createBitmapStore } from '../segments/bitmap.store.js'
+import { loadRoaring } from '../segments/roaring.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { TestApp } from './app.js'
 
@@ -29,3 +33,21 @@ export const serviceItem = (id: string, extra: Record<string, unknown> = {}) => 
   boost: 100,
   ...extra,
 })
+
+/**
+ * A second layout service on the test app's engine: another serving process, with its own
+ * snapshots, exposure counts and bitmap store. `flushMs` as the service takes it.
+ */
+export async function anotherServingProcess(t: TestApp, o: { flushMs?: number } = {}): Promise<LayoutService> {
+  const roaring = (await loadRoaring())!
+  return createLayoutService({
+    db: t.engine.db,
+    tenants: t.tenants,
+    tags: t.tags.repo,
+    catalogs: t.recommend.catalogs,
+    bitmaps: createBitmapStore({ roaring, maxBytes: 64 * 1024 ** 2, freshMs: 0 }),
+    log: t.engine.log,
+    metrics: createMetrics({ collectDefault: false }),
+    ...(o.flushMs !== undefined ? { flushMs: o.flushMs } : {}),
+  })
+}
