@@ -1,6 +1,7 @@
 import { z } from 'zod'
-import type { Db } from '../core/db.js'
+import type { Db, TenantDb } from '../core/db.js'
 import { errText } from '../core/errors.js'
+import { resolvedEventsSql } from '../core/identity.sql.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { chDateTime, localDate } from '../core/time.js'
@@ -21,10 +22,15 @@ import { newRunId } from '../core/run-id.js'
  * Event triggers: "A then B within N minutes" (up to four steps), evaluated as events arrive.
  * The ingest path calls `onEvents` with a batch it has stored. Only events named by the last
  * step of an active event campaign wake a trigger (the rest cost a set lookup); for those
- * customers one windowFunnel pass over their recent events (the events table is ordered by
- * customer and time, so this reads a few granules) says who completed the sequence, and the
- * usual targeting query writes their targets: consent, caps, dedup per local date, the holdout
- * and quiet hours apply as for any campaign. Targets are due at once, so the next pull has them.
+ * customers one windowFunnel pass over their recent events says who completed the sequence, and
+ * the usual targeting query writes their targets: consent, caps, dedup per local date, the
+ * holdout and quiet hours apply as for any campaign. Targets are due at once, so the next pull
+ * has them.
+ *
+ * The events are read with identities resolved, as every reader reads them (core/identity.sql.ts):
+ * a step sent before sign-in under an anonymous id linked since, and a step of a customer merged
+ * into another, count for the customer they belong to now; a waking event of a merged customer
+ * targets the customer it was merged into.
  */
 
 export interface IncomingEvent {
@@ -45,6 +51,42 @@ export interface TriggerResult {
 
 const idRow = z.object({ id_value: z.string(), customer_key: z.coerce.number() })
 const ms = (t: IncomingEvent['timestamp']) => (typeof t === 'number' ? t : typeof t === 'string' ? Date.parse(t) : t.getTime())
+const mergeRow = z.object({ from_key: z.coerce.number(), into_key: z.coerce.number() })
+const EVENT_COLUMNS = ['timestamp', 'type', 'event', 'properties']
+
+/** A waking event's customer: `key` as stored, `customer` the one it resolves to now. */
+interface Hit {
+  key: number
+  customer: number
+  no: string
+  at: number
+}
+
+/**
+ * Where the waking keys' customers are now: the customer each key is merged into (merges are
+ * routed to the end of their chain, so one step) and the keys stored under each such customer,
+ * its own and those merged into it, whose events the sequence may use.
+ */
+async function customersOf(db: TenantDb, keys: readonly number[]): Promise<{ customer(key: number): number; stored(customers: readonly number[]): number[] }> {
+  const rows = await db.query(
+    `WITH standing AS (
+       SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
+       WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1)
+     SELECT from_key, into_key FROM standing
+     WHERE from_key IN {keys:Array(UInt32)} OR into_key IN {keys:Array(UInt32)}
+        OR into_key IN (SELECT into_key FROM standing WHERE from_key IN {keys:Array(UInt32)})`,
+    { keys },
+    mergeRow,
+  )
+  const into = new Map(rows.map((r) => [r.from_key, r.into_key]))
+  return {
+    customer: (key) => into.get(key) ?? key,
+    stored: (customers) => {
+      const own = new Set(customers)
+      return [...own, ...rows.filter((r) => own.has(r.into_key)).map((r) => r.from_key)]
+    },
+  }
+}
 
 export function createTriggers(deps: {
   db: Db
@@ -77,8 +119,8 @@ export function createTriggers(deps: {
   async function evaluate(
     tenantId: number,
     c: SavedCampaign & { schedule: EventSchedule },
-    hits: { key: number; no: string; at: number }[],
-    ctx: { timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string },
+    hits: Hit[],
+    ctx: { timeZone: string; defs: ReadonlyMap<string, TagDefinition>; runId: string; stored(customers: readonly number[]): number[] },
   ) {
     const db = deps.db.forTenant(tenantId)
     const now = new Date()
@@ -89,18 +131,27 @@ export function createTriggers(deps: {
     const last = Math.max(...hits.map((h) => h.at))
     const within = s.withinMinutes * 60
     const audience = c.audience.all ? '' : `AND customer_key IN (SELECT arrayJoin(bitmapToArray(seg)) FROM (${await audienceBitmap(c.audience, { db, segments: deps.segments, defs: ctx.defs, timeZone: ctx.timeZone, asOf: now, purpose: c.purpose }, b)}))`
-    const keys = [...new Set(hits.map((h) => h.key))]
+    const customers = [...new Set(hits.map((h) => h.customer))]
+    // The number sent with a customer's own event stands in for a missing profile; one sent under
+    // a key merged away is another registration's number, so that customer's profile must say it.
+    const nos = new Map(hits.filter((h) => h.customer === h.key && h.no).map((h) => [h.customer, h.no]))
+    const time = (at: number) => b.bind(`DateTime64(3, 'UTC')`, chDateTime(at))
+    // Read narrowly: the customers' stored keys, and key 0 (anonymous events, one range of the
+    // table's order, of which only those linked to these customers are kept); the time the
+    // sequence may span; events some step counts.
+    const where = `customer_key IN ${b.bind('Array(UInt32)', [0, ...ctx.stored(customers)])}
+          AND timestamp BETWEEN ${time(first - within * 1000)} AND ${time(last + 1000)}
+          AND (${steps.map((x) => `(${x})`).join(' OR ')})`
     // windowFunnel's window is a validated integer (1..1440 minutes): it takes a literal.
     const sql = `SELECT customer_key, toDate(tb, {tz:String}) AS occ_date, {now:DateTime64(3, 'UTC')} AS due_base,
-        transform(customer_key, ${b.bind('Array(UInt32)', hits.map((h) => h.key))}, ${b.strs(hits.map((h) => h.no))}, '') AS no_hint
+        transform(customer_key, ${b.bind('Array(UInt32)', [...nos.keys()])}, ${b.strs([...nos.values()])}, '') AS no_hint
       FROM (
         SELECT customer_key, windowFunnel(${within})(toDateTime(timestamp), ${steps.map((x) => `(${x})`).join(', ')}) AS level,
                maxIf(timestamp, ${steps[steps.length - 1]}) AS tb
-        FROM events
-        WHERE tenant_id = {tenant:UInt16} AND customer_key IN ${b.bind('Array(UInt32)', keys)}
-          AND timestamp BETWEEN ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(first - within * 1000))} AND ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(last + 1000))}
+        FROM ${resolvedEventsSql(EVENT_COLUMNS, where)}
+        WHERE customer_key IN ${b.bind('Array(UInt32)', customers)}
         GROUP BY customer_key
-        HAVING level = ${steps.length} AND tb >= ${b.bind(`DateTime64(3, 'UTC')`, chDateTime(first))})
+        HAVING level = ${steps.length} AND tb >= ${time(first)})
       WHERE 1 ${audience}`
     const dates = { from: localDate(new Date(first), ctx.timeZone), to: localDate(new Date(last), ctx.timeZone) }
     const out = await deps.targeting.write(db, { campaign: c, audience: { sql, dates }, b, asOf: now, timeZone: ctx.timeZone, runId: ctx.runId, trigger: 'event' })
@@ -129,17 +180,22 @@ export function createTriggers(deps: {
       const userIds = [...new Set(wakes.flatMap((w) => w.events.flatMap((e) => (!e.customerKey && e.userId ? [e.userId] : []))))]
       const [tenant, tags, keys] = await Promise.all([deps.tenants.get(tenantId), deps.tags.list(tenantId), keysOf(tenantId, userIds)])
       const defs = new Map<string, TagDefinition>(tags.map((d) => [d.name, d]))
+      const woken = wakes.map(({ c, events: evs }) => ({
+        c,
+        events: evs.flatMap((e) => {
+          const key = e.customerKey ?? keys.get(e.userId ?? '')
+          const at = ms(e.timestamp)
+          return key && Number.isFinite(at) ? [{ key, no: e.userId ?? '', at }] : []
+        }),
+      })).filter((w) => w.events.length)
+      if (!woken.length) return result
+      const merged = await customersOf(deps.db.forTenant(tenantId), [...new Set(woken.flatMap((w) => w.events.map((e) => e.key)))])
       const runId = newRunId()
       await deps.lock.run(tenantId, async () => {
-        for (const { c, events: evs } of wakes) {
-          const hits = evs.flatMap((e) => {
-            const key = e.customerKey ?? keys.get(e.userId ?? '')
-            const at = ms(e.timestamp)
-            return key && Number.isFinite(at) ? [{ key, no: e.userId ?? '', at }] : []
-          })
-          if (!hits.length) continue
+        for (const { c, events: evs } of woken) {
+          const hits = evs.map((e) => ({ ...e, customer: merged.customer(e.key) }))
           try {
-            const out = await evaluate(tenantId, c, hits, { timeZone: tenant.timeZone, defs, runId })
+            const out = await evaluate(tenantId, c, hits, { timeZone: tenant.timeZone, defs, runId, stored: merged.stored })
             result.campaigns++
             result.targeted += out.targeted
             result.queued += out.queued
