@@ -6,10 +6,11 @@ import type { Metrics } from '../core/metrics.js'
 import { createDedupIndex } from './dedup-index.js'
 import { EVENT_COLUMNS, fieldOf, toRow } from './event-row.js'
 import { nextInsert, type FlushPolicy } from './flush-policy.js'
+import { createIdentityStage, type DropCheck, type Owner } from './event-writer.identity.js'
 import type { IdentityService } from './identity.service.js'
 import type { PendingEvent } from './normalize.js'
 import { insertIsolating } from './row-isolation.js'
-import { stageByRequest, writeTraits } from './stage-isolation.js'
+import { stageByRequest } from './stage-isolation.js'
 
 /**
  * Coalesces concurrent ingest requests into large inserts and answers each request only after
@@ -31,11 +32,8 @@ export interface WriteResult {
   dropped?: number
 }
 
-/**
- * Per event, whether it belongs to an erased customer and must be dropped. Injected by the
- * composition root (the privacy capability owns the tombstones; ingest does not import it).
- */
-export type DropCheck = (tenantId: number, events: readonly PendingEvent[], opts?: { count?: boolean }) => Promise<boolean[]>
+/** The erasure check the composition root injects, applied in the identity stage (event-writer.identity.ts). */
+export type { DropCheck }
 
 export interface SubmitOptions {
   /**
@@ -74,26 +72,9 @@ export interface StoredEvent {
 }
 export type StoredListener = (tenantId: number, events: StoredEvent[]) => Promise<unknown> | void
 
-interface Owner {
-  sub: number
-  /** Index in the submission's event list. */
-  position: number
-  tenantId: number
-  key: number
-  e: PendingEvent
-}
-
 const unavailable = (cause: unknown) => new AppError('STORAGE_UNAVAILABLE', 'The events could not be stored; retry.', { cause, headers: { 'retry-after': '1' } })
 /** The identity stage failed on a request's events while the engine answered: not the engine's state, so not a 503. */
 const failedOn = (cause: unknown) => new AppError('INTERNAL', 'The events could not be stored: the server failed on them while the storage engine was answering.', { cause })
-
-/** What the identity stage decided for one tenant's events. */
-interface Staged {
-  keep: Owner[]
-  erased: Owner[]
-  /** Events whose trait the engine refused (stage-isolation.ts): not inserted. */
-  refused: { x: Owner; field: string; message: string }[]
-}
 
 interface Submission {
   tenantId: number
@@ -256,7 +237,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
         list.push({ sub: i, position, tenantId: s.tenantId, key: 0, e })
       })
     })
-    // 2. Identities and traits, tenant by tenant: a failure here stays with the tenant's requests
+    // 2. Identities and traits, tenant by tenant (event-writer.identity.ts): a failure here stays with the tenant's requests
     // at fault (stage-isolation.ts), and the others' events go on to the insert.
     const rows: unknown[][] = []
     const owners: Owner[] = []
@@ -329,24 +310,6 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     return results
   }
 
-  async function applyIdentity(tenantId: number, events: PendingEvent[], actor: string) {
-    const links: [string, string][] = []
-    for (const e of events) {
-      if (e.type === 'alias') {
-        // Links first, so an alias later in the batch sees them.
-        await identities.linkMany(tenantId, links.splice(0), { id: actor, reason: 'identify' })
-        await identities.alias(tenantId, e.previousId!, e.userId, { id: actor, reason: 'alias', messageId: e.messageId }).catch((err: unknown) => {
-          // A refused merge (already merged the other way) leaves the event stored and the
-          // identities unchanged; it is logged rather than failing the batch.
-          log.warn({ err, tenant: tenantId, messageId: e.messageId }, 'alias not applied')
-        })
-      } else if (e.userId && e.anonymousId) {
-        links.push([e.anonymousId, e.userId])
-      }
-    }
-    await identities.linkMany(tenantId, links, { id: actor, reason: 'identify' })
-  }
-
   const probe = async () => {
     await db.system.query('SELECT 1')
   }
@@ -354,29 +317,7 @@ export function createEventWriter(deps: { db: Db; identities: IdentityService; l
     () => true,
     () => false,
   )
-
-  /** One tenant's erasure check, identity links, keys and traits. */
-  async function identify(tenantId: number, all: Owner[], actor: string): Promise<Staged> {
-    const staged: Staged = { keep: [], erased: [], refused: [] }
-    let list = all
-    // Before identities: an erased number must not get a key (or links) again.
-    if (deps.dropped) {
-      const drop = await deps.dropped(tenantId, all.map((x) => x.e))
-      list = []
-      all.forEach((x, i) => (drop[i] ? staged.erased : list).push(x))
-      if (!list.length) return staged
-    }
-    await applyIdentity(tenantId, list.map((x) => x.e), actor)
-    const keys = await identities.resolve(tenantId, list.map((x) => ({ userId: x.e.userId || undefined, anonymousId: x.e.anonymousId || undefined })))
-    const refused = await writeTraits(db.forTenant(tenantId), list.map((x) => x.e), keys, probe)
-    list.forEach((x, i) => {
-      x.key = keys[i]!
-      const no = refused.get(i)
-      if (no) staged.refused.push({ x, ...no })
-      else staged.keep.push(x)
-    })
-    return staged
-  }
+  const { identify } = createIdentityStage({ db, identities, log, dropped: deps.dropped, probe })
 
   return {
     onStored(listener) {

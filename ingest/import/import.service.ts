@@ -8,7 +8,8 @@ import { chDateTime, chEpoch } from '../../core/time.js'
 import type { IdentityService } from '../identity.service.js'
 import { rowSchema, type FieldEnv } from './import.fields.js'
 import { declaredColumns, resolveFormat, type DeclaredColumn, type EngineFormat } from './import.formats.js'
-import { KINDS, kindDoc, ownerStatements, type KindSpec } from './import.kinds.js'
+import { KINDS, kindDoc } from './import.kinds.js'
+import { ownerStatements, type KindSpec } from './import.kinds.spec.js'
 import {
   MAX_REPORTED_ISSUES,
   type ImportFormat,

@@ -7,7 +7,7 @@ import { z } from 'zod'
 import type { SystemDb } from '../../core/db.js'
 import { AppError } from '../../core/errors.js'
 import type { DeclaredColumn, EngineFormat } from './import.formats.js'
-import type { KindSpec } from './import.kinds.js'
+import type { KindSpec } from './import.kinds.spec.js'
 
 /**
  * The per-import staging tables and the statements that move data through them:
