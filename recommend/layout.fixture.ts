@@ -4,7 +4,7 @@ import type { LayoutSnapshot, SnapshotItem, SnapshotModule } from './model.snaps
 
 export function item(index: number, id: string, module: string, extra: Partial<SnapshotItem> = {}): SnapshotItem {
   // A hand-made condition affirms every tag it reads unless the test says otherwise.
-  return { index, id, module, type: 'service', title: { zh: id, en: id }, deeplink: `app://${id}`, category: id, boost: 0, elder: 'show', conditionTags: [], affirmedTags: extra.conditionTags ?? [], risk: 0, ...extra }
+  return { index, id, module, type: 'service', title: { zh: id, en: id }, deeplink: `app://${id}`, category: id, boost: 0, elder: 'show', conditionTags: [], affirmedTags: extra.conditionTags ?? [], sensitiveTags: [], risk: 0, ...extra }
 }
 
 export function snapshot(items: SnapshotItem[], modules: Partial<SnapshotModule>[], extra: Partial<LayoutSnapshot> = {}): LayoutSnapshot {
@@ -17,7 +17,7 @@ export function snapshot(items: SnapshotItem[], modules: Partial<SnapshotModule>
     catalogVersions: { group: 0, own: 0 },
     items,
     itemIndex: new Map(items.map((i) => [i.id, i.index])),
-    modules: modules.map((m, j) => ({ id: `m${j}`, title: { zh: 'm', en: 'm' }, priority: 100 - j, maxItems: 3, elder: 'show', conditionTags: [], affirmedTags: m.conditionTags ?? [], items: [], ...m })),
+    modules: modules.map((m, j) => ({ id: `m${j}`, title: { zh: 'm', en: 'm' }, priority: 100 - j, maxItems: 3, elder: 'show', conditionTags: [], affirmedTags: m.conditionTags ?? [], sensitiveTags: [], items: [], ...m })),
     elder: undefined,
     popularity: new Float32Array(n),
     segments: [],

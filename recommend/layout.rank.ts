@@ -1,7 +1,30 @@
 import type { Experiment } from './catalog.schema.js'
-import { conditionCode, localizeReason, said, type Localized, type ReasonCode, type Said } from './layout.reasons.js'
-import { modelScratch, scoreByNeighbours, type ModelScratch } from './model.score.js'
-import { findKey, type LayoutSnapshot, type SnapshotItem, type SnapshotModule } from './model.snapshot.js'
+import {
+  EVERYONE,
+  EXPLORATION,
+  IN_CATALOGUE,
+  PROMOTED,
+  SAFETY_FOR_ALL,
+  SIMILAR,
+  TENANT_POPULARITY,
+  easeReason,
+  intern,
+  internSlot,
+  modelReason,
+  moduleReason,
+  regionReason,
+  segmentReason,
+  serviceReason,
+  slotOf,
+  tagReason,
+  type LayoutReason,
+  type Reason,
+} from './layout.explain.js'
+import { coOccurrence, customerRow, exposures, memoOf, type Memo } from './layout.memo.js'
+import { localizeReason } from './layout.reasons.js'
+import type { LayoutSnapshot, SnapshotItem, SnapshotModule } from './model.snapshot.js'
+
+export type { LayoutReason, Reason } from './layout.explain.js'
 
 /**
  * One customer's home screen from a snapshot, in memory and in microseconds.
@@ -16,28 +39,13 @@ import { findKey, type LayoutSnapshot, type SnapshotItem, type SnapshotModule } 
  * multiplied by fatigue (0.5 for every 5 exposures in 7 days without a click). Diversity: each
  * further pick of a category already on screen is worth 0.6 of its score. One exploration slot
  * (the product module's last) goes to an eligible item outside the top, drawn per customer and
- * day. Every module and item carries the reason that put it there.
+ * day. Every module and item carries the reason that put it there (layout.explain.ts); the
+ * arrays a ranking works in are kept per snapshot (layout.memo.ts).
  */
 
 export const ELDER_MODULES = 5
 const DIVERSITY = 0.6
 const FATIGUE_STEP = 5
-
-/**
- * Why an entry is there: the mechanism (`kind` and its fields, `detail` for engineers), and for
- * the customer a `code` and `say`, their sentence in both languages (layout.reasons.ts); a
- * layout carries `text` in its own language instead of `say` (`LayoutReason`).
- */
-export type Reason = (
-  | { kind: 'tag'; tags: string[]; detail: string }
-  | { kind: 'segment'; segment: string; detail: string }
-  | { kind: 'rule'; detail: string }
-  | { kind: 'model'; model: 'co-occurrence' | 'ease'; because: string[]; detail: string }
-  | { kind: 'popularity'; scope: 'tenant' | 'segment' | 'region'; segment?: string; region?: string; detail: string }
-  | { kind: 'exploration'; detail: string }
-  | { kind: 'service'; tags: string[]; detail: string }
-) & { code: ReasonCode; say: Said }
-export type LayoutReason = Localized<Reason>
 
 export interface LayoutItem {
   id: string
@@ -77,6 +85,12 @@ export interface RankContext {
   serviceKey?: number | undefined
   /** Exposures of the customer this process served that the build has not counted: item index → today / week. */
   served?: ((item: number) => { today: number; week: number }) | undefined
+  /**
+   * Whether reasons may name high-sensitivity tags (risk flags): the key holds personal:read, as
+   * wherever a tag is shown. Without it a reason keeps its code and text, its `tags` list those
+   * the key may see and its `detail` names no other. Absent: they may not.
+   */
+  withSensitive?: boolean | undefined
 }
 
 /** A ranked item, pointing into the snapshot: turned into JSON or objects afterwards. */
@@ -92,151 +106,8 @@ export interface RankedModule {
   items: RankedItem[]
 }
 
-/**
- * Per snapshot: reasons built once (a layout names a few of them; building their strings per
- * request was most of its garbage), and scratch arrays indexed by item for one ranking at a time
- * (ranking is synchronous, so one set per snapshot is never shared by two requests).
- */
-interface Memo {
-  moduleReasons: Map<SnapshotModule, Reason>
-  tagReasons: Map<SnapshotItem, Reason>
-  serviceReasons: Map<SnapshotItem, Reason>
-  segmentReasons: Map<string, Reason>
-  regionReasons: Map<string, Reason>
-  modelReasons: Map<SnapshotItem, Reason>
-  size: number
-  seenWeek: Int32Array
-  seenToday: Int32Array
-  seenClicks: Int32Array
-  seen: Uint8Array
-  co: Float64Array
-  coBest: Float64Array
-  coBecause: Int32Array
-  scratch: ModelScratch
-  /** Modules by priority, and in elder mode's order (without the hidden ones): sorted once. */
-  standardOrder: SnapshotModule[]
-  elderOrder: SnapshotModule[]
-  /** Per item, the index its id first has (an item in two modules is one on screen). */
-  idSlot: Int32Array
-  /** Per id slot, the ranking that put it on screen (compared with `stamp`). */
-  onScreen: Uint32Array
-  stamp: number
-  /** One module's candidates: their indices, and per item index their score and reason. */
-  candidates: Int32Array
-  candScore: Float64Array
-  candReason: Reason[]
-  /** Per item, its category's slot; per slot, the picks of it in the ranking under `stamp`. */
-  catSlot: Int32Array
-  catPicks: Int32Array
-  catStamp: Uint32Array
-  /** Per item, the rank of its id among all ids (ties and the exploration's order compare ids). */
-  idRank: Int32Array
-}
-
-const TENANT_POPULARITY: Reason = Object.freeze({ kind: 'popularity', code: 'popular_at_bank', scope: 'tenant', detail: 'popular with the bank\u2019s customers', say: said('popular_at_bank') })
-const EVERYONE: Reason = Object.freeze({ kind: 'rule', code: 'bank_service', detail: 'the bank\u2019s catalogue shows it to everyone', say: said('bank_service') })
-const SAFETY_FOR_ALL: Reason = Object.freeze({ kind: 'rule', code: 'account_safety', detail: 'the bank\u2019s catalogue shows it to everyone', say: said('account_safety') })
-const PROMOTED: Reason = Object.freeze({ kind: 'rule', code: 'bank_recommends', detail: 'promoted by the bank', say: said('bank_recommends') })
-const IN_CATALOGUE: Reason = Object.freeze({ kind: 'rule', code: 'bank_service', detail: 'in the bank\u2019s catalogue', say: said('bank_service') })
-const EXPLORATION: Reason = Object.freeze({ kind: 'exploration', code: 'something_new', detail: 'one slot tries something new, so the model learns beyond what is already popular', say: said('something_new') })
-const SIMILAR: Reason = Object.freeze({ kind: 'model', code: 'similar_customers', model: 'co-occurrence', because: [], detail: 'similar to what you use', say: said('similar_customers') })
-
-const memos = new WeakMap<LayoutSnapshot, Memo>()
-
-function memoOf(s: LayoutSnapshot): Memo {
-  let m = memos.get(s)
-  const n = s.items.length
-  if (m && m.size >= n) return m
-  const scratch = modelScratch(n)
-  m = {
-    moduleReasons: m?.moduleReasons ?? new Map(),
-    tagReasons: m?.tagReasons ?? new Map(),
-    serviceReasons: m?.serviceReasons ?? new Map(),
-    segmentReasons: m?.segmentReasons ?? new Map(),
-    regionReasons: m?.regionReasons ?? new Map(),
-    modelReasons: m?.modelReasons ?? new Map(),
-    size: n,
-    seenWeek: new Int32Array(n),
-    seenToday: new Int32Array(n),
-    seenClicks: new Int32Array(n),
-    seen: new Uint8Array(n),
-    co: scratch.co,
-    coBest: scratch.best,
-    coBecause: scratch.because,
-    scratch,
-    standardOrder: [...s.modules].sort((a, b) => b.priority - a.priority),
-    elderOrder: s.modules.filter((x) => x.elder !== 'hide').sort((a, b) => Number(b.elder === 'first') - Number(a.elder === 'first') || b.priority - a.priority),
-    idSlot: Int32Array.from(s.items, (it) => s.itemIndex.get(it.id) ?? it.index),
-    onScreen: new Uint32Array(n),
-    stamp: 0,
-    candidates: new Int32Array(n),
-    candScore: new Float64Array(n),
-    candReason: new Array<Reason>(n),
-    ...categorySlots(s.items),
-    idRank: idRanks(s.items),
-  }
-  memos.set(s, m)
-  return m
-}
-
-function categorySlots(items: readonly SnapshotItem[]) {
-  const slots = new Map<string, number>()
-  const catSlot = Int32Array.from(items, (it) => slots.get(it.category) ?? (slots.set(it.category, slots.size), slots.size - 1))
-  return { catSlot, catPicks: new Int32Array(slots.size), catStamp: new Uint32Array(slots.size) }
-}
-
-function idRanks(items: readonly SnapshotItem[]): Int32Array {
-  const ids = [...new Set(items.map((it) => it.id))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-  const rank = new Map(ids.map((id, i) => [id, i]))
-  return Int32Array.from(items, (it) => rank.get(it.id)!)
-}
-
 /** DIVERSITY ** k for the picks a category can have on one screen. */
 const DIVERSITY_POW = Float64Array.from({ length: 64 }, (_, k) => DIVERSITY ** k)
-
-/** The reason held for `key`, made from it on first use (makers are module functions: no closure per request). */
-function intern<K>(map: Map<K, Reason>, key: K, make: (key: K) => Reason): Reason {
-  let v = map.get(key)
-  if (v === undefined) map.set(key, (v = Object.freeze(make(key))))
-  return v
-}
-
-function customerRow(s: LayoutSnapshot, key: number): number {
-  return key ? findKey(s.customers.keys, key) : -1
-}
-
-/** The customer's exposures and clicks per item, from the build, into the memo's arrays. */
-function exposures(s: LayoutSnapshot, row: number, m: Memo): void {
-  m.seen.fill(0)
-  if (row < 0) return
-  const c = s.customers
-  for (let j = c.shownOff[row]!; j < c.shownOff[row + 1]!; j++) {
-    const i = c.shown[j]!
-    m.seen[i] = 1
-    m.seenToday[i] = c.shownToday[j]!
-    m.seenWeek[i] = c.shownWeek[j]!
-    m.seenClicks[i] = c.clickedWeek[j]!
-  }
-}
-
-/**
- * The model's scores for the customer (model.score.ts: SAR's affinity x similarity, or EASE's
- * weights over the items they have), normalised to 0..1 so the weights of the blend mean the
- * same for every customer, and the strongest source of each, into the memo's arrays. A negative
- * score (EASE counting an item against what the customer has) stays below 0: the blend reads 0.
- */
-function coOccurrence(s: LayoutSnapshot, row: number, m: Memo): void {
-  if (row < 0) {
-    m.co.fill(0)
-    m.coBecause.fill(-1)
-    return
-  }
-  const c = s.customers
-  scoreByNeighbours(s.neighbours, c.items, c.affinity, c.itemOff[row]!, c.itemOff[row + 1]!, s.model.input, m.scratch)
-  let max = 0
-  for (let i = 0; i < m.size; i++) if (m.co[i]! > max) max = m.co[i]!
-  if (max > 0) for (let i = 0; i < m.size; i++) m.co[i]! /= max
-}
 
 function eligible(it: SnapshotItem, anyKey: number, ctx: RankContext, m: Memo): boolean {
   const key = it.service && ctx.serviceKey ? ctx.serviceKey : anyKey
@@ -273,7 +144,9 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
   const regional = ctx.region !== undefined ? s.regions.get(ctx.region) : undefined
   const basePop = regional ?? s.popularity
   const baseReason = regional ? intern(memo.regionReasons, ctx.region!, regionReason) : TENANT_POPULARITY
-  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: (ctx.serviceKey ?? 0) !== 0, fatigue: key !== 0 }
+  const open = ctx.withSensitive === true
+  const serviceKey = ctx.serviceKey ?? 0
+  const scoring: Scoring = { personal, mySegments, popW, affW, basePop, baseReason, memo, serviceOnly: serviceKey !== 0, fatigue: key !== 0, key, serviceKey, open }
 
   // Modules in their order (sorted once per snapshot), those whose condition admits the
   // customer; in elder mode the first ELDER_MODULES of them. Per item, arrays of the memo stand
@@ -298,7 +171,7 @@ export function rankModules(s: LayoutSnapshot, ctx: RankContext): RankedModule[]
     const picked = pick(s, memo, n, m, ctx, stamp)
     if (!picked.length) continue
     for (const p of picked) memo.onScreen[memo.idSlot[p.item.index]!] = stamp
-    out.push({ module: m, reason: intern(memo.moduleReasons, m, moduleReason), items: picked })
+    out.push({ module: m, reason: internSlot(memo.moduleReasons, m, slotOf(m, key, open), moduleReason), items: picked })
   }
   return out
 }
@@ -344,6 +217,11 @@ interface Scoring {
   serviceOnly: boolean
   /** Fatigue reads the customer's clicks: personal ranking, so not on the default layout. */
   fatigue: boolean
+  /** The customer's keys, as eligibility reads them: a condition's wording is the one that holds for them. */
+  key: number
+  serviceKey: number
+  /** The key may read high-sensitivity tags (RankContext.withSensitive). */
+  open: boolean
 }
 
 /** The item's blended score and reason, into the memo's candidate arrays. */
@@ -366,10 +244,10 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): void {
   }
   let reason: Reason
   if (p.serviceOnly && it.service) {
-    reason = intern(memo.serviceReasons, it, serviceReason)
+    reason = internSlot(memo.serviceReasons, it, slotOf(it, p.serviceKey, p.open), serviceReason)
   } else if (it.type === 'reminder' || it.type === 'tip' || (it.conditionTags.length && it.boost >= p.popW * pop && it.boost >= p.affW * aff)) {
     reason = it.conditionTags.length
-      ? intern(memo.tagReasons, it, tagReason)
+      ? internSlot(memo.tagReasons, it, slotOf(it, it.service && p.serviceKey ? p.serviceKey : p.key, p.open), tagReason)
       : it.type === 'tip'
         ? SAFETY_FOR_ALL
         : EVERYONE
@@ -384,24 +262,6 @@ function score(s: LayoutSnapshot, it: SnapshotItem, p: Scoring): void {
   memo.candScore[it.index] = total
   memo.candReason[it.index] = reason
 }
-
-// The customer's sentence names the item that led to a pick by its title, never a tag or segment.
-const modelReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'co-occurrence', because: [src.id], detail: `customers who used ${src.id} also use this`, say: said('used_together', src.title) })
-const easeReason = (src: SnapshotItem): Reason => ({ kind: 'model', code: 'used_together', model: 'ease', because: [src.id], detail: `EASE: ${src.id} weighs most among the customer's items for this one`, say: said('used_together', src.title) })
-const segmentReason = (segment: string): Reason => ({ kind: 'popularity', code: 'similar_customers', scope: 'segment', segment, detail: `popular in segment ${segment}`, say: said('similar_customers') })
-/** Whether the condition reads only tags it says hold (no tag is there only to keep customers out). */
-const plainCondition = (e: { conditionTags: string[]; affirmedTags: string[] }) => e.affirmedTags.length === e.conditionTags.length
-const tagReason = (it: SnapshotItem): Reason => {
-  const code = conditionCode(it.affirmedTags, it.type)
-  const tags = it.conditionTags.join(', ')
-  return { kind: 'tag', code, tags: it.conditionTags, detail: plainCondition(it) ? `shown while ${tags} holds` : `shown while its condition on ${tags} holds`, say: it.why ?? said(code) }
-}
-const serviceReason = (it: SnapshotItem): Reason => {
-  const code = conditionCode(it.affirmedTags, it.type)
-  const what = it.type === 'tip' ? 'a safety tip' : 'a service reminder'
-  return { kind: 'service', code, tags: it.conditionTags, detail: `${what} (${it.conditionTags.join(', ')}): kept on the non-personalized layout`, say: it.why ?? said(code) }
-}
-const regionReason = (region: string): Reason => ({ kind: 'popularity', code: 'popular_nearby', scope: 'region', region, detail: `popular with the bank\u2019s customers in region ${region}`, say: said('popular_nearby') })
 
 /**
  * Greedy picks with a diversity penalty, and the exploration slot in product modules, over the
@@ -447,11 +307,4 @@ function pick(s: LayoutSnapshot, memo: Memo, n: number, m: SnapshotModule, ctx: 
     chosen.push({ item: items[idx]!, score: candScore[idx]!, reason: EXPLORATION })
   }
   return chosen
-}
-
-function moduleReason(m: SnapshotModule): Reason {
-  if (!m.conditionTags.length) return { kind: 'rule', code: 'bank_service', detail: `catalogue module, priority ${m.priority}`, say: said('bank_service') }
-  const code = conditionCode(m.affirmedTags, 'module')
-  const tags = m.conditionTags.join(' / ')
-  return { kind: 'tag', code, tags: m.conditionTags, detail: plainCondition(m) ? `shown because ${tags} holds for the customer` : `shown because its condition on ${tags} holds for the customer`, say: m.why ?? said(code) }
 }

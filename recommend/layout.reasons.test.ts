@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { loadRoaring, type Roaring } from '../segments/roaring.js'
 import { item, snapshot } from './layout.fixture.js'
 import { rankLayout, type LayoutReason, type RankContext } from './layout.rank.js'
-import { affirmedTags, conditionCode, REASON_CODES, said } from './layout.reasons.js'
+import { affirmedTags, conditionCode, conditionWordings, REASON_CODES, said } from './layout.reasons.js'
 import { parseCatalog } from './catalog.schema.js'
 import type { LayoutSnapshot } from './model.snapshot.js'
 import type { SegmentNode } from '../segments/segment.schema.js'
@@ -105,6 +105,74 @@ describe('reasons in the customer’s language', () => {
     s.items[0] = { ...s.items[0]!, conditionTags: ['loan_overdue'], affirmedTags: [] }
     expect(reasonsOf(s, ctx({ lang: 'en' })).get('reminder.loan_due')).toMatchObject({ kind: 'tag', tags: ['loan_overdue'], code: 'account_reminder', text: 'A reminder about your accounts', detail: 'shown while its condition on loan_overdue holds' })
     expect(reasonsOf(s, ctx({ customerKey: 0, serviceKey: 7, variant: null, lang: 'en' })).get('reminder.loan_due')).toMatchObject({ kind: 'service', code: 'account_reminder' })
+  })
+
+  it('words a condition with branches from one that holds for the customer: a family agent who is not elder is not told about senior customers', () => {
+    const family = { tag: 'family_agent', op: 'eq', value: true } as const
+    const elder = { tag: 'elder', op: 'eq', value: true } as const
+    const pension = { tag: 'pension_recipient', op: 'eq', value: true } as const
+    // Said to hold for whoever the condition admits: only what every branch affirms.
+    expect(affirmedTags({ any: [family, elder] })).toEqual([])
+    expect(affirmedTags({ all: [pension, { any: [family, elder] }] })).toEqual(['pension_recipient'])
+    expect(affirmedTags({ any: [{ all: [elder, family] }, { all: [elder, pension] }] })).toEqual(['elder'])
+    expect(affirmedTags({ not: { all: [{ not: family }, { not: elder }] } })).toEqual([])
+    expect(affirmedTags({ not: { any: [{ not: family }, { not: elder }] } })).toEqual(['family_agent', 'elder'])
+    // Per customer: each code a branch gives, in the order the table gives them, with its branches.
+    const ws = conditionWordings({ any: [family, elder] }, 'module')!
+    expect(ws.map((w) => w.code)).toEqual(['elder_care', 'family'])
+    expect(ws.map((w) => w.when)).toEqual([[{ all: [elder] }], [{ all: [family] }]])
+    // The leaves themselves (a branch is evaluated with the condition's checked leaves).
+    expect((ws[1]!.when[0] as { all: unknown[] }).all[0]).toBe(family)
+    const negated = conditionWordings({ any: [{ not: { tag: 'loan_overdue', op: 'eq', value: true } }, elder] }, 'reminder')!
+    expect(negated.map((w) => w.code)).toEqual(['elder_care', 'account_reminder'])
+    // One wording for everyone: none per customer.
+    expect(conditionWordings({ any: [{ all: [elder, family] }, { all: [elder, { tag: 'agri_interest', op: 'eq', value: true }] }] }, 'module')).toBeUndefined()
+    expect(conditionWordings({ all: [family, elder] }, 'module')).toBeUndefined()
+    // Past the limit of branches: none per customer, what every branch affirms words it.
+    const wide = { all: Array.from({ length: 6 }, (_, i) => ({ any: [{ tag: `t${i}`, op: 'eq', value: true } as const, elder] })) }
+    expect(conditionWordings(wide, 'module')).toBeUndefined()
+
+    // In the ranking: the first wording whose customers hold the customer (a snapshot is never changed once ranked: one each).
+    const only = (...keys: number[]) => R.create(Uint32Array.from(keys))
+    const zone = (wordings: { code: 'elder_care' | 'family'; keys: ReturnType<typeof only> }[]) => {
+      const s = screen()
+      s.modules[3] = { ...s.modules[3]!, conditionTags: ['family_agent', 'elder'], affirmedTags: [], wordings }
+      return reasonsOf(s, ctx({ lang: 'en' })).get('module:picks')
+    }
+    expect(zone([{ code: 'elder_care', keys: only(8) }, { code: 'family', keys: only(7, 8) }])).toMatchObject({ kind: 'tag', code: 'family', text: 'To help you look after your family', tags: ['family_agent', 'elder'], detail: 'shown because its condition on family_agent / elder holds for the customer' })
+    expect(zone([{ code: 'elder_care', keys: only(7) }, { code: 'family', keys: only(7) }])).toMatchObject({ code: 'elder_care' })
+    // Held by none (it cannot be, as the wordings cover the condition): the condition's own wording.
+    expect(zone([{ code: 'elder_care', keys: only(8) }])).toMatchObject({ code: 'your_situation' })
+    const s = screen()
+    // An item's wording follows the key its eligibility read: the service key on a default layout.
+    s.items[0] = { ...s.items[0]!, conditionTags: ['loan_due_7d', 'bill_due_3d'], affirmedTags: [], wordings: [{ code: 'loan_due', keys: only(8) }, { code: 'bill_due', keys: only(7) }] }
+    expect(reasonsOf(s, ctx()).get('reminder.loan_due')).toMatchObject({ kind: 'tag', code: 'bill_due' })
+    expect(reasonsOf(s, ctx({ customerKey: 0, serviceKey: 7, variant: null })).get('reminder.loan_due')).toMatchObject({ kind: 'service', code: 'bill_due' })
+  })
+
+  it('names a high-sensitivity tag only to a key that may read personal data; the code and the customer’s text are the same for both', () => {
+    const s = screen()
+    s.items[0] = { ...s.items[0]!, conditionTags: ['loan_due_7d', 'vulnerable'], affirmedTags: ['loan_due_7d', 'vulnerable'], sensitiveTags: ['vulnerable'] }
+    s.items[1] = { ...s.items[1]!, conditionTags: ['recent_fraud_risk'], affirmedTags: ['recent_fraud_risk'], sensitiveTags: ['recent_fraud_risk'] }
+    s.modules[3] = { ...s.modules[3]!, conditionTags: ['vulnerable'], affirmedTags: ['vulnerable'], sensitiveTags: ['vulnerable'] }
+    const views = (c: Partial<RankContext>) => ({ hidden: reasonsOf(s, ctx({ lang: 'en', ...c })), shown: reasonsOf(s, ctx({ lang: 'en', withSensitive: true, ...c })) })
+    const personal = views({})
+    expect(personal.shown.get('reminder.loan_due')).toMatchObject({ tags: ['loan_due_7d', 'vulnerable'], detail: 'shown while loan_due_7d, vulnerable holds' })
+    expect(personal.hidden.get('reminder.loan_due')).toMatchObject({ tags: ['loan_due_7d'], detail: 'shown while its condition on loan_due_7d holds' })
+    expect(personal.shown.get('tip.fraud')).toMatchObject({ tags: ['recent_fraud_risk'], detail: 'shown while recent_fraud_risk holds' })
+    expect(personal.hidden.get('tip.fraud')).toMatchObject({ tags: [], detail: 'shown while its condition holds' })
+    expect(personal.shown.get('module:picks')).toMatchObject({ tags: ['vulnerable'], detail: 'shown because vulnerable holds for the customer' })
+    expect(personal.hidden.get('module:picks')).toMatchObject({ tags: [], detail: 'shown because its condition holds for the customer' })
+    const plain = views({ customerKey: 0, serviceKey: 7, variant: null })
+    expect(plain.shown.get('reminder.loan_due')).toMatchObject({ kind: 'service', tags: ['loan_due_7d', 'vulnerable'], detail: 'a service reminder (loan_due_7d, vulnerable): kept on the non-personalized layout' })
+    expect(plain.hidden.get('reminder.loan_due')).toMatchObject({ kind: 'service', tags: ['loan_due_7d'], detail: 'a service reminder (loan_due_7d): kept on the non-personalized layout' })
+    for (const { hidden, shown } of [personal, plain]) {
+      expect([...hidden.keys()]).toEqual([...shown.keys()])
+      for (const [id, r] of hidden) {
+        expect([r.kind, r.code, r.text], id).toEqual([shown.get(id)!.kind, shown.get(id)!.code, shown.get(id)!.text])
+        for (const name of ['vulnerable', 'recent_fraud_risk']) expect(JSON.stringify(r), id).not.toContain(name)
+      }
+    }
   })
 
   it('each reason of a layout says its code’s sentence in the layout’s language, never a tag or segment name; the machine fields stay the same in both', () => {

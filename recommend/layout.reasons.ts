@@ -12,7 +12,11 @@ import type { SegmentNode, TagLeaf } from '../segments/segment.schema.js'
  * the bank's own may word it itself (`why`, zh and en): its text replaces the table's, its code
  * stays the table's, for apps that word codes themselves.
  *
- * Reasons are built once per snapshot (layout.rank.ts) with both languages; the layout shows
+ * A condition with branches (`any`) is worded, per customer, from a branch that holds for them
+ * (`conditionWordings`): a family zone shown to family agents or elders tells a family agent
+ * who is not elder about their family, not about senior customers.
+ *
+ * Reasons are built once per snapshot (layout.explain.ts) with both languages; the layout shows
  * the one it was asked for (`localizeReason`, kept per reason object).
  */
 
@@ -56,8 +60,10 @@ export const REASON_CODES = Object.keys(TEXTS) as ReasonCode[]
 
 /**
  * Tags of the banking pack that may explain an item to its customer, in the order they win when
- * a condition reads several. High-sensitivity tags (risk flags such as `vulnerable`) are not here
- * on purpose: a customer is never told they were flagged.
+ * a condition reads several. Risk flags that describe no situation of the customer's own
+ * (`vulnerable`, `recent_fraud_risk`) are not here on purpose: a customer is never told they were
+ * flagged. Two high-sensitivity tags are (an overdue loan, a new-device sign-in): the customer
+ * is told of their own situation; which keys a reason names the tag to is layout.explain.ts's.
  */
 const TAG_CODES: Readonly<Record<string, ReasonCode>> = {
   loan_overdue: 'loan_overdue',
@@ -100,23 +106,86 @@ function affirms(l: TagLeaf): boolean {
   }
 }
 
+/** A leaf of a condition, or its negation: the literals of its branches in disjunctive form. */
+type Leaf = Exclude<SegmentNode, { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode }>
+interface Literal {
+  leaf: Leaf
+  negated: boolean
+}
+
+/** Whether a node under `negated` is a conjunction: `all`, or `any` under a `not` (De Morgan). */
+const conjunctive = (n: { all: SegmentNode[] } | { any: SegmentNode[] }, negated: boolean) => 'all' in n !== negated
+
 /**
  * The tags a condition says hold for whoever it admits: its leaves under an even number of
  * `not`s that affirm their tag (eq, in, gt, gte, between, with no false, 0 or `none` among the
- * values). A reason is worded from these only: a condition that keeps overdue customers out
+ * values), and of those under a disjunction (`any`) only the ones every branch affirms. A reason
+ * is worded from these only: a condition that keeps overdue customers out
  * (`{not: {tag: loan_overdue, op: eq, value: true}}`, `op: eq, value: false`, `op: ne`) must
- * not tell a customer their loan is overdue; with none, the entry's kind words it.
+ * not tell a customer their loan is overdue, one that admits family agents or elders must not
+ * tell every one of them they are elder; with none, the entry's kind words it.
  */
 export function affirmedTags(rule: SegmentNode): string[] {
-  const out: string[] = []
-  const walk = (n: SegmentNode, negated: boolean): void => {
-    if ('all' in n) for (const c of n.all) walk(c, negated)
-    else if ('any' in n) for (const c of n.any) walk(c, negated)
-    else if ('not' in n) walk(n.not, !negated)
-    else if ('tag' in n && !negated && affirms(n) && !out.includes(n.tag)) out.push(n.tag)
+  const walk = (n: SegmentNode, negated: boolean): string[] => {
+    if ('not' in n) return walk(n.not, !negated)
+    if ('all' in n || 'any' in n) {
+      const kids = ('all' in n ? n.all : n.any).map((c) => walk(c, negated))
+      if (conjunctive(n, negated)) return [...new Set(kids.flat())]
+      const [first = [], ...rest] = kids
+      return first.filter((t) => rest.every((k) => k.includes(t)))
+    }
+    return 'tag' in n && !negated && affirms(n) ? [n.tag] : []
   }
-  walk(rule, false)
-  return out
+  return walk(rule, false)
+}
+
+/** The condition in disjunctive form: its branches as lists of literals; undefined past `limit` branches. */
+function branches(rule: SegmentNode, limit: number): Literal[][] | undefined {
+  const walk = (n: SegmentNode, negated: boolean): Literal[][] | undefined => {
+    if ('not' in n) return walk(n.not, !negated)
+    if (!('all' in n || 'any' in n)) return [[{ leaf: n, negated }]]
+    let out: Literal[][] = conjunctive(n, negated) ? [[]] : []
+    for (const c of 'all' in n ? n.all : n.any) {
+      const kid = walk(c, negated)
+      if (!kid) return undefined
+      out = conjunctive(n, negated) ? out.flatMap((a) => kid.map((b) => [...a, ...b])) : [...out, ...kid]
+      if (out.length > limit) return undefined
+    }
+    return out
+  }
+  return walk(rule, false)
+}
+
+/** Where a code stands among those a condition may give: the table's in its order, then the kind's. */
+const codeRank = (code: ReasonCode) => {
+  const i = TAG_ORDER.findIndex((t) => TAG_CODES[t] === code)
+  return i < 0 ? TAG_ORDER.length : i
+}
+
+/**
+ * How a condition with branches is worded per customer: each code its branches give, in the
+ * order they win (a customer several branches hold for gets the code `conditionCode` gives the
+ * tags of them all), with the branches that give it as trees of the condition's own leaves
+ * (evaluated with its checked leaves: snapshot.conditions.ts). A customer is told what a branch
+ * that holds for them affirms, or their entry kind's wording when that branch affirms nothing.
+ * Undefined when every branch is worded alike (`affirmedTags` words it for everyone it admits),
+ * and for a condition of more than `limit` branches (the same then, the safe side: what every
+ * branch affirms is true of everyone admitted).
+ */
+export function conditionWordings(rule: SegmentNode, kind: string, limit = 32): { code: ReasonCode; when: SegmentNode[] }[] | undefined {
+  const bs = branches(rule, limit)
+  if (!bs || bs.length < 2) return undefined
+  const byCode = new Map<ReasonCode, SegmentNode[]>()
+  for (const b of bs) {
+    const affirmed = b.filter((l) => !l.negated && 'tag' in l.leaf && affirms(l.leaf)).map((l) => (l.leaf as TagLeaf).tag)
+    const code = conditionCode(affirmed, kind)
+    const tree: SegmentNode = { all: b.map((l) => (l.negated ? { not: l.leaf } : l.leaf)) }
+    const list = byCode.get(code)
+    if (list) list.push(tree)
+    else byCode.set(code, [tree])
+  }
+  if (byCode.size < 2) return undefined
+  return [...byCode].map(([code, when]) => ({ code, when })).sort((a, b) => codeRank(a.code) - codeRank(b.code))
 }
 
 /** The code of a condition affirming `tags` (affirmedTags) on an entry of this kind (a module, or an item's type). */

@@ -8,7 +8,7 @@ import type { LayoutSnapshot } from './model.snapshot.js'
  *
  * Everything in a layout but a few flags, the customer number and the scores comes from the
  * snapshot: module and item heads (ids, titles, deep links) and the reasons (built once, see
- * layout.rank.ts). Measured on the demo bank, JSON.stringify of a 2.8 KB layout and the UTF-8
+ * layout.explain.ts). Measured on the demo bank, JSON.stringify of a 2.8 KB layout and the UTF-8
  * encoding of its Chinese text on the way to the socket took longer than ranking it; copying
  * cached bytes takes a fraction of that. The bytes are exactly what JSON.stringify would write
  * for the same layout object (layout.render.test.ts holds them to it).
@@ -32,8 +32,11 @@ export interface LayoutHead {
 interface Fragments {
   /** `"model":{…}`: the same for every layout of the snapshot. */
   model: Buffer
-  /** Per language: `{"id":…,"title":…,"reason":…,"items":[` per module. */
-  modules: { zh: WeakMap<object, Buffer>; en: WeakMap<object, Buffer> }
+  /**
+   * Per language, by module, by reason: `{"id":…,"title":…,"reason":…,"items":[`. A module has a
+   * reason per wording of its condition and per view of its tags (layout.explain.ts slotOf).
+   */
+  modules: { zh: WeakMap<object, Map<Reason, Buffer>>; en: WeakMap<object, Map<Reason, Buffer>> }
   /**
    * Per language and title variant, by item index, by reason: `{"id":…,…,"category":…,"reason":{…}`.
    * An item appears with few reasons (reasons are built once per snapshot), so head and reason
@@ -138,10 +141,12 @@ export function renderLayout(s: LayoutSnapshot, head: LayoutHead, ranked: readon
   const moduleHeads = f.modules[lang]
   for (let mi = 0; mi < ranked.length; mi++) {
     const rm = ranked[mi]!
-    let mh = moduleHeads.get(rm.module)
+    let heads = moduleHeads.get(rm.module)
+    if (!heads) moduleHeads.set(rm.module, (heads = new Map()))
+    let mh = heads.get(rm.reason)
     if (!mh) {
       mh = utf8(`{"id":${JSON.stringify(rm.module.id)},"title":${JSON.stringify(rm.module.title[lang])},"reason":${JSON.stringify(localizeReason(rm.reason, lang))},"items":[`)
-      moduleHeads.set(rm.module, mh)
+      heads.set(rm.reason, mh)
     }
     bytes(mh)
     const last = rm.items.length - 1

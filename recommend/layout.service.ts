@@ -37,6 +37,8 @@ export interface LayoutRequest {
   mode: 'auto' | 'elder' | 'standard'
   /** The visitor's region code (used for unknown and anonymous visitors). */
   region?: string | undefined
+  /** Whether reasons may name high-sensitivity tags: the key holds personal:read (RankContext says how). Absent: they may not. */
+  withSensitive?: boolean | undefined
 }
 
 /** A layout as objects: the head (who, which mode, which variant), the model, the modules. */
@@ -261,6 +263,7 @@ export function createLayoutService(deps: {
       variant: key === 0 || plain ? null : (assignment?.variant ?? DEFAULT_VARIANT),
       draw: digest ? dailyDraw(req.tenantId, digest, day) : 0,
       region: key === 0 ? req.region : undefined,
+      withSensitive: req.withSensitive,
       served: own
         ? (i) => {
             const e = own.items.get(snap.items[i]!.id)

@@ -1,23 +1,21 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
-import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { daySchema, daysBetween } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
 import { decodeClickHouseBitmap, type Bitmap, type Roaring } from '../segments/roaring.js'
-import { prepare } from '../segments/segment.compile.js'
-import { evaluateInMemory } from '../segments/segment.memory.js'
 import type { SegmentNode } from '../segments/segment.schema.js'
 import { segmentSchema } from '../segments/segment.schema.js'
 import { arrowQuery, loadCustomers } from './snapshot.customers.js'
-import type { TagDefinition } from '../tags/tag.schema.js'
+import type { Purpose, TagDefinition } from '../tags/tag.schema.js'
 import type { Tenant } from '../tenants/tenants.service.js'
 import type { Catalog, CatalogItem, CatalogModule, ItemType } from './catalog.schema.js'
 import { purposeOf } from './catalog.schema.js'
-import { affirmedTags } from './layout.reasons.js'
+import type { ReasonCode } from './layout.reasons.js'
 import { productItems } from './model.build.js'
 import { loadServedModel, type ServingModel } from './model.choice.js'
 import type { Neighbours } from './model.score.js'
+import { snapshotConditions } from './snapshot.conditions.js'
 
 /**
  * What one tenant's layouts are served from, in memory: the catalogue resolved into items and
@@ -56,6 +54,10 @@ export interface SnapshotItem {
   conditionTags: string[]
   /** Tags the condition says hold for the customer (layout.reasons.ts affirmedTags): its wording's. */
   affirmedTags: string[]
+  /** Per customer, the wording of a condition with branches (see `Wording`). */
+  wordings?: Wording[] | undefined
+  /** The tags of `conditionTags` of high sensitivity (risk flags): a reason names them only to keys with personal:read. */
+  sensitiveTags: string[]
   /** The catalogue's words for the customer about the condition, if it has its own. */
   why?: { zh: string; en: string } | undefined
   /** Customers a product rule keeps away from it, with the rule's reason. */
@@ -74,8 +76,20 @@ export interface SnapshotModule {
   eligible?: Bitmap | undefined
   conditionTags: string[]
   affirmedTags: string[]
+  wordings?: Wording[] | undefined
+  sensitiveTags: string[]
   why?: { zh: string; en: string } | undefined
   items: number[]
+}
+
+/**
+ * The wording of a condition with branches that say different things (layout.reasons.ts
+ * conditionWordings), in the order they win: a customer is told the code of the first whose
+ * `keys` hold them. Absent: `affirmedTags` words the condition for everyone it admits.
+ */
+export interface Wording {
+  code: ReasonCode
+  keys: Bitmap
 }
 
 export interface LayoutSnapshot {
@@ -122,9 +136,6 @@ export interface CustomerIndex {
   hashes: BigUint64Array
   keys: Uint32Array
 }
-
-const tagsOf = (n: SegmentNode): string[] =>
-  'all' in n ? n.all.flatMap(tagsOf) : 'any' in n ? n.any.flatMap(tagsOf) : 'not' in n ? tagsOf(n.not) : 'tag' in n ? [n.tag] : []
 
 /** Binary search of a sorted Uint32Array; -1 when absent. */
 export function findKey(keys: Uint32Array, key: number): number {
@@ -220,6 +231,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: L
     reminderTag: it.reminderTag,
     conditionTags: [],
     affirmedTags: [],
+    sensitiveTags: [],
     why: it.why,
     risk: 0,
   }))
@@ -245,44 +257,22 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: L
         reminderTag: undefined,
         conditionTags: [],
         affirmedTags: [],
+        sensitiveTags: [],
         risk: p.risk_level,
         productKind: p.kind,
       })
     }
   }
   // Eligibility: every condition of the catalogue, evaluated on the tag bitmaps now.
-  const parse = (raw: unknown, purpose: ReturnType<typeof purposeOf>): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
+  const parse = (raw: unknown, purpose: Purpose): SegmentNode => segmentSchema.parse({ purpose, rule: raw }).rule
   const nobody = () => deps.bitmaps.roaring.create()
-  const unserved: { entry: string; error: string }[] = []
-  /**
-   * Who a condition admits, or undefined when it does not compile for this tenant: a tag it does
-   * not define (a member without the banking pack, a tag retired since the catalogue was saved)
-   * or no longer fits. That is the bank's configuration, not the caller's request: the load goes
-   * on and says so, and the caller decides what such an entry means.
-   */
-  const evalRule = async (rule: SegmentNode, purpose: ReturnType<typeof purposeOf>, entry: string): Promise<Bitmap | undefined> => {
-    // A group holds no customer rows (its members' customers are theirs) and no tags of its own:
-    // its conditions hold for nobody, and the tags they name need not be defined for it.
-    if (input.tenant.kind === 'group') return nobody()
-    let tags
-    try {
-      tags = prepare(rule, { purpose, defs: input.defs, asOf: input.asOf, timeZone: input.tenant.timeZone }).tags
-    } catch (err) {
-      if (!(err instanceof AppError)) throw err
-      unserved.push({ entry, error: err.message })
-      return undefined
-    }
-    const snap = await deps.bitmaps.snapshot(db, [...new Set([...tags.values()].map((c) => c.leaf.tag))], { maxAgeMs: 0 })
-    return evaluateInMemory(rule, tags, snap)
-  }
+  const { evalRule, conditionOf, unserved } = snapshotConditions({ db, bitmaps: deps.bitmaps }, input)
   // The first items are the catalogue's own, in its order; products (no condition) follow.
   for (const [i, src] of catalog.items.entries()) {
     const it = items[i]!
     if (src.when === undefined) continue
     const rule = parse(src.when, purposeOf(src.type))
-    it.eligible = (await evalRule(rule, purposeOf(src.type), `items.${src.id}`)) ?? nobody()
-    it.conditionTags = [...new Set(tagsOf(rule))]
-    it.affirmedTags = affirmedTags(rule)
+    Object.assign(it, await conditionOf(rule, purposeOf(src.type), `items.${src.id}`, src.type))
     // Service: a reminder or a safety tip whose condition reads no tag kept for marketing. They
     // are shown on the layouts that are not personal too (the holdout, the switch off): they are
     // service and security, not marketing (core/holdout.ts).
@@ -306,9 +296,7 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: L
       priority: m.priority,
       maxItems: m.maxItems,
       elder: m.elder,
-      eligible: rule && ((await evalRule(rule, purposeOf('module'), `modules.${m.id}`)) ?? nobody()),
-      conditionTags: rule ? [...new Set(tagsOf(rule))] : [],
-      affirmedTags: rule ? affirmedTags(rule) : [],
+      ...(rule ? await conditionOf(rule, purposeOf('module'), `modules.${m.id}`, 'module') : { conditionTags: [], affirmedTags: [], sensitiveTags: [] }),
       why: m.why,
       items: items.filter((i) => i.module === m.id).map((i) => i.index),
     })
@@ -348,13 +336,14 @@ export async function loadSnapshot(deps: { db: Db; bitmaps: BitmapStore; log?: L
   })
   const [customers, index, model] = await Promise.all([loadCustomers(db, input.build, itemIndex), loadIndex(db), loadServedModel(db, input.build)])
   const bm = (b: Bitmap | undefined) => b?.getSerializationSizeInBytes('croaring') ?? 0
+  const wordingBytes = (e: { wordings?: Wording[] | undefined }) => (e.wordings ?? []).reduce((s, w) => s + bm(w.keys), 0)
   const bytes =
     [...Object.values(customers), index.hashes, index.keys, popularity].reduce((s, a) => s + (a as ArrayBufferView).byteLength, 0) +
     neighbours.reduce((s, n) => s + n.items.byteLength + n.sims.byteLength, 0) +
     segments.reduce((s, g) => s + bm(g.members) + g.popularity.byteLength, 0) +
     regionPop.reduce((s, a) => s + a.byteLength, 0) +
-    items.reduce((s, it) => s + bm(it.eligible) + (it.excluded ?? []).reduce((x, e) => x + bm(e.keys), 0), 0) +
-    modules.reduce((s, m) => s + bm(m.eligible), 0) +
+    items.reduce((s, it) => s + bm(it.eligible) + (it.excluded ?? []).reduce((x, e) => x + bm(e.keys), 0) + wordingBytes(it), 0) +
+    modules.reduce((s, m) => s + bm(m.eligible) + wordingBytes(m), 0) +
     bm(elder)
   return {
     bytes,

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { AppError, errorBody } from '../core/errors.js'
 import { createReplyBatch } from '../core/reply-batch.js'
 import { addDays, daySchema, daysBetween, localDate } from '../core/time.js'
-import type { Auth } from '../tenants/auth.js'
+import { seesSensitiveTags, type Auth } from '../tenants/auth.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import type { CatalogRepository } from './catalog.repository.js'
 import type { ExperimentReport, ReportInput } from './experiments.report.js'
@@ -174,7 +174,8 @@ export function registerRecommendRoutes(
     // Not async: with the snapshot held the bytes are ready now, and the reply goes out with the
     // other replies of this turn of the event loop (core/reply-batch.ts says why).
     (req, reply) => {
-      const body = layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query })
+      // High-sensitivity tags (risk flags) are named in reasons only to keys that may read personal data.
+      const body = layouts.layoutJson({ tenantId: req.principal!.tenantId, ...req.query, withSensitive: seesSensitiveTags(req.principal!) })
       if (body instanceof Promise) return body.then((b) => sendJson(reply, b))
       // Nothing returned, so fastify waits for the batch's send and takes no payload of its own.
       batch.send(reply as unknown as FastifyReply, body)
