@@ -17,6 +17,7 @@ import {
   type ConsentSource,
   type IngestConsent,
 } from './consent.schema.js'
+import { personsOf } from './consent.persons.js'
 import { createTenantQueue } from './consent.queue.js'
 
 /**
@@ -25,7 +26,9 @@ import { createTenantQueue } from './consent.queue.js'
  * Every change goes to `consent_history` (who, when by the customer's time and by ours, source,
  * notice version). The current state lives in `consents` (ReplacingMergeTree on the customer's
  * time), which targeting already reads: the newest decision by the customer's own clock wins,
- * whatever order the changes arrive in, and an older one is kept in the history only. A change
+ * whatever order the changes arrive in, and an older one is kept in the history only. For a
+ * customer merged into another the newest is the person's, under any of its keys, and the state
+ * and history shown are the person's (consent.persons.ts). A change
  * that wins is told at once to this process's listeners (the pull's withdrawal index, the
  * layouts' switch); other processes see it at their next refresh from the history table.
  *
@@ -147,14 +150,20 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
 
   async function write(tenantId: number, items: readonly { c: ConsentChange; by: Recorder }[]): Promise<RecordedChange[]> {
     const db = deps.db.forTenant(tenantId)
-    const keys = [...new Set(items.map((x) => x.c.customerKey))]
+    // A decision wins against the newest of its person's: under any key of a merged customer.
+    const persons = await personsOf(db, [...new Set(items.map((x) => x.c.customerKey))])
+    const keys = [...new Set(items.flatMap((x) => persons.keysOf(x.c.customerKey)))]
     const stored = await db.query(
       `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, toUnixTimestamp64Milli(max(updated_at)) AS at
        FROM consents WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)} GROUP BY customer_key, purpose, channel`,
       { keys },
       storedRow,
     )
-    const newest = new Map(stored.map((r) => [`${r.customer_key}|${r.purpose}|${r.channel}`, r.at]))
+    const newest = new Map<string, number>()
+    for (const r of stored) {
+      const k = `${persons.survivor(r.customer_key)}|${r.purpose}|${r.channel}`
+      newest.set(k, Math.max(newest.get(k) ?? r.at, r.at))
+    }
     const received = now()
     const history: unknown[][] = []
     // One current row per (customer, purpose, channel) of this write: the last effective one.
@@ -162,7 +171,7 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     const notices: ConsentNotice[] = []
     const out: RecordedChange[] = []
     for (const { c, by } of items) {
-      const k = `${c.customerKey}|${c.purpose}|${c.channel}`
+      const k = `${persons.survivor(c.customerKey)}|${c.purpose}|${c.channel}`
       const was = newest.get(k)
       // A tie is the same decision replayed, or two at the same millisecond (an import stamped by
       // day): the later received wins. The table keeps, of rows with the same time, the one
@@ -187,8 +196,11 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
       ])
       if (effective) {
         newest.set(k, c.customerAt)
-        current.delete(k)
-        current.set(k, [c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chInstant(c.customerAt)])
+        // The row is under the key the decision came through (the last one of this write for
+        // the pair, per key): that customer's own again should the merge be undone.
+        const row = `${c.customerKey}|${c.purpose}|${c.channel}`
+        current.delete(row)
+        current.set(row, [c.customerKey, c.purpose, c.channel, c.granted ? 1 : 0, c.source, chInstant(c.customerAt)])
         notices.push({ customerKey: c.customerKey, purpose: c.purpose, channel: c.channel, granted: c.granted })
       }
       out.push({ purpose: c.purpose, channel: c.channel, granted: c.granted, at: new Date(c.customerAt).toISOString(), effective })
@@ -313,20 +325,22 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     async state(tenantId, customerNo, opts = {}) {
       const key = await customerKey(tenantId, customerNo)
       const db = deps.db.forTenant(tenantId)
+      // The person's: a merged customer's decisions under all its keys, the latest per pair (what push targeting reads).
+      const keys = (await personsOf(db, [key])).keysOf(key)
       const [current, history] = await Promise.all([
         db.query(
           `SELECT toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted,
                   toString(max(updated_at)) AS at, argMax(source, updated_at) AS source
-           FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32} GROUP BY purpose, channel ORDER BY purpose, channel`,
-          { key },
+           FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)} GROUP BY purpose, channel ORDER BY purpose, channel`,
+          { keys },
           z.object({ purpose: z.string(), channel: z.string(), granted: z.coerce.number(), at: z.string(), source: z.string() }),
         ),
         db.query(
           `SELECT toString(purpose) AS purpose, toString(channel) AS channel, granted, toString(customer_at) AS at, toString(received_at) AS received,
                   toString(source) AS source, notice_version, key_id, holder, category
-           FROM consent_history FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key = {key:UInt32}
+           FROM consent_history FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key IN {keys:Array(UInt32)}
            ORDER BY received_at DESC, customer_at DESC LIMIT {limit:UInt32}`,
-          { key, limit: opts.limit ?? 200 },
+          { keys, limit: opts.limit ?? 200 },
           z.object({ purpose: z.string(), channel: z.string(), granted: z.coerce.number(), at: z.string(), received: z.string(), source: z.string(), notice_version: z.string(), key_id: z.string(), holder: z.string(), category: z.string() }),
         ),
       ])

@@ -30,11 +30,54 @@ export function resolvedEventsSql(columns: readonly string[], where = '1', opts:
   )`
   if (!merges) return `(SELECT base_key AS customer_key, ${list} FROM ${union} AS r)`
   return `(
-  SELECT if(mg.into_key != 0, mg.into_key, r.base_key) AS customer_key, ${cols.map((c) => `r.${c} AS ${c}`).join(', ')}
+  SELECT ${survivorSql('r.base_key', 'mg')} AS customer_key, ${cols.map((c) => `r.${c} AS ${c}`).join(', ')}
   FROM ${union} AS r
-  LEFT ANY JOIN (
-    SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
-    WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1
-  ) AS mg ON mg.from_key = r.base_key
+  LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = r.base_key
 )`
+}
+
+/**
+ * The tenant's standing merges, one row per key merged away: `from_key` and `into_key`, the
+ * customer it now belongs to. A merge stands while its latest row is active; routes are kept
+ * flat (ingest/identity.merges.ts), so `into_key` is never merged away itself and one step
+ * resolves any key. A tenant has few merges: joined to large tables with LEFT ANY JOIN, this is
+ * the small side. Binds `{tenant:UInt16}` once.
+ */
+export const STANDING_MERGES_SQL = `(SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
+    WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1)`
+
+/**
+ * The surviving customer of `key` (an SQL column), given `alias`, STANDING_MERGES_SQL joined with
+ * LEFT ANY JOIN on `alias.from_key = key`: a key missed by the join reads into_key 0, and keeps
+ * its own key.
+ */
+export const survivorSql = (key: string, alias: string): string => `if(${alias}.into_key != 0, ${alias}.into_key, ${key})`
+
+/**
+ * The standing merges as one row of two parallel arrays, `froms` and `intos`, to resolve bitmaps
+ * with `survivorsBitmapSql` (CROSS JOIN it: always exactly one row, empty arrays when none).
+ */
+export const MERGE_ARRAYS_SQL = `(SELECT groupArray(from_key) AS froms, groupArray(into_key) AS intos FROM ${STANDING_MERGES_SQL})`
+
+/**
+ * Bitmap `x` (AggregateFunction(groupBitmap, UInt32); named, as it is read twice) with every key
+ * merged away replaced by its survivor: (x AND NOT froms) OR survivors(x AND froms), so a person
+ * is one key. `m` is the alias of a MERGE_ARRAYS_SQL row. The survivor may be a deleted customer:
+ * callers that need live customers intersect with them afterwards.
+ */
+export function survivorsBitmapSql(x: string, m: string): string {
+  const froms = `bitmapBuild(${m}.froms)`
+  return `bitmapOr(bitmapAndnot(${x}, ${froms}), bitmapBuild(arrayMap(k -> ${m}.intos[indexOf(${m}.froms, k)], bitmapToArray(bitmapAnd(${x}, ${froms})))))`
+}
+
+/**
+ * Rows of a tenant table of customer data (`consents`, `loan_schedules`, `push_targets` ...) with
+ * `customer_key` read as the surviving customer's, so that grouping by it puts a merged person's
+ * rows together. `columns` are names from code; `where` reads the table as `x`. Binds
+ * `{tenant:UInt16}` twice.
+ */
+export function survivorRowsSql(table: string, columns: readonly string[], where: string, opts: { final?: boolean } = {}): string {
+  return `(SELECT ${survivorSql('x.customer_key', 'mg')} AS customer_key, ${columns.map((c) => `x.${c} AS ${c}`).join(', ')}
+    FROM ${table} AS x${opts.final ? ' FINAL' : ''} LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = x.customer_key
+    WHERE x.tenant_id = {tenant:UInt16} AND (${where}))`
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
+import { STANDING_MERGES_SQL, survivorRowsSql, survivorSql } from '../core/identity.sql.js'
 import { chEpoch } from '../core/time.js'
 
 /**
@@ -12,6 +13,12 @@ import { chEpoch } from '../core/time.js'
  * recorded in this process are applied at once (`apply`), and `refresh` re-reads the current
  * state of the pairs the history received since the last read, which brings in what other
  * processes recorded; its interval bounds their delay.
+ *
+ * A customer merged into another is one person: the decision for a pair is the latest under any
+ * of the survivor's keys, and it is held for each of those keys (targets made before the merge
+ * may name either). A merge or its undo changes whose decisions count together, though no
+ * consent changed: the refresh also reads the merges written since, and reads the whole current
+ * state of the customers they concern again.
  */
 
 export interface ConsentNoticeLike {
@@ -45,9 +52,21 @@ const CHANNEL: Record<string, number> = { push: 1, sms: 2, in_app: 3, all: 4 }
 const pack = (key: number, p: number, c: number) => key * 64 + p * 8 + c
 
 const row = z.object({ customer_key: z.coerce.number(), purpose: z.string(), channel: z.string(), granted: z.coerce.number() })
+const mergeRow = z.object({ from_key: z.coerce.number(), survivor: z.coerce.number(), standing: z.coerce.number(), changed: z.array(z.coerce.number()) })
+
+// The keys whose pairs are read again: those with a consent change received since {since}, and
+// those of a merge (or undo) written since, each with every key of its survivor now.
+const CHANGED = `(SELECT customer_key AS k FROM consent_history WHERE tenant_id = {tenant:UInt16} AND received_at >= {since:DateTime64(3, 'UTC')}
+    UNION ALL SELECT arrayJoin([from_key, into_key]) AS k FROM customer_merges WHERE tenant_id = {tenant:UInt16} AND updated_at >= {since:DateTime64(3, 'UTC')})`
+const SURVIVORS = `(SELECT ${survivorSql('ch.k', 'sm')} AS k FROM ${CHANGED} AS ch LEFT ANY JOIN ${STANDING_MERGES_SQL} AS sm ON sm.from_key = ch.k)`
+const GROUP_KEYS = `(SELECT arrayJoin(arrayPushFront(gm.froms, sv.k)) FROM ${SURVIVORS} AS sv
+    LEFT ANY JOIN (SELECT into_key, groupArray(from_key) AS froms FROM ${STANDING_MERGES_SQL} GROUP BY into_key) AS gm ON gm.into_key = sv.k)`
 
 interface TenantIndex {
   keys: Set<number>
+  /** Standing merges as of the last read: key merged away → survivor, and survivor → keys merged into it. */
+  into: Map<number, number>
+  members: Map<number, number[]>
   loaded: boolean
   /** Received time (ms) from which the next refresh reads the history. */
   since: number
@@ -64,38 +83,81 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
   const tenants = new Map<number, TenantIndex>()
   const of = (t: number) => {
     let x = tenants.get(t)
-    if (!x) tenants.set(t, (x = { keys: new Set(), loaded: false, since: 0, checkedAt: 0, inflight: undefined, touched: undefined }))
+    if (!x) tenants.set(t, (x = { keys: new Set(), into: new Map(), members: new Map(), loaded: false, since: 0, checkedAt: 0, inflight: undefined, touched: undefined }))
     return x
   }
 
+  /** Every key of the person `key` belongs to: its survivor and the keys merged into that. */
+  function groupOf(x: Pick<TenantIndex, 'into' | 'members'>, key: number): number[] {
+    const s = x.into.get(key) ?? key
+    return [s, ...(x.members.get(s) ?? [])]
+  }
+
+  /** A decision for the person of `n.customerKey`, held for each of its keys. */
   function set(x: TenantIndex, n: ConsentNoticeLike, fromRead = false): void {
     const p = PURPOSE[n.purpose]
     const c = CHANNEL[n.channel]
     if (!p || !c) return
-    const k = pack(n.customerKey, p, c)
-    if (fromRead && x.touched?.has(k)) return
-    if (!fromRead) x.touched?.add(k)
-    if (n.granted) x.keys.delete(k)
-    else x.keys.add(k)
+    for (const key of groupOf(x, n.customerKey)) {
+      const k = pack(key, p, c)
+      if (fromRead && x.touched?.has(k)) continue
+      if (!fromRead) x.touched?.add(k)
+      if (n.granted) x.keys.delete(k)
+      else x.keys.add(k)
+    }
+  }
+
+  /** Forgets what is held for a key (its pairs are read again), except pairs applied during the read. */
+  function clear(x: TenantIndex, key: number): void {
+    for (const p of Object.values(PURPOSE)) {
+      for (const c of Object.values(CHANNEL)) {
+        const k = pack(key, p, c)
+        if (!x.touched?.has(k)) x.keys.delete(k)
+      }
+    }
   }
 
   async function read(tenantId: number, x: TenantIndex, now: number): Promise<void> {
     const first = !x.loaded
     const since = first ? now - deps.windowMs : x.since
     x.touched = new Set()
-    // The current state (newest by the customer's time) of the pairs that changed: one small
-    // grouped read of `consents` keyed by what the history received.
-    const rows = await deps.db.forTenant(tenantId).query(
-      `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted
-       FROM consents FINAL
-       WHERE tenant_id = {tenant:UInt16} AND purpose IN ('security', 'service', 'marketing', 'personalization')
-         AND (${first ? `updated_at >= {since:DateTime64(3, 'UTC')} OR ` : ''}(customer_key, purpose, channel) IN (
-           SELECT customer_key, purpose, channel FROM consent_history
-           WHERE tenant_id = {tenant:UInt16} AND received_at >= {since:DateTime64(3, 'UTC')}))
-       GROUP BY customer_key, purpose, channel`,
-      { since: chEpoch(since) },
-      row,
-    )
+    const db = deps.db.forTenant(tenantId)
+    // The current state (newest by the customer's time, over the survivor's keys) of the
+    // customers that changed: one small grouped read of `consents` keyed by what the history
+    // received and the merges written, and the tenant's merges (few).
+    const [rows, merges] = await Promise.all([
+      db.query(
+        `SELECT customer_key, toString(purpose) AS purpose, toString(channel) AS channel, argMax(granted, updated_at) AS granted
+         FROM ${survivorRowsSql(
+           'consents',
+           ['purpose', 'channel', 'granted', 'updated_at'],
+           `x.purpose IN ('security', 'service', 'marketing', 'personalization')
+             AND (${first ? `x.updated_at >= {since:DateTime64(3, 'UTC')} OR ` : ''}x.customer_key IN ${GROUP_KEYS})`,
+           { final: true },
+         )}
+         GROUP BY customer_key, purpose, channel`,
+        { since: chEpoch(since) },
+        row,
+      ),
+      db.query(
+        `SELECT from_key, argMax(into_key, updated_at) AS survivor, argMax(active, updated_at) AS standing,
+                groupArrayIf(into_key, updated_at >= {since:DateTime64(3, 'UTC')}) AS changed
+         FROM customer_merges WHERE tenant_id = {tenant:UInt16} GROUP BY from_key`,
+        { since: chEpoch(since) },
+        mergeRow,
+      ),
+    ])
+    const was = { into: x.into, members: x.members }
+    x.into = new Map(merges.filter((m) => m.standing === 1).map((m) => [m.from_key, m.survivor]))
+    x.members = new Map()
+    for (const [from, into] of x.into) x.members.set(into, [...(x.members.get(into) ?? []), from])
+    // Whose decisions count together changed for the keys of a merge written since: what is held
+    // for each of them, as one person before and after, is read again whole.
+    if (!first) {
+      for (const m of merges.filter((m) => m.changed.length)) {
+        for (const k of [m.from_key, ...m.changed]) for (const key of [...groupOf(was, k), ...groupOf(x, k)]) clear(x, key)
+      }
+    }
     for (const r of rows) set(x, { customerKey: r.customer_key, purpose: r.purpose, channel: r.channel, granted: r.granted === 1 }, true)
     x.touched = undefined
     x.loaded = true

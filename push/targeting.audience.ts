@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { MERGE_ARRAYS_SQL, survivorRowsSql, survivorsBitmapSql } from '../core/identity.sql.js'
 import { addDays, chDateTime, daysBetween } from '../core/time.js'
 import { compileSegment } from '../segments/segment.compile.js'
 import type { SegmentRepository } from '../segments/segment.repository.js'
@@ -37,8 +38,18 @@ export interface AudienceContext {
 
 const buildRow = z.object({ build: z.coerce.string(), version: z.coerce.number() })
 
-/** SQL of one row with `seg`, the audience bitmap (AggregateFunction(groupBitmap, UInt32)). */
+/**
+ * SQL of one row with `seg`, the audience bitmap (AggregateFunction(groupBitmap, UInt32)), in
+ * which a customer merged into another is its survivor: a key merged away is never a target, and
+ * a materialized build made before a merge (or its undo) is read as the merges stand now.
+ */
 export async function audienceBitmap(a: Audience, ctx: AudienceContext, b: ParamBinder): Promise<string> {
+  const seg = await keysBitmap(a, ctx, b)
+  return `SELECT ${survivorsBitmapSql('au.seg', 'mg')} AS seg FROM (${seg}) AS au CROSS JOIN ${MERGE_ARRAYS_SQL} AS mg`
+}
+
+/** The audience's bitmap by the keys its source holds. */
+async function keysBitmap(a: Audience, ctx: AudienceContext, b: ParamBinder): Promise<string> {
   if (a.all) return `SELECT groupBitmapState(customer_key) AS seg FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0`
   const tenantId = ctx.db.tenantId
   let rule = a.rule
@@ -76,16 +87,20 @@ export function dateTriggerSql(t: DateTrigger, today: string, b: ParamBinder): s
   switch (t.on) {
     case 'birthday': {
       // The birthday of 29 February falls on 1 March in other years, as the age features say.
+      // A key merged away holds here, but never in the audience bitmap: the survivor's own
+      // birth date decides.
       const birth = 'assumeNotNull(birth_date)'
       const d = day(0)
       return `SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0 AND birth_date IS NOT NULL
         AND addDays(makeDate32(toYear(${d}), toMonth(${birth}), 1), toDayOfMonth(${birth}) - 1) = ${d}`
     }
+    // Installments and bills of a customer merged into another remind the survivor: the next
+    // one due is the earliest of either key's.
     case 'loan_due':
-      return `SELECT customer_key FROM loan_schedules FINAL WHERE tenant_id = {tenant:UInt16} AND status != 'paid' AND due_date >= ${day(0)}
+      return `SELECT customer_key FROM ${survivorRowsSql('loan_schedules', ['due_date'], `x.status != 'paid' AND x.due_date >= ${day(0)}`, { final: true })}
         GROUP BY customer_key HAVING min(due_date) = ${day(t.daysBefore)}`
     case 'bill_due':
-      return `SELECT customer_key FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND status = 'unpaid' AND due_date >= ${day(0)}
+      return `SELECT customer_key FROM ${survivorRowsSql('bills', ['due_date'], `x.status = 'unpaid' AND x.due_date >= ${day(0)}`, { final: true })}
         GROUP BY customer_key HAVING min(due_date) = ${day(t.daysBefore)}`
     case 'tag_date':
       // Date tags keep days since 1970 in `num`.

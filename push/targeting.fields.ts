@@ -1,4 +1,5 @@
 import { AppError } from '../core/errors.js'
+import { survivorRowsSql } from '../core/identity.sql.js'
 import type { ParamBinder } from '../core/params.js'
 import { TAG_FIELD } from './template.js'
 
@@ -25,11 +26,12 @@ const BILLERS_ZH = ['电费', '水费', '燃气费', '通信费', '有线电视�
 const BILLERS_EN = ['electricity', 'water', 'gas', 'telecom', 'cable TV', 'social insurance', 'medical insurance', 'property management']
 
 // The next unpaid installment or bill due today or later; amounts as text with two decimals.
+// Those of a customer merged into another are the survivor's (the only key targeted).
 const LOAN_SOURCE = `SELECT customer_key, min(due_date) AS next_due, toDecimalString(argMin(amount_due - amount_paid, due_date), 2) AS next_amount, toUInt8(1) AS present
-  FROM loan_schedules FINAL WHERE tenant_id = {tenant:UInt16} AND status != 'paid' AND due_date >= {today:Date} GROUP BY customer_key`
+  FROM ${survivorRowsSql('loan_schedules', ['due_date', 'amount_due', 'amount_paid'], `x.status != 'paid' AND x.due_date >= {today:Date}`, { final: true })} GROUP BY customer_key`
 const BILL_SOURCE = `SELECT customer_key, min(due_date) AS next_due, toDecimalString(argMin(amount, due_date), 2) AS next_amount,
     argMin(toString(biller), due_date) AS next_biller, toUInt8(1) AS present
-  FROM bills FINAL WHERE tenant_id = {tenant:UInt16} AND status = 'unpaid' AND due_date >= {today:Date} GROUP BY customer_key`
+  FROM ${survivorRowsSql('bills', ['due_date', 'amount', 'biller'], `x.status = 'unpaid' AND x.due_date >= {today:Date}`, { final: true })} GROUP BY customer_key`
 
 export interface FieldPlan {
   /** LEFT JOIN clauses, each joining on `a.customer_key`. */

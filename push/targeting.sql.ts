@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { survivorRowsSql } from '../core/identity.sql.js'
 import { addDays, chDateTime } from '../core/time.js'
 import { inHoldout } from '../core/holdout.js'
 import type { ParamBinder } from '../core/params.js'
@@ -173,21 +174,24 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
   // by their characteristics (a segment or rule audience, a tag date, tag values in the text).
   // Such a message is suppressed for them rather than sent with the tag parts left out.
   const personalized = isPersonalized(c)
+  // Consents, sends and targets of a customer merged into another are the survivor's (the key
+  // targeted): its decision for a pair is the latest under any of its keys.
+  const consent = (pair: string) => `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known
+       FROM ${survivorRowsSql('consents', ['granted', 'updated_at'], pair, { final: true })} GROUP BY customer_key)`
   const joins = [
     `LEFT JOIN (SELECT customer_key, customer_no, language, name_masked, deleted FROM customers FINAL WHERE tenant_id = {tenant:UInt16}) AS c ON c.customer_key = a.customer_key`,
-    `LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
-       WHERE tenant_id = {tenant:UInt16} AND purpose = {purpose:String} AND channel = {channel:String} GROUP BY customer_key) AS cs ON cs.customer_key = a.customer_key`,
-    ...(personalized
-      ? [`LEFT JOIN (SELECT customer_key, argMax(granted, updated_at) AS granted, toUInt8(1) AS known FROM consents FINAL
-           WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' GROUP BY customer_key) AS pz ON pz.customer_key = a.customer_key`]
-      : []),
+    `${consent('x.purpose = {purpose:String} AND x.channel = {channel:String}')} AS cs ON cs.customer_key = a.customer_key`,
+    ...(personalized ? [`${consent(`x.purpose = 'personalization'`)} AS pz ON pz.customer_key = a.customer_key`] : []),
     // One budget across campaigns: what was released (queued) on the days a new target may spend.
     // Found by expiry, not by occurrence date: a target may go out long after its date (a once
     // campaign targeted late, a late event). A queued target expires after it is due, so one
     // sending on bfrom or later expires after a day before bfrom began in UTC.
-    `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM push_targets
-       WHERE tenant_id = {tenant:UInt16} AND expires_at > toDateTime64(subtractDays({bfrom:Date}, 1), 3, 'UTC') AND send_date BETWEEN {bfrom:Date} AND {bto:Date}
-         AND status = 'queued' AND purpose != 'security' GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
+    `LEFT JOIN (SELECT customer_key, groupArray(send_date) AS sent FROM ${survivorRowsSql(
+      'push_targets',
+      ['send_date'],
+      `x.expires_at > toDateTime64(subtractDays({bfrom:Date}, 1), 3, 'UTC') AND x.send_date BETWEEN {bfrom:Date} AND {bto:Date}
+         AND x.status = 'queued' AND x.purpose != 'security'`,
+    )} GROUP BY customer_key) AS bu ON bu.customer_key = a.customer_key`,
     ...(anyElder ? [ELDER_JOIN] : []),
     ...fields.joins,
   ]
@@ -211,8 +215,11 @@ export function targetingSql(s: TargetingSpec, b: ParamBinder): { sql: string; d
     FROM (${s.audience.sql}) AS a
     ${joins.join('\n    ')}
     WHERE c.deleted = 0 AND cust_no != ''
-      AND (a.customer_key, a.occ_date) NOT IN (SELECT customer_key, local_date FROM push_targets
-        WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND local_date BETWEEN {dfrom:Date} AND {dto:Date})`
+      AND (a.customer_key, a.occ_date) NOT IN (SELECT customer_key, local_date FROM ${survivorRowsSql(
+        'push_targets',
+        ['local_date'],
+        'x.campaign_id = {cid:String} AND x.local_date BETWEEN {dfrom:Date} AND {dto:Date}',
+      )})`
 
   // Quiet hours in the tenant's local time; [start, end) may wrap midnight. Security messages are
   // released inside them (flagged); the others wait for the end of the quiet period: its end on

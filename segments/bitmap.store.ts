@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
+import { STANDING_MERGES_SQL } from '../core/identity.sql.js'
 import type { Logger } from '../core/log.js'
 import { decodeClickHouseBitmap, type Bitmap, type Roaring } from './roaring.js'
 
@@ -9,10 +10,11 @@ import { decodeClickHouseBitmap, type Bitmap, type Roaring } from './roaring.js'
  * algebra in the process instead of a ClickHouse query that deserializes every bitmap again.
  *
  * Freshness: every `snapshot()` asks ClickHouse, in one small query, for the current build of
- * each tag it needs (tag_state) and for a signature of the customers table's active parts (any
- * insert, merge or deletion changes it). A build or signature not in memory is loaded; entries
- * of superseded builds are dropped. So a preview never answers from an old build, and a
- * deleted customer leaves the universe as soon as the deletion is written. The answer of that
+ * each tag it needs (tag_state) and for a signature of the active parts of the customers and
+ * customer_merges tables (any insert, merge or deletion changes it). A build or signature not in
+ * memory is loaded; entries of superseded builds are dropped. So a preview never answers from an
+ * old build, and a deleted customer, or one merged into another, leaves the universe as soon as
+ * the deletion or merge is written (and an undone merge brings it back). The answer of that
  * query is reused for `freshMs` (default 1 s): a marketer's live count, re-asked at every edit,
  * then costs no round trip at all, and is never more than that much behind a tag run.
  *
@@ -126,8 +128,8 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
          (SELECT groupArray((tag, toString(b))) FROM (
             SELECT tag, argMax(build, computed_at) AS b FROM tag_state
             WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} GROUP BY tag)) AS builds,
-         (SELECT concat(toString(count()), ':', toString(sum(cityHash64(name))))
-            FROM system.parts WHERE database = currentDatabase() AND table = 'customers' AND active) AS universe`,
+         (SELECT concat(toString(count()), ':', toString(sum(cityHash64(table, name))))
+            FROM system.parts WHERE database = currentDatabase() AND table IN ('customers', 'customer_merges') AND active) AS universe`,
       { tags: names },
       freshnessRow,
     )
@@ -137,10 +139,11 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
 
   const decode = (b64: string) => decodeClickHouseBitmap(roaring, Buffer.from(b64, 'base64'))
 
+  /** The live customers not merged into others (the segment compiler's universe). */
   async function loadUniverse(db: TenantDb): Promise<Bitmap> {
     const [row] = await db.query(
       `SELECT base64Encode(toString(groupBitmapState(customer_key))) AS keys
-       FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0`,
+       FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0 AND customer_key NOT IN (SELECT from_key FROM ${STANDING_MERGES_SQL})`,
       {},
       z.object({ keys: z.string() }),
     )

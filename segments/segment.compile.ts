@@ -1,5 +1,5 @@
 import { addDays, daysBetween, localDate } from '../core/time.js'
-import { resolvedEventsSql } from '../core/identity.sql.js'
+import { MERGE_ARRAYS_SQL, resolvedEventsSql, STANDING_MERGES_SQL, survivorSql, survivorsBitmapSql } from '../core/identity.sql.js'
 import { conditionError } from '../tags/tag.compile.js'
 import { attributeBitmapSql, attributePredicate, type AttributeLeaf } from './segment.attributes.js'
 import { measureConditionSql, measureValueSql, type Measure } from '../tags/tag.measures.js'
@@ -32,7 +32,9 @@ import {
  * by one pass over the resolved events (GROUP BY customer_key; countIf / sumIf / uniqExactIf /
  * windowFunnel per leaf) producing a bitmap per leaf. all / any / not are bitmapAnd / bitmapOr /
  * bitmapAndnot from the universe `u` (the tenant's customers, FINAL, not deleted); the result is
- * intersected with `u`. The query returns one row: `seg` and `universe` (groupBitmap states).
+ * intersected with `u`, then a customer merged into another is replaced by its survivor
+ * (core/identity.sql.ts). The query returns one row: `seg` and `universe` (groupBitmap states;
+ * the universe without the keys merged away).
  *
  * Reference path (`compileReference`): the same tree as a row predicate over customers LEFT
  * JOIN a pivot of tag_values (and the same per-customer event aggregates); returns `keys`, the
@@ -432,7 +434,11 @@ export function compileSegment(segment: Segment, o: Omit<CompileOptions, 'purpos
     return { sql: j >= 0 ? col : `bitmapAndnot(u, ${col})`, plan: { path, node: seq ? 'sequence' : 'event', strategy: 'event_scan', detail } }
   }
   const root = walk(segment.rule, 'rule')
-  const sql = `WITH ${withs.join(',\n  ')}\nSELECT bitmapAnd(${root.sql}, u) AS seg, u AS universe${from}`
+  // Keys are evaluated one by one, then each customer merged into another is replaced by its
+  // survivor: a person is one member, a member when either key holds; the universe is the
+  // customers not merged away. Every reader of a segment (builds, previews, push) gets this.
+  const sql = `SELECT bitmapAnd(${survivorsBitmapSql('k.seg', 'mg')}, universe) AS seg, bitmapAndnot(k.live, bitmapBuild(mg.froms)) AS universe
+FROM (WITH ${withs.join(',\n  ')}\nSELECT bitmapAnd(${root.sql}, u) AS seg, u AS live${from}) AS k CROSS JOIN ${MERGE_ARRAYS_SQL} AS mg`
   return {
     sql,
     params: b.params,
@@ -501,12 +507,15 @@ export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purp
     ? `LEFT JOIN (SELECT customer_key, ${pivot} FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN ${b.strs(names)} AND is_deleted = 0 GROUP BY customer_key) AS tv ON tv.customer_key = c.customer_key`
     : ''
   const ev = pass ? `LEFT JOIN (${pass.sql}) AS ev ON ev.customer_key = c.customer_key` : ''
-  const sql = `SELECT arraySort(groupArray(c.customer_key)) AS keys
+  // As the bitmap path: the survivors of the keys that hold, among the live customers not merged away.
+  const sql = `SELECT arraySort(groupUniqArray(${survivorSql('c.customer_key', 'mg')})) AS keys
   FROM (SELECT customer_key, gender, birth_date, region_code, branch_code, occupation, language, elder_mode
         FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
   ${tv}
   ${ev}
+  LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = c.customer_key
   WHERE ${pred(segment.rule)}
+    AND ${survivorSql('c.customer_key', 'mg')} IN (SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0)
   SETTINGS join_use_nulls = 0`
   return { sql, params: b.params }
 }

@@ -15,7 +15,10 @@ import { parseSegment } from './segment.schema.js'
  *
  * The bitmap never goes through JS: the compiled segment query feeds `INSERT INTO
  * segment_members ... SELECT`; entries and exits are `bitmapAndnot` of the new and the previous
- * build, unrolled server-side with arrayJoin(bitmapToArray).
+ * build, unrolled server-side with arrayJoin(bitmapToArray). Members are people: the compiled
+ * query puts each customer merged into another as its survivor (segment.compile.ts), as the
+ * merges stand when the build is made, so a merge shows as the key merged away leaving (and the
+ * survivor entering, if it was not a member), and its undo as the reverse, at the next build.
  *
  * The segment_runs row is written last and marks a build as complete. Only complete builds
  * count: the previous build a new one is compared with, the current build members, exports and

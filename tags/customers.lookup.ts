@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
+import { STANDING_MERGES_SQL } from '../core/identity.sql.js'
 import { ageSql } from './tag.features.js'
 
 /**
@@ -15,9 +16,7 @@ export async function customerKeyOf(db: Db, tenantId: number, customerNo: string
        SELECT argMax(customer_key, updated_at) AS k FROM identities
        WHERE tenant_id = {tenant:UInt16} AND id_kind IN ('customer_no', 'user_id') AND id_value = {id:String}
        GROUP BY id_kind ORDER BY id_kind LIMIT 1) AS i
-     LEFT JOIN (
-       SELECT from_key, argMax(into_key, updated_at) AS into_key FROM customer_merges
-       WHERE tenant_id = {tenant:UInt16} GROUP BY from_key HAVING argMax(active, updated_at) = 1) AS m ON m.from_key = i.k`,
+     LEFT JOIN ${STANDING_MERGES_SQL} AS m ON m.from_key = i.k`,
     { id: customerNo },
     z.object({ key: z.coerce.number() }),
   )
