@@ -6,13 +6,14 @@ import type { Metrics } from '../core/metrics.js'
 import { chDateTime, daysBetween, localDate } from '../core/time.js'
 import type { TenantService } from '../tenants/tenants.service.js'
 import { newRunId } from '../core/run-id.js'
+import { holdLease } from './pipeline.lease.js'
 import { createRunStore, leaseOwner, type RunRecord, type RunStore } from './pipeline.runs.js'
 
 /**
  * Runs pipelines: on demand (API, CLI) and on their cron schedules. Each run holds a lease on
- * (tenant, pipeline) so overlapping runs never double-run, records every state change in
- * pipeline_runs, and is retried with exponential backoff; runs are idempotent, so a retry after a
- * failure half-way converges on the same values.
+ * (tenant, pipeline), renewed while it runs (pipeline.lease.ts), so overlapping runs never
+ * double-run, records every state change in pipeline_runs, and is retried with exponential
+ * backoff; runs are idempotent, so a retry after a failure half-way converges on the same values.
  *
  * The runner knows no pipeline's work: each capability registers its own (tags/tag.job.ts,
  * segments/segment.job.ts, recommend/recommend.module.ts, push/push.wiring.ts), with what it
@@ -42,6 +43,7 @@ export interface RunOptions {
 export interface RunnerOptions {
   retries: number
   retryBaseMs: number
+  /** How long a lease outlives a process that died; a running process renews it (pipeline.lease.ts). */
   leaseMs: number
 }
 
@@ -67,6 +69,12 @@ export interface JobInput {
   asOf: Date
   runId: string
   options: RunOptions
+  /**
+   * Aborted when the run's lease was found taken by another holder: the work stops at its next
+   * step (`signal.throwIfAborted()`), so two runs of the pipeline do not write beside each other
+   * for long. Whatever the work does, such a run is recorded failed, not done.
+   */
+  signal: AbortSignal
 }
 
 /**
@@ -111,6 +119,9 @@ export function createPipelineRunner(deps: {
   options: RunnerOptions
 }): PipelineRunner {
   const store = createRunStore({ db: deps.db })
+  // Leases on the request lane: a renewal queued on the pipeline lane behind the run's own
+  // minute-long statement would come too late.
+  const leases = createRunStore({ db: deps.db.lane('request') })
   const log = deps.log
   const active = new Map<string, Promise<RunRecord>>()
   // Follow-ups asked for while a run of their pipeline was in progress: one more run when it ends.
@@ -131,6 +142,7 @@ export function createPipelineRunner(deps: {
   const failedTags = deps.metrics.counter('qianmian_tag_failures_total', 'Tags whose computation failed in a tag run (the run completed the others)', ['tenant'])
   const failedSegments = deps.metrics.counter('qianmian_segment_failures_total', 'Segments whose materialization failed in a segments run (the run completed the others)', ['tenant'])
   const failedParts: Partial<Record<PipelineName, typeof failedTags>> = { tags: failedTags, segments: failedSegments }
+  const leasesLost = deps.metrics.counter('qianmian_pipeline_leases_lost_total', 'Runs that found their lease taken by another holder while in progress (stopped, recorded failed)', ['pipeline'])
 
   async function execute(o: RunOptions, runId: string): Promise<RunRecord> {
     const pipeline = o.pipeline ?? 'tags'
@@ -141,19 +153,23 @@ export function createPipelineRunner(deps: {
       startedAt, finishedAt: null, asOf: chDateTime(o.asOf ?? new Date()), watermark: startedAt, rows: 0, details: {}, error: '',
     }
     const owner = leaseOwner()
-    if (!(await store.lease(o.tenantId, pipeline, owner, deps.options.leaseMs))) {
+    if (!(await leases.lease(o.tenantId, pipeline, owner, deps.options.leaseMs))) {
       const skipped = { ...base, status: 'skipped' as const, finishedAt: chDateTime(new Date()), error: 'another process holds the lease' }
       await store.record(o.tenantId, skipped)
       return skipped
     }
     const timer = duration.startTimer({ pipeline })
+    const lease = holdLease({ store: leases, log, tenantId: o.tenantId, pipeline, owner, ttlMs: deps.options.leaseMs, onLost: () => leasesLost.inc({ pipeline }) })
     let outcome = 'failed'
     try {
       for (let attempt = 1; ; attempt++) {
         const rec = { ...base, attempt }
         await store.record(o.tenantId, rec)
         try {
-          const { failures = [], ...out } = await runJob(pipeline, o, runId, tenant.timeZone)
+          // A lost lease is a CONFLICT: final, not retried (the other holder runs it).
+          lease.signal.throwIfAborted()
+          const { failures = [], ...out } = await runJob(pipeline, o, runId, tenant.timeZone, lease.signal)
+          lease.signal.throwIfAborted()
           // A run that completed all but some parts is partial: what follows it still runs.
           const error = failures.map((f) => `${f.name}: ${f.error}`).join('; ')
           const done: RunRecord = { ...rec, ...out, status: failures.length ? 'partial' : 'succeeded', finishedAt: chDateTime(new Date()), error }
@@ -171,8 +187,10 @@ export function createPipelineRunner(deps: {
           if (startsChain || o.trigger === 'after-tags') follow(o.tenantId, pipeline)
           return done
         } catch (err) {
-          const message = errText(err)
-          const final = attempt > deps.options.retries || (isAppError(err) && err.status < 500) || stopped
+          // Whatever the work threw once its lease was lost, the loss is why it ended.
+          const lost = lease.signal.aborted
+          const message = errText(lost ? lease.signal.reason : err)
+          const final = lost || attempt > deps.options.retries || (isAppError(err) && err.status < 500) || stopped
           const failed: RunRecord = { ...rec, status: 'failed', finishedAt: chDateTime(new Date()), error: message }
           await store.record(o.tenantId, failed).catch(() => {})
           log.warn({ tenant: o.tenantId, pipeline, runId, attempt, err: message }, final ? 'pipeline run failed' : 'pipeline run failed; retrying')
@@ -191,14 +209,15 @@ export function createPipelineRunner(deps: {
         log.info({ tenant: o.tenantId, pipeline, runId }, `another process asked for a ${pipeline} run after this one began: one more follows`)
         pending.add(runKey(o.tenantId, pipeline))
       }
-      await store.release(o.tenantId, pipeline, owner).catch((err: unknown) => log.warn({ err }, 'lease release failed'))
+      await lease.stop()
+      await leases.release(o.tenantId, pipeline, owner).catch((err: unknown) => log.warn({ err }, 'lease release failed'))
     }
   }
 
-  async function runJob(pipeline: PipelineName, o: RunOptions, runId: string, timeZone: string): Promise<Awaited<ReturnType<PipelineJob>> & Pick<RunRecord, 'mode' | 'watermark'>> {
+  async function runJob(pipeline: PipelineName, o: RunOptions, runId: string, timeZone: string, signal: AbortSignal): Promise<Awaited<ReturnType<PipelineJob>> & Pick<RunRecord, 'mode' | 'watermark'>> {
     const registered = jobs.get(pipeline)
     if (!registered) throw new AppError('VALIDATION_FAILED', `The ${pipeline} pipeline is not available in this process.`, { issues: [{ field: 'pipeline', message: 'not available' }] })
-    const r = await registered.job({ tenantId: o.tenantId, timeZone, asOf: o.asOf ?? new Date(), runId, options: o })
+    const r = await registered.job({ tenantId: o.tenantId, timeZone, asOf: o.asOf ?? new Date(), runId, options: o, signal })
     return { ...r, mode: r.mode ?? 'full', watermark: r.watermark ?? chDateTime(new Date()) }
   }
 

@@ -140,6 +140,24 @@ export function createRunStore(deps: { db: Db }) {
       if (winner?.owner !== owner) await this.release(tenantId, pipeline, owner)
       return winner?.owner === owner
     },
+    /**
+     * Extends a held lease by `ttlMs` from now: a claim of the same owner, so the earliest
+     * unexpired claim is still this owner's. True only when it was held without a break: the
+     * owner's claim is the earliest and an older claim of its own had not expired yet (a lease
+     * that lapsed, even if nobody holds it now, may have let another run start and end). Leaves
+     * its claim in place either way; `release` removes the owner's claims.
+     */
+    async renew(tenantId: number, pipeline: string, owner: string, ttlMs: number): Promise<boolean> {
+      const db = tdb(tenantId)
+      await db.insert('pipeline_locks', [{ pipeline, owner, expires_at: chDateTime(Date.now() + ttlMs) }])
+      const [held] = await db.query(
+        `SELECT argMin(owner, claimed_at) AS winner, countIf(owner = {owner:String}) AS mine FROM pipeline_locks
+         WHERE tenant_id = {tenant:UInt16} AND pipeline = {pipeline:String} AND expires_at > now64(3)`,
+        { pipeline, owner },
+        z.object({ winner: z.string(), mine: z.coerce.number() }),
+      )
+      return held?.winner === owner && held.mine >= 2
+    },
     async release(tenantId: number, pipeline: string, owner: string): Promise<void> {
       await tdb(tenantId).command(
         `DELETE FROM pipeline_locks WHERE tenant_id = {tenant:UInt16} AND pipeline = {pipeline:String} AND owner = {owner:String}`,
