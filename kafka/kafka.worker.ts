@@ -77,6 +77,16 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
   for (const ev of [consumer.events.GROUP_JOIN, consumer.events.REBALANCING, consumer.events.CRASH] as const) {
     consumer.on(ev, (e) => log.info({ event: e.type, payload: e.payload }, 'consumer group event'))
   }
+  // Every join of the group is a new assignment of every partition: between this member's
+  // generations another may have held it and been killed between its insert and the dedup index,
+  // however much of the partition was committed here before. Forgetting the trackers makes each
+  // partition's next batch start a new one, checked against the events. kafkajs rejoins only once
+  // the batches in flight have ended and emits this before it fetches again, so no batch of the
+  // new assignment has begun.
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    trackers.clear()
+    verifyBytes.clear()
+  })
 
   /** Pauses the partition and reads it again from `from` after the backoff delay. */
   function holdBack(topic: string, partition: number, from: string, err: unknown) {
@@ -100,8 +110,8 @@ export async function startKafkaWorker(deps: { kafka: Kafka; cfg: KafkaConfig; w
     partitionsConsumedConcurrently: Math.min(cfg.partitions, 8),
     eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
       if (!batch.messages.length) return
-      // A new assignment (or a redelivery after a held-back batch) starts a new tracker: offsets
-      // before it were committed.
+      // A new assignment (a join of the group forgets the trackers), or a redelivery after a
+      // held-back batch, starts a new tracker: offsets before it were committed.
       let tracker = trackers.get(batch.partition)
       const first = batch.messages[0]!.offset
       if (!tracker || tracker.outstanding > 0) {
