@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
+import { STANDING_MERGES_SQL, survivorSql } from '../core/identity.sql.js'
 import type { Logger } from '../core/log.js'
 import { daySchema, daysBetween } from '../core/time.js'
 import type { BitmapStore } from '../segments/bitmap.store.js'
@@ -168,8 +169,11 @@ export function lookupCustomer(index: CustomerIndex, hash: bigint): number | und
 async function loadIndex(db: TenantDb): Promise<CustomerIndex> {
   const t = await arrowQuery(
     db,
-    `SELECT reinterpretAsUInt64(substring(MD5(customer_no), 1, 8)) AS h, customer_key AS k FROM customers FINAL
-     WHERE tenant_id = {tenant:UInt16} AND deleted = 0 ORDER BY h`,
+    // A number merged into another customer is served as its survivor (as the merges stand at the load).
+    `SELECT reinterpretAsUInt64(substring(MD5(c.customer_no), 1, 8)) AS h, ${survivorSql('c.customer_key', 'mg')} AS k
+     FROM (SELECT customer_no, customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
+     LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = c.customer_key
+     ORDER BY h`,
     {},
   )
   const n = t.numRows

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache'
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
-import { STANDING_MERGES_SQL } from '../core/identity.sql.js'
+import { MERGE_ARRAYS_SQL } from '../core/identity.sql.js'
 import type { Logger } from '../core/log.js'
 import { decodeClickHouseBitmap, type Bitmap, type Roaring } from './roaring.js'
 
@@ -47,7 +47,15 @@ export interface EdgeBucket {
 }
 
 export interface Snapshot {
+  /** The live customers not merged into others: who a segment may hold. */
   universe: Bitmap
+  /**
+   * Every live customer, merged away or not: where a condition is evaluated, since tag bitmaps
+   * hold the keys tags were computed for. A result is then put by survivors (segment.memory.ts).
+   */
+  live: Bitmap
+  /** The customers merged into others (`keys`), and the survivor of each. */
+  merged: { keys: Bitmap; into: ReadonlyMap<number, number> }
   /** Missing when the tag was never computed (every leaf over it is then empty). */
   tags: Map<string, TagBitmaps>
   edge(tag: TagBitmaps, lo: number, hi: number): Promise<EdgeBucket>
@@ -72,17 +80,20 @@ export interface BitmapStore {
   forgetCustomers(tenantId: number): void
 }
 
-type Entry = TagBitmaps | Bitmap | EdgeBucket
+type Universe = Pick<Snapshot, 'universe' | 'live' | 'merged'>
+type Entry = TagBitmaps | Bitmap | EdgeBucket | Universe
 
 const freshnessRow = z.object({
   builds: z.array(z.tuple([z.string(), z.string()])),
   universe: z.string(),
 })
 const bitmapRow = z.object({ value: z.string(), lo: z.number(), hi: z.number(), keys: z.string() })
+const universeRow = z.object({ live: z.string(), froms: z.array(z.coerce.number()), intos: z.array(z.coerce.number()) })
 const edgeRow = z.object({ k: z.array(z.number()), n: z.array(z.number()) })
 
 function entrySize(e: Entry): number {
   if ('nums' in e) return e.keys.byteLength + e.nums.byteLength + 64
+  if ('live' in e) return e.live.getSerializationSizeInBytes('croaring') + e.universe.getSerializationSizeInBytes('croaring') + e.merged.keys.getSerializationSizeInBytes('croaring') + 16 * e.merged.into.size + 64
   if ('star' in e) {
     let n = e.star.getSerializationSizeInBytes('croaring')
     for (const b of e.values.values()) n += b.getSerializationSizeInBytes('croaring')
@@ -139,15 +150,20 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
 
   const decode = (b64: string) => decodeClickHouseBitmap(roaring, Buffer.from(b64, 'base64'))
 
-  /** The live customers not merged into others (the segment compiler's universe). */
-  async function loadUniverse(db: TenantDb): Promise<Bitmap> {
+  /** The live customers, the standing merges, and the segment compiler's universe: the live customers not merged away. */
+  async function loadUniverse(db: TenantDb): Promise<Universe> {
     const [row] = await db.query(
-      `SELECT base64Encode(toString(groupBitmapState(customer_key))) AS keys
-       FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0 AND customer_key NOT IN (SELECT from_key FROM ${STANDING_MERGES_SQL})`,
+      `SELECT base64Encode(toString(c.live)) AS live, mg.froms AS froms, mg.intos AS intos
+       FROM (SELECT groupBitmapState(customer_key) AS live FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
+       CROSS JOIN ${MERGE_ARRAYS_SQL} AS mg`,
       {},
-      z.object({ keys: z.string() }),
+      universeRow,
     )
-    return decode(row?.keys ?? '')
+    const live = decode(row?.live ?? '')
+    const froms = row?.froms ?? []
+    const keys = roaring.create(Uint32Array.from(froms).sort())
+    const into = new Map(froms.map((k, i) => [k, row!.intos[i]!]))
+    return { live, universe: live.clone().andNotInPlace(keys), merged: { keys, into } }
   }
 
   async function loadTag(db: TenantDb, tag: string, build: string): Promise<TagBitmaps> {
@@ -207,7 +223,7 @@ export function createBitmapStore(deps: { roaring: Roaring; maxBytes: number; lo
       const [universe, ...loaded] = await Promise.all([universeP, ...tagPs])
       replace(`${tenant}:universe`, uKey)
       return {
-        universe: universe as Bitmap,
+        ...(universe as Universe),
         tags: new Map((loaded as TagBitmaps[]).map((t) => [t.tag, t])),
         roaring,
         edge: (t, lo, hi) => load(`${tenant}:edge:${t.tag}:${t.build}:${lo}:${hi}`, () => loadEdge(db, t, lo, hi)),

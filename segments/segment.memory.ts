@@ -8,8 +8,9 @@ import type { Bitmap } from './roaring.js'
  * A tag-only segment evaluated on in-memory bitmaps with the bitmap path's semantics (see
  * segment.compile.ts): labels OR their value bitmaps; numbers OR the exact values and buckets
  * wholly inside the range and check the customers of edge buckets one by one; a window count
- * or sum's absence is 0; `ne`, `not_in`, `not_exists` and `not` complement within the universe;
- * the result is intersected with the universe. Cached bitmaps are never modified: every
+ * or sum's absence is 0; `ne`, `not_in`, `not_exists` and `not` complement within the live
+ * customers; the result is put by survivors (a key merged into another counts for the customer it
+ * belongs to now) and intersected with the universe. Cached bitmaps are never modified: every
  * in-place operation works on a clone or on a bitmap built here.
  */
 
@@ -77,7 +78,7 @@ async function leafBitmap(c: CheckedTagLeaf, s: Snapshot): Promise<Bitmap> {
   const t = s.tags.get(c.leaf.tag)
   const empty = s.roaring.create()
   const star = t?.star ?? empty
-  const complement = (x: Bitmap) => s.universe.clone().andNotInPlace(x)
+  const complement = (x: Bitmap) => s.live.clone().andNotInPlace(x)
   const op = c.leaf.op
   if (op === 'exists') return star.clone()
   if (op === 'not_exists') return complement(star)
@@ -87,7 +88,7 @@ async function leafBitmap(c: CheckedTagLeaf, s: Snapshot): Promise<Bitmap> {
     // Stored only when true: true is the * bitmap, false its complement.
     const wantTrue = (c.values as boolean[]).includes(true)
     const wantFalse = (c.values as boolean[]).includes(false)
-    pos = wantTrue && wantFalse ? s.universe.clone() : wantTrue ? star.clone() : complement(star)
+    pos = wantTrue && wantFalse ? s.live.clone() : wantTrue ? star.clone() : complement(star)
   } else if (c.type === 'enum' || c.type === 'string_list') {
     const wanted = (c.values as string[]).map((v) => t?.values.get(v)).filter((b): b is Bitmap => !!b)
     pos = s.roaring.orMany(wanted)
@@ -99,7 +100,23 @@ async function leafBitmap(c: CheckedTagLeaf, s: Snapshot): Promise<Bitmap> {
   return negated ? complement(pos) : pos
 }
 
-/** The members of a tag-only tree: (tree) AND universe. */
+/**
+ * A result over live keys put by survivors: a key merged into another is replaced by the
+ * customer it belongs to now, who then holds what either key holds, as the engine's path does
+ * (core/identity.sql.ts survivorsBitmapSql).
+ */
+function survivors(r: Bitmap, s: Snapshot): Bitmap {
+  if (!s.merged.keys.size) return r
+  const moved = r.clone().andInPlace(s.merged.keys)
+  if (!moved.size) return r
+  r.andNotInPlace(s.merged.keys)
+  return r.orInPlace(s.roaring.create(Uint32Array.from(moved.toUint32Array(), (k) => s.merged.into.get(k)!).sort()))
+}
+
+/**
+ * The members of a tag-only tree: (tree) over the live customers, put by survivors, AND the
+ * universe (the customers not merged away).
+ */
 export async function evaluateInMemory(tree: SegmentNode, leaves: ReadonlyMap<object, CheckedTagLeaf>, s: Snapshot): Promise<Bitmap> {
   const walk = async (n: SegmentNode): Promise<Bitmap> => {
     if ('all' in n) {
@@ -108,10 +125,10 @@ export async function evaluateInMemory(tree: SegmentNode, leaves: ReadonlyMap<ob
       return first!
     }
     if ('any' in n) return s.roaring.orMany(await Promise.all(n.any.map(walk)))
-    if ('not' in n) return s.universe.clone().andNotInPlace(await walk(n.not))
+    if ('not' in n) return s.live.clone().andNotInPlace(await walk(n.not))
     const c = leaves.get(n)
     if (!c) throw new Error('a leaf of a tag-only tree was not checked')
     return leafBitmap(c, s)
   }
-  return (await walk(tree)).andInPlace(s.universe)
+  return survivors((await walk(tree)).andInPlace(s.live), s).andInPlace(s.universe)
 }

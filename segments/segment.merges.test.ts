@@ -5,7 +5,8 @@ import { chDateTime } from '../core/time.js'
 import { createIdentityService, type IdentityService } from '../ingest/identity.service.js'
 import { createKeyAllocator } from '../ingest/key-allocator.js'
 import { AS_OF, keys, setupFixture, TZ, type Fixture } from './segment.fixture.js'
-import { compileReference, compileSegment } from './segment.compile.js'
+import { compileReference, compileSegment, prepare } from './segment.compile.js'
+import { evaluateInMemory } from './segment.memory.js'
 import { materializeSegment } from './segment.materialize.js'
 import { members } from './segment.members.js'
 import { preview } from './segment.preview.js'
@@ -75,5 +76,32 @@ describe('materialized segments of merged customers', () => {
     expect([u.size, u.has(3), u.has(4)]).toEqual([148, false, true])
     await ids.undo(fx.tenant, m!.changeId, 'Li Wei')
     expect((await size()).has(3)).toBe(true)
+  })
+
+  it('counts in memory the people the engine counts: a survivor holds what a key merged into it holds', async () => {
+    if (!fx.store) throw new Error('the optional "roaring" package is not installed: the in-memory path cannot be tested')
+    const inMemory = async (rule: object) => {
+      const seg = parseSegment({ purpose: 'marketing', rule })
+      const { tags } = prepare(seg.rule, { ...fx.opts, purpose: seg.purpose })
+      const snap = await fx.store!.snapshot(db, ['flag'])
+      return [...(await evaluateInMemory(seg.rule, tags, snap)).toUint32Array()]
+    }
+    const inEngine = async (rule: object) => {
+      const c = compileSegment(parseSegment({ purpose: 'marketing', rule }), fx.opts)
+      const [row] = await db.query(`SELECT arraySort(bitmapToArray(seg)) AS keys FROM (${c.sql})`, c.params, keysRow)
+      return row!.keys
+    }
+    // 3 holds the flag and 4 does not; 6 and 9 both hold it.
+    const a = await ids.merge(fx.tenant, 'C3', 'C4', admin)
+    const b = await ids.merge(fx.tenant, 'C6', 'C9', admin)
+    for (const rule of [FLAG, { not: FLAG }, { any: [FLAG, { not: FLAG }] }]) {
+      const mem = await inMemory(rule)
+      expect(mem).toEqual(await inEngine(rule))
+      expect(mem.filter((k) => [3, 6].includes(k))).toEqual([])
+    }
+    expect((await inMemory(FLAG)).filter((k) => [4, 9].includes(k))).toEqual([4, 9])
+    await ids.undo(fx.tenant, a!.changeId, 'Li Wei')
+    await ids.undo(fx.tenant, b!.changeId, 'Li Wei')
+    expect(await inMemory(FLAG)).toEqual(THREE)
   })
 })

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { seedDemoBank, serviceItem } from '../test/demo.js'
+import { openTestApp, type TestApp } from '../test/app.js'
+import type { Layout } from './layout.service.js'
+
+/**
+ * A customer merged into another is one person in their layouts: the survivor is offered what
+ * either key's tags call for, and the number merged away is served the survivor's layout (as the
+ * merges stood when the layout snapshot was loaded).
+ */
+
+let t: TestApp
+let tenantId: number
+let read: string
+let admin: string
+let agri: string[]
+let others: string[]
+
+beforeAll(async () => {
+  t = await openTestApp()
+  tenantId = (await seedDemoBank(t, { customers: 300, days: 7, seed: 11 })).id
+  read = (await t.keys.issue(tenantId, { roles: ['layout'], holder: 'test gateway' })).key
+  admin = (await t.keys.issue(tenantId, { roles: ['admin'], holder: 'test admin' })).key
+  const own = { holdoutPerMille: 0, items: [serviceItem('svc.agri', { when: { tag: 'agri_interest', op: 'eq', value: true } })] }
+  const put = await t.app.inject({ method: 'PUT', url: '/v1/layout/catalog', headers: { authorization: `Bearer ${admin}` }, payload: own })
+  expect(put.statusCode, put.body).toBe(201)
+  const run = await t.tags.runner.run({ tenantId, pipeline: 'recommend', trigger: 'api' })
+  expect(run.status, run.error).toBe('succeeded')
+  const rows = await t.engine.db.forTenant(tenantId).query(
+    `SELECT c.customer_no AS no, has(groupArrayIf(tv.tag, tv.value = 'true'), 'agri_interest') AS agri
+     FROM customers AS c FINAL
+     LEFT JOIN (SELECT customer_key, tag, value FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND is_deleted = 0) AS tv ON tv.customer_key = c.customer_key
+     WHERE c.tenant_id = {tenant:UInt16} AND c.deleted = 0 GROUP BY no ORDER BY no`,
+    {},
+    z.object({ no: z.string(), agri: z.coerce.boolean() }),
+  )
+  agri = rows.filter((r) => r.agri).map((r) => r.no)
+  others = rows.filter((r) => !r.agri).map((r) => r.no)
+}, 300_000)
+afterAll(async () => t?.close())
+
+async function items(customerId: string): Promise<string[]> {
+  const res = await t.app.inject({ url: `/v1/layout?${new URLSearchParams({ lang: 'en', customerId })}`, headers: { authorization: `Bearer ${read}` } })
+  expect(res.statusCode, res.body).toBe(200)
+  const l = res.json<Layout>()
+  expect(l.personalizedReason, customerId).toBe(null)
+  return l.modules.flatMap((m) => m.items.map((i) => i.id))
+}
+
+describe('layouts of merged customers', () => {
+  it('offer the survivor what the key merged into it calls for, and serve the number merged away the survivor’s layout', async () => {
+    expect(agri.length).toBeGreaterThan(0)
+    expect(others.length).toBeGreaterThan(0)
+    const [from, into] = [agri[0]!, others[0]!]
+    expect(await items(from)).toContain('svc.agri')
+    expect(await items(into)).not.toContain('svc.agri')
+
+    const res = await t.app.inject({ method: 'POST', url: '/v1/identities/merge', headers: { authorization: `Bearer ${admin}` }, payload: { from, to: into, reason: 'one person, two registrations' } })
+    expect(res.statusCode, res.body).toBe(200)
+    await t.recommend.layouts.reload(tenantId)
+    expect(await items(into)).toContain('svc.agri')
+    expect(await items(from)).toContain('svc.agri')
+    // The survivor's own: another customer without the tag is still not offered it.
+    expect(await items(others[1]!)).not.toContain('svc.agri')
+  })
+})
