@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { TenantDb } from '../core/db.js'
 import { STANDING_MERGES_SQL } from '../core/identity.sql.js'
+import { chEpoch } from '../core/time.js'
 
 /**
  * Customers merged into others, as consent sees them: one person, whose decision for a purpose
@@ -40,4 +41,47 @@ export async function personsOf(db: TenantDb, keys: readonly number[]): Promise<
       return [s, ...(members.get(s) ?? []).sort((a, b) => a - b)]
     },
   }
+}
+
+/**
+ * A tenant's standing merges held in memory, for readers that keep decisions per person (the
+ * withdrawal index at pull time, the personalization switch on layouts): a decision read for a
+ * survivor is held for every key of its person, since what asks may name any of them.
+ */
+export interface MergeGroups {
+  /** Every key of the person `key` belongs to: its survivor first, then the keys merged into it. */
+  groupOf(key: number): number[]
+}
+
+export const NO_MERGES: MergeGroups = Object.freeze({ groupOf: (key: number) => [key] })
+
+const groupRow = z.object({ from_key: z.coerce.number(), survivor: z.coerce.number(), standing: z.coerce.number(), changed: z.array(z.coerce.number()) })
+
+/**
+ * The tenant's merges now, and the keys whose person changed since `since` (ms): both keys of
+ * every merge or undo written since, with every key of their persons before and after. What is
+ * held for those is read again whole.
+ */
+export async function readMergeGroups(db: TenantDb, since: number, before: MergeGroups): Promise<{ groups: MergeGroups; regrouped: Set<number> }> {
+  const rows = await db.query(
+    `SELECT from_key, argMax(into_key, updated_at) AS survivor, argMax(active, updated_at) AS standing,
+            groupArrayIf(into_key, updated_at >= {since:DateTime64(3, 'UTC')}) AS changed
+     FROM customer_merges WHERE tenant_id = {tenant:UInt16} GROUP BY from_key`,
+    { since: chEpoch(since) },
+    groupRow,
+  )
+  const into = new Map(rows.filter((m) => m.standing === 1).map((m) => [m.from_key, m.survivor]))
+  const members = new Map<number, number[]>()
+  for (const [from, to] of into) members.set(to, [...(members.get(to) ?? []), from])
+  const groups: MergeGroups = {
+    groupOf(key) {
+      const s = into.get(key) ?? key
+      return [s, ...(members.get(s) ?? [])]
+    },
+  }
+  const regrouped = new Set<number>()
+  for (const m of rows.filter((r) => r.changed.length)) {
+    for (const k of [m.from_key, ...m.changed]) for (const key of [...before.groupOf(k), ...groups.groupOf(k)]) regrouped.add(key)
+  }
+  return { groups, regrouped }
 }

@@ -81,3 +81,14 @@ export function survivorRowsSql(table: string, columns: readonly string[], where
     FROM ${table} AS x${opts.final ? ' FINAL' : ''} LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = x.customer_key
     WHERE x.tenant_id = {tenant:UInt16} AND (${where}))`
 }
+
+/**
+ * Every key of the persons of `changed` (a subquery of one column `k`): each key's survivor and
+ * the keys merged into it, as the merges stand now. For readers that hold decisions per person
+ * and re-read the persons whose keys changed. Binds `{tenant:UInt16}` as often as `changed` does, and three times.
+ */
+export function personKeysSql(changed: string): string {
+  const survivors = `(SELECT ${survivorSql('ch.k', 'sm')} AS k FROM ${changed} AS ch LEFT ANY JOIN ${STANDING_MERGES_SQL} AS sm ON sm.from_key = ch.k)`
+  return `(SELECT arrayJoin(arrayPushFront(gm.froms, sv.k)) FROM ${survivors} AS sv
+    LEFT ANY JOIN (SELECT into_key, groupArray(from_key) AS froms FROM ${STANDING_MERGES_SQL} GROUP BY into_key) AS gm ON gm.into_key = sv.k)`
+}

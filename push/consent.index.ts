@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
-import { STANDING_MERGES_SQL, survivorRowsSql, survivorSql } from '../core/identity.sql.js'
+import { personKeysSql, survivorRowsSql } from '../core/identity.sql.js'
 import { chEpoch } from '../core/time.js'
+import { NO_MERGES, readMergeGroups, type MergeGroups } from '../consent/consent.persons.js'
 
 /**
  * Which customers have withdrawn consent for a (purpose, channel) lately, in memory, so a pull
@@ -52,21 +53,17 @@ const CHANNEL: Record<string, number> = { push: 1, sms: 2, in_app: 3, all: 4 }
 const pack = (key: number, p: number, c: number) => key * 64 + p * 8 + c
 
 const row = z.object({ customer_key: z.coerce.number(), purpose: z.string(), channel: z.string(), granted: z.coerce.number() })
-const mergeRow = z.object({ from_key: z.coerce.number(), survivor: z.coerce.number(), standing: z.coerce.number(), changed: z.array(z.coerce.number()) })
 
 // The keys whose pairs are read again: those with a consent change received since {since}, and
 // those of a merge (or undo) written since, each with every key of its survivor now.
 const CHANGED = `(SELECT customer_key AS k FROM consent_history WHERE tenant_id = {tenant:UInt16} AND received_at >= {since:DateTime64(3, 'UTC')}
     UNION ALL SELECT arrayJoin([from_key, into_key]) AS k FROM customer_merges WHERE tenant_id = {tenant:UInt16} AND updated_at >= {since:DateTime64(3, 'UTC')})`
-const SURVIVORS = `(SELECT ${survivorSql('ch.k', 'sm')} AS k FROM ${CHANGED} AS ch LEFT ANY JOIN ${STANDING_MERGES_SQL} AS sm ON sm.from_key = ch.k)`
-const GROUP_KEYS = `(SELECT arrayJoin(arrayPushFront(gm.froms, sv.k)) FROM ${SURVIVORS} AS sv
-    LEFT ANY JOIN (SELECT into_key, groupArray(from_key) AS froms FROM ${STANDING_MERGES_SQL} GROUP BY into_key) AS gm ON gm.into_key = sv.k)`
+const GROUP_KEYS = personKeysSql(CHANGED)
 
 interface TenantIndex {
   keys: Set<number>
-  /** Standing merges as of the last read: key merged away → survivor, and survivor → keys merged into it. */
-  into: Map<number, number>
-  members: Map<number, number[]>
+  /** Standing merges as of the last read. */
+  groups: MergeGroups
   loaded: boolean
   /** Received time (ms) from which the next refresh reads the history. */
   since: number
@@ -83,14 +80,8 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
   const tenants = new Map<number, TenantIndex>()
   const of = (t: number) => {
     let x = tenants.get(t)
-    if (!x) tenants.set(t, (x = { keys: new Set(), into: new Map(), members: new Map(), loaded: false, since: 0, checkedAt: 0, inflight: undefined, touched: undefined }))
+    if (!x) tenants.set(t, (x = { keys: new Set(), groups: NO_MERGES, loaded: false, since: 0, checkedAt: 0, inflight: undefined, touched: undefined }))
     return x
-  }
-
-  /** Every key of the person `key` belongs to: its survivor and the keys merged into that. */
-  function groupOf(x: Pick<TenantIndex, 'into' | 'members'>, key: number): number[] {
-    const s = x.into.get(key) ?? key
-    return [s, ...(x.members.get(s) ?? [])]
   }
 
   /** A decision for the person of `n.customerKey`, held for each of its keys. */
@@ -98,7 +89,7 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
     const p = PURPOSE[n.purpose]
     const c = CHANNEL[n.channel]
     if (!p || !c) return
-    for (const key of groupOf(x, n.customerKey)) {
+    for (const key of x.groups.groupOf(n.customerKey)) {
       const k = pack(key, p, c)
       if (fromRead && x.touched?.has(k)) continue
       if (!fromRead) x.touched?.add(k)
@@ -139,25 +130,12 @@ export function createWithdrawalIndex(deps: { db: Db; windowMs: number; refreshM
         { since: chEpoch(since) },
         row,
       ),
-      db.query(
-        `SELECT from_key, argMax(into_key, updated_at) AS survivor, argMax(active, updated_at) AS standing,
-                groupArrayIf(into_key, updated_at >= {since:DateTime64(3, 'UTC')}) AS changed
-         FROM customer_merges WHERE tenant_id = {tenant:UInt16} GROUP BY from_key`,
-        { since: chEpoch(since) },
-        mergeRow,
-      ),
+      readMergeGroups(db, since, x.groups),
     ])
-    const was = { into: x.into, members: x.members }
-    x.into = new Map(merges.filter((m) => m.standing === 1).map((m) => [m.from_key, m.survivor]))
-    x.members = new Map()
-    for (const [from, into] of x.into) x.members.set(into, [...(x.members.get(into) ?? []), from])
+    x.groups = merges.groups
     // Whose decisions count together changed for the keys of a merge written since: what is held
     // for each of them, as one person before and after, is read again whole.
-    if (!first) {
-      for (const m of merges.filter((m) => m.changed.length)) {
-        for (const k of [m.from_key, ...m.changed]) for (const key of [...groupOf(was, k), ...groupOf(x, k)]) clear(x, key)
-      }
-    }
+    if (!first) for (const key of merges.regrouped) clear(x, key)
     for (const r of rows) set(x, { customerKey: r.customer_key, purpose: r.purpose, channel: r.channel, granted: r.granted === 1 }, true)
     x.touched = undefined
     x.loaded = true

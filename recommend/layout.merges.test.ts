@@ -48,6 +48,29 @@ async function items(customerId: string): Promise<string[]> {
   return l.modules.flatMap((m) => m.items.map((i) => i.id))
 }
 
+async function personalizedReason(customerId: string): Promise<string | null> {
+  const res = await t.app.inject({ url: `/v1/layout?${new URLSearchParams({ lang: 'en', customerId })}`, headers: { authorization: `Bearer ${read}` } })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json<Layout>().personalizedReason
+}
+
+/** The switch reaches the layouts with the next background refresh: ask until it holds, or say what was seen. */
+async function eventually(customerId: string, want: string | null): Promise<void> {
+  let seen: string | null = null
+  for (let i = 0; i < 100; i++) {
+    seen = await personalizedReason(customerId)
+    if (seen === want) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  expect(seen, customerId).toBe(want)
+}
+
+const merge = async (from: string, to: string): Promise<string> => {
+  const res = await t.app.inject({ method: 'POST', url: '/v1/identities/merge', headers: { authorization: `Bearer ${admin}` }, payload: { from, to, reason: 'one person, two registrations' } })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json<{ changeId: string }>().changeId
+}
+
 describe('layouts of merged customers', () => {
   it('offer the survivor what the key merged into it calls for, and serve the number merged away the survivor’s layout', async () => {
     expect(agri.length).toBeGreaterThan(0)
@@ -56,12 +79,41 @@ describe('layouts of merged customers', () => {
     expect(await items(from)).toContain('svc.agri')
     expect(await items(into)).not.toContain('svc.agri')
 
-    const res = await t.app.inject({ method: 'POST', url: '/v1/identities/merge', headers: { authorization: `Bearer ${admin}` }, payload: { from, to: into, reason: 'one person, two registrations' } })
-    expect(res.statusCode, res.body).toBe(200)
+    await merge(from, into)
     await t.recommend.layouts.reload(tenantId)
     expect(await items(into)).toContain('svc.agri')
     expect(await items(from)).toContain('svc.agri')
     // The survivor's own: another customer without the tag is still not offered it.
     expect(await items(others[1]!)).not.toContain('svc.agri')
+  })
+
+  it('hold the personalization switch of the person: the latest decision under either number, until the merge is undone', async () => {
+    const [from, into] = [others[2]!, others[3]!]
+    const desk = (await t.keys.issue(tenantId, { roles: ['consent'], holder: 'test counter' })).key
+    const turn = async (no: string, on: boolean, at: Date) => {
+      const res = await t.app.inject({
+        method: 'PUT',
+        url: `/v1/customers/${no}/consents`,
+        headers: { authorization: `Bearer ${desk}` },
+        payload: { purpose: 'personalization', granted: on, source: 'app', noticeVersion: 'v1', at: at.toISOString() },
+      })
+      expect(res.statusCode, res.body).toBe(200)
+    }
+    const now = Date.now()
+    await turn(into, true, new Date(now - 60_000))
+    await turn(from, false, new Date(now - 30_000))
+    await eventually(from, 'personalization_off')
+    await eventually(into, null)
+
+    const change = await merge(from, into)
+    await t.recommend.layouts.reload(tenantId)
+    await eventually(into, 'personalization_off')
+    await eventually(from, 'personalization_off')
+
+    const undo = await t.app.inject({ method: 'POST', url: `/v1/identities/changes/${change}/undo`, headers: { authorization: `Bearer ${admin}` } })
+    expect(undo.statusCode, undo.body).toBe(200)
+    await t.recommend.layouts.reload(tenantId)
+    await eventually(into, null)
+    await eventually(from, 'personalization_off')
   })
 })

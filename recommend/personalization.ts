@@ -1,6 +1,8 @@
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
+import { personKeysSql, survivorRowsSql } from '../core/identity.sql.js'
 import { chEpoch } from '../core/time.js'
+import { NO_MERGES, readMergeGroups, type MergeGroups } from '../consent/consent.persons.js'
 
 /**
  * The customers who turned personalization off (the consent purpose `personalization`), per
@@ -8,6 +10,11 @@ import { chEpoch } from '../core/time.js'
  * first layout; switches recorded in this process arrive at once (`apply`), those of other
  * processes with the next background refresh (every `refreshMs`, started by a request and never
  * awaited by one after the first load), which bounds their delay.
+ *
+ * A customer merged into another is one person: the switch is the latest decision under any of
+ * the survivor's keys, held for each of them (a layout snapshot loaded before the merge still
+ * serves the number merged away under its own key). A merge or its undo written since the last
+ * read has the switch of every key it regroups read again.
  */
 
 export interface PersonalizationSwitch {
@@ -20,8 +27,15 @@ export interface PersonalizationSwitch {
 
 const row = z.object({ customer_key: z.coerce.number(), granted: z.coerce.number() })
 
+// Every key of the persons with a switch received since {since}, or of a merge written since.
+const CHANGED_PERSONS = personKeysSql(`(SELECT customer_key AS k FROM consent_history
+    WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' AND received_at >= {since:DateTime64(3, 'UTC')}
+    UNION ALL SELECT arrayJoin([from_key, into_key]) AS k FROM customer_merges WHERE tenant_id = {tenant:UInt16} AND updated_at >= {since:DateTime64(3, 'UTC')})`)
+
 interface TenantSet {
   off: Set<number>
+  /** Standing merges as of the last read. */
+  groups: MergeGroups
   loaded: Promise<void> | undefined
   done: boolean
   since: number
@@ -37,7 +51,7 @@ export function createPersonalizationSwitch(deps: { db: Db; refreshMs?: number; 
   const tenants = new Map<number, TenantSet>()
   const of = (t: number) => {
     let x = tenants.get(t)
-    if (!x) tenants.set(t, (x = { off: new Set(), loaded: undefined, done: false, since: 0, checkedAt: 0, refreshing: false, touched: undefined }))
+    if (!x) tenants.set(t, (x = { off: new Set(), groups: NO_MERGES, loaded: undefined, done: false, since: 0, checkedAt: 0, refreshing: false, touched: undefined }))
     return x
   }
 
@@ -46,19 +60,27 @@ export function createPersonalizationSwitch(deps: { db: Db; refreshMs?: number; 
     const first = !x.done
     x.touched = new Set()
     try {
-      // First: every customer's current switch; then only those the history received since.
-      const rows = await deps.db.forTenant(tenantId).query(
-        `SELECT customer_key, argMax(granted, updated_at) AS granted FROM consents FINAL
-         WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization'
-           ${first ? '' : `AND customer_key IN (SELECT customer_key FROM consent_history WHERE tenant_id = {tenant:UInt16} AND purpose = 'personalization' AND received_at >= {since:DateTime64(3, 'UTC')})`}
-         GROUP BY customer_key`,
-        first ? {} : { since: chEpoch(x.since) },
-        row,
-      )
+      // First: every person's current switch; then only those of the persons whose keys the
+      // history received, or a merge regrouped, since.
+      const db = deps.db.forTenant(tenantId)
+      const [rows, merges] = await Promise.all([
+        db.query(
+          `SELECT customer_key, argMax(granted, updated_at) AS granted
+           FROM ${survivorRowsSql('consents', ['granted', 'updated_at'], `x.purpose = 'personalization'${first ? '' : ` AND x.customer_key IN ${CHANGED_PERSONS}`}`, { final: true })}
+           GROUP BY customer_key`,
+          { since: chEpoch(x.since) },
+          row,
+        ),
+        readMergeGroups(db, x.since, x.groups),
+      ])
+      x.groups = merges.groups
+      if (!first) for (const key of merges.regrouped) if (!x.touched.has(key)) x.off.delete(key)
       for (const r of rows) {
-        if (x.touched.has(r.customer_key)) continue
-        if (r.granted === 0) x.off.add(r.customer_key)
-        else x.off.delete(r.customer_key)
+        for (const key of x.groups.groupOf(r.customer_key)) {
+          if (x.touched.has(key)) continue
+          if (r.granted === 0) x.off.add(key)
+          else x.off.delete(key)
+        }
       }
       x.done = true
       x.since = now - overlapMs
@@ -88,9 +110,11 @@ export function createPersonalizationSwitch(deps: { db: Db; refreshMs?: number; 
       const x = of(tenantId)
       for (const n of notices) {
         if (n.purpose !== 'personalization') continue
-        x.touched?.add(n.customerKey)
-        if (n.granted) x.off.delete(n.customerKey)
-        else x.off.add(n.customerKey)
+        for (const key of x.groups.groupOf(n.customerKey)) {
+          x.touched?.add(key)
+          if (n.granted) x.off.delete(key)
+          else x.off.add(key)
+        }
       }
     },
   }
