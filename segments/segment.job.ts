@@ -17,11 +17,11 @@ import type { SegmentRepository } from './segment.repository.js'
 export function registerSegmentPipeline(runner: PipelineRunner, deps: { db: Db; segments: SegmentRepository; tags: TagRepository }): void {
   runner.register(
     'segments',
-    async ({ tenantId, timeZone, asOf, options }) => {
+    async ({ tenantId, timeZone, asOf, options, signal }) => {
       const [saved, defs] = await Promise.all([deps.segments.list(tenantId), deps.tags.list(tenantId)])
       const r = await materializeAll(
         { db: deps.db },
-        { tenantId, timeZone, segments: saved, defs: new Map(defs.map((d) => [d.name, d])), asOf, trigger: options.trigger, newBuildId: () => newRunId() },
+        { tenantId, timeZone, segments: saved, defs: new Map(defs.map((d) => [d.name, d])), asOf, trigger: options.trigger, newBuildId: () => newRunId(), signal },
       )
       return {
         mode: 'full',

@@ -166,6 +166,22 @@ describe('materializeAll', () => {
     expect(await storedKeys('gold', '10001')).toEqual(gold)
   })
 
+  it('begins no further segment once the run’s lease is lost, and fails with the reason', async () => {
+    const lease = new AbortController()
+    let n = 30_000
+    const newBuildId = () => {
+      // Lost while the first segment is being built: it completes, the next is not begun.
+      if (n === 30_000) lease.abort(new Error('the segments lease was lost'))
+      return String(++n)
+    }
+    const [a, b] = [await save('lost-a', { tag: 'flag', op: 'eq', value: true }), await save('lost-b', { tag: 'flag', op: 'eq', value: true })]
+    await expect(
+      materializeAll({ db: fx.engine.db }, { tenantId: fx.tenant, timeZone: TZ, segments: [a, b], defs: fx.defs, asOf: AS_OF, trigger: 'tag_run', newBuildId, signal: lease.signal }),
+    ).rejects.toThrow('the segments lease was lost')
+    expect(await count('segment_runs', 'lost-a')).toBe(1)
+    expect(await count('segment_runs', 'lost-b')).toBe(0)
+  })
+
   it('expands references to other saved segments before compiling', async () => {
     const s = await save('gold-even', { all: [{ segment: 'gold' }, { tag: 'kinds', op: 'eq', value: 'even' }] })
     const expected = keys((k) => k % 6 === 0 && k % 7 !== 0)

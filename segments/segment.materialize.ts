@@ -203,6 +203,8 @@ export interface MaterializeAllOptions extends Omit<MaterializeOptions, 'segment
   segments: readonly SavedSegment[]
   /** A fresh build id per segment (e.g. pipelines/pipeline.runs newRunId). */
   newBuildId: () => string
+  /** Aborted when the run's lease was lost: no further segment is begun, and the run fails with the reason. */
+  signal?: AbortSignal
 }
 
 export interface MaterializeAllResult {
@@ -213,9 +215,10 @@ export interface MaterializeAllResult {
 /** Materializes each segment in turn; one failing segment is reported and does not stop the others. */
 export async function materializeAll(deps: { db: Db }, o: MaterializeAllOptions): Promise<MaterializeAllResult> {
   const out: MaterializeAllResult = { results: [], errors: [] }
-  const { segments, newBuildId, ...rest } = o
+  const { segments, newBuildId, signal, ...rest } = o
   for (const segment of segments) {
     if (segment.retired || segment.archived) continue
+    signal?.throwIfAborted()
     try {
       const r = await materializeSegment(deps, { ...rest, segment, build: newBuildId() })
       out.results.push({ segmentId: segment.id, ...r })

@@ -24,21 +24,22 @@ export function eventsKeptFrom(now: Date, eventsDays: number, timeZone: string):
 export function registerTagPipeline(runner: PipelineRunner, deps: { db: Db; repo: TagRepository; keyRange?: number; tenants?: Pick<TenantService, 'privacy'> }): void {
   runner.register(
     'tags',
-    async ({ tenantId, timeZone, runId, options: o }) => {
+    async ({ tenantId, timeZone, runId, options: o, signal }) => {
       const defs = await deps.repo.list(tenantId)
       const results: TagRunResult[] = []
       // The events retention's edge today: whatever day a run computes for, days before it keep their builds.
       const retention = deps.tenants ? { eventsKeptFrom: eventsKeptFrom(new Date(), (await deps.tenants.privacy(tenantId)).eventsDays, timeZone) } : {}
       if (o.backfill) {
         for (let d = o.backfill.from; d <= o.backfill.to; d = addDays(d, 1)) {
+          signal.throwIfAborted()
           const asOf = new Date(zonedMidnight(addDays(d, 1), timeZone).getTime() - 1)
-          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange, ...retention }))
+          results.push(await runTags({ db: deps.db }, { tenantId, timeZone, defs, only: o.tags, mode: 'backfill', asOf, runId: newRunId(), keyRange: deps.keyRange, signal, ...retention }))
         }
       } else {
         results.push(
           await runTags(
             { db: deps.db },
-            { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange, recompute: o.recompute === true, ...retention },
+            { tenantId, timeZone, defs, only: o.tags, mode: o.mode ?? 'incremental', asOf: o.asOf ?? new Date(), runId, keyRange: deps.keyRange, recompute: o.recompute === true, signal, ...retention },
           ),
         )
       }

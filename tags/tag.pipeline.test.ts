@@ -261,6 +261,19 @@ describe('history', () => {
   }, 60_000)
 })
 
+describe('a run whose lease was lost', () => {
+  it('stops before its next step with the reason, and writes nothing', async () => {
+    const before = await snapshot()
+    const lease = new AbortController()
+    lease.abort(new Error('the tags lease was lost'))
+    const defs = await repo().list(tenant.id)
+    await expect(
+      runTags({ db: e.db }, { tenantId: tenant.id, timeZone: tenant.timeZone, defs, mode: 'full', recompute: true, asOf: new Date(T1.getTime() + DAY), runId: newRunId(), signal: lease.signal }),
+    ).rejects.toThrow('the tags lease was lost')
+    expect(await snapshot()).toEqual(before)
+  })
+})
+
 describe('window edges', () => {
   it('lists the days that entered or left a window', () => {
     expect(boundaryDays([{ days: 7, offset: 0 }], '2026-03-10', '2026-03-11')).toEqual(['2026-03-04', '2026-03-11'])

@@ -89,6 +89,8 @@ export interface TagRunRequest {
    * as they were built, in every run, as an incremental run (which never rebuilds them) does.
    */
   eventsKeptFrom?: string
+  /** Aborted when the run's lease was lost (pipelines/pipeline.lease.ts): the run stops before its next step. */
+  signal?: AbortSignal
 }
 
 export interface TagRunResult {
@@ -137,6 +139,7 @@ const DAYS_KEPT_BEFORE_WINDOW = 31
 const OLD_DAYS_BEFORE_CLEANUP = 31
 
 export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<TagRunResult> {
+  req.signal?.throwIfAborted()
   const db = deps.db.forTenant(req.tenantId)
   const steps: { step: string; ms: number }[] = []
   const timed = async <T>(step: string, fn: () => Promise<T>): Promise<T> => {
@@ -277,6 +280,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     return why !== undefined
   }
   for (const [li, levelDefs] of levels.entries()) {
+    req.signal?.throwIfAborted()
     // Tags reading a tag that failed (or was skipped for that) are skipped in turn.
     for (const d of levelDefs) {
       const dep = tagDependencies(d).find((n) => failed.has(n) || blocked.has(n))
