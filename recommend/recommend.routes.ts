@@ -15,9 +15,9 @@ const security = [{ apiKey: [] }]
 
 const reason = z
   .object({
-    kind: z.string().describe('the mechanism: tag (tags), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service'),
+    kind: z.string().describe('the mechanism: tag (tags: those the key may see; a high-sensitivity tag only to a key with personal:read), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service'),
     code: z.enum(REASON_CODES).describe('a stable name of the explanation, for an app that words it itself'),
-    detail: z.string().describe('for engineers, in English, unchanged whatever the language'),
+    detail: z.string().describe('for engineers, in English, unchanged whatever the language; names a high-sensitivity tag only to a key with personal:read'),
     text: z.string().describe('for the customer ("为什么推荐给我"), in the layout’s lang; never names a tag, segment or score'),
   })
   .catchall(z.unknown())

@@ -3613,9 +3613,9 @@ export interface paths {
                                          * @enum {string}
                                          */
                                         code: "loan_due" | "loan_overdue" | "bill_due" | "birthday" | "welcome_back" | "new_customer" | "new_device" | "pension" | "elder_care" | "family" | "wealth" | "farming" | "salary" | "social_security" | "account_safety" | "account_reminder" | "your_situation" | "popular_at_bank" | "similar_customers" | "popular_nearby" | "used_together" | "bank_recommends" | "bank_service" | "something_new";
-                                        /** @description for engineers, in English, unchanged whatever the language */
+                                        /** @description for engineers, in English, unchanged whatever the language; names a high-sensitivity tag only to a key with personal:read */
                                         detail: string;
-                                        /** @description the mechanism: tag (tags), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service */
+                                        /** @description the mechanism: tag (tags: those the key may see; a high-sensitivity tag only to a key with personal:read), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service */
                                         kind: string;
                                         /** @description for the customer ("为什么推荐给我"), in the layout’s lang; never names a tag, segment or score */
                                         text: string;
@@ -3633,9 +3633,9 @@ export interface paths {
                                      * @enum {string}
                                      */
                                     code: "loan_due" | "loan_overdue" | "bill_due" | "birthday" | "welcome_back" | "new_customer" | "new_device" | "pension" | "elder_care" | "family" | "wealth" | "farming" | "salary" | "social_security" | "account_safety" | "account_reminder" | "your_situation" | "popular_at_bank" | "similar_customers" | "popular_nearby" | "used_together" | "bank_recommends" | "bank_service" | "something_new";
-                                    /** @description for engineers, in English, unchanged whatever the language */
+                                    /** @description for engineers, in English, unchanged whatever the language; names a high-sensitivity tag only to a key with personal:read */
                                     detail: string;
-                                    /** @description the mechanism: tag (tags), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service */
+                                    /** @description the mechanism: tag (tags: those the key may see; a high-sensitivity tag only to a key with personal:read), rule, model (model: ease or co-occurrence; because: the item that led to it), popularity (scope tenant, segment or region), exploration, service */
                                     kind: string;
                                     /** @description for the customer ("为什么推荐给我"), in the layout’s lang; never names a tag, segment or score */
                                     text: string;
