@@ -51,6 +51,20 @@ function gate() {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** Starts a tags run whose work waits at a gate; resolves once the work has begun. */
+async function startHeldRun(runner: ReturnType<typeof newRunner>, rows: number) {
+  const hold = gate()
+  let started = false
+  runner.register('tags', async () => {
+    started = true
+    await hold.opened
+    return { rows, details: {} }
+  })
+  const run = await runner.start({ tenantId: tenant.id, trigger: 'api' })
+  await vi.waitFor(() => expect(started).toBe(true), { timeout: 20_000 })
+  return { hold, run }
+}
+
 /** The erasure's own question (privacy/erasure.job.ts): does a run of the bank hold its lease? */
 async function leasesHeld(): Promise<number> {
   const [r] = await e.db.forTenant(tenant.id).query(`SELECT count() AS n FROM pipeline_locks WHERE tenant_id = {tenant:UInt16} AND expires_at > now64(3)`, {}, countRow)
@@ -65,15 +79,7 @@ async function lostCount(m: Metrics): Promise<number> {
 describe('a pipeline run longer than its lease', () => {
   it('keeps the lease while it runs: another holder is refused until the run ends, and the erasure sees the run throughout', async () => {
     const runner = newRunner()
-    const hold = gate()
-    let started = false
-    runner.register('tags', async () => {
-      started = true
-      await hold.opened
-      return { rows: 0, details: {} }
-    })
-    const run = await runner.start({ tenantId: tenant.id, trigger: 'api' })
-    await vi.waitFor(() => expect(started).toBe(true), { timeout: 20_000 })
+    const { hold, run } = await startHeldRun(runner, 0)
     const store = createRunStore({ db: e.db })
     // Three leases' time into the run: the first claim has long expired.
     await sleep(3 * LEASE_MS)
@@ -162,15 +168,7 @@ describe('a pipeline run longer than its lease', () => {
 
   it('that ignores the lost lease and completes is still not recorded done', async () => {
     const runner = newRunner()
-    const hold = gate()
-    let started = false
-    runner.register('tags', async () => {
-      started = true
-      await hold.opened
-      return { rows: 5, details: {} }
-    })
-    const run = await runner.start({ tenantId: tenant.id, trigger: 'api' })
-    await vi.waitFor(() => expect(started).toBe(true), { timeout: 20_000 })
+    const { hold, run } = await startHeldRun(runner, 5)
     await e.db.forTenant(tenant.id).insert('pipeline_locks', [
       { pipeline: 'tags', owner: 'other-process', claimed_at: chDateTime(Date.now() - 60_000), expires_at: chDateTime(Date.now() + 60_000) },
     ])
