@@ -1,17 +1,13 @@
-import { addDays, daysBetween, localDate } from '../core/time.js'
-import { MERGE_ARRAYS_SQL, resolvedEventsSql, STANDING_MERGES_SQL, survivorSql, survivorsBitmapSql } from '../core/identity.sql.js'
+import { daysBetween, localDate } from '../core/time.js'
+import { MERGE_ARRAYS_SQL, survivorsBitmapSql } from '../core/identity.sql.js'
 import { conditionError } from '../tags/tag.compile.js'
-import { attributeBitmapSql, attributePredicate, type AttributeLeaf } from './segment.attributes.js'
-import { measureConditionSql, measureValueSql, type Measure } from '../tags/tag.measures.js'
+import { attributeBitmapSql, type AttributeLeaf } from './segment.attributes.js'
 import { ParamBinder } from '../core/params.js'
+import { eventPass } from './segment.events.js'
 import type { Purpose, Scalar, TagDefinition, ValueType } from '../tags/tag.schema.js'
 import {
   arityOf,
-  DEFAULT_SEQUENCE_DAYS,
-  type EventFilter,
   type EventLeaf,
-  type EventOp,
-  type EventWindow,
   type Segment,
   type SegmentNode,
   type SequenceLeaf,
@@ -140,7 +136,7 @@ function checkTagLeaf(leaf: TagLeaf, path: string, o: CompileOptions): CheckedTa
 }
 
 /** A numeric predicate over a column, and whether 0 satisfies it (for absent window measures). */
-function numericPredicate(c: CheckedTagLeaf, b: ParamBinder) {
+export function numericPredicate(c: CheckedTagLeaf, b: ParamBinder) {
   const vs = c.values as number[]
   const op = c.leaf.op
   const p = vs.map((v) => b.num(v))
@@ -274,83 +270,9 @@ function tagLeafBitmap(c: CheckedTagLeaf, b: ParamBinder): { sql: string; detail
   }
 }
 
-// --- events --------------------------------------------------------------------------------------
-
-const EVENT_COLUMNS = ['timestamp', 'type', 'event', 'properties', 'product_id', 'amount'] as const
-
-function measureOf(f: EventFilter, role: Measure['role'], property?: string): Measure {
-  return { id: '', role, events: f.names ?? [], eventTypes: f.types ?? [], where: f.where ?? [], property }
-}
-
-function windowDays(w: EventWindow, today: string): { from: string; to: string } {
-  return 'lastDays' in w ? { from: addDays(today, -(w.lastDays - 1)), to: today } : { from: w.from, to: w.to }
-}
-
-const CMP: Record<Exclude<EventOp, 'between'>, string> = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' }
-
-function eventCompare(op: EventOp, value: number | number[], x: string, b: ParamBinder): { sql: string; holdsAt0: boolean } {
-  if (op === 'between') {
-    const [lo, hi] = value as number[]
-    return { sql: `${x} BETWEEN ${b.num(lo!)} AND ${b.num(hi!)}`, holdsAt0: lo! <= 0 && 0 <= hi! }
-  }
-  const v = value as number
-  const holds = { eq: 0 === v, ne: 0 !== v, gt: 0 > v, gte: 0 >= v, lt: 0 < v, lte: 0 <= v }[op]
-  return { sql: `${x} ${CMP[op]} ${b.num(v)}`, holdsAt0: holds }
-}
-
-interface EventPass {
-  /** Per-customer aggregate columns `a<i>`. */
-  aggs: string[]
-  /** Per leaf: the predicate over `a<i>` and whether a customer without events satisfies it. */
-  leaves: { cmp: string; holdsAt0: boolean }[]
-  from: string
-  to: string
-  /** SELECT customer_key, a0, a1 ... GROUP BY customer_key over the resolved events. */
-  sql: string
-}
-
-function eventPass(leaves: readonly { node: EventLeaf | SequenceLeaf }[], b: ParamBinder, o: CompileOptions): EventPass {
-  const tz = b.str(o.timeZone)
-  const today = localDate(o.asOf, o.timeZone)
-  const pass: EventPass = { aggs: [], leaves: [], from: today, to: today, sql: '' }
-  const inWindow = (w: EventWindow) => {
-    const d = windowDays(w, today)
-    if (d.from < pass.from) pass.from = d.from
-    if (d.to > pass.to) pass.to = d.to
-    return `day BETWEEN ${b.bind('Date32', d.from)} AND ${b.bind('Date32', d.to)}`
-  }
-  leaves.forEach(({ node }, i) => {
-    const a = `a${i}`
-    if ('sequence' in node) {
-      const win = inWindow(node.window ?? { lastDays: DEFAULT_SEQUENCE_DAYS })
-      const steps = node.sequence.map((s) => `(${measureConditionSql(measureOf(s.event, 'count'), b)}) AND ${win}`)
-      // withinDays is a validated integer (1..400): windowFunnel takes its window as a literal.
-      pass.aggs.push(`windowFunnel(${Math.trunc(node.withinDays) * 86400})(toDateTime(timestamp), ${steps.join(', ')}) AS ${a}`)
-      pass.leaves.push({ cmp: `${a} = ${node.sequence.length}`, holdsAt0: false })
-      return
-    }
-    const m = measureOf(node.event, node.measure, node.property)
-    const cond = `(${measureConditionSql(m, b)}) AND ${inWindow(node.window)}`
-    if (node.measure === 'count') pass.aggs.push(`toFloat64(countIf(${cond})) AS ${a}`)
-    else if (node.measure === 'sum') pass.aggs.push(`sumIf(toFloat64(${measureValueSql(m, b)}), ${cond}) AS ${a}`)
-    else {
-      const v = measureValueSql(m, b)
-      pass.aggs.push(`toFloat64(uniqExactIf(${v}, ${cond} AND ${v} != '')) AS ${a}`)
-    }
-    const c = eventCompare(node.op, node.value, a, b)
-    pass.leaves.push({ cmp: c.sql, holdsAt0: c.holdsAt0 })
-  })
-  // The scan covers the union of the windows, as local days of the tenant.
-  const where = `toDate(timestamp, ${tz}) BETWEEN ${b.bind('Date32', pass.from)} AND ${b.bind('Date32', pass.to)}`
-  pass.aggs.unshift('customer_key')
-  const source = `(SELECT customer_key, ${EVENT_COLUMNS.join(', ')}, toDate(timestamp, ${tz}) AS day FROM ${resolvedEventsSql(EVENT_COLUMNS, where)})`
-  pass.sql = `SELECT ${pass.aggs.join(', ')} FROM ${source} WHERE customer_key != 0 GROUP BY customer_key`
-  return pass
-}
-
 // --- the tree ------------------------------------------------------------------------------------
 
-type Leaf = TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf
+export type Leaf = TagLeaf | EventLeaf | SequenceLeaf | AttributeLeaf
 const isGroup = (n: SegmentNode): n is { all: SegmentNode[] } | { any: SegmentNode[] } | { not: SegmentNode } => 'all' in n || 'any' in n || 'not' in n
 
 /** Walks the tree once: checks tag leaves, numbers event leaves in order. */
@@ -449,73 +371,4 @@ FROM (WITH ${withs.join(',\n  ')}\nSELECT bitmapAnd(${root.sql}, u) AS seg, u AS
 /** The plan alone: which nodes are bitmaps and which are event scans (validates like compile). */
 export function explain(segment: Segment, o: Omit<CompileOptions, 'purpose'>): Plan {
   return compileSegment(segment, o).plan
-}
-
-// --- the reference path --------------------------------------------------------------------------
-
-function referenceTagPredicate(c: CheckedTagLeaf, i: number, b: ParamBinder): string {
-  const p = `tv.p${i} = 1`
-  const op = c.leaf.op
-  if (op === 'exists') return `(${p})`
-  if (op === 'not_exists') return `NOT (${p})`
-  const negated = op === 'ne' || op === 'not_in'
-  let pos: string
-  if (c.type === 'boolean') {
-    pos = `(${(c.values as boolean[]).map((v) => (v ? `(${p})` : `NOT (${p})`)).join(' OR ')})`
-  } else if (c.type === 'enum') {
-    pos = `(${p} AND has(${b.strs(c.values as string[])}, tv.v${i}))`
-  } else if (c.type === 'string_list') {
-    pos = `(${p} AND hasAny(tv.l${i}, ${b.strs(c.values as string[])}))`
-  } else {
-    const np = numericPredicate(c, b)
-    pos = c.zero ? `(${np.pred(`if(${p}, tv.n${i}, 0)`)})` : `(${p} AND ${np.pred(`tv.n${i}`)})`
-  }
-  return negated ? `NOT ${pos}` : pos
-}
-
-/**
- * The reference path: the tree as a row predicate over the customers, a pivot of their current
- * tag values and their event aggregates. One row: `keys`, the sorted members.
- */
-export function compileReference(segment: Segment, o: Omit<CompileOptions, 'purpose'>): { sql: string; params: Record<string, unknown> } {
-  const opts = { ...o, purpose: segment.purpose }
-  const b = new ParamBinder('r')
-  const { tags, events, attributes } = prepare(segment.rule, opts)
-  const names = [...new Set([...tags.values()].map((c) => c.leaf.tag))]
-  const col = new Map(names.map((n, i) => [n, i]))
-  const pivot = names
-    .map((n, i) => {
-      const t = b.str(n)
-      return `maxIf(toUInt8(1), tag = ${t}) AS p${i}, anyIf(num, tag = ${t}) AS n${i}, anyIf(value, tag = ${t}) AS v${i}, anyIf(list, tag = ${t}) AS l${i}`
-    })
-    .join(', ')
-  const pass = events.length ? eventPass(events, b, opts) : undefined
-  const evIndex = new Map<Leaf, number>(events.map((e, j) => [e.node, j]))
-  const pred = (n: SegmentNode): string => {
-    if ('all' in n) return `(${n.all.map(pred).join(' AND ')})`
-    if ('any' in n) return `(${n.any.map(pred).join(' OR ')})`
-    if ('not' in n) return `NOT ${pred(n.not)}`
-    if ('tag' in n) {
-      const c = tags.get(n)!
-      return referenceTagPredicate(c, col.get(c.leaf.tag)!, b)
-    }
-    if ('attribute' in n) return `(${attributePredicate(n, attributes.get(n)!, b, localDate(o.asOf, o.timeZone))})`
-    // The LEFT JOIN leaves 0 in every aggregate of a customer without events.
-    return `(${pass!.leaves[evIndex.get(n)!]!.cmp.replace(/^a(\d+)/, 'ev.a$1')})`
-  }
-  const tv = names.length
-    ? `LEFT JOIN (SELECT customer_key, ${pivot} FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN ${b.strs(names)} AND is_deleted = 0 GROUP BY customer_key) AS tv ON tv.customer_key = c.customer_key`
-    : ''
-  const ev = pass ? `LEFT JOIN (${pass.sql}) AS ev ON ev.customer_key = c.customer_key` : ''
-  // As the bitmap path: the survivors of the keys that hold, among the live customers not merged away.
-  const sql = `SELECT arraySort(groupUniqArray(${survivorSql('c.customer_key', 'mg')})) AS keys
-  FROM (SELECT customer_key, gender, birth_date, region_code, branch_code, occupation, language, elder_mode
-        FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0) AS c
-  ${tv}
-  ${ev}
-  LEFT ANY JOIN ${STANDING_MERGES_SQL} AS mg ON mg.from_key = c.customer_key
-  WHERE ${pred(segment.rule)}
-    AND ${survivorSql('c.customer_key', 'mg')} IN (SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0)
-  SETTINGS join_use_nulls = 0`
-  return { sql, params: b.params }
 }

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createRng, type Rng } from '../demo/demo.random.js'
-import { compileReference, compileSegment } from './segment.compile.js'
+import { compileSegment } from './segment.compile.js'
+import { compileReference } from './segment.reference.js'
 import { members, setupFixture, type Fixture } from './segment.fixture.js'
 import { parseSegment } from './segment.schema.js'
 
