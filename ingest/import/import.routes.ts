@@ -29,6 +29,24 @@ export async function spool(body: Readable, file: string, max: number): Promise<
   return n
 }
 
+const SPOOL_PREFIX = 'qianmian-import-'
+/** A spool directory as mkdtemp names it: the prefix and six characters. */
+const SPOOL_DIR = /^qianmian-import-[A-Za-z0-9]{6}$/
+
+/**
+ * Removes the spool directories older than `hours` that a process which died during an import
+ * left in `dir`: the body in them is the bank's file in clear. No import runs that long.
+ */
+export async function dropStaleSpools(dir: string, hours = 24): Promise<void> {
+  const before = Date.now() - hours * 3_600_000
+  for (const name of await fs.promises.readdir(dir).catch(() => [] as string[])) {
+    if (!SPOOL_DIR.test(name)) continue
+    const full = path.join(dir, name)
+    const st = await fs.promises.stat(full).catch(() => undefined)
+    if (st?.isDirectory() && st.mtimeMs < before) await fs.promises.rm(full, { recursive: true, force: true }).catch(() => {})
+  }
+}
+
 /** The format from `?format=` and the media type; the query names it for application/octet-stream. */
 export function requestFormat(contentType: string | undefined, query: ImportFormat | undefined): ImportFormat | undefined {
   const fromType = formatFromMediaType(contentType)
@@ -99,7 +117,8 @@ export function registerImportRoutes(app: FastifyInstance, auth: Auth, deps: { i
         if (declared > maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `An import body may be at most ${Math.round(maxBytes / MB)} MB.`)
         const body = req.body as Readable | undefined
         if (!body || typeof body.pipe !== 'function') throw new AppError('VALIDATION_FAILED', 'The request has no body: send the file.')
-        const dir = await fs.promises.mkdtemp(path.join(tmpDir, 'qianmian-import-'))
+        await dropStaleSpools(tmpDir)
+        const dir = await fs.promises.mkdtemp(path.join(tmpDir, SPOOL_PREFIX))
         try {
           const file = path.join(dir, 'upload')
           await spool(body, file, maxBytes)

@@ -195,13 +195,16 @@ export function createImportService(deps: {
         const row = rowNo + 1
         let input: Record<string, unknown>
         if (ndjson) {
-          const line = rec[1] as string
+          // A byte-order mark (Notepad's UTF-8) is no part of the first object.
+          const line = rowNo === 0 ? (rec[1] as string).replace(/^\uFEFF/, '') : (rec[1] as string)
           if (!line.trim()) continue
           c.read++
           try {
             input = JSON.parse(line) as Record<string, unknown>
           } catch (e) {
-            ctx.issues.add(row, null, `not valid JSON: ${errText(e).slice(0, 120)}`, 'invalid')
+            // The parser's message may quote the line (personal data): keep its position only.
+            const at = /at position (\d+)/.exec(errText(e))?.[1]
+            ctx.issues.add(row, null, `not valid JSON${at ? ` (at character ${Number(at) + 1})` : ''}`, 'invalid')
             c.rejected++
             continue
           }

@@ -48,12 +48,14 @@ export function stagingNames(id: string = crypto.randomUUID().replaceAll('-', ''
 export const ONE_BLOCK = 'max_threads = 1, max_insert_threads = 1, min_insert_block_size_rows = 1000000000000, min_insert_block_size_bytes = 0'
 
 // session_timezone: a Parquet/Arrow timestamp without a zone is rendered as UTC text whatever
-// the zone of the process or server (the service then reads it as UTC).
+// the zone of the process or server (the service then reads it as UTC). Empty lines at the end of
+// a CSV (spreadsheets and editors leave them) are no rows; the engine refuses them otherwise.
 const LAND_SETTINGS = [
   "session_timezone = 'UTC'",
   'input_format_with_names_use_header = 1',
   'input_format_skip_unknown_fields = 1',
   'input_format_csv_empty_as_default = 1',
+  'input_format_csv_skip_trailing_empty_lines = 1',
   'input_format_parquet_allow_missing_columns = 1',
   'input_format_arrow_allow_missing_columns = 1',
 ].join(', ')
