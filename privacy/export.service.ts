@@ -29,6 +29,7 @@ export const FIELD_LABELS: Record<string, { zh: string; en: string }> = {
   language: { zh: '语言', en: 'language' },
   elder_mode: { zh: '长辈模式', en: 'elder mode' },
   opened_at: { zh: '开户时间', en: 'customer since' },
+  deleted: { zh: '银行已标记注销', en: 'marked deleted by the bank' },
   updated_at: { zh: '更新时间', en: 'updated at' },
   trait: { zh: '属性', en: 'trait' },
   value: { zh: '值', en: 'value' },
@@ -46,6 +47,7 @@ export const FIELD_LABELS: Record<string, { zh: string; en: string }> = {
   tag: { zh: '标签', en: 'tag' },
   description: { zh: '标签含义', en: 'what the tag means' },
   list: { zh: '列表值', en: 'list value' },
+  num: { zh: '数值', en: 'numeric value' },
   segment_id: { zh: '客群', en: 'segment' },
   name: { zh: '名称', en: 'name' },
   kind: { zh: '进入/退出', en: 'entered or left' },
@@ -121,8 +123,9 @@ export const SECTION_LABELS: Record<string, { zh: string; en: string }> = {
 /** Each section's query: columns named for FIELD_LABELS, the customer's keys bound as `ks`. */
 const KEYS = 'IN (SELECT arrayJoin({ks:Array(UInt32)}))'
 export const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, string> = {
-  profile: `SELECT customer_no, gender, birth_date, region_code, branch_code, occupation, phone_hash, name_masked, language, elder_mode, opened_at, updated_at
-            FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} AND deleted = 0`,
+  // A profile the bank marked deleted is held until erased: it is given, and says so.
+  profile: `SELECT customer_no, gender, birth_date, region_code, branch_code, occupation, phone_hash, name_masked, language, elder_mode, opened_at, updated_at, deleted
+            FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS}`,
   traits: `SELECT trait, value, hashed, updated_at FROM customer_traits FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY trait`,
   consents: `SELECT purpose, channel, granted, source, updated_at FROM consents FINAL WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY purpose, channel`,
   consentHistory: `SELECT purpose, channel, granted, customer_at, received_at, source, notice_version FROM consent_history FINAL
@@ -154,15 +157,18 @@ export const SECTIONS: Record<Exclude<keyof typeof SECTION_LABELS, 'events'>, st
           WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY loan_no`,
   loanSchedules: `SELECT loan_no, installment_no, due_date, amount_due, amount_paid, paid_at, status FROM loan_schedules FINAL
                   WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY loan_no, installment_no`,
-  // Whether someone else paid, not who: the payer is another customer.
-  bills: `SELECT bill_no, biller, amount, due_date, status, paid_at, payer_key NOT IN (0, customer_key) AS paid_by_another FROM bills FINAL
+  // Whether someone else paid, not who: the payer is another customer (a key merged into the
+  // customer's is the customer).
+  bills: `SELECT bill_no, biller, amount, due_date, status, paid_at, payer_key != 0 AND payer_key NOT ${KEYS} AS paid_by_another FROM bills FINAL
           WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY due_date DESC, bill_no`,
   // What the customer paid, not the bill's number or owner: those are another customer's.
   billsPaidForOthers: `SELECT biller, amount, due_date, paid_at FROM bills FINAL
                        WHERE tenant_id = {tenant:UInt16} AND payer_key ${KEYS} AND customer_key NOT ${KEYS} ORDER BY paid_at DESC`,
   tagHistory: `SELECT tag, valid_from, value, num, list, removed FROM tag_history FINAL
                WHERE tenant_id = {tenant:UInt16} AND customer_key ${KEYS} ORDER BY valid_from DESC, tag`,
-  identityHistory: `SELECT action, id_kind, id_value, reason, created_at, undone_at FROM identity_changes FINAL
+  // A merge names the customer number merged away: once undone, that number is another
+  // customer's, and only the export of that customer gives it.
+  identityHistory: `SELECT action, id_kind, if(action = 'merge' AND from_key NOT ${KEYS}, '', id_value) AS id_value, reason, created_at, undone_at FROM identity_changes FINAL
                     WHERE tenant_id = {tenant:UInt16} AND (into_key ${KEYS} OR from_key ${KEYS}) ORDER BY created_at DESC`,
   // The newest complete model build's row: the items the model holds the customer close to.
   recommendations: `SELECT items, affinity FROM rec_customers
