@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import { z } from 'zod'
 import type { Db } from '../core/db.js'
 import { AppError } from '../core/errors.js'
@@ -9,7 +10,8 @@ import type { SavedCampaign } from './campaign.schema.js'
  * approves the version that will run. An approval names a version, so any later version (a
  * changed text, audience, schedule, or status) is not approved until someone approves it again.
  * Holders are compared by the name on their keys, so one person holding two keys cannot approve
- * their own change. Service and security campaigns (reminders, fraud tips) need no approval.
+ * their own change; nor can one whose change a colleague only paused and resumed since (the
+ * text is still theirs). Service and security campaigns (reminders, fraud tips) need no approval.
  */
 
 export type ApprovalStatus = 'not_required' | 'draft' | 'requested' | 'approved'
@@ -102,6 +104,31 @@ export function createApprovals(deps: { db: Db }): Approvals {
     }
   }
 
+  /**
+   * Holders who changed what the campaign says or does (not only its status) in a version after
+   * the last one approved, up to `c`: the text they wrote is still theirs to have checked.
+   */
+  async function authorsSinceApproval(tenantId: number, c: SavedCampaign): Promise<Set<string>> {
+    // max() over no approval is 0: then every version counts, the first one's author included.
+    const rows = await tdb(tenantId).query(
+      `WITH (SELECT max(campaign_version) FROM push_campaign_approvals
+             WHERE tenant_id = {tenant:UInt16} AND campaign_id = {id:String} AND kind = 'approved' AND campaign_version < {v:UInt32}) AS since
+       SELECT version, definition, created_by, since FROM push_campaigns FINAL
+       WHERE tenant_id = {tenant:UInt16} AND campaign_id = {id:String} AND version >= since AND version <= {v:UInt32}
+       ORDER BY version`,
+      { id: c.id, v: c.version },
+      z.object({ version: z.coerce.number(), definition: z.string(), created_by: z.string(), since: z.coerce.number() }),
+    )
+    const authors = new Set<string>()
+    let before: unknown
+    for (const r of rows) {
+      const def: unknown = JSON.parse(r.definition)
+      if (r.version !== r.since && (before === undefined || !isDeepStrictEqual(def, before))) authors.add(r.created_by)
+      before = def
+    }
+    return authors
+  }
+
   const api: Approvals = {
     async state(tenantId, c) {
       return fold(c, await rows(tenantId, [c]))
@@ -119,6 +146,9 @@ export function createApprovals(deps: { db: Db }): Approvals {
       checkVersion(c, version)
       if (by.holder === c.createdBy) {
         throw new AppError('SELF_APPROVAL', `${by.holder} made version ${c.version} of ${c.id}: a second holder approves it.`, { issues: [{ field: 'holder', message: 'same holder as the last change' }] })
+      }
+      if ((await authorsSinceApproval(tenantId, c)).has(by.holder)) {
+        throw new AppError('SELF_APPROVAL', `${by.holder} changed ${c.id} since its last approved version: a second holder approves it.`, { issues: [{ field: 'holder', message: 'changed the campaign since its last approval' }] })
       }
       await record(tenantId, c, 'approved', by, note)
       return api.state(tenantId, c)

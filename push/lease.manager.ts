@@ -7,7 +7,7 @@ import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
 import { chEpoch } from '../core/time.js'
 import type { WithdrawalIndex } from './consent.index.js'
-import { createKeyedLock } from './keyed-lock.js'
+import { createKeyedLock } from '../core/keyed-lock.js'
 import { readDueTargets, type QueueRow } from './lease.queue.js'
 import { inQuiet, localMinute } from './policy.js'
 
@@ -76,7 +76,7 @@ export interface AckItem {
   targetId: string
   status: 'delivered' | 'failed'
   reason?: string | undefined
-  /** A failed delivery worth another attempt: the target returns to the queue now. */
+  /** A failed delivery worth another attempt: the target returns to the queue now (after its last allowed lease, the failure is final). */
   retry?: boolean | undefined
 }
 
@@ -302,6 +302,19 @@ export function createLeaseManager(deps: {
         )
         for (const r of rows) stored.set(r.target_id, { leaseId: r.lease_id, campaignId: r.campaign_id, customerKey: r.customer_key })
       }
+      // A retry asked after the last lease `maxAttempts` allows gets none: its failure is final, and counted.
+      const retried = [...new Set(items.filter((i) => i.status === 'failed' && i.retry === true).map((i) => i.targetId))]
+      const spent = new Set<string>()
+      if (retried.length) {
+        const { maxAttempts } = await deps.policy(tenantId)
+        const rows = await db.query(
+          `SELECT target_id FROM push_leases WHERE tenant_id = {tenant:UInt16} AND kind = 'lease' AND target_id IN (SELECT arrayJoin({ids:Array(String)}))
+           GROUP BY target_id HAVING count() >= {attempts:UInt16}`,
+          { ids: retried, attempts: maxAttempts },
+          z.object({ target_id: z.string() }),
+        )
+        for (const r of rows) spent.add(r.target_id)
+      }
       const now = stamp()
       const outcomes: unknown[][] = []
       const releases: unknown[][] = []
@@ -311,7 +324,7 @@ export function createLeaseManager(deps: {
       items.forEach((i, index) => {
         const l = s.leased.get(i.targetId) ?? stored.get(i.targetId)
         if (!l) return void rejected.push({ index, targetId: i.targetId, reason: 'not_leased' })
-        const retry = i.status === 'failed' && i.retry === true
+        const retry = i.status === 'failed' && i.retry === true && !spent.has(i.targetId)
         outcomes.push([i.targetId, l.campaignId, l.customerKey, i.status, retry ? 0 : 1, i.reason ?? '', l.leaseId, chEpoch(now)])
         if (retry) releases.push([i.targetId, 'release', l.leaseId, l.campaignId, l.customerKey, owner, chEpoch(now), chEpoch(now)])
         else finals.push(i.targetId)
@@ -324,7 +337,12 @@ export function createLeaseManager(deps: {
       const at = Date.now()
       for (const id of finals) s.finished.set(id, at)
       for (const o of outcomes) s.leased.delete(o[0] as string)
-      if (releases.length) s.dirty = true
+      // Released targets come back at the next pull, even when a refill begun before the release
+      // was written ends after it (a bumped generation keeps that refill from clearing `dirty`).
+      if (releases.length) {
+        s.gen++
+        s.dirty = true
+      }
       if (counts.delivered) acks.inc({ status: 'delivered' }, counts.delivered)
       if (counts.failed) acks.inc({ status: 'failed' }, counts.failed)
       return { accepted: outcomes.length, rejected }

@@ -61,8 +61,10 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
       z.object({ status: z.string(), reason: z.string(), n }),
     ),
     db.query(
-      `SELECT toString(status) AS status, uniqExact(target_id) AS n FROM push_outcomes
-       WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND final = 1 GROUP BY status`,
+      // A target ends once: a repeated or contradicting ack, or a late ack of a target closed at
+      // pull, leaves a second final row, and the latest decides (as in the list of targets).
+      `SELECT status, count() AS n FROM (SELECT target_id, argMax(toString(status), at) AS status FROM push_outcomes
+       WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND final = 1 GROUP BY target_id) GROUP BY status`,
       cid,
       z.object({ status: z.string(), n }),
     ),
@@ -101,12 +103,13 @@ export async function campaignStats(db: TenantDb, c: SavedCampaign): Promise<Cam
 async function conversion(db: TenantDb, c: SavedCampaign, since: string): Promise<NonNullable<CampaignStats['conversion']>> {
   const goal = c.conversion!
   const b = new ParamBinder('g')
+  // One row per target (LIMIT 1 BY): copies a replacing merge has not yet folded count once.
   const cond = measureConditionSql({ id: '', role: 'count', events: goal.event.names ?? [], eventTypes: goal.event.types ?? [], where: goal.event.where ?? [], property: undefined }, b)
   const where = `timestamp >= ${b.bind(`DateTime64(3, 'UTC')`, since)} AND (${cond})`
   const rows = await db.query(
     `SELECT grp, count() AS customers, countIf(arrayExists(x -> x >= t.due_at AND x < t.due_at + toIntervalHour({hours:UInt32}), ev.ts)) AS converted
      FROM (SELECT customer_key, due_at, multiIf(status = 'queued', 'treated', reason = 'holdout', 'holdout', reason = 'control_group', 'control', '') AS grp
-           FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}) AS t
+           FROM push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} LIMIT 1 BY target_id) AS t
      LEFT JOIN (SELECT customer_key, groupArray(timestamp) AS ts FROM ${resolvedEventsSql(['timestamp', 'event', 'type', 'properties'], where)}
                 GROUP BY customer_key) AS ev ON ev.customer_key = t.customer_key
      WHERE grp != ''

@@ -127,14 +127,15 @@ export async function variantStats(db: TenantDb, c: SavedCampaign, since: string
     : ''
   const converted = goal ? `arrayExists(x -> x >= t.due_at AND x < t.due_at + toIntervalHour({hours:UInt32}), ev.ts)` : '0'
   const targets = `push_targets WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String}`
-  // A target is counted once, whatever copies a replacing merge has not yet folded.
+  // A target is counted once, whatever copies a replacing merge has not yet folded, by its latest
+  // final outcome (a repeated or contradicting ack leaves a second one, as in stats.ts).
   const counts = `SELECT t.v AS v, count() AS targeted, countIf(t.st = 'queued') AS queued, countIf(t.st = 'suppressed') AS suppressed,
         countIf(has(o.os, 'delivered')) AS sent, countIf(has(o.os, 'failed')) AS failed, countIf(has(o.os, 'withdrawn')) AS withdrawn,
         countIf(has(f.fb, 'push_delivered')) AS delivered, countIf(has(f.fb, 'push_opened')) AS opened, countIf(has(f.fb, 'push_clicked')) AS clicked,
         countIf(has(o.os, 'delivered') AND has(f.fb, 'push_clicked')) AS clicked_sent,
         countIf(t.st = 'queued' AND ${converted}) AS converted
       FROM (SELECT target_id, any(message_variant) AS v, any(toString(status)) AS st, any(customer_key) AS k, any(due_at) AS due_at FROM ${targets} GROUP BY target_id) AS t
-      LEFT JOIN (SELECT target_id, groupUniqArray(toString(status)) AS os FROM push_outcomes
+      LEFT JOIN (SELECT target_id, [argMax(toString(status), at)] AS os FROM push_outcomes
                  WHERE tenant_id = {tenant:UInt16} AND campaign_id = {cid:String} AND final = 1 GROUP BY target_id) AS o ON o.target_id = t.target_id
       LEFT JOIN (SELECT JSONExtractString(properties, 'target_id') AS tid, groupUniqArray(event) AS fb FROM events
                  WHERE tenant_id = {tenant:UInt16} AND event IN {names:Array(String)}
