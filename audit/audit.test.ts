@@ -154,6 +154,28 @@ describe('the audit trail', () => {
     expect(ofA.json().entries.length).toBe(2)
     expect((await t.app.inject({ url: '/v1/operator/audit', headers: bearer(a.admin) })).statusCode).toBe(401)
   })
+
+  it('names the tenant created and every key issued, by the operator and by a rotation', async () => {
+    const created = await t.app.inject({ method: 'POST', url: '/v1/operator/tenants', headers: bearer(OPERATOR), payload: { slug: 'audit-d', name: 'D' } })
+    expect(created.statusCode, created.body).toBe(201)
+    const issued = await t.app.inject({ method: 'POST', url: '/v1/operator/tenants/audit-d/keys', headers: bearer(OPERATOR), payload: { roles: ['admin'], holder: 'D administrator' } })
+    expect(issued.statusCode, issued.body).toBe(201)
+    const ops = (await t.app.inject({ url: '/v1/operator/audit?limit=100', headers: bearer(OPERATOR) })).json().entries as Record<string, unknown>[]
+    expect(ops.find((e) => e.action === 'tenant.create' && e.status === 201 && e.objectId === 'audit-d')).toBeDefined()
+    expect(ops.find((e) => e.action === 'key.issue' && e.objectId === 'audit-d')).toMatchObject({
+      detail: { keyId: issued.json().info.keyId, roles: ['admin'], holder: 'D administrator' },
+    })
+    // A rotation issues a new key: the trail names it beside the key it replaces.
+    const d = await t.tenants.get('audit-d')
+    const admin = issued.json().key as string
+    const push = await t.keys.issue(d.id, { roles: ['push'], holder: 'notifier d' })
+    const rotated = await t.app.inject({ method: 'POST', url: `/v1/keys/${push.view.keyId}/rotate`, headers: bearer(admin) })
+    expect(rotated.statusCode, rotated.body).toBe(201)
+    const { entries } = await trail(admin, 'action=key.rotate')
+    expect(entries).toEqual([
+      expect.objectContaining({ objectId: push.view.keyId, outcome: 'ok', detail: expect.objectContaining({ successor: rotated.json().info.keyId, roles: ['push'], holder: 'notifier d' }) }),
+    ])
+  })
 })
 
 describe('personal-data reads count the customers they hand out', () => {

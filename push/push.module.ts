@@ -13,7 +13,7 @@ import { campaignSegmentUses, campaignTagUses, createCampaignCheck } from './cam
 import { createCampaignRepository, type CampaignRepository } from './campaign.repository.js'
 import { MAX_TTL_MINUTES, type SavedCampaign } from './campaign.schema.js'
 import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.js'
-import { createKeyedLock } from './keyed-lock.js'
+import { createKeyedLock } from '../core/keyed-lock.js'
 import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
 import { createPolicyRepository, type PolicyRepository } from './policy.js'
 import { registerPushPreviewRoutes } from './preview.routes.js'

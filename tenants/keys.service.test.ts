@@ -201,6 +201,19 @@ describe('a change while the cache is being loaded', () => {
   })
 })
 
+describe('a revocation during a rotation', () => {
+  it('keeps the key revoked when it is revoked while being rotated', async () => {
+    const t = await tenants.create({ slug: 'rot-revoke', name: 'Rotate and revoke' })
+    const { key, view } = await keys.issue(t.id, { roles: ['admin'], holder: 'leaked admin key' })
+    // The rotation reads the key, issues its successor, then shortens the key's life: a
+    // revocation landing in between must not be overwritten by that last write.
+    const [, revoked] = await Promise.all([keys.rotate(t.id, view.keyId, 86400), keys.revoke(t.id, view.keyId)])
+    expect(revoked.revokedAt).not.toBeNull()
+    await expect(keys.authenticate(key)).rejects.toMatchObject({ code: 'AUTH_INVALID', message: /revoked/ })
+    expect((await keys.list(t.id)).find((k) => k.keyId === view.keyId)?.revokedAt).not.toBeNull()
+  })
+})
+
 describe('tenant registry', () => {
   it('validates slugs, parents and duplicates', async () => {
     await expect(tenants.create({ slug: 'Bad Slug', name: 'x' })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' })

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
+import { createKeyedLock } from '../core/keyed-lock.js'
 import { AppError } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import {
@@ -221,36 +222,45 @@ export function createKeyService(deps: {
     return e.row
   }
 
+  // A revocation or a rotation reads a key's record and writes a whole new version of it: one at
+  // a time, or a rotation that read the key before a revocation would write it back unrevoked.
+  const lock = createKeyedLock()
+  const oneAtATime = <T>(change: () => Promise<T>): Promise<T> => lock.run('keys', change)
+
   return {
     issue,
     async list(tenantId) {
       await reload()
       return [...cache.values()].filter((e) => e.row.tenant_id === tenantId).map((e) => view(e.row))
     },
-    async revoke(tenantId, keyId) {
-      const r = await own(tenantId, keyId)
-      if (r.revoked_at) return view(r)
-      const revoked = { ...r, revoked_at: chDateTime(now()) }
-      await write(revoked)
-      return view(revoked)
-    },
-    async rotate(tenantId, keyId, graceSeconds) {
-      const r = await own(tenantId, keyId)
-      if (r.revoked_at) throw new AppError('CONFLICT', `Key ${keyId} was revoked; issue a new key instead.`)
-      const t = now().getTime()
-      if (r.expires_at && storedMs(r.expires_at) <= t) throw new AppError('CONFLICT', `Key ${keyId} has expired; issue a new key instead.`)
-      const successor = await issue(tenantId, {
-        roles: rolesOf(r),
-        holder: r.holder || `key ${r.key_id}`,
-        label: r.label,
-        expiresAt: r.expires_at ? new Date(storedMs(r.expires_at)) : undefined,
-      })
-      const ends = new Date(t + graceSeconds * 1000)
-      const keepsEarlier = r.expires_at && storedMs(r.expires_at) < ends.getTime()
-      const previous = keepsEarlier ? r : { ...r, expires_at: chDateTime(ends) }
-      if (!keepsEarlier) await write(previous)
-      return { ...successor, previous: view(previous) }
-    },
+    revoke: (tenantId, keyId) =>
+      oneAtATime(async () => {
+        const r = await own(tenantId, keyId)
+        if (r.revoked_at) return view(r)
+        const revoked = { ...r, revoked_at: chDateTime(now()) }
+        await write(revoked)
+        return view(revoked)
+      }),
+    rotate: (tenantId, keyId, graceSeconds) =>
+      oneAtATime(async () => {
+        const r = await own(tenantId, keyId)
+        if (r.revoked_at) throw new AppError('CONFLICT', `Key ${keyId} was revoked; issue a new key instead.`)
+        const t = now().getTime()
+        if (r.expires_at && storedMs(r.expires_at) <= t) throw new AppError('CONFLICT', `Key ${keyId} has expired; issue a new key instead.`)
+        const successor = await issue(tenantId, {
+          roles: rolesOf(r),
+          holder: r.holder || `key ${r.key_id}`,
+          label: r.label,
+          expiresAt: r.expires_at ? new Date(storedMs(r.expires_at)) : undefined,
+        })
+        const ends = new Date(t + graceSeconds * 1000)
+        // Read again: another process may have revoked or shortened the key meanwhile.
+        const latest = await own(tenantId, keyId)
+        const keepsEarlier = latest.revoked_at || (latest.expires_at && storedMs(latest.expires_at) < ends.getTime())
+        const previous = keepsEarlier ? latest : { ...latest, expires_at: chDateTime(ends) }
+        if (!keepsEarlier) await write(previous)
+        return { ...successor, previous: view(previous) }
+      }),
     async authenticate(presented) {
       if (Date.now() - loadedAt > deps.cacheTtlMs) await reload()
       let e = verified.get(presented)

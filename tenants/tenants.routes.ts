@@ -165,6 +165,8 @@ export function registerTenantRoutes(
     },
     async (req, reply) => {
       const { key, view, previous } = await keys.rotate(req.principal!.tenantId, req.params.keyId, req.body?.graceSeconds ?? 86400)
+      // The successor is a new key: the trail names it, as it names a key issued.
+      req.auditNote = { detail: { successor: view.keyId, roles: view.roles, holder: view.holder, previousExpiresAt: previous.expiresAt } }
       return reply.code(201).send({ key, info: view, previous })
     },
   )
@@ -200,7 +202,11 @@ export function registerTenantRoutes(
       config: { audit: { action: 'tenant.create', objectKind: 'tenant' } },
       schema: { tags: ['operator'], summary: 'Create a tenant (a member bank or a group)', security, body: createTenantInput, response: { 201: tenantView, 400: errorBody, 409: errorBody } },
     },
-    async (req, reply) => reply.code(201).send(await tenants.create(req.body)),
+    async (req, reply) => {
+      const created = await tenants.create(req.body)
+      req.auditNote = { objectId: created.slug, detail: { id: created.id, kind: created.kind, parentId: created.parentId } }
+      return reply.code(201).send(created)
+    },
   )
   for (const [action, status] of [['disable', 'disabled'], ['enable', 'active']] as const) {
     r.post(
@@ -230,6 +236,7 @@ export function registerTenantRoutes(
     async (req, reply) => {
       const t = await tenants.get(req.params.tenant)
       const { key, view } = await keys.issue(t.id, issueInput(req.body))
+      req.auditNote = { detail: { keyId: view.keyId, roles: view.roles, holder: view.holder } }
       return reply.code(201).send({ key, info: view })
     },
   )

@@ -33,4 +33,21 @@ describe('the tenant registry across processes', () => {
     const b = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
     await expect(b.get('never-made')).rejects.toMatchObject({ code: 'NOT_FOUND' })
   })
+
+  it('gives tenants created at the same time in one process distinct ids, and one of two with the same slug', async () => {
+    const a = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
+    const made = await Promise.all(['same-time-1', 'same-time-2', 'same-time-3'].map((slug) => a.create({ slug, name: slug })))
+    expect(new Set(made.map((t) => t.id)).size).toBe(3)
+    expect((await a.list()).filter((t) => t.slug.startsWith('same-time-')).map((t) => t.slug).sort()).toEqual(['same-time-1', 'same-time-2', 'same-time-3'])
+    const twice = await Promise.allSettled([a.create({ slug: 'same-slug', name: 'first' }), a.create({ slug: 'same-slug', name: 'second' })])
+    expect(twice.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected'])
+    expect((await a.list()).filter((t) => t.slug === 'same-slug')).toHaveLength(1)
+  })
+
+  it('keeps both of two retention changes saved at the same time in one process', async () => {
+    const a = createTenantService({ system: engine.db.system, defaultTimeZone: 'UTC' })
+    const t = await a.create({ slug: 'two-admins', name: 'Two admins' })
+    await Promise.all([a.savePrivacy(t.id, { eventsDays: 300 }, 'admin one'), a.savePrivacy(t.id, { tagHistoryDays: 500 }, 'admin two')])
+    expect(await a.privacy(t.id)).toMatchObject({ eventsDays: 300, tagHistoryDays: 500 })
+  })
 })

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
+import { createKeyedLock } from '../core/keyed-lock.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime, timeZoneSchema } from '../core/time.js'
 import { applyPrivacy, defaultPrivacy, privacyInput, type PrivacyInput, type PrivacySettings } from './privacy.schema.js'
@@ -193,6 +194,68 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
     await reload()
   }
 
+  async function create(raw: CreateTenantInput): Promise<Tenant> {
+    const parsed = createTenantInput.safeParse(raw)
+    if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The tenant is invalid.', { issues: issuesFromZod(parsed.error.issues) })
+    const input = parsed.data
+    await reload()
+    if (find(input.slug)) throw new AppError('CONFLICT', `Tenant ${input.slug} already exists.`, { issues: [{ field: 'slug', message: 'already exists' }] })
+    let parentId: number | null = null
+    if (input.kind === 'member' && input.parent) {
+      const parent = find(input.parent)
+      if (!parent) throw new AppError('VALIDATION_FAILED', `No tenant ${input.parent}.`, { issues: [{ field: 'parent', message: 'unknown tenant' }] })
+      if (parent.kind !== 'group') {
+        throw new AppError('VALIDATION_FAILED', 'A member bank belongs to a group.', { issues: [{ field: 'parent', message: 'not a group' }] })
+      }
+      parentId = parent.id
+    } else if (input.kind === 'group' && input.parent) {
+      throw new AppError('VALIDATION_FAILED', 'A group has no parent.', { issues: [{ field: 'parent', message: 'not allowed for a group' }] })
+    }
+    const id = Math.max(0, ...byId.keys()) + 1
+    if (id > 65535) throw new AppError('CONFLICT', 'No tenant ids left.')
+    const created = chDateTime(now())
+    const tenant: Tenant = {
+      id,
+      slug: input.slug,
+      name: input.name,
+      kind: input.kind,
+      parentId,
+      timeZone: input.timeZone ?? deps.defaultTimeZone,
+      status: 'active',
+      createdAt: created,
+    }
+    await write(tenant, created)
+    return (await get(id))
+  }
+
+  async function savePrivacy(id: number, raw: PrivacyInput, holder: string): Promise<PrivacySettings> {
+    const parsed = privacyInput.safeParse(raw)
+    if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The privacy settings are invalid.', { issues: issuesFromZod(parsed.error.issues) })
+    const next = applyPrivacy(await privacy(id), parsed.data)
+    await system.insert('tenant_privacy', [
+      {
+        tenant_id: id,
+        events_days: next.eventsDays,
+        exposures_days: next.exposuresDays,
+        push_outcomes_days: next.pushOutcomesDays,
+        tag_history_days: next.tagHistoryDays,
+        legal_minimum_days: next.legalMinimumDays,
+        value_policy: next.valuePolicy,
+        updated_at: chDateTime(now()),
+        updated_by: holder,
+      },
+    ])
+    await reload()
+    return privacy(id)
+  }
+
+  // Changes read the registry and write whole rows: one at a time. A new tenant's id is the
+  // highest held plus one, so two creations at once would take the same id and one bank would
+  // silently become the other; two partial privacy changes at once would each write the
+  // settings they read, and the first would be lost.
+  const lock = createKeyedLock()
+  const oneAtATime = <T>(change: () => Promise<T>): Promise<T> => lock.run('registry', change)
+
   return {
     async list() {
       await ensure()
@@ -203,39 +266,7 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       refreshIfStale()
       return byId.get(id)
     },
-    async create(raw) {
-      const parsed = createTenantInput.safeParse(raw)
-      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The tenant is invalid.', { issues: issuesFromZod(parsed.error.issues) })
-      const input = parsed.data
-      await reload()
-      if (find(input.slug)) throw new AppError('CONFLICT', `Tenant ${input.slug} already exists.`, { issues: [{ field: 'slug', message: 'already exists' }] })
-      let parentId: number | null = null
-      if (input.kind === 'member' && input.parent) {
-        const parent = find(input.parent)
-        if (!parent) throw new AppError('VALIDATION_FAILED', `No tenant ${input.parent}.`, { issues: [{ field: 'parent', message: 'unknown tenant' }] })
-        if (parent.kind !== 'group') {
-          throw new AppError('VALIDATION_FAILED', 'A member bank belongs to a group.', { issues: [{ field: 'parent', message: 'not a group' }] })
-        }
-        parentId = parent.id
-      } else if (input.kind === 'group' && input.parent) {
-        throw new AppError('VALIDATION_FAILED', 'A group has no parent.', { issues: [{ field: 'parent', message: 'not allowed for a group' }] })
-      }
-      const id = Math.max(0, ...byId.keys()) + 1
-      if (id > 65535) throw new AppError('CONFLICT', 'No tenant ids left.')
-      const created = chDateTime(now())
-      const tenant: Tenant = {
-        id,
-        slug: input.slug,
-        name: input.name,
-        kind: input.kind,
-        parentId,
-        timeZone: input.timeZone ?? deps.defaultTimeZone,
-        status: 'active',
-        createdAt: created,
-      }
-      await write(tenant, created)
-      return (await get(id))
-    },
+    create: (raw) => oneAtATime(() => create(raw)),
     async setStatus(idOrSlug, status) {
       const t = await get(idOrSlug)
       if (t.status === status) return t
@@ -243,26 +274,7 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       return get(t.id)
     },
     privacy,
-    async savePrivacy(id, raw, holder) {
-      const parsed = privacyInput.safeParse(raw)
-      if (!parsed.success) throw new AppError('VALIDATION_FAILED', 'The privacy settings are invalid.', { issues: issuesFromZod(parsed.error.issues) })
-      const next = applyPrivacy(await privacy(id), parsed.data)
-      await system.insert('tenant_privacy', [
-        {
-          tenant_id: id,
-          events_days: next.eventsDays,
-          exposures_days: next.exposuresDays,
-          push_outcomes_days: next.pushOutcomesDays,
-          tag_history_days: next.tagHistoryDays,
-          legal_minimum_days: next.legalMinimumDays,
-          value_policy: next.valuePolicy,
-          updated_at: chDateTime(now()),
-          updated_by: holder,
-        },
-      ])
-      await reload()
-      return privacy(id)
-    },
+    savePrivacy: (id, raw, holder) => oneAtATime(() => savePrivacy(id, raw, holder)),
     reload,
   }
 }
