@@ -505,7 +505,7 @@ export const en = {
   approvalApprovedBy: 'Approved by',
   approvalRequest: 'Submit for approval',
   approvalApprove: 'Approve this version',
-  apiError_SELF_APPROVAL: 'You made this version, so you cannot approve it: ask a colleague.',
+  apiError_SELF_APPROVAL: 'You changed this campaign since it was last approved, so you cannot approve it: ask a colleague.',
   apiError_NOT_APPROVED: 'The current version of this marketing campaign is not approved: it cannot run.',
   apiError_CONFLICT: 'Someone else changed the campaign: reload and try again.',
   apiError_NOT_FOUND: 'Not found.',

@@ -501,7 +501,7 @@ export const zh: Record<keyof typeof en, string> = {
   approvalApprovedBy: '批准人',
   approvalRequest: '提交审批',
   approvalApprove: '批准此版本',
-  apiError_SELF_APPROVAL: '您修改了此版本，不能自己批准：请另一位同事批准。',
+  apiError_SELF_APPROVAL: '您在上次批准后修改过此活动，不能自己批准：请另一位同事批准。',
   apiError_NOT_APPROVED: '此营销活动的当前版本尚未批准，不能运行。',
   apiError_CONFLICT: '活动已被他人修改，请刷新后再试。',
   apiError_NOT_FOUND: '未找到。',
