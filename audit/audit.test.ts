@@ -247,6 +247,10 @@ describe('identity merges', () => {
       ['identity.merge', '', 'refused'],
     ])
     expect(entries[1]).toMatchObject({ customerNo: 'AC001', customers: 2, detail: { into: 'AC002', reason: body.reason } })
+    // The undo is found by the customer it gave back, as the merge is.
+    expect(entries[0]).toMatchObject({ customerNo: 'AC001', customers: 2 })
+    const byCustomer = await trail(a.admin, 'customer=AC001&action=identity.')
+    expect(byCustomer.entries.map((e) => e.action)).toEqual(['identity.undo', 'identity.merge'])
   })
 })
 

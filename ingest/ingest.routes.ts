@@ -133,7 +133,12 @@ export function registerIngestRoutes(app: FastifyInstance, auth: Auth, deps: { i
         response: { 200: identityChange, 404: errorBody, 409: errorBody },
       },
     },
-    async (req) => deps.identities.undo(req.principal!.tenantId, req.params.changeId, req.principal!.holder),
+    async (req) => {
+      const change = await deps.identities.undo(req.principal!.tenantId, req.params.changeId, req.principal!.holder)
+      // A merge's undo is found by the customer number it gave back, as the merge is; a link's names a device.
+      req.auditNote = change.action === 'merge' ? { customerNo: change.idValue, customers: 2 } : { customers: 1 }
+      return change
+    },
   )
   // Events may link a device to a customer but never merge two customers (the app key ships
   // inside the app): a merge is an administrator's act, with a reason, audited.
