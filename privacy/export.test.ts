@@ -91,5 +91,8 @@ describe('GET /v1/customers/:id/export', () => {
       .forTenant(bank.tenant.id)
       .query(`SELECT customer_no, status FROM audit_log WHERE tenant_id = {tenant:UInt16} AND action = 'customer.export' ORDER BY at`, {}, z.object({ customer_no: z.string(), status: z.coerce.number() }))
     expect(rows.filter((r) => r.customer_no === C && r.status === 200).length).toBeGreaterThanOrEqual(4)
+    // A refused attempt is found by the customer number asked for too, a request refused as malformed included.
+    expect(rows).toContainEqual({ customer_no: 'NOPE', status: 404 })
+    expect(rows).toContainEqual({ customer_no: C, status: 400 })
   })
 })
