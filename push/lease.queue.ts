@@ -52,7 +52,8 @@ function toQueueRow(f: string[]): QueueRow {
     target: {
       targetId: f[0]!,
       idempotencyKey: f[0]!,
-      campaignId: test ? f[1]!.slice(0, f[1]!.lastIndexOf(TEST_SUFFIX)) : f[1]!,
+      // A campaign id has no '~' (CAMPAIGN_ID): the suffix's first place ends it.
+      campaignId: test ? f[1]!.slice(0, f[1]!.indexOf(TEST_SUFFIX)) : f[1]!,
       campaignVersion: Number(f[2]),
       customerNo: unescapeTsv(f[4]!),
       channel: f[5]!,
@@ -100,8 +101,9 @@ export async function readDueTargets(db: TenantDb, o: { campaigns: string[]; now
   // and probed faster than one of strings. Measured at 300,000 delivered of 1M, the inner
   // choice took ~210 ms this way against ~330 ms with two string sets.
   // Test sends (test-send.ts) are handed out whatever their campaign's status: their stored ids
-  // are read here (one per message variant sent: the id, the suffix, ':' and the variant).
-  const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}, v) FROM push_test_sends
+  // are read here (one per message variant sent: the id, the suffix, '~' and the send id, ':' and
+  // the variant; testCampaignId in test-send.ts).
+  const held = `(campaign_id IN {cids:Array(String)} OR campaign_id IN (SELECT concat(campaign_id, {testSuffix:String}, '~', send_id, v) FROM push_test_sends
     ARRAY JOIN if(empty(variants), [''], arrayMap(x -> concat(':', x), variants)) AS v
     WHERE tenant_id = {tenant:UInt16} AND queued > 0 AND at >= {sinceAt:DateTime64(3, 'UTC')}))`
   const live = `tenant_id = {tenant:UInt16} AND ${held} AND expires_at > {now:DateTime64(3, 'UTC')}`

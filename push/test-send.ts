@@ -16,8 +16,8 @@ import { targetingSql } from './targeting.sql.js'
  * Test sends: a campaign's message, filled for each customer of one of the bank's test lists
  * (staff phones registered as customers), queued now as targets the notification service pulls
  * like any other, marked as tests. A test target has status 'test' and the campaign id followed
- * by TEST_SUFFIX (and ':' and the variant, for a campaign with message variants), so it counts in
- * none of the campaign's statistics and spends no frequency cap (caps count queued targets only). Holdout, control group, caps, quiet hours and the validity
+ * by TEST_SUFFIX, '~' and the send id (and ':' and the variant, for a campaign with message
+ * variants), so it counts in none of the campaign's statistics and spends no frequency cap (caps count queued targets only). Holdout, control group, caps, quiet hours and the validity
  * window are not applied: the tester wants the message on the phone now. Consent and the
  * personalization switch still are: a test customer who withdrew consent gets nothing, and the
  * answer says so, customer by customer.
@@ -25,6 +25,9 @@ import { targetingSql } from './targeting.sql.js'
 
 export const TEST_SUFFIX = '~test'
 export const MAX_TEST_MEMBERS = 50
+
+/** A test target's stored campaign id; lease.queue.ts builds the same from push_test_sends. */
+export const testCampaignId = (campaignId: string, sendId: string, variant = '') => `${campaignId}${TEST_SUFFIX}~${sendId}${variant ? `:${variant}` : ''}`
 
 export const testListInput = z.strictObject({
   name: z.string().trim().min(1).max(100),
@@ -136,7 +139,7 @@ export function createTestSends(deps: { db: Db; tenants: TenantService; policies
     }
     const { decided, params } = targetingSql(spec, b)
     // The statement skips customers already targeted under `cid` today: a fresh id per send, so a second test the same day is sent again.
-    return db.query(`SELECT k, cust_no, lang, variant, message_variant, title, body, reason FROM (${decided})`, { ...params, cid: `${c.id}${TEST_SUFFIX}:${o.sendId}` }, decidedRow)
+    return db.query(`SELECT k, cust_no, lang, variant, message_variant, title, body, reason FROM (${decided})`, { ...params, cid: testCampaignId(c.id, o.sendId) }, decidedRow)
   }
 
   const api: TestSends = {
@@ -195,8 +198,9 @@ export function createTestSends(deps: { db: Db; tenants: TenantService; policies
       for (const v of chosen) {
         const rows = await decide(db, c, { keys: [...keys.values()], today, now, policy, timeZone: tenant.timeZone, product, sendId, variant: v })
         const byKey = new Map(rows.map((r) => [r.k, r]))
-        // Each variant's test targets have their own stored id, so none shares another's row key (push_targets' order key).
-        const storedCid = `${c.id}${TEST_SUFFIX}${v ? `:${v}` : ''}`
+        // Each send's and each variant's test targets have their own stored id, so none shares
+        // another's row key (push_targets' order key): a replacing merge would keep one of them.
+        const storedCid = testCampaignId(c.id, sendId, v)
         const tagged = v ? { messageVariant: v } : {}
         for (const m of list.members) {
           const key = keys.get(m.customerNo)
