@@ -60,9 +60,11 @@ describe('importing a file that lists an erased customer', () => {
       pii: createPii('test-secret-test-secret-test-secret'),
       log: t.engine.log,
       options: { pageRows: 2 },
-      erased: (tenant, nos) => {
-        calls.push([...nos])
-        return t.privacy.tombstones.erasedAmong(tenant, nos)
+      erased: {
+        among: (tenant, kind, nos) => {
+          calls.push([...nos])
+          return t.privacy.tombstones.erasedAmong(tenant, nos, kind)
+        },
       },
     })
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-erased-import-'))

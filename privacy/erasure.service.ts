@@ -167,6 +167,21 @@ export function createErasureService(deps: {
     return { customerNos, keys: [...keys].sort((a, b) => a - b), anonymousIds, deviceIds, digests: customerNos.map(digest) }
   }
 
+  /**
+   * The numbers of the customers' loans, which the job deletes: tombstoned (digests) so that the
+   * bank's next full schedule file, still listing them, counts their rows as erased instead of
+   * refusing them as schedules of an unknown loan.
+   */
+  async function loansOf(db: TenantDb, keys: readonly number[]): Promise<{ kind: 'loan_no'; value: string }[]> {
+    if (!keys.length) return []
+    const rows = await db.query(
+      `SELECT DISTINCT loan_no FROM loans WHERE tenant_id = {tenant:UInt16} AND customer_key IN {ks:Array(UInt32)}`,
+      { ks: [...keys] },
+      z.object({ loan_no: z.string() }),
+    )
+    return rows.map((r) => ({ kind: 'loan_no' as const, value: r.loan_no }))
+  }
+
   /** One start at a time per tenant: the running-job check and the job's write are one step. */
   function serial<T>(tenantId: number, fn: () => Promise<T>): Promise<T> {
     const prev = locks.get(tenantId) ?? Promise.resolve()
@@ -215,7 +230,7 @@ export function createErasureService(deps: {
         }
         await save(j)
         // Before any row goes: from here on, nothing new about them is stored.
-        await deps.tombstones.add(tenantId, j.jobId, erasedIds(subject), by.holder)
+        await deps.tombstones.add(tenantId, j.jobId, [...erasedIds(subject), ...(await loansOf(db, subject.keys))], by.holder)
         runner.forgetAll(j)
         return j
       })

@@ -5,14 +5,14 @@ import type { Pii } from '../core/pii.js'
 import { chDateTime } from '../core/time.js'
 
 /**
- * Tombstones of erased customers: keyed digests of their customer numbers, app (anonymous) ids
- * and linked device ids. Ingest asks `dropped()` for every flush (through a callback it owns), so a late event, a
+ * Tombstones of erased customers: keyed digests of their customer numbers, app (anonymous) ids,
+ * linked device ids and the numbers of the loans the erasure deleted (for the bulk import only). Ingest asks `dropped()` for every flush (through a callback it owns), so a late event, a
  * retry or a Kafka replay of an erased customer is dropped and counted instead of re-creating
  * them. Held per tenant in memory; re-read every `refreshMs` so that another process's erasures
  * apply here too.
  */
 
-export type IdKind = 'customer_no' | 'anonymous_id' | 'device_id'
+export type IdKind = 'customer_no' | 'anonymous_id' | 'device_id' | 'loan_no'
 
 /** What identifies an event's sender once ingest normalized it (context.device.id is never kept). */
 export interface TombstoneEvent {
@@ -30,10 +30,11 @@ export interface Tombstones {
   /** Whether the customer number is tombstoned (an export answers 410). */
   erased(tenantId: number, customerNo: string): Promise<boolean>
   /**
-   * Which of these customer numbers are tombstoned (the bulk import hook): one query per call,
-   * read from the table rather than the cache, so an erasure by another process counts at once.
+   * Which of these customer numbers (or loan numbers, `kind`) are tombstoned (the bulk import
+   * hook): one query per call, read from the table rather than the cache, so an erasure by
+   * another process counts at once.
    */
-  erasedAmong(tenantId: number, customerNos: readonly string[]): Promise<Set<string>>
+  erasedAmong(tenantId: number, values: readonly string[], kind?: 'customer_no' | 'loan_no'): Promise<Set<string>>
   /** The bank re-registers a number: its events are accepted again. False when it was not tombstoned. */
   reregister(tenantId: number, customerNo: string, by: string): Promise<boolean>
   /** Per event, true when it belongs to an erased identifier (the ingest hook). */
@@ -101,19 +102,19 @@ export function createTombstones(deps: { db: Db; pii: Pii; metrics: Metrics; ref
     async erased(tenantId, customerNo) {
       return (await current(tenantId)).ids.has(slot('customer_no', digest(tenantId, 'customer_no', customerNo)))
     },
-    async erasedAmong(tenantId, customerNos) {
+    async erasedAmong(tenantId, values, kind = 'customer_no') {
       const out = new Set<string>()
-      if (!customerNos.length) return out
+      if (!values.length) return out
       // The tenant's tombstoned digests come to this side (few: erasures are rare) rather than a
       // file's digests going to the engine (up to millions, too many for a bound parameter).
       const rows = await deps.db.forTenant(tenantId).query(
-        `SELECT id_digest FROM erasure_tombstones FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no' AND active = 1`,
-        {},
+        `SELECT id_digest FROM erasure_tombstones FINAL WHERE tenant_id = {tenant:UInt16} AND id_kind = {kind:String} AND active = 1`,
+        { kind },
         z.object({ id_digest: z.string() }),
       )
       if (!rows.length) return out
       const digests = new Set(rows.map((r) => r.id_digest))
-      for (const no of customerNos) if (digests.has(digest(tenantId, 'customer_no', no))) out.add(no)
+      for (const v of values) if (digests.has(digest(tenantId, kind, v))) out.add(v)
       return out
     },
     async reregister(tenantId, customerNo, by) {

@@ -123,7 +123,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     consent: consent.service.fromIngest,
     dropped: (t, evs, opts) => tombstones.dropped(t, evs, opts),
     // ... and bulk imports skip their rows, until the bank re-registers the number.
-    erased: (t, nos) => tombstones.erasedAmong(t, nos),
+    erased: { among: (t, kind, values) => tombstones.erasedAmong(t, values, kind) },
     valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
   })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })

@@ -53,7 +53,7 @@ export async function openTestApp(env: Record<string, string> = {}): Promise<Tes
     holderOf: async (t, keyId) => (await keys.list(t)).find((k) => k.keyId === keyId)?.holder,
   })
   const tombstones = createPrivacyTombstones({ db: engine.db.lane('ingest'), pii, metrics })
-  const ingest = createIngestModule({ db: engine.db.lane('ingest'), log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest, dropped: (t, evs) => tombstones.dropped(t, evs), erased: (t, nos) => tombstones.erasedAmong(t, nos), valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy })
+  const ingest = createIngestModule({ db: engine.db.lane('ingest'), log: engine.log, metrics, pii, config: config.ingest, consent: consent.service.fromIngest, dropped: (t, evs) => tombstones.dropped(t, evs), erased: { among: (t, kind, values) => tombstones.erasedAmong(t, values, kind) }, valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy })
   const tags = createTagsModule({ db: engine.db, tenants, log: engine.log, metrics, runner: config.pipelines })
   const roaring = await loadRoaring()
   if (!roaring) throw new Error('the optional "roaring" package is not installed: layouts cannot be served')

@@ -38,8 +38,12 @@ export interface KindSpec<F extends Fields = Fields> {
   customerColumns: readonly string[]
   /** The final statements, in order; each binds {tenant:UInt16} once per tenant table it names. */
   finalInserts(t: StageTables): string[]
-  /** Rows whose reference does not resolve (loan schedules without their loan). */
-  unresolved?: { column: string; sql(t: StageTables): string; message(value: string): string }
+  /**
+   * Rows whose reference does not resolve (loan schedules without their loan). `erased`: the
+   * tombstone kind of the reference, when the erasure deletes what it names (an erased
+   * customer's loans): such a row is the erased customer's, counted as erased.
+   */
+  unresolved?: { column: string; sql(t: StageTables): string; message(value: string): string; erased?: ErasedKind }
   /** A number with one customer at a time (an account, a loan, a bill): see ownerStatements. */
   owner?: { column: string; follow?: { table: TenantTable; key: readonly string[]; columns: readonly string[] } }
 }
@@ -53,6 +57,9 @@ export interface KindSpec<F extends Fields = Fields> {
  * the owner holds that row already. `stale` counts the rows to drop, so that a file that moves
  * nothing costs no delete (a mutation of the table).
  */
+/** The identifiers whose erasure an import asks about: customer numbers, and the loan numbers of erased customers. */
+export type ErasedKind = 'customer_no' | 'loan_no'
+
 export function ownerStatements(spec: KindSpec, t: StageTables): { stale: string; moves: string[]; deletes: string[] } | undefined {
   const o = spec.owner
   if (!o) return undefined

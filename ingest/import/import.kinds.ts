@@ -193,7 +193,7 @@ const loanOwners = (t: StageTables) =>
 const loanSchedules = defineKind({
   kind: 'loan_schedules',
   description:
-    'Repayment schedules, one row per (loan_no, installment_no). Each row names its loan only: the customer is the loan\'s, so import the loans first (a row whose loan is unknown is rejected).',
+    'Repayment schedules, one row per (loan_no, installment_no). Each row names its loan only: the customer is the loan\'s, so import the loans first (a row whose loan is unknown is rejected; one of an erased customer\'s loan is counted as erased).',
   target: 'loan_schedules',
   fields: {
     loan_no: id(64),
@@ -221,6 +221,7 @@ const loanSchedules = defineKind({
       `SELECT s.row_no AS row_no, s.loan_no AS value FROM ${t.stage} AS s
        LEFT ANTI JOIN (${loanOwners(t)}) AS l ON l.loan_no = s.loan_no`,
     message: (v) => `unknown loan ${v}: import the loan first`,
+    erased: 'loan_no',
   },
 })
 

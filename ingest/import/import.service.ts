@@ -9,7 +9,7 @@ import type { IdentityService } from '../identity.service.js'
 import { rowSchema, type FieldEnv } from './import.fields.js'
 import { declaredColumns, resolveFormat, type DeclaredColumn, type EngineFormat } from './import.formats.js'
 import { KINDS, kindDoc } from './import.kinds.js'
-import { ownerStatements, type KindSpec } from './import.kinds.spec.js'
+import { ownerStatements, type ErasedKind, type KindSpec } from './import.kinds.spec.js'
 import {
   MAX_REPORTED_ISSUES,
   type ImportFormat,
@@ -44,11 +44,15 @@ export interface ImportRequest {
 }
 
 /**
- * Which of a file's customer numbers belong to erased customers. Injected by the composition
- * root (the privacy capability owns the tombstones; ingest does not import it); called once per
- * file with its distinct customer numbers.
+ * Which of a file's identifiers belong to erased customers: customer numbers, and loan numbers
+ * of loans the erasure deleted. Injected by the composition root (the privacy capability owns
+ * the tombstones; ingest does not import it); called once per file and kind with the distinct
+ * values. An object rather than a function, so that a wiring that ignores the kind does not
+ * type-check.
  */
-export type ErasedCheck = (tenantId: number, customerNos: readonly string[]) => Promise<ReadonlySet<string>>
+export interface ErasedCheck {
+  among(tenantId: number, kind: ErasedKind, values: readonly string[]): Promise<ReadonlySet<string>>
+}
 
 export interface ImportService {
   importFile(req: ImportRequest): Promise<ImportReport>
@@ -290,7 +294,7 @@ export function createImportService(deps: {
       z.object({ row_no: z.coerce.number() }),
     )
     for (const h of hit) issues.add(h.row_no + 1, owner, 'the customer was erased; re-register the number (POST /v1/customers/{id}/reregistration) to import it again', 'customer_erased')
-    rows.erased = hit.length
+    rows.erased += hit.length
     issues.list.sort((a, b) => (a.row ?? 0) - (b.row ?? 0))
   }
 
@@ -381,17 +385,30 @@ export function createImportService(deps: {
           {},
           z.object({ row_no: z.coerce.number(), value: z.string() }),
         )
-        for (const m of missing) issues.add(m.row_no + 1, u.column, u.message(m.value), 'unknown_reference')
-        rows.valid -= missing.length
-        rows.rejected += missing.length
-        if (missing.length && !skipInvalid) return finish('rejected')
+        // A reference the erasure deleted (an erased customer's loan, in the bank's next full
+        // file) is the erased customer's row: counted as erased, never rejecting the file, and
+        // stored nowhere (the final insert joins the reference).
+        const gone = u.erased && missing.length && deps.erased ? await deps.erased.among(req.tenantId, u.erased, [...new Set(missing.map((m) => m.value))]) : undefined
+        let unknown = 0
+        for (const m of missing) {
+          if (gone?.has(m.value)) {
+            issues.add(m.row_no + 1, u.column, 'its customer was erased; re-register the number (POST /v1/customers/{id}/reregistration) and import the loan to import it again', 'customer_erased')
+            rows.erased++
+          } else {
+            issues.add(m.row_no + 1, u.column, u.message(m.value), 'unknown_reference')
+            unknown++
+          }
+        }
+        rows.valid -= unknown
+        rows.rejected += unknown
+        if (unknown && !skipInvalid) return finish('rejected')
         // Issues were added out of row order; keep the report sorted.
         issues.list.sort((a, b) => (a.row ?? 0) - (b.row ?? 0))
       }
 
       if (rows.valid > 0) {
         let numbers = spec.customerColumns.length ? await staging.distinct(names.stage, spec.customerColumns) : []
-        const erased = deps.erased && numbers.length ? await deps.erased(req.tenantId, numbers) : undefined
+        const erased = deps.erased && numbers.length ? await deps.erased.among(req.tenantId, 'customer_no', numbers) : undefined
         if (erased?.size) {
           numbers = numbers.filter((no) => !erased.has(no))
           await reportErased(spec, names, [...erased], issues, rows)
