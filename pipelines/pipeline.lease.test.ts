@@ -11,10 +11,12 @@ import { createRunStore } from './pipeline.runs.js'
  * A run longer than its lease keeps it: the holder renews it while the run lasts, so another
  * process (or the next cron tick elsewhere) cannot start the same pipeline for the same bank
  * beside it; a run that finds its lease taken stops at its next step and is not recorded done.
- * The lease here is a second long, the work stubbed: what is under test is the lease.
+ * The lease here is 2.5 s long, the work stubbed: what is under test is the lease. A renewal is
+ * due every third of it, so a renewal may come more than a second late (the engine busy with
+ * other test files) before the lease lapses.
  */
 
-const LEASE_MS = 1_000
+const LEASE_MS = 2_500
 const countRow = z.object({ n: z.coerce.number() })
 
 let e: TestEngine
