@@ -5,7 +5,8 @@ import cliProgress from 'cli-progress'
 import { AppError, httpError } from '../../core/errors.js'
 import { resolveFormat } from './import.formats.js'
 import { importReport, type ImportFormat, type ImportKind, type ImportProgress, type ImportReport } from './import.schemas.js'
-import { rejectionError, type ImportService } from './import.service.js'
+import { rejectionError } from './import.issues.js'
+import type { ImportService } from './import.service.js'
 
 /**
  * The `qianmian import <kind> <file>` command, for cli/main.ts to wire: on the data directory

@@ -10,7 +10,8 @@ import { AppError, errorBody } from '../../core/errors.js'
 import type { Auth } from '../../tenants/auth.js'
 import { formatFromMediaType } from './import.formats.js'
 import { IMPORT_FORMATS, IMPORT_KINDS, IMPORT_MAX_BYTES, importKindDoc, importReport, type ImportFormat } from './import.schemas.js'
-import { rejectionError, type ImportService } from './import.service.js'
+import { rejectionError } from './import.issues.js'
+import type { ImportService } from './import.service.js'
 
 const security = [{ apiKey: [] }]
 const MB = 1024 * 1024

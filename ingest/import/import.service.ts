@@ -13,12 +13,12 @@ import { ownerStatements, type ErasedKind, type KindSpec } from './import.kinds.
 import {
   MAX_REPORTED_ISSUES,
   type ImportFormat,
-  type ImportIssue,
   type ImportKind,
   type ImportKindDoc,
   type ImportProgress,
   type ImportReport,
 } from './import.schemas.js'
+import { checkHeader, Issues, reasonOf, unreadable } from './import.issues.js'
 import { createStaging, landColumns, ONE_BLOCK, stagingNames, type Landing, type LandColumn, type StagingNames } from './import.staging.js'
 
 /**
@@ -72,46 +72,6 @@ export interface ImportOptions {
   staleHours?: number
 }
 
-/** The catalogue error for a rejected file: VALIDATION_FAILED, with the report's issues. */
-export function rejectionError(r: ImportReport): AppError {
-  const more = r.issuesTotal > r.issues.length ? ` (the first ${r.issues.length} of ${r.issuesTotal} issues are listed)` : ''
-  const what = r.rows.read ? `${r.rows.rejected} of ${r.rows.read} rows are invalid` : 'the file cannot be imported'
-  return new AppError('VALIDATION_FAILED', `The ${r.kind} file was rejected: ${what}; nothing was imported${more}.`, {
-    issues: r.issues.map((i) => ({ ...i })),
-  })
-}
-
-class Issues {
-  readonly list: ImportIssue[] = []
-  total = 0
-  constructor(private readonly max: number) {}
-  add(row: number | null, column: string | null, message: string, reason: ImportIssue['reason']) {
-    this.total++
-    if (this.list.length >= this.max) return
-    const field = row === null ? (column ? `header: ${column}` : 'file') : `row ${row}: ${column ?? '(row)'}`
-    this.list.push({ field, message, row, column, reason })
-  }
-}
-
-/** A ClickHouse error while reading the file, reduced to what it says about the file. */
-function unreadable(e: unknown, format: ImportFormat): { message: string; row: number | null } | undefined {
-  const code = (e as { code?: unknown })?.code
-  if (!(e instanceof Error) || typeof code !== 'string' || !/^\d+$/.test(code)) return undefined
-  const first = errText(e).split('\n')[0] ?? ''
-  const row = /\(at row (\d+)\)/.exec(first)
-  // Engine messages quote the bytes around the fault, which may be personal data; keep the reason.
-  const reason = first
-    .replace(/before: '(?:[^'\\]|\\.)*'/g, '')
-    .replace(/\(in file\/uri [^)]*\)/g, '')
-    .replace(/:?\s*While executing.*$/, '')
-    .replace(/\s*\(at row \d+\)/, '')
-    .replace(/[\s:]+$/, '')
-    .slice(0, 300)
-  return { message: `cannot be read as ${format.toUpperCase()}: ${reason}`, row: row ? Number(row[1]) : null }
-}
-
-const reasonOf = (message: string): ImportIssue['reason'] => (message === 'required' ? 'required' : 'invalid')
-
 export function createImportService(deps: {
   db: Db
   identities: Pick<IdentityService, 'keysFor'>
@@ -150,21 +110,6 @@ export function createImportService(deps: {
     )
     if (!rows[0]) throw new AppError('NOT_FOUND', `No tenant ${tenantId}.`)
     return rows[0].tz
-  }
-
-  function checkHeader(spec: KindSpec, declared: DeclaredColumn[] | undefined, issues: Issues) {
-    if (!declared) return
-    const columns = declared.map((d) => d.name)
-    const known = new Set(Object.keys(spec.fields))
-    const seen = new Set<string>()
-    for (const c of columns) {
-      if (seen.has(c)) issues.add(null, c, 'the column appears twice', 'invalid')
-      seen.add(c)
-      if (!known.has(c)) issues.add(null, c, `unknown column; ${spec.kind} files have ${[...known].join(', ')}`, 'unknown_column')
-    }
-    for (const [name, f] of Object.entries(spec.fields)) {
-      if (f.required && !seen.has(name)) issues.add(null, name, 'required column missing', 'missing_column')
-    }
   }
 
   /** Validates every record; stages the valid ones (all of them only while they may be used). */
