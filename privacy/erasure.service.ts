@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
+import { createKeyedLock } from '../core/keyed-lock.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { chDateTime } from '../core/time.js'
@@ -62,7 +63,7 @@ export function createErasureService(deps: {
 }): ErasureService {
   const log = deps.log.child({ component: 'erasure' })
   const running = new Set<Promise<unknown>>()
-  const locks = new Map<number, Promise<unknown>>()
+  const locks = createKeyedLock()
 
   async function save(job: ErasureJob) {
     const db = deps.db.forTenant(job.tenantId)
@@ -183,16 +184,7 @@ export function createErasureService(deps: {
   }
 
   /** One start at a time per tenant: the running-job check and the job's write are one step. */
-  function serial<T>(tenantId: number, fn: () => Promise<T>): Promise<T> {
-    const prev = locks.get(tenantId) ?? Promise.resolve()
-    const p = prev.then(fn, fn)
-    const tail = p.catch(() => undefined)
-    locks.set(tenantId, tail)
-    void tail.finally(() => {
-      if (locks.get(tenantId) === tail) locks.delete(tenantId)
-    })
-    return p
-  }
+  const serial = <T>(tenantId: number, fn: () => Promise<T>): Promise<T> => locks.run(tenantId, fn)
 
   return {
     async start(tenantId, input, by, opts = {}) {
