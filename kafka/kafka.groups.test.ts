@@ -9,7 +9,7 @@ import { createMetrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import type { EventWriter } from '../ingest/event-writer.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
-import { buildApp } from '../server/app.js'
+import { moduleApp } from '../test/app.js'
 import { createKeyService } from '../tenants/keys.service.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
@@ -133,7 +133,7 @@ describe.skipIf(!brokers)('tenant groups of a Kafka batch (needs KAFKA_BROKERS)'
     const edge = createIngestModule({ db: engine.db, log: engine.log, metrics, pii: createPii('k'.repeat(40)), config: loadConfig({ QIANMIAN_DATA_DIR: engine.dataDir }).ingest, sink: () => sink })
     const tenants = createTenantService({ system: engine.db.system, defaultTimeZone: 'Asia/Shanghai' })
     const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
-    const app: FastifyInstance = await buildApp({ db: engine.db, log: engine.log, metrics, tenants, keys, readiness: { phase: 'ready' }, operatorToken: undefined, version: 't', modules: [edge.routes] })
+    const app: FastifyInstance = await moduleApp({ db: engine.db, log: engine.log, metrics, tenants, keys }, [edge.routes])
     try {
       const a = await tenants.create({ slug: `emoji-a-${suffix}`, name: 'A' })
       const b = await tenants.create({ slug: `emoji-b-${suffix}`, name: 'B' })

@@ -7,7 +7,7 @@ import { createMetrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
 import { MAX_BATCH_BYTES } from '../ingest/segment.schema.js'
-import { buildApp } from '../server/app.js'
+import { moduleApp } from '../test/app.js'
 import { createKeyService } from '../tenants/keys.service.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
@@ -54,7 +54,7 @@ describe.skipIf(!brokers)('event sizes through Kafka (needs KAFKA_BROKERS)', () 
     const keys = createKeyService({ system: engine.db.system, tenants, cacheTtlMs: 60_000 })
     ingest = createIngestModule({ db: engine.db, log: engine.log, metrics, pii: createPii('k'.repeat(40)), config: config.ingest, sink: () => sink })
     worker = await startKafkaWorker({ kafka, cfg, writer: ingest.writer, log: engine.log, metrics })
-    app = await buildApp({ db: engine.db, log: engine.log, metrics, tenants, keys, readiness: { phase: 'ready' }, operatorToken: undefined, version: 't', modules: [ingest.routes] })
+    app = await moduleApp({ db: engine.db, log: engine.log, metrics, tenants, keys }, [ingest.routes])
     const t = await tenants.create({ slug: 'size-bank', name: 'Size Bank' })
     key = (await keys.issue(t.id, { roles: ['ingest'], holder: 'test app' })).key
   }, 120_000)

@@ -10,12 +10,11 @@ import { createRecommendModule, type RecommendModule } from '../recommend/recomm
 import { createBitmapStore } from '../segments/bitmap.store.js'
 import { loadRoaring } from '../segments/roaring.js'
 import { createSegmentsModule } from '../segments/segments.module.js'
-import { buildApp } from '../server/app.js'
 import { applyDefinitions, BANKING_PACK, readDefinitionFiles } from '../tags/tag.pack.js'
 import { createTagsModule } from '../tags/tags.module.js'
 import { createKeyService } from '../tenants/keys.service.js'
 import { createTenantService } from '../tenants/tenants.service.js'
-import { openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
+import { moduleApp, openTestApp, tenantWithKeys, type TestApp } from '../test/app.js'
 import type { ForgetHook } from './erasure.job.js'
 import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from './privacy.module.js'
 import { createErasureWatch } from './erasure.watch.js'
@@ -75,17 +74,7 @@ async function openOther(): Promise<Other> {
     (t, k, ids) => (ids.length ? ingest.identities.forget(t, ids) : ingest.identities.forgetKeys(t, k)),
   ]
   const privacy = createPrivacyModule({ db, tenants, log, tombstones, forget })
-  const app = await buildApp({
-    db,
-    log,
-    metrics,
-    tenants,
-    keys,
-    readiness: { phase: 'ready' },
-    operatorToken: undefined,
-    version: 'test',
-    modules: [segments.routes, recommend.routes, push.routes],
-  })
+  const app = await moduleApp({ db, log, metrics, tenants, keys }, [segments.routes, recommend.routes, push.routes])
   return {
     app,
     ingest,

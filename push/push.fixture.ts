@@ -8,7 +8,7 @@ import { createTagRepository } from '../tags/tag.repository.js'
 import { testTagDef } from '../test/fixtures.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
-import { buildApp } from '../server/app.js'
+import { moduleApp } from '../test/app.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import { createPushModule, type PushDeps, type PushModule } from './push.module.js'
 
@@ -64,10 +64,7 @@ export interface PushAppFixture {
 export async function openPushApp(deps: Partial<PushDeps> = {}): Promise<PushAppFixture> {
   const fx = await openPush(deps)
   const keyService = createKeyService({ system: fx.engine.db.system, tenants: fx.tenants, cacheTtlMs: 60_000 })
-  const app = await buildApp({
-    db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: keyService, readiness: { phase: 'ready' },
-    operatorToken: undefined, version: 'test', modules: [fx.push.routes],
-  })
+  const app = await moduleApp({ db: fx.engine.db, log: fx.engine.log, metrics: fx.metrics, tenants: fx.tenants, keys: keyService }, [fx.push.routes])
   return {
     fx,
     app,

@@ -5,7 +5,7 @@ import { createMetrics, type Metrics } from '../core/metrics.js'
 import { createPii } from '../core/pii.js'
 import { createIngestModule, type IngestModule } from '../ingest/ingest.module.js'
 import { createConsentModule, type ConsentModule } from '../consent/consent.module.js'
-import { buildApp } from '../server/app.js'
+import { buildApp, type AppDeps } from '../server/app.js'
 import { createKeyService, type KeyService } from '../tenants/keys.service.js'
 import type { Role } from '../tenants/permissions.js'
 import { createTenantService, type TenantService } from '../tenants/tenants.service.js'
@@ -137,4 +137,12 @@ export async function tenantWithKeys(t: TestApp, slug: string) {
   const read = await issueKey(t.keys, tenant.id, 'layout', 'push', 'analyst')
   const admin = await issueKey(t.keys, tenant.id, 'admin')
   return { tenant, write, read, admin }
+}
+
+/**
+ * An app serving only these route modules over a test's services (ready, no operator token), as a
+ * module's own tests build it beside the engine they opened.
+ */
+export function moduleApp(deps: Pick<AppDeps, 'db' | 'log' | 'metrics' | 'tenants' | 'keys'>, modules: NonNullable<AppDeps['modules']>): Promise<FastifyInstance> {
+  return buildApp({ ...deps, readiness: { phase: 'ready' }, operatorToken: undefined, version: 'test', modules })
 }

@@ -8,8 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPii } from '../../core/pii.js'
 import { createRng } from '../../demo/demo.random.js'
 import { chDateTime } from '../../core/time.js'
-import { buildApp } from '../../server/app.js'
-import { openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
+import { moduleApp, openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
 import { runImport } from './import.cli.js'
 import { registerImportRoutes } from './import.routes.js'
 import type { ImportFormat, ImportKind, ImportReport } from './import.schemas.js'
@@ -35,17 +34,9 @@ beforeAll(async () => {
   t = await openTestApp()
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-import-test-'))
   importer = createImportService({ db: t.engine.db, identities: t.ingest.identities, pii, log: t.engine.log, metrics: t.metrics, options: { pageRows: 64 } })
-  app = await buildApp({
-    db: t.engine.db,
-    log: t.engine.log,
-    metrics: t.metrics,
-    tenants: t.tenants,
-    keys: t.keys,
-    readiness: { phase: 'ready' },
-    operatorToken: undefined,
-    version: 'test',
-    modules: [(a, auth) => registerImportRoutes(a, auth, { importer, maxBytes: 64 * 1024, tmpDir: tmp })],
-  })
+  app = await moduleApp({ db: t.engine.db, log: t.engine.log, metrics: t.metrics, tenants: t.tenants, keys: t.keys }, [
+    (a, auth) => registerImportRoutes(a, auth, { importer, maxBytes: 64 * 1024, tmpDir: tmp }),
+  ])
 })
 afterAll(async () => {
   await app?.close()

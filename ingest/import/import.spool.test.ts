@@ -3,8 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../../server/app.js'
-import { openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
+import { moduleApp, openTestApp, tenantWithKeys, type TestApp } from '../../test/app.js'
 import { registerImportRoutes } from './import.routes.js'
 
 /**
@@ -19,17 +18,9 @@ let tmp: string
 beforeAll(async () => {
   t = await openTestApp({ INGEST_WORKERS: '0' })
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-spool-test-'))
-  app = await buildApp({
-    db: t.engine.db,
-    log: t.engine.log,
-    metrics: t.metrics,
-    tenants: t.tenants,
-    keys: t.keys,
-    readiness: { phase: 'ready' },
-    operatorToken: undefined,
-    version: 'test',
-    modules: [(a, auth) => registerImportRoutes(a, auth, { importer: t.ingest.importer, tmpDir: tmp })],
-  })
+  app = await moduleApp({ db: t.engine.db, log: t.engine.log, metrics: t.metrics, tenants: t.tenants, keys: t.keys }, [
+    (a, auth) => registerImportRoutes(a, auth, { importer: t.ingest.importer, tmpDir: tmp }),
+  ])
 })
 afterAll(async () => {
   await app?.close()
