@@ -142,6 +142,26 @@ describe('tenant self-service', () => {
     expect(res.json().key).toMatch(/^qm_r_/)
   })
 
+  it('issues and rotates no key that would outlive the key asking: a temporary administrator’s access ends when theirs does', async () => {
+    const until = '2090-01-01T00:00:00Z'
+    const temp = (await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['admin'], holder: 'temporary admin', expiresAt: until } })).json()
+    const issue = (expiresAt?: string) =>
+      app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(temp.key), payload: { roles: ['admin'], holder: 'Zhao Lei', ...(expiresAt ? { expiresAt } : {}) } })
+    for (const forever of [await issue(), await issue('2091-01-01T00:00:00Z')]) {
+      expect(forever.statusCode, forever.body).toBe(400)
+      expect(forever.json().error).toMatchObject({ code: 'VALIDATION_FAILED', issues: [{ field: 'expiresAt' }] })
+    }
+    expect((await issue('2089-12-31T00:00:00Z')).statusCode).toBe(201)
+    // A rotation hands out a successor with the rotated key's expiry: not one outliving the caller's.
+    const lasting = (await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['push'], holder: 'notification service' } })).json()
+    const rot = await app.inject({ method: 'POST', url: `/v1/keys/${lasting.info.keyId}/rotate`, headers: bearer(temp.key), payload: { graceSeconds: 0 } })
+    expect(rot.statusCode, rot.body).toBe(403)
+    expect(rot.json().error).toMatchObject({ code: 'SCOPE_FORBIDDEN', issues: [{ field: 'keyId' }] })
+    // Refused before anything changed: the key keeps its life.
+    const listed = (await app.inject({ url: '/v1/keys', headers: bearer(k['a-admin']!) })).json().keys as { keyId: string; expiresAt: string | null }[]
+    expect(listed.find((x) => x.keyId === lasting.info.keyId)).toMatchObject({ expiresAt: null })
+  })
+
   it('names the field at fault in a bad body, and codes bad JSON', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/keys', headers: bearer(k['a-admin']!), payload: { roles: ['root'], holder: 'x y' } })
     expect(res.statusCode).toBe(400)

@@ -73,6 +73,8 @@ export interface Principal {
   roles: readonly Role[]
   holder: string
   permissions: ReadonlySet<Permission>
+  /** When the key stops working (ms since the epoch), or undefined: a key it issues may not outlive it. */
+  expiresAt?: number | undefined
 }
 
 export interface IssueKeyInput {
@@ -83,6 +85,11 @@ export interface IssueKeyInput {
   expiresAt?: Date | undefined
   /** Keys issued by the deprecated scope form keep its letter and mapping. */
   legacyScope?: LegacyScope | undefined
+  /**
+   * When the key asking for this one stops working (ms), if it does: the new key may not outlive
+   * it, or a temporary administrator could leave behind access that lasts beyond their own.
+   */
+  notAfter?: number | undefined
 }
 
 export function hashKey(key: string): string {
@@ -111,7 +118,8 @@ export interface KeyService {
    * Issues a successor of a key (same roles, holder and label) and makes the old key expire after
    * `graceSeconds` (0: at once), so both work while the holder switches.
    */
-  rotate(tenantId: number, keyId: string, graceSeconds: number): Promise<{ key: string; view: KeyView; previous: KeyView }>
+  /** `notAfter`: when the key asking stops working (ms), if it does: a successor that would outlive it is refused. */
+  rotate(tenantId: number, keyId: string, graceSeconds: number, notAfter?: number): Promise<{ key: string; view: KeyView; previous: KeyView }>
   /** Resolves a presented key to its principal, or throws AUTH_INVALID / AUTH_EXPIRED / TENANT_DISABLED. */
   authenticate(presented: string): Promise<Principal>
 }
@@ -166,7 +174,14 @@ export function createKeyService(deps: {
 
   function principalOf(r: KeyRow): Principal {
     const roles = rolesOf(r)
-    return Object.freeze({ tenantId: r.tenant_id, keyId: r.key_id, roles, holder: r.holder || `key ${r.key_id}`, permissions: permissionsOf(roles) })
+    return Object.freeze({
+      tenantId: r.tenant_id,
+      keyId: r.key_id,
+      roles,
+      holder: r.holder || `key ${r.key_id}`,
+      permissions: permissionsOf(roles),
+      expiresAt: r.expires_at ? storedMs(r.expires_at) : undefined,
+    })
   }
 
   const view = (r: KeyRow): KeyView => ({
@@ -197,6 +212,12 @@ export function createKeyService(deps: {
     if (!holder.success) throw new AppError('VALIDATION_FAILED', 'A key needs a named holder.', { issues: [{ field: 'holder', message: holder.error.issues[0]!.message }] })
     if (input.expiresAt && input.expiresAt.getTime() <= now().getTime()) {
       throw new AppError('VALIDATION_FAILED', 'The expiry is in the past.', { issues: [{ field: 'expiresAt', message: 'must be in the future' }] })
+    }
+    if (input.notAfter !== undefined && (!input.expiresAt || input.expiresAt.getTime() > input.notAfter)) {
+      const until = new Date(input.notAfter).toISOString()
+      throw new AppError('VALIDATION_FAILED', `A key may not outlive the key that issues it: give an expiry at or before ${until}.`, {
+        issues: [{ field: 'expiresAt', message: `at or before ${until}, when the issuing key expires` }],
+      })
     }
     const { keyId, key } = generateKey(roles, input.legacyScope)
     const row: KeyRow = {
@@ -241,10 +262,15 @@ export function createKeyService(deps: {
         await write(revoked)
         return view(revoked)
       }),
-    rotate: (tenantId, keyId, graceSeconds) =>
+    rotate: (tenantId, keyId, graceSeconds, notAfter) =>
       oneAtATime(async () => {
         const r = await own(tenantId, keyId)
         if (r.revoked_at) throw new AppError('CONFLICT', `Key ${keyId} was revoked; issue a new key instead.`)
+        if (notAfter !== undefined && (!r.expires_at || storedMs(r.expires_at) > notAfter)) {
+          throw new AppError('SCOPE_FORBIDDEN', `Key ${keyId} outlives the key asking to rotate it, and so would its successor: a key without that expiry rotates it.`, {
+            issues: [{ field: 'keyId', message: 'outlives the key asking' }],
+          })
+        }
         const t = now().getTime()
         if (r.expires_at && storedMs(r.expires_at) <= t) throw new AppError('CONFLICT', `Key ${keyId} has expired; issue a new key instead.`)
         const successor = await issue(tenantId, {

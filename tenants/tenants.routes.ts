@@ -139,11 +139,11 @@ export function registerTenantRoutes(
         summary: 'Issue an API key for this tenant; the key is in this answer only',
         security,
         body: issueKeyBody,
-        response: { 201: issuedKey, 400: errorBody },
+        response: { 201: issuedKey, 400: errorBody, 403: errorBody },
       },
     },
     async (req, reply) => {
-      const { key, view } = await keys.issue(req.principal!.tenantId, issueInput(req.body))
+      const { key, view } = await keys.issue(req.principal!.tenantId, { ...issueInput(req.body), notAfter: req.principal!.expiresAt })
       req.auditNote = { objectId: view.keyId, detail: { roles: view.roles, holder: view.holder } }
       return reply.code(201).send({ key, info: view })
     },
@@ -160,11 +160,11 @@ export function registerTenantRoutes(
         params: keyIdParam,
         // No body: the default grace of a day.
         body: z.strictObject({ graceSeconds: z.number().int().min(0).max(30 * 86400).default(86400) }).nullish(),
-        response: { 201: issuedKey.extend({ previous: keyView }), 404: errorBody, 409: errorBody },
+        response: { 201: issuedKey.extend({ previous: keyView }), 403: errorBody, 404: errorBody, 409: errorBody },
       },
     },
     async (req, reply) => {
-      const { key, view, previous } = await keys.rotate(req.principal!.tenantId, req.params.keyId, req.body?.graceSeconds ?? 86400)
+      const { key, view, previous } = await keys.rotate(req.principal!.tenantId, req.params.keyId, req.body?.graceSeconds ?? 86400, req.principal!.expiresAt)
       // The successor is a new key: the trail names it, as it names a key issued.
       req.auditNote = { detail: { successor: view.keyId, roles: view.roles, holder: view.holder, previousExpiresAt: previous.expiresAt } }
       return reply.code(201).send({ key, info: view, previous })

@@ -3359,6 +3359,27 @@ export interface paths {
                         };
                     };
                 };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @description a code from the error catalogue */
+                                code: string;
+                                issues?: ({
+                                    field?: string;
+                                    message: string;
+                                } & {
+                                    [key: string]: unknown;
+                                })[];
+                                message: string;
+                            };
+                        };
+                    };
+                };
             };
         };
         delete?: never;
@@ -3494,6 +3515,27 @@ export interface paths {
                                 revokedAt: string | null;
                                 roles: ("ingest" | "layout" | "push" | "consent" | "analyst" | "marketer" | "admin")[];
                                 tenantId: number;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            error: {
+                                /** @description a code from the error catalogue */
+                                code: string;
+                                issues?: ({
+                                    field?: string;
+                                    message: string;
+                                } & {
+                                    [key: string]: unknown;
+                                })[];
+                                message: string;
                             };
                         };
                     };
