@@ -34,7 +34,7 @@ export interface PushModule {
    * (default now). Idempotent per (campaign, customer, local date): call it after each tag and
    * segment run and on a timer; targets are due at their occurrence's time, not when made.
    */
-  runTargeting(tenantId: number, opts?: { asOf?: Date; campaignIds?: string[] }): Promise<TargetingResult>
+  runTargeting(tenantId: number, opts?: { asOf?: Date; campaignIds?: string[]; signal?: AbortSignal }): Promise<TargetingResult>
   /** Event triggers over a batch of events the ingest path has stored; never throws. */
   onEvents(tenantId: number, events: readonly IncomingEvent[]): Promise<TriggerResult>
   /** Consent decisions recorded in this process: pulls stop handing out withdrawn targets at once. */

@@ -14,8 +14,8 @@ export function wirePush(deps: { push: PushModule; runner: PipelineRunner; write
   const { push } = deps
   deps.runner.register(
     'push',
-    async ({ tenantId, asOf }) => {
-      const r = await push.runTargeting(tenantId, { asOf })
+    async ({ tenantId, asOf, signal }) => {
+      const r = await push.runTargeting(tenantId, { asOf, signal })
       const rows = r.campaigns.reduce((s, c) => s + c.targeted, 0)
       return { rows, details: { targetingRun: r.runId, campaigns: r.campaigns, errors: r.errors } }
     },

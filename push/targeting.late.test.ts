@@ -62,3 +62,15 @@ describe('a once campaign targeted late', () => {
     expect(pulled.map((p) => p.campaignId)).toEqual(Array(11).fill('once-old'))
   })
 })
+
+describe('a targeting run whose lease was lost', () => {
+  it('begins no further campaign and fails with the reason', async () => {
+    const t = await bank('lost-lease', DAY1)
+    await fx.push.policies.save(t, { quietHours: null }, 'test')
+    await fx.push.campaigns.save(t, 'lost-a', service({ schedule: { kind: 'cron', cron: '0 9 * * *' } }), 'test')
+    const lease = new AbortController()
+    lease.abort(new Error('the push lease was lost'))
+    await expect(fx.push.runTargeting(t, { asOf: DAY1, campaignIds: ['lost-a'], signal: lease.signal })).rejects.toThrow('the push lease was lost')
+    expect((await targetsOf(fx, t, 'lost-a')).size).toBe(0)
+  })
+})

@@ -201,7 +201,10 @@ export function createTargeting(deps: TargetingDeps) {
    * as often as wanted: a (campaign, customer, date) is targeted once. One failing campaign is
    * reported in `errors` and does not stop the others.
    */
-  async function runTargeting(tenantId: number, opts: { asOf?: Date; campaignIds?: string[]; trigger?: 'schedule' | 'manual' } = {}): Promise<TargetingResult> {
+  async function runTargeting(
+    tenantId: number,
+    opts: { asOf?: Date; campaignIds?: string[]; trigger?: 'schedule' | 'manual'; /** Aborted when the run's lease was lost: no further campaign is begun. */ signal?: AbortSignal } = {},
+  ): Promise<TargetingResult> {
     const asOf = opts.asOf ?? new Date()
     const runId = newRunId()
     const out: TargetingResult = { runId, asOf: asOf.toISOString(), campaigns: [], errors: [] }
@@ -216,6 +219,7 @@ export function createTargeting(deps: TargetingDeps) {
     const approved = deps.approved ? await deps.approved(tenantId, campaigns) : null
     await deps.lock.run(tenantId, async () => {
       for (const c of campaigns) {
+        opts.signal?.throwIfAborted()
         try {
           out.campaigns.push(await runOne(db, c, { asOf, timeZone: tenant.timeZone, defs, runId, trigger: opts.trigger ?? 'schedule', approved }))
         } catch (e) {
