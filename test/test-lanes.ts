@@ -29,6 +29,7 @@ export const NOT_TESTS = ['node_modules/**', 'dist/**', 'console/dist/**', '.qia
  * `openTestEngine` refuses to run, so a file listed here by mistake fails saying so.
  */
 export const UNIT_FILES = [
+  'bench/cpu-profile.test.ts',
   'bench/open-loop.test.ts',
   'cli/tags.cli.test.ts',
   // The console's own logic, without a server or a browser.

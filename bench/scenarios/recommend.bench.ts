@@ -10,6 +10,9 @@ import { DEMO_BANKS } from '../../demo/demo.banks.js'
 import { benchServerProcess } from '../load.js'
 import type { BenchScenario } from '../harness.js'
 import { codeVersion } from '../support.js'
+import { monotonicUs } from '../cpu-profile.js'
+import { childrenOf, cpuOf, processCpuMicros, rssOf, settle } from '../proc.js'
+import { layoutProfile } from './recommend.profile.js'
 
 /**
  * The home-screen layout under load (`npm run bench recommend -- --set customers=N`): a
@@ -70,28 +73,6 @@ async function startCeiling(bodyFile: string): Promise<{ url: string; child: Chi
   return { url, child }
 }
 
-/**
- * CPU time (user and system) of a process's main thread, in microseconds, from /proc: the thread
- * that parses, answers and writes every request. The whole process's would count the embedded
- * engine's background threads (merges after the seeding), which serve no request.
- */
-function cpuMicros(pid: number): { user: number; system: number } {
-  const fields = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return { user: (Number(fields[11]) * 1e6) / CLOCK_TICKS, system: (Number(fields[12]) * 1e6) / CLOCK_TICKS }
-}
-// USER_HZ: 100 on every Linux this runs on (sysconf is not reachable from Node).
-const CLOCK_TICKS = 100
-
-/** The main threads' CPU time of several processes, summed. */
-function cpuOf(pids: readonly number[]): { user: number; system: number } {
-  return pids.map(cpuMicros).reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }), { user: 0, system: 0 })
-}
-
-/** A process's children (the API processes of an engine process started with QIANMIAN_API_PROCESSES). */
-function childrenOf(pid: number): number[] {
-  return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
-}
-
 type CpuRun = Run & { cpuUs: number; systemUs: number; processUs: number; generatorUs: number }
 
 /**
@@ -124,33 +105,6 @@ async function loadWithCpu(pids: readonly number[], url: string, seconds: number
     processUs: (p1 - p0) / n,
     generatorUs: (g.user + g.system) / n,
   }
-}
-
-/** Whole-process CPU time (every thread), in microseconds. */
-function processCpuMicros(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS
-}
-
-/**
- * Waits until idle processes use under a tenth of a core over 2 s (the engine's merges done),
- * at most 180 s; the seconds waited.
- */
-async function settle(pids: readonly number[]): Promise<number> {
-  const t0 = performance.now()
-  for (;;) {
-    const c0 = pids.reduce((t, p) => t + processCpuMicros(p), 0)
-    await new Promise((r) => setTimeout(r, 2000))
-    const used = (pids.reduce((t, p) => t + processCpuMicros(p), 0) - c0) / 2e6
-    const waited = (performance.now() - t0) / 1000
-    if (used < 0.1 || waited > 180) return waited
-  }
-}
-
-function rssOf(pid: number): { rssMb: number; hwmMb: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN)
-  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 }
 }
 
 export const scenario: BenchScenario = {
@@ -248,20 +202,25 @@ export const scenario: BenchScenario = {
       const constantRequest = fixed('/constant')
       const rounds = Number(ctx.args.rounds ?? 4)
       /** Layouts and the bare server in turns; CPU per request the least of the turns, with its system part. */
-      const turns = async (pids: readonly number[], url: string) => {
+      const turns = async (pids: readonly number[], url: string, stretches?: [number, number][]) => {
         const l: CpuRun[] = []
         const k: CpuRun[] = []
         for (let r = 0; r < rounds; r++) {
+          const from = monotonicUs()
           l.push(await loadWithCpu(pids, url, seconds / rounds, connections, layoutRequests))
+          stretches?.push([from, monotonicUs()])
           k.push(await loadWithCpu([ceiling.child.pid!], ceiling.url, seconds / rounds, connections, constantRequest))
         }
         const least = (xs: CpuRun[]) => xs.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a))
         return { layout: combine(l), constant: combine(k), layoutCpu: least(l), constantCpu: least(k) }
       }
       let one: Awaited<ReturnType<typeof turns>>
+      // The layout turns of the one process, for its profile (--set cpuprof).
+      const layoutStretches: [number, number][] = []
+      const onePid = server.child.pid!
       try {
         await load(ceiling.url, 3, connections, constantRequest)
-        one = await turns([server.child.pid!], server.url)
+        one = await turns([server.child.pid!], server.url, layoutStretches)
       } catch (e) {
         ceiling.child.kill('SIGTERM')
         throw e
@@ -291,6 +250,9 @@ export const scenario: BenchScenario = {
       // (QIANMIAN_API_PROCESSES), against the same bare server, in turns again. CPU per layout
       // sums the main threads of every process: the API processes' and the engine process's
       // (it writes the exposures they send).
+      // The profile is written when the process stops: the one process stops here when no API
+      // processes follow (they restart it below).
+      if (profileDir && apiProcesses <= 1) await server.kill('SIGTERM')
       let multi: Awaited<ReturnType<typeof turns>> | undefined
       let multiPaced: Run | undefined
       let multiPaced16: Run | undefined
@@ -318,6 +280,7 @@ export const scenario: BenchScenario = {
       // (saturated or below), against the bare server's saturated rate.
       // The rate at which every core would be busy at a turn's CPU per request, serving processes
       // and load generator together: what no number of API processes can pass on this machine.
+      const profile = profileDir ? layoutProfile(path.resolve(profileDir), onePid, layoutStretches) : undefined
       const machineBound = (r: CpuRun) => (os.cpus().length * 1e6) / (r.processUs + r.generatorUs)
       const within = [{ rps: layout.rps, p99: layout.p99 }, ...levels.map((c) => ({ rps: paced[`layout_${c}conn_rps`]!, p99: paced[`layout_${c}conn_p99_ms`]! }))].filter((r) => r.p99 <= 5)
       const withinMulti = multi && multiPaced ? [multi.layout, multiPaced, ...(multiPaced16 ? [multiPaced16] : [])].filter((r) => r.p99 <= 5) : []
@@ -361,6 +324,12 @@ export const scenario: BenchScenario = {
         snapshot_mb_at_14m_extrapolated: (perCustomer * 14_000_000) / 1024 ** 2,
         ...paced,
         layout_best_rps_with_p99_le_5ms: bestWithin,
+        ...(profile
+          ? {
+              profile_busy_share: profile.busyShare,
+              ...Object.fromEntries(Object.entries(profile.shares).flatMap(([k, v]) => [[`profile_share_${k}`, v], [`profile_us_per_layout_${k}`, v * cpuPerLayoutUs]])),
+            }
+          : {}),
         ...(multi && multiPaced
           ? {
               api_processes: apiProcesses,
@@ -397,6 +366,16 @@ export const scenario: BenchScenario = {
             ? [
                 `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms${multiPaced16 ? `; with 16: ${multiPaced16.rps.toFixed(0)}/s, p99 ${multiPaced16.p99} ms` : ''}. ` +
                   `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs); over every thread ${multi.layoutCpu.processUs.toFixed(0)} µs, and ${multi.layoutCpu.generatorUs.toFixed(0)} µs of the load generator: all cores busy at ${machineBound(multi.layoutCpu).toFixed(0)} layouts/s. On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
+              ]
+            : []),
+          ...(profile
+            ? [
+                `Where a layout's main-thread time goes (--set cpuprof: the server ran under V8's sampling profiler, which slows it, so its rates are not those of a run without it; shares of the thread's busy time over the one process's layout turns, busy ${(100 * profile.busyShare).toFixed(0)}% of them, each share also as µs of the ${cpuPerLayoutUs.toFixed(0)} µs a layout took): ` +
+                  Object.entries(profile.shares)
+                    .sort((a, b) => b[1] - a[1])
+                    .map(([k, v]) => `${k.replaceAll('_', ' ')} ${(100 * v).toFixed(1)}% (${(v * cpuPerLayoutUs).toFixed(1)} µs)`)
+                    .join(', ') +
+                  '. Sending is the socket writes (the kernel delivers each answer to the load generator on the same host from this thread); other is HTTP parsing, the framework, its hooks and the query\u2019s validation.',
               ]
             : []),
           `Below saturation (10 s each, closed loop): ${levels.map((c) => `${c} connection(s) ${paced[`layout_${c}conn_rps`]!.toFixed(0)}/s with p99 ${paced[`layout_${c}conn_p99_ms`]} ms`).join('; ')}.`,
