@@ -9,7 +9,7 @@ import { generateDemo } from '../demo/demo.generator.js'
 import { readKeyFile, runImport, type ImportCliOptions } from '../ingest/import/import.cli.js'
 import { IMPORT_FORMATS, IMPORT_KINDS, type ImportKind } from '../ingest/import/import.schemas.js'
 import { createRuntime, type Runtime } from '../server/runtime.js'
-import { installApiProcessHandlers, isApiProcess, startCluster } from '../server/cluster.js'
+import { apiProcessChannel, installApiProcessHandlers, isApiProcess, startCluster } from '../server/cluster.js'
 import { clusterMetricsExposition } from '../server/cluster.metrics.js'
 import { describeRows, installSignalHandlers, printCredentials, startServer, toCredentials } from '../server/start.js'
 import { LEGACY_SCOPES, ROLES, type LegacyScope } from '../tenants/permissions.js'
@@ -68,7 +68,7 @@ program
     if (isApiProcess()) {
       // One of several API processes (server/cluster.ts): the first one says where it listens.
       const quiet = process.env.QIANMIAN_API_PROCESS !== '1'
-      const started = await startServer(cfg, { version: VERSION, metricsExposition: clusterMetricsExposition, ...(quiet ? { print: () => undefined } : {}) })
+      const started = await startServer(cfg, { version: VERSION, metricsExposition: clusterMetricsExposition, clusterChannel: apiProcessChannel(), ...(quiet ? { print: () => undefined } : {}) })
       installApiProcessHandlers(started, started.runtime.log)
       started.startup.catch(() => started.stop('start-up failed').finally(() => process.exit(1)))
       return

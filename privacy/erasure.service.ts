@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { Db, TenantDb } from '../core/db.js'
-import { createKeyedLock } from '../core/keyed-lock.js'
+import { createKeyedLock, type KeyedLock } from '../core/keyed-lock.js'
 import { AppError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { chDateTime } from '../core/time.js'
@@ -53,6 +53,8 @@ const reasonSchema = z.string().trim().min(1, 'a reason is required').max(1000)
 
 export function createErasureService(deps: {
   db: Db
+  /** One erasure step of a tenant at a time (one is made when absent). */
+  lock?: KeyedLock
   tenants: TenantService
   tombstones: Tombstones
   log: Logger
@@ -63,7 +65,8 @@ export function createErasureService(deps: {
 }): ErasureService {
   const log = deps.log.child({ component: 'erasure' })
   const running = new Set<Promise<unknown>>()
-  const locks = createKeyedLock()
+  // Shared by every API process when there are several (core/cluster-locks.ts).
+  const locks = deps.lock ?? createKeyedLock()
 
   async function save(job: ErasureJob) {
     const db = deps.db.forTenant(job.tenantId)

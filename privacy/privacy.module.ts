@@ -1,3 +1,4 @@
+import type { KeyedLock } from '../core/keyed-lock.js'
 import type { FastifyInstance } from 'fastify'
 import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
@@ -45,6 +46,8 @@ export function createPrivacyModule(deps: {
    */
   watchMs?: number
   beforeStep?: (job: ErasureJob, step: Step) => void
+  /** Erasure steps of a tenant one at a time, across processes when shared (core/cluster-locks.ts). */
+  lock?: KeyedLock
 }): PrivacyModule {
   const watch = createErasureWatch({ db: deps.db, log: deps.log, forget: deps.forget, ...(deps.watchMs ? { intervalMs: deps.watchMs } : {}) })
   const erasure = createErasureService({ ...deps, db: deps.db.lane('pipeline'), forgotten: (job, final) => watch.noteApplied(job.tenantId, job.jobId, final) })

@@ -39,6 +39,9 @@ const NONE: ReadonlySet<string> = new Set()
  *   way through the queue. The check is a lookup in an in-memory index (consent.index.ts) that
  *   this process's consent changes reach at once and others' within its refresh interval.
  *
+ * With several API processes on one host (server/cluster.ts) the engine process's lease manager is
+ * the only one: the API processes forward their pulls and acknowledgements (lease.remote.ts).
+ *
  * A second process leasing the same tenant would hold its own queue and could hand out a target
  * this one holds in memory: the lease table alone does not exclude that, because two readers
  * can both read "not leased" before either writes. Running more than one puller per tenant

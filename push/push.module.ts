@@ -15,6 +15,9 @@ import { MAX_TTL_MINUTES, type SavedCampaign } from './campaign.schema.js'
 import { createWithdrawalIndex, type ConsentNoticeLike } from './consent.index.js'
 import { createKeyedLock } from '../core/keyed-lock.js'
 import { createLeaseManager, type LeaseManager, type LeaseOptions } from './lease.manager.js'
+import { createRemoteLeases } from './lease.remote.js'
+import type { ProcessChannel } from '../core/cluster-locks.js'
+import type { KeyedLock } from '../core/keyed-lock.js'
 import { createPolicyRepository, type PolicyRepository } from './policy.js'
 import { registerPushPreviewRoutes } from './preview.routes.js'
 import { registerPushRoutes } from './push.routes.js'
@@ -65,6 +68,13 @@ export interface PushDeps {
    * (campaign.approval.ts). Default true; tests of targeting rules that are not about approval turn it off.
    */
   requireApproval?: boolean
+  /**
+   * One of several API processes (server/cluster.ts): pulls, acknowledgements and notices go over
+   * this channel to the engine process's lease manager, the one that hands out targets.
+   */
+  leaseChannel?: ProcessChannel
+  /** Targeting runs and event triggers of a tenant, one at a time (one is made when absent; server/runtime.ts shares it between processes). */
+  lock?: KeyedLock
 }
 
 export const DEFAULT_HOLDOUT_PER_MILLE = 20
@@ -80,27 +90,32 @@ export function createPushModule(deps: PushDeps): PushModule {
   const policies = createPolicyRepository({ db: deps.db })
   const approvals = createApprovals({ db: deps.db })
   const approved = deps.requireApproval === false ? undefined : (t: number, list: readonly SavedCampaign[]) => approvals.approvedIds(t, list)
-  const lock = createKeyedLock()
+  const lock = deps.lock ?? createKeyedLock()
+  const remote = deps.leaseChannel && createRemoteLeases(deps.leaseChannel)
   // Targets live at most the longest TTL plus a day deferred past quiet hours: older decisions were known to targeting.
-  const withdrawals = createWithdrawalIndex({
-    db: deps.db,
-    windowMs: (MAX_TTL_MINUTES + 2 * 1440) * 60_000,
-    ...(deps.consentRefreshMs ? { refreshMs: deps.consentRefreshMs } : {}),
-    onError: (tenant, err) => log.warn({ tenant, err: err instanceof Error ? err.message : String(err) }, 'consent withdrawals not refreshed; pulls use the ones held'),
-  })
-  const leases = createLeaseManager({
-    db: deps.db,
-    log,
-    metrics: deps.metrics,
-    activeCampaigns: async (t) => (await campaigns.active(t)).map((c) => c.id),
-    personalizedCampaigns: async (t) => new Set((await campaigns.active(t)).filter(isPersonalized).map((c) => c.id)),
-    policy: async (t) => {
-      const [p, tenant] = await Promise.all([policies.get(t), deps.tenants.get(t)])
-      return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone, consent: p.consent }
-    },
-    withdrawals,
-    ...(deps.lease ? { options: deps.lease } : {}),
-  })
+  const withdrawals = remote
+    ? undefined
+    : createWithdrawalIndex({
+        db: deps.db,
+        windowMs: (MAX_TTL_MINUTES + 2 * 1440) * 60_000,
+        ...(deps.consentRefreshMs ? { refreshMs: deps.consentRefreshMs } : {}),
+        onError: (tenant, err) => log.warn({ tenant, err: err instanceof Error ? err.message : String(err) }, 'consent withdrawals not refreshed; pulls use the ones held'),
+      })
+  const leases: LeaseManager =
+    remote ??
+    createLeaseManager({
+      db: deps.db,
+      log,
+      metrics: deps.metrics,
+      activeCampaigns: async (t) => (await campaigns.active(t)).map((c) => c.id),
+      personalizedCampaigns: async (t) => new Set((await campaigns.active(t)).filter(isPersonalized).map((c) => c.id)),
+      policy: async (t) => {
+        const [p, tenant] = await Promise.all([policies.get(t), deps.tenants.get(t)])
+        return { maxAttempts: p.maxAttempts, quietHours: p.quietHours, timeZone: tenant.timeZone, consent: p.consent }
+      },
+      withdrawals,
+      ...(deps.lease ? { options: deps.lease } : {}),
+    })
   // A paused, resumed or retired campaign changes what may be handed out.
   campaigns.onChange((t) => leases.invalidate(t))
   // Targeting and triggers scan whole audiences: the pipeline lane. Pulls stay on the request lane.
@@ -139,7 +154,8 @@ export function createPushModule(deps: PushDeps): PushModule {
       return targeting.runTargeting(tenantId, opts)
     },
     consentChanged(tenantId, notices) {
-      withdrawals.apply(tenantId, notices)
+      withdrawals?.apply(tenantId, notices)
+      remote?.consentChanged(tenantId, notices)
     },
     async onEvents(tenantId, events) {
       if (closed) return { campaigns: 0, targeted: 0, queued: 0 }

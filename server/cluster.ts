@@ -6,6 +6,8 @@ import { ENGINE_USER, startEngineHttp, type EngineHttp } from '../core/engine-ht
 import type { Logger } from '../core/log.js'
 import { resolvePiiSecret } from '../core/pii.js'
 import { serveClusterMetrics } from './cluster.metrics.js'
+import { answerLeaseMessage } from '../push/lease.remote.js'
+import { serveLocks, type ProcessChannel } from '../core/cluster-locks.js'
 import { startServer, type Started } from './start.js'
 
 /**
@@ -26,6 +28,9 @@ import { startServer, type Started } from './start.js'
  * - They start once the engine process is ready, so none migrates or seeds, and each digests with
  *   the engine process's secret. Each keeps its own layout snapshots, key cache and rate limits;
  *   `/metrics` answers for all of them and the engine process (server/cluster.metrics.ts).
+ * - Push leases and the services' locks are the engine process's: API processes forward pulls and
+ *   acknowledgements (push/lease.remote.ts) and ask for locks (core/cluster-locks.ts) over the
+ *   cluster's channel, so what one process did one at a time stays so across all of them.
  * - An API process that dies is started again (after 1 s, doubling while it keeps dying young).
  * - Stopping (SIGTERM or SIGINT to the primary): the API processes stop first, each finishing its
  *   requests and writing what it accepted through the engine endpoint; then the endpoint, then the
@@ -48,6 +53,14 @@ export async function startCluster(config: Config, opts: { version: string; prin
   const started: Started = await startServer(engineConfig, { version: opts.version, print, engine: true })
   const log = started.runtime.log.child({ component: 'cluster' })
   const stopMetrics = serveClusterMetrics(started.runtime.metrics.registry, log)
+  // Every API process's pulls are this process's: one lease manager hands out each target once.
+  // Its services' locks are theirs too: what one process did one at a time stays so.
+  const locks = serveLocks(started.runtime.locks)
+  const onMessage = (w: Worker, m: unknown) => {
+    const send = (r: unknown) => w.isConnected() && w.send(r as object)
+    if (!locks.handle(w.id, m, send)) answerLeaseMessage(started.runtime.push, m, send, log)
+  }
+  cluster.on('message', onMessage)
   const token = crypto.randomBytes(32).toString('hex')
   let endpoint: EngineHttp | undefined
   let stopping = false
@@ -73,6 +86,8 @@ export async function startCluster(config: Config, opts: { version: string; prin
   }
 
   cluster.on('exit', (w, code, signal) => {
+    // The locks it held (it died inside a task) are free for the others.
+    locks.workerGone(w.id)
     const i = index.get(w)
     index.delete(w)
     if (stopping || i === undefined) return
@@ -104,6 +119,7 @@ export async function startCluster(config: Config, opts: { version: string; prin
     await exited
     clearTimeout(deadline)
     stopMetrics()
+    cluster.off('message', onMessage)
     await endpoint?.close()
     await started.stop(reason)
   }
@@ -131,3 +147,17 @@ export function installApiProcessHandlers(started: Started, log: Logger): void {
 }
 
 export const isApiProcess = () => cluster.isWorker
+
+/** In an API process: the channel to the engine process, for push leases and locks. */
+export function apiProcessChannel(): ProcessChannel {
+  return {
+    send(m) {
+      if (!process.send || !process.connected) throw new Error('the channel to the engine process is closed')
+      process.send(m)
+    },
+    onMessage(listener) {
+      process.on('message', listener)
+      return () => void process.off('message', listener)
+    },
+  }
+}

@@ -24,6 +24,7 @@ import { createSegmentsModule, type SegmentsModule } from '../segments/segments.
 import { createRecommendModule, type RecommendModule } from '../recommend/recommend.module.js'
 import { createPushModule, type PushModule } from '../push/push.module.js'
 import { wirePush } from '../push/push.wiring.js'
+import { createLocalLocks, createRemoteLocks, type Locks, type ProcessChannel } from '../core/cluster-locks.js'
 import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from '../privacy/privacy.module.js'
 
 /**
@@ -57,6 +58,8 @@ export interface Runtime {
   privacy: PrivacyModule
   /** The Kafka client, when KAFKA_BROKERS is set and the process was asked to use it. */
   kafka: Kafka | undefined
+  /** The locks its services take; the engine process grants them to the API processes too (server/cluster.ts). */
+  locks: Locks
   close(): Promise<void>
 }
 
@@ -65,7 +68,11 @@ export function apiModules(rt: Runtime): ((app: FastifyInstance, auth: Auth) => 
   return [rt.ingest.routes, rt.tags.routes, rt.segments.routes, ...(rt.recommend ? [rt.recommend.routes] : []), rt.push.routes, rt.consent.routes, rt.privacy.routes]
 }
 
-export async function createRuntime(config: Config, opts: { log?: Logger; withKafka?: boolean } = {}): Promise<Runtime> {
+/**
+ * `clusterChannel`: this is one of several API processes (server/cluster.ts). Push leases and the
+ * services' locks are the engine process's, reached over it.
+ */
+export async function createRuntime(config: Config, opts: { log?: Logger; withKafka?: boolean; clusterChannel?: ProcessChannel } = {}): Promise<Runtime> {
   const log = opts.log ?? createLogger({ level: config.logLevel })
   const metrics = createMetrics({ collectDefault: config.collectDefaultMetrics })
   const roaring = await loadRoaring()
@@ -88,8 +95,9 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   // The request lane's Db; modules move their runs, builds and jobs to the other lanes (core/lanes.ts).
   const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
-  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs) })
-  const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs })
+  const locks = opts.clusterChannel ? createRemoteLocks(opts.clusterChannel) : createLocalLocks()
+  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs), lock: locks.lock('tenants') })
+  const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs, lock: locks.lock('keys') })
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
   // With Kafka configured, the edge's accepted events go to the topic; the writer then serves
   // the ingest worker (this process's, or another's).
@@ -136,6 +144,8 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     tenants,
     log,
     metrics,
+    lock: locks.lock('push'),
+    ...(opts.clusterChannel ? { leaseChannel: opts.clusterChannel } : {}),
     tags: tags.repo,
     segments: segments.repo,
     // The global holdout the layouts use: the tenant's catalogue decides it for both.
@@ -151,6 +161,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   // What this process holds in memory drops an erased customer at once, not at the next build.
   const privacy = createPrivacyModule({
     db,
+    lock: locks.lock('erasure'),
     tenants,
     log,
     tombstones,
@@ -182,6 +193,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     audit,
     privacy,
     kafka,
+    locks,
     async close() {
       await privacy.erasure.idle()
       await privacy.close()

@@ -13,6 +13,7 @@ import { createRetentionJob } from '../tenants/retention.job.js'
 import { buildApp } from './app.js'
 import type { Readiness } from './health.routes.js'
 import { apiModules, createRuntime, type Runtime } from './runtime.js'
+import type { ProcessChannel } from '../core/cluster-locks.js'
 
 /**
  * `qianmian start`: listen first (so /health answers and /ready says what is happening), then
@@ -52,10 +53,10 @@ export interface Started {
  */
 export async function startServer(
   config: Config,
-  opts: { print?: (line: string) => void; version: string; engine?: boolean; metricsExposition?: (registry: Registry) => () => Promise<string> },
+  opts: { print?: (line: string) => void; version: string; engine?: boolean; metricsExposition?: (registry: Registry) => () => Promise<string>; clusterChannel?: ProcessChannel },
 ): Promise<Started> {
   const print = opts.print ?? ((l: string) => process.stdout.write(l + '\n'))
-  const runtime = await createRuntime(config, { withKafka: true })
+  const runtime = await createRuntime(config, { withKafka: true, ...(opts.clusterChannel ? { clusterChannel: opts.clusterChannel } : {}) })
   const { log } = runtime
   const readiness: Readiness = { phase: 'starting' }
   const app = await buildApp({

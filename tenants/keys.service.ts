@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
-import { createKeyedLock } from '../core/keyed-lock.js'
+import { createKeyedLock, type KeyedLock } from '../core/keyed-lock.js'
 import { AppError } from '../core/errors.js'
 import { chDateTime } from '../core/time.js'
 import {
@@ -129,6 +129,8 @@ export function createKeyService(deps: {
   tenants: TenantService
   cacheTtlMs: number
   now?: () => Date
+  /** Revocations and rotations one at a time (one is made when absent). */
+  lock?: KeyedLock
 }): KeyService {
   const { system, tenants } = deps
   const now = deps.now ?? (() => new Date())
@@ -245,7 +247,8 @@ export function createKeyService(deps: {
 
   // A revocation or a rotation reads a key's record and writes a whole new version of it: one at
   // a time, or a rotation that read the key before a revocation would write it back unrevoked.
-  const lock = createKeyedLock()
+  // Shared by every API process when there are several (core/cluster-locks.ts).
+  const lock = deps.lock ?? createKeyedLock()
   const oneAtATime = <T>(change: () => Promise<T>): Promise<T> => lock.run('keys', change)
 
   return {

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { SystemDb } from '../core/db.js'
-import { createKeyedLock } from '../core/keyed-lock.js'
+import { createKeyedLock, type KeyedLock } from '../core/keyed-lock.js'
 import { AppError, issuesFromZod } from '../core/errors.js'
 import { chDateTime, timeZoneSchema } from '../core/time.js'
 import { applyPrivacy, defaultPrivacy, privacyInput, type PrivacyInput, type PrivacySettings } from './privacy.schema.js'
@@ -75,7 +75,7 @@ const privacyRow = z.object({
   updated_by: z.string(),
 })
 
-export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date; maxAgeMs?: number }): TenantService {
+export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date; maxAgeMs?: number; lock?: KeyedLock }): TenantService {
   const { system } = deps
   const now = deps.now ?? (() => new Date())
   const maxAgeMs = deps.maxAgeMs ?? 30_000
@@ -253,7 +253,8 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
   // highest held plus one, so two creations at once would take the same id and one bank would
   // silently become the other; two partial privacy changes at once would each write the
   // settings they read, and the first would be lost.
-  const lock = createKeyedLock()
+  // Shared by every API process when there are several (core/cluster-locks.ts).
+  const lock = deps.lock ?? createKeyedLock()
   const oneAtATime = <T>(change: () => Promise<T>): Promise<T> => lock.run('registry', change)
 
   return {

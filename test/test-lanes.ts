@@ -34,6 +34,7 @@ export const UNIT_FILES = [
   'cli/tags.cli.test.ts',
   // The console's own logic, without a server or a browser.
   'console/src/**/*.test.ts',
+  'core/cluster-locks.test.ts',
   'core/config.test.ts',
   'core/log.test.ts',
   'core/pii.scan.test.ts',
@@ -57,6 +58,7 @@ export const UNIT_FILES = [
   'kafka/serial-send.test.ts',
   'kafka/tenant-groups.test.ts',
   'privacy/export.coverage.test.ts',
+  'push/lease.remote.test.ts',
   'push/schedule.test.ts',
   'push/template.test.ts',
   // Offline evaluation of the layout model, on files and in memory.
@@ -88,7 +90,7 @@ export const KAFKA_FILES = [
 ]
 
 /** Files that kill or interrupt a server and check what survives its restart. */
-export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts', 'server/cluster.layouts.test.ts']
+export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts', 'server/cluster.layouts.test.ts', 'server/cluster.pulls.test.ts', 'server/cluster.locks.test.ts']
 
 /** Files that drive chromium, by name. */
 export const BROWSER_GLOBS = ['**/*.e2e.test.ts', '**/*.browser.test.ts']

@@ -1,0 +1,100 @@
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { DEMO_BANKS } from '../demo/demo.banks.js'
+import { childProcesses, mainThreadTicks, startServerProcess, type ServerProcess } from '../test/server-process.js'
+
+// The notification service pulls a bank's due pushes from whichever API process takes its
+// connection (`QIANMIAN_API_PROCESSES=2`). A target is handed out once while its lease runs,
+// whichever process answers each pull, and an acknowledgement reaches it from either.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-pulls-'))
+const env = {
+  QIANMIAN_DATA_DIR: dataDir,
+  QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
+  QIANMIAN_API_PROCESSES: '2',
+  QIANMIAN_DEMO: 'true',
+  QIANMIAN_DEMO_CUSTOMERS: '300',
+  QIANMIAN_DEMO_DAYS: '2',
+}
+let server: ServerProcess | undefined
+afterAll(async () => {
+  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
+  fs.rmSync(dataDir, { recursive: true, force: true })
+})
+
+const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- bodies of several routes, checked by what each test expects
+type Json = any
+
+/** One request on a new connection: the primary hands each connection to the next API process. */
+function call(url: string, method: string, route: string, key: string, body?: unknown): Promise<{ status: number; json: Json }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${url}${route}`, { method, agent: false, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }))
+    })
+    req.on('error', reject)
+    req.end(body === undefined ? undefined : JSON.stringify(body))
+  })
+}
+
+describe('pushes pulled from several API processes', () => {
+  it('hands each due target out once while its lease runs, whichever process answers, and takes acknowledgements at either', { timeout: 300_000 }, async () => {
+    server = await startServerProcess(env, 120_000)
+    for (let i = 0; i < 240; i++) {
+      if ((await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) === 200) break
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+    const primary = server.child.pid!
+    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
+    const api = childProcesses(primary)
+    expect(api).toHaveLength(2)
+    const bank = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8'))).find((c) => c.slug === DEMO_BANKS[0]!.slug)!
+    const key = (role: string) => bank.keys.find((k) => k.role === role)!.key
+
+    // A security tip to every customer of the bank, due now: it goes out at any hour.
+    const campaign = {
+      name: 'fraud tip',
+      purpose: 'security',
+      priority: 'high',
+      schedule: { kind: 'once', at: new Date(Date.now() - 60_000).toISOString() },
+      message: { body: { zh: '谨防电信诈骗', en: 'Beware of phone fraud' } },
+    }
+    const saved = await call(server.url, 'PUT', '/v1/push/campaigns/fraud-tip', key('admin'), campaign)
+    expect(saved.status, JSON.stringify(saved.json)).toBe(201)
+    const run = await call(server.url, 'POST', '/v1/push/campaigns/fraud-tip/run', key('admin'), {})
+    expect(run.status, JSON.stringify(run.json)).toBe(200)
+    const queued = run.json.campaigns[0].queued as number
+    expect(queued).toBeGreaterThan(60)
+
+    // Pulls of 20 in turn, each on a new connection, so the two processes answer them in turn.
+    const before = api.map(mainThreadTicks)
+    const handed: string[] = []
+    for (let i = 0; i < Math.ceil(queued / 20) + 2; i++) {
+      const pulled = await call(server.url, 'POST', '/v1/push/pull', key('push'), { limit: 20, leaseSeconds: 600 })
+      expect(pulled.status, JSON.stringify(pulled.json)).toBe(200)
+      handed.push(...pulled.json.targets.map((t: { targetId: string }) => t.targetId))
+    }
+    api.forEach((pid, i) => expect(mainThreadTicks(pid)).toBeGreaterThan(before[i]!))
+    expect(new Set(handed).size).toBe(handed.length)
+    expect(handed).toHaveLength(queued)
+
+    // Acknowledged on new connections too: every one accepted once, wherever it was leased.
+    const acked = await Promise.all(
+      [handed.slice(0, queued / 2), handed.slice(queued / 2)].map((ids) => call(server!.url, 'POST', '/v1/push/ack', key('push'), { results: ids.map((targetId) => ({ targetId, status: 'delivered' })) })),
+    )
+    expect(acked.map((a) => a.json)).toEqual([
+      { accepted: Math.floor(queued / 2), rejected: [] },
+      { accepted: queued - Math.floor(queued / 2), rejected: [] },
+    ])
+    const again = await call(server.url, 'POST', '/v1/push/pull', key('push'), { limit: 100, leaseSeconds: 600 })
+    expect(again.json.targets).toEqual([])
+  })
+})
