@@ -193,7 +193,12 @@ export function registerTenantRoutes(
       onRequest: auth.operator(),
       schema: { tags: ['operator'], summary: 'List tenants', security, response: { 200: z.object({ tenants: z.array(tenantView) }) } },
     },
-    async () => ({ tenants: await tenants.list() }),
+    // Read afresh: with several API processes, another one may have changed the registry since
+    // this one last read it (the cache serves authentication, where a few seconds are fine).
+    async () => {
+      await tenants.reload()
+      return { tenants: await tenants.list() }
+    },
   )
   r.post(
     '/v1/operator/tenants',
