@@ -19,9 +19,9 @@ afterAll(async () => {
 })
 
 /** One request on a new connection: the primary hands each connection to the next API process. */
-function call(url: string, method: string, route: string, body?: unknown): Promise<{ status: number; json: { id?: number; slug?: string; error?: { code: string } } }> {
+function call(url: string, method: string, route: string, body?: unknown, key = OPERATOR): Promise<{ status: number; json: { id?: number; slug?: string; key?: string; info?: { keyId: string }; error?: { code: string } } }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${route}`, { method, agent: false, headers: { authorization: `Bearer ${OPERATOR}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
+    const req = http.request(`${url}${route}`, { method, agent: false, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (d: string) => (text += d))
@@ -44,7 +44,7 @@ describe('changes made one at a time, on two API processes', () => {
       expect(created.map((c) => c.status)).toEqual(Array(6).fill(201))
       expect(new Set(created.map((c) => c.json.id)).size).toBe(6)
     }
-    const listed = await call(server.url, 'GET', '/v1/operator/tenants')
+    const listed = await call(server!.url, 'GET', '/v1/operator/tenants')
     const tenants = (listed.json as unknown as { tenants: { id: number; slug: string }[] }).tenants
     expect(tenants).toHaveLength(18)
     expect(new Set(tenants.map((t) => t.id)).size).toBe(18)
@@ -52,5 +52,26 @@ describe('changes made one at a time, on two API processes', () => {
     // The same slug asked for at once: one bank, the others told it exists.
     const same = await Promise.all(Array.from({ length: 6 }, () => call(server!.url, 'POST', '/v1/operator/tenants', { slug: 'lock-same', name: 'Same' })))
     expect(same.map((c) => c.status).sort()).toEqual([201, 409, 409, 409, 409, 409])
+  })
+
+  it('stops a revoked key and a suspended bank’s keys on every process as soon as the change is answered', { timeout: 120_000 }, async () => {
+    const issue = async (slug: string) => {
+      const issued = await call(server!.url, 'POST', `/v1/operator/tenants/${slug}/keys`, { roles: ['analyst'], holder: 'the bank’s analyst' })
+      expect(issued.status).toBe(201)
+      return { key: issued.json.key!, keyId: issued.json.info!.keyId }
+    }
+    // Six requests on new connections: both processes answer, and cache the key.
+    const probe = async (key: string) => (await Promise.all(Array.from({ length: 6 }, () => call(server!.url, 'GET', '/v1/tenant', undefined, key)))).map((r) => r.status)
+    const a = await issue('lock-0-0')
+    expect(await probe(a.key)).toEqual(Array(6).fill(200))
+    expect((await call(server!.url, 'DELETE', `/v1/operator/tenants/lock-0-0/keys/${a.keyId}`)).status).toBe(200)
+    expect(await probe(a.key)).toEqual(Array(6).fill(401))
+
+    const b = await issue('lock-0-1')
+    expect(await probe(b.key)).toEqual(Array(6).fill(200))
+    expect((await call(server!.url, 'POST', '/v1/operator/tenants/lock-0-1/disable')).status).toBe(200)
+    expect(await probe(b.key)).toEqual(Array(6).fill(403))
+    expect((await call(server!.url, 'POST', '/v1/operator/tenants/lock-0-1/enable')).status).toBe(200)
+    expect(await probe(b.key)).toEqual(Array(6).fill(200))
   })
 })

@@ -25,6 +25,7 @@ import { createRecommendModule, type RecommendModule } from '../recommend/recomm
 import { createPushModule, type PushModule } from '../push/push.module.js'
 import { wirePush } from '../push/push.wiring.js'
 import { createLocalLocks, createRemoteLocks, type Locks, type ProcessChannel } from '../core/cluster-locks.js'
+import { createRegistrySync } from '../tenants/registry.sync.js'
 import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from '../privacy/privacy.module.js'
 
 /**
@@ -96,8 +97,12 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
   const locks = opts.clusterChannel ? createRemoteLocks(opts.clusterChannel) : createLocalLocks()
-  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs), lock: locks.lock('tenants') })
-  const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs, lock: locks.lock('keys') })
+  // On one of several API processes, a change of keys or tenants is seen by the others before it is answered.
+  let announce: (() => Promise<void>) | undefined
+  const changed = () => announce?.() ?? Promise.resolve()
+  const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs), lock: locks.lock('tenants'), changed })
+  const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs, lock: locks.lock('keys'), changed })
+  if (opts.clusterChannel) announce = createRegistrySync(opts.clusterChannel, keys, { onError: (err) => log.warn({ err }, 'keys and tenants not reloaded after another process changed them; the cache TTL reloads them') }).announce
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
   // With Kafka configured, the edge's accepted events go to the topic; the writer then serves
   // the ingest worker (this process's, or another's).

@@ -122,6 +122,8 @@ export interface KeyService {
   rotate(tenantId: number, keyId: string, graceSeconds: number, notAfter?: number): Promise<{ key: string; view: KeyView; previous: KeyView }>
   /** Resolves a presented key to its principal, or throws AUTH_INVALID / AUTH_EXPIRED / TENANT_DISABLED. */
   authenticate(presented: string): Promise<Principal>
+  /** Reloads the keys and the tenants' status now, after every change stored so far (another process made one). */
+  refresh(): Promise<void>
 }
 
 export function createKeyService(deps: {
@@ -131,6 +133,8 @@ export function createKeyService(deps: {
   now?: () => Date
   /** Revocations and rotations one at a time (one is made when absent). */
   lock?: KeyedLock
+  /** Told after each change is stored, before it is answered: other processes reload (tenants/registry.sync.ts). */
+  changed?: () => Promise<void>
 }): KeyService {
   const { system, tenants } = deps
   const now = deps.now ?? (() => new Date())
@@ -204,6 +208,7 @@ export function createKeyService(deps: {
     // joined, it would leave a revoked key accepted until the next load. This one starts after.
     if (inflight) await inflight.catch(() => undefined)
     await reload()
+    await deps.changed?.()
   }
 
   async function issue(tenantId: number, input: IssueKeyInput) {
@@ -251,8 +256,15 @@ export function createKeyService(deps: {
   const lock = deps.lock ?? createKeyedLock()
   const oneAtATime = <T>(change: () => Promise<T>): Promise<T> => lock.run('keys', change)
 
+  async function refresh() {
+    // A load already running may have read before the other process's change.
+    if (inflight) await inflight.catch(() => undefined)
+    await reload()
+  }
+
   return {
     issue,
+    refresh,
     async list(tenantId) {
       await reload()
       return [...cache.values()].filter((e) => e.row.tenant_id === tenantId).map((e) => view(e.row))

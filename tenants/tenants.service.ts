@@ -75,7 +75,15 @@ const privacyRow = z.object({
   updated_by: z.string(),
 })
 
-export function createTenantService(deps: { system: SystemDb; defaultTimeZone: string; now?: () => Date; maxAgeMs?: number; lock?: KeyedLock }): TenantService {
+export function createTenantService(deps: {
+  system: SystemDb
+  defaultTimeZone: string
+  now?: () => Date
+  maxAgeMs?: number
+  lock?: KeyedLock
+  /** Told after each change is stored, before it is answered: other processes reload (tenants/registry.sync.ts). */
+  changed?: () => Promise<void>
+}): TenantService {
   const { system } = deps
   const now = deps.now ?? (() => new Date())
   const maxAgeMs = deps.maxAgeMs ?? 30_000
@@ -192,6 +200,7 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       },
     ])
     await reload()
+    await deps.changed?.()
   }
 
   async function create(raw: CreateTenantInput): Promise<Tenant> {
@@ -246,6 +255,7 @@ export function createTenantService(deps: { system: SystemDb; defaultTimeZone: s
       },
     ])
     await reload()
+    await deps.changed?.()
     return privacy(id)
   }
 

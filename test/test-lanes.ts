@@ -75,6 +75,7 @@ export const UNIT_FILES = [
   'tags/tag.widen.test.ts',
   'test/architecture.test.ts',
   'test/test-lanes.test.ts',
+  'tenants/registry.sync.test.ts',
 ]
 
 /** Files that need `KAFKA_BROKERS` (they skip, saying so, without it). */
