@@ -67,7 +67,8 @@ export interface ConsentState {
   }[]
 }
 
-export type ConsentListener = (tenantId: number, notices: readonly ConsentNotice[]) => void
+/** Told of the changes that won, before they are answered: one that returns a promise is waited for. */
+export type ConsentListener = (tenantId: number, notices: readonly ConsentNotice[]) => void | Promise<void>
 
 export interface ConsentService {
   /** `PUT /v1/customers/:id/consents`: one decision of a known customer; 409 when a newer one is stored. */
@@ -211,13 +212,13 @@ export function createConsentService(deps: ConsentDeps): ConsentService {
     // Counted once stored: a batch the engine refuses is written again request by request.
     items.forEach(({ c }, i) => changesTotal.inc({ source: c.source, effective: String(out[i]!.effective) }))
     if (notices.length) {
-      for (const l of listeners) {
-        try {
-          l(tenantId, notices)
-        } catch (e) {
-          deps.log.warn({ tenant: tenantId, err: errText(e) }, 'a consent listener failed')
-        }
-      }
+      await Promise.all(
+        listeners.map((l) =>
+          Promise.resolve()
+            .then(() => l(tenantId, notices))
+            .catch((e: unknown) => deps.log.warn({ tenant: tenantId, err: errText(e) }, 'a consent listener failed')),
+        ),
+      )
     }
     return out
   }

@@ -8,7 +8,7 @@ import { resolvePiiSecret } from '../core/pii.js'
 import { serveClusterMetrics } from './cluster.metrics.js'
 import { answerLeaseMessage } from '../push/lease.remote.js'
 import { serveLocks, type ProcessChannel } from '../core/cluster-locks.js'
-import { serveRegistrySync } from '../tenants/registry.sync.js'
+import { serveBroadcast } from '../core/cluster-broadcast.js'
 import { startServer, type Started } from './start.js'
 
 /**
@@ -57,15 +57,17 @@ export async function startCluster(config: Config, opts: { version: string; prin
   // Every API process's pulls are this process's: one lease manager hands out each target once.
   // Its services' locks are theirs too: what one process did one at a time stays so.
   const locks = serveLocks(started.runtime.locks)
-  // A key or tenant changed through one API process: the others reload before it is answered.
-  const registry = serveRegistrySync({
-    cache: started.runtime.keys,
+  // A key, tenant or personalization switch changed through one API process: the others apply
+  // it before it is answered. This process reloads its keys (its jobs read tenants' status); its
+  // pulls already had the consent (push/lease.remote.ts) and it serves no layouts.
+  const broadcast = serveBroadcast({
+    appliers: { registry: () => started.runtime.keys.refresh(), consent: () => undefined },
     workers: () => [...index.keys()].filter((w) => w.isConnected()).map((w) => ({ id: w.id, send: (m: object) => void w.send(m) })),
-    onError: (err) => log.warn({ err }, 'keys and tenants not reloaded after an API process changed them'),
+    onError: (topic, err) => log.warn({ topic, err }, 'a change an API process made was not applied here'),
   })
   const onMessage = (w: Worker, m: unknown) => {
     const send = (r: unknown) => w.isConnected() && w.send(r as object)
-    if (!locks.handle(w.id, m, send) && !registry.handle(w.id, m, send)) answerLeaseMessage(started.runtime.push, m, send, log)
+    if (!locks.handle(w.id, m, send) && !broadcast.handle(w.id, m, send)) answerLeaseMessage(started.runtime.push, m, send, log)
   }
   cluster.on('message', onMessage)
   const token = crypto.randomBytes(32).toString('hex')

@@ -25,7 +25,8 @@ import { createRecommendModule, type RecommendModule } from '../recommend/recomm
 import { createPushModule, type PushModule } from '../push/push.module.js'
 import { wirePush } from '../push/push.wiring.js'
 import { createLocalLocks, createRemoteLocks, type Locks, type ProcessChannel } from '../core/cluster-locks.js'
-import { createRegistrySync } from '../tenants/registry.sync.js'
+import { createBroadcast } from '../core/cluster-broadcast.js'
+import type { ConsentNotice } from '../consent/consent.schema.js'
 import { createPrivacyModule, createPrivacyTombstones, type PrivacyModule } from '../privacy/privacy.module.js'
 
 /**
@@ -97,12 +98,25 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   const db = createLaneDb(ch)
   const migrator = createMigrator({ system: db.system, log: log.child({ component: 'migrate' }) })
   const locks = opts.clusterChannel ? createRemoteLocks(opts.clusterChannel) : createLocalLocks()
-  // On one of several API processes, a change of keys or tenants is seen by the others before it is answered.
-  let announce: (() => Promise<void>) | undefined
-  const changed = () => announce?.() ?? Promise.resolve()
+  // On one of several API processes, a change of keys or tenants, or of a customer's
+  // personalization switch, is applied by the others before it is answered (core/cluster-broadcast.ts).
+  // The appliers run on messages, after this runtime is built.
+  const broadcast =
+    opts.clusterChannel &&
+    createBroadcast(
+      opts.clusterChannel,
+      {
+        registry: () => keys.refresh(),
+        consent: (p) => {
+          const { tenantId, notices } = p as { tenantId: number; notices: ConsentNotice[] }
+          recommend?.layouts.consentChanged(tenantId, notices)
+        },
+      },
+      { onError: (topic, err) => log.warn({ topic, err }, 'a change another process made was not applied here; the next refresh applies it') },
+    )
+  const changed = () => broadcast?.announce('registry') ?? Promise.resolve()
   const tenants = createTenantService({ system: db.system, defaultTimeZone: config.defaultTimeZone, maxAgeMs: Math.max(1000, config.keyCacheTtlMs), lock: locks.lock('tenants'), changed })
   const keys = createKeyService({ system: db.system, tenants, cacheTtlMs: config.keyCacheTtlMs, lock: locks.lock('keys'), changed })
-  if (opts.clusterChannel) announce = createRegistrySync(opts.clusterChannel, keys, { onError: (err) => log.warn({ err }, 'keys and tenants not reloaded after another process changed them; the cache TTL reloads them') }).announce
   const pii = createPii(resolvePiiSecret(config.piiSecret, config.dataDir))
   // With Kafka configured, the edge's accepted events go to the topic; the writer then serves
   // the ingest worker (this process's, or another's).
@@ -157,10 +171,13 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     ...(recommend ? { holdoutPerMille: async (t: number) => (await recommend.catalogs.effective(await tenants.get(t))).catalog.holdoutPerMille ?? 0 } : {}),
   })
   wirePush({ push, runner: tags.runner, writer: ingest.writer })
-  // A decision recorded here reaches this process's pulls and layouts at once; other processes read it within their refresh.
+  // A decision recorded here reaches this process's pulls and layouts at once, and, on one of
+  // several API processes, the others' before it is answered; other processes (another host) read
+  // it within their refresh.
   consent.service.onChange((t, notices) => {
     push.consentChanged(t, notices)
     recommend?.layouts.consentChanged(t, notices)
+    return broadcast?.announce('consent', { tenantId: t, notices })
   })
   const audit = createAuditModule({ db, log, metrics, tenants })
   // What this process holds in memory drops an erased customer at once, not at the next build.

@@ -34,6 +34,7 @@ export const UNIT_FILES = [
   'cli/tags.cli.test.ts',
   // The console's own logic, without a server or a browser.
   'console/src/**/*.test.ts',
+  'core/cluster-broadcast.test.ts',
   'core/cluster-locks.test.ts',
   'core/config.test.ts',
   'core/log.test.ts',
@@ -75,7 +76,6 @@ export const UNIT_FILES = [
   'tags/tag.widen.test.ts',
   'test/architecture.test.ts',
   'test/test-lanes.test.ts',
-  'tenants/registry.sync.test.ts',
 ]
 
 /** Files that need `KAFKA_BROKERS` (they skip, saying so, without it). */
