@@ -152,3 +152,20 @@ export function serveBroadcast(o: {
     },
   }
 }
+
+/**
+ * Relayed messages: sent by one API process without waiting, passed by the engine process to
+ * every other as they are. For what may lag by a moment (the rate each process granted).
+ */
+const RELAY = 'qianmian:relay'
+
+export const relayMessage = (topic: string, payload: unknown): object => ({ type: RELAY, topic, payload })
+
+/** The payload of a relayed message of `topic`, or undefined for any other message. */
+export function relayedPayload(m: unknown, topic: string): unknown {
+  const r = m as { type?: unknown; topic?: unknown; payload?: unknown } | undefined
+  return r?.type === RELAY && r.topic === topic ? r.payload : undefined
+}
+
+/** In the engine process: whether a message is to be relayed to every other API process. */
+export const isRelayed = (m: unknown): boolean => (m as { type?: unknown } | undefined)?.type === RELAY

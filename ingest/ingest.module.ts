@@ -18,6 +18,8 @@ import { createKeyAllocator, type KeyAllocator } from './key-allocator.js'
 import { createIngestLimits, registerIngestLimitHooks } from './rate-limit.js'
 import { EVENT_TYPES } from './segment.schema.js'
 import { createTrackingPlans, type TrackingPlans } from './tracking-plan.js'
+import { shareIngestLimits } from './rate-limit.share.js'
+import type { ProcessChannel } from '../core/cluster-locks.js'
 
 /** The Segment event endpoints, counted against the per-tenant request rate. */
 const EVENT_PATHS: ReadonlySet<string> = new Set(['/v1/batch', '/v1/b', ...EVENT_TYPES.flatMap((t) => [`/v1/${t}`, `/v1/${SHORT_PATHS[t]}`])])
@@ -53,6 +55,8 @@ export function createIngestModule(deps: {
   erased?: ErasedCheck
   /** The bank's policy for identifiers found in event values (tenant settings); digested when not given. */
   valuePolicy?: (tenantId: number) => Promise<ValuePolicy>
+  /** One of several API processes (server/cluster.ts): the tenants' rates are shared with the others over it. */
+  clusterChannel?: ProcessChannel
 }): IngestModule {
   const allocator = createKeyAllocator({ system: deps.db.system })
   const identities = createIdentityService({ db: deps.db, allocator })
@@ -67,6 +71,7 @@ export function createIngestModule(deps: {
   })
   const sink = deps.sink ? deps.sink(writer) : writer
   const limits = createIngestLimits(deps.config.rate, deps.metrics)
+  const unshare = deps.clusterChannel ? shareIngestLimits(limits, deps.clusterChannel) : undefined
   // Parsing, validation and normalization on the other cores (ingest.pool.ts); the workers digest
   // with the same keys, so without their seed (a stand-in Pii) the work stays in this thread.
   const seed = deps.config.workers > 0 ? deps.pii.threadSeed?.() : undefined
@@ -89,6 +94,7 @@ export function createIngestModule(deps: {
     },
     pool,
     async close(deadlineMs) {
+      unshare?.()
       try {
         await writer.close(deadlineMs)
       } finally {

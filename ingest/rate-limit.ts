@@ -6,8 +6,9 @@ import type { Metrics } from '../core/metrics.js'
 type IngestRates = Config['ingest']['rate']
 
 /**
- * Per-tenant token buckets for the ingest edge, in memory (each process limits what it serves;
- * with N edge processes behind a balancer a tenant gets up to N times the rate). One tenant's
+ * Per-tenant token buckets for the ingest edge, in memory. The API processes of one host share
+ * what each took (rate-limit.share.ts), so a tenant's rate holds across them; with N edge
+ * processes on N hosts behind a balancer a tenant gets up to N times the rate. One tenant's
  * flood is answered 429 with Retry-After before it costs validation or a place in the shared
  * writer queue, so the other tenants keep their latency.
  */
@@ -28,6 +29,10 @@ export interface TokenBuckets {
   take(key: number, cost: number): number
   /** The milliseconds until `key`'s bucket is out of debt (0: not in debt), taking nothing. */
   debt(key: number): number
+  /** Takes `cost` tokens whatever the bucket holds: what another process granted the key. */
+  debit(key: number, cost: number): void
+  /** What `take` granted per key since the last call. */
+  drain(): [number, number][]
 }
 
 interface Bucket {
@@ -37,6 +42,7 @@ interface Bucket {
 
 export function createTokenBuckets(opts: BucketOptions, now: () => number = () => performance.now()): TokenBuckets {
   const buckets = new Map<number, Bucket>()
+  const granted = new Map<number, number>()
   const perMs = opts.perSecond / 1000
   /** The key's bucket, refilled up to now. */
   const current = (key: number): Bucket => {
@@ -55,7 +61,17 @@ export function createTokenBuckets(opts: BucketOptions, now: () => number = () =
       const b = current(key)
       if (b.tokens < 0) return Math.ceil(-b.tokens / perMs)
       b.tokens -= cost
+      granted.set(key, (granted.get(key) ?? 0) + cost)
       return 0
+    },
+    debit(key, cost) {
+      if (opts.perSecond <= 0) return
+      current(key).tokens -= cost
+    },
+    drain() {
+      const out = [...granted]
+      granted.clear()
+      return out
     },
     debt(key) {
       if (opts.perSecond <= 0) return 0
@@ -77,6 +93,16 @@ export interface IngestLimits {
    * the worker threads every tenant shares, the parse came before the count).
    */
   eventsDue(tenantId: number): void
+  /** What this process granted per tenant since the last call (for the other API processes). */
+  drain(): RateReport
+  /** What another process granted: taken from this process's buckets too. */
+  apply(report: RateReport): void
+}
+
+/** Requests and events granted, per tenant: [tenant, count] pairs. */
+export interface RateReport {
+  requests: [number, number][]
+  events: [number, number][]
 }
 
 export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestLimits {
@@ -103,6 +129,11 @@ export function createIngestLimits(rate: IngestRates, metrics: Metrics): IngestL
     eventsDue(tenantId) {
       const wait = events.debt(tenantId)
       if (wait) throw refuse(tenantId, 'events', wait, rate.eventsPerS)
+    },
+    drain: () => ({ requests: requests.drain(), events: events.drain() }),
+    apply(report) {
+      for (const [t, n] of report.requests) requests.debit(t, n)
+      for (const [t, n] of report.events) events.debit(t, n)
     },
   }
 }

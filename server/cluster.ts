@@ -8,7 +8,7 @@ import { resolvePiiSecret } from '../core/pii.js'
 import { serveClusterMetrics } from './cluster.metrics.js'
 import { answerLeaseMessage } from '../push/lease.remote.js'
 import { serveLocks, type ProcessChannel } from '../core/cluster-locks.js'
-import { serveBroadcast } from '../core/cluster-broadcast.js'
+import { isRelayed, serveBroadcast } from '../core/cluster-broadcast.js'
 import { startServer, type Started } from './start.js'
 
 /**
@@ -66,6 +66,11 @@ export async function startCluster(config: Config, opts: { version: string; prin
     onError: (topic, err) => log.warn({ topic, err }, 'a change an API process made was not applied here'),
   })
   const onMessage = (w: Worker, m: unknown) => {
+    // What may lag by a moment (the rates each process granted) goes to the others as it is.
+    if (isRelayed(m)) {
+      for (const other of index.keys()) if (other !== w && other.isConnected()) other.send(m as object)
+      return
+    }
     const send = (r: unknown) => w.isConnected() && w.send(r as object)
     if (!locks.handle(w.id, m, send) && !broadcast.handle(w.id, m, send)) answerLeaseMessage(started.runtime.push, m, send, log)
   }

@@ -152,6 +152,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
     // ... and bulk imports skip their rows, until the bank re-registers the number.
     erased: { among: (t, kind, values) => tombstones.erasedAmong(t, values, kind) },
     valuePolicy: async (t) => (await tenants.privacy(t)).valuePolicy,
+    ...(opts.clusterChannel ? { clusterChannel: opts.clusterChannel } : {}),
   })
   const tags = createTagsModule({ db, tenants, log, metrics, runner: config.pipelines })
   // Layouts evaluate their catalogue's conditions on the same bitmaps, whatever the preview budget.

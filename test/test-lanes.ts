@@ -50,6 +50,7 @@ export const UNIT_FILES = [
   'ingest/ingest.pii.test.ts',
   'ingest/normalize.pii.test.ts',
   'ingest/normalize.test.ts',
+  'ingest/rate-limit.share.test.ts',
   'ingest/segment.fast.test.ts',
   'ingest/well-formed.test.ts',
   'kafka/kafka.assignment.test.ts',
@@ -91,7 +92,7 @@ export const KAFKA_FILES = [
 ]
 
 /** Files that kill or interrupt a server and check what survives its restart. */
-export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts', 'server/cluster.layouts.test.ts', 'server/cluster.pulls.test.ts', 'server/cluster.locks.test.ts']
+export const DURABILITY_FILES = ['ingest/ingest.durability.test.ts', 'privacy/erasure.resume.test.ts', 'server/cluster.test.ts', 'server/cluster.layouts.test.ts', 'server/cluster.pulls.test.ts', 'server/cluster.locks.test.ts', 'server/cluster.rates.test.ts']
 
 /** Files that drive chromium, by name. */
 export const BROWSER_GLOBS = ['**/*.e2e.test.ts', '**/*.browser.test.ts']
