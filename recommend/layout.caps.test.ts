@@ -7,6 +7,9 @@ import { anotherServingProcess, seedDemoBank, serviceItem } from '../test/demo.j
 import { openTestApp, type TestApp } from '../test/app.js'
 import type { Layout, LayoutService } from './layout.service.js'
 import { buildModel } from './model.build.js'
+import { shareLayoutCaps } from './layout.share.js'
+import type { ProcessChannel } from '../core/cluster-locks.js'
+import { isRelayed } from '../core/cluster-broadcast.js'
 
 /**
  * Caps across model builds, and validity dates, on a small demo bank. A serving process counts
@@ -86,6 +89,64 @@ describe('caps across model builds', () => {
       expect(await shows(p, b, 'svc.once')).toBe(false)
     } finally {
       await p.close()
+    }
+  })
+})
+
+/** Channels of serving processes linked through an engine process that relays as server/cluster.ts does. */
+function relayed(n: number): ProcessChannel[] {
+  const inboxes = Array.from({ length: n }, () => new Set<(m: unknown) => void>())
+  return inboxes.map((mine, i) => ({
+    send(m) {
+      expect(isRelayed(m)).toBe(true)
+      const wire = JSON.parse(JSON.stringify(m)) as unknown
+      setImmediate(() => inboxes.forEach((inbox, j) => j !== i && inbox.forEach((l) => l(wire))))
+    },
+    onMessage(l) {
+      mine.add(l)
+      return () => mine.delete(l)
+    },
+  }))
+}
+
+describe('caps across serving processes', () => {
+  it('an item capped at once a day, shown by one API process, is not shown again by another', async () => {
+    const [p, q] = [await servingProcess(), await servingProcess()]
+    const channels = relayed(2)
+    const stops = [shareLayoutCaps(p, channels[0]!, 10), shareLayoutCaps(q, channels[1]!, 10)]
+    try {
+      const d = customers[5]!
+      const items = async (sp: LayoutService) => (await sp.layout({ tenantId: bank.id, customerId: d, screen: 'home', lang: 'en', mode: 'standard' })).modules.flatMap((m) => m.items.map((i) => i.id))
+      // Both hold the bank's snapshot before anything is served.
+      expect(await shows(q, customers[6]!, 'svc.twice')).toBe(true)
+      // Once a day and twice a day: one layout on one process shows both,
+      expect(await items(p)).toEqual(expect.arrayContaining(['svc.once', 'svc.twice']))
+      await pause(60)
+      // the next, on the other, the twice-a-day one only,
+      const second = await items(q)
+      expect(second).toContain('svc.twice')
+      expect(second).not.toContain('svc.once')
+      await pause(60)
+      // and then neither, on either.
+      for (const sp of [p, q]) expect(await items(sp)).not.toContain('svc.twice')
+      for (const sp of [p, q]) expect(await items(sp)).not.toContain('svc.once')
+    } finally {
+      stops.forEach((s) => s())
+      await p.close()
+      await q.close()
+    }
+  })
+
+  it('without sharing, each process shows it once (what the sharing prevents)', async () => {
+    const [p, q] = [await servingProcess(), await servingProcess()]
+    try {
+      const d = customers[7]!
+      expect(await shows(p, d, 'svc.once')).toBe(true)
+      await pause(60)
+      expect(await shows(q, d, 'svc.once')).toBe(true)
+    } finally {
+      await p.close()
+      await q.close()
     }
   })
 })

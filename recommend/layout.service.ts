@@ -41,6 +41,16 @@ export interface LayoutRequest {
   withSensitive?: boolean | undefined
 }
 
+/** Capped items served to a customer at once: what another serving process counts too (layout.share.ts). */
+export interface CappedServe {
+  tenantId: number
+  key: number
+  /** The tenant's local day (days since 1970-01-01) and the time served (ms). */
+  today: number
+  nowMs: number
+  items: string[]
+}
+
 /** A layout as objects: the head (who, which mode, which variant), the model, the modules. */
 export interface Layout extends LayoutHead {
   model: { build: string | null; builtAt: string | null; catalogVersion: { group: number; own: number } }
@@ -111,6 +121,7 @@ export function createLayoutService(deps: {
     onError: (tenant, err) => deps.log.warn({ tenant, err }, 'personalization switches not refreshed; serving the ones held'),
   })
   const servedTotal = deps.metrics.counter('qianmian_layouts_served_total', 'Layouts served', ['tenant', 'kind'])
+  const cappedListeners: ((e: CappedServe) => void)[] = []
 
   // The tenant's local day, kept until its next local midnight: formatting a date in a time zone
   // costs more than ranking a module, and the day changes once a day.
@@ -280,7 +291,10 @@ export function createLayoutService(deps: {
           if (p.item.cap !== undefined) (capped ??= []).push(p.item.id)
         }
       }
-      if (capped) countServed(req.tenantId, key, today, nowMs, capped)
+      if (capped) {
+        countServed(req.tenantId, key, today, nowMs, capped)
+        for (const l of cappedListeners) l({ tenantId: req.tenantId, key, today, nowMs, items: capped })
+      }
       exposures.append(req.tenantId, snap, { key, nowMs, screen: req.screen, experiment: assignment && { id: assignment.experiment, variant: assignment.variant }, holdout, elder }, ranked)
     }
     countLayout(req.tenantId, key === 0 || off ? 2 : holdout ? 1 : 0)
@@ -304,6 +318,20 @@ export function createLayoutService(deps: {
     /** The snapshot a tenant serves, loading it on first use. */
     async snapshot(tenantId: number): Promise<LayoutSnapshot> {
       return snapshots.get(tenantId)?.snap ?? load(tenantId)
+    },
+
+    /** Told of the capped items each layout served here (layout.share.ts). */
+    onCapped(listener: (e: CappedServe) => void): void {
+      cappedListeners.push(listener)
+    },
+
+    /**
+     * Capped items another serving process served: counted as this process's own until a build
+     * has them. A tenant whose snapshot this process has not loaded yet is skipped: its first
+     * load reads a build, and serves of other processes after it are seen from then on.
+     */
+    countElsewhere(entries: readonly CappedServe[]): void {
+      for (const e of entries) countServed(e.tenantId, e.key, e.today, e.nowMs, e.items)
     },
 
     /** Personalization switches recorded in this process: the next layout of the customer follows. */

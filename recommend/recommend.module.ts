@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify'
+import type { ProcessChannel } from '../core/cluster-locks.js'
+import { shareLayoutCaps } from './layout.share.js'
 import type { Db } from '../core/db.js'
 import type { Logger } from '../core/log.js'
 import type { Metrics } from '../core/metrics.js'
@@ -36,6 +38,8 @@ export function createRecommendModule(deps: {
   refreshMs?: number
   /** How often exposures are written (LAYOUT_EXPOSURE_FLUSH_MS). */
   exposureFlushMs?: number
+  /** One of several API processes (server/cluster.ts): capped items served are counted by the others too. */
+  clusterChannel?: ProcessChannel
 }): RecommendModule {
   const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags, tenants: deps.tenants })
   const log = deps.log.child({ component: 'recommend' })
@@ -47,6 +51,7 @@ export function createRecommendModule(deps: {
     return { rows: built.customers, details: { build: built.build, catalogVersion: built.catalogVersion, customers: built.customers, items: built.items, model: built.model, choice: built.choice, ms: built.ms } }
   }, { after: 'segments' })
   layouts.start()
+  const unshare = deps.clusterChannel ? shareLayoutCaps(layouts, deps.clusterChannel) : undefined
   return {
     catalogs,
     layouts,
@@ -55,6 +60,9 @@ export function createRecommendModule(deps: {
       const report: Parameters<typeof registerRecommendRoutes>[1]['report'] = (tenantId, input) => experimentReport(deps.db.lane('pipeline').forTenant(tenantId), input)
       registerRecommendRoutes(app, { auth, tenants: deps.tenants, catalogs, layouts, report })
     },
-    close: () => layouts.close(),
+    close: () => {
+      unshare?.()
+      return layouts.close()
+    },
   }
 }

@@ -158,7 +158,7 @@ export async function createRuntime(config: Config, opts: { log?: Logger; withKa
   // Layouts evaluate their catalogue's conditions on the same bitmaps, whatever the preview budget.
   const bitmaps = roaring && createBitmapStore({ roaring, maxBytes: Math.max(config.segmentCacheBytes, 256 * 1024 ** 2), log })
   const segments = createSegmentsModule({ db, tenants, tags: tags.repo, runner: tags.runner, ...(bitmaps && config.segmentCacheBytes > 0 ? { bitmaps } : {}) })
-  const recommend = bitmaps && createRecommendModule({ db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log, metrics, exposureFlushMs: config.layouts.exposureFlushMs })
+  const recommend = bitmaps && createRecommendModule({ db, tenants, tags: tags.repo, bitmaps, runner: tags.runner, log, metrics, exposureFlushMs: config.layouts.exposureFlushMs, ...(opts.clusterChannel ? { clusterChannel: opts.clusterChannel } : {}) })
   const push = createPushModule({
     db,
     tenants,
