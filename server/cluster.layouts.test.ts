@@ -1,36 +1,20 @@
-import crypto from 'node:crypto'
-import fs from 'node:fs'
 import http from 'node:http'
-import os from 'node:os'
-import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createClickHouse } from '../core/clickhouse.js'
 import { loadConfig } from '../core/config.js'
 import { createDb } from '../core/db.js'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
-import { childProcesses, mainThreadTicks, startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { clusterEnv, demoCredentials, removeCluster, startClusterProcess } from '../test/cluster.js'
+import { mainThreadTicks, type ServerProcess } from '../test/server-process.js'
 
 // Layouts served by API processes (`QIANMIAN_API_PROCESSES=2`) are exposures like any other:
 // each process logs what it served and writes it through the engine process's endpoint, every
 // bank's rows in one insert. What a process served before a SIGTERM to the primary is written
 // before the engine closes. Each layout served to a known customer is one row, none twice.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-layouts-'))
-const env = {
-  QIANMIAN_DATA_DIR: dataDir,
-  QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
-  QIANMIAN_API_PROCESSES: '2',
-  QIANMIAN_DEMO: 'true',
-  QIANMIAN_DEMO_CUSTOMERS: '400',
-  QIANMIAN_DEMO_DAYS: '3',
-}
+const { dataDir, env } = clusterEnv('cluster-layouts', { QIANMIAN_DEMO: 'true', QIANMIAN_DEMO_CUSTOMERS: '400', QIANMIAN_DEMO_DAYS: '3' })
 let server: ServerProcess | undefined
-afterAll(async () => {
-  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
-  fs.rmSync(dataDir, { recursive: true, force: true })
-})
-
-const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
+afterAll(() => removeCluster(server, dataDir))
 const layoutBody = z.object({ tenant: z.number(), customerId: z.string().nullable(), known: z.boolean() })
 
 /** One layout on a new connection (the primary hands each connection to the next process). */
@@ -49,17 +33,12 @@ function layout(url: string, key: string, customerId: string): Promise<{ status:
 
 describe('layouts served by several API processes', () => {
   it('writes one exposure per layout served to a known customer, from both processes, and all of them before a SIGTERM ends the engine', { timeout: 300_000 }, async () => {
-    server = await startServerProcess(env, 120_000)
     // The engine process seeds the demo (tags and layout models included) before it is ready.
-    for (let i = 0; i < 240; i++) {
-      if ((await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) === 200) break
-      await new Promise((r) => setTimeout(r, 1000))
-    }
-    const primary = server.child.pid!
-    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-    const api = childProcesses(primary)
+    const started = await startClusterProcess(env)
+    server = started.server
+    const api = started.api
     expect(api).toHaveLength(2)
-    const creds = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8')))
+    const creds = demoCredentials(dataDir)
     const banks = DEMO_BANKS.flatMap((b) => {
       const key = creds.find((c) => c.slug === b.slug)?.keys.find((k) => k.role === 'layout')?.key
       return key ? [{ slug: b.slug, prefix: b.customerPrefix, key }] : []

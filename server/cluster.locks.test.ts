@@ -1,43 +1,22 @@
-import crypto from 'node:crypto'
-import fs from 'node:fs'
-import http from 'node:http'
-import os from 'node:os'
-import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { childProcesses, startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { clusterEnv, onNewConnection, removeCluster, startClusterProcess } from '../test/cluster.js'
+import type { ServerProcess } from '../test/server-process.js'
 
 // What one process did one at a time (a tenant's new id read and written, a key's record read
 // and rewritten) stays one at a time when the API runs on several processes
 // (`QIANMIAN_API_PROCESSES=2`): the engine process holds the locks for all of them.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-locks-'))
-const OPERATOR = crypto.randomBytes(24).toString('hex')
-const env = { QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: OPERATOR, QIANMIAN_API_PROCESSES: '2' }
+const { dataDir, operator: OPERATOR, env } = clusterEnv('cluster-locks')
 let server: ServerProcess | undefined
-afterAll(async () => {
-  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
-  fs.rmSync(dataDir, { recursive: true, force: true })
-})
+afterAll(() => removeCluster(server, dataDir))
 
-/** One request on a new connection: the primary hands each connection to the next API process. */
-function call(url: string, method: string, route: string, body?: unknown, key = OPERATOR): Promise<{ status: number; json: { id?: number; slug?: string; key?: string; info?: { keyId: string }; error?: { code: string } } }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${route}`, { method, agent: false, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (text += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : {} }))
-    })
-    req.on('error', reject)
-    req.end(body === undefined ? undefined : JSON.stringify(body))
-  })
-}
+type Answer = { status: number; json: { id?: number; slug?: string; key?: string; info?: { keyId: string }; error?: { code: string } } }
+const call = (url: string, method: string, route: string, body?: unknown, key = OPERATOR) => onNewConnection(url, method, route, key, body) as Promise<Answer>
 
 describe('changes made one at a time, on two API processes', () => {
   it('gives banks created at the same moment on either process ids of their own, and one slug one bank', { timeout: 240_000 }, async () => {
-    server = await startServerProcess(env, 120_000)
-    const primary = server.child.pid!
-    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-    expect(childProcesses(primary)).toHaveLength(2)
+    const started = await startClusterProcess(env)
+    server = started.server
+    expect(started.api).toHaveLength(2)
 
     for (let round = 0; round < 3; round++) {
       const created = await Promise.all(Array.from({ length: 6 }, (_, i) => call(server!.url, 'POST', '/v1/operator/tenants', { slug: `lock-${round}-${i}`, name: `Bank ${round}-${i}` })))

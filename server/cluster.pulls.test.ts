@@ -1,63 +1,25 @@
-import crypto from 'node:crypto'
-import fs from 'node:fs'
-import http from 'node:http'
-import os from 'node:os'
-import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { z } from 'zod'
 import { DEMO_BANKS } from '../demo/demo.banks.js'
-import { childProcesses, mainThreadTicks, startServerProcess, type ServerProcess } from '../test/server-process.js'
+import { clusterEnv, demoCredentials, onNewConnection, removeCluster, startClusterProcess } from '../test/cluster.js'
+import { mainThreadTicks, type ServerProcess } from '../test/server-process.js'
 
 // The notification service pulls a bank's due pushes from whichever API process takes its
 // connection (`QIANMIAN_API_PROCESSES=2`). A target is handed out once while its lease runs,
 // whichever process answers each pull, and an acknowledgement reaches it from either. A customer
 // who turns personalization off through one process is served by both as such from then on.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-pulls-'))
-const env = {
-  QIANMIAN_DATA_DIR: dataDir,
-  QIANMIAN_OPERATOR_TOKEN: crypto.randomBytes(24).toString('hex'),
-  QIANMIAN_API_PROCESSES: '2',
-  QIANMIAN_DEMO: 'true',
-  QIANMIAN_DEMO_CUSTOMERS: '300',
-  QIANMIAN_DEMO_DAYS: '2',
-}
+const { dataDir, env } = clusterEnv('cluster-pulls', { QIANMIAN_DEMO: 'true', QIANMIAN_DEMO_CUSTOMERS: '300', QIANMIAN_DEMO_DAYS: '2' })
 let server: ServerProcess | undefined
-afterAll(async () => {
-  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
-  fs.rmSync(dataDir, { recursive: true, force: true })
-})
-
-const credentials = z.array(z.object({ slug: z.string(), keys: z.array(z.object({ role: z.string(), key: z.string() })) }))
+afterAll(() => removeCluster(server, dataDir))
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bodies of several routes, checked by what each test expects
 type Json = any
-
-/** One request on a new connection: the primary hands each connection to the next API process. */
-function call(url: string, method: string, route: string, key: string, body?: unknown): Promise<{ status: number; json: Json }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${route}`, { method, agent: false, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (text += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined }))
-    })
-    req.on('error', reject)
-    req.end(body === undefined ? undefined : JSON.stringify(body))
-  })
-}
+const call = (url: string, method: string, route: string, key: string, body?: unknown) => onNewConnection(url, method, route, key, body) as Promise<{ status: number; json: Json }>
 
 let api: number[] = []
 let key: (role: string) => string
 beforeAll(async () => {
-  server = await startServerProcess(env, 120_000)
-  for (let i = 0; i < 240; i++) {
-    if ((await fetch(`${server.url}/ready`).then((r) => r.status, () => 0)) === 200) break
-    await new Promise((r) => setTimeout(r, 1000))
-  }
-  const primary = server.child.pid!
-  for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-  api = childProcesses(primary)
-  const bank = credentials.parse(JSON.parse(fs.readFileSync(path.join(dataDir, 'demo-credentials.json'), 'utf8'))).find((c) => c.slug === DEMO_BANKS[0]!.slug)!
+  ;({ server, api } = await startClusterProcess(env))
+  const bank = demoCredentials(dataDir).find((c) => c.slug === DEMO_BANKS[0]!.slug)!
   key = (role: string) => bank.keys.find((k) => k.role === role)!.key
 }, 300_000)
 

@@ -1,42 +1,22 @@
-import crypto from 'node:crypto'
-import fs from 'node:fs'
-import http from 'node:http'
-import os from 'node:os'
-import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { childProcesses, startServerProcess, tenantWriteKey, type ServerProcess } from '../test/server-process.js'
+import { clusterEnv, onNewConnection, removeCluster, startClusterProcess } from '../test/cluster.js'
+import { tenantWriteKey, type ServerProcess } from '../test/server-process.js'
 
 // A bank's ingest rate is the bank's on the whole host when the API runs on several processes
 // (`QIANMIAN_API_PROCESSES=2`): each process takes what the other granted from its own buckets.
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'qianmian-cluster-rates-'))
-const OPERATOR = crypto.randomBytes(24).toString('hex')
 // A burst of 20 requests, refilled at 1 a second: nothing refills noticeably during the test.
-const env = { QIANMIAN_DATA_DIR: dataDir, QIANMIAN_OPERATOR_TOKEN: OPERATOR, QIANMIAN_API_PROCESSES: '2', INGEST_RATE_REQUESTS_PER_S: '1', INGEST_RATE_REQUESTS_BURST: '20' }
+const { dataDir, operator: OPERATOR, env } = clusterEnv('cluster-rates', { INGEST_RATE_REQUESTS_PER_S: '1', INGEST_RATE_REQUESTS_BURST: '20' })
 let server: ServerProcess | undefined
-afterAll(async () => {
-  if (server && server.child.exitCode === null) await server.kill('SIGKILL')
-  fs.rmSync(dataDir, { recursive: true, force: true })
-})
+afterAll(() => removeCluster(server, dataDir))
 
 /** One event on a new connection: the primary hands each connection to the next API process. */
-function track(url: string, key: string, i: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ type: 'track', messageId: `rate-${i}`, userId: `C${i}`, event: 'app_opened' })
-    const req = http.request(`${url}/v1/track`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const track = async (url: string, key: string, i: number) => (await onNewConnection(url, 'POST', '/v1/track', key, { type: 'track', messageId: `rate-${i}`, userId: `C${i}`, event: 'app_opened' })).status
 
 describe('a bank’s ingest rate on two API processes', () => {
   it('holds for the host: a burst of 20 is about 20 requests, whichever process takes each', { timeout: 120_000 }, async () => {
-    server = await startServerProcess(env, 120_000)
-    const primary = server.child.pid!
-    for (let i = 0; i < 100 && childProcesses(primary).length < 2; i++) await new Promise((r) => setTimeout(r, 100))
-    expect(childProcesses(primary)).toHaveLength(2)
+    const started = await startClusterProcess(env)
+    server = started.server
+    expect(started.api).toHaveLength(2)
     const key = await tenantWriteKey(server.url, OPERATOR, 'rate-bank')
 
     // 18 requests one after another (9 on each process), a pause for the processes to tell each
