@@ -169,3 +169,28 @@ export function relayedPayload(m: unknown, topic: string): unknown {
 
 /** In the engine process: whether a message is to be relayed to every other API process. */
 export const isRelayed = (m: unknown): boolean => (m as { type?: unknown } | undefined)?.type === RELAY
+
+/**
+ * Every `intervalMs`, sends what `take` gives (nothing when it gives undefined) as a relayed
+ * message of `topic`, and applies what the other processes relayed of it. Returns a stop.
+ */
+export function relayEvery(channel: ProcessChannel, topic: string, intervalMs: number, take: () => unknown, apply: (payload: unknown) => void): () => void {
+  const timer = setInterval(() => {
+    const payload = take()
+    if (payload === undefined) return
+    try {
+      channel.send(relayMessage(topic, payload))
+    } catch {
+      /* the engine process is gone: this process is stopping */
+    }
+  }, intervalMs)
+  timer.unref()
+  const stop = channel.onMessage((m) => {
+    const payload = relayedPayload(m, topic)
+    if (payload !== undefined) apply(payload)
+  })
+  return () => {
+    clearInterval(timer)
+    stop()
+  }
+}

@@ -1,4 +1,4 @@
-import { relayedPayload, relayMessage } from '../core/cluster-broadcast.js'
+import { relayEvery } from '../core/cluster-broadcast.js'
 import type { ProcessChannel } from '../core/cluster-locks.js'
 import type { IngestLimits, RateReport } from './rate-limit.js'
 
@@ -13,27 +13,15 @@ import type { IngestLimits, RateReport } from './rate-limit.js'
  * then follows what the whole host granted, behind by one interval: a burst inside it may pass
  * the limit once, not go on passing it.
  */
-
-const TOPIC = 'ingest-rates'
-
 export function shareIngestLimits(limits: IngestLimits, channel: ProcessChannel, intervalMs = 100): () => void {
-  const timer = setInterval(() => {
-    const report = limits.drain()
-    if (!report.requests.length && !report.events.length) return
-    try {
-      channel.send(relayMessage(TOPIC, report))
-    } catch {
-      /* the engine process is gone: this process is stopping */
-    }
-  }, intervalMs)
-  timer.unref()
-  const stop = channel.onMessage((m) => {
-    const report = relayedPayload(m, TOPIC) as RateReport | undefined
-    if (report) limits.apply(report)
-  })
-  return () => {
-    clearInterval(timer)
-    stop()
-  }
+  return relayEvery(
+    channel,
+    'ingest-rates',
+    intervalMs,
+    () => {
+      const report = limits.drain()
+      return report.requests.length || report.events.length ? report : undefined
+    },
+    (report) => limits.apply(report as RateReport),
+  )
 }
-

@@ -1,4 +1,4 @@
-import { relayedPayload, relayMessage } from '../core/cluster-broadcast.js'
+import { relayEvery } from '../core/cluster-broadcast.js'
 import type { ProcessChannel } from '../core/cluster-locks.js'
 import type { CappedServe, LayoutService } from './layout.service.js'
 
@@ -12,33 +12,27 @@ import type { CappedServe, LayoutService } from './layout.service.js'
  * on two processes, may still both show an item.
  */
 
-const TOPIC = 'layout-capped'
-
 export function shareLayoutCaps(layouts: Pick<LayoutService, 'onCapped' | 'countElsewhere'>, channel: ProcessChannel, intervalMs = 100): () => void {
   let batch: CappedServe[] = []
   let stopped = false
   layouts.onCapped((e) => {
     if (!stopped) batch.push(e)
   })
-  const timer = setInterval(() => {
-    if (!batch.length) return
-    const out = batch
-    batch = []
-    try {
-      channel.send(relayMessage(TOPIC, out))
-    } catch {
-      /* the engine process is gone: this process is stopping */
-    }
-  }, intervalMs)
-  timer.unref()
-  const stop = channel.onMessage((m) => {
-    const entries = relayedPayload(m, TOPIC) as CappedServe[] | undefined
-    if (entries) layouts.countElsewhere(entries)
-  })
+  const stop = relayEvery(
+    channel,
+    'layout-capped',
+    intervalMs,
+    () => {
+      if (!batch.length) return undefined
+      const out = batch
+      batch = []
+      return out
+    },
+    (entries) => layouts.countElsewhere(entries as CappedServe[]),
+  )
   return () => {
     stopped = true
     batch = []
-    clearInterval(timer)
     stop()
   }
 }
