@@ -104,3 +104,17 @@ describe('the model build', () => {
     expect(await loadServedModel(db, '7000')).toEqual({ name: 'sar', kind: 'sar', input: 'affinity' })
   }, 120_000)
 })
+
+describe('a model build whose lease was lost', () => {
+  it('stops before its next step with the reason, and completes no build', async () => {
+    const bank = await t.tenants.create({ slug: 'lost-lease-bank', name: 'lost lease' })
+    await seed(bank.id, 60, 3)
+    const lease = new AbortController()
+    lease.abort(new Error('the recommend lease was lost'))
+    await expect(buildModel({ db: t.engine.db, catalogs: t.recommend.catalogs }, { tenant: bank, asOf: AS_OF, build: '7101', signal: lease.signal })).rejects.toThrow('the recommend lease was lost')
+    const db = t.engine.db.forTenant(bank.id)
+    const count = async (table: string) =>
+      (await db.query(`SELECT count() AS n FROM ${table} WHERE tenant_id = {tenant:UInt16}`, {}, z.object({ n: z.coerce.number() })))[0]!.n
+    expect({ models: await count('rec_models'), customers: await count('rec_customers'), items: await count('rec_items') }).toEqual({ models: 0, customers: 0, items: 0 })
+  })
+})

@@ -49,6 +49,12 @@ export interface ModelOptions {
   testCustomers?: number
   /** Serve this model (`ease_0.3`, `sar`) without choosing. */
   model?: string
+  /**
+   * The run's lease (pipelines/pipeline.lease.ts): aborted once lost, and the build stops before
+   * its next step. Another process may then run it, and an erasure waiting for the runs in
+   * progress no longer waits for this one, so it must not write after.
+   */
+  signal?: AbortSignal
 }
 
 export interface BuiltModel {
@@ -127,6 +133,7 @@ export async function buildModel(
   const db = deps.db.forTenant(input.tenant.id)
   const ms: Record<string, number> = {}
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    input.signal?.throwIfAborted()
     const t0 = performance.now()
     try {
       return await fn()
@@ -253,6 +260,8 @@ export async function buildModel(
     z.object({ customers: z.coerce.number() }),
   )
   const catalogVersion = ownVersion || groupVersion
+  // Complete only while the lease holds: an incomplete build is never served, and the next drops it.
+  input.signal?.throwIfAborted()
   await db.insert('rec_models', [
     {
       build: input.build,

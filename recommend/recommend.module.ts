@@ -44,9 +44,9 @@ export function createRecommendModule(deps: {
   const catalogs = createCatalogRepository({ db: deps.db, tags: deps.tags, tenants: deps.tenants })
   const log = deps.log.child({ component: 'recommend' })
   const layouts = createLayoutService({ db: deps.db, tenants: deps.tenants, tags: deps.tags, catalogs, bitmaps: deps.bitmaps, log, metrics: deps.metrics, ...(deps.refreshMs ? { refreshMs: deps.refreshMs } : {}), ...(deps.exposureFlushMs ? { flushMs: deps.exposureFlushMs } : {}) })
-  deps.runner.register('recommend', async ({ tenantId, asOf, runId }) => {
+  deps.runner.register('recommend', async ({ tenantId, asOf, runId, signal }) => {
     const tenant = await deps.tenants.get(tenantId)
-    const built = await buildModel({ db: deps.db.lane('pipeline'), catalogs }, { tenant, asOf, build: runId })
+    const built = await buildModel({ db: deps.db.lane('pipeline'), catalogs }, { tenant, asOf, build: runId, ...(signal ? { signal } : {}) })
     await layouts.reload(tenantId)
     return { rows: built.customers, details: { build: built.build, catalogVersion: built.catalogVersion, customers: built.customers, items: built.items, model: built.model, choice: built.choice, ms: built.ms } }
   }, { after: 'segments' })
