@@ -87,4 +87,24 @@ describe('event triggers over resolved identities', () => {
     await send(transfer({ userId: 'MF-A' }, now))
     expect(await targetsFor('MF-A', 'MF-B')).toEqual([{ key: into, no: 'MF-B' }])
   })
+
+  it('wakes on a last step sent without the customer number, from a device linked to the customer', async () => {
+    const now = Date.now()
+    await send({ type: 'identify', anonymousId: 'dev-an2', userId: 'AN2', timestamp: new Date(now - 6 * MIN).toISOString() })
+    await send(signedIn({ userId: 'AN2' }, now - 5 * MIN))
+    // The app sent the transfer before the session carried the number again.
+    await send(transfer({ anonymousId: 'dev-an2' }, now))
+    expect(await targetsFor('AN2')).toEqual([{ key: await keyOf('AN2'), no: 'AN2' }])
+  })
+
+  it('does not wake on a last step from a device linked to no one', async () => {
+    const now = Date.now()
+    await send(signedIn({ anonymousId: 'dev-an3' }, now - 5 * MIN), transfer({ anonymousId: 'dev-an3' }, now))
+    const rows = await t.engine.db.forTenant(bank.tenant.id).query(
+      `SELECT count() AS n FROM push_targets FINAL WHERE tenant_id = {tenant:UInt16} AND campaign_id = 'anti-fraud' AND customer_key = 0`,
+      {},
+      z.object({ n: z.coerce.number() }),
+    )
+    expect(rows[0]!.n).toBe(0)
+  })
 })

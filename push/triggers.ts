@@ -37,7 +37,10 @@ export interface IncomingEvent {
   event: string
   /** The bank's customer number (Segment userId). */
   userId?: string | undefined
-  /** The dense key when the caller knows it already. */
+  /**
+   * The dense key when the caller knows it already (0: not known). The ingest writer gives the key
+   * of an event sent without the number from a device identify had linked to the customer.
+   */
   customerKey?: number | undefined
   /** Event time: epoch milliseconds, a Date or an ISO string. */
   timestamp: number | Date | string
@@ -116,6 +119,19 @@ export function createTriggers(deps: {
     return new Map(rows.filter((r) => r.customer_key !== 0).map((r) => [r.id_value, r.customer_key]))
   }
 
+  /** The customer number each of these keys was last identified by. */
+  async function numbersOf(tenantId: number, keys: number[]): Promise<Map<number, string>> {
+    if (!keys.length) return new Map()
+    const rows = await deps.db.forTenant(tenantId).query(
+      `SELECT customer_key, argMax(id_value, updated_at) AS id_value FROM identities
+       WHERE tenant_id = {tenant:UInt16} AND id_kind = 'customer_no' AND customer_key IN {keys:Array(UInt32)}
+       GROUP BY customer_key`,
+      { keys },
+      idRow,
+    )
+    return new Map(rows.map((r) => [r.customer_key, r.id_value]))
+  }
+
   async function evaluate(
     tenantId: number,
     c: SavedCampaign & { schedule: EventSchedule },
@@ -183,12 +199,17 @@ export function createTriggers(deps: {
       const woken = wakes.map(({ c, events: evs }) => ({
         c,
         events: evs.flatMap((e) => {
-          const key = e.customerKey ?? keys.get(e.userId ?? '')
+          const key = e.customerKey || keys.get(e.userId ?? '')
           const at = ms(e.timestamp)
           return key && Number.isFinite(at) ? [{ key, no: e.userId ?? '', at }] : []
         }),
       })).filter((w) => w.events.length)
       if (!woken.length) return result
+      // A step sent without the number names no one: the customer's number is read from their
+      // identities (it stands in for a missing profile, as the number sent with an event does).
+      const unnamed = [...new Set(woken.flatMap((w) => w.events.flatMap((e) => (e.no ? [] : [e.key]))))]
+      const numbers = await numbersOf(tenantId, unnamed)
+      for (const w of woken) for (const e of w.events) if (!e.no) e.no = numbers.get(e.key) ?? ''
       const merged = await customersOf(deps.db.forTenant(tenantId), [...new Set(woken.flatMap((w) => w.events.map((e) => e.key)))])
       const runId = newRunId()
       await deps.lock.run(tenantId, async () => {
