@@ -27,11 +27,14 @@ import { startServer, type Started } from './start.js'
  *   loopback, with a password made for this start. Against a ClickHouse server (`CLICKHOUSE_URL`)
  *   every process goes to the server itself.
  * - They start once the engine process is ready, so none migrates or seeds, and each digests with
- *   the engine process's secret. Each keeps its own layout snapshots, key cache and rate limits;
- *   `/metrics` answers for all of them and the engine process (server/cluster.metrics.ts).
+ *   the engine process's secret. Each keeps its own layout snapshots and key cache; `/metrics`
+ *   answers for all of them and the engine process (server/cluster.metrics.ts).
  * - Push leases and the services' locks are the engine process's: API processes forward pulls and
  *   acknowledgements (push/lease.remote.ts) and ask for locks (core/cluster-locks.ts) over the
  *   cluster's channel, so what one process did one at a time stays so across all of them.
+ * - A change of keys, tenants or a personalization switch is applied by every API process before
+ *   it is answered, and the rates granted and capped items served are relayed every 100 ms
+ *   (core/cluster-broadcast.ts).
  * - An API process that dies is started again (after 1 s, doubling while it keeps dying young).
  * - Stopping (SIGTERM or SIGINT to the primary): the API processes stop first, each finishing its
  *   requests and writing what it accepted through the engine endpoint; then the endpoint, then the
