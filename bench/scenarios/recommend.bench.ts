@@ -59,8 +59,8 @@ function combine(runs: Run[]): Run {
 }
 
 /** bench/ceiling.server.ts in a child process. */
-async function startCeiling(bodyFile: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../ceiling.server.ts', import.meta.url)), bodyFile], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function startCeiling(bodyFile: string, processes = 1): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../ceiling.server.ts', import.meta.url)), bodyFile, String(processes)], { stdio: ['ignore', 'pipe', 'inherit'] })
   const url = await new Promise<string>((resolve, reject) => {
     let out = ''
     child.stdout!.on('data', (d: Buffer) => {
@@ -202,17 +202,21 @@ export const scenario: BenchScenario = {
       const constantRequest = fixed('/constant')
       const rounds = Number(ctx.args.rounds ?? 4)
       /** Layouts and the bare server in turns; CPU per request the least of the turns, with its system part. */
-      const turns = async (pids: readonly number[], url: string, stretches?: [number, number][]) => {
+      // `bare`: a second bare server loaded in the same turns (the bare server on as many
+      // processes as the API), so both rates are measured under the same other load.
+      const turns = async (pids: readonly number[], url: string, stretches?: [number, number][], bare?: { url: string; child: ChildProcess }) => {
         const l: CpuRun[] = []
         const k: CpuRun[] = []
+        const kb: Run[] = []
         for (let r = 0; r < rounds; r++) {
           const from = monotonicUs()
           l.push(await loadWithCpu(pids, url, seconds / rounds, connections, layoutRequests))
           stretches?.push([from, monotonicUs()])
           k.push(await loadWithCpu([ceiling.child.pid!], ceiling.url, seconds / rounds, connections, constantRequest))
+          if (bare) kb.push(await load(bare.url, seconds / rounds, connections, constantRequest))
         }
         const least = (xs: CpuRun[]) => xs.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a))
-        return { layout: combine(l), constant: combine(k), layoutCpu: least(l), constantCpu: least(k) }
+        return { layout: combine(l), constant: combine(k), layoutCpu: least(l), constantCpu: least(k), bare: kb.length ? combine(kb) : undefined }
       }
       let one: Awaited<ReturnType<typeof turns>>
       // The layout turns of the one process, for its profile (--set cpuprof).
@@ -257,6 +261,7 @@ export const scenario: BenchScenario = {
       let multiPaced: Run | undefined
       let multiPaced16: Run | undefined
       let multiRssMb = NaN
+      let bareMulti: { url: string; child: ChildProcess } | undefined
       try {
         if (apiProcesses > 1) {
           await server.kill('SIGTERM')
@@ -267,7 +272,9 @@ export const scenario: BenchScenario = {
           await settle([server.child.pid!, ...workers])
           // Each process loads the snapshots on its first requests.
           await load(server.url, 5, connections, layoutRequests)
-          multi = await turns([server.child.pid!, ...workers], server.url)
+          bareMulti = await startCeiling(bodyFile, apiProcesses)
+          await load(bareMulti.url, 3, connections, constantRequest)
+          multi = await turns([server.child.pid!, ...workers], server.url, undefined, bareMulti)
           multiPaced = await load(server.url, 10, 4, layoutRequests)
           multiPaced16 = await load(server.url, 10, 16, layoutRequests)
           multiRssMb = [server.child.pid!, ...workers].reduce((t, pid) => t + rssOf(pid).rssMb, 0)
@@ -275,6 +282,7 @@ export const scenario: BenchScenario = {
         }
       } finally {
         ceiling.child.kill('SIGTERM')
+        bareMulti?.child.kill('SIGTERM')
       }
       // Issue 20's goal reads the rate and its p99 together: the best rate measured with p99 <= 5 ms
       // (saturated or below), against the bare server's saturated rate.
@@ -338,6 +346,7 @@ export const scenario: BenchScenario = {
               multi_layout_p99_ms: multi.layout.p99,
               multi_layout_non_2xx: multi.layout.non2xx,
               multi_constant_same_size_rps: multi.constant.rps,
+              ...(multi.bare ? { multi_bare_processes_rps: multi.bare.rps, multi_bare_processes_p99_ms: multi.bare.p99 } : {}),
               multi_cpu_us_per_layout: multi.layoutCpu.cpuUs,
               multi_system_us_per_layout: multi.layoutCpu.systemUs,
               multi_process_cpu_us_per_layout: multi.layoutCpu.processUs,
@@ -356,7 +365,7 @@ export const scenario: BenchScenario = {
         figures,
         ratios: { layout_rps_over_health: layout.rps / health.rps, layout_p99_over_health: layout.p99 / health.p99, layout_rps_over_constant_same_size: layout.rps / constant.rps, layout_rps_p99_le_5ms_over_constant_same_size: bestWithin / constant.rps, constant_cpu_over_layout_cpu: cpuPerConstantUs / cpuPerLayoutUs,
           machine_bound_layout_over_constant: machineBound(one.layoutCpu) / constant.rps,
-          ...(multi ? { multi_layout_rps_over_constant_same_size: multi.layout.rps / multi.constant.rps, multi_layout_rps_over_one_process: multi.layout.rps / layout.rps, multi_best_p99_le_5ms_over_constant_same_size: bestWithinMulti / multi.constant.rps } : {}) },
+          ...(multi ? { multi_layout_rps_over_constant_same_size: multi.layout.rps / multi.constant.rps, multi_layout_rps_over_one_process: multi.layout.rps / layout.rps, multi_best_p99_le_5ms_over_constant_same_size: bestWithinMulti / multi.constant.rps, ...(multi.bare ? { multi_bare_processes_over_one: multi.bare.rps / multi.constant.rps, multi_best_p99_le_5ms_over_bare_processes: bestWithinMulti / multi.bare.rps } : {}) } : {}) },
         notes: [
           `Goal (issue 20): layouts at >= 0.5x the bare server with the same body, p99 <= 5 ms at that rate. Best layout rate measured with p99 <= 5 ms: ${bestWithin.toFixed(0)}/s, ${(bestWithin / constant.rps).toFixed(2)}x of the bare server's ${constant.rps.toFixed(0)}/s (${bestWithin >= 0.5 * constant.rps ? 'met' : 'NOT met'}); saturated: ${layout.rps.toFixed(0)}/s with p99 ${layout.p99} ms. /health on the same server: ${health.rps.toFixed(0)} requests/s, p99 ${health.p99} ms.`,
           `The ceiling for a body of this size: a bare fastify process (no hooks, auth or logging) answering the same ${Buffer.byteLength(sample).toLocaleString('en-US')} bytes ran ${constant.rps.toFixed(0)} requests/s, p99 ${constant.p99} ms, under the same load, in ${rounds} turns of ${(seconds / rounds).toFixed(0)} s alternating with the layouts' (rates are the mean of the turns, percentiles the worst turn's); layouts ran at ${(layout.rps / constant.rps).toFixed(2)}x of it.`,
@@ -365,7 +374,10 @@ export const scenario: BenchScenario = {
           ...(multi && multiPaced
             ? [
                 `${apiProcesses} API processes (QIANMIAN_API_PROCESSES=${apiProcesses}: the engine process and ${apiProcesses} processes sharing the port, restarted on the same data): ${multi.layout.rps.toFixed(0)} layouts/s, p99 ${multi.layout.p99} ms, against the bare server's ${multi.constant.rps.toFixed(0)}/s in the same turns (${(multi.layout.rps / multi.constant.rps).toFixed(2)}x; one process: ${(layout.rps / constant.rps).toFixed(2)}x); ${(multi.layout.rps / layout.rps).toFixed(2)}x the one process's rate. With 4 connections: ${multiPaced.rps.toFixed(0)}/s, p99 ${multiPaced.p99} ms${multiPaced16 ? `; with 16: ${multiPaced16.rps.toFixed(0)}/s, p99 ${multiPaced16.p99} ms` : ''}. ` +
-                  `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs); over every thread ${multi.layoutCpu.processUs.toFixed(0)} µs, and ${multi.layoutCpu.generatorUs.toFixed(0)} µs of the load generator: all cores busy at ${machineBound(multi.layoutCpu).toFixed(0)} layouts/s. On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.`,
+                  `CPU per layout over every process's main thread: ${multi.layoutCpu.cpuUs.toFixed(0)} µs (one process: ${cpuPerLayoutUs.toFixed(0)} µs); over every thread ${multi.layoutCpu.processUs.toFixed(0)} µs, and ${multi.layoutCpu.generatorUs.toFixed(0)} µs of the load generator: all cores busy at ${machineBound(multi.layoutCpu).toFixed(0)} layouts/s. On a machine of ${os.cpus().length} cores the load generator, the engine process and the API processes share them; RSS of all the processes together ${multiRssMb.toFixed(0)} MB.` +
+                  (multi.bare
+                    ? ` The bare server on ${apiProcesses} processes (Node's cluster sharing one port, as the API processes do), in the same turns: ${multi.bare.rps.toFixed(0)} requests/s, p99 ${multi.bare.p99} ms, ${(multi.bare.rps / multi.constant.rps).toFixed(2)}x the one bare process: what a second process adds to any server on this machine while the load generator shares its cores. The layouts' best rate with p99 <= 5 ms is ${(bestWithinMulti / multi.bare.rps).toFixed(2)}x of it.`
+                    : ''),
               ]
             : []),
           ...(profile
