@@ -308,44 +308,19 @@ export async function builtDays(db: TenantDb, layout: string, from: string, to: 
   return new Set(rows.map((r) => r.d))
 }
 
-/** An event tag, where its measure's count sits in the daily arrays, and the days whose activity of it can move its value. */
-export interface TagDays {
-  tag: string
-  /** 1-based position of the tag's measure in `cnt` (the layout's). */
-  position: number
-  days: readonly string[]
-}
-
 /**
- * Records in tag_scope the customers whose event tags may have changed, and which: a customer
- * with activity of a tag's measure on one of that tag's days (rebuilt days, and days that entered
- * or left its window since the last run) is recomputed for that tag alone (`narrowed`). A window
- * reads nothing but its measure's rows inside it, so no other activity moves its value; counted
- * at 200k customers, a third of the scope's (customer, event tag) pairs are recomputed so.
- * Customers the bank does not know (events only) are recomputed for every event tag: whether
- * they have a row in the span at all decides whether they have values, and any day can change
- * that. Called before a rebuild with the old rows and after it with the new ones.
+ * Records in tag_scope the customers whose event tags may have changed: those with daily rows on
+ * the given days (rebuilt days, and days that entered or left a window since the last run).
+ * Called before a rebuild with the old rows and after it with the new ones.
  */
-export async function addScopeFromDays(db: TenantDb, runId: string, layout: string, tags: readonly TagDays[]): Promise<void> {
-  const q = scopeFromDaysSelect(runId, layout, tags)
-  if (q) await db.command(`INSERT INTO tag_scope (tenant_id, run_id, customer_key, narrowed, event_tags)\n     ${q.sql}`, q.params)
-}
-
-/** The rows addScopeFromDays writes, as a SELECT (undefined without days). */
-export function scopeFromDaysSelect(runId: string, layout: string, tags: readonly TagDays[]): { sql: string; params: Record<string, unknown> } | undefined {
-  const days = [...new Set(tags.flatMap((t) => t.days))].sort()
-  if (!days.length) return undefined
-  return {
-    sql: `SELECT {tenant:UInt16}, {run:UInt64}, customer_key, narrowed, if(narrowed = 1, active, []) FROM (
-       SELECT customer_key,
-              groupUniqArrayArray(arrayFilter((t, p, ds) -> cnt[p] > 0 AND has(ds, day), {names:Array(String)}, {positions:Array(UInt32)}, {tagDays:Array(Array(Date))})) AS active,
-              toUInt8(customer_key IN (SELECT customer_key FROM customers FINAL WHERE tenant_id = {tenant:UInt16} AND deleted = 0)) AS narrowed
-       FROM tag_event_daily
-       WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)} AND (day, build) IN ${CURRENT_DAYS}
-       GROUP BY customer_key)
-     WHERE narrowed = 0 OR notEmpty(active)`,
-    params: { run: runId, layout, days, names: tags.map((t) => t.tag), positions: tags.map((t) => t.position), tagDays: tags.map((t) => [...t.days]) },
-  }
+export async function addScopeFromDays(db: TenantDb, runId: string, layout: string, days: readonly string[]): Promise<void> {
+  if (!days.length) return
+  await db.command(
+    `INSERT INTO tag_scope (tenant_id, run_id, customer_key)
+     SELECT DISTINCT {tenant:UInt16}, {run:UInt64}, customer_key FROM tag_event_daily
+     WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)} AND (day, build) IN ${CURRENT_DAYS}`,
+    { run: runId, layout, days },
+  )
 }
 
 /** Whether any customer merge is in force: without one, reads skip the merge lookup per event. */

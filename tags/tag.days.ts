@@ -19,7 +19,7 @@ import {
 } from './event-daily.js'
 import { addScopeFromCustomers, keepCustomers, printKept } from './tag.customers.js'
 import { eventTagsStale, type EventTagState } from './tag.freshness.js'
-import { ACTIVITY_MEASURE, measureOf, type Layout } from './tag.measures.js'
+import type { Layout } from './tag.measures.js'
 import type { RunMode, RunState } from './tag.pipeline.js'
 import type { StoredTag, TagDefinition } from './tag.schema.js'
 
@@ -168,17 +168,11 @@ export async function prepareDays(db: TenantDb, r: DaysRequest, timed: Timed): P
   // Days that entered or left a window since the last run: after g days without a run, the
   // longest window's left days reach g days before its start (only the last one did before).
   const gap = daysBetween(prev.today, r.today)
-  // Each event tag's own: a customer is recomputed for the tags whose measure was active on them.
-  const edgesOf = (d: TagDefinition) => boundaryDays(windowRanges([d]), prev.today, r.today).filter((x) => x >= addDays(r.windowFrom, -gap) && x <= r.today)
-  const measured = r.allEventTags.flatMap((d) => {
-    const position = r.layout.cnt.get(d.rule.kind === 'window' ? measureOf(d.rule).id : ACTIVITY_MEASURE.id)
-    // A tag whose measure is not in the layout cannot be computed (the run fails it alone).
-    return position === undefined ? [] : [{ def: d, position }]
-  })
+  const edges = boundaryDays(windowRanges(r.allEventTags), prev.today, r.today).filter((d) => d >= addDays(r.windowFrom, -gap) && d <= r.today)
   await timed('scope', async () => {
-    await addScopeFromDays(db, r.runId, r.hash, measured.map((m) => ({ tag: m.def.name, position: m.position, days: [...new Set([...dirty, ...edgesOf(m.def)])] })))
+    await addScopeFromDays(db, r.runId, r.hash, [...new Set([...dirty, ...edges])])
     await rebuild(dirty)
-    await addScopeFromDays(db, r.runId, r.hash, measured.map((m) => ({ tag: m.def.name, position: m.position, days: dirty })))
+    await addScopeFromDays(db, r.runId, r.hash, dirty)
     await addTenureCrossings(db, r.runId, r.allEventTags, prev.today, r.today, r.tz)
     for (const b of r.customersFrom) await addScopeFromCustomers(db, r.runId, b, out.base)
   })

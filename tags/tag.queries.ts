@@ -41,10 +41,10 @@ const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE ten
 const RANGE = `AND ${keyInRange('customer_key')}`
 
 /** Output tuples, one per tag, unpivoted into stage rows; only tags that hold are kept. */
-function stageQuery(names: readonly string[], select: string, b: ParamBinder, params: Record<string, unknown>, ranged: boolean, keep?: string): StageQuery {
+function stageQuery(names: readonly string[], select: string, b: ParamBinder, params: Record<string, unknown>, ranged: boolean): StageQuery {
   const items = names.map((n, i) => `tuple(${b.str(n)}, e${i}.1, e${i}.2, e${i}.3, e${i}.4)`)
   const rows = `SELECT {tenant:UInt16}, {run:UInt64}, o.1, customer_key, o.2, o.3, o.4 FROM (
-      SELECT customer_key, arrayJoin(arrayFilter(x -> x.5 = 1${keep ? ` AND (${keep})` : ''}, [${items.join(', ')}])) AS o FROM (${select})
+      SELECT customer_key, arrayJoin(arrayFilter(x -> x.5 = 1, [${items.join(', ')}])) AS o FROM (${select})
     )`
   return { sql: `INSERT INTO tag_stage (tenant_id, run_id, tag, customer_key, value, num, list)\n    ${rows}`, select: rows, params: { ...b.params, ...params }, ranged }
 }
@@ -79,15 +79,9 @@ export function windowStage(defs: readonly TagDefinition[], o: { scoped: boolean
   const agg = `SELECT customer_key, ${aggs.join(', ')} FROM tag_event_daily
       WHERE tenant_id = {tenant:UInt16} AND day BETWEEN {wfrom:Date} AND {today:Date32} AND (day, build) IN ${CURRENT_DAYS} ${scope}
       GROUP BY customer_key`
-  // Scoped: each customer's tags as the scope names them (every event tag, or those whose
-  // measure was active on the days that put the customer in it: event-daily.ts addScopeFromDays).
-  const tagsOf = o.scoped
-    ? `INNER JOIN (SELECT customer_key, min(narrowed) AS narrowed, groupUniqArrayArray(event_tags) AS only FROM tag_scope
-        WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} ${RANGE} GROUP BY customer_key) AS sc ON sc.customer_key = base.customer_key`
-    : ''
-  const select = `SELECT base.customer_key AS customer_key, ${o.scoped ? 'sc.narrowed AS narrowed, sc.only AS only, ' : ''}${outs.join(', ')}
-      FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key ${tagsOf}`
-  return stageQuery(defs.map((d) => d.name), select, b, { ...rangeParams(), wfrom: o.windowFrom, layout: o.layout.hash }, true, o.scoped ? 'narrowed = 0 OR has(only, x.1)' : undefined)
+  const select = `SELECT base.customer_key AS customer_key, ${outs.join(', ')}
+      FROM (${base}) AS base LEFT JOIN (${agg}) AS w ON w.customer_key = base.customer_key`
+  return stageQuery(defs.map((d) => d.name), select, b, { ...rangeParams(), wfrom: o.windowFrom, layout: o.layout.hash }, true)
 }
 
 export interface DepTag {

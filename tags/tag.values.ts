@@ -28,13 +28,7 @@ export function currentValuesSql(tagsParam: string, scoped = ''): string {
       WHERE tenant_id = {tenant:UInt16} AND tag IN ${tagsParam} AND is_deleted = 0 ${scoped})`
 }
 
-/**
- * The (tag, customer) pairs of the run's scope, as a predicate on tag_values or history rows:
- * every event tag of a customer in scope for all, the named ones of a customer in scope for some
- * (event-daily.ts addScopeFromDays). A comparison reads the current values of these pairs alone.
- */
-export const SCOPED_PAIRS = `AND (customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND narrowed = 0)
-  OR (customer_key, tag) IN (SELECT customer_key, arrayJoin(event_tags) FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND narrowed = 1))`
+const SCOPE = `AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`
 
 /**
  * The customers whose values of the tags `tagsParam` (a bound Array(String)) this run changed,
@@ -50,7 +44,7 @@ export function changedBySql(tagsParam: string, customers = false): string {
 export interface DiffOptions {
   runId: string
   tags: readonly string[]
-  /** Compare only the (tag, customer) pairs in tag_scope for this run (incremental event tags). */
+  /** Compare only the customers in tag_scope for this run (incremental event tags). */
   scoped: boolean
   /** Compare only the customers whose values of these tags this run changed (rules computed for them alone). */
   changed?: readonly string[]
@@ -81,7 +75,7 @@ const ROW_SUM = 'count() AS n, sum(cityHash64(customer_key, value, num, list)) A
 export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
   if (!o.tags.length) return
   const changed = o.changed?.length || o.changedCustomers ? `AND ${changedBySql('{changed:Array(String)}', o.changedCustomers).replaceAll('{key}', 'customer_key')}` : ''
-  const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPED_PAIRS : ''} ${changed}`
+  const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''} ${changed}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
   const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(changed ? { changed: o.changed ?? [] } : {}) }
   const stage = (extra = '') => `SELECT tag, customer_key, value, num, list${extra} FROM tag_stage

@@ -1,14 +1,14 @@
 import { z } from 'zod'
 import type { Db, TenantDb } from '../../core/db.js'
 import { ParamBinder } from '../../core/params.js'
-import { addDays, daysBetween, localDate } from '../../core/time.js'
-import { boundaryDays, scopeFromDaysSelect, windowRanges } from '../../tags/event-daily.js'
-import { ACTIVITY_MEASURE, CURRENT_DAYS, dailyAggregateSql, eventMeasures, measureOf, type Layout } from '../../tags/tag.measures.js'
+import { addDays, localDate } from '../../core/time.js'
+import { boundaryDays, windowRanges } from '../../tags/event-daily.js'
+import { CURRENT_DAYS, dailyAggregateSql, eventMeasures, type Layout } from '../../tags/tag.measures.js'
 import type { TagRunResult } from '../../tags/tag.pipeline.js'
 import { profileStage, sqlStage, windowStage, type StageQuery } from '../../tags/tag.queries.js'
 import { dependencyLevels } from '../../tags/tag.repository.js'
 import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
-import { changedBySql, SCOPED_PAIRS } from '../../tags/tag.values.js'
+import { changedBySql } from '../../tags/tag.values.js'
 import type { Tenant } from '../../tenants/tenants.service.js'
 
 /**
@@ -175,17 +175,12 @@ export async function measureIncrementalFloors(
       const bound = { run: runId, today, tz: t.timeZone, asOf: '1970-01-01 00:00:00.000' }
       const computed = (d: TagDefinition) => !result.tags[d.name]?.skipped && !result.tags[d.name]?.failed
 
-      // The customers on the days rebuilt or that entered or left a window, with the event tags
-      // whose measure was active on them, as the run's scope step finds them (not written).
-      const gap = daysBetween(prevToday, today)
-      const scopeTags = defs.flatMap((d) => {
-        const position = d.rule.kind === 'window' ? layout.cnt.get(measureOf(d.rule).id) : d.rule.kind === 'lifecycle' ? layout.cnt.get(ACTIVITY_MEASURE.id) : undefined
-        if (position === undefined) return []
-        const edges = boundaryDays(windowRanges([d]), prevToday, today).filter((x) => x >= addDays(windowFrom, -gap) && x <= today)
-        return [{ tag: d.name, position, days: [...new Set([...result.rebuiltDays, ...edges])] }]
-      })
-      const sq = scopeFromDaysSelect(runId, layout.hash, scopeTags)
-      if (sq) f.scope += await timeSelect(tdb, sq.sql, sq.params)
+      f.scope += await timeSelect(
+        tdb,
+        `SELECT DISTINCT customer_key FROM tag_event_daily
+         WHERE tenant_id = {tenant:UInt16} AND day IN {days:Array(Date)} AND (day, build) IN ${CURRENT_DAYS}`,
+        { days: boundaryDays(windowRanges(defs), prevToday, today), layout: layout.hash },
+      )
       f.newDay += await dayAggregation(tdb, layout, prevToday, today, t.timeZone)
 
       const events = defs.filter((d) => d.rule.kind === 'window' || d.rule.kind === 'lifecycle')
@@ -225,7 +220,7 @@ export async function measureIncrementalFloors(
         `SELECT tag, customer_key, value, num, list FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND is_deleted = 0 ${extra}`
       f.diffRead += await timeSelect(
         tdb,
-        current(SCOPED_PAIRS),
+        current(`AND customer_key IN (SELECT customer_key FROM tag_scope WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64})`),
         { tags: events.map((d) => d.name), run: runId },
       )
       if (whole.length) f.diffRead += await timeSelect(tdb, current(''), { tags: whole })
