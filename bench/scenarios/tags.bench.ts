@@ -16,7 +16,7 @@ import { createTenantService, type Tenant } from '../../tenants/tenants.service.
 import type { BenchScenario } from '../harness.js'
 import { monitorSection, openEngineMonitor } from '../engine-monitor.js'
 import { appendDay, codeVersion, propertyCondition, settle } from '../support.js'
-import { measureIncrementalFloors, measureStepFloors } from './tags.floors.js'
+import { DIRECTION_NOTES, directionFigures, measureIncrementalFloors, measureStepFloors } from './tags.floors.js'
 
 /**
  * The banking tag pack over the demo group (`--set customers=N days=D seed=S key_range=K`; K is the
@@ -152,7 +152,7 @@ export const scenario: BenchScenario = {
     const incr = await runAll('incremental', asOf2, 'incremental run')
     settleSeconds.before_incremental_floors = await settle(system)
     monitor.phase('incremental floors')
-    const incrFloor = await measureIncrementalFloors(ctx.db, members, defsOf, {
+    const { floors: incrFloor, parts: incrParts } = await measureIncrementalFloors(ctx.db, members, defsOf, {
       asOf: asOf2,
       newDay: asOf,
       runIds: incr.runIds,
@@ -161,6 +161,7 @@ export const scenario: BenchScenario = {
     monitor.phase('between')
     const incrFloorSum = Object.values(incrFloor).reduce((a, v) => a + v, 0)
     say(`incremental floors: ${Object.entries(incrFloor).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}; their sum ${incrFloorSum.toFixed(2)} s`)
+    say(`their parts: ${Object.entries(incrParts).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`)
     const incrementalOk = incr.results.every((r) => r.mode === 'incremental')
     const scoped = incr.results.reduce((a, r) => a + (r.scoped ?? 0), 0)
     const rebuiltDays = incr.results.map((r) => r.rebuiltDays)
@@ -226,6 +227,7 @@ export const scenario: BenchScenario = {
         floor_incremental_bitmaps_s: incrFloor.bitmaps,
         floor_incremental_sum_s: incrFloorSum,
         floor_incremental_sum_over_full: incrFloorSum / full.seconds,
+        ...directionFigures(stepFloor, incrFloor, incrParts, floorSeconds, full.seconds),
         full_cpu_s: full.cpu,
         ...prefixed('full', full.steps),
         new_day_events: newDayEvents,
@@ -312,6 +314,7 @@ export const scenario: BenchScenario = {
           `tags, the narrowed rules' customers, every customer's other tags); its changes written once into tables of history's and current values' shapes; ` +
           `and the bitmaps' update inputs (a bitmap per changed (tag, value) and one read of the changed tags' bitmaps, nothing written). ` +
           `floor_incremental_sum_over_full divides their sum by the full run: what the incremental run as built cannot go under.`,
+        DIRECTION_NOTES,
         `Before each timed phase the run waits for background merges and mutations to finish (merges_settle_*_s), so the phases do not pay for each other's merges.`,
         `14M customers: not run here; extrapolated_14m_* scale this run's figures linearly by events (x${perMillion.toFixed(1)}) — an extrapolation, not a measurement.`,
         `*_cpu_s are this process's CPU seconds (Node and the engine's threads) in the phase, a check on the wall-clock ratios when other processes share the ` +
