@@ -3,7 +3,8 @@ import type { Db } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { addDays, chDateTime, localDate } from '../core/time.js'
 import { eventMeasures } from './tag.measures.js'
-import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
+import { profileStage, sqlStage, windowStage, type Cuts, type StageQuery } from './tag.queries.js'
+import { quantileStage, type ScoreNarrowing } from './tag.quantiles.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, tagsWithoutValues } from './tag.values.js'
@@ -34,7 +35,8 @@ import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
  *   entered or left a window since then (plus tenure crossings for lifecycles); a rule whose
  *   only moved inputs are tags this run changed is recomputed for the customers those changed,
- *   other rules and scores for everyone.
+ *   a quantile score in that case for them and those a moved cut point reached
+ *   (tag.quantiles.ts), other rules and scores for everyone.
  *   Falls back to full when the measures or windows changed or the last run is over a week old;
  * - backfill: the values as of the end of a past day, written to history only, with what
  *   history held after that day restored where the day's changes would hide it (tag.backfill.ts).
@@ -48,78 +50,9 @@ import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
  * be prepared every event tag fails while the rules, scores and SQL tags are computed.
  */
 
-export type RunMode = 'full' | 'incremental' | 'backfill'
+import type { RunState, TagRunRequest, TagRunResult } from './tag.run.js'
 
-/** What a run leaves for the next incremental one. */
-export interface RunState {
-  today: string
-  watermark: string
-  measures: string
-  span: number
-}
-
-export interface TagRunRequest {
-  tenantId: number
-  timeZone: string
-  /** Every active definition of the tenant; `only` picks which to compute. */
-  defs: readonly StoredTag[]
-  only?: readonly string[]
-  mode: RunMode
-  asOf: Date
-  runId: string
-  /**
-   * A full run that recomputes every tag for everyone instead of keeping those whose inputs it
-   * finds unchanged (repairs values changed outside runs; costs the whole computation).
-   */
-  recompute?: boolean
-  /**
-   * How far before the last watermark to look for changed days (default 60 s): an insert that
-   * took its change time just before a run started may commit just after the run read.
-   */
-  watermarkSlackMs?: number
-  /**
-   * Customer keys per range of the statements whose memory grows with the bank (staging, the
-   * diff); 0 or unset: derived from the bank's highest key (tag.ranges.ts).
-   */
-  keyRange?: number
-  /**
-   * The first local day whose events the bank's retention keeps whole (tag.job.ts derives it
-   * from `eventsDays`). A full run keeps the builds of earlier days instead of re-aggregating
-   * what retention left of their events: a window longer than the retention counts those days
-   * as they were built, in every run, as an incremental run (which never rebuilds them) does.
-   */
-  eventsKeptFrom?: string
-  /** Aborted when the run's lease was lost (pipelines/pipeline.lease.ts): the run stops before its next step. */
-  signal?: AbortSignal
-}
-
-export interface TagRunResult {
-  mode: RunMode
-  state: RunState
-  changed: number
-  /**
-   * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
-   * (with a reason) when a tag it reads failed; failed with the error; `changedInputs`: a rule
-   * recomputed only for the customers whose values of those tags this run changed, and with
-   * `changedCustomers` for the customers whose row changed since too.
-   */
-  tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[]; changedCustomers?: boolean }>
-  /** Tags whose computation failed, with the error: the run completed the others. */
-  failures: { tag: string; error: string }[]
-  /** Tags not computed because a tag they read failed. */
-  blocked: { tag: string; reason: string }[]
-  rebuiltDays: string[]
-  /** Days of the window a full run took as built, their events and identities unchanged since. */
-  reusedDays?: number
-  /** Days before the events retention's edge whose build a change of measures carried over (tags/event-daily.ts carryDays). */
-  carriedDays?: string[]
-  /** Days before the longest window (and a month more) whose builds this run dropped. */
-  droppedDays?: number
-  scoped?: number
-  /** Customer-key ranges the ranged statements ran over. */
-  keyRanges: number
-  steps: { step: string; ms: number }[]
-}
+export type { RunMode, RunState, TagRunRequest, TagRunResult } from './tag.run.js'
 
 /** Inserts that computed their change time just before the watermark may commit just after it. */
 const WATERMARK_SLACK_MS = 60_000
@@ -241,10 +174,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
    * is found and the others are still computed. A failed query may have staged some blocks:
    * they are removed before the retry.
    */
-  const attempt = async (group: readonly TagDefinition[], what: string, build: (ds: readonly TagDefinition[]) => StageQuery): Promise<void> => {
+  const attempt = async (group: readonly TagDefinition[], what: string, build: (ds: readonly TagDefinition[]) => StageQuery | Promise<StageQuery>): Promise<void> => {
     if (!group.length) return
     try {
-      await stage(build(group), what)
+      await stage(await build(group), what)
     } catch (err) {
       await clearStage(db, req.runId, group.map((d) => d.name))
       if (group.length === 1) {
@@ -257,6 +190,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
   const narrowed = new Map<string, { changed: string[]; changedCustomers: boolean }>()
+  // Quantile scores: their cut points, and those computed for some customers only (tag.quantiles.ts).
+  const cuts = new Map<string, Cuts>()
+  const narrowScores = new Map<string, ScoreNarrowing>()
   // When each stock table last received rows: an incremental run leaves a rule over them alone
   // when nothing it reads moved since it was computed (a full run reads them afresh).
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
@@ -325,7 +261,17 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     })
     for (const d of narrow) narrowed.set(d.name, narrowTo)
     if (scores.length) await timed(`level${li}_scores`, async () => {
-      for (const d of scores) await attempt([d], `score ${d.name}`, (ds) => profileStage(ds, known, asOfValues))
+      for (const d of scores) {
+        await attempt([d], `score ${d.name}`, async (ds) => {
+          if (d.rule.kind !== 'score' || d.rule.method !== 'quantile') return profileStage(ds, known, asOfValues)
+          // Narrowing reads the input's rows in tag_changes, which a staged input has none of.
+          const by = derives && mode !== 'backfill' ? narrowing(d as StoredTag, freshCtx()) : undefined
+          const q = await quantileStage(db, d, { known, asOf: asOfValues.asOf, params, changed: by?.inputs.some((t) => staged.has(t)) ? undefined : by, state: states.get(d.name), runId: req.runId })
+          cuts.set(d.name, q.cuts)
+          if (q.narrowed) narrowScores.set(d.name, q.narrowed)
+          return q.query
+        })
+      }
     })
     if (sqls.length) await timed(`level${li}_sql`, async () => {
       for (const d of sqls) await attempt([d], `SQL tag ${d.name}`, ([x]) => sqlStage(x!))
@@ -335,13 +281,18 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : mode === 'full' ? { wholeTagCheck: true } : {}
       const eventTags = events.filter(ok).map((d) => d.name)
-      const wholeTags = [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name)
+      const wholeTags = [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name) && !narrowScores.has(d.name)).map((d) => d.name)
       // A tag staged for every customer with no value stored yet (its first run): every staged
       // value is an addition, written as it is staged, without a diff against nothing.
       if (mode !== 'backfill') for (const t of await tagsWithoutValues(db, [...(isScoped ? [] : eventTags), ...wholeTags])) staged.add(t)
       await diffStage(db, { runId: req.runId, tags: eventTags.filter((t) => !staged.has(t)), scoped: isScoped, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: wholeTags.filter((t) => !staged.has(t)), scoped: false, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, ...narrowTo, ranges, ...backfillAsOf })
+      for (const d of scores.filter((x) => ok(x) && narrowScores.has(x.name))) {
+        const n = narrowScores.get(d.name)!
+        await diffStage(db, { runId: req.runId, tags: [d.name], scoped: false, changed: n.inputs, ...(n.band ? { band: n.band } : {}), ranges })
+        narrowed.set(d.name, { changed: n.inputs, changedCustomers: false })
+      }
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     const tags = computed.map((d) => d.name)
@@ -387,6 +338,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         states,
         counts,
         staged,
+        cuts,
         ...(hasEventTags ? { eventTags: new Set(all.filter(isEventTag).map((d) => d.name)) } : {}),
       }),
     )
