@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import type { TestEngine } from '../test/engine.js'
 import { LONG_AGO, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
@@ -20,23 +19,13 @@ let engine: TestEngine
 let repo: TagRepository
 let T: number
 const db = () => engine.db.forTenant(T)
-const { staged } = tagReads(db)
+const { staged, nums: buckets } = tagReads(db)
 const SCORES = ['q_up', 'q_down', 'q_last']
 
 async function run(o: { recompute?: boolean } = {}) {
   const runId = newRunId()
   const r = await runTags({ db: engine.db }, { tenantId: T, timeZone: TAG_TEST_TZ, defs: await repo.list(T), mode: 'full', asOf: TAG_TEST_AS_OF, runId, watermarkSlackMs: 0, ...o })
   return { ...r, runId }
-}
-
-/** A score's buckets, as customer -> bucket. */
-async function buckets(tag: string): Promise<Record<number, number>> {
-  const rows = await db().query(
-    `SELECT customer_key AS k, num FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
-    { tag },
-    z.object({ k: z.coerce.number(), num: z.coerce.number() }),
-  )
-  return Object.fromEntries(rows.map((r) => [r.k, r.num]))
 }
 
 /** The score's buckets for customers `keys`, as one string (e.g. '1-3:4 4-9:3'). */

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { newRunId } from '../core/run-id.js'
 import { chDateTime } from '../core/time.js'
 import { openTestEngine, type TestEngine } from '../test/engine.js'
-import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, testTagDef } from '../test/fixtures.js'
+import { LONG_AGO, localEvent, TAG_TEST_AS_OF, TAG_TEST_TZ, tagReads, testTagDef } from '../test/fixtures.js'
 import { createTenantService } from '../tenants/tenants.service.js'
 import { runTags } from './tag.pipeline.js'
 import { createTagRepository, type TagRepository } from './tag.repository.js'
@@ -25,17 +25,9 @@ let repo: TagRepository
 let T: number
 
 const db = () => engine.db.forTenant(T)
+const { nums: values } = tagReads(db)
 const run = async (mode: 'full' | 'incremental' = 'full', timeZone = TZ) =>
   runTags({ db: engine.db }, { tenantId: T, timeZone, defs: await repo.list(T), mode, asOf: AS_OF, runId: newRunId(), watermarkSlackMs: 0 })
-
-async function values(tag: string): Promise<Record<number, number>> {
-  const rows = await db().query(
-    `SELECT customer_key AS k, num FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
-    { tag },
-    z.object({ k: z.coerce.number(), num: z.coerce.number() }),
-  )
-  return Object.fromEntries(rows.map((r) => [r.k, r.num]))
-}
 
 beforeAll(async () => {
   engine = await openTestEngine()

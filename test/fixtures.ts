@@ -47,6 +47,15 @@ export function tagReads(db: () => TenantDb) {
       )
       return rows.map((r) => r.k)
     },
+    /** The current numeric values of `tag`, as customer -> num. */
+    async nums(tag: string): Promise<Record<number, number>> {
+      const rows = await db().query(
+        `SELECT customer_key AS k, num FROM tag_values FINAL WHERE tenant_id = {tenant:UInt16} AND tag = {tag:String} AND is_deleted = 0 ORDER BY k`,
+        { tag },
+        z.object({ k: z.coerce.number(), num: z.coerce.number() }),
+      )
+      return Object.fromEntries(rows.map((r) => [r.k, r.num]))
+    },
   }
 }
 
