@@ -15,6 +15,7 @@ import { maxCustomerKey, rangeParams, splitKeys, type KeyRange } from './tag.ran
 import { customersPrint } from './tag.customers.js'
 import { dropDaysBefore, dropSupersededDays } from './event-daily.js'
 import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
+import type { RunState, TagRunRequest, TagRunResult } from './tag.run.js'
 
 /**
  * One tenant's tag run: event aggregates brought up to date, then the tags level by level in
@@ -49,8 +50,6 @@ import { incrementalStart, isEventTag, prepareDays } from './tag.days.js'
  * tag whose measure cannot be compiled is left out of them and fails alone, and when they cannot
  * be prepared every event tag fails while the rules, scores and SQL tags are computed.
  */
-
-import type { RunState, TagRunRequest, TagRunResult } from './tag.run.js'
 
 export type { RunMode, RunState, TagRunRequest, TagRunResult } from './tag.run.js'
 
