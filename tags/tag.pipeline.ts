@@ -4,7 +4,7 @@ import { AppError, errText } from '../core/errors.js'
 import { addDays, chDateTime, localDate } from '../core/time.js'
 import { eventMeasures } from './tag.measures.js'
 import { profileStage, sqlStage, windowStage, type Cuts, type StageQuery } from './tag.queries.js'
-import { quantileStage, type ScoreNarrowing } from './tag.quantiles.js'
+import { narrowedScoresSql, quantileStage, type ScoreNarrowing } from './tag.quantiles.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, tagsWithoutValues } from './tag.values.js'
@@ -265,7 +265,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
           if (d.rule.kind !== 'score' || d.rule.method !== 'quantile') return profileStage(ds, known, asOfValues)
           // Narrowing reads the input's rows in tag_changes, which a staged input has none of.
           const by = derives && mode !== 'backfill' ? narrowing(d as StoredTag, freshCtx()) : undefined
-          const q = await quantileStage(db, d, { known, asOf: asOfValues.asOf, params, changed: by?.inputs.some((t) => staged.has(t)) ? undefined : by, state: states.get(d.name), runId: req.runId })
+          const q = await quantileStage(db, d, { known, asOf: asOfValues.asOf, params, changed: by?.inputs.some((t) => staged.has(t)) ? undefined : by, state: states.get(d.name) })
           cuts.set(d.name, q.cuts)
           if (q.narrowed) narrowScores.set(d.name, q.narrowed)
           return q.query
@@ -287,11 +287,9 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
       await diffStage(db, { runId: req.runId, tags: eventTags.filter((t) => !staged.has(t)), scoped: isScoped, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: wholeTags.filter((t) => !staged.has(t)), scoped: false, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, ...narrowTo, ranges, ...backfillAsOf })
-      for (const d of scores.filter((x) => ok(x) && narrowScores.has(x.name))) {
-        const n = narrowScores.get(d.name)!
-        await diffStage(db, { runId: req.runId, tags: [d.name], scoped: false, changed: n.inputs, ...(n.band ? { band: n.band } : {}), ranges })
-        narrowed.set(d.name, { changed: n.inputs, changedCustomers: false })
-      }
+      const narrowedScores = scores.filter((x) => ok(x) && narrowScores.has(x.name)).map((d) => ({ tag: d.name, narrowed: narrowScores.get(d.name)! }))
+      if (narrowedScores.length) await diffStage(db, { runId: req.runId, tags: narrowedScores.map((x) => x.tag), scoped: false, only: narrowedScoresSql(narrowedScores), ranges })
+      for (const x of narrowedScores) narrowed.set(x.tag, { changed: x.narrowed.inputs, changedCustomers: false })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     const tags = computed.map((d) => d.name)

@@ -83,6 +83,7 @@ describe('quantile scores by cut points', () => {
     // Descending cut points 2, 1, 0: the first moved from 1 to 2, so 10-20 (input 1, unchanged)
     // go from 1 to 2; 4-9 are recomputed and stay 1.
     expect(await staged(r.runId, 'q_down')).toBe(17)
+    expect(r.tags.q_down?.changed).toBe(11)
     expect(await of('q_down', { absent: range(21, 30), once: range(10, 20), twice: range(1, 9) })).toBe('absent:3 once:2 twice:1')
     // last_login: missing x10, 03-12 x11, 03-13 x3, 03-14 x6: cut points NULL, 03-12, 03-13: 1-3
     // (03-13, unchanged) go from 4 to 3.

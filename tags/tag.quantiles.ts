@@ -3,6 +3,7 @@ import type { TenantDb } from '../core/db.js'
 import { ParamBinder } from '../core/params.js'
 import { profileStage, quantileCutsSql, zeroWhenAbsent, type Band, type Cuts, type StageQuery } from './tag.queries.js'
 import type { ScoreRule, TagDefinition } from './tag.schema.js'
+import { changedBySql } from './tag.values.js'
 
 /**
  * Quantile scores kept up without ranking every customer again. A score is
@@ -13,11 +14,26 @@ import type { ScoreRule, TagDefinition } from './tag.schema.js'
  * whose input changed in the run or lies between a cut point's old and new place.
  */
 
-/** A quantile score's cut points over every customer, as the run sees them now. */
-export async function quantileCuts(db: TenantDb, d: TagDefinition, known: ReadonlyMap<string, TagDefinition>, asOf: boolean, params: Record<string, unknown>): Promise<Cuts> {
+/**
+ * A quantile score's cut points over every customer, as the run sees them now, and the newest run
+ * other than this one that wrote values of `written` (tags; '0' when none did).
+ */
+export async function quantileCuts(
+  db: TenantDb,
+  d: TagDefinition,
+  known: ReadonlyMap<string, TagDefinition>,
+  asOf: boolean,
+  params: Record<string, unknown>,
+  written: readonly string[] = [],
+): Promise<{ cuts: Cuts; written: string }> {
   const b = new ParamBinder('q')
-  const [row] = await db.query(`SELECT ${quantileCutsSql(d, known, asOf, b)} AS cuts`, { ...params, ...b.params }, z.object({ cuts: z.array(z.number().nullable()) }))
-  return row!.cuts
+  const last = `(SELECT toString(max(run_id)) FROM tag_values WHERE tenant_id = {tenant:UInt16} AND tag IN ${b.strs(written)} AND run_id != {run:UInt64})`
+  const [row] = await db.query(
+    `SELECT ${quantileCutsSql(d, known, asOf, b)} AS cuts, ${last} AS written`,
+    { run: '0', ...params, ...b.params },
+    z.object({ cuts: z.array(z.number().nullable()), written: z.string() }),
+  )
+  return row!
 }
 
 /**
@@ -65,38 +81,57 @@ export function bandSql(input: TagDefinition, bands: { lo: (number | null)[]; hi
 
 export interface ScoreNarrowing {
   inputs: string[]
-  band?: Band
+  /** The input tag and the bands between the cut points' old and new places (none when no cut point moved). */
+  input: TagDefinition
+  bands: { lo: (number | null)[]; hi: (number | null)[] }
+  descending: boolean
 }
 
 /**
  * Whether a quantile score can be computed for some customers only, and for whom: `changed` is
  * what the tag's freshness says (its input alone moved, changed by this run); the state must
  * record the cut points its values were computed with, and no run but this one may have written
- * the score's or its input's values since (a run cut short after writing them left cut points
- * that no longer describe them).
+ * the score's or its input's values since (`written`: a run cut short after writing them left
+ * cut points that no longer describe them).
  */
-export async function scoreNarrowing(
-  db: TenantDb,
+export function scoreNarrowing(
   d: TagDefinition,
   o: {
     known: ReadonlyMap<string, TagDefinition>
     changed: { inputs: string[]; customers: boolean } | undefined
     state: { run_id: string; cuts: readonly (number | null)[] } | undefined
     cuts: Cuts
-    runId: string
+    written: string
   },
-): Promise<ScoreNarrowing | undefined> {
+): ScoreNarrowing | undefined {
   const r = d.rule as ScoreRule
-  const input = r.method === 'quantile' && r.input && 'tag' in r.input ? o.known.get(r.input.tag) : undefined
+  const input = quantileInput(d, o.known)
   if (!input || !o.changed || o.changed.customers || !o.state || o.state.cuts.length !== o.cuts.length) return undefined
-  const [w] = await db.query(
-    `SELECT toString(max(run_id)) AS r FROM tag_values WHERE tenant_id = {tenant:UInt16} AND tag IN {tags:Array(String)} AND run_id != {run:UInt64}`,
-    { tags: [d.name, input.name], run: o.runId },
-    z.object({ r: z.string() }),
-  )
-  if (BigInt(w?.r ?? '0') > BigInt(o.state.run_id)) return undefined
-  const band = bandSql(input, cutBands(o.state.cuts, o.cuts, r.descending), r.descending)
-  return { inputs: o.changed.inputs, ...(band ? { band } : {}) }
+  if (BigInt(o.written) > BigInt(o.state.run_id)) return undefined
+  return { inputs: o.changed.inputs, input, bands: cutBands(o.state.cuts, o.cuts, r.descending), descending: r.descending }
+}
+
+/** A quantile score's input, when it is a tag. */
+function quantileInput(d: TagDefinition, known: ReadonlyMap<string, TagDefinition>): TagDefinition | undefined {
+  const r = d.rule
+  return r.kind === 'score' && r.method === 'quantile' && r.input && 'tag' in r.input ? known.get(r.input.tag) : undefined
+}
+
+/**
+ * The customers narrowed quantile scores are compared for, as one predicate on `{key}` and the
+ * value's `tag`: per score, those whose input this run changed. The customers a moved cut point
+ * reached are staged but not read back: each of them changes bucket (cut points are ordered, so
+ * no two of them cross one input in opposite directions), and a staged value without a current
+ * one to compare with is written as the change it is.
+ */
+export function narrowedScoresSql(scores: readonly { tag: string; narrowed: ScoreNarrowing }[]): Band {
+  const params: Record<string, unknown> = {}
+  const parts = scores.map(({ tag, narrowed: n }, i) => {
+    params[`qn${i}_t`] = tag
+    params[`qn${i}_in`] = n.inputs
+    return `(tag = {qn${i}_t:String} AND ${changedBySql(`{qn${i}_in:Array(String)}`)})`
+  })
+  return { sql: `(${parts.join(' OR ')})`, params }
 }
 
 /**
@@ -113,11 +148,12 @@ export async function quantileStage(
     params: Record<string, unknown>
     changed: { inputs: string[]; customers: boolean } | undefined
     state: { run_id: string; cuts: readonly (number | null)[] } | undefined
-    runId: string
   },
 ): Promise<{ query: StageQuery; cuts: Cuts; narrowed?: ScoreNarrowing }> {
-  const cuts = await quantileCuts(db, d, o.known, o.asOf, o.params)
-  const narrowed = await scoreNarrowing(db, d, { known: o.known, changed: o.changed, state: o.state, cuts, runId: o.runId })
-  const by = narrowed ? { changed: narrowed.inputs, ...(narrowed.band ? { band: narrowed.band } : {}) } : {}
+  const input = quantileInput(d, o.known)
+  const { cuts, written } = await quantileCuts(db, d, o.known, o.asOf, o.params, input ? [d.name, input.name] : [])
+  const narrowed = scoreNarrowing(d, { known: o.known, changed: o.changed, state: o.state, cuts, written })
+  const band = narrowed && bandSql(narrowed.input, narrowed.bands, narrowed.descending)
+  const by = narrowed ? { changed: narrowed.inputs, ...(band ? { band } : {}) } : {}
   return { query: profileStage([d], o.known, { asOf: o.asOf, cuts: new Map([[d.name, cuts]]), ...by }), cuts, ...(narrowed ? { narrowed } : {}) }
 }

@@ -10,7 +10,6 @@ import { dependencyLevels } from '../../tags/tag.repository.js'
 import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { changedBySql } from '../../tags/tag.values.js'
 import { quantileCuts } from '../../tags/tag.quantiles.js'
-import { rangeParams } from '../../tags/tag.ranges.js'
 import type { Tenant } from '../../tenants/tenants.service.js'
 
 /**
@@ -293,9 +292,9 @@ export async function measureIncrementalFloors(
           // for the customers whose input changed (those a moved cut point reached left out).
           const by = result.tags[d.name]?.changedInputs
           const t0 = performance.now()
-          const cuts = by ? new Map([[d.name, await quantileCuts(tdb, d, known, false, { ...bound, ...rangeParams() })]]) : undefined
+          const cuts = by ? new Map([[d.name, (await quantileCuts(tdb, d, known, false, bound)).cuts]]) : undefined
           const sq = profileStage([d], known, { asOf: false, ...(by && cuts ? { changed: by, cuts } : {}) })
-          const s = (performance.now() - t0) / 1000 + (await timeSelect(tdb, sq.select, { ...sq.params, ...bound, ...rangeParams() }))
+          const s = (performance.now() - t0) / 1000 + (await timeSelect(tdb, sq.select, { ...sq.params, ...bound }))
           f.scores += s
           if (d.rule.kind === 'score' && d.rule.method === 'quantile') p.scoresQuantile += s
           else p.scoresWeighted += s
