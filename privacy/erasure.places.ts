@@ -61,7 +61,7 @@ export const PLACES: Record<TenantTable, Place> = {
   tag_scope: { by: 'key', label: 'tag run scope' },
   tag_customer_prints: { by: 'key', label: 'the customers as a tag run read them (key, hash of opening date and deletion)' },
   tag_bitmaps: { by: 'bitmap', label: 'tag bitmaps' },
-  tag_state: { by: 'none', why: "per tag: build, coverage, last run, a quantile score's cut points (inputs at rank edges, ranked again without an erased customer by the next run)" },
+  tag_state: { by: 'none', why: 'per tag: build, coverage, last run' },
   pipeline_runs: { by: 'none', why: 'run history (counts only)' },
   pipeline_locks: { by: 'none', why: 'run leases' },
   segment_definitions: { by: 'none', why: 'segment rules' },

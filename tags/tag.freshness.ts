@@ -58,9 +58,7 @@ export interface FreshnessContext {
  * feature on a new day, no stock table changed, every other tag it reads unchanged since): such
  * a rule changes only for the customers whose values of those tags changed in this run (their
  * rows in tag_changes), so it is recomputed for them alone; with `customers`, also for the
- * customers whose row changed since it was computed (in the run's scope as such). It is set for
- * a quantile score in the same case (without `customers`): the run decides with the score's cut
- * points whom to recompute (tag.quantiles.ts).
+ * customers whose row changed since it was computed (in the run's scope as such).
  */
 export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string | undefined; changedInputs?: string[]; customers?: boolean } {
   if (d.rule.kind === 'sql') return { stale: 'SQL tags read anything' }
@@ -94,9 +92,7 @@ export function freshness(d: StoredTag, ctx: FreshnessContext): { stale: string 
       stale ??= `${dep} changed since`
     }
   }
-  // A rule is per customer; a quantile score is too once its cut points are known (tag.quantiles.ts).
-  const perCustomer = d.rule.kind === 'rule' || (d.rule.kind === 'score' && d.rule.method === 'quantile')
-  if (!perCustomer || since || !(now.length || customers)) return { stale }
+  if (d.rule.kind !== 'rule' || since || !(now.length || customers)) return { stale }
   return { stale, changedInputs: now, ...(customers ? { customers } : {}) }
 }
 

@@ -3,8 +3,7 @@ import type { Db } from '../core/db.js'
 import { AppError, errText } from '../core/errors.js'
 import { addDays, chDateTime, localDate } from '../core/time.js'
 import { eventMeasures } from './tag.measures.js'
-import { profileStage, sqlStage, windowStage, type Cuts, type StageQuery } from './tag.queries.js'
-import { narrowedScoresSql, quantileStage, type ScoreNarrowing } from './tag.quantiles.js'
+import { profileStage, sqlStage, windowStage, type StageQuery } from './tag.queries.js'
 import { dependencyLevels } from './tag.repository.js'
 import { tagDependencies, type StoredTag, type TagDefinition } from './tag.schema.js'
 import { applyChanges, diffStage, tagsWithoutValues } from './tag.values.js'
@@ -36,8 +35,7 @@ import type { RunState, TagRunRequest, TagRunResult } from './tag.run.js'
  *   event tags are recomputed only for customers with activity on rebuilt days or on days that
  *   entered or left a window since then (plus tenure crossings for lifecycles); a rule whose
  *   only moved inputs are tags this run changed is recomputed for the customers those changed,
- *   a quantile score in that case for them and those a moved cut point reached
- *   (tag.quantiles.ts), other rules and scores for everyone.
+ *   other rules and scores for everyone.
  *   Falls back to full when the measures or windows changed or the last run is over a week old;
  * - backfill: the values as of the end of a past day, written to history only, with what
  *   history held after that day restored where the day's changes would hide it (tag.backfill.ts).
@@ -173,10 +171,10 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
    * is found and the others are still computed. A failed query may have staged some blocks:
    * they are removed before the retry.
    */
-  const attempt = async (group: readonly TagDefinition[], what: string, build: (ds: readonly TagDefinition[]) => StageQuery | Promise<StageQuery>): Promise<void> => {
+  const attempt = async (group: readonly TagDefinition[], what: string, build: (ds: readonly TagDefinition[]) => StageQuery): Promise<void> => {
     if (!group.length) return
     try {
-      await stage(await build(group), what)
+      await stage(build(group), what)
     } catch (err) {
       await clearStage(db, req.runId, group.map((d) => d.name))
       if (group.length === 1) {
@@ -189,9 +187,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
   const perTag: TagRunResult['tags'] = {}
   // Rules recomputed for the customers whose values of these tags changed (not for everyone).
   const narrowed = new Map<string, { changed: string[]; changedCustomers: boolean }>()
-  // Quantile scores: their cut points, and those computed for some customers only (tag.quantiles.ts).
-  const cuts = new Map<string, Cuts>()
-  const narrowScores = new Map<string, ScoreNarrowing>()
   // When each stock table last received rows: an incremental run leaves a rule over them alone
   // when nothing it reads moved since it was computed (a full run reads them afresh).
   const stock = mode === 'incremental' ? await stockChanges(db) : new Map<string, string>()
@@ -260,17 +255,7 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     })
     for (const d of narrow) narrowed.set(d.name, narrowTo)
     if (scores.length) await timed(`level${li}_scores`, async () => {
-      for (const d of scores) {
-        await attempt([d], `score ${d.name}`, async (ds) => {
-          if (d.rule.kind !== 'score' || d.rule.method !== 'quantile') return profileStage(ds, known, asOfValues)
-          // Narrowing reads the input's rows in tag_changes, which a staged input has none of.
-          const by = derives && mode !== 'backfill' ? narrowing(d as StoredTag, freshCtx()) : undefined
-          const q = await quantileStage(db, d, { known, asOf: asOfValues.asOf, params, changed: by?.inputs.some((t) => staged.has(t)) ? undefined : by, state: states.get(d.name) })
-          cuts.set(d.name, q.cuts)
-          if (q.narrowed) narrowScores.set(d.name, q.narrowed)
-          return q.query
-        })
-      }
+      for (const d of scores) await attempt([d], `score ${d.name}`, (ds) => profileStage(ds, known, asOfValues))
     })
     if (sqls.length) await timed(`level${li}_sql`, async () => {
       for (const d of sqls) await attempt([d], `SQL tag ${d.name}`, ([x]) => sqlStage(x!))
@@ -280,16 +265,13 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
     await timed(`level${li}_diff`, async () => {
       const backfillAsOf = mode === 'backfill' ? { asOf } : mode === 'full' ? { wholeTagCheck: true } : {}
       const eventTags = events.filter(ok).map((d) => d.name)
-      const wholeTags = [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name) && !narrowScores.has(d.name)).map((d) => d.name)
+      const wholeTags = [...profile, ...sqls].filter((d) => ok(d) && !narrowBy.has(d.name)).map((d) => d.name)
       // A tag staged for every customer with no value stored yet (its first run): every staged
       // value is an addition, written as it is staged, without a diff against nothing.
       if (mode !== 'backfill') for (const t of await tagsWithoutValues(db, [...(isScoped ? [] : eventTags), ...wholeTags])) staged.add(t)
       await diffStage(db, { runId: req.runId, tags: eventTags.filter((t) => !staged.has(t)), scoped: isScoped, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: wholeTags.filter((t) => !staged.has(t)), scoped: false, ranges, ...backfillAsOf })
       await diffStage(db, { runId: req.runId, tags: narrow.filter(ok).map((d) => d.name), scoped: false, ...narrowTo, ranges, ...backfillAsOf })
-      const narrowedScores = scores.filter((x) => ok(x) && narrowScores.has(x.name)).map((d) => ({ tag: d.name, narrowed: narrowScores.get(d.name)! }))
-      if (narrowedScores.length) await diffStage(db, { runId: req.runId, tags: narrowedScores.map((x) => x.tag), scoped: false, only: narrowedScoresSql(narrowedScores), ranges })
-      for (const x of narrowedScores) narrowed.set(x.tag, { changed: x.narrowed.inputs, changedCustomers: false })
     })
     const computed = level.filter((d) => !skipped.has(d.name) && ok(d))
     const tags = computed.map((d) => d.name)
@@ -335,7 +317,6 @@ export async function runTags(deps: { db: Db }, req: TagRunRequest): Promise<Tag
         states,
         counts,
         staged,
-        cuts,
         ...(hasEventTags ? { eventTags: new Set(all.filter(isEventTag).map((d) => d.name)) } : {}),
       }),
     )

@@ -15,7 +15,7 @@ import {
 import { guardSqlTag } from './tag.sqlguard.js'
 import { sqlTagSources } from './tag.sources.js'
 import { changedBySql, currentValuesSql, valuesAsOfSql } from './tag.values.js'
-import { ALL_KEYS, keyInRange, rangeParams } from './tag.ranges.js'
+import { keyInRange, rangeParams } from './tag.ranges.js'
 
 /**
  * The SQL that stages one level of tags: every statement here is an `INSERT INTO tag_stage`
@@ -90,26 +90,23 @@ export interface DepTag {
 }
 
 /** Window measures that are absent count as zero (no event is a count of 0). */
-export function zeroWhenAbsent(d: TagDefinition): boolean {
+function zeroWhenAbsent(d: TagDefinition): boolean {
   return d.rule.kind === 'window' && !d.rule.threshold && d.rule.measure !== 'first_time' && d.rule.measure !== 'last_time'
 }
 
-/** A quantile score's cut points (see quantileCutsSql); NULL: an edge among customers without the input. */
-export type Cuts = readonly (number | null)[]
-
-/** What limits a stage to some customers: a predicate on `{key}` with its own parameters. */
-export interface Band {
-  sql: string
-  params: Record<string, unknown>
-}
-
-/** The profile (customers, the features the tags read) joined with the values of the tags they read. */
-function profileFrom(
+/**
+ * Rules and scores of one level, over the profile and the values of earlier tags; with
+ * `changed`, only for the customers whose values of those tags this run changed, and with
+ * `changedCustomers` for the customers whose row changed since too (rules only).
+ */
+export function profileStage(
   defs: readonly TagDefinition[],
   known: ReadonlyMap<string, TagDefinition>,
-  o: { asOf: boolean; only: string },
-  b: ParamBinder,
-): { from: string; ctx: CompileContext } {
+  o: { asOf: boolean; changed?: readonly string[]; changedCustomers?: boolean },
+): StageQuery {
+  const b = new ParamBinder('r')
+  if ((o.changed?.length || o.changedCustomers) && defs.some((d) => d.rule.kind !== 'rule')) throw new Error('only rules are computed for the customers whose inputs changed')
+  const only = o.changed?.length || o.changedCustomers ? changedBySql(b.strs(o.changed ?? []), o.changedCustomers) : ''
   const features = new Set<FeatureName>()
   const deps = new Set<string>()
   for (const d of defs) {
@@ -130,10 +127,12 @@ function profileFrom(
       zeroWhenAbsent: zeroWhenAbsent(def),
     })
   })
+  const ctx: CompileContext = { binder: b, tags: cols }
+  const outs = defs.map((d, i) => `${d.rule.kind === 'score' ? scoreSql(d, ctx) : ruleSql(d, ctx)} AS e${i}`)
   let pivot = ''
   if (depList.length) {
     const tagsParam = b.strs(depList)
-    const scope = o.only ? `${RANGE} AND ${o.only.replaceAll('{key}', 'customer_key')}` : RANGE
+    const scope = only ? `${RANGE} AND ${only.replaceAll('{key}', 'customer_key')}` : RANGE
     const src = o.asOf ? valuesAsOfSql(tagsParam, `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql(tagsParam, scope)
     const parts = depList.flatMap((_, i) => {
       const is = `tag = ${b.str(depList[i]!)}`
@@ -141,42 +140,10 @@ function profileFrom(
     })
     pivot = `LEFT JOIN (SELECT customer_key, ${parts.join(', ')} FROM ${src} GROUP BY customer_key) AS t ON t.customer_key = p.customer_key`
   }
-  return { from: `(${profileSql([...features], o.only)}) AS p ${pivot}`, ctx: { binder: b, tags: cols } }
-}
-
-const isQuantile = (d: TagDefinition) => d.rule.kind === 'score' && d.rule.method === 'quantile'
-
-/**
- * Rules and scores of one level, over the profile and the values of earlier tags; with
- * `changed`, only for the customers whose values of those tags this run changed, and with
- * `changedCustomers` for the customers whose row changed since too (rules only); with `band`,
- * also for the customers it holds (a quantile score: those whose input lies where a cut point
- * moved). A quantile score buckets by `cuts`, its cut points; without them, by cut points the
- * query computes over every customer (previews, benchmarks).
- */
-export function profileStage(
-  defs: readonly TagDefinition[],
-  known: ReadonlyMap<string, TagDefinition>,
-  o: { asOf: boolean; changed?: readonly string[]; changedCustomers?: boolean; cuts?: ReadonlyMap<string, Cuts>; band?: Band },
-): StageQuery {
-  const b = new ParamBinder('r')
-  const narrowed = o.changed?.length || o.changedCustomers
-  if (narrowed && defs.some((d) => d.rule.kind !== 'rule' && !(isQuantile(d) && o.cuts?.has(d.name)))) {
-    throw new Error('only rules and quantile scores with their cut points are computed for the customers whose inputs changed')
-  }
-  const changedBy = narrowed ? changedBySql(b.strs(o.changed ?? []), o.changedCustomers) : ''
-  const only = changedBy && o.band ? `(${changedBy} OR ${o.band.sql})` : changedBy
-  const { from, ctx } = profileFrom(defs, known, { asOf: o.asOf, only }, b)
-  const outs = defs.map((d, i) => {
-    if (d.rule.kind !== 'score') return `${ruleSql(d, ctx)} AS e${i}`
-    const cuts = o.cuts?.get(d.name)
-    return `${scoreSql(d, ctx, cuts ? b.bind('Array(Nullable(Float64))', cuts) : isQuantile(d) ? quantileCutsSql(d, known, o.asOf, b) : '')} AS e${i}`
-  })
-  const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM ${from}
+  const select = `SELECT p.customer_key AS customer_key, ${outs.join(', ')} FROM (${profileSql([...features], only)}) AS p ${pivot}
     SETTINGS join_use_nulls = 1`
-  // A quantile score is per customer once its cut points are known; a weighted one ranks everyone.
-  const ranged = defs.every((d) => d.rule.kind !== 'score' || isQuantile(d))
-  return stageQuery(defs.map((d) => d.name), select, b, { ...rangeParams(), ...(o.band?.params ?? {}) }, ranged)
+  const ranged = defs.every((d) => d.rule.kind !== 'score')
+  return stageQuery(defs.map((d) => d.name), select, b, rangeParams(), ranged)
 }
 
 /** A numeric input; NULL when the customer has none (a window count without events is 0). */
@@ -186,38 +153,15 @@ function operandNumber(o: Operand, ctx: CompileContext): string {
   return `if(${t.present} = 1, ${t.num}, ${t.zeroWhenAbsent ? '0' : 'NULL'})`
 }
 
-/** Whether a quantile score's input `x` is missing: no value, or one that is not a finite number. */
-const missing = (x: string) => `(${x} IS NULL OR NOT isFinite(assumeNotNull(${x})))`
-
-/**
- * A quantile score's cut points over every customer of the profile, as one expression of type
- * Array(Nullable(Float64)): customers ranked by the input (missing inputs first, in either
- * direction; ties share the rank of the first), the score is 1 + floor((rank - 1) * buckets / n).
- * A customer reaches bucket k + 1 when at least m = ceil(k * n / buckets) customers rank before
- * them, that is when the input is beyond the m-th input in that order: that input is cut point
- * k (NULL when it is a missing one, which every customer with the input is beyond).
- */
-export function quantileCutsSql(d: TagDefinition, known: ReadonlyMap<string, TagDefinition>, asOf: boolean, b: ParamBinder): string {
-  const r = d.rule as ScoreRule
-  const ranged = profileFrom([d], known, { asOf, only: '' }, b)
-  // Every key, not the stage's range: the cut points rank every customer whatever range is staged.
-  const lo = b.bind('UInt32', ALL_KEYS.lo)
-  const hi = b.bind('UInt32', ALL_KEYS.hi)
-  const from = ranged.from.replaceAll('{klo:UInt32}', lo).replaceAll('{khi:UInt32}', hi)
-  const ctx = ranged.ctx
-  const m = `intDiv(k * n + ${r.buckets} - 1, ${r.buckets})`
-  return `(SELECT arrayMap(k -> if(${m} <= gaps, NULL, toNullable(s[${m} - gaps])), range(1, ${r.buckets})) FROM (
-      SELECT count() AS n, countIf(${missing('x')}) AS gaps, ${r.descending ? 'arrayReverseSort' : 'arraySort'}(groupArrayIf(assumeNotNull(x), NOT ${missing('x')})) AS s
-      FROM (SELECT ${operandNumber(r.input!, ctx)} AS x FROM ${from} SETTINGS join_use_nulls = 1)))`
-}
-
-/** Quantile buckets by cut points (see quantileCutsSql), or a weighted percentile score. */
-function scoreSql(d: TagDefinition, ctx: CompileContext, cuts: string): string {
+/** Quantile buckets by rank (ties share a bucket, so reruns agree) or a weighted percentile score. */
+function scoreSql(d: TagDefinition, ctx: CompileContext): string {
   const r = d.rule as ScoreRule
   if (r.method === 'quantile') {
     const x = operandNumber(r.input!, ctx)
-    const beyond = `isNull(c) OR assumeNotNull(${x}) ${r.descending ? '<' : '>'} assumeNotNull(c)`
-    return outTuple('number', `toFloat64(if(${missing(x)}, 1, 1 + arrayCount(c -> ${beyond}, ${cuts})))`, '1')
+    // Ties share the bucket of their first rank, so reruns agree; a customer without the input
+    // ranks first (the lowest bucket) in either direction.
+    const expr = `toFloat64(least(${r.buckets}, 1 + intDiv((rank() OVER (ORDER BY ${x} ${r.descending ? 'DESC' : 'ASC'} NULLS FIRST) - 1) * ${r.buckets}, count() OVER ())))`
+    return outTuple('number', expr, '1')
   }
   const total = r.inputs!.reduce((s, i) => s + i.weight, 0)
   const terms = r.inputs!.map((i) => {

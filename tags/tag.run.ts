@@ -55,8 +55,7 @@ export interface TagRunResult {
    * Per tag: values changed, customers with a value; skipped when nothing it reads moved, or
    * (with a reason) when a tag it reads failed; failed with the error; `changedInputs`: a rule
    * recomputed only for the customers whose values of those tags this run changed, and with
-   * `changedCustomers` for the customers whose row changed since too; or a quantile score
-   * recomputed for those and the customers a moved cut point reached (tag.quantiles.ts).
+   * `changedCustomers` for the customers whose row changed since too.
    */
   tags: Record<string, { changed: number; customers?: number; skipped?: boolean; reason?: string; failed?: boolean; error?: string; changedInputs?: string[]; changedCustomers?: boolean }>
   /** Tags whose computation failed, with the error: the run completed the others. */

@@ -48,13 +48,12 @@ const stateSchema = z.object({
   changed_at: z.string(),
   run_id: z.string(),
   base: z.string(),
-  cuts: z.array(z.number().nullable()),
 })
 
 export async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeof stateSchema>>> {
   const rows = await db.query(
     `SELECT tag, toString(build) AS build, version, covered, toString(today) AS today, toString(watermark) AS watermark, measures, span,
-            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at, toString(run_id) AS run_id, base, cuts
+            toString(computed_at) AS computed_at, toString(changed_at) AS changed_at, toString(run_id) AS run_id, base
      FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16}`,
     {},
     stateSchema,
@@ -62,19 +61,8 @@ export async function tagStates(db: TenantDb): Promise<Map<string, z.infer<typeo
   return new Map(rows.map((r) => [r.tag, r]))
 }
 
-/** `base`: an event tag's customers print (see `customersPrint`), '' for other tags; `cuts`: a quantile score's cut points. */
-export function stateRow(
-  t: StoredTag,
-  build: string,
-  covered: number,
-  changed: number,
-  runId: string,
-  asOf: string,
-  s: RunState,
-  changedAt: string,
-  base = '',
-  cuts: readonly (number | null)[] = [],
-) {
+/** `base`: an event tag's customers print (see `customersPrint`), '' for other tags. */
+export function stateRow(t: StoredTag, build: string, covered: number, changed: number, runId: string, asOf: string, s: RunState, changedAt: string, base = '') {
   return {
     tag: t.name,
     version: t.version ?? 0,
@@ -90,7 +78,6 @@ export function stateRow(
     span: s.span,
     changed_at: changedAt,
     base,
-    cuts,
   }
 }
 
@@ -112,8 +99,6 @@ export interface CommitInput {
   staged: ReadonlySet<string>
   /** The tenant's event tags, when it has any: the customers' prints they name are kept. */
   eventTags?: ReadonlySet<string>
-  /** The quantile scores' cut points as this run computed them. */
-  cuts?: ReadonlyMap<string, readonly (number | null)[]>
 }
 
 /**
@@ -148,7 +133,7 @@ export async function commitBuilds(db: TenantDb, o: CommitInput): Promise<Map<st
     const n = rebuilt ? covered.get(t.name)! : prevBuild!.covered
     customers.set(t.name, n)
     const changed = counts.get(t.name) ?? 0
-    return stateRow(t, rebuilt ? runId : prevBuild!.build, n, changed, runId, o.asOf, o.state, changed > 0 ? o.state.watermark : (prevBuild?.changed_at ?? chDateTime(0)), o.base, o.cuts?.get(t.name))
+    return stateRow(t, rebuilt ? runId : prevBuild!.build, n, changed, runId, o.asOf, o.state, changed > 0 ? o.state.watermark : (prevBuild?.changed_at ?? chDateTime(0)), o.base)
   })
   if (rows.length) await db.insert('tag_state', rows)
   // The rows of prints no event tag names any longer go.

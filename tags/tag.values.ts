@@ -50,11 +50,6 @@ export interface DiffOptions {
   changed?: readonly string[]
   /** With `changed`: the customers whose row changed since too (marked in tag_scope). */
   changedCustomers?: boolean
-  /**
-   * Compare only the customers this predicate on `{key}` (and the value's `tag`) holds, instead
-   * of `changed` (narrowed quantile scores, tag.quantiles.ts `narrowedScoresSql`).
-   */
-  only?: { sql: string; params: Record<string, unknown> }
   /** Compare with history as of this time instead of the current values (backfill). */
   asOf?: string
   /** Customer-key ranges compared one at a time (default: all keys at once). */
@@ -79,11 +74,10 @@ const ROW_SUM = 'count() AS n, sum(cityHash64(customer_key, value, num, list)) A
  */
 export async function diffStage(db: TenantDb, o: DiffOptions): Promise<void> {
   if (!o.tags.length) return
-  const changedBy = o.only ? o.only.sql : o.changed?.length || o.changedCustomers ? changedBySql('{changed:Array(String)}', o.changedCustomers) : ''
-  const changed = changedBy ? `AND ${changedBy.replaceAll('{key}', 'customer_key')}` : ''
+  const changed = o.changed?.length || o.changedCustomers ? `AND ${changedBySql('{changed:Array(String)}', o.changedCustomers).replaceAll('{key}', 'customer_key')}` : ''
   const scope = `AND ${keyInRange('customer_key')} ${o.scoped ? SCOPE : ''} ${changed}`
   const old = o.asOf ? valuesAsOfSql('{tags:Array(String)}', `{asOf:DateTime64(3, 'UTC')}`, scope) : currentValuesSql('{tags:Array(String)}', scope)
-  const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(o.only ? o.only.params : changed ? { changed: o.changed ?? [] } : {}) }
+  const params = { run: o.runId, tags: o.tags, ...(o.asOf ? { asOf: o.asOf } : {}), ...(changed ? { changed: o.changed ?? [] } : {}) }
   const stage = (extra = '') => `SELECT tag, customer_key, value, num, list${extra} FROM tag_stage
            WHERE tenant_id = {tenant:UInt16} AND run_id = {run:UInt64} AND tag IN {tags:Array(String)} AND ${keyInRange('customer_key')}`
   // A tag without current values never gets here (its staged rows are its changes).

@@ -310,7 +310,7 @@ export const scenario: BenchScenario = {
           `floor_incremental_*: measured after the incremental run with its scope and changes, one per step: the customers with day builds on the days that ` +
           `entered or left a window (scope, not written); the new day's per-(customer, day) aggregation (not written); the event tags of the customers in its ` +
           `scope from the day builds (the run's staging query, not written); the rules it computed, each level's whole and narrowed groups as it staged them, ` +
-          `every score for every customer (a quantile score the run narrowed: its cut points over everyone, then its stage for the customers whose input changed) and the SQL tags (not written); what its comparisons read of the current values, once (diff_read: the scope's event ` +
+          `every score for every customer and the SQL tags (not written); what its comparisons read of the current values, once (diff_read: the scope's event ` +
           `tags, the narrowed rules' customers, every customer's other tags); its changes written once into tables of history's and current values' shapes; ` +
           `and the bitmaps' update inputs (a bitmap per changed (tag, value) and one read of the changed tags' bitmaps, nothing written). ` +
           `floor_incremental_sum_over_full divides their sum by the full run: what the incremental run as built cannot go under.`,

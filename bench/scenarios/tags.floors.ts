@@ -9,7 +9,6 @@ import { profileStage, sqlStage, windowStage, type StageQuery } from '../../tags
 import { dependencyLevels } from '../../tags/tag.repository.js'
 import type { StoredTag, TagDefinition } from '../../tags/tag.schema.js'
 import { changedBySql } from '../../tags/tag.values.js'
-import { quantileCuts } from '../../tags/tag.quantiles.js'
 import type { Tenant } from '../../tenants/tenants.service.js'
 
 /**
@@ -288,13 +287,8 @@ export async function measureIncrementalFloors(
           narrowed.push({ tags: narrowRules.map((d) => d.name), inputs, customers })
         }
         for (const d of level.filter((x) => x.rule.kind === 'score' && computed(x))) {
-          // A quantile score the run narrowed: its cut points over every customer, then its stage
-          // for the customers whose input changed (those a moved cut point reached left out).
-          const by = result.tags[d.name]?.changedInputs
-          const t0 = performance.now()
-          const cuts = by ? new Map([[d.name, (await quantileCuts(tdb, d, known, false, bound)).cuts]]) : undefined
-          const sq = profileStage([d], known, { asOf: false, ...(by && cuts ? { changed: by, cuts } : {}) })
-          const s = (performance.now() - t0) / 1000 + (await timeSelect(tdb, sq.select, { ...sq.params, ...bound }))
+          const sq = profileStage([d], known, { asOf: false })
+          const s = await timeSelect(tdb, sq.select, { ...sq.params, ...bound })
           f.scores += s
           if (d.rule.kind === 'score' && d.rule.method === 'quantile') p.scoresQuantile += s
           else p.scoresWeighted += s
