@@ -42,11 +42,16 @@ export interface StepFloors {
 
 const counted = z.object({ n: z.coerce.number() })
 
-/** Runs `select` once for `count()` and a hash of every column; seconds. */
-async function timeSelect(db: TenantDb, select: string, params: Record<string, unknown>): Promise<number> {
+/** Seconds `fn` takes. */
+async function seconds(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now()
-  await db.query(`SELECT count() AS n, groupBitXor(cityHash64(*)) AS h FROM (${select})`, params, counted)
+  await fn()
   return (performance.now() - t0) / 1000
+}
+
+/** Runs `select` once for `count()` and a hash of every column; seconds. */
+function timeSelect(db: TenantDb, select: string, params: Record<string, unknown>): Promise<number> {
+  return seconds(() => db.query(`SELECT count() AS n, groupBitXor(cityHash64(*)) AS h FROM (${select})`, params, counted))
 }
 
 /** The staged rows of `q` with the parameters a run at `today` binds. */
@@ -64,13 +69,6 @@ async function withWriteTables<T>(db: Db, fn: () => Promise<T>): Promise<T> {
   } finally {
     for (const name of Object.keys(WRITE_TABLES)) await db.system.command(`DROP TABLE IF EXISTS ${name}`)
   }
-}
-
-/** Seconds `fn` takes. */
-async function seconds(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now()
-  await fn()
-  return (performance.now() - t0) / 1000
 }
 
 /** The per-(customer, day) aggregation of the raw events of local days [from, to]: no identity resolution, not written. */
@@ -335,20 +333,20 @@ export async function measureIncrementalFloors(
 
       // The bitmaps' update reads, at least, the changes by (tag, value) and the changed tags'
       // bitmaps once (the build the run wrote is the size of the one it replaced).
-      const t0 = performance.now()
-      await tdb.query(
-        `SELECT count() AS n, sum(c) AS h FROM (SELECT tag, value, bitmapCardinality(groupBitmapState(customer_key)) AS c ${from} GROUP BY tag, value)`,
-        { run: runId },
-        counted,
-      )
-      await tdb.query(
-        `SELECT count() AS n, sum(bitmapCardinality(keys)) AS h FROM tag_bitmaps
-         WHERE tenant_id = {tenant:UInt16} AND tag IN (SELECT DISTINCT tag ${from})
-           AND (toString(tag), build) IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
-        { run: runId },
-        counted,
-      )
-      f.bitmaps += (performance.now() - t0) / 1000
+      f.bitmaps += await seconds(async () => {
+        await tdb.query(
+          `SELECT count() AS n, sum(c) AS h FROM (SELECT tag, value, bitmapCardinality(groupBitmapState(customer_key)) AS c ${from} GROUP BY tag, value)`,
+          { run: runId },
+          counted,
+        )
+        await tdb.query(
+          `SELECT count() AS n, sum(bitmapCardinality(keys)) AS h FROM tag_bitmaps
+           WHERE tenant_id = {tenant:UInt16} AND tag IN (SELECT DISTINCT tag ${from})
+             AND (toString(tag), build) IN (SELECT tag, build FROM tag_state FINAL WHERE tenant_id = {tenant:UInt16})`,
+          { run: runId },
+          counted,
+        )
+      })
     }
     f.diffRead = p.diffReadEvents + p.diffReadWholeRules + p.diffReadScoresSql + p.diffReadNarrowed
     return { floors: f, parts: p }
